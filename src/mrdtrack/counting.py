@@ -1,0 +1,150 @@
+"""Per-locus molecule counts of one sample: the count table, fragment-length histogram and QC summary."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pysam
+
+from mrdtrack.logs import UserFacingError
+from mrdtrack.molecules import (
+    DISCORDANT,
+    CountSettings,
+    Locus,
+    ReadStats,
+    molecules_at_loci,
+    resolve_dedup_mode,
+)
+from mrdtrack.panel import contig_map, unique_loci
+
+log = logging.getLogger(__name__)
+
+COUNT_COLUMNS = [
+    "sample_id", "chrom", "pos", "ref", "alt", "panel_patients", "context",
+    "ref_molecules", "alt_molecules", "other_molecules", "discordant_molecules",
+    "alt_f1r2", "alt_f2r1", "ref_f1r2", "ref_f2r1", "reads", "mean_family_size", "alt_lengths",
+]  # fmt: skip
+
+
+class AlignmentInputError(UserFacingError):
+    """An alignment file that cannot be counted as given (unreadable, wrong genome build)."""
+
+
+@dataclass
+class SampleCounts:
+    counts: pd.DataFrame
+    fragment_lengths: pd.DataFrame
+    qc: dict[str, Any]
+
+
+def open_alignments(path: str, reference: str) -> pysam.AlignmentFile:
+    """Open a BAM or CRAM (CRAM decoded with `reference`), with a message a person can act on when it fails."""
+    try:
+        return pysam.AlignmentFile(path, reference_filename=reference)
+    except (OSError, ValueError) as error:
+        raise AlignmentInputError(f"cannot read alignments from '{path}': {error}") from error
+
+
+def count_sample(
+    sample_id: str, alignment_path: str, reference: str, panel: pd.DataFrame, settings: CountSettings
+) -> SampleCounts:
+    """Count molecules at every unique locus of the cohort panel in one BAM/CRAM."""
+    loci = unique_loci(panel)
+    stats = ReadStats()
+    by_locus: dict[tuple[str, int, str, str], dict[str, Any]] = {}
+    lengths: Counter[tuple[str, int]] = Counter()
+    with open_alignments(alignment_path, reference) as alignments:
+        mode = resolve_dedup_mode(alignments, settings)
+        names = _bam_contig_names(alignments, loci["chrom"].unique(), alignment_path)
+        for chrom, group in loci.groupby("chrom", sort=False):
+            bam_loci = [Locus(names[chrom], int(r.pos), r.ref, r.alt) for r in group.itertuples()]
+            for locus, molecules, depth in molecules_at_loci(
+                alignments, names[chrom], bam_loci, settings, mode, stats
+            ):
+                row = tally(locus, molecules, depth)
+                by_locus[(chrom, locus.pos, locus.ref, locus.alt)] = row
+                _add_lengths(lengths, locus, molecules)
+    counts = _count_table(sample_id, loci, by_locus)
+    return SampleCounts(counts, _length_table(lengths), _qc(stats, counts, lengths, mode))
+
+
+def _bam_contig_names(alignments: pysam.AlignmentFile, contigs: Any, path: str) -> dict[str, str]:
+    names = contig_map(contigs, alignments.references)
+    missing = [c for c in contigs if c not in names]
+    if missing:
+        raise AlignmentInputError(
+            f"'{path}' has no contig matching {', '.join(missing)} (its contigs: "
+            f"{', '.join(alignments.references[:5])}...): was it aligned to another genome build?"
+        )
+    return names
+
+
+def tally(locus: Locus, molecules: list[Any], depth: int) -> dict[str, Any]:
+    """Count one locus's molecules by allele and read orientation."""
+    row = dict.fromkeys(COUNT_COLUMNS[7:17], 0)
+    alt_lengths = []
+    for molecule in molecules:
+        allele = _allele(molecule.base, locus)
+        row[f"{allele}_molecules"] += 1
+        if allele in ("ref", "alt"):
+            row[f"{allele}_{'f1r2' if molecule.read1_forward else 'f2r1'}"] += 1
+        if allele == "alt":
+            alt_lengths.append(molecule.fragment_length)
+    row["reads"] = depth
+    sizes = [m.family_size for m in molecules]
+    row["mean_family_size"] = float(np.mean(sizes)) if sizes else 0.0
+    row["alt_lengths"] = ",".join(str(n) for n in sorted(alt_lengths))
+    return row
+
+
+def _allele(base: str, locus: Locus) -> str:
+    if base == DISCORDANT:
+        return "discordant"
+    if base == locus.ref:
+        return "ref"
+    return "alt" if base == locus.alt else "other"
+
+
+def _add_lengths(lengths: Counter[tuple[str, int]], locus: Locus, molecules: list[Any]) -> None:
+    for molecule in molecules:
+        allele = _allele(molecule.base, locus)
+        if allele in ("ref", "alt"):
+            lengths[(allele, molecule.fragment_length)] += 1
+
+
+def _count_table(
+    sample_id: str, loci: pd.DataFrame, by_locus: dict[tuple[str, int, str, str], dict]
+) -> pd.DataFrame:
+    rows = []
+    for locus in loci.itertuples(index=False):
+        counts = by_locus[(locus.chrom, int(locus.pos), locus.ref, locus.alt)]
+        rows.append({"sample_id": sample_id, **locus._asdict(), **counts})
+    return pd.DataFrame(rows, columns=COUNT_COLUMNS)
+
+
+def _length_table(lengths: Counter[tuple[str, int]]) -> pd.DataFrame:
+    rows = [{"allele": a, "length": n, "molecules": c} for (a, n), c in sorted(lengths.items())]
+    return pd.DataFrame(rows, columns=["allele", "length", "molecules"])
+
+
+def _qc(
+    stats: ReadStats, counts: pd.DataFrame, lengths: Counter[tuple[str, int]], mode: str
+) -> dict[str, Any]:
+    molecule_columns = ["ref_molecules", "alt_molecules", "other_molecules", "discordant_molecules"]
+    molecules = int(counts[molecule_columns].to_numpy().sum())
+    templates = float((counts[molecule_columns].sum(axis=1) * counts["mean_family_size"]).sum())
+    all_lengths = np.repeat([n for (_a, n) in lengths], list(lengths.values())) if lengths else np.array([])
+    informative = counts["ref_molecules"] + counts["alt_molecules"]
+    return asdict(stats) | {
+        "molecules": molecules,
+        "mean_family_size": templates / molecules if molecules else 0.0,
+        "duplicate_rate": 1 - molecules / templates if templates else 0.0,
+        "median_fragment_length": float(np.median(all_lengths)) if all_lengths.size else None,
+        "mean_molecules_per_locus": float(informative.mean()) if len(informative) else 0.0,
+        "dedup_mode": mode,
+    }

@@ -1,0 +1,192 @@
+"""Counting molecules, not reads: mates, duplicate families, UMIs, consensus and read filters."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pysam
+import pytest
+
+from mrdtrack.counting import count_sample
+from mrdtrack.molecules import (
+    DISCORDANT,
+    CountSettings,
+    cluster_umis,
+    family_consensus,
+    query_position,
+)
+
+CONTIG_LENGTH = 2000
+LOCUS = 1000  # 1-based; REF A, ALT T in the toy panel
+
+
+@dataclass
+class Pair:
+    """One read pair (a fragment) in a toy BAM: both mates cover LOCUS unless told otherwise."""
+
+    name: str
+    start: int = 950  # 0-based leftmost position of the fragment
+    length: int = 120
+    base1: str = "A"  # read 1's base at LOCUS (None: read 1 does not cover it)
+    base2: str | None = "A"
+    umi: str | None = "AAAAAAAA"
+    flag_extra: int = 0
+    mapq: int = 60
+    qual: int = 37
+    read1_reverse: bool = False
+
+
+def _read(pair: Pair, header: pysam.AlignmentHeader, first: bool) -> pysam.AlignedSegment:
+    read_length = 80
+    reverse = pair.read1_reverse if first else not pair.read1_reverse
+    start = pair.start if not reverse else pair.start + pair.length - read_length
+    mate_start = pair.start + pair.length - read_length if not reverse else pair.start
+    base = pair.base1 if first else pair.base2
+    sequence = ["C"] * read_length
+    offset = LOCUS - 1 - start
+    if base is not None and 0 <= offset < read_length:
+        sequence[offset] = base
+    read = pysam.AlignedSegment(header)
+    read.query_name = pair.name
+    read.query_sequence = "".join(sequence)
+    read.flag = 0x1 | 0x2 | (0x40 if first else 0x80) | (0x10 if reverse else 0x20) | pair.flag_extra
+    read.reference_id = 0
+    read.reference_start = start
+    read.mapping_quality = pair.mapq
+    read.cigarstring = f"{read_length}M"
+    read.next_reference_id = 0
+    read.next_reference_start = mate_start
+    read.template_length = pair.length if start <= mate_start else -pair.length
+    read.query_qualities = pysam.qualitystring_to_array(chr(pair.qual + 33) * read_length)
+    if pair.umi:
+        read.set_tag("RX", pair.umi)
+    return read
+
+
+def write_bam(path: Path, pairs: list[Pair]) -> str:
+    header = pysam.AlignmentHeader.from_dict(
+        {"HD": {"VN": "1.6", "SO": "coordinate"}, "SQ": [{"SN": "chr1", "LN": CONTIG_LENGTH}]}
+    )
+    reads = [_read(p, header, first) for p in pairs for first in (True, False)]
+    reads.sort(key=lambda r: r.reference_start)
+    unsorted = str(path) + ".unsorted.bam"
+    with pysam.AlignmentFile(unsorted, "wb", header=header) as out:
+        for read in reads:
+            out.write(read)
+    pysam.sort("-o", str(path), unsorted)
+    pysam.index(str(path))
+    return str(path)
+
+
+PANEL = pd.DataFrame(
+    {"patient_id": ["P1"], "chrom": ["chr1"], "pos": [LOCUS], "ref": ["A"], "alt": ["T"], "context": ["CAC"],
+     "weight": [1.0]}
+)  # fmt: skip
+
+
+def counts_for(tmp_path: Path, pairs: list[Pair], **settings) -> pd.Series:
+    bam = write_bam(tmp_path / "toy.bam", pairs)
+    result = count_sample("toy", bam, "", PANEL, CountSettings(**settings))
+    return result.counts.iloc[0]
+
+
+def test_overlapping_mates_are_one_molecule(tmp_path):
+    counts = counts_for(tmp_path, [Pair("a"), Pair("b", start=930, umi="CCCCCCCC")])
+    assert counts.ref_molecules == 2
+    assert counts.reads == 4
+
+
+def test_mates_that_disagree_give_no_call(tmp_path):
+    counts = counts_for(tmp_path, [Pair("a", base1="A", base2="T")])
+    assert (counts.ref_molecules, counts.alt_molecules, counts.discordant_molecules) == (0, 0, 1)
+
+
+def test_pcr_duplicates_collapse_to_one_molecule_with_consensus(tmp_path):
+    family = [Pair(f"d{i}", base1="T", base2="T") for i in range(3)] + [Pair("d3", base1="A", base2="A")]
+    counts = counts_for(tmp_path, family)
+    assert (counts.alt_molecules, counts.ref_molecules) == (1, 0)
+    assert counts.mean_family_size == 4
+
+
+def test_family_without_consensus_is_discordant(tmp_path):
+    family = [Pair("x", base1="T", base2="T"), Pair("y", base1="A", base2="A")]
+    counts = counts_for(tmp_path, family)
+    assert counts.discordant_molecules == 1
+    assert counts.alt_molecules == counts.ref_molecules == 0
+
+
+def test_umi_one_mismatch_joins_family_but_distinct_umis_do_not(tmp_path):
+    pairs = [
+        Pair("a", umi="AAAAAAAA"),
+        Pair("b", umi="AAAAAAAA"),
+        Pair("c", umi="AAAAAAAT"),  # sequencing error in the UMI: same molecule
+        Pair("d", umi="GGGGCCCC", base1="T", base2="T"),  # another molecule at the same coordinates
+    ]
+    counts = counts_for(tmp_path, pairs)
+    assert (counts.ref_molecules, counts.alt_molecules) == (1, 1)
+    coordinates_only = counts_for(tmp_path, pairs, dedup="coordinates")
+    assert coordinates_only.discordant_molecules + coordinates_only.ref_molecules == 1
+
+
+@pytest.mark.parametrize(
+    "artifact",
+    [
+        {"flag_extra": 0x100},  # secondary
+        {"flag_extra": 0x800},  # supplementary
+        {"flag_extra": 0x200},  # QC fail
+        {"mapq": 0},
+        {"qual": 10},
+    ],
+)
+def test_filtered_reads_and_bases_never_count(tmp_path, artifact):
+    counts = counts_for(
+        tmp_path, [Pair("good"), Pair("bad", start=930, umi="TTTTGGGG", base1="T", base2="T", **artifact)]
+    )
+    assert counts.alt_molecules == 0
+    assert counts.ref_molecules == 1
+
+
+def test_flag_mode_drops_marked_duplicates(tmp_path):
+    pairs = [Pair("a", umi=None), Pair("b", umi=None, flag_extra=0x400)]
+    assert counts_for(tmp_path, pairs).ref_molecules == 1
+    assert counts_for(tmp_path, pairs, dedup="none").ref_molecules == 2
+
+
+def test_orientation_split(tmp_path):
+    pairs = [
+        Pair("f", base1="T", base2="T"),
+        Pair("r", base1="T", base2="T", umi="CCCCAAAA", read1_reverse=True),
+    ]
+    counts = counts_for(tmp_path, pairs)
+    assert (counts.alt_f1r2, counts.alt_f2r1) == (1, 1)
+    assert counts.alt_lengths == "120,120"
+
+
+def test_query_position_walks_the_cigar():
+    header = pysam.AlignmentHeader.from_dict({"SQ": [{"SN": "chr1", "LN": 1000}]})
+    read = pysam.AlignedSegment(header)
+    read.reference_start = 100
+    read.cigarstring = "5S10M2D10M3I10M"
+    read.query_sequence = "A" * 38
+    assert query_position(read, 99) is None  # before the alignment (soft clip)
+    assert query_position(read, 100) == 5
+    assert query_position(read, 110) is None  # deleted
+    assert query_position(read, 112) == 15
+    assert query_position(read, 122) == 28  # after the insertion
+    assert query_position(read, 132) is None
+
+
+def test_family_consensus_rules():
+    assert family_consensus(["T", "T", "A"], 0.6) == "T"
+    assert family_consensus(["T", "A"], 0.6) == DISCORDANT
+    assert family_consensus([DISCORDANT, "A"], 0.6) == "A"
+    assert family_consensus([DISCORDANT], 0.6) == DISCORDANT
+    assert family_consensus([], 0.6) is None
+
+
+def test_umi_clusters_seed_on_the_most_common():
+    clusters = cluster_umis(Counter({"AAAA": 5, "AAAT": 1, "TTTT": 2, "TTTA": 2}), 1)
+    assert clusters == {"AAAA": "AAAA", "AAAT": "AAAA", "TTTA": "TTTA", "TTTT": "TTTA"}

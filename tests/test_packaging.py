@@ -1,0 +1,34 @@
+"""The package installs what it says, and the conda environment lists the same dependencies."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+
+import yaml
+
+from conftest import REPO
+
+
+def _requirement(text: str) -> tuple[str, str]:
+    name, version = re.match(r"([A-Za-z0-9_.-]+)\s*(.*)", text.strip()).groups()
+    return name.lower().replace("_", "-"), version.replace(" ", "")
+
+
+def test_environment_yml_lists_the_same_dependencies_as_pyproject():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = dict(_requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["slurm"])
+    environment = yaml.safe_load((REPO / "environment.yml").read_text())
+    conda = dict(_requirement(d) for d in environment["dependencies"] if isinstance(d, str))
+    conda.pop("pip")
+    python = conda.pop("python")
+    assert conda == wanted
+    assert python == project["requires-python"]
+
+
+def test_the_console_command_reports_its_version():
+    result = subprocess.run([sys.executable, "-m", "mrdtrack.cli", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0
+    assert result.stdout.startswith("mrdtrack ")

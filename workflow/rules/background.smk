@@ -1,0 +1,21 @@
+rule background:
+    input:
+        counts=all_counts(),
+        samples="results/sheets/samples.tsv",
+        panel="results/panel/loci.tsv",
+    output:
+        context_rates="results/background/context_rates.tsv",
+        locus_rates="results/background/locus_rates.tsv",
+        excluded="results/background/excluded_loci.tsv",
+    log:
+        "logs/background.log",
+    benchmark:
+        "results/benchmarks/background.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        settings=config.get("background", {}),
+    script:
+        "../scripts/background.py"

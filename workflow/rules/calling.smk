@@ -1,0 +1,23 @@
+rule call_mrd:
+    input:
+        counts=all_counts(),
+        samples="results/sheets/samples.tsv",
+        panel="results/panel/loci.tsv",
+        locus_rates="results/background/locus_rates.tsv",
+        excluded="results/background/excluded_loci.tsv",
+    output:
+        calls="results/mrd/calls.tsv",
+        loci="results/mrd/loci.tsv",
+        null_scores="results/mrd/null_scores.tsv",
+    log:
+        "logs/call_mrd.log",
+    benchmark:
+        "results/benchmarks/call_mrd.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        settings=config.get("calling", {}),
+    script:
+        "../scripts/call_mrd.py"

@@ -1,0 +1,63 @@
+rule clinical_sheet:
+    input:
+        config["clinical"],
+    output:
+        "results/sheets/clinical.tsv",
+    log:
+        "logs/clinical_sheet.log",
+    benchmark:
+        "results/benchmarks/clinical_sheet.tsv"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../scripts/clinical_sheet.py"
+
+
+rule clinical:
+    input:
+        calls="results/mrd/calls.tsv",
+        clinical="results/sheets/clinical.tsv",
+    output:
+        joined="results/clinical/joined.tsv",
+        patients="results/clinical/patients.tsv",
+        counting_process="results/clinical/counting_process.tsv",
+    log:
+        "logs/clinical.log",
+    benchmark:
+        "results/benchmarks/clinical.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        settings=config.get("clinical_join", {}),
+    script:
+        "../scripts/clinical.py"
+
+
+rule survival:
+    input:
+        patients="results/clinical/patients.tsv",
+        counting_process="results/clinical/counting_process.tsv",
+    output:
+        km_curves="results/survival/km_curves.tsv",
+        km_summary="results/survival/km_summary.tsv",
+        cox="results/survival/cox.tsv",
+        endpoints="results/survival/endpoints.tsv",
+        design="results/survival/design.tsv",
+        prediction="results/survival/prediction.tsv",
+        summary="results/survival/summary.json",
+    log:
+        "logs/survival.log",
+    benchmark:
+        "results/benchmarks/survival.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        settings=config.get("survival", {}),
+    script:
+        "../scripts/survival.py"

@@ -1,0 +1,65 @@
+# Sheets are read and checked once, before any job runs. Only the sheets are read here (never an alignment),
+# because cluster executors re-run this file inside every job.
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from mrdtrack.sheets import InputError, index_path, load_inputs
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+try:
+    INPUTS = load_inputs(config)
+except InputError as error:
+    raise WorkflowError(str(error)) from None
+for warning in INPUTS.warnings:
+    logger.warning(f"mrdtrack: {warning}")
+
+validate(INPUTS.samples, schema="../schemas/samples.schema.yaml")
+SAMPLES = INPUTS.samples
+SAMPLE_SHEETS = (
+    [config["samples"]] if isinstance(config["samples"], str) else config["samples"]
+)
+
+
+wildcard_constraints:
+    sample="[A-Za-z0-9][A-Za-z0-9._-]*",
+
+
+def alignment(wildcards):
+    return SAMPLES.loc[wildcards.sample, "bam"]
+
+
+def alignment_index(wildcards):
+    return index_path(alignment(wildcards))
+
+
+def reference_files():
+    suffixes = [".fai", ".gzi"] if config["reference"].endswith(".gz") else [".fai"]
+    return [config["reference"]] + [config["reference"] + s for s in suffixes]
+
+
+def panel_vcfs():
+    return [vcf for vcf in INPUTS.patients["panel_vcf"] if vcf]
+
+
+def all_counts():
+    return expand("results/counts/{sample}.tsv", sample=SAMPLES.index)
+
+
+def all_count_files(suffix):
+    return expand(
+        "results/counts/{sample}.{suffix}", sample=SAMPLES.index, suffix=suffix
+    )
+
+
+def counting_runtime(wildcards, input):
+    # Minutes; counting streams the alignments, so its time grows with the file's size.
+    return 10 + int(input.size_mb / 200)
+
+
+def final_outputs():
+    return all_counts() + [
+        "results/mrd/calls.tsv",
+        "results/survival/summary.json",
+        "results/report/mrd_report.html",
+    ]

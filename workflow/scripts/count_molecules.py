@@ -1,0 +1,19 @@
+"""Count molecules at every cohort panel locus in one sample's BAM/CRAM."""
+
+from mrdtrack.counting import count_sample
+from mrdtrack.logs import setup_logging, user_errors_as_messages
+from mrdtrack.molecules import CountSettings
+from mrdtrack.tables import read_tsv, write_json, write_tsv
+
+setup_logging(snakemake.log[0])
+with user_errors_as_messages():
+    result = count_sample(
+        sample_id=snakemake.wildcards.sample,
+        alignment_path=snakemake.input.alignments,
+        reference=snakemake.input.reference[0],
+        panel=read_tsv(snakemake.input.panel),
+        settings=CountSettings.from_config(snakemake.params.settings),
+    )
+    write_tsv(result.fragment_lengths, snakemake.output.fraglen)
+    write_json(result.qc, snakemake.output.qc)
+    write_tsv(result.counts, snakemake.output.counts)
