@@ -5,7 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pysam
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_DATA = REPO / "test_data"
@@ -40,3 +42,49 @@ def require_tool(name: str) -> str:
     if path is None:
         pytest.skip(f"{name} is not installed (apt-get install {name}); .ci/run installs it")
     return path
+
+
+SAMPLE_HEADER = "sample_id\tpatient_id\tsample_type\tcollection_date\tbam\n"
+
+
+def _write(path: Path, text: str) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return str(path)
+
+
+def _bam(folder: Path, name: str) -> None:
+    header = {"HD": {"VN": "1.6", "SO": "coordinate"}, "SQ": [{"SN": "chr1", "LN": 1000}]}
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with pysam.AlignmentFile(str(path), "wb", header=header):
+        pass
+    pysam.index(str(path))
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> dict:
+    """A minimal valid project: one patient with a panel, one plasma and one control sample."""
+    batch = tmp_path / "batch1"
+    _bam(batch, "bams/p1.bam")
+    _bam(batch, "bams/c1.bam")
+    _write(
+        tmp_path / "panels/P1.vcf", "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+    )
+    (tmp_path / "ref.fa").write_text(">chr1\n" + "A" * 1000 + "\n")
+    pysam.faidx(str(tmp_path / "ref.fa"))
+    return {
+        "samples": [_write(batch / "samples.tsv", SAMPLE_HEADER + "S1\tP1\tplasma\t2024-01-02\tbams/p1.bam\n"
+                           "C1\t\tcontrol\t2024-01-03\tbams/c1.bam\n")],
+        "patients": _write(tmp_path / "patients.tsv", "patient_id\tpanel_vcf\nP1\tpanels/P1.vcf\n"),
+        "clinical": _write(tmp_path / "clinical.tsv",
+                           "patient_id\tcohort\tenrollment_date\tpfs_event\tpfs_date\tos_event\tos_date\tage\n"
+                           "P1\tstop\t2024-01-01\t0\t2025-01-01\t0\t2025-01-01\t61\n"),
+        "reference": str(tmp_path / "ref.fa"),
+    }  # fmt: skip
+
+
+def write_config(project: dict, path: Path) -> str:
+    """Write `project` (config keys) as a config YAML and return its path."""
+    path.write_text(yaml.safe_dump(project))
+    return str(path)

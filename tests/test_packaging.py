@@ -8,7 +8,6 @@ import sys
 import tomllib
 
 import yaml
-
 from conftest import REPO
 
 
@@ -19,7 +18,9 @@ def _requirement(text: str) -> tuple[str, str]:
 
 def test_environment_yml_lists_the_same_dependencies_as_pyproject():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    wanted = dict(_requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["slurm"])
+    wanted = dict(
+        _requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["slurm"]
+    )
     environment = yaml.safe_load((REPO / "environment.yml").read_text())
     conda = dict(_requirement(d) for d in environment["dependencies"] if isinstance(d, str))
     conda.pop("pip")
@@ -29,6 +30,8 @@ def test_environment_yml_lists_the_same_dependencies_as_pyproject():
 
 
 def test_the_console_command_reports_its_version():
-    result = subprocess.run([sys.executable, "-m", "mrdtrack.cli", "--version"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "mrdtrack.cli", "--version"], capture_output=True, text=True
+    )
     assert result.returncode == 0
     assert result.stdout.startswith("mrdtrack ")

@@ -1,0 +1,79 @@
+"""End to end: the default config runs the bundled data and every output contract holds."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import REPO, TEST_DATA
+
+from mrdtrack.counting import COUNT_COLUMNS
+
+CALLS_CONTRACT = [
+    "sample_id", "patient_id", "collection_date", "mrd_status", "tumor_fraction", "tf_ci_low", "tf_ci_high",
+    "p_value", "lod95", "n_loci_used", "mutant_molecules", "total_molecules",
+]  # fmt: skip
+SUMMARY_KEYS = {"n_patients", "n_events", "logrank", "cox", "endpoints", "design", "notes"}
+
+pytestmark = pytest.mark.slow
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
+               "--directory", str(workdir), "--cores", "2", *args]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, cwd=workdir)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    """The bundled config, copied beside a link to the bundled data, run once for the whole module."""
+    workdir = tmp_path_factory.mktemp("e2e")
+    (workdir / "config").mkdir()
+    shutil.copy(REPO / "config" / "config.yaml", workdir / "config" / "config.yaml")
+    (workdir / "test_data").symlink_to(TEST_DATA)
+    result = snakemake(workdir)
+    assert result.returncode == 0, result.stderr[-5000:]
+    return workdir
+
+
+def test_every_sample_gets_a_count_table_with_every_cohort_locus(run):
+    samples = pd.concat(pd.read_csv(s, sep="\t") for s in sorted(TEST_DATA.glob("batch*/samples.tsv")))
+    panel = pd.read_csv(run / "results/panel/loci.tsv", sep="\t")
+    n_loci = len(panel.drop_duplicates(["chrom", "pos", "ref", "alt"]))
+    for sample_id in samples["sample_id"]:
+        counts = pd.read_csv(run / f"results/counts/{sample_id}.tsv", sep="\t")
+        assert list(counts.columns) == COUNT_COLUMNS
+        assert len(counts) == n_loci
+
+
+def test_calls_hold_one_row_per_plasma_sample_with_the_contract_columns(run):
+    samples = pd.concat(pd.read_csv(s, sep="\t") for s in sorted(TEST_DATA.glob("batch*/samples.tsv")))
+    calls = pd.read_csv(run / "results/mrd/calls.tsv", sep="\t")
+    assert set(CALLS_CONTRACT) <= set(calls.columns)
+    assert sorted(calls["sample_id"]) == sorted(samples.loc[samples.sample_type == "plasma", "sample_id"])
+    assert set(calls["mrd_status"]) <= {"positive", "negative", "indeterminate"}
+    assert {"positive", "negative"} <= set(calls["mrd_status"]), "the demo data should show both outcomes"
+    assert (calls["tf_ci_low"] <= calls["tumor_fraction"]).all()
+    assert (calls["tumor_fraction"] <= calls["tf_ci_high"]).all()
+
+
+def test_survival_summary_has_its_stable_keys(run):
+    summary = json.loads((run / "results/survival/summary.json").read_text())
+    assert set(summary) >= SUMMARY_KEYS
+
+
+def test_report_is_one_self_contained_html(run):
+    html = (run / "results/report/mrd_report.html").read_text()
+    assert html.count("plotly.js v") >= 1
+    assert 'src="http' not in html and "src='http" not in html
+
+
+def test_a_second_run_has_nothing_to_do(run):
+    result = snakemake(run, "--dry-run")
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
