@@ -1,4 +1,4 @@
-"""The `mrdtrack` command: check the inputs of a run without running it."""
+"""The `mrdtrack` command: check the inputs of a run without running it; count one file."""
 
 from __future__ import annotations
 
@@ -13,9 +13,12 @@ import pysam
 import yaml
 
 from mrdtrack import __version__
-from mrdtrack.counting import AlignmentInputError, open_alignments
+from mrdtrack.counting import AlignmentInputError, count_sample, open_alignments
+from mrdtrack.logs import user_errors_as_messages
+from mrdtrack.molecules import DEDUP_MODES, CountSettings
 from mrdtrack.panel import PanelSettings, build_panel, contig_map
 from mrdtrack.sheets import InputError, Problem, format_problems, load_inputs, load_schema
+from mrdtrack.tables import read_tsv, write_tsv
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,10 +30,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="validate the config, sheets, panels, reference and alignment headers (reads no alignments)",
     )
     check.add_argument("--config", default="config/config.yaml", help="config file (default: %(default)s)")
+    count = commands.add_parser("count", help="count molecules at panel loci in one BAM/CRAM (default rules)")
+    count.add_argument("alignments", help="indexed BAM or CRAM")
+    count.add_argument("--panel", required=True, help="panel table (results/panel/loci.tsv format)")
+    count.add_argument("--reference", default="", help="reference FASTA (needed for CRAM)")
+    count.add_argument("--sample-id", default="sample")
+    count.add_argument("--dedup", default="auto", choices=DEDUP_MODES)
+    count.add_argument("--output", required=True, help="count table to write")
     args = parser.parse_args(argv)
     if args.command == "check":
         return run_check(args.config)
+    if args.command == "count":
+        return run_count(args)
     return 2
+
+
+def run_count(args: argparse.Namespace) -> int:
+    """Count one file outside the workflow (benchmarks, quick looks)."""
+    with user_errors_as_messages():
+        settings = CountSettings(dedup=args.dedup)
+        result = count_sample(args.sample_id, args.alignments, args.reference, read_tsv(args.panel), settings)
+        write_tsv(result.counts, args.output)
+    return 0
 
 
 def run_check(config_path: str) -> int:

@@ -1,0 +1,195 @@
+"""Counting speed and memory: mrdtrack vs samtools mpileup (same loci, same filters) vs samtools view -c.
+
+Builds a paired-end BAM of realistic MRD depth (default: 500 loci x 2,000 unique molecules x 3 read pairs, UMIs,
+overlapping mates), then runs each tool several times as a separate process and prints the median wall time,
+the ratios and each tool's peak RSS. A second, 10x smaller BAM (50 loci) shows whether memory stays flat as the
+file grows.
+
+    python benchmarks/count_speed.py [--loci 500] [--molecules 2000] [--copies 3] [--repeats 3] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+import pysam
+
+READ_LENGTH = 100
+MPILEUP_FILTERS = [
+    "-B",
+    "-A",
+    "-x",
+    "-d",
+    "0",
+    "-q",
+    "20",
+    "-Q",
+    "20",
+    "--ff",
+    "UNMAP,SECONDARY,QCFAIL,SUPPLEMENTARY",
+]
+
+
+def build_bam(folder: Path, n_loci: int, molecules: int, copies: int, seed: int = 7) -> dict[str, Path]:
+    """A coordinate-sorted BAM with `copies` read pairs per molecule at each locus, and its panel and BED."""
+    rng = np.random.default_rng(seed)
+    spacing = 4000
+    length = 10_000 + n_loci * spacing
+    sequence = "".join(rng.choice(list("ACGT"), length))
+    (folder / "ref.fa").write_text(f">chr1\n{sequence}\n")
+    pysam.faidx(str(folder / "ref.fa"))
+    header = pysam.AlignmentHeader.from_dict(
+        {"HD": {"VN": "1.6", "SO": "coordinate"}, "SQ": [{"SN": "chr1", "LN": length}]}
+    )
+    loci = [5000 + i * spacing for i in range(n_loci)]
+    qualities = pysam.qualitystring_to_array("F" * READ_LENGTH)
+    unsorted = folder / "unsorted.bam"
+    with pysam.AlignmentFile(str(unsorted), "wb", header=header) as out:
+        name = 0
+        for pos in loci:
+            for _ in range(molecules):
+                fragment = int(rng.integers(130, 200))
+                start = pos - int(rng.integers(10, fragment - 10))
+                umi = "".join(rng.choice(list("ACGT"), 8))
+                for _copy in range(copies):
+                    name += 1
+                    for read in _pair(header, f"m{name}", sequence, start, fragment, umi, qualities):
+                        out.write(read)
+    bam = folder / "sample.bam"
+    pysam.sort("-o", str(bam), "-@", "2", str(unsorted))
+    pysam.index(str(bam))
+    unsorted.unlink()
+    (folder / "loci.bed").write_text("".join(f"chr1\t{p - 1}\t{p}\n" for p in loci))
+    refs = [sequence[p - 1] for p in loci]
+    alts = ["T" if r != "T" else "A" for r in refs]
+    panel = pd.DataFrame({"patient_id": "P1", "chrom": "chr1", "pos": loci, "ref": refs, "alt": alts,
+                          "context": "NNN", "weight": 1.0})  # fmt: skip
+    panel.to_csv(folder / "panel.tsv", sep="\t", index=False)
+    return {
+        "bam": bam,
+        "bed": folder / "loci.bed",
+        "panel": folder / "panel.tsv",
+        "reference": folder / "ref.fa",
+    }
+
+
+def _pair(header, name, sequence, start, fragment, umi, qualities):
+    mate_start = start + fragment - READ_LENGTH
+    for first, read_start, other in ((True, start, mate_start), (False, mate_start, start)):
+        read = pysam.AlignedSegment(header)
+        read.query_name = name
+        read.reference_id = read.next_reference_id = 0
+        read.reference_start, read.next_reference_start = read_start, other
+        read.cigarstring = f"{READ_LENGTH}M"
+        read.query_sequence = sequence[read_start : read_start + READ_LENGTH]
+        read.query_qualities = qualities
+        read.flag = 0x1 | 0x2 | (0x40 | 0x20 if first else 0x80 | 0x10)
+        read.mapping_quality = 60
+        read.template_length = fragment if first else -fragment
+        read.set_tag("RX", umi)
+        yield read
+
+
+def timed(command: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB, sampled every 5 ms) of one command run as a child process."""
+    start = time.perf_counter()
+    process = psutil.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = 0
+    while process.poll() is None:
+        with contextlib.suppress(psutil.Error):
+            peak = max(peak, process.memory_info().rss)
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - start
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {process.stderr.read().decode()[-2000:]}")
+    return elapsed, peak / 2**20
+
+
+def commands(files: dict[str, Path], output: Path) -> dict[str, list[str]]:
+    samtools = shutil.which("samtools")
+    mrdtrack = [sys.executable, "-m", "mrdtrack.cli", "count", str(files["bam"]), "--panel", str(files["panel"]),
+                "--reference", str(files["reference"]), "--output", str(output)]  # fmt: skip
+    return {
+        "mrdtrack count": mrdtrack,
+        "samtools mpileup": [
+            samtools,
+            "mpileup",
+            *MPILEUP_FILTERS,
+            "-l",
+            str(files["bed"]),
+            str(files["bam"]),
+        ],
+        "samtools view -c": [samtools, "view", "-c", "-L", str(files["bed"]), str(files["bam"])],
+    }
+
+
+def measure(files: dict[str, Path], repeats: int, output: Path) -> dict[str, dict[str, float]]:
+    results = {}
+    for label, command in commands(files, output).items():
+        runs = [timed(command) for _ in range(repeats)]
+        results[label] = {
+            "seconds": statistics.median(r[0] for r in runs),
+            "rss_mib": max(r[1] for r in runs),
+        }
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--loci", type=int, default=500)
+    parser.add_argument("--molecules", type=int, default=2000)
+    parser.add_argument("--copies", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+    if shutil.which("samtools") is None:
+        sys.exit("samtools is needed for the comparison: apt-get install samtools")
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="mrdtrack-count-speed-"))
+    sizes = {"large": args.loci, "small": max(args.loci // 10, 1)}
+    report = {}
+    for label, n_loci in sizes.items():
+        folder = workdir / label
+        folder.mkdir(parents=True, exist_ok=True)
+        print(f"building {label} BAM: {n_loci} loci x {args.molecules} molecules x {args.copies} pairs ...",
+              flush=True)  # fmt: skip
+        files = build_bam(folder, n_loci, args.molecules, args.copies)
+        size_mb = files["bam"].stat().st_size / 1e6
+        report[label] = (
+            size_mb,
+            measure(files, args.repeats if label == "large" else 1, folder / "counts.tsv"),
+        )
+    print_report(report)
+
+
+def print_report(report: dict[str, tuple[float, dict[str, dict[str, float]]]]) -> None:
+    size, large = report["large"]
+    print(f"\nlarge BAM: {size:.1f} MB; median wall time and peak RSS")
+    for label, figures in large.items():
+        print(f"  {label:18s} {figures['seconds']:8.2f} s  {figures['rss_mib']:8.1f} MiB")
+    mpileup = large["samtools mpileup"]["seconds"]
+    print(
+        f"  ratio mrdtrack / samtools mpileup: {large['mrdtrack count']['seconds'] / mpileup:.2f} (target <= 1.5)"
+    )
+    print(
+        f"  ratio mrdtrack / samtools view -c: {large['mrdtrack count']['seconds'] / large['samtools view -c']['seconds']:.2f}"
+    )
+    small_size, small = report["small"]
+    print(f"memory as the BAM grows {small_size:.1f} MB -> {size:.1f} MB: mrdtrack peak RSS "
+          f"{small['mrdtrack count']['rss_mib']:.1f} -> {large['mrdtrack count']['rss_mib']:.1f} MiB")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
