@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pysam
@@ -88,3 +90,28 @@ def write_config(project: dict, path: Path) -> str:
     """Write `project` (config keys) as a config YAML and return its path."""
     path.write_text(yaml.safe_dump(project))
     return str(path)
+
+
+def prepare_workdir(workdir: Path) -> Path:
+    """The bundled config in `workdir`, beside a link to the bundled data."""
+    (workdir / "config").mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "config" / "config.yaml", workdir / "config" / "config.yaml")
+    (workdir / "test_data").symlink_to(TEST_DATA)
+    return workdir
+
+
+def run_snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
+               "--directory", str(workdir), *args]  # fmt: skip
+    if not any(a.startswith("--workflow-profile") or a == "--executor" for a in args):
+        command += ["--cores", "2"]
+    return subprocess.run(command, capture_output=True, text=True, cwd=workdir)
+
+
+@pytest.fixture(scope="session")
+def bundled_run(tmp_path_factory) -> Path:
+    """The default config run once, locally, on the bundled data (shared by the end-to-end tests)."""
+    workdir = prepare_workdir(tmp_path_factory.mktemp("bundled_run"))
+    result = run_snakemake(workdir)
+    assert result.returncode == 0, result.stderr[-5000:]
+    return workdir

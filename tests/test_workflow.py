@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO, TEST_DATA
+from conftest import TEST_DATA, run_snakemake
 
 from mrdtrack.counting import COUNT_COLUMNS
 
@@ -23,22 +19,9 @@ SUMMARY_KEYS = {"n_patients", "n_events", "logrank", "cox", "endpoints", "design
 pytestmark = pytest.mark.slow
 
 
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
-               "--directory", str(workdir), "--cores", "2", *args]  # fmt: skip
-    return subprocess.run(command, capture_output=True, text=True, cwd=workdir)
-
-
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    """The bundled config, copied beside a link to the bundled data, run once for the whole module."""
-    workdir = tmp_path_factory.mktemp("e2e")
-    (workdir / "config").mkdir()
-    shutil.copy(REPO / "config" / "config.yaml", workdir / "config" / "config.yaml")
-    (workdir / "test_data").symlink_to(TEST_DATA)
-    result = snakemake(workdir)
-    assert result.returncode == 0, result.stderr[-5000:]
-    return workdir
+def run(bundled_run):
+    return bundled_run
 
 
 def test_every_sample_gets_a_count_table_with_every_cohort_locus(run):
@@ -74,6 +57,6 @@ def test_report_is_one_self_contained_html(run):
 
 
 def test_a_second_run_has_nothing_to_do(run):
-    result = snakemake(run, "--dry-run")
+    result = run_snakemake(run, "--dry-run")
     assert result.returncode == 0
     assert "Nothing to be done" in result.stdout + result.stderr
