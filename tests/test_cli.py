@@ -38,3 +38,35 @@ def test_check_reports_alignment_headers_of_another_genome_build(project, tmp_pa
 def test_missing_config_file_is_a_clear_message(tmp_path, capsys):
     assert main(["check", "--config", str(tmp_path / "nope.yaml")]) == 1
     assert "config file not found" in capsys.readouterr().err
+
+
+def _new_batch(project: dict, rows: str) -> str:
+    folder = Path(project["samples"][0]).parent.parent / "batch2"
+    folder.mkdir()
+    (folder / "bams").mkdir()
+    for suffix in (".bam", ".bam.bai"):
+        source = Path(project["samples"][0]).parent / "bams" / f"p1{suffix}"
+        (folder / "bams" / f"p2{suffix}").write_bytes(source.read_bytes())
+    (folder / "samples.tsv").write_text(SAMPLE_HEADER + rows)
+    return str(folder / "samples.tsv")
+
+
+def test_add_batch_accepts_a_clean_batch(project, tmp_path, capsys):
+    config = write_config(project, tmp_path / "config.yaml")
+    sheet = _new_batch(project, "S2\tP1\tplasma\t2024-03-01\tbams/p2.bam\n")
+    assert main(["add-batch", sheet, "--config", config]) == 0
+    assert f"  - {sheet}" in capsys.readouterr().out
+
+
+def test_add_batch_names_a_reused_sample_id_and_what_changed(project, tmp_path, capsys):
+    config = write_config(project, tmp_path / "config.yaml")
+    sheet = _new_batch(
+        project, "S1\tP1\tplasma\t2024-03-01\tbams/p2.bam\nS3\tP7\tplasma\t2024-03-01\tbams/p2.bam\n"
+    )
+    assert main(["add-batch", sheet, "--config", config]) == 1
+    err = capsys.readouterr().err
+    assert f"{sheet}:2:sample_id: sample_id 'S1' is already in batch {project['samples'][0]} with a different " \
+           "collection_date, bam" in err  # fmt: skip
+    assert f"{sheet}:3:patient_id: patient 'P7' is not in the patients sheet" in err
+    assert main(["add-batch", project["samples"][0], "--config", config]) == 1
+    assert "already listed" in capsys.readouterr().err

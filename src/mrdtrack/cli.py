@@ -1,4 +1,4 @@
-"""The `mrdtrack` command: check the inputs of a run without running it; count one file."""
+"""The `mrdtrack` command: check a run's inputs or a new batch without running anything; count one file."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pandas as pd
 import pysam
 import yaml
 
@@ -17,7 +18,7 @@ from mrdtrack.counting import AlignmentInputError, count_sample, open_alignments
 from mrdtrack.logs import user_errors_as_messages
 from mrdtrack.molecules import DEDUP_MODES, CountSettings
 from mrdtrack.panel import PanelSettings, build_panel, contig_map
-from mrdtrack.sheets import InputError, Problem, format_problems, load_inputs, load_schema
+from mrdtrack.sheets import InputError, Problem, format_problems, load_inputs, load_samples, load_schema
 from mrdtrack.tables import read_tsv, write_tsv
 
 
@@ -37,11 +38,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     count.add_argument("--sample-id", default="sample")
     count.add_argument("--dedup", default="auto", choices=DEDUP_MODES)
     count.add_argument("--output", required=True, help="count table to write")
+    add_batch = commands.add_parser(
+        "add-batch",
+        help="check a new batch's sample sheet against the config's existing batches before adding it",
+    )
+    add_batch.add_argument("sheet", help="the new batch's sample sheet (TSV)")
+    add_batch.add_argument(
+        "--config", default="config/config.yaml", help="config file (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
     if args.command == "check":
         return run_check(args.config)
     if args.command == "count":
         return run_count(args)
+    if args.command == "add-batch":
+        return run_add_batch(args.sheet, args.config)
     return 2
 
 
@@ -52,6 +63,57 @@ def run_count(args: argparse.Namespace) -> int:
         result = count_sample(args.sample_id, args.alignments, args.reference, read_tsv(args.panel), settings)
         write_tsv(result.counts, args.output)
     return 0
+
+
+def run_add_batch(sheet: str, config_path: str) -> int:
+    """Check `sheet` as if it were added to the config's `samples`; say how to add it when it is clean."""
+    config, problems = read_config(config_path)
+    if not problems:
+        problems = batch_problems(sheet, config)
+    if problems:
+        print(format_problems(problems), file=sys.stderr)
+    if any(p.severity == "error" for p in problems):
+        return 1
+    print(f"mrdtrack add-batch: {sheet} is ready. Add it under `samples:` in {config_path}:\n  - {sheet}\n"
+          "then run snakemake again: only the new samples are counted.")  # fmt: skip
+    return 0
+
+
+def batch_problems(sheet: str, config: dict[str, Any]) -> list[Problem]:
+    existing = [config["samples"]] if isinstance(config["samples"], str) else list(config["samples"])
+    if Path(sheet).resolve() in {Path(s).resolve() for s in existing}:
+        return [
+            Problem(sheet, "this sheet is already listed under `samples` in the config", "nothing to add")
+        ]
+    old, _ = load_samples(existing)
+    new, problems = load_samples([sheet])
+    problems += changed_sample_problems(old, new)
+    try:
+        load_inputs(config | {"samples": [*existing, sheet]})
+    except InputError as error:
+        # Re-used sample_ids are reported above, with what changed.
+        problems += [p for p in error.problems if p.file == sheet and "already appears" not in p.message]
+    return problems
+
+
+def changed_sample_problems(old: pd.DataFrame, new: pd.DataFrame) -> list[Problem]:
+    """A sample_id already used by another batch, naming what differs (patient, date, file)."""
+    if old.empty or new.empty:
+        return []
+    previous = old.set_index("sample_id")
+    problems = []
+    for row in new.itertuples():
+        if row.sample_id not in previous.index:
+            continue
+        before = previous.loc[row.sample_id]
+        changed = [
+            c for c in ("patient_id", "collection_date", "sample_type", "bam") if before[c] != getattr(row, c)
+        ]
+        what = f" with a different {', '.join(changed)}" if changed else ""
+        problems.append(Problem(row.sheet, f"sample_id '{row.sample_id}' is already in batch {before['sheet']}"
+                                f"{what}", "give the new sample its own sample_id, or correct the old batch",
+                                row.sheet_row, "sample_id"))  # fmt: skip
+    return problems
 
 
 def run_check(config_path: str) -> int:
