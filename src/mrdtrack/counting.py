@@ -58,17 +58,22 @@ def count_sample(
     stats = ReadStats()
     by_locus: dict[tuple[str, int, str, str], dict[str, Any]] = {}
     lengths: Counter[tuple[str, int]] = Counter()
-    with open_alignments(alignment_path, reference) as alignments:
-        mode = resolve_dedup_mode(alignments, settings)
-        names = _bam_contig_names(alignments, loci["chrom"].unique(), alignment_path)
-        for chrom, group in loci.groupby("chrom", sort=False):
-            bam_loci = [Locus(names[chrom], int(r.pos), r.ref, r.alt) for r in group.itertuples()]
-            for locus, molecules, depth in molecules_at_loci(
-                alignments, names[chrom], bam_loci, settings, mode, stats
-            ):
-                row = tally(locus, molecules, depth)
-                by_locus[(chrom, locus.pos, locus.ref, locus.alt)] = row
-                _add_lengths(lengths, locus, molecules)
+    try:
+        with open_alignments(alignment_path, reference) as alignments:
+            mode = resolve_dedup_mode(alignments, settings)
+            names = _bam_contig_names(alignments, loci["chrom"].unique(), alignment_path)
+            for chrom, group in loci.groupby("chrom", sort=False):
+                bam_loci = [Locus(names[chrom], int(r.pos), r.ref, r.alt) for r in group.itertuples()]
+                for locus, molecules, depth in molecules_at_loci(
+                    alignments, names[chrom], bam_loci, settings, mode, stats
+                ):
+                    by_locus[(chrom, locus.pos, locus.ref, locus.alt)] = tally(locus, molecules, depth)
+                    _add_lengths(lengths, locus, molecules)
+    except OSError:  # htslib reports truncated or corrupt blocks while reading (and closing)
+        raise AlignmentInputError(
+            f"'{alignment_path}' is truncated or corrupt (htslib could not decode it); re-create it from the "
+            "source data"
+        ) from None
     counts = _count_table(sample_id, loci, by_locus)
     return SampleCounts(counts, _length_table(lengths), _qc(stats, counts, lengths, mode))
 
