@@ -195,6 +195,8 @@ def _within(a: str, b: str, max_mismatches: int) -> bool:
 def family_consensus(observations: Sequence[str], fraction: float) -> str | None:
     """The family's base: the most frequent called base if its share >= fraction and it is not tied; else
     DISCORDANT; None when no read pair of the family observed the locus."""
+    if len(observations) == 1:  # most families: one read pair
+        return observations[0]
     bases = [o for o in observations if o != DISCORDANT]
     if not bases:
         return DISCORDANT if observations else None
@@ -213,7 +215,11 @@ def collapse(templates: Mapping[Any, _Template], mode: str, settings: CountSetti
         for template in templates.values():
             by_coordinates.setdefault(template.family_key, []).append(template)
         for key, members in by_coordinates.items():
-            seeds = cluster_umis(Counter(t.umi for t in members), settings.umi_mismatches)
+            umis = Counter(t.umi for t in members)
+            if len(umis) == 1:  # the usual case: no other molecule shares these coordinates
+                families[(key,)] = members
+                continue
+            seeds = cluster_umis(umis, settings.umi_mismatches)
             for template in members:
                 families.setdefault((key, seeds[template.umi]), []).append(template)
     elif mode == "coordinates":
@@ -284,8 +290,11 @@ def _observe(
         return
     sequence, qualities = read.query_sequence, read.query_qualities
     key = read.query_name if settings.merge_mates else (read.query_name, read.is_read1)
+    cigar = read.cigartuples
+    ungapped = len(cigar) == 1 and cigar[0][0] in _ALIGNED  # most reads: no clip, indel or splice
+    start = read.reference_start
     for index in range(first, last):
-        offset = query_position(read, positions0[index])
+        offset = positions0[index] - start if ungapped else query_position(read, positions0[index])
         if offset is None:
             continue
         read_depth[index] += 1
