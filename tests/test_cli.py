@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pysam
-from conftest import SAMPLE_HEADER, write_config
 
+from conftest import SAMPLE_HEADER, write_config
 from mrdtrack.cli import main
 
 

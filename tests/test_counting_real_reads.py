@@ -8,8 +8,8 @@ import subprocess
 import pandas as pd
 import pysam
 import pytest
-from conftest import require_tool
 
+from conftest import require_tool
 from mrdtrack.counting import count_sample
 from mrdtrack.molecules import CountSettings
 

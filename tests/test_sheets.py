@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE_HEADER
 
+from conftest import SAMPLE_HEADER
 from mrdtrack.sheets import InputError, load_inputs
 
 

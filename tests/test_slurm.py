@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from conftest import REPO, prepare_workdir, run_snakemake
 from slurm_cluster import local_slurm, why_slurm_cannot_start
 

@@ -6,8 +6,8 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import TEST_DATA, run_snakemake
 
+from conftest import TEST_DATA, run_snakemake
 from mrdtrack.counting import COUNT_COLUMNS
 
 CALLS_CONTRACT = [
