@@ -1,0 +1,739 @@
+"""The HTML report: self-contained, one figure per panel, downloadable data, robust to missing inputs.
+
+The fixture builder writes small synthetic tables following docs/tables.md, so these tests do not depend on the
+steps that produce the real tables.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import io
+import json
+import logging
+import re
+import runpy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import plotly.offline
+import pytest
+
+from conftest import REPO
+from mrdtrack.logs import UserFacingError
+from mrdtrack.report import (
+    Report,
+    ReportInputs,
+    ReportSettings,
+    build_report,
+    context_matrix,
+    write_report,
+)
+
+DAYS_PER_MONTH = 30.4375
+SUBSTITUTIONS = ("C>A", "C>G", "C>T", "T>A", "T>C", "T>G")
+ALL_FIGURES = {
+    "km_pooled", "km_continue", "km_stop", "forest", "endpoints", "swimmer", "trajectories", "lead_time",
+    "qc_samples", "lod", "background", "fraglen", "excluded", "locus_noise",
+}  # fmt: skip
+SURVIVAL_FIGURES = {"km_pooled", "km_continue", "km_stop", "forest", "endpoints"}
+
+
+# ---------------------------------------------------------------------------------------------------- fixtures
+
+
+@dataclass
+class Cohort:
+    """What the fixture builder made, for the assertions."""
+
+    inputs: ReportInputs
+    folder: Path
+    patients: pd.DataFrame
+    calls: pd.DataFrame
+
+
+def build_fixture(
+    folder: Path,
+    n_patients: int = 12,
+    samples_per_patient: int = 5,
+    seed: int = 7,
+    positives: bool = True,
+    survival: bool = True,
+) -> Cohort:
+    """Write a synthetic run's tables (docs/tables.md) under `folder` and return their paths."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    clinical = _clinical(rng, n_patients, positives)
+    calls = _calls(rng, clinical, samples_per_patient)
+    patients = _patients_table(clinical, calls)
+    paths = {
+        "calls": _tsv(calls, folder / "mrd/calls.tsv"),
+        "loci": _tsv(_mrd_loci(rng, calls), folder / "mrd/loci.tsv"),
+        "samples": _tsv(_sample_sheet(calls, clinical), folder / "sheets/samples.tsv"),
+        "patients": _tsv(patients, folder / "clinical/patients.tsv"),
+        "joined": _tsv(_joined(calls, clinical), folder / "clinical/joined.tsv"),
+        **_background(rng, folder / "background"),
+        **_survival(patients, folder / "survival", survival),
+    }
+    sample_ids = list(calls["sample_id"]) + [f"CTRL{i}" for i in range(1, 4)]
+    paths["fraglen"] = [_tsv(_fraglen(rng), folder / f"counts/{s}.fraglen.tsv") for s in sample_ids]
+    paths["qc"] = [_qc_json(rng, folder / f"counts/{s}.qc.json") for s in sample_ids]
+    return Cohort(ReportInputs.from_mapping(paths), folder, patients, calls)
+
+
+def _tsv(frame: pd.DataFrame, path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, sep="\t", index=False, float_format="%.6g", lineterminator="\n")
+    return str(path)
+
+
+def _date(start: pd.Timestamp, months: float) -> str:
+    return (start + pd.Timedelta(days=round(months * DAYS_PER_MONTH))).date().isoformat()
+
+
+def _clinical(rng: np.random.Generator, n: int, positives: bool) -> pd.DataFrame:
+    rows = []
+    for i in range(n):
+        enrolled = pd.Timestamp("2021-01-04") + pd.Timedelta(days=int(rng.integers(0, 400)))
+        mrd = positives and rng.random() < 0.45
+        follow_up = rng.uniform(8, 30)
+        pfs = min(rng.exponential(9 if mrd else 40), follow_up)
+        event = int(pfs < follow_up)
+        death_first = event and rng.random() < 0.15
+        died = event and (death_first or rng.random() < 0.3)
+        os_months = (
+            pfs if death_first else (min(pfs + rng.uniform(2, 10), follow_up + 6) if died else follow_up)
+        )
+        cohort = "continue" if i % 2 == 0 else "stop"
+        restart = _date(enrolled, pfs + 0.4) if cohort == "stop" and event and not death_first else ""
+        rows.append({
+            "patient_id": f"P{i + 1:03d}", "cohort": cohort, "enrollment_date": enrolled.date().isoformat(),
+            "pfs_event": event, "pfs_date": _date(enrolled, pfs), "os_event": int(died),
+            "os_date": _date(enrolled, max(os_months, pfs)), "restart_date": restart,
+            "restart_benefit": "" if not restart else int(rng.random() < 0.5), "age": int(rng.integers(35, 80)),
+            "latent_mrd": mrd, "latent_pfs": pfs, "latent_onset": rng.uniform(-1, pfs),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _calls(rng: np.random.Generator, clinical: pd.DataFrame, per_patient: int) -> pd.DataFrame:
+    rows = []
+    for p in clinical.itertuples():
+        enrolled = pd.Timestamp(p.enrollment_date)
+        for k in range(per_patient):
+            months = -0.15 if k == 0 else 3.0 * k + rng.uniform(-0.3, 0.3)
+            rows.append(_call_row(rng, p, enrolled, k, months))
+    return pd.DataFrame(rows)
+
+
+def _call_row(rng: np.random.Generator, p: object, enrolled: pd.Timestamp, k: int, months: float) -> dict:
+    lod = 10 ** rng.uniform(-4.6, -3.0)
+    positive = p.latent_mrd and months >= p.latent_onset  # type: ignore[attr-defined]
+    tf = (
+        10 ** rng.uniform(-3.8, -1.8)
+        if positive
+        else (0.0 if rng.random() < 0.7 else lod * rng.uniform(0.05, 0.5))
+    )
+    status = "positive" if positive else ("indeterminate" if lod > 10**-3.25 else "negative")
+    flags = "low_molecules" if rng.random() < 0.08 else ""
+    total = int(10 ** rng.uniform(4, 5.5))
+    return {
+        "sample_id": f"{p.patient_id}_S{k + 1}", "patient_id": p.patient_id,  # type: ignore[attr-defined]
+        "collection_date": _date(enrolled, months), "batch": f"B{(k % 3) + 1}", "mrd_status": status,
+        "tumor_fraction": tf, "tf_ci_low": tf * 0.5, "tf_ci_high": tf * 1.8 + lod, "p_value": 1e-6 if positive else 0.4,
+        "threshold": 9.5, "lod95": lod, "n_loci_used": int(rng.integers(14, 21)), "n_loci_panel": 20,
+        "mutant_molecules": int(tf * total / 2), "total_molecules": total, "mtm_per_ml": tf * 900,
+        "flags": flags, "status_reason": "lod_above_max" if status == "indeterminate" else "",
+    }  # fmt: skip
+
+
+def _months(later: pd.Series, earlier: pd.Series) -> pd.Series:
+    return (pd.to_datetime(later) - pd.to_datetime(earlier)).dt.days / DAYS_PER_MONTH
+
+
+def _patients_table(clinical: pd.DataFrame, calls: pd.DataFrame) -> pd.DataFrame:
+    out = clinical.drop(columns=["latent_mrd", "latent_pfs", "latent_onset"]).copy()
+    out["pfs_months"] = _months(out["pfs_date"], out["enrollment_date"])
+    out["os_months"] = _months(out["os_date"], out["enrollment_date"])
+    first = calls.groupby("patient_id").first()
+    out["baseline_sample_id"] = out["patient_id"].map(first["sample_id"])
+    out["baseline_date"] = out["patient_id"].map(first["collection_date"])
+    out["baseline_status"] = out["patient_id"].map(first["mrd_status"])
+    out["baseline_tf"] = out["patient_id"].map(first["tumor_fraction"])
+    out["baseline_lod95"] = out["patient_id"].map(first["lod95"])
+    out["n_samples"] = out["patient_id"].map(calls.groupby("patient_id").size())
+    out["statuses"] = out["patient_id"].map(calls.groupby("patient_id")["mrd_status"].agg(",".join))
+    positive = calls[calls["mrd_status"] == "positive"].groupby("patient_id")["collection_date"].min()
+    out["first_positive_date"] = out["patient_id"].map(positive).fillna("")
+    lead = out["pfs_months"] - _months(out["first_positive_date"].replace("", None), out["enrollment_date"])
+    out["lead_time_months"] = lead.where((out["pfs_event"] == 1) & (lead >= 0))
+    out["converted_date"] = ""
+    out["tf_log10_slope_per_month"] = np.nan
+    return out
+
+
+def _joined(calls: pd.DataFrame, clinical: pd.DataFrame) -> pd.DataFrame:
+    joined = calls.merge(clinical.drop(columns=["latent_mrd", "latent_pfs", "latent_onset"]), on="patient_id")
+    joined["days_from_enrollment"] = (
+        pd.to_datetime(joined["collection_date"]) - pd.to_datetime(joined["enrollment_date"])
+    ).dt.days
+    joined["months_from_enrollment"] = joined["days_from_enrollment"] / DAYS_PER_MONTH
+    return joined
+
+
+def _sample_sheet(calls: pd.DataFrame, clinical: pd.DataFrame) -> pd.DataFrame:
+    plasma = calls[["sample_id", "patient_id", "collection_date", "batch"]].assign(sample_type="plasma")
+    normals = clinical[["patient_id", "enrollment_date"]].rename(
+        columns={"enrollment_date": "collection_date"}
+    )
+    normals = normals.assign(sample_id="N_" + normals["patient_id"], sample_type="normal", batch="B1")
+    controls = pd.DataFrame({"sample_id": [f"CTRL{i}" for i in range(1, 4)], "patient_id": "",
+                             "collection_date": "2021-01-01", "batch": "B1", "sample_type": "control"})  # fmt: skip
+    sheet = pd.concat([plasma, normals, controls], ignore_index=True)
+    return sheet.assign(bam=sheet["sample_id"] + ".bam")
+
+
+def _mrd_loci(rng: np.random.Generator, calls: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for call in calls.itertuples():
+        for i in range(call.n_loci_panel):
+            used = i < call.n_loci_used
+            rows.append({
+                "sample_id": call.sample_id, "patient_id": call.patient_id, "chrom": "chr1", "pos": 1000 + i,
+                "ref": "C", "alt": "T", "context": "ACG", "weight": 1, "ref_molecules": int(rng.integers(500, 3000)),
+                "alt_molecules": int(rng.integers(0, 3)), "background_rate": 1e-4, "used": used,
+                "reason": "" if used else ("excluded_noisy" if i % 2 else "low_depth"),
+            })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _background(rng: np.random.Generator, folder: Path) -> dict[str, str]:
+    rates = []
+    for orientation in ("all", "f1r2", "f2r1"):
+        for sub in SUBSTITUTIONS:
+            for five in "ACGT":
+                for three in "ACGT":
+                    total = int(rng.integers(10**5, 10**6))
+                    alt = 0 if rng.random() < 0.05 else int(total * 10 ** rng.uniform(-5.5, -3.5))
+                    rates.append({"substitution": sub, "context": f"{five}{sub[0]}{three}", "orientation": orientation,
+                                  "alt_molecules": alt, "total_molecules": total, "rate": alt / total})  # fmt: skip
+    locus = pd.DataFrame({
+        "chrom": "chr1", "pos": np.arange(1000, 1060), "ref": "C", "alt": "T", "context": "ACG",
+        "substitution": "C>T", "alt_molecules": rng.integers(0, 20, 60), "total_molecules": 10**5, "n_samples": 20,
+        "n_samples_with_alt": rng.integers(0, 8, 60), "context_rate": 1e-4, "rate": 10 ** rng.uniform(-5, -2.5, 60),
+    })  # fmt: skip
+    locus["excluded"] = locus["rate"] > 10**-3
+    locus["reason"] = np.where(locus["excluded"], "noisy_vs_context", "")
+    excluded = locus.loc[locus["excluded"], ["chrom", "pos", "ref", "alt"]].assign(
+        patient_id="", reason="noisy_vs_context"
+    )
+    chip = pd.DataFrame({"chrom": ["chr2", "chr3"], "pos": [5, 9], "ref": ["G", "A"], "alt": ["A", "C"],
+                         "patient_id": ["P001", "P002"], "reason": ["seen_in_normal", "seen_in_normal"]})  # fmt: skip
+    return {
+        "context_rates": _tsv(pd.DataFrame(rates), folder / "context_rates.tsv"),
+        "locus_rates": _tsv(locus, folder / "locus_rates.tsv"),
+        "excluded": _tsv(pd.concat([excluded, chip], ignore_index=True), folder / "excluded_loci.tsv"),
+    }
+
+
+def _fraglen(rng: np.random.Generator) -> pd.DataFrame:
+    lengths = np.arange(60, 400)
+    ref = np.round(4000 * np.exp(-0.5 * ((lengths - 167) / 18) ** 2)).astype(int)
+    alt = rng.poisson(3 * np.exp(-0.5 * ((lengths - 145) / 20) ** 2))
+    return pd.concat([
+        pd.DataFrame({"allele": "REF", "length": lengths, "molecules": ref}),
+        pd.DataFrame({"allele": "ALT", "length": lengths, "molecules": alt}),
+    ]).query("molecules > 0")  # fmt: skip
+
+
+def _qc_json(rng: np.random.Generator, path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"reads_seen": 200000, "molecules": int(rng.integers(20000, 90000)), "mean_family_size": 2.4,
+            "duplicate_rate": float(rng.uniform(0.4, 0.8)), "median_fragment_length": 166,
+            "dedup_mode": "coordinates"}  # fmt: skip
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def kaplan_meier(times: np.ndarray, events: np.ndarray) -> pd.DataFrame:
+    """A small Kaplan-Meier with Greenwood log-log CIs, one row per distinct time plus time 0."""
+    rows = [
+        {
+            "time": 0.0,
+            "survival": 1.0,
+            "ci_low": 1.0,
+            "ci_high": 1.0,
+            "at_risk": len(times),
+            "events": 0,
+            "censored": 0,
+        }
+    ]
+    surv, var = 1.0, 0.0
+    for t in np.unique(times):
+        at_risk, d = int((times >= t).sum()), int(((times == t) & (events == 1)).sum())
+        surv *= 1 - d / at_risk
+        var += d / (at_risk * (at_risk - d)) if at_risk > d else 0
+        lo, hi = _loglog_ci(surv, var)
+        rows.append({"time": t, "survival": surv, "ci_low": lo, "ci_high": hi, "at_risk": at_risk, "events": d,
+                     "censored": int(((times == t) & (events == 0)).sum())})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _loglog_ci(surv: float, var: float) -> tuple[float, float]:
+    if surv <= 0 or surv >= 1 or var == 0:
+        return (np.nan, np.nan) if surv <= 0 else (surv, surv)
+    z = 1.96 * np.sqrt(var) / abs(np.log(surv))
+    return surv ** np.exp(z), surv ** np.exp(-z)
+
+
+def _survival(patients: pd.DataFrame, folder: Path, estimable: bool) -> dict[str, str]:
+    """Survival tables shaped like mrdtrack.survival writes them (an `all` curve beside the MRD groups)."""
+    curves, summary = [], []
+    subsets = [("overall", "all", patients)] + [("cohort", c, r) for c, r in patients.groupby("cohort")]
+    for analysis, cohort, rows in subsets:
+        groups = [("all", rows)] + list(rows.groupby("baseline_status"))
+        for group, g in groups:
+            km = kaplan_meier(g["pfs_months"].to_numpy(), g["pfs_event"].to_numpy())
+            curves.append(km.assign(analysis=analysis, cohort=cohort, group=group))
+            median = km.loc[km["survival"] <= 0.5, "time"].min()
+            summary.append({"analysis": analysis, "cohort": cohort, "group": group, "n": len(g),
+                            "events": int(g["pfs_event"].sum()), "timepoint_months": 12, "median": median,
+                            "median_ci_low_loglog": median * 0.6, "median_ci_high_loglog": np.nan})  # fmt: skip
+    curve_columns = ["analysis", "cohort", "group", "time", "survival", "ci_low", "ci_high", "at_risk", "events",
+                     "censored"]  # fmt: skip
+    km_curves = pd.concat(curves)[curve_columns] if estimable else pd.DataFrame(columns=curve_columns)
+    km_summary = (
+        pd.DataFrame(summary)
+        if estimable
+        else pd.DataFrame(columns=["analysis", "cohort", "group", "median"])
+    )
+    return {
+        "km_curves": _tsv(km_curves, folder / "km_curves.tsv"),
+        "km_summary": _tsv(km_summary, folder / "km_summary.tsv"),
+        "cox": _tsv(_cox(estimable), folder / "cox.tsv"),
+        "endpoints": _tsv(_endpoints(estimable), folder / "endpoints.tsv"),
+        "design": _tsv(_design(), folder / "design.tsv"),
+        "summary": _summary(folder / "summary.json", estimable),
+    }
+
+
+def _cox(estimable: bool) -> pd.DataFrame:
+    columns = ["model", "cohort", "term", "n", "events", "coef", "se", "hr", "hr_ci_low", "hr_ci_high", "p_wald",
+               "p_lr", "concordance", "ph_chisq", "ph_p", "note"]  # fmt: skip
+    nan = np.nan
+    rows = [
+        ["baseline_unadjusted", "all", "mrd_positive", 12, 7, 1.22, 0.5, 3.4, 1.2, 9.6, 0.02, 0.015, 0.68, 0.4, 0.53, ""],
+        ["baseline_unadjusted", "continue", "mrd_positive", 6, 3, 0.74, 0.7, 2.1, 0.5, 8.8, 0.3, 0.28, 0.6, nan, nan, ""],
+        ["baseline_unadjusted", "stop", "mrd_positive", 6, 4, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan,
+         "not estimable: no event among MRD-negative"],
+        ["landmark_3m", "all", "mrd_positive", 10, 5, 1.06, 0.6, 2.9, 0.9, 9.1, 0.07, 0.06, 0.7, nan, nan, ""],
+        ["time_varying_status", "all", "mrd_positive", 12, 7, 1.65, 0.5, 5.2, 1.8, 15.0, 0.002, 0.001, nan, nan, nan, ""],
+    ]  # fmt: skip
+    return pd.DataFrame(rows if estimable else [], columns=columns)
+
+
+def _endpoints(estimable: bool) -> pd.DataFrame:
+    columns = [
+        "cohort",
+        "endpoint",
+        "n",
+        "events",
+        "estimate",
+        "ci_low",
+        "ci_high",
+        "method",
+        "at_risk",
+        "note",
+    ]
+    rows = [["continue", "pfs_12m", 6, 2, 0.71, 0.45, 0.86, "Kaplan-Meier, log-log CI", 4, ""],
+            ["stop", "pfs_12m", 6, 3, 0.55, 0.3, 0.75, "Kaplan-Meier, log-log CI", 3, ""],
+            ["all", "pfs_12m", 12, 5, 0.63, 0.45, 0.78, "Kaplan-Meier, log-log CI", 7, ""],
+            ["all", "os_36m", 12, 2, 0.8, 0.6, 0.91, "Kaplan-Meier, log-log CI", 2, ""]]  # fmt: skip
+    return pd.DataFrame(rows if estimable else [], columns=columns)
+
+
+SIMON = {"design": "optimal", "selected": True, "p0": 0.5, "p1": 0.68, "target_alpha": 0.1, "target_power": 0.8,
+         "r1": 8, "n1": 15, "r": 23, "n": 39, "en0": 22.1, "pet0": 0.7, "alpha": 0.097, "power": 0.8,
+         "cohort": "stop", "n_patients": 6, "n_evaluable": 5, "n_success": 3, "decision": "stage 1 ongoing",
+         "decision_other_handling": "failure: stage 1 ongoing"}  # fmt: skip
+
+
+def _design() -> pd.DataFrame:
+    minimax = SIMON | {"design": "minimax", "selected": False, "r1": 12, "n1": 22, "r": 22, "n": 36}
+    return pd.DataFrame([SIMON, minimax])
+
+
+def _summary(path: Path, estimable: bool) -> str:
+    logrank = {"overall": {"groups": ["positive", "negative"], "p": 0.0123, "chisq": 6.3, "note": ""},
+               "per_cohort": {"continue": {"p": 0.3, "note": ""},
+                              "stop": {"p": None, "note": "one group is empty: no comparison"}}}  # fmt: skip
+    data = {
+        "n_patients": 12, "n_events": 7, "logrank": logrank if estimable else {},
+        "design": {"selected": SIMON, "designs": [SIMON], "censored_handling": "exclude",
+                   "success_rate": {"n": 5, "successes": 3, "estimate": 0.6, "ci_low": 0.15, "ci_high": 0.95}},
+        "notes": [] if estimable else ["no PFS event: survival analyses not estimable"],
+    }  # fmt: skip
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory: pytest.TempPathFactory) -> Cohort:
+    return build_fixture(tmp_path_factory.mktemp("report") / "results")
+
+
+@pytest.fixture(scope="module")
+def report(cohort: Cohort) -> Report:
+    return build_report(
+        cohort.inputs, ReportSettings(study_name="STOP-HER2", report_date="2024-05-01"), strict=True
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+
+
+def figure_ids(page: str) -> list[str]:
+    return re.findall(r'<div id="fig-([\w-]+)" class="plotly-graph-div"', page)
+
+
+def downloads(page: str) -> dict[str, pd.DataFrame]:
+    """Every TSV download link of the page, decoded and parsed."""
+    links = re.findall(
+        r'download="([^"]+)" href="data:text/tab-separated-values;charset=utf-8;base64,([^"]+)"', page
+    )
+    return {name: pd.read_csv(io.BytesIO(base64.b64decode(data)), sep="\t", dtype=str, keep_default_na=False)
+            for name, data in links}  # fmt: skip
+
+
+def plot_data(page: str, key: str) -> list[dict]:
+    """The traces passed to Plotly.newPlot for figure `key`, parsed from the page."""
+    traces, _ = json.JSONDecoder().raw_decode(page, _newplot_start(page, key))
+    return traces
+
+
+def values(array: object) -> list:
+    """A trace array as a list: plotly 7 writes numeric arrays as base64 typed arrays ({dtype, bdata})."""
+    if isinstance(array, dict) and "bdata" in array:
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=np.dtype(array["dtype"])).tolist()
+    return list(array or [])
+
+
+def _newplot_start(page: str, key: str) -> int:
+    match = re.search(r'Plotly\.newPlot\(\s*"fig-' + re.escape(key) + r'",\s*', page)
+    assert match, f"no Plotly.newPlot for {key}"
+    return match.end()
+
+
+def read_input(path: str) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+
+
+# ---------------------------------------------------------------------------------------------------- tests
+
+
+def test_plotly_js_is_embedded_exactly_once(report: Report):
+    banner = plotly.offline.get_plotlyjs()[:300]
+    assert report.html.count(banner) == 1
+    assert report.html.count("<script") == report.html.count("</script>")
+
+
+def test_nothing_is_loaded_from_the_network(report: Report):
+    assert not re.search(r"<script[^>]*\ssrc\s*=", report.html, re.IGNORECASE)
+    assert not re.search(
+        r"<(link|img|iframe)[^>]*\s(href|src)\s*=\s*[\"']?(https?:)?//", report.html, re.IGNORECASE
+    )
+    assert not re.search(r"@import|url\(\s*[\"']?https?:", report.html.split("<script", 1)[0])
+
+
+def test_one_figure_div_per_expected_figure(report: Report):
+    ids = figure_ids(report.html)
+    assert sorted(ids) == sorted(ALL_FIGURES)
+    assert all(f'id="panel-{key}"' in report.html for key in ALL_FIGURES | {"flagged"})
+
+
+def test_header_names_study_date_version_and_inputs(report: Report, cohort: Cohort):
+    import mrdtrack
+
+    header = report.html.split("</header>", 1)[0]
+    assert "STOP-HER2" in header and "2024-05-01" in header and f"mrdtrack {mrdtrack.__version__}" in header
+    assert f"<b>{len(cohort.patients)}</b><span>patients</span>" in header
+    assert f"<b>{len(cohort.calls)}</b><span>plasma samples</span>" in header
+    assert "<b>3</b><span>batches</span>" in header and "<b>3</b><span>healthy controls</span>" in header
+
+
+def test_swimmer_has_one_lane_per_patient(report: Report, cohort: Cohort):
+    traces = plot_data(report.html, "swimmer")
+    lanes = next(t for t in traces if t.get("meta") == "lanes")
+    assert sorted(values(lanes["y"])) == sorted(cohort.patients["patient_id"])
+    assert 'data-lanes="12"' in report.html
+    panel = next(p for p in report.panels if p.key == "swimmer")
+    menus = panel.figure.layout.updatemenus[0].buttons
+    assert {b.label for b in menus} == {"Sort by cohort", "Sort by time to progression"}
+    for button in menus:  # each sort order lists every patient once
+        assert sorted(button.args[0]["yaxis.categoryarray"]) == sorted(cohort.patients["patient_id"])
+
+
+def test_swimmer_samples_match_the_calls(report: Report, cohort: Cohort):
+    traces = plot_data(report.html, "swimmer")
+    statuses = {"MRD-positive": "positive", "MRD-negative": "negative", "indeterminate": "indeterminate"}
+    drawn = {statuses[t["name"]]: len(values(t["x"])) for t in traces if t.get("name") in statuses}
+    assert drawn == cohort.calls["mrd_status"].value_counts().to_dict()
+
+
+def test_km_curves_are_steps_with_bands_and_risk_table(report: Report):
+    traces = plot_data(report.html, "km_pooled")
+    curves = [t for t in traces if t.get("name", "").startswith(("MRD", "all patients", "indeterminate"))]
+    assert len(curves) >= 3 and all(t["line"]["shape"] == "hv" for t in curves)
+    assert any(t.get("fill") == "tonexty" for t in traces)
+    assert any(t.get("mode") == "text" for t in traces)  # number at risk
+    panel = next(p for p in report.panels if p.key == "km_pooled")
+    assert "log-rank p = 0.012" in panel.caption and "HR 3.40 (95% CI 1.20\u20139.60)" in panel.caption
+    stop = next(p for p in report.panels if p.key == "km_stop")
+    assert (
+        "log-rank: one group is empty: no comparison" in stop.caption and "HR not estimable" in stop.caption
+    )
+    reference = next(t for t in curves if t["name"].startswith("all patients"))  # the producers' `all` curve
+    assert reference["line"]["dash"] == "dash"
+
+
+def test_tsv_downloads_decode_to_the_input_tables(report: Report, cohort: Cohort):
+    tables = downloads(report.html)
+    inputs = cohort.inputs
+    for name, path in (("cox.tsv", inputs.cox), ("excluded_loci.tsv", inputs.excluded),
+                       ("context_rates.tsv", inputs.context_rates), ("endpoints.tsv", inputs.endpoints)):  # fmt: skip
+        pd.testing.assert_frame_equal(tables[name], read_input(path), check_dtype=False)
+    km = read_input(inputs.km_curves)
+    pd.testing.assert_frame_equal(
+        tables["km_pooled.tsv"], km[km["analysis"] == "overall"].reset_index(drop=True)
+    )
+    samples = tables["swimmer_samples.tsv"]
+    assert sorted(samples["sample_id"]) == sorted(cohort.calls["sample_id"])
+    assert len(tables["swimmer_patients.tsv"]) == len(cohort.patients)
+
+
+def test_every_figure_has_its_data_downloadable(report: Report):
+    for panel in report.panels:
+        if panel.figure is not None:
+            assert panel.downloads, panel.key
+    names = re.findall(r'class="tsv" download="([^"]+)"', report.html)
+    assert len(names) == len(set(names))
+
+
+def test_context_heatmap_is_6_by_16(cohort: Cohort):
+    matrix = context_matrix(read_input(cohort.inputs.context_rates).astype({"rate": float}), "all")
+    assert matrix.shape == (6, 16) and matrix.notna().all().all()
+    rates = read_input(cohort.inputs.context_rates)
+    expected = rates.query("orientation == 'all' and context == 'ACG' and substitution == 'C>T'")["rate"]
+    assert matrix.loc["C>T", "A_G"] == pytest.approx(float(expected.iloc[0]))
+
+
+def test_endpoint_labels_and_design_lines(report: Report):
+    from mrdtrack.report import endpoint_label
+
+    assert endpoint_label("pfs_12m") == "PFS at 12 months" and endpoint_label("os_3y") == "OS at 3 years"
+    assert endpoint_label("restart_clinical_benefit") == "restart clinical benefit"
+    panel = next(p for p in report.panels if p.key == "endpoints")
+    assert sorted(round(shape.y0, 2) for shape in panel.figure.layout.shapes) == [0.5, 0.68]
+    assert "<th>decision</th><td>stage 1 ongoing</td>" in panel.html and "<th>r1</th><td>8</td>" in panel.html
+
+
+def test_mrd_colors_are_the_same_everywhere(report: Report):
+    colors = {"MRD-positive": "#D55E00", "MRD-negative": "#0072B2", "indeterminate": "#8C8C8C"}
+    for key in ("swimmer", "trajectories", "lod", "qc_samples"):
+        for trace in plot_data(report.html, key):
+            if trace.get("name") in colors:
+                color = trace.get("marker", {}).get("color")
+                assert color == colors[trace["name"]], (key, trace["name"], color)
+
+
+def test_methods_state_the_config_parameters(cohort: Cohort):
+    config = {"counting": {"min_mapq": 37, "dedup": "umi"}, "calling": {"control_fpr": 0.01}}
+    page = build_report(cohort.inputs, ReportSettings(), config, strict=True).html
+    methods = page.split('id="methods"', 1)[1]
+    assert "mapping quality 37" in methods and "mode umi" in methods
+    assert "calling.control_fpr" in methods and "0.01" in methods
+
+
+def test_empty_survival_gives_not_estimable_panels(tmp_path: Path):
+    cohort = build_fixture(tmp_path / "results", survival=False)
+    report = build_report(cohort.inputs, ReportSettings(), strict=True)
+    assert set(figure_ids(report.html)) == ALL_FIGURES - SURVIVAL_FIGURES
+    for key in SURVIVAL_FIGURES:
+        panel = next(p for p in report.panels if p.key == key)
+        assert panel.figure is None and panel.message.startswith("Not estimable: "), key
+    assert "no PFS event: survival analyses not estimable" in report.html
+
+
+def test_no_positive_sample(tmp_path: Path):
+    cohort = build_fixture(tmp_path / "results", positives=False)
+    report = build_report(cohort.inputs, ReportSettings(), strict=True)
+    lead = next(p for p in report.panels if p.key == "lead_time")
+    assert lead.figure is None and "no patient had an MRD-positive sample" in lead.message
+    assert {"swimmer", "trajectories", "km_pooled"} <= set(figure_ids(report.html))
+
+
+def test_no_inputs_at_all_still_renders():
+    report = build_report(ReportInputs(), ReportSettings(), strict=True)
+    assert figure_ids(report.html) == []
+    assert report.html.count('class="not-estimable"') >= 10
+    assert "calls: not given" in report.html
+
+
+def test_missing_optional_column_degrades_one_panel(tmp_path: Path):
+    cohort = build_fixture(tmp_path / "results")
+    calls = read_input(cohort.inputs.calls).drop(columns=["lod95", "batch"])
+    calls.to_csv(cohort.inputs.calls, sep="\t", index=False)
+    (Path(cohort.inputs.fraglen[0]).parent / "extra.txt").write_text("ignored")
+    report = build_report(cohort.inputs, ReportSettings(), strict=True)
+    lod = next(p for p in report.panels if p.key == "lod")
+    assert lod.figure is None and "lacks column(s) lod95" in lod.message
+    assert {"swimmer", "trajectories", "qc_samples"} <= set(figure_ids(report.html))
+
+
+def test_extra_columns_and_unreadable_tables_are_tolerated(tmp_path: Path):
+    cohort = build_fixture(tmp_path / "results")
+    cox = read_input(cohort.inputs.cox).assign(new_column="x")
+    cox.to_csv(cohort.inputs.cox, sep="\t", index=False)
+    Path(cohort.inputs.endpoints).write_bytes(b"\xff\xfe\x00garbage")
+    Path(cohort.inputs.summary).write_text("{not json")
+    report = build_report(cohort.inputs, ReportSettings(), strict=True)
+    assert "forest" in figure_ids(report.html)
+    endpoints = next(p for p in report.panels if p.key == "endpoints")
+    assert endpoints.figure is None and "could not be read" in endpoints.message
+
+
+def test_a_failing_panel_is_shown_not_raised(cohort: Cohort, monkeypatch: pytest.MonkeyPatch):
+    import mrdtrack.report as module
+
+    def broken(ctx: object) -> None:
+        """Broken panel"""
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(module, "SECTIONS", (("x", "X", (broken, module.panel_swimmer)),))
+    report = build_report(cohort.inputs, ReportSettings())
+    assert "Not drawn: RuntimeError: boom" in report.html and "fig-swimmer" in report.html
+    with pytest.raises(RuntimeError):
+        build_report(cohort.inputs, ReportSettings(), strict=True)
+
+
+def test_write_report_writes_page_and_one_html_per_figure(cohort: Cohort, tmp_path: Path):
+    html_path, figures = tmp_path / "report/mrd_report.html", tmp_path / "report/figures"
+    figures.mkdir(parents=True)
+    (figures / "stale.html").write_text("old")
+    report = write_report(cohort.inputs, html_path, figures, ReportSettings())
+    assert html_path.read_text(encoding="utf-8") == report.html
+    written = {p.name for p in figures.iterdir()}
+    assert written == {f"{k}.html" for k in ALL_FIGURES} | {"plotly.min.js"}
+    page = (figures / "swimmer.html").read_text()
+    assert (
+        re.search(r'<script[^>]* src="plotly.min.js"', page) and "https://" not in page.split("<body>", 1)[0]
+    )
+    assert sorted(p.name for p in html_path.parent.iterdir()) == ["figures", "mrd_report.html"]
+
+
+def test_static_export_without_kaleido_only_warns(
+    cohort: Cohort, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    with caplog.at_level(logging.WARNING):
+        write_report(
+            cohort.inputs, tmp_path / "r.html", tmp_path / "figures", ReportSettings(static_formats=("png",))
+        )
+    pngs = list((tmp_path / "figures").glob("*.png"))
+    assert (tmp_path / "figures" / "swimmer.html").is_file()
+    assert pngs or caplog.text.count("static export skipped") == 1
+
+
+def test_settings_from_config():
+    settings = ReportSettings.from_config(
+        {"title": "T", "tf_floor": "1e-7"}, {"study_name": "S", "report_date": None}
+    )
+    assert (settings.title, settings.study_name, settings.tf_floor, settings.report_date) == (
+        "T",
+        "S",
+        1e-7,
+        "",
+    )
+    import datetime
+
+    dated = ReportSettings.from_config({"report_date": datetime.date(2024, 5, 1), "static_formats": "png"})
+    assert dated.report_date == "2024-05-01" and dated.static_formats == ("png",)
+    for bad in ({"tf_floor": 0}, {"swimmer_sort": "name"}, {"static_formats": ["gif"]}, {"tf_floor": "x"}):
+        with pytest.raises(UserFacingError):
+            ReportSettings.from_config(bad)
+
+
+def test_unknown_setting_is_warned(caplog: pytest.LogCaptureFixture):
+    with caplog.at_level(logging.WARNING):
+        ReportSettings.from_config({"titel": "typo"})
+    assert "titel" in caplog.text
+
+
+def test_report_date_defaults_to_latest_data_date(cohort: Cohort):
+    page = build_report(cohort.inputs, ReportSettings(), strict=True).html
+    latest = max(pd.to_datetime(cohort.patients[["pfs_date", "os_date"]].stack()).max(),
+                 pd.to_datetime(cohort.calls["collection_date"]).max())  # fmt: skip
+    assert f"Report date {latest.date().isoformat()}" in page
+
+
+def test_snakemake_script_glue(cohort: Cohort, tmp_path: Path):
+    names = [f for f in ReportInputs.__dataclass_fields__]
+    inputs = {name: getattr(cohort.inputs, name) for name in names}
+    inputs["fraglen"], inputs["qc"] = list(inputs["fraglen"]), list(inputs["qc"])
+    fake = SimpleNamespace(
+        input=SimpleNamespace(items=lambda: inputs.items()),
+        params=SimpleNamespace(settings={"title": "Glue"}, config={"study_name": "STOP-HER2", "report": {}}),
+        output=SimpleNamespace(html=str(tmp_path / "r.html"), figures=str(tmp_path / "figs")),
+        log=[str(tmp_path / "report.log")],
+    )
+    runpy.run_path(str(REPO / "workflow/scripts/report.py"), init_globals={"snakemake": fake})
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "<title>Glue</title>" in page and "STOP-HER2" in page
+    assert (tmp_path / "figs" / "swimmer.html").is_file()
+    assert "report:" in (tmp_path / "report.log").read_text()
+
+
+def test_100_patients_by_8_samples_in_under_10_seconds(tmp_path: Path):
+    cohort = build_fixture(tmp_path / "results", n_patients=100, samples_per_patient=8)
+    start = time.perf_counter()
+    report = write_report(cohort.inputs, tmp_path / "r.html", tmp_path / "figures", ReportSettings())
+    elapsed = time.perf_counter() - start
+    assert len(values(plot_data(report.html, "swimmer")[0]["y"])) == 100
+    assert elapsed < 10, f"report took {elapsed:.1f} s"
+
+
+TABLE_INPUTS = [
+    "calls", "loci", "context_rates", "locus_rates", "excluded", "samples", "patients", "joined", "km_curves",
+    "km_summary", "cox", "endpoints", "design",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", TABLE_INPUTS + ["summary", "fraglen", "qc"])
+def test_any_single_input_missing_never_crashes(cohort: Cohort, name: str):
+    inputs = dataclasses.replace(cohort.inputs, **{name: () if name in ("fraglen", "qc") else None})
+    report = build_report(inputs, ReportSettings(), strict=True)
+    assert report.html.count('class="panel"') == len(report.panels) >= 15
+
+
+@pytest.mark.parametrize("name", TABLE_INPUTS)
+def test_any_single_table_with_only_a_header_never_crashes(cohort: Cohort, tmp_path: Path, name: str):
+    header_only = tmp_path / f"{name}.tsv"
+    header_only.write_text("\t".join(read_input(getattr(cohort.inputs, name)).columns) + "\n")
+    report = build_report(
+        dataclasses.replace(cohort.inputs, **{name: str(header_only)}), ReportSettings(), strict=True
+    )
+    assert "<h2" in report.html
+
+
+def test_samples_of_unknown_patients_and_missing_dates(cohort: Cohort, tmp_path: Path):
+    calls = read_input(cohort.inputs.calls)
+    stray = calls.iloc[:2].assign(
+        patient_id="P999", sample_id=["X1", "X2"], collection_date=["", "not a date"]
+    )
+    path = tmp_path / "calls.tsv"
+    pd.concat([calls, stray]).to_csv(path, sep="\t", index=False)
+    report = build_report(dataclasses.replace(cohort.inputs, calls=str(path)), ReportSettings(), strict=True)
+    assert {"swimmer", "trajectories", "qc_samples"} <= set(figure_ids(report.html))
