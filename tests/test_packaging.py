@@ -30,6 +30,15 @@ def test_environment_yml_lists_the_same_dependencies_as_pyproject():
     assert python == project["requires-python"]
 
 
+def test_the_rules_conda_env_lists_the_runtime_dependencies():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = dict(_requirement(r) for r in project["dependencies"])
+    environment = yaml.safe_load((REPO / "workflow" / "envs" / "mrdtrack.yaml").read_text())
+    conda = dict(_requirement(d) for d in environment["dependencies"])
+    conda.pop("python")
+    assert conda == wanted
+
+
 def test_the_console_command_reports_its_version():
     result = subprocess.run(
         [sys.executable, "-m", "mrdtrack.cli", "--version"], capture_output=True, text=True

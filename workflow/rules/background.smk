@@ -11,6 +11,8 @@ rule background:
         "logs/background.log",
     benchmark:
         "results/benchmarks/background.tsv"
+    conda:
+        "../envs/mrdtrack.yaml"
     threads: 1
     resources:
         mem_mb=2000,

@@ -13,6 +13,8 @@ rule call_mrd:
         "logs/call_mrd.log",
     benchmark:
         "results/benchmarks/call_mrd.tsv"
+    conda:
+        "../envs/mrdtrack.yaml"
     threads: 1
     resources:
         mem_mb=2000,

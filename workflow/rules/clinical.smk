@@ -7,6 +7,8 @@ rule clinical_sheet:
         "logs/clinical_sheet.log",
     benchmark:
         "results/benchmarks/clinical_sheet.tsv"
+    conda:
+        "../envs/mrdtrack.yaml"
     threads: 1
     resources:
         mem_mb=500,
@@ -27,6 +29,8 @@ rule clinical:
         "logs/clinical.log",
     benchmark:
         "results/benchmarks/clinical.tsv"
+    conda:
+        "../envs/mrdtrack.yaml"
     threads: 1
     resources:
         mem_mb=1000,
@@ -53,6 +57,8 @@ rule survival:
         "logs/survival.log",
     benchmark:
         "results/benchmarks/survival.tsv"
+    conda:
+        "../envs/mrdtrack.yaml"
     threads: 1
     resources:
         mem_mb=2000,

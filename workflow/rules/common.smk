@@ -1,7 +1,13 @@
 # Sheets are read and checked once, before any job runs. Only the sheets are read here (never an alignment),
 # because cluster executors re-run this file inside every job.
+import os
+import sys
+
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
+
+# The mrdtrack package of this source tree (jobs' scripts find it through the link workflow/scripts/mrdtrack).
+sys.path.insert(0, os.path.normpath(os.path.join(workflow.basedir, "..", "src")))
 
 from mrdtrack.sheets import InputError, index_path, load_inputs
 

@@ -7,6 +7,8 @@ rule sample_sheet:
         "logs/sample_sheet.log",
     benchmark:
         "results/benchmarks/sample_sheet.tsv"
+    conda:
+        "../envs/mrdtrack.yaml"
     threads: 1
     resources:
         mem_mb=500,
@@ -26,6 +28,8 @@ rule panel:
         "logs/panel.log",
     benchmark:
         "results/benchmarks/panel.tsv"
+    conda:
+        "../envs/mrdtrack.yaml"
     threads: 1
     resources:
         mem_mb=1000,
@@ -50,6 +54,8 @@ rule count_molecules:
         "logs/count_molecules/{sample}.log",
     benchmark:
         "results/benchmarks/count_molecules/{sample}.tsv"
+    conda:
+        "../envs/mrdtrack.yaml"
     threads: 1
     resources:
         mem_mb=1000,

@@ -27,6 +27,8 @@ rule report:
         "logs/report.log",
     benchmark:
         "results/benchmarks/report.tsv"
+    conda:
+        "../envs/mrdtrack.yaml"
     threads: 1
     resources:
         mem_mb=2000,

@@ -1,0 +1,16 @@
+"""Fit the cohort background error model (context and locus rates) and list the excluded loci."""
+
+from mrdtrack.background import BackgroundSettings, build_background, read_counts, read_samples
+from mrdtrack.logs import setup_logging, user_errors_as_messages
+from mrdtrack.tables import write_tsv
+
+setup_logging(snakemake.log[0])
+with user_errors_as_messages():
+    model = build_background(
+        read_counts(list(snakemake.input.counts)),
+        read_samples(snakemake.input.samples),
+        BackgroundSettings.from_config(snakemake.params.settings),
+    )
+    write_tsv(model.context_rates, snakemake.output.context_rates)
+    write_tsv(model.locus_rates, snakemake.output.locus_rates)
+    write_tsv(model.excluded, snakemake.output.excluded)
