@@ -1,0 +1,545 @@
+"""The cohort background error model: how often sequencing and PCR noise shows a panel ALT without any tumor.
+
+Background is learnt only from observations that cannot hold tumor signal for the locus: healthy-control plasma
+at every locus, and every patient sample (plasma, and the white-blood-cell normal) at loci outside its own
+patient's panel. A locus in two patients' panels (a shared hotspot) is never background for either patient.
+
+Rates are estimated at three levels, each shrunk toward the one above by empirical Bayes (beta-binomial):
+
+1. substitution class (6 pyrimidine-centred classes, pooled; half a pseudo-count keeps every rate above 0);
+2. class x trinucleotide context (96 classes), shrunk toward the class rate;
+3. locus, shrunk toward its context rate.
+
+Loci whose noise is far above their context are excluded cohort-wide; loci whose ALT shows in the patient's
+own matched normal (CHIP or germline) are excluded for that patient.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, stats
+
+from mrdtrack.logs import UserFacingError
+from mrdtrack.tables import read_tsv
+
+log = logging.getLogger(__name__)
+
+SUBSTITUTIONS = ("C>A", "C>G", "C>T", "T>A", "T>C", "T>G")
+ORIENTATIONS = ("all", "f1r2", "f2r1")
+LOCUS_KEY = ["chrom", "pos", "ref", "alt"]
+COMPLEMENT = str.maketrans("ACGTN", "TGCAN")
+
+CONTEXT_COLUMNS = ["substitution", "context", "orientation", "alt_molecules", "total_molecules", "rate"]
+LOCUS_COLUMNS = [
+    "chrom", "pos", "ref", "alt", "context", "substitution", "alt_molecules", "total_molecules", "n_samples",
+    "n_samples_with_alt", "context_rate", "rate", "excluded", "reason",
+    "pyrimidine_context", "prior_molecules", "noise_p_value",
+]  # fmt: skip
+EXCLUDED_COLUMNS = ["chrom", "pos", "ref", "alt", "patient_id", "reason"]
+
+# Beta-binomial prior strength (pseudo-molecules) is searched within these bounds: from "the locus speaks for
+# itself" to "every locus has exactly its context's rate".
+PRIOR_MOLECULES_BOUNDS = (1.0, 1e10)
+
+
+@dataclass(frozen=True)
+class BackgroundSettings:
+    """Settings of the `background:` config section (docs/config_background_calling.md documents each)."""
+
+    include_normals: bool = True  # use normals at other patients' loci as background
+    min_prior_alt: float = 1.0  # a locus prior carries at least this many expected ALT molecules
+    min_loci_dispersion: int = 20  # fewer loci in a group: use the cohort-wide locus overdispersion
+    min_contexts_dispersion: int = 4  # fewer contexts with data in a group: cohort-wide value
+    noisy_max_p: float = 1e-6  # binomial tail of the locus ALT count vs its context rate
+    noisy_min_fold: float = 5.0  # ... and raw locus rate at least this many times the context rate
+    max_alt_sample_share: float = 0.25  # ALT seen in more than this share of background samples ...
+    min_samples_share: int = 8  # ... when the locus has at least this many background samples
+    normal_min_alt: int = 2  # matched normal: at least this many ALT molecules ...
+    normal_min_vaf: float = 0.002  # ... and at least this VAF ...
+    normal_max_p: float = 1e-3  # ... and binomial tail vs the locus background below this
+    germline_min_vaf: float = 0.2  # normal VAF from which the reason says germline rather than CHIP
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any] | None) -> BackgroundSettings:
+        settings = cls(**checked_section(cls, "background", section))
+        check_ranges(
+            "background",
+            settings,
+            {
+                "noisy_max_p": (0, 1),
+                "normal_max_p": (0, 1),
+                "max_alt_sample_share": (0, 1),
+                "normal_min_vaf": (0, 1),
+                "germline_min_vaf": (0, 1),
+                "min_prior_alt": (0, None),
+                "noisy_min_fold": (0, None),
+            },
+        )
+        return settings
+
+
+def check_ranges(name: str, settings: Any, ranges: Mapping[str, tuple[float | None, float | None]]) -> None:
+    """Each named setting must lie strictly inside (low, high]; None = unbounded."""
+    for key, (low, high) in ranges.items():
+        value = getattr(settings, key)
+        if (low is not None and not value > low) or (high is not None and not value <= high):
+            bounds = f"greater than {low}" + (f" and at most {high}" if high is not None else "")
+            raise UserFacingError(f"{name}.{key} must be {bounds}, not {value!r}")
+
+
+def checked_section(cls: type, name: str, section: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The section as keyword arguments; an unknown key is a user error (most often a typo)."""
+    section = dict(section or {})
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise UserFacingError(
+            f"unknown key(s) in the '{name}' config section: {', '.join(unknown)}; "
+            f"known keys: {', '.join(sorted(known))} (docs/config_background_calling.md)"
+        )
+    return section
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Substitution classes
+# ----------------------------------------------------------------------------------------------------------
+def reverse_complement(seq: str) -> str:
+    return seq.translate(COMPLEMENT)[::-1]
+
+
+def pyrimidine_class(ref: str, alt: str, context: str) -> tuple[str, str, bool]:
+    """(substitution, context, flipped) on the pyrimidine strand: G>T at AGC is C>A at GCT, flipped."""
+    if ref in "CT":
+        return f"{ref}>{alt}", context, False
+    return f"{ref.translate(COMPLEMENT)}>{alt.translate(COMPLEMENT)}", reverse_complement(context), True
+
+
+def rate_group(substitution: str, context: str) -> str:
+    """The class-level group a context is shrunk toward: its substitution, with C>N at CpG on its own.
+
+    CpG cytosines are methylated and deaminate (C>T) far more often than other cytosines, so pooling them
+    with the other contexts of their class would give neither a fair prior.
+    """
+    return f"{substitution} CpG" if substitution[0] == "C" and context[2:] == "G" else substitution
+
+
+def all_context_classes() -> pd.DataFrame:
+    """The 96 pyrimidine-centred classes: substitution x (5' base, 3' base)."""
+    rows = [(sub, f"{left}{sub[0]}{right}") for sub in SUBSTITUTIONS for left in "ACGT" for right in "ACGT"]
+    return pd.DataFrame(rows, columns=["substitution", "context"])
+
+
+GROUPS = tuple(sorted({rate_group(s, c) for s, c in all_context_classes().itertuples(index=False)}))
+
+
+def annotate_classes(loci: pd.DataFrame) -> pd.DataFrame:
+    """Add `substitution`, `pyrimidine_context`, `flipped` (purine reference: strand-swapped) and `group`."""
+    classes = [
+        pyrimidine_class(r, a, c) for r, a, c in zip(loci["ref"], loci["alt"], loci["context"], strict=True)
+    ]
+    out = loci.copy()
+    out["substitution"] = [c[0] for c in classes]
+    out["pyrimidine_context"] = [c[1] for c in classes]
+    out["flipped"] = [c[2] for c in classes]
+    out["group"] = [rate_group(c[0], c[1]) for c in classes]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Inputs
+# ----------------------------------------------------------------------------------------------------------
+ID_DTYPES = {"sample_id": str, "patient_id": str, "chrom": str, "ref": str, "alt": str, "context": str}
+
+
+def read_counts(paths: Sequence[str]) -> pd.DataFrame:
+    """All samples' count tables as one long table."""
+    dtypes = ID_DTYPES | {"panel_patients": str, "alt_lengths": str}
+    frames = [read_tsv(p, dtype=dtypes) for p in paths]
+    counts = pd.concat(frames, ignore_index=True)
+    counts["panel_patients"] = counts["panel_patients"].fillna("")
+    return counts
+
+
+def read_samples(path: str) -> pd.DataFrame:
+    """The validated sample sheet with ids as text (a control's empty patient_id becomes "")."""
+    samples = read_tsv(path, dtype=ID_DTYPES | {"batch": str, "collection_date": str})
+    samples["patient_id"] = samples["patient_id"].fillna("")
+    return samples
+
+
+def read_panel(path: str) -> pd.DataFrame:
+    return read_tsv(path, dtype=ID_DTYPES)
+
+
+def background_observations(
+    counts: pd.DataFrame, samples: pd.DataFrame, include_normals: bool = True
+) -> pd.DataFrame:
+    """The (sample, locus) rows of `counts` that hold no tumor signal for the locus.
+
+    Controls count everywhere; a patient's plasma and normal only at loci outside that patient's panel.
+    """
+    info = samples.set_index("sample_id")[["patient_id", "sample_type"]]
+    merged = counts.join(info, on="sample_id")
+    missing = merged["sample_type"].isna()
+    if missing.any():
+        raise UserFacingError(f"count tables of samples not in the sample sheet: {_few(merged[missing])}")
+    own = [
+        p != "" and p in panel.split(",")
+        for p, panel in zip(merged["patient_id"], merged["panel_patients"], strict=True)
+    ]
+    keep = (merged["sample_type"] == "control") | ~np.asarray(own, dtype=bool)
+    if not include_normals:
+        keep &= merged["sample_type"] != "normal"
+    return merged[keep].reset_index(drop=True)
+
+
+def _few(frame: pd.DataFrame) -> str:
+    names = sorted(set(frame["sample_id"]))
+    return ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+
+
+def pool_loci(counts: pd.DataFrame, observations: pd.DataFrame) -> pd.DataFrame:
+    """Per unique locus (in count-table order): background molecules pooled over samples, by orientation."""
+    obs = observations.assign(
+        total=observations["ref_molecules"] + observations["alt_molecules"],
+        f1r2_total=observations["alt_f1r2"] + observations["ref_f1r2"],
+        f2r1_total=observations["alt_f2r1"] + observations["ref_f2r1"],
+    )
+    obs["has_data"] = obs["total"] > 0
+    obs["has_alt"] = obs["alt_molecules"] > 0
+    sums = obs.groupby(LOCUS_KEY, sort=False).agg(
+        alt_molecules=("alt_molecules", "sum"),
+        total_molecules=("total", "sum"),
+        alt_f1r2=("alt_f1r2", "sum"),
+        total_f1r2=("f1r2_total", "sum"),
+        alt_f2r1=("alt_f2r1", "sum"),
+        total_f2r1=("f2r1_total", "sum"),
+        n_samples=("has_data", "sum"),
+        n_samples_with_alt=("has_alt", "sum"),
+    )
+    loci = counts[LOCUS_KEY + ["context"]].drop_duplicates(LOCUS_KEY).reset_index(drop=True)
+    loci = loci.join(sums, on=LOCUS_KEY).fillna(0)
+    int_columns = list(sums.columns)
+    loci[int_columns] = loci[int_columns].astype(np.int64)
+    return annotate_classes(loci)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Empirical Bayes
+# ----------------------------------------------------------------------------------------------------------
+def shrink(
+    alt: np.ndarray, total: np.ndarray, prior_mean: np.ndarray, prior_molecules: np.ndarray
+) -> np.ndarray:
+    """Posterior mean rate under a Beta(M mu, M (1 - mu)) prior: (a + M mu) / (n + M)."""
+    return (alt + prior_molecules * prior_mean) / (total + prior_molecules)
+
+
+def fit_prior_molecules(alt: np.ndarray, total: np.ndarray, prior_mean: np.ndarray) -> float:
+    """Maximum-likelihood beta-binomial prior strength M (= alpha + beta) given each unit's prior mean.
+
+    Small M: units differ a lot (overdispersed), each keeps its own rate; large M: units share the mean.
+    """
+    alt, total, mean = (np.asarray(x, dtype=float) for x in (alt, total, prior_mean))
+    used = total > 0
+    if not used.any():
+        return PRIOR_MOLECULES_BOUNDS[1]
+    alt, total, mean = alt[used], total[used], mean[used]
+
+    def negative_log_likelihood(log_m: float) -> float:
+        m = np.exp(log_m)
+        return -float(stats.betabinom.logpmf(alt, total, m * mean, m * (1 - mean)).sum())
+
+    bounds = np.log(PRIOR_MOLECULES_BOUNDS)
+    result = optimize.minimize_scalar(negative_log_likelihood, bounds=bounds, method="bounded")
+    return float(np.exp(result.x))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Context rates
+# ----------------------------------------------------------------------------------------------------------
+@dataclass
+class ContextModel:
+    class_rate: dict[str, float]  # group (`rate_group`) -> rate
+    rates: pd.DataFrame  # CONTEXT_COLUMNS (orientation all / f1r2 / f2r1)
+    prior_molecules: dict[str, float]  # group -> prior strength of its contexts around the group rate
+
+    def rate_of(self, loci: pd.DataFrame) -> np.ndarray:
+        """Each locus's context rate (orientation `all`); its class rate for an unusual context (N)."""
+        table = self.rates[self.rates["orientation"] == "all"].set_index(["substitution", "context"])["rate"]
+        keys = pd.MultiIndex.from_arrays([loci["substitution"], loci["pyrimidine_context"]])
+        rate = table.reindex(keys).to_numpy()
+        fallback = loci["group"].map(self.class_rate).to_numpy(dtype=float)
+        return np.where(np.isnan(rate), fallback, rate)
+
+    def pooled(self, loci: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Each locus's context totals (alt, total) pooled over the loci the model was fitted on."""
+        table = self.rates[self.rates["orientation"] == "all"].set_index(["substitution", "context"])
+        keys = pd.MultiIndex.from_arrays([loci["substitution"], loci["pyrimidine_context"]])
+        sub = table.reindex(keys)
+        return sub["alt_molecules"].fillna(0).to_numpy(), sub["total_molecules"].fillna(0).to_numpy()
+
+
+def class_rates(loci: pd.DataFrame) -> dict[str, float]:
+    """Pooled rate per group (substitution class; CpG apart), with half a pseudo-count so that no rate is 0.
+
+    A group with no background molecules at all takes the cohort-wide rate.
+    """
+    grouped = loci.groupby("group")[["alt_molecules", "total_molecules"]].sum()
+    alt_all, total_all = grouped["alt_molecules"].sum(), grouped["total_molecules"].sum()
+    if total_all == 0:
+        raise UserFacingError(
+            "no background molecules: the background needs healthy-control plasma or other patients' samples "
+            "covering the panel loci"
+        )
+    overall = (alt_all + 0.5) / (total_all + 1)
+    rates = {}
+    for group in GROUPS:
+        alt, total = grouped.loc[group] if group in grouped.index else (0, 0)
+        rates[group] = float((alt + 0.5) / (total + 1)) if total > 0 else float(overall)
+    return rates
+
+
+def fit_context_model(loci: pd.DataFrame, settings: BackgroundSettings | None = None) -> ContextModel:
+    """96-class context rates (and per orientation) shrunk toward their group's rate (`rate_group`).
+
+    The prior strength is fitted per group: one cohort-wide value would be set by the groups whose contexts
+    differ most and leave thin contexts of a uniform group with their own noisy rates (too low ones make
+    single background molecules look like tumor). A group with fewer than `min_contexts_dispersion` contexts
+    with data uses the cohort-wide value. As for loci, the prior carries at least `min_prior_alt` expected ALT
+    molecules (Beta alpha >= 1: no prior that piles its mass on a rate of 0, which sparse data otherwise
+    favour).
+    """
+    settings = settings or BackgroundSettings()
+    by_class = class_rates(loci)
+    base = all_context_classes()
+    extra = loci[["substitution", "pyrimidine_context"]].drop_duplicates()
+    extra = extra.rename(columns={"pyrimidine_context": "context"})
+    keys = pd.concat([base, extra]).drop_duplicates().reset_index(drop=True)
+    sums = loci.groupby(["substitution", "pyrimidine_context"]).agg(
+        alt=("alt_molecules", "sum"),
+        total=("total_molecules", "sum"),
+        **_oriented_sums(),
+    )
+    sums.index = sums.index.set_names(["substitution", "context"])
+    table = keys.join(sums, on=["substitution", "context"]).fillna(0)
+    table["group"] = [
+        rate_group(sub, ctx) for sub, ctx in zip(table["substitution"], table["context"], strict=True)
+    ]
+    prior = table["group"].map(by_class).to_numpy(dtype=float)
+    by_class_m = _per_group_prior_molecules(table, prior, settings.min_contexts_dispersion)
+    by_class_m = {g: max(m, settings.min_prior_alt / by_class[g]) for g, m in by_class_m.items()}
+    m = table["group"].map(by_class_m).to_numpy(dtype=float)
+    rate_all = shrink(table["alt"].to_numpy(), table["total"].to_numpy(), prior, m)
+    frames = [_context_rows(table, "all", table["alt"], table["total"], rate_all)]
+    for orientation in ORIENTATIONS[1:]:
+        alt, total = table[f"alt_{orientation}"], table[f"total_{orientation}"]
+        # One orientation is shrunk toward the two orientations' rate with the weakest prior allowed (worth
+        # `min_prior_alt` ALT molecules): strand-specific damage is exactly what these rows should show.
+        rate = shrink(alt.to_numpy(), total.to_numpy(), rate_all, settings.min_prior_alt / rate_all)
+        frames.append(_context_rows(table, orientation, alt, total, rate))
+    rates = pd.concat(frames, ignore_index=True)
+    return ContextModel(by_class, rates, by_class_m)
+
+
+def _per_group_prior_molecules(table: pd.DataFrame, prior: np.ndarray, min_contexts: int) -> dict[str, float]:
+    alt, total = table["alt"].to_numpy(), table["total"].to_numpy()
+    cohort_m = fit_prior_molecules(alt, total, prior)
+    result = {}
+    for group in GROUPS:
+        sel = (table["group"] == group).to_numpy() & (total > 0)
+        enough = sel.sum() >= min_contexts
+        result[group] = fit_prior_molecules(alt[sel], total[sel], prior[sel]) if enough else cohort_m
+    return result
+
+
+def _oriented_sums() -> dict[str, tuple[str, str]]:
+    # Orientation on the pyrimidine strand: for a purine reference the two orientations swap (see
+    # `_orient`), so 8-oxoG G>T seen on read 1 and its C>A mirror land in the same orientation of C>A.
+    return {f"{kind}_{o}": (f"{kind}_{o}_pyr", "sum") for kind in ("alt", "total") for o in ORIENTATIONS[1:]}
+
+
+def _orient(loci: pd.DataFrame) -> pd.DataFrame:
+    """Add orientation counts on the pyrimidine strand (`*_pyr`): F1R2 and F2R1 swap when flipped."""
+    out = loci.copy()
+    flipped = out["flipped"].to_numpy(dtype=bool)
+    for kind in ("alt", "total"):
+        f1r2, f2r1 = out[f"{kind}_f1r2"].to_numpy(), out[f"{kind}_f2r1"].to_numpy()
+        out[f"{kind}_f1r2_pyr"] = np.where(flipped, f2r1, f1r2)
+        out[f"{kind}_f2r1_pyr"] = np.where(flipped, f1r2, f2r1)
+    return out
+
+
+def _context_rows(
+    table: pd.DataFrame, orientation: str, alt: pd.Series, total: pd.Series, rate: np.ndarray
+) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "substitution": table["substitution"],
+            "context": table["context"],
+            "orientation": orientation,
+            "alt_molecules": alt.astype(np.int64).to_numpy(),
+            "total_molecules": total.astype(np.int64).to_numpy(),
+            "rate": rate,
+        }
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Noisy loci and locus rates
+# ----------------------------------------------------------------------------------------------------------
+def leave_one_out_context_rate(loci: pd.DataFrame, model: ContextModel, fitted: np.ndarray) -> np.ndarray:
+    """Each locus's context rate computed without the locus itself (at the context and the class level).
+
+    A noisy locus inflates its own context's and class's rate; judged against itself it would hide in a thin
+    context. `fitted` marks the loci the context model was fitted on (only those are taken out again).
+    """
+    alt = np.where(fitted, loci["alt_molecules"], 0)
+    total = np.where(fitted, loci["total_molecules"], 0)
+    ctx_alt, ctx_total = model.pooled(loci)
+    cls = loci[fitted].groupby("group")[["alt_molecules", "total_molecules"]].sum()
+    cls_alt = loci["group"].map(cls["alt_molecules"]).fillna(0).to_numpy() - alt
+    cls_total = loci["group"].map(cls["total_molecules"]).fillna(0).to_numpy() - total
+    all_alt, all_total = cls["alt_molecules"].sum() - alt, cls["total_molecules"].sum() - total
+    # Half a pseudo-count, as in `class_rates`; a class left empty falls back to the rest of the cohort.
+    class_rate = np.where(cls_total > 0, (cls_alt + 0.5) / (cls_total + 1), (all_alt + 0.5) / (all_total + 1))
+    m = loci["group"].map(model.prior_molecules).to_numpy(dtype=float)
+    return shrink(ctx_alt - alt, ctx_total - total, class_rate, m)
+
+
+def noise_flags(
+    loci: pd.DataFrame, reference: np.ndarray, settings: BackgroundSettings
+) -> tuple[np.ndarray, np.ndarray]:
+    """(reason per locus or "", binomial tail p) for loci whose noise is far above `reference`."""
+    alt = loci["alt_molecules"].to_numpy()
+    total = loci["total_molecules"].to_numpy()
+    p_tail = stats.binom.sf(alt - 1, total, reference)
+    raw = np.divide(alt, total, out=np.zeros(len(loci)), where=total > 0)
+    far_above = raw >= settings.noisy_min_fold * reference
+    noisy = (p_tail < settings.noisy_max_p) & far_above
+    n_samples = loci["n_samples"].to_numpy()
+    share = np.divide(
+        loci["n_samples_with_alt"].to_numpy(), n_samples, out=np.zeros(len(loci)), where=n_samples > 0
+    )
+    widespread = (
+        (share > settings.max_alt_sample_share) & (n_samples >= settings.min_samples_share) & far_above
+    )
+    reason = np.where(noisy, "noisy_locus", np.where(widespread, "alt_in_many_samples", ""))
+    return reason, p_tail
+
+
+def find_noisy_loci(loci: pd.DataFrame, settings: BackgroundSettings, max_rounds: int = 10) -> pd.DataFrame:
+    """Flag noisy loci, refit the context rates without them, and repeat until the flags settle."""
+    reason = np.full(len(loci), "", dtype=object)
+    p_tail = np.ones(len(loci))
+    for _ in range(max_rounds):
+        fitted = reason == ""
+        model = fit_context_model(_orient(loci[fitted]), settings)
+        new_reason, p_tail = noise_flags(loci, leave_one_out_context_rate(loci, model, fitted), settings)
+        if np.array_equal(new_reason == "", reason == ""):
+            reason = new_reason
+            break
+        reason = new_reason
+    out = loci.copy()
+    out["reason"] = reason
+    out["noise_p_value"] = p_tail
+    return out
+
+
+def locus_prior_molecules(
+    loci: pd.DataFrame, prior_mean: np.ndarray, settings: BackgroundSettings
+) -> np.ndarray:
+    """Per-locus beta-binomial prior strength: fitted per group (`rate_group`) on clean loci.
+
+    A group with fewer than `min_loci_dispersion` clean loci with data borrows the cohort-wide value; every
+    prior carries at least `min_prior_alt` expected ALT molecules, so that a locus with no ALT in a modest
+    number of molecules is not trusted to be quieter than its context by orders of magnitude.
+    """
+    clean = (loci["reason"] == "").to_numpy() & (loci["total_molecules"] > 0).to_numpy()
+    alt, total = loci["alt_molecules"].to_numpy(), loci["total_molecules"].to_numpy()
+    cohort_m = fit_prior_molecules(alt[clean], total[clean], prior_mean[clean])
+    m = np.full(len(loci), cohort_m)
+    for group in GROUPS:
+        in_class = (loci["group"] == group).to_numpy()
+        if (in_class & clean).sum() >= settings.min_loci_dispersion:
+            sel = in_class & clean
+            m[in_class] = fit_prior_molecules(alt[sel], total[sel], prior_mean[sel])
+    return np.maximum(m, settings.min_prior_alt / prior_mean)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Matched normals: CHIP and germline
+# ----------------------------------------------------------------------------------------------------------
+def matched_normal_exclusions(
+    counts: pd.DataFrame, samples: pd.DataFrame, locus_rates: pd.DataFrame, settings: BackgroundSettings
+) -> pd.DataFrame:
+    """Loci of a patient's panel whose ALT shows in the patient's own normal beyond background."""
+    normals = samples[samples["sample_type"] == "normal"].set_index("sample_id")["patient_id"]
+    rows = counts[counts["sample_id"].isin(normals.index)].copy()
+    rows["patient_id"] = rows["sample_id"].map(normals)
+    own = [p in panel.split(",") for p, panel in zip(rows["patient_id"], rows["panel_patients"], strict=True)]
+    rows = rows[np.asarray(own, dtype=bool)]
+    rates = locus_rates.set_index(LOCUS_KEY)["rate"]
+    background = rates.reindex(pd.MultiIndex.from_frame(rows[LOCUS_KEY])).to_numpy()
+    alt, total = rows["alt_molecules"].to_numpy(), (rows["ref_molecules"] + rows["alt_molecules"]).to_numpy()
+    vaf = np.divide(alt, total, out=np.zeros(len(rows)), where=total > 0)
+    p_tail = stats.binom.sf(alt - 1, total, background)
+    hit = (
+        (alt >= settings.normal_min_alt) & (vaf >= settings.normal_min_vaf) & (p_tail < settings.normal_max_p)
+    )
+    found = rows.loc[hit, LOCUS_KEY + ["patient_id"]].copy()
+    found["reason"] = np.where(
+        vaf[hit] >= settings.germline_min_vaf, "germline_in_matched_normal", "chip_in_matched_normal"
+    )
+    # Two normals of one patient may both show it: keep one row, the germline reading first.
+    found = found.sort_values("reason", kind="stable").drop_duplicates(LOCUS_KEY + ["patient_id"])
+    return found[EXCLUDED_COLUMNS]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The whole step
+# ----------------------------------------------------------------------------------------------------------
+@dataclass
+class BackgroundModel:
+    context_rates: pd.DataFrame  # CONTEXT_COLUMNS
+    locus_rates: pd.DataFrame  # LOCUS_COLUMNS
+    excluded: pd.DataFrame  # EXCLUDED_COLUMNS
+
+
+def build_background(
+    counts: pd.DataFrame, samples: pd.DataFrame, settings: BackgroundSettings | None = None
+) -> BackgroundModel:
+    """Fit context and locus error rates from the cohort's background observations; list excluded loci."""
+    settings = settings or BackgroundSettings()
+    observations = background_observations(counts, samples, settings.include_normals)
+    loci = find_noisy_loci(pool_loci(counts, observations), settings)
+    clean = (loci["reason"] == "").to_numpy()
+    model = fit_context_model(_orient(loci[clean]), settings)
+    context_rate = model.rate_of(loci)
+    prior_m = locus_prior_molecules(loci, context_rate, settings)
+    loci["context_rate"] = context_rate
+    loci["prior_molecules"] = prior_m
+    alt, total = loci["alt_molecules"].to_numpy(), loci["total_molecules"].to_numpy()
+    # An excluded locus was found not to belong to its context's distribution: report its own rate instead.
+    loci["rate"] = np.where(clean, shrink(alt, total, context_rate, prior_m), (alt + 0.5) / (total + 1))
+    loci["excluded"] = ~clean
+    locus_rates = loci[LOCUS_COLUMNS].reset_index(drop=True)
+    noisy = locus_rates.loc[~clean, LOCUS_KEY + ["reason"]].assign(patient_id="")
+    excluded = pd.concat(
+        [noisy[EXCLUDED_COLUMNS], matched_normal_exclusions(counts, samples, locus_rates, settings)],
+        ignore_index=True,
+    )
+    log.info(
+        "background: %d loci, %d excluded cohort-wide, %d patient-specific exclusions",
+        len(locus_rates), int((~clean).sum()), int((excluded["patient_id"] != "").sum()),
+    )  # fmt: skip
+    log.info(
+        "context prior strength (molecules) per group: %s",
+        {g: f"{m:.3g}" for g, m in model.prior_molecules.items()},
+    )
+    return BackgroundModel(model.rates[CONTEXT_COLUMNS], locus_rates, excluded.reset_index(drop=True))

@@ -1,0 +1,885 @@
+"""Per-sample MRD calls: tumor fraction, its confidence interval, the test of TF = 0, LOD95 and status.
+
+Model (per locus i of the sample's own panel): a_i ~ Binomial(n_i, e_i + (1 - e_i) f w_i / 2), with n_i the
+informative (REF + ALT) molecules, a_i the ALT molecules, e_i the background rate, w_i the variant weight and f
+the tumor fraction. The log-likelihood is concave in f, so the MLE is the root of the score (or a bound).
+
+The test of f = 0 is the likelihood-ratio test. Its null sits on the boundary: the asymptotic statistic is a
+50:50 mixture of chi-square 0 and 1. With the few expected background molecules typical of MRD the statistic is
+discrete and the asymptotics are off (conservative for most panels, anti-conservative for very few loci), so
+when the expected null ALT count is small the p-value comes from the exact null distribution of the same
+statistic, drawn by Monte Carlo with a seed fixed per sample and panel. The threshold is then calibrated on null
+scores (samples scored against panels that are not their own).
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, special, stats
+
+from mrdtrack.background import ID_DTYPES, LOCUS_KEY, check_ranges, checked_section
+from mrdtrack.logs import UserFacingError
+from mrdtrack.tables import read_tsv
+
+log = logging.getLogger(__name__)
+
+HAPLOID_GENOME_PG = 3.3  # mass of one haploid human genome
+P_VALUE_METHODS = ("auto", "asymptotic", "monte_carlo")
+CALL_COLUMNS = [
+    "sample_id", "patient_id", "collection_date", "batch", "mrd_status", "tumor_fraction", "tf_ci_low",
+    "tf_ci_high", "p_value", "threshold", "lod95", "n_loci_used", "n_loci_panel", "mutant_molecules",
+    "total_molecules", "mtm_per_ml", "flags", "status_reason",
+    "lr_statistic", "p_value_method", "expected_background_molecules", "n_loci_outlier",
+]  # fmt: skip
+LOCI_COLUMNS = [
+    "sample_id", "patient_id", "chrom", "pos", "ref", "alt", "context", "weight", "ref_molecules",
+    "alt_molecules", "background_rate", "used", "reason",
+]  # fmt: skip
+NULL_COLUMNS = [
+    "sample_id", "sample_type", "sample_patient_id", "panel_patient_id", "n_loci_used", "mutant_molecules",
+    "total_molecules", "tumor_fraction", "lr_statistic", "p_value", "p_value_method", "calibration",
+    "contamination_candidate",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CallSettings:
+    """Settings of the `calling:` config section (docs/config_background_calling.md documents each)."""
+
+    false_positive_rate: float = 0.01  # target rate of positive calls among null scores
+    min_loci: int = 5  # fewer usable loci: indeterminate
+    min_molecules: int = 500  # fewer informative molecules over usable loci: indeterminate
+    max_lod95: float = 0.01  # a negative whose LOD95 is above this is indeterminate
+    p_value_method: str = "auto"  # auto | asymptotic | monte_carlo
+    monte_carlo_max_expected: float = 20.0  # auto: Monte Carlo when expected null ALT molecules < this
+    null_draws: int = 10_000  # Monte Carlo draws of the null distribution
+    min_exceedances: int = 10  # fewer null draws beyond the statistic: the asymptotic tail may refine p
+    lod_draws: int = 1_000  # Monte Carlo draws per tumor fraction for LOD95
+    lod_power: float = 0.95  # detection probability that defines the LOD
+    ci_level: float = 0.95  # profile-likelihood confidence level
+    outlier_max_p: float = 1e-4  # in-sample outlier locus: binomial upper tail below this
+    contamination_check: bool = True  # flag samples significant for another patient's panel
+    contamination_max_panels: int = 1  # significant at more panels than this: noise, kept in calibration
+    seed: int = 20240601  # base seed of every Monte Carlo draw (per-sample seeds derive from it)
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any] | None) -> CallSettings:
+        settings = cls(**checked_section(cls, "calling", section))
+        if settings.p_value_method not in P_VALUE_METHODS:
+            raise UserFacingError(f"calling.p_value_method must be one of {', '.join(P_VALUE_METHODS)}")
+        check_ranges(
+            "calling",
+            settings,
+            {
+                "false_positive_rate": (0, 0.5),
+                "max_lod95": (0, 1),
+                "lod_power": (0.5, 1),
+                "ci_level": (0, 1),
+                "outlier_max_p": (0, 1),
+                "null_draws": (99, None),
+                "lod_draws": (99, None),
+            },
+        )
+        return settings
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Likelihood
+# ----------------------------------------------------------------------------------------------------------
+def alt_probability(f: Any, e: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """P(ALT molecule) = e + (1 - e) f w / 2; `f` broadcasts over leading axes (one f per row)."""
+    f = np.asarray(f, dtype=float)
+    return e + (1 - e) * f[..., None] * w / 2 if f.ndim else e + (1 - e) * f * w / 2
+
+
+def log_likelihood(f: float, a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray) -> float:
+    """Binomial log-likelihood of tumor fraction `f`, binomial coefficients included."""
+    return float(stats.binom.logpmf(a, n, alt_probability(f, e, w)).sum())
+
+
+def _ll_kernel(f: Any, a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Log-likelihood without the binomial coefficients (they cancel in every ratio); one value per row."""
+    p = alt_probability(f, e, w)
+    return (special.xlogy(a, p) + special.xlog1py(n - a, -p)).sum(axis=-1)
+
+
+def _score_and_curvature(
+    f: np.ndarray, a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    c = (1 - e) * w / 2
+    p = alt_probability(f, e, w)
+    # With e = 0 at f = 0 a locus without ALT contributes 0 (not 0/0) and one with ALT an infinite score.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        alt_term = np.where(a > 0, a / p, 0.0)
+        alt_curve = np.where(a > 0, a / p**2, 0.0)
+    score = (c * (alt_term - (n - a) / (1 - p))).sum(axis=-1)
+    curvature = -(c**2 * (alt_curve + (n - a) / (1 - p) ** 2)).sum(axis=-1)
+    return score, curvature
+
+
+def mle_rows(a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray, tol: float = 1e-10) -> np.ndarray:
+    """MLE of f in [0, 1] for every row of ALT counts `a` (rows x loci), by safeguarded Newton.
+
+    The score decreases in f (concave log-likelihood): f = 0 when the score at 0 is <= 0, f = 1 when the
+    score at 1 is >= 0, else Newton steps kept inside a shrinking bracket (bisection when a step leaves it).
+    """
+    a = np.atleast_2d(a)
+    rows = a.shape[0]
+    score0, _ = _score_and_curvature(np.zeros(rows), a, n, e, w)
+    score1, _ = _score_and_curvature(np.ones(rows), a, n, e, w)
+    f = np.where(score1 >= 0, 1.0, 0.0)
+    todo = np.flatnonzero((score0 > 0) & (score1 < 0))
+    if todo.size:
+        f[todo] = _newton_in_bracket(a[todo], n, e, w, tol)
+    return f
+
+
+def _newton_in_bracket(a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray, tol: float) -> np.ndarray:
+    lo, hi = np.zeros(len(a)), np.ones(len(a))
+    # Start at the estimate that ignores background, which lies at or above the root: from there the first
+    # Newton step lands near the root (the score is convex), where convergence is quadratic. Starting below,
+    # Newton only doubles f per step.
+    c = (1 - e) * w / 2
+    x = np.clip(a.sum(axis=1) / (n * c).sum(), 1e-12, 0.999)
+    active = np.arange(len(a))
+    for _ in range(200):
+        s, h = _score_and_curvature(x[active], a[active], n, e, w)
+        positive = s > 0
+        lo[active] = np.where(positive, x[active], lo[active])
+        hi[active] = np.where(positive, hi[active], x[active])
+        step = x[active] - s / h
+        # A converged step may sit exactly on the bracket's edge: accept it before the bracket test.
+        done = np.abs(s / h) <= tol * np.maximum(x[active], 1e-12)
+        inside = (step > lo[active]) & (step < hi[active])
+        new = np.where(inside | done, step, (lo[active] + hi[active]) / 2)
+        x[active] = new
+        active = active[~done]
+        if not active.size:
+            break
+    return x
+
+
+def mle(a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray) -> float:
+    """Maximum-likelihood tumor fraction in [0, 1]."""
+    return float(mle_rows(np.asarray(a)[None, :], n, e, w)[0])
+
+
+def lr_statistic_rows(a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """2 (log L(f_hat) - log L(0)) per row (0 when f_hat = 0)."""
+    a = np.atleast_2d(a)
+    f = mle_rows(a, n, e, w)
+    stat = 2 * (_ll_kernel(f, a, n, e, w) - _ll_kernel(np.zeros(len(a)), a, n, e, w))
+    return np.where(f > 0, np.maximum(stat, 0.0), 0.0)
+
+
+def chibar_p_value(statistic: Any) -> Any:
+    """P-value of the boundary LRT: P(0.5 chi2_0 + 0.5 chi2_1 >= statistic); 1 at statistic 0."""
+    statistic = np.asarray(statistic, dtype=float)
+    p = np.where(statistic > 0, 0.5 * stats.chi2.sf(statistic, 1), 1.0)
+    return float(p) if p.ndim == 0 else p
+
+
+def profile_ci(
+    a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray, level: float = 0.95
+) -> tuple[float, float]:
+    """Profile-likelihood interval: the f with 2 (log L(f_hat) - log L(f)) <= chi2_1 quantile, within [0, 1]."""
+    cut = stats.chi2.ppf(level, 1)
+    f_hat = mle(a, n, e, w)
+    top = float(_ll_kernel(f_hat, a, n, e, w))
+
+    def excess(f: float) -> float:
+        return 2 * (top - float(_ll_kernel(f, a, n, e, w))) - cut
+
+    low = 0.0 if excess(0.0) <= 0 else optimize.brentq(excess, 0.0, f_hat, xtol=1e-14, rtol=1e-10)
+    high = 1.0 if excess(1.0) <= 0 else optimize.brentq(excess, f_hat, 1.0, xtol=1e-14, rtol=1e-10)
+    return float(low), float(high)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Null distribution and p-values
+# ----------------------------------------------------------------------------------------------------------
+def seeded_rng(seed: int, *keys: str) -> np.random.Generator:
+    """A generator fixed by the base seed and the keys (sample, panel): reruns give identical draws."""
+    return np.random.default_rng([seed, zlib.crc32("\x1f".join(keys).encode())])
+
+
+@dataclass
+class NullDistribution:
+    """How a statistic becomes a p-value: chi-bar asymptotics or the sorted Monte Carlo null statistics."""
+
+    method: str  # "asymptotic", "monte_carlo", or "none" (not computed: the statistic was 0, p = 1)
+    statistics: np.ndarray = field(default_factory=lambda: np.zeros(0))  # sorted, Monte Carlo only
+    min_exceedances: int = 10
+
+    def p_value(self, statistic: Any) -> Any:
+        statistic = np.asarray(statistic, dtype=float)
+        if self.method == "none" and (statistic > 0).any():
+            raise ValueError("no null distribution was computed for a positive statistic")
+        asymptotic = chibar_p_value(statistic)
+        if self.method == "asymptotic":
+            return asymptotic
+        draws = len(self.statistics)
+        # A tolerance so that a draw equal to the observed table (same statistic up to rounding) counts.
+        tol = 1e-9 * np.maximum(1.0, statistic)
+        exceed = draws - np.searchsorted(self.statistics, statistic - tol, side="left")
+        p = (1 + exceed) / (1 + draws)
+        # Beyond the draws' reach the p-value can only be bounded; the chi-bar tail refines it there.
+        p = np.where(exceed < self.min_exceedances, np.minimum(p, asymptotic), p)
+        p = np.where(statistic > 0, p, 1.0)
+        return float(p) if p.ndim == 0 else p
+
+
+def null_distribution(
+    n: np.ndarray, e: np.ndarray, w: np.ndarray, settings: CallSettings, rng: np.random.Generator
+) -> NullDistribution:
+    """The null of the LRT for these loci: exact (Monte Carlo) when few background molecules are expected."""
+    method = settings.p_value_method
+    if method == "auto":
+        expected = float((n * e).sum())
+        method = "monte_carlo" if expected < settings.monte_carlo_max_expected else "asymptotic"
+    if method == "asymptotic":
+        return NullDistribution("asymptotic", min_exceedances=settings.min_exceedances)
+    return NullDistribution(
+        "monte_carlo", simulate_null_statistics(n, e, w, settings.null_draws, rng), settings.min_exceedances
+    )
+
+
+def simulate_null_statistics(
+    n: np.ndarray, e: np.ndarray, w: np.ndarray, draws: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Sorted LRT statistics of `draws` tables drawn exactly under f = 0.
+
+    Null tables are sparse: each locus's ALT counts are drawn only for the draws where it has any (those
+    draws are a Bernoulli process, the counts a zero-truncated binomial); all other draws have statistic 0.
+    """
+    q = -np.expm1(n * np.log1p(-e))  # P(at least one ALT molecule at the locus)
+    rows = [_bernoulli_positions(q[i], draws, rng) for i in range(len(n))]
+    col = np.repeat(np.arange(len(n)), [r.size for r in rows])
+    row = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    value = _positive_binomial(col, n, e, rng)
+    stat = np.zeros(draws)
+    tables_with_alt, where = np.unique(row, return_inverse=True)
+    if tables_with_alt.size:
+        a = np.zeros((tables_with_alt.size, len(n)), dtype=np.int64)
+        a[where, col] = value
+        stat[: tables_with_alt.size] = _statistics_of_tables(a, n, e, w)
+    return np.sort(stat)
+
+
+def _bernoulli_positions(q: float, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices in [0, size) that succeed with probability q each (geometric gaps: cost ~ size q)."""
+    if q <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if q > 0.05:
+        return np.flatnonzero(rng.random(size) < q)
+    positions = np.zeros(0, dtype=np.int64)
+    start = -1
+    while start < size:
+        batch = int(size * q + 5 * np.sqrt(size * q) + 10)
+        more = start + np.cumsum(rng.geometric(q, batch))
+        positions = np.concatenate([positions, more])
+        start = int(more[-1])
+    return positions[positions < size]
+
+
+def _positive_binomial(col: np.ndarray, n: np.ndarray, p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One draw of Binomial(n_i, p_i) conditioned on >= 1 for each locus index in `col` (inverse CDF)."""
+    if col.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    top = _count_ceiling(n, p)
+    cdf = stats.binom.cdf(np.arange(top + 1)[:, None], n, p)
+    u = rng.uniform(cdf[0, col], 1.0)
+    value = np.empty(col.size, dtype=np.int64)
+    for i in np.unique(col):
+        at = col == i
+        value[at] = np.searchsorted(cdf[:, i], u[at], side="left")
+    return np.clip(value, 1, n[col])
+
+
+def _count_ceiling(n: np.ndarray, p: np.ndarray) -> int:
+    """A count no binomial(n_i, p_i) reaches but with probability < 1e-15 (mean + 12 sd + 40, at most n)."""
+    mean = n * p
+    return int(min(n.max(), np.ceil((mean + 12 * np.sqrt(mean) + 40).max())))
+
+
+def _statistics_of_tables(a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray) -> np.ndarray:
+    # Tables repeat (one ALT at one locus, ...): fit each distinct table with any ALT once.
+    stat = np.zeros(len(a))
+    any_alt = a.any(axis=1)
+    if any_alt.any():
+        unique, inverse = unique_rows(a[any_alt])
+        stat[any_alt] = lr_statistic_rows(unique, n, e, w)[inverse]
+    return stat
+
+
+def unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of an integer matrix and the index of each row's twin (like np.unique(axis=0), faster).
+
+    Rows are grouped by a random 64-bit hash; a hash collision is detected and falls back to np.unique.
+    """
+    weights = np.random.default_rng(0).integers(1, 2**62, a.shape[1], dtype=np.int64)
+    keys = (a.astype(np.int64) * weights).sum(axis=1)  # wraps modulo 2**64: still a fine hash
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    unique = a[first]
+    if not np.array_equal(unique[inverse], a):
+        unique, inverse = np.unique(a, axis=0, return_inverse=True)
+    return unique, inverse.ravel()
+
+
+def calibrate_threshold(null_p: np.ndarray, rate: float) -> float:
+    """min(rate, the largest p-cut at which at most `rate` of the null scores are called positive).
+
+    Positive means p <= threshold. The cut is an observed null p-value (the conservative end of its gap);
+    with too few null scores to allow even one false positive, it is half the smallest null p-value.
+    """
+    p = np.sort(np.asarray(null_p, dtype=float))
+    allowed = int(np.floor(rate * len(p) + 1e-9))
+    if len(p) == 0 or np.searchsorted(p, rate, side="right") <= allowed:
+        return float(rate)
+    below = p[p < p[allowed]]
+    if below.size:
+        return float(below[-1])
+    log.warning(
+        "%d null scores cannot show a false-positive rate of %g; threshold set below all", len(p), rate
+    )
+    return float(p[0] / 2)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# One sample at one panel
+# ----------------------------------------------------------------------------------------------------------
+@dataclass
+class Score:
+    """The test of one sample at one panel's usable loci."""
+
+    used: np.ndarray  # bool per candidate locus: not an in-sample outlier
+    outliers: np.ndarray  # bool per candidate locus
+    tumor_fraction: float
+    ci: tuple[float, float]
+    statistic: float
+    p_value: float
+    null: NullDistribution
+    expected_background: float
+
+
+def find_outliers(
+    a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray, max_p: float, level: float = 0.95
+) -> np.ndarray:
+    """Loci whose ALT count is implausible given the tumor fraction the other loci support.
+
+    Each locus with ALT molecules is judged against the upper confidence bound of the TF fitted without it
+    (so that honest low-level signal concentrated by chance in one locus is not removed); the most extreme
+    locus below `max_p` is dropped and the rest re-judged, until none is left.
+    """
+    out = np.zeros(len(a), dtype=bool)
+    # A tumor fraction can only raise the ALT probability: loci unremarkable under background alone never
+    # become outliers, which spares the leave-one-out fits for almost every locus.
+    suspect = (a > 0) & (stats.binom.sf(a - 1, n, e) < max_p)
+    while (~out).sum() > 2:
+        candidates = np.flatnonzero(~out & suspect)
+        tails = np.array([_outlier_tail(i, a, n, e, w, out, level) for i in candidates])
+        if not candidates.size or tails.min() >= max_p:
+            break
+        out[candidates[np.argmin(tails)]] = True
+    return out
+
+
+def _outlier_tail(
+    i: int, a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray, out: np.ndarray, level: float
+) -> float:
+    keep = ~out
+    keep[i] = False
+    upper = profile_ci(a[keep], n[keep], e[keep], w[keep], level)[1]
+    return float(stats.binom.sf(a[i] - 1, n[i], alt_probability(upper, e[i], w[i])))
+
+
+def score_loci(
+    a: np.ndarray,
+    n: np.ndarray,
+    e: np.ndarray,
+    w: np.ndarray,
+    settings: CallSettings,
+    rng: np.random.Generator,
+    full: bool = True,
+) -> Score:
+    """Outlier screen, MLE, LRT and its p-value for one sample at one set of loci.
+
+    `full` adds what only a sample's own call needs: the profile CI and the null distribution even when the
+    statistic is 0 (for the LOD). Null scores skip both, and a statistic of 0 has p = 1 whatever the null.
+    """
+    outliers = find_outliers(a, n, e, w, settings.outlier_max_p, settings.ci_level)
+    used = ~outliers
+    au, nu, eu, wu = a[used], n[used], e[used], w[used]
+    if not used.any():
+        return Score(used, outliers, np.nan, (np.nan, np.nan), 0.0, 1.0, NullDistribution("asymptotic"), 0.0)
+    f_hat = mle(au, nu, eu, wu)
+    ci = profile_ci(au, nu, eu, wu, settings.ci_level) if full else (np.nan, np.nan)
+    statistic = float(lr_statistic_rows(au[None, :], nu, eu, wu)[0])
+    needed = full or statistic > 0
+    null = null_distribution(nu, eu, wu, settings, rng) if needed else NullDistribution("none")
+    p_value = null.p_value(statistic) if statistic > 0 else 1.0
+    return Score(used, outliers, f_hat, ci, statistic, p_value, null, float((nu * eu).sum()))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Limit of detection
+# ----------------------------------------------------------------------------------------------------------
+def detection_probability(
+    f: float,
+    n: np.ndarray,
+    e: np.ndarray,
+    w: np.ndarray,
+    threshold: float,
+    null: NullDistribution,
+    uniforms: np.ndarray,
+) -> float:
+    """Share of tables drawn at tumor fraction `f` that give p <= threshold.
+
+    Tables come from fixed uniforms through the binomial inverse CDF (common random numbers): every draw's
+    ALT counts, hence its statistic, only grow with f, so the estimated detection curve is monotone.
+    """
+    a = binomial_quantiles(uniforms, n, alt_probability(f, e, w))
+    stat = _statistics_of_tables(a, n, e, w)
+    return float(np.mean(null.p_value(stat) <= threshold))
+
+
+def binomial_quantiles(u: np.ndarray, n: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Binomial(n_i, p_i) inverse CDF at the uniforms `u` (draws x loci)."""
+    top = _count_ceiling(n, p)
+    cdf = stats.binom.cdf(np.arange(top + 1)[:, None], n, p)
+    a = np.empty(u.shape, dtype=np.int64)
+    for i in range(len(n)):
+        a[:, i] = np.searchsorted(cdf[:, i], u[:, i], side="left")
+    return np.minimum(a, n)
+
+
+def lod95(
+    n: np.ndarray,
+    e: np.ndarray,
+    w: np.ndarray,
+    threshold: float,
+    null: NullDistribution,
+    settings: CallSettings,
+    rng: np.random.Generator,
+) -> float:
+    """Smallest tumor fraction detected (p <= threshold) with probability `lod_power`; NaN if even f = 1 fails.
+
+    Bisection on log f over [1e-8, 1] to 0.5% relative precision (well within the Monte Carlo error).
+    """
+    if not len(n) or n.sum() == 0:
+        return float("nan")
+    uniforms = rng.random((settings.lod_draws, len(n)))
+
+    def detected(f: float) -> bool:
+        return detection_probability(f, n, e, w, threshold, null, uniforms) >= settings.lod_power
+
+    low, high = 1e-8, 1.0
+    if not detected(high):
+        return float("nan")
+    if detected(low):
+        return low
+    while high / low > 1.005:
+        middle = np.sqrt(low * high)
+        low, high = (low, middle) if detected(middle) else (middle, high)
+    return float(high)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Helpers for the sample table
+# ----------------------------------------------------------------------------------------------------------
+def mtm_per_ml(tumor_fraction: float, cfdna_ng: float, plasma_ml: float) -> float:
+    """Mean tumor molecules per mL: (f / 2) x haploid genome equivalents per mL (1 haploid genome = 3.3 pg).
+
+    f / 2 is the expected ALT share for a clonal heterozygous SNV, so this counts mutant molecules per locus
+    per mL of plasma, as Signatera reports. NaN when cfDNA mass or plasma volume is unknown.
+    """
+    values = (tumor_fraction, cfdna_ng, plasma_ml)
+    if any(v is None or not np.isfinite(v) for v in values) or plasma_ml <= 0:
+        return float("nan")
+    return float(tumor_fraction / 2 * cfdna_ng * 1000 / HAPLOID_GENOME_PG / plasma_ml)
+
+
+def decide_status(
+    p_value: float, threshold: float, lod: float, n_loci: int, molecules: int, settings: CallSettings
+) -> tuple[str, str]:
+    """(status, reason in words)."""
+    test = f"p={p_value:.3g} vs threshold {threshold:.3g}"
+    if n_loci < settings.min_loci:
+        return "indeterminate", f"only {n_loci} usable panel loci (minimum {settings.min_loci}); {test}"
+    if p_value <= threshold:
+        return "positive", f"tumor DNA detected: {test}"
+    if molecules < settings.min_molecules:
+        return "indeterminate", (
+            f"not detected ({test}) but only {molecules} informative molecules "
+            f"(minimum {settings.min_molecules}): too few to rule MRD out"
+        )
+    if not np.isfinite(lod) or lod > settings.max_lod95:
+        shown = "not reachable" if not np.isfinite(lod) else f"{lod:.3g}"
+        return "indeterminate", (
+            f"not detected ({test}) but LOD95 {shown} is above the ceiling {settings.max_lod95:.3g}: "
+            "too shallow to rule MRD out"
+        )
+    return "negative", f"not detected ({test}); LOD95 {lod:.3g} within the ceiling {settings.max_lod95:.3g}"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The cohort
+# ----------------------------------------------------------------------------------------------------------
+@dataclass
+class Cohort:
+    """Count matrices (samples x unique loci) aligned with the background table."""
+
+    loci: pd.DataFrame  # locus_rates rows (unique loci)
+    alt: np.ndarray
+    total: np.ndarray
+    ref: np.ndarray
+    row: dict[str, int]  # sample_id -> matrix row
+    samples: pd.DataFrame  # indexed by sample_id
+    panels: dict[str, pd.DataFrame]  # patient -> chrom, pos, ref, alt, context, locus (row of loci), weight
+    cohort_reason: np.ndarray  # per locus: "" or why excluded for everyone
+    patient_reason: dict[str, dict[int, str]]  # patient -> locus -> why excluded for that patient
+
+    def rates_without(self, sample_id: str, loci: np.ndarray) -> np.ndarray:
+        """Background rates at `loci` with this sample's own molecules taken out of the pool.
+
+        Null scores must not test a sample against rates it helped to estimate (that would flatter them).
+        """
+        r = self.row[sample_id]
+        table = self.loci.iloc[loci]
+        alt = table["alt_molecules"].to_numpy() - self.alt[r, loci]
+        total = table["total_molecules"].to_numpy() - self.total[r, loci]
+        m, mu = table["prior_molecules"].to_numpy(), table["context_rate"].to_numpy()
+        return (np.maximum(alt, 0) + m * mu) / (np.maximum(total, 0) + m)
+
+
+def build_cohort(
+    counts: pd.DataFrame,
+    samples: pd.DataFrame,
+    panel: pd.DataFrame,
+    locus_rates: pd.DataFrame,
+    excluded: pd.DataFrame,
+) -> Cohort:
+    loci = locus_rates.reset_index(drop=True)
+    index = pd.MultiIndex.from_frame(loci[LOCUS_KEY])
+    sample_ids = list(samples["sample_id"])
+    row = {s: i for i, s in enumerate(sample_ids)}
+    shape = (len(sample_ids), len(loci))
+    alt, ref = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.int64)
+    rows = counts[counts["sample_id"].isin(row)]
+    r = rows["sample_id"].map(row).to_numpy()
+    c = index.get_indexer(pd.MultiIndex.from_frame(rows[LOCUS_KEY]))
+    ok = c >= 0
+    alt[r[ok], c[ok]] = rows["alt_molecules"].to_numpy()[ok]
+    ref[r[ok], c[ok]] = rows["ref_molecules"].to_numpy()[ok]
+    panels = {}
+    for patient, group in panel.groupby("patient_id", sort=True):
+        where = index.get_indexer(pd.MultiIndex.from_frame(group[LOCUS_KEY]))
+        rows = group[LOCUS_KEY + ["context"]].reset_index(drop=True)
+        panels[str(patient)] = rows.assign(locus=where, weight=group["weight"].to_numpy(dtype=float))
+    cohort_reason = np.full(len(loci), "", dtype=object)
+    patient_reason: dict[str, dict[int, str]] = {}
+    ex_index = index.get_indexer(pd.MultiIndex.from_frame(excluded[LOCUS_KEY])) if len(excluded) else []
+    for locus, patient, reason in zip(
+        ex_index, excluded["patient_id"].fillna(""), excluded["reason"], strict=True
+    ):
+        if locus < 0:
+            continue
+        if patient == "":
+            cohort_reason[locus] = reason
+        else:
+            patient_reason.setdefault(patient, {}).setdefault(int(locus), reason)
+    return Cohort(
+        loci, alt, alt + ref, ref, row, samples.set_index("sample_id", drop=False), panels, cohort_reason,
+        patient_reason,
+    )  # fmt: skip
+
+
+def candidate_loci(
+    cohort: Cohort, panel_patient: str, sample_patient: str
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """A panel's loci with the reason each is not usable for this sample ("" = usable)."""
+    rows = cohort.panels[panel_patient]
+    excluded_here = cohort.patient_reason.get(panel_patient, {})
+    own = set(cohort.panels[sample_patient]["locus"]) if sample_patient in cohort.panels else set()
+    reasons = []
+    for locus in rows["locus"]:
+        if locus < 0:
+            reasons.append("no_background")
+        elif cohort.cohort_reason[locus]:
+            reasons.append(cohort.cohort_reason[locus])
+        elif locus in excluded_here:
+            reasons.append(excluded_here[locus])
+        elif panel_patient != sample_patient and locus in own:
+            reasons.append("in_sample_patient_panel")
+        else:
+            reasons.append("")
+    return rows, np.asarray(reasons, dtype=object)
+
+
+@dataclass
+class CallResult:
+    calls: pd.DataFrame
+    loci: pd.DataFrame
+    null_scores: pd.DataFrame
+    threshold: float
+
+
+def _score_sample_at_panel(
+    cohort: Cohort, sample_id: str, panel_patient: str, settings: CallSettings, null_score: bool
+) -> tuple[pd.DataFrame, np.ndarray, Score | None]:
+    sample = cohort.samples.loc[sample_id]
+    rows, reasons = candidate_loci(cohort, panel_patient, sample["patient_id"])
+    r = cohort.row[sample_id]
+    locus = rows["locus"].to_numpy()
+    safe = np.where(locus >= 0, locus, 0)
+    n, a = np.where(locus >= 0, cohort.total[r, safe], 0), cohort.alt[r, safe]
+    reasons = np.where((reasons == "") & (n == 0), "no_molecules", reasons)
+    usable = reasons == ""
+    # Null scores use rates without the sample's own molecules; a sample's own loci never held them.
+    e = cohort.rates_without(sample_id, safe) if null_score else cohort.loci["rate"].to_numpy()[safe]
+    if not usable.any():
+        return rows, reasons, None
+    rng = seeded_rng(settings.seed, sample_id, panel_patient)
+    w = rows["weight"].to_numpy()[usable]
+    score = score_loci(a[usable], n[usable], e[usable], w, settings, rng, full=not null_score)
+    reasons[np.flatnonzero(usable)[score.outliers]] = "outlier_in_sample"
+    return rows, reasons, score
+
+
+def null_scores(cohort: Cohort, settings: CallSettings) -> pd.DataFrame:
+    """Every plasma and control sample scored against each patient panel that is not its own."""
+    records = []
+    scored = cohort.samples[cohort.samples["sample_type"].isin(["plasma", "control"])]
+    for sample_id, sample in scored.iterrows():
+        for patient in cohort.panels:
+            if patient == sample["patient_id"]:
+                continue
+            _, reasons, score = _score_sample_at_panel(cohort, sample_id, patient, settings, null_score=True)
+            records.append(_null_record(cohort, sample, patient, reasons, score, settings))
+    return mark_contamination(pd.DataFrame(records, columns=NULL_COLUMNS), settings)
+
+
+def mark_contamination(nulls: pd.DataFrame, settings: CallSettings) -> pd.DataFrame:
+    """Set aside, from the calibration, null scores that look like contamination rather than noise.
+
+    A score significant after Bonferroni over the panels its sample was scored against (p <= rate / panels)
+    holds another patient's tumor DNA: a sample swap or cross-contamination, which the calls flag. Left in,
+    one such score would drag the threshold below its own tiny p-value and silence every real positive. A
+    sample significant against more than `contamination_max_panels` panels is not contaminated by a donor but
+    noisy, and noise is exactly what the calibration must see: those scores stay in.
+    """
+    nulls = nulls.copy()
+    eligible = nulls["calibration"].to_numpy(dtype=bool)
+    panels = nulls["sample_id"].map(nulls[eligible].groupby("sample_id").size()).fillna(0).to_numpy()
+    significant = eligible & (
+        nulls["p_value"].to_numpy() <= settings.false_positive_rate / np.maximum(panels, 1)
+    )
+    per_sample = pd.Series(significant).groupby(nulls["sample_id"].to_numpy()).transform("sum").to_numpy()
+    candidate = significant & (per_sample <= settings.contamination_max_panels)
+    nulls["contamination_candidate"] = candidate
+    nulls["calibration"] = eligible & ~candidate
+    if candidate.any():
+        pairs = nulls.loc[candidate, ["sample_id", "panel_patient_id"]].itertuples(index=False)
+        log.warning(
+            "left out of the calibration as possible contamination: %s",
+            ", ".join(f"{s} at {p}" for s, p in pairs),
+        )
+    return nulls
+
+
+def _null_record(
+    cohort: Cohort,
+    sample: pd.Series,
+    patient: str,
+    reasons: np.ndarray,
+    score: Score | None,
+    settings: CallSettings,
+) -> dict[str, Any]:
+    rows = cohort.panels[patient]
+    used = np.flatnonzero(reasons == "")
+    r = cohort.row[sample["sample_id"]]
+    locus = rows["locus"].to_numpy()[used]
+    return {
+        "sample_id": sample["sample_id"],
+        "sample_type": sample["sample_type"],
+        "sample_patient_id": sample["patient_id"],
+        "panel_patient_id": patient,
+        "n_loci_used": len(used),
+        "mutant_molecules": int(cohort.alt[r, locus].sum()),
+        "total_molecules": int(cohort.total[r, locus].sum()),
+        "tumor_fraction": score.tumor_fraction if score else np.nan,
+        "lr_statistic": score.statistic if score else np.nan,
+        "p_value": score.p_value if score else np.nan,
+        "p_value_method": score.null.method if score else "",
+        # Only scores that could become a positive call (enough loci) shape the threshold.
+        "calibration": bool(score is not None and len(used) >= settings.min_loci),
+    }
+
+
+def call_sample(
+    cohort: Cohort, sample_id: str, threshold: float, nulls: pd.DataFrame, settings: CallSettings
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """One plasma sample at its own patient's panel: the calls.tsv row and its loci.tsv rows."""
+    sample = cohort.samples.loc[sample_id]
+    patient = sample["patient_id"]
+    if patient not in cohort.panels:
+        return _empty_call(sample, threshold, "the patient has no panel loci", settings), _no_loci()
+    rows, reasons, score = _score_sample_at_panel(cohort, sample_id, patient, settings, null_score=False)
+    loci = _loci_rows(cohort, sample, rows, reasons)
+    if score is None:
+        return _empty_call(sample, threshold, "no usable panel loci", settings, len(rows)), loci
+    used = loci["used"].to_numpy()
+    n, a = (
+        loci["ref_molecules"].to_numpy() + loci["alt_molecules"].to_numpy(),
+        loci["alt_molecules"].to_numpy(),
+    )
+    e, w = loci["background_rate"].to_numpy(), loci["weight"].to_numpy()
+    lod = lod95(
+        n[used],
+        e[used],
+        w[used],
+        threshold,
+        score.null,
+        settings,
+        seeded_rng(settings.seed, sample_id, "lod"),
+    )
+    molecules = int(n[used].sum())
+    status, reason = decide_status(score.p_value, threshold, lod, int(used.sum()), molecules, settings)
+    flags = _flags(sample_id, nulls, threshold, int(score.outliers.sum()), settings)
+    return {
+        **_sample_columns(sample),
+        "mrd_status": status,
+        "tumor_fraction": score.tumor_fraction,
+        "tf_ci_low": score.ci[0],
+        "tf_ci_high": score.ci[1],
+        "p_value": score.p_value,
+        "threshold": threshold,
+        "lod95": lod,
+        "n_loci_used": int(used.sum()),
+        "n_loci_panel": len(rows),
+        "mutant_molecules": int(a[used].sum()),
+        "total_molecules": molecules,
+        "mtm_per_ml": mtm_per_ml(score.tumor_fraction, sample.get("cfdna_ng"), sample.get("plasma_ml")),
+        "flags": flags,
+        "status_reason": reason,
+        "lr_statistic": score.statistic,
+        "p_value_method": score.null.method,
+        "expected_background_molecules": score.expected_background,
+        "n_loci_outlier": int(score.outliers.sum()),
+    }, loci
+
+
+def _sample_columns(sample: pd.Series) -> dict[str, Any]:
+    return {k: sample.get(k, "") for k in ("sample_id", "patient_id", "collection_date", "batch")}
+
+
+def _empty_call(
+    sample: pd.Series, threshold: float, why: str, settings: CallSettings, n_panel: int = 0
+) -> dict[str, Any]:
+    row = dict.fromkeys(CALL_COLUMNS, np.nan) | _sample_columns(sample)
+    return row | {
+        "mrd_status": "indeterminate",
+        "threshold": threshold,
+        "n_loci_used": 0,
+        "n_loci_panel": n_panel,
+        "mutant_molecules": 0,
+        "total_molecules": 0,
+        "flags": "",
+        "status_reason": why,
+        "p_value_method": "",
+        "n_loci_outlier": 0,
+    }
+
+
+def _no_loci() -> pd.DataFrame:
+    return pd.DataFrame(columns=LOCI_COLUMNS)
+
+
+def _loci_rows(cohort: Cohort, sample: pd.Series, rows: pd.DataFrame, reasons: np.ndarray) -> pd.DataFrame:
+    locus = rows["locus"].to_numpy()
+    safe = np.where(locus >= 0, locus, 0)
+    r = cohort.row[sample["sample_id"]]
+    known = locus >= 0
+    return pd.DataFrame(
+        {
+            "sample_id": sample["sample_id"],
+            "patient_id": sample["patient_id"],
+            **{k: rows[k].to_numpy() for k in ("chrom", "pos", "ref", "alt", "context")},
+            "weight": rows["weight"].to_numpy(),
+            "ref_molecules": np.where(known, cohort.ref[r, safe], 0),
+            "alt_molecules": np.where(known, cohort.alt[r, safe], 0),
+            "background_rate": np.where(known, cohort.loci["rate"].to_numpy()[safe], np.nan),
+            "used": reasons == "",
+            "reason": reasons,
+        }
+    )
+
+
+def _flags(
+    sample_id: str, nulls: pd.DataFrame, threshold: float, n_outliers: int, settings: CallSettings
+) -> str:
+    flags = []
+    if settings.contamination_check:
+        mine = nulls[(nulls["sample_id"] == sample_id) & (nulls["n_loci_used"] >= settings.min_loci)]
+        # Bonferroni over the other panels this sample was scored against.
+        hits = mine[mine["p_value"] <= threshold / max(len(mine), 1)]
+        flags += [f"possible_contamination:{p}" for p in sorted(hits["panel_patient_id"])]
+    if n_outliers:
+        flags.append(f"outlier_loci:{n_outliers}")
+    return ";".join(flags)
+
+
+def call_cohort(
+    counts: pd.DataFrame,
+    samples: pd.DataFrame,
+    panel: pd.DataFrame,
+    locus_rates: pd.DataFrame,
+    excluded: pd.DataFrame,
+    settings: CallSettings | None = None,
+) -> CallResult:
+    """Null scores -> calibrated threshold -> one call per plasma sample."""
+    settings = settings or CallSettings()
+    cohort = build_cohort(counts, samples, panel, locus_rates, excluded)
+    nulls = null_scores(cohort, settings)
+    calibrating = nulls.loc[nulls["calibration"], "p_value"].to_numpy()
+    threshold = calibrate_threshold(calibrating, settings.false_positive_rate)
+    log.info(
+        "threshold %.4g from %d null scores (target rate %g)",
+        threshold,
+        len(calibrating),
+        settings.false_positive_rate,
+    )
+    calls, loci = [], []
+    for sample_id in samples.loc[samples["sample_type"] == "plasma", "sample_id"]:
+        call, sample_loci = call_sample(cohort, sample_id, threshold, nulls, settings)
+        calls.append(call)
+        loci.append(sample_loci)
+    calls_frame = pd.DataFrame(calls, columns=CALL_COLUMNS)
+    calls_frame = calls_frame.sort_values(["patient_id", "collection_date", "sample_id"], kind="stable")
+    loci = [frame for frame in loci if len(frame)]
+    loci_frame = pd.concat(loci, ignore_index=True) if loci else _no_loci()
+    log.info("calls: %s", summarize(calls_frame))
+    return CallResult(calls_frame.reset_index(drop=True), loci_frame[LOCI_COLUMNS], nulls, threshold)
+
+
+def summarize(calls: pd.DataFrame) -> str:
+    """One log line: how many samples got each status."""
+    counts = calls["mrd_status"].value_counts()
+    return ", ".join(
+        f"{status}: {counts.get(status, 0)}" for status in ("positive", "negative", "indeterminate")
+    )
+
+
+def read_locus_rates(path: str) -> pd.DataFrame:
+    return read_tsv(path, dtype=ID_DTYPES | {"reason": str}).fillna({"reason": ""})
+
+
+def read_excluded(path: str) -> pd.DataFrame:
+    return read_tsv(path, dtype=ID_DTYPES | {"reason": str}).fillna({"patient_id": ""})

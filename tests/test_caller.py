@@ -1,0 +1,375 @@
+"""MRD calling: likelihood, tumor fraction and its interval, the test of TF = 0, calibration, LOD95, status."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import special, stats
+from test_background import CohortSpec, simulate_cohort
+
+from mrdtrack.background import build_background
+from mrdtrack.caller import (
+    CALL_COLUMNS,
+    CallSettings,
+    NullDistribution,
+    calibrate_threshold,
+    call_cohort,
+    chibar_p_value,
+    find_outliers,
+    lod95,
+    log_likelihood,
+    lr_statistic_rows,
+    mle,
+    mtm_per_ml,
+    null_distribution,
+    profile_ci,
+    seeded_rng,
+    simulate_null_statistics,
+)
+from mrdtrack.logs import UserFacingError
+from mrdtrack.tables import write_tsv
+
+FAST = CallSettings(null_draws=2000, lod_draws=400)
+
+
+def arrays(*values):
+    return tuple(np.asarray(v, dtype=float) for v in values)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Likelihood and tumor fraction
+# ----------------------------------------------------------------------------------------------------------
+def test_log_likelihood_is_the_binomial_with_alt_probability_e_plus_tumor_share():
+    a, n, e, w = arrays([2, 0], [10, 50], [0.01, 0.001], [1.0, 0.5])
+    f = 0.1
+    p = np.array([0.01 + 0.99 * 0.1 / 2, 0.001 + 0.999 * 0.1 * 0.5 / 2])
+    by_hand = (np.log(special.comb(10, 2)) + 2 * np.log(p[0]) + 8 * np.log(1 - p[0])) + 50 * np.log(1 - p[1])
+    assert log_likelihood(f, a, n, e, w) == pytest.approx(by_hand, rel=1e-12)
+
+
+@pytest.mark.parametrize(("a", "n", "w"), [(3, 200, 0.8), (1, 10_000, 1.0), (40, 100, 1.0)])
+def test_with_no_background_one_locus_gives_the_closed_form_tf(a, n, w):
+    assert mle(*arrays([a], [n], [0.0], [w])) == pytest.approx(2 * a / (n * w), rel=1e-9)
+
+
+def test_tf_is_zero_without_excess_and_bounded_by_one():
+    assert mle(*arrays([0, 0], [500, 500], [1e-4, 1e-4], [1, 1])) == 0.0
+    assert mle(*arrays([1], [10_000], [1e-3], [1])) == 0.0  # 1 ALT where 10 are expected
+    assert mle(*arrays([100], [100], [1e-4], [1])) == 1.0  # more ALT than a heterozygous SNV can give
+
+
+def test_mle_maximizes_the_likelihood():
+    a, n, e, w = arrays([2, 1, 0, 4], [300, 250, 400, 350], [1e-4, 2e-5, 3e-4, 1e-5], [1, 0.6, 1, 0.9])
+    f = mle(a, n, e, w)
+    assert 0 < f < 1
+    for other in (f * 0.99, f * 1.01):
+        assert log_likelihood(f, a, n, e, w) > log_likelihood(other, a, n, e, w)
+
+
+def test_profile_interval_ends_where_twice_the_log_likelihood_drop_is_3_841():
+    a, n, e, w = arrays([3, 5, 2], [400, 500, 300], [1e-4, 1e-4, 1e-4], [1, 1, 0.7])
+    f = mle(a, n, e, w)
+    low, high = profile_ci(a, n, e, w)
+    assert 0 < low < f < high < 1
+    for bound in (low, high):
+        drop = 2 * (log_likelihood(f, a, n, e, w) - log_likelihood(bound, a, n, e, w))
+        assert drop == pytest.approx(stats.chi2.ppf(0.95, 1), abs=1e-6)
+
+
+def test_profile_interval_starts_at_zero_when_zero_is_not_excluded():
+    a, n, e, w = arrays([1, 0], [400, 500], [1e-4, 1e-4], [1, 1])
+    low, high = profile_ci(a, n, e, w)
+    assert low == 0.0 and high > mle(a, n, e, w)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The test of TF = 0
+# ----------------------------------------------------------------------------------------------------------
+def test_boundary_lrt_p_value_is_the_50_50_chi_bar_mixture():
+    assert chibar_p_value(0.0) == 1.0
+    assert chibar_p_value(stats.chi2.ppf(0.95, 1)) == pytest.approx(0.025)
+    assert chibar_p_value(stats.chi2.ppf(0.90, 1)) == pytest.approx(0.05)
+    assert np.allclose(chibar_p_value(np.array([0.0, 2.7055])), [1.0, 0.05], atol=1e-4)
+
+
+def test_monte_carlo_null_is_exact_and_matches_the_asymptotics_with_many_expected_molecules():
+    n, e, w = arrays([200] * 20, [5e-3] * 20, [1] * 20)  # 20 background molecules expected
+    stats_null = simulate_null_statistics(n, e, w, 20_000, np.random.default_rng(1))
+    mc = NullDistribution("monte_carlo", stats_null)
+    crit = stats.chi2.isf(2 * 0.01, 1)
+    assert mc.p_value(crit) == pytest.approx(0.01, abs=0.003)
+
+
+def test_monte_carlo_p_values_keep_the_false_positive_rate_with_few_expected_molecules():
+    rng = np.random.default_rng(2)
+    n, e, w = arrays([150] * 30, rng.lognormal(np.log(2e-5), 1, 30), rng.uniform(0.4, 1, 30))
+    null = null_distribution(n, e, w, CallSettings(p_value_method="monte_carlo"), seeded_rng(1, "x"))
+    tables = rng.binomial(n.astype(int), e, size=(20_000, 30))
+    p = null.p_value(lr_statistic_rows(tables, n, e, w))
+    for alpha in (0.01, 0.05):
+        assert (p <= alpha).mean() <= alpha + 2 * np.sqrt(alpha / 20_000)
+
+
+def test_auto_picks_monte_carlo_only_when_few_background_molecules_are_expected():
+    settings = CallSettings(monte_carlo_max_expected=20, null_draws=100)
+    few = null_distribution(*arrays([100] * 10, [1e-4] * 10, [1] * 10), settings, seeded_rng(1))
+    many = null_distribution(*arrays([10_000] * 10, [1e-3] * 10, [1] * 10), settings, seeded_rng(1))
+    assert (few.method, many.method) == ("monte_carlo", "asymptotic")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Calibration
+# ----------------------------------------------------------------------------------------------------------
+def test_threshold_is_the_configured_rate_when_the_null_scores_allow_it():
+    null = np.linspace(0.001, 1, 1000)  # exactly uniform: 1% at or below 0.01
+    assert calibrate_threshold(null, 0.01) == 0.01
+
+
+def test_threshold_drops_to_the_largest_cut_with_at_most_the_rate_of_null_positives():
+    null = np.concatenate([[1e-6, 2e-6, 5e-4, 8e-4, 0.002, 0.004], np.linspace(0.02, 1, 194)])  # 200 scores
+    threshold = calibrate_threshold(null, 0.01)  # 2 false positives allowed
+    assert threshold == 2e-6
+    assert (null <= threshold).mean() <= 0.01
+
+
+def test_calibration_holds_the_false_positive_rate_on_fresh_overdispersed_null_samples():
+    """The model assumes a fixed e per locus; here each sample's noise differs (batch-like), so model
+    p-values are too small. The threshold learnt on one half of the null samples protects the other half."""
+    rng = np.random.default_rng(3)
+    loci = 25
+    n, e, w = arrays([300] * loci, rng.lognormal(np.log(1e-4), 0.7, loci), [1] * loci)
+    scale = rng.gamma(2.0, 0.5, size=(4000, 1))  # per-sample noise multiplier, mean 1
+    tables = rng.binomial(n.astype(int), np.minimum(e * scale, 1))
+    p = NullDistribution("asymptotic").p_value(lr_statistic_rows(tables, n, e, w))
+    train, test = p[:2000], p[2000:]
+    assert (test <= 0.01).mean() > 0.015  # uncalibrated: too many false positives
+    threshold = calibrate_threshold(train, 0.01)
+    assert threshold < 0.01
+    assert (test <= threshold).mean() <= 0.01 + 2 * np.sqrt(0.01 / 2000)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# LOD95
+# ----------------------------------------------------------------------------------------------------------
+def test_lod95_matches_the_poisson_three_molecule_rule_when_one_mutant_molecule_suffices():
+    # Background so low that a single ALT molecule is significant: detection = at least one tumor molecule,
+    # P(>= 1) = 1 - exp(-N f / 2) = 0.95  =>  f = 2 ln(20) / N.
+    n, e, w = arrays([1000] * 10, [1e-7] * 10, [1] * 10)
+    settings = CallSettings(lod_draws=4000, null_draws=2000)
+    null = null_distribution(n, e, w, settings, seeded_rng(1))
+    lod = lod95(n, e, w, 0.01, null, settings, seeded_rng(2))
+    assert lod == pytest.approx(2 * np.log(20) / 10_000, rel=0.08)
+
+
+def test_lod95_falls_with_depth_and_rises_with_noise():
+    def lod(depth: float, rate: float) -> float:
+        n, e, w = arrays([depth] * 20, [rate] * 20, [1] * 20)
+        null = null_distribution(n, e, w, FAST, seeded_rng(1))
+        return lod95(n, e, w, 0.01, null, FAST, seeded_rng(2))
+
+    depths = [lod(d, 1e-4) for d in (100, 300, 1000, 3000)]
+    assert all(a > b for a, b in zip(depths, depths[1:], strict=False))
+    assert lod(1000, 1e-3) > lod(1000, 1e-5)
+
+
+def test_lod95_is_missing_when_even_pure_tumor_would_not_be_detected():
+    n, e, w = arrays([1], [0.2], [1])
+    null = null_distribution(n, e, w, FAST, seeded_rng(1))
+    assert np.isnan(lod95(n, e, w, 0.001, null, FAST, seeded_rng(2)))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Outlier loci
+# ----------------------------------------------------------------------------------------------------------
+def test_a_locus_with_alt_the_other_loci_cannot_explain_is_an_outlier():
+    a, n, e, w = arrays([6] + [0] * 19, [150] * 20, [1e-5] * 20, [1] * 20)
+    assert list(np.flatnonzero(find_outliers(a, n, e, w, 1e-4))) == [0]
+
+
+def test_signal_spread_over_loci_or_thin_signal_in_one_locus_is_kept():
+    rng = np.random.default_rng(4)
+    a = rng.binomial(150, 0.02, 20).astype(float)
+    n, e, w = arrays([150] * 20, [1e-5] * 20, [1] * 20)
+    assert not find_outliers(a, n, e, w, 1e-4).any()
+    two = arrays([2] + [0] * 19)[0]  # two molecules in one locus: tumor at ~1e-3 TF could do that
+    assert not find_outliers(two, n, e, w, 1e-4).any()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Per-sample outputs
+# ----------------------------------------------------------------------------------------------------------
+def test_mtm_per_ml_is_half_tf_times_haploid_genomes_per_ml():
+    assert mtm_per_ml(0.01, 20.0, 4.0) == pytest.approx(0.005 * 20_000 / 3.3 / 4)
+    assert np.isnan(mtm_per_ml(0.01, float("nan"), 4.0))
+
+
+@pytest.fixture(scope="module")
+def cohort_calls():
+    spec = CohortSpec(
+        patients=6,
+        loci_per_patient=25,
+        controls=8,
+        depth=400,
+        plasma_tfs={"P1": [0.0, 0.02], "P2": [0.0], "P3": [0.0], "P4": [0.0], "P5": [0.01], "P6": [0.0]},
+        depth_of={"P3": 20},  # a shallow library: cannot rule MRD out
+        contamination={"P4": ("P5", 0.05)},
+        noisy={30: 5e-3},
+        chip={1: 0.05},
+        seed=21,
+    )
+    cohort = simulate_cohort(spec)
+    model = build_background(cohort.counts, cohort.samples)
+    result = call_cohort(cohort.counts, cohort.samples, cohort.panel, model.locus_rates, model.excluded, FAST)
+    return cohort, model, result
+
+
+def test_calls_follow_the_contract_columns_and_sort_order(cohort_calls):
+    _, _, result = cohort_calls
+    calls = result.calls
+    assert list(calls.columns[:18]) == CALL_COLUMNS[:18]
+    assert list(calls["sample_id"]) == ["S_P1_1", "S_P1_2", "S_P2_1", "S_P3_1", "S_P4_1", "S_P5_1", "S_P6_1"]
+    assert (calls["threshold"] == result.threshold).all() and result.threshold <= 0.01
+
+
+def test_status_reflects_signal_depth_and_detection_limit(cohort_calls):
+    _, _, result = cohort_calls
+    status = dict(zip(result.calls["sample_id"], result.calls["mrd_status"], strict=True))
+    assert status["S_P1_2"] == status["S_P5_1"] == "positive"
+    assert status["S_P1_1"] == status["S_P2_1"] == status["S_P6_1"] == "negative"
+    assert status["S_P3_1"] == "indeterminate"
+    shallow = result.calls.set_index("sample_id").loc["S_P3_1"]
+    assert "too few" in shallow["status_reason"] or "LOD95" in shallow["status_reason"]
+
+
+def test_tumor_fraction_interval_covers_the_truth(cohort_calls):
+    _, _, result = cohort_calls
+    calls = result.calls.set_index("sample_id")
+    for sample, truth in (("S_P1_2", 0.02), ("S_P5_1", 0.01)):
+        assert calls.loc[sample, "tf_ci_low"] <= truth <= calls.loc[sample, "tf_ci_high"]
+    assert calls.loc["S_P1_2", "mtm_per_ml"] == pytest.approx(
+        calls.loc["S_P1_2", "tumor_fraction"] / 2 * 20_000 / 3.3 / 4
+    )
+
+
+def test_a_sample_carrying_another_patients_tumor_dna_is_flagged(cohort_calls):
+    _, _, result = cohort_calls
+    flags = result.calls.set_index("sample_id")["flags"]
+    assert "possible_contamination:P5" in flags["S_P4_1"].split(";")
+    assert not flags.drop("S_P4_1").str.contains("contamination").any()
+    # ... and its score is kept out of the calibration, which would otherwise silence every real positive.
+    nulls = result.null_scores.set_index(["sample_id", "panel_patient_id"])
+    assert nulls.loc[("S_P4_1", "P5"), "contamination_candidate"]
+    assert not nulls.loc[("S_P4_1", "P5"), "calibration"]
+    assert nulls["contamination_candidate"].sum() == 1
+
+
+def test_loci_table_says_which_loci_were_dropped_and_why(cohort_calls):
+    cohort, _, result = cohort_calls
+    loci = result.loci
+    p1 = loci[loci["sample_id"] == "S_P1_1"]
+    assert len(p1) == 25
+    chip_pos = cohort.panel.iloc[1]["pos"]
+    assert p1.set_index("pos").loc[chip_pos, "reason"] == "chip_in_matched_normal"
+    noisy = loci[loci["pos"] == cohort.panel.iloc[30]["pos"]]
+    assert set(noisy["reason"]) == {"noisy_locus"} and not noisy["used"].any()
+    calls = result.calls.set_index("sample_id")
+    assert calls.loc["S_P1_1", "n_loci_used"] == p1["used"].sum() == 24
+
+
+def test_null_scores_cover_every_sample_against_every_other_panel(cohort_calls):
+    cohort, _, result = cohort_calls
+    nulls = result.null_scores
+    scored = cohort.samples[cohort.samples["sample_type"] != "normal"]
+    assert len(nulls) == (scored["patient_id"] == "").sum() * 6 + (scored["patient_id"] != "").sum() * 5
+    assert not (nulls["sample_patient_id"] == nulls["panel_patient_id"]).any()
+    assert nulls["p_value"].between(0, 1).all()
+
+
+def test_in_sample_outlier_locus_is_dropped_and_reported():
+    spec = CohortSpec(patients=4, loci_per_patient=20, depth=300, plasma_tfs={"P1": [0.0]}, seed=5)
+    cohort = simulate_cohort(spec)
+    counts = cohort.counts.copy()
+    # A locus artifact in this one library only (the background cannot know it): 8 ALT molecules.
+    target = (counts["sample_id"] == "S_P1_1") & (counts["pos"] == cohort.panel.iloc[3]["pos"])
+    counts.loc[target, "alt_molecules"] = 8
+    model = build_background(counts, cohort.samples)
+    result = call_cohort(counts, cohort.samples, cohort.panel, model.locus_rates, model.excluded, FAST)
+    call = result.calls.set_index("sample_id").loc["S_P1_1"]
+    assert (
+        call["mrd_status"] == "negative" and call["n_loci_outlier"] == 1 and "outlier_loci:1" in call["flags"]
+    )
+    reasons = result.loci.set_index("pos").loc[cohort.panel.iloc[3]["pos"], "reason"]
+    assert reasons == "outlier_in_sample"
+
+
+def test_too_few_loci_is_indeterminate_whatever_the_signal():
+    spec = CohortSpec(patients=3, loci_per_patient=4, depth=500, plasma_tfs={"P1": [0.05]}, seed=6)
+    cohort = simulate_cohort(spec)
+    model = build_background(cohort.counts, cohort.samples)
+    result = call_cohort(cohort.counts, cohort.samples, cohort.panel, model.locus_rates, model.excluded, FAST)
+    call = result.calls.set_index("sample_id").loc["S_P1_1"]
+    assert call["mrd_status"] == "indeterminate"
+    assert re.match(r"only \d usable panel loci \(minimum 5\)", call["status_reason"])
+
+
+def test_reruns_write_byte_identical_tables(tmp_path, cohort_calls):
+    cohort, model, first = cohort_calls
+    again = call_cohort(cohort.counts, cohort.samples, cohort.panel, model.locus_rates, model.excluded, FAST)
+    for name in ("calls", "loci", "null_scores"):
+        write_tsv(getattr(first, name), tmp_path / f"{name}.1.tsv")
+        write_tsv(getattr(again, name), tmp_path / f"{name}.2.tsv")
+        assert (tmp_path / f"{name}.1.tsv").read_bytes() == (tmp_path / f"{name}.2.tsv").read_bytes()
+
+
+def test_settings_come_from_the_config_section_and_typos_are_user_errors():
+    assert CallSettings.from_config({"false_positive_rate": 0.05}).false_positive_rate == 0.05
+    with pytest.raises(UserFacingError, match="false_positive_rate"):
+        CallSettings.from_config({"false_positve_rate": 0.05})
+    with pytest.raises(UserFacingError):
+        CallSettings.from_config({"p_value_method": "exact"})
+
+
+def test_a_sample_of_a_patient_without_panel_is_indeterminate():
+    spec = CohortSpec(patients=3, loci_per_patient=10, seed=8)
+    cohort = simulate_cohort(spec)
+    samples = pd.concat(
+        [cohort.samples, pd.DataFrame([{"sample_id": "S_X", "patient_id": "PX", "sample_type": "plasma"}])]
+    )
+    extra = cohort.counts[cohort.counts["sample_id"] == "C1"].assign(sample_id="S_X")
+    counts = pd.concat([cohort.counts, extra])
+    model = build_background(counts, samples)
+    result = call_cohort(counts, samples, cohort.panel, model.locus_rates, model.excluded, FAST)
+    call = result.calls.set_index("sample_id").loc["S_X"]
+    assert call["mrd_status"] == "indeterminate" and "no panel" in call["status_reason"]
+
+
+def test_a_hotspot_shared_by_two_panels_neither_leaks_nor_looks_like_contamination():
+    spec = CohortSpec(patients=4, loci_per_patient=12, depth=400, plasma_tfs={"P1": [0.05]}, seed=10)
+    cohort = simulate_cohort(spec)
+    hotspot = cohort.panel.iloc[0]  # P1's first locus joins P2's panel too
+    panel = pd.concat([cohort.panel, hotspot.to_frame().T.assign(patient_id="P2")], ignore_index=True)
+    panel["pos"] = panel["pos"].astype(int)
+    panel["weight"] = panel["weight"].astype(float)
+    counts = cohort.counts.copy()
+    counts.loc[counts["pos"] == hotspot["pos"], "panel_patients"] = "P1,P2"
+    model = build_background(counts, cohort.samples)
+    result = call_cohort(counts, cohort.samples, panel, model.locus_rates, model.excluded, FAST)
+    row = model.locus_rates.set_index("pos").loc[hotspot["pos"]]
+    assert row["n_samples"] == len(cohort.samples) - 4  # neither P1's nor P2's plasma and normal
+    nulls = result.null_scores.set_index(["sample_id", "panel_patient_id"])
+    assert nulls.loc[("S_P1_1", "P2"), "n_loci_used"] == 12  # P2's 13 loci less the one P1 shares
+    assert result.calls.set_index("sample_id").loc["S_P1_1", "flags"] == ""
+
+
+def test_a_panel_locus_missing_from_the_background_is_reported_at_its_own_coordinates():
+    spec = CohortSpec(patients=3, loci_per_patient=10, plasma_tfs={"P1": [0.0]}, seed=12)
+    cohort = simulate_cohort(spec)
+    extra = cohort.panel.iloc[[0]].assign(pos=999_999)
+    panel = pd.concat([cohort.panel, extra], ignore_index=True)
+    model = build_background(cohort.counts, cohort.samples)
+    result = call_cohort(cohort.counts, cohort.samples, panel, model.locus_rates, model.excluded, FAST)
+    row = result.loci.set_index("pos").loc[999_999]
+    assert (row["reason"], row["used"], row["alt_molecules"]) == ("no_background", False, 0)
