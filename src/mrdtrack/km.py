@@ -1,0 +1,181 @@
+"""Kaplan-Meier curves with R's confidence intervals and medians, and the log-rank test.
+
+lifelines gives the estimate and the risk table; what it lacks is written here to match R's `survival` package
+exactly (checked in tests/test_survival.py against Rscript):
+- Greenwood standard error of the cumulative hazard, and the "log" (R's default) and "log-log" CI transforms
+  (survival:::survfit_confint);
+- medians and their CIs as R's quantile.survfit (survival:::findq): where the curve sits exactly on 0.5 the
+  median is the midpoint of that flat stretch, and the CI limits are the times the CI curves cross 0.5.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from lifelines import KaplanMeierFitter
+from lifelines.statistics import logrank_test
+from scipy import stats
+
+# R's findq tolerance: sqrt(.Machine$double.eps)
+QUANTILE_TOLERANCE = float(np.sqrt(np.finfo(float).eps))
+TRANSFORMS = ("log", "log-log")
+
+
+def z_value(conf_level: float) -> float:
+    return float(stats.norm.ppf(1 - (1 - conf_level) / 2))
+
+
+def km_table(durations: pd.Series, events: pd.Series, conf_level: float = 0.95) -> pd.DataFrame:
+    """One row per distinct observed time (R's survfit `time`), plus time 0.
+
+    Columns: time, at_risk, events, censored, survival, std_err (of -log S, Greenwood), and
+    ci_low/ci_high for each transform (`_log`, `_loglog`). Empty input gives an empty table.
+    """
+    columns = ["time", "at_risk", "events", "censored", "survival", "std_err"]
+    columns += [f"ci_{side}_{name}" for name in ("log", "loglog") for side in ("low", "high")]
+    if len(durations) == 0:
+        return pd.DataFrame(columns=columns)
+    fitter = KaplanMeierFitter().fit(np.asarray(durations, float), np.asarray(events, int))
+    table = fitter.event_table
+    frame = pd.DataFrame(
+        {
+            "time": table.index.to_numpy(float),
+            "at_risk": table["at_risk"].to_numpy(int),
+            "events": table["observed"].to_numpy(int),
+            "censored": table["censored"].to_numpy(int),
+        }
+    )
+    # A running product, as R's survfit computes it: exp(cumsum(log)) in lifelines misses exact 0.5 plateaus.
+    frame["survival"] = np.cumprod(1 - frame["events"] / frame["at_risk"])
+    frame["std_err"] = greenwood_std_err(frame["at_risk"], frame["events"])
+    z = z_value(conf_level)
+    for name, transform in (("log", "log"), ("loglog", "log-log")):
+        low, high = confidence_interval(
+            frame["survival"].to_numpy(), frame["std_err"].to_numpy(), z, transform
+        )
+        frame[f"ci_low_{name}"], frame[f"ci_high_{name}"] = low, high
+    return _with_time_zero(frame)[columns]
+
+
+def greenwood_std_err(at_risk: pd.Series, events: pd.Series) -> np.ndarray:
+    """sqrt(cumsum d / (n (n - d))): R's survfit std.err (of the cumulative hazard); inf once S reaches 0."""
+    n, d = at_risk.to_numpy(float), events.to_numpy(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(d > 0, d / (n * (n - d)), 0.0)
+    return np.sqrt(np.cumsum(terms))
+
+
+def confidence_interval(
+    survival: np.ndarray, std_err: np.ndarray, z: float, transform: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pointwise CI as survival:::survfit_confint (NaN where R gives NA: S = 0, and S = 1 for log-log)."""
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if transform == "log":
+            s = np.where(survival == 0, np.nan, survival)
+            return np.exp(np.log(s) - z * std_err), np.minimum(np.exp(np.log(s) + z * std_err), 1.0)
+        if transform == "log-log":
+            s = np.where((survival == 0) | (survival == 1), np.nan, survival)
+            shift = z * std_err / np.log(s)
+            return np.exp(-np.exp(np.log(-np.log(s)) - shift)), np.exp(-np.exp(np.log(-np.log(s)) + shift))
+    raise ValueError(f"unknown CI transform {transform!r}; use one of {TRANSFORMS}")
+
+
+def _with_time_zero(frame: pd.DataFrame) -> pd.DataFrame:
+    """A start row (time 0, S = 1) in front of the observed times (lifelines' empty 0 row dropped)."""
+    # R's rules at S = 1: the "log" CI is 1-1, the "log-log" one is undefined (NA).
+    start = frame.iloc[:1].assign(time=0.0, events=0, censored=0, survival=1.0, std_err=0.0)
+    start = start.assign(ci_low_log=1.0, ci_high_log=1.0, ci_low_loglog=np.nan, ci_high_loglog=np.nan)
+    observed = frame[(frame["time"] > 0) | (frame["events"] + frame["censored"] > 0)]
+    return pd.concat([start, observed], ignore_index=True)
+
+
+@dataclass(frozen=True)
+class Median:
+    """Median survival and its CI limits (NaN = not reached)."""
+
+    median: float
+    low: float
+    high: float
+
+
+def km_median(table: pd.DataFrame, transform: str, prob: float = 0.5) -> Median:
+    """Median (or another quantile) with CI as R's quantile.survfit on the same curve and transform."""
+    suffix = "log" if transform == "log" else "loglog"
+    observed = table.iloc[1:]  # R's survfit times: the observed ones, without the start row
+    times = np.concatenate([[0.0], observed["time"].to_numpy(float)])
+
+    def find(curve: pd.Series) -> float:
+        return _findq(times, np.concatenate([[0.0], 1 - curve.to_numpy(float)]), 1 - prob)
+
+    # The upper survival curve crosses later: it gives the upper limit of the median.
+    return Median(
+        find(observed["survival"]), find(observed[f"ci_low_{suffix}"]), find(observed[f"ci_high_{suffix}"])
+    )
+
+
+def _findq(x: np.ndarray, y: np.ndarray, p: float, tol: float = QUANTILE_TOLERANCE) -> float:
+    """survival:::findq for one probability: the time 1 - S first reaches p (midpoint of an exact flat hit)."""
+    if np.all(np.isnan(y)) or np.nanmax(y) < p:
+        return np.nan
+    xmax = x[-1]
+    keep = ~pd.Series(y).duplicated().to_numpy()  # NaN duplicates collapse too, as in R
+    x, y = x[keep], y[keep]
+    valid = ~np.isnan(y)
+    index = np.arange(len(y))
+    first = _approx_constant_right(y[valid] + tol, index[valid], p)
+    second = _approx_constant_right(y[valid] - tol, index[valid], p)
+    if p == 0:
+        return float(x[0])
+    if not np.isnan(y[-1]) and abs(p - y[-1]) < tol and first is not None:
+        return float((x[first] + xmax) / 2)
+    if first is None or second is None:
+        return np.nan
+    return float((x[first] + x[second]) / 2)
+
+
+def _approx_constant_right(knots: np.ndarray, values: np.ndarray, at: float) -> int | None:
+    """R's approx(knots, values, at, method="constant", f=1, rule=1): the value at the first knot >= at."""
+    if len(knots) == 0 or at < knots[0] or at > knots[-1]:
+        return None
+    return int(values[np.searchsorted(knots, at, side="left")])
+
+
+def value_at(table: pd.DataFrame, durations: pd.Series, timepoint: float) -> dict[str, float]:
+    """Survival and CIs at `timepoint` (the last step at or before it) and the number at risk at it.
+
+    Beyond the last observed time the estimate is not defined (R's summary drops it): NaN with a note.
+    """
+    at_risk = int((np.asarray(durations, float) >= timepoint).sum())
+    if table.empty or timepoint > table["time"].max():
+        return {"at_risk": at_risk, "note": "timepoint beyond the last follow-up"}
+    row = table[table["time"] <= timepoint].iloc[-1]
+    keys = ["survival", "ci_low_log", "ci_high_log", "ci_low_loglog", "ci_high_loglog"]
+    note = "no event yet (S = 1): the log-log CI is undefined" if row["survival"] == 1 else ""
+    if row["survival"] == 0:
+        note = "S = 0: CIs are undefined"
+    return {key: float(row[key]) for key in keys} | {"at_risk": at_risk, "note": note}
+
+
+def logrank(frame: pd.DataFrame, duration: str, event: str, group: str, groups: tuple[str, str]) -> dict:
+    """Two-group log-rank test (lifelines; equals R's survdiff chi-square). A note instead of a number when
+    a group is empty or there is no event at all."""
+    first, second = (frame[frame[group] == g] for g in groups)
+    result: dict = {
+        "groups": list(groups),
+        "n": [len(first), len(second)],
+        "events": [int(first[event].sum()), int(second[event].sum())],
+        "chisq": None,
+        "df": 1,
+        "p": None,
+        "note": "",
+    }
+    if len(first) == 0 or len(second) == 0:
+        return result | {"note": "one group is empty: no comparison"}
+    if sum(result["events"]) == 0:
+        return result | {"note": "no events: no comparison"}
+    test = logrank_test(first[duration], second[duration], first[event], second[event])
+    return result | {"chisq": float(test.test_statistic), "p": float(test.p_value)}

@@ -1,0 +1,86 @@
+# Reference values from R's survival package for tests/test_survival.py.
+# Usage: Rscript tests/r/crosscheck.R DIR
+#   reads  DIR/patients.tsv and DIR/counting_process.tsv (a synthetic trial written by mrdtrack),
+#   writes DIR/rotterdam.tsv and DIR/heart.tsv (datasets shipped with survival) and the results:
+#   km_curves.tsv, km_times.tsv, km_medians.tsv, logrank.tsv, cox.tsv, zph.tsv.
+# Every Cox model uses ties = "efron" and a tight convergence criterion.
+suppressPackageStartupMessages(library(survival))
+
+args <- commandArgs(trailingOnly = TRUE)
+dir <- args[1]
+control <- coxph.control(eps = 1e-14, toler.chol = 1e-15, iter.max = 100)
+tables <- list(km_curves = list(), km_times = list(), km_medians = list(), logrank = list(), cox = list(), zph = list())
+add <- function(name, frame) tables[[name]][[length(tables[[name]]) + 1]] <<- frame
+
+km <- function(dataset, group, time, status, times) {
+  for (ct in c("log", "log-log")) {
+    fit <- survfit(Surv(time, status) ~ 1, conf.type = ct)
+    add("km_curves", data.frame(dataset, group, conf = ct, time = fit$time, surv = fit$surv,
+                                std_err = fit$std.err, lower = fit$lower, upper = fit$upper, n_risk = fit$n.risk))
+    s <- summary(fit, times = times)
+    add("km_times", data.frame(dataset, group, conf = ct, time = s$time, surv = s$surv, lower = s$lower,
+                               upper = s$upper, n_risk = s$n.risk))
+    q <- quantile(fit, 0.5)
+    add("km_medians", data.frame(dataset, group, conf = ct, median = unname(q$quantile),
+                                 lower = unname(q$lower), upper = unname(q$upper)))
+  }
+}
+
+cox <- function(dataset, model, formula, data, concordance = TRUE) {
+  # The data frame goes into the call itself, so update() and cox.zph() can re-evaluate it anywhere.
+  fit <- eval(bquote(coxph(.(formula), data = .(data), ties = "efron", control = .(control))))
+  s <- summary(fit)
+  terms <- names(coef(fit))
+  p_lr <- sapply(terms, function(term) {
+    if (length(terms) == 1) return(pchisq(2 * diff(fit$loglik), 1, lower.tail = FALSE))
+    reduced <- update(fit, as.formula(paste(". ~ . -", term)))
+    pchisq(2 * (fit$loglik[2] - reduced$loglik[2]), 1, lower.tail = FALSE)
+  })
+  add("cox", data.frame(dataset, model, term = terms, n = fit$n, events = fit$nevent, coef = unname(coef(fit)),
+                        se = sqrt(diag(vcov(fit))), hr = unname(exp(coef(fit))),
+                        lower = s$conf.int[, "lower .95"], upper = s$conf.int[, "upper .95"],
+                        p_wald = s$coefficients[, "Pr(>|z|)"], p_lr = unname(p_lr), lr = 2 * diff(fit$loglik),
+                        concordance = if (concordance) unname(fit$concordance["concordance"]) else NA))
+  z <- cox.zph(fit, transform = "km")$table
+  add("zph", data.frame(dataset, model, term = rownames(z), chisq = z[, "chisq"], df = z[, "df"], p = z[, "p"]))
+}
+
+# --- the synthetic trial, as mrdtrack wrote it -------------------------------------------------------------
+patients <- read.delim(file.path(dir, "patients.tsv"), na.strings = "", stringsAsFactors = FALSE)
+counting <- read.delim(file.path(dir, "counting_process.tsv"), na.strings = "", stringsAsFactors = FALSE)
+det <- patients[patients$baseline_status %in% c("positive", "negative"), ]
+det$mrd_positive <- as.integer(det$baseline_status == "positive")
+for (g in c("positive", "negative")) {
+  d <- det[det$baseline_status == g, ]
+  km("trial", g, d$pfs_months, d$pfs_event, c(6, 12, 24))
+}
+add("logrank", data.frame(dataset = "trial", chisq = survdiff(Surv(pfs_months, pfs_event) ~ mrd_positive, data = det)$chisq))
+cox("trial", "baseline_unadjusted", Surv(pfs_months, pfs_event) ~ mrd_positive + strata(cohort), det)
+cox("trial", "baseline_unadjusted_stop", Surv(pfs_months, pfs_event) ~ mrd_positive, det[det$cohort == "stop", ])
+adjusted <- det[complete.cases(det[, c("age", "hr_positive")]), ]
+cox("trial", "baseline_adjusted", Surv(pfs_months, pfs_event) ~ mrd_positive + age + hr_positive + strata(cohort),
+    adjusted)
+tv <- counting[!is.na(counting$mrd_positive), ]
+cox("trial", "time_varying_status", Surv(start, stop, event) ~ mrd_positive + strata(cohort), tv, FALSE)
+tf <- counting[!is.na(counting$log10_tf), ]
+cox("trial", "time_varying_log10_tf", Surv(start, stop, event) ~ log10_tf + strata(cohort), tf, FALSE)
+
+# --- datasets shipped with R ---------------------------------------------------------------------------------
+rott <- survival::rotterdam
+write.table(rott, file.path(dir, "rotterdam.tsv"), sep = "\t", quote = FALSE, row.names = FALSE, na = "")
+for (g in 0:1) {
+  d <- rott[rott$hormon == g, ]
+  km("rotterdam", as.character(g), d$rtime, d$recur, c(1000, 2000, 3000))
+}
+add("logrank", data.frame(dataset = "rotterdam", chisq = survdiff(Surv(rtime, recur) ~ hormon, data = rott)$chisq))
+cox("rotterdam", "baseline", Surv(rtime, recur) ~ age + nodes + hormon + pgr, rott)
+
+heart <- survival::heart
+heart$transplant <- as.integer(as.character(heart$transplant))  # a 0/1 number, named as in Python
+write.table(heart, file.path(dir, "heart.tsv"), sep = "\t", quote = FALSE, row.names = FALSE, na = "")
+cox("heart", "time_varying", Surv(start, stop, event) ~ transplant + age + surgery, heart, FALSE)
+
+for (name in names(tables)) {
+  write.table(do.call(rbind, tables[[name]]), file.path(dir, paste0(name, ".tsv")), sep = "\t", quote = FALSE,
+              row.names = FALSE, na = "")
+}

@@ -1,0 +1,539 @@
+"""The survival models, read as a specification, and their agreement with R's survival package.
+
+- hand-checkable behavior: KM medians on a plateau, the Simon designs of the literature, landmark status,
+  the 1-year outcome of censored patients;
+- thin trial data (one group, a group without events, no events, missing covariates) gives notes, not crashes;
+- a cross-check against Rscript + survival on a synthetic trial written by mrdtrack and on two datasets shipped
+  with R (rotterdam: baseline Cox and KM; heart: time-varying Cox). Agreement is required to 1e-6 relative.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import runpy
+import shutil
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mrdtrack.clinical import ClinicalSettings, run_clinical
+from mrdtrack.cox import CoxSpec, fit_cox
+from mrdtrack.design import reject_probability, simon_decision, simon_designs
+from mrdtrack.km import km_median, km_table, logrank
+from mrdtrack.prediction import PredictionSettings, horizon_outcome, rank_auc
+from mrdtrack.survival import SurvivalSettings, landmark_data, run_survival
+from mrdtrack.tables import read_tsv, write_json, write_tsv
+
+R_SCRIPT = Path(__file__).parent / "r" / "crosscheck.R"
+RTOL = 1e-6
+FAST = {"prediction": {"n_repeats": 3, "n_bootstrap": 200}}
+
+
+# --- data ------------------------------------------------------------------------------------------------------
+
+
+def synthetic_trial(n: int = 80, seed: int = 7) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Calls and clinical sheet of a two-cohort trial: MRD-positive patients progress sooner; follow-up in
+    whole days, so event times tie; a few indeterminate samples and missing covariates."""
+    rng = np.random.default_rng(seed)
+    clinical, calls = [], []
+    for i in range(n):
+        patient, cohort = f"P{i:03d}", "stop" if i % 3 else "continue"
+        enrolled = dt.date(2023, 4, 1) + dt.timedelta(days=int(rng.integers(0, 365)))
+        positive, age = rng.random() < 0.3, int(rng.integers(40, 80))
+        rate = 0.03 * (2.5 if positive else 1) * (1.8 if cohort == "stop" else 1)
+        event_day, censor_day = rng.exponential(30.4375 / rate), rng.uniform(300, 1100)
+        days, event = int(max(1, min(event_day, censor_day))), int(event_day <= censor_day)
+        clinical.append(
+            {
+                "patient_id": patient,
+                "cohort": cohort,
+                "enrollment_date": enrolled.isoformat(),
+                "pfs_event": event,
+                "pfs_date": (enrolled + dt.timedelta(days=days)).isoformat(),
+                "os_event": int(rng.random() < 0.2),
+                "os_date": (enrolled + dt.timedelta(days=days + int(rng.integers(0, 400)))).isoformat(),
+                "age": age,
+                "hr_positive": int(rng.integers(0, 2)) if rng.random() > 0.05 else None,
+                "restart_benefit": int(rng.random() < 0.6) if event and cohort == "stop" else None,
+            }
+        )
+        for k, day in enumerate([int(rng.integers(-20, 5)), *range(90, days + 200, 90)]):
+            late = event and day > days - 150 and rng.random() < 0.7
+            status = "positive" if positive or late or rng.random() < 0.05 else "negative"
+            tf = 10 ** rng.uniform(-3.5, -2) if status == "positive" else 0.0
+            calls.append(
+                {
+                    "sample_id": f"{patient}_{k}",
+                    "patient_id": patient,
+                    "collection_date": (enrolled + dt.timedelta(days=day)).isoformat(),
+                    "mrd_status": "indeterminate" if rng.random() < 0.05 else status,
+                    "tumor_fraction": tf,
+                    "lod95": 1e-4 * rng.uniform(0.5, 2),
+                }
+            )
+    return pd.DataFrame(calls), pd.DataFrame(clinical)
+
+
+@pytest.fixture(scope="module")
+def trial(tmp_path_factory) -> SimpleNamespace:
+    """The synthetic trial through the clinical step, written and read back exactly as the workflow does."""
+    folder = tmp_path_factory.mktemp("trial")
+    calls, clinical = synthetic_trial()
+    tables = run_clinical(calls, clinical, ClinicalSettings())
+    write_tsv(tables.patients, folder / "patients.tsv")
+    write_tsv(tables.counting_process, folder / "counting_process.tsv")
+    patients = read_tsv(folder / "patients.tsv", dtype={"patient_id": str})
+    counting = read_tsv(folder / "counting_process.tsv", dtype={"patient_id": str})
+    settings = SurvivalSettings.from_config({"covariates": ["age", "hr_positive"]})
+    return SimpleNamespace(
+        folder=folder,
+        patients=patients,
+        counting=counting,
+        results=run_survival(patients, counting, settings),
+    )
+
+
+def patients_table(*rows: tuple, **extra: list) -> pd.DataFrame:
+    """Rows of (patient_id, cohort, pfs_months, pfs_event, baseline_status)."""
+    frame = pd.DataFrame(rows, columns=["patient_id", "cohort", "pfs_months", "pfs_event", "baseline_status"])
+    frame["baseline_mrd_positive"] = frame["baseline_status"].map({"positive": 1, "negative": 0})
+    frame["baseline_log10_tf"] = np.where(frame["baseline_status"] == "positive", -2.5, -4.3)
+    frame["os_months"], frame["os_event"] = frame["pfs_months"] + 6, 0
+    frame["enrollment_date"] = "2023-05-01"
+    frame["lead_time_months"] = np.nan
+    return frame.assign(**extra)
+
+
+def counting_from(patients: pd.DataFrame) -> pd.DataFrame:
+    """One row per patient carrying the baseline status through follow-up."""
+    return pd.DataFrame(
+        {
+            "patient_id": patients["patient_id"],
+            "cohort": patients["cohort"],
+            "start": 0.0,
+            "stop": patients["pfs_months"],
+            "event": patients["pfs_event"],
+            "mrd_status": patients["baseline_status"],
+            "mrd_positive": patients["baseline_mrd_positive"],
+            "log10_tf": patients["baseline_log10_tf"],
+            "sample_id": "s",
+        }
+    )
+
+
+# --- Kaplan-Meier ----------------------------------------------------------------------------------------------
+
+
+def test_km_median_on_an_exact_half_plateau_is_its_midpoint_as_in_r():
+    # 4 of 8 progress at months 1-4, the others are censored at 5-8: S = 0.5 from month 4 to the end.
+    table = km_table(pd.Series([1, 2, 3, 4, 5, 6, 7, 8.0]), pd.Series([1, 1, 1, 1, 0, 0, 0, 0]))
+    assert table["survival"].iloc[-1] == 0.5
+    assert km_median(table, "log").median == 6.0  # (4 + last time 8) / 2, as quantile.survfit
+    two = km_table(pd.Series([1, 2, 3, 4.0]), pd.Series([1, 1, 0, 0]))
+    assert km_median(two, "log").median == 3.0  # S = 0.5 on [2, 3): midpoint of 2 and 3... R says 3
+    assert km_median(two, "log").low == 1.0 and np.isnan(km_median(two, "log").high)
+
+
+def test_km_table_starts_at_time_zero_and_counts_the_risk_set():
+    table = km_table(pd.Series([2, 2, 3, 5.0]), pd.Series([1, 0, 1, 0]))
+    assert table["time"].tolist() == [0, 2, 3, 5]
+    assert table["at_risk"].tolist() == [4, 4, 2, 1]
+    np.testing.assert_allclose(table["survival"], [1, 0.75, 0.375, 0.375])
+    # Greenwood: sqrt(1/(4*3)) then sqrt(1/12 + 1/(2*1))
+    np.testing.assert_allclose(table["std_err"].iloc[1:3], [np.sqrt(1 / 12), np.sqrt(1 / 12 + 1 / 2)])
+
+
+def test_logrank_reports_rather_than_tests_an_empty_group():
+    frame = pd.DataFrame({"t": [1.0, 2.0], "e": [1, 0], "g": ["negative", "negative"]})
+    result = logrank(frame, "t", "e", "g", ("positive", "negative"))
+    assert result["chisq"] is None and result["note"] == "one group is empty: no comparison"
+
+
+# --- Simon two-stage -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("p0", "p1", "alpha", "power", "optimal", "minimax"),
+    [
+        (0.05, 0.25, 0.05, 0.80, (0, 9, 2, 17), (0, 12, 2, 16)),  # Simon 1989, Table 1
+        (0.10, 0.30, 0.05, 0.80, (1, 10, 5, 29), (1, 15, 5, 25)),
+        (0.20, 0.40, 0.05, 0.80, (3, 13, 12, 43), (4, 18, 10, 33)),
+    ],
+)
+def test_simon_designs_reproduce_the_published_table(p0, p1, alpha, power, optimal, minimax):
+    designs = simon_designs(p0, p1, alpha, power, nmax=60)
+    for name, expected in (("optimal", optimal), ("minimax", minimax)):
+        design = designs[name]
+        assert (design.r1, design.n1, design.r, design.n) == expected
+        assert design.alpha <= alpha and design.power >= power
+
+
+def test_simon_design_of_stop_her2_meets_its_targets():
+    """H0 1-year PFS <= 50%, 80% power at 68%, one-sided alpha 10% (the trial's stated design)."""
+    designs = simon_designs(0.5, 0.68, 0.10, 0.80)
+    optimal = designs["optimal"]
+    assert (optimal.r1, optimal.n1, optimal.r, optimal.n) == (11, 20, 23, 40)
+    assert optimal.alpha == pytest.approx(reject_probability(0.5, 11, 20, 23, 40))
+    assert optimal.alpha <= 0.10 and optimal.power >= 0.80
+    assert designs["minimax"].n <= optimal.n
+
+
+def test_simon_decision_walks_through_the_stages():
+    design = simon_designs(0.05, 0.25, 0.05, 0.80)["optimal"]  # 0/9, 2/17
+    assert simon_decision(design, 0, 5, 0, 5).startswith("stage 1 incomplete (5 of 9")
+    assert simon_decision(design, 0, 9, 0, 9).startswith("stop after stage 1 for futility")
+    assert simon_decision(design, 1, 9, 2, 12).startswith("stage 1 passed")
+    assert simon_decision(design, 1, 9, 3, 17).startswith("reject H0")
+    assert simon_decision(design, 1, 9, 2, 17).startswith("do not reject H0")
+
+
+def test_one_year_outcome_leaves_out_patients_censored_before_one_year():
+    months = pd.Series([3.0, 14.0, 12.0, 8.0, 12.0])
+    events = pd.Series([1, 1, 0, 0, 1])
+    # progressed at 3 -> 1; progressed after a year -> 0; censored at exactly 12 -> 0 (followed a year);
+    # censored at 8 -> not evaluable; progressed at exactly 12 -> 1
+    assert horizon_outcome(months, events, 12).tolist() == [1, 0, 0, pd.NA, 1]
+
+
+def test_design_counts_censored_patients_as_configured():
+    rows = [(f"S{i}", "stop", 15.0, 0, "negative") for i in range(20)]  # 20 free at 1 year
+    rows += [(f"E{i}", "stop", 4.0, 1, "positive") for i in range(5)]  # 5 progressions
+    rows += [(f"C{i}", "stop", 5.0, 0, "negative") for i in range(5)]  # 5 censored early
+    patients = patients_table(*rows)
+    summary = run_survival(patients, counting_from(patients), SurvivalSettings.from_config(FAST)).summary
+    assert (
+        summary["design"]["success_rate"]["n"] == 25 and summary["design"]["success_rate"]["successes"] == 20
+    )
+    failure = SurvivalSettings.from_config(FAST | {"design_censored": "failure"})
+    assert (
+        run_survival(patients, counting_from(patients), failure).summary["design"]["success_rate"]["n"] == 30
+    )
+
+
+# --- landmark and prediction -----------------------------------------------------------------------------------
+
+
+def test_landmark_status_is_the_one_known_at_the_landmark():
+    patients = patients_table(("A", "stop", 10.0, 1, "negative"), ("B", "stop", 2.0, 1, "negative"))
+    counting = pd.DataFrame(
+        {
+            "patient_id": ["A", "A", "B"],
+            "cohort": "stop",
+            "start": [0.0, 4.0, 0.0],
+            "stop": [4.0, 10.0, 2.0],
+            "event": [0, 1, 1],
+            "mrd_positive": [0, 1, 0],
+        }
+    )
+    at_3 = landmark_data(patients, counting, 3.0)
+    assert at_3["patient_id"].tolist() == ["A"]  # B progressed before the landmark
+    assert at_3["mrd_positive"].tolist() == [0] and at_3["time"].tolist() == [7.0]  # A turns positive at 4
+    assert landmark_data(patients, counting, 4.0)["mrd_positive"].tolist() == [
+        1
+    ]  # a sample on the landmark day counts
+
+
+def test_rank_auc_equals_sklearn():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(1)
+    scores = rng.integers(0, 4, size=(5, 12)).astype(float)  # many ties
+    y = np.array([1] * 5 + [0] * 7)
+    np.testing.assert_allclose(rank_auc(scores, 5), [roc_auc_score(y, s) for s in scores])
+
+
+def test_prediction_is_cross_validated_and_says_so(trial):
+    prediction = trial.results.prediction.set_index("model")
+    assert set(prediction.index) == {"mrd_status", "mrd_status_tf", "mrd_status_tf_covariates"}
+    row = prediction.loc["mrd_status_tf"]
+    assert row["n_splits"] == 5 and row["n_repeats"] == 20
+    assert row["auc_ci_low"] < row["auc"] < row["auc_ci_high"]
+    assert row["auc_repeat_min"] <= row["auc"] <= row["auc_repeat_max"]
+
+
+def test_prediction_with_too_few_events_gives_a_note_not_a_number():
+    patients = patients_table(
+        *[(f"P{i}", "stop", 20.0 if i else 3.0, int(i == 0), "negative") for i in range(12)]
+    )
+    patients.loc[:5, "baseline_status"] = "positive"
+    patients["baseline_mrd_positive"] = (patients["baseline_status"] == "positive").astype(int)
+    results = run_survival(patients, counting_from(patients), SurvivalSettings.from_config(FAST))
+    row = results.prediction.iloc[0]
+    assert pd.isna(row["auc"]) and row["note"].startswith(
+        "too few patients in the smaller outcome class (1 < 5)"
+    )
+    assert any(n.startswith("prediction: too few") for n in results.summary["notes"])
+
+
+# --- thin data -------------------------------------------------------------------------------------------------
+
+SUMMARY_KEYS = {
+    "n_patients", "n_events", "n_without_baseline", "logrank", "cox", "landmarks", "time_varying", "lead_time",
+    "endpoints", "design", "prediction", "notes",
+}  # fmt: skip
+
+
+def run_thin(patients: pd.DataFrame, tmp_path: Path, **config) -> SimpleNamespace:
+    settings = SurvivalSettings.from_config(FAST | config)
+    results = run_survival(patients, counting_from(patients), settings)
+    write_json(results.summary, tmp_path / "summary.json")  # refuses NaN: every missing figure is null
+    assert set(results.summary) >= SUMMARY_KEYS
+    return results
+
+
+def test_a_group_without_events_gives_no_hazard_ratio_but_a_note(tmp_path):
+    rows = [(f"N{i}", "stop", 5.0 + i, 1, "negative") for i in range(6)]
+    rows += [(f"P{i}", "stop", 20.0 + i, 0, "positive") for i in range(4)]
+    results = run_thin(patients_table(*rows), tmp_path)
+    row = results.cox.query("model == 'baseline_unadjusted' and cohort == 'stop'").iloc[0]
+    assert pd.isna(row["hr"]) and "no events when mrd_positive = 1" in row["note"]
+    assert results.summary["logrank"]["overall"]["p"] < 0.05  # the log-rank test still compares them
+
+
+def test_one_group_only_and_no_events(tmp_path):
+    rows = [(f"N{i}", "continue", 13.0, 0, "negative") for i in range(5)]
+    results = run_thin(patients_table(*rows), tmp_path)
+    assert results.summary["logrank"]["overall"]["note"] == "one group is empty: no comparison"
+    assert results.summary["n_events"] == 0
+    assert set(results.cox["note"]) <= {"no events", "no complete rows"}
+    assert results.cox["hr"].isna().all()
+    pfs = results.endpoints.query("endpoint == 'pfs_1y' and cohort == 'continue'").iloc[0]
+    assert pfs["estimate"] == 1.0 and pd.isna(pfs["ci_low"])  # log-log CI is undefined at S = 1, as in R
+
+
+def test_patients_without_baseline_or_with_indeterminate_baseline_are_counted_not_compared(tmp_path):
+    rows = [
+        ("A", "stop", 3.0, 1, "positive"),
+        ("B", "stop", 9.0, 1, "negative"),
+        ("C", "stop", 12.0, 0, "negative"),
+    ]
+    rows += [("D", "stop", 4.0, 1, "indeterminate"), ("E", "stop", 6.0, 1, None)]
+    results = run_thin(patients_table(*rows), tmp_path)
+    summary = results.summary
+    assert summary["n_without_baseline"] == 1 and summary["n_indeterminate_baseline"] == 1
+    assert summary["logrank"]["overall"]["n"] == [1, 2]
+    groups = set(results.km_summary.query("cohort == 'all'")["group"])
+    assert groups == {"all", "positive", "negative", "indeterminate"}
+    assert results.km_summary.query("group == 'all' and cohort == 'all'")["n"].iloc[0] == 5
+
+
+def test_missing_and_text_covariates(tmp_path):
+    rows = [(f"P{i}", "stop", 2.0 + i, i % 2, "positive" if i % 3 else "negative") for i in range(12)]
+    patients = patients_table(*rows, site=["a", "b", "c"] * 4, age=[50.0, None] + [60.0] * 10)
+    results = run_thin(patients, tmp_path, covariates=["age", "site", "not_a_column"])
+    terms = set(results.cox.query("model == 'baseline_adjusted'")["term"])
+    assert terms == {"mrd_positive", "age", "site[b]", "site[c]"}
+    notes = "\n".join(results.summary["notes"])
+    assert "covariate 'not_a_column' is not in the patients table: ignored" in notes
+    assert (
+        "baseline_adjusted (all): 1 patient(s) with a missing covariate left out" in notes
+        or "events per variable" in notes
+    )
+
+
+def test_summary_and_tables_of_the_trial(trial):
+    summary = trial.results.summary
+    assert set(summary) >= SUMMARY_KEYS
+    assert summary["n_patients"] == 80
+    assert set(summary["lead_time"]) == {"all", "continue", "stop"}
+    assert set(trial.results.endpoints["endpoint"]) == {"pfs_1y", "os_3y", "restart_clinical_benefit"}
+    design = trial.results.design.set_index("design")
+    assert (
+        design.loc["optimal", "selected"]
+        and (design.loc["optimal", ["r1", "n1", "r", "n"]] == [11, 20, 23, 40]).all()
+    )
+    models = set(trial.results.cox["model"])
+    assert models == {
+        "baseline_unadjusted", "baseline_adjusted", "landmark_3m", "landmark_6m", "landmark_12m",
+        "time_varying_status", "time_varying_log10_tf",
+    }  # fmt: skip
+
+
+def test_settings_defaults_and_validation():
+    settings = SurvivalSettings.from_config({})
+    assert settings.landmarks_months == (3.0, 6.0, 12.0) and settings.timepoints_months == (6.0, 12.0, 24.0)
+    assert (settings.p0, settings.p1, settings.alpha, settings.power) == (0.5, 0.68, 0.1, 0.8)
+    assert settings.prediction == PredictionSettings()
+    assert SurvivalSettings.from_config({"prediction": {"n_repeats": 2}}).prediction.n_repeats == 2
+    with pytest.raises(Exception, match="design must be one of"):
+        SurvivalSettings.from_config({"design": "best"})
+
+
+def test_workflow_script_writes_every_output(trial, tmp_path, repo):
+    outputs = {
+        name: str(tmp_path / f"{name}.tsv") for name in ("km_curves", "km_summary", "cox", "endpoints")
+    }
+    outputs |= {"design": str(tmp_path / "design.tsv"), "prediction": str(tmp_path / "prediction.tsv")}
+    outputs["summary"] = str(tmp_path / "summary.json")
+    snakemake = SimpleNamespace(
+        input=SimpleNamespace(
+            patients=str(trial.folder / "patients.tsv"),
+            counting_process=str(trial.folder / "counting_process.tsv"),
+        ),
+        params=SimpleNamespace(settings=FAST | {"covariates": ["age"]}),
+        output=SimpleNamespace(**outputs),
+        log=[str(tmp_path / "survival.log")],
+    )
+    runpy.run_path(str(repo / "workflow/scripts/survival.py"), init_globals={"snakemake": snakemake})
+    assert set(json.loads(Path(outputs["summary"]).read_text())) >= SUMMARY_KEYS
+    assert read_tsv(outputs["km_curves"]).columns[:4].tolist() == ["analysis", "cohort", "group", "time"]
+
+
+# --- agreement with R ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def r_reference(trial) -> dict[str, pd.DataFrame]:
+    rscript = shutil.which("Rscript")
+    if rscript is None:
+        pytest.skip("Rscript is not installed (apt-get install r-base-core); the R cross-check needs it")
+    check = subprocess.run([rscript, "-e", "library(survival)"], capture_output=True, text=True)
+    if check.returncode != 0:
+        pytest.skip("R package 'survival' is not installed (install.packages('survival'))")
+    subprocess.run([rscript, str(R_SCRIPT), str(trial.folder)], check=True, capture_output=True, text=True)
+    names = ("km_curves", "km_times", "km_medians", "logrank", "cox", "zph", "rotterdam", "heart")
+    return {name: pd.read_csv(trial.folder / f"{name}.tsv", sep="\t") for name in names}
+
+
+def assert_close(actual, expected, what: str) -> None:
+    np.testing.assert_allclose(
+        np.asarray(actual, float),
+        np.asarray(expected, float),
+        rtol=RTOL,
+        atol=0,
+        equal_nan=True,
+        err_msg=what,
+    )
+
+
+def _trial_group(trial, group: str) -> pd.DataFrame:
+    return trial.patients[trial.patients["baseline_status"] == group]
+
+
+@pytest.mark.external
+def test_km_curves_and_both_ci_types_match_r(trial, r_reference):
+    curves = r_reference["km_curves"]
+    rotterdam = r_reference["rotterdam"]
+    data = {
+        ("trial", g): (_trial_group(trial, g)["pfs_months"], _trial_group(trial, g)["pfs_event"])
+        for g in ("positive", "negative")
+    } | {
+        ("rotterdam", str(g)): (
+            rotterdam.query(f"hormon == {g}")["rtime"],
+            rotterdam.query(f"hormon == {g}")["recur"],
+        )
+        for g in (0, 1)
+    }
+    for (dataset, group), (durations, events) in data.items():
+        table = km_table(durations, events).iloc[1:]  # R's curve has no start row
+        for conf, suffix in (("log", "log"), ("log-log", "loglog")):
+            r = curves.query("dataset == @dataset and group.astype('str') == @group and conf == @conf")
+            what = f"{dataset} {group} {conf}"
+            assert_close(table["time"], r["time"], what + " time")
+            assert_close(table["at_risk"], r["n_risk"], what + " n.risk")
+            assert_close(table["survival"], r["surv"], what + " surv")
+            assert_close(table["std_err"], r["std_err"], what + " std.err")
+            assert_close(table[f"ci_low_{suffix}"], r["lower"], what + " lower")
+            assert_close(table[f"ci_high_{suffix}"], r["upper"], what + " upper")
+
+
+@pytest.mark.external
+def test_km_timepoints_medians_and_logrank_of_the_pipeline_match_r(trial, r_reference):
+    summary = trial.results.km_summary.query("analysis == 'overall' and cohort == 'all'")
+    for group in ("positive", "negative"):
+        ours = summary[summary["group"] == group].set_index("timepoint_months")
+        for conf, suffix in (("log", "log"), ("log-log", "loglog")):
+            times = r_reference["km_times"].query("dataset == 'trial' and group == @group and conf == @conf")
+            mine = ours.loc[times["time"]]
+            assert_close(mine["survival"], times["surv"], f"{group} S(t)")
+            assert_close(mine[f"ci_low_{suffix}"], times["lower"], f"{group} {conf} lower")
+            assert_close(mine[f"ci_high_{suffix}"], times["upper"], f"{group} {conf} upper")
+            assert_close(mine["at_risk"], times["n_risk"], f"{group} at risk")
+            median = r_reference["km_medians"].query(
+                "dataset == 'trial' and group == @group and conf == @conf"
+            )
+            row = ours.iloc[0]
+            assert_close(row["median"], median["median"], f"{group} median")
+            assert_close(row[f"median_ci_low_{suffix}"], median["lower"], f"{group} median {conf} lower")
+            assert_close(row[f"median_ci_high_{suffix}"], median["upper"], f"{group} median {conf} upper")
+    logranks = r_reference["logrank"].set_index("dataset")["chisq"]
+    assert_close(trial.results.summary["logrank"]["overall"]["chisq"], logranks["trial"], "trial log-rank")
+    rotterdam = r_reference["rotterdam"]
+    ours = logrank(rotterdam, "rtime", "recur", "hormon", (0, 1))["chisq"]
+    assert_close(ours, logranks["rotterdam"], "rotterdam log-rank")
+
+
+COX_CHECKS = {  # our (model, cohort) -> R model
+    ("baseline_unadjusted", "all"): "baseline_unadjusted",
+    ("baseline_unadjusted", "stop"): "baseline_unadjusted_stop",
+    ("baseline_adjusted", "all"): "baseline_adjusted",
+    ("time_varying_status", "all"): "time_varying_status",
+    ("time_varying_log10_tf", "all"): "time_varying_log10_tf",
+}
+
+
+@pytest.mark.external
+def test_cox_models_of_the_pipeline_match_r(trial, r_reference):
+    """Stratified by cohort when pooled, Efron ties; HR, CI, Wald and LR p, concordance, cox.zph."""
+    cox, zph = r_reference["cox"], r_reference["zph"]
+    for (model, cohort), r_model in COX_CHECKS.items():
+        ours = trial.results.cox.query(f"model == '{model}' and cohort == '{cohort}'").set_index("term")
+        r = cox.query(f"dataset == 'trial' and model == '{r_model}'").set_index("term")
+        assert ours.index.tolist() == r.index.tolist(), model
+        assert ours["events"].iloc[0] == r["events"].iloc[0], model
+        if not model.startswith("time_varying"):  # R counts rows there, we count patients
+            assert ours["n"].iloc[0] == r["n"].iloc[0], model
+        for mine, theirs in [("coef", "coef"), ("se", "se"), ("hr", "hr"), ("hr_ci_low", "lower")]:
+            assert_close(ours[mine], r[theirs], f"{model} {mine}")
+        for mine, theirs in [("hr_ci_high", "upper"), ("p_wald", "p_wald"), ("p_lr", "p_lr")]:
+            assert_close(ours[mine], r[theirs], f"{model} {mine}")
+        if not model.startswith("time_varying"):
+            assert_close(ours["concordance"], r["concordance"], f"{model} concordance")
+        r_zph = zph.query(f"dataset == 'trial' and model == '{r_model}'").set_index("term")
+        assert_close(ours["ph_chisq"], r_zph.loc[ours.index, "chisq"], f"{model} cox.zph chisq")
+        assert_close(ours["ph_p"], r_zph.loc[ours.index, "p"], f"{model} cox.zph p")
+        fitted = (
+            trial.results.summary["cox"].get(model) or trial.results.summary["time_varying"][model]["fits"]
+        )
+        global_test = fitted[cohort]["ph_global"]
+        assert_close(global_test["chisq"], r_zph.loc["GLOBAL", "chisq"], f"{model} cox.zph GLOBAL")
+
+
+@pytest.mark.external
+def test_cox_and_cox_zph_on_rs_own_datasets_match_r(r_reference):
+    cases = {
+        ("rotterdam", "baseline"): (
+            r_reference["rotterdam"],
+            CoxSpec(covariates=["age", "nodes", "hormon", "pgr"], duration="rtime", event="recur"),
+        ),
+        ("heart", "time_varying"): (
+            r_reference["heart"],
+            CoxSpec(
+                covariates=["transplant", "age", "surgery"],
+                start="start",
+                stop="stop",
+                id_col="id",
+                event="event",
+            ),
+        ),
+    }
+    for (dataset, model), (data, spec) in cases.items():
+        result = fit_cox(data, spec)
+        ours = result.terms.set_index("term")
+        r = r_reference["cox"].query(f"dataset == '{dataset}' and model == '{model}'").set_index("term")
+        for mine, theirs in [("coef", "coef"), ("se", "se"), ("hr_ci_low", "lower"), ("hr_ci_high", "upper")]:
+            assert_close(ours[mine], r[theirs], f"{dataset} {mine}")
+        assert_close(ours["p_wald"], r["p_wald"], f"{dataset} Wald p")
+        assert_close(ours["p_lr"], r["p_lr"], f"{dataset} LR p (drop one term)")
+        assert_close(result.lr_chisq, r["lr"].iloc[0], f"{dataset} LR chi-square")
+        if not spec.time_varying:
+            assert_close(result.concordance, r["concordance"].iloc[0], f"{dataset} concordance")
+        r_zph = r_reference["zph"].query("dataset == @dataset").set_index("term")
+        assert_close(ours["ph_chisq"], r_zph.loc[ours.index, "chisq"], f"{dataset} cox.zph")
+        assert_close(result.zph_global["chisq"], r_zph.loc["GLOBAL", "chisq"], f"{dataset} cox.zph GLOBAL")
