@@ -100,12 +100,12 @@ def prepare_workdir(workdir: Path) -> Path:
     return workdir
 
 
-def run_snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+def run_snakemake(workdir: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
                "--directory", str(workdir), *args]  # fmt: skip
     if not any(a.startswith("--workflow-profile") or a == "--executor" for a in args):
         command += ["--cores", "2"]
-    return subprocess.run(command, capture_output=True, text=True, cwd=workdir)
+    return subprocess.run(command, capture_output=True, text=True, cwd=workdir, timeout=timeout)
 
 
 @pytest.fixture(scope="session")
