@@ -50,7 +50,7 @@ PRIOR_MOLECULES_BOUNDS = (1.0, 1e10)
 
 @dataclass(frozen=True)
 class BackgroundSettings:
-    """Settings of the `background:` config section (docs/config_background_calling.md documents each)."""
+    """Settings of the `background:` config section (config/README.md documents each)."""
 
     include_normals: bool = True  # use normals at other patients' loci as background
     min_prior_alt: float = 1.0  # a locus prior carries at least this many expected ALT molecules
@@ -101,7 +101,7 @@ def checked_section(cls: type, name: str, section: Mapping[str, Any] | None) -> 
     if unknown:
         raise UserFacingError(
             f"unknown key(s) in the '{name}' config section: {', '.join(unknown)}; "
-            f"known keys: {', '.join(sorted(known))} (docs/config_background_calling.md)"
+            f"known keys: {', '.join(sorted(known))} (config/README.md)"
         )
     return section
 

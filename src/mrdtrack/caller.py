@@ -51,7 +51,7 @@ NULL_COLUMNS = [
 
 @dataclass(frozen=True)
 class CallSettings:
-    """Settings of the `calling:` config section (docs/config_background_calling.md documents each)."""
+    """Settings of the `calling:` config section (config/README.md documents each)."""
 
     false_positive_rate: float = 0.01  # target rate of positive calls among null scores
     min_loci: int = 5  # fewer usable loci: indeterminate

@@ -42,7 +42,7 @@ COUNTING_COLUMNS = [
 
 @dataclass(frozen=True)
 class ClinicalSettings:
-    """Settings of the clinical join (config section `clinical_join`); see docs/config_clinical_survival.md."""
+    """Settings of the clinical join (config section `clinical_join`); see config/README.md."""
 
     baseline_window_days_before: int = 30
     baseline_window_days_after: int = 7

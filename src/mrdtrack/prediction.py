@@ -49,7 +49,7 @@ PREDICTION_COLUMNS = [
 
 @dataclass(frozen=True)
 class PredictionSettings:
-    """Config `survival: prediction:`; see docs/config_clinical_survival.md."""
+    """Config `survival: prediction:`; see config/README.md."""
 
     horizon_months: float = 12.0
     n_splits: int = 5

@@ -105,7 +105,7 @@ TABLE_NAMES = (
 
 @dataclass(frozen=True)
 class ReportSettings:
-    """The `report:` config section (docs/config_report.md)."""
+    """The `report:` config section (config/README.md)."""
 
     title: str = "ctDNA MRD report"
     study_name: str = "mrdtrack MRD study"

@@ -35,7 +35,7 @@ CENSORED_HANDLING = ("exclude", "failure")
 
 @dataclass(frozen=True)
 class SurvivalSettings:
-    """Config section `survival`; every key is documented in docs/config_clinical_survival.md."""
+    """Config section `survival`; every key is documented in config/README.md."""
 
     covariates: tuple[str, ...] = ()
     landmarks_months: tuple[float, ...] = (3.0, 6.0, 12.0)
