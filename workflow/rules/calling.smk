@@ -6,7 +6,11 @@ rule call_mrd:
         locus_rates="results/background/locus_rates.tsv",
         excluded="results/background/excluded_loci.tsv",
     output:
-        calls="results/mrd/calls.tsv",
+        calls=report(
+            "results/mrd/calls.tsv",
+            caption="../report/calls.rst",
+            category="MRD calls",
+        ),
         loci="results/mrd/loci.tsv",
         null_scores="results/mrd/null_scores.tsv",
     log:

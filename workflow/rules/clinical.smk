@@ -47,9 +47,21 @@ rule survival:
         counting_process="results/clinical/counting_process.tsv",
     output:
         km_curves="results/survival/km_curves.tsv",
-        km_summary="results/survival/km_summary.tsv",
-        cox="results/survival/cox.tsv",
-        endpoints="results/survival/endpoints.tsv",
+        km_summary=report(
+            "results/survival/km_summary.tsv",
+            caption="../report/km_summary.rst",
+            category="Survival",
+        ),
+        cox=report(
+            "results/survival/cox.tsv",
+            caption="../report/cox.rst",
+            category="Survival",
+        ),
+        endpoints=report(
+            "results/survival/endpoints.tsv",
+            caption="../report/endpoints.rst",
+            category="Survival",
+        ),
         design="results/survival/design.tsv",
         prediction="results/survival/prediction.tsv",
         summary="results/survival/summary.json",
