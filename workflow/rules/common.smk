@@ -31,12 +31,17 @@ wildcard_constraints:
     sample="[A-Za-z0-9][A-Za-z0-9._-]*",
 
 
+# Looked up once here: input functions run for every job while the DAG is built (5,000+ samples on a cluster).
+ALIGNMENTS = dict(zip(SAMPLES.index, SAMPLES["bam"]))
+INDEXES = {sample: index_path(path) for sample, path in ALIGNMENTS.items()}
+
+
 def alignment(wildcards):
-    return SAMPLES.loc[wildcards.sample, "bam"]
+    return ALIGNMENTS[wildcards.sample]
 
 
 def alignment_index(wildcards):
-    return index_path(alignment(wildcards))
+    return INDEXES[wildcards.sample]
 
 
 def reference_files():
