@@ -140,9 +140,14 @@ def check_config(config_path: str) -> list[Problem]:
         panel = build_panel(inputs.patients, inputs.reference, PanelSettings.from_config(config.get("panel")))
     except InputError as error:
         return problems + error.problems
-    for sample_id, path in inputs.samples["bam"].items():
+    for row in inputs.samples.itertuples(index=False):
         problems += alignment_header_problems(
-            str(sample_id), path, inputs.reference, sorted(set(panel["chrom"]))
+            str(row.sample_id),
+            row.bam,
+            inputs.reference,
+            sorted(set(panel["chrom"])),
+            row.sheet,
+            row.sheet_row,
         )
     return problems
 
@@ -163,21 +168,31 @@ def read_config(path: str) -> tuple[dict[str, Any], list[Problem]]:
     return config, problems
 
 
-def alignment_header_problems(sample_id: str, path: str, reference: str, contigs: list[str]) -> list[Problem]:
-    """Panel contigs must exist in the BAM/CRAM header with the reference's lengths (same genome build)."""
+def alignment_header_problems(
+    sample_id: str, path: str, reference: str, contigs: list[str], sheet: str = "", line: int | None = None
+) -> list[Problem]:
+    """Panel contigs must exist in the BAM/CRAM header with the reference's lengths (same genome build).
+
+    Problems are located at the sample's row (`sheet`:`line`:bam) when given, else at the alignment file.
+    """
+
+    def problem(message: str, fix: str, severity: str = "error") -> Problem:
+        if sheet:
+            return Problem(sheet, f"sample {sample_id}: {message}", fix, line, "bam", severity)
+        return Problem(path, f"sample {sample_id}: {message}", fix, severity=severity)
+
     try:
         alignments = open_alignments(path, reference)
     except AlignmentInputError as error:
-        return [Problem(path, str(error), "re-create the file or fix the path", column=sample_id)]
+        return [problem(str(error), "re-create the file (and its index) or correct the path")]
     with alignments, pysam.FastaFile(reference) as fasta:
         names = contig_map(contigs, alignments.references)
         problems = []
         for contig in contigs:
             if contig not in names:
                 problems.append(
-                    Problem(
-                        path,
-                        f"sample {sample_id}: contig '{contig}' of the panel is not in the alignment header",
+                    problem(
+                        f"contig '{contig}' of the panel is not in the header of '{path}'",
                         "align to the same reference as the panel",
                     )
                 )
@@ -185,11 +200,9 @@ def alignment_header_problems(sample_id: str, path: str, reference: str, contigs
             bam_length = alignments.get_reference_length(names[contig])
             if bam_length != fasta.get_reference_length(contig):
                 problems.append(
-                    Problem(
-                        path,
-                        f"sample {sample_id}: contig '{names[contig]}' is {bam_length} bp in "
-                        f"the alignment header but {fasta.get_reference_length(contig)} bp in the "
-                        "reference",
+                    problem(
+                        f"contig '{names[contig]}' is {bam_length} bp in the alignment header but "
+                        f"{fasta.get_reference_length(contig)} bp in the reference ('{path}')",
                         "use the reference the reads were aligned to",
                         severity="warning",
                     )

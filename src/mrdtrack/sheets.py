@@ -428,7 +428,8 @@ def _alignment_file_problems(path: str, file: str, line: int) -> list[Problem]:
         return [
             Problem(
                 file,
-                f"index '{index}' is older than '{path}' and may be stale",
+                f"index '{index}' is older than '{path}' and may be stale (a stale index makes counting "
+                "fail with 'truncated or corrupt')",
                 f"re-run: samtools index {path}",
                 line,
                 "bam",
