@@ -335,3 +335,24 @@ def test_downloads_present_and_page_renders_fast(browser_run: dict[str, Any]):
 def test_screenshots_saved(browser_run: dict[str, Any]):
     for path in browser_run["screenshots"].values():
         assert path.stat().st_size > 10_000, path
+
+
+def test_static_images_with_kaleido_and_chromium(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    """report.static_formats: kaleido (>= 1.0, optional) drives the system Chromium to write PNG and SVG."""
+    kaleido = pytest.importorskip("kaleido", reason="kaleido is optional (pip install kaleido)")
+    if not hasattr(kaleido, "calc_fig"):  # the 1.x API; kaleido 0.2 bundled its own browser
+        pytest.skip("kaleido < 1.0 does not use the system Chromium")
+    monkeypatch.setenv("BROWSER_PATH", os.environ.get("BROWSER_PATH") or _chromium())
+    cohort = build_fixture(tmp_path / "results", n_patients=6, samples_per_patient=3)
+    settings = ReportSettings(static_formats=("png", "svg"), report_date="2024-05-01")
+    with caplog.at_level("WARNING"):
+        report = write_report(cohort.inputs, tmp_path / "r.html", tmp_path / "figures", settings)
+    assert "static export skipped" not in caplog.text
+    for panel in report.panels:
+        if panel.figure is None:
+            continue
+        png, svg = tmp_path / "figures" / f"{panel.key}.png", tmp_path / "figures" / f"{panel.key}.svg"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000, panel.key
+        assert "<svg" in svg.read_text()[:500] and panel.title in svg.read_text(), panel.key

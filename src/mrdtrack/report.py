@@ -111,7 +111,8 @@ class ReportSettings:
     study_name: str = "mrdtrack MRD study"
     report_date: str = ""
     static_formats: tuple[str, ...] = ()
-    tf_floor: float = 1e-6
+    # None: automatic, a decade below the smallest TF > 0 or LOD95 (Context.tf_floor)
+    tf_floor: float | None = None
     swimmer_sort: str = "cohort"
     risk_table_step_months: float = 0.0
     max_table_rows: int = 50
@@ -141,10 +142,11 @@ class ReportSettings:
                 values[key] = str(values[key])
         try:
             settings = cls(**values)
-            settings = cls(**{**values, "tf_floor": float(settings.tf_floor)})
+            if settings.tf_floor is not None:
+                settings = cls(**{**values, "tf_floor": float(settings.tf_floor)})
         except (TypeError, ValueError) as error:
             raise UserFacingError(f"report settings: {error}") from None
-        if not 0 < settings.tf_floor < 1:
+        if settings.tf_floor is not None and not 0 < settings.tf_floor < 1:
             raise UserFacingError(f"report.tf_floor must be in (0, 1), got {settings.tf_floor}")
         if settings.swimmer_sort not in ("cohort", "time"):
             raise UserFacingError(
@@ -383,6 +385,17 @@ class Context:
         patients = patient_frame(tables)
         return cls(tables, settings, config, patients, sample_frame(tables, patients))
 
+    def tf_floor(self) -> float:
+        """The log-axis plotting floor for a tumor fraction of 0: report.tf_floor, else a power of ten at least a
+        decade below the smallest positive tumor fraction or LOD95 (1e-6 when there is none)."""
+        if self.settings.tf_floor is not None:
+            return self.settings.tf_floor
+        values = pd.concat([_num(self.samples, "tumor_fraction"), _num(self.samples, "lod95")]).dropna()
+        values = values[values > 0]
+        if values.empty:
+            return 1e-6
+        return float(10 ** max(math.floor(math.log10(float(values.min())) - 1), -9))
+
     def cohorts(self) -> list[str]:
         names = set(self.patients["cohort"]) if "cohort" in self.patients.columns else set()
         if "cohort" in self.tables.km_curves.columns:
@@ -426,6 +439,12 @@ def _fmt(value: Any, spec: str = ".3g", missing: str = "\u2013") -> str:
     except (TypeError, ValueError):
         return missing
     return missing if math.isnan(number) else format(number, spec)
+
+
+def _count(n: float, noun: str, plural: str = "") -> str:
+    """'1 event', '3 events'."""
+    n = int(n)
+    return f"{n} {noun if n == 1 else (plural or noun + 's')}"
 
 
 def _fmt_p(p: float | None) -> str:
@@ -537,13 +556,27 @@ def _km_panel(ctx: Context, cohort: str) -> Panel:
         return panel
     stats = _km_stats_text(ctx, cohort)
     panel.figure = _km_figure(rows, stats, ctx.settings.risk_table_step_months)
+    banded = any(t.fill == "tonexty" for t in panel.figure.data)
     panel.caption = (
         "Kaplan-Meier estimate of progression-free survival by MRD status of the baseline plasma sample; "
-        "shaded bands: pointwise 95% CI (log-log); vertical ticks: censored patients; table: number at risk. "
-        f"{stats}. {_km_medians(ctx.tables.km_summary, cohort)}"
+        + ("shaded bands: pointwise 95% CI (log-log); " if banded else "")
+        + "vertical ticks: censored patients; table: number at risk. "
+        + f"{stats}. {_km_medians(ctx.tables.km_summary, cohort)}{_km_ungrouped(ctx, rows, cohort)}"
     )
     panel.downloads[f"{key}.tsv"] = curves.loc[rows.index].sort_index()
     return panel
+
+
+def _km_ungrouped(ctx: Context, rows: pd.DataFrame, cohort: str) -> str:
+    """Patients in no MRD group (no baseline sample in the window): they are only in the all-patients curve."""
+    patients = ctx.patients if cohort == ALL else ctx.patients[ctx.patients["cohort"] == cohort]
+    outside = patients[~patients["baseline_status"].isin(set(rows["status"]) - {ALL})]
+    if outside.empty:
+        return ""
+    ids = ", ".join(outside["patient_id"].astype(str).head(10)) + (", \u2026" if len(outside) > 10 else "")
+    where = ' only in "all patients"' if ALL in set(rows["status"]) else " not shown"
+    verb = "has" if len(outside) == 1 else "have"
+    return f" {_count(len(outside), 'patient')} ({ids}) {verb} no baseline MRD call and {'is' if len(outside) == 1 else 'are'}{where}."
 
 
 def _slug(text: str) -> str:
@@ -618,7 +651,7 @@ def _add_km_curve(fig: go.Figure, curve: pd.DataFrame, status: str) -> None:
     }
     fig.add_trace(
         go.Scatter(
-            x=curve["time"], y=curve["survival"], mode="lines", line=line, name=f"{label} (n={n}, {events} events)",
+            x=curve["time"], y=curve["survival"], mode="lines", line=line, name=f"{label} (n={n}, {_count(events, 'event')})",
             legendgroup=status, hovertemplate=f"{label}<br>%{{x:.1f}} months: PFS %{{y:.1%}}<extra></extra>",
         ),
         row=1, col=1,
@@ -782,23 +815,59 @@ def panel_forest(ctx: Context) -> Panel:
         return panel
     rows = cox.assign(hr_=_num(cox, "hr"), lo_=_num(cox, "hr_ci_low"), hi_=_num(cox, "hr_ci_high"))
     ok = np.isfinite(rows["hr_"]) & (rows["hr_"] > 0)
-    skipped = rows[~ok]
     panel.downloads["cox.tsv"] = cox
-    notes = "; ".join(
-        f"{r.model} ({_text_or(r, 'cohort', 'all')}): {_text_or(r, 'note', 'no estimate')}"
-        for r in skipped.itertuples()
-    )
+    skipped = _not_estimable_models(rows[~ok & ~_estimated_model(rows, ok)])
+    panel.html = _skipped_models_html(skipped, expanded=not ok.any())
     if not ok.any():
-        panel.message = f"Not estimable: no model gave a hazard ratio. {notes}"
+        panel.message = (
+            f"Not estimable: none of the {_count(len(skipped), 'model')} gave a hazard ratio (reasons below)"
+        )
         return panel
     panel.figure = _forest_figure(rows[ok])
     panel.caption = (
         "Hazard ratio of progression with 95% CI (log scale; HR > 1: higher hazard). Baseline models use the "
         "baseline MRD status; landmark models only patients still progression-free at the landmark; time-"
         "varying models the status of the latest sample (counting process), avoiding immortal-time bias."
-        + (f" Not estimable: {notes}." if notes else "")
+        + (f" {_count(len(skipped), 'model')} could not be estimated (listed below)." if len(skipped) else "")
     )
     return panel
+
+
+def _estimated_model(rows: pd.DataFrame, ok: pd.Series) -> pd.Series:
+    """Rows of a (model, cohort) fit that gave some hazard ratio (an adjusted model's covariate rows)."""
+    keys = _text(rows, "model") + "\t" + _text(rows, "cohort", ALL)
+    return keys.isin(set(keys[ok]))
+
+
+def _short_note(note: str, limit: int = 240) -> str:
+    """A producer's note without the fitting library's advice and links, at most `limit` characters."""
+    note = re.sub(r"\s*Please see [^:]*:\s*", " ", note)
+    # A link ends at white space, or at a capital when the next sentence was glued to it ("...-modelA singular").
+    note = re.sub(r"https?://\S*?(?=[A-Z][a-z]* [a-z]|\s|$)", "", note)
+    note = re.sub(r"\s+", " ", note).strip()
+    return note if len(note) <= limit else note[: limit - 1].rstrip() + "\u2026"
+
+
+def _not_estimable_models(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per model and cohort that gave no hazard ratio, with its (shortened) note."""
+    table = pd.DataFrame(
+        {
+            "model": _text(rows, "model"),
+            "cohort": _text(rows, "cohort", ALL).replace("", ALL),
+            "note": [_short_note(n) for n in _text(rows, "note", "no estimate").replace("", "no estimate")],
+        }
+    )
+    return table.drop_duplicates(["model", "cohort"]).reset_index(drop=True)
+
+
+def _skipped_models_html(skipped: pd.DataFrame, expanded: bool) -> str:
+    if skipped.empty:
+        return ""
+    table = skipped.to_html(index=False, classes="data", border=0, escape=True)
+    return (
+        f'<details class="skipped-models"{" open" if expanded else ""}><summary>{_count(len(skipped), "model")} not estimable'
+        f"</summary>{table}</details>"
+    )
 
 
 def _text_or(row: Any, name: str, default: str) -> str:
@@ -873,9 +942,25 @@ def panel_endpoints(ctx: Context) -> Panel:
     panel.caption = (
         "Trial endpoints per cohort with their CI (PFS / OS: Kaplan-Meier at the horizon). Dashed lines: the "
         "design's null (p0) and target (p1) progression-free rate. The two-stage design and its decision are "
-        "tabulated below." + _notes_about(ctx, ("endpoint", "design"))
+        "tabulated below." + _endpoint_gaps(endpoints) + _notes_about(ctx, ("endpoint", "design"))
     )
     return panel
+
+
+def _endpoint_gaps(endpoints: pd.DataFrame) -> str:
+    """Which endpoint / cohort has no estimate, and the producer's reason."""
+    missing = endpoints[_num(endpoints, "estimate").isna()]
+    parts = []
+    for (endpoint, note), rows in missing.groupby(
+        [
+            endpoints["endpoint"].astype(str),
+            _text(endpoints, "note", "no estimate").replace("", "no estimate"),
+        ],
+        sort=False,
+    ):
+        cohorts = ", ".join(rows["cohort"].map(_normalize_cohort).astype(str))
+        parts.append(f"{endpoint_label(str(endpoint))} ({cohorts}): {note}")
+    return (" Not estimable: " + "; ".join(parts) + ".") if parts else ""
 
 
 def _notes_about(ctx: Context, words: Sequence[str]) -> str:
@@ -926,7 +1011,8 @@ def endpoint_label(endpoint: str) -> str:
     if not match:
         return endpoint.replace("_", " ")
     what, amount, unit = match.groups()
-    return f"{what.upper()} at {amount} {'months' if unit == 'm' else 'years'}"
+    word = "month" if unit == "m" else "year"
+    return f"{what.upper()} at {amount} {word if float(amount) == 1 else word + 's'}"
 
 
 def _endpoints_figure(endpoints: pd.DataFrame, design: Mapping[str, Any]) -> go.Figure:
@@ -935,9 +1021,10 @@ def _endpoints_figure(endpoints: pd.DataFrame, design: Mapping[str, Any]) -> go.
     for endpoint, rows in endpoints.groupby("endpoint", sort=False):
         color, symbol = styles.get(str(endpoint).split("_", 1)[0].lower(), ("#56B4E9", "square"))
         est = _num(rows, "estimate")
+        name = endpoint_label(str(endpoint)) + (" (not estimable)" if est.isna().all() else "")
         fig.add_trace(
             go.Scatter(
-                x=rows["cohort"].map(_normalize_cohort), y=est, mode="markers", name=endpoint_label(str(endpoint)),
+                x=rows["cohort"].map(_normalize_cohort), y=est, mode="markers", name=name,
                 marker={"color": color, "symbol": symbol, "size": 12},
                 error_y={"type": "data", "symmetric": False, "array": _num(rows, "ci_high") - est,
                          "arrayminus": est - _num(rows, "ci_low"), "color": color, "thickness": 2},
@@ -1058,11 +1145,18 @@ def panel_swimmer(ctx: Context) -> Panel:
             hovertemplate="%{y} (%{customdata}): followed %{x:.1f} months<extra></extra>",
         )
     )
-    _add_cohort_strip(fig, ctx, lanes)
-    _add_swimmer_samples(fig, ctx.samples.dropna(subset=["months"]))
+    samples = ctx.samples.dropna(subset=["months"])
+    # The cohort strip sits left of everything, including samples taken before enrollment (negative months).
+    first = min(0.0, float(samples["months"].min())) if len(samples) else 0.0
+    pad = 0.035 * max(float(lanes["end"].max()) - first, 1.0)
+    strip_x = first - 1.5 * pad
+    _add_cohort_strip(fig, ctx, lanes, strip_x)
+    _add_swimmer_samples(fig, samples)
     for event in ("progression", "death", "restart", "censored"):
         _add_event_trace(fig, lanes, event)
-    _swimmer_layout(fig, lanes, orders, ctx.settings.swimmer_sort)
+    _swimmer_layout(
+        fig, lanes, orders, ctx.settings.swimmer_sort, [strip_x - pad, float(lanes["end"].max()) + pad]
+    )
     panel.figure = fig
     panel.attrs["data-lanes"] = str(len(lanes))
     panel.caption = (
@@ -1092,17 +1186,17 @@ def _sample_table(samples: pd.DataFrame) -> pd.DataFrame:
     return samples[[c for c in columns if c in samples.columns]]
 
 
-def _add_cohort_strip(fig: go.Figure, ctx: Context, lanes: pd.DataFrame) -> None:
+def _add_cohort_strip(fig: go.Figure, ctx: Context, lanes: pd.DataFrame, x: float) -> None:
     for cohort, rows in lanes.groupby("cohort", sort=True):
         fig.add_trace(
             go.Scatter(
-                x=[-0.9] * len(rows),
+                x=[x] * len(rows),
                 y=rows["patient_id"],
                 mode="markers",
                 name=f"cohort {cohort}",
                 marker={"symbol": "square", "size": 9, "color": ctx.cohort_color(str(cohort))},
                 hovertemplate=f"%{{y}}: cohort {cohort}<extra></extra>",
-                legendgroup="cohort",
+                # No shared legendgroup: a horizontal legend stacks a group's entries on extra lines.
             )
         )
 
@@ -1146,7 +1240,9 @@ def _add_event_trace(fig: go.Figure, lanes: pd.DataFrame, event: str) -> None:
     )
 
 
-def _swimmer_layout(fig: go.Figure, lanes: pd.DataFrame, orders: dict[str, list[str]], default: str) -> None:
+def _swimmer_layout(
+    fig: go.Figure, lanes: pd.DataFrame, orders: dict[str, list[str]], default: str, x_range: list[float]
+) -> None:
     buttons = [
         {"label": label, "method": "relayout", "args": [{"yaxis.categoryarray": orders[key]}]}
         for key, label in (("cohort", "Sort by cohort"), ("time", "Sort by time to progression"))
@@ -1163,7 +1259,7 @@ def _swimmer_layout(fig: go.Figure, lanes: pd.DataFrame, orders: dict[str, list[
     )
     fig.update_xaxes(
         title_text="Months since enrollment",
-        range=[-1.6, float(lanes["end"].max()) * 1.02 + 1],
+        range=x_range,
         zeroline=False,
     )
 
@@ -1177,7 +1273,7 @@ def panel_trajectories(ctx: Context) -> Panel:
             f"Not drawn: no plasma sample with a tumor fraction ({ctx.unavailable('calls', []) or 'no TF'})"
         )
         return panel
-    floor = ctx.settings.tf_floor
+    floor = ctx.tf_floor()
     samples = samples.sort_values(["patient_id", "months"]).assign(
         tf_plot=lambda d: d["tumor_fraction"].where(d["tumor_fraction"] > floor, floor)
     )
@@ -1244,9 +1340,7 @@ def _add_lod_and_progression(fig: go.Figure, ctx: Context, samples: pd.DataFrame
         tags.append(str(cohort))
         prog = lanes[lanes["cohort"] == cohort]
         if len(prog):
-            fig.add_trace(
-                _progression_trace(prog, at_progression, ctx.settings.tf_floor, first=len(tags) == 1)
-            )
+            fig.add_trace(_progression_trace(prog, at_progression, ctx.tf_floor(), first=len(tags) == 1))
             tags.append(str(cohort))
     return tags
 
@@ -1300,6 +1394,7 @@ def _trajectory_layout(
         type="log",
         title_text="Tumor fraction",
         exponentformat="power",
+        dtick=1,  # a label per decade: minor-digit labels crowd a short log axis
         range=[math.log10(floor) - 0.4, math.log10(max(top, floor * 10)) + 0.3],
     )
     fig.update_xaxes(title_text="Months since enrollment")
@@ -1412,6 +1507,7 @@ def panel_qc_samples(ctx: Context) -> Panel:
             "marker_color": color,
             "legendgroup": status,
             "text": rows["hover"],
+            "textposition": "none",  # the text is for the hover; plotly would print it inside the bars
             "hovertemplate": "%{text}<extra></extra>",
         }
         fig.add_trace(go.Bar(y=rows["total_molecules"], name=_status_label(status), **common), row=1, col=1)
@@ -1432,9 +1528,10 @@ def panel_qc_samples(ctx: Context) -> Panel:
     fig.update_yaxes(title_text="Loci used", rangemode="tozero", row=2, col=1)
     panel.figure = fig
     flagged = int((samples["flags"] != "").sum())
+    marks = f"\u25bc marks the {_count(flagged, 'flagged sample')}." if flagged else "No sample is flagged."
     panel.caption = (
         "Top: informative (deduplicated) molecules summed over the sample's panel loci, log scale. Bottom: loci "
-        f"used for calling (bars) of the patient's panel (dashes). \u25bc marks the {flagged} flagged sample(s). "
+        f"used for calling (bars) of the patient's panel (dashes). {marks} "
         + _unused_reasons_text(ctx.tables.loci)
     )
     panel.downloads["qc_samples.tsv"] = samples.drop(columns=["hover"])
@@ -1643,24 +1740,29 @@ def panel_fraglen(ctx: Context) -> Panel:
     for group, rows in histogram.groupby("group", sort=False):
         color, dash = FRAGLEN_GROUPS.get(str(group), ("#56B4E9", "solid"))
         total = rows["molecules"].sum()
+        width = fraglen_bin_width(total)
+        binned = fraglen_bins(rows["length"], rows["molecules"], width)
         fig.add_trace(
             go.Scatter(
-                x=rows["length"],
-                y=rows["molecules"] / total,
+                x=binned.index + (width - 1) / 2,
+                y=binned.to_numpy() / total / width,
                 mode="lines",
                 line={"color": color, "dash": dash, "width": 2},
-                name=f"{group} ({total:,.0f} molecules)",
-                hovertemplate="%{x} bp: %{y:.2%}<extra></extra>",
+                name=f"{group} ({total:,.0f} molecules{'' if width == 1 else f', {width} bp bins'})",
+                customdata=np.stack([binned.index, binned.index + width - 1, binned.to_numpy()], axis=1),
+                hovertemplate="%{customdata[0]}\u2013%{customdata[1]} bp: %{customdata[2]:,.0f} molecules, "
+                "%{y:.2%} per bp<extra></extra>",
             )
         )
         medians.append(f"{group} {_weighted_median(rows['length'], rows['molecules']):.0f} bp")
     _base_layout(fig, 420)
     fig.update_xaxes(title_text="Fragment length (bp)", range=[40, 450])
-    fig.update_yaxes(title_text="Fraction of molecules", tickformat=".1%")
+    fig.update_yaxes(title_text="Fraction of molecules per bp", tickformat=".1%", rangemode="tozero")
     panel.figure = fig
     panel.caption = (
         "Fragment-length histograms of wild-type and mutant molecules pooled over plasma samples (normalized per "
-        "line). Tumor-derived cfDNA is shorter; mutant molecules in MRD-negative samples are mostly background "
+        "line; a line with few molecules is binned more coarsely, so every line shows the fraction per bp and "
+        "empty bins are drawn at 0). Tumor-derived cfDNA is shorter; mutant molecules in MRD-negative samples are mostly background "
         f"errors, so MRD-positive samples' mutant molecules are shown apart. Medians: {'; '.join(medians)}."
     )
     panel.downloads["fragment_lengths.tsv"] = histogram
@@ -1697,6 +1799,19 @@ def _fraglen_table(ctx: Context) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)[["group", "length", "molecules"]]
 
 
+def fraglen_bin_width(molecules: float) -> int:
+    """1 bp for a well-sampled histogram, coarser for a sparse one (a few mutant molecules)."""
+    return 1 if molecules >= 20_000 else 5 if molecules >= 1_000 else 10
+
+
+def fraglen_bins(lengths: pd.Series, molecules: pd.Series, width: int) -> pd.Series:
+    """Molecules per `width`-bp bin (indexed by the bin's first length), empty bins included as 0."""
+    start = (lengths.to_numpy(dtype=float) // width * width).astype(int)
+    counts = pd.Series(molecules.to_numpy(dtype=float)).groupby(start).sum()
+    full = np.arange(counts.index.min(), counts.index.max() + width, width)
+    return counts.reindex(full, fill_value=0.0)
+
+
 def _weighted_median(values: pd.Series, weights: pd.Series) -> float:
     order = np.argsort(values.to_numpy())
     cumulative = np.cumsum(weights.to_numpy()[order])
@@ -1730,7 +1845,8 @@ def panel_excluded(ctx: Context) -> Panel:
         )
     _base_layout(fig, max(260, 40 * counts["reason"].nunique() + 140), barmode="stack")
     fig.update_yaxes(type="category", automargin=True, title_text="Reason")
-    fig.update_xaxes(title_text="Loci")
+    most = int(counts.groupby("reason")["loci"].sum().max())
+    fig.update_xaxes(title_text="Loci", tickformat="d", rangemode="tozero", dtick=1 if most <= 10 else None)
     panel.figure = fig
     panel.caption = (
         f"{len(excluded)} exclusions: a locus far noisier than its context, or seen in the patient's matched "
@@ -1886,24 +2002,64 @@ def write_report(
     with atomic_path(html_path) as tmp:
         tmp.write_text(report.html, encoding="utf-8")
     with _atomic_dir(figures_dir) as folder:
-        write_figures(report.panels, folder, settings.static_formats)
+        write_figures(report.panels, folder, settings.static_formats, settings.title)
     log.info("report: %s (%d panels, %.1f MB)", html_path, len(report.panels), len(report.html) / 1e6)
     return report
 
 
-def write_figures(panels: Sequence[Panel], folder: Path, static_formats: Sequence[str] = ()) -> None:
-    """figures/<key>.html sharing one plotly.min.js in the folder (offline); images only where kaleido works."""
-    exporting = bool(static_formats)
+def write_figures(
+    panels: Sequence[Panel], folder: Path, static_formats: Sequence[str] = (), title: str = "Figures"
+) -> None:
+    """figures/<key>.html sharing one plotly.min.js in the folder (offline), an index.html showing them all with
+    their captions (the entry page of `snakemake --report`), and static images only where kaleido works."""
+    (folder / FIGURE_INDEX).write_text(_figure_index_html(panels, title), encoding="utf-8")
+    images: list[tuple[go.Figure, Path]] = []
     for panel in panels:
         if panel.figure is None:
             continue
         fig = _titled(panel)
         pio.write_html(fig, folder / f"{panel.key}.html", include_plotlyjs="directory", config=PLOTLY_CONFIG,
                        div_id=f"fig-{panel.key}")  # fmt: skip
-        for fmt in static_formats if exporting else ():
-            if not _write_image(fig, folder / f"{panel.key}.{fmt}"):
-                exporting = False  # the exporter is missing: say so once, not once per figure
-                break
+        if static_formats:  # a picture of the page's figure: its width, and no buttons (nothing to click)
+            still = go.Figure(fig).update_layout(updatemenus=[], width=STATIC_WIDTH)
+            images += [(still, folder / f"{panel.key}.{fmt}") for fmt in static_formats]
+    if images:
+        _write_images(images)
+
+
+FIGURE_INDEX = "index.html"
+STATIC_WIDTH = 1180  # px, the figure width on the page (plotly's default, 700, wraps the legends)
+
+
+def _figure_index_html(panels: Sequence[Panel], title: str) -> str:
+    """Every drawn figure in an iframe with its caption; the figures not drawn are listed with the reason."""
+    drawn = [p for p in panels if p.figure is not None]
+    items = "".join(
+        f'<section id="{html.escape(p.key)}"><h2>{html.escape(p.title)}</h2>'
+        f'<iframe src="{html.escape(p.key)}.html" title="{html.escape(p.title)}" loading="lazy" '
+        f'style="width:100%;height:{int(p.figure.layout.height or 450) + 40}px;border:0"></iframe>'
+        f'<p class="caption">{html.escape(p.caption)}</p>'
+        f'<p class="files">Open <a href="{html.escape(p.key)}.html">{html.escape(p.key)}.html</a> alone.</p>'
+        "</section>\n"
+        for p in drawn
+    )
+    missing = "".join(
+        f"<li><b>{html.escape(p.title)}</b>: {html.escape(p.message)}</li>"
+        for p in panels
+        if p.figure is None and p.message.startswith("Not ")
+    )
+    missing = f"<h2>Not drawn</h2><ul>{missing}</ul>" if missing else ""
+    style = (
+        "body{font:15px/1.45 Arial,sans-serif;max-width:1240px;margin:0 auto;padding:8px 24px;color:#1a1a1a}"
+        "section{border-top:1px solid #d9d9d9;margin-top:18px}h2{font-size:18px}.caption{font-size:13.5px}"
+        ".files{font-size:12px;color:#5f5f5f}"
+    )
+    return (
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}: figures'
+        f"</title>\n<style>{style}</style>\n</head>\n<body>\n<h1>{html.escape(title)}: figures</h1>\n"
+        f"<p>{len(drawn)} figures; each is also a file of its own in this folder. They share plotly.min.js, so "
+        f"keep the folder together.</p>\n{items}{missing}\n</body>\n</html>\n"
+    )
 
 
 def _titled(panel: Panel) -> go.Figure:
@@ -1916,12 +2072,20 @@ def _titled(panel: Panel) -> go.Figure:
     return fig.update_layout(title=title)
 
 
-def _write_image(fig: go.Figure, path: Path) -> bool:
+def _write_images(images: Sequence[tuple[go.Figure, Path]]) -> bool:
+    """All static images in one call, so kaleido (1.x) starts its Chrome/Chromium once, not once per image.
+
+    kaleido finds Chrome/Chromium on PATH, or at the BROWSER_PATH environment variable. When either is missing
+    one warning is logged and no image is written; the HTML figures are complete without them."""
     try:
-        fig.write_image(path)
-    except Exception as error:  # kaleido or its browser missing: the HTML figures are still complete
+        pio.write_images([fig for fig, _ in images], [path for _, path in images])
+    except (
+        Exception
+    ) as error:  # kaleido or its browser missing (ValueError, RuntimeError, ChromeNotFoundError)
+        for _, path in images:
+            path.unlink(missing_ok=True)
         log.warning(
-            "report: static export skipped (%s: %s); install kaleido to enable it",
+            "report: static export skipped (%s: %s); install kaleido (>= 1.0) and Chrome/Chromium to enable it",
             type(error).__name__,
             error,
         )
@@ -2122,7 +2286,7 @@ def _get(config: Mapping[str, Any], dotted: str) -> str:
 
 
 def _methods_html(ctx: Context) -> str:
-    c, s = ctx.config, ctx.settings
+    c = ctx.config
     prose = [
         "<b>Molecule counting.</b> Reads that were unmapped, secondary, supplementary, QC-failed or below mapping "
         f"quality {_get(c, 'counting.min_mapq')} were dropped, and bases below quality "
@@ -2156,7 +2320,7 @@ def _methods_html(ctx: Context) -> str:
         f"{_get(c, 'survival.power')}).",
         "<b>Figures.</b> Okabe-Ito colors ("
         + ", ".join(f"{_status_label(k)} {v}" for k, v in list(MRD_COLORS.items())[:3])
-        + f"). A tumor fraction of 0 is drawn at the plotting floor {s.tf_floor:g} on log axes.",
+        + f"). A tumor fraction of 0 is drawn at the plotting floor {ctx.tf_floor():g} on log axes.",
     ]
     params = "".join(
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(_plain(v))}</td></tr>" for k, v in _flatten(c).items()

@@ -22,7 +22,12 @@ rule report:
             caption="../report/mrd_report.rst",
             category="MRD report",
         ),
-        figures=directory("results/report/figures"),
+        figures=report(
+            directory("results/report/figures"),
+            htmlindex="index.html",
+            caption="../report/figures.rst",
+            category="MRD report",
+        ),
     log:
         "logs/report.log",
     benchmark:
