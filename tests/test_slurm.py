@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, prepare_workdir, run_snakemake
+from conftest import REPO, TEST_DATA, prepare_workdir, run_snakemake
 from slurm_cluster import local_slurm, why_slurm_cannot_start
 
 pytestmark = [pytest.mark.slow, pytest.mark.external]
@@ -25,12 +26,18 @@ def slurm(tmp_path_factory):
         yield
 
 
+PROFILE = str(REPO / "workflow" / "profiles" / "slurm")
+# A one-node test cluster answers at once: poll it more often than a real cluster should be polled.
+FAST_POLLING = ["--seconds-between-status-checks", "2", "--slurm-init-seconds-before-status-checks", "2"]
+
+
+def slurm_run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    return run_snakemake(workdir, "--workflow-profile", PROFILE, *FAST_POLLING, *args, timeout=600)
+
+
 def test_bundled_data_through_slurm_gives_the_local_calls(slurm, bundled_run, tmp_path):
     workdir = prepare_workdir(tmp_path)
-    profile = str(REPO / "workflow" / "profiles" / "slurm")
-    result = run_snakemake(
-        workdir, "--workflow-profile", profile, "--slurm-keep-successful-logs", timeout=600
-    )
+    result = slurm_run(workdir, "--slurm-keep-successful-logs")
     assert result.returncode == 0, result.stderr[-5000:]
     local = (bundled_run / "results/mrd/calls.tsv").read_bytes()
     assert (workdir / "results/mrd/calls.tsv").read_bytes() == local
@@ -38,3 +45,33 @@ def test_bundled_data_through_slurm_gives_the_local_calls(slurm, bundled_run, tm
     assert {p.parent.name for p in slurm_logs} >= {"rule_call_mrd", "rule_report", "rule_count_molecules"}
     jobs = subprocess.run(["scontrol", "show", "jobs", "-o"], capture_output=True, text=True).stdout
     assert "JobState=COMPLETED" in jobs
+
+
+def test_a_failed_cluster_job_is_named_and_a_rerun_resumes(slurm, bundled_run, tmp_path):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "config").mkdir()
+    shutil.copy(REPO / "config" / "config.yaml", workdir / "config" / "config.yaml")
+    shutil.copytree(TEST_DATA, workdir / "test_data")
+    bam = workdir / "test_data" / "batch1" / "bams" / "CTRL02.bam"
+    original = bam.read_bytes()
+    middle = len(original) // 2
+    bam.write_bytes(original[:middle] + bytes(20_000) + original[middle + 20_000 :])
+
+    failed = slurm_run(workdir)
+    assert failed.returncode != 0
+    assert "rule count_molecules" in failed.stderr
+    assert "sample=CTRL02" in failed.stderr
+    assert "logs/count_molecules/CTRL02.log" in failed.stderr
+    assert "truncated or corrupt" in (workdir / "logs/count_molecules/CTRL02.log").read_text()
+    assert not (workdir / "results/counts/CTRL02.tsv").exists()
+    finished = {p: p.stat().st_mtime_ns for p in (workdir / "results/counts").glob("*.qc.json")}
+    assert finished, "other samples were counted before or after the failure (keep-going)"
+
+    bam.write_bytes(original)
+    resumed = slurm_run(workdir)
+    assert resumed.returncode == 0, resumed.stderr[-5000:]
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished, "finished samples were not redone"
+    assert (workdir / "results/mrd/calls.tsv").read_bytes() == (
+        bundled_run / "results/mrd/calls.tsv"
+    ).read_bytes()
