@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -373,3 +374,35 @@ def test_a_panel_locus_missing_from_the_background_is_reported_at_its_own_coordi
     result = call_cohort(cohort.counts, cohort.samples, panel, model.locus_rates, model.excluded, FAST)
     row = result.loci.set_index("pos").loc[999_999]
     assert (row["reason"], row["used"], row["alt_molecules"]) == ("no_background", False, 0)
+
+
+def test_a_noisy_library_gets_its_own_background_scale_from_other_patients_loci():
+    spec = CohortSpec(patients=5, loci_per_patient=25, controls=6, depth=2000, error_rate=1e-4, seed=5)
+    cohort = simulate_cohort(spec)
+    counts = cohort.counts.copy()
+    # S_P2_1's library is 4x noisier than the cohort everywhere: damage, not tumor.
+    rng = np.random.default_rng(3)
+    noisy = (counts["sample_id"] == "S_P2_1").to_numpy()
+    extra = rng.binomial(counts.loc[noisy, "ref_molecules"].to_numpy(), 3 * cohort.truth)
+    counts.loc[noisy, "alt_molecules"] += extra
+    counts.loc[noisy, "ref_molecules"] -= extra
+    model = build_background(counts, cohort.samples)
+
+    def calls(settings):
+        result = call_cohort(
+            counts, cohort.samples, cohort.panel, model.locus_rates, model.excluded, settings
+        )
+        return result.calls.set_index("sample_id"), result.loci
+
+    scaled, loci = calls(FAST)
+    assert 2.5 < scaled.loc["S_P2_1", "background_scale"] < 6
+    others = scaled.drop(index="S_P2_1")["background_scale"]
+    assert ((others > 0.6) & (others < 1.6)).all()
+    # The sample's loci carry the scaled rate.
+    mine = loci[loci["sample_id"] == "S_P2_1"].set_index(["chrom", "pos"])
+    rate = model.locus_rates.set_index(["chrom", "pos"])["rate"].reindex(mine.index).to_numpy()
+    assert np.allclose(mine["background_rate"], rate * scaled.loc["S_P2_1", "background_scale"])
+    plain, _ = calls(replace(FAST, sample_background=False))
+    assert (plain["background_scale"] == 1).all()
+    # Against cohort-mean rates the noisy library looks like tumor; against its own level it does not.
+    assert plain.loc["S_P2_1", "p_value"] < 1e-3 < scaled.loc["S_P2_1", "p_value"]

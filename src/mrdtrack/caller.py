@@ -4,6 +4,12 @@ Model (per locus i of the sample's own panel): a_i ~ Binomial(n_i, e_i + (1 - e_
 informative (REF + ALT) molecules, a_i the ALT molecules, e_i the background rate, w_i the variant weight and f
 the tumor fraction. The log-likelihood is concave in f, so the MLE is the root of the score (or a bound).
 
+e_i is the cohort's locus rate times the sample's own background scale: libraries differ in damage and PCR
+error, and the sample's molecules at other patients' loci measure how much (`Cohort.background_scale`). Without
+it, a library noisier than the cohort mean reads as tumor signal (benchmarks/detection.py, 25% library-to-library
+spread: 3/180 TF-0 samples positive and a calibrated threshold pushed down to p <= 0.0073 without it; 1/180 and
+the nominal 0.01 with it).
+
 The test of f = 0 is the likelihood-ratio test. Its null sits on the boundary: the asymptotic statistic is a
 50:50 mixture of chi-square 0 and 1. With the few expected background molecules typical of MRD the statistic is
 discrete and the asymptotics are off (conservative for most panels, anti-conservative for very few loci), so
@@ -36,7 +42,7 @@ CALL_COLUMNS = [
     "sample_id", "patient_id", "collection_date", "batch", "mrd_status", "tumor_fraction", "tf_ci_low",
     "tf_ci_high", "p_value", "threshold", "lod95", "n_loci_used", "n_loci_panel", "mutant_molecules",
     "total_molecules", "mtm_per_ml", "flags", "status_reason",
-    "lr_statistic", "p_value_method", "expected_background_molecules", "n_loci_outlier",
+    "lr_statistic", "p_value_method", "expected_background_molecules", "n_loci_outlier", "background_scale",
 ]  # fmt: skip
 LOCI_COLUMNS = [
     "sample_id", "patient_id", "chrom", "pos", "ref", "alt", "context", "weight", "ref_molecules",
@@ -68,6 +74,8 @@ class CallSettings:
     contamination_check: bool = True  # flag samples significant for another patient's panel
     contamination_max_panels: int = 1  # significant at more panels than this: noise, kept in calibration
     seed: int = 20240601  # base seed of every Monte Carlo draw (per-sample seeds derive from it)
+    sample_background: bool = True  # scale locus rates by the sample's own noise at other patients' loci
+    sample_background_prior: float = 10.0  # Gamma prior strength of that scale, in expected ALT molecules
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any] | None) -> CallSettings:
@@ -85,6 +93,7 @@ class CallSettings:
                 "outlier_max_p": (0, 1),
                 "null_draws": (99, None),
                 "lod_draws": (99, None),
+                "sample_background_prior": (0, None),
             },
         )
         return settings
@@ -558,6 +567,28 @@ class Cohort:
         m, mu = table["prior_molecules"].to_numpy(), table["context_rate"].to_numpy()
         return (np.maximum(alt, 0) + m * mu) / (np.maximum(total, 0) + m)
 
+    def background_scale(self, sample_id: str, panel_patient: str, prior: float) -> float:
+        """How noisy this library is relative to the cohort: its ALT molecules over the expected background at
+        every usable locus outside its own patient's panel and outside the panel being scored.
+
+        Libraries differ in damage and PCR error (input, extraction, batch); the locus rates are cohort means.
+        The same sample's molecules at other patients' loci hold no tumor signal for it and measure its own
+        level (as INVAR uses the other patients' loci sequenced in the same sample). The estimate is shrunk
+        toward 1 by a Gamma prior worth `prior` expected molecules: (observed + prior) / (expected + prior).
+        """
+        r = self.row[sample_id]
+        use = (self.cohort_reason == "") & (self.total[r] > 0)
+        for patient in {panel_patient, self.samples.loc[sample_id, "patient_id"]}:
+            if patient in self.panels:
+                where = self.panels[patient]["locus"].to_numpy()
+                use[where[where >= 0]] = False
+        loci = np.flatnonzero(use)
+        if not loci.size:
+            return 1.0
+        expected = float((self.total[r, loci] * self.rates_without(sample_id, loci)).sum())
+        observed = float(self.alt[r, loci].sum())
+        return (observed + prior) / (expected + prior)
+
 
 def build_cohort(
     counts: pd.DataFrame,
@@ -644,6 +675,7 @@ def _score_sample_at_panel(
     usable = reasons == ""
     # Null scores use rates without the sample's own molecules; a sample's own loci never held them.
     e = cohort.rates_without(sample_id, safe) if null_score else cohort.loci["rate"].to_numpy()[safe]
+    e = np.minimum(e * sample_scale(cohort, sample_id, panel_patient, settings), 0.5)
     if not usable.any():
         return rows, reasons, None
     rng = seeded_rng(settings.seed, sample_id, panel_patient)
@@ -651,6 +683,13 @@ def _score_sample_at_panel(
     score = score_loci(a[usable], n[usable], e[usable], w, settings, rng, full=not null_score)
     reasons[np.flatnonzero(usable)[score.outliers]] = "outlier_in_sample"
     return rows, reasons, score
+
+
+def sample_scale(cohort: Cohort, sample_id: str, panel_patient: str, settings: CallSettings) -> float:
+    """The factor applied to every locus rate of this sample at this panel (1 when `sample_background` is off)."""
+    if not settings.sample_background:
+        return 1.0
+    return cohort.background_scale(sample_id, panel_patient, settings.sample_background_prior)
 
 
 def null_scores(cohort: Cohort, settings: CallSettings) -> pd.DataFrame:
@@ -732,7 +771,8 @@ def call_sample(
     if patient not in cohort.panels:
         return _empty_call(sample, threshold, "the patient has no panel loci", settings), _no_loci()
     rows, reasons, score = _score_sample_at_panel(cohort, sample_id, patient, settings, null_score=False)
-    loci = _loci_rows(cohort, sample, rows, reasons)
+    scale = sample_scale(cohort, sample_id, patient, settings)
+    loci = _loci_rows(cohort, sample, rows, reasons, scale)
     if score is None:
         return _empty_call(sample, threshold, "no usable panel loci", settings, len(rows)), loci
     used = loci["used"].to_numpy()
@@ -773,6 +813,7 @@ def call_sample(
         "p_value_method": score.null.method,
         "expected_background_molecules": score.expected_background,
         "n_loci_outlier": int(score.outliers.sum()),
+        "background_scale": scale,
     }, loci
 
 
@@ -802,7 +843,9 @@ def _no_loci() -> pd.DataFrame:
     return pd.DataFrame(columns=LOCI_COLUMNS)
 
 
-def _loci_rows(cohort: Cohort, sample: pd.Series, rows: pd.DataFrame, reasons: np.ndarray) -> pd.DataFrame:
+def _loci_rows(
+    cohort: Cohort, sample: pd.Series, rows: pd.DataFrame, reasons: np.ndarray, scale: float = 1.0
+) -> pd.DataFrame:
     locus = rows["locus"].to_numpy()
     safe = np.where(locus >= 0, locus, 0)
     r = cohort.row[sample["sample_id"]]
@@ -815,7 +858,9 @@ def _loci_rows(cohort: Cohort, sample: pd.Series, rows: pd.DataFrame, reasons: n
             "weight": rows["weight"].to_numpy(),
             "ref_molecules": np.where(known, cohort.ref[r, safe], 0),
             "alt_molecules": np.where(known, cohort.alt[r, safe], 0),
-            "background_rate": np.where(known, cohort.loci["rate"].to_numpy()[safe], np.nan),
+            "background_rate": np.where(
+                known, np.minimum(cohort.loci["rate"].to_numpy()[safe] * scale, 0.5), np.nan
+            ),
             "used": reasons == "",
             "reason": reasons,
         }

@@ -1,0 +1,519 @@
+"""Detection benchmark (issue #4): a dilution series through the real background model and MRD caller.
+
+Count-level simulation (no BAMs; our own binomial draws, not `simulate.expected_counts`, which needs full read
+simulation and would take hours at clinical depth). Counting itself is benchmarked and tested elsewhere
+(tests/test_counting_truth.py); this script measures what happens after counting.
+
+The simulated cohort (one cohort capture covering every patient's loci, INVAR-style, so that other patients'
+plasma is background at a patient's loci):
+
+- `--replicates` patients, each with a panel of tumor SNVs drawn from `simulate.DEFAULT_SPECTRUM` (C>T half at
+  CpG), both strands, random flanks; every locus has a fixed capture efficiency (log-normal, sd 0.3);
+- per-molecule error rates by class: flat polymerase errors (transitions 1e-5, transversions 5e-6), C>T at CpG
+  +3e-4, 8-oxoG C>A/G>T +1e-4 on one read orientation; times a per-locus factor (log-normal, sd 0.5: loci of one
+  context differ) and a per-sample factor (log-normal, sd 0.25: library-to-library variation). 2% of loci are
+  noisy artifacts (+3e-3);
+- 15% of patients carry CHIP (VAF 0.3% in blood-derived molecules) at one of their own panel loci, visible in
+  their plasma and their matched white-blood-cell normal;
+- depth per sample: Poisson(molecules x capture efficiency x sample depth factor (log-normal, sd 0.35));
+- per patient: one plasma sample at each TF of the series and `--null-per-patient` TF-0 plasma samples, one
+  matched normal; plus `--controls` healthy-control plasmas. A tumor-derived molecule (probability TF) carries
+  the ALT with probability w/2 (w = 1, clonal heterozygous); tumor molecules are shorter (simulate's tumor
+  fragment-length model), which the `alt_lengths` column carries.
+
+The calls come from `mrdtrack.background.build_background` and `mrdtrack.caller.call_cohort`, as the workflow
+runs them. Compared with:
+
+- oracle: the same likelihood-ratio statistic with the TRUE per-locus error rates (CHIP and noisy loci
+  included, sample factor unknown), threshold calibrated at the same 1% on its own TF-0 draws
+  (`--oracle-null` fresh TF-0 tables per patient);
+- ">= 2 loci": positive when at least 2 panel loci show an ALT molecule (a common rule of thumb), and ">= k
+  loci" with k calibrated to 1% on the healthy controls scored at every patient panel;
+- pooled binomial: all ALT over all molecules of the panel against the pooled background rate, p-value cut
+  calibrated to 1% on the healthy controls scored at every patient panel;
+- with `--fraglen`, "oracle + lengths": the oracle with an INVAR-style per-molecule fragment-length likelihood
+  (each ALT molecule weighs e_i + q_i r(length), r = tumor/normal length likelihood ratio from the simulator's
+  TRUE length models), calibrated likewise: an upper bound of what length weighting could add to the caller,
+  which does not use lengths yet. (The extra length draws shift the oracle's null draws, so its counts-only
+  column can differ slightly from a run without `--fraglen`.)
+
+Table columns: sensitivity = share called positive (at TF 0: the false-positive rate, measured on TF-0 plasma
+of the patients at their own panels, scores that never enter the calibration); ratio = mrdtrack / oracle sensitivity;
+median |log10(TF_est / TF)| (inf when most estimates are 0); 95% CI coverage = share with tf_ci_low <= TF <=
+tf_ci_high; baselines; share `indeterminate` (too shallow to rule MRD out).
+
+    python benchmarks/detection.py [--depth clinical|demo|both] [--replicates 20] [--seed 1] [--jobs 2]
+        [--null-per-patient 3] [--controls 20] [--oracle-null 200] [--fraglen] [--no-sample-background]
+
+Deterministic for a given seed. Both depths take 3-4 minutes on 2 cores (the clinical cohort: 220
+samples x 800 loci, 3,800 null scores with 10,000 Monte Carlo draws each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+import zlib
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from mrdtrack import simulate
+from mrdtrack.background import BackgroundSettings, build_background, reverse_complement
+from mrdtrack.caller import CallSettings, call_cohort, lr_statistic_rows
+
+TFS = (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 1e-2)
+COMPLEMENT = str.maketrans("ACGT", "TGCA")
+FPR = 0.01
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    n_loci: int  # panel loci per patient
+    plasma_molecules: float  # mean informative molecules per locus (capture efficiency 1)
+    control_molecules: float
+    normal_molecules: float
+
+
+SCENARIOS = {
+    "clinical": Scenario("clinical", 40, 3000.0, 3000.0, 5000.0),
+    # The bundled demo (test_data/generate.py): ~20 loci, ~44 molecules per locus in plasma.
+    "demo": Scenario("demo", 20, 44.0, 20.0, 50.0),
+}
+
+
+@dataclass(frozen=True)
+class Options:
+    replicates: int = 20
+    null_per_patient: int = 3
+    controls: int = 20
+    oracle_null: int = 200
+    seed: int = 1
+    fraglen: bool = False
+    sample_background: bool = True
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Truth: panels, error rates, samples
+# ----------------------------------------------------------------------------------------------------------
+def draw_panels(rng: np.random.Generator, n_patients: int, n_loci: int) -> pd.DataFrame:
+    classes = list(simulate.DEFAULT_SPECTRUM)
+    weights = np.array(list(simulate.DEFAULT_SPECTRUM.values()))
+    rows = []
+    for p in range(n_patients):
+        for j in range(n_loci):
+            sub = classes[rng.choice(len(classes), p=weights / weights.sum())]
+            pyr_ref, pyr_alt = sub.split(">")
+            cpg = sub == "C>T" and rng.random() < 0.5
+            left = "ACGT"[rng.integers(4)]
+            right = "G" if cpg else "ACGT"[rng.integers(4)]
+            context, ref, alt = left + pyr_ref + right, pyr_ref, pyr_alt
+            if rng.random() < 0.5:  # purine reference
+                context, ref, alt = (
+                    reverse_complement(context),
+                    ref.translate(COMPLEMENT),
+                    alt.translate(COMPLEMENT),
+                )
+            chrom = f"chr{1 + p % 22}"
+            pos = 1_000_000 + 10_000 * (p // 22 * n_loci + j) + int(rng.integers(1000))
+            rows.append((f"P{p + 1:03d}", chrom, pos, ref, alt, context, 1.0, sub, left + pyr_ref + right))
+    columns = ["patient_id", "chrom", "pos", "ref", "alt", "context", "weight", "substitution", "pyr_context"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def true_error_rates(rng: np.random.Generator, panel: pd.DataFrame) -> pd.DataFrame:
+    """Per locus: mean ALT rate per molecule over samples and the share of its errors in F1R2 (pyrimidine)."""
+    sub, ctx = panel["substitution"].to_numpy(), panel["pyr_context"].to_numpy()
+    transition = np.isin(sub, ["C>T", "T>C"])
+    rate = np.where(transition, 1e-5, 5e-6)
+    cpg = (sub == "C>T") & np.array([c[2] == "G" for c in ctx])
+    rate = rate + np.where(cpg, 3e-4, 0.0)
+    oxog = sub == "C>A"
+    rate = rate + np.where(oxog, 1e-4, 0.0)
+    sd = 0.5
+    rate = rate * np.exp(sd * rng.standard_normal(len(panel)) - sd**2 / 2)
+    noisy = rng.random(len(panel)) < 0.02
+    rate = rate + np.where(noisy, 3e-3, 0.0)
+    # 8-oxoG errors sit on one orientation; everything else splits evenly.
+    f1r2_share = np.where(oxog & ~noisy, 0.85, 0.5)
+    efficiency = np.exp(0.3 * rng.standard_normal(len(panel)) - 0.045)
+    return panel.assign(true_rate=rate, noisy=noisy, f1r2_share=f1r2_share, efficiency=efficiency)
+
+
+@dataclass
+class SampleSpec:
+    sample_id: str
+    patient_id: str  # "" for controls
+    sample_type: str
+    tf: float
+    molecules: float
+
+
+def sample_specs(patients: list[str], scenario: Scenario, options: Options) -> list[SampleSpec]:
+    specs = []
+    for p in patients:
+        for k, tf in enumerate(TFS[1:]):
+            specs.append(SampleSpec(f"{p}_TF{k + 1}", p, "plasma", tf, scenario.plasma_molecules))
+        for k in range(options.null_per_patient):
+            specs.append(SampleSpec(f"{p}_TF0_{k + 1}", p, "plasma", 0.0, scenario.plasma_molecules))
+        specs.append(SampleSpec(f"{p}_N", p, "normal", 0.0, scenario.normal_molecules))
+    for c in range(options.controls):
+        specs.append(SampleSpec(f"C{c + 1:03d}", "", "control", 0.0, scenario.control_molecules))
+    return specs
+
+
+def draw_counts(
+    rng: np.random.Generator, loci: pd.DataFrame, spec: SampleSpec, chip: dict[str, int], own: np.ndarray
+) -> dict[str, np.ndarray]:
+    """One sample's molecule counts at every cohort locus (`own`: the loci of the sample's own panel)."""
+    depth_factor = np.exp(0.35 * rng.standard_normal() - 0.35**2 / 2)
+    noise_factor = np.exp(0.25 * rng.standard_normal() - 0.25**2 / 2)
+    n = rng.poisson(spec.molecules * loci["efficiency"].to_numpy() * depth_factor)
+    tf = spec.tf if spec.sample_type == "plasma" else 0.0
+    tumor = rng.binomial(n, tf * own)
+    tumor_alt = rng.binomial(tumor, loci["weight"].to_numpy() / 2 * own)
+    non_tumor = n - tumor
+    chip_vaf = np.zeros(len(loci))
+    if spec.patient_id in chip:
+        chip_vaf[chip[spec.patient_id]] = 0.003
+    chip_alt = rng.binomial(non_tumor, chip_vaf)
+    errors = rng.binomial(non_tumor - chip_alt, np.minimum(loci["true_rate"].to_numpy() * noise_factor, 1))
+    alt = tumor_alt + chip_alt + errors
+    error_f1r2 = rng.binomial(errors, loci["f1r2_share"].to_numpy())
+    bio_f1r2 = rng.binomial(tumor_alt + chip_alt, 0.5)
+    alt_f1r2 = error_f1r2 + bio_f1r2
+    ref = n - alt
+    ref_f1r2 = rng.binomial(ref, 0.5)
+    return {
+        "ref_molecules": ref, "alt_molecules": alt, "alt_f1r2": alt_f1r2, "alt_f2r1": alt - alt_f1r2,
+        "ref_f1r2": ref_f1r2, "ref_f2r1": ref - ref_f1r2, "tumor_alt": tumor_alt,
+    }  # fmt: skip
+
+
+def alt_lengths(rng: np.random.Generator, tumor_alt: np.ndarray, alt: np.ndarray) -> list[str]:
+    settings = simulate.SimulationSettings()
+    normal = simulate.fragment_length_pmf(settings.normal_fragment_mode, settings)
+    tumor = simulate.fragment_length_pmf(settings.tumor_fragment_mode, settings, True)
+    out = []
+    for t, a in zip(tumor_alt.tolist(), alt.tolist(), strict=True):
+        if a == 0:
+            out.append("")
+            continue
+        lengths = np.concatenate(
+            [rng.choice(len(tumor), t, p=tumor), rng.choice(len(normal), a - t, p=normal)]
+        )
+        out.append(",".join(map(str, lengths.tolist())))
+    return out
+
+
+@dataclass
+class Cohort:
+    panel: pd.DataFrame  # per patient locus, with the truth
+    loci: pd.DataFrame  # unique cohort loci (= panel rows: no shared loci)
+    samples: pd.DataFrame
+    counts: pd.DataFrame
+    chip: dict[str, int]
+    specs: list[SampleSpec]
+
+
+def simulate_cohort(scenario: Scenario, options: Options) -> Cohort:
+    rng = np.random.default_rng([options.seed, 7])
+    patients = [f"P{p + 1:03d}" for p in range(options.replicates)]
+    panel = true_error_rates(rng, draw_panels(rng, len(patients), scenario.n_loci))
+    loci = panel.reset_index(drop=True)
+    chip = {}
+    for p in patients:
+        if rng.random() < 0.15:
+            own = np.flatnonzero(loci["patient_id"] == p)
+            chip[p] = int(rng.choice(own))
+    specs = sample_specs(patients, scenario, options)
+    frames = []
+    for spec in specs:
+        own = (loci["patient_id"] == spec.patient_id).to_numpy().astype(float)
+        sample_rng = np.random.default_rng([options.seed, 11, zlib_key(spec.sample_id)])
+        values = draw_counts(sample_rng, loci, spec, chip, own)
+        frame = loci[["chrom", "pos", "ref", "alt", "context"]].copy()
+        frame.insert(0, "sample_id", spec.sample_id)
+        frame["panel_patients"] = loci["patient_id"].to_numpy()
+        for key, value in values.items():
+            frame[key] = value
+        if options.fraglen:
+            frame["alt_lengths"] = alt_lengths(sample_rng, values["tumor_alt"], values["alt_molecules"])
+        else:
+            frame["alt_lengths"] = ""
+        frames.append(frame)
+    counts = pd.concat(frames, ignore_index=True)
+    samples = pd.DataFrame(
+        {
+            "sample_id": [s.sample_id for s in specs],
+            "patient_id": [s.patient_id for s in specs],
+            "sample_type": [s.sample_type for s in specs],
+            "collection_date": "2025-01-01",
+            "batch": "b1",
+        }
+    )
+    return Cohort(panel, loci, samples, counts, chip, specs)
+
+
+def zlib_key(text: str) -> int:
+    return zlib.crc32(text.encode())
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Methods
+# ----------------------------------------------------------------------------------------------------------
+def oracle_rates(cohort: Cohort, patient: str) -> tuple[np.ndarray, np.ndarray]:
+    """(locus indices, true non-tumor ALT rate) of the patient's panel: errors + CHIP."""
+    own = np.flatnonzero(cohort.loci["patient_id"] == patient)
+    e = cohort.loci["true_rate"].to_numpy()[own].copy()
+    if patient in cohort.chip:
+        e[own == cohort.chip[patient]] += 0.003 * (1 - e[own == cohort.chip[patient]])
+    return own, e
+
+
+LOG10_F_GRID = np.linspace(-7, 0, 281)
+
+
+def length_ratio() -> tuple[np.ndarray, np.ndarray]:
+    """(REF-length pmf, tumor/normal length likelihood ratio) per fragment length: the simulator's models."""
+    settings = simulate.SimulationSettings()
+    normal = simulate.fragment_length_pmf(settings.normal_fragment_mode, settings)
+    tumor = simulate.fragment_length_pmf(settings.tumor_fragment_mode, settings, True)
+    return normal, np.divide(tumor, normal, out=np.ones_like(tumor), where=normal > 0)
+
+
+def length_lr(a: np.ndarray, n: np.ndarray, e: np.ndarray, locus: np.ndarray, r: np.ndarray) -> float:
+    """INVAR-style statistic: each ALT molecule j at locus i has likelihood e_i + q_i r_j (r = its length's
+    tumor/normal likelihood ratio, q_i = (1 - e_i) f / 2), each REF molecule 1 - e_i - q_i; 2 (max - f=0) on a
+    log10 f grid. With every r = 1 this is the counts-only statistic."""
+    f = np.concatenate([[0.0], 10**LOG10_F_GRID])
+    q = (1 - e)[None, :] * f[:, None] / 2
+    ll = ((n - a)[None, :] * np.log1p(-(e[None, :] + q))).sum(axis=1)
+    ll = ll + np.log(e[locus][None, :] + q[:, locus] * r[None, :]).sum(axis=1)
+    return float(max(0.0, 2 * (ll.max() - ll[0])))
+
+
+def oracle_threshold(cohort: Cohort, scenario: Scenario, options: Options) -> tuple[float, float]:
+    """99th percentiles of the oracle statistics (counts; counts + lengths) over fresh TF-0 plasma tables."""
+    rng = np.random.default_rng([options.seed, 13])
+    normal, ratio = length_ratio()
+    stats_, length_stats = [], []
+    for patient in sorted(cohort.panel["patient_id"].unique()):
+        own, e = oracle_rates(cohort, patient)
+        sub = cohort.loci.iloc[own]
+        mask = np.ones(len(sub))
+        for k in range(options.oracle_null):
+            spec = SampleSpec(f"null{k}", patient, "plasma", 0.0, scenario.plasma_molecules)
+            values = draw_counts(rng, sub, spec, {patient: int(np.flatnonzero(own == cohort.chip[patient])[0])}
+                                 if patient in cohort.chip else {}, mask)  # fmt: skip
+            a, n = values["alt_molecules"], values["alt_molecules"] + values["ref_molecules"]
+            stats_.append(float(lr_statistic_rows(a[None, :], n, e, np.ones(len(n)))[0]))
+            if options.fraglen:
+                r = ratio[rng.choice(len(normal), int(a.sum()), p=normal)]
+                length_stats.append(length_lr(a, n, e, np.repeat(np.arange(len(a)), a), r))
+    length_cut = float(np.quantile(length_stats, 1 - FPR, method="higher")) if length_stats else np.inf
+    return float(np.quantile(stats_, 1 - FPR, method="higher")), length_cut
+
+
+def own_panel_lengths(cohort: Cohort, sample_id: str, patient: str) -> tuple[np.ndarray, np.ndarray]:
+    """(locus index within the panel, fragment length) of every ALT molecule of the sample at its panel."""
+    rows = cohort.counts[
+        (cohort.counts["sample_id"] == sample_id) & (cohort.counts["panel_patients"] == patient)
+    ]
+    locus, length = [], []
+    for i, text in enumerate(rows["alt_lengths"].tolist()):
+        values = [int(v) for v in text.split(",")] if text else []
+        locus += [i] * len(values)
+        length += values
+    return np.asarray(locus, dtype=np.int64), np.asarray(length, dtype=np.int64)
+
+
+def own_panel_table(cohort: Cohort, sample_id: str, patient: str) -> tuple[np.ndarray, np.ndarray]:
+    rows = cohort.counts[
+        (cohort.counts["sample_id"] == sample_id) & (cohort.counts["panel_patients"] == patient)
+    ]
+    a = rows["alt_molecules"].to_numpy()
+    return a, a + rows["ref_molecules"].to_numpy()
+
+
+def run_scenario(scenario: Scenario, options: Options) -> dict:
+    started = time.time()
+    cohort = simulate_cohort(scenario, options)
+    background = build_background(cohort.counts, cohort.samples, BackgroundSettings())
+    panel = cohort.panel[["patient_id", "chrom", "pos", "ref", "alt", "context", "weight"]]
+    result = call_cohort(
+        cohort.counts,
+        cohort.samples,
+        panel,
+        background.locus_rates,
+        background.excluded,
+        CallSettings(sample_background=options.sample_background),
+    )
+    elapsed_mrd = time.time() - started
+    calls = result.calls.set_index("sample_id")
+    # Oracle.
+    threshold, length_threshold = oracle_threshold(cohort, scenario, options)
+    _, ratio = length_ratio()
+    # Baselines: calibration on healthy controls scored at every patient panel.
+    pooled = background.locus_rates
+    pooled_rate = pooled["alt_molecules"].sum() / pooled["total_molecules"].sum()
+    control_scores = []
+    for spec in cohort.specs:
+        if spec.sample_type != "control":
+            continue
+        for patient in sorted(cohort.panel["patient_id"].unique()):
+            a, n = own_panel_table(cohort, spec.sample_id, patient)
+            control_scores.append(((a > 0).sum(), stats.binom.sf(a.sum() - 1, n.sum(), pooled_rate)))
+    control_loci = np.array([c[0] for c in control_scores])
+    control_p = np.sort([c[1] for c in control_scores])
+    k_cal = next(k for k in range(1, 10_000) if np.mean(control_loci >= k) <= FPR)
+    p_cut = control_p[int(np.floor(FPR * len(control_p)))] if len(control_p) else FPR
+    p_cut = float(np.max(control_p[control_p < p_cut])) if (control_p < p_cut).any() else p_cut / 2
+    caught = set(background.excluded.loc[background.excluded["patient_id"] != "", "patient_id"])
+    rows = []
+    for spec in cohort.specs:
+        if spec.sample_type != "plasma":
+            continue
+        call = calls.loc[spec.sample_id]
+        a, n = own_panel_table(cohort, spec.sample_id, spec.patient_id)
+        _, e = oracle_rates(cohort, spec.patient_id)
+        oracle_stat = float(lr_statistic_rows(a[None, :], n, e, np.ones(len(n)))[0])
+        length_positive = False
+        if options.fraglen:
+            locus, length = own_panel_lengths(cohort, spec.sample_id, spec.patient_id)
+            length_positive = length_lr(a, n, e, locus, ratio[length]) > length_threshold
+        rows.append(
+            {
+                "sample_id": spec.sample_id,
+                "tf": spec.tf,
+                "mrd_positive": call["mrd_status"] == "positive",
+                "status": call["mrd_status"],
+                "tf_est": call["tumor_fraction"],
+                "ci_low": call["tf_ci_low"],
+                "ci_high": call["tf_ci_high"],
+                "lod95": call["lod95"],
+                "oracle_positive": oracle_stat > threshold,
+                "oracle_length_positive": length_positive,
+                "two_loci": (a > 0).sum() >= 2,
+                "k_loci": (a > 0).sum() >= k_cal,
+                "pooled": stats.binom.sf(a.sum() - 1, n.sum(), pooled_rate) <= p_cut,
+                "molecules": n.sum(),
+                "chip_missed": spec.patient_id in cohort.chip and spec.patient_id not in caught,
+            }
+        )
+    table = pd.DataFrame(rows)
+    return {
+        "scenario": scenario,
+        "table": table,
+        "calls": result.calls,
+        "loci_calls": result.loci,
+        "threshold": result.threshold,
+        "k_cal": k_cal,
+        "pooled_rate": pooled_rate,
+        "excluded": background.excluded,
+        "chip": cohort.chip,
+        "loci": cohort.loci,
+        "fraglen": options.fraglen,
+        "seconds_mrd": elapsed_mrd,
+        "seconds": time.time() - started,
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Report
+# ----------------------------------------------------------------------------------------------------------
+def log10_error(est: np.ndarray, tf: float) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return np.abs(np.log10(np.asarray(est, dtype=float) / tf))
+
+
+def summarize(out: dict) -> str:
+    t, s = out["table"], out["scenario"]
+    lines = [
+        f"### {s.name}: {out['table']['molecules'].median():,.0f} median molecules per sample over {s.n_loci} "
+        f"loci ({s.plasma_molecules:g} per locus at capture efficiency 1)",
+        "",
+        "| TF | n | mrdtrack sens. | oracle sens. | ratio | median abs log10 error | 95% CI coverage | "
+        ">= 2 loci | >= k loci | pooled binomial | indeterminate |"
+        + (" oracle + lengths |" if out["fraglen"] else ""),
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+        + (" --- |" if out["fraglen"] else ""),
+    ]
+    for tf in TFS:
+        g = t[t["tf"] == tf]
+        sens, orc = g["mrd_positive"].mean(), g["oracle_positive"].mean()
+        ratio = f"{sens / orc:.2f}" if orc > 0 else "n/a"
+        covered = ((g["ci_low"] <= tf) & (tf <= g["ci_high"])).mean()
+        err = f"{np.median(log10_error(g['tf_est'], tf)):.3f}" if tf > 0 else ""
+        label = "0 (FPR)" if tf == 0 else f"{tf:g}"
+        lines.append(
+            f"| {label} | {len(g)} | {sens:.1%} | {orc:.1%} | {ratio if tf > 0 else ''} | {err} | "
+            f"{covered:.0%} | {g['two_loci'].mean():.1%} | {g['k_loci'].mean():.1%} | {g['pooled'].mean():.1%} | "
+            f"{(g['status'] == 'indeterminate').mean():.0%} |"
+            + (f" {g['oracle_length_positive'].mean():.1%} |" if out["fraglen"] else "")
+        )
+    null = t[t["tf"] == 0]
+    fp = int(null["mrd_positive"].sum())
+    fp_chip = int((null["mrd_positive"] & null["chip_missed"]).sum())
+    ci = stats.binomtest(fp, len(null)).proportion_ci(0.95, method="exact")
+    lines += [
+        "",
+        f"FPR at TF 0: {fp}/{len(null)} = {fp / len(null):.1%} (exact 95% CI {ci.low:.1%}-{ci.high:.1%}; "
+        f"{fp_chip} of them in patients whose CHIP locus the matched normal was too shallow to show); "
+        f"mrdtrack threshold p <= {out['threshold']:.3g}; k = {out['k_cal']} loci; "
+        f"pooled background rate {out['pooled_rate']:.3g}; median LOD95 {t['lod95'].median():.3g}; "
+        f"{len(out['excluded'])} loci excluded ({', '.join(f'{k}: {v}' for k, v in out['excluded']['reason'].value_counts().items())}); "
+        f"calling took {out['seconds_mrd']:.0f} s, everything {out['seconds']:.0f} s.",
+    ]  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--depth", choices=["clinical", "demo", "both"], default="both")
+    parser.add_argument(
+        "--replicates", type=int, default=Options.replicates, help="patients = replicates per TF"
+    )
+    parser.add_argument("--null-per-patient", type=int, default=Options.null_per_patient)
+    parser.add_argument("--controls", type=int, default=Options.controls)
+    parser.add_argument("--oracle-null", type=int, default=Options.oracle_null)
+    parser.add_argument("--seed", type=int, default=Options.seed)
+    parser.add_argument(
+        "--fraglen",
+        action="store_true",
+        help="also write ALT fragment lengths (alt_lengths); the caller does not use them yet",
+    )
+    parser.add_argument(
+        "--no-sample-background", action="store_true", help="calling.sample_background: false"
+    )
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args(argv)
+    options = Options(
+        args.replicates,
+        args.null_per_patient,
+        args.controls,
+        args.oracle_null,
+        args.seed,
+        args.fraglen,
+        not args.no_sample_background,
+    )
+    logging.basicConfig(level=logging.WARNING)
+    names = ["clinical", "demo"] if args.depth == "both" else [args.depth]
+    with ProcessPoolExecutor(max_workers=max(1, min(args.jobs, len(names)))) as pool:
+        outs = list(pool.map(run_scenario, [SCENARIOS[n] for n in names], [options] * len(names)))
+    print(f"seed {options.seed}, {options.replicates} replicates per TF, {options.null_per_patient} TF-0 samples "
+          f"per patient, {options.controls} healthy controls\n")  # fmt: skip
+    for out in outs:
+        print(summarize(out))
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

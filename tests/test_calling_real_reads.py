@@ -1,0 +1,81 @@
+"""Calling on real reads: ctDNAtools' patient plasma T1 (low-level positive) and T2 (no mutant read), with its
+three normals N1-N3 as the panel of normals (healthy controls) for the background model.
+
+The panel is the package's 10 reporter SNVs (mutations.tsv). No reference FASTA ships with the reads, so every
+locus gets context `NNN` (its substitution class's rate stands in for the trinucleotide rate).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from mrdtrack.background import build_background
+from mrdtrack.caller import CALL_COLUMNS, CallSettings, call_cohort
+from mrdtrack.counting import count_sample
+from mrdtrack.molecules import CountSettings
+
+SAMPLES = {"T1": "plasma", "T2": "plasma", "N1": "control", "N2": "control", "N3": "control"}
+
+
+@pytest.fixture(scope="module")
+def called(ctdnatools):
+    mutations = pd.read_csv(ctdnatools / "mutations.tsv", sep="\t")
+    panel = pd.DataFrame(
+        {"patient_id": "T", "chrom": mutations.CHROM, "pos": mutations.POS, "ref": mutations.REF,
+         "alt": mutations.ALT, "context": "NNN", "weight": 1.0}
+    )  # fmt: skip
+    counts = pd.concat(
+        [count_sample(s, str(ctdnatools / f"{s}.bam"), "", panel, CountSettings()).counts for s in SAMPLES],
+        ignore_index=True,
+    )
+    samples = pd.DataFrame(
+        {
+            "sample_id": list(SAMPLES),
+            "patient_id": ["T" if t == "plasma" else "" for t in SAMPLES.values()],
+            "sample_type": list(SAMPLES.values()),
+            "collection_date": ["2020-01-01", "2020-02-01", "", "", ""],
+            "batch": "",
+        }
+    )
+    background = build_background(counts, samples)
+    result = call_cohort(
+        counts, samples, panel, background.locus_rates, background.excluded, CallSettings(null_draws=2000)
+    )
+    return counts, background, result
+
+
+def test_background_from_the_normals_keeps_every_locus_with_a_low_rate(called):
+    _, background, _ = called
+    rates = background.locus_rates
+    assert len(rates) == 10 and not rates["excluded"].any()
+    assert (rates["n_samples"] == 3).all() and (rates["alt_molecules"] == 0).all()
+    # No ALT in ~4,300 background molecules: the half-pseudo-count floor keeps rates small but above 0.
+    assert ((rates["rate"] > 0) & (rates["rate"] < 2e-3)).all()
+    assert background.excluded.empty
+
+
+def test_t1_is_positive_and_t2_negative(called):
+    _, _, result = called
+    calls = result.calls.set_index("sample_id")
+    assert list(result.calls.columns) == CALL_COLUMNS
+    t1, t2 = calls.loc["T1"], calls.loc["T2"]
+    assert t1["mrd_status"] == "positive", t1["status_reason"]
+    assert t1["mutant_molecules"] >= 8 and t1["n_loci_used"] == 10 and t1["n_loci_outlier"] == 0
+    assert t1["p_value"] < 1e-4
+    # ~13 mutant molecules of ~3,400: TF ~ 2 x 13 / 3,400 ~ 0.8%, and the interval holds that.
+    assert t1["tf_ci_low"] < 2 * t1["mutant_molecules"] / t1["total_molecules"] < t1["tf_ci_high"]
+    assert 1e-3 < t1["tumor_fraction"] < 0.02
+    # T2 has no mutant molecule over ~5,600 molecules: negative, and deep enough to say so (LOD95 < 1%).
+    assert t2["mrd_status"] == "negative", t2["status_reason"]
+    assert t2["mutant_molecules"] == 0 and t2["tumor_fraction"] == 0 and t2["tf_ci_low"] == 0
+    assert t2["lod95"] < CallSettings().max_lod95
+    assert t2["tf_ci_high"] < t1["tumor_fraction"]
+
+
+def test_the_normals_scored_at_the_patient_panel_are_quiet(called):
+    _, _, result = called
+    nulls = result.null_scores
+    assert sorted(nulls["sample_id"]) == ["N1", "N2", "N3"]
+    assert (nulls["mutant_molecules"] == 0).all() and (nulls["p_value"] == 1).all()
+    assert result.threshold == CallSettings().false_positive_rate
