@@ -190,3 +190,23 @@ def test_family_consensus_rules():
 def test_umi_clusters_seed_on_the_most_common():
     clusters = cluster_umis(Counter({"AAAA": 5, "AAAT": 1, "TTTT": 2, "TTTA": 2}), 1)
     assert clusters == {"AAAA": "AAAA", "AAAT": "AAAA", "TTTA": "TTTA", "TTTT": "TTTA"}
+
+
+def test_worker_processes_give_byte_identical_results():
+    """threads > 1 splits the loci clusters over processes: same table, histogram and QC as one thread."""
+    from conftest import TEST_DATA
+    from mrdtrack.panel import PanelSettings, build_panel
+    from mrdtrack.sheets import load_samples, load_table
+
+    reference = str(TEST_DATA / "reference" / "genome.fa.gz")
+    samples, _ = load_samples([str(p) for p in sorted(TEST_DATA.glob("batch*/samples.tsv"))])
+    patients, _ = load_table(str(TEST_DATA / "patients.tsv"), "patients")
+    panel = build_panel(patients, reference, PanelSettings())
+    bam = samples["bam"].iloc[0]
+    one = count_sample("s", bam, reference, panel, CountSettings())
+    assert panel[["chrom", "pos"]].drop_duplicates().shape[0] > 8  # several clusters: the work is split
+    for threads in (2, 3):
+        many = count_sample("s", bam, reference, panel, CountSettings(), threads=threads)
+        assert many.counts.to_csv(sep="\t") == one.counts.to_csv(sep="\t")
+        assert many.fragment_lengths.to_csv(sep="\t") == one.fragment_lengths.to_csv(sep="\t")
+        assert many.qc == one.qc

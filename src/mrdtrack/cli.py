@@ -38,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     count.add_argument("--sample-id", default="sample")
     count.add_argument("--dedup", default="auto", choices=DEDUP_MODES)
     count.add_argument("--output", required=True, help="count table to write")
+    count.add_argument("--threads", type=int, default=1, help="worker processes (output is identical)")
     add_batch = commands.add_parser(
         "add-batch",
         help="check a new batch's sample sheet against the config's existing batches before adding it",
@@ -60,7 +61,10 @@ def run_count(args: argparse.Namespace) -> int:
     """Count one file outside the workflow (benchmarks, quick looks)."""
     with user_errors_as_messages():
         settings = CountSettings(dedup=args.dedup)
-        result = count_sample(args.sample_id, args.alignments, args.reference, read_tsv(args.panel), settings)
+        panel = read_tsv(args.panel)
+        result = count_sample(
+            args.sample_id, args.alignments, args.reference, panel, settings, threads=args.threads
+        )
         write_tsv(result.counts, args.output)
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from mrdtrack.molecules import (
     CountSettings,
     Locus,
     ReadStats,
+    loci_clusters,
     molecules_at_loci,
     resolve_dedup_mode,
 )
@@ -51,31 +53,106 @@ def open_alignments(path: str, reference: str) -> pysam.AlignmentFile:
 
 
 def count_sample(
-    sample_id: str, alignment_path: str, reference: str, panel: pd.DataFrame, settings: CountSettings
+    sample_id: str,
+    alignment_path: str,
+    reference: str,
+    panel: pd.DataFrame,
+    settings: CountSettings,
+    threads: int = 1,
 ) -> SampleCounts:
-    """Count molecules at every unique locus of the cohort panel in one BAM/CRAM."""
+    """Count molecules at every unique locus of the cohort panel in one BAM/CRAM.
+
+    With `threads` > 1 the clusters of nearby loci are split into contiguous chunks counted by that many worker
+    processes (each opens the file itself); the results are the same, byte for byte, whatever `threads` is."""
     loci = unique_loci(panel)
-    stats = ReadStats()
-    by_locus: dict[tuple[str, int, str, str], dict[str, Any]] = {}
-    lengths: Counter[tuple[str, int]] = Counter()
     try:
         with open_alignments(alignment_path, reference) as alignments:
             mode = resolve_dedup_mode(alignments, settings)
             names = _bam_contig_names(alignments, loci["chrom"].unique(), alignment_path)
-            for chrom, group in loci.groupby("chrom", sort=False):
-                bam_loci = [Locus(names[chrom], int(r.pos), r.ref, r.alt) for r in group.itertuples()]
-                for locus, molecules, depth in molecules_at_loci(
-                    alignments, names[chrom], bam_loci, settings, mode, stats
-                ):
-                    by_locus[(chrom, locus.pos, locus.ref, locus.alt)] = tally(locus, molecules, depth)
-                    _add_lengths(lengths, locus, molecules)
+            units = _work_units(loci, names)
+            chunks = _chunks(units, threads)
+            if len(chunks) <= 1:
+                parts = [_count_units(alignments, units, settings, mode)]
+        if len(chunks) > 1:
+            with ProcessPoolExecutor(max_workers=threads) as pool:
+                futures = [
+                    pool.submit(_count_units_in_file, alignment_path, reference, chunk, settings, mode)
+                    for chunk in chunks
+                ]
+                parts = [future.result() for future in futures]
     except OSError:  # htslib reports truncated or corrupt blocks while reading (and closing)
         raise AlignmentInputError(
-            f"'{alignment_path}' is truncated or corrupt (htslib could not decode it); re-create it from the "
-            "source data"
+            f"'{alignment_path}' is truncated or corrupt, or its index belongs to another version of the file "
+            "(htslib could not decode it): re-index it (samtools index); if that does not help, re-create it "
+            "from the source data"
         ) from None
+    stats = ReadStats()
+    by_locus: dict[tuple[str, int, str, str], dict[str, Any]] = {}
+    lengths: Counter[tuple[str, int]] = Counter()
+    for part_by_locus, part_lengths, part_stats in parts:
+        by_locus.update(part_by_locus)
+        lengths.update(part_lengths)
+        for name, value in asdict(part_stats).items():
+            setattr(stats, name, getattr(stats, name) + value)
     counts = _count_table(sample_id, loci, by_locus)
-    return SampleCounts(counts, _length_table(lengths), _qc(stats, counts, lengths, mode))
+    qc = _qc(stats, counts, lengths, mode)
+    if qc["molecules"] == 0:
+        log.warning("%s: no molecule at any panel locus in '%s' (failed capture, wrong file or wrong panel?); "
+                    "its calls will be indeterminate", sample_id, alignment_path)  # fmt: skip
+    return SampleCounts(counts, _length_table(lengths), qc)
+
+
+# One unit of work: the loci of one cluster (contig as the table and as the file spell it, loci sorted by position).
+_Unit = tuple[str, str, list[Locus]]
+
+
+def _work_units(loci: pd.DataFrame, names: dict[str, str]) -> list[_Unit]:
+    units = []
+    for chrom, group in loci.groupby("chrom", sort=False):
+        bam_loci = [Locus(names[chrom], int(r.pos), r.ref, r.alt) for r in group.itertuples()]
+        bam_loci.sort(key=lambda locus: locus.pos)
+        units.extend((chrom, names[chrom], cluster) for cluster in loci_clusters(bam_loci))
+    return units
+
+
+def _chunks(units: list[_Unit], threads: int) -> list[list[_Unit]]:
+    """Contiguous chunks of about equal numbers of loci, a few per worker (so that one slow chunk does not
+    leave the other workers idle); one chunk with one thread."""
+    if threads <= 1 or len(units) < 2:
+        return [units]
+    n_loci = sum(len(unit[2]) for unit in units)
+    target = max(n_loci // (4 * threads), 1)
+    chunks: list[list[_Unit]] = [[]]
+    size = 0
+    for unit in units:
+        if size >= target:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(unit)
+        size += len(unit[2])
+    return chunks
+
+
+def _count_units_in_file(
+    path: str, reference: str, units: list[_Unit], settings: CountSettings, mode: str
+) -> tuple[dict, Counter, ReadStats]:
+    with open_alignments(path, reference) as alignments:
+        return _count_units(alignments, units, settings, mode)
+
+
+def _count_units(
+    alignments: pysam.AlignmentFile, units: list[_Unit], settings: CountSettings, mode: str
+) -> tuple[dict, Counter, ReadStats]:
+    stats = ReadStats()
+    by_locus: dict[tuple[str, int, str, str], dict[str, Any]] = {}
+    lengths: Counter[tuple[str, int]] = Counter()
+    for chrom, bam_chrom, cluster in units:
+        for locus, molecules, depth in molecules_at_loci(
+            alignments, bam_chrom, cluster, settings, mode, stats
+        ):
+            by_locus[(chrom, locus.pos, locus.ref, locus.alt)] = tally(locus, molecules, depth)
+            _add_lengths(lengths, locus, molecules)
+    return by_locus, lengths, stats
 
 
 def _bam_contig_names(alignments: pysam.AlignmentFile, contigs: Any, path: str) -> dict[str, str]:

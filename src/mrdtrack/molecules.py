@@ -14,7 +14,7 @@ import itertools
 import logging
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pysam
@@ -80,7 +80,7 @@ class ReadStats:
     bases_low_quality: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class Molecule:
     """One collapsed molecule at one locus."""
 
@@ -90,21 +90,19 @@ class Molecule:
     family_size: int
 
 
-@dataclass
-class _Template:
-    """What one read pair (or one read, when mates are not merged) shows at one locus."""
+# What one read pair (or one read, when mates are not merged) shows at one locus: [info, bases], with info =
+# (fragment key, UMI, family size) taken from the first of its reads seen there and bases the called bases of its
+# reads at the locus (one character each, in reading order). Lists, not objects: there is one per read and locus.
+_Template = list
 
-    family_key: tuple[int, int, bool]
-    umi: str
-    family_size: int
-    bases: list[str] = field(default_factory=list)
 
-    def observation(self) -> str | None:
-        if not self.bases:
-            return None
-        if len(self.bases) == 2 and self.bases[0] != self.bases[1]:
-            return DISCORDANT
-        return self.bases[0]
+def _observation(bases: str) -> str | None:
+    """A template's call: None without a base, DISCORDANT when its two mates disagree, else its (first) base."""
+    if not bases:
+        return None
+    if len(bases) == 2 and bases[0] != bases[1]:
+        return DISCORDANT
+    return bases[0]
 
 
 def resolve_dedup_mode(alignments: pysam.AlignmentFile, settings: CountSettings) -> str:
@@ -195,11 +193,17 @@ def _within(a: str, b: str, max_mismatches: int) -> bool:
 def family_consensus(observations: Sequence[str], fraction: float) -> str | None:
     """The family's base: the most frequent called base if its share >= fraction and it is not tied; else
     DISCORDANT; None when no read pair of the family observed the locus."""
-    if len(observations) == 1:  # most families: one read pair
+    n = len(observations)
+    if n == 1:  # most families: one read pair
         return observations[0]
+    if n == 0:
+        return None
+    first = observations[0]
+    if first != DISCORDANT and fraction <= 1 and observations.count(first) == n:  # all copies agree
+        return first
     bases = [o for o in observations if o != DISCORDANT]
     if not bases:
-        return DISCORDANT if observations else None
+        return DISCORDANT
     ranked = Counter(bases).most_common(2)
     top_base, top_count = ranked[0]
     if len(ranked) > 1 and ranked[1][1] == top_count:
@@ -209,34 +213,57 @@ def family_consensus(observations: Sequence[str], fraction: float) -> str | None
 
 def collapse(templates: Mapping[Any, _Template], mode: str, settings: CountSettings) -> list[Molecule]:
     """Group one locus's templates into molecules and call each molecule's base."""
-    families: dict[tuple[Any, ...], list[_Template]] = {}
-    if mode == "umi":
-        by_coordinates: dict[tuple[int, int, bool], list[_Template]] = {}
-        for template in templates.values():
-            by_coordinates.setdefault(template.family_key, []).append(template)
-        for key, members in by_coordinates.items():
-            umis = Counter(t.umi for t in members)
-            if len(umis) == 1:  # the usual case: no other molecule shares these coordinates
-                families[(key,)] = members
-                continue
-            seeds = cluster_umis(umis, settings.umi_mismatches)
-            for template in members:
-                families.setdefault((key, seeds[template.umi]), []).append(template)
-    elif mode == "coordinates":
-        for template in templates.values():
-            families.setdefault((template.family_key,), []).append(template)
-    else:  # flag, consensus, none: every remaining template is its own molecule
-        families = {(name,): [template] for name, template in templates.items()}
     molecules = []
-    for members in families.values():
-        observations = [o for o in (t.observation() for t in members) if o is not None]
-        base = family_consensus(observations, settings.consensus_fraction)
-        if base is None:
+    if mode not in ("umi", "coordinates"):  # flag, consensus, none: every template is its own molecule
+        for info, bases in templates.values():
+            base = _observation(bases)
+            if base is not None:
+                key = info[0]
+                molecules.append(Molecule(base, key[2], key[1], info[2]))
+        return molecules
+    by_coordinates: dict[tuple[int, int, bool], list[_Template]] = {}
+    for template in templates.values():
+        key = template[0][0]
+        members = by_coordinates.get(key)
+        if members is None:
+            by_coordinates[key] = [template]
+        else:
+            members.append(template)
+    fraction = settings.consensus_fraction
+    for key, members in by_coordinates.items():
+        if len(members) == 1:  # the usual case: one read pair at these coordinates
+            info, bases = members[0]
+            base = _observation(bases)
+            if base is not None:
+                molecules.append(Molecule(base, key[2], key[1], info[2]))
             continue
-        key = members[0].family_key
-        size = sum(t.family_size for t in members)
-        molecules.append(Molecule(base, key[2], key[1], size))
+        if mode == "umi":
+            umi = members[0][0][1]
+            if any(t[0][1] != umi for t in members):  # another molecule shares these coordinates
+                umis = Counter(t[0][1] for t in members)
+                seeds = cluster_umis(umis, settings.umi_mismatches)
+                families: dict[str, list[_Template]] = {}
+                for template in members:
+                    families.setdefault(seeds[template[0][1]], []).append(template)
+                for family in families.values():
+                    _add_family(molecules, key, family, fraction)
+                continue
+        _add_family(molecules, key, members, fraction)
     return molecules
+
+
+def _add_family(
+    molecules: list[Molecule], key: tuple[int, int, bool], members: list[_Template], fraction: float
+) -> None:
+    observations = []
+    size = 0
+    for info, bases in members:
+        size += info[2]
+        if bases:  # _observation, inline
+            observations.append(DISCORDANT if len(bases) == 2 and bases[0] != bases[1] else bases[0])
+    base = family_consensus(observations, fraction)
+    if base is not None:
+        molecules.append(Molecule(base, key[2], key[1], size))
 
 
 def molecules_at_loci(
@@ -249,22 +276,15 @@ def molecules_at_loci(
 ) -> Iterator[tuple[Locus, list[Molecule], int]]:
     """Yield (locus, molecules, reads with a base there) for the loci of one contig, sorted by position."""
     loci = sorted(loci, key=lambda locus: locus.pos)
-    for cluster in _clusters(loci):
+    for cluster in loci_clusters(loci):
         positions0 = [locus.pos - 1 for locus in cluster]
-        per_locus: list[dict[Any, _Template]] = [{} for _ in cluster]
-        read_depth = [0] * len(cluster)
-        for read in alignments.fetch(chrom, positions0[0], positions0[-1] + 1):
-            stats.reads_seen += 1
-            reason = filter_reason(read, settings, mode)
-            if reason is not None:
-                setattr(stats, reason, getattr(stats, reason) + 1)
-                continue
-            _observe(read, positions0, per_locus, read_depth, settings, mode, stats)
+        per_locus, read_depth = _read_cluster(alignments, chrom, positions0, settings, mode, stats)
         for locus, templates, depth in zip(cluster, per_locus, read_depth, strict=True):
             yield locus, collapse(templates, mode, settings), depth
 
 
-def _clusters(loci: Sequence[Locus]) -> Iterator[list[Locus]]:
+def loci_clusters(loci: Sequence[Locus]) -> Iterator[list[Locus]]:
+    """Runs of loci (sorted by position) closer than CLUSTER_GAP to the previous one: fetched together."""
     cluster: list[Locus] = []
     for locus in loci:
         if cluster and locus.pos - cluster[-1].pos > CLUSTER_GAP:
@@ -275,40 +295,96 @@ def _clusters(loci: Sequence[Locus]) -> Iterator[list[Locus]]:
         yield cluster
 
 
-def _observe(
-    read: pysam.AlignedSegment,
+_DROPPED_ALWAYS = 0x4 | 0x100 | 0x200 | 0x800  # unmapped, secondary, QC fail, supplementary
+
+
+def _read_cluster(
+    alignments: pysam.AlignmentFile,
+    chrom: str,
     positions0: list[int],
-    per_locus: list[dict[Any, _Template]],
-    read_depth: list[int],
     settings: CountSettings,
     mode: str,
     stats: ReadStats,
-) -> None:
-    first = bisect.bisect_left(positions0, read.reference_start)
-    last = bisect.bisect_left(positions0, read.reference_end)
-    if first == last:
-        return
-    sequence, qualities = read.query_sequence, read.query_qualities
-    key = read.query_name if settings.merge_mates else (read.query_name, read.is_read1)
-    cigar = read.cigartuples
-    ungapped = len(cigar) == 1 and cigar[0][0] in _ALIGNED  # most reads: no clip, indel or splice
-    start = read.reference_start
-    for index in range(first, last):
-        offset = positions0[index] - start if ungapped else query_position(read, positions0[index])
-        if offset is None:
+) -> tuple[list[dict[Any, _Template]], list[int]]:
+    """Every template at each of a cluster's loci (0-based `positions0`, sorted), and each locus's read depth.
+
+    The hot loop of counting: each read is looked at once, with plain ints and strings (a read that passes the
+    cheap flag/MAPQ test is exactly one that `filter_reason` accepts)."""
+    per_locus: list[dict[Any, _Template]] = [{} for _ in positions0]
+    read_depth = [0] * len(positions0)
+    drop_mask = _DROPPED_ALWAYS | (0x400 if mode == "flag" else 0)
+    min_mapq, min_baseq = settings.min_mapq, settings.min_baseq
+    proper_pair = settings.require_proper_pair
+    merge_mates = settings.merge_mates
+    single = len(positions0) == 1
+    only = positions0[0]
+    tid = alignments.get_tid(chrom)
+    seen = low_quality = 0
+    for read in alignments.fetch(chrom, positions0[0], positions0[-1] + 1):
+        seen += 1
+        flag = read.flag
+        if flag & drop_mask or read.mapping_quality < min_mapq or (proper_pair and flag & 0x3 == 0x1):
+            reason = filter_reason(read, settings, mode)
+            setattr(stats, reason, getattr(stats, reason) + 1)
             continue
-        read_depth[index] += 1
-        template = per_locus[index].get(key)
-        if template is None:
-            template = _new_template(read, settings, mode)
-            per_locus[index][key] = template
-        if qualities is not None and qualities[offset] < settings.min_baseq:
-            stats.bases_low_quality += 1
-            continue
-        template.bases.append(sequence[offset])
+        start = read.reference_start
+        end = read.reference_end
+        if single:
+            if only < start or only >= end:
+                continue
+            first, last = 0, 1
+        else:
+            first = bisect.bisect_left(positions0, start)
+            last = bisect.bisect_left(positions0, end)
+            if first == last:
+                continue
+        cigar = read.cigarstring
+        ungapped = cigar[-1] in "M=X" and cigar[:-1].isdigit()  # most reads: no clip, indel or splice
+        sequence, qualities = read.query_sequence, read.query_qualities
+        key = read.query_name if merge_mates else (read.query_name, bool(flag & 0x40))
+        info = None
+        for index in range(first, last):
+            offset = positions0[index] - start if ungapped else query_position(read, positions0[index])
+            if offset is None:
+                continue
+            read_depth[index] += 1
+            templates = per_locus[index]
+            template = templates.get(key)
+            if template is None:
+                if info is None:
+                    info = _template_info(read, flag, start, end, tid, settings, mode)
+                template = templates[key] = [info, ""]
+            if qualities is not None and qualities[offset] < min_baseq:
+                low_quality += 1
+                continue
+            template[1] += sequence[offset]
+    stats.reads_seen += seen
+    stats.bases_low_quality += low_quality
+    return per_locus, read_depth
 
 
-def _new_template(read: pysam.AlignedSegment, settings: CountSettings, mode: str) -> _Template:
-    umi = read.get_tag(settings.umi_tag) if mode == "umi" and read.has_tag(settings.umi_tag) else ""
-    family_size = int(read.get_tag("cD")) if mode == "consensus" and read.has_tag("cD") else 1
-    return _Template(fragment_key(read), str(umi), family_size)
+def _template_info(
+    read: pysam.AlignedSegment, flag: int, start: int, end: int, tid: int, settings: CountSettings, mode: str
+) -> tuple[tuple[int, int, bool], str, int]:
+    """(fragment_key(read), UMI, family size), from the flag and coordinates already read."""
+    if flag & 0x9 == 0x1 and read.next_reference_id == tid:  # paired, mate mapped on this contig
+        mate = read.next_reference_start
+        left = start if start <= mate else mate
+        length = abs(read.template_length) or (end - left)
+        read1_reverse = flag & 0x10 if flag & 0x40 else flag & 0x20
+    else:
+        left, length = start, end - start
+        read1_reverse = flag & 0x10 if flag & 0x41 != 0x1 else not flag & 0x10
+    umi = ""
+    family_size = 1
+    if mode == "umi":
+        try:
+            umi = str(read.get_tag(settings.umi_tag))
+        except KeyError:
+            umi = ""
+    elif mode == "consensus":
+        try:
+            family_size = int(read.get_tag("cD"))
+        except KeyError:
+            family_size = 1
+    return (left, length, not read1_reverse), umi, family_size

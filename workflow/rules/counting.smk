@@ -56,7 +56,7 @@ rule count_molecules:
         "results/benchmarks/count_molecules/{sample}.tsv"
     conda:
         "../envs/mrdtrack.yaml"
-    threads: 1
+    threads: 2
     resources:
         mem_mb=1000,
         runtime=counting_runtime,

@@ -13,6 +13,7 @@ with user_errors_as_messages():
         reference=snakemake.input.reference[0],
         panel=read_tsv(snakemake.input.panel),
         settings=CountSettings.from_config(snakemake.params.settings),
+        threads=snakemake.threads,
     )
     write_tsv(result.fragment_lengths, snakemake.output.fraglen)
     write_json(result.qc, snakemake.output.qc)
