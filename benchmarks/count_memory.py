@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from count_speed import build_bam  # noqa: E402
+from count_speed import build_labelled_bam  # noqa: E402
 
 
 def peak_rss_mib(command: list[str], interval: float = 0.005) -> float:
@@ -60,12 +60,8 @@ def main() -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="mrdtrack-count-memory-"))
     figures = {}
     for label, n_loci in (("small", args.loci), ("large", args.loci * 10)):
-        folder = workdir / label
-        folder.mkdir(parents=True, exist_ok=True)
-        print(f"building {label} BAM: {n_loci} loci x {args.molecules} molecules x {args.copies} pairs ...",
-              flush=True)  # fmt: skip
-        files = build_bam(folder, n_loci, args.molecules, args.copies)
-        size_mb = files["bam"].stat().st_size / 1e6
+        files, size_mb = build_labelled_bam(workdir, label, n_loci, args.molecules, args.copies)
+        folder = files["bam"].parent
         peak = max(peak_rss_mib(count_command(files, folder / "counts.tsv")) for _ in range(args.repeats))
         figures[label] = (size_mb, peak)
         print(f"  {label}: {size_mb:8.1f} MB BAM -> peak RSS {peak:7.1f} MiB", flush=True)

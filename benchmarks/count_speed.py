@@ -102,6 +102,17 @@ def _pair(header, name, sequence, start, fragment, umi, qualities):
         yield read
 
 
+def build_labelled_bam(
+    workdir: Path, label: str, n_loci: int, molecules: int, copies: int
+) -> tuple[dict[str, Path], float]:
+    """`build_bam` in workdir/label, announced on stdout; returns the files and the BAM's size in MB."""
+    folder = workdir / label
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"building {label} BAM: {n_loci} loci x {molecules} molecules x {copies} pairs ...", flush=True)
+    files = build_bam(folder, n_loci, molecules, copies)
+    return files, files["bam"].stat().st_size / 1e6
+
+
 def timed(command: list[str]) -> tuple[float, float, float]:
     """Wall seconds, peak RSS (MiB, sampled every 5 ms) and CPU seconds (user + system) of one command run as a
     child process. CPU time is the fairer figure on a shared machine: wall time also counts waiting for a core."""
@@ -182,12 +193,8 @@ def main() -> None:
     sizes = {"large": args.loci, "small": max(args.loci // 10, 1)}
     report = {}
     for label, n_loci in sizes.items():
-        folder = workdir / label
-        folder.mkdir(parents=True, exist_ok=True)
-        print(f"building {label} BAM: {n_loci} loci x {args.molecules} molecules x {args.copies} pairs ...",
-              flush=True)  # fmt: skip
-        files = build_bam(folder, n_loci, args.molecules, args.copies)
-        size_mb = files["bam"].stat().st_size / 1e6
+        files, size_mb = build_labelled_bam(workdir, label, n_loci, args.molecules, args.copies)
+        folder = files["bam"].parent
         report[label] = (
             size_mb,
             measure(files, args.repeats if label == "large" else 1, folder / "counts.tsv"),
