@@ -19,10 +19,12 @@ plasma is background at a patient's loci):
 - per patient: one plasma sample at each TF of the series and `--null-per-patient` TF-0 plasma samples, one
   matched normal; plus `--controls` healthy-control plasmas. A tumor-derived molecule (probability TF) carries
   the ALT with probability w/2 (w = 1, clonal heterozygous); tumor molecules are shorter (simulate's tumor
-  fragment-length model), which the `alt_lengths` column carries.
+  fragment-length model), which the `alt_lengths` column carries; each sample's REF molecules get non-tumor
+  lengths (its `fraglen.tsv` histogram).
 
-The calls come from `mrdtrack.background.build_background` and `mrdtrack.caller.call_cohort`, as the workflow
-runs them. Compared with:
+The calls come from `mrdtrack.background.build_background` and `mrdtrack.caller.call_cohort` with the default
+settings (fragment lengths weigh in), as the workflow runs them; a second table compares them with
+`calling.fragment_lengths: false` on the same data. Compared with:
 
 - oracle: the same likelihood-ratio statistic with the TRUE per-locus error rates (CHIP and noisy loci
   included, sample factor unknown), threshold calibrated at the same 1% on its own TF-0 draws
@@ -31,11 +33,11 @@ runs them. Compared with:
   loci" with k calibrated to 1% on the healthy controls scored at every patient panel;
 - pooled binomial: all ALT over all molecules of the panel against the pooled background rate, p-value cut
   calibrated to 1% on the healthy controls scored at every patient panel;
-- with `--fraglen`, "oracle + lengths": the oracle with an INVAR-style per-molecule fragment-length likelihood
-  (each ALT molecule weighs e_i + q_i r(length), r = tumor/normal length likelihood ratio from the simulator's
-  TRUE length models), calibrated likewise: an upper bound of what length weighting could add to the caller,
-  which does not use lengths yet. (The extra length draws shift the oracle's null draws, so its counts-only
-  column can differ slightly from a run without `--fraglen`.)
+- "oracle + lengths": the oracle with a per-molecule fragment-length likelihood (each ALT molecule weighs
+  e_i + q_i r(length), r = tumor/normal length likelihood ratio from the simulator's TRUE length models),
+  calibrated likewise: the most that length weighting can add. mrdtrack has to learn both length models from
+  the data (fraglen.py). (The extra length draws shift the oracle's null draws, so its counts-only column can
+  differ slightly from a run with `--no-fraglen`.)
 
 Table columns: sensitivity = share called positive (at TF 0: the false-positive rate, measured on TF-0 plasma
 of the patients at their own panels, scores that never enter the calibration); ratio = mrdtrack / oracle sensitivity;
@@ -43,10 +45,10 @@ median |log10(TF_est / TF)| (inf when most estimates are 0); 95% CI coverage = s
 tf_ci_high; baselines; share `indeterminate` (too shallow to rule MRD out).
 
     python benchmarks/detection.py [--depth clinical|demo|both] [--replicates 20] [--seed 1] [--jobs 2]
-        [--null-per-patient 3] [--controls 20] [--oracle-null 200] [--fraglen] [--no-sample-background]
+        [--null-per-patient 3] [--controls 20] [--oracle-null 200] [--no-fraglen] [--no-sample-background]
 
-Deterministic for a given seed. Both depths take 3-4 minutes on 2 cores (the clinical cohort: 220
-samples x 800 loci, 3,800 null scores with 10,000 Monte Carlo draws each).
+Deterministic for a given seed. Both depths take about 6 minutes on 2 cores (the clinical cohort: 220
+samples x 800 loci, 3,800 null scores with 10,000 Monte Carlo draws each, called twice).
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ class Options:
     controls: int = 20
     oracle_null: int = 200
     seed: int = 1
-    fraglen: bool = False
+    fraglen: bool = True
     sample_background: bool = True
 
 
@@ -220,6 +222,7 @@ class Cohort:
     counts: pd.DataFrame
     chip: dict[str, int]
     specs: list[SampleSpec]
+    fragment_lengths: pd.DataFrame | None  # REF length histograms (sample_id, allele, length, molecules)
 
 
 def simulate_cohort(scenario: Scenario, options: Options) -> Cohort:
@@ -233,7 +236,7 @@ def simulate_cohort(scenario: Scenario, options: Options) -> Cohort:
             own = np.flatnonzero(loci["patient_id"] == p)
             chip[p] = int(rng.choice(own))
     specs = sample_specs(patients, scenario, options)
-    frames = []
+    frames, histograms = [], []
     for spec in specs:
         own = (loci["patient_id"] == spec.patient_id).to_numpy().astype(float)
         sample_rng = np.random.default_rng([options.seed, 11, zlib_key(spec.sample_id)])
@@ -245,6 +248,9 @@ def simulate_cohort(scenario: Scenario, options: Options) -> Cohort:
             frame[key] = value
         if options.fraglen:
             frame["alt_lengths"] = alt_lengths(sample_rng, values["tumor_alt"], values["alt_molecules"])
+            histograms.append(
+                ref_length_histogram(sample_rng, spec.sample_id, int(values["ref_molecules"].sum()))
+            )
         else:
             frame["alt_lengths"] = ""
         frames.append(frame)
@@ -258,7 +264,20 @@ def simulate_cohort(scenario: Scenario, options: Options) -> Cohort:
             "batch": "b1",
         }
     )
-    return Cohort(panel, loci, samples, counts, chip, specs)
+    fragment_lengths = pd.concat(histograms, ignore_index=True) if histograms else None
+    return Cohort(panel, loci, samples, counts, chip, specs, fragment_lengths)
+
+
+def ref_length_histogram(rng: np.random.Generator, sample_id: str, molecules: int) -> pd.DataFrame:
+    """The sample's REF molecules per fragment length, as the counting step writes them (non-tumor lengths:
+    the tumor's share of REF molecules is negligible at MRD levels)."""
+    settings = simulate.SimulationSettings()
+    normal = simulate.fragment_length_pmf(settings.normal_fragment_mode, settings)
+    counts = rng.multinomial(molecules, normal)
+    length = np.flatnonzero(counts)
+    return pd.DataFrame(
+        {"sample_id": sample_id, "allele": "ref", "length": length, "molecules": counts[length]}
+    )
 
 
 def zlib_key(text: str) -> int:
@@ -347,16 +366,26 @@ def run_scenario(scenario: Scenario, options: Options) -> dict:
     cohort = simulate_cohort(scenario, options)
     background = build_background(cohort.counts, cohort.samples, BackgroundSettings())
     panel = cohort.panel[["patient_id", "chrom", "pos", "ref", "alt", "context", "weight"]]
-    result = call_cohort(
-        cohort.counts,
-        cohort.samples,
-        panel,
-        background.locus_rates,
-        background.excluded,
-        CallSettings(sample_background=options.sample_background),
-    )
-    elapsed_mrd = time.time() - started
-    calls = result.calls.set_index("sample_id")
+
+    def call(fragment_lengths: bool) -> tuple[pd.DataFrame, float, float]:
+        begun = time.time()
+        settings = CallSettings(
+            sample_background=options.sample_background, fragment_lengths=fragment_lengths
+        )
+        result = call_cohort(
+            cohort.counts,
+            cohort.samples,
+            panel,
+            background.locus_rates,
+            background.excluded,
+            settings,
+            cohort.fragment_lengths,
+        )
+        return result.calls.set_index("sample_id"), result.threshold, time.time() - begun
+
+    # The default configuration (fragment lengths weigh in), and counts only for comparison.
+    calls, mrd_threshold, elapsed_mrd = call(options.fraglen)
+    counts_calls, counts_threshold, elapsed_counts = call(False) if options.fraglen else (None, np.nan, 0.0)
     # Oracle.
     threshold, length_threshold = oracle_threshold(cohort, scenario, options)
     _, ratio = length_ratio()
@@ -388,8 +417,14 @@ def run_scenario(scenario: Scenario, options: Options) -> dict:
         if options.fraglen:
             locus, length = own_panel_lengths(cohort, spec.sample_id, spec.patient_id)
             length_positive = length_lr(a, n, e, locus, ratio[length]) > length_threshold
+        counts_only = counts_calls.loc[spec.sample_id] if counts_calls is not None else None
         rows.append(
             {
+                "counts_positive": counts_only is not None and counts_only["mrd_status"] == "positive",
+                "counts_tf_est": counts_only["tumor_fraction"] if counts_only is not None else np.nan,
+                "counts_ci_low": counts_only["tf_ci_low"] if counts_only is not None else np.nan,
+                "counts_ci_high": counts_only["tf_ci_high"] if counts_only is not None else np.nan,
+                "counts_lod95": counts_only["lod95"] if counts_only is not None else np.nan,
                 "sample_id": spec.sample_id,
                 "tf": spec.tf,
                 "mrd_positive": call["mrd_status"] == "positive",
@@ -411,9 +446,8 @@ def run_scenario(scenario: Scenario, options: Options) -> dict:
     return {
         "scenario": scenario,
         "table": table,
-        "calls": result.calls,
-        "loci_calls": result.loci,
-        "threshold": result.threshold,
+        "calls": calls,
+        "threshold": mrd_threshold,
         "k_cal": k_cal,
         "pooled_rate": pooled_rate,
         "excluded": background.excluded,
@@ -421,6 +455,8 @@ def run_scenario(scenario: Scenario, options: Options) -> dict:
         "loci": cohort.loci,
         "fraglen": options.fraglen,
         "seconds_mrd": elapsed_mrd,
+        "seconds_counts": elapsed_counts,
+        "counts_threshold": counts_threshold,
         "seconds": time.time() - started,
     }
 
@@ -441,22 +477,26 @@ def summarize(out: dict) -> str:
         "",
         "| TF | n | mrdtrack sens. | oracle sens. | ratio | median abs log10 error | 95% CI coverage | "
         ">= 2 loci | >= k loci | pooled binomial | indeterminate |"
-        + (" oracle + lengths |" if out["fraglen"] else ""),
+        + (" oracle + lengths | ratio to it |" if out["fraglen"] else ""),
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
-        + (" --- |" if out["fraglen"] else ""),
+        + (" --- | --- |" if out["fraglen"] else ""),
     ]
     for tf in TFS:
         g = t[t["tf"] == tf]
         sens, orc = g["mrd_positive"].mean(), g["oracle_positive"].mean()
-        ratio = f"{sens / orc:.2f}" if orc > 0 else "n/a"
+        ratio = _ratio(sens, orc, tf)
         covered = ((g["ci_low"] <= tf) & (tf <= g["ci_high"])).mean()
         err = f"{np.median(log10_error(g['tf_est'], tf)):.3f}" if tf > 0 else ""
         label = "0 (FPR)" if tf == 0 else f"{tf:g}"
         lines.append(
-            f"| {label} | {len(g)} | {sens:.1%} | {orc:.1%} | {ratio if tf > 0 else ''} | {err} | "
+            f"| {label} | {len(g)} | {sens:.1%} | {orc:.1%} | {ratio} | {err} | "
             f"{covered:.0%} | {g['two_loci'].mean():.1%} | {g['k_loci'].mean():.1%} | {g['pooled'].mean():.1%} | "
             f"{(g['status'] == 'indeterminate').mean():.0%} |"
-            + (f" {g['oracle_length_positive'].mean():.1%} |" if out["fraglen"] else "")
+            + (
+                f" {g['oracle_length_positive'].mean():.1%} | {_ratio(sens, g['oracle_length_positive'].mean(), tf)} |"
+                if out["fraglen"]
+                else ""
+            )
         )
     null = t[t["tf"] == 0]
     fp = int(null["mrd_positive"].sum())
@@ -474,6 +514,40 @@ def summarize(out: dict) -> str:
     return "\n".join(lines)
 
 
+def _ratio(sens: float, oracle: float, tf: float) -> str:
+    return f"{sens / oracle:.2f}" if oracle > 0 and tf > 0 else ("n/a" if tf > 0 else "")
+
+
+def summarize_counts_only(out: dict) -> str:
+    """The default (fragment lengths weigh in) next to `calling.fragment_lengths: false`, on the same data."""
+    t = out["table"]
+    lines = [
+        f"#### {out['scenario'].name}: with fragment lengths (default) vs counts only",
+        "",
+        "| TF | with lengths sens. | counts only sens. | median abs log10 error: lengths / counts | "
+        "95% CI coverage: lengths / counts | median LOD95: lengths / counts |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for tf in TFS:
+        g = t[t["tf"] == tf]
+        label = "0 (FPR)" if tf == 0 else f"{tf:g}"
+        errors = [np.median(log10_error(g[c], tf)) for c in ("tf_est", "counts_tf_est")] if tf > 0 else []
+        coverage = [((g[lo] <= tf) & (tf <= g[hi])).mean() for lo, hi in
+                    (("ci_low", "ci_high"), ("counts_ci_low", "counts_ci_high"))]  # fmt: skip
+        lines.append(
+            f"| {label} | {g['mrd_positive'].mean():.1%} | {g['counts_positive'].mean():.1%} | "
+            f"{' / '.join(f'{x:.3f}' for x in errors)} | {coverage[0]:.0%} / {coverage[1]:.0%} | "
+            f"{g['lod95'].median():.3g} / {g['counts_lod95'].median():.3g} |"
+        )
+    null = t[t["tf"] == 0]
+    lines += [
+        "",
+        f"Counts only: FPR at TF 0 {int(null['counts_positive'].sum())}/{len(null)}; threshold p <= "
+        f"{out['counts_threshold']:.3g}; calling took {out['seconds_counts']:.0f} s.",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--depth", choices=["clinical", "demo", "both"], default="both")
@@ -485,9 +559,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--oracle-null", type=int, default=Options.oracle_null)
     parser.add_argument("--seed", type=int, default=Options.seed)
     parser.add_argument(
-        "--fraglen",
+        "--no-fraglen",
         action="store_true",
-        help="also write ALT fragment lengths (alt_lengths); the caller does not use them yet",
+        help="no fragment lengths: call counts only (calling.fragment_lengths: false), no comparison",
     )
     parser.add_argument(
         "--no-sample-background", action="store_true", help="calling.sample_background: false"
@@ -500,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
         args.controls,
         args.oracle_null,
         args.seed,
-        args.fraglen,
+        not args.no_fraglen,
         not args.no_sample_background,
     )
     logging.basicConfig(level=logging.WARNING)
@@ -512,6 +586,9 @@ def main(argv: list[str] | None = None) -> int:
     for out in outs:
         print(summarize(out))
         print()
+        if out["fraglen"]:
+            print(summarize_counts_only(out))
+            print()
     return 0
 
 

@@ -33,7 +33,9 @@ from mrdtrack.caller import (
 from mrdtrack.logs import UserFacingError
 from mrdtrack.tables import write_tsv
 
-FAST = CallSettings(null_draws=2000, lod_draws=400)
+FAST = CallSettings(
+    null_draws=2000, lod_draws=400, fragment_lengths=False
+)  # counts only (test_fraglen: lengths)
 
 
 def arrays(*values):

@@ -25,9 +25,10 @@ def called(ctdnatools):
         {"patient_id": "T", "chrom": mutations.CHROM, "pos": mutations.POS, "ref": mutations.REF,
          "alt": mutations.ALT, "context": "NNN", "weight": 1.0}
     )  # fmt: skip
-    counts = pd.concat(
-        [count_sample(s, str(ctdnatools / f"{s}.bam"), "", panel, CountSettings()).counts for s in SAMPLES],
-        ignore_index=True,
+    counted = {s: count_sample(s, str(ctdnatools / f"{s}.bam"), "", panel, CountSettings()) for s in SAMPLES}
+    counts = pd.concat([c.counts for c in counted.values()], ignore_index=True)
+    lengths = pd.concat(
+        [c.fragment_lengths.assign(sample_id=s) for s, c in counted.items()], ignore_index=True
     )
     samples = pd.DataFrame(
         {
@@ -39,8 +40,16 @@ def called(ctdnatools):
         }
     )
     background = build_background(counts, samples)
+    # Fragment-length weighting on (the default): T1's own mutant molecules are the only tumor DNA, so its
+    # length model learns nothing from them and the call rests on counts, as it should.
     result = call_cohort(
-        counts, samples, panel, background.locus_rates, background.excluded, CallSettings(null_draws=2000)
+        counts,
+        samples,
+        panel,
+        background.locus_rates,
+        background.excluded,
+        CallSettings(null_draws=2000),
+        lengths,
     )
     return counts, background, result
 

@@ -162,8 +162,7 @@ def read_counts(paths: Sequence[str]) -> pd.DataFrame:
     dtypes = ID_DTYPES | {"panel_patients": str, "alt_lengths": str}
     frames = [read_tsv(p, dtype=dtypes) for p in paths]
     counts = pd.concat(frames, ignore_index=True)
-    counts["panel_patients"] = counts["panel_patients"].fillna("")
-    return counts
+    return counts.fillna({"panel_patients": "", "alt_lengths": ""})
 
 
 def read_samples(path: str) -> pd.DataFrame:

@@ -31,6 +31,14 @@ import pandas as pd
 from scipy import optimize, special, stats
 
 from mrdtrack.background import ID_DTYPES, LOCUS_KEY, check_ranges, checked_section
+from mrdtrack.fraglen import (
+    LENGTH_COLUMNS,
+    LengthClasses,
+    LengthModel,
+    build_length_model,
+    parse_lengths,
+    ref_histograms,
+)
 from mrdtrack.logs import UserFacingError
 from mrdtrack.tables import read_tsv
 
@@ -76,6 +84,9 @@ class CallSettings:
     seed: int = 20240601  # base seed of every Monte Carlo draw (per-sample seeds derive from it)
     sample_background: bool = True  # scale locus rates by the sample's own noise at other patients' loci
     sample_background_prior: float = 10.0  # Gamma prior strength of that scale, in expected ALT molecules
+    fragment_lengths: bool = True  # weigh each ALT molecule by its fragment length's tumor/normal ratio
+    fragment_length_prior: float = 200.0  # pseudo tumor molecules shrinking the learned length ratio to 1
+    fragment_length_bandwidth: float = 4.0  # bp, Gaussian smoothing of the length histograms
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any] | None) -> CallSettings:
@@ -94,6 +105,8 @@ class CallSettings:
                 "null_draws": (99, None),
                 "lod_draws": (99, None),
                 "sample_background_prior": (0, None),
+                "fragment_length_prior": (0, None),
+                "fragment_length_bandwidth": (0, 50),
             },
         )
         return settings
@@ -101,6 +114,11 @@ class CallSettings:
 
 # ----------------------------------------------------------------------------------------------------------
 # Likelihood
+#
+# ALT counts come as a table per locus, or per locus and fragment-length class (fraglen.py) with `r` the
+# classes' tumor/non-tumor length likelihood ratios. Inside, counts-only data are the one-class case (r = 1):
+# an ALT molecule of class k at locus i has likelihood e_i + q_i r_k (q_i = (1 - e_i) f w_i / 2), a REF
+# molecule 1 - e_i - q_i.
 # ----------------------------------------------------------------------------------------------------------
 def alt_probability(f: Any, e: np.ndarray, w: np.ndarray) -> np.ndarray:
     """P(ALT molecule) = e + (1 - e) f w / 2; `f` broadcasts over leading axes (one f per row)."""
@@ -108,83 +126,154 @@ def alt_probability(f: Any, e: np.ndarray, w: np.ndarray) -> np.ndarray:
     return e + (1 - e) * f[..., None] * w / 2 if f.ndim else e + (1 - e) * f * w / 2
 
 
-def log_likelihood(f: float, a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray) -> float:
-    """Binomial log-likelihood of tumor fraction `f`, binomial coefficients included."""
-    return float(stats.binom.logpmf(a, n, alt_probability(f, e, w)).sum())
+def as_classes(a: Any, r: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(ALT counts with a trailing length-class axis, the classes' ratios): counts-only data are one class."""
+    a = np.asarray(a)
+    return (a[..., None], np.ones(1)) if r is None else (a, np.asarray(r, dtype=float))
 
 
-def _ll_kernel(f: Any, a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Log-likelihood without the binomial coefficients (they cancel in every ratio); one value per row."""
-    p = alt_probability(f, e, w)
-    return (special.xlogy(a, p) + special.xlog1py(n - a, -p)).sum(axis=-1)
+def log_likelihood(
+    f: float, a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray, r: np.ndarray | None = None
+) -> float:
+    """Log-likelihood of tumor fraction `f`; binomial coefficients included (counts only), length-class terms
+    that do not depend on f left out."""
+    if r is None:
+        return float(stats.binom.logpmf(a, n, alt_probability(f, e, w)).sum())
+    return float(Tables.of(np.asarray(a)[None], n, e, w, r).log_likelihood(np.array([f]))[0])
 
 
-def _score_and_curvature(
-    f: np.ndarray, a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    c = (1 - e) * w / 2
-    p = alt_probability(f, e, w)
-    # With e = 0 at f = 0 a locus without ALT contributes 0 (not 0/0) and one with ALT an infinite score.
-    with np.errstate(divide="ignore", invalid="ignore"):
-        alt_term = np.where(a > 0, a / p, 0.0)
-        alt_curve = np.where(a > 0, a / p**2, 0.0)
-    score = (c * (alt_term - (n - a) / (1 - p))).sum(axis=-1)
-    curvature = -(c**2 * (alt_curve + (n - a) / (1 - p) ** 2)).sum(axis=-1)
-    return score, curvature
+@dataclass
+class Tables:
+    """Rows of ALT counts (rows x loci x length classes) held sparsely for the fit.
+
+    Per nonzero cell: its row, count, background rate e_i, c_i = (1 - e_i) w_i / 2 and ratio r_k (its ALT
+    probability is e_i + f c_i r_k); per row and locus, the molecules that are not ALT. Null and LOD tables are
+    mostly zeros, so the cost grows with the ALT molecules, not with draws x loci x classes.
+    """
+
+    row: np.ndarray
+    count: np.ndarray
+    e_cell: np.ndarray
+    c_cell: np.ndarray
+    r_cell: np.ndarray
+    rest: np.ndarray  # rows x loci
+    e: np.ndarray
+    c: np.ndarray
+
+    @classmethod
+    def of(
+        cls, a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray, r: np.ndarray | None = None
+    ) -> Tables:
+        """From ALT counts per locus (rows x loci), or per locus and length class with the classes' `r`."""
+        a, r = as_classes(a, r)
+        a = a.reshape((-1,) + a.shape[-2:])
+        row, locus, k = np.nonzero(a)
+        c = (1 - e) * w / 2
+        return cls(row, a[row, locus, k], e[locus], c[locus], r[k], n - a.sum(axis=-1), e, c)
+
+    def __len__(self) -> int:
+        return len(self.rest)
+
+    def subset(self, keep: np.ndarray) -> Tables:
+        cells = keep[self.row]
+        new_row = np.cumsum(keep) - 1
+        return Tables(
+            new_row[self.row[cells]], self.count[cells], self.e_cell[cells], self.c_cell[cells],
+            self.r_cell[cells], self.rest[keep], self.e, self.c,
+        )  # fmt: skip
+
+    def log_likelihood(self, f: np.ndarray) -> np.ndarray:
+        """Per row, without the terms free of f (they cancel in every ratio)."""
+        p = self.e_cell + f[self.row] * self.c_cell * self.r_cell
+        alt = np.bincount(self.row, special.xlogy(self.count, p), len(self))
+        return alt + special.xlog1py(self.rest, -(self.e + f[:, None] * self.c)).sum(axis=-1)
+
+    def score_and_curvature(self, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        slope = self.c_cell * self.r_cell
+        p = self.e_cell + f[self.row] * slope
+        # With e = 0 at f = 0, an ALT molecule gives an infinite score (the fit leaves 0 at once).
+        with np.errstate(divide="ignore"):
+            alt = self.count * slope / p
+        ref_p = 1 - self.e - f[:, None] * self.c
+        ref = self.rest * self.c / ref_p
+        score = np.bincount(self.row, alt, len(self)) - ref.sum(axis=-1)
+        curvature = -np.bincount(self.row, alt * slope / p, len(self)) - (ref * self.c / ref_p).sum(axis=-1)
+        return score, curvature
+
+    def start(self) -> np.ndarray:
+        """The estimate that ignores background: at or above the root for counts. From there the first
+        Newton step lands near the root (the score is convex), where convergence is quadratic; starting
+        below, Newton only doubles f per step."""
+        alt = np.bincount(self.row, self.count, len(self))
+        molecules = (self.rest * self.c).sum(axis=-1) + np.bincount(
+            self.row, self.count * self.c_cell, len(self)
+        )
+        return np.clip(np.divide(alt, molecules, out=np.zeros(len(self)), where=molecules > 0), 1e-12, 0.999)
 
 
-def mle_rows(a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray, tol: float = 1e-10) -> np.ndarray:
-    """MLE of f in [0, 1] for every row of ALT counts `a` (rows x loci), by safeguarded Newton.
+def mle_rows(
+    a: np.ndarray,
+    n: np.ndarray,
+    e: np.ndarray,
+    w: np.ndarray,
+    tol: float = 1e-10,
+    r: np.ndarray | None = None,
+) -> np.ndarray:
+    """MLE of f in [0, 1] for every row of ALT counts `a` (rows x loci, or rows x loci x classes with `r`), by
+    safeguarded Newton.
 
     The score decreases in f (concave log-likelihood): f = 0 when the score at 0 is <= 0, f = 1 when the
     score at 1 is >= 0, else Newton steps kept inside a shrinking bracket (bisection when a step leaves it).
     """
-    a = np.atleast_2d(a)
-    rows = a.shape[0]
-    score0, _ = _score_and_curvature(np.zeros(rows), a, n, e, w)
-    score1, _ = _score_and_curvature(np.ones(rows), a, n, e, w)
+    return _mle(Tables.of(a, n, e, w, r), tol)
+
+
+def _mle(tables: Tables, tol: float = 1e-10) -> np.ndarray:
+    rows = len(tables)
+    score0, _ = tables.score_and_curvature(np.zeros(rows))
+    score1, _ = tables.score_and_curvature(np.ones(rows))
     f = np.where(score1 >= 0, 1.0, 0.0)
-    todo = np.flatnonzero((score0 > 0) & (score1 < 0))
-    if todo.size:
-        f[todo] = _newton_in_bracket(a[todo], n, e, w, tol)
+    todo = (score0 > 0) & (score1 < 0)
+    if todo.any():
+        f[todo] = _newton_in_bracket(tables.subset(todo), tol)
     return f
 
 
-def _newton_in_bracket(a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray, tol: float) -> np.ndarray:
-    lo, hi = np.zeros(len(a)), np.ones(len(a))
-    # Start at the estimate that ignores background, which lies at or above the root: from there the first
-    # Newton step lands near the root (the score is convex), where convergence is quadratic. Starting below,
-    # Newton only doubles f per step.
-    c = (1 - e) * w / 2
-    x = np.clip(a.sum(axis=1) / (n * c).sum(), 1e-12, 0.999)
-    active = np.arange(len(a))
+def _newton_in_bracket(tables: Tables, tol: float) -> np.ndarray:
+    lo, hi = np.zeros(len(tables)), np.ones(len(tables))
+    x = tables.start()
+    active = np.ones(len(tables), dtype=bool)
     for _ in range(200):
-        s, h = _score_and_curvature(x[active], a[active], n, e, w)
+        s, h = tables.score_and_curvature(x)
         positive = s > 0
-        lo[active] = np.where(positive, x[active], lo[active])
-        hi[active] = np.where(positive, hi[active], x[active])
-        step = x[active] - s / h
+        lo = np.where(active & positive, x, lo)
+        hi = np.where(active & ~positive, x, hi)
+        step = x - s / h
         # A converged step may sit exactly on the bracket's edge: accept it before the bracket test.
-        done = np.abs(s / h) <= tol * np.maximum(x[active], 1e-12)
-        inside = (step > lo[active]) & (step < hi[active])
-        new = np.where(inside | done, step, (lo[active] + hi[active]) / 2)
-        x[active] = new
-        active = active[~done]
-        if not active.size:
+        done = np.abs(s / h) <= tol * np.maximum(x, 1e-12)
+        inside = (step > lo) & (step < hi)
+        x = np.where(active, np.where(inside | done, step, (lo + hi) / 2), x)
+        active &= ~done
+        if not active.any():
             break
     return x
 
 
-def mle(a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray) -> float:
-    """Maximum-likelihood tumor fraction in [0, 1]."""
-    return float(mle_rows(np.asarray(a)[None, :], n, e, w)[0])
+def mle(a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray, r: np.ndarray | None = None) -> float:
+    """Maximum-likelihood tumor fraction in [0, 1] (`a` per locus, or per locus and class with `r`)."""
+    return float(mle_rows(np.asarray(a)[None], n, e, w, r=r)[0])
 
 
-def lr_statistic_rows(a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray) -> np.ndarray:
+def lr_statistic_rows(
+    a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray, r: np.ndarray | None = None
+) -> np.ndarray:
     """2 (log L(f_hat) - log L(0)) per row (0 when f_hat = 0)."""
-    a = np.atleast_2d(a)
-    f = mle_rows(a, n, e, w)
-    stat = 2 * (_ll_kernel(f, a, n, e, w) - _ll_kernel(np.zeros(len(a)), a, n, e, w))
+    return _lr_statistics(Tables.of(a, n, e, w, r))
+
+
+def _lr_statistics(tables: Tables) -> np.ndarray:
+    f = _mle(tables)
+    stat = 2 * (tables.log_likelihood(f) - tables.log_likelihood(np.zeros(len(tables))))
     return np.where(f > 0, np.maximum(stat, 0.0), 0.0)
 
 
@@ -196,15 +285,21 @@ def chibar_p_value(statistic: Any) -> Any:
 
 
 def profile_ci(
-    a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray, level: float = 0.95
+    a: np.ndarray,
+    n: np.ndarray,
+    e: np.ndarray,
+    w: np.ndarray,
+    level: float = 0.95,
+    r: np.ndarray | None = None,
 ) -> tuple[float, float]:
     """Profile-likelihood interval: the f with 2 (log L(f_hat) - log L(f)) <= chi2_1 quantile, within [0, 1]."""
     cut = stats.chi2.ppf(level, 1)
-    f_hat = mle(a, n, e, w)
-    top = float(_ll_kernel(f_hat, a, n, e, w))
+    tables = Tables.of(np.asarray(a)[None], n, e, w, r)
+    f_hat = float(_mle(tables)[0])
+    top = float(tables.log_likelihood(np.array([f_hat]))[0])
 
     def excess(f: float) -> float:
-        return 2 * (top - float(_ll_kernel(f, a, n, e, w))) - cut
+        return 2 * (top - float(tables.log_likelihood(np.array([f]))[0])) - cut
 
     low = 0.0 if excess(0.0) <= 0 else optimize.brentq(excess, 0.0, f_hat, xtol=1e-14, rtol=1e-10)
     high = 1.0 if excess(1.0) <= 0 else optimize.brentq(excess, f_hat, 1.0, xtol=1e-14, rtol=1e-10)
@@ -246,7 +341,12 @@ class NullDistribution:
 
 
 def null_distribution(
-    n: np.ndarray, e: np.ndarray, w: np.ndarray, settings: CallSettings, rng: np.random.Generator
+    n: np.ndarray,
+    e: np.ndarray,
+    w: np.ndarray,
+    settings: CallSettings,
+    rng: np.random.Generator,
+    classes: LengthClasses | None = None,
 ) -> NullDistribution:
     """The null of the LRT for these loci: exact (Monte Carlo) when few background molecules are expected."""
     method = settings.p_value_method
@@ -256,17 +356,25 @@ def null_distribution(
     if method == "asymptotic":
         return NullDistribution("asymptotic", min_exceedances=settings.min_exceedances)
     return NullDistribution(
-        "monte_carlo", simulate_null_statistics(n, e, w, settings.null_draws, rng), settings.min_exceedances
+        "monte_carlo",
+        simulate_null_statistics(n, e, w, settings.null_draws, rng, classes),
+        settings.min_exceedances,
     )
 
 
 def simulate_null_statistics(
-    n: np.ndarray, e: np.ndarray, w: np.ndarray, draws: int, rng: np.random.Generator
+    n: np.ndarray,
+    e: np.ndarray,
+    w: np.ndarray,
+    draws: int,
+    rng: np.random.Generator,
+    classes: LengthClasses | None = None,
 ) -> np.ndarray:
     """Sorted LRT statistics of `draws` tables drawn exactly under f = 0.
 
     Null tables are sparse: each locus's ALT counts are drawn only for the draws where it has any (those
     draws are a Bernoulli process, the counts a zero-truncated binomial); all other draws have statistic 0.
+    With length `classes`, background ALT molecules fall into the classes as non-tumor fragments do.
     """
     q = -np.expm1(n * np.log1p(-e))  # P(at least one ALT molecule at the locus)
     rows = [_bernoulli_positions(q[i], draws, rng) for i in range(len(n))]
@@ -276,10 +384,16 @@ def simulate_null_statistics(
     stat = np.zeros(draws)
     tables_with_alt, where = np.unique(row, return_inverse=True)
     if tables_with_alt.size:
-        a = np.zeros((tables_with_alt.size, len(n)), dtype=np.int64)
-        a[where, col] = value
-        stat[: tables_with_alt.size] = _statistics_of_tables(a, n, e, w)
+        k = 1 if classes is None else len(classes.normal)
+        a = np.zeros((tables_with_alt.size, len(n), k), dtype=np.int64)
+        value = value.astype(np.int64)
+        a[where, col] = value[:, None] if classes is None else rng.multinomial(value, classes.normal)
+        stat[: tables_with_alt.size] = _statistics_of_tables(a, n, e, w, _ratios(classes))
     return np.sort(stat)
+
+
+def _ratios(classes: LengthClasses | None) -> np.ndarray:
+    return np.ones(1) if classes is None else classes.ratio
 
 
 def _bernoulli_positions(q: float, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -318,13 +432,17 @@ def _count_ceiling(n: np.ndarray, p: np.ndarray) -> int:
     return int(min(n.max(), np.ceil((mean + 12 * np.sqrt(mean) + 40).max())))
 
 
-def _statistics_of_tables(a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray) -> np.ndarray:
+def _statistics_of_tables(
+    a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray, r: np.ndarray
+) -> np.ndarray:
+    """LRT statistic of each table (tables x loci x length classes)."""
     # Tables repeat (one ALT at one locus, ...): fit each distinct table with any ALT once.
+    flat = a.reshape(len(a), -1)
     stat = np.zeros(len(a))
-    any_alt = a.any(axis=1)
+    any_alt = flat.any(axis=1)
     if any_alt.any():
-        unique, inverse = unique_rows(a[any_alt])
-        stat[any_alt] = lr_statistic_rows(unique, n, e, w)[inverse]
+        unique, inverse = unique_rows(flat[any_alt])
+        stat[any_alt] = lr_statistic_rows(unique.reshape((-1,) + a.shape[1:]), n, e, w, r)[inverse]
     return stat
 
 
@@ -376,6 +494,7 @@ class Score:
     p_value: float
     null: NullDistribution
     expected_background: float
+    classes: LengthClasses | None = None  # the sample's fragment-length classes, when lengths weigh in
 
 
 def find_outliers(
@@ -417,24 +536,30 @@ def score_loci(
     settings: CallSettings,
     rng: np.random.Generator,
     full: bool = True,
+    length_table: np.ndarray | None = None,
+    classes: LengthClasses | None = None,
 ) -> Score:
     """Outlier screen, MLE, LRT and its p-value for one sample at one set of loci.
 
     `full` adds what only a sample's own call needs: the profile CI and the null distribution even when the
     statistic is 0 (for the LOD). Null scores skip both, and a statistic of 0 has p = 1 whatever the null.
+    With `classes`, `length_table` holds the ALT molecules per locus and length class (rows sum to `a`) and
+    the fit, test and null weigh each by its class's length ratio; the outlier screen stays on counts.
     """
     outliers = find_outliers(a, n, e, w, settings.outlier_max_p, settings.ci_level)
     used = ~outliers
-    au, nu, eu, wu = a[used], n[used], e[used], w[used]
+    nu, eu, wu = n[used], e[used], w[used]
+    au = a[used] if classes is None else length_table[used]
+    r = None if classes is None else classes.ratio
     if not used.any():
         return Score(used, outliers, np.nan, (np.nan, np.nan), 0.0, 1.0, NullDistribution("asymptotic"), 0.0)
-    f_hat = mle(au, nu, eu, wu)
-    ci = profile_ci(au, nu, eu, wu, settings.ci_level) if full else (np.nan, np.nan)
-    statistic = float(lr_statistic_rows(au[None, :], nu, eu, wu)[0])
+    f_hat = mle(au, nu, eu, wu, r)
+    ci = profile_ci(au, nu, eu, wu, settings.ci_level, r) if full else (np.nan, np.nan)
+    statistic = float(lr_statistic_rows(au[None], nu, eu, wu, r)[0])
     needed = full or statistic > 0
-    null = null_distribution(nu, eu, wu, settings, rng) if needed else NullDistribution("none")
+    null = null_distribution(nu, eu, wu, settings, rng, classes) if needed else NullDistribution("none")
     p_value = null.p_value(statistic) if statistic > 0 else 1.0
-    return Score(used, outliers, f_hat, ci, statistic, p_value, null, float((nu * eu).sum()))
+    return Score(used, outliers, f_hat, ci, statistic, p_value, null, float((nu * eu).sum()), classes)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -448,14 +573,25 @@ def detection_probability(
     threshold: float,
     null: NullDistribution,
     uniforms: np.ndarray,
+    classes: LengthClasses | None = None,
+    split_seed: int = 0,
 ) -> float:
     """Share of tables drawn at tumor fraction `f` that give p <= threshold.
 
     Tables come from fixed uniforms through the binomial inverse CDF (common random numbers): every draw's
-    ALT counts, hence its statistic, only grow with f, so the estimated detection curve is monotone.
+    ALT counts, hence its counts-only statistic, only grow with f, so the estimated detection curve is
+    monotone. With length `classes`, each ALT count is split into tumor and background molecules and those
+    into length classes by draws seeded with `split_seed` (the same at every f).
     """
-    a = binomial_quantiles(uniforms, n, alt_probability(f, e, w))
-    stat = _statistics_of_tables(a, n, e, w)
+    p = alt_probability(f, e, w)
+    a = binomial_quantiles(uniforms, n, p).astype(np.int64)
+    if classes is None:
+        stat = _statistics_of_tables(a[..., None], n, e, w, np.ones(1))
+    else:
+        rng = np.random.default_rng(split_seed)
+        tumor = rng.binomial(a, np.broadcast_to((p - e) / p, a.shape))
+        table = rng.multinomial(tumor, classes.tumor) + rng.multinomial(a - tumor, classes.normal)
+        stat = _statistics_of_tables(table, n, e, w, classes.ratio)
     return float(np.mean(null.p_value(stat) <= threshold))
 
 
@@ -477,6 +613,7 @@ def lod95(
     null: NullDistribution,
     settings: CallSettings,
     rng: np.random.Generator,
+    classes: LengthClasses | None = None,
 ) -> float:
     """Smallest tumor fraction detected (p <= threshold) with probability `lod_power`; NaN if even f = 1 fails.
 
@@ -485,9 +622,11 @@ def lod95(
     if not len(n) or n.sum() == 0:
         return float("nan")
     uniforms = rng.random((settings.lod_draws, len(n)))
+    split_seed = int(rng.integers(2**62)) if classes is not None else 0
 
     def detected(f: float) -> bool:
-        return detection_probability(f, n, e, w, threshold, null, uniforms) >= settings.lod_power
+        probability = detection_probability(f, n, e, w, threshold, null, uniforms, classes, split_seed)
+        return probability >= settings.lod_power
 
     low, high = 1e-8, 1.0
     if not detected(high):
@@ -554,6 +693,22 @@ class Cohort:
     panels: dict[str, pd.DataFrame]  # patient -> chrom, pos, ref, alt, context, locus (row of loci), weight
     cohort_reason: np.ndarray  # per locus: "" or why excluded for everyone
     patient_reason: dict[str, dict[int, str]]  # patient -> locus -> why excluded for that patient
+    alt_lengths: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # (row, locus) -> lengths
+    length_model: LengthModel | None = None  # set when fragment lengths weigh in
+    _classes: dict[str, LengthClasses] = field(default_factory=dict)
+
+    def length_classes(self, sample_id: str) -> LengthClasses | None:
+        """The sample's fragment-length classes (its tumor length model learned without its ALT molecules)."""
+        if self.length_model is None:
+            return None
+        if sample_id not in self._classes:
+            self._classes[sample_id] = self.length_model.classes(sample_id)
+        return self._classes[sample_id]
+
+    def lengths_at(self, sample_id: str, loci: np.ndarray) -> list[np.ndarray]:
+        """Fragment lengths of the sample's ALT molecules at each of `loci`."""
+        r, empty = self.row[sample_id], np.zeros(0, dtype=np.int64)
+        return [self.alt_lengths.get((r, int(locus)), empty) for locus in loci]
 
     def rates_without(self, sample_id: str, loci: np.ndarray) -> np.ndarray:
         """Background rates at `loci` with this sample's own molecules taken out of the pool.
@@ -609,6 +764,10 @@ def build_cohort(
     ok = c >= 0
     alt[r[ok], c[ok]] = rows["alt_molecules"].to_numpy()[ok]
     ref[r[ok], c[ok]] = rows["ref_molecules"].to_numpy()[ok]
+    text = rows["alt_lengths"].to_numpy() if "alt_lengths" in rows else np.full(len(rows), "")
+    alt_lengths = {
+        (int(i), int(j)): parse_lengths(t) for i, j, t, keep in zip(r, c, text, ok, strict=True) if keep and t
+    }
     panels = {}
     for patient, group in panel.groupby("patient_id", sort=True):
         where = index.get_indexer(pd.MultiIndex.from_frame(group[LOCUS_KEY]))
@@ -628,7 +787,7 @@ def build_cohort(
             patient_reason.setdefault(patient, {}).setdefault(int(locus), reason)
     return Cohort(
         loci, alt, alt + ref, ref, row, samples.set_index("sample_id", drop=False), panels, cohort_reason,
-        patient_reason,
+        patient_reason, alt_lengths,
     )  # fmt: skip
 
 
@@ -660,11 +819,29 @@ class CallResult:
     loci: pd.DataFrame
     null_scores: pd.DataFrame
     threshold: float
+    length_model: pd.DataFrame  # fraglen.LengthModel.summary(); empty when lengths do not weigh in
 
 
-def _score_sample_at_panel(
+@dataclass
+class PanelData:
+    """One sample at one panel: the panel's loci, why each is not usable ("" = usable), and per locus the
+    cohort locus, molecules, ALT molecules and the sample's background rate."""
+
+    rows: pd.DataFrame
+    reasons: np.ndarray
+    locus: np.ndarray
+    n: np.ndarray
+    a: np.ndarray
+    e: np.ndarray
+
+    @property
+    def usable(self) -> np.ndarray:
+        return self.reasons == ""
+
+
+def panel_data(
     cohort: Cohort, sample_id: str, panel_patient: str, settings: CallSettings, null_score: bool
-) -> tuple[pd.DataFrame, np.ndarray, Score | None]:
+) -> PanelData:
     sample = cohort.samples.loc[sample_id]
     rows, reasons = candidate_loci(cohort, panel_patient, sample["patient_id"])
     r = cohort.row[sample_id]
@@ -672,17 +849,50 @@ def _score_sample_at_panel(
     safe = np.where(locus >= 0, locus, 0)
     n, a = np.where(locus >= 0, cohort.total[r, safe], 0), cohort.alt[r, safe]
     reasons = np.where((reasons == "") & (n == 0), "no_molecules", reasons)
-    usable = reasons == ""
     # Null scores use rates without the sample's own molecules; a sample's own loci never held them.
     e = cohort.rates_without(sample_id, safe) if null_score else cohort.loci["rate"].to_numpy()[safe]
     e = np.minimum(e * sample_scale(cohort, sample_id, panel_patient, settings), 0.5)
+    return PanelData(rows, reasons, locus, n, a, e)
+
+
+def _score_sample_at_panel(
+    cohort: Cohort, sample_id: str, panel_patient: str, settings: CallSettings, null_score: bool
+) -> tuple[pd.DataFrame, np.ndarray, Score | None]:
+    data = panel_data(cohort, sample_id, panel_patient, settings, null_score)
+    usable = data.usable
     if not usable.any():
-        return rows, reasons, None
+        return data.rows, data.reasons, None
     rng = seeded_rng(settings.seed, sample_id, panel_patient)
-    w = rows["weight"].to_numpy()[usable]
-    score = score_loci(a[usable], n[usable], e[usable], w, settings, rng, full=not null_score)
-    reasons[np.flatnonzero(usable)[score.outliers]] = "outlier_in_sample"
-    return rows, reasons, score
+    w = data.rows["weight"].to_numpy()[usable]
+    classes = cohort.length_classes(sample_id)
+    table = classes.table(cohort.lengths_at(sample_id, data.locus[usable])) if classes else None
+    score = score_loci(
+        data.a[usable], data.n[usable], data.e[usable], w, settings, rng, not null_score, table, classes
+    )
+    data.reasons[np.flatnonzero(usable)[score.outliers]] = "outlier_in_sample"
+    return data.rows, data.reasons, score
+
+
+def attach_length_model(cohort: Cohort, fragment_lengths: pd.DataFrame, settings: CallSettings) -> None:
+    """Learn the cohort's fragment-length model (fraglen.py) from the samples' REF lengths and the plasma
+    samples' ALT molecules at their own usable panel loci, with the background expected there."""
+    own_panel_alt = {}
+    for sample_id, sample in cohort.samples.iterrows():
+        if sample["sample_type"] != "plasma" or sample["patient_id"] not in cohort.panels:
+            continue
+        data = panel_data(cohort, sample_id, sample["patient_id"], settings, null_score=False)
+        usable = data.usable
+        lengths = cohort.lengths_at(sample_id, data.locus[usable])
+        expected = float((data.n[usable] * data.e[usable]).sum())
+        own_panel_alt[sample_id] = (np.concatenate([np.zeros(0, np.int64), *lengths]), expected)
+    cohort.length_model = build_length_model(
+        ref_histograms(fragment_lengths),
+        own_panel_alt,
+        settings.fragment_length_prior,
+        settings.fragment_length_bandwidth,
+    )
+    _, molecules = cohort.length_model.tumor_ratio()
+    log.info("fragment-length model: %.0f tumor molecules estimated in the cohort", molecules)
 
 
 def sample_scale(cohort: Cohort, sample_id: str, panel_patient: str, settings: CallSettings) -> float:
@@ -789,6 +999,7 @@ def call_sample(
         score.null,
         settings,
         seeded_rng(settings.seed, sample_id, "lod"),
+        score.classes,
     )
     molecules = int(n[used].sum())
     status, reason = decide_status(score.p_value, threshold, lod, int(used.sum()), molecules, settings)
@@ -888,10 +1099,18 @@ def call_cohort(
     locus_rates: pd.DataFrame,
     excluded: pd.DataFrame,
     settings: CallSettings | None = None,
+    fragment_lengths: pd.DataFrame | None = None,
 ) -> CallResult:
-    """Null scores -> calibrated threshold -> one call per plasma sample."""
+    """Null scores -> calibrated threshold -> one call per plasma sample.
+
+    `fragment_lengths` (sample_id, allele, length, molecules: the counting step's histograms) is needed when
+    `settings.fragment_lengths` is on."""
     settings = settings or CallSettings()
     cohort = build_cohort(counts, samples, panel, locus_rates, excluded)
+    if settings.fragment_lengths:
+        if fragment_lengths is None:
+            raise ValueError("calling.fragment_lengths needs the samples' fragment-length histograms")
+        attach_length_model(cohort, fragment_lengths, settings)
     nulls = null_scores(cohort, settings)
     calibrating = nulls.loc[nulls["calibration"], "p_value"].to_numpy()
     threshold = calibrate_threshold(calibrating, settings.false_positive_rate)
@@ -911,7 +1130,12 @@ def call_cohort(
     loci = [frame for frame in loci if len(frame)]
     loci_frame = pd.concat(loci, ignore_index=True) if loci else _no_loci()
     log.info("calls: %s", summarize(calls_frame))
-    return CallResult(calls_frame.reset_index(drop=True), loci_frame[LOCI_COLUMNS], nulls, threshold)
+    length_model = (
+        cohort.length_model.summary() if cohort.length_model else pd.DataFrame(columns=LENGTH_COLUMNS)
+    )
+    return CallResult(
+        calls_frame.reset_index(drop=True), loci_frame[LOCI_COLUMNS], nulls, threshold, length_model
+    )
 
 
 def summarize(calls: pd.DataFrame) -> str:

@@ -2307,7 +2307,9 @@ def _methods_html(ctx: Context) -> str:
         f"{_get(c, 'calling.ci_level')} CI; LOD95 is the tumor fraction detected with probability "
         f"{_get(c, 'calling.lod_power')}. A sample is indeterminate with fewer than {_get(c, 'calling.min_loci')} "
         f"usable loci or {_get(c, 'calling.min_molecules')} molecules, or when negative with a LOD95 above "
-        f"{_get(c, 'calling.max_lod95')}.",
+        f"{_get(c, 'calling.max_lod95')}. Mutant molecules weighed by their fragment length's tumor/non-tumor "
+        "likelihood ratio (learned from the cohort's mutant molecules, leaving each sample's own out): "
+        f"{_get(c, 'calling.fragment_lengths')}.",
         "<b>Survival.</b> Baseline MRD is the plasma sample closest to enrollment from "
         f"{_get(c, 'clinical_join.baseline_window_days_before')} days before to "
         f"{_get(c, 'clinical_join.baseline_window_days_after')} days after it. Kaplan-Meier PFS "

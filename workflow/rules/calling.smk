@@ -1,6 +1,7 @@
 rule call_mrd:
     input:
         counts=all_counts(),
+        fragment_lengths=all_count_files("fraglen.tsv"),
         samples="results/sheets/samples.tsv",
         panel="results/panel/loci.tsv",
         locus_rates="results/background/locus_rates.tsv",
@@ -13,6 +14,7 @@ rule call_mrd:
         ),
         loci="results/mrd/loci.tsv",
         null_scores="results/mrd/null_scores.tsv",
+        length_model="results/mrd/length_model.tsv",
     log:
         "logs/call_mrd.log",
     benchmark:

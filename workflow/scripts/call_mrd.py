@@ -2,6 +2,7 @@
 
 from mrdtrack.background import read_counts, read_panel, read_samples
 from mrdtrack.caller import CallSettings, call_cohort, read_excluded, read_locus_rates
+from mrdtrack.fraglen import read_fragment_lengths
 from mrdtrack.logs import setup_logging, user_errors_as_messages
 from mrdtrack.tables import write_tsv
 
@@ -14,7 +15,9 @@ with user_errors_as_messages():
         read_locus_rates(snakemake.input.locus_rates),
         read_excluded(snakemake.input.excluded),
         CallSettings.from_config(snakemake.params.settings),
+        read_fragment_lengths(snakemake.input.fragment_lengths),
     )
+    write_tsv(result.length_model, snakemake.output.length_model)
     write_tsv(result.null_scores, snakemake.output.null_scores)
     write_tsv(result.loci, snakemake.output.loci)
     write_tsv(result.calls, snakemake.output.calls)
