@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -277,3 +279,18 @@ def test_lengths_on_without_the_histograms_is_a_clear_error():
         call_cohort(
             counts, samples, panel, model.locus_rates, model.excluded, CallSettings(fragment_lengths=True)
         )
+
+
+def test_count_tables_without_lengths_are_called_on_counts_not_dropped(caplog):
+    """Mutant molecules with no recorded length (count tables from an older version) must not vanish."""
+    counts, samples, panel, lengths = length_cohort()
+    model = build_background(counts, samples)
+    without = counts.assign(alt_lengths="")
+    settings = CallSettings(null_draws=2000, lod_draws=400)
+    weighted = call_cohort(without, samples, panel, model.locus_rates, model.excluded, settings, lengths)
+    counts_only = call_cohort(
+        without, samples, panel, model.locus_rates, model.excluded, replace(settings, fragment_lengths=False)
+    )
+    columns = ["sample_id", "mrd_status", "tumor_fraction", "p_value"]
+    pd.testing.assert_frame_equal(weighted.calls[columns], counts_only.calls[columns])
+    assert "called on counts only" in caplog.text

@@ -695,15 +695,26 @@ class Cohort:
     patient_reason: dict[str, dict[int, str]]  # patient -> locus -> why excluded for that patient
     alt_lengths: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # (row, locus) -> lengths
     length_model: LengthModel | None = None  # set when fragment lengths weigh in
+    counts_only: set[str] = field(default_factory=set)  # samples lacking some ALT molecules' lengths
     _classes: dict[str, LengthClasses] = field(default_factory=dict)
 
     def length_classes(self, sample_id: str) -> LengthClasses | None:
-        """The sample's fragment-length classes (its tumor length model learned without its ALT molecules)."""
-        if self.length_model is None:
+        """The sample's fragment-length classes (its tumor length model learned without its ALT molecules);
+        None when lengths do not weigh in, or the sample's count table lacks some ALT molecules' lengths."""
+        if self.length_model is None or sample_id in self.counts_only:
             return None
         if sample_id not in self._classes:
             self._classes[sample_id] = self.length_model.classes(sample_id)
         return self._classes[sample_id]
+
+    def has_all_lengths(self, sample_id: str) -> bool:
+        """Whether the count table gave a length for every ALT molecule of the sample."""
+        r = self.row[sample_id]
+        loci = np.flatnonzero(self.alt[r])
+        return all(
+            len(lengths) == n
+            for lengths, n in zip(self.lengths_at(sample_id, loci), self.alt[r, loci], strict=True)
+        )
 
     def lengths_at(self, sample_id: str, loci: np.ndarray) -> list[np.ndarray]:
         """Fragment lengths of the sample's ALT molecules at each of `loci`."""
@@ -877,8 +888,19 @@ def attach_length_model(cohort: Cohort, fragment_lengths: pd.DataFrame, settings
     """Learn the cohort's fragment-length model (fraglen.py) from the samples' REF lengths and the plasma
     samples' ALT molecules at their own usable panel loci, with the background expected there."""
     own_panel_alt = {}
+    incomplete = [s for s in cohort.samples.index if not cohort.has_all_lengths(s)]
+    cohort.counts_only = set(incomplete)
+    if incomplete:
+        log.warning(
+            "no fragment length for some mutant molecules of %d samples (%s): they are called on counts only "
+            "(count tables from an older mrdtrack? recount them)",
+            len(incomplete),
+            ", ".join(incomplete[:5]),
+        )
     for sample_id, sample in cohort.samples.iterrows():
         if sample["sample_type"] != "plasma" or sample["patient_id"] not in cohort.panels:
+            continue
+        if sample_id in incomplete:
             continue
         data = panel_data(cohort, sample_id, sample["patient_id"], settings, null_score=False)
         usable = data.usable
