@@ -380,20 +380,77 @@ def simulate_null_statistics(
     rows = [_bernoulli_positions(q[i], draws, rng) for i in range(len(n))]
     col = np.repeat(np.arange(len(n)), [r.size for r in rows])
     row = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-    value = _positive_binomial(col, n, e, rng)
+    value = _positive_binomial(col, n, e, rng).astype(np.int64)
     stat = np.zeros(draws)
     tables_with_alt, where = np.unique(row, return_inverse=True)
     if tables_with_alt.size:
-        k = 1 if classes is None else len(classes.normal)
-        a = np.zeros((tables_with_alt.size, len(n), k), dtype=np.int64)
-        value = value.astype(np.int64)
-        a[where, col] = value[:, None] if classes is None else rng.multinomial(value, classes.normal)
-        stat[: tables_with_alt.size] = _statistics_of_tables(a, n, e, w, _ratios(classes))
+        if classes is None:
+            cells = Cells(where, col, np.zeros(len(col), dtype=np.int64), value)
+        else:
+            cells = Cells.split(where, col, value, classes.normal, rng)
+        stat[: tables_with_alt.size] = cells.statistics(tables_with_alt.size, n, e, w, _ratios(classes))
     return np.sort(stat)
 
 
 def _ratios(classes: LengthClasses | None) -> np.ndarray:
     return np.ones(1) if classes is None else classes.ratio
+
+
+@dataclass
+class Cells:
+    """Drawn tables held sparsely: ALT molecules per (table, locus, length class) that has any."""
+
+    table: np.ndarray
+    locus: np.ndarray
+    k: np.ndarray
+    count: np.ndarray
+
+    @classmethod
+    def split(
+        cls,
+        table: np.ndarray,
+        locus: np.ndarray,
+        count: np.ndarray,
+        probabilities: np.ndarray,
+        rng: np.random.Generator,
+    ) -> Cells:
+        """ALT counts per (table, locus) spread over the length classes with these probabilities."""
+        spread = rng.multinomial(count, probabilities)
+        i, k = np.nonzero(spread)
+        return cls(table[i], locus[i], k, spread[i, k])
+
+    def __add__(self, other: Cells) -> Cells:
+        return Cells(
+            *(np.concatenate([getattr(self, f), getattr(other, f)]) for f in ("table", "locus", "k", "count"))
+        )
+
+    def statistics(
+        self, tables: int, n: np.ndarray, e: np.ndarray, w: np.ndarray, r: np.ndarray
+    ) -> np.ndarray:
+        """LRT statistic of each of `tables` tables (0 for a table without cells).
+
+        Tables repeat (one ALT at one locus, ...): each distinct table is fitted once. Tables are told apart by
+        a random 64-bit hash of their cells (additive, so split cells of one table add up the same way); two
+        distinct tables among 10^4 collide with probability about 10^-11.
+        """
+        stat = np.zeros(tables)
+        if not len(self.table):
+            return stat
+        weights = np.random.default_rng(0).integers(1, 2**62, (len(n), len(r)), dtype=np.int64)
+        keys = np.zeros(tables, dtype=np.int64)
+        np.add.at(keys, self.table, self.count * weights[self.locus, self.k])  # wraps modulo 2**64
+        with_alt = np.unique(self.table)
+        _, first, inverse = np.unique(keys[with_alt], return_index=True, return_inverse=True)
+        fitted = np.full(tables, -1)
+        fitted[with_alt[first]] = np.arange(len(first))
+        keep = fitted[self.table] >= 0
+        row, locus = fitted[self.table[keep]], self.locus[keep]
+        alt = np.zeros((len(first), len(n)), dtype=np.int64)
+        np.add.at(alt, (row, locus), self.count[keep])
+        c = (1 - e) * w / 2
+        fits = Tables(row, self.count[keep], e[locus], c[locus], r[self.k[keep]], n - alt, e, c)
+        stat[with_alt] = _lr_statistics(fits)[inverse.ravel()]
+        return stat
 
 
 def _bernoulli_positions(q: float, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -430,34 +487,6 @@ def _count_ceiling(n: np.ndarray, p: np.ndarray) -> int:
     """A count no binomial(n_i, p_i) reaches but with probability < 1e-15 (mean + 12 sd + 40, at most n)."""
     mean = n * p
     return int(min(n.max(), np.ceil((mean + 12 * np.sqrt(mean) + 40).max())))
-
-
-def _statistics_of_tables(
-    a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray, r: np.ndarray
-) -> np.ndarray:
-    """LRT statistic of each table (tables x loci x length classes)."""
-    # Tables repeat (one ALT at one locus, ...): fit each distinct table with any ALT once.
-    flat = a.reshape(len(a), -1)
-    stat = np.zeros(len(a))
-    any_alt = flat.any(axis=1)
-    if any_alt.any():
-        unique, inverse = unique_rows(flat[any_alt])
-        stat[any_alt] = lr_statistic_rows(unique.reshape((-1,) + a.shape[1:]), n, e, w, r)[inverse]
-    return stat
-
-
-def unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct rows of an integer matrix and the index of each row's twin (like np.unique(axis=0), faster).
-
-    Rows are grouped by a random 64-bit hash; a hash collision is detected and falls back to np.unique.
-    """
-    weights = np.random.default_rng(0).integers(1, 2**62, a.shape[1], dtype=np.int64)
-    keys = (a.astype(np.int64) * weights).sum(axis=1)  # wraps modulo 2**64: still a fine hash
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    unique = a[first]
-    if not np.array_equal(unique[inverse], a):
-        unique, inverse = np.unique(a, axis=0, return_inverse=True)
-    return unique, inverse.ravel()
 
 
 def calibrate_threshold(null_p: np.ndarray, rate: float) -> float:
@@ -585,13 +614,17 @@ def detection_probability(
     """
     p = alt_probability(f, e, w)
     a = binomial_quantiles(uniforms, n, p).astype(np.int64)
+    table, locus = np.nonzero(a)
+    count = a[table, locus]
     if classes is None:
-        stat = _statistics_of_tables(a[..., None], n, e, w, np.ones(1))
+        cells = Cells(table, locus, np.zeros(len(table), dtype=np.int64), count)
     else:
         rng = np.random.default_rng(split_seed)
-        tumor = rng.binomial(a, np.broadcast_to((p - e) / p, a.shape))
-        table = rng.multinomial(tumor, classes.tumor) + rng.multinomial(a - tumor, classes.normal)
-        stat = _statistics_of_tables(table, n, e, w, classes.ratio)
+        tumor = rng.binomial(count, ((p - e) / p)[locus])
+        cells = Cells.split(table, locus, tumor, classes.tumor, rng) + Cells.split(
+            table, locus, count - tumor, classes.normal, rng
+        )
+    stat = cells.statistics(len(a), n, e, w, _ratios(classes))
     return float(np.mean(null.p_value(stat) <= threshold))
 
 
