@@ -293,4 +293,9 @@ def test_count_tables_without_lengths_are_called_on_counts_not_dropped(caplog):
     )
     columns = ["sample_id", "mrd_status", "tumor_fraction", "p_value"]
     pd.testing.assert_frame_equal(weighted.calls[columns], counts_only.calls[columns])
+    assert not weighted.calls["length_weighted"].any()
     assert "called on counts only" in caplog.text
+
+
+def test_calls_say_whether_lengths_weighed_in(length_calls):
+    assert length_calls.calls["length_weighted"].all()

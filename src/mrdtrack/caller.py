@@ -51,6 +51,7 @@ CALL_COLUMNS = [
     "tf_ci_high", "p_value", "threshold", "lod95", "n_loci_used", "n_loci_panel", "mutant_molecules",
     "total_molecules", "mtm_per_ml", "flags", "status_reason",
     "lr_statistic", "p_value_method", "expected_background_molecules", "n_loci_outlier", "background_scale",
+    "length_weighted",
 ]  # fmt: skip
 LOCI_COLUMNS = [
     "sample_id", "patient_id", "chrom", "pos", "ref", "alt", "context", "weight", "ref_molecules",
@@ -1080,6 +1081,7 @@ def call_sample(
         "expected_background_molecules": score.expected_background,
         "n_loci_outlier": int(score.outliers.sum()),
         "background_scale": scale,
+        "length_weighted": score.classes is not None,
     }, loci
 
 
@@ -1102,6 +1104,7 @@ def _empty_call(
         "status_reason": why,
         "p_value_method": "",
         "n_loci_outlier": 0,
+        "length_weighted": False,
     }
 
 
