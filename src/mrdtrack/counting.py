@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import Counter
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -12,11 +14,13 @@ import numpy as np
 import pandas as pd
 import pysam
 
+from mrdtrack.bamscan import BamScanner
 from mrdtrack.logs import UserFacingError
 from mrdtrack.molecules import (
     DISCORDANT,
     CountSettings,
     Locus,
+    LocusMolecules,
     ReadStats,
     loci_clusters,
     molecules_at_loci,
@@ -146,13 +150,37 @@ def _count_units(
     stats = ReadStats()
     by_locus: dict[tuple[str, int, str, str], dict[str, Any]] = {}
     lengths: Counter[tuple[str, int]] = Counter()
-    for chrom, bam_chrom, cluster in units:
-        for locus, molecules, depth in molecules_at_loci(
-            alignments, bam_chrom, cluster, settings, mode, stats
-        ):
-            by_locus[(chrom, locus.pos, locus.ref, locus.alt)] = tally(locus, molecules, depth)
-            _add_lengths(lengths, locus, molecules)
+    scanner = _scanner(alignments, settings, mode)
+    try:
+        for (chrom, bam_chrom), group in itertools.groupby(units, key=lambda unit: unit[:2]):
+            clusters = [unit[2] for unit in group]
+            found: Iterable[list[LocusMolecules] | None] = [None] * len(clusters)
+            if scanner is not None:  # yields cluster by cluster, so that memory stays flat
+                positions = [[locus.pos - 1 for locus in cluster] for cluster in clusters]
+                found = scanner.molecules(alignments.get_tid(bam_chrom), positions, stats)
+            for cluster, molecules in zip(clusters, found, strict=True):
+                if molecules is None:  # the reference engine
+                    molecules = [
+                        LocusMolecules.from_molecules(locus_molecules, depth)
+                        for _locus, locus_molecules, depth in molecules_at_loci(
+                            alignments, bam_chrom, cluster, settings, mode, stats
+                        )
+                    ]
+                for locus, at_locus in zip(cluster, molecules, strict=True):
+                    by_locus[(chrom, locus.pos, locus.ref, locus.alt)] = tally(locus, at_locus)
+                    _add_lengths(lengths, locus, at_locus)
+    finally:
+        if scanner is not None:
+            scanner.close()
     return by_locus, lengths, stats
+
+
+def _scanner(alignments: pysam.AlignmentFile, settings: CountSettings, mode: str) -> BamScanner | None:
+    """The compiled engine for an indexed BAM (unless the settings ask for pysam), else None."""
+    if settings.engine == "pysam" or alignments.is_cram:
+        return None
+    scanner = BamScanner(alignments.filename.decode(), alignments, settings, mode)
+    return scanner if scanner.available else None
 
 
 def _bam_contig_names(alignments: pysam.AlignmentFile, contigs: Any, path: str) -> dict[str, str]:
@@ -166,37 +194,37 @@ def _bam_contig_names(alignments: pysam.AlignmentFile, contigs: Any, path: str) 
     return names
 
 
-def tally(locus: Locus, molecules: list[Any], depth: int) -> dict[str, Any]:
+def tally(locus: Locus, molecules: LocusMolecules) -> dict[str, Any]:
     """Count one locus's molecules by allele and read orientation."""
-    row = dict.fromkeys(COUNT_COLUMNS[7:17], 0)
-    alt_lengths = []
-    for molecule in molecules:
-        allele = _allele(molecule.base, locus)
-        row[f"{allele}_molecules"] += 1
-        if allele in ("ref", "alt"):
-            row[f"{allele}_{'f1r2' if molecule.read1_forward else 'f2r1'}"] += 1
-        if allele == "alt":
-            alt_lengths.append(molecule.fragment_length)
-    row["reads"] = depth
-    sizes = [m.family_size for m in molecules]
-    row["mean_family_size"] = float(np.mean(sizes)) if sizes else 0.0
-    row["alt_lengths"] = ",".join(str(n) for n in sorted(alt_lengths))
-    return row
+    alleles = _alleles(molecules.bases, locus)
+    row: dict[str, Any] = {}
+    for allele in ("ref", "alt", "other", "discordant"):
+        row[f"{allele}_molecules"] = int(np.count_nonzero(alleles == allele))
+    for allele in ("ref", "alt"):
+        forward = molecules.read1_forward[alleles == allele]
+        row[f"{allele}_f1r2"] = int(np.count_nonzero(forward))
+        row[f"{allele}_f2r1"] = int(forward.size - np.count_nonzero(forward))
+    row["reads"] = molecules.reads
+    sizes = molecules.family_sizes
+    row["mean_family_size"] = float(np.mean(sizes)) if sizes.size else 0.0
+    row["alt_lengths"] = ",".join(str(n) for n in np.sort(molecules.lengths[alleles == "alt"]))
+    return {column: row[column] for column in COUNT_COLUMNS[7:]}
 
 
-def _allele(base: str, locus: Locus) -> str:
-    if base == DISCORDANT:
-        return "discordant"
-    if base == locus.ref:
-        return "ref"
-    return "alt" if base == locus.alt else "other"
+def _alleles(bases: np.ndarray, locus: Locus) -> np.ndarray:
+    """Each molecule's allele class: ref, alt, other or discordant."""
+    alleles = np.full(bases.shape, "other", dtype=object)
+    alleles[bases == ord(DISCORDANT)] = "discordant"
+    alleles[bases == ord(locus.ref)] = "ref"
+    alleles[bases == ord(locus.alt)] = "alt"
+    return alleles
 
 
-def _add_lengths(lengths: Counter[tuple[str, int]], locus: Locus, molecules: list[Any]) -> None:
-    for molecule in molecules:
-        allele = _allele(molecule.base, locus)
-        if allele in ("ref", "alt"):
-            lengths[(allele, molecule.fragment_length)] += 1
+def _add_lengths(lengths: Counter[tuple[str, int]], locus: Locus, molecules: LocusMolecules) -> None:
+    alleles = _alleles(molecules.bases, locus)
+    for allele in ("ref", "alt"):
+        values, counts = np.unique(molecules.lengths[alleles == allele], return_counts=True)
+        lengths.update({(allele, int(v)): int(c) for v, c in zip(values, counts, strict=True)})
 
 
 def _count_table(

@@ -17,11 +17,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pysam
 
 log = logging.getLogger(__name__)
 
 DEDUP_MODES = ("auto", "umi", "coordinates", "flag", "consensus", "none")
+ENGINES = ("auto", "pysam")  # auto: the compiled BAM scanner where it applies (mrdtrack.bamscan), else pysam
 DISCORDANT = "-"  # a pair or family that gives no call
 CLUSTER_GAP = 1000  # loci closer than this are fetched together
 PEEK_READS = 5000
@@ -44,6 +46,7 @@ class CountSettings:
     umi_mismatches: int = 1
     consensus_fraction: float = 0.6
     merge_mates: bool = True
+    engine: str = "auto"
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any] | None) -> CountSettings:
@@ -52,6 +55,8 @@ class CountSettings:
             raise ValueError(
                 f"counting.dedup must be one of {', '.join(DEDUP_MODES)}, not '{settings.dedup}'"
             )
+        if settings.engine not in ENGINES:
+            raise ValueError(f"counting.engine must be one of {', '.join(ENGINES)}, not '{settings.engine}'")
         if not settings.merge_mates and settings.dedup not in ("none", "flag"):
             raise ValueError("counting.merge_mates: false counts reads, so it needs dedup 'none' or 'flag'")
         return settings
@@ -88,6 +93,28 @@ class Molecule:
     read1_forward: bool
     fragment_length: int
     family_size: int
+
+
+@dataclass
+class LocusMolecules:
+    """One locus's molecules as arrays: base (ASCII code; DISCORDANT as ord('-')), read 1 on the forward strand,
+    fragment length, family size; and the number of reads with a base at the locus."""
+
+    bases: np.ndarray
+    read1_forward: np.ndarray
+    lengths: np.ndarray
+    family_sizes: np.ndarray
+    reads: int
+
+    @classmethod
+    def from_molecules(cls, molecules: Sequence[Molecule], reads: int) -> LocusMolecules:
+        return cls(
+            bases=np.array([ord(m.base) for m in molecules], dtype=np.int64),
+            read1_forward=np.array([m.read1_forward for m in molecules], dtype=bool),
+            lengths=np.array([m.fragment_length for m in molecules], dtype=np.int64),
+            family_sizes=np.array([m.family_size for m in molecules], dtype=np.int64),
+            reads=reads,
+        )
 
 
 # What one read pair (or one read, when mates are not merged) shows at one locus: [info, bases], with info =

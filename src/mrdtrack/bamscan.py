@@ -1,0 +1,932 @@
+"""The compiled counting engine for indexed BAM files: the rules of `mrdtrack.molecules`, at htslib speed.
+
+`molecules.py` is the reference implementation: it walks reads through pysam, one Python object per read, which
+costs about four times what `samtools mpileup` takes. Here htslib (pysam's BGZFile) decompresses the BAM, and
+numba-compiled loops parse the binary records, merge mates and collapse families; only per-locus arrays come back
+to Python. Both engines give the same counts, byte for byte (tests/test_bamscan.py checks it on every bundled
+file, on real reads and on random reads). CRAM files, BAMs without a .bai index, and the rare records this parser
+leaves alone (a CIGAR stored in a CG tag, a UMI or family-size tag of an unexpected type) go through the
+reference engine.
+
+Each cluster of nearby loci sees the reads `AlignmentFile.fetch` would return for it, in the same order
+(htslib's overlap rule). Clusters whose reads lie close together in the file are streamed in one pass from the
+first record that can overlap the first of them (the BAI's linear index gives that offset per 16 kb window), and
+each cluster's molecules are built and handed back as soon as a read starts past it, so memory holds one
+cluster's reads, never the file's.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+from mrdtrack.molecules import CountSettings, LocusMolecules, ReadStats
+
+FIRST_READ = 1 << 16  # decompressed bytes first asked of htslib for a cluster; doubled while it needs more
+LAST_READ = 1 << 22
+LINEAR_SHIFT = 14  # the BAI linear index has one entry per 16 kb window
+MODE_CODES = {"flag": 0, "consensus": 1, "none": 2, "umi": 3, "coordinates": 4}
+NO_CALL = 0  # a template or family without a base
+DISCORDANT_CODE = 45  # ord("-"), as molecules.DISCORDANT
+
+# Slots of the counters array: ReadStats' fields in this order.
+STAT_FIELDS = (
+    "reads_seen", "filtered_unmapped", "filtered_secondary", "filtered_supplementary", "filtered_qcfail",
+    "filtered_duplicate_flag", "filtered_low_mapq", "filtered_improper_pair", "bases_low_quality",
+)  # fmt: skip
+
+# What the record kernel says when it returns.
+NEED_DATA, CLUSTER_DONE, OUT_OF_ROOM, NEEDS_REFERENCE, RUN_DONE, CORRUPT = 0, 1, 2, 3, 4, 5
+
+# Columns of the observation table (one row per read and locus with an aligned base).
+O_LOCUS, O_BASE, O_LEFT, O_LENGTH, O_R1FWD, O_SIZE, O_NAME, O_NAME_LEN, O_UMI, O_UMI_LEN, O_KEYBIT = range(11)
+N_COLUMNS = 11
+# The state array: observations used, name bytes used, UMI bytes used, the first cluster not yet complete.
+S_ROWS, S_NAMES, S_UMIS, S_OPEN = range(4)
+# Clusters whose reads start closer than this in the file (compressed bytes) are streamed in one pass.
+JOIN_BYTES = 1 << 22
+
+_SEQ_CODES = np.frombuffer(b"=ACMGRSVTWYHKDBN", dtype=np.uint8).copy()
+
+
+class BamScanner:
+    """Reads the molecules at clusters of loci from one indexed BAM; `available` is False when it cannot."""
+
+    def __init__(self, path: str, alignments: Any, settings: CountSettings, mode: str) -> None:
+        import pysam  # for its BGZF reader (htslib's)
+
+        readable = not alignments.is_cram and len(settings.umi_tag) == 2
+        self.linear = bai_linear_index(path) if readable else None
+        self.available = self.linear is not None
+        self.bgzf = pysam.BGZFile(path, "rb") if self.available else None
+        self.params = np.array(
+            [
+                0x4 | 0x100 | 0x200 | 0x800 | (0x400 if mode == "flag" else 0),
+                settings.min_mapq,
+                settings.min_baseq,
+                int(settings.require_proper_pair),
+                int(settings.merge_mates),
+                MODE_CODES[mode],
+                settings.umi_mismatches,
+            ],
+            dtype=np.int64,
+        )
+        self.fraction = float(settings.consensus_fraction)
+        self.umi_tag = np.frombuffer(settings.umi_tag.encode()[:2].ljust(2), dtype=np.uint8).copy()
+
+    def close(self) -> None:
+        if self.bgzf is not None:
+            self.bgzf.close()
+
+    def molecules(
+        self, tid: int, clusters: list[list[int]], stats: ReadStats
+    ) -> Iterator[list[LocusMolecules] | None]:
+        """Each cluster's molecules per locus (clusters of 0-based sorted positions on contig `tid`, in order),
+        yielded as soon as the cluster is complete; None for a cluster the reference engine must count (its
+        reads are then left out of `stats`)."""
+        linear = self.linear.get(tid) if self.linear is not None else None
+        for run in _runs(linear, clusters):
+            if run.start == -1:
+                yield from [None] * len(run.clusters)
+            else:
+                yield from self._scan_run(tid, run, stats)
+
+    def _scan_run(self, tid: int, run: _Run, stats: ReadStats) -> Iterator[list[LocusMolecules] | None]:
+        """Stream a run of clusters once, yielding each cluster when the first read past it arrives. From a
+        record the parser leaves alone on, the run's unfinished clusters are None."""
+        loci = np.concatenate([np.asarray(c, dtype=np.int64) for c in run.clusters])
+        cluster_of_locus = np.repeat(np.arange(len(run.clusters)), [len(c) for c in run.clusters])
+        begins = np.array([c[0] for c in run.clusters], dtype=np.int64)
+        ends = np.array([c[-1] + 1 for c in run.clusters], dtype=np.int64)
+        counters = np.zeros((len(run.clusters), len(STAT_FIELDS)), dtype=np.int64)
+        depth = np.zeros(len(loci), dtype=np.int64)
+        table = _Table()
+        geometry = (tid, loci, cluster_of_locus, begins, ends)
+        for status in self._records(run.start, geometry, counters, depth, table):
+            cluster = int(table.state[S_OPEN])
+            if status == NEEDS_REFERENCE:
+                yield from [None] * (len(run.clusters) - cluster)
+                return
+            done = _finish_cluster(table, cluster, cluster_of_locus, depth, self.params, self.fraction)
+            if done is not None:
+                for field, value in zip(STAT_FIELDS, counters[cluster], strict=True):
+                    setattr(stats, field, getattr(stats, field) + int(value))
+            yield done
+
+    def _records(self, start: int | None, geometry: tuple, counters, depth, table: _Table) -> Iterator[int]:
+        """Run the record kernel over the stream; yield CLUSTER_DONE each time a cluster is complete, or
+        NEEDS_REFERENCE once."""
+        tid, loci, cluster_of_locus, begins, ends = geometry
+        n_clusters = len(begins)
+        blocks = self._whole_records(start) if start is not None else iter(())
+        for buffer in blocks:
+            offset = 0
+            while True:
+                status, offset = _scan_records(
+                    buffer, offset, tid, loci, cluster_of_locus, begins, ends, self.params, self.umi_tag,
+                    _SEQ_CODES, counters, depth, table.ints, table.hashes, table.names, table.umis, table.state,
+                )  # fmt: skip
+                if status == CORRUPT:  # counting.py turns this into its "truncated or corrupt" message
+                    raise OSError("a BAM record whose sizes do not add up")
+                if status == OUT_OF_ROOM:
+                    table.grow()
+                elif status == CLUSTER_DONE:
+                    yield status
+                    table.state[S_OPEN] += 1
+                else:
+                    break
+            if status == NEEDS_REFERENCE:
+                yield status
+                return
+            if status == RUN_DONE:
+                return
+        while table.state[S_OPEN] < n_clusters:  # end of file: whatever is open is complete
+            yield CLUSTER_DONE
+            table.state[S_OPEN] += 1
+
+    def _whole_records(self, start: int) -> Iterator[np.ndarray]:
+        """The decompressed stream from virtual offset `start`, in buffers that hold whole records only (a record
+        cut by a buffer's end is completed by a small read of its own, so no large buffer is ever copied)."""
+        self.bgzf.seek(start)
+        size = FIRST_READ
+        while True:
+            block = self.bgzf.read(size)
+            if not block:
+                return
+            size = min(2 * size, LAST_READ)
+            buffer = np.frombuffer(block, dtype=np.uint8)
+            cut = _whole_records_end(buffer)
+            yield buffer[:cut]
+            tail = block[cut:]
+            while tail:
+                missing = (
+                    4 - len(tail) if len(tail) < 4 else 4 + struct.unpack_from("<i", tail)[0] - len(tail)
+                )
+                if missing <= 0:
+                    break
+                more = self.bgzf.read(missing)
+                if not more:  # a truncated file: leave the partial record out
+                    return
+                tail += more
+                if len(tail) >= 4 and 4 + struct.unpack_from("<i", tail)[0] == len(tail):
+                    yield np.frombuffer(tail, dtype=np.uint8)
+                    break
+
+
+@dataclass
+class _Run:
+    """Consecutive clusters of one contig read in one pass from `start` (None: no read can overlap them; -1:
+    the index does not say where their reads start)."""
+
+    start: int | None
+    clusters: list[list[int]]
+    last_start: int | None  # where the reads of its last cluster start
+
+
+def _runs(linear: np.ndarray | None, clusters: list[list[int]]) -> Iterator[_Run]:
+    """Group consecutive clusters whose reads start close together in the file (targeted panels: all of a
+    contig's), so that the stream is read once instead of once per cluster from its 16 kb index window."""
+    run: _Run | None = None
+    for cluster in clusters:
+        start = None if linear is None else first_offset(linear, cluster[0])
+        joins = (
+            run is not None
+            and run.start not in (None, -1)
+            and start not in (None, -1)
+            and (start >> 16) - (run.last_start >> 16) < JOIN_BYTES
+        )
+        if joins:
+            run.clusters.append(cluster)
+            run.last_start = start
+        else:
+            if run is not None:
+                yield run
+            run = _Run(start, [cluster], start)
+    if run is not None:
+        yield run
+
+
+def _finish_cluster(
+    table: _Table, cluster: int, cluster_of_locus: np.ndarray, depth: np.ndarray, params: np.ndarray,
+    fraction: float,
+) -> list[LocusMolecules] | None:  # fmt: skip
+    """Build one complete cluster's molecules from its observations and drop them from the table; None when two
+    read names collide in the hash (the reference engine then counts the run)."""
+    n = int(table.state[S_ROWS])
+    loci_of_cluster = np.flatnonzero(cluster_of_locus == cluster)
+    mine = cluster_of_locus[table.ints[:n, O_LOCUS]] == cluster
+    if mine.all():
+        ints, hashes = table.ints[:n], table.hashes[:n]
+        table.state[S_ROWS] = table.state[S_NAMES] = table.state[S_UMIS] = 0
+    else:  # a long read already reached a later cluster: keep its rows
+        ints, hashes = table.ints[:n][mine], table.hashes[:n][mine]
+        keep = ~mine
+        kept = int(keep.sum())
+        table.ints[:kept] = table.ints[:n][keep]
+        table.hashes[:kept] = table.hashes[:n][keep]
+        table.state[S_ROWS] = kept
+    rows, collision = _molecules(ints, hashes, table.names, table.umis, len(ints), params, fraction)
+    if collision:
+        return None
+    rows[:, 0] -= loci_of_cluster[0]
+    return _per_locus(rows, depth[loci_of_cluster])
+
+
+class _Table:
+    """Growable observation arrays filled by `_scan_records`."""
+
+    def __init__(self, capacity: int = 1 << 12) -> None:
+        self.ints = np.zeros((capacity, N_COLUMNS), dtype=np.int64)
+        self.hashes = np.zeros(capacity, dtype=np.uint64)
+        self.names = np.zeros(capacity * 32, dtype=np.uint8)
+        self.umis = np.zeros(capacity * 16, dtype=np.uint8)
+        self.state = np.zeros(4, dtype=np.int64)
+
+    def grow(self) -> None:
+        self.ints = np.concatenate([self.ints, np.zeros_like(self.ints)])
+        self.hashes = np.concatenate([self.hashes, np.zeros_like(self.hashes)])
+        self.names = np.concatenate([self.names, np.zeros_like(self.names)])
+        self.umis = np.concatenate([self.umis, np.zeros_like(self.umis)])
+
+
+def bai_linear_index(path: str) -> dict[int, np.ndarray] | None:
+    """Each contig's BAI linear index (virtual offsets, one per 16 kb window), or None without a .bai file."""
+    candidates = (f"{path}.bai", f"{os.path.splitext(path)[0]}.bai")
+    index_path = next((p for p in candidates if os.path.exists(p)), None)
+    if index_path is None:
+        return None
+    with open(index_path, "rb") as handle:
+        data = handle.read()
+    if data[:4] != b"BAI\x01":
+        return None
+    (n_ref,) = struct.unpack_from("<i", data, 4)
+    offset = 8
+    linear = {}
+    for tid in range(n_ref):
+        (n_bin,) = struct.unpack_from("<i", data, offset)
+        offset += 4
+        for _ in range(n_bin):
+            _bin, n_chunk = struct.unpack_from("<Ii", data, offset)
+            offset += 8 + 16 * n_chunk
+        (n_intv,) = struct.unpack_from("<i", data, offset)
+        offset += 4
+        linear[tid] = np.frombuffer(data, dtype="<u8", count=n_intv, offset=offset)
+        offset += 8 * n_intv
+    return linear
+
+
+def first_offset(linear: np.ndarray, position0: int) -> int | None:
+    """The virtual offset before which no read overlapping `position0` starts; None when no read can, -1 when
+    the index does not say (an unfilled window)."""
+    window = position0 >> LINEAR_SHIFT
+    if window >= len(linear):
+        return None
+    offset = int(linear[window])
+    return -1 if offset in (0, 2**64 - 1) else offset
+
+
+def _per_locus(rows: np.ndarray, depth: np.ndarray) -> list[LocusMolecules]:
+    order = np.argsort(rows[:, 0], kind="stable")
+    rows = rows[order]
+    bounds = np.searchsorted(rows[:, 0], np.arange(len(depth) + 1))
+    return [
+        LocusMolecules(
+            bases=rows[a:b, 1],
+            read1_forward=rows[a:b, 2].astype(bool),
+            lengths=rows[a:b, 3],
+            family_sizes=rows[a:b, 4],
+            reads=int(reads),
+        )
+        for a, b, reads in zip(bounds[:-1], bounds[1:], depth, strict=True)
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Compiled kernels. They mirror molecules._read_cluster, collapse and family_consensus line for line.
+
+
+@njit(cache=True, inline="always")
+def _i32(buffer, at):
+    value = _u32(buffer, at)
+    return value - 4294967296 if value >= 2147483648 else value
+
+
+@njit(cache=True, inline="always")
+def _u16(buffer, at):
+    return np.int64(buffer[at]) | (np.int64(buffer[at + 1]) << 8)
+
+
+@njit(cache=True, inline="always")
+def _u32(buffer, at):
+    return (
+        np.int64(buffer[at])
+        | (np.int64(buffer[at + 1]) << 8)
+        | (np.int64(buffer[at + 2]) << 16)
+        | (np.int64(buffer[at + 3]) << 24)
+    )
+
+
+@njit(cache=True)
+def _whole_records_end(buffer):
+    """The end of the last whole BAM record in a buffer that starts at a record."""
+    offset = 0
+    size = buffer.shape[0]
+    while offset + 4 <= size:
+        block_size = _i32(buffer, offset)
+        if block_size < 32 or offset + 4 + block_size > size:
+            break
+        offset += 4 + block_size
+    return offset
+
+
+@njit(cache=True)
+def _query_offset(buffer, cigar_at, n_cigar, start, position0):
+    """molecules.query_position on a BAM record's CIGAR; -1 for None."""
+    ref = start
+    query = 0
+    for i in range(n_cigar):
+        word = _u32(buffer, cigar_at + 4 * i)
+        operation = word & 0xF
+        length = word >> 4
+        if operation == 0 or operation == 7 or operation == 8:
+            if position0 < ref + length:
+                return query + position0 - ref if position0 >= ref else -1
+            ref += length
+            query += length
+        elif operation == 1 or operation == 4:
+            query += length
+        elif operation == 2 or operation == 3:
+            if position0 < ref + length:
+                return -1
+            ref += length
+    return -1
+
+
+@njit(cache=True)
+def _find_tag(buffer, at, end, tag0, tag1):
+    """(type, value offset) of a tag in a record's aux data (a Z value ends at its NUL); type 0 when absent, -1
+    when the aux data cannot be read."""
+    while at + 3 <= end:
+        kind = np.int64(buffer[at + 2])
+        value = at + 3
+        if kind == 65 or kind == 99 or kind == 67:  # A c C
+            size = 1
+        elif kind == 115 or kind == 83:  # s S
+            size = 2
+        elif kind == 105 or kind == 73 or kind == 102:  # i I f
+            size = 4
+        elif kind == 90 or kind == 72:  # Z H
+            size = 0
+            while value + size < end and buffer[value + size] != 0:
+                size += 1
+            size += 1
+        elif kind == 66 and value + 5 <= end:  # B
+            sub = buffer[value]
+            width = 1 if sub == 99 or sub == 67 or sub == 65 else 2 if sub == 115 or sub == 83 else 4
+            size = 5 + _u32(buffer, value + 1) * width
+        else:
+            return np.int64(-1), np.int64(0)
+        if value + size > end:
+            return np.int64(-1), np.int64(0)
+        if buffer[at] == tag0 and buffer[at + 1] == tag1:
+            return kind, value
+        at = value + size
+    return np.int64(0), np.int64(0)
+
+
+@njit(cache=True)
+def _tag_int(buffer, kind, at):
+    if kind == 99:  # c
+        value = np.int64(buffer[at])
+        return value - 256 if value >= 128 else value
+    if kind == 67:  # C
+        return np.int64(buffer[at])
+    if kind == 115:  # s
+        value = _u16(buffer, at)
+        return value - 65536 if value >= 32768 else value
+    if kind == 83:  # S
+        return _u16(buffer, at)
+    if kind == 105:  # i
+        return _i32(buffer, at)
+    return _u32(buffer, at)  # I
+
+
+@njit(cache=True)
+def _scan_records(
+    buffer, offset, tid, loci, cluster_of_locus, begins, ends, params, umi_tag, seq_codes, counters, depth,
+    ints, hashes, names, umis, state,
+):  # fmt: skip
+    """Parse whole records from `offset`, adding an observation per read and locus, until the open cluster is
+    complete (CLUSTER_DONE), all are (RUN_DONE), the buffer ends (NEED_DATA), the table is full (OUT_OF_ROOM) or
+    a record needs the reference engine. Returns (status, offset of the first record not parsed). A read counts
+    in the statistics of every cluster whose fetch region it overlaps, as with one `fetch` per cluster."""
+    drop_mask, min_mapq, min_baseq = params[0], params[1], params[2]
+    proper_pair, merge_mates, mode = params[3], params[4], params[5]
+    n_clusters = begins.shape[0]
+    size = buffer.shape[0]
+    while True:
+        if state[S_OPEN] >= n_clusters:
+            return RUN_DONE, offset
+        if offset + 4 > size:
+            return NEED_DATA, offset
+        block_size = _i32(buffer, offset)
+        if block_size < 32:
+            return CORRUPT, offset
+        record_end = offset + 4 + block_size
+        if record_end > size:
+            return NEED_DATA, offset
+        r = offset + 4
+        start = _i32(buffer, r + 4)
+        if _i32(buffer, r) != tid or start >= ends[state[S_OPEN]]:
+            return CLUSTER_DONE, offset
+        name_length = np.int64(buffer[r + 8])
+        mapq = np.int64(buffer[r + 9])
+        n_cigar = _u16(buffer, r + 12)
+        flag = _u16(buffer, r + 14)
+        seq_length = _i32(buffer, r + 16)
+        cigar_at = r + 32 + name_length
+        if seq_length < 0 or cigar_at + 4 * n_cigar + (seq_length + 1) // 2 + seq_length > record_end:
+            return CORRUPT, offset
+        reference_length = 0
+        for i in range(n_cigar):
+            word = _u32(buffer, cigar_at + 4 * i)
+            operation = word & 0xF
+            if operation == 0 or operation == 2 or operation == 3 or operation == 7 or operation == 8:
+                reference_length += word >> 4
+        fetch_end = start + reference_length if (flag & 0x4) == 0 and n_cigar > 0 else start + 1
+        first_cluster = np.searchsorted(ends, start, side="right")
+        end_cluster = np.searchsorted(begins, fetch_end)
+        if end_cluster <= first_cluster:  # in no cluster's fetch region
+            offset = record_end
+            continue
+        filtered = flag & drop_mask or mapq < min_mapq or (proper_pair and (flag & 0x3) == 0x1)
+        end = start + reference_length
+        first = np.searchsorted(loci, start)
+        last = np.searchsorted(loci, end)
+        if not filtered and (
+            state[S_ROWS] + last - first > ints.shape[0]
+            or state[S_NAMES] + 256 > names.shape[0]
+            or state[S_UMIS] + 256 > umis.shape[0]
+        ):
+            return OUT_OF_ROOM, offset
+        for cluster in range(first_cluster, end_cluster):
+            counters[cluster, 0] += 1
+            if filtered:
+                counters[cluster, _filter_slot(flag, mapq, mode, min_mapq)] += 1
+        if filtered:
+            offset = record_end
+            continue
+        if n_cigar == 0:
+            return NEEDS_REFERENCE, offset  # pysam has no reference_end here; let it say so
+        if _cigar_in_tag(buffer, cigar_at, n_cigar, seq_length):
+            return NEEDS_REFERENCE, offset
+        if first == last:
+            offset = record_end
+            continue
+        seq_at = cigar_at + 4 * n_cigar
+        qual_at = seq_at + (seq_length + 1) // 2
+        tags_at = qual_at + seq_length
+        has_qualities = seq_length > 0 and buffer[qual_at] != 0xFF
+        row_of_read = -1
+        for index in range(first, last):
+            query = _query_offset(buffer, cigar_at, n_cigar, start, loci[index])
+            if query < 0:
+                continue
+            if seq_length == 0:
+                return NEEDS_REFERENCE, offset
+            depth[index] += 1
+            row = state[S_ROWS]
+            if row_of_read < 0:
+                status = _describe_read(
+                    buffer, r, flag, start, end, tid, name_length, tags_at, record_end, merge_mates, mode,
+                    umi_tag, ints, hashes, names, umis, state, row,
+                )  # fmt: skip
+                if status != 0:
+                    return NEEDS_REFERENCE, offset
+                row_of_read = row
+            else:
+                for column in range(N_COLUMNS):
+                    ints[row, column] = ints[row_of_read, column]
+                hashes[row] = hashes[row_of_read]
+            ints[row, O_LOCUS] = index
+            state[S_ROWS] = row + 1
+            if has_qualities and buffer[qual_at + query] < min_baseq:
+                counters[cluster_of_locus[index], 8] += 1
+                ints[row, O_BASE] = NO_CALL
+                continue
+            code = np.int64(buffer[seq_at + query // 2])
+            ints[row, O_BASE] = seq_codes[(code >> 4) if query % 2 == 0 else (code & 0xF)]
+        offset = record_end
+
+
+@njit(cache=True)
+def _cigar_in_tag(buffer, cigar_at, n_cigar, seq_length):
+    """A CIGAR too long for the record, stored in a CG tag behind a placeholder `<read length>S<n>N`."""
+    if n_cigar != 2:
+        return False
+    first = _u32(buffer, cigar_at)
+    return (first & 0xF) == 4 and (first >> 4) == seq_length and (_u32(buffer, cigar_at + 4) & 0xF) == 3
+
+
+@njit(cache=True)
+def _filter_slot(flag, mapq, mode, min_mapq):
+    """The counters slot of a filtered read's reason, in molecules.filter_reason's order."""
+    if flag & 0x4:
+        return 1
+    if flag & 0x100:
+        return 2
+    if flag & 0x800:
+        return 3
+    if flag & 0x200:
+        return 4
+    if mode == 0 and flag & 0x400:
+        return 5
+    if mapq < min_mapq:
+        return 6
+    return 7
+
+
+@njit(cache=True)
+def _describe_read(
+    buffer, r, flag, start, end, tid, name_length, tags_at, record_end, merge_mates, mode, umi_tag,
+    ints, hashes, names, umis, state, row,
+):  # fmt: skip
+    """Fill an observation row's template fields (molecules._template_info); 0, or 1 when a tag is unreadable."""
+    mate_tid = _i32(buffer, r + 20)
+    if (flag & 0x9) == 0x1 and mate_tid == tid:
+        mate = _i32(buffer, r + 24)
+        left = start if start <= mate else mate
+        length = abs(_i32(buffer, r + 28))
+        if length == 0:
+            length = end - left
+        read1_reverse = (flag & 0x10) != 0 if flag & 0x40 else (flag & 0x20) != 0
+    else:
+        left, length = start, end - start
+        read1_reverse = (flag & 0x10) != 0 if (flag & 0x41) != 0x1 else (flag & 0x10) == 0
+    ints[row, O_LEFT] = left
+    ints[row, O_LENGTH] = length
+    ints[row, O_R1FWD] = 0 if read1_reverse else 1
+    ints[row, O_SIZE] = 1
+    ints[row, O_UMI_LEN] = 0
+    ints[row, O_UMI] = state[S_UMIS]
+    if mode == 3:
+        kind, at = _find_tag(buffer, tags_at, record_end, umi_tag[0], umi_tag[1])
+        if kind == 90:  # Z
+            used = state[S_UMIS]
+            n = 0
+            while at + n < record_end and buffer[at + n] != 0:
+                umis[used + n] = buffer[at + n]
+                n += 1
+                if n > 255:
+                    return 1
+            ints[row, O_UMI_LEN] = n
+            state[S_UMIS] = used + n
+        elif kind != 0:
+            return 1
+    elif mode == 1:
+        kind, at = _find_tag(buffer, tags_at, record_end, 99, 68)  # cD
+        if kind == 99 or kind == 67 or kind == 115 or kind == 83 or kind == 105 or kind == 73:
+            ints[row, O_SIZE] = _tag_int(buffer, kind, at)
+        elif kind != 0:
+            return 1
+    name_at = state[S_NAMES]
+    n = name_length - 1  # without its NUL
+    fnv = np.uint64(14695981039346656037)
+    for i in range(n):
+        character = buffer[r + 32 + i]
+        names[name_at + i] = character
+        fnv = (fnv ^ np.uint64(character)) * np.uint64(1099511628211)
+    key_bit = 0 if merge_mates else (1 if flag & 0x40 else 0)
+    fnv = (fnv ^ np.uint64(key_bit)) * np.uint64(1099511628211)
+    ints[row, O_NAME] = name_at
+    ints[row, O_NAME_LEN] = n
+    ints[row, O_KEYBIT] = key_bit
+    hashes[row] = fnv
+    state[S_NAMES] = name_at + n
+    return 0
+
+
+@njit(cache=True)
+def _same_bytes(data, a, a_length, b, b_length):
+    if a_length != b_length:
+        return False
+    for i in range(a_length):  # noqa: SIM110 (numba compiles loops, not generator expressions)
+        if data[a + i] != data[b + i]:
+            return False
+    return True
+
+
+@njit(cache=True)
+def _bytes_before(data, a, a_length, b, b_length):
+    """Python's `str <` on ASCII bytes."""
+    for i in range(min(a_length, b_length)):
+        if data[a + i] != data[b + i]:
+            return data[a + i] < data[b + i]
+    return a_length < b_length
+
+
+@njit(cache=True)
+def _slots(n):
+    """An empty open-addressing hash table for n keys (at most half full)."""
+    size = 16
+    while size < 2 * n:
+        size *= 2
+    return np.full(size, -1, dtype=np.int64)
+
+
+@njit(cache=True)
+def _templates(ints, hashes, names, n):
+    """Merge each locus's observations of one template (read pair) into one: (each template's first row in file
+    order, its observation code, collision). A hash table keyed by (locus, name hash), checked against the name
+    itself: two names sharing a hash set `collision`."""
+    slots = _slots(n)
+    mask = np.uint64(len(slots) - 1)
+    firsts = np.empty(n, dtype=np.int64)
+    n_bases = np.zeros(n, dtype=np.int64)
+    base1 = np.zeros(n, dtype=np.int64)
+    base2 = np.zeros(n, dtype=np.int64)
+    count = 0
+    for row in range(n):
+        locus = ints[row, O_LOCUS]
+        slot = (hashes[row] ^ (np.uint64(locus) * np.uint64(0x9E3779B97F4A7C15))) & mask
+        while True:
+            template = slots[slot]
+            if template < 0:
+                template = count
+                slots[slot] = template
+                firsts[template] = row
+                count += 1
+                break
+            head = firsts[template]
+            if hashes[head] == hashes[row] and ints[head, O_LOCUS] == locus:
+                if ints[row, O_KEYBIT] != ints[head, O_KEYBIT] or not _same_bytes(
+                    names,
+                    ints[row, O_NAME],
+                    ints[row, O_NAME_LEN],
+                    ints[head, O_NAME],
+                    ints[head, O_NAME_LEN],
+                ):
+                    return firsts[:0], firsts[:0], True
+                break
+            slot = (slot + np.uint64(1)) & mask
+        base = ints[row, O_BASE]
+        if base != NO_CALL:
+            n_bases[template] += 1
+            if n_bases[template] == 1:
+                base1[template] = base
+            elif n_bases[template] == 2:
+                base2[template] = base
+    calls = np.empty(count, dtype=np.int64)
+    for t in range(count):
+        if n_bases[t] == 0:
+            calls[t] = NO_CALL
+        elif n_bases[t] == 2 and base1[t] != base2[t]:
+            calls[t] = DISCORDANT_CODE
+        else:
+            calls[t] = base1[t]
+    return firsts[:count], calls, False
+
+
+@njit(cache=True)
+def _coordinate_groups(ints, heads):
+    """Group templates by fragment key (locus, left end, length, read 1 orientation): (members ordered by
+    group, each group's start in it; the last entry is the end)."""
+    n = len(heads)
+    slots = _slots(n)
+    mask = np.uint64(len(slots) - 1)
+    group_of = np.empty(n, dtype=np.int64)
+    group_head = np.empty(n, dtype=np.int64)
+    n_groups = 0
+    for t in range(n):
+        row = heads[t]
+        key = (
+            np.uint64(ints[row, O_LOCUS]) * np.uint64(0x9E3779B97F4A7C15)
+            ^ np.uint64(ints[row, O_LEFT]) * np.uint64(0xC2B2AE3D27D4EB4F)
+            ^ np.uint64(ints[row, O_LENGTH]) * np.uint64(0x165667B19E3779F9)
+            ^ np.uint64(ints[row, O_R1FWD])
+        )
+        slot = (key ^ (key >> np.uint64(29))) & mask
+        while True:
+            group = slots[slot]
+            if group < 0:
+                group = n_groups
+                slots[slot] = group
+                group_head[group] = row
+                n_groups += 1
+                break
+            if _same_key(ints, group_head[group], row):
+                break
+            slot = (slot + np.uint64(1)) & mask
+        group_of[t] = group
+    starts = np.zeros(n_groups + 1, dtype=np.int64)
+    for t in range(n):
+        starts[group_of[t] + 1] += 1
+    for g in range(n_groups):
+        starts[g + 1] += starts[g]
+    filled = starts[:-1].copy()
+    members = np.empty(n, dtype=np.int64)
+    for t in range(n):
+        members[filled[group_of[t]]] = t
+        filled[group_of[t]] += 1
+    return members, starts
+
+
+@njit(cache=True)
+def _consensus(calls, members, fraction):
+    """molecules.family_consensus over the calls of `members`."""
+    observations = np.empty(len(members), dtype=np.int64)
+    n = 0
+    for member in members:
+        if calls[member] != NO_CALL:
+            observations[n] = calls[member]
+            n += 1
+    if n == 0:
+        return NO_CALL
+    if n == 1:
+        return observations[0]
+    first = observations[0]
+    if first != DISCORDANT_CODE and fraction <= 1:
+        agree = True
+        for k in range(n):
+            if observations[k] != first:
+                agree = False
+                break
+        if agree:
+            return first
+    tally = np.zeros(256, dtype=np.int64)
+    n_bases = 0
+    for k in range(n):
+        if observations[k] != DISCORDANT_CODE:
+            tally[observations[k]] += 1
+            n_bases += 1
+    if n_bases == 0:
+        return DISCORDANT_CODE
+    top = np.argmax(tally)
+    top_count = tally[top]
+    tally[top] = 0
+    if tally.max() == top_count:
+        return DISCORDANT_CODE
+    return top if top_count >= fraction * n_bases else DISCORDANT_CODE
+
+
+@njit(cache=True)
+def _family_size(ints, firsts, members):
+    total = 0
+    for member in members:
+        total += ints[firsts[member], O_SIZE]
+    return total
+
+
+@njit(cache=True)
+def _umi_families(ints, umis, firsts, members, max_mismatches):
+    """molecules.cluster_umis on a coordinate group: each member's seed index into `members` order."""
+    g = len(members)
+    distinct = np.empty(g, dtype=np.int64)  # a member carrying each distinct UMI
+    counts = np.zeros(g, dtype=np.int64)
+    of_member = np.empty(g, dtype=np.int64)
+    n_distinct = 0
+    for k in range(g):
+        row = firsts[members[k]]
+        found = -1
+        for d in range(n_distinct):
+            other = firsts[members[distinct[d]]]
+            if _same_bytes(
+                umis, ints[row, O_UMI], ints[row, O_UMI_LEN], ints[other, O_UMI], ints[other, O_UMI_LEN]
+            ):
+                found = d
+                break
+        if found < 0:
+            distinct[n_distinct] = k
+            found = n_distinct
+            n_distinct += 1
+        counts[found] += 1
+        of_member[k] = found
+    # Rank distinct UMIs by decreasing count, then by the UMI itself (insertion sort: groups are small).
+    rank = np.arange(n_distinct)
+    for a in range(1, n_distinct):
+        current = rank[a]
+        b = a - 1
+        while b >= 0 and _ranks_before(ints, umis, firsts, members, distinct, counts, current, rank[b]):
+            rank[b + 1] = rank[b]
+            b -= 1
+        rank[b + 1] = current
+    seed_of = np.empty(n_distinct, dtype=np.int64)
+    seeds = np.empty(n_distinct, dtype=np.int64)
+    n_seeds = 0
+    for position in range(n_distinct):
+        d = rank[position]
+        row = firsts[members[distinct[d]]]
+        chosen = -1
+        for s in range(n_seeds):
+            seed_row = firsts[members[distinct[seeds[s]]]]
+            if _within(umis, ints[row, O_UMI], ints[row, O_UMI_LEN], ints[seed_row, O_UMI],
+                       ints[seed_row, O_UMI_LEN], max_mismatches):  # fmt: skip
+                chosen = seeds[s]
+                break
+        if chosen < 0:
+            seeds[n_seeds] = d
+            n_seeds += 1
+            chosen = d
+        seed_of[d] = chosen
+    family = np.empty(g, dtype=np.int64)
+    for k in range(g):
+        family[k] = seed_of[of_member[k]]
+    return family
+
+
+@njit(cache=True)
+def _ranks_before(ints, umis, firsts, members, distinct, counts, a, b):
+    if counts[a] != counts[b]:
+        return counts[a] > counts[b]
+    row_a = firsts[members[distinct[a]]]
+    row_b = firsts[members[distinct[b]]]
+    return _bytes_before(
+        umis, ints[row_a, O_UMI], ints[row_a, O_UMI_LEN], ints[row_b, O_UMI], ints[row_b, O_UMI_LEN]
+    )
+
+
+@njit(cache=True)
+def _within(data, a, a_length, b, b_length, max_mismatches):
+    if a_length != b_length:
+        return False
+    mismatches = 0
+    for i in range(a_length):
+        if data[a + i] != data[b + i]:
+            mismatches += 1
+    return mismatches <= max_mismatches
+
+
+@njit(cache=True)
+def _molecules(ints, hashes, names, umis, n, params, fraction):
+    """Molecule rows (locus, base, read 1 forward, fragment length, family size), and whether two read names
+    shared a hash (then the reference engine must count this cluster)."""
+    mode, max_mismatches = params[5], params[6]
+    firsts, calls, collision = _templates(ints, hashes, names, n)
+    rows = np.empty((len(firsts), 5), dtype=np.int64)
+    if collision:
+        return rows[:0], True
+    m = 0
+    if mode <= 2:  # flag, consensus, none: each template is a molecule
+        for t in range(len(firsts)):
+            if calls[t] != NO_CALL:
+                row = firsts[t]
+                rows[m, 0] = ints[row, O_LOCUS]
+                rows[m, 1] = calls[t]
+                rows[m, 2] = ints[row, O_R1FWD]
+                rows[m, 3] = ints[row, O_LENGTH]
+                rows[m, 4] = ints[row, O_SIZE]
+                m += 1
+        return rows[:m], False
+    heads = firsts
+    members, starts = _coordinate_groups(ints, heads)
+    for g in range(len(starts) - 1):
+        group = members[starts[g] : starts[g + 1]]
+        head = heads[group[0]]
+        if mode == 3 and len(group) > 1 and not _one_umi(ints, umis, heads, group):
+            family = _umi_families(ints, umis, heads, group, max_mismatches)
+            for seed in np.unique(family):
+                m = _add_family(rows, m, ints, heads, calls, head, group[family == seed], fraction)
+        else:
+            m = _add_family(rows, m, ints, heads, calls, head, group, fraction)
+    return rows[:m], False
+
+
+@njit(cache=True)
+def _same_key(ints, a, b):
+    return (
+        ints[a, O_LOCUS] == ints[b, O_LOCUS]
+        and ints[a, O_LEFT] == ints[b, O_LEFT]
+        and ints[a, O_LENGTH] == ints[b, O_LENGTH]
+        and ints[a, O_R1FWD] == ints[b, O_R1FWD]
+    )
+
+
+@njit(cache=True)
+def _one_umi(ints, umis, heads, group):
+    first = heads[group[0]]
+    for k in range(1, len(group)):
+        row = heads[group[k]]
+        if not _same_bytes(
+            umis, ints[row, O_UMI], ints[row, O_UMI_LEN], ints[first, O_UMI], ints[first, O_UMI_LEN]
+        ):
+            return False
+    return True
+
+
+@njit(cache=True)
+def _add_family(rows, m, ints, heads, calls, head, members, fraction):
+    base = _consensus(calls, members, fraction)
+    if base == NO_CALL:
+        return m
+    rows[m, 0] = ints[head, O_LOCUS]
+    rows[m, 1] = base
+    rows[m, 2] = ints[head, O_R1FWD]
+    rows[m, 3] = ints[head, O_LENGTH]
+    rows[m, 4] = _family_size(ints, heads, members)
+    return m + 1

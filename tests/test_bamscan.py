@@ -1,0 +1,251 @@
+"""The compiled BAM engine (mrdtrack.bamscan) counts exactly what the reference pysam engine counts.
+
+The reference engine is proven against samtools, distinct templates and the simulator's truth elsewhere; here the
+two engines are run on the same files with the same settings and must agree on every count-table cell, the
+fragment-length histogram and the QC figures: on random reads built to hit every rule (filters, clips, indels,
+splices across two clusters, mates on other contigs, missing qualities, UMIs one mismatch apart, cD family sizes),
+on every bundled file and on the real ctDNAtools reads. Files the compiled engine does not read (CRAM, CSI-only
+index) and records it leaves alone go through the reference engine with the same result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pysam
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import TEST_DATA
+from mrdtrack import bamscan
+from mrdtrack.counting import SampleCounts, count_sample
+from mrdtrack.molecules import CountSettings, ReadStats
+from mrdtrack.panel import PanelSettings, build_panel
+from mrdtrack.sheets import load_samples, load_table
+
+LOCI = [1000, 1030, 2200, 3000]  # 1-based; two fetch clusters: {1000, 1030} and {2200, 3000}
+PANEL = pd.DataFrame(
+    {
+        "patient_id": "P1",
+        "chrom": "chr1",
+        "pos": LOCI,
+        "ref": "A",
+        "alt": "T",
+        "context": "NAN",
+        "weight": 1.0,
+    }
+)
+HEADER = pysam.AlignmentHeader.from_dict(
+    {"HD": {"VN": "1.6", "SO": "coordinate"}, "SQ": [{"SN": "chr1", "LN": 5000}, {"SN": "chr2", "LN": 5000}]}
+)
+SETTINGS = [
+    CountSettings(dedup="umi"),
+    CountSettings(dedup="coordinates", consensus_fraction=1.0),
+    CountSettings(dedup="flag", require_proper_pair=True),
+    CountSettings(dedup="consensus", min_baseq=0),
+    CountSettings(dedup="none", merge_mates=False, min_mapq=0),
+    CountSettings(dedup="umi", umi_mismatches=0, min_baseq=30),
+]
+EXAMPLES = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+def assert_same_counts(fast: SampleCounts, reference: SampleCounts) -> None:
+    pd.testing.assert_frame_equal(fast.counts, reference.counts)
+    pd.testing.assert_frame_equal(fast.fragment_lengths, reference.fragment_lengths)
+    assert fast.qc == reference.qc
+
+
+def both_engines(bam: str, panel: pd.DataFrame, count_settings: CountSettings, reference: str = "") -> None:
+    fast = count_sample("s", bam, reference, panel, count_settings)
+    slow = count_sample(
+        "s", bam, reference, panel, CountSettings(**{**vars(count_settings), "engine": "pysam"})
+    )
+    assert_same_counts(fast, slow)
+
+
+@st.composite
+def random_read(draw) -> dict:
+    """One BAM record near the loci, with any of the things counting has to handle."""
+    anchor = draw(st.sampled_from(LOCI))
+    cigar = []
+    if draw(st.booleans()):
+        cigar.append((4, draw(st.integers(1, 5))))  # soft clip
+    cigar.append((0, draw(st.integers(5, 60))))
+    middle = draw(st.sampled_from(["", "I", "D", "N", "long N"]))
+    if middle:
+        length = {"I": (1, 3), "D": (1, 6), "N": (10, 50), "long N": (1150, 1250)}[middle]
+        cigar.append(({"I": 1, "D": 2}.get(middle, 3), draw(st.integers(*length))))
+        cigar.append((0, draw(st.integers(5, 60))))
+    if draw(st.booleans()):
+        cigar.append((4, draw(st.integers(1, 5))))
+    query_length = sum(n for op, n in cigar if op in (0, 1, 4))
+    flag = draw(st.sampled_from([0x1 | 0x2, 0x1, 0x0])) | draw(st.sampled_from([0x40, 0x80]))
+    flag |= draw(st.sampled_from([0, 0x10])) | draw(st.sampled_from([0, 0x20]))
+    flag |= draw(st.sampled_from([0] * 12 + [0x4, 0x8, 0x100, 0x200, 0x400, 0x400, 0x800]))
+    return {
+        "name": f"r{draw(st.integers(0, 8))}",  # few names: mates, and sometimes three reads of one name
+        "flag": flag if flag & 0x1 else flag & ~0xE8,
+        "tid": draw(st.sampled_from([0] * 6 + [1])),
+        "start": max(anchor - 1 - draw(st.integers(0, 70)), 0),
+        "cigar": cigar,
+        "sequence": "".join(
+            draw(st.lists(st.sampled_from("AATTCGN"), min_size=query_length, max_size=query_length))
+        ),
+        "qualities": draw(
+            st.one_of(
+                st.none(),
+                st.lists(st.sampled_from([2, 15, 20, 30, 40]), min_size=query_length, max_size=query_length),
+            )
+        ),  # fmt: skip
+        "mapq": draw(st.sampled_from([0, 10, 20, 60, 60])),
+        "mate_tid": draw(st.sampled_from([0, 0, 0, 1])),
+        "mate_start": max(anchor - 1 + draw(st.integers(-80, 80)), 0),
+        "template_length": draw(st.sampled_from([0, 150, -150, 170, -170, 2000])),
+        "umi": draw(st.sampled_from([None, "AAAA", "AAAA", "AAAT", "CCCC", "AAAAA"])),
+        "family_size": draw(st.sampled_from([None, 1, 2, 5])),
+    }
+
+
+def write_random_bam(path: Path, records: list[dict]) -> str:
+    reads = []
+    for record in records:
+        read = pysam.AlignedSegment(HEADER)
+        read.query_name = record["name"]
+        read.flag = record["flag"]
+        read.reference_id = record["tid"]
+        read.reference_start = record["start"]
+        read.mapping_quality = record["mapq"]
+        read.cigartuples = None if record["flag"] & 0x4 else record["cigar"]
+        read.query_sequence = record["sequence"]
+        if record["qualities"] is not None:
+            read.query_qualities = pysam.qualitystring_to_array(
+                "".join(chr(q + 33) for q in record["qualities"])
+            )
+        read.next_reference_id = record["mate_tid"]
+        read.next_reference_start = record["mate_start"]
+        read.template_length = record["template_length"]
+        if record["umi"] is not None:
+            read.set_tag("RX", record["umi"])
+        if record["family_size"] is not None:
+            read.set_tag("cD", record["family_size"])
+        reads.append(read)
+    reads.sort(key=lambda read: (read.reference_id, read.reference_start))
+    with pysam.AlignmentFile(str(path), "wb", header=HEADER) as out:
+        for read in reads:
+            out.write(read)
+    pysam.index(str(path))
+    return str(path)
+
+
+@EXAMPLES
+@given(records=st.lists(random_read(), min_size=1, max_size=300))
+def test_random_reads_give_the_reference_counts_under_every_setting(tmp_path, records):
+    bam = write_random_bam(tmp_path / "random.bam", records)
+    for count_settings in SETTINGS:
+        both_engines(bam, PANEL, count_settings)
+
+
+def test_every_bundled_file_gives_the_reference_counts():
+    samples, _ = load_samples([str(p) for p in sorted(TEST_DATA.glob("batch*/samples.tsv"))])
+    patients, _ = load_table(str(TEST_DATA / "patients.tsv"), "patients")
+    reference = str(TEST_DATA / "reference" / "genome.fa.gz")
+    panel = build_panel(patients, reference, PanelSettings())
+    bams = [bam for bam in samples["bam"] if bam.endswith(".bam")]
+    assert len(bams) >= 20
+    for bam in bams:
+        both_engines(bam, panel, CountSettings(), reference)
+
+
+def test_real_reads_give_the_reference_counts(ctdnatools):
+    mutations = pd.read_csv(ctdnatools / "mutations.tsv", sep="\t")
+    panel = pd.DataFrame(
+        {"patient_id": "T", "chrom": mutations.CHROM, "pos": mutations.POS, "ref": mutations.REF,
+         "alt": mutations.ALT, "context": "NNN", "weight": 1.0}
+    )  # fmt: skip
+    for sample in ("T1", "T2", "N1", "N2", "N3"):
+        for count_settings in (CountSettings(), CountSettings(dedup="none", merge_mates=False)):
+            both_engines(str(ctdnatools / f"{sample}.bam"), panel, count_settings)
+
+
+def test_a_csi_indexed_bam_is_counted_by_the_reference_engine(tmp_path):
+    records = [_plain_read("p1", 990), _plain_read("p2", 995)]
+    bam = write_random_bam(tmp_path / "csi.bam", records)
+    Path(f"{bam}.bai").unlink()
+    pysam.index("-c", bam)
+    with pysam.AlignmentFile(bam) as alignments:
+        assert not bamscan.BamScanner(bam, alignments, CountSettings(), "umi").available
+    both_engines(bam, PANEL, CountSettings())
+
+
+def test_a_record_the_parser_leaves_alone_sends_its_clusters_to_the_reference_engine(tmp_path):
+    """An integer UMI tag: the reference engine reads it as text; the compiled one hands the run over."""
+    bam = write_random_bam(tmp_path / "int_umi.bam", [_plain_read("p1", 990), _plain_read("p2", 2190)])
+    with pysam.AlignmentFile(bam, "rb") as alignments:
+        read = next(alignments.fetch("chr1", 989, 991))
+    with pysam.AlignmentFile(bam) as alignments, pysam.AlignmentFile(str(tmp_path / "b.bam"), "wb",
+                                                                     template=alignments) as out:  # fmt: skip
+        for record in alignments.fetch(until_eof=True):
+            if record.query_name == read.query_name:
+                record.set_tag("RX", 7, value_type="i")
+            out.write(record)
+    pysam.index(str(tmp_path / "b.bam"))
+    with pysam.AlignmentFile(str(tmp_path / "b.bam")) as alignments:
+        scanner = bamscan.BamScanner(str(tmp_path / "b.bam"), alignments, CountSettings(), "umi")
+        stats = ReadStats()
+        assert list(scanner.molecules(0, [[999, 1029], [2199, 2999]], stats)) == [None, None]
+        assert stats == ReadStats()  # nothing counted twice once the reference engine takes over
+        scanner.close()
+    both_engines(str(tmp_path / "b.bam"), PANEL, CountSettings(dedup="umi"))
+
+
+def test_two_read_names_sharing_a_hash_are_a_collision_not_one_template():
+    ints = np.zeros((2, bamscan.N_COLUMNS), dtype=np.int64)
+    names = np.frombuffer(b"readAreadB", dtype=np.uint8).copy()
+    ints[:, bamscan.O_NAME] = [0, 5]
+    ints[:, bamscan.O_NAME_LEN] = 5
+    ints[:, bamscan.O_BASE] = ord("A")
+    same_hash = np.array([42, 42], dtype=np.uint64)
+    *_, collision = bamscan._templates(ints, same_hash, names, 2)
+    assert collision
+    names[5:] = names[:5]  # now the same name: one template (mates), no collision
+    firsts, calls, collision = bamscan._templates(ints, same_hash, names, 2)
+    assert not collision and list(firsts) == [0] and list(calls) == [ord("A")]
+
+
+def test_a_hash_collision_falls_back_to_the_reference_engine(tmp_path, monkeypatch):
+    bam = write_random_bam(tmp_path / "c.bam", [_plain_read("p1", 990), _plain_read("p2", 995)])
+    reference = count_sample("s", bam, "", PANEL, CountSettings(engine="pysam"))
+    monkeypatch.setattr(bamscan, "_molecules", lambda *args: (np.zeros((0, 5), dtype=np.int64), True))
+    assert_same_counts(count_sample("s", bam, "", PANEL, CountSettings()), reference)
+
+
+def test_unknown_engine_is_a_config_error():
+    with pytest.raises(ValueError, match="counting.engine"):
+        CountSettings.from_config({"engine": "fast"})
+
+
+def _plain_read(name: str, start: int) -> dict:
+    return {
+        "name": name, "flag": 0x1 | 0x2 | 0x40 | 0x20, "tid": 0, "start": start, "cigar": [(0, 50)],
+        "sequence": "A" * 50, "qualities": [40] * 50, "mapq": 60, "mate_tid": 0, "mate_start": start + 60,
+        "template_length": 110, "umi": "ACGT", "family_size": None,
+    }  # fmt: skip
+
+
+def test_a_record_whose_sizes_do_not_add_up_is_reported_not_parsed():
+    """A wrong index can seek into the middle of a record: its 'block size' is then noise, and the scan must stop
+    with an error (counting turns it into its 'truncated or corrupt' message) instead of reading out of bounds."""
+    too_short = np.frombuffer((5).to_bytes(4, "little") + bytes(40), dtype=np.uint8).copy()
+    table = bamscan._Table()
+    one = np.array([999], dtype=np.int64)
+    status, offset = bamscan._scan_records(
+        too_short, 0, 0, one, np.zeros(1, dtype=np.int64), one, one + 1, np.zeros(7, dtype=np.int64),
+        np.zeros(2, dtype=np.uint8), bamscan._SEQ_CODES, np.zeros((1, 9), dtype=np.int64), np.zeros(1, dtype=np.int64),
+        table.ints, table.hashes, table.names, table.umis, table.state,
+    )  # fmt: skip
+    assert (status, offset) == (bamscan.CORRUPT, 0)
+    assert bamscan._whole_records_end(too_short) == 0
