@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import TEST_DATA
-from mrdtrack import bamscan
+from mrdtrack import bamscan, counting
 from mrdtrack.counting import SampleCounts, count_sample
 from mrdtrack.molecules import CountSettings, ReadStats
 from mrdtrack.panel import PanelSettings, build_panel
@@ -220,7 +220,23 @@ def test_a_hash_collision_falls_back_to_the_reference_engine(tmp_path, monkeypat
     bam = write_random_bam(tmp_path / "c.bam", [_plain_read("p1", 990), _plain_read("p2", 995)])
     reference = count_sample("s", bam, "", PANEL, CountSettings(engine="pysam"))
     monkeypatch.setattr(bamscan, "_molecules", lambda *args: (np.zeros((0, 5), dtype=np.int64), True))
-    assert_same_counts(count_sample("s", bam, "", PANEL, CountSettings()), reference)
+    assert_same_counts(count_sample("s", bam, "", PANEL, CountSettings(engine="compiled")), reference)
+
+
+def test_auto_takes_the_compiled_engine_for_large_bams_only(tmp_path, monkeypatch):
+    bam = write_random_bam(tmp_path / "small.bam", [_plain_read("p1", 990)])
+    used = []
+
+    def spy(self, tid, clusters, stats):  # records the call, then hands every cluster to pysam
+        used.append(tid)
+        return iter([None] * len(clusters))
+
+    monkeypatch.setattr(bamscan.BamScanner, "molecules", spy)
+    count_sample("s", bam, "", PANEL, CountSettings())
+    assert not used, "a small BAM is counted by pysam under engine: auto"
+    monkeypatch.setattr(counting, "AUTO_COMPILED_MIN_BYTES", 0)
+    count_sample("s", bam, "", PANEL, CountSettings())
+    assert used, "a BAM over the threshold is counted by the compiled engine"
 
 
 def test_unknown_engine_is_a_config_error():

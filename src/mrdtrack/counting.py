@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pysam
 
-from mrdtrack.bamscan import BamScanner
 from mrdtrack.logs import UserFacingError
 from mrdtrack.molecules import (
     DISCORDANT,
@@ -28,7 +28,14 @@ from mrdtrack.molecules import (
 )
 from mrdtrack.panel import contig_map, unique_loci
 
+if TYPE_CHECKING:
+    from mrdtrack.bamscan import BamScanner
+
 log = logging.getLogger(__name__)
+
+# Below this size `engine: auto` counts a BAM with pysam: measured break-even of the two engines, whose difference
+# is then the ~0.3 s the compiled engine needs to import numba and load its cached kernels.
+AUTO_COMPILED_MIN_BYTES = 1_500_000
 
 COUNT_COLUMNS = [
     "sample_id", "chrom", "pos", "ref", "alt", "panel_patients", "context",
@@ -176,10 +183,16 @@ def _count_units(
 
 
 def _scanner(alignments: pysam.AlignmentFile, settings: CountSettings, mode: str) -> BamScanner | None:
-    """The compiled engine for an indexed BAM (unless the settings ask for pysam), else None."""
+    """The compiled engine for an indexed BAM, else None (the pysam engine). `auto` leaves BAMs under
+    AUTO_COMPILED_MIN_BYTES to pysam: loading the compiled code takes longer than pysam needs for them."""
+    path = alignments.filename.decode()
     if settings.engine == "pysam" or alignments.is_cram:
         return None
-    scanner = BamScanner(alignments.filename.decode(), alignments, settings, mode)
+    if settings.engine == "auto" and os.path.getsize(path) < AUTO_COMPILED_MIN_BYTES:
+        return None
+    from mrdtrack.bamscan import BamScanner  # imports numba (~0.15 s): only when it is used
+
+    scanner = BamScanner(path, alignments, settings, mode)
     return scanner if scanner.available else None
 
 

@@ -5,6 +5,10 @@ CIGAR, the two mates of a fragment are merged into one observation (mates that d
 pairs that are PCR copies of one molecule (same fragment coordinates and UMI) are collapsed by consensus.
 
 The BAM/CRAM is streamed one cluster of nearby loci at a time, so memory depends on depth, not on file size.
+
+This is the reference implementation of the counting rules, and the engine for CRAM. `mrdtrack.bamscan` applies
+the same rules to indexed BAMs in compiled code; tests/test_bamscan.py holds the two to identical output, so a
+change to a rule here must be made there too.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import pysam
 log = logging.getLogger(__name__)
 
 DEDUP_MODES = ("auto", "umi", "coordinates", "flag", "consensus", "none")
-ENGINES = ("auto", "pysam")  # auto: the compiled BAM scanner where it applies (mrdtrack.bamscan), else pysam
+# compiled: mrdtrack.bamscan for indexed BAMs; pysam: this module everywhere; auto: compiled for BAMs >= 1.5 MB
+ENGINES = ("auto", "compiled", "pysam")
 DISCORDANT = "-"  # a pair or family that gives no call
 CLUSTER_GAP = 1000  # loci closer than this are fetched together
 PEEK_READS = 5000
