@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pysam
 import pytest
 import yaml
@@ -37,6 +38,23 @@ def finaletoolkit() -> Path:
     if not folder.is_dir():
         pytest.skip(f"real FinaleToolkit cfDNA CRAM not available at {folder} (only with ../shared)")
     return folder
+
+
+def toy_panel(positions: list[int], context: str = "NAN", chrom: str = "chr1") -> pd.DataFrame:
+    """A one-patient panel of A>T SNVs at 1-based `positions`, as counting takes it."""
+    return pd.DataFrame(
+        {"patient_id": "P1", "chrom": chrom, "pos": positions, "ref": "A", "alt": "T", "context": context,
+         "weight": 1.0}
+    )  # fmt: skip
+
+
+def ctdnatools_panel(folder: Path) -> pd.DataFrame:
+    """The ctDNAtools patient's SNVs (mutations.tsv) as a counting panel."""
+    mutations = pd.read_csv(folder / "mutations.tsv", sep="\t")
+    return pd.DataFrame(
+        {"patient_id": "T", "chrom": mutations.CHROM, "pos": mutations.POS, "ref": mutations.REF,
+         "alt": mutations.ALT, "context": "NNN", "weight": 1.0}
+    )  # fmt: skip
 
 
 def require_tool(name: str) -> str:

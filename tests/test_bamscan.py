@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import TEST_DATA
+from conftest import TEST_DATA, ctdnatools_panel, toy_panel
 from mrdtrack import bamscan, counting
 from mrdtrack.counting import SampleCounts, count_sample
 from mrdtrack.molecules import CountSettings, ReadStats
@@ -26,17 +26,7 @@ from mrdtrack.panel import PanelSettings, build_panel
 from mrdtrack.sheets import load_samples, load_table
 
 LOCI = [1000, 1030, 2200, 3000]  # 1-based; two fetch clusters: {1000, 1030} and {2200, 3000}
-PANEL = pd.DataFrame(
-    {
-        "patient_id": "P1",
-        "chrom": "chr1",
-        "pos": LOCI,
-        "ref": "A",
-        "alt": "T",
-        "context": "NAN",
-        "weight": 1.0,
-    }
-)
+PANEL = toy_panel(LOCI)
 HEADER = pysam.AlignmentHeader.from_dict(
     {"HD": {"VN": "1.6", "SO": "coordinate"}, "SQ": [{"SN": "chr1", "LN": 5000}, {"SN": "chr2", "LN": 5000}]}
 )
@@ -161,11 +151,7 @@ def test_every_bundled_file_gives_the_reference_counts():
 
 
 def test_real_reads_give_the_reference_counts(ctdnatools):
-    mutations = pd.read_csv(ctdnatools / "mutations.tsv", sep="\t")
-    panel = pd.DataFrame(
-        {"patient_id": "T", "chrom": mutations.CHROM, "pos": mutations.POS, "ref": mutations.REF,
-         "alt": mutations.ALT, "context": "NNN", "weight": 1.0}
-    )  # fmt: skip
+    panel = ctdnatools_panel(ctdnatools)
     for sample in ("T1", "T2", "N1", "N2", "N3"):
         for count_settings in (CountSettings(), CountSettings(dedup="none", merge_mates=False)):
             both_engines(str(ctdnatools / f"{sample}.bam"), panel, count_settings)

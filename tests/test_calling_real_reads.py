@@ -10,6 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from conftest import ctdnatools_panel
 from mrdtrack.background import build_background
 from mrdtrack.caller import CALL_COLUMNS, CallSettings, call_cohort
 from mrdtrack.counting import count_sample
@@ -20,11 +21,7 @@ SAMPLES = {"T1": "plasma", "T2": "plasma", "N1": "control", "N2": "control", "N3
 
 @pytest.fixture(scope="module")
 def called(ctdnatools):
-    mutations = pd.read_csv(ctdnatools / "mutations.tsv", sep="\t")
-    panel = pd.DataFrame(
-        {"patient_id": "T", "chrom": mutations.CHROM, "pos": mutations.POS, "ref": mutations.REF,
-         "alt": mutations.ALT, "context": "NNN", "weight": 1.0}
-    )  # fmt: skip
+    panel = ctdnatools_panel(ctdnatools)
     counted = {s: count_sample(s, str(ctdnatools / f"{s}.bam"), "", panel, CountSettings()) for s in SAMPLES}
     counts = pd.concat([c.counts for c in counted.values()], ignore_index=True)
     lengths = pd.concat(

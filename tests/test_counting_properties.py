@@ -15,6 +15,7 @@ import pysam
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import toy_panel
 from mrdtrack.counting import count_sample
 from mrdtrack.molecules import CountSettings
 
@@ -24,17 +25,7 @@ LOCI = [1000, 1030, 3000]  # 1-based; REF A, ALT T
 MOLECULE_COLUMNS = ["ref_molecules", "alt_molecules", "other_molecules", "discordant_molecules"]
 ORIENTATION_COLUMNS = ["alt_f1r2", "alt_f2r1", "ref_f1r2", "ref_f2r1"]
 UMIS = ["AAAAAA", "CCCCCC", "GGGGGG", "TTTTTT"]  # pairwise >= 6 mismatches: never clustered together
-PANEL = pd.DataFrame(
-    {
-        "patient_id": "P1",
-        "chrom": "chr1",
-        "pos": LOCI,
-        "ref": "A",
-        "alt": "T",
-        "context": "NAN",
-        "weight": 1.0,
-    }
-)
+PANEL = toy_panel(LOCI)
 EXAMPLES = settings(
     max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

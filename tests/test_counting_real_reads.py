@@ -9,7 +9,7 @@ import pandas as pd
 import pysam
 import pytest
 
-from conftest import require_tool
+from conftest import ctdnatools_panel, require_tool
 from mrdtrack.counting import count_sample
 from mrdtrack.molecules import CountSettings
 
@@ -19,11 +19,7 @@ READS_ONLY = CountSettings(dedup="none", merge_mates=False)
 
 @pytest.fixture(scope="module")
 def panel(ctdnatools) -> pd.DataFrame:
-    mutations = pd.read_csv(ctdnatools / "mutations.tsv", sep="\t")
-    return pd.DataFrame(
-        {"patient_id": "T", "chrom": mutations.CHROM, "pos": mutations.POS, "ref": mutations.REF,
-         "alt": mutations.ALT, "context": "NNN", "weight": 1.0}
-    )  # fmt: skip
+    return ctdnatools_panel(ctdnatools)
 
 
 def mpileup_counts(bam: str, chrom: str, pos: int, ref: str, alt: str) -> dict[str, int]:

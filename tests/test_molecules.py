@@ -10,6 +10,7 @@ import pandas as pd
 import pysam
 import pytest
 
+from conftest import toy_panel
 from mrdtrack.counting import count_sample
 from mrdtrack.molecules import (
     DISCORDANT,
@@ -81,10 +82,7 @@ def write_bam(path: Path, pairs: list[Pair]) -> str:
     return str(path)
 
 
-PANEL = pd.DataFrame(
-    {"patient_id": ["P1"], "chrom": ["chr1"], "pos": [LOCUS], "ref": ["A"], "alt": ["T"], "context": ["CAC"],
-     "weight": [1.0]}
-)  # fmt: skip
+PANEL = toy_panel([LOCUS], context="CAC")
 
 
 def counts_for(tmp_path: Path, pairs: list[Pair], **settings) -> pd.Series:
