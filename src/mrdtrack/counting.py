@@ -186,7 +186,7 @@ def _scanner(alignments: pysam.AlignmentFile, settings: CountSettings, mode: str
     """The compiled engine for an indexed BAM, else None (the pysam engine). `auto` leaves BAMs under
     AUTO_COMPILED_MIN_BYTES to pysam: loading the compiled code takes longer than pysam needs for them."""
     path = alignments.filename.decode()
-    if settings.engine == "pysam" or alignments.is_cram:
+    if settings.engine == "pysam" or alignments.is_cram or not os.path.isfile(path):  # a URL: htslib reads it
         return None
     if settings.engine == "auto" and os.path.getsize(path) < AUTO_COMPILED_MIN_BYTES:
         return None
