@@ -6,6 +6,7 @@ then indexed), counted at three loci (two in one fetch cluster, one alone)."""
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,7 +43,7 @@ class Copy:
 
 @dataclass(frozen=True)
 class Family:
-    """PCR copies of one molecule: same fragment start, length, orientation and UMI."""
+    """PCR copies of one strand of a molecule: same fragment start, length, orientation and UMI."""
 
     start: int  # 0-based leftmost position of the fragment
     length: int
@@ -62,9 +63,9 @@ def families(draw, unique_coordinates: bool = False, clean_majority: bool = Fals
         length = draw(st.integers(READ_LENGTH, 2 * READ_LENGTH + 40))
         start = anchor - 1 - draw(st.integers(0, length - 1))
         read1_reverse = draw(st.booleans())
-        if unique_coordinates and (start, length, read1_reverse) in used:
+        if unique_coordinates and (start, length) in used:
             continue
-        used.add((start, length, read1_reverse))
+        used.add((start, length))
         umi = draw(st.sampled_from(UMIS if clean_majority else [*UMIS, "AAAAAT", "CCCCCA"]))
         true_base = draw(st.sampled_from("ACGT"))
         n_copies = draw(st.integers(1, 4))
@@ -207,3 +208,18 @@ def test_swapping_read1_and_read2_never_changes_counts(tmp_path, fams, data):
         expected = orientation.rename(columns=lambda c: c.replace("f1r2", "x").replace("f2r1", "f1r2"))
         expected = expected.rename(columns=lambda c: c.replace("x", "f2r1"))[ORIENTATION_COLUMNS]
         pd.testing.assert_frame_equal(swapped, expected, obj=str(options))
+
+
+def test_both_strands_of_one_fragment_are_one_molecule(tmp_path):
+    """F1R2 and F2R1 read pairs with the same coordinates (and UMI) are the two strands of one fragment: one
+    molecule, as Picard and fgbio group them. Its orientation is that of most of its read pairs, and on a tie
+    that of the read pair with the smallest name."""
+    top = Family(start=999, length=60, umi="AAAAAA", read1_reverse=False, copies=(Copy("A", "A"),))
+    bottom = _swap_mates(top)
+    cases = (([top, bottom], 1), ([bottom, top], 0), ([top, bottom, bottom], 0))  # names follow list order
+    for options in [{"dedup": "umi"}, {"dedup": "coordinates"}, {"dedup": "umi", "engine": "compiled"}]:
+        for (fams, f1r2), order_seed in itertools.product(cases, range(3)):
+            molecules, orientation, _, _ = count(tmp_path, "a", fams, order_seed, **options)
+            assert molecules.loc[1000].tolist() == [1, 0, 0, 0], options
+            got = orientation.loc[1000, ["ref_f1r2", "ref_f2r1"]].tolist()
+            assert got == [f1r2, 1 - f1r2], (options, fams, order_seed)

@@ -695,7 +695,7 @@ def _templates(ints, hashes, names, n):
 
 @njit(cache=True)
 def _coordinate_groups(ints, heads):
-    """Group templates by fragment key (locus, left end, length, read 1 orientation): (members ordered by
+    """Group templates by fragment coordinates (locus, left end, length): (members ordered by
     group, each group's start in it; the last entry is the end)."""
     n = len(heads)
     slots = _slots(n)
@@ -709,7 +709,6 @@ def _coordinate_groups(ints, heads):
             np.uint64(ints[row, O_LOCUS]) * np.uint64(0x9E3779B97F4A7C15)
             ^ np.uint64(ints[row, O_LEFT]) * np.uint64(0xC2B2AE3D27D4EB4F)
             ^ np.uint64(ints[row, O_LENGTH]) * np.uint64(0x165667B19E3779F9)
-            ^ np.uint64(ints[row, O_R1FWD])
         )
         slot = (key ^ (key >> np.uint64(29))) & mask
         while True:
@@ -891,9 +890,9 @@ def _molecules(ints, hashes, names, umis, n, params, fraction):
         if mode == 3 and len(group) > 1 and not _one_umi(ints, umis, heads, group):
             family = _umi_families(ints, umis, heads, group, max_mismatches)
             for seed in np.unique(family):
-                m = _add_family(rows, m, ints, heads, calls, head, group[family == seed], fraction)
+                m = _add_family(rows, m, ints, names, heads, calls, head, group[family == seed], fraction)
         else:
-            m = _add_family(rows, m, ints, heads, calls, head, group, fraction)
+            m = _add_family(rows, m, ints, names, heads, calls, head, group, fraction)
     return rows[:m], False
 
 
@@ -903,7 +902,6 @@ def _same_key(ints, a, b):
         ints[a, O_LOCUS] == ints[b, O_LOCUS]
         and ints[a, O_LEFT] == ints[b, O_LEFT]
         and ints[a, O_LENGTH] == ints[b, O_LENGTH]
-        and ints[a, O_R1FWD] == ints[b, O_R1FWD]
     )
 
 
@@ -920,13 +918,29 @@ def _one_umi(ints, umis, heads, group):
 
 
 @njit(cache=True)
-def _add_family(rows, m, ints, heads, calls, head, members, fraction):
+def _add_family(rows, m, ints, names, heads, calls, head, members, fraction):
     base = _consensus(calls, members, fraction)
     if base == NO_CALL:
         return m
     rows[m, 0] = ints[head, O_LOCUS]
     rows[m, 1] = base
-    rows[m, 2] = ints[head, O_R1FWD]
+    rows[m, 2] = _family_orientation(ints, names, heads, members)
     rows[m, 3] = ints[head, O_LENGTH]
     rows[m, 4] = _family_size(ints, heads, members)
     return m + 1
+
+
+@njit(cache=True)
+def _family_orientation(ints, names, heads, members):
+    """molecules.family_orientation: most members' read 1 strand; on a tie, the smallest read name's."""
+    forward = 0
+    smallest = heads[members[0]]
+    for member in members:
+        row = heads[member]
+        forward += ints[row, O_R1FWD]
+        if _bytes_before(names, ints[row, O_NAME], ints[row, O_NAME_LEN], ints[smallest, O_NAME],
+                         ints[smallest, O_NAME_LEN]):  # fmt: skip
+            smallest = row
+    if 2 * forward != len(members):
+        return 1 if 2 * forward > len(members) else 0
+    return ints[smallest, O_R1FWD]

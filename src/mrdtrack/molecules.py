@@ -244,7 +244,11 @@ def family_consensus(observations: Sequence[str], fraction: float) -> str | None
 
 
 def collapse(templates: Mapping[Any, _Template], mode: str, settings: CountSettings) -> list[Molecule]:
-    """Group one locus's templates into molecules and call each molecule's base."""
+    """Group one locus's templates into molecules and call each molecule's base.
+
+    Families share fragment coordinates (leftmost position, length), not read 1's strand: the two strands of one
+    fragment (F1R2 and F2R1 pairs) are one molecule, as Picard and fgbio group them, so swapping mates never
+    changes a count."""
     molecules = []
     if mode not in ("umi", "coordinates"):  # flag, consensus, none: every template is its own molecule
         for info, bases in templates.values():
@@ -253,49 +257,58 @@ def collapse(templates: Mapping[Any, _Template], mode: str, settings: CountSetti
                 key = info[0]
                 molecules.append(Molecule(base, key[2], key[1], info[2]))
         return molecules
-    by_coordinates: dict[tuple[int, int, bool], list[_Template]] = {}
-    for template in templates.values():
-        key = template[0][0]
+    by_coordinates: dict[tuple[int, int], list[tuple[str, _Template]]] = {}
+    for name, template in templates.items():
+        member = (name if isinstance(name, str) else name[0], template)
+        key = template[0][0][:2]
         members = by_coordinates.get(key)
         if members is None:
-            by_coordinates[key] = [template]
+            by_coordinates[key] = [member]
         else:
-            members.append(template)
+            members.append(member)
     fraction = settings.consensus_fraction
-    for key, members in by_coordinates.items():
+    for members in by_coordinates.values():
         if len(members) == 1:  # the usual case: one read pair at these coordinates
-            info, bases = members[0]
+            info, bases = members[0][1]
             base = _observation(bases)
             if base is not None:
-                molecules.append(Molecule(base, key[2], key[1], info[2]))
+                molecules.append(Molecule(base, info[0][2], info[0][1], info[2]))
             continue
         if mode == "umi":
-            umi = members[0][0][1]
-            if any(t[0][1] != umi for t in members):  # another molecule shares these coordinates
-                umis = Counter(t[0][1] for t in members)
+            umi = members[0][1][0][1]
+            if any(t[0][1] != umi for _, t in members):  # another molecule shares these coordinates
+                umis = Counter(t[0][1] for _, t in members)
                 seeds = cluster_umis(umis, settings.umi_mismatches)
-                families: dict[str, list[_Template]] = {}
-                for template in members:
-                    families.setdefault(seeds[template[0][1]], []).append(template)
+                families: dict[str, list[tuple[str, _Template]]] = {}
+                for member in members:
+                    families.setdefault(seeds[member[1][0][1]], []).append(member)
                 for family in families.values():
-                    _add_family(molecules, key, family, fraction)
+                    _add_family(molecules, family, fraction)
                 continue
-        _add_family(molecules, key, members, fraction)
+        _add_family(molecules, members, fraction)
     return molecules
 
 
-def _add_family(
-    molecules: list[Molecule], key: tuple[int, int, bool], members: list[_Template], fraction: float
-) -> None:
+def family_orientation(members: Sequence[tuple[str, bool]]) -> bool:
+    """Read 1 forward for a family of (read name, read 1 forward) pairs: the orientation most of its read pairs
+    have; on a tie, that of the read pair with the smallest name (any order of the reads gives the same answer)."""
+    forward = sum(1 for _, read1_forward in members if read1_forward)
+    if 2 * forward != len(members):
+        return 2 * forward > len(members)
+    return min(members)[1]
+
+
+def _add_family(molecules: list[Molecule], members: list[tuple[str, _Template]], fraction: float) -> None:
     observations = []
     size = 0
-    for info, bases in members:
+    for _, (info, bases) in members:
         size += info[2]
         if bases:  # _observation, inline
             observations.append(DISCORDANT if len(bases) == 2 and bases[0] != bases[1] else bases[0])
     base = family_consensus(observations, fraction)
     if base is not None:
-        molecules.append(Molecule(base, key[2], key[1], size))
+        read1_forward = family_orientation([(name, info[0][2]) for name, (info, _) in members])
+        molecules.append(Molecule(base, read1_forward, members[0][1][0][0][1], size))
 
 
 def molecules_at_loci(

@@ -613,8 +613,8 @@ def _drop_off_contig(reference: Reference, table: pd.DataFrame, mol: _Molecules)
 
 
 def _coordinate_groups(mol: _Molecules) -> np.ndarray:
-    """Group id per molecule: same start, span and read-1 strand = same duplicate coordinates."""
-    key = (mol.gstart * 1024 + mol.span) * 2 + mol.f1r2
+    """Group id per molecule: same start and span = same duplicate coordinates (either strand, as counted)."""
+    key = mol.gstart * 1024 + mol.span
     _, inverse = np.unique(key, return_inverse=True)
     return inverse
 
@@ -1392,8 +1392,8 @@ def expected_counts(
 
     Rules: drop unmapped/secondary/supplementary/QC-fail/MAPQ<min_mapq reads (and 0x400 in mode `flag`); a read
     observes a locus with an aligned, non-clipped base of quality >= min_base_quality; mates agreeing give that
-    base, disagreeing give 'discordant'; pairs group into families by (chrom, fragment start, |TLEN|, read-1
-    strand[, UMI cluster]); a family's base is the unique most frequent base with >= 60% of its base
+    base, disagreeing give 'discordant'; pairs group into families by (chrom, fragment start, |TLEN|[, UMI
+    cluster]), either strand (F1R2 and F2R1 pairs of one fragment are one molecule); a family's base is the unique most frequent base with >= 60% of its base
     observations, else discordant. In mode `flag` every remaining pair is its own molecule (the duplicate
     marker already grouped them).
     """
@@ -1441,12 +1441,9 @@ def _pair_observations(rec: Records, obs: pd.DataFrame) -> pd.DataFrame:
     pairs = grouped.agg(rec=("rec", "first"), lo=("base", "min"), hi=("base", "max")).reset_index()
     pairs["value"] = np.where(pairs["lo"] == pairs["hi"], pairs["lo"], DISCORDANT)
     r = pairs["rec"].to_numpy()
-    flag = rec.flag[r]
-    read1_reverse = np.where(flag & READ1, flag & REVERSE, flag & MATE_REVERSE) != 0
     pairs["tid"] = rec.tid[r]
     pairs["start"] = np.minimum(rec.pos[r], rec.mpos[r])
     pairs["tlen"] = np.abs(rec.tlen[r])
-    pairs["r1rev"] = read1_reverse
     pairs["umi"] = rec.umi[r]
     return pairs.drop(columns=["lo", "hi"])
 
@@ -1454,7 +1451,7 @@ def _pair_observations(rec: Records, obs: pd.DataFrame) -> pd.DataFrame:
 def _family_ids(pairs: pd.DataFrame, mode: str) -> np.ndarray:
     if mode == "flag":
         return np.arange(len(pairs))
-    keys = ["locus", "tid", "start", "tlen", "r1rev"]
+    keys = ["locus", "tid", "start", "tlen"]
     group = pairs.groupby(keys, sort=True).ngroup().to_numpy()
     if mode != "umi":
         return group
