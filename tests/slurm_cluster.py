@@ -75,12 +75,14 @@ def local_slurm(workdir: Path) -> Iterator[None]:
         if subprocess.run(["pgrep", "-x", "munged"], capture_output=True).returncode != 0:
             subprocess.run(["runuser", "-u", "munge", "--", _which("munged")], check=True)
             started_munge = True
-        for daemon in ("slurmctld", "slurmd"):
+        # -c: forget jobs saved by an earlier (perhaps interrupted) test session, or they run before ours.
+        for daemon, options in (("slurmctld", ["-D", "-c"]), ("slurmd", ["-D"])):
             log = open(workdir / f"{daemon}.out", "w")  # noqa: SIM115 - closed with the daemon
-            started.append(subprocess.Popen([_which(daemon), "-D"], stdout=log, stderr=subprocess.STDOUT))
+            started.append(subprocess.Popen([_which(daemon), *options], stdout=log, stderr=subprocess.STDOUT))
         _wait_until_idle()
         yield
     finally:
+        cancel_all_jobs()
         for process in started:
             process.send_signal(signal.SIGTERM)
         for process in started:
@@ -90,6 +92,17 @@ def local_slurm(workdir: Path) -> Iterator[None]:
                 process.kill()
         if started_munge:
             subprocess.run(["pkill", "-x", "munged"], check=False)
+
+
+def cancel_all_jobs() -> None:
+    """Cancel every job still queued or running, so a test that timed out leaves no work behind for the next."""
+    subprocess.run(["scancel", "--user", str(os.geteuid())], capture_output=True, check=False)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        queued = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.strip()
+        if not queued:
+            return
+        time.sleep(1)
 
 
 def _wait_until_idle(timeout: float = 60) -> None:
