@@ -123,7 +123,7 @@ class LocusMolecules:
 
 
 # What one read pair (or one read, when mates are not merged) shows at one locus: [info, bases], with info =
-# (fragment key, UMI, family size) taken from the first of its reads seen there and bases the called bases of its
+# (fragment key, UMI, family size, read name) taken from the first of its reads seen there and bases the called bases of its
 # reads at the locus (one character each, in reading order). Lists, not objects: there is one per read and locus.
 _Template = list
 
@@ -257,31 +257,30 @@ def collapse(templates: Mapping[Any, _Template], mode: str, settings: CountSetti
                 key = info[0]
                 molecules.append(Molecule(base, key[2], key[1], info[2]))
         return molecules
-    by_coordinates: dict[tuple[int, int], list[tuple[str, _Template]]] = {}
-    for name, template in templates.items():
-        member = (name if isinstance(name, str) else name[0], template)
+    by_coordinates: dict[tuple[int, int], list[_Template]] = {}
+    for template in templates.values():
         key = template[0][0][:2]
         members = by_coordinates.get(key)
         if members is None:
-            by_coordinates[key] = [member]
+            by_coordinates[key] = [template]
         else:
-            members.append(member)
+            members.append(template)
     fraction = settings.consensus_fraction
     for members in by_coordinates.values():
         if len(members) == 1:  # the usual case: one read pair at these coordinates
-            info, bases = members[0][1]
+            info, bases = members[0]
             base = _observation(bases)
             if base is not None:
                 molecules.append(Molecule(base, info[0][2], info[0][1], info[2]))
             continue
         if mode == "umi":
-            umi = members[0][1][0][1]
-            if any(t[0][1] != umi for _, t in members):  # another molecule shares these coordinates
-                umis = Counter(t[0][1] for _, t in members)
+            umi = members[0][0][1]
+            if any(t[0][1] != umi for t in members):  # another molecule shares these coordinates
+                umis = Counter(t[0][1] for t in members)
                 seeds = cluster_umis(umis, settings.umi_mismatches)
-                families: dict[str, list[tuple[str, _Template]]] = {}
-                for member in members:
-                    families.setdefault(seeds[member[1][0][1]], []).append(member)
+                families: dict[str, list[_Template]] = {}
+                for template in members:
+                    families.setdefault(seeds[template[0][1]], []).append(template)
                 for family in families.values():
                     _add_family(molecules, family, fraction)
                 continue
@@ -298,17 +297,17 @@ def family_orientation(members: Sequence[tuple[str, bool]]) -> bool:
     return min(members)[1]
 
 
-def _add_family(molecules: list[Molecule], members: list[tuple[str, _Template]], fraction: float) -> None:
+def _add_family(molecules: list[Molecule], members: list[_Template], fraction: float) -> None:
     observations = []
     size = 0
-    for _, (info, bases) in members:
+    for info, bases in members:
         size += info[2]
         if bases:  # _observation, inline
             observations.append(DISCORDANT if len(bases) == 2 and bases[0] != bases[1] else bases[0])
     base = family_consensus(observations, fraction)
     if base is not None:
-        read1_forward = family_orientation([(name, info[0][2]) for name, (info, _) in members])
-        molecules.append(Molecule(base, read1_forward, members[0][1][0][0][1], size))
+        read1_forward = family_orientation([(info[3], info[0][2]) for info, _ in members])
+        molecules.append(Molecule(base, read1_forward, members[0][0][0][1], size))
 
 
 def molecules_at_loci(
@@ -386,7 +385,8 @@ def _read_cluster(
         cigar = read.cigarstring
         ungapped = cigar[-1] in "M=X" and cigar[:-1].isdigit()  # most reads: no clip, indel or splice
         sequence, qualities = read.query_sequence, read.query_qualities
-        key = read.query_name if merge_mates else (read.query_name, bool(flag & 0x40))
+        name = read.query_name
+        key = name if merge_mates else (name, bool(flag & 0x40))
         info = None
         for index in range(first, last):
             offset = positions0[index] - start if ungapped else query_position(read, positions0[index])
@@ -397,7 +397,7 @@ def _read_cluster(
             template = templates.get(key)
             if template is None:
                 if info is None:
-                    info = _template_info(read, flag, start, end, tid, settings, mode)
+                    info = _template_info(read, name, flag, start, end, tid, settings, mode)
                 template = templates[key] = [info, ""]
             if qualities is not None and qualities[offset] < min_baseq:
                 low_quality += 1
@@ -409,9 +409,16 @@ def _read_cluster(
 
 
 def _template_info(
-    read: pysam.AlignedSegment, flag: int, start: int, end: int, tid: int, settings: CountSettings, mode: str
-) -> tuple[tuple[int, int, bool], str, int]:
-    """(fragment_key(read), UMI, family size), from the flag and coordinates already read."""
+    read: pysam.AlignedSegment,
+    name: str,
+    flag: int,
+    start: int,
+    end: int,
+    tid: int,
+    settings: CountSettings,
+    mode: str,
+) -> tuple[tuple[int, int, bool], str, int, str]:
+    """(fragment_key(read), UMI, family size, read name), from the flag and coordinates already read."""
     if flag & 0x9 == 0x1 and read.next_reference_id == tid:  # paired, mate mapped on this contig
         mate = read.next_reference_start
         left = start if start <= mate else mate
@@ -432,4 +439,4 @@ def _template_info(
             family_size = int(read.get_tag("cD"))
         except KeyError:
             family_size = 1
-    return (left, length, not read1_reverse), umi, family_size
+    return (left, length, not read1_reverse), umi, family_size, name
