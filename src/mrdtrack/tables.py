@@ -1,14 +1,15 @@
 """Reading and writing the TSV tables passed between workflow steps.
 
 Every output is written to a temporary file in the destination folder and then renamed into place, so a killed
-job never leaves a half-written table that looks complete.
+job never leaves a half-written table that looks complete. The temporary file has a fixed hidden name
+(`.NAME.tmp`): Snakemake lets only one job write an output at a time, so the next attempt after a killed one
+overwrites and renames the remains instead of leaving them beside the results.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,22 +26,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_current_umask())  # mkstemp makes files owner-only; outputs are for sharing
+    tmp_path = target.with_name(f".{target.name}.tmp")
+    tmp_path.unlink(missing_ok=True)
     try:
         yield tmp_path
         os.replace(tmp_path, target)
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+        tmp_path.unlink(missing_ok=True)
 
 
 def write_tsv(frame: pd.DataFrame, path: str | os.PathLike[str], float_format: str = FLOAT_FORMAT) -> None:
