@@ -318,9 +318,14 @@ def test_too_few_loci_is_indeterminate_whatever_the_signal():
     assert re.match(r"only \d usable panel loci \(minimum 5\)", call["status_reason"])
 
 
-def test_reruns_write_byte_identical_tables(tmp_path, cohort_calls):
+@pytest.mark.parametrize("workers", [1, 3])
+def test_reruns_write_byte_identical_tables_whatever_the_number_of_worker_processes(
+    tmp_path, cohort_calls, workers
+):
     cohort, model, first = cohort_calls
-    again = call_cohort(cohort.counts, cohort.samples, cohort.panel, model.locus_rates, model.excluded, FAST)
+    again = call_cohort(
+        cohort.counts, cohort.samples, cohort.panel, model.locus_rates, model.excluded, FAST, workers=workers
+    )
     for name in ("calls", "loci", "null_scores"):
         write_tsv(getattr(first, name), tmp_path / f"{name}.1.tsv")
         write_tsv(getattr(again, name), tmp_path / f"{name}.2.tsv")

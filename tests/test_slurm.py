@@ -28,9 +28,10 @@ def slurm(tmp_path_factory):
 
 PROFILE = str(REPO / "workflow" / "profiles" / "slurm")
 # A one-node test cluster answers at once: poll it more often than a real cluster should be polled. Its node has
-# two CPUs: one thread per counting job lets two samples count at once (a job is mostly Snakemake starting up).
+# two CPUs: no job may ask for more (a job asking for more stays pending), and one thread per counting job lets two
+# samples count at once (a job is mostly Snakemake starting up).
 TEST_CLUSTER = ["--seconds-between-status-checks", "2", "--slurm-init-seconds-before-status-checks", "2",
-                "--set-threads", "count_molecules=1"]  # fmt: skip
+                "--max-threads", "2", "--set-threads", "count_molecules=1"]  # fmt: skip
 
 
 def slurm_run(workdir: Path, *args: str) -> subprocess.CompletedProcess:

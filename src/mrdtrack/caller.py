@@ -16,13 +16,18 @@ discrete and the asymptotics are off (conservative for most panels, anti-conserv
 when the expected null ALT count is small the p-value comes from the exact null distribution of the same
 statistic, drawn by Monte Carlo with a seed fixed per sample and panel. The threshold is then calibrated on null
 scores (samples scored against panels that are not their own).
+
+Every score draws from its own generator (seeded by sample and panel), so the null scores and the calls can be
+spread over worker processes (`call_cohort(workers=...)`) with results identical to one process.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -958,17 +963,57 @@ def sample_scale(cohort: Cohort, sample_id: str, panel_patient: str, settings: C
     return cohort.background_scale(sample_id, panel_patient, settings.sample_background_prior)
 
 
-def null_scores(cohort: Cohort, settings: CallSettings) -> pd.DataFrame:
+def null_scores(cohort: Cohort, settings: CallSettings, workers: int = 1) -> pd.DataFrame:
     """Every plasma and control sample scored against each patient panel that is not its own."""
-    records = []
     scored = cohort.samples[cohort.samples["sample_type"].isin(["plasma", "control"])]
-    for sample_id, sample in scored.iterrows():
-        for patient in cohort.panels:
-            if patient == sample["patient_id"]:
-                continue
-            _, reasons, score = _score_sample_at_panel(cohort, sample_id, patient, settings, null_score=True)
-            records.append(_null_record(cohort, sample, patient, reasons, score, settings))
+    pairs = [
+        (sample_id, patient)
+        for sample_id, sample_patient in zip(scored.index, scored["patient_id"], strict=True)
+        for patient in cohort.panels
+        if patient != sample_patient
+    ]
+    records = in_parallel(_null_score, pairs, (cohort, settings), workers)
     return mark_contamination(pd.DataFrame(records, columns=NULL_COLUMNS), settings)
+
+
+def _null_score(shared: tuple[Cohort, CallSettings], pair: tuple[str, str]) -> dict[str, Any]:
+    cohort, settings = shared
+    sample_id, patient = pair
+    _, reasons, score = _score_sample_at_panel(cohort, sample_id, patient, settings, null_score=True)
+    return _null_record(cohort, cohort.samples.loc[sample_id], patient, reasons, score, settings)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Worker processes
+# ----------------------------------------------------------------------------------------------------------
+_SHARED: Any = None  # what a worker process's tasks share (the cohort), set once when the worker starts
+
+
+def in_parallel(
+    task: Callable[[Any, Any], Any], items: Sequence[Any], shared: Any, workers: int
+) -> list[Any]:
+    """[task(shared, item) for item in items], spread over `workers` processes when there is more than one.
+
+    Workers are forked, so they inherit `shared` (the whole cohort) without pickling it, and no start-up
+    re-imports the Snakemake script that called us. Results come back in the order of `items`.
+    """
+    if workers <= 1 or len(items) < 2:
+        return [task(shared, item) for item in items]
+    chunk = max(
+        1, len(items) // (workers * 16)
+    )  # small enough to balance uneven tasks, large enough to batch
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_share, initargs=(shared,)) as pool:
+        return list(pool.map(_run_shared, [task] * len(items), items, chunksize=chunk))
+
+
+def _share(shared: Any) -> None:
+    global _SHARED
+    _SHARED = shared
+
+
+def _run_shared(task: Callable[[Any, Any], Any], item: Any) -> Any:
+    return task(_SHARED, item)
 
 
 def mark_contamination(nulls: pd.DataFrame, settings: CallSettings) -> pd.DataFrame:
@@ -1158,18 +1203,19 @@ def call_cohort(
     excluded: pd.DataFrame,
     settings: CallSettings | None = None,
     fragment_lengths: pd.DataFrame | None = None,
+    workers: int = 1,
 ) -> CallResult:
     """Null scores -> calibrated threshold -> one call per plasma sample.
 
     `fragment_lengths` (sample_id, allele, length, molecules: the counting step's histograms) is needed when
-    `settings.fragment_lengths` is on."""
+    `settings.fragment_lengths` is on. `workers` processes share the scoring; the results do not depend on it."""
     settings = settings or CallSettings()
     cohort = build_cohort(counts, samples, panel, locus_rates, excluded)
     if settings.fragment_lengths:
         if fragment_lengths is None:
             raise ValueError("calling.fragment_lengths needs the samples' fragment-length histograms")
         attach_length_model(cohort, fragment_lengths, settings)
-    nulls = null_scores(cohort, settings)
+    nulls = null_scores(cohort, settings, workers)
     calibrating = nulls.loc[nulls["calibration"], "p_value"].to_numpy()
     threshold = calibrate_threshold(calibrating, settings.false_positive_rate)
     log.info(
@@ -1178,11 +1224,10 @@ def call_cohort(
         len(calibrating),
         settings.false_positive_rate,
     )
-    calls, loci = [], []
-    for sample_id in samples.loc[samples["sample_type"] == "plasma", "sample_id"]:
-        call, sample_loci = call_sample(cohort, sample_id, threshold, nulls, settings)
-        calls.append(call)
-        loci.append(sample_loci)
+    plasma = list(samples.loc[samples["sample_type"] == "plasma", "sample_id"])
+    results = in_parallel(_call_one, plasma, (cohort, threshold, nulls, settings), workers)
+    calls = [call for call, _ in results]
+    loci = [sample_loci for _, sample_loci in results]
     calls_frame = pd.DataFrame(calls, columns=CALL_COLUMNS)
     calls_frame = calls_frame.sort_values(["patient_id", "collection_date", "sample_id"], kind="stable")
     loci = [frame for frame in loci if len(frame)]
@@ -1194,6 +1239,13 @@ def call_cohort(
     return CallResult(
         calls_frame.reset_index(drop=True), loci_frame[LOCI_COLUMNS], nulls, threshold, length_model
     )
+
+
+def _call_one(
+    shared: tuple[Cohort, float, pd.DataFrame, CallSettings], sample_id: str
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    cohort, threshold, nulls, settings = shared
+    return call_sample(cohort, sample_id, threshold, nulls, settings)
 
 
 def summarize(calls: pd.DataFrame) -> str:

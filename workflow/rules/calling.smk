@@ -21,10 +21,10 @@ rule call_mrd:
         "results/benchmarks/call_mrd.tsv"
     conda:
         "../envs/mrdtrack.yaml"
-    threads: 1
+    threads: 4
     resources:
         mem_mb=2000,
-        runtime=30,
+        runtime=calling_runtime,
     params:
         settings=config.get("calling", {}),
     script:

@@ -68,6 +68,17 @@ def counting_runtime(wildcards, input):
     return 10 + int(input.size_mb / 200)
 
 
+def calling_runtime(wildcards, threads):
+    # Minutes; calling scores every plasma and control sample against every other patient's panel (the null
+    # scores) and simulates each plasma sample's LOD. Measured ~0.06 s per score and ~1.5 s per LOD on one slow
+    # core (benchmarks/detection.py); three times that, shared by the rule's threads.
+    scored = SAMPLES["sample_type"].isin(["plasma", "control"]).sum()
+    plasma = (SAMPLES["sample_type"] == "plasma").sum()
+    patients = SAMPLES["patient_id"].nunique()
+    seconds = 0.06 * scored * patients + 1.5 * plasma
+    return 10 + int(3 * seconds / threads / 60)
+
+
 def final_outputs():
     return all_counts() + [
         "results/mrd/calls.tsv",

@@ -16,6 +16,7 @@ with user_errors_as_messages():
         read_excluded(snakemake.input.excluded),
         CallSettings.from_config(snakemake.params.settings),
         read_fragment_lengths(snakemake.input.fragment_lengths),
+        workers=snakemake.threads,
     )
     write_tsv(result.length_model, snakemake.output.length_model)
     write_tsv(result.null_scores, snakemake.output.null_scores)
