@@ -3,8 +3,8 @@
 The reference engine is proven against samtools, distinct templates and the simulator's truth elsewhere; here the
 two engines are run on the same files with the same settings and must agree on every count-table cell, the
 fragment-length histogram and the QC figures: on random reads built to hit every rule (filters, clips, indels,
-splices across two clusters, mates on other contigs, missing qualities, UMIs one mismatch apart, cD family sizes),
-on every bundled file and on the real ctDNAtools reads. Files the compiled engine does not read (CRAM, CSI-only
+splices across two clusters, mates on other contigs, missing qualities, UMIs one mismatch apart, duplex UMIs read
+from either strand, cD family sizes), on every bundled file and on the real ctDNAtools reads. Files the compiled engine does not read (CRAM, CSI-only
 index) and records it leaves alone go through the reference engine with the same result."""
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ SETTINGS = [
     CountSettings(dedup="consensus", min_baseq=0),
     CountSettings(dedup="none", merge_mates=False, min_mapq=0),
     CountSettings(dedup="umi", umi_mismatches=0, min_baseq=30),
+    CountSettings(dedup="umi", umi_duplex=True),
 ]
 EXAMPLES = settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -95,7 +96,11 @@ def random_read(draw) -> dict:
         "mate_tid": draw(st.sampled_from([0, 0, 0, 1])),
         "mate_start": max(anchor - 1 + draw(st.integers(-80, 80)), 0),
         "template_length": draw(st.sampled_from([0, 150, -150, 170, -170, 2000])),
-        "umi": draw(st.sampled_from([None, "AAAA", "AAAA", "AAAT", "CCCC", "AAAAA"])),
+        "umi": draw(
+            st.sampled_from(
+                [None, "AAAA", "AAAA", "AAAT", "CCCC", "AAAAA", "AC-GT", "GT-AC", "GT-AA", "A-C-G"]
+            )
+        ),
         "family_size": draw(st.sampled_from([None, 1, 2, 5])),
     }
 

@@ -223,3 +223,30 @@ def test_both_strands_of_one_fragment_are_one_molecule(tmp_path):
             assert molecules.loc[1000].tolist() == [1, 0, 0, 0], options
             got = orientation.loc[1000, ["ref_f1r2", "ref_f2r1"]].tolist()
             assert got == [f1r2, 1 - f1r2], (options, fams, order_seed)
+
+
+def test_duplex_umis_make_both_strands_one_molecule_only_when_declared(tmp_path):
+    """A duplex UMI reads "A-B" on one strand's read pairs and "B-A" on the other's (fgbio's paired UMIs). With
+    `umi_duplex` the two strands are one molecule, also when an error in one copy's UMI flips which reading is
+    canonical; without it they are two molecules, as in any UMI scheme where "A-B" and "B-A" are different."""
+    top = Family(start=999, length=60, umi="ACCC-GTTT", read1_reverse=False, copies=(Copy("A", "A"),) * 2)
+    bottom = replace(_swap_mates(top), umi="GTTT-ACCC")
+    flipped = replace(bottom, umi="GTTT-TCCC", copies=(Copy("A", "A"),))  # error: T for A
+    for engine, order_seed in itertools.product(["pysam", "compiled"], range(3)):
+        for fams in ([top, bottom], [top, bottom, flipped]):
+            duplex = count(tmp_path, "d", fams, order_seed, dedup="umi", umi_duplex=True, engine=engine)[0]
+            assert duplex.loc[1000].tolist() == [1, 0, 0, 0], (engine, fams)
+            plain = count(tmp_path, "p", fams, order_seed, dedup="umi", engine=engine)[0]
+            assert plain.loc[1000, "ref_molecules"] == 2, (engine, fams)
+
+
+def test_duplex_umis_count_both_strands_reads_toward_one_family_seed(tmp_path):
+    """Seeds are ranked by reads per UMI as both strands read it: AC-GT has two reads (one per strand), so it is the
+    seed, and AA-GT and GA-AC (AC-GA from the other strand) are one error from it: one molecule. Ranked per
+    strand's reading instead, AA-GT would seed a second family."""
+    top = Family(start=999, length=60, umi="AC-GT", read1_reverse=False, copies=(Copy("A", "A"),))
+    bottom = _swap_mates(top)
+    fams = [top, replace(top, umi="AA-GT"), replace(bottom, umi="GT-AC"), replace(bottom, umi="GA-AC")]
+    for engine in ("pysam", "compiled"):
+        molecules = count(tmp_path, "s", fams, dedup="umi", umi_duplex=True, engine=engine)[0]
+        assert molecules.loc[1000, "ref_molecules"] == 1, engine

@@ -15,6 +15,7 @@ from mrdtrack.counting import count_sample
 from mrdtrack.molecules import (
     DISCORDANT,
     CountSettings,
+    canonical_duplex_umi,
     cluster_umis,
     family_consensus,
     query_position,
@@ -188,6 +189,20 @@ def test_family_consensus_rules():
 def test_umi_clusters_seed_on_the_most_common():
     clusters = cluster_umis(Counter({"AAAA": 5, "AAAT": 1, "TTTT": 2, "TTTA": 2}), 1)
     assert clusters == {"AAAA": "AAAA", "AAAT": "AAAA", "TTTA": "TTTA", "TTTT": "TTTA"}
+
+
+def test_a_duplex_umi_reads_the_same_from_either_strand():
+    assert canonical_duplex_umi("TTAC-GGCA") == canonical_duplex_umi("GGCA-TTAC") == "GGCA-TTAC"
+    assert canonical_duplex_umi("TTACGGCA") == "TTACGGCA"  # not duplex: kept
+    assert canonical_duplex_umi("A-B-C") == "A-B-C"
+
+
+def test_duplex_clusters_reach_across_strands_when_an_error_flips_the_canonical_reading():
+    # The A strand reads ACCC-GTTT (canonical as is); one B-strand copy reads GTTT-TCCC with an error in its
+    # second half, so its canonical reading is itself, one mismatch from the seed with its halves swapped.
+    umis = Counter({"ACCC-GTTT": 3, "GTTT-TCCC": 1})
+    assert cluster_umis(umis, 1, duplex=True) == {"ACCC-GTTT": "ACCC-GTTT", "GTTT-TCCC": "ACCC-GTTT"}
+    assert cluster_umis(umis, 1) == {"ACCC-GTTT": "ACCC-GTTT", "GTTT-TCCC": "GTTT-TCCC"}
 
 
 def test_worker_processes_give_byte_identical_results():

@@ -74,6 +74,7 @@ class BamScanner:
                 int(settings.merge_mates),
                 MODE_CODES[mode],
                 settings.umi_mismatches,
+                int(settings.umi_duplex),
             ],
             dtype=np.int64,
         )
@@ -505,7 +506,7 @@ def _scan_records(
             if row_of_read < 0:
                 status = _describe_read(
                     buffer, r, flag, start, end, tid, name_length, tags_at, record_end, merge_mates, mode,
-                    umi_tag, ints, hashes, names, umis, state, row,
+                    params[7], umi_tag, ints, hashes, names, umis, state, row,
                 )  # fmt: skip
                 if status != 0:
                     return NEEDS_REFERENCE, offset
@@ -554,7 +555,7 @@ def _filter_slot(flag, mapq, mode, min_mapq):
 
 @njit(cache=True)
 def _describe_read(
-    buffer, r, flag, start, end, tid, name_length, tags_at, record_end, merge_mates, mode, umi_tag,
+    buffer, r, flag, start, end, tid, name_length, tags_at, record_end, merge_mates, mode, duplex, umi_tag,
     ints, hashes, names, umis, state, row,
 ):  # fmt: skip
     """Fill an observation row's template fields (molecules._template_info); 0, or 1 when a tag is unreadable."""
@@ -587,6 +588,8 @@ def _describe_read(
                     return 1
             ints[row, O_UMI_LEN] = n
             state[S_UMIS] = used + n
+            if duplex:
+                _canonical_duplex_umi(umis, used, n)
         elif kind != 0:
             return 1
     elif mode == 1:
@@ -610,6 +613,58 @@ def _describe_read(
     hashes[row] = fnv
     state[S_NAMES] = name_at + n
     return 0
+
+
+@njit(cache=True)
+def _dash_at(data, a, length):
+    """Where the only '-' of a UMI is, or -1 (none, or more than one): molecules._swap_halves."""
+    at = -1
+    for i in range(length):
+        if data[a + i] == 45:
+            if at >= 0:
+                return -1
+            at = i
+    return at
+
+
+@njit(cache=True)
+def _swapped_byte(data, a, length, dash, i):
+    """Byte i of the UMI at `a` with its halves around `dash` swapped ("A-B" -> "B-A")."""
+    second = length - dash - 1
+    if i < second:
+        return data[a + dash + 1 + i]
+    if i == second:
+        return 45
+    return data[a + i - second - 1]
+
+
+@njit(cache=True)
+def _canonical_duplex_umi(data, a, length):
+    """molecules.canonical_duplex_umi in place: the smaller of "A-B" and "B-A"."""
+    dash = _dash_at(data, a, length)
+    if dash < 0:
+        return
+    for i in range(length):
+        swapped = _swapped_byte(data, a, length, dash, i)
+        if swapped != data[a + i]:
+            if swapped < data[a + i]:
+                halves = data[a : a + length].copy()
+                for j in range(length):
+                    data[a + j] = _swapped_byte(halves, 0, length, dash, j)
+            return
+
+
+@njit(cache=True)
+def _within_swapped(data, a, a_length, b, b_length, max_mismatches):
+    """Whether UMI `a`, its halves swapped, is within `max_mismatches` of UMI `b` (molecules.cluster_umis)."""
+    dash = _dash_at(data, a, a_length)
+    if dash < 0 or a_length != b_length:
+        return False
+    mismatches = 0
+    for i in range(a_length):
+        if _swapped_byte(data, a, a_length, dash, i) != data[b + i]:
+            mismatches += 1
+    return mismatches <= max_mismatches
 
 
 @njit(cache=True)
@@ -783,7 +838,7 @@ def _family_size(ints, firsts, members):
 
 
 @njit(cache=True)
-def _umi_families(ints, umis, firsts, members, max_mismatches):
+def _umi_families(ints, umis, firsts, members, max_mismatches, duplex):
     """molecules.cluster_umis on a coordinate group: each member's seed index into `members` order."""
     g = len(members)
     distinct = np.empty(g, dtype=np.int64)  # a member carrying each distinct UMI
@@ -824,8 +879,11 @@ def _umi_families(ints, umis, firsts, members, max_mismatches):
         chosen = -1
         for s in range(n_seeds):
             seed_row = firsts[members[distinct[seeds[s]]]]
-            if _within(umis, ints[row, O_UMI], ints[row, O_UMI_LEN], ints[seed_row, O_UMI],
-                       ints[seed_row, O_UMI_LEN], max_mismatches):  # fmt: skip
+            seed_at, seed_length = ints[seed_row, O_UMI], ints[seed_row, O_UMI_LEN]
+            at, length = ints[row, O_UMI], ints[row, O_UMI_LEN]
+            if _within(umis, seed_at, seed_length, at, length, max_mismatches) or (
+                duplex and _within_swapped(umis, seed_at, seed_length, at, length, max_mismatches)
+            ):
                 chosen = seeds[s]
                 break
         if chosen < 0:
@@ -888,7 +946,7 @@ def _molecules(ints, hashes, names, umis, n, params, fraction):
         group = members[starts[g] : starts[g + 1]]
         head = heads[group[0]]
         if mode == 3 and len(group) > 1 and not _one_umi(ints, umis, heads, group):
-            family = _umi_families(ints, umis, heads, group, max_mismatches)
+            family = _umi_families(ints, umis, heads, group, max_mismatches, params[7])
             for seed in np.unique(family):
                 m = _add_family(rows, m, ints, names, heads, calls, head, group[family == seed], fraction)
         else:

@@ -49,6 +49,7 @@ class CountSettings:
     dedup: str = "auto"
     umi_tag: str = "RX"
     umi_mismatches: int = 1
+    umi_duplex: bool = False
     consensus_fraction: float = 0.6
     merge_mates: bool = True
     engine: str = "auto"
@@ -202,18 +203,40 @@ def fragment_key(read: pysam.AlignedSegment) -> tuple[int, int, bool]:
     return start, length, not read1_reverse
 
 
-def cluster_umis(umis: Counter[str], max_mismatches: int) -> dict[str, str]:
+def cluster_umis(umis: Counter[str], max_mismatches: int, duplex: bool = False) -> dict[str, str]:
     """Map each UMI to the seed of its cluster: seeds are taken by decreasing count, then name; a UMI joins the
-    first seed within `max_mismatches` (Hamming, same length)."""
+    first seed within `max_mismatches` (Hamming, same length). With `duplex` UMIs (canonical, see
+    `canonical_duplex_umi`) a UMI is also within reach of a seed whose halves, swapped, are that close: an error
+    can change which strand's reading is the canonical one."""
     seeds: list[str] = []
     assignment = {}
     for umi, _count in sorted(umis.items(), key=lambda item: (-item[1], item[0])):
-        seed = next((s for s in seeds if _within(s, umi, max_mismatches)), None)
+        seed = next(
+            (
+                s
+                for s in seeds
+                if _within(s, umi, max_mismatches)
+                or (duplex and _within(_swap_halves(s), umi, max_mismatches))
+            ),
+            None,
+        )
         if seed is None:
             seeds.append(umi)
             seed = umi
         assignment[umi] = seed
     return assignment
+
+
+def canonical_duplex_umi(umi: str) -> str:
+    """One fragment's duplex UMI as both strands read it: "A-B" on one strand's read pairs is "B-A" on the
+    other's (fgbio's paired UMIs); the smaller of the two readings. A UMI without exactly one '-' is kept."""
+    swapped = _swap_halves(umi)
+    return swapped if swapped < umi else umi
+
+
+def _swap_halves(umi: str) -> str:
+    first, dash, second = umi.partition("-")
+    return f"{second}-{first}" if dash and "-" not in second else umi
 
 
 def _within(a: str, b: str, max_mismatches: int) -> bool:
@@ -277,7 +300,7 @@ def collapse(templates: Mapping[Any, _Template], mode: str, settings: CountSetti
             umi = members[0][0][1]
             if any(t[0][1] != umi for t in members):  # another molecule shares these coordinates
                 umis = Counter(t[0][1] for t in members)
-                seeds = cluster_umis(umis, settings.umi_mismatches)
+                seeds = cluster_umis(umis, settings.umi_mismatches, settings.umi_duplex)
                 families: dict[str, list[_Template]] = {}
                 for template in members:
                     families.setdefault(seeds[template[0][1]], []).append(template)
@@ -434,6 +457,8 @@ def _template_info(
             umi = str(read.get_tag(settings.umi_tag))
         except KeyError:
             umi = ""
+        if settings.umi_duplex:
+            umi = canonical_duplex_umi(umi)
     elif mode == "consensus":
         try:
             family_size = int(read.get_tag("cD"))
