@@ -24,10 +24,8 @@ spread over worker processes (`call_cohort(workers=...)`) with results identical
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +43,7 @@ from mrdtrack.fraglen import (
     ref_histograms,
 )
 from mrdtrack.logs import UserFacingError
+from mrdtrack.processes import fork_pool
 from mrdtrack.tables import read_tsv
 
 log = logging.getLogger(__name__)
@@ -992,18 +991,14 @@ _SHARED: Any = None  # what a worker process's tasks share (the cohort), set onc
 def in_parallel(
     task: Callable[[Any, Any], Any], items: Sequence[Any], shared: Any, workers: int
 ) -> list[Any]:
-    """[task(shared, item) for item in items], spread over `workers` processes when there is more than one.
-
-    Workers are forked, so they inherit `shared` (the whole cohort) without pickling it, and no start-up
-    re-imports the Snakemake script that called us. Results come back in the order of `items`.
-    """
-    if workers <= 1 or len(items) < 2:
+    """[task(shared, item) for item in items], spread over `workers` forked processes (mrdtrack.processes), which
+    inherit `shared` (the whole cohort) instead of receiving a pickled copy. Results come in the order of `items`."""
+    pool = fork_pool(min(workers, len(items)), _share, (shared,))
+    if pool is None:
         return [task(shared, item) for item in items]
-    chunk = max(
-        1, len(items) // (workers * 16)
-    )  # small enough to balance uneven tasks, large enough to batch
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_share, initargs=(shared,)) as pool:
+    # Chunks small enough to balance uneven tasks, large enough to cut the messages between processes.
+    chunk = max(1, len(items) // (workers * 16))
+    with pool:
         return list(pool.map(_run_shared, [task] * len(items), items, chunksize=chunk))
 
 

@@ -7,7 +7,6 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +26,7 @@ from mrdtrack.molecules import (
     resolve_dedup_mode,
 )
 from mrdtrack.panel import contig_map, unique_loci
+from mrdtrack.processes import fork_pool
 
 if TYPE_CHECKING:
     from mrdtrack.bamscan import BamScanner
@@ -82,10 +82,11 @@ def count_sample(
             names = _bam_contig_names(alignments, loci["chrom"].unique(), alignment_path)
             units = _work_units(loci, names)
             chunks = _chunks(units, threads)
-            if len(chunks) <= 1:
+            pool = fork_pool(len(chunks))
+            if pool is None:
                 parts = [_count_units(alignments, units, settings, mode)]
-        if len(chunks) > 1:
-            with ProcessPoolExecutor(max_workers=threads) as pool:
+        if pool is not None:
+            with pool:
                 futures = [
                     pool.submit(_count_units_in_file, alignment_path, reference, chunk, settings, mode)
                     for chunk in chunks
