@@ -15,7 +15,7 @@ rule background:
         "../envs/mrdtrack.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=cohort_mem_mb,
         runtime=30,
     params:
         settings=config.get("background", {}),

@@ -23,7 +23,7 @@ rule call_mrd:
         "../envs/mrdtrack.yaml"
     threads: 4
     resources:
-        mem_mb=2000,
+        mem_mb=cohort_mem_mb,
         runtime=calling_runtime,
     params:
         settings=config.get("calling", {}),
