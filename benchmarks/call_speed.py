@@ -23,28 +23,18 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from detection import SCENARIOS, Options, simulate_cohort  # noqa: E402
+from detection import SCENARIOS, Options, call_simulated, simulate_cohort  # noqa: E402
 
 from mrdtrack.background import BackgroundSettings, build_background  # noqa: E402
-from mrdtrack.caller import CallResult, CallSettings, call_cohort  # noqa: E402
+from mrdtrack.caller import CallResult, CallSettings  # noqa: E402
 from mrdtrack.tables import write_tsv  # noqa: E402
 
 TABLES = ("calls", "loci", "null_scores")
 
 
 def timed_call(cohort, background, workers: int) -> tuple[CallResult, float]:
-    panel = cohort.panel[["patient_id", "chrom", "pos", "ref", "alt", "context", "weight"]]
     started = time.perf_counter()
-    result = call_cohort(
-        cohort.counts,
-        cohort.samples,
-        panel,
-        background.locus_rates,
-        background.excluded,
-        CallSettings(),
-        cohort.fragment_lengths,
-        workers=workers,
-    )
+    result = call_simulated(cohort, background, CallSettings(), workers)
     return result, time.perf_counter() - started
 
 

@@ -67,7 +67,7 @@ from scipy import stats
 
 from mrdtrack import simulate
 from mrdtrack.background import BackgroundSettings, build_background, reverse_complement
-from mrdtrack.caller import CallSettings, call_cohort, lr_statistic_rows
+from mrdtrack.caller import CallResult, CallSettings, call_cohort, lr_statistic_rows
 
 TFS = (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 1e-2)
 COMPLEMENT = str.maketrans("ACGT", "TGCA")
@@ -361,26 +361,32 @@ def own_panel_table(cohort: Cohort, sample_id: str, patient: str) -> tuple[np.nd
     return a, a + rows["ref_molecules"].to_numpy()
 
 
+def call_simulated(cohort: Cohort, background, settings: CallSettings, workers: int = 1) -> CallResult:
+    """The workflow's calling step on a simulated cohort."""
+    panel = cohort.panel[["patient_id", "chrom", "pos", "ref", "alt", "context", "weight"]]
+    return call_cohort(
+        cohort.counts,
+        cohort.samples,
+        panel,
+        background.locus_rates,
+        background.excluded,
+        settings,
+        cohort.fragment_lengths,
+        workers=workers,
+    )
+
+
 def run_scenario(scenario: Scenario, options: Options) -> dict:
     started = time.time()
     cohort = simulate_cohort(scenario, options)
     background = build_background(cohort.counts, cohort.samples, BackgroundSettings())
-    panel = cohort.panel[["patient_id", "chrom", "pos", "ref", "alt", "context", "weight"]]
 
     def call(fragment_lengths: bool) -> tuple[pd.DataFrame, float, float]:
         begun = time.time()
         settings = CallSettings(
             sample_background=options.sample_background, fragment_lengths=fragment_lengths
         )
-        result = call_cohort(
-            cohort.counts,
-            cohort.samples,
-            panel,
-            background.locus_rates,
-            background.excluded,
-            settings,
-            cohort.fragment_lengths,
-        )
+        result = call_simulated(cohort, background, settings)
         return result.calls.set_index("sample_id"), result.threshold, time.time() - begun
 
     # The default configuration (fragment lengths weigh in), and counts only for comparison.
