@@ -734,6 +734,7 @@ class Cohort:
     alt_lengths: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # (row, locus) -> lengths
     length_model: LengthModel | None = None  # set when fragment lengths weigh in
     counts_only: set[str] = field(default_factory=set)  # samples lacking some ALT molecules' lengths
+    contaminating: dict[str, set[str]] = field(default_factory=dict)  # sample -> panels set aside (see below)
     _classes: dict[str, LengthClasses] = field(default_factory=dict)
 
     def length_classes(self, sample_id: str) -> LengthClasses | None:
@@ -782,7 +783,10 @@ class Cohort:
         """
         r = self.row[sample_id]
         use = (self.cohort_reason == "") & (self.total[r] > 0)
-        for patient in {panel_patient, self.samples.loc[sample_id, "patient_id"]}:
+        # Loci of a patient whose tumor DNA the sample seems to carry (`contaminating`, set once the null scores
+        # are in) hold signal, not noise: left in, they would make the sample look noisy and hide its own MRD.
+        set_aside = self.contaminating.get(sample_id, set())
+        for patient in {panel_patient, self.samples.loc[sample_id, "patient_id"], *set_aside}:
             if patient in self.panels:
                 where = self.panels[patient]["locus"].to_numpy()
                 use[where[where >= 0]] = False
@@ -1211,6 +1215,9 @@ def call_cohort(
             raise ValueError("calling.fragment_lengths needs the samples' fragment-length histograms")
         attach_length_model(cohort, fragment_lengths, settings)
     nulls = null_scores(cohort, settings, workers)
+    candidates = nulls[nulls["contamination_candidate"]]
+    for sample_id, panel_patient in zip(candidates["sample_id"], candidates["panel_patient_id"], strict=True):
+        cohort.contaminating.setdefault(sample_id, set()).add(panel_patient)
     calibrating = nulls.loc[nulls["calibration"], "p_value"].to_numpy()
     threshold = calibrate_threshold(calibrating, settings.false_positive_rate)
     log.info(
