@@ -7,7 +7,7 @@ import os
 import pytest
 
 from mrdtrack import processes
-from mrdtrack.caller import in_parallel
+from mrdtrack.processes import in_parallel
 
 
 def pid_and_square(offset: int, item: int) -> tuple[int, int]:

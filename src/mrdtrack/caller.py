@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +43,7 @@ from mrdtrack.fraglen import (
     ref_histograms,
 )
 from mrdtrack.logs import UserFacingError
-from mrdtrack.processes import fork_pool
+from mrdtrack.processes import in_parallel
 from mrdtrack.tables import read_tsv
 
 log = logging.getLogger(__name__)
@@ -984,35 +984,6 @@ def _null_score(shared: tuple[Cohort, CallSettings], pair: tuple[str, str]) -> d
     sample_id, patient = pair
     _, reasons, score = _score_sample_at_panel(cohort, sample_id, patient, settings, null_score=True)
     return _null_record(cohort, cohort.samples.loc[sample_id], patient, reasons, score, settings)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Worker processes
-# ----------------------------------------------------------------------------------------------------------
-_SHARED: Any = None  # what a worker process's tasks share (the cohort), set once when the worker starts
-
-
-def in_parallel(
-    task: Callable[[Any, Any], Any], items: Sequence[Any], shared: Any, workers: int
-) -> list[Any]:
-    """[task(shared, item) for item in items], spread over `workers` forked processes (mrdtrack.processes), which
-    inherit `shared` (the whole cohort) instead of receiving a pickled copy. Results come in the order of `items`."""
-    pool = fork_pool(min(workers, len(items)), _share, (shared,))
-    if pool is None:
-        return [task(shared, item) for item in items]
-    # Chunks small enough to balance uneven tasks, large enough to cut the messages between processes.
-    chunk = max(1, len(items) // (workers * 16))
-    with pool:
-        return list(pool.map(_run_shared, [task] * len(items), items, chunksize=chunk))
-
-
-def _share(shared: Any) -> None:
-    global _SHARED
-    _SHARED = shared
-
-
-def _run_shared(task: Callable[[Any, Any], Any], item: Any) -> Any:
-    return task(_SHARED, item)
 
 
 def mark_contamination(nulls: pd.DataFrame, settings: CallSettings) -> pd.DataFrame:
