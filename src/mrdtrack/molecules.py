@@ -124,8 +124,9 @@ class LocusMolecules:
 
 
 # What one read pair (or one read, when mates are not merged) shows at one locus: [info, bases], with info =
-# (fragment key, UMI, family size, read name) taken from the first of its reads seen there and bases the called bases of its
-# reads at the locus (one character each, in reading order). Lists, not objects: there is one per read and locus.
+# (fragment key, UMI, family size, read name) taken from the first of its reads seen there and bases the called
+# bases of its reads at the locus (one character each, in reading order). Lists, not objects: there is one per
+# read and locus.
 _Template = list
 
 
@@ -211,15 +212,7 @@ def cluster_umis(umis: Counter[str], max_mismatches: int, duplex: bool = False) 
     seeds: list[str] = []
     assignment = {}
     for umi, _count in sorted(umis.items(), key=lambda item: (-item[1], item[0])):
-        seed = next(
-            (
-                s
-                for s in seeds
-                if _within(s, umi, max_mismatches)
-                or (duplex and _within(_swap_halves(s), umi, max_mismatches))
-            ),
-            None,
-        )
+        seed = next((s for s in seeds if _reaches(s, umi, max_mismatches, duplex)), None)
         if seed is None:
             seeds.append(umi)
             seed = umi
@@ -237,6 +230,10 @@ def canonical_duplex_umi(umi: str) -> str:
 def _swap_halves(umi: str) -> str:
     first, dash, second = umi.partition("-")
     return f"{second}-{first}" if dash and "-" not in second else umi
+
+
+def _reaches(seed: str, umi: str, max_mismatches: int, duplex: bool) -> bool:
+    return _within(seed, umi, max_mismatches) or (duplex and _within(_swap_halves(seed), umi, max_mismatches))
 
 
 def _within(a: str, b: str, max_mismatches: int) -> bool:

@@ -1394,8 +1394,8 @@ def expected_counts(
     observes a locus with an aligned, non-clipped base of quality >= min_base_quality; mates agreeing give that
     base, disagreeing give 'discordant'; pairs group into families by (chrom, fragment start, |TLEN|[, UMI
     cluster]), either strand (F1R2 and F2R1 pairs of one fragment are one molecule); a family's base is the
-    unique most frequent base with >= 60% of its base observations, else discordant. In mode `flag` every remaining pair is its own molecule (the duplicate
-    marker already grouped them).
+    unique most frequent base with >= 60% of its base observations, else discordant. In mode `flag` every
+    remaining pair is its own molecule (the duplicate marker already grouped them).
     """
     mode = resolve_dedup_mode(sample.records, mode)
     obs = _read_observations(sample, mode, min_mapq, min_base_quality)

@@ -69,15 +69,17 @@ def counting_runtime(wildcards, input):
 
 
 def cohort_mem_mb(wildcards, input):
-    # The cohort steps hold every sample's count table in memory: about 13x their size on disk in pandas
-    # (benchmarks: 280 MB peak for 12 MB of tables, 176,000 rows), 20x with room to spare.
+    # The cohort steps hold every sample's count table in memory: about 13x their size on disk in pandas (280 MB
+    # peak for the 12 MB of tables, 176,000 rows, of benchmarks/detection.py's 20-patient cohort), 20x with room
+    # to spare.
     return 1000 + int(20 * input.size_mb)
 
 
 def calling_runtime(wildcards, threads):
     # Minutes; calling scores every plasma and control sample against every other patient's panel (the null
-    # scores) and simulates each plasma sample's LOD. Measured ~0.06 s per score and ~1.5 s per LOD on one slow
-    # core (benchmarks/detection.py); three times that, shared by the rule's threads.
+    # scores) and simulates each plasma sample's LOD. benchmarks/call_speed.py measured ~0.025 s per score and
+    # ~0.75 s per sample's call on one core; 0.06 s and 1.5 s allow a slower core, three times that a busy node,
+    # shared by the rule's threads.
     scored = SAMPLES["sample_type"].isin(["plasma", "control"]).sum()
     plasma = (SAMPLES["sample_type"] == "plasma").sum()
     patients = SAMPLES["patient_id"].nunique()
