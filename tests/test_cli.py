@@ -70,3 +70,33 @@ def test_add_batch_names_a_reused_sample_id_and_what_changed(project, tmp_path, 
     assert f"{sheet}:3:patient_id: patient 'P7' is not in the patients sheet" in err
     assert main(["add-batch", project["samples"][0], "--config", config]) == 1
     assert "already listed" in capsys.readouterr().err
+
+
+def test_add_batch_reports_a_bad_date_once(project, tmp_path, capsys):
+    config = write_config(project, tmp_path / "config.yaml")
+    sheet = _new_batch(project, "S2\tP1\tplasma\t2024-02-30\tbams/p2.bam\n")
+    assert main(["add-batch", sheet, "--config", config]) == 1
+    err = capsys.readouterr().err
+    assert err.count("'2024-02-30' is not a real calendar date") == 1
+    assert "found 1 problem(s)" in err
+
+
+def test_check_lists_problems_in_file_and_row_order(project, tmp_path, capsys):
+    """Schema, date and patient checks run one after another; the list still reads top to bottom."""
+    sheet = Path(project["samples"][0])
+    sheet.write_text(
+        SAMPLE_HEADER
+        + "S1\tP9\tplasma\t2024-01-02\tbams/p1.bam\n"  # row 2: unknown patient (cross-sheet check)
+        + "S2\tP1\tplasma\t2024-02-30\tbams/p1.bam\n"  # row 3: impossible date (date check)
+        + "S3\tP1\tblood\t2024-01-02\tbams/p1.bam\n"  # row 4: bad sample_type (schema check)
+    )
+    Path(project["patients"]).write_text("patient_id\tpanel_vcf\nP1\tpanels/P1.vcf\nP1\tpanels/P1.vcf\n")
+    assert main(["check", "--config", write_config(project, tmp_path / "config.yaml")]) == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("  - ")]
+    located = [line.removeprefix("  - ").split(": ", 1)[0] for line in lines]
+    assert located == [
+        f"{sheet}:2:patient_id",
+        f"{sheet}:3:collection_date",
+        f"{sheet}:4:sample_type",
+        f"{project['patients']}:3:patient_id",
+    ]

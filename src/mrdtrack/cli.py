@@ -18,7 +18,15 @@ from mrdtrack.counting import AlignmentInputError, count_sample, open_alignments
 from mrdtrack.logs import user_errors_as_messages
 from mrdtrack.molecules import DEDUP_MODES, CountSettings
 from mrdtrack.panel import PanelSettings, build_panel, contig_map
-from mrdtrack.sheets import InputError, Problem, format_problems, load_inputs, load_samples, load_schema
+from mrdtrack.sheets import (
+    InputError,
+    Problem,
+    format_problems,
+    in_file_order,
+    load_inputs,
+    load_samples,
+    load_schema,
+)
 from mrdtrack.tables import read_tsv, write_tsv
 
 
@@ -95,9 +103,14 @@ def batch_problems(sheet: str, config: dict[str, Any]) -> list[Problem]:
     try:
         load_inputs(config | {"samples": [*existing, sheet]})
     except InputError as error:
-        # Re-used sample_ids are reported above, with what changed.
-        problems += [p for p in error.problems if p.file == sheet and "already appears" not in p.message]
-    return problems
+        # Re-used sample_ids are reported above, with what changed; the sheet's own problems (a bad date)
+        # were found by load_samples already and come again from load_inputs.
+        problems += [
+            p
+            for p in error.problems
+            if p.file == sheet and "already appears" not in p.message and p not in problems
+        ]
+    return in_file_order(problems, [sheet])
 
 
 def changed_sample_problems(old: pd.DataFrame, new: pd.DataFrame) -> list[Problem]:
@@ -132,9 +145,19 @@ def run_check(config_path: str) -> int:
 
 
 def check_config(config_path: str) -> list[Problem]:
+    """Every problem of the config's inputs, in file and row order (sheets in the order the config names them)."""
     config, problems = read_config(config_path)
     if problems:
         return problems
+    return in_file_order(_input_problems(config), _input_files(config))
+
+
+def _input_files(config: dict[str, Any]) -> list[str]:
+    samples = [config["samples"]] if isinstance(config["samples"], str) else list(config["samples"])
+    return [*samples, config["patients"], config["clinical"], config["reference"]]
+
+
+def _input_problems(config: dict[str, Any]) -> list[Problem]:
     try:
         inputs = load_inputs(config)
     except InputError as error:

@@ -82,6 +82,17 @@ def format_problems(problems: Iterable[Problem]) -> str:
     return "\n".join(lines)
 
 
+def in_file_order(problems: Iterable[Problem], files: Sequence[str] = ()) -> list[Problem]:
+    """Problems grouped by file (the order of `files`, then first appearance) and by row within a file.
+
+    The checks run one kind at a time (schema, dates, cross-sheet), so without this a sheet's row 9 can be
+    listed before its row 2; a lab person fixes a sheet top to bottom. Whole-file problems (no row) come first.
+    """
+    problems = list(problems)
+    rank = {file: i for i, file in enumerate(dict.fromkeys([*files, *(p.file for p in problems)]))}
+    return sorted(problems, key=lambda p: (rank[p.file], -1 if p.row is None else p.row))
+
+
 @dataclass
 class Inputs:
     """The validated inputs of one run."""
