@@ -1,7 +1,9 @@
-"""Outputs are written whole or not at all, and a killed writer's remains are cleared by the next attempt."""
+"""Outputs are written whole or not at all, a killed writer's remains are cleared by the next attempt, and a
+number read from a table is the number that was computed."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -42,3 +44,26 @@ def test_a_failed_first_write_leaves_no_output_at_all(tmp_path):
         tmp.write_text("sample\tcall\n")
         raise RuntimeError("killed half-way")
     assert list((tmp_path / "new").iterdir()) == []
+
+
+def test_every_float_reads_back_as_the_same_double(tmp_path):
+    rng = np.random.default_rng(3)
+    values = np.concatenate([rng.random(3000), np.exp(rng.normal(0, 40, 3000)), -rng.random(3000) * 1e-9])
+    write_tsv(pd.DataFrame({"value": values}), tmp_path / "floats.tsv")
+    read_back = read_tsv(tmp_path / "floats.tsv")["value"].to_numpy()
+    assert np.array_equal(read_back, values)  # bit for bit, not within a tolerance
+
+
+def test_whole_numbers_stay_integers_and_missing_values_stay_empty(tmp_path):
+    frame = pd.DataFrame({"at_risk": [12.0, np.nan, 3.0], "hr": [1 / 3, 2.5, np.nan], "n": [1, 2, 3]})
+    write_tsv(frame, tmp_path / "t.tsv")
+    lines = (tmp_path / "t.tsv").read_text().splitlines()
+    assert lines == ["at_risk\thr\tn", "12\t0.3333333333333333\t1", "\t2.5\t2", "3\t\t3"]
+
+
+def test_a_table_read_and_written_again_is_byte_identical(tmp_path):
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame({"tf": rng.random(200) ** 8, "p": rng.random(200), "k": rng.integers(0, 9, 200)})
+    write_tsv(frame, tmp_path / "first.tsv")
+    write_tsv(read_tsv(tmp_path / "first.tsv"), tmp_path / "second.tsv")
+    assert (tmp_path / "first.tsv").read_bytes() == (tmp_path / "second.tsv").read_bytes()
