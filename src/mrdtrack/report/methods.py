@@ -1,0 +1,42 @@
+"""The methods section: what each step did, stated with the setting values in force, and every config parameter.
+
+The prose lives in templates/methods.html.j2; this module supplies the values it quotes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mrdtrack.report.context import Context
+from mrdtrack.report.defaults import setting
+from mrdtrack.report.formatting import flatten, plain
+from mrdtrack.report.style import MRD_COLORS, status_label
+
+NOT_RECORDED = "(not recorded)"
+
+
+@dataclass
+class Methods:
+    """What templates/methods.html.j2 shows."""
+
+    used: Callable[[str], str]  # "section.key" -> the value that step used, as text
+    colors: str
+    tf_floor: str
+    parameters: list[tuple[str, str]]
+
+
+def methods_section(ctx: Context) -> Methods:
+    """The values the methods prose quotes, and every configuration parameter of the run."""
+    return Methods(
+        used=lambda dotted: used_setting(ctx, dotted),
+        colors=", ".join(f"{status_label(k)} {v}" for k, v in list(MRD_COLORS.items())[:3]),
+        tf_floor=f"{ctx.tf_floor():g}",
+        parameters=[(key, plain(value)) for key, value in flatten(ctx.config).items()],
+    )
+
+
+def used_setting(ctx: Context, dotted: str) -> str:
+    """The value of `section.key` that step used, as text ('(not recorded)' when unknown)."""
+    value = setting(ctx.config, *dotted.split(".", 1))
+    return plain(value) if value not in (None, "") else NOT_RECORDED

@@ -1,0 +1,261 @@
+"""Assembling the page: every section's panels (a panel that fails is shown as a message, not raised), the
+header, the table of contents and the methods, rendered to one self-contained HTML file plus one HTML per figure.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.io as pio
+
+import mrdtrack
+from mrdtrack.report.context import Context, PathLike, ReportInputs, load_tables, survival_notes, text_column
+from mrdtrack.report.dynamics import panel_lead_time, panel_swimmer, panel_trajectories
+from mrdtrack.report.methods import methods_section
+from mrdtrack.report.panel import Panel
+from mrdtrack.report.qc import (
+    panel_background,
+    panel_excluded,
+    panel_flagged,
+    panel_fraglen,
+    panel_locus_noise,
+    panel_lod,
+    panel_qc_samples,
+)
+from mrdtrack.report.render import plotly_library, render
+from mrdtrack.report.settings import ReportSettings
+from mrdtrack.report.style import PLOTLY_CONFIG, STATUS_ORDER, status_color, status_label
+from mrdtrack.report.survival import panel_endpoints, panel_forest, panels_km
+from mrdtrack.tables import atomic_path
+
+log = logging.getLogger(__name__)
+
+Builder = Callable[[Context], "Panel | list[Panel]"]
+SECTIONS: tuple[tuple[str, str, tuple[Builder, ...]], ...] = (
+    ("survival", "MRD and progression-free survival", (panels_km, panel_forest, panel_endpoints)),
+    ("dynamics", "MRD dynamics", (panel_swimmer, panel_trajectories, panel_lead_time)),
+    ("qc", "Quality control", (panel_qc_samples, panel_lod, panel_background, panel_fraglen, panel_excluded,
+                               panel_locus_noise, panel_flagged)),
+)  # fmt: skip
+FIGURE_INDEX = "index.html"
+STATIC_WIDTH = 1180  # px, the figure width on the page (plotly's default, 700, wraps the legends)
+
+
+@dataclass
+class Section:
+    """A heading of the page and the panels under it."""
+
+    anchor: str
+    title: str
+    panels: list[Panel]
+
+
+@dataclass
+class NoteGroup:
+    """Notes folded away under the header, under one summary line."""
+
+    summary: str
+    notes: list[str]
+
+
+@dataclass
+class Report:
+    """The rendered page and the panels it shows (tests and the per-figure files use the panels)."""
+
+    html: str
+    panels: list[Panel]
+
+
+def build_report(
+    inputs: ReportInputs,
+    settings: ReportSettings,
+    config: Mapping[str, Any] | None = None,
+    strict: bool = False,
+) -> Report:
+    """Read the inputs and render the report; `strict` re-raises a panel's error instead of showing it."""
+    ctx = Context.build(load_tables(inputs), settings, config or {})
+    sections = [
+        Section(anchor, title, _run_builders(builders, ctx, strict)) for anchor, title, builders in SECTIONS
+    ]
+    page = render(
+        "report.html.j2",
+        title=settings.title,
+        study_name=settings.study_name,
+        version=mrdtrack.__version__,
+        report_date=_report_date(ctx),
+        plotlyjs=plotly_library(),
+        sections=sections,
+        methods=methods_section(ctx),
+        **_header(ctx),
+    )
+    return Report(page, [p for section in sections for p in section.panels])
+
+
+def write_report(
+    inputs: ReportInputs,
+    html_path: PathLike,
+    figures_dir: PathLike,
+    settings: ReportSettings,
+    config: Mapping[str, Any] | None = None,
+    strict: bool = False,
+) -> Report:
+    """Write the report and one HTML (plus any static images) per figure, each atomically."""
+    report = build_report(inputs, settings, config, strict)
+    with atomic_path(html_path) as tmp:
+        tmp.write_text(report.html, encoding="utf-8")
+    with _atomic_dir(figures_dir) as folder:
+        write_figures(report.panels, folder, settings.static_formats, settings.title)
+    log.info("report: %s (%d panels, %.1f MB)", html_path, len(report.panels), len(report.html) / 1e6)
+    return report
+
+
+def write_figures(
+    panels: Sequence[Panel], folder: Path, static_formats: Sequence[str] = (), title: str = "Figures"
+) -> None:
+    """figures/<key>.html sharing one plotly.min.js in the folder (offline), an index.html showing them all with
+    their captions (the entry page of `snakemake --report`), and static images only where kaleido works."""
+    (folder / FIGURE_INDEX).write_text(_figure_index(panels, title), encoding="utf-8")
+    images: list[tuple[go.Figure, Path]] = []
+    for panel in panels:
+        if panel.figure is None:
+            continue
+        fig = _titled(panel)
+        pio.write_html(fig, folder / f"{panel.key}.html", include_plotlyjs="directory", config=PLOTLY_CONFIG,
+                       div_id=f"fig-{panel.key}", post_script=panel.script or None)  # fmt: skip
+        if static_formats:  # a picture of the page's figure: its width, and no buttons (nothing to click)
+            still = go.Figure(fig).update_layout(updatemenus=[], width=STATIC_WIDTH)
+            images += [(still, folder / f"{panel.key}.{fmt}") for fmt in static_formats]
+    if images:
+        _write_images(images)
+
+
+def _figure_index(panels: Sequence[Panel], title: str) -> str:
+    """Every drawn figure in an iframe with its caption; the figures not drawn are listed with the reason."""
+    drawn = [p for p in panels if p.figure is not None]
+    missing = [p for p in panels if p.figure is None and p.message.startswith("Not ")]
+    return render("figure_index.html.j2", title=title, drawn=drawn, missing=missing)
+
+
+def _titled(panel: Panel) -> go.Figure:
+    """The figure with its panel title in the top band, above the legend (the page shows it as a heading)."""
+    fig = go.Figure(panel.figure)
+    height = fig.layout.height or 450
+    text = f"{panel.title} \u00b7 {fig.layout.title.text}" if fig.layout.title.text else panel.title
+    title = {"text": text, "x": 0.01, "xref": "container", "xanchor": "left", "yref": "container",
+             "y": 1 - 6 / height, "yanchor": "top", "font": {"size": 15}}  # fmt: skip
+    return fig.update_layout(title=title)
+
+
+def _write_images(images: Sequence[tuple[go.Figure, Path]]) -> bool:
+    """All static images in one call, so kaleido (1.x) starts its Chrome/Chromium once, not once per image.
+
+    kaleido finds Chrome/Chromium on PATH, or at the BROWSER_PATH environment variable. When either is missing
+    one warning is logged and no image is written; the HTML figures are complete without them."""
+    try:
+        pio.write_images([fig for fig, _ in images], [path for _, path in images])
+    except (
+        Exception
+    ) as error:  # kaleido or its browser missing (ValueError, RuntimeError, ChromeNotFoundError)
+        for _, path in images:
+            path.unlink(missing_ok=True)
+        log.warning(
+            "report: static export skipped (%s: %s); install kaleido (>= 1.0) and Chrome/Chromium to enable it",
+            type(error).__name__,
+            error,
+        )
+        return False
+    return True
+
+
+@contextmanager
+def _atomic_dir(path: PathLike) -> Iterator[Path]:
+    """Yield a fresh folder beside `path`; it replaces `path` only if the block succeeds."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        tmp.chmod(0o755)  # mkdtemp makes it private; the figures are meant to be shared
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def _run_builders(builders: Sequence[Builder], ctx: Context, strict: bool) -> list[Panel]:
+    panels: list[Panel] = []
+    for builder in builders:
+        try:
+            result = builder(ctx)
+        except Exception as error:  # one broken figure must not take the other panels down
+            if strict:
+                raise
+            log.exception("report: panel %s failed", builder.__name__)
+            title = (builder.__doc__ or builder.__name__).strip().splitlines()[0]
+            result = Panel(
+                builder.__name__.split("_", 1)[-1],
+                title,
+                message=f"Not drawn: {type(error).__name__}: {error}",
+            )
+        panels.extend(result if isinstance(result, list) else [result])
+    return panels
+
+
+def _report_date(ctx: Context) -> str:
+    """The configured date, else the latest sample or follow-up date in the data (never today: reproducible)."""
+    if ctx.settings.report_date:
+        return ctx.settings.report_date
+    dates = [ctx.tables.calls.get("collection_date")] + [ctx.patients.get(c) for c in ("pfs_date", "os_date")]
+    parsed = pd.concat(
+        [pd.to_datetime(d, errors="coerce") for d in dates if d is not None]
+        or [pd.Series(dtype="datetime64[ns]")]
+    )
+    return parsed.max().date().isoformat() if parsed.notna().any() else "not given"
+
+
+def input_summary(ctx: Context) -> dict[str, int]:
+    """Counts shown in the header: patients, plasma samples, batches, controls, normals, events."""
+    sheet = ctx.tables.samples
+    types = text_column(sheet, "sample_type").str.lower()
+    plasma = int((types == "plasma").sum()) if len(sheet) else len(ctx.samples)
+    batches = text_column(sheet if "batch" in sheet.columns else ctx.tables.calls, "batch")
+    return {
+        "patients": len(ctx.patients),
+        "plasma samples": plasma,
+        "batches": int(batches[batches != ""].nunique()),
+        "healthy controls": int((types == "control").sum()),
+        "normal (WBC) samples": int((types == "normal").sum()),
+        "MRD-positive samples": int((ctx.samples["status"] == "positive").sum()),
+        "PFS events": int((ctx.patients["pfs_event"] == 1).sum()) if "pfs_event" in ctx.patients else 0,
+    }
+
+
+def _header(ctx: Context) -> dict[str, Any]:
+    """What templates/header.html.j2 shows besides the title, study, date and version."""
+    cohorts = ctx.patients["cohort"].value_counts().sort_index()
+    return {
+        "per_cohort": ", ".join(f"{k}: {v}" for k, v in cohorts.items()) or "none",
+        "counts": input_summary(ctx),
+        "status_key": [(status_label(s), status_color(s)) for s in STATUS_ORDER[:3]],
+        "note_groups": _note_groups(ctx),
+    }
+
+
+def _note_groups(ctx: Context) -> list[NoteGroup]:
+    """Missing or unreadable inputs and the survival step's notes, folded away under the header."""
+    notes = [f"{name}: {why}" for name, why in sorted(ctx.tables.problems.items())] + survival_notes(
+        ctx.tables.summary
+    )
+    return [NoteGroup(f"{len(notes)} input note(s)", notes)] if notes else []

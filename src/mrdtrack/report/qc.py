@@ -1,0 +1,486 @@
+"""Quality-control panels: molecules and loci per sample, LOD95, background error by context, fragment lengths,
+excluded loci, per-locus noise and flagged samples."""
+
+from __future__ import annotations
+
+import html
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from mrdtrack.report.context import Context, normalize_status, numeric_column, sample_table, text_column
+from mrdtrack.report.defaults import setting
+from mrdtrack.report.formatting import DASH, count_noun, fmt_number, positive_float
+from mrdtrack.report.panel import Panel, data_table
+from mrdtrack.report.style import (
+    base_layout,
+    button_menu,
+    ordered_statuses,
+    reference_line,
+    rgba,
+    status_color,
+    status_label,
+)
+
+SUBSTITUTIONS = ("C>A", "C>G", "C>T", "T>A", "T>C", "T>G")
+
+
+BASES = "ACGT"
+
+
+# Fragment-length lines: (color, dash). Mutant molecules of MRD-positive samples take the MRD-positive color.
+FRAGLEN_GROUPS = {
+    "wild-type (REF)": ("#000000", "solid"),
+    "mutant (ALT)": ("#E69F00", "solid"),
+    "mutant (ALT), MRD-positive samples": ("#D55E00", "dot"),
+}
+
+
+def panel_qc_samples(ctx: Context) -> Panel:
+    """Molecules and loci per sample"""
+    panel = Panel("qc_samples", "QC: informative molecules and panel loci used per plasma sample")
+    problem = ctx.unavailable("calls", ["sample_id", "total_molecules"])
+    if problem:
+        panel.message = f"Not drawn: {problem}"
+        return panel
+    samples = _qc_sample_table(ctx)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06, row_heights=[0.55, 0.45])
+    for status in ordered_statuses(samples["status"].tolist()):
+        rows = samples[samples["status"] == status]
+        color = status_color(status)
+        common = {
+            "x": rows["sample_id"],
+            "marker_color": color,
+            "legendgroup": status,
+            "text": rows["hover"],
+            "textposition": "none",  # the text is for the hover; plotly would print it inside the bars
+            "hovertemplate": "%{text}<extra></extra>",
+        }
+        fig.add_trace(go.Bar(y=rows["total_molecules"], name=status_label(status), **common), row=1, col=1)
+        fig.add_trace(go.Bar(y=rows["n_loci_used"], showlegend=False, **common), row=2, col=1)
+    _add_qc_markers(fig, samples)
+    base_layout(fig, 560, barmode="overlay", bargap=0.15)
+    many = len(samples) > 60
+    fig.update_xaxes(
+        type="category",
+        categoryorder="array",
+        categoryarray=samples["sample_id"].tolist(),
+        showticklabels=not many,
+        tickangle=-60,
+        tickfont={"size": 9},
+    )
+    fig.update_xaxes(title_text=f"Plasma samples ({len(samples)}; by batch, patient, date)", row=2, col=1)
+    fig.update_yaxes(type="log", title_text="Molecules (all loci)", row=1, col=1)
+    fig.update_yaxes(title_text="Loci used", rangemode="tozero", row=2, col=1)
+    panel.figure = fig
+    flagged = int((samples["flags"] != "").sum())
+    marks = (
+        f"\u25bc marks the {count_noun(flagged, 'flagged sample')}." if flagged else "No sample is flagged."
+    )
+    panel.caption = (
+        "Top: informative (deduplicated) molecules summed over the sample's panel loci, log scale. Bottom: loci "
+        f"used for calling (bars) of the patient's panel (dashes). {marks} "
+        + _unused_reasons_text(ctx.tables.loci)
+    )
+    panel.downloads["qc_samples.tsv"] = samples.drop(columns=["hover"])
+    return panel
+
+
+def _qc_sample_table(ctx: Context) -> pd.DataFrame:
+    calls = ctx.tables.calls
+    samples = pd.DataFrame(
+        {
+            "sample_id": calls["sample_id"],
+            "patient_id": text_column(calls, "patient_id"),
+            "batch": text_column(calls, "batch"),
+            "collection_date": text_column(calls, "collection_date"),
+            "status": text_column(calls, "mrd_status").map(normalize_status),
+            "total_molecules": numeric_column(calls, "total_molecules"),
+            "mutant_molecules": numeric_column(calls, "mutant_molecules"),
+            "n_loci_used": numeric_column(calls, "n_loci_used"),
+            "n_loci_panel": numeric_column(calls, "n_loci_panel"),
+            "lod95": numeric_column(calls, "lod95"),
+            "flags": text_column(calls, "flags"),
+        }
+    )
+    qc = ctx.tables.qc
+    extra = [c for c in ("duplicate_rate", "mean_family_size", "median_fragment_length") if c in qc.columns]
+    if extra:
+        samples = samples.merge(qc[["sample_id", *extra]], on="sample_id", how="left")
+    samples = samples.sort_values(["batch", "patient_id", "collection_date", "sample_id"]).reset_index(
+        drop=True
+    )
+    samples["hover"] = [
+        f"<b>{r.sample_id}</b> ({r.patient_id}, batch {r.batch or DASH})<br>{status_label(r.status)}<br>"
+        f"molecules {fmt_number(r.total_molecules, ',.0f')}, mutant {fmt_number(r.mutant_molecules, ',.0f')}<br>"
+        f"loci used {fmt_number(r.n_loci_used, '.0f')} of {fmt_number(r.n_loci_panel, '.0f')}<br>"
+        + "".join(f"{c.replace('_', ' ')} {fmt_number(getattr(r, c), '.3g')}<br>" for c in extra)
+        + (f"flags: {html.escape(r.flags)}" if r.flags else "")
+        for r in samples.itertuples()
+    ]
+    return samples
+
+
+def _add_qc_markers(fig: go.Figure, samples: pd.DataFrame) -> None:
+    fig.add_trace(
+        go.Scatter(
+            x=samples["sample_id"],
+            y=samples["n_loci_panel"],
+            mode="markers",
+            name="loci in panel",
+            marker={"symbol": "line-ew-open", "size": 10, "color": "#000000", "line": {"width": 2}},
+            hovertemplate="%{x}: %{y} loci in the panel<extra></extra>",
+        ),
+        row=2,
+        col=1,
+    )
+    flagged = samples[samples["flags"] != ""]
+    if len(flagged):
+        fig.add_trace(
+            go.Scatter(
+                x=flagged["sample_id"],
+                y=flagged["total_molecules"] * 1.6,
+                mode="markers",
+                name="flagged",
+                marker={"symbol": "triangle-down", "size": 9, "color": "#E69F00"},
+                text=flagged["flags"],
+                hovertemplate="%{x}: %{text}<extra></extra>",
+            ),
+            row=1,
+            col=1,
+        )
+
+
+def _unused_reasons_text(loci: pd.DataFrame) -> str:
+    if not {"used", "reason"} <= set(loci.columns) or loci.empty:
+        return ""
+    used = loci["used"].astype(str).str.lower().isin(["true", "1", "yes"])
+    reasons = text_column(loci[~used], "reason", "unspecified").replace("", "unspecified").value_counts()
+    if reasons.empty:
+        return "Every panel locus was used in every sample."
+    top = ", ".join(f"{reason} ({count})" for reason, count in reasons.head(5).items())
+    return f"Sample-locus pairs not used, by reason: {top}."
+
+
+def panel_lod(ctx: Context) -> Panel:
+    """Limit of detection"""
+    panel = Panel("lod", "QC: limit of detection (LOD95) per sample, by batch and MRD status")
+    problem = ctx.unavailable("calls", ["lod95"])
+    samples = ctx.samples.dropna(subset=["lod95"]) if not problem else ctx.samples
+    if problem or samples.empty:
+        panel.message = f"Not drawn: {problem or 'no sample has a LOD95'}"
+        return panel
+    samples = samples.assign(batch=text_column(samples, "batch", "").replace("", "no batch"))
+    fig = go.Figure(
+        [
+            _lod_box(samples[samples["status"] == st], st)
+            for st in ordered_statuses(samples["status"].tolist())
+        ]
+    )
+    base_layout(fig, 440, boxmode="group")
+    fig.update_yaxes(type="log", title_text="LOD95 (tumor fraction)", exponentformat="power")
+    max_lod = positive_float(setting(ctx.config, "calling", "max_lod95"))
+    if max_lod:
+        reference_line(fig, "y", max_lod)
+        # Annotations on a log axis take log10 coordinates.
+        fig.add_annotation(text=f"calling.max_lod95 = {max_lod:g}", xref="paper", x=1, y=math.log10(max_lod),
+                           xanchor="right", yanchor="bottom", showarrow=False, font={"color": "#5F5F5F"})  # fmt: skip
+    fig.update_xaxes(type="category", categoryorder="category ascending", title_text="Batch")
+    panel.figure = fig
+    lod = samples["lod95"]
+    panel.caption = (
+        "Tumor fraction detected with 95% probability given the sample's depth and background (LOD95), log "
+        f"scale; median {lod.median():.2g} (range {lod.min():.2g}\u2013{lod.max():.2g}). A sample whose LOD is "
+        "too high to rule MRD out is indeterminate rather than negative (dashed line: the caller's maximum LOD95 "
+        "for a negative call, when known)."
+    )
+    panel.downloads["lod.tsv"] = sample_table(samples).assign(batch=samples["batch"])
+    return panel
+
+
+def _lod_box(rows: pd.DataFrame, status: str) -> go.Box:
+    color = status_color(status)
+    return go.Box(
+        x=rows["batch"], y=rows["lod95"], name=status_label(status), boxpoints="all", jitter=0.45, pointpos=0,
+        marker={"color": color, "size": 5, "opacity": 0.7}, line={"color": color}, fillcolor=rgba(color, 0.12),
+        text=rows["sample_id"], hovertemplate="%{text}: LOD95 %{y:.3g}<extra></extra>",
+    )  # fmt: skip
+
+
+def context_matrix(rates: pd.DataFrame, orientation: str) -> pd.DataFrame:
+    """The 96-class error rates as a 6 substitution x 16 flank matrix (missing classes stay NaN)."""
+    flanks = [f"{a}_{b}" for a in BASES for b in BASES]
+    matrix = pd.DataFrame(np.nan, index=list(SUBSTITUTIONS), columns=flanks)
+    rows = rates[text_column(rates, "orientation", "all").str.lower() == orientation]
+    for sub, ctx, rate in zip(
+        rows["substitution"], rows["context"], numeric_column(rows, "rate"), strict=True
+    ):
+        ctx = str(ctx).upper()
+        flank = f"{ctx[0]}_{ctx[2]}" if len(ctx) == 3 else ""
+        if sub in matrix.index and flank in matrix.columns:  # .loc would add a column for an N context
+            matrix.loc[sub, flank] = rate
+    return matrix
+
+
+def panel_background(ctx: Context) -> Panel:
+    """Background error by context"""
+    panel = Panel(
+        "background", "QC: background error rate by substitution and trinucleotide context (96 classes)"
+    )
+    rates = ctx.tables.context_rates
+    problem = ctx.unavailable("context_rates", ["substitution", "context", "rate"])
+    if problem:
+        panel.message = f"Not drawn: {problem}"
+        return panel
+    orientations = [
+        o
+        for o in ("all", "f1r2", "f2r1")
+        if (text_column(rates, "orientation", "all").str.lower() == o).any()
+    ]
+    positive = numeric_column(rates, "rate")[lambda r: r > 0]
+    floor = float(positive.min()) / 10 if len(positive) else 1e-7
+    fig = _background_figure(rates, orientations, floor)
+    panel.figure = fig
+    panel.caption = (
+        "Error rate (mutant molecules / molecules) per pyrimidine-centred substitution class and flanking bases, "
+        "from healthy controls and other patients' loci; log10 color scale (Viridis), a zero rate is drawn at "
+        f"{floor:.2g}. Read orientations (F1R2 / F2R1) separate strand-specific damage such as oxidative G>T."
+    )
+    panel.downloads["context_rates.tsv"] = rates
+    return panel
+
+
+def _background_figure(rates: pd.DataFrame, orientations: list[str], floor: float) -> go.Figure:
+    """One 6 x 16 heatmap per read orientation, the first visible, switched by buttons."""
+    fig = go.Figure()
+    for i, orientation in enumerate(orientations):
+        matrix = context_matrix(rates, orientation)
+        fig.add_trace(
+            go.Heatmap(
+                z=np.log10(matrix.clip(lower=floor)), x=matrix.columns, y=matrix.index, text=matrix.map(_fmt_rate),
+                colorscale="Viridis", visible=i == 0, name=orientation, colorbar={"title": {"text": "log10 rate"}},
+                hovertemplate="%{y} in %{x}: rate %{text}<extra>" + orientation + "</extra>", xgap=1, ygap=1,
+            )
+        )  # fmt: skip
+    shown = [[j == i for j in range(len(orientations))] for i in range(len(orientations))]
+    buttons = [{"label": f"orientation: {o}", "method": "restyle", "args": [{"visible": v}]}
+               for o, v in zip(orientations, shown, strict=True)]  # fmt: skip
+    base_layout(fig, 420, updatemenus=[button_menu(buttons)])
+    fig.update_xaxes(title_text="5' base _ 3' base around the mutated (pyrimidine) base", tickangle=-45)
+    fig.update_yaxes(autorange="reversed", title_text="Substitution")
+    return fig
+
+
+def _fmt_rate(value: float) -> str:
+    return fmt_number(value, ".2e", "no data")
+
+
+def panel_fraglen(ctx: Context) -> Panel:
+    """Fragment lengths"""
+    panel = Panel("fraglen", "QC: fragment-length distributions, mutant vs wild-type molecules")
+    histogram = _fraglen_table(ctx)
+    if histogram.empty:
+        panel.message = "Not drawn: no fragment-length histogram (results/counts/*.fraglen.tsv) was given"
+        return panel
+    fig = go.Figure()
+    medians = []
+    for group, rows in histogram.groupby("group", sort=False):
+        color, dash = FRAGLEN_GROUPS.get(str(group), ("#56B4E9", "solid"))
+        total = rows["molecules"].sum()
+        width = fraglen_bin_width(total)
+        binned = fraglen_bins(rows["length"], rows["molecules"], width)
+        fig.add_trace(
+            go.Scatter(
+                x=binned.index + (width - 1) / 2,
+                y=binned.to_numpy() / total / width,
+                mode="lines",
+                line={"color": color, "dash": dash, "width": 2},
+                name=f"{group} ({total:,.0f} molecules{'' if width == 1 else f', {width} bp bins'})",
+                customdata=np.stack([binned.index, binned.index + width - 1, binned.to_numpy()], axis=1),
+                hovertemplate="%{customdata[0]}\u2013%{customdata[1]} bp: %{customdata[2]:,.0f} molecules, "
+                "%{y:.2%} per bp<extra></extra>",
+            )
+        )
+        medians.append(f"{group} {_weighted_median(rows['length'], rows['molecules']):.0f} bp")
+    base_layout(fig, 420)
+    fig.update_xaxes(title_text="Fragment length (bp)", range=[40, 450])
+    fig.update_yaxes(title_text="Fraction of molecules per bp", tickformat=".1%", rangemode="tozero")
+    panel.figure = fig
+    panel.caption = (
+        "Fragment-length histograms of wild-type and mutant molecules pooled over plasma samples (normalized per "
+        "line; a line with few molecules is binned more coarsely, so every line shows the fraction per bp and "
+        "empty bins are drawn at 0). Tumor-derived cfDNA is shorter; mutant molecules in MRD-negative samples are mostly background "
+        f"errors, so MRD-positive samples' mutant molecules are shown apart. Medians: {'; '.join(medians)}."
+    )
+    panel.downloads["fragment_lengths.tsv"] = histogram
+    return panel
+
+
+def _fraglen_table(ctx: Context) -> pd.DataFrame:
+    frame = ctx.tables.fraglen
+    if frame.empty:
+        return frame
+    sheet = ctx.tables.samples
+    if {"sample_id", "sample_type"} <= set(sheet.columns):
+        plasma = set(sheet.loc[sheet["sample_type"].str.lower() == "plasma", "sample_id"])
+        frame = frame[frame["sample_id"].isin(plasma)] if plasma else frame
+    allele = frame["allele"].astype(str).str.upper().replace({"WT": "REF", "MUT": "ALT", "MUTANT": "ALT"})
+    frame = frame.assign(
+        length=numeric_column(frame, "length"), molecules=numeric_column(frame, "molecules"), allele=allele
+    )
+    positive = set(ctx.samples.loc[ctx.samples["status"] == "positive", "sample_id"])
+    groups = [
+        ("wild-type (REF)", frame[frame["allele"] == "REF"]),
+        ("mutant (ALT)", frame[frame["allele"] == "ALT"]),
+        (
+            "mutant (ALT), MRD-positive samples",
+            frame[(frame["allele"] == "ALT") & frame["sample_id"].isin(positive)],
+        ),
+    ]
+    parts = [
+        rows.groupby("length", as_index=False, sort=True)["molecules"].sum().assign(group=name)
+        for name, rows in groups
+        if rows["molecules"].sum() > 0
+    ]
+    if not parts:
+        return pd.DataFrame()
+    # Parts are already in display order (wild-type, mutant, mutant in positives) and sorted by length.
+    return pd.concat(parts, ignore_index=True)[["group", "length", "molecules"]]
+
+
+def fraglen_bin_width(molecules: float) -> int:
+    """1 bp for a well-sampled histogram, coarser for a sparse one (a few mutant molecules)."""
+    return 1 if molecules >= 20_000 else 5 if molecules >= 1_000 else 10
+
+
+def fraglen_bins(lengths: pd.Series, molecules: pd.Series, width: int) -> pd.Series:
+    """Molecules per `width`-bp bin (indexed by the bin's first length), empty bins included as 0."""
+    start = (lengths.to_numpy(dtype=float) // width * width).astype(int)
+    counts = pd.Series(molecules.to_numpy(dtype=float)).groupby(start).sum()
+    full = np.arange(counts.index.min(), counts.index.max() + width, width)
+    return counts.reindex(full, fill_value=0.0)
+
+
+def _weighted_median(values: pd.Series, weights: pd.Series) -> float:
+    order = np.argsort(values.to_numpy())
+    cumulative = np.cumsum(weights.to_numpy()[order])
+    return float(values.to_numpy()[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
+
+
+def panel_excluded(ctx: Context) -> Panel:
+    """Excluded loci"""
+    panel = Panel("excluded", "QC: panel loci excluded from calling, by reason")
+    excluded = ctx.tables.excluded
+    problem = ctx.unavailable("excluded", ["reason"])
+    if problem:
+        # A readable table without rows is good news; a missing one is a problem.
+        quiet = "no rows" in problem and "excluded" not in ctx.tables.problems
+        panel.message = "No panel locus was excluded." if quiet else f"Not drawn: {problem}"
+        return panel
+    scope = np.where(text_column(excluded, "patient_id").isin(["", "nan"]), "every patient", "one patient")
+    counts = excluded.assign(scope=scope).groupby(["reason", "scope"]).size().rename("loci").reset_index()
+    fig = go.Figure()
+    for name, color in (("every patient", "#000000"), ("one patient", "#56B4E9")):
+        rows = counts[counts["scope"] == name]
+        fig.add_trace(
+            go.Bar(
+                y=rows["reason"],
+                x=rows["loci"],
+                orientation="h",
+                name=f"excluded for {name}",
+                marker_color=color,
+                hovertemplate="%{y}: %{x} loci<extra></extra>",
+            )
+        )
+    base_layout(fig, max(260, 40 * counts["reason"].nunique() + 140), barmode="stack")
+    fig.update_yaxes(type="category", automargin=True, title_text="Reason")
+    most = int(counts.groupby("reason")["loci"].sum().max())
+    fig.update_xaxes(title_text="Loci", tickformat="d", rangemode="tozero", dtick=1 if most <= 10 else None)
+    panel.figure = fig
+    panel.caption = (
+        f"{len(excluded)} exclusions: a locus far noisier than its context, or seen in the patient's matched "
+        "normal (CHIP / germline), is dropped for every patient or for one patient. The table lists them all."
+    )
+    panel.blocks.append(data_table(excluded, ctx.settings.max_table_rows))
+    panel.downloads["excluded_loci.tsv"] = excluded
+    return panel
+
+
+def panel_locus_noise(ctx: Context) -> Panel:
+    """Per-locus noise"""
+    panel = Panel("locus_noise", "QC: per-locus background rate vs its context rate")
+    rates = ctx.tables.locus_rates
+    problem = ctx.unavailable("locus_rates", ["rate", "context_rate"])
+    if problem:
+        panel.message = f"Not drawn: {problem}"
+        return panel
+    excluded = text_column(rates, "excluded").str.lower().isin(["true", "1", "yes"])
+    fig = go.Figure()
+    for flag, name, color in ((False, "kept", "#56B4E9"), (True, "excluded", "#000000")):
+        rows = rates[excluded == flag]
+        text = text_column(rows, "chrom") + ":" + text_column(rows, "pos") + " " + text_column(rows, "reason")
+        fig.add_trace(
+            go.Scatter(
+                x=numeric_column(rows, "context_rate"),
+                y=numeric_column(rows, "rate"),
+                mode="markers",
+                name=f"{name} ({len(rows)})",
+                marker={"color": color, "size": 6, "opacity": 0.7, "symbol": "x" if flag else "circle"},
+                text=text,
+                hovertemplate="%{text}<br>context %{x:.2e}, locus %{y:.2e}<extra></extra>",
+            )
+        )
+    known = pd.concat([numeric_column(rates, "context_rate"), numeric_column(rates, "rate")])[lambda v: v > 0]
+    if len(known):
+        diagonal = [float(known.min()), float(known.max())]
+        fig.add_trace(go.Scatter(x=diagonal, y=diagonal, mode="lines", name="locus = context", hoverinfo="skip",
+                                 line={"dash": "dash", "color": "#8C8C8C", "width": 1}))  # fmt: skip
+    base_layout(fig, 440)
+    fig.update_xaxes(type="log", title_text="Context error rate", exponentformat="power")
+    fig.update_yaxes(type="log", title_text="Shrunk per-locus error rate", exponentformat="power")
+    panel.figure = fig
+    panel.caption = (
+        "Each panel locus's empirical-Bayes error rate against its trinucleotide context's rate (dashed: equal); "
+        "loci far above their context are excluded."
+    )
+    panel.downloads["locus_rates.tsv"] = rates
+    return panel
+
+
+def panel_flagged(ctx: Context) -> Panel:
+    """Flagged samples"""
+    panel = Panel("flagged", "QC: flagged samples")
+    calls = ctx.tables.calls
+    if "sample_id" not in calls.columns:
+        panel.message = f"Not drawn: {ctx.unavailable('calls', ['sample_id'])}"
+        return panel
+    flagged = calls[text_column(calls, "flags") != ""]
+    columns = [
+        c
+        for c in (
+            "sample_id",
+            "patient_id",
+            "batch",
+            "mrd_status",
+            "flags",
+            "status_reason",
+            "lod95",
+            "total_molecules",
+            "n_loci_used",
+        )
+        if c in calls.columns
+    ]
+    flagged = flagged[columns]
+    qc = ctx.tables.qc
+    if len(flagged) and "sample_id" in qc.columns:
+        flagged = flagged.merge(qc.drop(columns=["dedup_mode"], errors="ignore"), on="sample_id", how="left")
+    if flagged.empty:
+        panel.message = f"No flagged sample among the {len(calls)} plasma samples."
+        return panel
+    panel.blocks.append(data_table(flagged, ctx.settings.max_table_rows))
+    panel.caption = f"{len(flagged)} of {len(calls)} plasma samples carry a QC flag from the caller."
+    panel.downloads["flagged_samples.tsv"] = flagged
+    return panel

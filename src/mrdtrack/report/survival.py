@@ -1,0 +1,551 @@
+"""Survival panels: Kaplan-Meier PFS by baseline MRD status (pooled and per cohort), the Cox forest plot and the
+trial endpoints with the two-stage design."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from mrdtrack.report.context import (
+    ALL,
+    Context,
+    normalize_cohort,
+    normalize_status,
+    numeric_column,
+    survival_notes,
+    text_column,
+)
+from mrdtrack.report.formatting import (
+    count_noun,
+    flatten,
+    fmt_number,
+    fmt_p,
+    short_note,
+    slug,
+    text_or,
+)
+from mrdtrack.report.panel import Block, Note, Panel, Table, data_table, facts_table
+from mrdtrack.report.style import (
+    MRD_SHORT,
+    base_layout,
+    ordered_statuses,
+    reference_line,
+    rgba,
+    status_color,
+    status_label,
+)
+
+
+def panels_km(ctx: Context) -> list[Panel]:
+    """Kaplan-Meier PFS by baseline MRD status"""
+    return [_km_panel(ctx, ALL)] + [_km_panel(ctx, cohort) for cohort in ctx.cohorts()]
+
+
+def _km_rows(curves: pd.DataFrame, cohort: str) -> pd.DataFrame:
+    if curves.empty or not {"group", "time", "survival"} <= set(curves.columns):
+        return curves.iloc[0:0]
+    cohorts = curves["cohort"].map(normalize_cohort) if "cohort" in curves.columns else ALL
+    analysis = text_column(curves, "analysis", "overall" if cohort == ALL else "cohort")
+    wanted = (analysis == ("overall" if cohort == ALL else "cohort")) & (cohorts == cohort)
+    rows = curves[wanted].copy()
+    rows["status"] = rows["group"].map(normalize_status)
+    for column in ("time", "survival", "ci_low", "ci_high", "at_risk", "events", "censored"):
+        rows[column] = numeric_column(rows, column)
+    return rows.dropna(subset=["time", "survival"]).sort_values(["status", "time"])
+
+
+def _km_panel(ctx: Context, cohort: str) -> Panel:
+    key = "km_pooled" if cohort == ALL else f"km_{slug(cohort)}"
+    who = "all patients (cohorts pooled)" if cohort == ALL else f"cohort {cohort}"
+    panel = Panel(key, f"PFS by baseline MRD status: {who}")
+    curves = ctx.tables.km_curves
+    rows = _km_rows(curves, cohort)
+    if rows.empty:
+        panel.message = f"Not estimable: {_km_reason(ctx, cohort)}"
+        return panel
+    stats = _km_stats_text(ctx, cohort)
+    panel.figure = _km_figure(rows, stats, ctx.settings.risk_table_step_months)
+    banded = any(t.fill == "tonexty" for t in panel.figure.data)
+    panel.caption = (
+        "Kaplan-Meier estimate of progression-free survival by MRD status of the baseline plasma sample; "
+        + ("shaded bands: pointwise 95% CI (log-log); " if banded else "")
+        + "vertical ticks: censored patients; table: number at risk. "
+        + f"{stats}. {_km_medians(ctx.tables.km_summary, cohort)}{_km_ungrouped(ctx, rows, cohort)}"
+    )
+    panel.downloads[f"{key}.tsv"] = curves.loc[rows.index].sort_index()
+    return panel
+
+
+def _km_ungrouped(ctx: Context, rows: pd.DataFrame, cohort: str) -> str:
+    """Patients in no MRD group (no baseline sample in the window): they are only in the all-patients curve."""
+    patients = ctx.patients if cohort == ALL else ctx.patients[ctx.patients["cohort"] == cohort]
+    outside = patients[~patients["baseline_status"].isin(set(rows["status"]) - {ALL})]
+    if outside.empty:
+        return ""
+    ids = ", ".join(outside["patient_id"].astype(str).head(10)) + (", \u2026" if len(outside) > 10 else "")
+    where = ' only in "all patients"' if ALL in set(rows["status"]) else " not shown"
+    verb = "has" if len(outside) == 1 else "have"
+    return f" {count_noun(len(outside), 'patient')} ({ids}) {verb} no baseline MRD call and {'is' if len(outside) == 1 else 'are'}{where}."
+
+
+def _km_reason(ctx: Context, cohort: str) -> str:
+    """Why no curve: the producer's note if it wrote one, otherwise what the patient table shows."""
+    problem = ctx.unavailable("km_curves", ["group", "time", "survival"])
+    notes = [str(n) for n in survival_notes(ctx.tables.summary) if cohort == ALL or cohort in str(n)]
+    patients = ctx.patients if cohort == ALL else ctx.patients[ctx.patients["cohort"] == cohort]
+    called = patients["baseline_status"].isin(["positive", "negative"]).sum()
+    events = int((patients["pfs_event"] == 1).sum())
+    if len(patients) and called == 0:
+        reason = (
+            f"none of the {len(patients)} patients has a baseline MRD call (positive/negative) in the window"
+        )
+    elif len(patients) and events == 0:
+        reason = f"no PFS event among the {len(patients)} patients"
+    else:
+        reason = f"no curve was estimated ({len(patients)} patients, {called} with a baseline call, {events} events)"
+    extra = "; ".join(([problem] if problem else []) + notes[:3])
+    return reason + (f"; {extra}" if extra else "")
+
+
+def _km_figure(rows: pd.DataFrame, stats: str, step: float) -> go.Figure:
+    statuses = ordered_statuses(rows["status"].tolist())
+    table_share = 0.08 + 0.055 * len(statuses)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[1 - table_share, table_share],
+                        vertical_spacing=0.16)  # fmt: skip
+    ticks = _risk_ticks(float(rows["time"].max()), step)
+    for status in statuses:
+        curve = rows[rows["status"] == status]
+        _add_km_curve(fig, curve, status)
+        _add_risk_row(fig, curve, status, ticks)
+    height = 560 + 22 * len(statuses)
+    base_layout(fig, height, hovermode="closest")
+    # The test results get a line of their own above the legend (a legend title would push the entries aside).
+    stats_line = {"text": stats, "x": 0, "xref": "paper", "xanchor": "left", "yref": "container",
+                  "y": 1 - 34 / height, "yanchor": "top", "font": {"size": 14}}  # fmt: skip
+    fig.update_layout(title=stats_line, legend_y=1 - 60 / height, margin={"t": 118})
+    fig.update_yaxes(title_text="PFS probability", range=[0, 1.03], tickformat=".0%", row=1, col=1)
+    x_range = [-0.03 * ticks[-1], ticks[-1] * 1.03]
+    fig.update_xaxes(title_text="Months since enrollment", tickvals=ticks, range=x_range, showticklabels=True,
+                     row=1, col=1)  # fmt: skip
+    labels = [MRD_SHORT.get(s, s) for s in statuses]
+    fig.update_yaxes(type="category", categoryorder="array", categoryarray=labels[::-1], showgrid=False,
+                     showline=False, ticks="", range=[-0.6, len(labels) - 0.4], row=2, col=1)  # fmt: skip
+    fig.update_xaxes(showticklabels=False, showline=False, ticks="", row=2, col=1)
+    fig.add_annotation(text="<b>Number at risk</b>", xref="paper", yref="paper", x=0, y=table_share + 0.005,
+                       xanchor="left", yanchor="bottom", showarrow=False, font={"size": 12})  # fmt: skip
+    return fig
+
+
+def _add_km_curve(fig: go.Figure, curve: pd.DataFrame, status: str) -> None:
+    color, label = status_color(status), status_label(status)
+    n = fmt_number(curve["at_risk"].iloc[0], ".0f", "?")
+    events = int(curve["events"].fillna(0).sum())
+    reference = status == "all"  # every patient, for context: no band, so the MRD groups stay readable
+    if not reference:
+        _add_km_band(fig, curve, status)
+    line = {
+        "color": color,
+        "width": 1.5 if reference else 2.5,
+        "shape": "hv",
+        "dash": "dash" if reference else "solid",
+    }
+    fig.add_trace(
+        go.Scatter(
+            x=curve["time"], y=curve["survival"], mode="lines", line=line, name=f"{label} (n={n}, {count_noun(events, 'event')})",
+            legendgroup=status, hovertemplate=f"{label}<br>%{{x:.1f}} months: PFS %{{y:.1%}}<extra></extra>",
+        ),
+        row=1, col=1,
+    )  # fmt: skip
+    censored = curve[curve["censored"].fillna(0) > 0]
+    fig.add_trace(
+        go.Scatter(
+            x=censored["time"], y=censored["survival"], mode="markers", legendgroup=status, showlegend=False,
+            marker={"symbol": "line-ns-open", "size": 11, "color": color, "line": {"width": 2}},
+            hovertemplate=f"{label}: censored at %{{x:.1f}} months<extra></extra>",
+        ),
+        row=1, col=1,
+    )  # fmt: skip
+
+
+def _add_km_band(fig: go.Figure, curve: pd.DataFrame, status: str) -> None:
+    """The CI as a filled step band: the upper edge fills down to the lower edge drawn just before it."""
+    if curve["ci_low"].isna().all() or curve["ci_high"].isna().all():
+        return
+    band = {"mode": "lines", "line": {"width": 0, "shape": "hv"}, "legendgroup": status, "showlegend": False}
+    fig.add_trace(go.Scatter(x=curve["time"], y=curve["ci_low"], hoverinfo="skip", **band), row=1, col=1)
+    fill = rgba(status_color(status), 0.16)
+    fig.add_trace(
+        go.Scatter(x=curve["time"], y=curve["ci_high"], fill="tonexty", fillcolor=fill, hoverinfo="skip", **band),
+        row=1, col=1,
+    )  # fmt: skip
+
+
+def _add_risk_row(fig: go.Figure, curve: pd.DataFrame, status: str, ticks: list[float]) -> None:
+    if curve["at_risk"].isna().all():
+        return
+    times, at_risk = curve["time"].to_numpy(), curve["at_risk"].to_numpy()
+    # Rows are one per distinct time, so the number at risk at t is that of the first row at or after t.
+    counts = []
+    for tick in ticks:
+        later = np.flatnonzero(times >= tick - 1e-9)
+        counts.append(fmt_number(at_risk[later[0]], ".0f") if len(later) else "0")
+    label = MRD_SHORT.get(status, status)
+    fig.add_trace(
+        go.Scatter(
+            x=ticks,
+            y=[label] * len(ticks),
+            mode="text",
+            text=counts,
+            showlegend=False,
+            legendgroup=status,
+            textfont={"color": status_color(status), "size": 13},
+            hoverinfo="skip",
+            cliponaxis=False,
+        ),
+        row=2,
+        col=1,
+    )
+
+
+def _risk_ticks(t_max: float, step: float) -> list[float]:
+    if not step or step <= 0:
+        step = next((s for s in (1, 2, 3, 6, 12, 24, 48) if t_max / s <= 8), 60)
+    count = int(math.floor(t_max / step + 1e-9)) + 1
+    return [round(i * step, 6) for i in range(max(count, 2))]
+
+
+def _logrank_p(summary: Mapping[str, Any], cohort: str) -> float | None:
+    logrank = summary.get("logrank") or {}
+    if not isinstance(logrank, Mapping):
+        return None
+    entry = logrank.get("overall") if cohort == ALL else _cohort_entry(logrank.get("per_cohort"), cohort)
+    return _p_value(entry)
+
+
+def _cohort_entry(container: Any, cohort: str) -> Any:
+    if isinstance(container, Mapping):
+        return container.get(cohort)
+    if isinstance(container, list):
+        return next((e for e in container if isinstance(e, Mapping) and str(e.get("cohort")) == cohort), None)
+    return None
+
+
+def _p_value(entry: Any) -> float | None:
+    if isinstance(entry, Mapping):
+        entry = next((entry[k] for k in ("p_value", "p", "pvalue", "p_val") if k in entry), None)
+    try:
+        value = float(entry)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(value) else value
+
+
+def _baseline_hr(cox: pd.DataFrame, cohort: str) -> pd.Series | None:
+    if not {"model", "hr"} <= set(cox.columns):
+        return None
+    cohorts = cox["cohort"].map(normalize_cohort) if "cohort" in cox.columns else ALL
+    rows = cox[(cox["model"] == "baseline_unadjusted") & (cohorts == cohort)]
+    rows = rows[np.isfinite(numeric_column(rows, "hr"))]
+    return rows.iloc[0] if len(rows) else None
+
+
+def _hr_text(row: pd.Series) -> str:
+    hr = f"HR {fmt_number(row.get('hr'), '.2f')} (95% CI {fmt_number(row.get('hr_ci_low'), '.2f')}\u2013"
+    return hr + f"{fmt_number(row.get('hr_ci_high'), '.2f')})"
+
+
+def _logrank_note(summary: Mapping[str, Any], cohort: str) -> str:
+    logrank = summary.get("logrank") or {}
+    if not isinstance(logrank, Mapping):
+        return ""
+    entry = logrank.get("overall") if cohort == ALL else _cohort_entry(logrank.get("per_cohort"), cohort)
+    return str(entry.get("note") or "") if isinstance(entry, Mapping) else ""
+
+
+def _km_stats_text(ctx: Context, cohort: str) -> str:
+    p = _logrank_p(ctx.tables.summary, cohort)
+    note = _logrank_note(ctx.tables.summary, cohort)
+    parts = [f"log-rank p = {fmt_p(p)}" if p is not None or not note else f"log-rank: {note}"]
+    hr = _baseline_hr(ctx.tables.cox, cohort)
+    term = f" [{hr.get('term')}]" if hr is not None and pd.notna(hr.get("term")) else ""
+    parts.append(f"{_hr_text(hr)}{term}" if hr is not None else "HR not estimable")
+    return "; ".join(parts)
+
+
+def _first_present(row: pd.Series, names: Iterable[str]) -> Any:
+    return next((row[n] for n in names if n in row.index and pd.notna(row[n])), np.nan)
+
+
+def _km_medians(summary: pd.DataFrame, cohort: str) -> str:
+    if not {"group", "median"} <= set(summary.columns):
+        return ""
+    cohorts = summary["cohort"].map(normalize_cohort) if "cohort" in summary.columns else ALL
+    analysis = text_column(summary, "analysis", "overall" if cohort == ALL else "cohort")
+    rows = summary[(cohorts == cohort) & (analysis == ("overall" if cohort == ALL else "cohort"))]
+    firsts = rows.groupby("group", sort=False).first()
+    firsts.index = firsts.index.map(normalize_status)
+    parts = []
+    for group, first in firsts.loc[ordered_statuses(list(firsts.index))].iterrows():
+        if pd.notna(first.get("n")) and float(first.get("n")) == 0:
+            continue
+        median = first.get("median")
+        low, high = (
+            _first_present(first, [f"median_ci_{side}{x}" for x in ("_loglog", "_log", "")])
+            for side in ("low", "high")
+        )
+        known = pd.notna(low) or pd.notna(high)
+        ci = (
+            f" (95% CI {fmt_number(low, '.1f')}\u2013{fmt_number(high, '.1f', 'not reached')})"
+            if known
+            else ""
+        )
+        value = "not reached" if pd.isna(median) else f"{fmt_number(median, '.1f')} months{ci}"
+        parts.append(f"{status_label(str(group))} {value}")
+    return ("Median PFS: " + "; ".join(parts) + ".") if parts else ""
+
+
+def panel_forest(ctx: Context) -> Panel:
+    """Hazard ratios (Cox models)"""
+    panel = Panel("forest", "Hazard ratios for progression (Cox models)")
+    cox = ctx.tables.cox
+    problem = ctx.unavailable("cox", ["model", "hr"])
+    if problem:
+        panel.message = f"Not estimable: {problem}"
+        return panel
+    rows = cox.assign(
+        hr_=numeric_column(cox, "hr"),
+        lo_=numeric_column(cox, "hr_ci_low"),
+        hi_=numeric_column(cox, "hr_ci_high"),
+    )
+    ok = np.isfinite(rows["hr_"]) & (rows["hr_"] > 0)
+    panel.downloads["cox.tsv"] = cox
+    skipped = _not_estimable_models(rows[~ok & ~_estimated_model(rows, ok)])
+    panel.blocks += _skipped_models_table(skipped, expanded=not ok.any())
+    if not ok.any():
+        panel.message = f"Not estimable: none of the {count_noun(len(skipped), 'model')} gave a hazard ratio (reasons below)"
+        return panel
+    panel.figure = _forest_figure(rows[ok])
+    panel.caption = (
+        "Hazard ratio of progression with 95% CI (log scale; HR > 1: higher hazard). Baseline models use the "
+        "baseline MRD status; landmark models only patients still progression-free at the landmark; time-"
+        "varying models the status of the latest sample (counting process), avoiding immortal-time bias."
+        + (
+            f" {count_noun(len(skipped), 'model')} could not be estimated (listed below)."
+            if len(skipped)
+            else ""
+        )
+    )
+    return panel
+
+
+def _estimated_model(rows: pd.DataFrame, ok: pd.Series) -> pd.Series:
+    """Rows of a (model, cohort) fit that gave some hazard ratio (an adjusted model's covariate rows)."""
+    keys = text_column(rows, "model") + "\t" + text_column(rows, "cohort", ALL)
+    return keys.isin(set(keys[ok]))
+
+
+def _not_estimable_models(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per model and cohort that gave no hazard ratio, with its (shortened) note."""
+    table = pd.DataFrame(
+        {
+            "model": text_column(rows, "model"),
+            "cohort": text_column(rows, "cohort", ALL).replace("", ALL),
+            "note": [
+                short_note(n) for n in text_column(rows, "note", "no estimate").replace("", "no estimate")
+            ],
+        }
+    )
+    return table.drop_duplicates(["model", "cohort"]).reset_index(drop=True)
+
+
+def _skipped_models_table(skipped: pd.DataFrame, expanded: bool) -> list[Table]:
+    """The models that gave no hazard ratio, folded away unless no model gave one."""
+    if skipped.empty:
+        return []
+    table = data_table(skipped, len(skipped))
+    table.folded, table.open = f"{count_noun(len(skipped), 'model')} not estimable", expanded
+    return [table]
+
+
+def _forest_figure(rows: pd.DataFrame) -> go.Figure:
+    labels = [
+        f"{r.model} \u00b7 {text_or(r, 'cohort', 'all')} \u00b7 {text_or(r, 'term', '')}   "
+        f"{fmt_number(r.hr_, '.2f')} ({fmt_number(r.lo_, '.2f')}\u2013{fmt_number(r.hi_, '.2f')})"
+        for r in rows.itertuples()
+    ]
+    lo = rows["lo_"].clip(lower=1e-3).fillna(rows["hr_"])
+    hi = rows["hi_"].clip(upper=1e3).fillna(rows["hr_"])
+    seg_x = [v for a, b in zip(lo, hi, strict=True) for v in (a, b, None)]
+    seg_y = [v for label in labels for v in (label, label, None)]
+    p = numeric_column(rows, "p_wald").fillna(numeric_column(rows, "p_lr"))
+    ph = numeric_column(rows, "ph_p")  # the proportional-hazards test, when the producer ran it
+    hover = [
+        f"{label}<br>n={fmt_number(n, '.0f')}, events={fmt_number(e, '.0f')}, p={fmt_p(pv)}"
+        + ("" if math.isnan(php) else f"<br>proportional hazards test p={fmt_p(php)}")
+        for label, n, e, pv, php in zip(
+            labels, numeric_column(rows, "n"), numeric_column(rows, "events"), p, ph, strict=True
+        )
+    ]
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=seg_x,
+            y=seg_y,
+            mode="lines",
+            line={"color": "#333333", "width": 2},
+            hoverinfo="skip",
+            showlegend=False,
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=rows["hr_"],
+            y=labels,
+            mode="markers",
+            text=hover,
+            showlegend=False,
+            marker={"symbol": "square", "size": 10, "color": "#000000"},
+            hovertemplate="%{text}<extra></extra>",
+        )
+    )
+    reference_line(fig, "x", 1)
+    base_layout(fig, max(300, 34 * len(labels) + 120), margin={"l": 20, "r": 30, "t": 40, "b": 60})
+    fig.update_xaxes(type="log", title_text="Hazard ratio (95% CI), log scale")
+    fig.update_yaxes(type="category", categoryorder="array", categoryarray=labels[::-1], automargin=True)
+    return fig
+
+
+def panel_endpoints(ctx: Context) -> Panel:
+    """Trial endpoints"""
+    panel = Panel("endpoints", "Trial endpoints per cohort and the two-stage decision")
+    endpoints = ctx.tables.endpoints
+    design = _design_values(ctx)
+    panel.blocks += _design_blocks(ctx, design)
+    if not ctx.tables.design.empty:
+        panel.downloads["design.tsv"] = ctx.tables.design
+    problem = ctx.unavailable("endpoints", ["cohort", "endpoint", "estimate"])
+    if problem:
+        panel.message = f"Not estimable: {problem}"
+        return panel
+    panel.downloads["endpoints.tsv"] = endpoints
+    panel.figure = _endpoints_figure(endpoints, design)
+    panel.caption = (
+        "Trial endpoints per cohort with their CI (PFS / OS: Kaplan-Meier at the horizon). Dashed lines: the "
+        "design's null (p0) and target (p1) progression-free rate. The two-stage design and its decision are "
+        "tabulated below." + _endpoint_gaps(endpoints) + _notes_about(ctx, ("endpoint", "design"))
+    )
+    return panel
+
+
+def _endpoint_gaps(endpoints: pd.DataFrame) -> str:
+    """Which endpoint / cohort has no estimate, and the producer's reason."""
+    missing = endpoints[numeric_column(endpoints, "estimate").isna()]
+    parts = []
+    for (endpoint, note), rows in missing.groupby(
+        [
+            endpoints["endpoint"].astype(str),
+            text_column(endpoints, "note", "no estimate").replace("", "no estimate"),
+        ],
+        sort=False,
+    ):
+        cohorts = ", ".join(rows["cohort"].map(normalize_cohort).astype(str))
+        parts.append(f"{endpoint_label(str(endpoint))} ({cohorts}): {note}")
+    return (" Not estimable: " + "; ".join(parts) + ".") if parts else ""
+
+
+def _notes_about(ctx: Context, words: Sequence[str]) -> str:
+    notes = [n for n in survival_notes(ctx.tables.summary) if any(w in n.lower() for w in words)]
+    return (" Notes: " + "; ".join(notes) + ".") if notes else ""
+
+
+# The design facts worth a line of their own, when summary.json has the Simon design's `selected` record.
+DESIGN_FACTS = (
+    "cohort", "design", "p0", "p1", "target_alpha", "target_power", "r1", "n1", "r", "n", "alpha", "power",
+    "n_patients", "n_evaluable", "n_success", "decision", "decision_other_handling", "censored_handling",
+    "success_rate.estimate", "success_rate.ci_low", "success_rate.ci_high", "success_rate.method",
+)  # fmt: skip
+
+
+def _design_values(ctx: Context) -> dict[str, Any]:
+    """The design as flat key -> value pairs: summary.json's `design` (lists left out), or a two-column table."""
+    values: dict[str, Any] = {}
+    summary_design = ctx.tables.summary.get("design")
+    if isinstance(summary_design, Mapping):
+        flat = flatten(summary_design)
+        if isinstance(summary_design.get("selected"), Mapping):
+            flat = {k.removeprefix("selected."): v for k, v in flat.items()}
+            flat = {k: flat[k] for k in DESIGN_FACTS if k in flat}
+        values.update({k: v for k, v in flat.items() if not isinstance(v, list | tuple)})
+    design = ctx.tables.design
+    if design.shape[1] == 2 and len(design):
+        values.update({str(k): v for k, v in design.itertuples(index=False)})
+    return values
+
+
+def _design_reference(design: Mapping[str, Any], names: Sequence[str]) -> float | None:
+    """The first value in (0, 1) whose key (last dotted part) is one of `names`, in the order of `names`."""
+    by_name = {key.lower().rsplit(".", 1)[-1]: value for key, value in design.items()}
+    for name in names:
+        try:
+            number = float(by_name.get(name))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            continue
+        if 0 < number < 1:
+            return number
+    return None
+
+
+def endpoint_label(endpoint: str) -> str:
+    """pfs_12m -> 'PFS at 12 months', os_3y -> 'OS at 3 years'; other names are shown as they are."""
+    match = re.fullmatch(r"(pfs|os)_(\d+(?:\.\d+)?)(m|y)", endpoint.lower())
+    if not match:
+        return endpoint.replace("_", " ")
+    what, amount, unit = match.groups()
+    word = "month" if unit == "m" else "year"
+    return f"{what.upper()} at {amount} {word if float(amount) == 1 else word + 's'}"
+
+
+def _endpoints_figure(endpoints: pd.DataFrame, design: Mapping[str, Any]) -> go.Figure:
+    fig = go.Figure()
+    styles = {"pfs": ("#000000", "circle"), "os": ("#5F5F5F", "diamond")}
+    for endpoint, rows in endpoints.groupby("endpoint", sort=False):
+        color, symbol = styles.get(str(endpoint).split("_", 1)[0].lower(), ("#56B4E9", "square"))
+        est = numeric_column(rows, "estimate")
+        name = endpoint_label(str(endpoint)) + (" (not estimable)" if est.isna().all() else "")
+        fig.add_trace(
+            go.Scatter(
+                x=rows["cohort"].map(normalize_cohort), y=est, mode="markers", name=name,
+                marker={"color": color, "symbol": symbol, "size": 12},
+                error_y={"type": "data", "symmetric": False, "array": numeric_column(rows, "ci_high") - est,
+                         "arrayminus": est - numeric_column(rows, "ci_low"), "color": color, "thickness": 2},
+                customdata=np.stack([numeric_column(rows, "n"), numeric_column(rows, "events")], axis=1),
+                hovertemplate="%{x}: %{y:.1%} (n=%{customdata[0]}, events=%{customdata[1]})<extra></extra>",
+            )
+        )  # fmt: skip
+    for names, label in ((("p0", "null"), "null"), (("p1", "alternative", "target"), "target")):
+        value = _design_reference(design, names)
+        if value is not None:
+            reference_line(fig, "y", value)
+            fig.add_annotation(text=f"{label} {value:.0%}", xref="paper", x=0, y=value, xanchor="left",
+                               yanchor="bottom", showarrow=False, font={"color": "#5F5F5F", "size": 12})  # fmt: skip
+    base_layout(fig, 400, scattermode="group", scattergap=0.6)
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%", title_text="Estimate (95% CI)")
+    fig.update_xaxes(type="category", title_text="Cohort")
+    return fig
+
+
+def _design_blocks(ctx: Context, design: Mapping[str, Any]) -> list[Block]:
+    table = ctx.tables.design
+    blocks: list[Block] = []
+    if design:
+        blocks.append(facts_table(design, "Two-stage design"))
+    if not table.empty and table.shape[1] != 2:
+        blocks.append(data_table(table, ctx.settings.max_table_rows, "Design table"))
+    return blocks or [Note("No two-stage design result was given.")]
