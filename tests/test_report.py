@@ -494,7 +494,7 @@ def test_km_curves_are_steps_with_bands_and_risk_table(report: Report):
     traces = plot_data(report.html, "km_pooled")
     curves = [t for t in traces if t.get("name", "").startswith(("MRD", "all patients", "indeterminate"))]
     assert len(curves) >= 3 and all(t["line"]["shape"] == "hv" for t in curves)
-    assert any(t.get("fill") == "tonexty" for t in traces)
+    assert any(t.get("fill") == "toself" for t in traces)
     assert any(t.get("mode") == "text" for t in traces)  # number at risk
     panel = next(p for p in report.panels if p.key == "km_pooled")
     assert "log-rank p = 0.012" in panel.caption and "HR 3.40 (95% CI 1.20\u20139.60)" in panel.caption
@@ -504,6 +504,25 @@ def test_km_curves_are_steps_with_bands_and_risk_table(report: Report):
     )
     reference = next(t for t in curves if t["name"].startswith("all patients"))  # the producers' `all` curve
     assert reference["line"]["dash"] == "dash"
+
+
+def test_km_bands_are_steps_even_where_the_producer_leaves_the_ci_empty(cohort: Cohort, tmp_path: Path):
+    """survival writes no CI where S = 1 (log-log is undefined there) or S = 0: the band still shows between."""
+    curves = read_input(cohort.inputs.km_curves)
+    survival = curves["survival"].astype(float)
+    curves.loc[(survival >= 1) | (survival <= 0), ["ci_low", "ci_high"]] = ""
+    path = tmp_path / "km_curves.tsv"
+    curves.to_csv(path, sep="\t", index=False)
+    report = build_report(dataclasses.replace(cohort.inputs, km_curves=str(path)), ReportSettings(), strict=True)
+    bands = {t["legendgroup"]: t for t in plot_data(report.html, "km_pooled") if t.get("fill") == "toself"}
+    assert "negative" in bands and "all" not in bands  # the all-patients reference curve has none
+    rows = curves[(curves["analysis"] == "overall") & (curves["group"] == "negative")].astype({"time": float})
+    x, y = values(bands["negative"]["x"]), values(bands["negative"]["y"])
+    first_ci = rows[rows["ci_high"] != ""].iloc[0]
+    assert x[:4] == [0.0, rows["time"].iloc[1], rows["time"].iloc[1], rows["time"].iloc[2]]  # steps: t, next t
+    assert float(first_ci["ci_high"]) in y and float(first_ci["ci_low"]) in y
+    panel = next(p for p in report.panels if p.key == "km_pooled")
+    assert "shaded bands: pointwise 95% CI (log-log)" in panel.caption
 
 
 def test_tsv_downloads_decode_to_the_input_tables(report: Report, cohort: Cohort):

@@ -22,11 +22,13 @@ from mrdtrack.report.context import (
     survival_notes,
     text_column,
 )
+from mrdtrack.report.defaults import setting
 from mrdtrack.report.formatting import (
     count_noun,
     flatten,
     fmt_number,
     fmt_p,
+    plain,
     short_note,
     slug,
     text_or,
@@ -72,15 +74,20 @@ def _km_panel(ctx: Context, cohort: str) -> Panel:
         return panel
     stats = _km_stats_text(ctx, cohort)
     panel.figure = _km_figure(rows, stats, ctx.settings.risk_table_step_months)
-    banded = any(t.fill == "tonexty" for t in panel.figure.data)
+    banded = any(t.fill == "toself" for t in panel.figure.data)
     panel.caption = (
         "Kaplan-Meier estimate of progression-free survival by MRD status of the baseline plasma sample; "
-        + ("shaded bands: pointwise 95% CI (log-log); " if banded else "")
+        + (f"shaded bands: pointwise 95% CI ({_curve_ci(ctx)}); " if banded else "")
         + "vertical ticks: censored patients; table: number at risk. "
         + f"{stats}. {_km_medians(ctx.tables.km_summary, cohort)}{_km_ungrouped(ctx, rows, cohort)}"
     )
     panel.downloads[f"{key}.tsv"] = curves.loc[rows.index].sort_index()
     return panel
+
+
+def _curve_ci(ctx: Context) -> str:
+    """How the survival step transformed the curves' CIs (survival.curve_ci)."""
+    return plain(setting(ctx.config, "survival", "curve_ci")) or "log-log"
 
 
 def _km_ungrouped(ctx: Context, rows: pd.DataFrame, cohort: str) -> str:
@@ -175,16 +182,52 @@ def _add_km_curve(fig: go.Figure, curve: pd.DataFrame, status: str) -> None:
 
 
 def _add_km_band(fig: go.Figure, curve: pd.DataFrame, status: str) -> None:
-    """The CI as a filled step band: the upper edge fills down to the lower edge drawn just before it."""
-    if curve["ci_low"].isna().all() or curve["ci_high"].isna().all():
+    """The pointwise CI as a shaded band, step-shaped like the curve, in the curve's legend group."""
+    x, y = km_band_outline(curve["time"], curve["survival"], curve["ci_low"], curve["ci_high"])
+    if not x:
         return
-    band = {"mode": "lines", "line": {"width": 0, "shape": "hv"}, "legendgroup": status, "showlegend": False}
-    fig.add_trace(go.Scatter(x=curve["time"], y=curve["ci_low"], hoverinfo="skip", **band), row=1, col=1)
-    fill = rgba(status_color(status), 0.16)
     fig.add_trace(
-        go.Scatter(x=curve["time"], y=curve["ci_high"], fill="tonexty", fillcolor=fill, hoverinfo="skip", **band),
+        go.Scatter(x=x, y=y, mode="lines", fill="toself", fillcolor=rgba(status_color(status), 0.16),
+                   line={"width": 0}, legendgroup=status, showlegend=False, hoverinfo="skip"),
         row=1, col=1,
     )  # fmt: skip
+
+
+def km_band_outline(
+    time: pd.Series, survival: pd.Series, low: pd.Series, high: pd.Series
+) -> tuple[list[float | None], list[float | None]]:
+    """The outline of a step-shaped CI band: per stretch of rows with a CI, the upper edge forward and the lower
+    edge back, stretches separated by None (plotly closes each into its own shape).
+
+    Row i's interval holds from its time to the next row's. The producers leave the CI empty where S = 1 (log-log
+    CIs are undefined there; the band is the curve itself) and where S = 0 (the band ends)."""
+    t = time.to_numpy(dtype=float)
+    at_one = survival.to_numpy(dtype=float) >= 1
+    lo = np.where(at_one, 1.0, low.to_numpy(dtype=float))
+    hi = np.where(at_one, 1.0, high.to_numpy(dtype=float))
+    ends = np.append(t[1:], t[-1]) if len(t) else t
+    x: list[float | None] = []
+    y: list[float | None] = []
+    for rows in _runs(np.isfinite(lo) & np.isfinite(hi)):
+        upper_x = [v for i in rows for v in (t[i], ends[i])]
+        upper_y = [v for i in rows for v in (hi[i], hi[i])]
+        lower_y = [v for i in rows for v in (lo[i], lo[i])]
+        x += [*upper_x, *upper_x[::-1], None]
+        y += [*upper_y, *lower_y[::-1], None]
+    return [None if v is None else float(v) for v in x[:-1]], [
+        None if v is None else float(v) for v in y[:-1]
+    ]
+
+
+def _runs(mask: np.ndarray) -> list[list[int]]:
+    """The indexes of each stretch of consecutive True values."""
+    runs: list[list[int]] = []
+    for i, value in enumerate(mask):
+        if value and runs and runs[-1][-1] == i - 1:
+            runs[-1].append(i)
+        elif value:
+            runs.append([i])
+    return runs
 
 
 def _add_risk_row(fig: go.Figure, curve: pd.DataFrame, status: str, ticks: list[float]) -> None:
