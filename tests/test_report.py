@@ -513,13 +513,16 @@ def test_km_bands_are_steps_even_where_the_producer_leaves_the_ci_empty(cohort: 
     curves.loc[(survival >= 1) | (survival <= 0), ["ci_low", "ci_high"]] = ""
     path = tmp_path / "km_curves.tsv"
     curves.to_csv(path, sep="\t", index=False)
-    report = build_report(dataclasses.replace(cohort.inputs, km_curves=str(path)), ReportSettings(), strict=True)
+    report = build_report(
+        dataclasses.replace(cohort.inputs, km_curves=str(path)), ReportSettings(), strict=True
+    )
     bands = {t["legendgroup"]: t for t in plot_data(report.html, "km_pooled") if t.get("fill") == "toself"}
     assert "negative" in bands and "all" not in bands  # the all-patients reference curve has none
     rows = curves[(curves["analysis"] == "overall") & (curves["group"] == "negative")].astype({"time": float})
     x, y = values(bands["negative"]["x"]), values(bands["negative"]["y"])
     first_ci = rows[rows["ci_high"] != ""].iloc[0]
-    assert x[:4] == [0.0, rows["time"].iloc[1], rows["time"].iloc[1], rows["time"].iloc[2]]  # steps: t, next t
+    times = rows["time"].tolist()
+    assert x[:4] == [0.0, times[1], times[1], times[2]]  # steps: each row's CI holds until the next time
     assert float(first_ci["ci_high"]) in y and float(first_ci["ci_low"]) in y
     panel = next(p for p in report.panels if p.key == "km_pooled")
     assert "shaded bands: pointwise 95% CI (log-log)" in panel.caption
@@ -576,10 +579,26 @@ def test_mrd_colors_are_the_same_everywhere(report: Report):
                 assert color == colors[trace["name"]], (key, trace["name"], color)
 
 
+def test_trajectories_are_colored_by_cohort_and_name_their_patient(report: Report, cohort: Cohort):
+    traces = plot_data(report.html, "trajectories")
+    lines = [t for t in traces if t.get("meta") == "patient"]
+    assert sorted(t["name"] for t in lines) == sorted(cohort.patients["patient_id"])
+    legend = {t["name"]: t for t in traces if t.get("name", "").startswith("cohort ")}
+    assert set(legend) == {"cohort continue (6 patients)", "cohort stop (6 patients)"}
+    # Okabe-Ito, as in the swimmer's cohort strip
+    colors = {"continue": "rgba(0,158,115,0.6)", "stop": "rgba(204,121,167,0.6)"}
+    for line in lines:
+        group = cohort.patients.set_index("patient_id").loc[line["name"], "cohort"]
+        assert line["legendgroup"] == f"cohort-{group}" and line["line"]["color"] == colors[group]
+        assert line["text"][0].startswith(f"<b>{line['name']}</b>")  # the hover names the patient
+    assert "plotly_hover" in panel_html(report.html, "trajectories")  # the hover highlight's script
+
+
 def test_methods_state_the_config_parameters(cohort: Cohort):
     config = {"counting": {"min_mapq": 37, "dedup": "umi"}, "calling": {"control_fpr": 0.01}}
     page = build_report(cohort.inputs, ReportSettings(), config, strict=True).html
-    methods = " ".join(page.split('id="methods"', 1)[1].split())  # as a browser shows it: white space collapsed
+    # as a browser shows it: white space collapsed
+    methods = " ".join(page.split('id="methods"', 1)[1].split())
     assert "mapping quality 37" in methods and "mode umi" in methods
     assert "calling.control_fpr" in methods and "0.01" in methods
 
@@ -659,6 +678,7 @@ def test_write_report_writes_page_and_one_html_per_figure(cohort: Cohort, tmp_pa
         re.search(r'<script[^>]* src="plotly.min.js"', page) and "https://" not in page.split("<body>", 1)[0]
     )
     assert sorted(p.name for p in html_path.parent.iterdir()) == ["figures", "mrd_report.html"]
+    assert "plotly_hover" in (figures / "trajectories.html").read_text()  # the highlight works there too
 
 
 def test_static_export_without_kaleido_only_warns(

@@ -174,6 +174,37 @@ CLICK_SORT_BY_TIME = """(() => {
 })()"""
 
 
+# The highest sample of any patient (samples at TF 0 share the plotting floor), scrolled into view: where a
+# reader's mouse would hover it.
+PATIENT_POINT = """(() => {
+  const gd = document.getElementById('fig-trajectories');
+  gd.scrollIntoView();
+  const points = Array.from(gd.querySelectorAll('g.trace.scatter'))
+    .filter(g => g.__data__[0].trace.meta === 'patient')
+    .flatMap(g => Array.from(g.querySelectorAll('path.point'))
+      .map(p => ({patient: g.__data__[0].trace.name, box: p.getBoundingClientRect()})));
+  const top = points.reduce((a, b) => (b.box.top < a.box.top ? b : a));
+  return {patient: top.patient, x: top.box.left + top.box.width / 2, y: top.box.top + top.box.height / 2};
+})()"""
+HIGHLIGHT_STATE = """(() => {
+  const gd = document.getElementById('fig-trajectories');
+  const groups = Array.from(gd.querySelectorAll('g.trace.scatter'));
+  return {highlighted: gd.getAttribute('data-highlighted'),
+          faded: groups.filter(g => g.style.opacity === '0.12').length,
+          thick: groups.filter(g => g.classList.contains('highlighted')).length};
+})()"""
+
+
+def _hover_a_patient(chrome: DevTools, session: str) -> dict[str, Any]:
+    """Move the mouse onto a patient's sample, then away; the trajectory highlight before and after."""
+    point = _evaluate(chrome, session, PATIENT_POINT)
+    for name, (x, y) in (("on", (point["x"], point["y"])), ("off", (5, 5))):
+        chrome.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y}, session=session)
+        chrome.pump(0.5)
+        point[name] = _evaluate(chrome, session, HIGHLIGHT_STATE)
+    return point
+
+
 @pytest.fixture(scope="module")
 def browser_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     executable = _chromium()
@@ -222,6 +253,7 @@ def _drive(chrome: DevTools, page: Path, report: Any) -> dict[str, Any]:
     state = _wait_rendered(chrome, session)
     load_seconds = time.monotonic() - started
     screenshots = _screenshots(chrome, session, state)
+    hover = _hover_a_patient(chrome, session)
     chrome.send("Runtime.evaluate", {"expression": CLICK_SORT_BY_TIME}, session=session)
     chrome.pump(1.0)
     order = _evaluate(
@@ -230,7 +262,7 @@ def _drive(chrome: DevTools, page: Path, report: Any) -> dict[str, Any]:
     expected = next(p for p in report.panels if p.key == "swimmer").figure.layout.updatemenus[0].buttons[1]
     return {
         "state": state, "blocked": blocked, "events": list(chrome.events), "screenshots": screenshots,
-        "load_seconds": load_seconds, "sorted_order": order,
+        "load_seconds": load_seconds, "sorted_order": order, "hover": hover,
         "expected_order": list(expected.args[0]["yaxis.categoryarray"]), "page": page,
     }  # fmt: skip
 
@@ -325,6 +357,13 @@ def test_swimmer_lanes_match_patients_and_sort_button_works(browser_run: dict[st
     state = browser_run["state"]
     assert state["lanes"] == N_PATIENTS and state["laneTicks"] == N_PATIENTS
     assert browser_run["sorted_order"] == browser_run["expected_order"]
+
+
+def test_hovering_a_trajectory_brings_its_patient_forward(browser_run: dict[str, Any]):
+    hover = browser_run["hover"]
+    assert hover["on"] == {"highlighted": hover["patient"], "faded": N_PATIENTS - 1, "thick": 1}
+    # leaving the point restores every line
+    assert hover["off"] == {"highlighted": "", "faded": 0, "thick": 0}
 
 
 def test_downloads_present_and_page_renders_fast(browser_run: dict[str, Any]):

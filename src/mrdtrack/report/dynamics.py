@@ -10,8 +10,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from mrdtrack.report.context import Context, months_between, numeric_column, sample_table
-from mrdtrack.report.formatting import fmt_number, text_or
+from mrdtrack.report.formatting import count_noun, fmt_number, text_or
 from mrdtrack.report.panel import Panel
+from mrdtrack.report.render import static_text
 from mrdtrack.report.style import (
     MRD_COLORS,
     MRD_SYMBOLS,
@@ -19,6 +20,7 @@ from mrdtrack.report.style import (
     button_menu,
     ordered_statuses,
     reference_line,
+    rgba,
     status_color,
     status_label,
     status_legend,
@@ -215,17 +217,23 @@ def panel_trajectories(ctx: Context) -> Panel:
         tf_plot=lambda d: d["tumor_fraction"].where(d["tumor_fraction"] > floor, floor)
     )
     fig, tags = go.Figure(), []
+    for cohort, rows in samples.groupby("cohort", sort=True):
+        fig.add_trace(_cohort_line_legend(ctx, str(cohort), rows["patient_id"].nunique()))
+        tags.append(str(cohort))
     for (patient, cohort), rows in samples.groupby(["patient_id", "cohort"], sort=True):
-        fig.add_trace(_trajectory_trace(str(patient), rows))
+        fig.add_trace(_trajectory_trace(str(patient), str(cohort), ctx.cohort_color(str(cohort)), rows))
         tags.append(str(cohort))
     tags += _add_lod_and_progression(fig, ctx, samples)
     status_legend(fig, samples["status"].tolist())
     tags += [""] * (len(fig.data) - len(tags))
     _trajectory_layout(fig, samples, floor, _cohort_menu(tags, ctx.cohorts()))
     panel.figure = fig
+    panel.script = static_text("highlight_patient.js")
     panel.caption = (
-        "Maximum-likelihood tumor fraction of each plasma sample, one line per patient, marker by MRD status "
-        "(open circle: indeterminate). Grey dashes: each sample's 95% limit of detection (LOD95). \u00d7: "
+        "Maximum-likelihood tumor fraction of each plasma sample, one line per patient colored by cohort, marker "
+        "by MRD status (open circle: indeterminate). Hover a sample to bring its patient forward (click to keep "
+        "it; click a cohort in the legend to hide or show its lines). Grey dashes: each sample's 95% limit of "
+        "detection (LOD95). \u00d7: "
         f"progression. A tumor fraction of 0 (no mutant molecule beyond background) cannot be drawn on a log "
         f"axis: it is drawn at the plotting floor {floor:g} (dotted line; report.tf_floor), the hover shows "
         "the true value. Use the buttons to show one cohort."
@@ -234,7 +242,20 @@ def panel_trajectories(ctx: Context) -> Panel:
     return panel
 
 
-def _trajectory_trace(patient: str, rows: pd.DataFrame) -> go.Scatter:
+def _cohort_line_legend(ctx: Context, cohort: str, n_patients: int) -> go.Scatter:
+    """The legend entry of a cohort's lines; clicking it hides or shows them all (one legend group)."""
+    return go.Scatter(
+        x=[None],
+        y=[None],
+        mode="lines",
+        name=f"cohort {cohort} ({count_noun(n_patients, 'patient')})",
+        legendgroup=f"cohort-{cohort}",
+        line={"color": ctx.cohort_color(cohort), "width": 2.5},
+        hoverinfo="skip",
+    )
+
+
+def _trajectory_trace(patient: str, cohort: str, color: str, rows: pd.DataFrame) -> go.Scatter:
     statuses = rows["status"].tolist()
     colors = [status_color(s) for s in statuses]
     return go.Scatter(
@@ -242,9 +263,10 @@ def _trajectory_trace(patient: str, rows: pd.DataFrame) -> go.Scatter:
         y=rows["tf_plot"],
         mode="lines+markers",
         name=patient,
-        legendgroup=patient,
+        meta="patient",  # templates/highlight_patient.js finds the patients' lines by it
+        legendgroup=f"cohort-{cohort}",
         showlegend=False,
-        line={"color": "rgba(80,80,80,0.45)", "width": 1.2},
+        line={"color": rgba(color, 0.6), "width": 1.5},
         marker={
             "color": colors,
             "symbol": [MRD_SYMBOLS.get(s, "circle") for s in statuses],

@@ -1,12 +1,14 @@
 """HTML from the jinja2 templates in templates/, with autoescape on.
 
 Every value a template shows is escaped, except what plotly generates itself: plotly.js and each figure's div with
-its Plotly.newPlot script. Those two are marked safe here, explicitly, and nothing else is.
+its Plotly.newPlot script (which runs the panel's own script from templates/, if any, once the figure is drawn).
+Those two are marked safe here, explicitly, and nothing else is.
 """
 
 from __future__ import annotations
 
 import base64
+from importlib import resources
 from typing import Any
 
 import jinja2
@@ -48,6 +50,11 @@ def tsv_data_uri(frame: pd.DataFrame) -> str:
     """A download link's target that carries the table itself, so the page needs no files beside it."""
     encoded = base64.b64encode(tsv_text(frame).encode()).decode()
     return f"data:text/tab-separated-values;charset=utf-8;base64,{encoded}"
+
+
+def static_text(name: str) -> str:
+    """A file of templates/ used as it is (a figure's script), not as a jinja2 template."""
+    return resources.files("mrdtrack.report").joinpath("templates", name).read_text(encoding="utf-8")
 
 
 def _environment() -> jinja2.Environment:
