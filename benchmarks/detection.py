@@ -67,7 +67,8 @@ from scipy import stats
 
 from mrdtrack import simulate
 from mrdtrack.background import BackgroundSettings, build_background, reverse_complement
-from mrdtrack.caller import CallResult, CallSettings, call_cohort, lr_statistic_rows
+from mrdtrack.caller import CallResult, CallSettings, call_cohort
+from mrdtrack.likelihood import lr_statistic_rows
 
 TFS = (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 1e-2)
 COMPLEMENT = str.maketrans("ACGT", "TGCA")

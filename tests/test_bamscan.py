@@ -47,6 +47,7 @@ EXAMPLES = settings(
 def assert_same_counts(fast: SampleCounts, reference: SampleCounts) -> None:
     pd.testing.assert_frame_equal(fast.counts, reference.counts)
     pd.testing.assert_frame_equal(fast.fragment_lengths, reference.fragment_lengths)
+    pd.testing.assert_frame_equal(fast.fragments, reference.fragments)
     assert fast.qc == reference.qc
 
 

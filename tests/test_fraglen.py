@@ -14,11 +14,7 @@ from mrdtrack.caller import (
     CallSettings,
     call_cohort,
     lod95,
-    log_likelihood,
-    lr_statistic_rows,
-    mle,
     null_distribution,
-    profile_ci,
     seeded_rng,
 )
 from mrdtrack.fraglen import (
@@ -28,6 +24,13 @@ from mrdtrack.fraglen import (
     histogram,
     parse_lengths,
     read_fragment_lengths,
+)
+from mrdtrack.likelihood import (
+    Design,
+    log_likelihood,
+    lr_statistic_rows,
+    mle,
+    profile_ci,
 )
 from mrdtrack.tables import write_tsv
 
@@ -105,7 +108,7 @@ def test_null_p_values_with_lengths_keep_the_false_positive_rate():
     n, e, w = np.full(loci, 3000.0), rng.lognormal(np.log(5e-5), 0.8, loci), np.ones(loci)
     classes = classes_of([0.1, 0.2, 0.4, 0.3], [0.4, 0.3, 0.2, 0.1])
     settings = CallSettings(p_value_method="monte_carlo", null_draws=5000)
-    null = null_distribution(n, e, w, settings, seeded_rng(1, "x"), classes)
+    null = null_distribution(Design.of_loci(n, e, w), settings, seeded_rng(1, "x"), classes)
     draws = 20_000
     tables = rng.multinomial(rng.binomial(n.astype(int), e, size=(draws, loci)), classes.normal)
     p = null.p_value(lr_statistic_rows(tables, n, e, w, classes.ratio))
@@ -122,8 +125,8 @@ def test_shorter_tumor_fragments_lower_the_limit_of_detection():
     flat = classes_of([0.1, 0.3, 0.6], [0.1, 0.3, 0.6])
 
     def lod(classes: LengthClasses | None) -> float:
-        null = null_distribution(n, e, w, settings, seeded_rng(2, "null"), classes)
-        return lod95(n, e, w, 0.01, null, settings, seeded_rng(2, "lod"), classes)
+        null = null_distribution(Design.of_loci(n, e, w), settings, seeded_rng(2, "null"), classes)
+        return lod95(Design.of_loci(n, e, w), 0.01, null, settings, seeded_rng(2, "lod"), classes)
 
     counts_only, with_flat, with_informative = lod(None), lod(flat), lod(informative)
     assert with_flat == pytest.approx(counts_only, rel=0.1)

@@ -303,6 +303,7 @@ def _per_locus(rows: np.ndarray, depth: np.ndarray) -> list[LocusMolecules]:
             lengths=rows[a:b, 3],
             family_sizes=rows[a:b, 4],
             reads=int(reads),
+            fragments=rows[a:b, 5],
         )
         for a, b, reads in zip(bounds[:-1], bounds[1:], depth, strict=True)
     ]
@@ -839,7 +840,8 @@ def _family_size(ints, firsts, members):
 
 @njit(cache=True)
 def _umi_families(ints, umis, firsts, members, max_mismatches, duplex):
-    """molecules.cluster_umis on a coordinate group: each member's seed index into `members` order."""
+    """molecules.cluster_umis on a coordinate group: each member's seed (an index into the group's distinct
+    UMIs), and the row holding each distinct UMI."""
     g = len(members)
     distinct = np.empty(g, dtype=np.int64)  # a member carrying each distinct UMI
     counts = np.zeros(g, dtype=np.int64)
@@ -894,7 +896,10 @@ def _umi_families(ints, umis, firsts, members, max_mismatches, duplex):
     family = np.empty(g, dtype=np.int64)
     for k in range(g):
         family[k] = seed_of[of_member[k]]
-    return family
+    seed_rows = np.empty(n_distinct, dtype=np.int64)
+    for d in range(n_distinct):
+        seed_rows[d] = firsts[members[distinct[d]]]
+    return family, seed_rows
 
 
 @njit(cache=True)
@@ -921,15 +926,15 @@ def _within(data, a, a_length, b, b_length, max_mismatches):
 
 @njit(cache=True)
 def _molecules(ints, hashes, names, umis, n, params, fraction):
-    """Molecule rows (locus, base, read 1 forward, fragment length, family size), and whether two read names
-    shared a hash (then the reference engine must count this cluster)."""
+    """Molecule rows (locus, base, read 1 forward, fragment length, family size, fragment identity), and
+    whether two read names shared a hash (then the reference engine must count this cluster)."""
     mode, max_mismatches = params[5], params[6]
     firsts, calls, collision = _templates(ints, hashes, names, n)
-    rows = np.empty((len(firsts), 5), dtype=np.int64)
+    rows = np.empty((len(firsts), 6), dtype=np.int64)
     if collision:
         return rows[:0], True
     m = 0
-    if mode <= 2:  # flag, consensus, none: each template is a molecule
+    if mode <= 2:  # flag, consensus, none: each template is a molecule, named by its read name
         for t in range(len(firsts)):
             if calls[t] != NO_CALL:
                 row = firsts[t]
@@ -938,6 +943,7 @@ def _molecules(ints, hashes, names, umis, n, params, fraction):
                 rows[m, 2] = ints[row, O_R1FWD]
                 rows[m, 3] = ints[row, O_LENGTH]
                 rows[m, 4] = ints[row, O_SIZE]
+                rows[m, 5] = np.int64(hashes[row] >> np.uint64(1))
                 m += 1
         return rows[:m], False
     heads = firsts
@@ -946,12 +952,30 @@ def _molecules(ints, hashes, names, umis, n, params, fraction):
         group = members[starts[g] : starts[g + 1]]
         head = heads[group[0]]
         if mode == 3 and len(group) > 1 and not _one_umi(ints, umis, heads, group):
-            family = _umi_families(ints, umis, heads, group, max_mismatches, params[7])
+            family, seed_rows = _umi_families(ints, umis, heads, group, max_mismatches, params[7])
             for seed in np.unique(family):
-                m = _add_family(rows, m, ints, names, heads, calls, head, group[family == seed], fraction)
+                fragment = _fragment_id(ints, umis, head, seed_rows[seed])
+                m = _add_family(
+                    rows, m, ints, names, heads, calls, head, group[family == seed], fraction, fragment
+                )
         else:
-            m = _add_family(rows, m, ints, names, heads, calls, head, group, fraction)
+            fragment = _fragment_id(ints, umis, head, head)
+            m = _add_family(rows, m, ints, names, heads, calls, head, group, fraction, fragment)
     return rows[:m], False
+
+
+@njit(cache=True)
+def _fragment_id(ints, umis, head, seed_row):
+    """A family's fragment identity: its coordinates (from `head`) and its seed's UMI (empty without UMIs),
+    the same at every locus of the cluster the fragment covers (molecules.fragment_id)."""
+    fnv = np.uint64(14695981039346656037)
+    prime = np.uint64(1099511628211)
+    for value in (ints[head, O_LEFT], ints[head, O_LENGTH]):
+        fnv = (fnv ^ np.uint64(value)) * prime
+    at, length = ints[seed_row, O_UMI], ints[seed_row, O_UMI_LEN]
+    for i in range(length):
+        fnv = (fnv ^ np.uint64(umis[at + i])) * prime
+    return np.int64(fnv >> np.uint64(1))
 
 
 @njit(cache=True)
@@ -976,7 +1000,7 @@ def _one_umi(ints, umis, heads, group):
 
 
 @njit(cache=True)
-def _add_family(rows, m, ints, names, heads, calls, head, members, fraction):
+def _add_family(rows, m, ints, names, heads, calls, head, members, fraction, fragment):
     base = _consensus(calls, members, fraction)
     if base == NO_CALL:
         return m
@@ -985,6 +1009,7 @@ def _add_family(rows, m, ints, names, heads, calls, head, members, fraction):
     rows[m, 2] = _family_orientation(ints, names, heads, members)
     rows[m, 3] = ints[head, O_LENGTH]
     rows[m, 4] = _family_size(ints, heads, members)
+    rows[m, 5] = fragment
     return m + 1
 
 

@@ -1,8 +1,15 @@
 """Per-sample MRD calls: tumor fraction, its confidence interval, the test of TF = 0, LOD95 and status.
 
-Model (per locus i of the sample's own panel): a_i ~ Binomial(n_i, e_i + (1 - e_i) f w_i / 2), with n_i the
+Model (likelihood.py): over the sample's fragments at its own panel's loci, each fragment counted once however
+many loci it covers; for a one-locus fragment, a_i ~ Binomial(n_i, e_i + (1 - e_i) f w_i / 2), with n_i the
 informative (REF + ALT) molecules, a_i the ALT molecules, e_i the background rate, w_i the variant weight and f
-the tumor fraction. The log-likelihood is concave in f, so the MLE is the root of the score (or a bound).
+the tumor fraction.
+
+A positive call needs independent support: at least `min_mutant_fragments` distinct mutant fragments at at
+least `min_mutant_loci` loci, as commercial tumor-informed assays require two variants. One chimeric or
+contaminating fragment with ALTs at several loci is very unlikely under noise, so its p-value is tiny; it must
+still never make a call (it would move conversion dates and lead times). The same rule holds wherever the
+threshold is calibrated and the LOD simulated, so both describe the call actually made.
 
 e_i is the cohort's locus rate times the sample's own background scale: libraries differ in damage and PCR
 error, and the sample's molecules at other patients' loci measure how much (`Cohort.background_scale`). Without
@@ -15,7 +22,11 @@ The test of f = 0 is the likelihood-ratio test. Its null sits on the boundary: t
 discrete and the asymptotics are off (conservative for most panels, anti-conservative for very few loci), so
 when the expected null ALT count is small the p-value comes from the exact null distribution of the same
 statistic, drawn by Monte Carlo with a seed fixed per sample and panel. The threshold is then calibrated on null
-scores (samples scored against panels that are not their own).
+scores (samples scored against panels that are not their own) when there are enough of them to resolve the
+target false-positive rate; otherwise the nominal threshold (the rate itself) is used and the calls say so.
+
+The interval is the profile-likelihood interval, widened for between-locus overdispersion: the loci of one
+tumor do not share one VAF (subclonal variants, copy number), which binomial counts alone do not show.
 
 Every score draws from its own generator (seeded by sample and panel), so the null scores and the calls can be
 spread over worker processes (`call_cohort(workers=...)`) with results identical to one process.
@@ -31,7 +42,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, special, stats
+from scipy import stats
 
 from mrdtrack.background import ID_DTYPES, LOCUS_KEY, check_ranges, checked_section
 from mrdtrack.fraglen import (
@@ -39,8 +50,21 @@ from mrdtrack.fraglen import (
     LengthClasses,
     LengthModel,
     build_length_model,
+    clip_lengths,
     parse_lengths,
     ref_histograms,
+)
+from mrdtrack.likelihood import (
+    Design,
+    Observed,
+    Tables,
+    alt_probability,
+    chibar_p_value,
+    dispersion,
+    fit,
+    lr_statistics,
+    profile_ci,
+    profile_interval,
 )
 from mrdtrack.logs import UserFacingError
 from mrdtrack.processes import in_parallel
@@ -55,7 +79,7 @@ CALL_COLUMNS = [
     "tf_ci_high", "p_value", "threshold", "lod95", "n_loci_used", "n_loci_panel", "mutant_molecules",
     "total_molecules", "mtm_per_ml", "flags", "status_reason",
     "lr_statistic", "p_value_method", "expected_background_molecules", "n_loci_outlier", "background_scale",
-    "length_weighted",
+    "length_weighted", "mutant_fragments", "mutant_loci", "threshold_source", "n_null_scores", "tf_dispersion",
 ]  # fmt: skip
 LOCI_COLUMNS = [
     "sample_id", "patient_id", "chrom", "pos", "ref", "alt", "context", "weight", "ref_molecules",
@@ -64,7 +88,7 @@ LOCI_COLUMNS = [
 NULL_COLUMNS = [
     "sample_id", "sample_type", "sample_patient_id", "panel_patient_id", "n_loci_used", "mutant_molecules",
     "total_molecules", "tumor_fraction", "lr_statistic", "p_value", "p_value_method", "calibration",
-    "contamination_candidate",
+    "contamination_candidate", "mutant_fragments", "mutant_loci", "supported",
 ]  # fmt: skip
 
 
@@ -92,6 +116,10 @@ class CallSettings:
     fragment_lengths: bool = True  # weigh each ALT molecule by its fragment length's tumor/normal ratio
     fragment_length_prior: float = 200.0  # pseudo tumor molecules shrinking the learned length ratio to 1
     fragment_length_bandwidth: float = 4.0  # bp, Gaussian smoothing of the length histograms
+    min_mutant_fragments: int = 2  # a positive needs this many distinct fragments with an ALT ...
+    min_mutant_loci: int = 2  # ... at this many loci
+    empirical_min_expected: float = 10.0  # empirical threshold only when the null would show this many positives
+    overdispersion: bool = True  # widen the TF interval by the loci's between-locus overdispersion
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any] | None) -> CallSettings:
@@ -115,200 +143,6 @@ class CallSettings:
             },
         )
         return settings
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Likelihood
-#
-# ALT counts come as a table per locus, or per locus and fragment-length class (fraglen.py) with `r` the
-# classes' tumor/non-tumor length likelihood ratios. Inside, counts-only data are the one-class case (r = 1):
-# an ALT molecule of class k at locus i has likelihood e_i + q_i r_k (q_i = (1 - e_i) f w_i / 2), a REF
-# molecule 1 - e_i - q_i.
-# ----------------------------------------------------------------------------------------------------------
-def alt_probability(f: Any, e: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """P(ALT molecule) = e + (1 - e) f w / 2; `f` broadcasts over leading axes (one f per row)."""
-    f = np.asarray(f, dtype=float)
-    return e + (1 - e) * f[..., None] * w / 2 if f.ndim else e + (1 - e) * f * w / 2
-
-
-def as_classes(a: Any, r: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """(ALT counts with a trailing length-class axis, the classes' ratios): counts-only data are one class."""
-    a = np.asarray(a)
-    return (a[..., None], np.ones(1)) if r is None else (a, np.asarray(r, dtype=float))
-
-
-def log_likelihood(
-    f: float, a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray, r: np.ndarray | None = None
-) -> float:
-    """Log-likelihood of tumor fraction `f`; binomial coefficients included (counts only), length-class terms
-    that do not depend on f left out."""
-    if r is None:
-        return float(stats.binom.logpmf(a, n, alt_probability(f, e, w)).sum())
-    return float(Tables.of(np.asarray(a)[None], n, e, w, r).log_likelihood(np.array([f]))[0])
-
-
-@dataclass
-class Tables:
-    """Rows of ALT counts (rows x loci x length classes) held sparsely for the fit.
-
-    Per nonzero cell: its row, count, background rate e_i, c_i = (1 - e_i) w_i / 2 and ratio r_k (its ALT
-    probability is e_i + f c_i r_k); per row and locus, the molecules that are not ALT. Null and LOD tables are
-    mostly zeros, so the cost grows with the ALT molecules, not with draws x loci x classes.
-    """
-
-    row: np.ndarray
-    count: np.ndarray
-    e_cell: np.ndarray
-    c_cell: np.ndarray
-    r_cell: np.ndarray
-    rest: np.ndarray  # rows x loci
-    e: np.ndarray
-    c: np.ndarray
-
-    @classmethod
-    def of(
-        cls, a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray, r: np.ndarray | None = None
-    ) -> Tables:
-        """From ALT counts per locus (rows x loci), or per locus and length class with the classes' `r`."""
-        a, r = as_classes(a, r)
-        a = a.reshape((-1,) + a.shape[-2:])
-        row, locus, k = np.nonzero(a)
-        c = (1 - e) * w / 2
-        return cls(row, a[row, locus, k], e[locus], c[locus], r[k], n - a.sum(axis=-1), e, c)
-
-    def __len__(self) -> int:
-        return len(self.rest)
-
-    def subset(self, keep: np.ndarray) -> Tables:
-        cells = keep[self.row]
-        new_row = np.cumsum(keep) - 1
-        return Tables(
-            new_row[self.row[cells]], self.count[cells], self.e_cell[cells], self.c_cell[cells],
-            self.r_cell[cells], self.rest[keep], self.e, self.c,
-        )  # fmt: skip
-
-    def log_likelihood(self, f: np.ndarray) -> np.ndarray:
-        """Per row, without the terms free of f (they cancel in every ratio)."""
-        p = self.e_cell + f[self.row] * self.c_cell * self.r_cell
-        alt = np.bincount(self.row, special.xlogy(self.count, p), len(self))
-        return alt + special.xlog1py(self.rest, -(self.e + f[:, None] * self.c)).sum(axis=-1)
-
-    def score_and_curvature(self, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        slope = self.c_cell * self.r_cell
-        p = self.e_cell + f[self.row] * slope
-        # With e = 0 at f = 0, an ALT molecule gives an infinite score (the fit leaves 0 at once).
-        with np.errstate(divide="ignore"):
-            alt = self.count * slope / p
-        ref_p = 1 - self.e - f[:, None] * self.c
-        ref = self.rest * self.c / ref_p
-        score = np.bincount(self.row, alt, len(self)) - ref.sum(axis=-1)
-        curvature = -np.bincount(self.row, alt * slope / p, len(self)) - (ref * self.c / ref_p).sum(axis=-1)
-        return score, curvature
-
-    def start(self) -> np.ndarray:
-        """The estimate that ignores background: at or above the root for counts. From there the first
-        Newton step lands near the root (the score is convex), where convergence is quadratic; starting
-        below, Newton only doubles f per step."""
-        alt = np.bincount(self.row, self.count, len(self))
-        molecules = (self.rest * self.c).sum(axis=-1) + np.bincount(
-            self.row, self.count * self.c_cell, len(self)
-        )
-        return np.clip(np.divide(alt, molecules, out=np.zeros(len(self)), where=molecules > 0), 1e-12, 0.999)
-
-
-def mle_rows(
-    a: np.ndarray,
-    n: np.ndarray,
-    e: np.ndarray,
-    w: np.ndarray,
-    tol: float = 1e-10,
-    r: np.ndarray | None = None,
-) -> np.ndarray:
-    """MLE of f in [0, 1] for every row of ALT counts `a` (rows x loci, or rows x loci x classes with `r`), by
-    safeguarded Newton.
-
-    The score decreases in f (concave log-likelihood): f = 0 when the score at 0 is <= 0, f = 1 when the
-    score at 1 is >= 0, else Newton steps kept inside a shrinking bracket (bisection when a step leaves it).
-    """
-    return _mle(Tables.of(a, n, e, w, r), tol)
-
-
-def _mle(tables: Tables, tol: float = 1e-10) -> np.ndarray:
-    rows = len(tables)
-    score0, _ = tables.score_and_curvature(np.zeros(rows))
-    score1, _ = tables.score_and_curvature(np.ones(rows))
-    f = np.where(score1 >= 0, 1.0, 0.0)
-    todo = (score0 > 0) & (score1 < 0)
-    if todo.any():
-        f[todo] = _newton_in_bracket(tables.subset(todo), tol)
-    return f
-
-
-def _newton_in_bracket(tables: Tables, tol: float) -> np.ndarray:
-    lo, hi = np.zeros(len(tables)), np.ones(len(tables))
-    x = tables.start()
-    active = np.ones(len(tables), dtype=bool)
-    for _ in range(200):
-        s, h = tables.score_and_curvature(x)
-        positive = s > 0
-        lo = np.where(active & positive, x, lo)
-        hi = np.where(active & ~positive, x, hi)
-        step = x - s / h
-        # A converged step may sit exactly on the bracket's edge: accept it before the bracket test.
-        done = np.abs(s / h) <= tol * np.maximum(x, 1e-12)
-        inside = (step > lo) & (step < hi)
-        x = np.where(active, np.where(inside | done, step, (lo + hi) / 2), x)
-        active &= ~done
-        if not active.any():
-            break
-    return x
-
-
-def mle(a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray, r: np.ndarray | None = None) -> float:
-    """Maximum-likelihood tumor fraction in [0, 1] (`a` per locus, or per locus and class with `r`)."""
-    return float(mle_rows(np.asarray(a)[None], n, e, w, r=r)[0])
-
-
-def lr_statistic_rows(
-    a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray, r: np.ndarray | None = None
-) -> np.ndarray:
-    """2 (log L(f_hat) - log L(0)) per row (0 when f_hat = 0)."""
-    return _lr_statistics(Tables.of(a, n, e, w, r))
-
-
-def _lr_statistics(tables: Tables) -> np.ndarray:
-    f = _mle(tables)
-    stat = 2 * (tables.log_likelihood(f) - tables.log_likelihood(np.zeros(len(tables))))
-    return np.where(f > 0, np.maximum(stat, 0.0), 0.0)
-
-
-def chibar_p_value(statistic: Any) -> Any:
-    """P-value of the boundary LRT: P(0.5 chi2_0 + 0.5 chi2_1 >= statistic); 1 at statistic 0."""
-    statistic = np.asarray(statistic, dtype=float)
-    p = np.where(statistic > 0, 0.5 * stats.chi2.sf(statistic, 1), 1.0)
-    return float(p) if p.ndim == 0 else p
-
-
-def profile_ci(
-    a: np.ndarray,
-    n: np.ndarray,
-    e: np.ndarray,
-    w: np.ndarray,
-    level: float = 0.95,
-    r: np.ndarray | None = None,
-) -> tuple[float, float]:
-    """Profile-likelihood interval: the f with 2 (log L(f_hat) - log L(f)) <= chi2_1 quantile, within [0, 1]."""
-    cut = stats.chi2.ppf(level, 1)
-    tables = Tables.of(np.asarray(a)[None], n, e, w, r)
-    f_hat = float(_mle(tables)[0])
-    top = float(tables.log_likelihood(np.array([f_hat]))[0])
-
-    def excess(f: float) -> float:
-        return 2 * (top - float(tables.log_likelihood(np.array([f]))[0])) - cut
-
-    low = 0.0 if excess(0.0) <= 0 else optimize.brentq(excess, 0.0, f_hat, xtol=1e-14, rtol=1e-10)
-    high = 1.0 if excess(1.0) <= 0 else optimize.brentq(excess, f_hat, 1.0, xtol=1e-14, rtol=1e-10)
-    return float(low), float(high)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -346,54 +180,51 @@ class NullDistribution:
 
 
 def null_distribution(
-    n: np.ndarray,
-    e: np.ndarray,
-    w: np.ndarray,
+    design: Design,
     settings: CallSettings,
     rng: np.random.Generator,
     classes: LengthClasses | None = None,
 ) -> NullDistribution:
-    """The null of the LRT for these loci: exact (Monte Carlo) when few background molecules are expected."""
+    """The null of the LRT for this design: exact (Monte Carlo) when few background ALTs are expected."""
     method = settings.p_value_method
     if method == "auto":
-        expected = float((n * e).sum())
+        expected = design.expected_background()
         method = "monte_carlo" if expected < settings.monte_carlo_max_expected else "asymptotic"
     if method == "asymptotic":
         return NullDistribution("asymptotic", min_exceedances=settings.min_exceedances)
     return NullDistribution(
         "monte_carlo",
-        simulate_null_statistics(n, e, w, settings.null_draws, rng, classes),
+        simulate_null_statistics(design, settings.null_draws, rng, classes),
         settings.min_exceedances,
     )
 
 
 def simulate_null_statistics(
-    n: np.ndarray,
-    e: np.ndarray,
-    w: np.ndarray,
+    design: Design,
     draws: int,
     rng: np.random.Generator,
     classes: LengthClasses | None = None,
 ) -> np.ndarray:
     """Sorted LRT statistics of `draws` tables drawn exactly under f = 0.
 
-    Null tables are sparse: each locus's ALT counts are drawn only for the draws where it has any (those
+    Null tables are sparse: each kind's ALT counts are drawn only for the draws where it has any (those
     draws are a Bernoulli process, the counts a zero-truncated binomial); all other draws have statistic 0.
-    With length `classes`, background ALT molecules fall into the classes as non-tumor fragments do.
+    With length `classes`, background ALT fragments fall into the classes as non-tumor fragments do.
     """
-    q = -np.expm1(n * np.log1p(-e))  # P(at least one ALT molecule at the locus)
-    rows = [_bernoulli_positions(q[i], draws, rng) for i in range(len(n))]
-    col = np.repeat(np.arange(len(n)), [r.size for r in rows])
+    size, alpha = design.kind_size, design.alpha
+    q = -np.expm1(size * np.log1p(-alpha))  # P(at least one ALT of the kind)
+    rows = [_bernoulli_positions(q[i], draws, rng) for i in range(len(size))]
+    kind = np.repeat(np.arange(len(size)), [r.size for r in rows])
     row = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-    value = _positive_binomial(col, n, e, rng).astype(np.int64)
+    value = _positive_binomial(kind, size, alpha, rng).astype(np.int64)
     stat = np.zeros(draws)
     tables_with_alt, where = np.unique(row, return_inverse=True)
     if tables_with_alt.size:
         if classes is None:
-            cells = Cells(where, col, np.zeros(len(col), dtype=np.int64), value)
+            cells = Cells(where, kind, np.zeros(len(kind), dtype=np.int64), value)
         else:
-            cells = Cells.split(where, col, value, classes.normal, rng)
-        stat[: tables_with_alt.size] = cells.statistics(tables_with_alt.size, n, e, w, _ratios(classes))
+            cells = Cells.split(where, kind, value, classes.normal, rng)
+        stat[: tables_with_alt.size] = cells.statistics(tables_with_alt.size, design, _ratios(classes))
     return np.sort(stat)
 
 
@@ -403,10 +234,10 @@ def _ratios(classes: LengthClasses | None) -> np.ndarray:
 
 @dataclass
 class Cells:
-    """Drawn tables held sparsely: ALT molecules per (table, locus, length class) that has any."""
+    """Drawn tables held sparsely: ALT fragments per (table, kind, length class) that has any."""
 
     table: np.ndarray
-    locus: np.ndarray
+    kind: np.ndarray
     k: np.ndarray
     count: np.ndarray
 
@@ -414,24 +245,22 @@ class Cells:
     def split(
         cls,
         table: np.ndarray,
-        locus: np.ndarray,
+        kind: np.ndarray,
         count: np.ndarray,
         probabilities: np.ndarray,
         rng: np.random.Generator,
     ) -> Cells:
-        """ALT counts per (table, locus) spread over the length classes with these probabilities."""
+        """ALT counts per (table, kind) spread over the length classes with these probabilities."""
         spread = rng.multinomial(count, probabilities)
         i, k = np.nonzero(spread)
-        return cls(table[i], locus[i], k, spread[i, k])
+        return cls(table[i], kind[i], k, spread[i, k])
 
     def __add__(self, other: Cells) -> Cells:
         return Cells(
-            *(np.concatenate([getattr(self, f), getattr(other, f)]) for f in ("table", "locus", "k", "count"))
+            *(np.concatenate([getattr(self, f), getattr(other, f)]) for f in ("table", "kind", "k", "count"))
         )
 
-    def statistics(
-        self, tables: int, n: np.ndarray, e: np.ndarray, w: np.ndarray, r: np.ndarray
-    ) -> np.ndarray:
+    def statistics(self, tables: int, design: Design, r: np.ndarray) -> np.ndarray:
         """LRT statistic of each of `tables` tables (0 for a table without cells).
 
         Tables repeat (one ALT at one locus, ...): each distinct table is fitted once. Tables are told apart by
@@ -441,27 +270,43 @@ class Cells:
         stat = np.zeros(tables)
         if not len(self.table):
             return stat
-        weights = np.random.default_rng(0).integers(1, 2**62, (len(n), len(r)), dtype=np.int64)
+        weights = np.random.default_rng(0).integers(1, 2**62, (len(design.alpha), len(r)), dtype=np.int64)
         keys = np.zeros(tables, dtype=np.int64)
-        np.add.at(keys, self.table, self.count * weights[self.locus, self.k])  # wraps modulo 2**64
+        np.add.at(keys, self.table, self.count * weights[self.kind, self.k])  # wraps modulo 2**64
         with_alt = np.unique(self.table)
         _, first, inverse = np.unique(keys[with_alt], return_index=True, return_inverse=True)
         fitted = np.full(tables, -1)
         fitted[with_alt[first]] = np.arange(len(first))
         keep = fitted[self.table] >= 0
-        row, locus = fitted[self.table[keep]], self.locus[keep]
-        alt = np.zeros((len(first), len(n)), dtype=np.int64)
-        np.add.at(alt, (row, locus), self.count[keep])
-        c = (1 - e) * w / 2
-        fits = Tables(row, self.count[keep], e[locus], c[locus], r[self.k[keep]], n - alt, e, c)
-        stat[with_alt] = _lr_statistics(fits)[inverse.ravel()]
+        fits = Tables.of_draws(
+            design, fitted[self.table[keep]], self.kind[keep], self.k[keep], self.count[keep], len(first), r
+        )
+        stat[with_alt] = lr_statistics(fits)[inverse.ravel()]
         return stat
+
+    def supported(self, tables: int, design: Design, min_fragments: int, min_loci: int) -> np.ndarray:
+        """Per table: at least `min_fragments` ALT fragments at at least `min_loci` loci (each drawn ALT is
+        a fragment of its own)."""
+        fragments = np.bincount(self.table, self.count, tables)
+        if design.groups:  # each cell's ALT loci: the design's hits of its kind (hits are sorted by kind)
+            starts = np.searchsorted(design.hit_kind, self.kind)
+            lengths = np.searchsorted(design.hit_kind, self.kind, side="right") - starts
+            offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+            table, locus = np.repeat(self.table, lengths), design.hit_locus[np.repeat(starts, lengths) + offsets]
+        else:
+            table, locus = self.table, self.kind
+        pairs = np.unique(np.stack([table, locus]), axis=1)
+        loci = np.bincount(pairs[0], minlength=tables) if pairs.size else np.zeros(tables, dtype=np.int64)
+        return (fragments >= min_fragments) & (loci >= min_loci)
 
 
 def _bernoulli_positions(q: float, size: int, rng: np.random.Generator) -> np.ndarray:
     """Indices in [0, size) that succeed with probability q each (geometric gaps: cost ~ size q)."""
     if q <= 0:
         return np.zeros(0, dtype=np.int64)
+    if q < 1e-12:  # patterns of several errors on one fragment: geometric gaps this long overflow int64
+        hits = rng.binomial(size, q)
+        return np.sort(rng.choice(size, hits, replace=False)).astype(np.int64)
     if q > 0.05:
         return np.flatnonzero(rng.random(size) < q)
     positions = np.zeros(0, dtype=np.int64)
@@ -513,6 +358,25 @@ def calibrate_threshold(null_p: np.ndarray, rate: float) -> float:
     return float(p[0] / 2)
 
 
+def threshold_from_null(null_p: np.ndarray, settings: CallSettings) -> tuple[float, str]:
+    """(threshold, "empirical" or "nominal").
+
+    The null scores set the threshold only when there are enough of them to resolve the target rate: at a
+    1% rate, 100 scores can show one false positive, which says next to nothing about the rate; 1,000 can show
+    ten (`empirical_min_expected`). Fewer, and the threshold is the nominal rate itself, as the p-values are
+    exact or asymptotic tests of their own.
+    """
+    rate = settings.false_positive_rate
+    if len(null_p) * rate >= settings.empirical_min_expected:
+        return calibrate_threshold(null_p, rate), "empirical"
+    log.warning(
+        "only %d null scores: too few to resolve a false-positive rate of %g (%g needed for %g expected "
+        "positives); the threshold is the nominal p <= %g",
+        len(null_p), rate, np.ceil(settings.empirical_min_expected / rate), settings.empirical_min_expected, rate,
+    )  # fmt: skip
+    return float(rate), "nominal"
+
+
 # ----------------------------------------------------------------------------------------------------------
 # One sample at one panel
 # ----------------------------------------------------------------------------------------------------------
@@ -527,8 +391,22 @@ class Score:
     statistic: float
     p_value: float
     null: NullDistribution
-    expected_background: float
+    design: Design
+    mutant_fragments: int = 0  # distinct fragments with an ALT at a used locus
+    mutant_loci: int = 0  # used loci with an ALT fragment
+    dispersion: float = 1.0  # between-locus overdispersion the interval was widened by
     classes: LengthClasses | None = None  # the sample's fragment-length classes, when lengths weigh in
+
+    @property
+    def expected_background(self) -> float:
+        return self.design.expected_background()
+
+    def supported(self, settings: CallSettings) -> bool:
+        """Independent support for a positive: enough distinct mutant fragments at enough loci."""
+        return (
+            self.mutant_fragments >= settings.min_mutant_fragments and self.mutant_loci >= settings.min_mutant_loci
+        )
+
 
 
 def find_outliers(
@@ -562,6 +440,52 @@ def _outlier_tail(
     return float(stats.binom.sf(a[i] - 1, n[i], alt_probability(upper, e[i], w[i])))
 
 
+@dataclass(frozen=True)
+class Fragments:
+    """A sample's fragments informative at two or more loci of a set of loci: each the loci it covers (local
+    indices, increasing), whether it shows the ALT at each, its length (-1 without an ALT) and count."""
+
+    loci: tuple[tuple[int, ...], ...] = ()
+    alt: tuple[np.ndarray, ...] = ()
+    length: tuple[int, ...] = ()
+    count: tuple[int, ...] = ()
+
+
+def evidence(
+    n: np.ndarray,
+    a: np.ndarray,
+    e: np.ndarray,
+    w: np.ndarray,
+    fragments: Fragments = Fragments(),
+    length_table: np.ndarray | None = None,
+    classes: LengthClasses | None = None,
+) -> Observed:
+    """A sample's evidence at a set of loci: its molecules per locus (`n` informative, `a` ALT; with length
+    `classes`, `length_table` holds the ALT molecules per locus and class), of which the `fragments` that cover
+    several loci are taken out and counted once each, as fragments."""
+    single_n = np.asarray(n, dtype=np.int64).copy()
+    single_a = np.asarray(a if classes is None else length_table, dtype=np.int64).copy()
+    groups: dict[tuple[int, ...], int] = {}
+    patterns = []
+    for loci, alt, length, count in zip(fragments.loci, fragments.alt, fragments.length, fragments.count, strict=True):
+        members = np.asarray(loci)
+        single_n[members] -= count
+        k = 0 if classes is None or length < 0 else int(classes.class_of_length[clip_lengths(length)])
+        if alt.any():
+            if classes is None:
+                single_a[members[alt]] -= count
+            else:
+                single_a[members[alt], k] -= count
+        group = groups.setdefault(loci, len(groups))
+        if alt.any():
+            patterns.append((group, alt, k, count))
+    group_size = np.zeros(len(groups), dtype=np.int64)
+    for loci, count in zip(fragments.loci, fragments.count, strict=True):
+        group_size[groups[loci]] += count
+    design = Design.of_fragments(np.maximum(single_n, 0), e, w, list(groups), group_size)
+    return Observed.of_loci(np.maximum(single_a, 0), design).with_fragments(e, w, patterns)
+
+
 def score_loci(
     a: np.ndarray,
     n: np.ndarray,
@@ -572,6 +496,7 @@ def score_loci(
     full: bool = True,
     length_table: np.ndarray | None = None,
     classes: LengthClasses | None = None,
+    fragments: Fragments = Fragments(),
 ) -> Score:
     """Outlier screen, MLE, LRT and its p-value for one sample at one set of loci.
 
@@ -579,21 +504,49 @@ def score_loci(
     statistic is 0 (for the LOD). Null scores skip both, and a statistic of 0 has p = 1 whatever the null.
     With `classes`, `length_table` holds the ALT molecules per locus and length class (rows sum to `a`) and
     the fit, test and null weigh each by its class's length ratio; the outlier screen stays on counts.
+    `fragments` are those covering several of these loci (local indices): each is one piece of evidence.
     """
     outliers = find_outliers(a, n, e, w, settings.outlier_max_p, settings.ci_level)
     used = ~outliers
-    nu, eu, wu = n[used], e[used], w[used]
-    au = a[used] if classes is None else length_table[used]
-    r = None if classes is None else classes.ratio
     if not used.any():
-        return Score(used, outliers, np.nan, (np.nan, np.nan), 0.0, 1.0, NullDistribution("asymptotic"), 0.0)
-    f_hat = mle(au, nu, eu, wu, r)
-    ci = profile_ci(au, nu, eu, wu, settings.ci_level, r) if full else (np.nan, np.nan)
-    statistic = float(lr_statistic_rows(au[None], nu, eu, wu, r)[0])
+        empty = Design.of_loci(np.zeros(0), np.zeros(0), np.zeros(0))
+        return Score(used, outliers, np.nan, (np.nan, np.nan), 0.0, 1.0, NullDistribution("asymptotic"), empty)
+    kept = _fragments_within(fragments, used)
+    table = None if classes is None else length_table[used]
+    observed = evidence(n[used], a[used], e[used], w[used], kept, table, classes)
+    tables = observed.tables(None if classes is None else classes.ratio)
+    f_hat = float(fit(tables)[0])
+    spread = dispersion(f_hat, a[used], n[used], e[used], w[used]) if settings.overdispersion else 1.0
+    ci = profile_interval(tables, settings.ci_level, spread) if full else (np.nan, np.nan)
+    statistic = float(lr_statistics(tables)[0])
+    mutant_fragments = int(observed.count.sum())
+    mutant_loci = int(np.count_nonzero(a[used]))
     needed = full or statistic > 0
-    null = null_distribution(nu, eu, wu, settings, rng, classes) if needed else NullDistribution("none")
+    null = null_distribution(observed.design, settings, rng, classes) if needed else NullDistribution("none")
     p_value = null.p_value(statistic) if statistic > 0 else 1.0
-    return Score(used, outliers, f_hat, ci, statistic, p_value, null, float((nu * eu).sum()), classes)
+    return Score(
+        used, outliers, f_hat, ci, statistic, p_value, null, observed.design, mutant_fragments, mutant_loci,
+        spread, classes,
+    )  # fmt: skip
+
+
+def _fragments_within(fragments: Fragments, keep: np.ndarray) -> Fragments:
+    """The fragments restricted to the kept loci (renumbered); those left on fewer than two are one-locus
+    molecules again, already in the per-locus counts."""
+    new_index = np.cumsum(keep) - 1
+    loci, alt, length, count = [], [], [], []
+    for members, is_alt, fragment_length, n in zip(
+        fragments.loci, fragments.alt, fragments.length, fragments.count, strict=True
+    ):
+        members = np.asarray(members)
+        inside = keep[members]
+        if inside.sum() < 2:
+            continue
+        loci.append(tuple(int(i) for i in new_index[members[inside]]))
+        alt.append(is_alt[inside])
+        length.append(fragment_length if is_alt[inside].any() else -1)
+        count.append(n)
+    return Fragments(tuple(loci), tuple(alt), tuple(length), tuple(count))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -601,36 +554,37 @@ def score_loci(
 # ----------------------------------------------------------------------------------------------------------
 def detection_probability(
     f: float,
-    n: np.ndarray,
-    e: np.ndarray,
-    w: np.ndarray,
+    design: Design,
     threshold: float,
     null: NullDistribution,
     uniforms: np.ndarray,
+    settings: CallSettings,
     classes: LengthClasses | None = None,
     split_seed: int = 0,
 ) -> float:
-    """Share of tables drawn at tumor fraction `f` that give p <= threshold.
+    """Share of tables drawn at tumor fraction `f` that a call would name positive: p <= threshold, with the
+    support a positive needs.
 
     Tables come from fixed uniforms through the binomial inverse CDF (common random numbers): every draw's
     ALT counts, hence its counts-only statistic, only grow with f, so the estimated detection curve is
-    monotone. With length `classes`, each ALT count is split into tumor and background molecules and those
+    monotone. With length `classes`, each ALT count is split into tumor and background fragments and those
     into length classes by draws seeded with `split_seed` (the same at every f).
     """
-    p = alt_probability(f, e, w)
-    a = binomial_quantiles(uniforms, n, p).astype(np.int64)
-    table, locus = np.nonzero(a)
-    count = a[table, locus]
+    p = design.alpha + f * design.slope
+    a = binomial_quantiles(uniforms, design.kind_size, p).astype(np.int64)
+    table, kind = np.nonzero(a)
+    count = a[table, kind]
     if classes is None:
-        cells = Cells(table, locus, np.zeros(len(table), dtype=np.int64), count)
+        cells = Cells(table, kind, np.zeros(len(table), dtype=np.int64), count)
     else:
         rng = np.random.default_rng(split_seed)
-        tumor = rng.binomial(count, ((p - e) / p)[locus])
-        cells = Cells.split(table, locus, tumor, classes.tumor, rng) + Cells.split(
-            table, locus, count - tumor, classes.normal, rng
+        tumor = rng.binomial(count, (f * design.slope / p)[kind])
+        cells = Cells.split(table, kind, tumor, classes.tumor, rng) + Cells.split(
+            table, kind, count - tumor, classes.normal, rng
         )
-    stat = cells.statistics(len(a), n, e, w, _ratios(classes))
-    return float(np.mean(null.p_value(stat) <= threshold))
+    stat = cells.statistics(len(a), design, _ratios(classes))
+    supported = cells.supported(len(a), design, settings.min_mutant_fragments, settings.min_mutant_loci)
+    return float(np.mean((null.p_value(stat) <= threshold) & supported))
 
 
 def binomial_quantiles(u: np.ndarray, n: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -644,26 +598,25 @@ def binomial_quantiles(u: np.ndarray, n: np.ndarray, p: np.ndarray) -> np.ndarra
 
 
 def lod95(
-    n: np.ndarray,
-    e: np.ndarray,
-    w: np.ndarray,
+    design: Design,
     threshold: float,
     null: NullDistribution,
     settings: CallSettings,
     rng: np.random.Generator,
     classes: LengthClasses | None = None,
 ) -> float:
-    """Smallest tumor fraction detected (p <= threshold) with probability `lod_power`; NaN if even f = 1 fails.
+    """Smallest tumor fraction detected (called positive) with probability `lod_power`; NaN if even f = 1
+    fails.
 
     Bisection on log f over [1e-8, 1] to 0.5% relative precision (well within the Monte Carlo error).
     """
-    if not len(n) or n.sum() == 0:
+    if not len(design.size) or design.size.sum() == 0:
         return float("nan")
-    uniforms = rng.random((settings.lod_draws, len(n)))
+    uniforms = rng.random((settings.lod_draws, len(design.alpha)))
     split_seed = int(rng.integers(2**62)) if classes is not None else 0
 
     def detected(f: float) -> bool:
-        probability = detection_probability(f, n, e, w, threshold, null, uniforms, classes, split_seed)
+        probability = detection_probability(f, design, threshold, null, uniforms, settings, classes, split_seed)
         return probability >= settings.lod_power
 
     low, high = 1e-8, 1.0
@@ -693,14 +646,27 @@ def mtm_per_ml(tumor_fraction: float, cfdna_ng: float, plasma_ml: float) -> floa
 
 
 def decide_status(
-    p_value: float, threshold: float, lod: float, n_loci: int, molecules: int, settings: CallSettings
+    p_value: float,
+    threshold: float,
+    lod: float,
+    n_loci: int,
+    molecules: int,
+    settings: CallSettings,
+    mutant_fragments: int | None = None,
+    mutant_loci: int | None = None,
 ) -> tuple[str, str]:
-    """(status, reason in words)."""
+    """(status, reason in words). Without the mutant fragment and locus counts, support is not checked."""
     test = f"p={p_value:.3g} vs threshold {threshold:.3g}"
     if n_loci < settings.min_loci:
         return "indeterminate", f"only {n_loci} usable panel loci (minimum {settings.min_loci}); {test}"
     if p_value <= threshold:
-        return "positive", f"tumor DNA detected: {test}"
+        lacking = _lacking_support(mutant_fragments, mutant_loci, settings)
+        if not lacking:
+            return "positive", f"tumor DNA detected: {test}"
+        return "indeterminate", (
+            f"{lacking}: {test}, but a positive needs {settings.min_mutant_fragments} mutant fragments at "
+            f"{settings.min_mutant_loci} loci (one fragment cannot make a call)"
+        )
     if molecules < settings.min_molecules:
         return "indeterminate", (
             f"not detected ({test}) but only {molecules} informative molecules "
@@ -713,6 +679,17 @@ def decide_status(
             "too shallow to rule MRD out"
         )
     return "negative", f"not detected ({test}); LOD95 {lod:.3g} within the ceiling {settings.max_lod95:.3g}"
+
+
+def _lacking_support(fragments: int | None, loci: int | None, settings: CallSettings) -> str:
+    """Why the mutant evidence is too narrow for a positive ("" when it is not)."""
+    if fragments is None or loci is None:
+        return ""
+    if fragments < settings.min_mutant_fragments:
+        return f"{fragments} mutant fragment{'s' if fragments != 1 else ''}"
+    if loci < settings.min_mutant_loci:
+        return f"{fragments} mutant fragments, all at {loci} locus" if loci == 1 else f"mutant fragments at {loci} loci"
+    return ""
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -735,7 +712,29 @@ class Cohort:
     length_model: LengthModel | None = None  # set when fragment lengths weigh in
     counts_only: set[str] = field(default_factory=set)  # samples lacking some ALT molecules' lengths
     contaminating: dict[str, set[str]] = field(default_factory=dict)  # sample -> panels set aside (see below)
+    # row -> the sample's fragments informative at several loci: (cohort loci, ALT at each, length, count)
+    fragments: dict[int, list[tuple[np.ndarray, np.ndarray, int, int]]] = field(default_factory=dict)
     _classes: dict[str, LengthClasses] = field(default_factory=dict)
+
+    def fragments_at(self, sample_id: str, loci: np.ndarray) -> Fragments:
+        """The sample's fragments informative at two or more of `loci` (cohort loci), on local indices."""
+        found = self.fragments.get(self.row[sample_id])
+        if not found:
+            return Fragments()
+        local = {int(locus): i for i, locus in enumerate(loci)}
+        projected = Fragments()
+        members, alts, lengths, counts = [], [], [], []
+        for cohort_loci, alt, length, count in found:
+            inside = np.array([int(locus) in local for locus in cohort_loci])
+            if inside.sum() < 2:
+                continue
+            members.append(tuple(local[int(locus)] for locus in cohort_loci[inside]))
+            alts.append(alt[inside])
+            lengths.append(length if alt[inside].any() else -1)
+            counts.append(count)
+        if members:
+            projected = Fragments(tuple(members), tuple(alts), tuple(lengths), tuple(counts))
+        return projected
 
     def length_classes(self, sample_id: str) -> LengthClasses | None:
         """The sample's fragment-length classes (its tumor length model learned without its ALT molecules);
@@ -804,6 +803,7 @@ def build_cohort(
     panel: pd.DataFrame,
     locus_rates: pd.DataFrame,
     excluded: pd.DataFrame,
+    fragments: pd.DataFrame | None = None,
 ) -> Cohort:
     loci = locus_rates.reset_index(drop=True)
     index = pd.MultiIndex.from_frame(loci[LOCUS_KEY])
@@ -840,8 +840,30 @@ def build_cohort(
             patient_reason.setdefault(patient, {}).setdefault(int(locus), reason)
     return Cohort(
         loci, alt, alt + ref, ref, row, samples.set_index("sample_id", drop=False), panels, cohort_reason,
-        patient_reason, alt_lengths,
+        patient_reason, alt_lengths, fragments=_fragments_by_row(fragments, index, row),
     )  # fmt: skip
+
+
+def _fragments_by_row(
+    fragments: pd.DataFrame | None, index: pd.MultiIndex, row: dict[str, int]
+) -> dict[int, list[tuple[np.ndarray, np.ndarray, int, int]]]:
+    """The counting step's multi-locus fragments (sample_id + counting.FRAGMENT_COLUMNS) on cohort loci."""
+    by_row: dict[int, list[tuple[np.ndarray, np.ndarray, int, int]]] = {}
+    if fragments is None or not len(fragments):
+        return by_row
+    for sample_id, chrom, loci, alleles, length, count in fragments[
+        ["sample_id", "chrom", "loci", "alleles", "length", "fragments"]
+    ].itertuples(index=False):
+        if sample_id not in row:
+            continue
+        keys = [(chrom, int(pos), ref, alt) for pos, ref, alt in (item.split(":") for item in loci.split(","))]
+        where = index.get_indexer(keys)
+        known = where >= 0
+        if known.sum() < 2:
+            continue
+        is_alt = np.array([letter == "A" for letter in alleles])
+        by_row.setdefault(row[sample_id], []).append((where[known], is_alt[known], int(length), int(count)))
+    return by_row
 
 
 def candidate_loci(
@@ -919,9 +941,11 @@ def _score_sample_at_panel(
     w = data.rows["weight"].to_numpy()[usable]
     classes = cohort.length_classes(sample_id)
     table = classes.table(cohort.lengths_at(sample_id, data.locus[usable])) if classes else None
+    fragments = cohort.fragments_at(sample_id, data.locus[usable])
     score = score_loci(
-        data.a[usable], data.n[usable], data.e[usable], w, settings, rng, not null_score, table, classes
-    )
+        data.a[usable], data.n[usable], data.e[usable], w, settings, rng, not null_score, table, classes,
+        fragments,
+    )  # fmt: skip
     data.reasons[np.flatnonzero(usable)[score.outliers]] = "outlier_in_sample"
     return data.rows, data.reasons, score
 
@@ -998,7 +1022,7 @@ def mark_contamination(nulls: pd.DataFrame, settings: CallSettings) -> pd.DataFr
     nulls = nulls.copy()
     eligible = nulls["calibration"].to_numpy(dtype=bool)
     panels = nulls["sample_id"].map(nulls[eligible].groupby("sample_id").size()).fillna(0).to_numpy()
-    significant = eligible & (
+    significant = eligible & nulls["supported"].to_numpy(dtype=bool) & (
         nulls["p_value"].to_numpy() <= settings.false_positive_rate / np.maximum(panels, 1)
     )
     per_sample = pd.Series(significant).groupby(nulls["sample_id"].to_numpy()).transform("sum").to_numpy()
@@ -1040,11 +1064,30 @@ def _null_record(
         "p_value_method": score.null.method if score else "",
         # Only scores that could become a positive call (enough loci) shape the threshold.
         "calibration": bool(score is not None and len(used) >= settings.min_loci),
+        "mutant_fragments": score.mutant_fragments if score else 0,
+        "mutant_loci": score.mutant_loci if score else 0,
+        "supported": bool(score is not None and score.supported(settings)),
     }
 
 
+def decisive_p_values(nulls: pd.DataFrame) -> np.ndarray:
+    """The calibrating null scores' p-values as the call sees them: 1 for a score without the support a
+    positive needs (it could never be called positive, whatever its p-value)."""
+    calibrating = nulls[nulls["calibration"]]
+    return np.where(calibrating["supported"], calibrating["p_value"], 1.0)
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """The p-value cut every call uses, where it came from, and how many null scores it rests on."""
+
+    value: float
+    source: str  # "empirical" or "nominal"
+    n_null_scores: int
+
+
 def call_sample(
-    cohort: Cohort, sample_id: str, threshold: float, nulls: pd.DataFrame, settings: CallSettings
+    cohort: Cohort, sample_id: str, threshold: Threshold, nulls: pd.DataFrame, settings: CallSettings
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """One plasma sample at its own patient's panel: the calls.tsv row and its loci.tsv rows."""
     sample = cohort.samples.loc[sample_id]
@@ -1061,20 +1104,14 @@ def call_sample(
         loci["ref_molecules"].to_numpy() + loci["alt_molecules"].to_numpy(),
         loci["alt_molecules"].to_numpy(),
     )
-    e, w = loci["background_rate"].to_numpy(), loci["weight"].to_numpy()
-    lod = lod95(
-        n[used],
-        e[used],
-        w[used],
-        threshold,
-        score.null,
-        settings,
-        seeded_rng(settings.seed, sample_id, "lod"),
-        score.classes,
-    )
+    rng = seeded_rng(settings.seed, sample_id, "lod")
+    lod = lod95(score.design, threshold.value, score.null, settings, rng, score.classes)
     molecules = int(n[used].sum())
-    status, reason = decide_status(score.p_value, threshold, lod, int(used.sum()), molecules, settings)
-    flags = _flags(sample_id, nulls, threshold, int(score.outliers.sum()), settings)
+    status, reason = decide_status(
+        score.p_value, threshold.value, lod, int(used.sum()), molecules, settings, score.mutant_fragments,
+        score.mutant_loci,
+    )  # fmt: skip
+    flags = _flags(sample_id, nulls, threshold.value, int(score.outliers.sum()), settings)
     return {
         **_sample_columns(sample),
         "mrd_status": status,
@@ -1082,7 +1119,7 @@ def call_sample(
         "tf_ci_low": score.ci[0],
         "tf_ci_high": score.ci[1],
         "p_value": score.p_value,
-        "threshold": threshold,
+        "threshold": threshold.value,
         "lod95": lod,
         "n_loci_used": int(used.sum()),
         "n_loci_panel": len(rows),
@@ -1097,6 +1134,11 @@ def call_sample(
         "n_loci_outlier": int(score.outliers.sum()),
         "background_scale": scale,
         "length_weighted": score.classes is not None,
+        "mutant_fragments": score.mutant_fragments,
+        "mutant_loci": score.mutant_loci,
+        "threshold_source": threshold.source,
+        "n_null_scores": threshold.n_null_scores,
+        "tf_dispersion": score.dispersion,
     }, loci
 
 
@@ -1105,12 +1147,16 @@ def _sample_columns(sample: pd.Series) -> dict[str, Any]:
 
 
 def _empty_call(
-    sample: pd.Series, threshold: float, why: str, settings: CallSettings, n_panel: int = 0
+    sample: pd.Series, threshold: Threshold, why: str, settings: CallSettings, n_panel: int = 0
 ) -> dict[str, Any]:
     row = dict.fromkeys(CALL_COLUMNS, np.nan) | _sample_columns(sample)
     return row | {
         "mrd_status": "indeterminate",
-        "threshold": threshold,
+        "threshold": threshold.value,
+        "threshold_source": threshold.source,
+        "n_null_scores": threshold.n_null_scores,
+        "mutant_fragments": 0,
+        "mutant_loci": 0,
         "n_loci_used": 0,
         "n_loci_panel": n_panel,
         "mutant_molecules": 0,
@@ -1158,7 +1204,7 @@ def _flags(
     if settings.contamination_check:
         mine = nulls[(nulls["sample_id"] == sample_id) & (nulls["n_loci_used"] >= settings.min_loci)]
         # Bonferroni over the other panels this sample was scored against.
-        hits = mine[mine["p_value"] <= threshold / max(len(mine), 1)]
+        hits = mine[(mine["p_value"] <= threshold / max(len(mine), 1)) & mine["supported"]]
         flags += [f"possible_contamination:{p}" for p in sorted(hits["panel_patient_id"])]
     if n_outliers:
         flags.append(f"outlier_loci:{n_outliers}")
@@ -1174,13 +1220,16 @@ def call_cohort(
     settings: CallSettings | None = None,
     fragment_lengths: pd.DataFrame | None = None,
     workers: int = 1,
+    fragments: pd.DataFrame | None = None,
 ) -> CallResult:
     """Null scores -> calibrated threshold -> one call per plasma sample.
 
     `fragment_lengths` (sample_id, allele, length, molecules: the counting step's histograms) is needed when
-    `settings.fragment_lengths` is on. `workers` processes share the scoring; the results do not depend on it."""
+    `settings.fragment_lengths` is on. `fragments` (sample_id + counting.FRAGMENT_COLUMNS) are the fragments
+    that cover several loci; without them every molecule counts at its locus alone. `workers` processes share
+    the scoring; the results do not depend on it."""
     settings = settings or CallSettings()
-    cohort = build_cohort(counts, samples, panel, locus_rates, excluded)
+    cohort = build_cohort(counts, samples, panel, locus_rates, excluded, fragments)
     if settings.fragment_lengths:
         if fragment_lengths is None:
             raise ValueError("calling.fragment_lengths needs the samples' fragment-length histograms")
@@ -1189,11 +1238,12 @@ def call_cohort(
     candidates = nulls[nulls["contamination_candidate"]]
     for sample_id, panel_patient in zip(candidates["sample_id"], candidates["panel_patient_id"], strict=True):
         cohort.contaminating.setdefault(sample_id, set()).add(panel_patient)
-    calibrating = nulls.loc[nulls["calibration"], "p_value"].to_numpy()
-    threshold = calibrate_threshold(calibrating, settings.false_positive_rate)
+    calibrating = decisive_p_values(nulls)
+    threshold = Threshold(*threshold_from_null(calibrating, settings), len(calibrating))
     log.info(
-        "threshold %.4g from %d null scores (target rate %g)",
-        threshold,
+        "threshold %.4g (%s) from %d null scores (target rate %g)",
+        threshold.value,
+        threshold.source,
         len(calibrating),
         settings.false_positive_rate,
     )
@@ -1210,12 +1260,12 @@ def call_cohort(
         cohort.length_model.summary() if cohort.length_model else pd.DataFrame(columns=LENGTH_COLUMNS)
     )
     return CallResult(
-        calls_frame.reset_index(drop=True), loci_frame[LOCI_COLUMNS], nulls, threshold, length_model
+        calls_frame.reset_index(drop=True), loci_frame[LOCI_COLUMNS], nulls, threshold.value, length_model
     )
 
 
 def _call_one(
-    shared: tuple[Cohort, float, pd.DataFrame, CallSettings], sample_id: str
+    shared: tuple[Cohort, Threshold, pd.DataFrame, CallSettings], sample_id: str
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     cohort, threshold, nulls, settings = shared
     return call_sample(cohort, sample_id, threshold, nulls, settings)

@@ -27,6 +27,7 @@ from mrdtrack.molecules import (
 )
 from mrdtrack.panel import contig_map, unique_loci
 from mrdtrack.processes import fork_pool
+from mrdtrack.tables import read_tsv
 
 if TYPE_CHECKING:
     from mrdtrack.bamscan import BamScanner
@@ -48,11 +49,15 @@ class AlignmentInputError(UserFacingError):
     """An alignment file that cannot be counted as given (unreadable, wrong genome build)."""
 
 
+FRAGMENT_COLUMNS = ["chrom", "loci", "alleles", "length", "fragments"]
+
+
 @dataclass
 class SampleCounts:
     counts: pd.DataFrame
     fragment_lengths: pd.DataFrame
     qc: dict[str, Any]
+    fragments: pd.DataFrame  # FRAGMENT_COLUMNS: fragments informative at two or more panel loci
 
 
 def open_alignments(path: str, reference: str) -> pysam.AlignmentFile:
@@ -101,17 +106,19 @@ def count_sample(
     stats = ReadStats()
     by_locus: dict[tuple[str, int, str, str], dict[str, Any]] = {}
     lengths: Counter[tuple[str, int]] = Counter()
-    for part_by_locus, part_lengths, part_stats in parts:
-        by_locus.update(part_by_locus)
-        lengths.update(part_lengths)
-        for name, value in asdict(part_stats).items():
+    shared: Counter[tuple[str, str, str, int]] = Counter()
+    for part in parts:
+        by_locus.update(part.by_locus)
+        lengths.update(part.lengths)
+        shared.update(part.shared)
+        for name, value in asdict(part.stats).items():
             setattr(stats, name, getattr(stats, name) + value)
     counts = _count_table(sample_id, loci, by_locus)
     qc = _qc(stats, counts, lengths, mode)
     if qc["molecules"] == 0:
         log.warning("%s: no molecule at any panel locus in '%s' (failed capture, wrong file or wrong panel?); "
                     "its calls will be indeterminate", sample_id, alignment_path)  # fmt: skip
-    return SampleCounts(counts, _length_table(lengths), qc)
+    return SampleCounts(counts, _length_table(lengths), qc, _fragment_table(shared, loci))
 
 
 # One unit of work: the loci of one cluster (contig as the table and as the file spell it, loci sorted by position).
@@ -145,19 +152,28 @@ def _chunks(units: list[_Unit], threads: int) -> list[list[_Unit]]:
     return chunks
 
 
+@dataclass
+class _Part:
+    """What one worker counted: per locus, the length histogram, multi-locus fragments and read statistics."""
+
+    by_locus: dict[tuple[str, int, str, str], dict[str, Any]]
+    lengths: Counter[tuple[str, int]]
+    shared: Counter[tuple[str, str, str, int]]
+    stats: ReadStats
+
+
 def _count_units_in_file(
     path: str, reference: str, units: list[_Unit], settings: CountSettings, mode: str
-) -> tuple[dict, Counter, ReadStats]:
+) -> _Part:
     with open_alignments(path, reference) as alignments:
         return _count_units(alignments, units, settings, mode)
 
 
 def _count_units(
     alignments: pysam.AlignmentFile, units: list[_Unit], settings: CountSettings, mode: str
-) -> tuple[dict, Counter, ReadStats]:
-    stats = ReadStats()
-    by_locus: dict[tuple[str, int, str, str], dict[str, Any]] = {}
-    lengths: Counter[tuple[str, int]] = Counter()
+) -> _Part:
+    part = _Part({}, Counter(), Counter(), ReadStats())
+    by_locus, lengths, stats = part.by_locus, part.lengths, part.stats
     scanner = _scanner(alignments, settings, mode)
     try:
         for (chrom, bam_chrom), group in itertools.groupby(units, key=lambda unit: unit[:2]):
@@ -177,10 +193,11 @@ def _count_units(
                 for locus, at_locus in zip(cluster, molecules, strict=True):
                     by_locus[(chrom, locus.pos, locus.ref, locus.alt)] = tally(locus, at_locus)
                     _add_lengths(lengths, locus, at_locus)
+                part.shared.update(shared_fragments(chrom, cluster, molecules))
     finally:
         if scanner is not None:
             scanner.close()
-    return by_locus, lengths, stats
+    return part
 
 
 def _scanner(alignments: pysam.AlignmentFile, settings: CountSettings, mode: str) -> BamScanner | None:
@@ -239,6 +256,75 @@ def _add_lengths(lengths: Counter[tuple[str, int]], locus: Locus, molecules: Loc
     for allele in ("ref", "alt"):
         values, counts = np.unique(molecules.lengths[alleles == allele], return_counts=True)
         lengths.update({(allele, int(v)): int(c) for v, c in zip(values, counts, strict=True)})
+
+
+def shared_fragments(
+    chrom: str, cluster: list[Locus], molecules: list[LocusMolecules]
+) -> Counter[tuple[str, str, str, int]]:
+    """Fragments informative (REF or ALT) at two or more loci of one cluster, as (chrom, loci, alleles, length):
+    loci `pos:ref:alt` joined by `,`, alleles one letter per locus (R or A), length that of a fragment with an
+    ALT (-1 for REF-only fragments, which are tallied together).
+
+    One fragment is one piece of evidence, however many panel loci it covers: the caller needs to know which
+    molecules of different loci are one fragment. Two loci at one position (two ALTs of a multi-allelic site)
+    are one base of the fragment: it is kept at the first locus where it is informative.
+    """
+    found: Counter[tuple[str, str, str, int]] = Counter()
+    if len(cluster) < 2:
+        return found
+    keys, where, alleles, lengths = [], [], [], []
+    for index, (locus, at_locus) in enumerate(zip(cluster, molecules, strict=True)):
+        ref, alt = at_locus.bases == ord(locus.ref), at_locus.bases == ord(locus.alt)
+        informative = ref | alt
+        keys.append(at_locus.fragments[informative])
+        where.append(np.full(int(informative.sum()), index))
+        alleles.append(alt[informative])
+        lengths.append(at_locus.lengths[informative])
+    key = np.concatenate(keys)
+    _, inverse, times = np.unique(key, return_inverse=True, return_counts=True)
+    multi = np.flatnonzero(times[inverse] >= 2)
+    if not multi.size:
+        return found
+    locus_index, is_alt = np.concatenate(where)[multi], np.concatenate(alleles)[multi]
+    length, fragment = np.concatenate(lengths)[multi], inverse[multi]
+    order = np.lexsort((locus_index, fragment))
+    bounds = np.flatnonzero(np.diff(fragment[order])) + 1
+    for members in np.split(order, bounds):
+        loci, letters, positions = [], [], set()
+        for i in members:
+            locus = cluster[locus_index[i]]
+            if locus.pos in positions:
+                continue
+            positions.add(locus.pos)
+            loci.append(f"{locus.pos}:{locus.ref}:{locus.alt}")
+            letters.append("A" if is_alt[i] else "R")
+        if len(loci) >= 2:
+            fragment_length = int(length[members[0]]) if "A" in letters else -1
+            found[(chrom, ",".join(loci), "".join(letters), fragment_length)] += 1
+    return found
+
+
+def _fragment_table(shared: Counter[tuple[str, str, str, int]], loci: pd.DataFrame) -> pd.DataFrame:
+    rank = {chrom: i for i, chrom in enumerate(loci["chrom"].unique())}
+    def order(item: tuple[tuple[str, str, str, int], int]) -> tuple:
+        chrom, loci_text = item[0][:2]
+        return rank[chrom], int(loci_text.split(":", 1)[0]), item[0][1:]
+
+    rows = [(*key, count) for key, count in sorted(shared.items(), key=order)]
+    frame = pd.DataFrame(rows, columns=FRAGMENT_COLUMNS)
+    return frame.astype({"length": np.int64, "fragments": np.int64})
+
+
+def read_fragments(paths: Iterable[str]) -> pd.DataFrame:
+    """The counting step's `{sample}.fragments.tsv` files as one table: sample_id + FRAGMENT_COLUMNS."""
+    frames = []
+    for path in paths:
+        sample_id = os.path.basename(path).removesuffix(".fragments.tsv")
+        frame = read_tsv(path, dtype={"chrom": str, "loci": str, "alleles": str})
+        frames.append(frame.assign(sample_id=sample_id))
+    if not frames:
+        return pd.DataFrame(columns=["sample_id", *FRAGMENT_COLUMNS])
+    return pd.concat(frames, ignore_index=True)[["sample_id", *FRAGMENT_COLUMNS]]
 
 
 def _count_table(

@@ -99,18 +99,21 @@ class Molecule:
     read1_forward: bool
     fragment_length: int
     family_size: int
+    fragment: int = 0  # the same number at every locus the molecule's fragment covers (see `fragment_id`)
 
 
 @dataclass
 class LocusMolecules:
     """One locus's molecules as arrays: base (ASCII code; DISCORDANT as ord('-')), read 1 on the forward strand,
-    fragment length, family size; and the number of reads with a base at the locus."""
+    fragment length, family size, fragment identity (equal at every locus of one cluster that the molecule's
+    fragment covers); and the number of reads with a base at the locus."""
 
     bases: np.ndarray
     read1_forward: np.ndarray
     lengths: np.ndarray
     family_sizes: np.ndarray
     reads: int
+    fragments: np.ndarray
 
     @classmethod
     def from_molecules(cls, molecules: Sequence[Molecule], reads: int) -> LocusMolecules:
@@ -120,6 +123,7 @@ class LocusMolecules:
             lengths=np.array([m.fragment_length for m in molecules], dtype=np.int64),
             family_sizes=np.array([m.family_size for m in molecules], dtype=np.int64),
             reads=reads,
+            fragments=np.array([m.fragment for m in molecules], dtype=np.int64),
         )
 
 
@@ -263,6 +267,12 @@ def family_consensus(observations: Sequence[str], fraction: float) -> str | None
     return top_base if top_count >= fraction * len(bases) else DISCORDANT
 
 
+def fragment_id(*key: Any) -> int:
+    """A 64-bit number naming one fragment, the same at every locus it covers: from its read name (a template
+    is a molecule) or its coordinates and UMI family seed. Within one process, as one cluster's loci are."""
+    return hash(key)
+
+
 def collapse(templates: Mapping[Any, _Template], mode: str, settings: CountSettings) -> list[Molecule]:
     """Group one locus's templates into molecules and call each molecule's base.
 
@@ -271,11 +281,11 @@ def collapse(templates: Mapping[Any, _Template], mode: str, settings: CountSetti
     changes a count."""
     molecules = []
     if mode not in ("umi", "coordinates"):  # flag, consensus, none: every template is its own molecule
-        for info, bases in templates.values():
+        for name, (info, bases) in templates.items():
             base = _observation(bases)
             if base is not None:
                 key = info[0]
-                molecules.append(Molecule(base, key[2], key[1], info[2]))
+                molecules.append(Molecule(base, key[2], key[1], info[2], fragment_id(name)))
         return molecules
     by_coordinates: dict[tuple[int, int], list[_Template]] = {}
     for template in templates.values():
@@ -291,7 +301,8 @@ def collapse(templates: Mapping[Any, _Template], mode: str, settings: CountSetti
             info, bases = members[0]
             base = _observation(bases)
             if base is not None:
-                molecules.append(Molecule(base, info[0][2], info[0][1], info[2]))
+                fragment = fragment_id(info[0][0], info[0][1], info[1])
+                molecules.append(Molecule(base, info[0][2], info[0][1], info[2], fragment))
             continue
         if mode == "umi":
             umi = members[0][0][1]
@@ -301,10 +312,10 @@ def collapse(templates: Mapping[Any, _Template], mode: str, settings: CountSetti
                 families: dict[str, list[_Template]] = {}
                 for template in members:
                     families.setdefault(seeds[template[0][1]], []).append(template)
-                for family in families.values():
-                    _add_family(molecules, family, fraction)
+                for seed, family in families.items():
+                    _add_family(molecules, family, fraction, seed)
                 continue
-        _add_family(molecules, members, fraction)
+        _add_family(molecules, members, fraction, members[0][0][1])
     return molecules
 
 
@@ -317,7 +328,9 @@ def family_orientation(members: Sequence[tuple[str, bool]]) -> bool:
     return min(members)[1]
 
 
-def _add_family(molecules: list[Molecule], members: list[_Template], fraction: float) -> None:
+def _add_family(molecules: list[Molecule], members: list[_Template], fraction: float, umi: str) -> None:
+    """The family's molecule; `umi` is its seed (empty without UMIs), which names the fragment with the
+    coordinates."""
     observations = []
     size = 0
     for info, bases in members:
@@ -327,7 +340,8 @@ def _add_family(molecules: list[Molecule], members: list[_Template], fraction: f
     base = family_consensus(observations, fraction)
     if base is not None:
         read1_forward = family_orientation([(info[3], info[0][2]) for info, _ in members])
-        molecules.append(Molecule(base, read1_forward, members[0][0][0][1], size))
+        left, length = members[0][0][0][:2]
+        molecules.append(Molecule(base, read1_forward, length, size, fragment_id(left, length, umi)))
 
 
 def molecules_at_loci(

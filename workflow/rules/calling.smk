@@ -2,6 +2,7 @@ rule call_mrd:
     input:
         counts=all_counts(),
         fragment_lengths=all_count_files("fraglen.tsv"),
+        fragments=all_count_files("fragments.tsv"),
         samples="results/sheets/samples.tsv",
         panel="results/panel/loci.tsv",
         locus_rates="results/background/locus_rates.tsv",

@@ -49,6 +49,7 @@ rule count_molecules:
     output:
         counts="results/counts/{sample}.tsv",
         fraglen="results/counts/{sample}.fraglen.tsv",
+        fragments="results/counts/{sample}.fragments.tsv",
         qc="results/counts/{sample}.qc.json",
     log:
         "logs/count_molecules/{sample}.log",

@@ -2,6 +2,7 @@
 
 from mrdtrack.background import read_counts, read_panel, read_samples
 from mrdtrack.caller import CallSettings, call_cohort, read_excluded, read_locus_rates
+from mrdtrack.counting import read_fragments
 from mrdtrack.fraglen import read_fragment_lengths
 from mrdtrack.logs import setup_logging, user_errors_as_messages
 from mrdtrack.tables import write_tsv
@@ -17,6 +18,7 @@ with user_errors_as_messages():
         CallSettings.from_config(snakemake.params.settings),
         read_fragment_lengths(snakemake.input.fragment_lengths),
         workers=snakemake.threads,
+        fragments=read_fragments(snakemake.input.fragments),
     )
     write_tsv(result.length_model, snakemake.output.length_model)
     write_tsv(result.null_scores, snakemake.output.null_scores)

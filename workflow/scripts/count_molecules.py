@@ -16,5 +16,6 @@ with user_errors_as_messages():
         threads=snakemake.threads,
     )
     write_tsv(result.fragment_lengths, snakemake.output.fraglen)
+    write_tsv(result.fragments, snakemake.output.fragments)
     write_json(result.qc, snakemake.output.qc)
     write_tsv(result.counts, snakemake.output.counts)

@@ -1,0 +1,177 @@
+"""The fragment likelihood (mrdtrack.likelihood) and the rules that turn it into a call.
+
+A fragment is one piece of evidence however many panel loci it covers; a positive call needs distinct mutant
+fragments at distinct loci; the threshold is empirical only when the null can resolve the target rate; the
+tumor-fraction interval widens when the loci's VAFs spread more than binomially.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from mrdtrack.caller import (
+    CallSettings,
+    Fragments,
+    calibrate_threshold,
+    decide_status,
+    evidence,
+    score_loci,
+    seeded_rng,
+    threshold_from_null,
+)
+from mrdtrack.likelihood import (
+    Design,
+    Observed,
+    Tables,
+    dispersion,
+    fit,
+    lr_statistics,
+    profile_interval,
+)
+
+SETTINGS = CallSettings(null_draws=2000, lod_draws=400, fragment_lengths=False)
+
+
+def fragments_covering(loci: tuple[int, ...], alt: list[bool], count: int, length: int = 166) -> Fragments:
+    return Fragments((loci,), (np.array(alt),), (length if any(alt) else -1,), (count,))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# One fragment, one molecule of evidence
+# ----------------------------------------------------------------------------------------------------------
+def test_a_fragment_covering_k_loci_contributes_its_mixture_likelihood_once():
+    e, w = np.full(3, 1e-3), np.array([1.0, 0.8, 0.6])
+    c = (1 - e) * w / 2
+    design = Design.of_fragments(np.zeros(3), e, w, [(0, 1, 2)], [1])
+    observed = Observed.of_loci(np.zeros(3), design).with_fragments(
+        e, w, [(0, np.array([True, True, False]), 0, 1)]
+    )
+    tables = observed.tables()
+    f = 0.2
+    normal = e[0] * e[1] * (1 - e[2])
+    tumor = (e[0] + c[0]) * (e[1] + c[1]) * (1 - e[2] - c[2])
+    by_hand = np.log((1 - f) * normal + f * tumor)
+    # Terms free of f are left out of the table's log-likelihood: compare differences between two f.
+    difference = tables.log_likelihood(np.array([f]))[0] - tables.log_likelihood(np.array([0.0]))[0]
+    assert difference == pytest.approx(by_hand - np.log(normal), rel=1e-12)
+
+
+def test_one_locus_fragments_give_exactly_the_binomial_model():
+    rng = np.random.default_rng(1)
+    n, e, w = np.full(20, 800), rng.lognormal(np.log(1e-4), 0.5, 20), rng.uniform(0.5, 1, 20)
+    a = rng.binomial(n, e + 0.004 * (1 - e) * w / 2)
+    by_fragment = Observed.of_loci(a, Design.of_loci(n, e, w)).tables()
+    binomial = Tables.of(a[None], n, e, w)
+    assert fit(by_fragment)[0] == pytest.approx(fit(binomial)[0], rel=1e-12)
+    assert lr_statistics(by_fragment)[0] == pytest.approx(lr_statistics(binomial)[0], rel=1e-9)
+
+
+def test_a_mutant_fragment_seen_at_six_loci_estimates_one_tumor_fragment_not_six():
+    # 1,000 fragments each cover the same 6 loci (a dense panel), one shows the ALT at all six; no background.
+    # Per fragment: log f T + 999 log(1 - f d), d = 1 - (1/2)^6, so f_hat = 1 / (1000 d).
+    e, w = np.full(6, 1e-12), np.ones(6)
+    fragments = fragments_covering((0, 1, 2, 3, 4, 5), [True] * 6, 1)
+    rest = fragments_covering((0, 1, 2, 3, 4, 5), [False] * 6, 999)
+    merged = Fragments(fragments.loci + rest.loci, fragments.alt + rest.alt, fragments.length + rest.length,
+                       fragments.count + rest.count)  # fmt: skip
+    observed = evidence(np.full(6, 1000), np.ones(6), e, w, merged)
+    f_hat = fit(observed.tables())[0]
+    assert f_hat == pytest.approx(1 / (1000 * (1 - 0.5**6)), rel=1e-6)
+    # Counted locus by locus the same reads would say 6 ALT in 6,000 observations: twice the tumor fraction.
+    per_locus = fit(Tables.of(np.ones((1, 6)), np.full(6, 1000), e, w))[0]
+    assert per_locus == pytest.approx(2 * 6 / 6000, rel=1e-6)
+
+
+def test_fragments_are_taken_out_of_the_per_locus_counts_once():
+    e, w = np.full(3, 1e-4), np.ones(3)
+    # Locus 0 and 1: 100 molecules each, of which 40 are the same fragments (one of them mutant at both).
+    shared = Fragments(
+        ((0, 1), (0, 1)), (np.array([True, True]), np.array([False, False])), (150, -1), (1, 39)
+    )
+    observed = evidence(np.array([100, 100, 50]), np.array([1, 1, 0]), e, w, shared)
+    design = observed.design
+    assert list(design.size) == [60, 60, 50, 40]  # 60 one-locus fragments at loci 0 and 1, 40 covering both
+    assert int(observed.count.sum()) == 1  # one mutant fragment
+
+
+# ----------------------------------------------------------------------------------------------------------
+# A positive needs independent support
+# ----------------------------------------------------------------------------------------------------------
+def test_a_significant_sample_with_one_mutant_fragment_is_not_positive():
+    status, reason = decide_status(1e-9, 0.01, 1e-3, 20, 10_000, SETTINGS, mutant_fragments=1, mutant_loci=6)
+    assert status == "indeterminate"
+    assert reason.startswith("1 mutant fragment:") and "needs 2 mutant fragments at 2 loci" in reason
+
+
+def test_mutant_fragments_all_at_one_locus_are_not_positive_either():
+    status, reason = decide_status(1e-9, 0.01, 1e-3, 20, 10_000, SETTINGS, mutant_fragments=5, mutant_loci=1)
+    assert status == "indeterminate" and "all at 1 locus" in reason
+
+
+def test_two_fragments_at_two_loci_are_enough_and_the_rule_is_configurable():
+    assert decide_status(1e-9, 0.01, 1e-3, 20, 10_000, SETTINGS, 2, 2)[0] == "positive"
+    strict = CallSettings(min_mutant_fragments=3, min_mutant_loci=3)
+    assert decide_status(1e-9, 0.01, 1e-3, 20, 10_000, strict, 2, 2)[0] == "indeterminate"
+
+
+def test_score_counts_distinct_mutant_fragments_and_loci():
+    n, e, w = np.full(10, 2000), np.full(10, 1e-5), np.ones(10)
+    a = np.array([3, 3, 0, 0, 0, 0, 0, 0, 0, 1])  # loci 0 and 1 share their 3 mutant fragments
+    shared = fragments_covering((0, 1), [True, True], 3)
+    score = score_loci(a, n, e, w, SETTINGS, seeded_rng(1, "s"), fragments=shared)
+    assert (score.mutant_fragments, score.mutant_loci) == (4, 3)
+    assert score.supported(SETTINGS)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# An honest threshold
+# ----------------------------------------------------------------------------------------------------------
+def test_the_null_sets_the_threshold_only_when_it_can_resolve_the_target_rate(caplog):
+    rng = np.random.default_rng(3)
+    few = rng.uniform(size=500) ** 1.5  # anti-conservative null p-values: calibration would tighten the cut
+    many = rng.uniform(size=1000) ** 1.5
+    with caplog.at_level(logging.WARNING):
+        assert threshold_from_null(few, SETTINGS) == (0.01, "nominal")
+    assert "only 500 null scores" in caplog.text and "nominal" in caplog.text
+    threshold, source = threshold_from_null(many, SETTINGS)
+    assert source == "empirical" and threshold == calibrate_threshold(many, 0.01) < 0.01
+    # 10 / FPR is a setting: asking for 5 expected positives lets 500 scores calibrate.
+    assert threshold_from_null(few, CallSettings(empirical_min_expected=5))[1] == "empirical"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The tumor-fraction interval under VAF spread
+# ----------------------------------------------------------------------------------------------------------
+def _coverage(spread_sd: float, widen: bool, samples: int = 200, f: float = 0.02) -> float:
+    rng = np.random.default_rng(7)
+    loci, depth, e = 40, 2000, np.full(40, 1e-4)
+    covered = 0
+    for _ in range(samples):
+        vaf_weight = rng.lognormal(-(spread_sd**2) / 2, spread_sd, loci)  # mean 1: the panel cannot know it
+        a = rng.binomial(depth, e + (1 - e) * f * vaf_weight / 2)
+        n, w = np.full(loci, depth), np.ones(loci)
+        tables = Tables.of(a[None], n, e, w)
+        f_hat = fit(tables)[0]
+        factor = dispersion(f_hat, a, n, e, w) if widen else 1.0
+        low, high = profile_interval(tables, 0.95, factor)
+        covered += low <= f <= high
+    return covered / samples
+
+
+def test_the_interval_keeps_its_coverage_when_loci_vafs_spread():
+    assert 0.90 <= _coverage(0.5, widen=True) <= 0.99
+    assert _coverage(0.5, widen=False) < 0.7  # the binomial interval alone is far too narrow
+
+
+def test_without_spread_the_interval_is_the_profile_interval():
+    assert 0.90 <= _coverage(0.0, widen=True, samples=100) <= 0.99
+    rng = np.random.default_rng(2)
+    n, e, w = np.full(30, 3000), np.full(30, 1e-4), np.ones(30)
+    a = rng.binomial(n, e + (1 - e) * 0.01 / 2)
+    factor = dispersion(fit(Tables.of(a[None], n, e, w))[0], a, n, e, w)
+    assert factor == pytest.approx(1.0, abs=0.6)  # Pearson X^2 / df near 1 for binomial loci
+    assert stats.chi2.sf(factor * 29, 29) > 0.001
