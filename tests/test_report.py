@@ -827,6 +827,26 @@ def test_qc_bars_keep_their_text_for_the_hover(report: Report):
     assert bars and all(t.get("textposition") == "none" for t in bars)
 
 
+def test_qc_molecules_show_the_minimum_molecules_cut_and_label_samples_once(report: Report, cohort: Cohort):
+    panel = next(p for p in report.panels if p.key == "qc_samples")
+    (cut,) = [shape for shape in panel.figure.layout.shapes if shape.yref == "y"]
+    assert cut.y0 == cut.y1 == 500  # calling.min_molecules' default, read from the caller
+    assert "calling.min_molecules = 500" in panel.caption
+    layout = panel.figure.layout
+    assert (
+        layout.xaxis.showticklabels is False and layout.xaxis2.showticklabels is True
+    )  # labels under the bottom
+    low, high = layout.yaxis.range
+    assert low < np.log10(min(500, cohort.calls["total_molecules"].min())) and high > np.log10(
+        cohort.calls["total_molecules"].max()
+    )
+    configured = build_report(
+        cohort.inputs, ReportSettings(), {"calling": {"min_molecules": 800}}, strict=True
+    )
+    panel = next(p for p in configured.panels if p.key == "qc_samples")
+    assert [shape.y0 for shape in panel.figure.layout.shapes] == [800]
+
+
 def test_not_estimable_cox_models_are_one_row_each_with_short_notes(cohort: Cohort, tmp_path: Path):
     cox = read_input(str(cohort.inputs.cox))
     advice = "Convergence halted. Please see the following tips in the lifelines documentation: https://x.y/z"

@@ -47,7 +47,8 @@ def panel_qc_samples(ctx: Context) -> Panel:
         panel.message = f"Not drawn: {problem}"
         return panel
     samples = _qc_sample_table(ctx)
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06, row_heights=[0.55, 0.45])
+    # The gap leaves room for nothing but the title band: the sample labels sit under the bottom panel only.
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, row_heights=[0.55, 0.45])
     for status in ordered_statuses(samples["status"].tolist()):
         rows = samples[samples["status"] == status]
         color = status_color(status)
@@ -62,31 +63,62 @@ def panel_qc_samples(ctx: Context) -> Panel:
         fig.add_trace(go.Bar(y=rows["total_molecules"], name=status_label(status), **common), row=1, col=1)
         fig.add_trace(go.Bar(y=rows["n_loci_used"], showlegend=False, **common), row=2, col=1)
     _add_qc_markers(fig, samples)
-    base_layout(fig, 560, barmode="overlay", bargap=0.15)
-    many = len(samples) > 60
-    fig.update_xaxes(
-        type="category",
-        categoryorder="array",
-        categoryarray=samples["sample_id"].tolist(),
-        showticklabels=not many,
-        tickangle=-60,
-        tickfont={"size": 9},
-    )
-    fig.update_xaxes(title_text=f"Plasma samples ({len(samples)}; by batch, patient, date)", row=2, col=1)
-    fig.update_yaxes(type="log", title_text="Molecules (all loci)", row=1, col=1)
-    fig.update_yaxes(title_text="Loci used", rangemode="tozero", row=2, col=1)
+    min_molecules = positive_float(setting(ctx.config, "calling", "min_molecules"))
+    _qc_samples_layout(fig, samples, min_molecules)
     panel.figure = fig
     flagged = int((samples["flags"] != "").sum())
     marks = (
         f"\u25bc marks the {count_noun(flagged, 'flagged sample')}." if flagged else "No sample is flagged."
     )
+    cut = (
+        f" Dashed line: calling.min_molecules = {min_molecules:,.0f}; a sample below it is indeterminate."
+        if min_molecules
+        else ""
+    )
     panel.caption = (
-        "Top: informative (deduplicated) molecules summed over the sample's panel loci, log scale. Bottom: loci "
-        f"used for calling (bars) of the patient's panel (dashes). {marks} "
+        "Top: informative (deduplicated) molecules summed over the sample's panel loci, log scale."
+        f"{cut} Bottom: loci used for calling (bars) of the patient's panel (dashes). {marks} "
         + _unused_reasons_text(ctx.tables.loci)
     )
     panel.downloads["qc_samples.tsv"] = samples.drop(columns=["hover"])
     return panel
+
+
+def _qc_samples_layout(fig: go.Figure, samples: pd.DataFrame, min_molecules: float | None) -> None:
+    base_layout(fig, 580, barmode="overlay", bargap=0.15)
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=samples["sample_id"].tolist())
+    # Labels under the bottom panel only: under the top one they ran into the bottom panel's bars.
+    fig.update_xaxes(showticklabels=False, row=1, col=1)
+    fig.update_xaxes(showticklabels=len(samples) <= 60, tickangle=-60, tickfont={"size": 9},
+                     title_text=f"Plasma samples ({len(samples)}; by batch, patient, date)", row=2, col=1)  # fmt: skip
+    y_range = _molecule_range(samples, min_molecules)
+    ticks = _one_two_five(y_range) if y_range else None
+    fig.update_yaxes(type="log", title_text="Molecules (all loci)", range=y_range, tickvals=ticks,
+                     tickformat=",.0f", row=1, col=1)  # fmt: skip
+    fig.update_yaxes(title_text="Loci used", rangemode="tozero", row=2, col=1)
+    if min_molecules:
+        line = {"dash": "dash", "color": "#000000", "width": 1.5}
+        fig.add_hline(y=min_molecules, line=line, layer="above", row=1, col=1)
+        # Annotations on a log axis take log10 coordinates.
+        fig.add_annotation(text=f"calling.min_molecules = {min_molecules:,.0f}", x=1, xref="x domain",
+                           y=math.log10(min_molecules), yref="y", xanchor="right", yanchor="bottom",
+                           showarrow=False, bgcolor="rgba(255,255,255,0.85)", font={"size": 11})  # fmt: skip
+
+
+def _molecule_range(samples: pd.DataFrame, min_molecules: float | None) -> list[float] | None:
+    """The log10 range of the molecules axis, wide enough for the bars, the flag markers and the cut line."""
+    values = samples["total_molecules"][lambda v: v > 0]
+    if values.empty:
+        return None
+    low = min(float(values.min()), min_molecules or math.inf)
+    return [math.log10(low) - 0.3, math.log10(float(values.max()) * 1.6) + 0.15]
+
+
+def _one_two_five(log_range: list[float]) -> list[float]:
+    """Ticks at 1, 2 and 5 times the powers of ten inside a log10 axis range (plotly labels every digit)."""
+    low, high = log_range
+    decades = range(math.floor(low), math.ceil(high) + 1)
+    return [m * 10.0**e for e in decades for m in (1, 2, 5) if low <= math.log10(m * 10.0**e) <= high]
 
 
 def _qc_sample_table(ctx: Context) -> pd.DataFrame:
