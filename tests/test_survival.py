@@ -144,9 +144,28 @@ def test_km_table_starts_at_time_zero_and_counts_the_risk_set():
     table = km_table(pd.Series([2, 2, 3, 5.0]), pd.Series([1, 0, 1, 0]))
     assert table["time"].tolist() == [0, 2, 3, 5]
     assert table["at_risk"].tolist() == [4, 4, 2, 1]
+    assert table["censored"].tolist() == [0, 1, 0, 1]
     np.testing.assert_allclose(table["survival"], [1, 0.75, 0.375, 0.375])
     # Greenwood: sqrt(1/(4*3)) then sqrt(1/12 + 1/(2*1))
     np.testing.assert_allclose(table["std_err"].iloc[1:3], [np.sqrt(1 / 12), np.sqrt(1 / 12 + 1 / 2)])
+
+
+def test_before_the_first_event_both_intervals_are_one_to_one():
+    # Censored at 1 and 2 before the first event at 3: S = 1 with a zero standard error (R's survival >= 3.8-4).
+    table = km_table(pd.Series([1, 2, 3, 4.0]), pd.Series([0, 0, 1, 0]))
+    before = table[table["time"] < 3]
+    assert len(before) == 3  # the start row and the two censorings
+    for column in ("ci_low_log", "ci_high_log", "ci_low_loglog", "ci_high_loglog"):
+        assert (before[column] == 1).all(), column
+    assert table["ci_low_loglog"].iloc[-1] < table["survival"].iloc[-1] < 1
+
+
+def test_logrank_expected_events_share_each_death_by_the_risk_set():
+    frame = pd.DataFrame({"t": [1.0, 3.0, 2.0, 4.0], "e": [1, 1, 1, 0], "g": ["a", "a", "b", "b"]})
+    result = logrank(frame, "t", "e", "g", ("a", "b"))
+    # deaths at 1 (a has 2 of 4 at risk), 2 (1 of 3), 3 (1 of 2): E_a = 1/2 + 1/3 + 1/2
+    np.testing.assert_allclose(result["expected"], [4 / 3, 3 - 4 / 3], rtol=1e-12)
+    assert result["events"] == [2, 1]
 
 
 def test_logrank_reports_rather_than_tests_an_empty_group():
@@ -304,7 +323,8 @@ def test_one_group_only_and_no_events(tmp_path):
     assert set(results.cox["note"]) <= {"no events", "no complete rows"}
     assert results.cox["hr"].isna().all()
     pfs = results.endpoints.query("endpoint == 'pfs_1y' and cohort == 'continue'").iloc[0]
-    assert pfs["estimate"] == 1.0 and pd.isna(pfs["ci_low"])  # log-log CI is undefined at S = 1, as in R
+    # No event: S = 1 with a zero standard error, so the log-log CI is 1 to 1 (R's survival >= 3.8-4).
+    assert (pfs["estimate"], pfs["ci_low"], pfs["ci_high"]) == (1.0, 1.0, 1.0)
 
 
 def test_patients_without_baseline_or_with_indeterminate_baseline_are_counted_not_compared(tmp_path):

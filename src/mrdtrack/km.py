@@ -1,11 +1,14 @@
 """Kaplan-Meier curves with R's confidence intervals and medians, and the log-rank test.
 
-lifelines gives the estimate and the risk table; what it lacks is written here to match R's `survival` package
-exactly (checked in tests/test_survival.py against Rscript):
-- Greenwood standard error of the cumulative hazard, and the "log" (R's default) and "log-log" CI transforms
-  (survival:::survfit_confint);
+The risk table and the product-limit estimate are counted here directly (lifelines' KaplanMeierFitter gives
+the same table, at ~20 ms a curve, and the landmark analyses draw dozens of curves); everything matches R's
+`survival` package exactly (checked in tests/test_survival.py against Rscript):
+- Greenwood standard error of the cumulative hazard (and of S(t), as R's summary.survfit reports it), and the
+  "log" (R's default) and "log-log" CI transforms (survival:::survfit_confint, with the rule of survival >= 3.8-4
+  that a zero standard error gives the interval S to S: 1 to 1 before the first event);
 - medians and their CIs as R's quantile.survfit (survival:::findq): where the curve sits exactly on 0.5 the
-  median is the midpoint of that flat stretch, and the CI limits are the times the CI curves cross 0.5.
+  median is the midpoint of that flat stretch, and the CI limits are the times the CI curves cross 0.5;
+- the log-rank test's observed and expected events per group (R's survdiff `obs` and `exp`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from lifelines import KaplanMeierFitter
 from lifelines.statistics import logrank_test
 from scipy import stats
 
@@ -38,16 +40,7 @@ def km_table(durations: pd.Series, events: pd.Series, conf_level: float = 0.95) 
     columns += [f"ci_{side}_{name}" for name in ("log", "loglog") for side in ("low", "high")]
     if len(durations) == 0:
         return pd.DataFrame(columns=columns)
-    fitter = KaplanMeierFitter().fit(np.asarray(durations, float), np.asarray(events, int))
-    table = fitter.event_table
-    frame = pd.DataFrame(
-        {
-            "time": table.index.to_numpy(float),
-            "at_risk": table["at_risk"].to_numpy(int),
-            "events": table["observed"].to_numpy(int),
-            "censored": table["censored"].to_numpy(int),
-        }
-    )
+    frame = risk_table(durations, events)
     # A running product, as R's survfit computes it: exp(cumsum(log)) in lifelines misses exact 0.5 plateaus.
     frame["survival"] = np.cumprod(1 - frame["events"] / frame["at_risk"])
     frame["std_err"] = greenwood_std_err(frame["at_risk"], frame["events"])
@@ -58,6 +51,17 @@ def km_table(durations: pd.Series, events: pd.Series, conf_level: float = 0.95) 
         )
         frame[f"ci_low_{name}"], frame[f"ci_high_{name}"] = low, high
     return _with_time_zero(frame)[columns]
+
+
+def risk_table(durations: pd.Series, events: pd.Series) -> pd.DataFrame:
+    """Per distinct observed time: the number at risk just before it, events and censorings at it."""
+    times, index = np.unique(np.asarray(durations, float), return_inverse=True)
+    observed = np.bincount(index, minlength=len(times))
+    events_at = np.bincount(index, weights=np.asarray(events, float), minlength=len(times)).astype(int)
+    at_risk = len(index) - np.concatenate([[0], np.cumsum(observed)[:-1]])
+    return pd.DataFrame(
+        {"time": times, "at_risk": at_risk, "events": events_at, "censored": observed - events_at}
+    )
 
 
 def greenwood_std_err(at_risk: pd.Series, events: pd.Series) -> np.ndarray:
@@ -71,7 +75,16 @@ def greenwood_std_err(at_risk: pd.Series, events: pd.Series) -> np.ndarray:
 def confidence_interval(
     survival: np.ndarray, std_err: np.ndarray, z: float, transform: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pointwise CI as survival:::survfit_confint (NaN where R gives NA: S = 0, and S = 1 for log-log)."""
+    """Pointwise CI as survival:::survfit_confint: S to S where the standard error is 0 (no event yet), NaN
+    where R gives NA (S = 0)."""
+    low, high = _transformed_interval(survival, std_err, z, transform)
+    no_spread = std_err == 0
+    return np.where(no_spread, survival, low), np.where(no_spread, survival, high)
+
+
+def _transformed_interval(
+    survival: np.ndarray, std_err: np.ndarray, z: float, transform: str
+) -> tuple[np.ndarray, np.ndarray]:
     with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         if transform == "log":
@@ -85,12 +98,11 @@ def confidence_interval(
 
 
 def _with_time_zero(frame: pd.DataFrame) -> pd.DataFrame:
-    """A start row (time 0, S = 1) in front of the observed times (lifelines' empty 0 row dropped)."""
-    # R's rules at S = 1: the "log" CI is 1-1, the "log-log" one is undefined (NA).
+    """A start row (time 0, S = 1) in front of the observed times."""
+    # S = 1 with a zero standard error: both CIs are 1 to 1, as R's survfit0 start row.
     start = frame.iloc[:1].assign(time=0.0, events=0, censored=0, survival=1.0, std_err=0.0)
-    start = start.assign(ci_low_log=1.0, ci_high_log=1.0, ci_low_loglog=np.nan, ci_high_loglog=np.nan)
-    observed = frame[(frame["time"] > 0) | (frame["events"] + frame["censored"] > 0)]
-    return pd.concat([start, observed], ignore_index=True)
+    start = start.assign(ci_low_log=1.0, ci_high_log=1.0, ci_low_loglog=1.0, ci_high_loglog=1.0)
+    return pd.concat([start, frame], ignore_index=True)
 
 
 @dataclass(frozen=True)
@@ -145,7 +157,8 @@ def _approx_constant_right(knots: np.ndarray, values: np.ndarray, at: float) -> 
 
 
 def value_at(table: pd.DataFrame, durations: pd.Series, timepoint: float) -> dict[str, float]:
-    """Survival and CIs at `timepoint` (the last step at or before it) and the number at risk at it.
+    """Survival, its standard error and CIs at `timepoint` (the last step at or before it) and the number at
+    risk at it. `survival_std_err` is on the survival scale, S x Greenwood, as R's summary.survfit `std.err`.
 
     Beyond the last observed time the estimate is not defined (R's summary drops it): NaN with a note.
     """
@@ -154,20 +167,28 @@ def value_at(table: pd.DataFrame, durations: pd.Series, timepoint: float) -> dic
         return {"at_risk": at_risk, "note": "timepoint beyond the last follow-up"}
     row = table[table["time"] <= timepoint].iloc[-1]
     keys = ["survival", "ci_low_log", "ci_high_log", "ci_low_loglog", "ci_high_loglog"]
-    note = "no event yet (S = 1): the log-log CI is undefined" if row["survival"] == 1 else ""
+    note = "no event yet (S = 1): the CIs are 1 to 1" if row["survival"] == 1 else ""
     if row["survival"] == 0:
         note = "S = 0: CIs are undefined"
-    return {key: float(row[key]) for key in keys} | {"at_risk": at_risk, "note": note}
+    with np.errstate(invalid="ignore"):  # S = 0 with an infinite Greenwood term: NaN, as R
+        std_err = float(row["survival"] * row["std_err"])
+    return {key: float(row[key]) for key in keys} | {
+        "at_risk": at_risk,
+        "note": note,
+        "survival_std_err": std_err,
+    }
 
 
 def logrank(frame: pd.DataFrame, duration: str, event: str, group: str, groups: tuple[str, str]) -> dict:
-    """Two-group log-rank test (lifelines; equals R's survdiff chi-square). A note instead of a number when
-    a group is empty or there is no event at all."""
+    """Two-group log-rank test (lifelines; equals R's survdiff chi-square) with the observed and expected
+    events per group (`events` = observed). A note instead of a number when a group is empty or there is no
+    event at all."""
     first, second = (frame[frame[group] == g] for g in groups)
     result: dict = {
         "groups": list(groups),
         "n": [len(first), len(second)],
         "events": [int(first[event].sum()), int(second[event].sum())],
+        "expected": [None, None],
         "chisq": None,
         "df": 1,
         "p": None,
@@ -178,4 +199,24 @@ def logrank(frame: pd.DataFrame, duration: str, event: str, group: str, groups: 
     if sum(result["events"]) == 0:
         return result | {"note": "no events: no comparison"}
     test = logrank_test(first[duration], second[duration], first[event], second[event])
-    return result | {"chisq": float(test.test_statistic), "p": float(test.p_value)}
+    both = pd.concat([first, second])
+    expected = expected_events(both[duration], both[event], np.arange(len(both)) < len(first))
+    return result | {
+        "expected": [expected, sum(result["events"]) - expected],
+        "chisq": float(test.test_statistic),
+        "p": float(test.p_value),
+    }
+
+
+def expected_events(durations: pd.Series, events: pd.Series, in_group: np.ndarray) -> float:
+    """Events expected in a group if it shared the pooled hazard: the sum over event times of
+    deaths x (group's share of the risk set), as R's survdiff `exp`."""
+    times, deaths = np.unique(np.asarray(durations, float)[np.asarray(events) == 1], return_counts=True)
+    at_risk = _at_risk(np.asarray(durations, float), times)
+    group_at_risk = _at_risk(np.asarray(durations, float)[in_group], times)
+    return float(np.sum(deaths * group_at_risk / at_risk))
+
+
+def _at_risk(durations: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """How many durations are >= each time."""
+    return len(durations) - np.searchsorted(np.sort(durations), times, side="left")

@@ -12,14 +12,22 @@ control <- coxph.control(eps = 1e-14, toler.chol = 1e-15, iter.max = 100)
 tables <- list(km_curves = list(), km_times = list(), km_medians = list(), logrank = list(), cox = list(), zph = list())
 add <- function(name, frame) tables[[name]][[length(tables[[name]]) + 1]] <<- frame
 
+# survival >= 3.8-4 gives the CI S to S where the standard error is 0 (S = 1 before the first event); older
+# versions give NA for log-log there. The reference applies the current rule, so the test holds on either.
+zero_se_rule <- function(lower, upper, surv, std_err) {
+  list(lower = ifelse(std_err == 0, surv, lower), upper = ifelse(std_err == 0, surv, upper))
+}
+
 km <- function(dataset, group, time, status, times) {
   for (ct in c("log", "log-log")) {
     fit <- survfit(Surv(time, status) ~ 1, conf.type = ct)
+    ci <- zero_se_rule(fit$lower, fit$upper, fit$surv, fit$std.err)
     add("km_curves", data.frame(dataset, group, conf = ct, time = fit$time, surv = fit$surv,
-                                std_err = fit$std.err, lower = fit$lower, upper = fit$upper, n_risk = fit$n.risk))
+                                std_err = fit$std.err, lower = ci$lower, upper = ci$upper, n_risk = fit$n.risk))
     s <- summary(fit, times = times)
-    add("km_times", data.frame(dataset, group, conf = ct, time = s$time, surv = s$surv, lower = s$lower,
-                               upper = s$upper, n_risk = s$n.risk))
+    ci <- zero_se_rule(s$lower, s$upper, s$surv, s$std.err)
+    add("km_times", data.frame(dataset, group, conf = ct, time = s$time, surv = s$surv, lower = ci$lower,
+                               upper = ci$upper, n_risk = s$n.risk, surv_std_err = s$std.err))
     q <- quantile(fit, 0.5)
     add("km_medians", data.frame(dataset, group, conf = ct, median = unname(q$quantile),
                                  lower = unname(q$lower), upper = unname(q$upper)))
