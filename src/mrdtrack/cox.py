@@ -2,7 +2,10 @@
 
 lifelines fits the models (Efron ties, like R's default). Written here, because lifelines lacks them:
 - per-term likelihood-ratio p-values (drop the term and refit, as R's drop1/anova);
-- concordance within strata (pooled pair counts, as R's concordance for a stratified coxph);
+- the model-level tests of R's summary(coxph): likelihood ratio, Wald and score (log-rank), with the null and
+  fitted log partial likelihoods (R's fit$loglik);
+- concordance as R's concordance for a coxph fit: pairs within strata, and for counting-process (start, stop]
+  rows the risk score of the row each patient is in at each event time;
 - cox.zph as in survival >= 3.0 (zph1.c / zph2.c): the score test of the model extended by g(t) x covariate,
   with the full 2p x 2p information matrix. lifelines' proportional_hazard_test implements the older,
   approximate test of survival < 3.0 and does not agree with current R.
@@ -13,14 +16,13 @@ give a note and no estimate instead of a crash or a huge meaningless hazard rati
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from lifelines import CoxPHFitter, CoxTimeVaryingFitter
 from lifelines.exceptions import ConvergenceError, ConvergenceWarning
-from lifelines.utils.concordance import _concordance_summary_statistics
 from scipy import stats
 
 from mrdtrack.km import z_value
@@ -72,6 +74,12 @@ class CoxResult:
     concordance: float | None = None
     zph_global: dict | None = None
     note: str = ""
+    loglik_null: float | None = None
+    loglik: float | None = None
+    wald_chisq: float | None = None
+    wald_p: float | None = None
+    score_chisq: float | None = None
+    score_p: float | None = None
 
     def summary(self) -> dict:
         return {
@@ -84,6 +92,28 @@ class CoxResult:
             "ph_global": self.zph_global,
             "terms": self.terms.to_dict("records"),
             "note": self.note,
+            "loglik_null": self.loglik_null,
+            "loglik": self.loglik,
+            "wald_chisq": self.wald_chisq,
+            "wald_df": self.lr_df,
+            "wald_p": self.wald_p,
+            "score_chisq": self.score_chisq,
+            "score_df": self.lr_df,
+            "score_p": self.score_p,
+        }
+
+    def model_tests(self) -> dict:
+        """The model-level figures repeated on each term row of cox.tsv."""
+        return {
+            "loglik_null": self.loglik_null,
+            "loglik": self.loglik,
+            "model_df": self.lr_df,
+            "model_lr_chisq": self.lr_chisq,
+            "model_lr_p": self.lr_p,
+            "model_wald_chisq": self.wald_chisq,
+            "model_wald_p": self.wald_p,
+            "model_score_chisq": self.score_chisq,
+            "model_score_p": self.score_p,
         }
 
 
@@ -175,10 +205,35 @@ def _result(fitter, frame: pd.DataFrame, spec: CoxSpec, n: int, events: int) -> 
         lr_chisq=float(lr.test_statistic),
         lr_df=len(spec.covariates),
         lr_p=float(lr.p_value),
-        concordance=None if spec.time_varying else stratified_concordance(fitter, frame, spec),
+        concordance=concordance_of_fit(fitter, frame, spec),
         zph_global=zph.loc["GLOBAL"].to_dict() if "GLOBAL" in zph.index else None,
         note="; ".join(n for n in notes if n),
+        loglik=float(fitter.log_likelihood_),
+        **_wald_and_score_tests(fitter, frame, spec, wald=not diverged.any()),
     )
+
+
+def _wald_and_score_tests(fitter, frame: pd.DataFrame, spec: CoxSpec, wald: bool) -> dict:
+    """R's summary(coxph) model tests: Wald (beta' V^-1 beta at the estimate; none when a coefficient
+    diverged) and score (U' I^-1 U at beta = 0, the log-rank test for one binary term), and the log partial
+    likelihood at beta = 0."""
+    data = CoxArrays.of(frame, spec)
+    beta = fitter.params_[spec.covariates].to_numpy(float)
+    df = len(beta)
+    loglik_null, score, information = efron_partial_likelihood(data, np.zeros(df))
+    result: dict = {"loglik_null": loglik_null}
+    try:
+        score_chisq = float(score @ np.linalg.solve(information, score))
+        result |= {"score_chisq": score_chisq, "score_p": float(stats.chi2.sf(score_chisq, df))}
+    except np.linalg.LinAlgError:
+        pass
+    if wald:
+        # By position: lifelines' time-varying fitter leaves the matrix's columns unnamed.
+        order = fitter.params_.index.get_indexer(spec.covariates)
+        variance = fitter.variance_matrix_.to_numpy(float)[np.ix_(order, order)]
+        wald_chisq = float(beta @ np.linalg.solve(variance, beta))
+        result |= {"wald_chisq": wald_chisq, "wald_p": float(stats.chi2.sf(wald_chisq, df))}
+    return result
 
 
 def _zph_or_empty(fitter, frame: pd.DataFrame, spec: CoxSpec) -> pd.DataFrame:
@@ -229,21 +284,71 @@ def _drop_one_lr_p(fitter, frame: pd.DataFrame, spec: CoxSpec, full_lr: float) -
     return values
 
 
-def stratified_concordance(fitter: CoxPHFitter, frame: pd.DataFrame, spec: CoxSpec) -> float | None:
-    """Harrell's C of the linear predictor, pairs formed within strata only (R's coxph concordance)."""
-    risk = frame[spec.covariates].to_numpy(float) @ fitter.params_[spec.covariates].to_numpy()
-    groups = frame.groupby(spec.strata).indices.values() if spec.strata else [np.arange(len(frame))]
-    correct = tied = pairs = 0.0
-    for index in groups:
-        if len(index) < 2:
-            continue
-        c, t, p = _concordance_summary_statistics(
-            frame[spec.duration].to_numpy(float)[index],
-            -risk[index],  # higher risk predicts a shorter time
-            frame[spec.event].to_numpy(bool)[index],
-        )
-        correct, tied, pairs = correct + c, tied + t, pairs + p
-    return (correct + tied / 2) / pairs if pairs else None
+@dataclass(frozen=True)
+class CoxArrays:
+    """A model's rows as arrays: covariates x, (start, stop] times (start -inf for right-censored data),
+    event flags and stratum numbers."""
+
+    x: np.ndarray
+    start: np.ndarray
+    stop: np.ndarray
+    event: np.ndarray
+    strata: np.ndarray
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame, spec: CoxSpec) -> CoxArrays:
+        stop = frame[spec.stop if spec.time_varying else spec.duration].to_numpy(float)
+        start = frame[spec.start].to_numpy(float) if spec.time_varying else np.full(len(frame), -np.inf)
+        strata = frame.groupby(spec.strata).ngroup().to_numpy() if spec.strata else np.zeros(len(frame), int)
+        event = frame[spec.event].to_numpy(bool)
+        return cls(frame[spec.covariates].to_numpy(float), start, stop, event, strata)
+
+
+def risk_sets(data: CoxArrays) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(alive, dead) row masks at each event time, stratum by stratum: dead = the rows ending in an event then,
+    alive = the other rows at risk ((start, stop] holds the time)."""
+    for stratum in np.unique(data.strata):
+        in_stratum = data.strata == stratum
+        for t in np.unique(data.stop[in_stratum & data.event]):
+            at_risk = in_stratum & (data.start < t) & (data.stop >= t)
+            dead = at_risk & (data.stop == t) & data.event
+            yield at_risk & ~dead, dead
+
+
+def concordance_of_fit(fitter, frame: pd.DataFrame, spec: CoxSpec) -> float | None:
+    """Harrell's C of the fitted linear predictor, as R's concordance(coxph fit)."""
+    beta = fitter.params_[spec.covariates].to_numpy(float)
+    data = CoxArrays.of(frame, spec)
+    return concordance(data.x @ beta, data)
+
+
+def concordance(risk: np.ndarray, data: CoxArrays) -> float | None:
+    """At each event time, each patient who progresses against every other row at risk then (in its stratum):
+    concordant when the progressing one has the higher risk score, tied (counted half) when equal. Patients
+    progressing at the same time are not compared with each other (R's tied.y)."""
+    concordant = discordant = tied = 0
+    for alive, dead in risk_sets(data):
+        others = np.sort(risk[alive])
+        below = np.searchsorted(others, risk[dead], side="left")
+        not_above = np.searchsorted(others, risk[dead], side="right")
+        concordant += int(below.sum())
+        tied += int((not_above - below).sum())
+        discordant += int((len(others) - not_above).sum())
+    pairs = concordant + discordant + tied
+    return (concordant + tied / 2) / pairs if pairs else None
+
+
+def efron_partial_likelihood(data: CoxArrays, beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Log partial likelihood, score and information at `beta` (Efron ties), as R's coxph computes them."""
+    p = data.x.shape[1]
+    eta = data.x @ beta
+    eta = eta - eta.max()  # a common factor cancels in every ratio; the log-likelihood keeps it below
+    risk = np.exp(eta)
+    loglik, score, information = 0.0, np.zeros(p), np.zeros((p, p))
+    for alive, dead in risk_sets(data):
+        step_loglik, step_score, step_information = _efron_step(data.x, eta, risk, alive, dead)
+        loglik, score, information = loglik + step_loglik, score + step_score, information + step_information
+    return loglik, score, information
 
 
 def _empty_terms(covariates: Sequence[str]) -> pd.DataFrame:
@@ -252,14 +357,14 @@ def _empty_terms(covariates: Sequence[str]) -> pd.DataFrame:
 
 def cox_zph_from_fit(fitter, frame: pd.DataFrame, spec: CoxSpec) -> pd.DataFrame:
     """cox.zph of a fitted model, one test per covariate column plus GLOBAL."""
-    strata = frame.groupby(spec.strata).ngroup().to_numpy() if spec.strata else None
+    data = CoxArrays.of(frame, spec)
     return cox_zph(
-        frame[spec.covariates].to_numpy(float),
+        data.x,
         fitter.params_[spec.covariates].to_numpy(float),
-        frame[spec.stop if spec.time_varying else spec.duration].to_numpy(float),
-        frame[spec.event].to_numpy(bool),
-        start=frame[spec.start].to_numpy(float) if spec.time_varying else None,
-        strata=strata,
+        data.stop,
+        data.event,
+        start=data.start,
+        strata=data.strata,
         transform=spec.zph_transform,
         names=spec.covariates,
     )
@@ -286,9 +391,8 @@ def cox_zph(
     start = np.full(n, -np.inf) if start is None else np.asarray(start, float)
     strata = np.zeros(n, int) if strata is None else np.asarray(strata)
     g = _zph_time(start, stop, event, transform)
-    u, imat = _zph_score_and_information(
-        x - x.mean(axis=0), beta, start, stop, event, strata, g - g[event].mean()
-    )
+    data = CoxArrays(x - x.mean(axis=0), start, np.asarray(stop, float), np.asarray(event, bool), strata)
+    u, imat = _zph_score_and_information(data, beta, g - g[event].mean())
     rows = {name: _zph_test(u, imat, p, columns) for name, columns in terms.items()}
     rows["GLOBAL"] = _zph_test(u, imat, p, list(range(p)))
     return pd.DataFrame.from_dict(rows, orient="index", columns=["chisq", "df", "p"])
@@ -321,51 +425,45 @@ def _zph_time(start: np.ndarray, stop: np.ndarray, event: np.ndarray, transform:
 
 
 def _zph_score_and_information(
-    x: np.ndarray,
-    beta: np.ndarray,
-    start: np.ndarray,
-    stop: np.ndarray,
-    event: np.ndarray,
-    strata: np.ndarray,
-    g: np.ndarray,
+    data: CoxArrays, beta: np.ndarray, g: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Score u (2p) and information (2p x 2p) of (beta, gamma) at gamma = 0, Efron ties (zph1.c / zph2.c)."""
-    p = x.shape[1]
-    eta = x @ beta
-    risk = np.exp(eta - eta.max())  # a common factor cancels in every ratio
+    p = data.x.shape[1]
+    eta = data.x @ beta
+    eta = eta - eta.max()  # a common factor cancels in every ratio
+    risk = np.exp(eta)
     u, imat = np.zeros(2 * p), np.zeros((2 * p, 2 * p))
-    for stratum in np.unique(strata):
-        in_stratum = strata == stratum
-        for t in np.unique(stop[in_stratum & event]):
-            at_risk = in_stratum & (start < t) & (stop >= t)
-            dead = at_risk & (stop == t) & event
-            score, info = _efron_step(x, risk, at_risk & ~dead, dead)
-            gt = g[dead][0]
-            u[:p] += score
-            u[p:] += gt * score
-            imat[:p, :p] += info
-            imat[:p, p:] += gt * info
-            imat[p:, p:] += gt * gt * info
+    for alive, dead in risk_sets(data):
+        _loglik, score, info = _efron_step(data.x, eta, risk, alive, dead)
+        gt = g[dead][0]
+        u[:p] += score
+        u[p:] += gt * score
+        imat[:p, :p] += info
+        imat[:p, p:] += gt * info
+        imat[p:, p:] += gt * gt * info
     imat[p:, :p] = imat[:p, p:].T
     return u, imat
 
 
 def _efron_step(
-    x: np.ndarray, risk: np.ndarray, alive: np.ndarray, dead: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Score and information contributions of one event time with d tied deaths (Efron's approximation)."""
+    x: np.ndarray, eta: np.ndarray, risk: np.ndarray, alive: np.ndarray, dead: np.ndarray
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Log-likelihood, score and information contributions of one event time with d tied deaths (Efron's
+    approximation: the k-th of the d deaths sees the alive rows and the share k/d of the dying ones)."""
     sums = [_weighted_sums(x[rows], risk[rows]) for rows in (alive, dead)]
     (den0, a0, c0), (den2, a2, c2) = sums
     d = int(dead.sum())
+    loglik = float(eta[dead].sum())
     score = x[dead].sum(axis=0)
     info = np.zeros((x.shape[1], x.shape[1]))
     for k in range(1, d + 1):
         share = k / d
         den, a, c = den0 + share * den2, a0 + share * a2, c0 + share * c2
         mean = a / den
+        loglik -= np.log(den)
         score = score - mean
         info += c / den - np.outer(mean, mean)
-    return score, info
+    return loglik, score, info
 
 
 def _weighted_sums(x: np.ndarray, risk: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:

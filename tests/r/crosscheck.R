@@ -34,7 +34,7 @@ km <- function(dataset, group, time, status, times) {
   }
 }
 
-cox <- function(dataset, model, formula, data, concordance = TRUE) {
+cox <- function(dataset, model, formula, data) {
   # The data frame goes into the call itself, so update() and cox.zph() can re-evaluate it anywhere.
   fit <- eval(bquote(coxph(.(formula), data = .(data), ties = "efron", control = .(control))))
   s <- summary(fit)
@@ -44,11 +44,18 @@ cox <- function(dataset, model, formula, data, concordance = TRUE) {
     reduced <- update(fit, as.formula(paste(". ~ . -", term)))
     pchisq(2 * (fit$loglik[2] - reduced$loglik[2]), 1, lower.tail = FALSE)
   })
+  # Model tests as summary(coxph) prints them, from the unrounded fit$wald.test and fit$score (summary rounds
+  # the Wald statistic to 2 decimals before its p-value).
+  df <- length(terms)
   add("cox", data.frame(dataset, model, term = terms, n = fit$n, events = fit$nevent, coef = unname(coef(fit)),
                         se = sqrt(diag(vcov(fit))), hr = unname(exp(coef(fit))),
                         lower = s$conf.int[, "lower .95"], upper = s$conf.int[, "upper .95"],
                         p_wald = s$coefficients[, "Pr(>|z|)"], p_lr = unname(p_lr), lr = 2 * diff(fit$loglik),
-                        concordance = if (concordance) unname(fit$concordance["concordance"]) else NA))
+                        lr_p = unname(s$logtest["pvalue"]), df = df,
+                        wald = fit$wald.test, wald_p = pchisq(fit$wald.test, df, lower.tail = FALSE),
+                        score = fit$score, score_p = unname(s$sctest["pvalue"]),
+                        loglik_null = fit$loglik[1], loglik = fit$loglik[2],
+                        concordance = unname(concordance(fit)$concordance)))
   z <- cox.zph(fit, transform = "km")$table
   add("zph", data.frame(dataset, model, term = rownames(z), chisq = z[, "chisq"], df = z[, "df"], p = z[, "p"]))
 }
@@ -69,9 +76,9 @@ adjusted <- det[complete.cases(det[, c("age", "hr_positive")]), ]
 cox("trial", "baseline_adjusted", Surv(pfs_months, pfs_event) ~ mrd_positive + age + hr_positive + strata(cohort),
     adjusted)
 tv <- counting[!is.na(counting$mrd_positive), ]
-cox("trial", "time_varying_status", Surv(start, stop, event) ~ mrd_positive + strata(cohort), tv, FALSE)
+cox("trial", "time_varying_status", Surv(start, stop, event) ~ mrd_positive + strata(cohort), tv)
 tf <- counting[!is.na(counting$log10_tf), ]
-cox("trial", "time_varying_log10_tf", Surv(start, stop, event) ~ log10_tf + strata(cohort), tf, FALSE)
+cox("trial", "time_varying_log10_tf", Surv(start, stop, event) ~ log10_tf + strata(cohort), tf)
 
 # --- datasets shipped with R ---------------------------------------------------------------------------------
 rott <- survival::rotterdam
@@ -86,7 +93,7 @@ cox("rotterdam", "baseline", Surv(rtime, recur) ~ age + nodes + hormon + pgr, ro
 heart <- survival::heart
 heart$transplant <- as.integer(as.character(heart$transplant))  # a 0/1 number, named as in Python
 write.table(heart, file.path(dir, "heart.tsv"), sep = "\t", quote = FALSE, row.names = FALSE, na = "")
-cox("heart", "time_varying", Surv(start, stop, event) ~ transplant + age + surgery, heart, FALSE)
+cox("heart", "time_varying", Surv(start, stop, event) ~ transplant + age + surgery, heart)
 
 for (name in names(tables)) {
   write.table(do.call(rbind, tables[[name]]), file.path(dir, paste0(name, ".tsv")), sep = "\t", quote = FALSE,
