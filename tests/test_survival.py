@@ -4,13 +4,16 @@
   the 1-year outcome of censored patients;
 - thin trial data (one group, a group without events, no events, missing covariates) gives notes, not crashes;
 - a cross-check against Rscript + survival on a synthetic trial written by mrdtrack and on two datasets shipped
-  with R (rotterdam: baseline Cox and KM; heart: time-varying Cox). Agreement is required to 1e-6 relative.
+  with R (rotterdam: baseline Cox and KM; heart: time-varying Cox). The trial's figures are compared as the
+  workflow writes them: the survival rule's script writes its tables, the tests read them back. Agreement is
+  required to 1e-9 relative.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import runpy
 import shutil
 import subprocess
@@ -21,16 +24,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import REPO
 from mrdtrack.clinical import ClinicalSettings, run_clinical
 from mrdtrack.cox import CoxSpec, fit_cox
 from mrdtrack.design import reject_probability, simon_decision, simon_designs
 from mrdtrack.km import km_median, km_table, logrank
 from mrdtrack.prediction import PredictionSettings, horizon_outcome, rank_auc
-from mrdtrack.survival import SurvivalSettings, landmark_data, run_survival
+from mrdtrack.survival import (
+    OUTPUT_TABLES,
+    SurvivalSettings,
+    landmark_data,
+    run_survival,
+    with_ever_positive,
+)
 from mrdtrack.tables import read_tsv, write_json, write_tsv
 
 R_SCRIPT = Path(__file__).parent / "r" / "crosscheck.R"
-RTOL = 1e-6
+RTOL = 1e-9
 FAST = {"prediction": {"n_repeats": 3, "n_bootstrap": 200}}
 
 
@@ -63,7 +73,9 @@ def synthetic_trial(n: int = 80, seed: int = 7) -> tuple[pd.DataFrame, pd.DataFr
                 "restart_benefit": int(rng.random() < 0.6) if event and cohort == "stop" else None,
             }
         )
-        for k, day in enumerate([int(rng.integers(-20, 5)), *range(90, days + 200, 90)]):
+        # Follow-up draws every 90 days, give or take 11 (so some fall just after a landmark).
+        follow_up = [visit + (7 * k) % 23 - 11 for k, visit in enumerate(range(90, days + 200, 90))]
+        for k, day in enumerate([int(rng.integers(-20, 5)), *follow_up]):
             late = event and day > days - 150 and rng.random() < 0.7
             status = "positive" if positive or late or rng.random() < 0.05 else "negative"
             tf = 10 ** rng.uniform(-3.5, -2) if status == "positive" else 0.0
@@ -80,22 +92,42 @@ def synthetic_trial(n: int = 80, seed: int = 7) -> tuple[pd.DataFrame, pd.DataFr
     return pd.DataFrame(calls), pd.DataFrame(clinical)
 
 
+def survival_rule_outputs() -> dict[str, str]:
+    """Output name -> file name of the `survival` rule, as workflow/rules/clinical.smk declares them."""
+    rule = (REPO / "workflow/rules/clinical.smk").read_text().split("rule survival:")[1].split("    log:")[0]
+    return dict(re.findall(r'(\w+)=(?:report\(\s*)?"results/survival/([\w.]+)"', rule))
+
+
+def run_survival_script(folder: Path, settings: dict) -> SimpleNamespace:
+    """The survival rule's script on folder/patients.tsv and counting_process.tsv; outputs in folder/survival."""
+    outputs = {name: str(folder / "survival" / file) for name, file in survival_rule_outputs().items()}
+    snakemake = SimpleNamespace(
+        input=SimpleNamespace(
+            patients=str(folder / "patients.tsv"), counting_process=str(folder / "counting_process.tsv")
+        ),
+        params=SimpleNamespace(settings=settings),
+        output=SimpleNamespace(**outputs),
+        log=[str(folder / "survival.log")],
+    )
+    runpy.run_path(str(REPO / "workflow/scripts/survival.py"), init_globals={"snakemake": snakemake})
+    tables = {name: read_tsv(outputs[name], dtype={"patient_id": str}) for name in OUTPUT_TABLES}
+    return SimpleNamespace(**tables, summary=json.loads(Path(outputs["summary"]).read_text()))
+
+
 @pytest.fixture(scope="module")
 def trial(tmp_path_factory) -> SimpleNamespace:
-    """The synthetic trial through the clinical step, written and read back exactly as the workflow does."""
+    """The synthetic trial through the clinical step and the survival rule's script: every table written and
+    read back exactly as the workflow does."""
     folder = tmp_path_factory.mktemp("trial")
     calls, clinical = synthetic_trial()
     tables = run_clinical(calls, clinical, ClinicalSettings())
     write_tsv(tables.patients, folder / "patients.tsv")
     write_tsv(tables.counting_process, folder / "counting_process.tsv")
-    patients = read_tsv(folder / "patients.tsv", dtype={"patient_id": str})
-    counting = read_tsv(folder / "counting_process.tsv", dtype={"patient_id": str})
-    settings = SurvivalSettings.from_config({"covariates": ["age", "hr_positive"]})
     return SimpleNamespace(
         folder=folder,
-        patients=patients,
-        counting=counting,
-        results=run_survival(patients, counting, settings),
+        patients=read_tsv(folder / "patients.tsv", dtype={"patient_id": str}),
+        counting=read_tsv(folder / "counting_process.tsv", dtype={"patient_id": str}),
+        results=run_survival_script(folder, {"covariates": ["age", "hr_positive"]}),
     )
 
 
@@ -261,14 +293,62 @@ def test_landmark_status_is_the_one_known_at_the_landmark():
             "stop": [4.0, 10.0, 2.0],
             "event": [0, 1, 1],
             "mrd_positive": [0, 1, 0],
+            "sample_id": ["A0", "A1", "B0"],
         }
     )
     at_3 = landmark_data(patients, counting, 3.0)
     assert at_3["patient_id"].tolist() == ["A"]  # B progressed before the landmark
     assert at_3["mrd_positive"].tolist() == [0] and at_3["time"].tolist() == [7.0]  # A turns positive at 4
-    assert landmark_data(patients, counting, 4.0)["mrd_positive"].tolist() == [
-        1
-    ]  # a sample on the landmark day counts
+    at_4 = landmark_data(patients, counting, 4.0)
+    assert at_4["mrd_positive"].tolist() == [1]  # a sample on the landmark day counts
+    assert at_4["sample_id"].tolist() == ["A1"] and at_4["sample_offset_days"].tolist() == [0.0]
+
+
+def _counting_rows(*rows: tuple) -> pd.DataFrame:
+    """Counting-process rows of one patient 'A' from (start day, mrd_positive or None); PFS at day 400."""
+    starts = [day / 30.4375 for day, _ in rows]
+    return pd.DataFrame(
+        {
+            "patient_id": "A",
+            "cohort": "stop",
+            "start": starts,
+            "stop": [*starts[1:], 400 / 30.4375],
+            "event": [0] * (len(rows) - 1) + [1],
+            "mrd_positive": [status for _, status in rows],
+            "sample_id": [f"A_{day}" for day, _ in rows],
+        }
+    )
+
+
+def test_closest_sample_within_the_window_may_be_drawn_after_the_landmark():
+    patients = patients_table(("A", "stop", 400 / 30.4375, 1, "negative"))
+    landmark = 3.0  # 91.3125 days
+    # negative at 0, indeterminate at 85, positive at 100: the last sample at or before the landmark is the
+    # indeterminate one (status unknown); the closest determinate one is the positive sample 8.69 days later.
+    counting = _counting_rows((0, 0), (85, None), (100, 1))
+    last = landmark_data(patients, counting, landmark)
+    assert last["mrd_positive"].isna().all() and last["sample_id"].tolist() == ["A_85"]
+    closest = landmark_data(patients, counting, landmark, window_days=45)
+    assert closest["mrd_positive"].tolist() == [1] and closest["sample_offset_days"].tolist() == [8.6875]
+    assert landmark_data(patients, counting, landmark, window_days=8)["mrd_positive"].isna().all()
+
+
+def test_closest_sample_ties_go_to_the_earlier_one():
+    patients = patients_table(("A", "stop", 400 / 30.4375, 1, "negative"))
+    counting = _counting_rows((0, 0), (81.3125, 0), (101.3125, 1))  # 10 days either side of 91.3125
+    closest = landmark_data(patients, counting, 3.0, window_days=45)
+    assert closest["mrd_positive"].tolist() == [0] and closest["sample_offset_days"].tolist() == [-10.0]
+
+
+def test_ever_positive_stays_one_from_the_first_positive_sample_and_never_looks_ahead():
+    # unknown before the first sample, negative, positive, indeterminate, negative again
+    counting = _counting_rows((0, None), (30, 0), (90, 1), (180, None), (270, 0))
+    ever = with_ever_positive(counting)["ever_positive"]
+    np.testing.assert_array_equal(ever, [np.nan, 0, 1, 1, 1])
+    shuffled = counting.sample(frac=1, random_state=1)  # row order does not matter, only the dates
+    assert with_ever_positive(shuffled)["ever_positive"].sort_index().equals(ever)
+    still_negative = with_ever_positive(_counting_rows((0, 0), (90, None)))["ever_positive"]
+    np.testing.assert_array_equal(still_negative, [0, 0])  # tested negative, no positive sample yet
 
 
 def test_rank_auc_equals_sklearn():
@@ -374,6 +454,11 @@ def test_summary_and_tables_of_the_trial(trial):
     summary = trial.results.summary
     assert set(summary) >= SUMMARY_KEYS
     assert summary["n_patients"] == 80
+    landmarks = summary["landmarks"].values()
+    assert all(at["closest"]["window_days"] == 45 for at in landmarks)
+    assert all("information from the future" in at["closest"]["caveat"] for at in landmarks)
+    assert sum(at["closest"]["n_status_after_landmark"] for at in landmarks) > 0  # the variant looks ahead
+    assert sum(at["n_status_after_landmark"] for at in landmarks) == 0  # the primary rule never does
     assert set(summary["lead_time"]) == {"all", "continue", "stop"}
     assert set(trial.results.endpoints["endpoint"]) == {"pfs_1y", "os_3y", "restart_clinical_benefit"}
     design = trial.results.design.set_index("design")
@@ -384,13 +469,35 @@ def test_summary_and_tables_of_the_trial(trial):
     models = set(trial.results.cox["model"])
     assert models == {
         "baseline_unadjusted", "baseline_adjusted", "landmark_3m", "landmark_6m", "landmark_12m",
-        "time_varying_status", "time_varying_log10_tf",
+        "landmark_3m_closest", "landmark_6m_closest", "landmark_12m_closest", "time_varying_status",
+        "time_varying_log10_tf", "time_varying_status_adjusted", "time_varying_ever_positive",
+        "time_varying_ever_positive_adjusted",
     }  # fmt: skip
+    adjusted = trial.results.cox.query("model == 'time_varying_status_adjusted' and cohort == 'all'")
+    assert adjusted["term"].tolist() == ["mrd_positive", "age", "hr_positive"]
+
+
+def test_landmark_data_has_one_row_per_patient_still_at_risk_at_each_landmark(trial):
+    table = trial.results.landmark_data
+    patients = trial.patients
+    for landmark in (3, 6, 12):
+        rows = table[table["landmark_months"] == landmark].set_index("patient_id")
+        at_risk = patients[patients["pfs_months"] > landmark].set_index("patient_id")
+        assert sorted(rows.index) == sorted(at_risk.index)
+        np.testing.assert_allclose(
+            rows["time_from_landmark"], at_risk.loc[rows.index, "pfs_months"] - landmark
+        )
+        assert (rows["sample_offset_days"].dropna() <= 0).all()  # the primary rule never looks ahead
+        assert (rows["closest_offset_days"].dropna().abs() <= 45).all()
+        assert set(rows["status"].fillna("")) <= {"positive", "negative", ""}
 
 
 def test_settings_defaults_and_validation():
     settings = SurvivalSettings.from_config({})
     assert settings.landmarks_months == (3.0, 6.0, 12.0) and settings.timepoints_months == (6.0, 12.0, 24.0)
+    assert settings.landmark_closest_window_days == 45
+    with pytest.raises(Exception, match="landmark_closest_window_days must be"):
+        SurvivalSettings.from_config({"landmark_closest_window_days": -1})
     assert (settings.p0, settings.p1, settings.alpha, settings.power) == (0.5, 0.68, 0.1, 0.8)
     assert settings.prediction == PredictionSettings()
     assert SurvivalSettings.from_config({"prediction": {"n_repeats": 2}}).prediction.n_repeats == 2
@@ -398,31 +505,45 @@ def test_settings_defaults_and_validation():
         SurvivalSettings.from_config({"design": "best"})
 
 
-def test_workflow_script_writes_every_output(trial, tmp_path, repo):
-    outputs = {
-        name: str(tmp_path / f"{name}.tsv") for name in ("km_curves", "km_summary", "cox", "endpoints")
-    }
-    outputs |= {"design": str(tmp_path / "design.tsv"), "prediction": str(tmp_path / "prediction.tsv")}
-    outputs["summary"] = str(tmp_path / "summary.json")
-    snakemake = SimpleNamespace(
-        input=SimpleNamespace(
-            patients=str(trial.folder / "patients.tsv"),
-            counting_process=str(trial.folder / "counting_process.tsv"),
-        ),
-        params=SimpleNamespace(settings=FAST | {"covariates": ["age"]}),
-        output=SimpleNamespace(**outputs),
-        log=[str(tmp_path / "survival.log")],
-    )
-    runpy.run_path(str(repo / "workflow/scripts/survival.py"), init_globals={"snakemake": snakemake})
-    assert set(json.loads(Path(outputs["summary"]).read_text())) >= SUMMARY_KEYS
-    assert read_tsv(outputs["km_curves"]).columns[:4].tolist() == ["analysis", "cohort", "group", "time"]
+def test_the_survival_rule_declares_every_file_its_script_writes(trial):
+    outputs = survival_rule_outputs()
+    assert set(outputs) == {*OUTPUT_TABLES, "summary"}
+    assert {p.name for p in (trial.folder / "survival").iterdir()} == set(outputs.values())
+    assert trial.results.km_curves.columns[:4].tolist() == ["analysis", "cohort", "group", "time"]
+
+
+def test_every_survival_column_is_documented(trial):
+    docs = (REPO / "docs/tables.md").read_text().split("## results/survival/")[1]
+    for name in OUTPUT_TABLES:
+        undocumented = [
+            c for c in getattr(trial.results, name).columns if not re.search(rf"\b{re.escape(c)}\b", docs)
+        ]
+        assert undocumented == [], f"{name}: {undocumented}"
 
 
 # --- agreement with R ------------------------------------------------------------------------------------------
 
+R_TABLES = (
+    "km_curves",
+    "km_times",
+    "km_medians",
+    "logrank",
+    "cox",
+    "zph",
+    "landmark_data",
+    "rotterdam",
+    "heart",
+)
+LANDMARK_MODELS = {  # (landmark, status rule) -> model name, in cox.tsv and in crosscheck.R
+    (landmark, rule): f"landmark_{landmark}m" + ("_closest" if rule == "closest_within_window" else "")
+    for landmark in (3, 6, 12)
+    for rule in ("last_at_or_before", "closest_within_window")
+}
+
 
 @pytest.fixture(scope="module")
 def r_reference(trial) -> dict[str, pd.DataFrame]:
+    """R's figures, from one Rscript run on the trial's clinical tables (and R's own datasets)."""
     rscript = shutil.which("Rscript")
     if rscript is None:
         pytest.skip("Rscript is not installed (apt-get install r-base-core); the R cross-check needs it")
@@ -430,8 +551,10 @@ def r_reference(trial) -> dict[str, pd.DataFrame]:
     if check.returncode != 0:
         pytest.skip("R package 'survival' is not installed (install.packages('survival'))")
     subprocess.run([rscript, str(R_SCRIPT), str(trial.folder)], check=True, capture_output=True, text=True)
-    names = ("km_curves", "km_times", "km_medians", "logrank", "cox", "zph", "rotterdam", "heart")
-    return {name: pd.read_csv(trial.folder / f"{name}.tsv", sep="\t") for name in names}
+    return {
+        name: pd.read_csv(trial.folder / f"{name}.tsv", sep="\t", dtype={"patient_id": str, "group": str})
+        for name in R_TABLES
+    }
 
 
 def assert_close(actual, expected, what: str) -> None:
@@ -445,8 +568,27 @@ def assert_close(actual, expected, what: str) -> None:
     )
 
 
+def assert_figure_close(name: str, actual, expected, what: str) -> None:
+    """A figure to RTOL; a p-value far in the tail (< 1e-12) on the -log scale, because there a relative
+    difference of 1e-12 in the statistic (convergence noise) is amplified about z^2 / 2-fold in p."""
+    actual, expected = np.asarray(actual, float), np.asarray(expected, float)
+    if name.endswith("_p") or name.startswith("p_"):
+        tail = expected < 1e-12
+        actual, expected = (
+            np.where(tail, -np.log(actual), actual),
+            np.where(tail, -np.log(expected), expected),
+        )
+    assert_close(actual, expected, what)
+
+
 def _trial_group(trial, group: str) -> pd.DataFrame:
     return trial.patients[trial.patients["baseline_status"] == group]
+
+
+def _r_rows(table: pd.DataFrame, dataset: str, group: str, conf: str) -> pd.DataFrame:
+    return table[
+        (table["dataset"] == dataset) & (table["group"].astype(str) == group) & (table["conf"] == conf)
+    ]
 
 
 @pytest.mark.external
@@ -466,7 +608,7 @@ def test_km_curves_and_both_ci_types_match_r(trial, r_reference):
     for (dataset, group), (durations, events) in data.items():
         table = km_table(durations, events).iloc[1:]  # R's curve has no start row
         for conf, suffix in (("log", "log"), ("log-log", "loglog")):
-            r = curves.query("dataset == @dataset and group.astype('str') == @group and conf == @conf")
+            r = _r_rows(curves, dataset, group, conf)
             what = f"{dataset} {group} {conf}"
             assert_close(table["time"], r["time"], what + " time")
             assert_close(table["at_risk"], r["n_risk"], what + " n.risk")
@@ -476,30 +618,100 @@ def test_km_curves_and_both_ci_types_match_r(trial, r_reference):
             assert_close(table[f"ci_high_{suffix}"], r["upper"], what + " upper")
 
 
+def assert_curve_matches_r(ours: pd.DataFrame, r: pd.DataFrame, what: str) -> None:
+    """A curve of km_curves.tsv (log-log CI, the default curve_ci) against R's survfit of the same patients."""
+    observed = ours.iloc[1:]  # R's curve has no start row
+    for mine, theirs in [("time", "time"), ("survival", "surv"), ("at_risk", "n_risk")]:
+        assert_close(observed[mine], r[theirs], f"{what} {mine}")
+    assert_close(observed["ci_low"], r["lower"], f"{what} lower")
+    assert_close(observed["ci_high"], r["upper"], f"{what} upper")
+
+
+def assert_km_summary_matches_r(ours: pd.DataFrame, r_reference: dict, dataset: str, group: str, what: str):
+    """Rows of km_summary.tsv (one curve, indexed by timepoint) against R's summary(survfit) and quantile."""
+    for conf, suffix in (("log", "log"), ("log-log", "loglog")):
+        times = _r_rows(r_reference["km_times"], dataset, group, conf)
+        mine = ours.loc[times["time"]]
+        assert_close(mine["survival"], times["surv"], f"{what} S(t)")
+        assert_close(mine["survival_std_err"], times["surv_std_err"], f"{what} SE of S(t)")
+        assert_close(mine[f"ci_low_{suffix}"], times["lower"], f"{what} {conf} lower")
+        assert_close(mine[f"ci_high_{suffix}"], times["upper"], f"{what} {conf} upper")
+        assert_close(mine["at_risk"], times["n_risk"], f"{what} at risk")
+        median = _r_rows(r_reference["km_medians"], dataset, group, conf)
+        row = ours.iloc[0]
+        assert_close(row["median"], median["median"], f"{what} median")
+        assert_close(row[f"median_ci_low_{suffix}"], median["lower"], f"{what} median {conf} lower")
+        assert_close(row[f"median_ci_high_{suffix}"], median["upper"], f"{what} median {conf} upper")
+
+
 @pytest.mark.external
-def test_km_timepoints_medians_and_logrank_of_the_pipeline_match_r(trial, r_reference):
+def test_km_tables_of_the_pipeline_match_r(trial, r_reference):
+    """km_curves.tsv and km_summary.tsv as written: curves, S(t), its SE, both CIs, at risk, medians."""
+    curves = trial.results.km_curves.query("analysis == 'overall' and cohort == 'all'")
     summary = trial.results.km_summary.query("analysis == 'overall' and cohort == 'all'")
     for group in ("positive", "negative"):
+        r_curve = _r_rows(r_reference["km_curves"], "trial", group, "log-log")
+        assert_curve_matches_r(curves[curves["group"] == group], r_curve, f"{group} curve")
         ours = summary[summary["group"] == group].set_index("timepoint_months")
-        for conf, suffix in (("log", "log"), ("log-log", "loglog")):
-            times = r_reference["km_times"].query("dataset == 'trial' and group == @group and conf == @conf")
-            mine = ours.loc[times["time"]]
-            assert_close(mine["survival"], times["surv"], f"{group} S(t)")
-            assert_close(mine[f"ci_low_{suffix}"], times["lower"], f"{group} {conf} lower")
-            assert_close(mine[f"ci_high_{suffix}"], times["upper"], f"{group} {conf} upper")
-            assert_close(mine["at_risk"], times["n_risk"], f"{group} at risk")
-            median = r_reference["km_medians"].query(
-                "dataset == 'trial' and group == @group and conf == @conf"
-            )
-            row = ours.iloc[0]
-            assert_close(row["median"], median["median"], f"{group} median")
-            assert_close(row[f"median_ci_low_{suffix}"], median["lower"], f"{group} median {conf} lower")
-            assert_close(row[f"median_ci_high_{suffix}"], median["upper"], f"{group} median {conf} upper")
-    logranks = r_reference["logrank"].set_index("dataset")["chisq"]
-    assert_close(trial.results.summary["logrank"]["overall"]["chisq"], logranks["trial"], "trial log-rank")
-    rotterdam = r_reference["rotterdam"]
-    ours = logrank(rotterdam, "rtime", "recur", "hormon", (0, 1))["chisq"]
-    assert_close(ours, logranks["rotterdam"], "rotterdam log-rank")
+        assert_km_summary_matches_r(ours, r_reference, "trial", group, group)
+
+
+@pytest.mark.external
+def test_km_inside_landmark_groups_match_r(trial, r_reference):
+    """landmark_km_curves.tsv and landmark_km_summary.tsv (time from the landmark) for both status rules."""
+    curves = trial.results.landmark_km_curves.query("analysis == 'overall' and cohort == 'all'")
+    summary = trial.results.landmark_km_summary.query("analysis == 'overall' and cohort == 'all'")
+    for (landmark, rule), model in LANDMARK_MODELS.items():
+        for group in ("positive", "negative", "all"):
+            key = f"landmark_months == {landmark} and status_rule == '{rule}' and group == '{group}'"
+            r_curve = _r_rows(r_reference["km_curves"], model, group, "log-log")
+            assert_curve_matches_r(curves.query(key), r_curve, f"{model} {group} curve")
+            ours = summary.query(key).set_index("timepoint_months")
+            assert_km_summary_matches_r(ours, r_reference, model, group, f"{model} {group}")
+
+
+@pytest.mark.external
+def test_logrank_statistic_observed_and_expected_events_match_r(trial, r_reference):
+    r = r_reference["logrank"].set_index(["dataset", "group"])
+
+    def check(result: dict, dataset: str, r_groups: tuple[str, str]) -> None:
+        assert_close(result["chisq"], r.loc[(dataset, r_groups[0]), "chisq"], f"{dataset} log-rank")
+        expected = [r.loc[(dataset, g), "expected"] for g in r_groups]
+        observed = [r.loc[(dataset, g), "observed"] for g in r_groups]
+        assert_close(result["expected"], expected, f"{dataset} expected events")
+        assert_close(result["events"], observed, f"{dataset} observed events")
+
+    summary = trial.results.summary
+    check(summary["logrank"]["overall"], "trial", ("1", "0"))  # groups (positive, negative)
+    for (landmark, rule), model in LANDMARK_MODELS.items():
+        at_landmark = summary["landmarks"][str(landmark)]
+        check(
+            (at_landmark if rule == "last_at_or_before" else at_landmark["closest"])["logrank"],
+            model,
+            ("1", "0"),
+        )
+    check(logrank(r_reference["rotterdam"], "rtime", "recur", "hormon", (0, 1)), "rotterdam", ("0", "1"))
+
+
+@pytest.mark.external
+def test_landmark_data_sets_match_r(trial, r_reference):
+    """landmark_data.tsv against the landmark data sets R builds from the same clinical tables."""
+    ours = trial.results.landmark_data
+    status_codes = {"positive": 1.0, "negative": 0.0}
+    for (landmark, rule), model in LANDMARK_MODELS.items():
+        r = r_reference["landmark_data"].query(f"landmark_months == {landmark} and status_rule == '{rule}'")
+        r = r.set_index("patient_id").sort_index()
+        mine = ours[ours["landmark_months"] == landmark].set_index("patient_id").sort_index()
+        assert mine.index.tolist() == r.index.tolist(), model
+        assert_close(mine["time_from_landmark"], r["time"], f"{model} time from landmark")
+        status, offset = (
+            ("status", "sample_offset_days")
+            if rule == "last_at_or_before"
+            else ("closest_status", "closest_offset_days")
+        )
+        assert_close(mine[status].map(status_codes), r["mrd_positive"], f"{model} status")
+        known = r["mrd_positive"].notna()
+        assert_close(mine.loc[known, offset], r.loc[known, "offset"], f"{model} sample offset")
 
 
 COX_CHECKS = {  # our (model, cohort) -> R model
@@ -508,12 +720,25 @@ COX_CHECKS = {  # our (model, cohort) -> R model
     ("baseline_adjusted", "all"): "baseline_adjusted",
     ("time_varying_status", "all"): "time_varying_status",
     ("time_varying_log10_tf", "all"): "time_varying_log10_tf",
-}
+    ("time_varying_status_adjusted", "all"): "time_varying_status_adjusted",
+    ("time_varying_ever_positive", "all"): "time_varying_ever_positive",
+    ("time_varying_ever_positive_adjusted", "all"): "time_varying_ever_positive_adjusted",
+} | {(model, "all"): model for model in LANDMARK_MODELS.values()}
+TERM_FIGURES = {  # cox.tsv column -> crosscheck.R column, per term
+    "coef": "coef", "se": "se", "hr": "hr", "hr_ci_low": "lower", "hr_ci_high": "upper", "p_wald": "p_wald",
+    "p_lr": "p_lr",
+}  # fmt: skip
+MODEL_TESTS = {  # cox.tsv column -> crosscheck.R column: what R's summary(coxph) prints, and fit$loglik
+    "model_df": "df", "model_lr_chisq": "lr", "model_lr_p": "lr_p", "model_wald_chisq": "wald",
+    "model_wald_p": "wald_p", "model_score_chisq": "score", "model_score_p": "score_p",
+    "loglik_null": "loglik_null", "loglik": "loglik", "concordance": "concordance",
+}  # fmt: skip
 
 
 @pytest.mark.external
 def test_cox_models_of_the_pipeline_match_r(trial, r_reference):
-    """Stratified by cohort when pooled, Efron ties; HR, CI, Wald and LR p, concordance, cox.zph."""
+    """cox.tsv as written, stratified by cohort when pooled, Efron ties: HR, CI, Wald and LR p, the model tests
+    and log-likelihoods, concordance (time-varying models included), cox.zph."""
     cox, zph = r_reference["cox"], r_reference["zph"]
     for (model, cohort), r_model in COX_CHECKS.items():
         ours = trial.results.cox.query(f"model == '{model}' and cohort == '{cohort}'").set_index("term")
@@ -522,26 +747,36 @@ def test_cox_models_of_the_pipeline_match_r(trial, r_reference):
         assert ours["events"].iloc[0] == r["events"].iloc[0], model
         if not model.startswith("time_varying"):  # R counts rows there, we count patients
             assert ours["n"].iloc[0] == r["n"].iloc[0], model
-        for mine, theirs in [("coef", "coef"), ("se", "se"), ("hr", "hr"), ("hr_ci_low", "lower")]:
-            assert_close(ours[mine], r[theirs], f"{model} {mine}")
-        for mine, theirs in [("hr_ci_high", "upper"), ("p_wald", "p_wald"), ("p_lr", "p_lr")]:
-            assert_close(ours[mine], r[theirs], f"{model} {mine}")
-        assert_close(ours["concordance"], r["concordance"], f"{model} concordance")
+        for mine, theirs in TERM_FIGURES.items():
+            assert_figure_close(mine, ours[mine], r[theirs], f"{model} {mine}")
+        for mine, theirs in MODEL_TESTS.items():
+            assert_figure_close(mine, ours[mine], r[theirs], f"{model} {mine}")
         r_zph = zph.query(f"dataset == 'trial' and model == '{r_model}'").set_index("term")
         assert_close(ours["ph_chisq"], r_zph.loc[ours.index, "chisq"], f"{model} cox.zph chisq")
-        assert_close(ours["ph_p"], r_zph.loc[ours.index, "p"], f"{model} cox.zph p")
-        fitted = (
-            trial.results.summary["cox"].get(model) or trial.results.summary["time_varying"][model]["fits"]
-        )
-        global_test = fitted[cohort]["ph_global"]
+        assert_figure_close("ph_p", ours["ph_p"], r_zph.loc[ours.index, "p"], f"{model} cox.zph p")
+        global_test = _fit_summary(trial.results.summary, model, cohort)["ph_global"]
         assert_close(global_test["chisq"], r_zph.loc["GLOBAL", "chisq"], f"{model} cox.zph GLOBAL")
 
 
-MODEL_TESTS = {  # cox.tsv column -> crosscheck.R column: what R's summary(coxph) prints, and fit$loglik
-    "model_df": "df", "model_lr_chisq": "lr", "model_lr_p": "lr_p", "model_wald_chisq": "wald",
-    "model_wald_p": "wald_p", "model_score_chisq": "score", "model_score_p": "score_p",
-    "loglik_null": "loglik_null", "loglik": "loglik", "concordance": "concordance",
-}  # fmt: skip
+def _fit_summary(summary: dict, model: str, cohort: str) -> dict:
+    if model in summary["cox"]:
+        return summary["cox"][model][cohort]
+    if model in summary["time_varying"]:
+        return summary["time_varying"][model]["fits"][cohort]
+    landmark = re.match(r"landmark_(\d+)m", model).group(1)
+    at_landmark = summary["landmarks"][landmark]
+    return (at_landmark["closest"] if model.endswith("_closest") else at_landmark)["cox"][cohort]
+
+
+def test_cox_model_tests_in_summary_json_are_the_tables(trial):
+    fit = trial.results.summary["time_varying"]["time_varying_status_adjusted"]["fits"]["all"]
+    row = trial.results.cox.query("model == 'time_varying_status_adjusted' and cohort == 'all'").iloc[0]
+    for key, column in [
+        ("wald_chisq", "model_wald_chisq"),
+        ("score_p", "model_score_p"),
+        ("loglik", "loglik"),
+    ]:
+        assert fit[key] == row[column], key  # the same double, through JSON and TSV
 
 
 @pytest.mark.external
@@ -566,13 +801,11 @@ def test_cox_and_cox_zph_on_rs_own_datasets_match_r(r_reference):
         result = fit_cox(data, spec)
         ours = result.terms.set_index("term")
         r = r_reference["cox"].query(f"dataset == '{dataset}' and model == '{model}'").set_index("term")
-        for mine, theirs in [("coef", "coef"), ("se", "se"), ("hr_ci_low", "lower"), ("hr_ci_high", "upper")]:
-            assert_close(ours[mine], r[theirs], f"{dataset} {mine}")
-        assert_close(ours["p_wald"], r["p_wald"], f"{dataset} Wald p")
-        assert_close(ours["p_lr"], r["p_lr"], f"{dataset} LR p (drop one term)")
+        for mine, theirs in TERM_FIGURES.items():
+            assert_figure_close(mine, ours[mine], r[theirs], f"{dataset} {mine}")
         model_tests = pd.Series(result.model_tests() | {"concordance": result.concordance})
         for mine, theirs in MODEL_TESTS.items():
-            assert_close(model_tests[mine], r[theirs].iloc[0], f"{dataset} {mine}")
+            assert_figure_close(mine, model_tests[mine], r[theirs].iloc[0], f"{dataset} {mine}")
         r_zph = r_reference["zph"].query("dataset == @dataset").set_index("term")
         assert_close(ours["ph_chisq"], r_zph.loc[ours.index, "chisq"], f"{dataset} cox.zph")
         assert_close(result.zph_global["chisq"], r_zph.loc["GLOBAL", "chisq"], f"{dataset} cox.zph GLOBAL")

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mrdtrack.clinical import config_section
+from mrdtrack.clinical import DAYS_PER_MONTH, config_section
 from mrdtrack.cox import CoxResult, CoxSpec, fit_cox
 from mrdtrack.design import DESIGNS, simon_decision, simon_designs
 from mrdtrack.km import TRANSFORMS, km_median, km_table, logrank, value_at
@@ -30,7 +30,15 @@ log = logging.getLogger(__name__)
 
 GROUPS = ("positive", "negative")
 MRD_TERM = "mrd_positive"
+EVER_POSITIVE_TERM = "ever_positive"
 CENSORED_HANDLING = ("exclude", "failure")
+# The landmark status rules: the last sample at or before the landmark (no look-ahead), and the sample closest to
+# it within a window on either side (as in published MRD studies; a later sample is information from the future).
+LAST_AT_OR_BEFORE, CLOSEST_WITHIN_WINDOW = "last_at_or_before", "closest_within_window"
+OUTPUT_TABLES = (
+    "km_curves", "km_summary", "cox", "endpoints", "design", "prediction", "landmark_data", "landmark_km_curves",
+    "landmark_km_summary",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,7 @@ class SurvivalSettings:
 
     covariates: tuple[str, ...] = ()
     landmarks_months: tuple[float, ...] = (3.0, 6.0, 12.0)
+    landmark_closest_window_days: float | None = 45.0
     timepoints_months: tuple[float, ...] = (6.0, 12.0, 24.0)
     conf_level: float = 0.95
     stratify_by_cohort: bool = True
@@ -82,6 +91,11 @@ class SurvivalSettings:
             problems.append("need 0 < p0 < p1 < 1")
         if not 0 < self.conf_level < 1:
             problems.append("conf_level must be between 0 and 1")
+        window = self.landmark_closest_window_days
+        if window is not None and not (isinstance(window, int | float) and window >= 0):
+            problems.append(
+                "landmark_closest_window_days must be a number of days >= 0, or null (no such variant)"
+            )
         if problems:
             raise UserFacingError("survival config: " + "; ".join(problems))
 
@@ -98,6 +112,9 @@ class SurvivalResults:
     design: pd.DataFrame
     prediction: pd.DataFrame
     summary: dict
+    landmark_data: pd.DataFrame
+    landmark_km_curves: pd.DataFrame
+    landmark_km_summary: pd.DataFrame
 
 
 class Notes(list):
@@ -118,8 +135,8 @@ def run_survival(
     covariates = encode_covariates(pats, settings.covariates, notes)
     curves, km_rows = km_outputs(pats, settings)
     cox_rows, cox_summary = baseline_cox(pats, covariates, settings, notes)
-    landmark_rows, landmarks = landmark_analyses(pats, counting, settings, notes)
-    tv_rows, time_varying = time_varying_cox(counting, pats, settings, notes)
+    landmark = landmark_analyses(pats, counting, settings, notes)
+    tv_rows, time_varying = time_varying_cox(counting, pats, covariates, settings, notes)
     endpoints = trial_endpoints(pats, settings, notes)
     design_table, design = trial_design(pats, settings, notes)
     prediction = predict_progression(
@@ -131,7 +148,7 @@ def run_survival(
         **counts_summary(pats),
         "logrank": logrank_summary(pats, notes),
         "cox": cox_summary,
-        "landmarks": landmarks,
+        "landmarks": landmark.summary,
         "time_varying": time_varying,
         "lead_time": lead_time_summary(pats),
         "endpoints": _endpoint_summary(endpoints),
@@ -143,8 +160,19 @@ def run_survival(
         "settings": settings.as_dict(),
         "notes": notes,
     }
-    cox = pd.DataFrame(cox_rows + landmark_rows + tv_rows, columns=COX_COLUMNS)
-    return SurvivalResults(curves, km_rows, cox, endpoints, design_table, prediction, summary)
+    cox = pd.DataFrame(cox_rows + landmark.cox_rows + tv_rows, columns=COX_COLUMNS)
+    return SurvivalResults(
+        curves,
+        km_rows,
+        cox,
+        endpoints,
+        design_table,
+        prediction,
+        summary,
+        landmark.data,
+        landmark.km_curves,
+        landmark.km_summary,
+    )
 
 
 # --- inputs ----------------------------------------------------------------------------------------------------
@@ -242,10 +270,13 @@ KM_SUMMARY_COLUMNS = [
     "analysis", "cohort", "group", "n", "events", "timepoint_months", "survival",
     "ci_low_log", "ci_high_log", "ci_low_loglog", "ci_high_loglog", "at_risk",
     "median", "median_ci_low_log", "median_ci_high_log", "median_ci_low_loglog", "median_ci_high_loglog", "note",
+    "survival_std_err",
 ]  # fmt: skip
 
 
-def km_outputs(pats: pd.DataFrame, settings: SurvivalSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
+def km_outputs(
+    pats: pd.DataFrame, settings: SurvivalSettings, duration: str = "pfs_months"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """KM curves and timepoint summaries: per analysis/cohort, groups all, positive, negative, indeterminate."""
     curves, rows = [], []
     suffix = "log" if settings.curve_ci == "log" else "loglog"
@@ -255,17 +286,17 @@ def km_outputs(pats: pd.DataFrame, settings: SurvivalSettings) -> tuple[pd.DataF
             if rows_of_group.empty and group == "indeterminate":
                 continue
             key = {"analysis": analysis, "cohort": cohort, "group": group}
-            table = km_table(rows_of_group["pfs_months"], rows_of_group["pfs_event"], settings.conf_level)
+            table = km_table(rows_of_group[duration], rows_of_group["pfs_event"], settings.conf_level)
             if not table.empty:
                 curve = table.rename(columns={f"ci_low_{suffix}": "ci_low", f"ci_high_{suffix}": "ci_high"})
                 curves.append(curve.assign(**key))
-            rows += _km_summary_rows(key, table, rows_of_group, settings)
+            rows += _km_summary_rows(key, table, rows_of_group[duration], rows_of_group, settings)
     curves_frame = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
     return curves_frame.reindex(columns=CURVE_COLUMNS), pd.DataFrame(rows, columns=KM_SUMMARY_COLUMNS)
 
 
 def _km_summary_rows(
-    key: dict, table: pd.DataFrame, subset: pd.DataFrame, settings: SurvivalSettings
+    key: dict, table: pd.DataFrame, durations: pd.Series, subset: pd.DataFrame, settings: SurvivalSettings
 ) -> list[dict]:
     base = key | {"n": len(subset), "events": int(subset["pfs_event"].sum())}
     if table.empty:
@@ -284,7 +315,7 @@ def _km_summary_rows(
         "median_ci_high_loglog": medians["loglog"].high,
     }
     return [
-        base | {"timepoint_months": t} | value_at(table, subset["pfs_months"], t) | median
+        base | {"timepoint_months": t} | value_at(table, durations, t) | median
         for t in settings.timepoints_months
     ]
 
@@ -308,6 +339,8 @@ def logrank_summary(pats: pd.DataFrame, notes: Notes) -> dict:
 COX_COLUMNS = [
     "model", "cohort", "term", "n", "events", "coef", "se", "hr", "hr_ci_low", "hr_ci_high",
     "p_wald", "p_lr", "concordance", "ph_chisq", "ph_p", "note",
+    "loglik_null", "loglik", "model_df", "model_lr_chisq", "model_lr_p", "model_wald_chisq", "model_wald_p",
+    "model_score_chisq", "model_score_p",
 ]  # fmt: skip
 
 
@@ -328,7 +361,8 @@ def _cox_rows(model: str, cohort: str, result: CoxResult) -> list[dict]:
         "events": result.events,
         "concordance": result.concordance,
     }
-    return [common | term | {"note": result.note} for term in result.terms.to_dict("records")]
+    tests = result.model_tests()
+    return [common | term | {"note": result.note} | tests for term in result.terms.to_dict("records")]
 
 
 def baseline_cox(
@@ -384,66 +418,224 @@ def _note_model(
         notes.add(f"{model} ({cohort}): {n_rows - result.n} patient(s) with {missing} left out")
 
 
+# --- landmark analyses -----------------------------------------------------------------------------------------
+
+LANDMARK_DATA_COLUMNS = [
+    "landmark_months", "patient_id", "cohort", "pfs_months", "pfs_event", "time_from_landmark", "status",
+    "sample_id", "sample_offset_days", "closest_status", "closest_sample_id", "closest_offset_days",
+]  # fmt: skip
+LANDMARK_KEY = ["landmark_months", "status_rule"]
+CLOSEST_CAVEAT = (
+    "the closest sample may be drawn after the landmark: its status is information from the future for a patient "
+    "still at risk then, which favours finding an association; the primary landmark models use the last sample "
+    "at or before the landmark"
+)
+
+
+@dataclass
+class LandmarkResults:
+    cox_rows: list[dict]
+    summary: dict
+    data: pd.DataFrame
+    km_curves: pd.DataFrame
+    km_summary: pd.DataFrame
+
+
 def landmark_analyses(
     pats: pd.DataFrame, counting: pd.DataFrame, settings: SurvivalSettings, notes: Notes
-) -> tuple[list[dict], dict]:
-    """Status at each landmark (last sample at or before it) among patients still progression-free then;
-    time is counted from the landmark. Patients with no known status at the landmark are left out."""
-    rows, summary = [], {}
+) -> LandmarkResults:
+    """Status at each landmark among patients still progression-free then; time is counted from the landmark.
+
+    The primary rule takes the last sample at or before the landmark (model `landmark_{L}m`); the variant takes
+    the determinate sample closest to it within `landmark_closest_window_days` either side
+    (`landmark_{L}m_closest`). Patients with no known status are left out of the comparisons (counted)."""
+    cox_rows, summary, tables, curves, km_rows = [], {}, [], [], []
     for landmark in settings.landmarks_months:
-        name = f"landmark_{landmark:g}m"
-        data = landmark_data(pats, counting, landmark)
-        summary[f"{landmark:g}"] = {
-            "landmark_months": landmark,
-            "n_at_risk": len(data),
-            "n_unknown_status": int(data["mrd_positive"].isna().sum()),
-            "n_positive": int((data["mrd_positive"] == 1).sum()),
-            "n_negative": int((data["mrd_positive"] == 0).sum()),
-            "logrank": logrank(_with_status_label(data), "time", "pfs_event", "status", GROUPS),
-            "cox": {},
-        }
-        for _analysis, cohort, subset in _subsets(data):
-            spec = CoxSpec(
-                covariates=[MRD_TERM],
-                duration="time",
-                event="pfs_event",
-                strata=_strata(subset, cohort, settings),
-                conf_level=settings.conf_level,
-                zph_transform=settings.ph_transform,
-            )
-            result = fit_cox(subset, spec)
-            _note_model(notes, name, cohort, result, len(subset), "no known status at the landmark")
-            rows += _cox_rows(name, cohort, result)
-            summary[f"{landmark:g}"]["cox"][cohort] = result.summary()
+        by_rule = landmark_status_sets(pats, counting, landmark, settings.landmark_closest_window_days)
+        per_rule = {}
+        for rule, data in by_rule.items():
+            model = f"landmark_{landmark:g}m" + ("_closest" if rule == CLOSEST_WITHIN_WINDOW else "")
+            rows, per_rule[rule] = _landmark_models(model, data, landmark, settings, notes)
+            cox_rows += rows
+            curve, km = km_outputs(_with_status_group(data), settings, duration="time")
+            key = {"landmark_months": landmark, "status_rule": rule}
+            curves.append(curve.assign(**key))
+            km_rows.append(km.assign(**key))
+        summary[f"{landmark:g}"] = per_rule[LAST_AT_OR_BEFORE]
+        if CLOSEST_WITHIN_WINDOW in per_rule:
+            summary[f"{landmark:g}"]["closest"] = per_rule[CLOSEST_WITHIN_WINDOW] | {
+                "window_days": settings.landmark_closest_window_days,
+                "caveat": CLOSEST_CAVEAT,
+            }
+        tables.append(landmark_table(landmark, by_rule))
+    return LandmarkResults(
+        cox_rows,
+        summary,
+        _concat(tables, LANDMARK_DATA_COLUMNS),
+        _concat(curves, LANDMARK_KEY + CURVE_COLUMNS),
+        _concat(km_rows, LANDMARK_KEY + KM_SUMMARY_COLUMNS),
+    )
+
+
+def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    frames = [f for f in frames if not f.empty]
+    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()).reindex(columns=columns)
+
+
+def _landmark_models(
+    model: str, data: pd.DataFrame, landmark: float, settings: SurvivalSettings, notes: Notes
+) -> tuple[list[dict], dict]:
+    """Log-rank test and Cox models (pooled and per cohort) of one landmark data set."""
+    summary = {
+        "landmark_months": landmark,
+        "n_at_risk": len(data),
+        "n_unknown_status": int(data[MRD_TERM].isna().sum()),
+        "n_positive": int((data[MRD_TERM] == 1).sum()),
+        "n_negative": int((data[MRD_TERM] == 0).sum()),
+        "n_status_after_landmark": int((data["sample_offset_days"] > 0).sum()),
+        "logrank": logrank(_with_status_label(data), "time", "pfs_event", "status", GROUPS),
+        "cox": {},
+    }
+    rows = []
+    for _analysis, cohort, subset in _subsets(data):
+        spec = CoxSpec(
+            covariates=[MRD_TERM],
+            duration="time",
+            event="pfs_event",
+            strata=_strata(subset, cohort, settings),
+            conf_level=settings.conf_level,
+            zph_transform=settings.ph_transform,
+        )
+        result = fit_cox(subset, spec)
+        _note_model(notes, model, cohort, result, len(subset), "no known status at the landmark")
+        rows += _cox_rows(model, cohort, result)
+        summary["cox"][cohort] = result.summary()
     return rows, summary
+
+
+def _numbers(values: pd.Series) -> pd.Series:
+    """Floats with NaN for missing (the clinical step's nullable Int64 status has pd.NA, read back it is NaN)."""
+    return pd.to_numeric(values, errors="coerce").astype(float)
 
 
 def _with_status_label(data: pd.DataFrame) -> pd.DataFrame:
     return data.assign(status=data[MRD_TERM].map({1: "positive", 0: "negative"}))
 
 
-def landmark_data(pats: pd.DataFrame, counting: pd.DataFrame, landmark: float) -> pd.DataFrame:
-    """Patients with PFS > landmark, their status at the landmark and the time since it."""
+def _with_status_group(data: pd.DataFrame) -> pd.DataFrame:
+    """KM groups inside a landmark: positive, negative; an unknown status counts in `all` only."""
+    return data.assign(group=data[MRD_TERM].map({1: "positive", 0: "negative"}).fillna("unknown"))
+
+
+def landmark_status_sets(
+    pats: pd.DataFrame, counting: pd.DataFrame, landmark: float, window_days: float | None
+) -> dict[str, pd.DataFrame]:
+    """The landmark data set under each status rule (the closest-sample rule only with a window)."""
+    sets = {LAST_AT_OR_BEFORE: landmark_data(pats, counting, landmark)}
+    if window_days is not None:
+        sets[CLOSEST_WITHIN_WINDOW] = landmark_data(pats, counting, landmark, window_days)
+    return sets
+
+
+def landmark_data(
+    pats: pd.DataFrame, counting: pd.DataFrame, landmark: float, window_days: float | None = None
+) -> pd.DataFrame:
+    """Patients with PFS > landmark, the time since it and their status at it: from the last sample at or
+    before the landmark, or (with `window_days`) from the determinate sample closest to it within that many days
+    either side (ties: the earlier). `sample_offset_days` = sample time - landmark (> 0: after the landmark)."""
     at_risk = pats[pats["pfs_months"] > landmark][["patient_id", "cohort", "pfs_months", "pfs_event"]]
-    covering = counting[(counting["start"] <= landmark) & (counting["stop"] > landmark)]
-    status = covering.set_index("patient_id")[MRD_TERM]
-    data = at_risk.assign(time=at_risk["pfs_months"] - landmark)
-    data[MRD_TERM] = pd.to_numeric(data["patient_id"].map(status), errors="coerce")
-    return data.reset_index(drop=True)
+    at_risk = at_risk.assign(patient_id=at_risk["patient_id"].astype(str))
+    rows = counting.assign(
+        patient_id=counting["patient_id"].astype(str),
+        **{MRD_TERM: _numbers(counting[MRD_TERM])},
+        # Rounded to a millionth of a day so that samples equally far on either side tie exactly.
+        sample_offset_days=((counting["start"] - landmark) * DAYS_PER_MONTH).round(6),
+    )
+    if window_days is None:
+        chosen = rows[(rows["start"] <= landmark) & (rows["stop"] > landmark)]
+    else:
+        chosen = _closest_known_sample(rows, window_days)
+    chosen = chosen[["patient_id", MRD_TERM, "sample_id", "sample_offset_days"]]
+    data = at_risk.merge(chosen, on="patient_id", how="left", validate="one_to_one")
+    has_sample = data["sample_id"].notna() & (data["sample_id"].astype(str) != "")
+    data["sample_offset_days"] = data["sample_offset_days"].where(has_sample)
+    return data.assign(time=data["pfs_months"] - landmark).reset_index(drop=True)
+
+
+def _closest_known_sample(rows: pd.DataFrame, window_days: float) -> pd.DataFrame:
+    """Per patient, the row of the determinate sample nearest the landmark within the window (ties: earlier)."""
+    known = rows[rows[MRD_TERM].notna()]
+    known = known.assign(_distance=known["sample_offset_days"].abs())
+    near = known[known["_distance"] <= window_days]
+    near = near.sort_values(["patient_id", "_distance", "sample_offset_days"])
+    return near.drop_duplicates("patient_id")
+
+
+def landmark_table(landmark: float, by_rule: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per patient at risk at the landmark with the status of each rule (landmark_data.tsv)."""
+    last = by_rule[LAST_AT_OR_BEFORE]
+    table = pd.DataFrame(
+        {
+            "landmark_months": landmark,
+            "patient_id": last["patient_id"],
+            "cohort": last["cohort"],
+            "pfs_months": last["pfs_months"],
+            "pfs_event": last["pfs_event"],
+            "time_from_landmark": last["time"],
+            "status": _status_text(last[MRD_TERM]),
+            "sample_id": last["sample_id"],
+            "sample_offset_days": last["sample_offset_days"],
+        }
+    )
+    closest = by_rule.get(CLOSEST_WITHIN_WINDOW)
+    if closest is not None:
+        same_order = closest.set_index("patient_id").loc[table["patient_id"]]
+        table["closest_status"] = _status_text(same_order[MRD_TERM]).to_numpy()
+        table["closest_sample_id"] = same_order["sample_id"].to_numpy()
+        table["closest_offset_days"] = same_order["sample_offset_days"].to_numpy()
+    return table.reindex(columns=LANDMARK_DATA_COLUMNS)
+
+
+def _status_text(values: pd.Series) -> pd.Series:
+    """1 / 0 / unknown as positive / negative / '' (an empty field: no known status)."""
+    return values.map({1: "positive", 0: "negative"}).fillna("")
+
+
+# --- time-varying models ---------------------------------------------------------------------------------------
+
+
+def time_varying_models(covariates: list[str]) -> dict[str, list[str]]:
+    """Model name -> terms; the first term is the time-varying one."""
+    models = {
+        "time_varying_status": [MRD_TERM],
+        "time_varying_log10_tf": ["log10_tf"],
+        "time_varying_ever_positive": [EVER_POSITIVE_TERM],
+    }
+    if covariates:
+        models["time_varying_status_adjusted"] = [MRD_TERM, *covariates]
+        models["time_varying_ever_positive_adjusted"] = [EVER_POSITIVE_TERM, *covariates]
+    return models
 
 
 def time_varying_cox(
-    counting: pd.DataFrame, pats: pd.DataFrame, settings: SurvivalSettings, notes: Notes
+    counting: pd.DataFrame,
+    pats: pd.DataFrame,
+    covariates: list[str],
+    settings: SurvivalSettings,
+    notes: Notes,
 ) -> tuple[list[dict], dict]:
-    """Status (and, separately, log10 TF) as a time-varying covariate on the counting-process rows.
+    """Status, log10 TF and ever-positive as time-varying covariates on the counting-process rows; status and
+    ever-positive also adjusted for the covariates (fixed at baseline).
 
     Intervals with an unknown value (before the first sample, indeterminate samples) are left out: the
-    patient is simply not in the risk set then.
+    patient is simply not in the risk set then. Missing covariates: complete cases, counted in the notes.
     """
     counting = counting[counting["patient_id"].astype(str).isin(pats["patient_id"])]
+    data = with_patient_covariates(with_ever_positive(counting), pats, covariates)
     rows, summary = [], {}
-    for model, term in (("time_varying_status", MRD_TERM), ("time_varying_log10_tf", "log10_tf")):
-        data = counting.assign(**{term: pd.to_numeric(counting[term], errors="coerce")})
+    for model, terms in time_varying_models(covariates).items():
+        term = terms[0]
+        data = data.assign(**{term: _numbers(data[term])})
         dropped = data[term].isna()
         months = float((data["stop"] - data["start"])[dropped].sum())
         summary[model] = {
@@ -456,13 +648,14 @@ def time_varying_cox(
                 f"{model}: {int(dropped.sum())} interval(s) ({months:.1f} patient-months) without a known value left out"
             )
         for _analysis, cohort, subset in _subsets(data[~dropped]):
+            strata = _strata(subset, cohort, settings)
             spec = CoxSpec(
-                covariates=[term],
+                covariates=_without_cohort(terms, cohort, strata),
                 event="event",
                 start="start",
                 stop="stop",
                 id_col="patient_id",
-                strata=_strata(subset, cohort, settings),
+                strata=strata,
                 conf_level=settings.conf_level,
                 zph_transform=settings.ph_transform,
             )
@@ -471,6 +664,29 @@ def time_varying_cox(
             rows += _cox_rows(model, cohort, result)
             summary[model]["fits"][cohort] = result.summary()
     return rows, summary
+
+
+def with_ever_positive(counting: pd.DataFrame) -> pd.DataFrame:
+    """Add `ever_positive`, an absorbing status built from the same sample dates: 1 from a patient's first
+    positive sample on, 0 after a determinate sample while none was positive yet, unknown before the first
+    determinate sample. Only earlier rows are used, so no status is known before it was measured."""
+    ordered = counting.sort_values(["patient_id", "start"], kind="stable")
+    status = _numbers(ordered[MRD_TERM])
+    by_patient = ordered["patient_id"]
+    positive_so_far = (status == 1).groupby(by_patient).cummax()
+    known_so_far = status.notna().groupby(by_patient).cummax()
+    ever = np.where(positive_so_far, 1.0, np.where(known_so_far, 0.0, np.nan))
+    return ordered.assign(**{EVER_POSITIVE_TERM: ever}).loc[counting.index]
+
+
+def with_patient_covariates(
+    counting: pd.DataFrame, pats: pd.DataFrame, covariates: list[str]
+) -> pd.DataFrame:
+    """The patients' (baseline) model covariates on each of their counting-process rows."""
+    extra = [c for c in covariates if c not in counting.columns]
+    return counting.assign(patient_id=counting["patient_id"].astype(str)).merge(
+        pats[["patient_id", *extra]], on="patient_id", how="left", validate="many_to_one"
+    )
 
 
 # --- dynamics, endpoints, design, prediction -------------------------------------------------------------------

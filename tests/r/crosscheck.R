@@ -2,14 +2,16 @@
 # Usage: Rscript tests/r/crosscheck.R DIR
 #   reads  DIR/patients.tsv and DIR/counting_process.tsv (a synthetic trial written by mrdtrack),
 #   writes DIR/rotterdam.tsv and DIR/heart.tsv (datasets shipped with survival) and the results:
-#   km_curves.tsv, km_times.tsv, km_medians.tsv, logrank.tsv, cox.tsv, zph.tsv.
-# Every Cox model uses ties = "efron" and a tight convergence criterion.
+#   km_curves.tsv, km_times.tsv, km_medians.tsv, logrank.tsv, cox.tsv, zph.tsv, landmark_data.tsv.
+# Every Cox model uses ties = "efron" and a tight convergence criterion. The landmark data sets and the
+# ever-positive covariate are built here again from the two tables, following their definitions in docs/tables.md.
 suppressPackageStartupMessages(library(survival))
 
 args <- commandArgs(trailingOnly = TRUE)
 dir <- args[1]
 control <- coxph.control(eps = 1e-14, toler.chol = 1e-15, iter.max = 100)
-tables <- list(km_curves = list(), km_times = list(), km_medians = list(), logrank = list(), cox = list(), zph = list())
+tables <- list(km_curves = list(), km_times = list(), km_medians = list(), logrank = list(), cox = list(), zph = list(),
+               landmark_data = list())
 add <- function(name, frame) tables[[name]][[length(tables[[name]]) + 1]] <<- frame
 
 # survival >= 3.8-4 gives the CI S to S where the standard error is 0 (S = 1 before the first event); older
@@ -69,7 +71,12 @@ for (g in c("positive", "negative")) {
   d <- det[det$baseline_status == g, ]
   km("trial", g, d$pfs_months, d$pfs_event, c(6, 12, 24))
 }
-add("logrank", data.frame(dataset = "trial", chisq = survdiff(Surv(pfs_months, pfs_event) ~ mrd_positive, data = det)$chisq))
+logrank <- function(dataset, formula, data) {
+  test <- survdiff(formula, data = data)
+  levels <- sub(".*=", "", names(test$n))
+  add("logrank", data.frame(dataset, group = levels, chisq = test$chisq, observed = test$obs, expected = test$exp))
+}
+logrank("trial", Surv(pfs_months, pfs_event) ~ mrd_positive, det)
 cox("trial", "baseline_unadjusted", Surv(pfs_months, pfs_event) ~ mrd_positive + strata(cohort), det)
 cox("trial", "baseline_unadjusted_stop", Surv(pfs_months, pfs_event) ~ mrd_positive, det[det$cohort == "stop", ])
 adjusted <- det[complete.cases(det[, c("age", "hr_positive")]), ]
@@ -79,6 +86,58 @@ tv <- counting[!is.na(counting$mrd_positive), ]
 cox("trial", "time_varying_status", Surv(start, stop, event) ~ mrd_positive + strata(cohort), tv)
 tf <- counting[!is.na(counting$log10_tf), ]
 cox("trial", "time_varying_log10_tf", Surv(start, stop, event) ~ log10_tf + strata(cohort), tf)
+tv_adjusted <- merge(tv, patients[, c("patient_id", "age", "hr_positive")], by = "patient_id")
+tv_adjusted <- tv_adjusted[complete.cases(tv_adjusted[, c("age", "hr_positive")]), ]
+cox("trial", "time_varying_status_adjusted",
+    Surv(start, stop, event) ~ mrd_positive + age + hr_positive + strata(cohort), tv_adjusted)
+
+# Ever positive: 1 from the first positive sample on, 0 after a determinate sample while none was positive yet.
+counting <- counting[order(counting$patient_id, counting$start), ]
+counting$ever_positive <- ave(counting$mrd_positive, counting$patient_id, FUN = function(status) {
+  positive <- cummax(!is.na(status) & status == 1)
+  known <- cummax(!is.na(status))
+  ifelse(positive == 1, 1, ifelse(known == 1, 0, NA))
+})
+ever <- counting[!is.na(counting$ever_positive), ]
+cox("trial", "time_varying_ever_positive", Surv(start, stop, event) ~ ever_positive + strata(cohort), ever)
+ever_adjusted <- merge(ever, patients[, c("patient_id", "age", "hr_positive")], by = "patient_id")
+ever_adjusted <- ever_adjusted[complete.cases(ever_adjusted[, c("age", "hr_positive")]), ]
+cox("trial", "time_varying_ever_positive_adjusted",
+    Surv(start, stop, event) ~ ever_positive + age + hr_positive + strata(cohort), ever_adjusted)
+
+# Landmarks: patients progression-free after L; status from the last sample at or before L, or from the
+# determinate sample closest to L within 45 days either side (ties: the earlier).
+landmark_set <- function(landmark, window = NULL) {
+  at_risk <- patients[patients$pfs_months > landmark, c("patient_id", "cohort", "pfs_months", "pfs_event")]
+  rows <- counting
+  rows$offset <- round((rows$start - landmark) * 30.4375, 6)
+  if (is.null(window)) {
+    chosen <- rows[rows$start <= landmark & rows$stop > landmark, ]
+  } else {
+    near <- rows[!is.na(rows$mrd_positive) & abs(rows$offset) <= window, ]
+    near <- near[order(near$patient_id, abs(near$offset), near$offset), ]
+    chosen <- near[!duplicated(near$patient_id), ]
+  }
+  data <- merge(at_risk, chosen[, c("patient_id", "mrd_positive", "offset")], by = "patient_id", all.x = TRUE)
+  data$time <- data$pfs_months - landmark
+  data
+}
+for (landmark in c(3, 6, 12)) {
+  for (rule in c("last_at_or_before", "closest_within_window")) {
+    data <- landmark_set(landmark, if (rule == "closest_within_window") 45 else NULL)
+    add("landmark_data", data.frame(landmark_months = landmark, status_rule = rule, patient_id = data$patient_id,
+                                    time = data$time, mrd_positive = data$mrd_positive, offset = data$offset))
+    name <- paste0("landmark_", landmark, "m", if (rule == "closest_within_window") "_closest" else "")
+    known <- data[!is.na(data$mrd_positive), ]
+    for (g in c("positive", "negative")) {
+      d <- known[known$mrd_positive == as.integer(g == "positive"), ]
+      km(name, g, d$time, d$pfs_event, c(6, 12, 24))
+    }
+    km(name, "all", data$time, data$pfs_event, c(6, 12, 24))
+    logrank(name, Surv(time, pfs_event) ~ mrd_positive, known)
+    cox("trial", name, Surv(time, pfs_event) ~ mrd_positive + strata(cohort), known)
+  }
+}
 
 # --- datasets shipped with R ---------------------------------------------------------------------------------
 rott <- survival::rotterdam
@@ -87,7 +146,7 @@ for (g in 0:1) {
   d <- rott[rott$hormon == g, ]
   km("rotterdam", as.character(g), d$rtime, d$recur, c(1000, 2000, 3000))
 }
-add("logrank", data.frame(dataset = "rotterdam", chisq = survdiff(Surv(rtime, recur) ~ hormon, data = rott)$chisq))
+logrank("rotterdam", Surv(rtime, recur) ~ hormon, rott)
 cox("rotterdam", "baseline", Surv(rtime, recur) ~ age + nodes + hormon + pgr, rott)
 
 heart <- survival::heart

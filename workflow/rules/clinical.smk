@@ -64,6 +64,9 @@ rule survival:
         ),
         design="results/survival/design.tsv",
         prediction="results/survival/prediction.tsv",
+        landmark_data="results/survival/landmark_data.tsv",
+        landmark_km_curves="results/survival/landmark_km_curves.tsv",
+        landmark_km_summary="results/survival/landmark_km_summary.tsv",
         summary="results/survival/summary.json",
     log:
         "logs/survival.log",
