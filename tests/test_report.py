@@ -568,6 +568,10 @@ def test_endpoint_labels_and_design_lines(report: Report):
     assert sorted(round(shape.y0, 2) for shape in panel.figure.layout.shapes) == [0.5, 0.68]
     section = panel_html(report.html, "endpoints")
     assert "<th>decision</th><td>stage 1 ongoing</td>" in section and "<th>r1</th><td>8</td>" in section
+    # The design table has a column per design, a row per field, so it fits the page width.
+    designs = section.split("<h4>Design table</h4>", 1)[1]
+    assert "<th></th><th>optimal</th><th>minimax</th>" in designs
+    assert "<tr><th>r1</th><td>8</td><td>12</td></tr>" in designs
 
 
 def test_mrd_colors_are_the_same_everywhere(report: Report):

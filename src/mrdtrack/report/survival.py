@@ -33,7 +33,7 @@ from mrdtrack.report.formatting import (
     slug,
     text_or,
 )
-from mrdtrack.report.panel import Block, Note, Panel, Table, data_table, facts_table
+from mrdtrack.report.panel import Block, Note, Panel, Table, data_table, facts_table, transposed_table
 from mrdtrack.report.style import (
     MRD_SHORT,
     base_layout,
@@ -584,11 +584,20 @@ def _endpoints_figure(endpoints: pd.DataFrame, design: Mapping[str, Any]) -> go.
     return fig
 
 
+def _design_table(table: pd.DataFrame) -> Table:
+    """One column per candidate design (optimal, minimax): their ~25 fields as rows fit the page, as columns
+    they ran off its right edge."""
+    names = text_column(table, "design") if "design" in table.columns else None
+    if names is None or (names == "").any() or names.duplicated().any():
+        names = pd.Series([f"design {i + 1}" for i in range(len(table))])
+    return transposed_table(table.drop(columns=["design"], errors="ignore"), list(names), "Design table")
+
+
 def _design_blocks(ctx: Context, design: Mapping[str, Any]) -> list[Block]:
     table = ctx.tables.design
     blocks: list[Block] = []
     if design:
         blocks.append(facts_table(design, "Two-stage design"))
     if not table.empty and table.shape[1] != 2:
-        blocks.append(data_table(table, ctx.settings.max_table_rows, "Design table"))
+        blocks.append(_design_table(table.head(ctx.settings.max_table_rows)))
     return blocks or [Note("No two-stage design result was given.")]
