@@ -471,6 +471,23 @@ def test_header_names_study_date_version_and_inputs(report: Report, cohort: Coho
     assert "<b>3</b><span>batches</span>" in header and "<b>3</b><span>healthy controls</span>" in header
 
 
+def test_header_folds_missing_inputs_and_survival_notes_apart_with_links(cohort: Cohort, tmp_path: Path):
+    summary = json.loads(Path(cohort.inputs.summary).read_text())
+    glued = "Please see the tips: https://lifelines.example/convergence-modelA singular matrix detected"
+    summary["notes"] = [
+        f"baseline_adjusted (all): not estimable ({glued})",
+        "log-rank (stop): one group is empty",
+    ]
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(summary))
+    inputs = dataclasses.replace(cohort.inputs, summary=str(path), design=None)
+    header = build_report(inputs, ReportSettings(), strict=True).html.split("</header>", 1)[0]
+    assert "<summary>1 input missing or unreadable</summary><ul>" in header and "design: not given" in header
+    assert "<summary>2 survival-model notes</summary>" in header and "input note" not in header
+    link = '<a href="https://lifelines.example/convergence-model" rel="noreferrer">'
+    assert f"{link}https://lifelines.example/convergence-model</a> A singular matrix" in header
+
+
 def test_swimmer_has_one_lane_per_patient(report: Report, cohort: Cohort):
     traces = plot_data(report.html, "swimmer")
     lanes = next(t for t in traces if t.get("meta") == "lanes")

@@ -21,6 +21,7 @@ import plotly.io as pio
 import mrdtrack
 from mrdtrack.report.context import Context, PathLike, ReportInputs, load_tables, survival_notes, text_column
 from mrdtrack.report.dynamics import panel_lead_time, panel_swimmer, panel_trajectories
+from mrdtrack.report.formatting import count_noun
 from mrdtrack.report.methods import methods_section
 from mrdtrack.report.panel import Panel
 from mrdtrack.report.qc import (
@@ -254,8 +255,11 @@ def _header(ctx: Context) -> dict[str, Any]:
 
 
 def _note_groups(ctx: Context) -> list[NoteGroup]:
-    """Missing or unreadable inputs and the survival step's notes, folded away under the header."""
-    notes = [f"{name}: {why}" for name, why in sorted(ctx.tables.problems.items())] + survival_notes(
-        ctx.tables.summary
-    )
-    return [NoteGroup(f"{len(notes)} input note(s)", notes)] if notes else []
+    """Missing or unreadable inputs, and the survival step's notes on its models, folded away under the header."""
+    problems = [f"{name}: {why}" for name, why in sorted(ctx.tables.problems.items())]
+    notes = survival_notes(ctx.tables.summary)
+    groups = [
+        NoteGroup(f"{count_noun(len(problems), 'input')} missing or unreadable", problems),
+        NoteGroup(count_noun(len(notes), "survival-model note"), notes),
+    ]
+    return [group for group in groups if group.notes]

@@ -105,7 +105,7 @@ def _km_ungrouped(ctx: Context, rows: pd.DataFrame, cohort: str) -> str:
 def _km_reason(ctx: Context, cohort: str) -> str:
     """Why no curve: the producer's note if it wrote one, otherwise what the patient table shows."""
     problem = ctx.unavailable("km_curves", ["group", "time", "survival"])
-    notes = [str(n) for n in survival_notes(ctx.tables.summary) if cohort == ALL or cohort in str(n)]
+    notes = [short_note(n) for n in survival_notes(ctx.tables.summary) if cohort == ALL or cohort in n]
     patients = ctx.patients if cohort == ALL else ctx.patients[ctx.patients["cohort"] == cohort]
     called = patients["baseline_status"].isin(["positive", "negative"]).sum()
     events = int((patients["pfs_event"] == 1).sum())
@@ -504,7 +504,7 @@ def _endpoint_gaps(endpoints: pd.DataFrame) -> str:
 
 
 def _notes_about(ctx: Context, words: Sequence[str]) -> str:
-    notes = [n for n in survival_notes(ctx.tables.summary) if any(w in n.lower() for w in words)]
+    notes = [short_note(n) for n in survival_notes(ctx.tables.summary) if any(w in n.lower() for w in words)]
     return (" Notes: " + "; ".join(notes) + ".") if notes else ""
 
 
