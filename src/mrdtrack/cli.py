@@ -55,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_batch.add_argument(
         "--config", default="config/config.yaml", help="config file (default: %(default)s)"
     )
+    add_demo_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "check":
         return run_check(args.config)
@@ -62,7 +63,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_count(args)
     if args.command == "add-batch":
         return run_add_batch(args.sheet, args.config)
+    if args.command == "demo":
+        return run_demo(args)
     return 2
+
+
+def add_demo_parser(commands: Any) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="write a simulated, STOP-HER2-sized study (BAMs, sheets, clinical data, config.yaml) to run on",
+    )
+    demo.add_argument("folder", help="where to write it (must be empty or absent)")
+    demo.add_argument("--seed", type=int, default=None, help="random seed (default: the documented demo's)")
+    demo.add_argument(
+        "--patients",
+        type=int,
+        default=82,
+        help="cohort size, split 52:30 stop:continue (default: %(default)s)",
+    )
+    demo.add_argument("--threads", type=int, default=2, help="worker processes (files are identical)")
+    demo.add_argument("--overwrite", action="store_true", help="replace a folder an earlier demo wrote")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Write the demo study; the module is imported here, so other commands start without the simulator."""
+    from mrdtrack.demo import run_demo_command
+
+    return run_demo_command(args.folder, args.seed, args.patients, args.threads, args.overwrite)
 
 
 def run_count(args: argparse.Namespace) -> int:
