@@ -141,13 +141,16 @@ def _call_row(rng: np.random.Generator, p: object, enrolled: pd.Timestamp, k: in
     status = "positive" if positive else ("indeterminate" if lod > 10**-3.25 else "negative")
     flags = "low_molecules" if rng.random() < 0.08 else ""
     total = int(10 ** rng.uniform(4, 5.5))
+    fragments = int(tf * total / 2)
     return {
         "sample_id": f"{p.patient_id}_S{k + 1}", "patient_id": p.patient_id,  # type: ignore[attr-defined]
         "collection_date": _date(enrolled, months), "batch": f"B{(k % 3) + 1}", "mrd_status": status,
         "tumor_fraction": tf, "tf_ci_low": tf * 0.5, "tf_ci_high": tf * 1.8 + lod, "p_value": 1e-6 if positive else 0.4,
-        "threshold": 9.5, "lod95": lod, "n_loci_used": int(rng.integers(14, 21)), "n_loci_panel": 20,
+        "threshold": 0.01, "lod95": lod, "n_loci_used": int(rng.integers(14, 21)), "n_loci_panel": 20,
         "mutant_molecules": int(tf * total / 2), "total_molecules": total, "mtm_per_ml": tf * 900,
         "flags": flags, "status_reason": "lod_above_max" if status == "indeterminate" else "",
+        "mutant_fragments": fragments, "mutant_loci": min(fragments, 3), "threshold_source": "nominal",
+        "n_null_scores": 140,
     }  # fmt: skip
 
 
@@ -207,6 +210,7 @@ def _mrd_loci(rng: np.random.Generator, calls: pd.DataFrame) -> pd.DataFrame:
                 "ref": "C", "alt": "T", "context": "ACG", "weight": 1, "ref_molecules": int(rng.integers(500, 3000)),
                 "alt_molecules": int(rng.integers(0, 3)), "background_rate": 1e-4, "used": used,
                 "reason": "" if used else ("excluded_noisy" if i % 2 else "low_depth"),
+                "chip_suspect": i == 3 and call.patient_id in ("P001", "P002"),  # e.g. a DNMT3A variant
             })  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -622,6 +626,91 @@ def test_methods_state_the_config_parameters(cohort: Cohort):
     methods = " ".join(page.split('id="methods"', 1)[1].split())
     assert "mapping quality 37" in methods and "mode umi" in methods
     assert "calling.control_fpr" in methods and "0.01" in methods
+
+
+CALLING = {"calling": {"false_positive_rate": 0.01, "empirical_min_expected": 10}}
+
+
+def _calls_with(
+    cohort: Cohort, tmp_path: Path, drop: tuple[str, ...] = (), **columns: object
+) -> ReportInputs:
+    calls = read_input(cohort.inputs.calls).drop(columns=list(drop)).assign(**columns)
+    calls.to_csv(tmp_path / "calls.tsv", sep="\t", index=False)
+    return dataclasses.replace(cohort.inputs, calls=str(tmp_path / "calls.tsv"))
+
+
+def _calling_methods(page: str) -> str:
+    return " ".join(page.split("<b>MRD calling.</b>", 1)[1].split("</p>", 1)[0].split())
+
+
+def test_methods_and_qc_say_how_the_threshold_was_set(cohort: Cohort, tmp_path: Path):
+    report = build_report(cohort.inputs, ReportSettings(), CALLING, strict=True)
+    nominal = "p \u2264 0.01, nominal: only 140 null scores, fewer than the 1,000 needed to resolve a 1% false-positive rate"
+    assert (
+        f"Threshold: {nominal} (null scores are samples scored at other patients' panels"
+        in _calling_methods(report.html)
+    )
+    qc = next(p for p in report.panels if p.key == "qc_samples")
+    assert f"Calling threshold: {nominal}." in qc.caption
+    inputs = _calls_with(cohort, tmp_path, threshold_source="empirical", n_null_scores=3820, threshold=0.0073)
+    report = build_report(inputs, ReportSettings(), CALLING, strict=True)
+    empirical = "p \u2264 0.0073, empirical, from 3,820 null scores"
+    assert f"Threshold: {empirical}, the cut at which a share 0.01 of the null scores" in _calling_methods(
+        report.html
+    )
+    assert (
+        f"Calling threshold: {empirical}." in next(p for p in report.panels if p.key == "qc_samples").caption
+    )
+
+
+def test_calls_without_the_threshold_source_keep_the_plain_sentence(cohort: Cohort, tmp_path: Path):
+    inputs = _calls_with(cohort, tmp_path, drop=("threshold_source", "n_null_scores"))
+    report = build_report(inputs, ReportSettings(), CALLING, strict=True)
+    assert "The threshold was set so that a share 0.01 of null scores is positive." in _calling_methods(
+        report.html
+    )
+    assert "Calling threshold" not in next(p for p in report.panels if p.key == "qc_samples").caption
+
+
+def test_mutant_fragments_and_loci_are_in_hovers_and_sample_tables(
+    report: Report, cohort: Cohort, tmp_path: Path
+):
+    swimmer = plot_data(report.html, "swimmer")
+    hovers = [text for t in swimmer if t.get("name") == "MRD-positive" for text in t["text"]]
+    assert hovers and all(re.search(r"<br>mutant fragments \d+ at \d+ loc(us|i)$", h) for h in hovers)
+    tables = downloads(report.html)
+    for name in ("swimmer_samples.tsv", "tf_trajectories.tsv", "qc_samples.tsv"):
+        assert {"mutant_fragments", "mutant_loci"} <= set(tables[name].columns), name
+    qc_hover = next(t for t in plot_data(report.html, "qc_samples") if t.get("type") == "bar")["text"][0]
+    assert "mutant fragments" in qc_hover and "threshold: nominal" in qc_hover
+    older = build_report(
+        _calls_with(cohort, tmp_path, drop=("mutant_fragments", "mutant_loci")), ReportSettings(), strict=True
+    )
+    assert "<br>mutant fragments" not in older.html
+    assert "mutant_fragments" not in downloads(older.html)["swimmer_samples.tsv"].columns
+
+
+def test_chip_suspect_loci_are_listed_with_an_explanation(report: Report, cohort: Cohort, tmp_path: Path):
+    panel = next(p for p in report.panels if p.key == "chip_loci")
+    table = panel.downloads["chip_suspect_loci.tsv"]
+    assert list(table["patient_id"]) == ["P001", "P002"] and list(table["pos"]) == [1003, 1003]
+    samples = cohort.calls["patient_id"].value_counts()
+    assert list(table["samples"]) == [samples["P001"], samples["P002"]]
+    assert "clonal hematopoiesis" in panel.caption and "matched normal" in panel.caption
+    assert "<td>P001</td>" in panel_html(report.html, "chip_loci")
+    qc_hovers = [
+        text for t in plot_data(report.html, "qc_samples") if t.get("type") == "bar" for text in t["text"]
+    ]
+    assert any("CHIP-suspect loci 1" in h for h in qc_hovers)
+    loci, path = read_input(cohort.inputs.loci), tmp_path / "loci.tsv"
+    loci.assign(chip_suspect=False).to_csv(path, sep="\t", index=False)
+    none = build_report(dataclasses.replace(cohort.inputs, loci=str(path)), ReportSettings(), strict=True)
+    assert next(p for p in none.panels if p.key == "chip_loci").message.startswith("No panel locus is in a")
+    loci.drop(columns=["chip_suspect"]).to_csv(
+        path, sep="\t", index=False
+    )  # a caller that does not mark them
+    older = build_report(dataclasses.replace(cohort.inputs, loci=str(path)), ReportSettings(), strict=True)
+    assert "chip_loci" not in {p.key for p in older.panels}
 
 
 def test_empty_survival_gives_not_estimable_panels(tmp_path: Path):

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]
 DAYS_PER_MONTH = 30.4375
 ALL = "all"
+# calls.tsv: distinct mutant fragments at the used loci, and the loci with one (a positive needs enough of both)
+MUTANT_EVIDENCE = ("mutant_fragments", "mutant_loci")
 
 
 ID_COLUMNS = (
@@ -224,6 +226,11 @@ def sample_frame(tables: Tables, patients: pd.DataFrame) -> pd.DataFrame:
     out["cohort"] = out["patient_id"].map(cohorts).fillna("unknown")
     for column in ("tumor_fraction", "tf_ci_low", "tf_ci_high", "lod95", "p_value"):
         out[column] = numeric_column(out, column)
+    for (
+        column
+    ) in MUTANT_EVIDENCE:  # newer calls only: left out, not made up, when the caller did not write them
+        if column in out.columns:
+            out[column] = numeric_column(out, column)
     return out
 
 
@@ -260,6 +267,7 @@ def sample_table(samples: pd.DataFrame) -> pd.DataFrame:
         "tf_ci_high",
         "lod95",
         "p_value",
+        *MUTANT_EVIDENCE,
     ]
     return samples[[c for c in columns if c in samples.columns]]
 

@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from mrdtrack.report.context import Context, months_between, numeric_column, sample_table
-from mrdtrack.report.formatting import count_noun, fmt_number, text_or
+from mrdtrack.report.formatting import count_noun, fmt_number, mutant_evidence_text, text_or
 from mrdtrack.report.panel import Panel
 from mrdtrack.report.render import static_text
 from mrdtrack.report.style import (
@@ -67,12 +67,13 @@ def _lane_orders(lanes: pd.DataFrame) -> dict[str, list[str]]:
 
 
 def sample_hover(samples: pd.DataFrame) -> list[str]:
-    """A hover text per plasma sample: patient, sample, time, status, tumor fraction with CI, LOD95."""
+    """A hover text per plasma sample: patient, sample, time, status, tumor fraction with CI, LOD95, and the
+    mutant fragments and loci behind the call when the caller wrote them."""
     return [
         f"<b>{r.patient_id}</b> \u00b7 {r.sample_id}<br>{fmt_number(r.months, '.1f')} months"
         f" ({text_or(r, 'collection_date', '')})<br>{status_label(r.status)}<br>"
         f"TF {fmt_number(r.tumor_fraction, '.3g')} (95% CI {fmt_number(r.tf_ci_low, '.2g')}\u2013{fmt_number(r.tf_ci_high, '.2g')})"
-        f"<br>LOD95 {fmt_number(r.lod95, '.3g')}"
+        f"<br>LOD95 {fmt_number(r.lod95, '.3g')}" + mutant_evidence_text(r)
         for r in samples.itertuples()
     ]
 

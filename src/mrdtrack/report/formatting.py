@@ -79,6 +79,17 @@ def short_note(note: str, limit: int = 240) -> str:
     return note if len(note) <= limit else note[: limit - 1].rstrip() + "\u2026"
 
 
+def mutant_evidence_text(row: Any) -> str:
+    """'<br>mutant fragments 3 at 2 loci' for a sample's hover, or '' when calls.tsv has no such columns."""
+    try:
+        fragments, loci = float(row.mutant_fragments), float(row.mutant_loci)
+    except (AttributeError, TypeError, ValueError):
+        return ""
+    if math.isnan(fragments) or math.isnan(loci):
+        return ""
+    return f"<br>mutant fragments {fragments:.0f} at {count_noun(loci, 'locus', 'loci')}"
+
+
 def positive_float(value: Any) -> float | None:
     """`value` as a finite float > 0, else None."""
     try:

@@ -26,6 +26,7 @@ from mrdtrack.report.methods import methods_section
 from mrdtrack.report.panel import Panel
 from mrdtrack.report.qc import (
     panel_background,
+    panel_chip_loci,
     panel_excluded,
     panel_flagged,
     panel_fraglen,
@@ -46,7 +47,7 @@ SECTIONS: tuple[tuple[str, str, tuple[Builder, ...]], ...] = (
     ("survival", "MRD and progression-free survival", (panels_km, panel_forest, panel_endpoints)),
     ("dynamics", "MRD dynamics", (panel_swimmer, panel_trajectories, panel_lead_time)),
     ("qc", "Quality control", (panel_qc_samples, panel_lod, panel_background, panel_fraglen, panel_excluded,
-                               panel_locus_noise, panel_flagged)),
+                               panel_chip_loci, panel_locus_noise, panel_flagged)),
 )  # fmt: skip
 FIGURE_INDEX = "index.html"
 STATIC_WIDTH = 1180  # px, the figure width on the page (plotly's default, 700, wraps the legends)

@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import html
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from mrdtrack.report.context import Context, normalize_status, numeric_column, sample_table, text_column
+from mrdtrack.report.context import (
+    MUTANT_EVIDENCE,
+    Context,
+    normalize_status,
+    numeric_column,
+    sample_table,
+    text_column,
+)
 from mrdtrack.report.defaults import setting
-from mrdtrack.report.formatting import DASH, count_noun, fmt_number, positive_float
+from mrdtrack.report.formatting import DASH, count_noun, fmt_number, mutant_evidence_text, positive_float
 from mrdtrack.report.panel import Panel, data_table
 from mrdtrack.report.style import (
     base_layout,
@@ -24,6 +32,7 @@ from mrdtrack.report.style import (
     status_color,
     status_label,
 )
+from mrdtrack.report.threshold import calling_threshold
 
 SUBSTITUTIONS = ("C>A", "C>G", "C>T", "T>A", "T>C", "T>G")
 
@@ -79,9 +88,15 @@ def panel_qc_samples(ctx: Context) -> Panel:
         "Top: informative (deduplicated) molecules summed over the sample's panel loci, log scale."
         f"{cut} Bottom: loci used for calling (bars) of the patient's panel (dashes). {marks} "
         + _unused_reasons_text(ctx.tables.loci)
+        + _threshold_text(ctx)
     )
     panel.downloads["qc_samples.tsv"] = samples.drop(columns=["hover"])
     return panel
+
+
+def _threshold_text(ctx: Context) -> str:
+    described = calling_threshold(ctx).describe()
+    return f" Calling threshold: {described}." if described else ""
 
 
 def _qc_samples_layout(fig: go.Figure, samples: pd.DataFrame, min_molecules: float | None) -> None:
@@ -138,6 +153,15 @@ def _qc_sample_table(ctx: Context) -> pd.DataFrame:
             "flags": text_column(calls, "flags"),
         }
     )
+    # Newer calls.tsv columns, shown when the caller wrote them.
+    for column in MUTANT_EVIDENCE:
+        if column in calls.columns:
+            samples[column] = numeric_column(calls, column)
+    if "threshold_source" in calls.columns:
+        samples["threshold_source"] = text_column(calls, "threshold_source")
+    chip = _chip_loci_per_sample(ctx.tables.loci)
+    if chip is not None:
+        samples = samples.merge(chip, on="sample_id", how="left").fillna({c: 0 for c in chip.columns[1:]})
     qc = ctx.tables.qc
     extra = [c for c in ("duplicate_rate", "mean_family_size", "median_fragment_length") if c in qc.columns]
     if extra:
@@ -145,15 +169,48 @@ def _qc_sample_table(ctx: Context) -> pd.DataFrame:
     samples = samples.sort_values(["batch", "patient_id", "collection_date", "sample_id"]).reset_index(
         drop=True
     )
-    samples["hover"] = [
-        f"<b>{r.sample_id}</b> ({r.patient_id}, batch {r.batch or DASH})<br>{status_label(r.status)}<br>"
-        f"molecules {fmt_number(r.total_molecules, ',.0f')}, mutant {fmt_number(r.mutant_molecules, ',.0f')}<br>"
-        f"loci used {fmt_number(r.n_loci_used, '.0f')} of {fmt_number(r.n_loci_panel, '.0f')}<br>"
-        + "".join(f"{c.replace('_', ' ')} {fmt_number(getattr(r, c), '.3g')}<br>" for c in extra)
-        + (f"flags: {html.escape(r.flags)}" if r.flags else "")
-        for r in samples.itertuples()
-    ]
+    samples["hover"] = [_qc_hover(r, extra) for r in samples.itertuples()]
     return samples
+
+
+def _qc_hover(r: Any, extra: list[str]) -> str:
+    lines = [
+        f"<b>{r.sample_id}</b> ({r.patient_id}, batch {r.batch or DASH})",
+        status_label(r.status),
+        f"molecules {fmt_number(r.total_molecules, ',.0f')}, mutant {fmt_number(r.mutant_molecules, ',.0f')}"
+        + mutant_evidence_text(r).replace("<br>", "; "),
+        f"loci used {fmt_number(r.n_loci_used, '.0f')} of {fmt_number(r.n_loci_panel, '.0f')}",
+    ]
+    if getattr(r, "chip_suspect_loci", 0):
+        lines.append(
+            f"CHIP-suspect loci {r.chip_suspect_loci:.0f} ({r.chip_suspect_loci_with_alt:.0f} with ALT)"
+        )
+    if getattr(r, "threshold_source", ""):
+        lines.append(f"threshold: {r.threshold_source}")
+    lines += [f"{c.replace('_', ' ')} {fmt_number(getattr(r, c), '.3g')}" for c in extra]
+    if r.flags:
+        # plotly reads hover text as its own HTML subset: a '<' in a producer's flag must not start a tag
+        lines.append(f"flags: {html.escape(r.flags)}")
+    return "<br>".join(lines)
+
+
+def _chip_loci_per_sample(loci: pd.DataFrame) -> pd.DataFrame | None:
+    """Per sample, its loci in clonal-hematopoiesis genes and those with mutant molecules (None when loci.tsv
+    has no chip_suspect column)."""
+    if not {"sample_id", "chip_suspect"} <= set(loci.columns):
+        return None
+    suspect = loci[_is_true(loci["chip_suspect"])]
+    with_alt = numeric_column(suspect, "alt_molecules").fillna(0) > 0
+    counts = pd.DataFrame({"sample_id": suspect["sample_id"], "with_alt": with_alt})
+    grouped = counts.groupby("sample_id")["with_alt"]
+    return pd.DataFrame(
+        {"chip_suspect_loci": grouped.size(), "chip_suspect_loci_with_alt": grouped.sum()}
+    ).reset_index()
+
+
+def _is_true(column: pd.Series) -> pd.Series:
+    """A producer's boolean column (True/False, 1/0, yes/no) as booleans; anything else is False."""
+    return column.astype(str).str.strip().str.lower().isin(["true", "1", "yes"])
 
 
 def _add_qc_markers(fig: go.Figure, samples: pd.DataFrame) -> None:
@@ -189,7 +246,7 @@ def _add_qc_markers(fig: go.Figure, samples: pd.DataFrame) -> None:
 def _unused_reasons_text(loci: pd.DataFrame) -> str:
     if not {"used", "reason"} <= set(loci.columns) or loci.empty:
         return ""
-    used = loci["used"].astype(str).str.lower().isin(["true", "1", "yes"])
+    used = _is_true(loci["used"])
     reasons = text_column(loci[~used], "reason", "unspecified").replace("", "unspecified").value_counts()
     if reasons.empty:
         return "Every panel locus was used in every sample."
@@ -449,7 +506,7 @@ def panel_locus_noise(ctx: Context) -> Panel:
     if problem:
         panel.message = f"Not drawn: {problem}"
         return panel
-    excluded = text_column(rates, "excluded").str.lower().isin(["true", "1", "yes"])
+    excluded = _is_true(text_column(rates, "excluded"))
     fig = go.Figure()
     for flag, name, color in ((False, "kept", "#56B4E9"), (True, "excluded", "#000000")):
         rows = rates[excluded == flag]
@@ -480,6 +537,47 @@ def panel_locus_noise(ctx: Context) -> Panel:
     )
     panel.downloads["locus_rates.tsv"] = rates
     return panel
+
+
+def panel_chip_loci(ctx: Context) -> list[Panel]:
+    """Loci in clonal-hematopoiesis genes"""
+    loci = ctx.tables.loci
+    if "chip_suspect" not in loci.columns:
+        return []  # a caller that does not mark them: nothing to show
+    panel = Panel("chip_loci", "QC: panel loci in clonal-hematopoiesis genes (possible CHIP)")
+    suspect = loci[_is_true(loci["chip_suspect"])]
+    if suspect.empty:
+        panel.message = "No panel locus is in a clonal-hematopoiesis gene."
+        return [panel]
+    table = _chip_locus_table(suspect)
+    seen = int((table["samples_with_alt"] > 0).sum())
+    panel.caption = (
+        f"{count_noun(len(table), 'panel locus', 'panel loci')} of "
+        f"{count_noun(table['patient_id'].nunique(), 'patient')} lie in genes often mutated in clonal "
+        "hematopoiesis (CHIP, e.g. DNMT3A, TET2): mutant molecules there may come from the patient's blood cells "
+        "rather than the tumor, which only a matched normal (WBC) sample can tell apart. Read a call that rests "
+        f"on them with care. {seen} of them show mutant molecules in at least one plasma sample; 'used' counts "
+        "the samples whose call included the locus."
+    )
+    panel.blocks.append(data_table(table, ctx.settings.max_table_rows))
+    panel.downloads["chip_suspect_loci.tsv"] = table
+    return [panel]
+
+
+def _chip_locus_table(suspect: pd.DataFrame) -> pd.DataFrame:
+    """One row per patient and CHIP-suspect locus: samples, samples with mutant molecules, used in calls."""
+    keys = [c for c in ("patient_id", "gene", "chrom", "pos", "ref", "alt") if c in suspect.columns]
+    rows = suspect.assign(
+        alt_=numeric_column(suspect, "alt_molecules").fillna(0),
+        used_=_is_true(text_column(suspect, "used")),
+    )
+    table = rows.groupby(keys, sort=True, dropna=False).agg(
+        samples=("alt_", "size"),
+        samples_with_alt=("alt_", lambda a: int((a > 0).sum())),
+        alt_molecules=("alt_", "sum"),
+        used=("used_", "sum"),
+    )
+    return table.reset_index().astype({"alt_molecules": int, "used": int})
 
 
 def panel_flagged(ctx: Context) -> Panel:

@@ -1,0 +1,70 @@
+"""How the MRD calling threshold was set, as calls.tsv records it (`threshold`, `threshold_source`,
+`n_null_scores`), in words for the methods and the QC section.
+
+The caller calibrates the p-value cut on null scores (samples scored at other patients' panels) only when there
+are enough of them to resolve the target false-positive rate; otherwise it uses the rate itself ("nominal").
+Calls written before these columns existed give the older sentence without the source.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from mrdtrack.report.context import Context, numeric_column, text_column
+from mrdtrack.report.defaults import setting
+from mrdtrack.report.formatting import positive_float
+
+
+@dataclass(frozen=True)
+class CallingThreshold:
+    value: float | None  # the p-value cut (positive: p <= value)
+    source: str  # "empirical", "nominal", or "" when calls.tsv does not say
+    n_null_scores: int | None
+    false_positive_rate: float | None  # calling.false_positive_rate
+    needed: int | None  # null scores needed for an empirical threshold at that rate
+
+    def describe(self) -> str:
+        """'p <= 0.01, nominal: only 140 null scores, fewer than the 1,000 needed to resolve a 1% false-positive
+        rate', 'p <= 0.0073, empirical, from 3,820 null scores', or '' when calls.tsv does not say."""
+        if not self.source:
+            return ""
+        cut = f"p \u2264 {self.value:.3g}" if self.value is not None else "p-value cut not recorded"
+        scores = "an unknown number of" if self.n_null_scores is None else f"{self.n_null_scores:,}"
+        if self.source == "empirical":
+            return f"{cut}, empirical, from {scores} null scores"
+        rate = f" to resolve a {self.rate_percent()} false-positive rate" if self.false_positive_rate else ""
+        if self.needed is not None:
+            return f"{cut}, {self.source}: only {scores} null scores, fewer than the {self.needed:,} needed{rate}"
+        return f"{cut}, {self.source}: only {scores} null scores, too few{rate}"
+
+    def rate_percent(self) -> str:
+        """The target false-positive rate as '1%'."""
+        return f"{self.false_positive_rate * 100:g}%" if self.false_positive_rate else ""
+
+
+def calling_threshold(ctx: Context) -> CallingThreshold:
+    """The threshold of this run's calls (the same for every row; the first recorded value is used)."""
+    calls = ctx.tables.calls
+    rate = positive_float(setting(ctx.config, "calling", "false_positive_rate"))
+    min_expected = positive_float(setting(ctx.config, "calling", "empirical_min_expected"))
+    # The caller goes empirical once the null scores would show `empirical_min_expected` false positives.
+    needed = math.ceil(min_expected / rate - 1e-9) if rate and min_expected else None
+    return CallingThreshold(
+        value=_first(numeric_column(calls, "threshold")),
+        source=next((s for s in text_column(calls, "threshold_source").str.strip() if s), ""),
+        n_null_scores=_as_int(_first(numeric_column(calls, "n_null_scores"))),
+        false_positive_rate=rate,
+        needed=needed,
+    )
+
+
+def _first(values: pd.Series) -> float | None:
+    known = values.dropna()
+    return float(known.iloc[0]) if len(known) else None
+
+
+def _as_int(value: float | None) -> int | None:
+    return None if value is None else int(round(value))
