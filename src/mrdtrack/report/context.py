@@ -30,14 +30,12 @@ ALL = "all"
 # calls.tsv: distinct mutant fragments at the used loci, and the loci with one (a positive needs enough of both)
 MUTANT_EVIDENCE = ("mutant_fragments", "mutant_loci")
 
-
 ID_COLUMNS = (
     "sample_id", "patient_id", "cohort", "batch", "group", "analysis", "chrom", "term", "model", "flags",
     "status_reason", "reason", "note", "mrd_status", "baseline_status", "sample_type", "collection_date",
     "enrollment_date", "pfs_date", "os_date", "restart_date", "first_positive_date", "endpoint", "allele",
     "substitution", "context", "orientation", "ref", "alt", "baseline_sample_id", "statuses",
 )  # fmt: skip
-
 
 TABLE_NAMES = (
     "calls", "loci", "context_rates", "locus_rates", "excluded", "samples", "patients", "joined", "km_curves",

@@ -1,5 +1,5 @@
 """Quality-control panels: molecules and loci per sample, LOD95, background error by context, fragment lengths,
-excluded loci, per-locus noise and flagged samples."""
+excluded loci, loci in clonal-hematopoiesis genes, per-locus noise and flagged samples."""
 
 from __future__ import annotations
 
@@ -36,9 +36,7 @@ from mrdtrack.report.threshold import calling_threshold
 
 SUBSTITUTIONS = ("C>A", "C>G", "C>T", "T>A", "T>C", "T>G")
 
-
 BASES = "ACGT"
-
 
 # Fragment-length lines: (color, dash). Mutant molecules of MRD-positive samples take the MRD-positive color.
 FRAGLEN_GROUPS = {
@@ -56,7 +54,7 @@ def panel_qc_samples(ctx: Context) -> Panel:
         panel.message = f"Not drawn: {problem}"
         return panel
     samples = _qc_sample_table(ctx)
-    # The gap leaves room for nothing but the title band: the sample labels sit under the bottom panel only.
+    # The sample labels sit under the bottom panel only (_qc_samples_layout), so a small gap suffices.
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, row_heights=[0.55, 0.45])
     for status in ordered_statuses(samples["status"].tolist()):
         rows = samples[samples["status"] == status]

@@ -10,7 +10,6 @@ import plotly.graph_objects as go
 # Okabe & Ito (2008): distinguishable under the common colour-vision deficiencies.
 MRD_COLORS = {"positive": "#D55E00", "negative": "#0072B2", "indeterminate": "#8C8C8C", "no call": "#C8C8C8"}
 
-
 # A shape per status too, so the status still reads in grey-scale print.
 MRD_SYMBOLS = {
     "positive": "diamond",
@@ -18,7 +17,6 @@ MRD_SYMBOLS = {
     "indeterminate": "circle-open",
     "no call": "x-thin-open",
 }
-
 
 MRD_LABELS = {
     "positive": "MRD-positive",
@@ -28,7 +26,6 @@ MRD_LABELS = {
     "all": "all patients",
 }
 
-
 MRD_SHORT = {
     "positive": "MRD+",
     "negative": "MRD\u2212",
@@ -37,12 +34,9 @@ MRD_SHORT = {
     "all": "all",
 }
 
-
 STATUS_ORDER = ("positive", "negative", "indeterminate", "no call", "none", "all")
 
-
 COHORT_COLORS = ("#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442")
-
 
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 
