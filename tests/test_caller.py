@@ -22,6 +22,7 @@ from mrdtrack.caller import (
     lod95,
     mtm_per_ml,
     null_distribution,
+    null_panels,
     seeded_rng,
     simulate_null_statistics,
 )
@@ -112,7 +113,9 @@ def test_monte_carlo_null_is_exact_and_matches_the_asymptotics_with_many_expecte
 def test_monte_carlo_p_values_keep_the_false_positive_rate_with_few_expected_molecules():
     rng = np.random.default_rng(2)
     n, e, w = arrays([150] * 30, rng.lognormal(np.log(2e-5), 1, 30), rng.uniform(0.4, 1, 30))
-    null = null_distribution(Design.of_loci(n, e, w), CallSettings(p_value_method="monte_carlo"), seeded_rng(1, "x"))
+    null = null_distribution(
+        Design.of_loci(n, e, w), CallSettings(p_value_method="monte_carlo"), seeded_rng(1, "x")
+    )
     tables = rng.binomial(n.astype(int), e, size=(20_000, 30))
     p = null.p_value(lr_statistic_rows(tables, n, e, w))
     for alpha in (0.01, 0.05):
@@ -121,8 +124,12 @@ def test_monte_carlo_p_values_keep_the_false_positive_rate_with_few_expected_mol
 
 def test_auto_picks_monte_carlo_only_when_few_background_molecules_are_expected():
     settings = CallSettings(monte_carlo_max_expected=20, null_draws=100)
-    few = null_distribution(Design.of_loci(*arrays([100] * 10, [1e-4] * 10, [1] * 10)), settings, seeded_rng(1))
-    many = null_distribution(Design.of_loci(*arrays([10_000] * 10, [1e-3] * 10, [1] * 10)), settings, seeded_rng(1))
+    few = null_distribution(
+        Design.of_loci(*arrays([100] * 10, [1e-4] * 10, [1] * 10)), settings, seeded_rng(1)
+    )
+    many = null_distribution(
+        Design.of_loci(*arrays([10_000] * 10, [1e-3] * 10, [1] * 10)), settings, seeded_rng(1)
+    )
     assert (few.method, many.method) == ("monte_carlo", "asymptotic")
 
 
@@ -318,6 +325,32 @@ def test_null_scores_cover_every_sample_against_every_other_panel(cohort_calls):
     assert len(nulls) == (scored["patient_id"] == "").sum() * 6 + (scored["patient_id"] != "").sum() * 5
     assert not (nulls["sample_patient_id"] == nulls["panel_patient_id"]).any()
     assert nulls["p_value"].between(0, 1).all()
+
+
+def test_each_sample_is_scored_against_a_bounded_fixed_set_of_other_panels():
+    panels = [f"P{i:02d}" for i in range(82)]
+    settings = CallSettings(max_null_panels=10)
+    chosen = null_panels("S1", "P05", panels, settings)
+    assert len(chosen) == 10 and "P05" not in chosen
+    assert null_panels("S1", "P05", panels[::-1], settings) == chosen  # whatever the cohort's order
+    assert null_panels("S2", "P05", panels, settings) != chosen  # samples spread over the panels
+    # Every panel is scored by some samples: 600 samples x 10 panels cover all 82.
+    covered = {p for i in range(600) for p in null_panels(f"S{i}", panels[i % 82], panels, settings)}
+    assert covered == set(panels)
+    assert len(null_panels("S1", "P05", panels, CallSettings(max_null_panels=None))) == 81
+
+
+def test_null_scores_grow_with_the_samples_not_with_samples_times_patients():
+    spec = CohortSpec(patients=8, loci_per_patient=10, depth=200, plasma_tfs={"P1": [0.0]}, seed=3)
+    cohort = simulate_cohort(spec)
+    background = build_background(cohort.counts, cohort.samples)
+    result = call_cohort(
+        cohort.counts, cohort.samples, cohort.panel, background.locus_rates, background.excluded,
+        replace(FAST, max_null_panels=3),
+    )  # fmt: skip
+    scored = cohort.samples["sample_type"].isin(["plasma", "control"]).sum()
+    assert len(result.null_scores) == 3 * scored
+    assert result.null_scores.groupby("sample_id").size().eq(3).all()
 
 
 def test_in_sample_outlier_locus_is_dropped_and_reported():

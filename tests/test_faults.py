@@ -25,7 +25,16 @@ from conftest import REPO, SAMPLE_HEADER, TEST_DATA, prepare_workdir, run_snakem
 
 pytestmark = pytest.mark.slow
 
-COHORT_RULES = {"sample_sheet", "background", "call_mrd", "clinical", "survival", "report", "all"}
+COHORT_RULES = {
+    "sample_sheet",
+    "background",
+    "calibrate",
+    "gather_calls",
+    "clinical",
+    "survival",
+    "report",
+    "all",
+}
 JOB = re.compile(r"^(?:local)?rule (\w+):\n((?:[ \t]+.*\n?)*)", re.MULTILINE)
 
 
@@ -83,7 +92,7 @@ def test_a_new_batch_recounts_only_its_samples_and_redoes_the_cohort_steps(bundl
                         "CTRL07": ("", "control", "batch2/bams/CTRL06.bam")})  # fmt: skip
     jobs = dry_run(workdir)
     assert sorted(j["sample"] for j in jobs if j["rule"] == "count_molecules") == ["CTRL07", "P01_T4"]
-    assert {j["rule"] for j in jobs} == COHORT_RULES | {"count_molecules"}
+    assert {j["rule"] for j in jobs} == COHORT_RULES | {"count_molecules", "call_sample"}
     assert all("Missing output files" in j["reason"] for j in jobs if j["rule"] == "count_molecules")
     sheet_job = next(j for j in jobs if j["rule"] == "sample_sheet")
     assert "batch3/samples.tsv" in sheet_job["reason"]
@@ -92,7 +101,9 @@ def test_a_new_batch_recounts_only_its_samples_and_redoes_the_cohort_steps(bundl
     add_batch(workdir, {"CTRL07": ("", "control", "batch2/bams/CTRL06.bam")})
     jobs = dry_run(workdir)
     assert [j["sample"] for j in jobs if j["rule"] == "count_molecules"] == ["CTRL07"]
-    assert {"background", "call_mrd", "clinical", "survival", "report"} <= {j["rule"] for j in jobs}
+    assert {"background", "calibrate", "call_sample", "clinical", "survival", "report"} <= {
+        j["rule"] for j in jobs
+    }
     background = next(j for j in jobs if j["rule"] == "background")
     assert "results/counts/CTRL07.tsv" in background["reason"]
 

@@ -8,7 +8,11 @@ import pandas as pd
 import pytest
 
 from conftest import TEST_DATA, run_snakemake
-from mrdtrack.counting import COUNT_COLUMNS
+from mrdtrack.background import read_counts, read_panel, read_samples
+from mrdtrack.caller import CallSettings, call_cohort, read_excluded, read_locus_rates
+from mrdtrack.counting import COUNT_COLUMNS, read_fragments
+from mrdtrack.fraglen import read_fragment_lengths
+from mrdtrack.tables import write_tsv
 
 CALLS_CONTRACT = [
     "sample_id", "patient_id", "collection_date", "mrd_status", "tumor_fraction", "tf_ci_low", "tf_ci_high",
@@ -60,3 +64,26 @@ def test_a_second_run_has_nothing_to_do(run):
     result = run_snakemake(run, "--dry-run")
     assert result.returncode == 0
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_one_job_per_sample_gives_the_calls_of_one_process(run, tmp_path):
+    results = run / "results"
+    samples = read_samples(results / "sheets/samples.tsv")
+    counts = [results / f"counts/{s}" for s in samples["sample_id"]]
+    in_memory = call_cohort(
+        read_counts([f"{c}.tsv" for c in counts]),
+        samples,
+        read_panel(results / "panel/loci.tsv"),
+        read_locus_rates(results / "background/locus_rates.tsv"),
+        read_excluded(results / "background/excluded_loci.tsv"),
+        CallSettings.from_config({"false_positive_rate": 0.01}),
+        read_fragment_lengths([f"{c}.fraglen.tsv" for c in counts]),
+        fragments=read_fragments([f"{c}.fragments.tsv" for c in counts]),
+    )
+    for table, name in (
+        (in_memory.calls, "calls"),
+        (in_memory.loci, "loci"),
+        (in_memory.null_scores, "null_scores"),
+    ):
+        write_tsv(table, tmp_path / f"{name}.tsv")
+        assert (tmp_path / f"{name}.tsv").read_bytes() == (results / f"mrd/{name}.tsv").read_bytes(), name

@@ -34,6 +34,8 @@ spread over worker processes (`call_cohort(workers=...)`) with results identical
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import zlib
 from collections.abc import Mapping
@@ -47,10 +49,12 @@ from scipy import stats
 from mrdtrack.background import ID_DTYPES, LOCUS_KEY, check_ranges, checked_section
 from mrdtrack.fraglen import (
     LENGTH_COLUMNS,
+    STATE_COLUMNS,
     LengthClasses,
     LengthModel,
     build_length_model,
     clip_lengths,
+    own_excess,
     parse_lengths,
     ref_histograms,
 )
@@ -68,7 +72,7 @@ from mrdtrack.likelihood import (
 )
 from mrdtrack.logs import UserFacingError
 from mrdtrack.processes import in_parallel
-from mrdtrack.tables import read_tsv
+from mrdtrack.tables import read_tsv, write_json, write_tsv
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +89,11 @@ LOCI_COLUMNS = [
     "sample_id", "patient_id", "chrom", "pos", "ref", "alt", "context", "weight", "ref_molecules",
     "alt_molecules", "background_rate", "used", "reason",
 ]  # fmt: skip
+TEXT_DEFAULTS = {"batch": "", "flags": "", "status_reason": "", "p_value_method": "", "collection_date": ""}
+CALL_DTYPES = {"sample_id": str, "patient_id": str, "collection_date": str, "batch": str, "mrd_status": str,
+               "flags": str, "status_reason": str, "p_value_method": str, "threshold_source": str}  # fmt: skip
+NULL_DTYPES = {"sample_id": str, "sample_type": str, "sample_patient_id": str, "panel_patient_id": str,
+               "p_value_method": str}  # fmt: skip
 NULL_COLUMNS = [
     "sample_id", "sample_type", "sample_patient_id", "panel_patient_id", "n_loci_used", "mutant_molecules",
     "total_molecules", "tumor_fraction", "lr_statistic", "p_value", "p_value_method", "calibration",
@@ -118,8 +127,11 @@ class CallSettings:
     fragment_length_bandwidth: float = 4.0  # bp, Gaussian smoothing of the length histograms
     min_mutant_fragments: int = 2  # a positive needs this many distinct fragments with an ALT ...
     min_mutant_loci: int = 2  # ... at this many loci
-    empirical_min_expected: float = 10.0  # empirical threshold only when the null would show this many positives
+    empirical_min_expected: float = (
+        10.0  # empirical threshold only when the null would show this many positives
+    )
     overdispersion: bool = True  # widen the TF interval by the loci's between-locus overdispersion
+    max_null_panels: int | None = 10  # other patients' panels each sample is scored against (None: all)
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any] | None) -> CallSettings:
@@ -292,7 +304,10 @@ class Cells:
             starts = np.searchsorted(design.hit_kind, self.kind)
             lengths = np.searchsorted(design.hit_kind, self.kind, side="right") - starts
             offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-            table, locus = np.repeat(self.table, lengths), design.hit_locus[np.repeat(starts, lengths) + offsets]
+            table, locus = (
+                np.repeat(self.table, lengths),
+                design.hit_locus[np.repeat(starts, lengths) + offsets],
+            )
         else:
             table, locus = self.table, self.kind
         pairs = np.unique(np.stack([table, locus]), axis=1)
@@ -404,9 +419,9 @@ class Score:
     def supported(self, settings: CallSettings) -> bool:
         """Independent support for a positive: enough distinct mutant fragments at enough loci."""
         return (
-            self.mutant_fragments >= settings.min_mutant_fragments and self.mutant_loci >= settings.min_mutant_loci
+            self.mutant_fragments >= settings.min_mutant_fragments
+            and self.mutant_loci >= settings.min_mutant_loci
         )
-
 
 
 def find_outliers(
@@ -467,7 +482,9 @@ def evidence(
     single_a = np.asarray(a if classes is None else length_table, dtype=np.int64).copy()
     groups: dict[tuple[int, ...], int] = {}
     patterns = []
-    for loci, alt, length, count in zip(fragments.loci, fragments.alt, fragments.length, fragments.count, strict=True):
+    for loci, alt, length, count in zip(
+        fragments.loci, fragments.alt, fragments.length, fragments.count, strict=True
+    ):
         members = np.asarray(loci)
         single_n[members] -= count
         k = 0 if classes is None or length < 0 else int(classes.class_of_length[clip_lengths(length)])
@@ -510,7 +527,9 @@ def score_loci(
     used = ~outliers
     if not used.any():
         empty = Design.of_loci(np.zeros(0), np.zeros(0), np.zeros(0))
-        return Score(used, outliers, np.nan, (np.nan, np.nan), 0.0, 1.0, NullDistribution("asymptotic"), empty)
+        return Score(
+            used, outliers, np.nan, (np.nan, np.nan), 0.0, 1.0, NullDistribution("asymptotic"), empty
+        )
     kept = _fragments_within(fragments, used)
     table = None if classes is None else length_table[used]
     observed = evidence(n[used], a[used], e[used], w[used], kept, table, classes)
@@ -616,7 +635,9 @@ def lod95(
     split_seed = int(rng.integers(2**62)) if classes is not None else 0
 
     def detected(f: float) -> bool:
-        probability = detection_probability(f, design, threshold, null, uniforms, settings, classes, split_seed)
+        probability = detection_probability(
+            f, design, threshold, null, uniforms, settings, classes, split_seed
+        )
         return probability >= settings.lod_power
 
     low, high = 1e-8, 1.0
@@ -688,7 +709,11 @@ def _lacking_support(fragments: int | None, loci: int | None, settings: CallSett
     if fragments < settings.min_mutant_fragments:
         return f"{fragments} mutant fragment{'s' if fragments != 1 else ''}"
     if loci < settings.min_mutant_loci:
-        return f"{fragments} mutant fragments, all at {loci} locus" if loci == 1 else f"mutant fragments at {loci} loci"
+        return (
+            f"{fragments} mutant fragments, all at {loci} locus"
+            if loci == 1
+            else f"mutant fragments at {loci} loci"
+        )
     return ""
 
 
@@ -856,7 +881,9 @@ def _fragments_by_row(
     ].itertuples(index=False):
         if sample_id not in row:
             continue
-        keys = [(chrom, int(pos), ref, alt) for pos, ref, alt in (item.split(":") for item in loci.split(","))]
+        keys = [
+            (chrom, int(pos), ref, alt) for pos, ref, alt in (item.split(":") for item in loci.split(","))
+        ]
         where = index.get_indexer(keys)
         known = where >= 0
         if known.sum() < 2:
@@ -953,26 +980,12 @@ def _score_sample_at_panel(
 def attach_length_model(cohort: Cohort, fragment_lengths: pd.DataFrame, settings: CallSettings) -> None:
     """Learn the cohort's fragment-length model (fraglen.py) from the samples' REF lengths and the plasma
     samples' ALT molecules at their own usable panel loci, with the background expected there."""
+    incomplete = _mark_incomplete_lengths(cohort)
     own_panel_alt = {}
-    incomplete = [s for s in cohort.samples.index if not cohort.has_all_lengths(s)]
-    cohort.counts_only = set(incomplete)
-    if incomplete:
-        log.warning(
-            "no fragment length for some mutant molecules of %d samples (%s): they are called on counts only "
-            "(count tables from an older mrdtrack? recount them)",
-            len(incomplete),
-            ", ".join(incomplete[:5]),
-        )
-    for sample_id, sample in cohort.samples.iterrows():
-        if sample["sample_type"] != "plasma" or sample["patient_id"] not in cohort.panels:
-            continue
-        if sample_id in incomplete:
-            continue
-        data = panel_data(cohort, sample_id, sample["patient_id"], settings, null_score=False)
-        usable = data.usable
-        lengths = cohort.lengths_at(sample_id, data.locus[usable])
-        expected = float((data.n[usable] * data.e[usable]).sum())
-        own_panel_alt[sample_id] = (np.concatenate([np.zeros(0, np.int64), *lengths]), expected)
+    for sample_id in cohort.samples.index:
+        found = None if sample_id in incomplete else _own_panel_alt(cohort, sample_id, settings)
+        if found is not None:
+            own_panel_alt[sample_id] = found
     cohort.length_model = build_length_model(
         ref_histograms(fragment_lengths),
         own_panel_alt,
@@ -983,6 +996,51 @@ def attach_length_model(cohort: Cohort, fragment_lengths: pd.DataFrame, settings
     log.info("fragment-length model: %.0f tumor molecules estimated in the cohort", molecules)
 
 
+def attach_sample_length_model(
+    cohort: Cohort,
+    sample_id: str,
+    fragment_lengths: pd.DataFrame,
+    state: pd.DataFrame,
+    settings: CallSettings,
+) -> None:
+    """The cohort's length model (its `LengthModel.state()`) around one sample of a one-sample cohort: the
+    classes it gives the sample are those `attach_length_model` on the whole cohort gives it."""
+    incomplete = _mark_incomplete_lengths(cohort)
+    ref = ref_histograms(fragment_lengths).get(sample_id)
+    cohort_ref = state["cohort_ref"].to_numpy(dtype=float)
+    found = None if incomplete else _own_panel_alt(cohort, sample_id, settings)
+    excess = None if found is None else own_excess(cohort_ref if ref is None else ref, cohort_ref, *found)
+    cohort.length_model = LengthModel.for_sample(
+        state, sample_id, ref, excess, settings.fragment_length_prior, settings.fragment_length_bandwidth
+    )
+
+
+def _mark_incomplete_lengths(cohort: Cohort) -> list[str]:
+    incomplete = [s for s in cohort.samples.index if not cohort.has_all_lengths(s)]
+    cohort.counts_only = set(incomplete)
+    if incomplete:
+        log.warning(
+            "no fragment length for some mutant molecules of %d samples (%s): they are called on counts only "
+            "(count tables from an older mrdtrack? recount them)",
+            len(incomplete),
+            ", ".join(incomplete[:5]),
+        )
+    return incomplete
+
+
+def _own_panel_alt(cohort: Cohort, sample_id: str, settings: CallSettings) -> tuple[np.ndarray, float] | None:
+    """A plasma sample's ALT lengths at its own usable panel loci and the background expected there; None for
+    a sample that teaches the length model nothing (not plasma, no panel)."""
+    sample = cohort.samples.loc[sample_id]
+    if sample["sample_type"] != "plasma" or sample["patient_id"] not in cohort.panels:
+        return None
+    data = panel_data(cohort, sample_id, sample["patient_id"], settings, null_score=False)
+    usable = data.usable
+    lengths = cohort.lengths_at(sample_id, data.locus[usable])
+    expected = float((data.n[usable] * data.e[usable]).sum())
+    return np.concatenate([np.zeros(0, np.int64), *lengths]), expected
+
+
 def sample_scale(cohort: Cohort, sample_id: str, panel_patient: str, settings: CallSettings) -> float:
     """The factor applied to every locus rate of this sample at this panel (1 when `sample_background` is off)."""
     if not settings.sample_background:
@@ -990,14 +1048,25 @@ def sample_scale(cohort: Cohort, sample_id: str, panel_patient: str, settings: C
     return cohort.background_scale(sample_id, panel_patient, settings.sample_background_prior)
 
 
+def null_panels(sample_id: str, sample_patient: str, panels: list[str], settings: CallSettings) -> list[str]:
+    """The other patients' panels a sample is scored against: `max_null_panels` of them (all when None), chosen
+    by a hash of sample and panel, so that the choice is fixed and the same for any order of the cohort."""
+    others = [p for p in panels if p != sample_patient]
+    if settings.max_null_panels is None or len(others) <= settings.max_null_panels:
+        return sorted(others)
+    ranked = sorted(others, key=lambda p: (zlib.crc32(f"{settings.seed}\x1f{sample_id}\x1f{p}".encode()), p))
+    return sorted(ranked[: settings.max_null_panels])
+
+
 def null_scores(cohort: Cohort, settings: CallSettings, workers: int = 1) -> pd.DataFrame:
-    """Every plasma and control sample scored against each patient panel that is not its own."""
+    """Every plasma and control sample scored against other patients' panels (`null_panels`): work linear in
+    the samples."""
     scored = cohort.samples[cohort.samples["sample_type"].isin(["plasma", "control"])]
+    panels = list(cohort.panels)
     pairs = [
         (sample_id, patient)
         for sample_id, sample_patient in zip(scored.index, scored["patient_id"], strict=True)
-        for patient in cohort.panels
-        if patient != sample_patient
+        for patient in null_panels(sample_id, sample_patient, panels, settings)
     ]
     records = in_parallel(_null_score, pairs, (cohort, settings), workers)
     return mark_contamination(pd.DataFrame(records, columns=NULL_COLUMNS), settings)
@@ -1022,8 +1091,10 @@ def mark_contamination(nulls: pd.DataFrame, settings: CallSettings) -> pd.DataFr
     nulls = nulls.copy()
     eligible = nulls["calibration"].to_numpy(dtype=bool)
     panels = nulls["sample_id"].map(nulls[eligible].groupby("sample_id").size()).fillna(0).to_numpy()
-    significant = eligible & nulls["supported"].to_numpy(dtype=bool) & (
-        nulls["p_value"].to_numpy() <= settings.false_positive_rate / np.maximum(panels, 1)
+    significant = (
+        eligible
+        & nulls["supported"].to_numpy(dtype=bool)
+        & (nulls["p_value"].to_numpy() <= settings.false_positive_rate / np.maximum(panels, 1))
     )
     per_sample = pd.Series(significant).groupby(nulls["sample_id"].to_numpy()).transform("sum").to_numpy()
     candidate = significant & (per_sample <= settings.contamination_max_panels)
@@ -1211,7 +1282,18 @@ def _flags(
     return ";".join(flags)
 
 
-def call_cohort(
+@dataclass
+class Calibration:
+    """What the cohort step gives every sample's own call: the null scores, the threshold and the fragment-length
+    model's state (None when lengths do not weigh in)."""
+
+    null_scores: pd.DataFrame
+    threshold: Threshold
+    length_state: pd.DataFrame | None
+    length_model: pd.DataFrame  # fraglen.LengthModel.summary(); empty when lengths do not weigh in
+
+
+def calibrate(
     counts: pd.DataFrame,
     samples: pd.DataFrame,
     panel: pd.DataFrame,
@@ -1221,8 +1303,8 @@ def call_cohort(
     fragment_lengths: pd.DataFrame | None = None,
     workers: int = 1,
     fragments: pd.DataFrame | None = None,
-) -> CallResult:
-    """Null scores -> calibrated threshold -> one call per plasma sample.
+) -> Calibration:
+    """The cohort step of calling: fragment-length model, null scores and the threshold they allow.
 
     `fragment_lengths` (sample_id, allele, length, molecules: the counting step's histograms) is needed when
     `settings.fragment_lengths` is on. `fragments` (sample_id + counting.FRAGMENT_COLUMNS) are the fragments
@@ -1235,9 +1317,6 @@ def call_cohort(
             raise ValueError("calling.fragment_lengths needs the samples' fragment-length histograms")
         attach_length_model(cohort, fragment_lengths, settings)
     nulls = null_scores(cohort, settings, workers)
-    candidates = nulls[nulls["contamination_candidate"]]
-    for sample_id, panel_patient in zip(candidates["sample_id"], candidates["panel_patient_id"], strict=True):
-        cohort.contaminating.setdefault(sample_id, set()).add(panel_patient)
     calibrating = decisive_p_values(nulls)
     threshold = Threshold(*threshold_from_null(calibrating, settings), len(calibrating))
     log.info(
@@ -1247,28 +1326,120 @@ def call_cohort(
         len(calibrating),
         settings.false_positive_rate,
     )
-    plasma = list(samples.loc[samples["sample_type"] == "plasma", "sample_id"])
-    results = in_parallel(_call_one, plasma, (cohort, threshold, nulls, settings), workers)
-    calls = [call for call, _ in results]
-    loci = [sample_loci for _, sample_loci in results]
-    calls_frame = pd.DataFrame(calls, columns=CALL_COLUMNS)
-    calls_frame = calls_frame.sort_values(["patient_id", "collection_date", "sample_id"], kind="stable")
-    loci = [frame for frame in loci if len(frame)]
+    model = cohort.length_model
+    summary = model.summary() if model else pd.DataFrame(columns=LENGTH_COLUMNS)
+    return Calibration(nulls, threshold, model.state() if model else None, summary)
+
+
+def call_plasma_sample(
+    sample_id: str,
+    counts: pd.DataFrame,
+    samples: pd.DataFrame,
+    panel: pd.DataFrame,
+    locus_rates: pd.DataFrame,
+    excluded: pd.DataFrame,
+    calibration: Calibration,
+    settings: CallSettings | None = None,
+    fragment_lengths: pd.DataFrame | None = None,
+    fragments: pd.DataFrame | None = None,
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """One plasma sample's call (its calls.tsv row and loci.tsv rows) from its own tables and the cohort step's
+    `calibration`: what the workflow runs as one job per sample. Only the sample's rows of `counts`,
+    `fragment_lengths` and `fragments` are read, so each may hold that sample alone."""
+    settings = settings or CallSettings()
+    cohort = build_cohort(
+        _rows_of(counts, sample_id), samples[samples["sample_id"] == sample_id], panel, locus_rates, excluded,
+        None if fragments is None else _rows_of(fragments, sample_id),
+    )  # fmt: skip
+    if settings.fragment_lengths:
+        if fragment_lengths is None or calibration.length_state is None:
+            raise ValueError(
+                "calling.fragment_lengths needs the sample's length histogram and the cohort model"
+            )
+        lengths = _rows_of(fragment_lengths, sample_id)
+        attach_sample_length_model(cohort, sample_id, lengths, calibration.length_state, settings)
+    nulls = calibration.null_scores[calibration.null_scores["sample_id"] == sample_id]
+    cohort.contaminating[sample_id] = set(nulls.loc[nulls["contamination_candidate"], "panel_patient_id"])
+    return call_sample(cohort, sample_id, calibration.threshold, nulls, settings)
+
+
+def _rows_of(table: pd.DataFrame, sample_id: str) -> pd.DataFrame:
+    return table[table["sample_id"] == sample_id]
+
+
+def gather_calls(results: list[tuple[dict[str, Any], pd.DataFrame]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """calls.tsv and loci.tsv from the per-sample calls, in the contract's order."""
+    calls = pd.DataFrame([call for call, _ in results], columns=CALL_COLUMNS)
+    calls = calls.sort_values(["patient_id", "collection_date", "sample_id"], kind="stable")
+    order = {sample_id: i for i, sample_id in enumerate(calls["sample_id"])}
+    loci = sorted((frame for _, frame in results if len(frame)), key=lambda f: order[f["sample_id"].iloc[0]])
     loci_frame = pd.concat(loci, ignore_index=True) if loci else _no_loci()
-    log.info("calls: %s", summarize(calls_frame))
-    length_model = (
-        cohort.length_model.summary() if cohort.length_model else pd.DataFrame(columns=LENGTH_COLUMNS)
+    log.info("calls: %s", summarize(calls))
+    return calls.reset_index(drop=True), loci_frame[LOCI_COLUMNS]
+
+
+def call_cohort(
+    counts: pd.DataFrame,
+    samples: pd.DataFrame,
+    panel: pd.DataFrame,
+    locus_rates: pd.DataFrame,
+    excluded: pd.DataFrame,
+    settings: CallSettings | None = None,
+    fragment_lengths: pd.DataFrame | None = None,
+    workers: int = 1,
+    fragments: pd.DataFrame | None = None,
+) -> CallResult:
+    """`calibrate`, then `call_plasma_sample` for every plasma sample: the workflow's calling steps in one
+    process (tests, benchmarks). The results are those of the workflow's jobs, whatever their layout."""
+    settings = settings or CallSettings()
+    calibration = calibrate(
+        counts, samples, panel, locus_rates, excluded, settings, fragment_lengths, workers, fragments
     )
-    return CallResult(
-        calls_frame.reset_index(drop=True), loci_frame[LOCI_COLUMNS], nulls, threshold.value, length_model
-    )
+    plasma = list(samples.loc[samples["sample_type"] == "plasma", "sample_id"])
+    inputs = _SampleInputs(counts, samples, panel, locus_rates, excluded, fragment_lengths, fragments)
+    results = in_parallel(_call_one, plasma, (inputs, calibration, settings), workers)
+    calls, loci = gather_calls(results)
+    threshold = calibration.threshold.value
+    return CallResult(calls, loci, calibration.null_scores, threshold, calibration.length_model)
+
+
+@dataclass
+class _SampleInputs:
+    """The cohort's tables, split by sample once so that each sample's call reads only its own rows."""
+
+    counts: pd.DataFrame
+    samples: pd.DataFrame
+    panel: pd.DataFrame
+    locus_rates: pd.DataFrame
+    excluded: pd.DataFrame
+    fragment_lengths: pd.DataFrame | None
+    fragments: pd.DataFrame | None
+
+    def __post_init__(self) -> None:
+        self._by_sample = {
+            name: dict(tuple(table.groupby("sample_id", sort=False))) if table is not None else None
+            for name, table in (
+                ("counts", self.counts), ("fragment_lengths", self.fragment_lengths), ("fragments", self.fragments)
+            )
+        }  # fmt: skip
+
+    def own(self, name: str, sample_id: str) -> pd.DataFrame | None:
+        groups = self._by_sample[name]
+        if groups is None:
+            return None
+        table = getattr(self, name)
+        return groups.get(sample_id, table.iloc[:0])
 
 
 def _call_one(
-    shared: tuple[Cohort, Threshold, pd.DataFrame, CallSettings], sample_id: str
+    shared: tuple[_SampleInputs, Calibration, CallSettings], sample_id: str
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    cohort, threshold, nulls, settings = shared
-    return call_sample(cohort, sample_id, threshold, nulls, settings)
+    inputs, calibration, settings = shared
+    return call_plasma_sample(
+        sample_id, inputs.own("counts", sample_id), inputs.samples, inputs.panel, inputs.locus_rates,
+        inputs.excluded, calibration, settings, inputs.own("fragment_lengths", sample_id),
+        inputs.own("fragments", sample_id),
+    )  # fmt: skip
 
 
 def summarize(calls: pd.DataFrame) -> str:
@@ -1277,6 +1448,34 @@ def summarize(calls: pd.DataFrame) -> str:
     return ", ".join(
         f"{status}: {counts.get(status, 0)}" for status in ("positive", "negative", "indeterminate")
     )
+
+
+def write_calibration(calibration: Calibration, null_scores: str, threshold: str, length_state: str) -> None:
+    """The cohort step's outputs: null_scores.tsv, threshold.json and the length model's state (header only
+    when lengths do not weigh in)."""
+    write_tsv(calibration.null_scores, null_scores)
+    write_json(dataclasses.asdict(calibration.threshold), threshold)
+    state = calibration.length_state
+    write_tsv(pd.DataFrame(columns=STATE_COLUMNS) if state is None else state, length_state)
+
+
+def read_calibration(null_scores: str, threshold: str, length_state: str) -> Calibration:
+    nulls = read_tsv(null_scores, dtype=NULL_DTYPES).fillna({"sample_patient_id": "", "p_value_method": ""})
+    with open(threshold, encoding="utf-8") as handle:
+        cut = Threshold(**json.load(handle))
+    state = read_tsv(length_state)
+    empty = pd.DataFrame(columns=LENGTH_COLUMNS)
+    return Calibration(nulls, cut, state if len(state) else None, empty)
+
+
+def read_call_rows(paths: list[str]) -> list[tuple[dict[str, Any], pd.DataFrame]]:
+    """The per-sample call jobs' outputs ({sample}.call.tsv, {sample}.loci.tsv pairs) for `gather_calls`."""
+    results = []
+    for call_path, loci_path in zip(paths[::2], paths[1::2], strict=True):
+        call = read_tsv(call_path, dtype=CALL_DTYPES).fillna(TEXT_DEFAULTS).iloc[0].to_dict()
+        loci = read_tsv(loci_path, dtype=ID_DTYPES | {"reason": str}).fillna({"reason": ""})
+        results.append((call, loci))
+    return results
 
 
 def read_locus_rates(path: str) -> pd.DataFrame:

@@ -306,6 +306,7 @@ def shared_fragments(
 
 def _fragment_table(shared: Counter[tuple[str, str, str, int]], loci: pd.DataFrame) -> pd.DataFrame:
     rank = {chrom: i for i, chrom in enumerate(loci["chrom"].unique())}
+
     def order(item: tuple[tuple[str, str, str, int], int]) -> tuple:
         chrom, loci_text = item[0][:2]
         return rank[chrom], int(loci_text.split(":", 1)[0]), item[0][1:]

@@ -36,6 +36,7 @@ MAX_RATIO = 10.0  # |log r| is capped: one molecule of a rare length cannot deci
 LOG_RATIO_EDGES = np.array([-1.5, -0.9, -0.5, -0.25, -0.08, 0.08, 0.25, 0.5, 0.9, 1.5])
 REF_PRIOR_MOLECULES = 500.0  # a sample's REF lengths are steadied by this many molecules of the cohort's
 LENGTH_COLUMNS = ["length", "normal_density", "tumor_density", "ratio", "tumor_molecules"]
+STATE_COLUMNS = ["length", "cohort_ref", "tumor_excess"]
 
 
 @dataclass(frozen=True)
@@ -96,10 +97,40 @@ class LengthModel:
     cohort_ref: np.ndarray  # REF molecules per length, all samples
     prior: float  # pseudo tumor molecules that shrink rho toward 1
     bandwidth: float
+    total_excess: np.ndarray | None = None  # the excess of every plasma sample, summed (None: sum `excess`)
+
+    def state(self) -> pd.DataFrame:
+        """What a sample's own call needs of the cohort (STATE_COLUMNS): with the sample's own REF lengths and
+        excess, `LengthModel.for_sample` gives the classes `classes` gives here."""
+        return pd.DataFrame(
+            {
+                "length": np.arange(MAX_LENGTH + 1),
+                "cohort_ref": self.cohort_ref,
+                "tumor_excess": self.summed(),
+            }
+        )
+
+    @classmethod
+    def for_sample(
+        cls, state: pd.DataFrame, sample_id: str, ref: np.ndarray | None, excess: np.ndarray | None,
+        prior: float, bandwidth: float,
+    ) -> LengthModel:  # fmt: skip
+        """The cohort's model (its `state()`) around one sample: its REF lengths (None: it has none) and its own
+        excess (None when it did not teach the cohort model, e.g. a control)."""
+        own = {} if excess is None else {sample_id: excess}
+        return cls(
+            {} if ref is None else {sample_id: ref}, own, state["cohort_ref"].to_numpy(dtype=float), prior, bandwidth,
+            state["tumor_excess"].to_numpy(dtype=float),
+        )  # fmt: skip
+
+    def summed(self) -> np.ndarray:
+        if self.total_excess is not None:
+            return self.total_excess
+        return sum(self.excess.values(), np.zeros(MAX_LENGTH + 1))
 
     def tumor_ratio(self, left_out: str | None = None) -> tuple[np.ndarray, float]:
         """(rho per length, estimated tumor molecules behind it), without `left_out`'s own ALT molecules."""
-        excess = sum(self.excess.values(), np.zeros(MAX_LENGTH + 1))
+        excess = self.summed().copy()
         if left_out in self.excess:
             excess = excess - self.excess[left_out]
         excess[-1] = 0.0
@@ -186,8 +217,17 @@ def build_length_model(
     """`own_panel_alt`: per plasma sample, the lengths of its ALT molecules at its own usable panel loci and the
     background ALT molecules expected there (sum of n_i e_i)."""
     cohort_ref = sum(ref.values(), np.zeros(MAX_LENGTH + 1))
-    excess = {}
-    for sample, (lengths, expected) in own_panel_alt.items():
-        normal = normalized(ref.get(sample, cohort_ref) + normalized(cohort_ref) * REF_PRIOR_MOLECULES)
-        excess[sample] = histogram(lengths) - expected * normal
+    excess = {
+        sample: own_excess(ref.get(sample, cohort_ref), cohort_ref, lengths, expected)
+        for sample, (lengths, expected) in own_panel_alt.items()
+    }
     return LengthModel(dict(ref), excess, cohort_ref, prior, bandwidth)
+
+
+def own_excess(
+    ref: np.ndarray, cohort_ref: np.ndarray, alt_lengths: np.ndarray, expected: float
+) -> np.ndarray:
+    """A plasma sample's ALT molecules per length at its own panel minus the background expected there, spread
+    over its REF lengths (steadied by the cohort's)."""
+    normal = normalized(ref + normalized(cohort_ref) * REF_PRIOR_MOLECULES)
+    return histogram(alt_lengths) - expected * normal

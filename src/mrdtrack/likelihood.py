@@ -256,7 +256,9 @@ class Tables:
             ref_p = 1 - self.g - f[:, None] * self.d
             ref = self.rest * self.d / ref_p
         score = np.bincount(self.row, alt, len(self)) - ref.sum(axis=-1)
-        curvature = -np.bincount(self.row, alt * self.beta / p, len(self)) - (ref * self.d / ref_p).sum(axis=-1)
+        curvature = -np.bincount(self.row, alt * self.beta / p, len(self)) - (ref * self.d / ref_p).sum(
+            axis=-1
+        )
         return score, curvature
 
     def start(self) -> np.ndarray:

@@ -1,4 +1,4 @@
-rule call_mrd:
+rule calibrate:
     input:
         counts=all_counts(),
         fragment_lengths=all_count_files("fraglen.tsv"),
@@ -8,25 +8,78 @@ rule call_mrd:
         locus_rates="results/background/locus_rates.tsv",
         excluded="results/background/excluded_loci.tsv",
     output:
+        null_scores="results/mrd/null_scores.tsv",
+        threshold="results/mrd/threshold.json",
+        length_state="results/mrd/length_state.tsv",
+        length_model="results/mrd/length_model.tsv",
+    log:
+        "logs/calibrate.log",
+    benchmark:
+        "results/benchmarks/calibrate.tsv"
+    conda:
+        "../envs/mrdtrack.yaml"
+    threads: 4
+    resources:
+        mem_mb=cohort_mem_mb,
+        runtime=calibration_runtime,
+    params:
+        settings=config.get("calling", {}),
+    script:
+        "../scripts/calibrate.py"
+
+
+rule call_sample:
+    input:
+        counts="results/counts/{sample}.tsv",
+        fragment_lengths="results/counts/{sample}.fraglen.tsv",
+        fragments="results/counts/{sample}.fragments.tsv",
+        samples="results/sheets/samples.tsv",
+        panel="results/panel/loci.tsv",
+        locus_rates="results/background/locus_rates.tsv",
+        excluded="results/background/excluded_loci.tsv",
+        calibration=[
+            "results/mrd/null_scores.tsv",
+            "results/mrd/threshold.json",
+            "results/mrd/length_state.tsv",
+        ],
+    output:
+        call="results/mrd/samples/{sample}.call.tsv",
+        loci="results/mrd/samples/{sample}.loci.tsv",
+    log:
+        "logs/call_sample/{sample}.log",
+    benchmark:
+        "results/benchmarks/call_sample/{sample}.tsv"
+    conda:
+        "../envs/mrdtrack.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=15,
+    params:
+        settings=config.get("calling", {}),
+    script:
+        "../scripts/call_sample.py"
+
+
+rule gather_calls:
+    input:
+        plasma_call_files(),
+    output:
         calls=report(
             "results/mrd/calls.tsv",
             caption="../report/calls.rst",
             category="MRD calls",
         ),
         loci="results/mrd/loci.tsv",
-        null_scores="results/mrd/null_scores.tsv",
-        length_model="results/mrd/length_model.tsv",
     log:
-        "logs/call_mrd.log",
+        "logs/gather_calls.log",
     benchmark:
-        "results/benchmarks/call_mrd.tsv"
+        "results/benchmarks/gather_calls.tsv"
     conda:
         "../envs/mrdtrack.yaml"
-    threads: 4
+    threads: 1
     resources:
         mem_mb=cohort_mem_mb,
-        runtime=calling_runtime,
-    params:
-        settings=config.get("calling", {}),
+        runtime=10,
     script:
-        "../scripts/call_mrd.py"
+        "../scripts/gather_calls.py"

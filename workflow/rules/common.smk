@@ -75,15 +75,23 @@ def cohort_mem_mb(wildcards, input):
     return 1000 + int(20 * input.size_mb)
 
 
-def calling_runtime(wildcards, threads):
-    # Minutes; calling scores every plasma and control sample against every other patient's panel (the null
-    # scores) and simulates each plasma sample's LOD. benchmarks/call_speed.py measured ~0.025 s per score and
-    # ~0.75 s per sample's call on one core; 0.06 s and 1.5 s allow a slower core, three times that a busy node,
-    # shared by the rule's threads.
+def plasma_call_files():
+    plasma = SAMPLES.index[SAMPLES["sample_type"] == "plasma"]
+    return [
+        f"results/mrd/samples/{sample}.{part}.tsv"
+        for sample in plasma
+        for part in ("call", "loci")
+    ]
+
+
+def calibration_runtime(wildcards, threads):
+    # Minutes; every plasma and control sample is scored against at most calling.max_null_panels other
+    # patients' panels, so the work is linear in the samples. benchmarks/call_speed.py measured ~0.025 s per
+    # score on one core; 0.06 s allows a slower core, three times that a busy node, shared by the threads.
     scored = SAMPLES["sample_type"].isin(["plasma", "control"]).sum()
-    plasma = (SAMPLES["sample_type"] == "plasma").sum()
     patients = SAMPLES["patient_id"].nunique()
-    seconds = 0.06 * scored * patients + 1.5 * plasma
+    panels = config.get("calling", {}).get("max_null_panels", 10) or patients
+    seconds = 0.06 * scored * min(panels, patients)
     return 10 + int(3 * seconds / threads / 60)
 
 

@@ -1,7 +1,8 @@
-"""Call MRD per plasma sample: calibrate the threshold on null scores, then test each sample's own panel."""
+"""The cohort step of calling: null scores of every sample at other patients' panels, the threshold they allow,
+and the fragment-length model that each sample's own call starts from."""
 
 from mrdtrack.background import read_counts, read_panel, read_samples
-from mrdtrack.caller import CallSettings, call_cohort, read_excluded, read_locus_rates
+from mrdtrack.caller import CallSettings, calibrate, read_excluded, read_locus_rates, write_calibration
 from mrdtrack.counting import read_fragments
 from mrdtrack.fraglen import read_fragment_lengths
 from mrdtrack.logs import setup_logging, user_errors_as_messages
@@ -9,7 +10,7 @@ from mrdtrack.tables import write_tsv
 
 setup_logging(snakemake.log[0])
 with user_errors_as_messages():
-    result = call_cohort(
+    calibration = calibrate(
         read_counts(list(snakemake.input.counts)),
         read_samples(snakemake.input.samples),
         read_panel(snakemake.input.panel),
@@ -20,7 +21,6 @@ with user_errors_as_messages():
         workers=snakemake.threads,
         fragments=read_fragments(snakemake.input.fragments),
     )
-    write_tsv(result.length_model, snakemake.output.length_model)
-    write_tsv(result.null_scores, snakemake.output.null_scores)
-    write_tsv(result.loci, snakemake.output.loci)
-    write_tsv(result.calls, snakemake.output.calls)
+    write_tsv(calibration.length_model, snakemake.output.length_model)
+    out = snakemake.output
+    write_calibration(calibration, out.null_scores, out.threshold, out.length_state)
