@@ -100,6 +100,16 @@ class Options:
     seed: int = 1
     fraglen: bool = True
     sample_background: bool = True
+    max_null_panels: int | None = CallSettings.max_null_panels
+    vaf_spread: float = (
+        0.0  # sd of log per-locus VAF weight (mean 1), which the panel does not give the caller
+    )
+    tfs: tuple[float, ...] = TFS
+
+    def call_settings(self, **changes: object) -> CallSettings:
+        return CallSettings(
+            sample_background=self.sample_background, max_null_panels=self.max_null_panels, **changes
+        )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -149,6 +159,16 @@ def true_error_rates(rng: np.random.Generator, panel: pd.DataFrame) -> pd.DataFr
     return panel.assign(true_rate=rate, noisy=noisy, f1r2_share=f1r2_share, efficiency=efficiency)
 
 
+def true_weights(rng: np.random.Generator, panel: pd.DataFrame, spread: float) -> np.ndarray:
+    """The tumor's real per-locus weight: the panel's, times a log-normal factor of mean 1 (subclonal variants,
+    copy number) that the panel VCF does not tell the caller; at most 2 (a tumor copy shows the ALT at most
+    once)."""
+    if spread <= 0:
+        return panel["weight"].to_numpy(dtype=float)
+    factor = np.exp(spread * rng.standard_normal(len(panel)) - spread**2 / 2)
+    return np.minimum(panel["weight"].to_numpy(dtype=float) * factor, 2.0)
+
+
 @dataclass
 class SampleSpec:
     sample_id: str
@@ -161,7 +181,7 @@ class SampleSpec:
 def sample_specs(patients: list[str], scenario: Scenario, options: Options) -> list[SampleSpec]:
     specs = []
     for p in patients:
-        for k, tf in enumerate(TFS[1:]):
+        for k, tf in enumerate(t for t in options.tfs if t > 0):
             specs.append(SampleSpec(f"{p}_TF{k + 1}", p, "plasma", tf, scenario.plasma_molecules))
         for k in range(options.null_per_patient):
             specs.append(SampleSpec(f"{p}_TF0_{k + 1}", p, "plasma", 0.0, scenario.plasma_molecules))
@@ -180,7 +200,7 @@ def draw_counts(
     n = rng.poisson(spec.molecules * loci["efficiency"].to_numpy() * depth_factor)
     tf = spec.tf if spec.sample_type == "plasma" else 0.0
     tumor = rng.binomial(n, tf * own)
-    tumor_alt = rng.binomial(tumor, loci["weight"].to_numpy() / 2 * own)
+    tumor_alt = rng.binomial(tumor, loci["true_weight"].to_numpy() / 2 * own)
     non_tumor = n - tumor
     chip_vaf = np.zeros(len(loci))
     if spec.patient_id in chip:
@@ -230,6 +250,7 @@ def simulate_cohort(scenario: Scenario, options: Options) -> Cohort:
     rng = np.random.default_rng([options.seed, 7])
     patients = [f"P{p + 1:03d}" for p in range(options.replicates)]
     panel = true_error_rates(rng, draw_panels(rng, len(patients), scenario.n_loci))
+    panel["true_weight"] = true_weights(np.random.default_rng([options.seed, 13]), panel, options.vaf_spread)
     loci = panel.reset_index(drop=True)
     chip = {}
     for p in patients:
@@ -382,17 +403,17 @@ def run_scenario(scenario: Scenario, options: Options) -> dict:
     cohort = simulate_cohort(scenario, options)
     background = build_background(cohort.counts, cohort.samples, BackgroundSettings())
 
-    def call(fragment_lengths: bool) -> tuple[pd.DataFrame, float, float]:
+    def call(fragment_lengths: bool, overdispersion: bool = True) -> tuple[pd.DataFrame, float, float]:
         begun = time.time()
-        settings = CallSettings(
-            sample_background=options.sample_background, fragment_lengths=fragment_lengths
-        )
+        settings = options.call_settings(fragment_lengths=fragment_lengths, overdispersion=overdispersion)
         result = call_simulated(cohort, background, settings)
         return result.calls.set_index("sample_id"), result.threshold, time.time() - begun
 
     # The default configuration (fragment lengths weigh in), and counts only for comparison.
     calls, mrd_threshold, elapsed_mrd = call(options.fraglen)
     counts_calls, counts_threshold, elapsed_counts = call(False) if options.fraglen else (None, np.nan, 0.0)
+    # Under VAF spread: the binomial interval (no overdispersion term) on the same data.
+    binomial_calls = call(options.fraglen, overdispersion=False)[0] if options.vaf_spread > 0 else None
     # Oracle.
     threshold, length_threshold = oracle_threshold(cohort, scenario, options)
     _, ratio = length_ratio()
@@ -432,6 +453,12 @@ def run_scenario(scenario: Scenario, options: Options) -> dict:
                 "counts_ci_low": counts_only["tf_ci_low"] if counts_only is not None else np.nan,
                 "counts_ci_high": counts_only["tf_ci_high"] if counts_only is not None else np.nan,
                 "counts_lod95": counts_only["lod95"] if counts_only is not None else np.nan,
+                "binomial_ci_low": binomial_calls.loc[spec.sample_id, "tf_ci_low"]
+                if binomial_calls is not None
+                else np.nan,
+                "binomial_ci_high": binomial_calls.loc[spec.sample_id, "tf_ci_high"]
+                if binomial_calls is not None
+                else np.nan,
                 "sample_id": spec.sample_id,
                 "tf": spec.tf,
                 "mrd_positive": call["mrd_status"] == "positive",
@@ -450,6 +477,7 @@ def run_scenario(scenario: Scenario, options: Options) -> dict:
             }
         )
     table = pd.DataFrame(rows)
+    n_null = int(calls["n_null_scores"].iloc[0])
     return {
         "scenario": scenario,
         "table": table,
@@ -465,6 +493,9 @@ def run_scenario(scenario: Scenario, options: Options) -> dict:
         "seconds_counts": elapsed_counts,
         "counts_threshold": counts_threshold,
         "seconds": time.time() - started,
+        "options": options,
+        "null_scores": n_null,
+        "threshold_source": calls["threshold_source"].iloc[0],
     }
 
 
@@ -488,7 +519,7 @@ def summarize(out: dict) -> str:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
         + (" --- | --- |" if out["fraglen"] else ""),
     ]
-    for tf in TFS:
+    for tf in out["options"].tfs:
         g = t[t["tf"] == tf]
         sens, orc = g["mrd_positive"].mean(), g["oracle_positive"].mean()
         ratio = _ratio(sens, orc, tf)
@@ -513,11 +544,33 @@ def summarize(out: dict) -> str:
         "",
         f"FPR at TF 0: {fp}/{len(null)} = {fp / len(null):.1%} (exact 95% CI {ci.low:.1%}-{ci.high:.1%}; "
         f"{fp_chip} of them in patients whose CHIP locus the matched normal was too shallow to show); "
-        f"mrdtrack threshold p <= {out['threshold']:.3g}; k = {out['k_cal']} loci; "
+        f"mrdtrack threshold p <= {out['threshold']:.3g} ({out['threshold_source']}, {out['null_scores']} null "
+        f"scores, max_null_panels {out['options'].max_null_panels}); k = {out['k_cal']} loci; "
         f"pooled background rate {out['pooled_rate']:.3g}; median LOD95 {t['lod95'].median():.3g}; "
         f"{len(out['excluded'])} loci excluded ({', '.join(f'{k}: {v}' for k, v in out['excluded']['reason'].value_counts().items())}); "
         f"calling took {out['seconds_mrd']:.0f} s, everything {out['seconds']:.0f} s.",
     ]  # fmt: skip
+    return "\n".join(lines)
+
+
+def summarize_coverage(out: dict) -> str:
+    """95% interval coverage under the VAF spread: the default interval and the binomial one."""
+    t = out["table"]
+    lines = [
+        f"#### {out['scenario'].name}: 95% interval coverage, per-locus VAF spread sd {out['options'].vaf_spread:g} "
+        "(log scale, unknown to the caller)",
+        "",
+        "| TF | n | coverage (default: widened by overdispersion) | binomial interval | median tf_dispersion |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for tf in out["options"].tfs:
+        if tf == 0:
+            continue
+        g = t[t["tf"] == tf]
+        widened = ((g["ci_low"] <= tf) & (tf <= g["ci_high"])).mean()
+        binomial = ((g["binomial_ci_low"] <= tf) & (tf <= g["binomial_ci_high"])).mean()
+        dispersion = out["calls"].loc[g["sample_id"], "tf_dispersion"].median()
+        lines.append(f"| {tf:g} | {len(g)} | {widened:.0%} | {binomial:.0%} | {dispersion:.2f} |")
     return "\n".join(lines)
 
 
@@ -535,7 +588,7 @@ def summarize_counts_only(out: dict) -> str:
         "95% CI coverage: lengths / counts | median LOD95: lengths / counts |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for tf in TFS:
+    for tf in out["options"].tfs:
         g = t[t["tf"] == tf]
         label = "0 (FPR)" if tf == 0 else f"{tf:g}"
         errors = [np.median(log10_error(g[c], tf)) for c in ("tf_est", "counts_tf_est")] if tf > 0 else []
@@ -573,6 +626,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-sample-background", action="store_true", help="calling.sample_background: false"
     )
+    parser.add_argument(
+        "--max-null-panels", default=str(Options.max_null_panels), help="calling.max_null_panels (or 'all')"
+    )
+    parser.add_argument(
+        "--vaf-spread",
+        type=float,
+        default=0.0,
+        help="sd of the log per-locus VAF weight the caller does not know",
+    )
+    parser.add_argument(
+        "--tfs", default=",".join(f"{t:g}" for t in TFS), help="tumor fractions, comma-separated"
+    )
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
     options = Options(
@@ -583,6 +648,9 @@ def main(argv: list[str] | None = None) -> int:
         args.seed,
         not args.no_fraglen,
         not args.no_sample_background,
+        None if args.max_null_panels == "all" else int(args.max_null_panels),
+        args.vaf_spread,
+        tuple(sorted({0.0, *(float(t) for t in args.tfs.split(","))})),
     )
     logging.basicConfig(level=logging.WARNING)
     names = ["clinical", "demo"] if args.depth == "both" else [args.depth]
@@ -595,6 +663,9 @@ def main(argv: list[str] | None = None) -> int:
         print()
         if out["fraglen"]:
             print(summarize_counts_only(out))
+            print()
+        if out["options"].vaf_spread > 0:
+            print(summarize_coverage(out))
             print()
     return 0
 

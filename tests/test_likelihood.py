@@ -30,7 +30,6 @@ from mrdtrack.likelihood import (
     dispersion,
     fit,
     lr_statistics,
-    profile_interval,
 )
 
 SETTINGS = CallSettings(null_draws=2000, lod_draws=400, fragment_lengths=False)
@@ -147,28 +146,42 @@ def test_the_null_sets_the_threshold_only_when_it_can_resolve_the_target_rate(ca
 # The tumor-fraction interval under VAF spread
 # ----------------------------------------------------------------------------------------------------------
 def _coverage(spread_sd: float, widen: bool, samples: int = 200, f: float = 0.02) -> float:
+    """Share of simulated samples whose interval holds `f`, through the whole score (outlier screen included)."""
     rng = np.random.default_rng(7)
-    loci, depth, e = 40, 2000, np.full(40, 1e-4)
+    loci, e = 40, np.full(40, 1e-4)
+    settings = CallSettings(null_draws=200, fragment_lengths=False, overdispersion=widen)
     covered = 0
-    for _ in range(samples):
+    for i in range(samples):
         vaf_weight = rng.lognormal(-(spread_sd**2) / 2, spread_sd, loci)  # mean 1: the panel cannot know it
-        a = rng.binomial(depth, e + (1 - e) * f * vaf_weight / 2)
-        n, w = np.full(loci, depth), np.ones(loci)
-        tables = Tables.of(a[None], n, e, w)
-        f_hat = fit(tables)[0]
-        factor = dispersion(f_hat, a, n, e, w) if widen else 1.0
-        low, high = profile_interval(tables, 0.95, factor)
-        covered += low <= f <= high
+        n = rng.poisson(2000 * np.exp(0.3 * rng.standard_normal(loci)))
+        a = rng.binomial(n, e + (1 - e) * f * np.minimum(vaf_weight, 2) / 2)
+        score = score_loci(a, n, e, np.ones(loci), settings, seeded_rng(1, str(i)))
+        covered += score.ci[0] <= f <= score.ci[1]
     return covered / samples
 
 
-def test_the_interval_keeps_its_coverage_when_loci_vafs_spread():
-    assert 0.90 <= _coverage(0.5, widen=True) <= 0.99
-    assert _coverage(0.5, widen=False) < 0.7  # the binomial interval alone is far too narrow
+@pytest.mark.parametrize("tf", [1e-3, 2e-2, 5e-2])
+def test_the_interval_keeps_its_coverage_when_loci_vafs_spread(tf):
+    assert 0.90 <= _coverage(0.5, widen=True, samples=100, f=tf) <= 0.99
+
+
+def test_the_binomial_interval_alone_is_far_too_narrow_under_vaf_spread():
+    assert _coverage(0.5, widen=False, samples=30, f=5e-2) < 0.5
+
+
+def test_under_vaf_spread_a_germline_like_locus_is_still_an_outlier():
+    rng = np.random.default_rng(4)
+    n, e = np.full(40, 2000), np.full(40, 1e-4)
+    a = rng.binomial(n, e + 0.05 * np.minimum(rng.lognormal(-0.125, 0.5, 40), 2) / 2)
+    a[7] = 1000  # 50% VAF: germline, never tumor at TF 5%
+    score = score_loci(
+        a, n, e, np.ones(40), CallSettings(null_draws=200, fragment_lengths=False), seeded_rng(1)
+    )
+    assert np.flatnonzero(score.outliers).tolist() == [7]
 
 
 def test_without_spread_the_interval_is_the_profile_interval():
-    assert 0.90 <= _coverage(0.0, widen=True, samples=100) <= 0.99
+    assert 0.90 <= _coverage(0.0, widen=True, samples=80) <= 0.99
     rng = np.random.default_rng(2)
     n, e, w = np.full(30, 3000), np.full(30, 1e-4), np.ones(30)
     a = rng.binomial(n, e + (1 - e) * 0.01 / 2)

@@ -67,7 +67,6 @@ from mrdtrack.likelihood import (
     dispersion,
     fit,
     lr_statistics,
-    profile_ci,
     profile_interval,
 )
 from mrdtrack.logs import UserFacingError
@@ -425,13 +424,22 @@ class Score:
 
 
 def find_outliers(
-    a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray, max_p: float, level: float = 0.95
+    a: np.ndarray,
+    n: np.ndarray,
+    e: np.ndarray,
+    w: np.ndarray,
+    max_p: float,
+    level: float = 0.95,
+    overdispersion: bool = True,
 ) -> np.ndarray:
     """Loci whose ALT count is implausible given the tumor fraction the other loci support.
 
     Each locus with ALT molecules is judged against the upper confidence bound of the TF fitted without it
     (so that honest low-level signal concentrated by chance in one locus is not removed); the most extreme
-    locus below `max_p` is dropped and the rest re-judged, until none is left.
+    locus below `max_p` is dropped and the rest re-judged, until none is left. With `overdispersion`, the other
+    loci's spread around their TF (`likelihood.dispersion`) widens both that bound and the locus's tail
+    (beta-binomial of the same variance): the loci of one tumor do not share one VAF, and at a high tumor
+    fraction a clonal or multi-copy locus would otherwise look like an artefact beside subclonal ones.
     """
     out = np.zeros(len(a), dtype=bool)
     # A tumor fraction can only raise the ALT probability: loci unremarkable under background alone never
@@ -439,7 +447,7 @@ def find_outliers(
     suspect = (a > 0) & (stats.binom.sf(a - 1, n, e) < max_p)
     while (~out).sum() > 2:
         candidates = np.flatnonzero(~out & suspect)
-        tails = np.array([_outlier_tail(i, a, n, e, w, out, level) for i in candidates])
+        tails = np.array([_outlier_tail(i, a, n, e, w, out, level, overdispersion) for i in candidates])
         if not candidates.size or tails.min() >= max_p:
             break
         out[candidates[np.argmin(tails)]] = True
@@ -447,12 +455,27 @@ def find_outliers(
 
 
 def _outlier_tail(
-    i: int, a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray, out: np.ndarray, level: float
+    i: int,
+    a: np.ndarray,
+    n: np.ndarray,
+    e: np.ndarray,
+    w: np.ndarray,
+    out: np.ndarray,
+    level: float,
+    overdispersion: bool,
 ) -> float:
     keep = ~out
     keep[i] = False
-    upper = profile_ci(a[keep], n[keep], e[keep], w[keep], level)[1]
-    return float(stats.binom.sf(a[i] - 1, n[i], alt_probability(upper, e[i], w[i])))
+    tables = Tables.of(a[keep][None], n[keep], e[keep], w[keep])
+    spread = dispersion(float(fit(tables)[0]), a[keep], n[keep], e[keep], w[keep]) if overdispersion else 1.0
+    upper = profile_interval(tables, level, spread)[1]
+    p = float(alt_probability(upper, e[i], w[i]))
+    if spread <= 1 or n[i] < 2 or not 0 < p < 1:
+        return float(stats.binom.sf(a[i] - 1, n[i], p))
+    # Beta-binomial with the variance the other loci show: n p (1 - p) (1 + (n - 1) rho) = spread n p (1 - p).
+    rho = min((spread - 1) / (n[i] - 1), 0.999)
+    shape = (1 - rho) / rho
+    return float(stats.betabinom.sf(a[i] - 1, n[i], p * shape, (1 - p) * shape))
 
 
 @dataclass(frozen=True)
@@ -523,7 +546,7 @@ def score_loci(
     the fit, test and null weigh each by its class's length ratio; the outlier screen stays on counts.
     `fragments` are those covering several of these loci (local indices): each is one piece of evidence.
     """
-    outliers = find_outliers(a, n, e, w, settings.outlier_max_p, settings.ci_level)
+    outliers = find_outliers(a, n, e, w, settings.outlier_max_p, settings.ci_level, settings.overdispersion)
     used = ~outliers
     if not used.any():
         empty = Design.of_loci(np.zeros(0), np.zeros(0), np.zeros(0))
