@@ -1,16 +1,19 @@
 """How long does calling take as the cohort grows, and how much do worker processes save?
 
-Calling scores every plasma and control sample against every other patient's panel (the null scores that
-calibrate the threshold), then each plasma sample at its own panel with its LOD95, so its work grows with
-samples x patients. This simulates the detection benchmark's clinical cohort (benchmarks/detection.py: per
-patient 7 plasma samples of the dilution series, 3 TF-0 plasma samples and a matched normal, plus 20 healthy
-controls; 40 loci x 3,000 molecules per locus) for `--patients` patients, calls it with 1 and with `--workers`
-processes (fragment lengths weigh in, as by default), checks that both give the same tables byte for byte and
-prints the wall times.
+Calling is a cohort step (every plasma and control sample scored against at most `calling.max_null_panels`
+other patients' panels: the null scores that set the threshold) and then one call per plasma sample (its own
+panel, with its LOD95): both linear in the samples. This simulates the detection benchmark's clinical cohort
+(benchmarks/detection.py: per patient 6 plasma samples of the dilution series, 3 TF-0 plasma samples and a
+matched normal, plus 20 healthy controls; 40 loci x 3,000 molecules per locus) and measures:
 
-    python benchmarks/call_speed.py [--patients 20] [--workers 2]
+1. calling time for `--patients` N and 2N patients (so N and 2N samples at a fixed panel size per patient),
+   in one process, and their ratio (linear: about 2);
+2. the N cohort with `--workers` processes: the same tables byte for byte, and the speed-up;
+3. with `--trial`, the trial's size: 82 patients (738 plasma samples) on `--workers` processes.
 
-Exits 1 when the tables differ.
+    python benchmarks/call_speed.py [--patients 10] [--workers 2] [--trial]
+
+Exits 1 when the tables differ between 1 and `--workers` processes.
 """
 
 from __future__ import annotations
@@ -32,10 +35,18 @@ from mrdtrack.tables import write_tsv  # noqa: E402
 TABLES = ("calls", "loci", "null_scores")
 
 
-def timed_call(cohort, background, workers: int) -> tuple[CallResult, float]:
+def timed_call(patients: int, workers: int) -> tuple[CallResult, float, str]:
+    cohort = simulate_cohort(SCENARIOS["clinical"], Options(replicates=patients))
+    background = build_background(cohort.counts, cohort.samples, BackgroundSettings())
     started = time.perf_counter()
     result = call_simulated(cohort, background, CallSettings(), workers)
-    return result, time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    plasma = int((cohort.samples["sample_type"] == "plasma").sum())
+    size = (
+        f"{patients} patients, {len(cohort.samples)} samples ({plasma} plasma): "
+        f"{len(result.null_scores)} null scores, {plasma} calls with LOD95"
+    )
+    return result, seconds, size
 
 
 def same_tables(first: CallResult, second: CallResult) -> bool:
@@ -51,24 +62,24 @@ def same_tables(first: CallResult, second: CallResult) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--patients", type=int, default=20)
+    parser.add_argument("--patients", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--trial", action="store_true", help="also call an 82-patient cohort")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
 
-    cohort = simulate_cohort(SCENARIOS["clinical"], Options(replicates=args.patients))
-    background = build_background(cohort.counts, cohort.samples, BackgroundSettings())
-    plasma = (cohort.samples["sample_type"] == "plasma").sum()
-    one, one_seconds = timed_call(cohort, background, 1)
-    print(
-        f"{args.patients} patients, {len(cohort.samples)} samples ({plasma} plasma): "
-        f"{len(one.null_scores)} null scores, {plasma} calls with LOD95"
-    )
-    print(f"1 process: {one_seconds:.1f} s")
-    many, many_seconds = timed_call(cohort, background, args.workers)
-    print(f"{args.workers} processes: {many_seconds:.1f} s ({one_seconds / many_seconds:.2f}x faster)")
+    one, one_seconds, size = timed_call(args.patients, 1)
+    print(f"N: {size}\n   1 process: {one_seconds:.1f} s")
+    _, double_seconds, double_size = timed_call(2 * args.patients, 1)
+    print(f"2N: {double_size}\n   1 process: {double_seconds:.1f} s")
+    print(f"2N / N time: {double_seconds / one_seconds:.2f} (linear: 2; target <= 2.2)")
+    many, many_seconds, _ = timed_call(args.patients, args.workers)
+    print(f"N on {args.workers} processes: {many_seconds:.1f} s ({one_seconds / many_seconds:.2f}x faster)")
     identical = same_tables(one, many)
     print(f"calls, loci and null scores identical: {identical}")
+    if args.trial:
+        _, trial_seconds, trial_size = timed_call(82, args.workers)
+        print(f"trial: {trial_size}\n   {args.workers} processes: {trial_seconds:.0f} s")
     return 0 if identical else 1
 
 
