@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 from dataclasses import replace
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import pysam
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, run_snakemake
 from mrdtrack import demo
 from mrdtrack import simulate as sim
 from mrdtrack.cli import main
@@ -244,3 +245,69 @@ def test_shared_cohort_helpers_reproduce_the_bundled_generator(monkeypatch):
         sim.locus_truth_table(own, {chip: generate.CHIP_VAF}, {noisy: generate.NOISE_RATE})
     )
     assert generate._plasma_yield(np.random.default_rng(3)) == sim.plasma_yield(np.random.default_rng(3))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The workflow on a tiny demo: zero-molecule loci (outside a sample's capture pool) are no data
+# ------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("demo_run")
+    # Two pools of two, followed for a year or so: a few draws each, so that the run takes minutes.
+    design = replace(
+        TINY, n_patients=4, plasma_molecules=60.0, accrual_days=120, data_cutoff=date(2024, 9, 30)
+    )
+    plan = demo.plan_demo(design)
+    demo.write_demo(workdir / "demo", plan)
+    # As the README says: from the folder the demo was written in, with --configfile last.
+    result = run_snakemake(workdir, "--configfile", "demo/config.yaml")
+    assert result.returncode == 0, result.stderr[-5000:]
+    return workdir, plan
+
+
+def _pools(workdir: Path) -> tuple[pd.DataFrame, dict[str, int]]:
+    truth = pd.read_csv(workdir / "demo/truth/samples.tsv", sep="\t", keep_default_na=False)
+    loci = pd.read_csv(workdir / "demo/truth/loci.tsv", sep="\t")
+    patients = pd.read_csv(workdir / "demo/truth/patients.tsv", sep="\t")
+    pool_of = dict(zip(patients["patient_id"], patients["pool"], strict=True))
+    return loci.assign(pool=loci["patient_id"].map(pool_of)), dict(
+        zip(truth["sample_id"], truth["pool"], strict=True)
+    )
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(tiny_run):
+    workdir, plan = tiny_run
+    calls = pd.read_csv(workdir / "results/mrd/calls.tsv", sep="\t")
+    plasma = [s.sample_id for s in plan.samples if s.sample_type == "plasma"]
+    assert sorted(calls["sample_id"]) == sorted(plasma)
+    assert (workdir / "results/report/mrd_report.html").stat().st_size > 0
+    summary = yaml.safe_load((workdir / "results/survival/summary.json").read_text())
+    assert summary["n_patients"] == 4
+
+
+@pytest.mark.slow
+def test_loci_outside_a_samples_pool_have_no_molecules_and_count_as_no_data(tiny_run):
+    workdir, _ = tiny_run
+    loci, pool_of_sample = _pools(workdir)
+    key = ["chrom", "pos", "ref", "alt"]
+    for sample_id, pool in pool_of_sample.items():
+        counts = pd.read_csv(workdir / f"results/counts/{sample_id}.tsv", sep="\t").merge(
+            loci[key + ["pool"]]
+        )
+        outside = counts[counts["pool"] != pool]
+        assert len(outside) and (outside[["ref_molecules", "alt_molecules"]].to_numpy() == 0).all()
+    # Background: a locus's samples are those of its pool that hold no tumor signal for it, not every sample.
+    rates = pd.read_csv(workdir / "results/background/locus_rates.tsv", sep="\t").merge(
+        loci[key + ["pool", "patient_id"]]
+    )
+    truth = pd.read_csv(workdir / "demo/truth/samples.tsv", sep="\t", keep_default_na=False)
+    for row in rates.itertuples():
+        in_pool = truth[(truth["pool"] == row.pool) & (truth["patient_id"] != row.patient_id)]
+        assert row.n_samples == len(in_pool)
+    # Null scores at a panel the sample was not captured with use no locus and never shape the threshold.
+    nulls = pd.read_csv(workdir / "results/mrd/null_scores.tsv", sep="\t")
+    pool_of_patient = dict(zip(loci["patient_id"], loci["pool"], strict=False))
+    elsewhere = nulls["sample_id"].map(pool_of_sample) != nulls["panel_patient_id"].map(pool_of_patient)
+    assert elsewhere.any()
+    assert (nulls.loc[elsewhere, "n_loci_used"] == 0).all() and not nulls.loc[elsewhere, "calibration"].any()
