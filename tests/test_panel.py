@@ -1,4 +1,6 @@
-"""The cohort panel: SNVs from every patient's VCF, checked against the reference, with context."""
+"""The cohort panel: variants from every patient's VCF, checked against the reference, with context.
+
+Indels, multi-allelic records, genes and weights in detail: tests/test_panel_variants.py."""
 
 from __future__ import annotations
 
@@ -55,6 +57,10 @@ def test_panel_rows_carry_reference_context_and_ccf_weight(tmp_path, reference):
             "alt": "T",
             "context": "TAC",
             "weight": 0.5,
+            "variant_type": "snv",
+            "gene": "",
+            "chip_suspect": False,
+            "weight_source": "ccf",
         },
         {
             "patient_id": "P1",
@@ -64,6 +70,10 @@ def test_panel_rows_carry_reference_context_and_ccf_weight(tmp_path, reference):
             "alt": "G",
             "context": "ACA",
             "weight": 1.0,
+            "variant_type": "snv",
+            "gene": "",
+            "chip_suspect": False,
+            "weight_source": "default",
         },
     ]
 
@@ -78,11 +88,14 @@ def test_ref_mismatch_names_every_locus_as_a_build_problem(tmp_path, reference):
     assert "another genome build" in message
 
 
-def test_indels_multiallelic_and_duplicates_are_skipped_with_a_warning(tmp_path, reference, caplog):
+def test_duplicates_and_uncountable_records_are_skipped_with_a_warning(tmp_path, reference, caplog):
     records = ["1\t5\t.\tA\tT\t.\tPASS\t.", "1\t5\t.\tA\tT\t.\tPASS\t.", "1\t9\t.\tA\tAT\t.\tPASS\t.",
-               "1\t13\t.\tA\tC,G\t.\tPASS\t."]  # fmt: skip
+               "1\t13\t.\tG\tC,T\t.\tPASS\t.", "1\t15\t.\tA\t<DEL>\t.\tPASS\t.",
+               "1\t21\t.\tACG\tT\t.\tPASS\t."]  # fmt: skip
     panel = build_panel(_patients(P1=_vcf(tmp_path, "p1.vcf", records)), reference, PanelSettings())
-    assert panel[["chrom", "pos"]].values.tolist() == [["chr1", 5]]
+    # The insertion and both ALTs of the multi-allelic record are loci; duplicate, symbolic, complex are not.
+    assert panel[["pos", "ref", "alt"]].values.tolist() == [[5, "A", "T"], [9, "A", "AT"], [13, "G", "C"],
+                                                            [13, "G", "T"]]  # fmt: skip
     assert caplog.text.count("skipped") == 3
     with pytest.raises(InputError):
         build_panel(
