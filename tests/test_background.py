@@ -11,9 +11,11 @@ import pytest
 from mrdtrack.background import (
     BackgroundSettings,
     all_context_classes,
+    all_indel_classes,
     background_observations,
     build_background,
     fit_prior_molecules,
+    indel_class,
     pyrimidine_class,
     reverse_complement,
     shrink,
@@ -362,3 +364,141 @@ def test_orientation_follows_the_pyrimidine_strand_so_oxog_lands_in_one_orientat
         by_orientation.loc["f2r1", "alt_molecules"] == 60 and by_orientation.loc["f1r2", "alt_molecules"] == 0
     )
     assert by_orientation.loc["f2r1", "rate"] > 10 * by_orientation.loc["f1r2", "rate"]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Indels and multi-allelic sites
+# ----------------------------------------------------------------------------------------------------------
+# (panel context, REF, ALT, true error rate): slippage errors grow with the homopolymer's length.
+INDEL_LOCI = [
+    ("del1:Ax9", "GA", "G", 2e-3),  # a deletion in a 9-A homopolymer
+    ("del1:Cx1", "TC", "T", 2e-5),  # ... and outside any repeat
+    ("ins1:Tx4", "G", "GT", 2e-4),
+]
+
+
+def with_indel_loci(cohort: Cohort, copies: int = 12, seed: int = 1) -> pd.DataFrame:
+    """The cohort's count tables plus `copies` loci of each INDEL_LOCI kind, spread over the patients."""
+    rng = np.random.default_rng(seed)
+    patients = sorted(set(cohort.panel["patient_id"]))
+    rows = []
+    for k in range(copies * len(INDEL_LOCI)):
+        context, ref, alt, rate = INDEL_LOCI[k % len(INDEL_LOCI)]
+        for sample_id in cohort.samples["sample_id"]:
+            n = int(rng.poisson(400))
+            a = int(rng.binomial(n, rate))
+            rows.append(
+                {"sample_id": sample_id, "chrom": "chr2", "pos": 1000 + 100 * k, "ref": ref, "alt": alt,
+                 "panel_patients": patients[k % len(patients)], "context": context, "ref_molecules": n - a,
+                 "alt_molecules": a, "other_molecules": 0, "discordant_molecules": 0, "alt_f1r2": a // 2,
+                 "alt_f2r1": a - a // 2, "ref_f1r2": (n - a) // 2, "ref_f2r1": n - a - (n - a) // 2,
+                 "reads": 2 * n, "mean_family_size": 2.0, "alt_lengths": ""}
+            )  # fmt: skip
+    return pd.concat([cohort.counts, pd.DataFrame(rows)], ignore_index=True)
+
+
+def test_indel_contexts_are_classed_by_type_length_and_repeat_copies():
+    assert indel_class("del1:Ax9") == ("del1", "rep8+")
+    assert indel_class("ins1:Gx0") == ("ins1", "rep0")
+    assert indel_class("del2:CAx3") == ("del2", "rep2-3")
+    assert indel_class("ins7:ACGTTGCx1") == ("ins5+", "rep1")
+    classes = all_indel_classes()
+    assert len(classes) == 4 * 5 + 4 * 6 and not classes.duplicated().any()  # a deletion has >= 1 copy
+
+
+def test_indels_have_their_own_classes_and_the_snv_rates_do_not_change():
+    cohort = simulate_cohort(CohortSpec(noisy={2: 1e-2}, chip={3: 0.05}, seed=12))
+    snv_only = build_background(cohort.counts, cohort.samples)
+    both = build_background(with_indel_loci(cohort), cohort.samples)
+    snv = both.locus_rates["pos"].isin(cohort.panel["pos"]) & (both.locus_rates["chrom"] == "chr1")
+    pd.testing.assert_frame_equal(both.locus_rates[snv].reset_index(drop=True), snv_only.locus_rates)
+    pd.testing.assert_frame_equal(
+        both.context_rates.iloc[: len(snv_only.context_rates)], snv_only.context_rates
+    )
+    indel_rates = both.context_rates.iloc[len(snv_only.context_rates) :]
+    assert len(indel_rates) == 44 * 3 and set(indel_rates["substitution"]) == set(
+        all_indel_classes()["substitution"]
+    )
+    rate = indel_rates[indel_rates["orientation"] == "all"].set_index(["substitution", "context"])["rate"]
+    assert rate["del1", "rep8+"] == pytest.approx(2e-3, rel=0.2)
+    assert rate["ins1", "rep4-5"] == pytest.approx(2e-4, rel=0.3)
+    assert rate["del1", "rep8+"] > 20 * rate["del1", "rep1"]
+    # Judged against its own context, a homopolymer deletion is not noisy; among SNVs it would look it.
+    indels = both.locus_rates[both.locus_rates["chrom"] == "chr2"]
+    assert not indels["excluded"].any()
+    assert set(indels["pyrimidine_context"]) == {"rep8+", "rep1", "rep4-5"}
+
+
+def test_a_count_table_indel_without_a_panel_indel_context_is_a_user_error():
+    cohort = simulate_cohort(CohortSpec(seed=3))
+    counts = with_indel_loci(cohort, copies=1)
+    counts.loc[counts["chrom"] == "chr2", "context"] = "GAA"  # a trinucleotide, as an old panel would give
+    with pytest.raises(UserFacingError, match="chr2:1000 GA>G"):
+        build_background(counts, cohort.samples)
+
+
+def test_each_alt_of_a_multiallelic_site_is_its_own_background_locus():
+    cohort = simulate_cohort(CohortSpec(seed=5))
+    first = cohort.counts["pos"] == cohort.panel["pos"].iloc[0]
+    other = cohort.counts[first].copy()
+    ref = cohort.panel["ref"].iloc[0]
+    other["alt"] = next(b for b in "ACGT" if b not in (ref, cohort.panel["alt"].iloc[0]))
+    other["alt_molecules"] = 30  # the second ALT is noisy here; the first is not
+    counts = pd.concat([cohort.counts, other], ignore_index=True)
+    model = build_background(counts, cohort.samples)
+    site = model.locus_rates[model.locus_rates["pos"] == cohort.panel["pos"].iloc[0]]
+    assert len(site) == 2
+    assert site.set_index("alt")["excluded"].to_dict() == {
+        cohort.panel["alt"].iloc[0]: False,
+        other["alt"].iloc[0]: True,
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------
+# CHIP genes without a matched normal
+# ----------------------------------------------------------------------------------------------------------
+def chip_panel(cohort: Cohort, suspects: list[int]) -> pd.DataFrame:
+    panel = cohort.panel.assign(gene="", chip_suspect=False)
+    panel.loc[suspects, ["gene", "chip_suspect"]] = ["DNMT3A", True]
+    return panel
+
+
+def test_chip_gene_loci_are_only_flagged_by_default():
+    cohort = simulate_cohort(CohortSpec(seed=8))
+    model = build_background(cohort.counts, cohort.samples, panel=chip_panel(cohort, [3]))
+    assert "chip_gene" not in set(model.excluded["reason"])
+
+
+def test_with_exclude_chip_genes_a_chip_gene_locus_is_excluded_for_everyone():
+    cohort = simulate_cohort(CohortSpec(noisy={5: 5e-3}, seed=4))
+    settings = BackgroundSettings.from_config({"exclude_chip_genes": True})
+    model = build_background(cohort.counts, cohort.samples, settings, chip_panel(cohort, [3, 5]))
+    rows = {(r.pos, r.patient_id, r.reason) for r in model.excluded.itertuples()}
+    # Locus 5 is noisy as well: it keeps that reason, and is listed once.
+    assert rows == {(cohort.panel["pos"][3], "", "chip_gene"), (cohort.panel["pos"][5], "", "noisy_locus")}
+    unflagged = build_background(cohort.counts, cohort.samples)
+    pd.testing.assert_frame_equal(model.locus_rates, unflagged.locus_rates)  # the rates are not touched
+
+
+def test_exclude_chip_genes_without_the_panels_chip_column_is_a_user_error():
+    cohort = simulate_cohort(CohortSpec(seed=8))
+    settings = BackgroundSettings(exclude_chip_genes=True)
+    with pytest.raises(UserFacingError, match="chip_suspect"):
+        build_background(cohort.counts, cohort.samples, settings, cohort.panel)
+    with pytest.raises(UserFacingError, match="needs the panel"):
+        build_background(cohort.counts, cohort.samples, settings)
+
+
+def test_chip_flag_and_exclusion_reach_the_callers_loci_table():
+    from mrdtrack.caller import CallSettings, call_cohort
+
+    cohort = simulate_cohort(CohortSpec(patients=3, loci_per_patient=10, controls=4, seed=8))
+    panel = chip_panel(cohort, [3])
+    settings = BackgroundSettings(exclude_chip_genes=True)
+    model = build_background(cohort.counts, cohort.samples, settings, panel)
+    fast = CallSettings(null_draws=200, lod_draws=100, fragment_lengths=False)
+    loci = call_cohort(cohort.counts, cohort.samples, panel, model.locus_rates, model.excluded, fast).loci
+    flagged = loci[loci["chip_suspect"]]
+    assert set(flagged["pos"]) == {cohort.panel["pos"][3]} and set(flagged["gene"]) == {"DNMT3A"}
+    assert set(flagged["reason"]) == {"chip_gene"} and not flagged["used"].any()
+    assert (loci.loc[~loci["chip_suspect"], "gene"] == "").all()

@@ -10,14 +10,21 @@ Rates are estimated at three levels, each shrunk toward the one above by empiric
 2. class x trinucleotide context (96 classes), shrunk toward the class rate;
 3. locus, shrunk toward its context rate.
 
+Indels have a model of their own, fitted the same way on the indel loci alone (so SNV rates do not change
+when indels join the panel): their errors come from polymerase slippage and grow with the length of the repeat
+they sit in. Class: indel type x length (`del1`, `del2`, `del3-4`, `del5+`, `ins1`, ...); context: the class
+x copies of the repeat unit in the reference (`rep0`, `rep1`, `rep2-3`, `rep4-5`, `rep6-7`, `rep8+`).
+
 Loci whose noise is far above their context are excluded cohort-wide; loci whose ALT shows in the patient's
-own matched normal (CHIP or germline) are excluded for that patient.
+own matched normal (CHIP or germline) are excluded for that patient; with `exclude_chip_genes`, loci in
+clonal-hematopoiesis genes (the panel's `chip_suspect`) are excluded for everyone.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -64,6 +71,7 @@ class BackgroundSettings:
     normal_min_vaf: float = 0.002  # ... and at least this VAF ...
     normal_max_p: float = 1e-3  # ... and binomial tail vs the locus background below this
     germline_min_vaf: float = 0.2  # normal VAF from which the reason says germline rather than CHIP
+    exclude_chip_genes: bool = False  # exclude the panel's chip_suspect loci for everyone (else: flag only)
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any] | None) -> BackgroundSettings:
@@ -138,16 +146,91 @@ def all_context_classes() -> pd.DataFrame:
 GROUPS = tuple(sorted({rate_group(s, c) for s, c in all_context_classes().itertuples(index=False)}))
 
 
-def annotate_classes(loci: pd.DataFrame) -> pd.DataFrame:
-    """Add `substitution`, `pyrimidine_context`, `flipped` (purine reference: strand-swapped) and `group`."""
-    classes = [
-        pyrimidine_class(r, a, c) for r, a, c in zip(loci["ref"], loci["alt"], loci["context"], strict=True)
+# Indel classes. The panel writes an indel's context as `{del|ins}{length}:{unit}x{copies}` (mrdtrack.panel).
+INDEL_CONTEXT = re.compile(r"^(del|ins)(\d+):([ACGTN]+)x(\d+)$")
+INDEL_LENGTHS = ((1, "1"), (2, "2"), (4, "3-4"), (None, "5+"))  # (largest length, label)
+REPEAT_COPIES = ((0, "0"), (1, "1"), (3, "2-3"), (5, "4-5"), (7, "6-7"), (None, "8+"))  # (most copies, label)
+
+
+def _binned(value: int, bins: tuple[tuple[int | None, str], ...]) -> str:
+    return next(label for upper, label in bins if upper is None or value <= upper)
+
+
+def indel_class(context: str) -> tuple[str, str]:
+    """(class, context) of an indel from its panel context: `del1:Ax6` -> (`del1`, `rep6-7`).
+
+    The class is the indel type and length class; the context adds the copies of the repeat unit in the
+    reference (for a deletion including the deleted ones), which drive polymerase slippage.
+    """
+    found = INDEL_CONTEXT.match(context)
+    if found is None:
+        raise ValueError(f"indel context {context!r} is not of the form del1:Ax6")
+    kind, length, _unit, copies = found.groups()
+    return f"{kind}{_binned(int(length), INDEL_LENGTHS)}", f"rep{_binned(int(copies), REPEAT_COPIES)}"
+
+
+def all_indel_classes() -> pd.DataFrame:
+    """The indel classes: type x length class x repeat-copies class (a deletion has at least one copy)."""
+    rows = [
+        (f"{kind}{length}", f"rep{copies}")
+        for kind in ("del", "ins")
+        for _, length in INDEL_LENGTHS
+        for _, copies in REPEAT_COPIES
+        if not (kind == "del" and copies == "0")
     ]
+    return pd.DataFrame(rows, columns=["substitution", "context"])
+
+
+INDEL_GROUPS = tuple(dict.fromkeys(all_indel_classes()["substitution"]))
+
+
+@dataclass(frozen=True)
+class ClassScheme:
+    """How loci of one kind are classed: the grid of context classes and the group each is shrunk toward."""
+
+    kind: str  # the `kind` of `annotate_classes`
+    classes: Callable[[], pd.DataFrame]  # substitution, context: the rows every context table has
+    group_of: Callable[[str, str], str]  # (substitution, context) -> group
+    groups: tuple[str, ...]
+
+
+SNV_SCHEME = ClassScheme("snv", all_context_classes, rate_group, GROUPS)
+INDEL_SCHEME = ClassScheme(
+    "indel", all_indel_classes, lambda substitution, _context: substitution, INDEL_GROUPS
+)
+SCHEMES = (SNV_SCHEME, INDEL_SCHEME)
+
+
+def locus_class(ref: str, alt: str, context: str) -> tuple[str, str, bool, str, str]:
+    """(substitution, context, flipped, group, kind) of a locus: an SNV's pyrimidine-centred class or an
+    indel's class (never flipped: slippage has no strand to fold)."""
+    if len(ref) == 1 and len(alt) == 1:
+        substitution, pyrimidine_context, flipped = pyrimidine_class(ref, alt, context)
+        return substitution, pyrimidine_context, flipped, rate_group(substitution, pyrimidine_context), "snv"
+    if len(ref) != len(alt) and ref[0] == alt[0]:
+        indel, repeat = indel_class(context)
+        return indel, repeat, False, indel, "indel"
+    raise ValueError(f"{ref}>{alt} is neither an SNV nor an anchored indel")
+
+
+def annotate_classes(loci: pd.DataFrame) -> pd.DataFrame:
+    """Add `substitution`, `pyrimidine_context`, `flipped` (purine reference: strand-swapped), `group` and
+    `kind` (`snv` or `indel`)."""
+    classes = []
+    for chrom, pos, ref, alt, context in zip(
+        loci["chrom"], loci["pos"], loci["ref"], loci["alt"], loci["context"], strict=True
+    ):
+        try:
+            classes.append(locus_class(ref, alt, context))
+        except ValueError as error:
+            raise UserFacingError(
+                f"count-table locus {chrom}:{pos} {ref}>{alt}: {error}; the count tables must come from "
+                "the current panel (results/panel/loci.tsv)"
+            ) from None
     out = loci.copy()
-    out["substitution"] = [c[0] for c in classes]
-    out["pyrimidine_context"] = [c[1] for c in classes]
-    out["flipped"] = [c[2] for c in classes]
-    out["group"] = [rate_group(c[0], c[1]) for c in classes]
+    names = ("substitution", "pyrimidine_context", "flipped", "group", "kind")
+    for i, name in enumerate(names):
+        out[name] = [c[i] for c in classes]
     return out
 
 
@@ -173,7 +256,9 @@ def read_samples(path: str) -> pd.DataFrame:
 
 
 def read_panel(path: str) -> pd.DataFrame:
-    return read_tsv(path, dtype=ID_DTYPES)
+    """The panel table (mrdtrack.panel); an empty `gene` stays text."""
+    panel = read_tsv(path, dtype=ID_DTYPES | {"gene": str, "variant_type": str, "weight_source": str})
+    return panel.fillna({c: "" for c in ("gene", "variant_type", "weight_source") if c in panel.columns})
 
 
 def background_observations(
@@ -284,7 +369,7 @@ class ContextModel:
         return sub["alt_molecules"].fillna(0).to_numpy(), sub["total_molecules"].fillna(0).to_numpy()
 
 
-def class_rates(loci: pd.DataFrame) -> dict[str, float]:
+def class_rates(loci: pd.DataFrame, groups: Sequence[str] = GROUPS) -> dict[str, float]:
     """Pooled rate per group (substitution class; CpG apart), with half a pseudo-count so that no rate is 0.
 
     A group with no background molecules at all takes the cohort-wide rate.
@@ -298,13 +383,15 @@ def class_rates(loci: pd.DataFrame) -> dict[str, float]:
         )
     overall = (alt_all + 0.5) / (total_all + 1)
     rates = {}
-    for group in GROUPS:
+    for group in groups:
         alt, total = grouped.loc[group] if group in grouped.index else (0, 0)
         rates[group] = float((alt + 0.5) / (total + 1)) if total > 0 else float(overall)
     return rates
 
 
-def fit_context_model(loci: pd.DataFrame, settings: BackgroundSettings | None = None) -> ContextModel:
+def fit_context_model(
+    loci: pd.DataFrame, settings: BackgroundSettings | None = None, scheme: ClassScheme = SNV_SCHEME
+) -> ContextModel:
     """96-class context rates (and per orientation) shrunk toward their group's rate (`rate_group`).
 
     The prior strength is fitted per group: one cohort-wide value would be set by the groups whose contexts
@@ -315,8 +402,8 @@ def fit_context_model(loci: pd.DataFrame, settings: BackgroundSettings | None = 
     favour).
     """
     settings = settings or BackgroundSettings()
-    by_class = class_rates(loci)
-    base = all_context_classes()
+    by_class = class_rates(loci, scheme.groups)
+    base = scheme.classes()
     extra = loci[["substitution", "pyrimidine_context"]].drop_duplicates()
     extra = extra.rename(columns={"pyrimidine_context": "context"})
     keys = pd.concat([base, extra]).drop_duplicates().reset_index(drop=True)
@@ -328,10 +415,10 @@ def fit_context_model(loci: pd.DataFrame, settings: BackgroundSettings | None = 
     sums.index = sums.index.set_names(["substitution", "context"])
     table = keys.join(sums, on=["substitution", "context"]).fillna(0)
     table["group"] = [
-        rate_group(sub, ctx) for sub, ctx in zip(table["substitution"], table["context"], strict=True)
+        scheme.group_of(sub, ctx) for sub, ctx in zip(table["substitution"], table["context"], strict=True)
     ]
     prior = table["group"].map(by_class).to_numpy(dtype=float)
-    by_class_m = _per_group_prior_molecules(table, prior, settings.min_contexts_dispersion)
+    by_class_m = _per_group_prior_molecules(table, prior, settings.min_contexts_dispersion, scheme.groups)
     by_class_m = {g: max(m, settings.min_prior_alt / by_class[g]) for g, m in by_class_m.items()}
     m = table["group"].map(by_class_m).to_numpy(dtype=float)
     rate_all = shrink(table["alt"].to_numpy(), table["total"].to_numpy(), prior, m)
@@ -346,11 +433,13 @@ def fit_context_model(loci: pd.DataFrame, settings: BackgroundSettings | None = 
     return ContextModel(by_class, rates, by_class_m)
 
 
-def _per_group_prior_molecules(table: pd.DataFrame, prior: np.ndarray, min_contexts: int) -> dict[str, float]:
+def _per_group_prior_molecules(
+    table: pd.DataFrame, prior: np.ndarray, min_contexts: int, groups: Sequence[str]
+) -> dict[str, float]:
     alt, total = table["alt"].to_numpy(), table["total"].to_numpy()
     cohort_m = fit_prior_molecules(alt, total, prior)
     result = {}
-    for group in GROUPS:
+    for group in groups:
         sel = (table["group"] == group).to_numpy() & (total > 0)
         enough = sel.sum() >= min_contexts
         result[group] = fit_prior_molecules(alt[sel], total[sel], prior[sel]) if enough else cohort_m
@@ -432,13 +521,15 @@ def noise_flags(
     return reason, p_tail
 
 
-def find_noisy_loci(loci: pd.DataFrame, settings: BackgroundSettings, max_rounds: int = 10) -> pd.DataFrame:
+def find_noisy_loci(
+    loci: pd.DataFrame, settings: BackgroundSettings, max_rounds: int = 10, scheme: ClassScheme = SNV_SCHEME
+) -> pd.DataFrame:
     """Flag noisy loci, refit the context rates without them, and repeat until the flags settle."""
     reason = np.full(len(loci), "", dtype=object)
     p_tail = np.ones(len(loci))
     for _ in range(max_rounds):
         fitted = reason == ""
-        model = fit_context_model(_orient(loci[fitted]), settings)
+        model = fit_context_model(_orient(loci[fitted]), settings, scheme)
         new_reason, p_tail = noise_flags(loci, leave_one_out_context_rate(loci, model, fitted), settings)
         if np.array_equal(new_reason == "", reason == ""):
             reason = new_reason
@@ -451,7 +542,7 @@ def find_noisy_loci(loci: pd.DataFrame, settings: BackgroundSettings, max_rounds
 
 
 def locus_prior_molecules(
-    loci: pd.DataFrame, prior_mean: np.ndarray, settings: BackgroundSettings
+    loci: pd.DataFrame, prior_mean: np.ndarray, settings: BackgroundSettings, groups: Sequence[str] = GROUPS
 ) -> np.ndarray:
     """Per-locus beta-binomial prior strength: fitted per group (`rate_group`) on clean loci.
 
@@ -463,7 +554,7 @@ def locus_prior_molecules(
     alt, total = loci["alt_molecules"].to_numpy(), loci["total_molecules"].to_numpy()
     cohort_m = fit_prior_molecules(alt[clean], total[clean], prior_mean[clean])
     m = np.full(len(loci), cohort_m)
-    for group in GROUPS:
+    for group in groups:
         in_class = (loci["group"] == group).to_numpy()
         if (in_class & clean).sum() >= settings.min_loci_dispersion:
             sel = in_class & clean
@@ -500,6 +591,33 @@ def matched_normal_exclusions(
     return found[EXCLUDED_COLUMNS]
 
 
+def chip_gene_exclusions(
+    panel: pd.DataFrame | None, locus_rates: pd.DataFrame, settings: BackgroundSettings
+) -> pd.DataFrame:
+    """With `exclude_chip_genes`: the panel's `chip_suspect` loci, excluded for everyone (reason `chip_gene`).
+
+    Their molecules stay in the rates: in other patients' samples such a locus is background like any other. A
+    locus already excluded for everyone keeps its first reason.
+    """
+    if not settings.exclude_chip_genes:
+        return pd.DataFrame(columns=EXCLUDED_COLUMNS)
+    if panel is None or "chip_suspect" not in panel.columns:
+        raise UserFacingError(
+            "background.exclude_chip_genes needs the panel table with its chip_suspect column "
+            "(results/panel/loci.tsv, from the current `panel` step)"
+        )
+    suspect = panel.loc[_is_true(panel["chip_suspect"]), LOCUS_KEY]
+    keys = pd.MultiIndex.from_frame(locus_rates[LOCUS_KEY])
+    hit = keys.isin(pd.MultiIndex.from_frame(suspect)) & ~locus_rates["excluded"].to_numpy(dtype=bool)
+    found = locus_rates.loc[hit, LOCUS_KEY].assign(patient_id="", reason="chip_gene")
+    return found[EXCLUDED_COLUMNS]
+
+
+def _is_true(values: pd.Series) -> np.ndarray:
+    """Booleans as written to a table (True / true / 1) or kept in memory."""
+    return values.astype(str).str.strip().str.lower().isin(["true", "1"]).to_numpy()
+
+
 # ----------------------------------------------------------------------------------------------------------
 # The whole step
 # ----------------------------------------------------------------------------------------------------------
@@ -511,34 +629,60 @@ class BackgroundModel:
 
 
 def build_background(
-    counts: pd.DataFrame, samples: pd.DataFrame, settings: BackgroundSettings | None = None
+    counts: pd.DataFrame,
+    samples: pd.DataFrame,
+    settings: BackgroundSettings | None = None,
+    panel: pd.DataFrame | None = None,
 ) -> BackgroundModel:
-    """Fit context and locus error rates from the cohort's background observations; list excluded loci."""
+    """Fit context and locus error rates from the cohort's background observations; list excluded loci.
+
+    SNVs and indels are fitted apart, each kind on its own loci. `panel` (results/panel/loci.tsv) is needed
+    only with `exclude_chip_genes`.
+    """
     settings = settings or BackgroundSettings()
     observations = background_observations(counts, samples, settings.include_normals)
-    loci = find_noisy_loci(pool_loci(counts, observations), settings)
+    pooled = pool_loci(counts, observations)
+    # A cohort without loci still goes through the SNV fit, which says there is no background.
+    schemes = [s for s in SCHEMES if (pooled["kind"] == s.kind).any()] or [SNV_SCHEME]
+    fits = [_fit_kind(pooled[(pooled["kind"] == s.kind).to_numpy()], settings, s) for s in schemes]
+    # Back in count-table order: each kind kept the pooled table's index.
+    loci = pd.concat([locus for locus, _ in fits]).sort_index(kind="stable")
+    clean = ~loci["excluded"].to_numpy(dtype=bool)
+    locus_rates = loci[LOCUS_COLUMNS].reset_index(drop=True)
+    noisy = locus_rates.loc[~clean, LOCUS_KEY + ["reason"]].assign(patient_id="")
+    chip = chip_gene_exclusions(panel, locus_rates, settings)
+    excluded = pd.concat(
+        [noisy[EXCLUDED_COLUMNS]]
+        + ([chip] if len(chip) else [])
+        + [matched_normal_exclusions(counts, samples, locus_rates, settings)],
+        ignore_index=True,
+    )
+    log.info(
+        "background: %d loci (%d indels), %d excluded cohort-wide, %d patient-specific exclusions",
+        len(locus_rates), int((loci["kind"] == "indel").sum()), int((excluded["patient_id"] == "").sum()),
+        int((excluded["patient_id"] != "").sum()),
+    )  # fmt: skip
+    context_rates = pd.concat([model.rates[CONTEXT_COLUMNS] for _, model in fits], ignore_index=True)
+    return BackgroundModel(context_rates, locus_rates, excluded.reset_index(drop=True))
+
+
+def _fit_kind(
+    loci: pd.DataFrame, settings: BackgroundSettings, scheme: ClassScheme
+) -> tuple[pd.DataFrame, ContextModel]:
+    """The loci of one kind with their rates and exclusions (LOCUS_COLUMNS + kind), and their context model."""
+    loci = find_noisy_loci(loci, settings, scheme=scheme)
     clean = (loci["reason"] == "").to_numpy()
-    model = fit_context_model(_orient(loci[clean]), settings)
+    model = fit_context_model(_orient(loci[clean]), settings, scheme)
     context_rate = model.rate_of(loci)
-    prior_m = locus_prior_molecules(loci, context_rate, settings)
+    prior_m = locus_prior_molecules(loci, context_rate, settings, scheme.groups)
     loci["context_rate"] = context_rate
     loci["prior_molecules"] = prior_m
     alt, total = loci["alt_molecules"].to_numpy(), loci["total_molecules"].to_numpy()
     # An excluded locus was found not to belong to its context's distribution: report its own rate instead.
     loci["rate"] = np.where(clean, shrink(alt, total, context_rate, prior_m), (alt + 0.5) / (total + 1))
     loci["excluded"] = ~clean
-    locus_rates = loci[LOCUS_COLUMNS].reset_index(drop=True)
-    noisy = locus_rates.loc[~clean, LOCUS_KEY + ["reason"]].assign(patient_id="")
-    excluded = pd.concat(
-        [noisy[EXCLUDED_COLUMNS], matched_normal_exclusions(counts, samples, locus_rates, settings)],
-        ignore_index=True,
-    )
     log.info(
-        "background: %d loci, %d excluded cohort-wide, %d patient-specific exclusions",
-        len(locus_rates), int((~clean).sum()), int((excluded["patient_id"] != "").sum()),
+        "%s context prior strength (molecules) per group: %s",
+        scheme.kind, {g: f"{m:.3g}" for g, m in model.prior_molecules.items()},
     )  # fmt: skip
-    log.info(
-        "context prior strength (molecules) per group: %s",
-        {g: f"{m:.3g}" for g, m in model.prior_molecules.items()},
-    )
-    return BackgroundModel(model.rates[CONTEXT_COLUMNS], locus_rates, excluded.reset_index(drop=True))
+    return loci, model
