@@ -86,7 +86,7 @@ CALL_COLUMNS = [
 ]  # fmt: skip
 LOCI_COLUMNS = [
     "sample_id", "patient_id", "chrom", "pos", "ref", "alt", "context", "weight", "ref_molecules",
-    "alt_molecules", "background_rate", "used", "reason",
+    "alt_molecules", "background_rate", "used", "reason", "gene", "chip_suspect",
 ]  # fmt: skip
 TEXT_DEFAULTS = {"batch": "", "flags": "", "status_reason": "", "p_value_method": "", "collection_date": ""}
 CALL_DTYPES = {"sample_id": str, "patient_id": str, "collection_date": str, "batch": str, "mrd_status": str,
@@ -873,6 +873,11 @@ def build_cohort(
     for patient, group in panel.groupby("patient_id", sort=True):
         where = index.get_indexer(pd.MultiIndex.from_frame(group[LOCUS_KEY]))
         rows = group[LOCUS_KEY + ["context"]].reset_index(drop=True)
+        rows = rows.assign(
+            # The CHIP-gene flag of mrdtrack.panel, for loci.tsv and the report (absent in an older panel table).
+            gene=group["gene"].fillna("").to_numpy() if "gene" in group else "",
+            chip_suspect=group["chip_suspect"].to_numpy(dtype=bool) if "chip_suspect" in group else False,
+        )
         panels[str(patient)] = rows.assign(locus=where, weight=group["weight"].to_numpy(dtype=float))
     cohort_reason = np.full(len(loci), "", dtype=object)
     patient_reason: dict[str, dict[int, str]] = {}
@@ -1287,6 +1292,8 @@ def _loci_rows(
             ),
             "used": reasons == "",
             "reason": reasons,
+            "gene": rows["gene"].to_numpy(),  # gene and chip_suspect: the panel's (build_cohort)
+            "chip_suspect": rows["chip_suspect"].to_numpy(),
         }
     )
 
