@@ -206,14 +206,8 @@ def _rooted(tiny: dict) -> dict:
 @pytest.mark.parametrize(
     ("record", "why"),
     [
-        (
-            "chr1\t{pos}\t.\t{ref}\tT,G\t.\tPASS\t.",
-            "not a single-nucleotide variant (indel or multi-allelic)",
-        ),
-        (
-            "chr1\t{pos}\t.\t{ref}\t{ref}T\t.\tPASS\t.",
-            "not a single-nucleotide variant (indel or multi-allelic)",
-        ),
+        ("chr1\t{pos}\t.\t{ref}\t<DEL>\t.\tPASS\t.", "symbolic or not a DNA sequence"),
+        ("chr1\t{pos}\t.\t{ref}N\t{ref}\t.\tPASS\t.", "is not a DNA sequence"),
         ("chr1\t{pos}\t.\t{ref}\t{alt}\t.\tPASS\t.", "duplicate record for this position"),
     ],
 )

@@ -29,6 +29,7 @@ COHORT_RULES = {
     "sample_sheet",
     "background",
     "calibrate",
+    "calling_model",
     "gather_calls",
     "clinical",
     "survival",

@@ -309,8 +309,9 @@ class Cells:
             )
         else:
             table, locus = self.table, self.kind
-        pairs = np.unique(np.stack([table, locus]), axis=1)
-        loci = np.bincount(pairs[0], minlength=tables) if pairs.size else np.zeros(tables, dtype=np.int64)
+        loci_per_table = int(design.hit_locus.max()) + 1 if len(design.hit_locus) else 1
+        pairs = np.unique(table.astype(np.int64) * loci_per_table + locus)  # one per (table, locus with ALT)
+        loci = np.bincount(pairs // loci_per_table, minlength=tables)
         return (fragments >= min_fragments) & (loci >= min_loci)
 
 

@@ -28,6 +28,33 @@ rule calibrate:
         "../scripts/calibrate.py"
 
 
+rule calling_model:
+    input:
+        "results/background/locus_rates.tsv",
+        "results/background/excluded_loci.tsv",
+        "results/mrd/null_scores.tsv",
+        "results/mrd/threshold.json",
+        "results/mrd/length_state.tsv",
+    output:
+        "results/mrd/model/locus_rates.tsv",
+        "results/mrd/model/excluded_loci.tsv",
+        "results/mrd/model/null_scores.tsv",
+        "results/mrd/model/threshold.json",
+        "results/mrd/model/length_state.tsv",
+    log:
+        "logs/calling_model.log",
+    benchmark:
+        "results/benchmarks/calling_model.tsv"
+    conda:
+        "../envs/mrdtrack.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/calling_model.py"
+
+
 rule call_sample:
     input:
         counts="results/counts/{sample}.tsv",
@@ -35,12 +62,12 @@ rule call_sample:
         fragments="results/counts/{sample}.fragments.tsv",
         samples="results/sheets/samples.tsv",
         panel="results/panel/loci.tsv",
-        locus_rates="results/background/locus_rates.tsv",
-        excluded="results/background/excluded_loci.tsv",
+        locus_rates="results/mrd/model/locus_rates.tsv",
+        excluded="results/mrd/model/excluded_loci.tsv",
         calibration=[
-            "results/mrd/null_scores.tsv",
-            "results/mrd/threshold.json",
-            "results/mrd/length_state.tsv",
+            "results/mrd/model/null_scores.tsv",
+            "results/mrd/model/threshold.json",
+            "results/mrd/model/length_state.tsv",
         ],
     output:
         call="results/mrd/samples/{sample}.call.tsv",

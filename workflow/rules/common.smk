@@ -63,16 +63,22 @@ def all_count_files(suffix):
     )
 
 
+def megabytes(paths):
+    # os.stat, not Snakemake's input.size_mb: that costs ~2 ms a file, which a 5,000-sample dry run pays for
+    # every job's resources (tens of seconds).
+    return sum(os.path.getsize(p) for p in paths if os.path.isfile(p)) / 1e6
+
+
 def counting_runtime(wildcards, input):
     # Minutes; counting streams the alignments, so its time grows with the file's size.
-    return 10 + int(input.size_mb / 200)
+    return 10 + int(megabytes([input.alignments]) / 200)
 
 
 def cohort_mem_mb(wildcards, input):
     # The cohort steps hold every sample's count table in memory: about 13x their size on disk in pandas (280 MB
     # peak for the 12 MB of tables, 176,000 rows, of benchmarks/detection.py's 20-patient cohort), 20x with room
     # to spare.
-    return 1000 + int(20 * input.size_mb)
+    return 1000 + int(20 * megabytes(input))
 
 
 def plasma_call_files():

@@ -1,6 +1,6 @@
 """Fit the cohort background error model (context and locus rates) and list the excluded loci."""
 
-from mrdtrack.background import BackgroundSettings, build_background, read_counts, read_samples
+from mrdtrack.background import BackgroundSettings, build_background, read_counts, read_panel, read_samples
 from mrdtrack.logs import setup_logging, user_errors_as_messages
 from mrdtrack.tables import write_tsv
 
@@ -10,6 +10,7 @@ with user_errors_as_messages():
         read_counts(list(snakemake.input.counts)),
         read_samples(snakemake.input.samples),
         BackgroundSettings.from_config(snakemake.params.settings),
+        read_panel(snakemake.input.panel),
     )
     write_tsv(model.context_rates, snakemake.output.context_rates)
     write_tsv(model.locus_rates, snakemake.output.locus_rates)
