@@ -2,13 +2,17 @@
 
 Generates a cohort of N samples (default 5,000: 500 patients x 8 plasma samples + controls + normals) as sheets
 with empty placeholder BAM/BAI files (a dry run opens no alignment), then times `snakemake --dry-run` on it.
+With `--profile`, one more dry run under cProfile says where the time goes: the share spent in mrdtrack's own
+code (sheet parsing and checks in `mrdtrack.sheets`, the workflow's input and resource functions in
+workflow/rules/*.smk) against Snakemake's (DAG building, scheduling).
 
-    python benchmarks/dryrun_scale.py [--samples 5000] [--repeats 3] [--workdir DIR]
+    python benchmarks/dryrun_scale.py [--samples 5000] [--repeats 3] [--workdir DIR] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
+import pstats
 import shutil
 import statistics
 import subprocess
@@ -62,8 +66,9 @@ def _sample_kind(index: int, n_patients: int) -> tuple[str, str]:
     return "plasma", f"P{(index // 10) % n_patients:05d}"
 
 
-def dry_run(folder: Path, config: Path) -> float:
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
+def dry_run(folder: Path, config: Path, profile: Path | None = None) -> float:
+    profiler = ["-m", "cProfile", "-o", str(profile)] if profile else []
+    command = [sys.executable, *profiler, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
                "--directory", str(folder), "--configfile", str(config), "--dry-run", "--quiet", "all",
                "--cores", "1"]  # fmt: skip
     start = time.perf_counter()
@@ -74,6 +79,22 @@ def dry_run(folder: Path, config: Path) -> float:
     return elapsed
 
 
+def own_share(profile: Path) -> tuple[float, float]:
+    """(seconds in mrdtrack's code, total seconds) of a profiled run. mrdtrack's code: the cumulative time of
+    the outermost calls into src/mrdtrack, and the workflow's own functions in workflow/rules (input and
+    resource functions, called by Snakemake for every job), without what they call back into Snakemake."""
+    stats = pstats.Stats(str(profile))
+    own = 0.0
+    for (path, _line, name), (_cc, _nc, self_time, cumulative, callers) in stats.stats.items():
+        ours = "/src/mrdtrack/" in path
+        rules = "/workflow/rules/" in path and name != "<module>"
+        if ours and not any("/src/mrdtrack/" in caller[0] for caller in callers):
+            own += cumulative
+        elif rules:
+            own += self_time
+    return own, stats.total_tt
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -81,6 +102,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=5000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--profile", action="store_true", help="one more run under cProfile: mrdtrack's share"
+    )
     args = parser.parse_args()
     folder = args.workdir or Path(tempfile.mkdtemp(prefix="mrdtrack-dryrun-"))
     config = make_cohort(folder, args.samples)
@@ -89,6 +113,12 @@ def main() -> None:
     times = [dry_run(folder, config) for _ in range(args.repeats)]
     print(f"snakemake --dry-run on {args.samples} samples: median {statistics.median(times):.1f} s "
           f"(runs: {', '.join(f'{t:.1f}' for t in times)}; target < 15 s)")  # fmt: skip
+    if args.profile:
+        profile = folder / "dryrun.prof"
+        dry_run(folder, config, profile)
+        own, total = own_share(profile)
+        print(f"under cProfile: {total:.0f} s, of which mrdtrack's own code {own:.1f} s ({own / total:.1%}; "
+              "target < 10%)")  # fmt: skip
 
 
 if __name__ == "__main__":
