@@ -4,7 +4,9 @@ The reference engine is proven against samtools, distinct templates and the simu
 two engines are run on the same files with the same settings and must agree on every count-table cell, the
 fragment-length histogram and the QC figures: on random reads built to hit every rule (filters, clips, indels,
 splices across two clusters, mates on other contigs, missing qualities, UMIs one mismatch apart, duplex UMIs read
-from either strand, cD family sizes), on every bundled file and on the real ctDNAtools reads. Files the compiled engine does not read (CRAM, CSI-only
+from either strand, UMIs in read names, consensus reads with cD/aD/bD tags and their filters), at SNV and indel
+loci (the panel's indels, other indels there, indels followed by a second one), on every bundled file and on the
+real ctDNAtools reads. Files the compiled engine does not read (CRAM, CSI-only
 index) and records it leaves alone go through the reference engine with the same result."""
 
 from __future__ import annotations
@@ -21,12 +23,18 @@ from hypothesis import strategies as st
 from conftest import TEST_DATA, ctdnatools_panel, toy_panel
 from mrdtrack import bamscan, counting
 from mrdtrack.counting import SampleCounts, count_sample
-from mrdtrack.molecules import CountSettings, ReadStats
+from mrdtrack.molecules import CountSettings, Locus, ReadStats, UmiSourceError
 from mrdtrack.panel import PanelSettings, build_panel
 from mrdtrack.sheets import load_samples, load_table
 
 LOCI = [1000, 1030, 2200, 3000]  # 1-based; two fetch clusters: {1000, 1030} and {2200, 3000}
-PANEL = toy_panel(LOCI)
+# Indels at the SNVs' positions (multi-allelic sites) and one alone, as VCF rows: (pos, ref, alt).
+INDELS = [(1000, "ACG", "A"), (1030, "A", "AT"), (1010, "A", "ATT"), (2200, "AT", "A"), (3000, "A", "AC")]
+PANEL = pd.concat(
+    [toy_panel(LOCI), toy_panel([pos for pos, _, _ in INDELS]).assign(
+        ref=[ref for _, ref, _ in INDELS], alt=[alt for _, _, alt in INDELS])],
+    ignore_index=True,
+)  # fmt: skip
 HEADER = pysam.AlignmentHeader.from_dict(
     {"HD": {"VN": "1.6", "SO": "coordinate"}, "SQ": [{"SN": "chr1", "LN": 5000}, {"SN": "chr2", "LN": 5000}]}
 )
@@ -34,10 +42,21 @@ SETTINGS = [
     CountSettings(dedup="umi"),
     CountSettings(dedup="coordinates", consensus_fraction=1.0),
     CountSettings(dedup="flag", require_proper_pair=True),
-    CountSettings(dedup="consensus", min_baseq=0),
     CountSettings(dedup="none", merge_mates=False, min_mapq=0),
     CountSettings(dedup="umi", umi_mismatches=0, min_baseq=30),
     CountSettings(dedup="umi", umi_duplex=True),
+]
+# For the same reads with consensus tags, and with the UMI at the end of the read name instead of in RX.
+CONSENSUS_SETTINGS = [
+    CountSettings(),
+    CountSettings(dedup="consensus", min_baseq=0),
+    CountSettings(dedup="umi", min_family_size=3),
+    CountSettings(min_duplex_strands=2),
+    CountSettings(min_family_size=2, min_duplex_strands=1, merge_mates=False, dedup="none"),
+]
+READ_NAME_SETTINGS = [
+    CountSettings(umi_source="read_name"),
+    CountSettings(dedup="umi", umi_source="read_name", umi_duplex=True, umi_read_name_separator="_"),
 ]
 EXAMPLES = settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -52,29 +71,52 @@ def assert_same_counts(fast: SampleCounts, reference: SampleCounts) -> None:
 
 
 def both_engines(bam: str, panel: pd.DataFrame, count_settings: CountSettings, reference: str = "") -> None:
-    fast = count_sample("s", bam, reference, panel, count_settings)
-    slow = count_sample(
-        "s", bam, reference, panel, CountSettings(**{**vars(count_settings), "engine": "pysam"})
-    )
-    assert_same_counts(fast, slow)
+    """Both engines count the same, or both stop with the same error (a UMI source that finds no UMI)."""
+    fast = _outcome(bam, reference, panel, CountSettings(**{**vars(count_settings), "engine": "compiled"}))
+    slow = _outcome(bam, reference, panel, CountSettings(**{**vars(count_settings), "engine": "pysam"}))
+    if isinstance(fast, SampleCounts) and isinstance(slow, SampleCounts):
+        assert_same_counts(fast, slow)
+    else:
+        assert fast == slow
+
+
+def _outcome(bam: str, reference: str, panel: pd.DataFrame, count_settings: CountSettings):
+    try:
+        return count_sample("s", bam, reference, panel, count_settings)
+    except UmiSourceError as error:
+        return str(error)
 
 
 @st.composite
 def random_read(draw) -> dict:
     """One BAM record near the loci, with any of the things counting has to handle."""
-    anchor = draw(st.sampled_from(LOCI))
+    anchor = draw(st.sampled_from(LOCI + [1010]))
+    start = max(anchor - 1 - draw(st.integers(0, 70)), 0)
     cigar = []
     if draw(st.booleans()):
         cigar.append((4, draw(st.integers(1, 5))))  # soft clip
-    cigar.append((0, draw(st.integers(5, 60))))
-    middle = draw(st.sampled_from(["", "I", "D", "N", "long N"]))
+    # Often the first aligned block ends at the anchor, so that an indel follows it right there.
+    at_anchor = anchor - start if anchor - start >= 1 else 5
+    cigar.append((0, at_anchor if draw(st.booleans()) else draw(st.integers(5, 60))))
+    middle = draw(st.sampled_from(["", "I", "D", "N", "long N", "I", "D", "DI", "ID", "panel", "panel"]))
+    lengths = {"I": (1, 3), "D": (1, 6), "N": (10, 50), "long N": (1150, 1250)}
+    panel_indel = next(((ref, alt) for pos, ref, alt in INDELS if pos == anchor), ("AT", "A"))
+    inserted = panel_indel[1][1:]  # the panel indel's inserted bases ('' for a deletion)
+    if middle == "panel":  # that indel's operation and length (the panel's ALT when it follows the anchor)
+        cigar.append((1, len(inserted)) if inserted else (2, len(panel_indel[0]) - 1))
+    for operation in [middle] if middle in lengths else list(middle.replace("panel", "")):  # "DI": D, then I
+        cigar.append(({"I": 1, "D": 2}.get(operation, 3), draw(st.integers(*lengths[operation]))))
     if middle:
-        length = {"I": (1, 3), "D": (1, 6), "N": (10, 50), "long N": (1150, 1250)}[middle]
-        cigar.append(({"I": 1, "D": 2}.get(middle, 3), draw(st.integers(*length))))
         cigar.append((0, draw(st.integers(5, 60))))
     if draw(st.booleans()):
         cigar.append((4, draw(st.integers(1, 5))))
     query_length = sum(n for op, n in cigar if op in (0, 1, 4))
+    sequence = "".join(
+        draw(st.lists(st.sampled_from("AATTCGN"), min_size=query_length, max_size=query_length))
+    )
+    if middle == "panel" and inserted:
+        before = sum(n for op, n in cigar[: -2 if cigar[-1][0] != 4 else -3] if op in (0, 1, 4))
+        sequence = sequence[:before] + inserted + sequence[before + len(inserted) :]
     flag = draw(st.sampled_from([0x1 | 0x2, 0x1, 0x0])) | draw(st.sampled_from([0x40, 0x80]))
     flag |= draw(st.sampled_from([0, 0x10])) | draw(st.sampled_from([0, 0x20]))
     flag |= draw(st.sampled_from([0] * 12 + [0x4, 0x8, 0x100, 0x200, 0x400, 0x400, 0x800]))
@@ -82,11 +124,9 @@ def random_read(draw) -> dict:
         "name": f"r{draw(st.integers(0, 8))}",  # few names: mates, and sometimes three reads of one name
         "flag": flag if flag & 0x1 else flag & ~0xE8,
         "tid": draw(st.sampled_from([0] * 6 + [1])),
-        "start": max(anchor - 1 - draw(st.integers(0, 70)), 0),
+        "start": start,
         "cigar": cigar,
-        "sequence": "".join(
-            draw(st.lists(st.sampled_from("AATTCGN"), min_size=query_length, max_size=query_length))
-        ),
+        "sequence": sequence,
         "qualities": draw(
             st.one_of(
                 st.none(),
@@ -103,14 +143,19 @@ def random_read(draw) -> dict:
             )
         ),
         "family_size": draw(st.sampled_from([None, 1, 2, 5])),
+        "strand_depths": draw(st.sampled_from([None, (3, 0), (0, 2), (1, 4), (2, None)])),  # aD, bD
     }
 
 
-def write_random_bam(path: Path, records: list[dict]) -> str:
+def write_random_bam(path: Path, records: list[dict], consensus: bool = False, umi_in_name: str = "") -> str:
+    """The records as an indexed BAM: with their cD/aD/bD tags when `consensus`, with the UMI at the end of the
+    read name after `umi_in_name` (and no RX) when that is set."""
     reads = []
     for record in records:
         read = pysam.AlignedSegment(HEADER)
         read.query_name = record["name"]
+        if umi_in_name and record["umi"] is not None:
+            read.query_name = f"{record['name']}{umi_in_name}{record['umi'].replace('-', '+')}"
         read.flag = record["flag"]
         read.reference_id = record["tid"]
         read.reference_start = record["start"]
@@ -124,10 +169,14 @@ def write_random_bam(path: Path, records: list[dict]) -> str:
         read.next_reference_id = record["mate_tid"]
         read.next_reference_start = record["mate_start"]
         read.template_length = record["template_length"]
-        if record["umi"] is not None:
+        if record["umi"] is not None and not umi_in_name:
             read.set_tag("RX", record["umi"])
-        if record["family_size"] is not None:
+        if consensus and record["family_size"] is not None:
             read.set_tag("cD", record["family_size"])
+        if consensus and record.get("strand_depths") is not None:
+            for tag, depth in zip(("aD", "bD"), record["strand_depths"], strict=True):
+                if depth is not None:
+                    read.set_tag(tag, depth)
         reads.append(read)
     reads.sort(key=lambda read: (read.reference_id, read.reference_start))
     with pysam.AlignmentFile(str(path), "wb", header=HEADER) as out:
@@ -143,6 +192,12 @@ def test_random_reads_give_the_reference_counts_under_every_setting(tmp_path, re
     bam = write_random_bam(tmp_path / "random.bam", records)
     for count_settings in SETTINGS:
         both_engines(bam, PANEL, count_settings)
+    consensus = write_random_bam(tmp_path / "consensus.bam", records, consensus=True)
+    for count_settings in CONSENSUS_SETTINGS:
+        both_engines(consensus, PANEL, count_settings)
+    for separator, count_settings in zip(":_", READ_NAME_SETTINGS, strict=True):
+        named = write_random_bam(tmp_path / f"named{separator}.bam", records, umi_in_name=separator)
+        both_engines(named, PANEL, count_settings)
 
 
 def test_every_bundled_file_gives_the_reference_counts():
@@ -188,7 +243,8 @@ def test_a_record_the_parser_leaves_alone_sends_its_clusters_to_the_reference_en
     with pysam.AlignmentFile(str(tmp_path / "b.bam")) as alignments:
         scanner = bamscan.BamScanner(str(tmp_path / "b.bam"), alignments, CountSettings(), "umi")
         stats = ReadStats()
-        assert list(scanner.molecules(0, [[999, 1029], [2199, 2999]], stats)) == [None, None]
+        clusters = [[Locus("chr1", pos, "A", "T") for pos in c] for c in ([1000, 1030], [2200, 3000])]
+        assert list(scanner.molecules(0, clusters, stats)) == [None, None]
         assert stats == ReadStats()  # nothing counted twice once the reference engine takes over
         scanner.close()
     both_engines(str(tmp_path / "b.bam"), PANEL, CountSettings(dedup="umi"))
@@ -204,14 +260,18 @@ def test_two_read_names_sharing_a_hash_are_a_collision_not_one_template():
     *_, collision = bamscan._templates(ints, same_hash, names, 2)
     assert collision
     names[5:] = names[:5]  # now the same name: one template (mates), no collision
-    firsts, calls, collision = bamscan._templates(ints, same_hash, names, 2)
+    firsts, calls, _shortfalls, collision = bamscan._templates(ints, same_hash, names, 2)
     assert not collision and list(firsts) == [0] and list(calls) == [ord("A")]
 
 
 def test_a_hash_collision_falls_back_to_the_reference_engine(tmp_path, monkeypatch):
     bam = write_random_bam(tmp_path / "c.bam", [_plain_read("p1", 990), _plain_read("p2", 995)])
     reference = count_sample("s", bam, "", PANEL, CountSettings(engine="pysam"))
-    monkeypatch.setattr(bamscan, "_molecules", lambda *args: (np.zeros((0, 5), dtype=np.int64), True))
+    monkeypatch.setattr(
+        bamscan,
+        "_molecules",
+        lambda *args: (np.zeros((0, 6), dtype=np.int64), np.zeros(2, dtype=np.int64), True),
+    )
     assert_same_counts(count_sample("s", bam, "", PANEL, CountSettings(engine="compiled")), reference)
 
 
@@ -250,10 +310,12 @@ def test_a_record_whose_sizes_do_not_add_up_is_reported_not_parsed():
     too_short = np.frombuffer((5).to_bytes(4, "little") + bytes(40), dtype=np.uint8).copy()
     table = bamscan._Table()
     one = np.array([999], dtype=np.int64)
+    shapes, inserted = bamscan.locus_shapes([Locus("chr1", 1000, "A", "T")])
     status, offset = bamscan._scan_records(
-        too_short, 0, 0, one, np.zeros(1, dtype=np.int64), one, one + 1, np.zeros(7, dtype=np.int64),
-        np.zeros(2, dtype=np.uint8), bamscan._SEQ_CODES, np.zeros((1, 9), dtype=np.int64), np.zeros(1, dtype=np.int64),
-        table.ints, table.hashes, table.names, table.umis, table.state,
+        too_short, 0, 0, one, shapes, inserted, np.zeros(1, dtype=np.int64), one, one + 1,
+        np.zeros(12, dtype=np.int64), np.zeros(2, dtype=np.uint8), bamscan._SEQ_CODES,
+        np.zeros((1, len(bamscan.STAT_FIELDS)), dtype=np.int64), np.zeros(1, dtype=np.int64), table.ints,
+        table.hashes, table.names, table.umis, table.state,
     )  # fmt: skip
     assert (status, offset) == (bamscan.CORRUPT, 0)
     assert bamscan._whole_records_end(too_short) == 0

@@ -11,13 +11,17 @@ import pysam
 import pytest
 
 from conftest import toy_panel
-from mrdtrack.counting import count_sample
+from mrdtrack.counting import PanelLocusError, count_sample
 from mrdtrack.molecules import (
     DISCORDANT,
+    INDEL_ALT,
+    INDEL_OTHER,
+    INDEL_REF,
     CountSettings,
     canonical_duplex_umi,
     cluster_umis,
     family_consensus,
+    indel_call,
     query_position,
 )
 
@@ -223,3 +227,93 @@ def test_worker_processes_give_byte_identical_results():
         assert many.counts.to_csv(sep="\t") == one.counts.to_csv(sep="\t")
         assert many.fragment_lengths.to_csv(sep="\t") == one.fragment_lengths.to_csv(sep="\t")
         assert many.qc == one.qc
+
+
+# --- indel loci -------------------------------------------------------------------------------------------------
+
+INDEL_ANCHOR0 = 99  # 0-based anchor of the indel loci below: pos 100
+
+
+@pytest.mark.parametrize(
+    ("cigar", "deleted", "inserted", "sequence", "call"),
+    [
+        ([(0, 10), (2, 2), (0, 20)], 2, "", "A" * 30, INDEL_ALT),  # the deletion, right after the anchor
+        ([(0, 10), (2, 3), (0, 20)], 2, "", "A" * 30, INDEL_OTHER),  # a longer one
+        ([(0, 11), (2, 2), (0, 20)], 2, "", "A" * 31, INDEL_OTHER),  # one starting inside the deleted bases
+        ([(0, 11), (1, 1), (0, 5)], 2, "", "A" * 17, INDEL_OTHER),  # an insertion inside them
+        ([(0, 12), (1, 1), (0, 5)], 2, "", "A" * 18, INDEL_REF),  # ... after them: not at this locus
+        ([(0, 10), (2, 2), (1, 1), (0, 5)], 2, "", "A" * 16, INDEL_OTHER),  # the deletion, then an insertion
+        ([(0, 32)], 2, "", "A" * 32, INDEL_REF),
+        ([(0, 12)], 2, "", "A" * 12, INDEL_REF),  # covers the anchor and both deleted bases
+        ([(0, 11)], 2, "", "A" * 11, None),  # ends inside the deleted bases: cannot tell
+        ([(0, 10), (2, 2), (4, 5)], 2, "", "A" * 15, None),  # the deletion, then a clip
+        ([(0, 10), (4, 20)], 2, "", "A" * 30, None),  # clipped after the anchor
+        ([(0, 9), (2, 3), (0, 20)], 2, "", "A" * 29, None),  # the anchor itself deleted
+        ([(4, 3), (0, 10), (2, 2), (0, 5)], 2, "", "A" * 18, INDEL_ALT),  # a clip before: fine
+        ([(0, 10), (1, 2), (0, 20)], 0, "TT", "A" * 10 + "TT" + "A" * 20, INDEL_ALT),
+        ([(0, 10), (1, 2), (0, 20)], 0, "TT", "A" * 10 + "TC" + "A" * 20, INDEL_OTHER),  # other bases
+        ([(0, 10), (1, 1), (0, 20)], 0, "TT", "A" * 31, INDEL_OTHER),  # other length
+        ([(0, 10), (2, 1), (0, 20)], 0, "TT", "A" * 30, INDEL_OTHER),  # a deletion at an insertion locus
+        ([(0, 11)], 0, "TT", "A" * 11, INDEL_REF),  # the anchor and the base after it
+        ([(0, 10)], 0, "TT", "A" * 10, None),  # ends at the anchor: an insertion could follow unseen
+        ([(0, 10), (1, 2), (4, 20)], 0, "TT", "A" * 10 + "TT" + "A" * 20, None),  # inserted, then clipped
+    ],
+)
+def test_indel_calls_follow_the_cigar(cigar, deleted, inserted, sequence, call):
+    assert indel_call(cigar, 90, INDEL_ANCHOR0, deleted, inserted, sequence)[0] == call
+
+
+def indel_pairs_bam(path: Path, reads: list[tuple[str, str, str]]) -> str:
+    """Read pairs (name, read 1's CIGAR, read 1's qualities as one character per base), read 1 from 950 over
+    sequence `A...` with `TT` inserted where the CIGAR says; read 2 far from the locus."""
+    header = pysam.AlignmentHeader.from_dict(
+        {"HD": {"VN": "1.6", "SO": "coordinate"}, "SQ": [{"SN": "chr1", "LN": CONTIG_LENGTH}]}
+    )
+    records = []
+    for name, cigar, qualities in reads:
+        for first in (True, False):
+            read = pysam.AlignedSegment(header)
+            read.query_name = name
+            read.flag = 0x1 | 0x2 | (0x40 | 0x20 if first else 0x80 | 0x10)
+            read.reference_id = read.next_reference_id = 0
+            read.reference_start, read.next_reference_start = (950, 1100) if first else (1100, 950)
+            read.mapping_quality = 60
+            read.cigarstring = cigar if first else "50M"
+            length = read.infer_query_length() if first else 50
+            read.query_sequence = ("A" * 50 + "TT" + "A" * 50)[:length] if "I" in cigar else "A" * length
+            read.query_qualities = pysam.qualitystring_to_array(qualities if first else "I" * 50)
+            read.template_length = 200 if first else -200
+            records.append(read)
+    records.sort(key=lambda r: r.reference_start)
+    with pysam.AlignmentFile(str(path), "wb", header=header) as out:
+        for read in records:
+            out.write(read)
+    pysam.index(str(path))
+    return str(path)
+
+
+def test_low_quality_inserted_bases_or_anchor_give_no_observation(tmp_path):
+    """LOCUS 1000 (anchor at 0-based 999 = read 1's 50th base) with ALT `ATT`; base quality counts at the anchor
+    and at the inserted bases, as at an SNV's base."""
+    good = "I" * 102
+    reads = [
+        ("alt", "50M2I50M", good),
+        ("low_insert", "50M2I50M", "I" * 51 + "#" + "I" * 50),  # one inserted base below min_baseq
+        ("low_anchor", "50M2I50M", "I" * 49 + "#" + "I" * 52),
+        ("low_after", "50M2I50M", "I" * 52 + "#" * 50),  # the bases after the insertion do not count
+        ("ref", "100M", "I" * 100),
+    ]
+    panel = PANEL.assign(alt="ATT")
+    for engine in ("pysam", "compiled"):
+        bam = indel_pairs_bam(tmp_path / f"{engine}.bam", reads)
+        result = count_sample("toy", bam, "", panel, CountSettings(dedup="none", engine=engine))
+        counts = result.counts.iloc[0]
+        assert (counts.alt_molecules, counts.ref_molecules, counts.reads) == (2, 1, 5), engine
+        assert result.qc["bases_low_quality"] == 2
+
+
+def test_a_locus_that_is_neither_snv_nor_normalised_indel_is_an_error(tmp_path):
+    bam = write_bam(tmp_path / "toy.bam", [Pair("a")])
+    for ref, alt in (("CAT", "CG"), ("CA", "TG"), ("A", "N")):
+        with pytest.raises(PanelLocusError, match=f"chr1:1000 {ref}>{alt}.*P1"):
+            count_sample("toy", bam, "", PANEL.assign(ref=ref, alt=alt), CountSettings())

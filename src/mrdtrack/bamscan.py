@@ -4,9 +4,9 @@
 costs about four times what `samtools mpileup` takes. Here htslib (pysam's BGZFile) decompresses the BAM, and
 numba-compiled loops parse the binary records, merge mates and collapse families; only per-locus arrays come back
 to Python. Both engines give the same counts, byte for byte (tests/test_bamscan.py checks it on every bundled
-file, on real reads and on random reads). CRAM files, BAMs without a .bai index, and the rare records this parser
-leaves alone (a CIGAR stored in a CG tag, a UMI or family-size tag of an unexpected type) go through the
-reference engine.
+file, on real reads and on random reads, at SNV and indel loci). CRAM files, BAMs without a .bai index, and the
+rare records this parser leaves alone (a CIGAR stored in a CG tag, a UMI or consensus tag of an unexpected type)
+go through the reference engine.
 
 Each cluster of nearby loci sees the reads `AlignmentFile.fetch` would return for it, in the same order
 (htslib's overlap rule). Clusters whose reads lie close together in the file are streamed in one pass from the
@@ -26,7 +26,17 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from mrdtrack.molecules import CountSettings, LocusMolecules, ReadStats
+from mrdtrack.molecules import (
+    BELOW_DUPLEX_STRANDS,
+    BELOW_FAMILY_SIZE,
+    INDEL_ALT,
+    INDEL_OTHER,
+    INDEL_REF,
+    CountSettings,
+    Locus,
+    LocusMolecules,
+    ReadStats,
+)
 
 FIRST_READ = 1 << 16  # decompressed bytes first asked of htslib for a cluster; doubled while it needs more
 LAST_READ = 1 << 22
@@ -34,19 +44,30 @@ LINEAR_SHIFT = 14  # the BAI linear index has one entry per 16 kb window
 MODE_CODES = {"flag": 0, "consensus": 1, "none": 2, "umi": 3, "coordinates": 4}
 NO_CALL = 0  # a template or family without a base
 DISCORDANT_CODE = 45  # ord("-"), as molecules.DISCORDANT
+REF_CODE, ALT_CODE, OTHER_CODE = ord(INDEL_REF), ord(INDEL_ALT), ord(INDEL_OTHER)  # calls at indel loci
 
-# Slots of the counters array: ReadStats' fields in this order.
+# Slots of the counters array: ReadStats' fields in this order (the last two are counted per molecule, once a
+# cluster is complete).
 STAT_FIELDS = (
     "reads_seen", "filtered_unmapped", "filtered_secondary", "filtered_supplementary", "filtered_qcfail",
     "filtered_duplicate_flag", "filtered_low_mapq", "filtered_improper_pair", "bases_low_quality",
+    "molecules_below_min_family_size", "molecules_below_min_duplex_strands",
 )  # fmt: skip
 
 # What the record kernel says when it returns.
 NEED_DATA, CLUSTER_DONE, OUT_OF_ROOM, NEEDS_REFERENCE, RUN_DONE, CORRUPT = 0, 1, 2, 3, 4, 5
 
-# Columns of the observation table (one row per read and locus with an aligned base).
-O_LOCUS, O_BASE, O_LEFT, O_LENGTH, O_R1FWD, O_SIZE, O_NAME, O_NAME_LEN, O_UMI, O_UMI_LEN, O_KEYBIT = range(11)
-N_COLUMNS = 11
+# Columns of the observation table (one row per read and locus with a call): O_SHORT holds the read's
+# molecules.BELOW_* bits (consensus mode).
+(O_LOCUS, O_BASE, O_LEFT, O_LENGTH, O_R1FWD, O_SIZE, O_NAME, O_NAME_LEN, O_UMI, O_UMI_LEN, O_KEYBIT,
+ O_SHORT) = range(12)  # fmt: skip
+N_COLUMNS = 12
+# Slots of the settings array handed to the kernels.
+(P_DROP_MASK, P_MIN_MAPQ, P_MIN_BASEQ, P_PROPER_PAIR, P_MERGE_MATES, P_MODE, P_MISMATCHES, P_DUPLEX, P_UMI_SOURCE,
+ P_SEPARATOR, P_MIN_FAMILY, P_MIN_STRANDS) = range(12)  # fmt: skip
+# Columns of the locus shapes array: 1 for an indel (0: an SNV), deleted bases, where the inserted bases start in
+# the inserted-bases array and how many there are.
+L_INDEL, L_DELETED, L_INSERTED_AT, L_INSERTED_LEN = range(4)
 # The state array: observations used, name bytes used, UMI bytes used, the first cluster not yet complete.
 S_ROWS, S_NAMES, S_UMIS, S_OPEN = range(4)
 # Clusters whose reads start closer than this in the file (compressed bytes) are streamed in one pass.
@@ -75,6 +96,10 @@ class BamScanner:
                 MODE_CODES[mode],
                 settings.umi_mismatches,
                 int(settings.umi_duplex),
+                int(settings.umi_source == "read_name"),
+                ord(settings.umi_read_name_separator),
+                settings.min_family_size,
+                settings.min_duplex_strands,
             ],
             dtype=np.int64,
         )
@@ -86,9 +111,9 @@ class BamScanner:
             self.bgzf.close()
 
     def molecules(
-        self, tid: int, clusters: list[list[int]], stats: ReadStats
+        self, tid: int, clusters: list[list[Locus]], stats: ReadStats
     ) -> Iterator[list[LocusMolecules] | None]:
-        """Each cluster's molecules per locus (clusters of 0-based sorted positions on contig `tid`, in order),
+        """Each cluster's molecules per locus (clusters of loci sorted by position on contig `tid`, in order),
         yielded as soon as the cluster is complete; None for a cluster the reference engine must count (its
         reads are then left out of `stats`)."""
         linear = self.linear.get(tid) if self.linear is not None else None
@@ -101,20 +126,24 @@ class BamScanner:
     def _scan_run(self, tid: int, run: _Run, stats: ReadStats) -> Iterator[list[LocusMolecules] | None]:
         """Stream a run of clusters once, yielding each cluster when the first read past it arrives. From a
         record the parser leaves alone on, the run's unfinished clusters are None."""
-        loci = np.concatenate([np.asarray(c, dtype=np.int64) for c in run.clusters])
+        every_locus = [locus for cluster in run.clusters for locus in cluster]
+        loci = np.array([locus.pos - 1 for locus in every_locus], dtype=np.int64)
+        shapes, inserted = locus_shapes(every_locus)
         cluster_of_locus = np.repeat(np.arange(len(run.clusters)), [len(c) for c in run.clusters])
-        begins = np.array([c[0] for c in run.clusters], dtype=np.int64)
-        ends = np.array([c[-1] + 1 for c in run.clusters], dtype=np.int64)
+        begins = np.array([c[0].pos - 1 for c in run.clusters], dtype=np.int64)
+        ends = np.array([c[-1].pos for c in run.clusters], dtype=np.int64)
         counters = np.zeros((len(run.clusters), len(STAT_FIELDS)), dtype=np.int64)
         depth = np.zeros(len(loci), dtype=np.int64)
         table = _Table()
-        geometry = (tid, loci, cluster_of_locus, begins, ends)
+        geometry = (tid, loci, shapes, inserted, cluster_of_locus, begins, ends)
         for status in self._records(run.start, geometry, counters, depth, table):
             cluster = int(table.state[S_OPEN])
             if status == NEEDS_REFERENCE:
                 yield from [None] * (len(run.clusters) - cluster)
                 return
-            done = _finish_cluster(table, cluster, cluster_of_locus, depth, self.params, self.fraction)
+            done = _finish_cluster(
+                table, cluster, cluster_of_locus, depth, self.params, self.fraction, counters[cluster]
+            )
             if done is not None:
                 for field, value in zip(STAT_FIELDS, counters[cluster], strict=True):
                     setattr(stats, field, getattr(stats, field) + int(value))
@@ -123,15 +152,16 @@ class BamScanner:
     def _records(self, start: int | None, geometry: tuple, counters, depth, table: _Table) -> Iterator[int]:
         """Run the record kernel over the stream; yield CLUSTER_DONE each time a cluster is complete, or
         NEEDS_REFERENCE once."""
-        tid, loci, cluster_of_locus, begins, ends = geometry
+        tid, loci, shapes, inserted, cluster_of_locus, begins, ends = geometry
         n_clusters = len(begins)
         blocks = self._whole_records(start) if start is not None else iter(())
         for buffer in blocks:
             offset = 0
             while True:
                 status, offset = _scan_records(
-                    buffer, offset, tid, loci, cluster_of_locus, begins, ends, self.params, self.umi_tag,
-                    _SEQ_CODES, counters, depth, table.ints, table.hashes, table.names, table.umis, table.state,
+                    buffer, offset, tid, loci, shapes, inserted, cluster_of_locus, begins, ends, self.params,
+                    self.umi_tag, _SEQ_CODES, counters, depth, table.ints, table.hashes, table.names, table.umis,
+                    table.state,
                 )  # fmt: skip
                 if status == CORRUPT:  # counting.py turns this into its "truncated or corrupt" message
                     raise OSError("a BAM record whose sizes do not add up")
@@ -186,16 +216,16 @@ class _Run:
     the index does not say where their reads start)."""
 
     start: int | None
-    clusters: list[list[int]]
+    clusters: list[list[Locus]]
     last_start: int | None  # where the reads of its last cluster start
 
 
-def _runs(linear: np.ndarray | None, clusters: list[list[int]]) -> Iterator[_Run]:
+def _runs(linear: np.ndarray | None, clusters: list[list[Locus]]) -> Iterator[_Run]:
     """Group consecutive clusters whose reads start close together in the file (targeted panels: all of a
     contig's), so that the stream is read once instead of once per cluster from its 16 kb index window."""
     run: _Run | None = None
     for cluster in clusters:
-        start = None if linear is None else first_offset(linear, cluster[0])
+        start = None if linear is None else first_offset(linear, cluster[0].pos - 1)
         joins = (
             run is not None
             and run.start not in (None, -1)
@@ -215,10 +245,11 @@ def _runs(linear: np.ndarray | None, clusters: list[list[int]]) -> Iterator[_Run
 
 def _finish_cluster(
     table: _Table, cluster: int, cluster_of_locus: np.ndarray, depth: np.ndarray, params: np.ndarray,
-    fraction: float,
+    fraction: float, counters: np.ndarray,
 ) -> list[LocusMolecules] | None:  # fmt: skip
-    """Build one complete cluster's molecules from its observations and drop them from the table; None when two
-    read names collide in the hash (the reference engine then counts the run)."""
+    """Build one complete cluster's molecules from its observations and drop them from the table, counting the
+    consensus molecules dropped in the cluster's `counters`; None when two read names collide in the hash (the
+    reference engine then counts the run)."""
     n = int(table.state[S_ROWS])
     loci_of_cluster = np.flatnonzero(cluster_of_locus == cluster)
     mine = cluster_of_locus[table.ints[:n, O_LOCUS]] == cluster
@@ -232,9 +263,10 @@ def _finish_cluster(
         table.ints[:kept] = table.ints[:n][keep]
         table.hashes[:kept] = table.hashes[:n][keep]
         table.state[S_ROWS] = kept
-    rows, collision = _molecules(ints, hashes, table.names, table.umis, len(ints), params, fraction)
+    rows, dropped, collision = _molecules(ints, hashes, table.names, table.umis, len(ints), params, fraction)
     if collision:
         return None
+    counters[len(STAT_FIELDS) - 2 :] += dropped
     rows[:, 0] -= loci_of_cluster[0]
     return _per_locus(rows, depth[loci_of_cluster])
 
@@ -254,6 +286,17 @@ class _Table:
         self.hashes = np.concatenate([self.hashes, np.zeros_like(self.hashes)])
         self.names = np.concatenate([self.names, np.zeros_like(self.names)])
         self.umis = np.concatenate([self.umis, np.zeros_like(self.umis)])
+
+
+def locus_shapes(loci: list[Locus]) -> tuple[np.ndarray, np.ndarray]:
+    """The kernels' view of the loci: a row of L_* columns per locus, and the inserted bases of all of them."""
+    shapes = np.zeros((len(loci), 4), dtype=np.int64)
+    inserted = bytearray()
+    for row, locus in zip(shapes, loci, strict=True):
+        if locus.is_indel:
+            row[:] = (1, locus.deleted, len(inserted), len(locus.inserted))
+            inserted += locus.inserted.encode()
+    return shapes, np.frombuffer(bytes(inserted) or b"\0", dtype=np.uint8).copy()
 
 
 def bai_linear_index(path: str) -> dict[int, np.ndarray] | None:
@@ -371,6 +414,101 @@ def _query_offset(buffer, cigar_at, n_cigar, start, position0):
 
 
 @njit(cache=True)
+def _cigar_operation(buffer, cigar_at, index):
+    word = _u32(buffer, cigar_at + 4 * index)
+    return word & 0xF, word >> 4
+
+
+@njit(cache=True, inline="always")
+def _is_aligned(operation):
+    return operation == 0 or operation == 7 or operation == 8
+
+
+@njit(cache=True)
+def _indel_call(buffer, cigar_at, n_cigar, start, anchor, deleted, inserted, inserted_at, inserted_length,
+                seq_at, seq_length, seq_codes):  # fmt: skip
+    """molecules.indel_call on a BAM record: (REF_CODE, ALT_CODE, OTHER_CODE or NO_CALL, the anchor's index in
+    the read, the length of an insertion right after the anchor)."""
+    ref = start
+    query = 0
+    index = 0
+    length = 0
+    found = False
+    while index < n_cigar:  # find the operation that aligns the anchor
+        operation, length = _cigar_operation(buffer, cigar_at, index)
+        if _is_aligned(operation):
+            if anchor < ref + length:
+                found = True
+                break
+            ref += length
+            query += length
+        elif operation == 1 or operation == 4:
+            query += length
+        elif operation == 2 or operation == 3:
+            if anchor < ref + length:
+                return NO_CALL, 0, 0
+            ref += length
+        index += 1
+    if not found or anchor < ref:
+        return NO_CALL, 0, 0
+    anchor_query = query + anchor - ref
+    aligned_left = ref + length - anchor - 1
+    position = anchor + 1
+    query = anchor_query + 1
+    last = anchor + max(deleted, 1)
+    while position <= last:
+        if aligned_left > 0:
+            step = min(aligned_left, last - position + 1)
+            position += step
+            query += step
+            aligned_left -= step
+            continue
+        index += 1
+        if index == n_cigar:
+            return NO_CALL, 0, 0
+        operation, length = _cigar_operation(buffer, cigar_at, index)
+        if _is_aligned(operation):
+            aligned_left = length
+        elif operation == 1 or operation == 2:
+            right_after_anchor = position == anchor + 1
+            insertion = length if operation == 1 and right_after_anchor else 0
+            if right_after_anchor and (
+                (operation == 2 and deleted == length)
+                or (operation == 1 and inserted_length == length and _read_has(
+                    buffer, seq_at, seq_length, query, inserted, inserted_at, inserted_length, seq_codes))
+            ):  # fmt: skip
+                return _after_alt(buffer, cigar_at, n_cigar, index), anchor_query, insertion
+            return OTHER_CODE, anchor_query, insertion
+        else:
+            return NO_CALL, 0, 0
+    return REF_CODE, anchor_query, 0
+
+
+@njit(cache=True)
+def _read_has(buffer, seq_at, seq_length, query, bases, bases_at, n, seq_codes):
+    """Whether the read's bases from `query` are bases[bases_at : bases_at + n]."""
+    if query + n > seq_length:
+        return False
+    for i in range(n):
+        code = np.int64(buffer[seq_at + (query + i) // 2])
+        base = seq_codes[(code >> 4) if (query + i) % 2 == 0 else (code & 0xF)]
+        if base != bases[bases_at + i]:
+            return False
+    return True
+
+
+@njit(cache=True)
+def _after_alt(buffer, cigar_at, n_cigar, index):
+    """molecules._after_alt."""
+    if index + 1 == n_cigar:
+        return NO_CALL
+    following, _ = _cigar_operation(buffer, cigar_at, index + 1)
+    if _is_aligned(following):
+        return ALT_CODE
+    return OTHER_CODE if following == 1 or following == 2 else NO_CALL
+
+
+@njit(cache=True)
 def _find_tag(buffer, at, end, tag0, tag1):
     """(type, value offset) of a tag in a record's aux data (a Z value ends at its NUL); type 0 when absent, -1
     when the aux data cannot be read."""
@@ -421,15 +559,15 @@ def _tag_int(buffer, kind, at):
 
 @njit(cache=True)
 def _scan_records(
-    buffer, offset, tid, loci, cluster_of_locus, begins, ends, params, umi_tag, seq_codes, counters, depth,
-    ints, hashes, names, umis, state,
+    buffer, offset, tid, loci, shapes, inserted, cluster_of_locus, begins, ends, params, umi_tag, seq_codes,
+    counters, depth, ints, hashes, names, umis, state,
 ):  # fmt: skip
     """Parse whole records from `offset`, adding an observation per read and locus, until the open cluster is
     complete (CLUSTER_DONE), all are (RUN_DONE), the buffer ends (NEED_DATA), the table is full (OUT_OF_ROOM) or
     a record needs the reference engine. Returns (status, offset of the first record not parsed). A read counts
     in the statistics of every cluster whose fetch region it overlaps, as with one `fetch` per cluster."""
-    drop_mask, min_mapq, min_baseq = params[0], params[1], params[2]
-    proper_pair, merge_mates, mode = params[3], params[4], params[5]
+    drop_mask, min_mapq, min_baseq = params[P_DROP_MASK], params[P_MIN_MAPQ], params[P_MIN_BASEQ]
+    proper_pair, mode = params[P_PROPER_PAIR], params[P_MODE]
     n_clusters = begins.shape[0]
     size = buffer.shape[0]
     while True:
@@ -497,17 +635,27 @@ def _scan_records(
         has_qualities = seq_length > 0 and buffer[qual_at] != 0xFF
         row_of_read = -1
         for index in range(first, last):
-            query = _query_offset(buffer, cigar_at, n_cigar, start, loci[index])
-            if query < 0:
-                continue
+            indel = shapes[index, L_INDEL] != 0
+            if indel:
+                call, query, insertion = _indel_call(
+                    buffer, cigar_at, n_cigar, start, loci[index], shapes[index, L_DELETED], inserted,
+                    shapes[index, L_INSERTED_AT], shapes[index, L_INSERTED_LEN], seq_at, seq_length, seq_codes,
+                )  # fmt: skip
+                if call == NO_CALL:
+                    continue
+            else:
+                query = _query_offset(buffer, cigar_at, n_cigar, start, loci[index])
+                if query < 0:
+                    continue
+                call, insertion = NO_CALL, 0
             if seq_length == 0:
                 return NEEDS_REFERENCE, offset
             depth[index] += 1
             row = state[S_ROWS]
             if row_of_read < 0:
                 status = _describe_read(
-                    buffer, r, flag, start, end, tid, name_length, tags_at, record_end, merge_mates, mode,
-                    params[7], umi_tag, ints, hashes, names, umis, state, row,
+                    buffer, r, flag, start, end, tid, name_length, tags_at, record_end, params, umi_tag, ints,
+                    hashes, names, umis, state, row,
                 )  # fmt: skip
                 if status != 0:
                     return NEEDS_REFERENCE, offset
@@ -518,13 +666,24 @@ def _scan_records(
                 hashes[row] = hashes[row_of_read]
             ints[row, O_LOCUS] = index
             state[S_ROWS] = row + 1
-            if has_qualities and buffer[qual_at + query] < min_baseq:
+            if has_qualities and _low_quality(buffer, qual_at, query, 1 + insertion, min_baseq):
                 counters[cluster_of_locus[index], 8] += 1
                 ints[row, O_BASE] = NO_CALL
                 continue
-            code = np.int64(buffer[seq_at + query // 2])
-            ints[row, O_BASE] = seq_codes[(code >> 4) if query % 2 == 0 else (code & 0xF)]
+            if not indel:
+                code = np.int64(buffer[seq_at + query // 2])
+                call = np.int64(seq_codes[(code >> 4) if query % 2 == 0 else (code & 0xF)])
+            ints[row, O_BASE] = call
         offset = record_end
+
+
+@njit(cache=True, inline="always")
+def _low_quality(buffer, qual_at, query, n, min_baseq):
+    """Whether any of the n base qualities from `query` is below min_baseq (molecules._read_cluster)."""
+    for i in range(n):  # noqa: SIM110 (numba compiles loops, not generator expressions)
+        if buffer[qual_at + query + i] < min_baseq:
+            return True
+    return False
 
 
 @njit(cache=True)
@@ -556,10 +715,11 @@ def _filter_slot(flag, mapq, mode, min_mapq):
 
 @njit(cache=True)
 def _describe_read(
-    buffer, r, flag, start, end, tid, name_length, tags_at, record_end, merge_mates, mode, duplex, umi_tag,
-    ints, hashes, names, umis, state, row,
+    buffer, r, flag, start, end, tid, name_length, tags_at, record_end, params, umi_tag, ints, hashes, names,
+    umis, state, row,
 ):  # fmt: skip
     """Fill an observation row's template fields (molecules._template_info); 0, or 1 when a tag is unreadable."""
+    merge_mates, mode, duplex = params[P_MERGE_MATES], params[P_MODE], params[P_DUPLEX]
     mate_tid = _i32(buffer, r + 20)
     if (flag & 0x9) == 0x1 and mate_tid == tid:
         mate = _i32(buffer, r + 24)
@@ -575,30 +735,29 @@ def _describe_read(
     ints[row, O_LENGTH] = length
     ints[row, O_R1FWD] = 0 if read1_reverse else 1
     ints[row, O_SIZE] = 1
+    ints[row, O_SHORT] = 0
     ints[row, O_UMI_LEN] = 0
     ints[row, O_UMI] = state[S_UMIS]
     if mode == 3:
-        kind, at = _find_tag(buffer, tags_at, record_end, umi_tag[0], umi_tag[1])
-        if kind == 90:  # Z
-            used = state[S_UMIS]
-            n = 0
-            while at + n < record_end and buffer[at + n] != 0:
-                umis[used + n] = buffer[at + n]
-                n += 1
-                if n > 255:
-                    return 1
-            ints[row, O_UMI_LEN] = n
-            state[S_UMIS] = used + n
-            if duplex:
-                _canonical_duplex_umi(umis, used, n)
-        elif kind != 0:
+        if params[P_UMI_SOURCE] == 1:
+            n = _read_name_umi(buffer, r + 32, name_length - 1, params[P_SEPARATOR], umis, state[S_UMIS])
+        else:
+            n = _tag_umi(buffer, tags_at, record_end, umi_tag, umis, state[S_UMIS])
+        if n < 0:
             return 1
+        ints[row, O_UMI_LEN] = n
+        if duplex:
+            _canonical_duplex_umi(umis, state[S_UMIS], n)
+        state[S_UMIS] += n
     elif mode == 1:
-        kind, at = _find_tag(buffer, tags_at, record_end, 99, 68)  # cD
-        if kind == 99 or kind == 67 or kind == 115 or kind == 83 or kind == 105 or kind == 73:
-            ints[row, O_SIZE] = _tag_int(buffer, kind, at)
-        elif kind != 0:
+        size = _int_tag(buffer, tags_at, record_end, 99, 68, 1)  # cD
+        strands = _duplex_strands(buffer, tags_at, record_end) if params[P_MIN_STRANDS] > 0 else 2
+        if size == UNREADABLE_TAG or strands < 0:
             return 1
+        ints[row, O_SIZE] = size
+        ints[row, O_SHORT] = (BELOW_FAMILY_SIZE if size < params[P_MIN_FAMILY] else 0) | (
+            BELOW_DUPLEX_STRANDS if strands < params[P_MIN_STRANDS] else 0
+        )
     name_at = state[S_NAMES]
     n = name_length - 1  # without its NUL
     fnv = np.uint64(14695981039346656037)
@@ -614,6 +773,65 @@ def _describe_read(
     hashes[row] = fnv
     state[S_NAMES] = name_at + n
     return 0
+
+
+UNREADABLE_TAG = -(1 << 62)  # what _int_tag returns for a tag it cannot read
+
+
+@njit(cache=True)
+def _int_tag(buffer, tags_at, record_end, tag0, tag1, default):
+    """An integer tag's value, `default` when absent, UNREADABLE_TAG when of another type or unreadable."""
+    kind, at = _find_tag(buffer, tags_at, record_end, tag0, tag1)
+    if kind == 99 or kind == 67 or kind == 115 or kind == 83 or kind == 105 or kind == 73:
+        return _tag_int(buffer, kind, at)
+    return default if kind == 0 else UNREADABLE_TAG
+
+
+@njit(cache=True)
+def _duplex_strands(buffer, tags_at, record_end):
+    """molecules.duplex_strands: aD > 0 and bD > 0 count one each, neither tag one; -1 when unreadable."""
+    a = _int_tag(buffer, tags_at, record_end, 97, 68, -1)  # aD
+    b = _int_tag(buffer, tags_at, record_end, 98, 68, -1)  # bD
+    if a == UNREADABLE_TAG or b == UNREADABLE_TAG:
+        return -1
+    if a == -1 and b == -1:
+        return 1
+    return (1 if a > 0 else 0) + (1 if b > 0 else 0)
+
+
+@njit(cache=True)
+def _tag_umi(buffer, tags_at, record_end, umi_tag, umis, used):
+    """Copy a read's Z-type UMI tag to umis[used:]: its length (0 when absent), -1 when of another type or
+    longer than 255 bytes."""
+    kind, at = _find_tag(buffer, tags_at, record_end, umi_tag[0], umi_tag[1])
+    if kind == 0:
+        return 0
+    if kind != 90:  # Z
+        return -1
+    n = 0
+    while at + n < record_end and buffer[at + n] != 0:
+        umis[used + n] = buffer[at + n]
+        n += 1
+        if n > 255:
+            return -1
+    return n
+
+
+@njit(cache=True)
+def _read_name_umi(buffer, name_at, name_length, separator, umis, used):
+    """molecules.read_name_umi: copy what follows the name's last `separator` to umis[used:], '+' as '-'; its
+    length (0 without a separator)."""
+    last = -1
+    for i in range(name_length):
+        if buffer[name_at + i] == separator:
+            last = i
+    if last < 0:
+        return 0
+    n = name_length - last - 1
+    for i in range(n):
+        character = buffer[name_at + last + 1 + i]
+        umis[used + i] = 45 if character == 43 else character  # '+' -> '-'
+    return n
 
 
 @njit(cache=True)
@@ -699,11 +917,12 @@ def _slots(n):
 @njit(cache=True)
 def _templates(ints, hashes, names, n):
     """Merge each locus's observations of one template (read pair) into one: (each template's first row in file
-    order, its observation code, collision). A hash table keyed by (locus, name hash), checked against the name
-    itself: two names sharing a hash set `collision`."""
+    order, its observation code, the BELOW_* bits of any of its reads, collision). A hash table keyed by (locus,
+    name hash), checked against the name itself: two names sharing a hash set `collision`."""
     slots = _slots(n)
     mask = np.uint64(len(slots) - 1)
     firsts = np.empty(n, dtype=np.int64)
+    shortfalls = np.zeros(n, dtype=np.int64)
     n_bases = np.zeros(n, dtype=np.int64)
     base1 = np.zeros(n, dtype=np.int64)
     base2 = np.zeros(n, dtype=np.int64)
@@ -728,9 +947,10 @@ def _templates(ints, hashes, names, n):
                     ints[head, O_NAME],
                     ints[head, O_NAME_LEN],
                 ):
-                    return firsts[:0], firsts[:0], True
+                    return firsts[:0], firsts[:0], firsts[:0], True
                 break
             slot = (slot + np.uint64(1)) & mask
+        shortfalls[template] |= ints[row, O_SHORT]
         base = ints[row, O_BASE]
         if base != NO_CALL:
             n_bases[template] += 1
@@ -746,7 +966,7 @@ def _templates(ints, hashes, names, n):
             calls[t] = DISCORDANT_CODE
         else:
             calls[t] = base1[t]
-    return firsts[:count], calls, False
+    return firsts[:count], calls, shortfalls[:count], False
 
 
 @njit(cache=True)
@@ -926,17 +1146,21 @@ def _within(data, a, a_length, b, b_length, max_mismatches):
 
 @njit(cache=True)
 def _molecules(ints, hashes, names, umis, n, params, fraction):
-    """Molecule rows (locus, base, read 1 forward, fragment length, family size, fragment identity), and
-    whether two read names shared a hash (then the reference engine must count this cluster)."""
-    mode, max_mismatches = params[5], params[6]
-    firsts, calls, collision = _templates(ints, hashes, names, n)
+    """Molecule rows (locus, base, read 1 forward, fragment length, family size, fragment identity), the
+    consensus molecules dropped (below min_family_size, below min_duplex_strands), and whether two read names
+    shared a hash (then the reference engine must count this cluster)."""
+    mode, max_mismatches = params[P_MODE], params[P_MISMATCHES]
+    firsts, calls, shortfalls, collision = _templates(ints, hashes, names, n)
     rows = np.empty((len(firsts), 6), dtype=np.int64)
+    dropped = np.zeros(2, dtype=np.int64)
     if collision:
-        return rows[:0], True
+        return rows[:0], dropped, True
     m = 0
     if mode <= 2:  # flag, consensus, none: each template is a molecule, named by its read name
         for t in range(len(firsts)):
-            if calls[t] != NO_CALL:
+            if calls[t] != NO_CALL and shortfalls[t] != 0:  # molecules._count_shortfall
+                dropped[0 if shortfalls[t] & BELOW_FAMILY_SIZE else 1] += 1
+            elif calls[t] != NO_CALL:
                 row = firsts[t]
                 rows[m, 0] = ints[row, O_LOCUS]
                 rows[m, 1] = calls[t]
@@ -945,14 +1169,14 @@ def _molecules(ints, hashes, names, umis, n, params, fraction):
                 rows[m, 4] = ints[row, O_SIZE]
                 rows[m, 5] = np.int64(hashes[row] >> np.uint64(1))
                 m += 1
-        return rows[:m], False
+        return rows[:m], dropped, False
     heads = firsts
     members, starts = _coordinate_groups(ints, heads)
     for g in range(len(starts) - 1):
         group = members[starts[g] : starts[g + 1]]
         head = heads[group[0]]
         if mode == 3 and len(group) > 1 and not _one_umi(ints, umis, heads, group):
-            family, seed_rows = _umi_families(ints, umis, heads, group, max_mismatches, params[7])
+            family, seed_rows = _umi_families(ints, umis, heads, group, max_mismatches, params[P_DUPLEX])
             for seed in np.unique(family):
                 fragment = _fragment_id(ints, umis, head, seed_rows[seed])
                 m = _add_family(
@@ -961,7 +1185,7 @@ def _molecules(ints, hashes, names, umis, n, params, fraction):
         else:
             fragment = _fragment_id(ints, umis, head, head)
             m = _add_family(rows, m, ints, names, heads, calls, head, group, fraction, fragment)
-    return rows[:m], False
+    return rows[:m], dropped, False
 
 
 @njit(cache=True)

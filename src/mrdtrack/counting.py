@@ -21,6 +21,8 @@ from mrdtrack.molecules import (
     Locus,
     LocusMolecules,
     ReadStats,
+    allele_codes,
+    allele_problem,
     loci_clusters,
     molecules_at_loci,
     resolve_dedup_mode,
@@ -47,6 +49,10 @@ COUNT_COLUMNS = [
 
 class AlignmentInputError(UserFacingError):
     """An alignment file that cannot be counted as given (unreadable, wrong genome build)."""
+
+
+class PanelLocusError(UserFacingError):
+    """A panel locus whose alleles counting cannot count (neither an SNV nor a normalised indel)."""
 
 
 FRAGMENT_COLUMNS = ["chrom", "loci", "alleles", "length", "fragments"]
@@ -81,6 +87,7 @@ def count_sample(
     With `threads` > 1 the clusters of nearby loci are split into contiguous chunks counted by that many worker
     processes (each opens the file itself); the results are the same, byte for byte, whatever `threads` is."""
     loci = unique_loci(panel)
+    _check_alleles(loci)
     try:
         with open_alignments(alignment_path, reference) as alignments:
             mode = resolve_dedup_mode(alignments, settings)
@@ -119,6 +126,16 @@ def count_sample(
         log.warning("%s: no molecule at any panel locus in '%s' (failed capture, wrong file or wrong panel?); "
                     "its calls will be indeterminate", sample_id, alignment_path)  # fmt: skip
     return SampleCounts(counts, _length_table(lengths), qc, _fragment_table(shared, loci))
+
+
+def _check_alleles(loci: pd.DataFrame) -> None:
+    for locus in loci.itertuples(index=False):
+        problem = allele_problem(str(locus.ref), str(locus.alt))
+        if problem is not None:
+            raise PanelLocusError(
+                f"panel locus {locus.chrom}:{locus.pos} {locus.ref}>{locus.alt} (patients {locus.panel_patients}) "
+                f"cannot be counted: {problem}; normalise the panel VCF (bcftools norm -m -any -f reference)"
+            )
 
 
 # One unit of work: the loci of one cluster (contig as the table and as the file spell it, loci sorted by position).
@@ -180,8 +197,7 @@ def _count_units(
             clusters = [unit[2] for unit in group]
             found: Iterable[list[LocusMolecules] | None] = [None] * len(clusters)
             if scanner is not None:  # yields cluster by cluster, so that memory stays flat
-                positions = [[locus.pos - 1 for locus in cluster] for cluster in clusters]
-                found = scanner.molecules(alignments.get_tid(bam_chrom), positions, stats)
+                found = scanner.molecules(alignments.get_tid(bam_chrom), clusters, stats)
             for cluster, molecules in zip(clusters, found, strict=True):
                 if molecules is None:  # the reference engine
                     molecules = [
@@ -244,10 +260,11 @@ def tally(locus: Locus, molecules: LocusMolecules) -> dict[str, Any]:
 
 def _alleles(bases: np.ndarray, locus: Locus) -> np.ndarray:
     """Each molecule's allele class: ref, alt, other or discordant."""
+    ref, alt = allele_codes(locus)
     alleles = np.full(bases.shape, "other", dtype=object)
     alleles[bases == ord(DISCORDANT)] = "discordant"
-    alleles[bases == ord(locus.ref)] = "ref"
-    alleles[bases == ord(locus.alt)] = "alt"
+    alleles[bases == ref] = "ref"
+    alleles[bases == alt] = "alt"
     return alleles
 
 
@@ -274,7 +291,8 @@ def shared_fragments(
         return found
     keys, where, alleles, lengths = [], [], [], []
     for index, (locus, at_locus) in enumerate(zip(cluster, molecules, strict=True)):
-        ref, alt = at_locus.bases == ord(locus.ref), at_locus.bases == ord(locus.alt)
+        ref_code, alt_code = allele_codes(locus)
+        ref, alt = at_locus.bases == ref_code, at_locus.bases == alt_code
         informative = ref | alt
         keys.append(at_locus.fragments[informative])
         where.append(np.full(int(informative.sum()), index))

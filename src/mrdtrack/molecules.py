@@ -4,6 +4,15 @@ One cfDNA fragment is one molecule. Reads are filtered, each read's base at a lo
 CIGAR, the two mates of a fragment are merged into one observation (mates that disagree give no call), and read
 pairs that are PCR copies of one molecule (same fragment coordinates and UMI) are collapsed by consensus.
 
+A locus is an SNV (one base each) or an indel in VCF style (REF and ALT share their first base, the anchor; a
+deletion `CAT>C`, an insertion `C>CTT`). At an indel locus a read shows REF (it covers the anchor and the
+deleted bases, or the anchor and the next base, with no indel between them), ALT (exactly that indel right
+after the anchor, then an aligned base), another indel there, or nothing (it ends or is clipped inside); see
+`indel_call`. Reads, mates and families then merge as at SNVs, on those calls instead of bases.
+
+Consensus BAMs (fgbio CallMolecularConsensusReads / CallDuplexConsensusReads) are already one read pair per
+molecule: they are recognised by their @PG lines or their cD/cM/aD/bD tags and never grouped again.
+
 The BAM/CRAM is streamed one cluster of nearby loci at a time, so memory depends on depth, not on file size.
 
 This is the reference implementation of the counting rules, and the engine for CRAM. `mrdtrack.bamscan` applies
@@ -24,14 +33,26 @@ from typing import Any
 import numpy as np
 import pysam
 
+from mrdtrack.logs import UserFacingError
+
 log = logging.getLogger(__name__)
 
 DEDUP_MODES = ("auto", "umi", "coordinates", "flag", "consensus", "none")
 # compiled: mrdtrack.bamscan for indexed BAMs; pysam: this module everywhere; auto: compiled for BAMs >= 1.5 MB
 ENGINES = ("auto", "compiled", "pysam")
+UMI_SOURCES = ("tag", "read_name")
 DISCORDANT = "-"  # a pair or family that gives no call
+# What a read shows at an indel locus (at an SNV locus a read's base stands for itself): REF, ALT, another indel.
+INDEL_REF, INDEL_ALT, INDEL_OTHER = "r", "a", "o"
 CLUSTER_GAP = 1000  # loci closer than this are fetched together
-PEEK_READS = 5000
+PEEK_READS = 10_000  # reads looked at to choose `dedup: auto` and to find UMIs
+# Per-read tags of fgbio consensus reads (depth, minimum depth, depth of the duplex's A and B strands), and the
+# fgbio tools that write them.
+CONSENSUS_TAGS = ("cD", "cM", "aD", "bD")
+CONSENSUS_PROGRAMS = ("CallMolecularConsensusReads", "CallDuplexConsensusReads", "CallCodecConsensusReads")
+# Why a consensus molecule is dropped (bits): fewer raw reads than min_family_size, fewer strands than
+# min_duplex_strands.
+BELOW_FAMILY_SIZE, BELOW_DUPLEX_STRANDS = 1, 2
 
 # CIGAR operations that consume the reference and the read (M, =, X), only the read (I, S), only the reference (D, N).
 _ALIGNED = {0, 7, 8}
@@ -50,8 +71,12 @@ class CountSettings:
     umi_tag: str = "RX"
     umi_mismatches: int = 1
     umi_duplex: bool = False
+    umi_source: str = "tag"
+    umi_read_name_separator: str = ":"
     consensus_fraction: float = 0.6
     merge_mates: bool = True
+    min_family_size: int = 1
+    min_duplex_strands: int = 0
     engine: str = "auto"
 
     @classmethod
@@ -65,20 +90,71 @@ class CountSettings:
             raise ValueError(f"counting.engine must be one of {', '.join(ENGINES)}, not '{settings.engine}'")
         if not settings.merge_mates and settings.dedup not in ("none", "flag"):
             raise ValueError("counting.merge_mates: false counts reads, so it needs dedup 'none' or 'flag'")
+        if settings.umi_source not in UMI_SOURCES:
+            raise ValueError(
+                f"counting.umi_source must be one of {', '.join(UMI_SOURCES)}, not '{settings.umi_source}'"
+            )
+        if len(settings.umi_read_name_separator) != 1:
+            raise ValueError(
+                "counting.umi_read_name_separator must be one character (umi_tools: '_', fastp and "
+                f"bcl-convert: ':'), not '{settings.umi_read_name_separator}'"
+            )
+        if settings.min_family_size < 1:
+            raise ValueError(f"counting.min_family_size must be 1 or more, not {settings.min_family_size}")
+        if settings.min_duplex_strands not in (0, 1, 2):
+            raise ValueError(
+                f"counting.min_duplex_strands must be 0, 1 or 2, not {settings.min_duplex_strands}"
+            )
         return settings
 
 
 @dataclass(frozen=True)
 class Locus:
+    """A panel variant: an SNV, or an indel in VCF style (`pos` is the anchor base, the first of REF and ALT)."""
+
     chrom: str  # the contig name as the alignment file spells it
     pos: int  # 1-based
     ref: str
     alt: str
 
+    @property
+    def is_indel(self) -> bool:
+        return len(self.ref) != len(self.alt)
+
+    @property
+    def deleted(self) -> int:
+        """Reference bases the ALT deletes after the anchor (0 for insertions and SNVs)."""
+        return max(len(self.ref) - len(self.alt), 0)
+
+    @property
+    def inserted(self) -> str:
+        """Bases the ALT inserts after the anchor ('' for deletions and SNVs)."""
+        return self.alt[len(self.ref) :] if len(self.alt) > len(self.ref) else ""
+
+
+def allele_problem(ref: str, alt: str) -> str | None:
+    """Why counting cannot count a locus with these alleles, or None: it counts SNVs and simple indels whose REF
+    and ALT share their first base, one of them being that base alone (what `bcftools norm` writes)."""
+    if not ref or not alt or set(ref + alt) - set("ACGT"):
+        return "its alleles must be A, C, G and T only"
+    if len(ref) == len(alt):
+        return None if len(ref) == 1 and ref != alt else "it is neither an SNV nor an indel (an MNP?)"
+    if ref[0] != alt[0] or min(len(ref), len(alt)) != 1:
+        return "REF and ALT of an indel must share their first base, and one of them must be that base alone"
+    return None
+
+
+def allele_codes(locus: Locus) -> tuple[int, int]:
+    """The codes a molecule's call has when it shows REF and when it shows ALT at `locus`."""
+    if locus.is_indel:
+        return ord(INDEL_REF), ord(INDEL_ALT)
+    return ord(locus.ref), ord(locus.alt)
+
 
 @dataclass
 class ReadStats:
-    """Per-sample read accounting for the QC table."""
+    """Per-sample read accounting for the QC table, and the consensus molecules dropped (per locus, as the
+    `molecules` figure counts them)."""
 
     reads_seen: int = 0
     filtered_unmapped: int = 0
@@ -89,13 +165,15 @@ class ReadStats:
     filtered_low_mapq: int = 0
     filtered_improper_pair: int = 0
     bases_low_quality: int = 0
+    molecules_below_min_family_size: int = 0
+    molecules_below_min_duplex_strands: int = 0
 
 
 @dataclass(slots=True)
 class Molecule:
     """One collapsed molecule at one locus."""
 
-    base: str  # A/C/G/T, or DISCORDANT
+    base: str  # A/C/G/T (indel loci: INDEL_REF, INDEL_ALT, INDEL_OTHER), or DISCORDANT
     read1_forward: bool
     fragment_length: int
     family_size: int
@@ -127,10 +205,11 @@ class LocusMolecules:
         )
 
 
-# What one read pair (or one read, when mates are not merged) shows at one locus: [info, bases], with info =
-# (fragment key, UMI, family size, read name) taken from the first of its reads seen there and bases the called
-# bases of its reads at the locus (one character each, in reading order). Lists, not objects: there is one per
-# read and locus.
+# What one read pair (or one read, when mates are not merged) shows at one locus: [info, bases, shortfall], with
+# info = (fragment key, UMI, family size, read name, shortfall bits) taken from the first of its reads seen there,
+# bases the calls of its reads at the locus (one character each, in reading order: a base, or at an indel locus
+# INDEL_REF/ALT/OTHER) and shortfall the BELOW_* bits of any of its reads (consensus mode). Lists, not objects:
+# there is one per read and locus.
 _Template = list
 
 
@@ -143,19 +222,112 @@ def _observation(bases: str) -> str | None:
     return bases[0]
 
 
+class UmiSourceError(UserFacingError):
+    """The configured UMI source finds no UMI in a file's first reads."""
+
+
 def resolve_dedup_mode(alignments: pysam.AlignmentFile, settings: CountSettings) -> str:
-    """`auto` becomes umi (reads carry UMIs), consensus (fgbio consensus reads), flag (duplicates are marked)
-    or coordinates, judged from the first reads of the file."""
-    if settings.dedup != "auto":
+    """The dedup mode for one file: `auto` becomes consensus (fgbio consensus reads, known from the @PG lines or
+    the cD/cM/aD/bD tags), umi (reads carry UMIs from `umi_source`), flag (duplicates are marked) or
+    coordinates, judged from the first PEEK_READS reads. A consensus file is never grouped again: `umi` or
+    `coordinates` asked for one counts it as `consensus`, with a warning. Raises UmiSourceError when UMIs are
+    expected (dedup `umi`, or umi_source `read_name`) but none of the first reads has one."""
+    if settings.dedup in ("flag", "consensus", "none"):
         return settings.dedup
-    has_duplicate_flag = False
+    path = alignments.filename.decode()
+    program = consensus_program(alignments.header)
+    peek = _Peek() if program is not None else _peek(alignments, settings)
+    if program is not None or peek.consensus_tag is not None:
+        if settings.dedup != "auto":
+            log.warning("'%s' holds fgbio consensus reads (%s): each read pair is one molecule, so it is counted "
+                        "as dedup: consensus, not grouped again by %s", path,
+                        program or f"tag {peek.consensus_tag}", settings.dedup)  # fmt: skip
+        return "consensus"
+    if settings.dedup == "coordinates":
+        return "coordinates"
+    if peek.umi_read is not None:
+        return "umi"
+    if settings.dedup == "umi" or settings.umi_source == "read_name":
+        raise _no_umi_error(path, peek.first_name, settings)
+    return "flag" if peek.duplicate_flag else "coordinates"
+
+
+def consensus_program(header: pysam.AlignmentHeader) -> str | None:
+    """The @PG line (its ID) of an fgbio consensus caller in the header, or None."""
+    for program in header.to_dict().get("PG", []):
+        fields = " ".join(str(program.get(key, "")) for key in ("ID", "PN", "CL"))
+        if any(name in fields for name in CONSENSUS_PROGRAMS):
+            return str(program.get("ID", ""))
+    return None
+
+
+@dataclass
+class _Peek:
+    """What the first reads of a file show."""
+
+    consensus_tag: str | None = None  # a consensus tag that a read carries
+    umi_read: str | None = None  # the first read with a UMI
+    duplicate_flag: bool = False
+    first_name: str | None = None
+
+
+def _peek(alignments: pysam.AlignmentFile, settings: CountSettings) -> _Peek:
+    """What the first PEEK_READS reads show. It stops at the first read with a consensus tag (consensus reads
+    can keep RX, so the tags are looked at first) or, without one, with a UMI."""
+    peek = _Peek()
     for read in itertools.islice(alignments.fetch(until_eof=True), PEEK_READS):
-        if read.has_tag(settings.umi_tag):
-            return "umi"
-        if read.has_tag("cD"):
-            return "consensus"
-        has_duplicate_flag = has_duplicate_flag or read.is_duplicate
-    return "flag" if has_duplicate_flag else "coordinates"
+        if peek.first_name is None:
+            peek.first_name = read.query_name
+        peek.consensus_tag = next((tag for tag in CONSENSUS_TAGS if read.has_tag(tag)), None)
+        if peek.consensus_tag is not None:
+            return peek
+        if _has_umi(read, settings):
+            peek.umi_read = read.query_name
+            return peek
+        peek.duplicate_flag = peek.duplicate_flag or read.is_duplicate
+    return peek
+
+
+def _has_umi(read: pysam.AlignedSegment, settings: CountSettings) -> bool:
+    """A UMI tag (any value), or a read name that ends in a UMI: bases, or two runs of bases joined by '-' or
+    '+' (not the read number Illumina puts last, `...:1101:15589:1331`)."""
+    if settings.umi_source == "tag":
+        return read.has_tag(settings.umi_tag)
+    halves = read_name_umi(read.query_name, settings.umi_read_name_separator).upper().split("-")
+    return len(halves) <= 2 and all(half and not set(half) - set("ACGTN") for half in halves)
+
+
+def read_umi(read: pysam.AlignedSegment, settings: CountSettings) -> str:
+    """A read's UMI as `umi_source` gives it ('' when it has none)."""
+    if settings.umi_source == "read_name":
+        return read_name_umi(read.query_name, settings.umi_read_name_separator)
+    try:
+        return str(read.get_tag(settings.umi_tag))
+    except KeyError:
+        return ""
+
+
+def read_name_umi(name: str, separator: str) -> str:
+    """The UMI at the end of a read name, after its last `separator` (umi_tools: `NAME_ACGT`; fastp and
+    bcl-convert: `NAME:ACGT`); a dual UMI's `+` (bcl-convert: `ACGT+TTCA`) becomes `-`, as in fgbio's RX."""
+    _, found, umi = name.rpartition(separator)
+    return umi.replace("+", "-") if found else ""
+
+
+def _no_umi_error(path: str, first_name: str | None, settings: CountSettings) -> UmiSourceError:
+    if first_name is None:
+        return UmiSourceError(f"'{path}' holds no reads, so no UMI (counting.dedup: umi)")
+    if settings.umi_source == "read_name":
+        where = f"a UMI after the last '{settings.umi_read_name_separator}' of its name"
+        fix = ("set counting.umi_read_name_separator to the character before the UMI (umi_tools: '_'), or "
+               "umi_source: tag if the UMIs are in a tag")  # fmt: skip
+    else:
+        where = f"a UMI in tag {settings.umi_tag}"
+        fix = ("set counting.umi_tag to the tag that holds them, umi_source: read_name if they are at the end of "
+               "the read names, or dedup: auto (coordinates or duplicate flags without UMIs)")  # fmt: skip
+    return UmiSourceError(
+        f"'{path}': none of the first {PEEK_READS:,} reads has {where} (the first read: '{first_name}'): {fix}"
+    )
 
 
 def filter_reason(read: pysam.AlignedSegment, settings: CountSettings, mode: str) -> str | None:
@@ -194,6 +366,84 @@ def query_position(read: pysam.AlignedSegment, ref_pos0: int) -> int | None:
                 return None
             ref += length
     return None
+
+
+def indel_call(
+    cigar: Sequence[tuple[int, int]], start: int, anchor0: int, deleted: int, inserted: str, sequence: str
+) -> tuple[str | None, int, int]:
+    """What a read shows at an indel locus with its anchor at `anchor0` (0-based) and ALT deleting `deleted`
+    bases or inserting `inserted` right after it: (call, index of the anchor in the read, length of an insertion
+    right after the anchor, whose bases' qualities count with the anchor's). The call is
+
+    - INDEL_ALT: the anchor is aligned and followed by exactly that deletion or insertion, then an aligned base;
+    - INDEL_OTHER: another deletion or insertion starts right after the anchor or inside the deleted bases
+      (or the ALT is followed by a second indel);
+    - INDEL_REF: the anchor and the next max(deleted, 1) reference bases are aligned, with no indel between;
+    - None: the anchor is not aligned, or the read ends, is clipped or spliced before that (it cannot tell).
+    """
+    ref, query, index = start, 0, 0
+    n_operations = len(cigar)
+    while index < n_operations:  # find the operation that aligns the anchor
+        operation, length = cigar[index]
+        if operation in _ALIGNED:
+            if anchor0 < ref + length:
+                break
+            ref += length
+            query += length
+        elif operation in _READ_ONLY:
+            query += length
+        elif operation in _REFERENCE_ONLY:
+            if anchor0 < ref + length:
+                return None, 0, 0
+            ref += length
+        index += 1
+    else:
+        return None, 0, 0
+    if anchor0 < ref:
+        return None, 0, 0
+    anchor_query = query + anchor0 - ref
+    aligned_left = ref + length - anchor0 - 1  # aligned bases after the anchor in its operation
+    position, query = anchor0 + 1, anchor_query + 1  # the next reference base and read base
+    last = anchor0 + max(deleted, 1)  # the last reference base a REF read must show
+    while position <= last:
+        if aligned_left > 0:
+            step = min(aligned_left, last - position + 1)
+            position += step
+            query += step
+            aligned_left -= step
+            continue
+        index += 1
+        if index == n_operations:
+            return None, 0, 0
+        operation, length = cigar[index]
+        if operation in _ALIGNED:
+            aligned_left = length
+        elif operation in (1, 2):  # an insertion or a deletion in the window
+            right_after_anchor = position == anchor0 + 1
+            inserted_length = length if operation == 1 and right_after_anchor else 0
+            if right_after_anchor and _is_alt(operation, length, deleted, inserted, sequence, query):
+                return _after_alt(cigar, index), anchor_query, inserted_length
+            return INDEL_OTHER, anchor_query, inserted_length
+        else:  # a clip, splice or padding: the read cannot tell
+            return None, 0, 0
+    return INDEL_REF, anchor_query, 0
+
+
+def _is_alt(operation: int, length: int, deleted: int, inserted: str, sequence: str, query: int) -> bool:
+    if operation == 2:
+        return deleted == length
+    return len(inserted) == length and sequence[query : query + length] == inserted
+
+
+def _after_alt(cigar: Sequence[tuple[int, int]], index: int) -> str | None:
+    """The ALT indel is at cigar[index]: ALT when an aligned base follows, another indel when one follows (a
+    complex event), None when the read ends or is clipped there."""
+    if index + 1 == len(cigar):
+        return None
+    following = cigar[index + 1][0]
+    if following in _ALIGNED:
+        return INDEL_ALT
+    return INDEL_OTHER if following in (1, 2) else None
 
 
 def fragment_key(read: pysam.AlignedSegment) -> tuple[int, int, bool]:
@@ -273,19 +523,25 @@ def fragment_id(*key: Any) -> int:
     return hash(key)
 
 
-def collapse(templates: Mapping[Any, _Template], mode: str, settings: CountSettings) -> list[Molecule]:
+def collapse(
+    templates: Mapping[Any, _Template], mode: str, settings: CountSettings, stats: ReadStats | None = None
+) -> list[Molecule]:
     """Group one locus's templates into molecules and call each molecule's base.
 
     Families share fragment coordinates (leftmost position, length), not read 1's strand: the two strands of one
     fragment (F1R2 and F2R1 pairs) are one molecule, as Picard and fgbio group them, so swapping mates never
-    changes a count."""
+    changes a count. A consensus molecule with a BELOW_* shortfall is dropped, and counted in `stats`."""
     molecules = []
     if mode not in ("umi", "coordinates"):  # flag, consensus, none: every template is its own molecule
-        for name, (info, bases) in templates.items():
+        for name, (info, bases, shortfall) in templates.items():
             base = _observation(bases)
-            if base is not None:
-                key = info[0]
-                molecules.append(Molecule(base, key[2], key[1], info[2], fragment_id(name)))
+            if base is None:
+                continue
+            if shortfall:
+                _count_shortfall(stats, shortfall)
+                continue
+            key = info[0]
+            molecules.append(Molecule(base, key[2], key[1], info[2], fragment_id(name)))
         return molecules
     by_coordinates: dict[tuple[int, int], list[_Template]] = {}
     for template in templates.values():
@@ -298,7 +554,7 @@ def collapse(templates: Mapping[Any, _Template], mode: str, settings: CountSetti
     fraction = settings.consensus_fraction
     for members in by_coordinates.values():
         if len(members) == 1:  # the usual case: one read pair at these coordinates
-            info, bases = members[0]
+            info, bases, _ = members[0]
             base = _observation(bases)
             if base is not None:
                 fragment = fragment_id(info[0][0], info[0][1], info[1])
@@ -319,6 +575,16 @@ def collapse(templates: Mapping[Any, _Template], mode: str, settings: CountSetti
     return molecules
 
 
+def _count_shortfall(stats: ReadStats | None, shortfall: int) -> None:
+    """Count a dropped consensus molecule under its first reason: family size, then strands."""
+    if stats is None:
+        return
+    if shortfall & BELOW_FAMILY_SIZE:
+        stats.molecules_below_min_family_size += 1
+    else:
+        stats.molecules_below_min_duplex_strands += 1
+
+
 def family_orientation(members: Sequence[tuple[str, bool]]) -> bool:
     """Read 1 forward for a family of (read name, read 1 forward) pairs: the orientation most of its read pairs
     have; on a tie, that of the read pair with the smallest name (any order of the reads gives the same answer)."""
@@ -333,13 +599,13 @@ def _add_family(molecules: list[Molecule], members: list[_Template], fraction: f
     coordinates."""
     observations = []
     size = 0
-    for info, bases in members:
+    for info, bases, _ in members:
         size += info[2]
         if bases:  # _observation, inline
             observations.append(DISCORDANT if len(bases) == 2 and bases[0] != bases[1] else bases[0])
     base = family_consensus(observations, fraction)
     if base is not None:
-        read1_forward = family_orientation([(info[3], info[0][2]) for info, _ in members])
+        read1_forward = family_orientation([(info[3], info[0][2]) for info, _, _ in members])
         left, length = members[0][0][0][:2]
         molecules.append(Molecule(base, read1_forward, length, size, fragment_id(left, length, umi)))
 
@@ -352,13 +618,12 @@ def molecules_at_loci(
     mode: str,
     stats: ReadStats,
 ) -> Iterator[tuple[Locus, list[Molecule], int]]:
-    """Yield (locus, molecules, reads with a base there) for the loci of one contig, sorted by position."""
+    """Yield (locus, molecules, reads with a call there) for the loci of one contig, sorted by position."""
     loci = sorted(loci, key=lambda locus: locus.pos)
     for cluster in loci_clusters(loci):
-        positions0 = [locus.pos - 1 for locus in cluster]
-        per_locus, read_depth = _read_cluster(alignments, chrom, positions0, settings, mode, stats)
+        per_locus, read_depth = _read_cluster(alignments, chrom, cluster, settings, mode, stats)
         for locus, templates, depth in zip(cluster, per_locus, read_depth, strict=True):
-            yield locus, collapse(templates, mode, settings), depth
+            yield locus, collapse(templates, mode, settings, stats), depth
 
 
 def loci_clusters(loci: Sequence[Locus]) -> Iterator[list[Locus]]:
@@ -379,21 +644,24 @@ _DROPPED_ALWAYS = 0x4 | 0x100 | 0x200 | 0x800  # unmapped, secondary, QC fail, s
 def _read_cluster(
     alignments: pysam.AlignmentFile,
     chrom: str,
-    positions0: list[int],
+    cluster: list[Locus],
     settings: CountSettings,
     mode: str,
     stats: ReadStats,
 ) -> tuple[list[dict[Any, _Template]], list[int]]:
-    """Every template at each of a cluster's loci (0-based `positions0`, sorted), and each locus's read depth.
+    """Every template at each of a cluster's loci (sorted by position), and each locus's read depth.
 
     The hot loop of counting: each read is looked at once, with plain ints and strings (a read that passes the
     cheap flag/MAPQ test is exactly one that `filter_reason` accepts)."""
+    positions0 = [locus.pos - 1 for locus in cluster]
+    indels = [(locus.deleted, locus.inserted) if locus.is_indel else None for locus in cluster]
     per_locus: list[dict[Any, _Template]] = [{} for _ in positions0]
     read_depth = [0] * len(positions0)
     drop_mask = _DROPPED_ALWAYS | (0x400 if mode == "flag" else 0)
     min_mapq, min_baseq = settings.min_mapq, settings.min_baseq
     proper_pair = settings.require_proper_pair
     merge_mates = settings.merge_mates
+    check_mates = mode == "consensus"  # a shortfall of any read of a template drops it
     single = len(positions0) == 1
     only = positions0[0]
     tid = alignments.get_tid(chrom)
@@ -423,20 +691,38 @@ def _read_cluster(
         key = name if merge_mates else (name, bool(flag & 0x40))
         info = None
         for index in range(first, last):
-            offset = positions0[index] - start if ungapped else query_position(read, positions0[index])
-            if offset is None:
-                continue
+            indel = indels[index]
+            if indel is None:
+                offset = positions0[index] - start if ungapped else query_position(read, positions0[index])
+                if offset is None:
+                    continue
+                call = sequence[offset]
+                checked = 1  # bases whose quality counts: the locus's own
+            else:
+                call, offset, inserted = indel_call(
+                    read.cigartuples, start, positions0[index], *indel, sequence
+                )
+                if call is None:
+                    continue
+                checked = 1 + inserted  # the anchor and an insertion right after it
             read_depth[index] += 1
             templates = per_locus[index]
             template = templates.get(key)
-            if template is None:
+            if template is None or check_mates:
                 if info is None:
                     info = _template_info(read, name, flag, start, end, tid, settings, mode)
-                template = templates[key] = [info, ""]
-            if qualities is not None and qualities[offset] < min_baseq:
+                if template is None:
+                    template = templates[key] = [info, "", info[4]]
+                else:
+                    template[2] |= info[4]
+            if qualities is not None and (
+                qualities[offset] < min_baseq
+                if checked == 1
+                else min(qualities[offset : offset + checked]) < min_baseq
+            ):
                 low_quality += 1
                 continue
-            template[1] += sequence[offset]
+            template[1] += call
     stats.reads_seen += seen
     stats.bases_low_quality += low_quality
     return per_locus, read_depth
@@ -451,8 +737,9 @@ def _template_info(
     tid: int,
     settings: CountSettings,
     mode: str,
-) -> tuple[tuple[int, int, bool], str, int, str]:
-    """(fragment_key(read), UMI, family size, read name), from the flag and coordinates already read."""
+) -> tuple[tuple[int, int, bool], str, int, str, int]:
+    """(fragment_key(read), UMI, family size, read name, shortfall bits), from the flag and coordinates already
+    read."""
     if flag & 0x9 == 0x1 and read.next_reference_id == tid:  # paired, mate mapped on this contig
         mate = read.next_reference_start
         left = start if start <= mate else mate
@@ -463,16 +750,36 @@ def _template_info(
         read1_reverse = flag & 0x10 if flag & 0x41 != 0x1 else not flag & 0x10
     umi = ""
     family_size = 1
+    shortfall = 0
     if mode == "umi":
-        try:
-            umi = str(read.get_tag(settings.umi_tag))
-        except KeyError:
-            umi = ""
+        umi = read_umi(read, settings)
         if settings.umi_duplex:
             umi = canonical_duplex_umi(umi)
     elif mode == "consensus":
-        try:
-            family_size = int(read.get_tag("cD"))
-        except KeyError:
-            family_size = 1
-    return (left, length, not read1_reverse), umi, family_size, name
+        family_size = _int_tag(read, "cD", 1)
+        shortfall = consensus_shortfall(read, family_size, settings)
+    return (left, length, not read1_reverse), umi, family_size, name, shortfall
+
+
+def consensus_shortfall(read: pysam.AlignedSegment, family_size: int, settings: CountSettings) -> int:
+    """BELOW_* bits of a consensus read: fewer raw reads (cD) than min_family_size; reads from fewer strands
+    than min_duplex_strands (a strand counts when its depth, aD or bD, is above 0; a read without either tag
+    is a single-strand consensus, one strand)."""
+    shortfall = BELOW_FAMILY_SIZE if family_size < settings.min_family_size else 0
+    if settings.min_duplex_strands and duplex_strands(read) < settings.min_duplex_strands:
+        shortfall |= BELOW_DUPLEX_STRANDS
+    return shortfall
+
+
+def duplex_strands(read: pysam.AlignedSegment) -> int:
+    """Strands with reads behind a consensus read: aD > 0 and bD > 0 count one each; neither tag: one."""
+    if not read.has_tag("aD") and not read.has_tag("bD"):
+        return 1
+    return int(_int_tag(read, "aD", 0) > 0) + int(_int_tag(read, "bD", 0) > 0)
+
+
+def _int_tag(read: pysam.AlignedSegment, tag: str, default: int) -> int:
+    try:
+        return int(read.get_tag(tag))
+    except KeyError:
+        return default
