@@ -7,12 +7,16 @@ tumor-fraction interval widens when the loci's VAFs spread more than binomially.
 
 from __future__ import annotations
 
+import ast
 import logging
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from scipy import stats
 
+from conftest import REPO
 from mrdtrack.caller import (
     CallSettings,
     Fragments,
@@ -30,6 +34,7 @@ from mrdtrack.likelihood import (
     dispersion,
     fit,
     lr_statistics,
+    root_in_bracket,
 )
 
 SETTINGS = CallSettings(null_draws=2000, lod_draws=400, fragment_lengths=False)
@@ -188,3 +193,26 @@ def test_without_spread_the_interval_is_the_profile_interval():
     factor = dispersion(fit(Tables.of(a[None], n, e, w))[0], a, n, e, w)
     assert factor == pytest.approx(1.0, abs=0.6)  # Pearson X^2 / df near 1 for binomial loci
     assert stats.chi2.sf(factor * 29, 29) > 0.001
+
+
+# ----------------------------------------------------------------------------------------------------------
+# One call job per sample starts fast
+# ----------------------------------------------------------------------------------------------------------
+def test_the_root_finder_finds_brents_roots():
+    from scipy import optimize
+
+    for function, low, high in ((lambda x: x**3 - 2e-9, 0.0, 1.0), (lambda x: np.log(x / 0.3), 1e-9, 1.0)):
+        assert root_in_bracket(function, low, high) == pytest.approx(
+            optimize.brentq(function, low, high, xtol=1e-14, rtol=1e-10), rel=1e-9
+        )
+
+
+def test_a_call_job_imports_neither_scipy_stats_nor_scipy_optimize():
+    # Each costs about a second of CPU at start-up, paid by every one of thousands of per-sample call jobs.
+    script = (REPO / "workflow" / "scripts" / "call_sample.py").read_text()
+    imports = "\n".join(
+        ast.unparse(node) for node in ast.parse(script).body if isinstance(node, ast.Import | ast.ImportFrom)
+    )
+    code = f"import sys\n{imports}\nprint(sorted(m for m in sys.modules if m in ('scipy.stats', 'scipy.optimize')))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
 
+from mrdtrack.likelihood import binomial_tail
 from mrdtrack.logs import UserFacingError
 from mrdtrack.tables import read_tsv
 
@@ -334,6 +334,7 @@ def fit_prior_molecules(alt: np.ndarray, total: np.ndarray, prior_mean: np.ndarr
     if not used.any():
         return PRIOR_MOLECULES_BOUNDS[1]
     alt, total, mean = alt[used], total[used], mean[used]
+    from scipy import optimize, stats  # here, not at the top: per-sample call jobs import this module
 
     def negative_log_likelihood(log_m: float) -> float:
         m = np.exp(log_m)
@@ -506,7 +507,7 @@ def noise_flags(
     """(reason per locus or "", binomial tail p) for loci whose noise is far above `reference`."""
     alt = loci["alt_molecules"].to_numpy()
     total = loci["total_molecules"].to_numpy()
-    p_tail = stats.binom.sf(alt - 1, total, reference)
+    p_tail = binomial_tail(alt, total, reference)
     raw = np.divide(alt, total, out=np.zeros(len(loci)), where=total > 0)
     far_above = raw >= settings.noisy_min_fold * reference
     noisy = (p_tail < settings.noisy_max_p) & far_above
@@ -578,7 +579,7 @@ def matched_normal_exclusions(
     background = rates.reindex(pd.MultiIndex.from_frame(rows[LOCUS_KEY])).to_numpy()
     alt, total = rows["alt_molecules"].to_numpy(), (rows["ref_molecules"] + rows["alt_molecules"]).to_numpy()
     vaf = np.divide(alt, total, out=np.zeros(len(rows)), where=total > 0)
-    p_tail = stats.binom.sf(alt - 1, total, background)
+    p_tail = binomial_tail(alt, total, background)
     hit = (
         (alt >= settings.normal_min_alt) & (vaf >= settings.normal_min_vaf) & (p_tail < settings.normal_max_p)
     )

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 from mrdtrack.background import ID_DTYPES, LOCUS_KEY, check_ranges, checked_section
 from mrdtrack.fraglen import (
@@ -63,6 +63,8 @@ from mrdtrack.likelihood import (
     Observed,
     Tables,
     alt_probability,
+    as_counts,
+    binomial_tail,
     chibar_p_value,
     dispersion,
     fit,
@@ -339,7 +341,7 @@ def _positive_binomial(col: np.ndarray, n: np.ndarray, p: np.ndarray, rng: np.ra
     if col.size == 0:
         return np.zeros(0, dtype=np.int64)
     top = _count_ceiling(n, p)
-    cdf = stats.binom.cdf(np.arange(top + 1)[:, None], n, p)
+    cdf = special.bdtr(np.arange(top + 1)[:, None], as_counts(n), p)
     u = rng.uniform(cdf[0, col], 1.0)
     value = np.empty(col.size, dtype=np.int64)
     for i in np.unique(col):
@@ -445,7 +447,7 @@ def find_outliers(
     out = np.zeros(len(a), dtype=bool)
     # A tumor fraction can only raise the ALT probability: loci unremarkable under background alone never
     # become outliers, which spares the leave-one-out fits for almost every locus.
-    suspect = (a > 0) & (stats.binom.sf(a - 1, n, e) < max_p)
+    suspect = (a > 0) & (binomial_tail(a, n, e) < max_p)
     while (~out).sum() > 2:
         candidates = np.flatnonzero(~out & suspect)
         tails = np.array([_outlier_tail(i, a, n, e, w, out, level, overdispersion) for i in candidates])
@@ -472,10 +474,12 @@ def _outlier_tail(
     upper = profile_interval(tables, level, spread)[1]
     p = float(alt_probability(upper, e[i], w[i]))
     if spread <= 1 or n[i] < 2 or not 0 < p < 1:
-        return float(stats.binom.sf(a[i] - 1, n[i], p))
+        return float(binomial_tail(a[i], n[i], p))
     # Beta-binomial with the variance the other loci show: n p (1 - p) (1 + (n - 1) rho) = spread n p (1 - p).
     rho = min((spread - 1) / (n[i] - 1), 0.999)
     shape = (1 - rho) / rho
+    from scipy import stats  # rarely needed; scipy.stats alone doubles a call job's start-up time
+
     return float(stats.betabinom.sf(a[i] - 1, n[i], p * shape, (1 - p) * shape))
 
 
@@ -633,7 +637,7 @@ def detection_probability(
 def binomial_quantiles(u: np.ndarray, n: np.ndarray, p: np.ndarray) -> np.ndarray:
     """Binomial(n_i, p_i) inverse CDF at the uniforms `u` (draws x loci)."""
     top = _count_ceiling(n, p)
-    cdf = stats.binom.cdf(np.arange(top + 1)[:, None], n, p)
+    cdf = special.bdtr(np.arange(top + 1)[:, None], as_counts(n), p)
     a = np.empty(u.shape, dtype=np.int64)
     for i in range(len(n)):
         a[:, i] = np.searchsorted(cdf[:, i], u[:, i], side="left")

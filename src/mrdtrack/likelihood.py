@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import optimize, special, stats
+from scipy import special
 
 # Groups of up to this many loci have every ALT pattern as a kind; larger ones only the one-ALT patterns (the
 # LOD then errs on the safe side: it leaves out tumor fragments with ALTs at several of them).
@@ -291,6 +291,8 @@ def log_likelihood(
     """Log-likelihood of tumor fraction `f` for one-locus fragments; binomial coefficients included (counts
     only), length-class terms that do not depend on f left out."""
     if r is None:
+        from scipy import stats  # only for people and tests: the fit never needs the coefficients
+
         return float(stats.binom.logpmf(a, n, alt_probability(f, e, w)).sum())
     return float(Tables.of(np.asarray(a)[None], n, e, w, r).log_likelihood(np.array([f]))[0])
 
@@ -361,10 +363,22 @@ def lr_statistics(tables: Tables) -> np.ndarray:
     return np.where(f > 0, np.maximum(stat, 0.0), 0.0)
 
 
+def binomial_tail(k: Any, n: Any, p: Any) -> Any:
+    """P(X >= k) for X ~ Binomial(n, p) (1 for k <= 0): scipy.stats.binom.sf(k - 1, n, p), through
+    scipy.special, which starts far faster than scipy.stats (one call job per sample)."""
+    k = np.asarray(k)
+    return np.where(k <= 0, 1.0, special.bdtrc(np.maximum(k - 1, 0), as_counts(n), p))
+
+
+def as_counts(n: Any) -> np.ndarray:
+    """Molecule counts as integers, as scipy.special's binomial functions take them."""
+    return np.rint(np.asarray(n, dtype=float)).astype(np.int64)
+
+
 def chibar_p_value(statistic: Any) -> Any:
     """P-value of the boundary LRT: P(0.5 chi2_0 + 0.5 chi2_1 >= statistic); 1 at statistic 0."""
     statistic = np.asarray(statistic, dtype=float)
-    p = np.where(statistic > 0, 0.5 * stats.chi2.sf(statistic, 1), 1.0)
+    p = np.where(statistic > 0, 0.5 * special.chdtrc(1, statistic), 1.0)
     return float(p) if p.ndim == 0 else p
 
 
@@ -385,16 +399,47 @@ def profile_interval(tables: Tables, level: float = 0.95, dispersion: float = 1.
     """The f whose likelihood drop 2 (log L(f_hat) - log L(f)) is at most `dispersion` x the chi2_1 quantile,
     within [0, 1]: the profile interval, widened as a quasi-likelihood's is when the data vary more than the
     model says (`dispersion` > 1)."""
-    cut = dispersion * stats.chi2.ppf(level, 1)
+    cut = dispersion * special.chdtri(1, 1 - level)  # the chi2_1 quantile
     f_hat = float(fit(tables)[0])
     top = float(tables.log_likelihood(np.array([f_hat]))[0])
 
     def excess(f: float) -> float:
         return 2 * (top - float(tables.log_likelihood(np.array([f]))[0])) - cut
 
-    low = 0.0 if excess(0.0) <= 0 else optimize.brentq(excess, 0.0, f_hat, xtol=1e-14, rtol=1e-10)
-    high = 1.0 if excess(1.0) <= 0 else optimize.brentq(excess, f_hat, 1.0, xtol=1e-14, rtol=1e-10)
+    low = 0.0 if excess(0.0) <= 0 else root_in_bracket(excess, 0.0, f_hat)
+    high = 1.0 if excess(1.0) <= 0 else root_in_bracket(excess, f_hat, 1.0)
     return float(low), float(high)
+
+
+def root_in_bracket(
+    function: Any, low: float, high: float, xtol: float = 1e-14, rtol: float = 1e-10, steps: int = 200
+) -> float:
+    """The root of a monotone `function` that changes sign on [low, high], by regula falsi with the Illinois
+    modification (superlinear), kept in the bracket.
+
+    Not scipy.optimize.brentq: importing scipy.optimize costs about a second of CPU, which every per-sample
+    call job would pay (thousands on a cluster) for one root-finder.
+    """
+    f_low, f_high = function(low), function(high)
+    side = 0
+    for _ in range(steps):
+        x = (low * f_high - high * f_low) / (f_high - f_low)
+        if not low < x < high:
+            x = (low + high) / 2
+        value = function(x)
+        if value == 0 or high - low <= xtol + rtol * abs(x):
+            return x
+        if (value < 0) == (f_low < 0):
+            low, f_low = x, value
+            if side == -1:
+                f_high /= 2
+            side = -1
+        else:
+            high, f_high = x, value
+            if side == 1:
+                f_low /= 2
+            side = 1
+    return (low + high) / 2
 
 
 def dispersion(f: float, a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray) -> float:
