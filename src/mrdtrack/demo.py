@@ -74,20 +74,22 @@ class DemoDesign:
     hazard_per_month: dict[str, tuple[float, float]] = field(
         default_factory=lambda: {"stop": (0.030, 0.115), "continue": (0.0075, 0.05)}
     )
-    shedding_share: float = 0.8  # of progressions from a negative baseline, those preceded by tumor DNA
-    lead_days: tuple[int, int] = (120, 300)  # tumor DNA appears this long before progression (uniform)
-    baseline_tf_range: tuple[float, float] = (5e-4, 1e-2)  # log-uniform, baseline-positive patients
+    shedding_share: float = 0.75  # of progressions from a negative baseline, those preceded by tumor DNA
+    lead_days: tuple[int, int] = (180, 450)  # tumor DNA appears this long before progression (uniform)
+    # Baseline-positive tumor DNA grows tenfold every this many months (uniform) up to TF_MAX at progression:
+    # the sooner a patient progresses, the more tumor DNA at baseline.
+    months_per_decade: tuple[float, float] = (12.0, 30.0)
     loci_range: tuple[int, int] = (16, 36)  # panel size per patient (uniform)
-    pool_size: int = 8
+    pool_size: int = 4
     lab_batches: int = 3
-    controls_per_pool: int = 2
+    controls_per_pool: int = 1
     normal_share: float = 0.25  # patients with a matched white-blood-cell sample
     chip_patients: int = 3  # of those, carriers of a CHIP variant at one of their panel loci
-    noisy_loci_per_pools: int = 4  # one locus far noisier than its context per this many pools
+    noisy_loci_per_pools: int = 6  # one locus far noisier than its context per this many pools
     # Mean unique molecules per locus (plasma scales with its cfDNA input) and read pairs per molecule.
-    plasma_molecules: float = 150.0
-    normal_molecules: float = 150.0
-    family_size_mean: float = 1.4
+    plasma_molecules: float = 210.0
+    normal_molecules: float = 210.0
+    family_size_mean: float = 1.15
     bam_level: int = 6
 
     def cohort_sizes(self) -> dict[str, int]:
@@ -264,8 +266,10 @@ def _patient(
     follow_up = (design.data_cutoff - enrollment).days
     if rng.random() < design.withdrawal_rate:
         follow_up = int(rng.integers(30, follow_up))
-    low, high = np.log10(design.baseline_tf_range)
-    baseline_tf = float(10 ** rng.uniform(low, high)) if positive else 0.0
+    baseline_tf = 0.0
+    if positive:
+        decades = progression_day / DAYS_PER_MONTH / rng.uniform(*design.months_per_decade)
+        baseline_tf = float(np.clip(TF_MAX * 10**-decades, TF_START, TF_MAX))
     sheds = positive or bool(rng.random() < design.shedding_share)
     conversion = None
     if sheds and not positive:
