@@ -94,7 +94,7 @@ def count_sample(
             names = _bam_contig_names(alignments, loci["chrom"].unique(), alignment_path)
             units = _work_units(loci, names)
             chunks = _chunks(units, threads)
-            pool = fork_pool(len(chunks))
+            pool = fork_pool(min(threads, len(chunks)))  # a few chunks per worker
             if pool is None:
                 parts = [_count_units(alignments, units, settings, mode)]
         if pool is not None:
