@@ -3,9 +3,11 @@
 Builds a paired-end BAM of realistic MRD depth (default: 500 loci x 2,000 unique molecules x 3 read pairs, UMIs,
 overlapping mates), then runs each tool several times as a separate process and prints the median wall time,
 the ratios and each tool's peak RSS. A second, 10x smaller BAM (50 loci) shows whether memory stays flat as the
-file grows.
+file grows. `--indel-share 0.2` makes every fifth locus a 2 bp deletion (10% of its molecules carry it), to
+measure what indel loci cost.
 
-    python benchmarks/count_speed.py [--loci 500] [--molecules 2000] [--copies 3] [--repeats 3] [--workdir DIR]
+    python benchmarks/count_speed.py [--loci 500] [--molecules 2000] [--copies 3] [--repeats 3]
+                                     [--indel-share 0] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -42,8 +44,15 @@ MPILEUP_FILTERS = [
 ]
 
 
-def build_bam(folder: Path, n_loci: int, molecules: int, copies: int, seed: int = 7) -> dict[str, Path]:
-    """A coordinate-sorted BAM with `copies` read pairs per molecule at each locus, and its panel and BED."""
+DELETED = 2  # bases the benchmark's indel loci delete
+DELETION_SHARE = 0.1  # of the molecules at an indel locus
+
+
+def build_bam(
+    folder: Path, n_loci: int, molecules: int, copies: int, indel_share: float = 0.0, seed: int = 7
+) -> dict[str, Path]:
+    """A coordinate-sorted BAM with `copies` read pairs per molecule at each locus, and its panel and BED; every
+    1/indel_share-th locus is a deletion that DELETION_SHARE of its molecules carry."""
     rng = np.random.default_rng(seed)
     spacing = 4000
     length = 10_000 + n_loci * spacing
@@ -54,26 +63,36 @@ def build_bam(folder: Path, n_loci: int, molecules: int, copies: int, seed: int 
         {"HD": {"VN": "1.6", "SO": "coordinate"}, "SQ": [{"SN": "chr1", "LN": length}]}
     )
     loci = [5000 + i * spacing for i in range(n_loci)]
+    every = round(1 / indel_share) if indel_share else 0
+    is_indel = [bool(every) and i % every == every - 1 for i in range(n_loci)]
     qualities = pysam.qualitystring_to_array("F" * READ_LENGTH)
     unsorted = folder / "unsorted.bam"
     with pysam.AlignmentFile(str(unsorted), "wb", header=header) as out:
         name = 0
-        for pos in loci:
+        for pos, indel in zip(loci, is_indel, strict=True):
             for _ in range(molecules):
                 fragment = int(rng.integers(130, 200))
                 start = pos - int(rng.integers(10, fragment - 10))
                 umi = "".join(rng.choice(list("ACGT"), 8))
+                deletion = (
+                    pos if indel and rng.random() < DELETION_SHARE else None
+                )  # 0-based: after the anchor
                 for _copy in range(copies):
                     name += 1
-                    for read in _pair(header, f"m{name}", sequence, start, fragment, umi, qualities):
+                    for read in _pair(
+                        header, f"m{name}", sequence, start, fragment, umi, qualities, deletion
+                    ):
                         out.write(read)
     bam = folder / "sample.bam"
     pysam.sort("-o", str(bam), "-@", "2", str(unsorted))
     pysam.index(str(bam))
     unsorted.unlink()
     (folder / "loci.bed").write_text("".join(f"chr1\t{p - 1}\t{p}\n" for p in loci))
-    refs = [sequence[p - 1] for p in loci]
-    alts = ["T" if r != "T" else "A" for r in refs]
+    refs = [
+        sequence[p - 1 : p + DELETED] if indel else sequence[p - 1]
+        for p, indel in zip(loci, is_indel, strict=True)
+    ]
+    alts = [r[0] if len(r) > 1 else "T" if r != "T" else "A" for r in refs]
     panel = pd.DataFrame({"patient_id": "P1", "chrom": "chr1", "pos": loci, "ref": refs, "alt": alts,
                           "context": "NNN", "weight": 1.0})  # fmt: skip
     panel.to_csv(folder / "panel.tsv", sep="\t", index=False)
@@ -85,15 +104,24 @@ def build_bam(folder: Path, n_loci: int, molecules: int, copies: int, seed: int 
     }
 
 
-def _pair(header, name, sequence, start, fragment, umi, qualities):
+def _pair(header, name, sequence, start, fragment, umi, qualities, deletion=None):
+    """A read pair; with `deletion` (0-based), each read that has aligned bases on both sides of it lacks the
+    DELETED reference bases from there."""
     mate_start = start + fragment - READ_LENGTH
     for first, read_start, other in ((True, start, mate_start), (False, mate_start, start)):
         read = pysam.AlignedSegment(header)
         read.query_name = name
         read.reference_id = read.next_reference_id = 0
         read.reference_start, read.next_reference_start = read_start, other
-        read.cigarstring = f"{READ_LENGTH}M"
-        read.query_sequence = sequence[read_start : read_start + READ_LENGTH]
+        before = deletion - read_start if deletion is not None else 0
+        if 0 < before < READ_LENGTH:
+            read.cigarstring = f"{before}M{DELETED}D{READ_LENGTH - before}M"
+            read.query_sequence = (sequence[read_start:deletion] + sequence[deletion + DELETED :])[
+                :READ_LENGTH
+            ]
+        else:
+            read.cigarstring = f"{READ_LENGTH}M"
+            read.query_sequence = sequence[read_start : read_start + READ_LENGTH]
         read.query_qualities = qualities
         read.flag = 0x1 | 0x2 | (0x40 | 0x20 if first else 0x80 | 0x10)
         read.mapping_quality = 60
@@ -103,13 +131,14 @@ def _pair(header, name, sequence, start, fragment, umi, qualities):
 
 
 def build_labelled_bam(
-    workdir: Path, label: str, n_loci: int, molecules: int, copies: int
+    workdir: Path, label: str, n_loci: int, molecules: int, copies: int, indel_share: float = 0.0
 ) -> tuple[dict[str, Path], float]:
     """`build_bam` in workdir/label, announced on stdout; returns the files and the BAM's size in MB."""
     folder = workdir / label
     folder.mkdir(parents=True, exist_ok=True)
-    print(f"building {label} BAM: {n_loci} loci x {molecules} molecules x {copies} pairs ...", flush=True)
-    files = build_bam(folder, n_loci, molecules, copies)
+    print(f"building {label} BAM: {n_loci} loci ({indel_share:.0%} deletions) x {molecules} molecules x "
+          f"{copies} pairs ...", flush=True)  # fmt: skip
+    files = build_bam(folder, n_loci, molecules, copies, indel_share)
     return files, files["bam"].stat().st_size / 1e6
 
 
@@ -195,6 +224,7 @@ def main() -> None:
     parser.add_argument("--molecules", type=int, default=2000)
     parser.add_argument("--copies", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--indel-share", type=float, default=0.0, help="share of loci that are deletions")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
     if shutil.which("samtools") is None:
@@ -203,7 +233,9 @@ def main() -> None:
     sizes = {"large": args.loci, "small": max(args.loci // 10, 1)}
     report = {}
     for label, n_loci in sizes.items():
-        files, size_mb = build_labelled_bam(workdir, label, n_loci, args.molecules, args.copies)
+        files, size_mb = build_labelled_bam(
+            workdir, label, n_loci, args.molecules, args.copies, args.indel_share
+        )
         folder = files["bam"].parent
         report[label] = (
             size_mb,
