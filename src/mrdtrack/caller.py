@@ -470,7 +470,11 @@ def _outlier_tail(
     keep = ~out
     keep[i] = False
     tables = Tables.of(a[keep][None], n[keep], e[keep], w[keep])
-    spread = dispersion(float(fit(tables)[0]), a[keep], n[keep], e[keep], w[keep]) if overdispersion else 1.0
+    spread = (
+        dispersion(float(fit(tables)[0]), a[keep], n[keep], e[keep], w[keep], level)
+        if overdispersion
+        else 1.0
+    )
     upper = profile_interval(tables, level, spread)[1]
     p = float(alt_probability(upper, e[i], w[i]))
     if spread <= 1 or n[i] < 2 or not 0 < p < 1:
@@ -563,7 +567,11 @@ def score_loci(
     observed = evidence(n[used], a[used], e[used], w[used], kept, table, classes)
     tables = observed.tables(None if classes is None else classes.ratio)
     f_hat = float(fit(tables)[0])
-    spread = dispersion(f_hat, a[used], n[used], e[used], w[used]) if settings.overdispersion else 1.0
+    spread = (
+        dispersion(f_hat, a[used], n[used], e[used], w[used], settings.ci_level)
+        if settings.overdispersion
+        else 1.0
+    )
     ci = profile_interval(tables, settings.ci_level, spread) if full else (np.nan, np.nan)
     statistic = float(lr_statistics(tables)[0])
     mutant_fragments = int(observed.count.sum())

@@ -442,19 +442,30 @@ def root_in_bracket(
     return (low + high) / 2
 
 
-def dispersion(f: float, a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray) -> float:
-    """Between-locus overdispersion at tumor fraction `f`: Pearson's X^2 of the loci's ALT counts over its
-    degrees of freedom (loci with molecules - 1), at least 1.
+def dispersion(
+    f: float, a: np.ndarray, n: np.ndarray, e: np.ndarray, w: np.ndarray, level: float = 0.95
+) -> float:
+    """Between-locus overdispersion at tumor fraction `f`: the factor by which the profile interval's chi2_1
+    cut is widened (at least 1).
 
     Loci of one tumor do not share one VAF (subclonal variants, copy-number changes, a weight estimated from
-    a biopsy): when the loci's ALT counts spread more than binomially around f, the interval must widen with
-    them (quasi-likelihood). Below 3 loci with molecules nothing can be estimated and the factor is 1.
+    a biopsy): their ALT counts spread more than binomially around f, and the interval must widen with them.
+    Each locus's score s_i and information I_i at f give the robust (sandwich) variance of the estimate,
+    sum(s_i^2 / (1 - h_i)^2) / (sum I_i)^2 with h_i = I_i / sum I the locus's leverage (HC3), against the
+    binomial model's 1 / sum I. Unlike Pearson's X^2 over its degrees of freedom, it weighs each locus by what
+    it contributes to the estimate, so deep loci, whose VAF spread dominates their variance, count as much as
+    they should. That ratio is estimated from the sample's own L loci, so the cut is F(1, L - 1)'s quantile,
+    not chi2_1's. Below 3 loci with molecules nothing can be estimated and the factor is 1.
     """
     covered = n > 0
-    df = int(covered.sum()) - 1
-    if df < 2:
+    loci = int(covered.sum())
+    if loci < 3:
         return 1.0
-    p = alt_probability(f, e[covered], w[covered])
-    expected = n[covered] * p
-    pearson = float((((a[covered] - expected) ** 2) / (expected * (1 - p))).sum())
-    return max(1.0, pearson / df)
+    a, n, e, w = a[covered], n[covered], e[covered], w[covered]
+    p, c = alt_probability(f, e, w), tumor_share(e, w)
+    score = c * (a / p - (n - a) / (1 - p))
+    information = n * c**2 / (p * (1 - p))
+    leverage = np.minimum(information / information.sum(), 0.9)
+    ratio = float((score**2 / (1 - leverage) ** 2).sum() / information.sum())
+    quantiles = special.fdtri(1, loci - 1, level) / special.chdtri(1, 1 - level)
+    return max(1.0, ratio * quantiles)
