@@ -98,11 +98,12 @@ def random_read(draw) -> dict:
     # Often the first aligned block ends at the anchor, so that an indel follows it right there.
     at_anchor = anchor - start if anchor - start >= 1 else 5
     cigar.append((0, at_anchor if draw(st.booleans()) else draw(st.integers(5, 60))))
-    middle = draw(st.sampled_from(["", "I", "D", "N", "long N", "I", "D", "DI", "ID", "panel", "panel"]))
+    middle = draw(st.sampled_from(["", "I", "D", "N", "long N", "I", "D", "DI", "ID", "panel", "panel", "panelI",
+                                   "panelD"]))  # fmt: skip
     lengths = {"I": (1, 3), "D": (1, 6), "N": (10, 50), "long N": (1150, 1250)}
     panel_indel = next(((ref, alt) for pos, ref, alt in INDELS if pos == anchor), ("AT", "A"))
     inserted = panel_indel[1][1:]  # the panel indel's inserted bases ('' for a deletion)
-    if middle == "panel":  # that indel's operation and length (the panel's ALT when it follows the anchor)
+    if middle.startswith("panel"):  # that indel (the panel's ALT when it follows the anchor), maybe another
         cigar.append((1, len(inserted)) if inserted else (2, len(panel_indel[0]) - 1))
     for operation in [middle] if middle in lengths else list(middle.replace("panel", "")):  # "DI": D, then I
         cigar.append(({"I": 1, "D": 2}.get(operation, 3), draw(st.integers(*lengths[operation]))))
@@ -114,8 +115,10 @@ def random_read(draw) -> dict:
     sequence = "".join(
         draw(st.lists(st.sampled_from("AATTCGN"), min_size=query_length, max_size=query_length))
     )
-    if middle == "panel" and inserted:
-        before = sum(n for op, n in cigar[: -2 if cigar[-1][0] != 4 else -3] if op in (0, 1, 4))
+    if middle.startswith("panel") and inserted:
+        before = sum(
+            n for op, n in cigar[: 1 + (cigar[0][0] == 4)] if op in (0, 4)
+        )  # the clip and first block
         sequence = sequence[:before] + inserted + sequence[before + len(inserted) :]
     flag = draw(st.sampled_from([0x1 | 0x2, 0x1, 0x0])) | draw(st.sampled_from([0x40, 0x80]))
     flag |= draw(st.sampled_from([0, 0x10])) | draw(st.sampled_from([0, 0x20]))
