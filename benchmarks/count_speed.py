@@ -166,8 +166,8 @@ def timed(command: list[str]) -> tuple[float, float, float]:
 THREADED = """
 import sys
 import pandas as pd
-from mrdtrack.counting import count_sample
-from mrdtrack.molecules import CountSettings
+from mrdtrack.counting.sample import count_sample
+from mrdtrack.counting.molecules import CountSettings
 bam, panel, reference, output, threads, engine = sys.argv[1:]
 settings = CountSettings(engine=engine)
 result = count_sample("s", bam, reference, pd.read_csv(panel, sep="\\t"), settings, threads=int(threads))

@@ -3,7 +3,7 @@
 Generates a cohort of N samples (default 5,000: 500 patients x 8 plasma samples + controls + normals) as sheets
 with empty placeholder BAM/BAI files (a dry run opens no alignment), then times `snakemake --dry-run` on it.
 With `--profile`, one more dry run under cProfile says where the time goes: the share spent in mrdtrack's own
-code (sheet parsing and checks in `mrdtrack.sheets`, the workflow's input and resource functions in
+code (sheet parsing and checks in `mrdtrack.inputs.sheets`, the workflow's input and resource functions in
 workflow/rules/*.smk) against Snakemake's (DAG building, scheduling).
 
     python benchmarks/dryrun_scale.py [--samples 5000] [--repeats 3] [--workdir DIR] [--profile]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mrdtrack import simulate as sim
+from mrdtrack.simulation import cfdna as sim
 from mrdtrack.tables import write_tsv
 
 SEED = 20230520  # chosen so that every designed feature is visible at this shallow depth (check_story)

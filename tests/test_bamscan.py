@@ -1,4 +1,4 @@
-"""The compiled BAM engine (mrdtrack.bamscan) counts exactly what the reference pysam engine counts.
+"""The compiled BAM engine (mrdtrack.counting.bamscan) counts exactly what the reference pysam engine counts.
 
 The reference engine is proven against samtools, distinct templates and the simulator's truth elsewhere; here the
 two engines are run on the same files with the same settings and must agree on every count-table cell, the
@@ -21,11 +21,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import TEST_DATA, ctdnatools_panel, toy_panel
-from mrdtrack import bamscan, counting
-from mrdtrack.counting import SampleCounts, count_sample
-from mrdtrack.molecules import CountSettings, Locus, ReadStats, UmiSourceError
-from mrdtrack.panel import PanelSettings, build_panel
-from mrdtrack.sheets import load_samples, load_table
+from mrdtrack.counting import bamscan
+from mrdtrack.counting import sample as counting
+from mrdtrack.counting.molecules import CountSettings, Locus, ReadStats, UmiSourceError
+from mrdtrack.counting.sample import SampleCounts, count_sample
+from mrdtrack.inputs.panel import PanelSettings, build_panel
+from mrdtrack.inputs.sheets import load_samples, load_table
 
 LOCI = [1000, 1030, 2200, 3000]  # 1-based; two fetch clusters: {1000, 1030} and {2200, 3000}
 # Indels at the SNVs' positions (multi-allelic sites) and one alone, as VCF rows: (pos, ref, alt).

@@ -11,8 +11,8 @@ import pytest
 from scipy import optimize, special, stats
 from test_background import CohortSpec, simulate_cohort
 
-from mrdtrack.background import build_background
-from mrdtrack.caller import (
+from mrdtrack.calling.background import build_background
+from mrdtrack.calling.caller import (
     CALL_COLUMNS,
     CallSettings,
     NullDistribution,
@@ -26,7 +26,7 @@ from mrdtrack.caller import (
     seeded_rng,
     simulate_null_statistics,
 )
-from mrdtrack.likelihood import (
+from mrdtrack.calling.likelihood import (
     Design,
     chibar_p_value,
     log_likelihood,

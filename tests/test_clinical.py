@@ -13,14 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mrdtrack.clinical import (
+from mrdtrack.logs import UserFacingError
+from mrdtrack.outcomes.clinical import (
     DAYS_PER_MONTH,
     ClinicalSettings,
     counting_process,
     prepare_clinical,
     run_clinical,
 )
-from mrdtrack.logs import UserFacingError
 from mrdtrack.tables import read_tsv, write_tsv
 
 CLINICAL_COLUMNS = [

@@ -9,15 +9,15 @@ import pytest
 import yaml
 
 from conftest import REPO
-from mrdtrack.background import BackgroundSettings
-from mrdtrack.caller import CallSettings
-from mrdtrack.clinical import ClinicalSettings
-from mrdtrack.molecules import CountSettings
-from mrdtrack.panel import PanelSettings
-from mrdtrack.prediction import PredictionSettings
+from mrdtrack.calling.background import BackgroundSettings
+from mrdtrack.calling.caller import CallSettings
+from mrdtrack.counting.molecules import CountSettings
+from mrdtrack.inputs.panel import PanelSettings
+from mrdtrack.inputs.sheets import load_schema
+from mrdtrack.outcomes.clinical import ClinicalSettings
+from mrdtrack.outcomes.prediction import PredictionSettings
+from mrdtrack.outcomes.survival import SurvivalSettings
 from mrdtrack.report import ReportSettings
-from mrdtrack.sheets import load_schema
-from mrdtrack.survival import SurvivalSettings
 
 SECTIONS = {
     "panel": PanelSettings,

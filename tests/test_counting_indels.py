@@ -28,8 +28,8 @@ import pysam
 import pytest
 
 from conftest import require_tool
-from mrdtrack.counting import count_sample
-from mrdtrack.molecules import CountSettings
+from mrdtrack.counting.molecules import CountSettings
+from mrdtrack.counting.sample import count_sample
 
 CONTIG = 4000
 READ_LENGTH = 100

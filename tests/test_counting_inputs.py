@@ -19,8 +19,8 @@ import pysam
 import pytest
 
 from conftest import toy_panel
-from mrdtrack.counting import count_sample
-from mrdtrack.molecules import CountSettings, UmiSourceError, resolve_dedup_mode
+from mrdtrack.counting.molecules import CountSettings, UmiSourceError, resolve_dedup_mode
+from mrdtrack.counting.sample import count_sample
 
 LOCUS = 1000  # REF A, ALT T
 PANEL = toy_panel([LOCUS])

@@ -22,11 +22,11 @@ import pandas as pd
 import pysam
 import pytest
 
-from mrdtrack.background import build_background
-from mrdtrack.caller import CallSettings, call_cohort
-from mrdtrack.counting import count_sample
-from mrdtrack.molecules import CountSettings
-from mrdtrack.panel import repeat_unit
+from mrdtrack.calling.background import build_background
+from mrdtrack.calling.caller import CallSettings, call_cohort
+from mrdtrack.counting.molecules import CountSettings
+from mrdtrack.counting.sample import count_sample
+from mrdtrack.inputs.panel import repeat_unit
 
 CRAM = "hg19.chr1.6Mb.cram"
 FASTA = "hg19.chr1.10Mb.fa.gz"

@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from conftest import REPO, run_snakemake
-from mrdtrack import demo
-from mrdtrack import simulate as sim
 from mrdtrack.cli import main
+from mrdtrack.simulation import cfdna as sim
+from mrdtrack.simulation import demo
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +225,7 @@ def test_demo_config_sets_every_key_of_the_default_config(trial_plan):
 
 
 def test_shared_cohort_helpers_reproduce_the_bundled_generator(monkeypatch):
-    """test_data/generate.py's own pieces give what the shared helpers in mrdtrack.simulate give, so it can
+    """test_data/generate.py's own pieces give what the shared helpers in mrdtrack.simulation.cfdna give, so it can
     use them and still write byte-identical files."""
     spec = importlib.util.spec_from_file_location("generate", REPO / "test_data" / "generate.py")
     generate = importlib.util.module_from_spec(spec)

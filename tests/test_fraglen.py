@@ -8,16 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mrdtrack import simulate
-from mrdtrack.background import build_background
-from mrdtrack.caller import (
+from mrdtrack.calling.background import build_background
+from mrdtrack.calling.caller import (
     CallSettings,
     call_cohort,
     lod95,
     null_distribution,
     seeded_rng,
 )
-from mrdtrack.fraglen import (
+from mrdtrack.calling.fraglen import (
     MAX_LENGTH,
     LengthClasses,
     build_length_model,
@@ -25,13 +24,14 @@ from mrdtrack.fraglen import (
     parse_lengths,
     read_fragment_lengths,
 )
-from mrdtrack.likelihood import (
+from mrdtrack.calling.likelihood import (
     Design,
     log_likelihood,
     lr_statistic_rows,
     mle,
     profile_ci,
 )
+from mrdtrack.simulation import cfdna as simulate
 from mrdtrack.tables import write_tsv
 
 FAST = CallSettings(null_draws=2000, lod_draws=400)

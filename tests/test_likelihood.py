@@ -1,4 +1,4 @@
-"""The fragment likelihood (mrdtrack.likelihood) and the rules that turn it into a call.
+"""The fragment likelihood (mrdtrack.calling.likelihood) and the rules that turn it into a call.
 
 A fragment is one piece of evidence however many panel loci it covers; a positive call needs distinct mutant
 fragments at distinct loci; the threshold is empirical only when the null can resolve the target rate; the
@@ -17,7 +17,7 @@ import pytest
 from scipy import stats
 
 from conftest import REPO
-from mrdtrack.caller import (
+from mrdtrack.calling.caller import (
     CallSettings,
     Fragments,
     calibrate_threshold,
@@ -27,7 +27,7 @@ from mrdtrack.caller import (
     seeded_rng,
     threshold_from_null,
 )
-from mrdtrack.likelihood import (
+from mrdtrack.calling.likelihood import (
     Design,
     Observed,
     Tables,

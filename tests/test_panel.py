@@ -10,8 +10,8 @@ import pandas as pd
 import pysam
 import pytest
 
-from mrdtrack.panel import PanelSettings, build_panel, contig_map, unique_loci
-from mrdtrack.sheets import InputError
+from mrdtrack.inputs.panel import PanelSettings, build_panel, contig_map, unique_loci
+from mrdtrack.inputs.sheets import InputError
 
 REFERENCE = "ACGTACGTAC" * 10  # position 5 is A, context TAC... see tests
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pysam
 import pytest
 
-from mrdtrack.panel import (
+from mrdtrack.inputs.panel import (
     DEFAULT_CHIP_GENES,
     PanelSettings,
     build_panel,
@@ -20,7 +20,7 @@ from mrdtrack.panel import (
     normalize_allele,
     repeat_unit,
 )
-from mrdtrack.sheets import InputError
+from mrdtrack.inputs.sheets import InputError
 
 # 1-based positions: 1-7 GATTACA, 8-13 CCCCCC (homopolymer), 14-15 GT, 16-23 CACACACA (dinucleotide repeat),
 # 24-26 TTG, 27-34 AAAAAAAA, 35-37 CGT, 38-77 (ACGT)x10, 78-83 TATATA, 84-88 GGCAT.

@@ -295,7 +295,7 @@ def _loglog_ci(surv: float, var: float) -> tuple[float, float]:
 
 
 def _survival(patients: pd.DataFrame, folder: Path, estimable: bool) -> dict[str, str]:
-    """Survival tables shaped like mrdtrack.survival writes them (an `all` curve beside the MRD groups)."""
+    """Survival tables shaped like mrdtrack.outcomes.survival writes them (an `all` curve beside the MRD groups)."""
     curves, summary = [], []
     subsets = [("overall", "all", patients)] + [("cohort", c, r) for c, r in patients.groupby("cohort")]
     for analysis, cohort, rows in subsets:

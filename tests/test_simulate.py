@@ -1,4 +1,4 @@
-"""Unit tests of the cfDNA sequencing simulator (mrdtrack.simulate) and of its counting oracle."""
+"""Unit tests of the cfDNA sequencing simulator (mrdtrack.simulation.cfdna) and of its counting oracle."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pandas as pd
 import pysam
 import pytest
 
-from mrdtrack import simulate as sim
+from mrdtrack.simulation import cfdna as sim
 
 TEST_DATA = Path(__file__).resolve().parents[1] / "test_data"
 

@@ -25,12 +25,12 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from mrdtrack.clinical import ClinicalSettings, run_clinical
-from mrdtrack.cox import CoxSpec, fit_cox
-from mrdtrack.design import reject_probability, simon_decision, simon_designs
-from mrdtrack.km import km_median, km_table, logrank
-from mrdtrack.prediction import PredictionSettings, horizon_outcome, rank_auc
-from mrdtrack.survival import (
+from mrdtrack.outcomes.clinical import ClinicalSettings, run_clinical
+from mrdtrack.outcomes.cox import CoxSpec, fit_cox
+from mrdtrack.outcomes.design import reject_probability, simon_decision, simon_designs
+from mrdtrack.outcomes.km import km_median, km_table, logrank
+from mrdtrack.outcomes.prediction import PredictionSettings, horizon_outcome, rank_auc
+from mrdtrack.outcomes.survival import (
     OUTPUT_TABLES,
     SurvivalSettings,
     landmark_data,

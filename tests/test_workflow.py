@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from conftest import TEST_DATA, run_snakemake
-from mrdtrack.background import read_counts, read_panel, read_samples
-from mrdtrack.caller import CallSettings, call_cohort, read_excluded, read_locus_rates
-from mrdtrack.counting import COUNT_COLUMNS, read_fragments
-from mrdtrack.fraglen import read_fragment_lengths
+from mrdtrack.calling.background import read_counts, read_panel, read_samples
+from mrdtrack.calling.caller import CallSettings, call_cohort, read_excluded, read_locus_rates
+from mrdtrack.calling.fraglen import read_fragment_lengths
+from mrdtrack.counting.sample import COUNT_COLUMNS, read_fragments
 from mrdtrack.tables import write_tsv
 
 CALLS_CONTRACT = [

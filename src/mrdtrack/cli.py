@@ -14,11 +14,10 @@ import pysam
 import yaml
 
 from mrdtrack import __version__
-from mrdtrack.counting import AlignmentInputError, count_sample, open_alignments
-from mrdtrack.logs import user_errors_as_messages
-from mrdtrack.molecules import DEDUP_MODES, CountSettings
-from mrdtrack.panel import PanelSettings, build_panel, contig_map
-from mrdtrack.sheets import (
+from mrdtrack.counting.molecules import DEDUP_MODES, CountSettings
+from mrdtrack.counting.sample import AlignmentInputError, count_sample, open_alignments
+from mrdtrack.inputs.panel import PanelSettings, build_panel, contig_map
+from mrdtrack.inputs.sheets import (
     InputError,
     Problem,
     format_problems,
@@ -27,6 +26,7 @@ from mrdtrack.sheets import (
     load_samples,
     load_schema,
 )
+from mrdtrack.logs import user_errors_as_messages
 from mrdtrack.tables import read_tsv, write_tsv
 
 
@@ -87,7 +87,7 @@ def add_demo_parser(commands: Any) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Write the demo study; the module is imported here, so other commands start without the simulator."""
-    from mrdtrack.demo import run_demo_command
+    from mrdtrack.simulation.demo import run_demo_command
 
     return run_demo_command(args.folder, args.seed, args.patients, args.threads, args.overwrite)
 

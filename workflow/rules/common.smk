@@ -9,7 +9,7 @@ from snakemake.utils import validate
 # The mrdtrack package of this source tree (jobs' scripts find it through the link workflow/scripts/mrdtrack).
 sys.path.insert(0, os.path.normpath(os.path.join(workflow.basedir, "..", "src")))
 
-from mrdtrack.sheets import InputError, index_path, load_inputs
+from mrdtrack.inputs.sheets import InputError, index_path, load_inputs
 
 validate(config, schema="../schemas/config.schema.yaml")
 

@@ -1,6 +1,12 @@
 """Fit the cohort background error model (context and locus rates) and list the excluded loci."""
 
-from mrdtrack.background import BackgroundSettings, build_background, read_counts, read_panel, read_samples
+from mrdtrack.calling.background import (
+    BackgroundSettings,
+    build_background,
+    read_counts,
+    read_panel,
+    read_samples,
+)
 from mrdtrack.logs import setup_logging, user_errors_as_messages
 from mrdtrack.tables import write_tsv
 

@@ -1,10 +1,16 @@
 """The cohort step of calling: null scores of every sample at other patients' panels, the threshold they allow,
 and the fragment-length model that each sample's own call starts from."""
 
-from mrdtrack.background import read_counts, read_panel, read_samples
-from mrdtrack.caller import CallSettings, calibrate, read_excluded, read_locus_rates, write_calibration
-from mrdtrack.counting import read_fragments
-from mrdtrack.fraglen import read_fragment_lengths
+from mrdtrack.calling.background import read_counts, read_panel, read_samples
+from mrdtrack.calling.caller import (
+    CallSettings,
+    calibrate,
+    read_excluded,
+    read_locus_rates,
+    write_calibration,
+)
+from mrdtrack.calling.fraglen import read_fragment_lengths
+from mrdtrack.counting.sample import read_fragments
 from mrdtrack.logs import setup_logging, user_errors_as_messages
 from mrdtrack.tables import write_tsv
 

@@ -3,8 +3,8 @@ cohort step's calibration."""
 
 import pandas as pd
 
-from mrdtrack.background import read_counts, read_panel, read_samples
-from mrdtrack.caller import (
+from mrdtrack.calling.background import read_counts, read_panel, read_samples
+from mrdtrack.calling.caller import (
     CALL_COLUMNS,
     CallSettings,
     call_plasma_sample,
@@ -12,8 +12,8 @@ from mrdtrack.caller import (
     read_excluded,
     read_locus_rates,
 )
-from mrdtrack.counting import read_fragments
-from mrdtrack.fraglen import read_fragment_lengths
+from mrdtrack.calling.fraglen import read_fragment_lengths
+from mrdtrack.counting.sample import read_fragments
 from mrdtrack.logs import setup_logging, user_errors_as_messages
 from mrdtrack.tables import write_tsv
 

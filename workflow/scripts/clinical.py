@@ -4,8 +4,8 @@ from mrdtrack.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 
-from mrdtrack.clinical import ClinicalSettings, run_clinical  # noqa: E402
 from mrdtrack.logs import user_errors_as_messages  # noqa: E402
+from mrdtrack.outcomes.clinical import ClinicalSettings, run_clinical  # noqa: E402
 from mrdtrack.tables import read_tsv, write_tsv  # noqa: E402
 
 with user_errors_as_messages():

@@ -1,7 +1,7 @@
 """Write the validated clinical sheet for the clinical join."""
 
+from mrdtrack.inputs.sheets import load_table
 from mrdtrack.logs import setup_logging, user_errors_as_messages
-from mrdtrack.sheets import load_table
 from mrdtrack.tables import write_tsv
 
 setup_logging(snakemake.log[0])

@@ -1,8 +1,8 @@
 """Count molecules at every cohort panel locus in one sample's BAM/CRAM."""
 
-from mrdtrack.counting import count_sample
+from mrdtrack.counting.molecules import CountSettings
+from mrdtrack.counting.sample import count_sample
 from mrdtrack.logs import setup_logging, user_errors_as_messages
-from mrdtrack.molecules import CountSettings
 from mrdtrack.tables import read_tsv, write_json, write_tsv
 
 setup_logging(snakemake.log[0])

@@ -1,8 +1,8 @@
 """Build the cohort panel (every patient's SNVs with reference context)."""
 
+from mrdtrack.inputs.panel import PanelSettings, build_panel
+from mrdtrack.inputs.sheets import load_table
 from mrdtrack.logs import setup_logging, user_errors_as_messages
-from mrdtrack.panel import PanelSettings, build_panel
-from mrdtrack.sheets import load_table
 from mrdtrack.tables import write_tsv
 
 setup_logging(snakemake.log[0])

@@ -1,7 +1,7 @@
 """Write the validated, concatenated sample sheets (paths resolved) for the cohort steps."""
 
+from mrdtrack.inputs.sheets import load_samples
 from mrdtrack.logs import setup_logging, user_errors_as_messages
-from mrdtrack.sheets import load_samples
 from mrdtrack.tables import write_tsv
 
 setup_logging(snakemake.log[0])

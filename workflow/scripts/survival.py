@@ -5,7 +5,7 @@ from mrdtrack.logs import setup_logging
 setup_logging(snakemake.log[0])
 
 from mrdtrack.logs import user_errors_as_messages  # noqa: E402
-from mrdtrack.survival import OUTPUT_TABLES, SurvivalSettings, run_survival  # noqa: E402
+from mrdtrack.outcomes.survival import OUTPUT_TABLES, SurvivalSettings, run_survival  # noqa: E402
 from mrdtrack.tables import read_tsv, write_json, write_tsv  # noqa: E402
 
 with user_errors_as_messages():

@@ -12,11 +12,11 @@ from typing import Any
 
 # Where each config section's defaults live, so the methods state the value in force even when not configured.
 SETTINGS_CLASSES = {
-    "counting": ("mrdtrack.molecules", "CountSettings"),
-    "background": ("mrdtrack.background", "BackgroundSettings"),
-    "calling": ("mrdtrack.caller", "CallSettings"),
-    "clinical_join": ("mrdtrack.clinical", "ClinicalSettings"),
-    "survival": ("mrdtrack.survival", "SurvivalSettings"),
+    "counting": ("mrdtrack.counting.molecules", "CountSettings"),
+    "background": ("mrdtrack.calling.background", "BackgroundSettings"),
+    "calling": ("mrdtrack.calling.caller", "CallSettings"),
+    "clinical_join": ("mrdtrack.outcomes.clinical", "ClinicalSettings"),
+    "survival": ("mrdtrack.outcomes.survival", "SurvivalSettings"),
 }
 
 

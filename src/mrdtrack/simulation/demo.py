@@ -13,7 +13,7 @@ Sequencing follows pooled-capture MRD assays (INVAR/TAPAS style): patients are g
 capture pools of about eight, and every sample of a pool is captured with the pool's combined panel. A sample's
 molecules at the other patients' loci of its pool are same-sample background for the workflow; at loci of other
 pools it has no molecules at all. Healthy controls are captured with one pool each. Every file is simulated by
-`mrdtrack.simulate` from its own seed (the study seed and the sample's name), in worker processes, so the same
+`mrdtrack.simulation.cfdna` from its own seed (the study seed and the sample's name), in worker processes, so the same
 command writes byte-identical files whatever the number of workers.
 
 The truth (`truth/`) says what every file holds: each sample's true tumor fraction and tumor molecules, each
@@ -38,8 +38,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from mrdtrack import simulate as sim
 from mrdtrack.processes import in_parallel
+from mrdtrack.simulation import cfdna as sim
 from mrdtrack.tables import write_tsv
 
 DEFAULT_SEED = 62  # TBCRC 062

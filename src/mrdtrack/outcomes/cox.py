@@ -25,7 +25,7 @@ from lifelines import CoxPHFitter, CoxTimeVaryingFitter
 from lifelines.exceptions import ConvergenceError, ConvergenceWarning
 from scipy import stats
 
-from mrdtrack.km import z_value
+from mrdtrack.outcomes.km import z_value
 
 # lifelines stops by default once the log-likelihood changes by < 1e-9 (relative) or the Newton decrement
 # is < 1e-7; near the optimum the log-likelihood is flat to double precision while the score is not yet 0,

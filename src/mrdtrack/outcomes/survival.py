@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mrdtrack.clinical import DAYS_PER_MONTH, config_section
-from mrdtrack.cox import CoxResult, CoxSpec, fit_cox
-from mrdtrack.design import DESIGNS, simon_decision, simon_designs
-from mrdtrack.km import TRANSFORMS, km_median, km_table, logrank, value_at
 from mrdtrack.logs import UserFacingError
-from mrdtrack.prediction import PredictionSettings, horizon_outcome, predict_progression
+from mrdtrack.outcomes.clinical import DAYS_PER_MONTH, config_section
+from mrdtrack.outcomes.cox import CoxResult, CoxSpec, fit_cox
+from mrdtrack.outcomes.design import DESIGNS, simon_decision, simon_designs
+from mrdtrack.outcomes.km import TRANSFORMS, km_median, km_table, logrank, value_at
+from mrdtrack.outcomes.prediction import PredictionSettings, horizon_outcome, predict_progression
 
 log = logging.getLogger(__name__)
 

@@ -247,7 +247,7 @@ def write_panel_vcf(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     has_ccf = "ccf" in panel
-    lines = ["##fileformat=VCFv4.2", "##source=mrdtrack.simulate", "##reference=genome.fa.gz"]
+    lines = ["##fileformat=VCFv4.2", "##source=mrdtrack.simulation.cfdna", "##reference=genome.fa.gz"]
     lines += [
         f"##contig=<ID={c},length={n}>" for c, n in zip(reference.names, reference.lengths, strict=True)
     ]
@@ -1362,8 +1362,8 @@ def bam_header(sample: SimulatedSample, reference: Reference) -> dict:
         ],
         "PG": [
             {
-                "ID": "mrdtrack.simulate",
-                "PN": "mrdtrack.simulate",
+                "ID": "mrdtrack.simulation.cfdna",
+                "PN": "mrdtrack.simulation.cfdna",
                 "VN": __version__,
                 "DS": f"simulated cfDNA UMI capture, 2x{sample.settings.read_length}, {marked}",
             }

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mrdtrack.likelihood import binomial_tail
+from mrdtrack.calling.likelihood import binomial_tail
 from mrdtrack.logs import UserFacingError
 from mrdtrack.tables import read_tsv
 
@@ -146,7 +146,7 @@ def all_context_classes() -> pd.DataFrame:
 GROUPS = tuple(sorted({rate_group(s, c) for s, c in all_context_classes().itertuples(index=False)}))
 
 
-# Indel classes. The panel writes an indel's context as `{del|ins}{length}:{unit}x{copies}` (mrdtrack.panel).
+# Indel classes. The panel writes an indel's context as `{del|ins}{length}:{unit}x{copies}` (mrdtrack.inputs.panel).
 INDEL_CONTEXT = re.compile(r"^(del|ins)(\d+):([ACGTN]+)x(\d+)$")
 INDEL_LENGTHS = ((1, "1"), (2, "2"), (4, "3-4"), (None, "5+"))  # (largest length, label)
 REPEAT_COPIES = ((0, "0"), (1, "1"), (3, "2-3"), (5, "4-5"), (7, "6-7"), (None, "8+"))  # (most copies, label)
@@ -256,7 +256,7 @@ def read_samples(path: str) -> pd.DataFrame:
 
 
 def read_panel(path: str) -> pd.DataFrame:
-    """The panel table (mrdtrack.panel); an empty `gene` stays text."""
+    """The panel table (mrdtrack.inputs.panel); an empty `gene` stays text."""
     panel = read_tsv(path, dtype=ID_DTYPES | {"gene": str, "variant_type": str, "weight_source": str})
     return panel.fillna({c: "" for c in ("gene", "variant_type", "weight_source") if c in panel.columns})
 

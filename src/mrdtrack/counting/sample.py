@@ -14,8 +14,7 @@ import numpy as np
 import pandas as pd
 import pysam
 
-from mrdtrack.logs import UserFacingError
-from mrdtrack.molecules import (
+from mrdtrack.counting.molecules import (
     DISCORDANT,
     CountSettings,
     Locus,
@@ -27,12 +26,13 @@ from mrdtrack.molecules import (
     molecules_at_loci,
     resolve_dedup_mode,
 )
-from mrdtrack.panel import contig_map, unique_loci
+from mrdtrack.inputs.panel import contig_map, unique_loci
+from mrdtrack.logs import UserFacingError
 from mrdtrack.processes import fork_pool
 from mrdtrack.tables import read_tsv
 
 if TYPE_CHECKING:
-    from mrdtrack.bamscan import BamScanner
+    from mrdtrack.counting.bamscan import BamScanner
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ def _scanner(alignments: pysam.AlignmentFile, settings: CountSettings, mode: str
         return None
     if settings.engine == "auto" and os.path.getsize(path) < AUTO_COMPILED_MIN_BYTES:
         return None
-    from mrdtrack.bamscan import BamScanner  # imports numba (~0.15 s): only when it is used
+    from mrdtrack.counting.bamscan import BamScanner  # imports numba (~0.15 s): only when it is used
 
     scanner = BamScanner(path, alignments, settings, mode)
     return scanner if scanner.available else None

@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 import pysam
 
+from mrdtrack.inputs.sheets import InputError, Problem
 from mrdtrack.logs import UserFacingError
-from mrdtrack.sheets import InputError, Problem
 
 log = logging.getLogger(__name__)
 

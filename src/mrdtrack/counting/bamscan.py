@@ -1,4 +1,4 @@
-"""The compiled counting engine for indexed BAM files: the rules of `mrdtrack.molecules`, at htslib speed.
+"""The compiled counting engine for indexed BAM files: the rules of `mrdtrack.counting.molecules`, at htslib speed.
 
 `molecules.py` is the reference implementation: it walks reads through pysam, one Python object per read, which
 costs about four times what `samtools mpileup` takes. Here htslib (pysam's BGZFile) decompresses the BAM, and
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from mrdtrack.molecules import (
+from mrdtrack.counting.molecules import (
     BELOW_DUPLEX_STRANDS,
     BELOW_FAMILY_SIZE,
     INDEL_ALT,

@@ -46,8 +46,8 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from mrdtrack.background import ID_DTYPES, LOCUS_KEY, check_ranges, checked_section
-from mrdtrack.fraglen import (
+from mrdtrack.calling.background import ID_DTYPES, LOCUS_KEY, check_ranges, checked_section
+from mrdtrack.calling.fraglen import (
     LENGTH_COLUMNS,
     STATE_COLUMNS,
     LengthClasses,
@@ -58,7 +58,7 @@ from mrdtrack.fraglen import (
     parse_lengths,
     ref_histograms,
 )
-from mrdtrack.likelihood import (
+from mrdtrack.calling.likelihood import (
     Design,
     Observed,
     Tables,
@@ -887,7 +887,7 @@ def build_cohort(
         where = index.get_indexer(pd.MultiIndex.from_frame(group[LOCUS_KEY]))
         rows = group[LOCUS_KEY + ["context"]].reset_index(drop=True)
         rows = rows.assign(
-            # The CHIP-gene flag of mrdtrack.panel, for loci.tsv and the report (absent in an older panel table).
+            # The CHIP-gene flag of mrdtrack.inputs.panel, for loci.tsv and the report (absent in an older panel table).
             gene=group["gene"].fillna("").to_numpy() if "gene" in group else "",
             chip_suspect=group["chip_suspect"].to_numpy(dtype=bool) if "chip_suspect" in group else False,
         )

@@ -15,7 +15,7 @@ molecule: they are recognised by their @PG lines or their cD/cM/aD/bD tags and n
 
 The BAM/CRAM is streamed one cluster of nearby loci at a time, so memory depends on depth, not on file size.
 
-This is the reference implementation of the counting rules, and the engine for CRAM. `mrdtrack.bamscan` applies
+This is the reference implementation of the counting rules, and the engine for CRAM. `mrdtrack.counting.bamscan` applies
 the same rules to indexed BAMs in compiled code; tests/test_bamscan.py holds the two to identical output, so a
 change to a rule here must be made there too.
 """
@@ -38,7 +38,7 @@ from mrdtrack.logs import UserFacingError
 log = logging.getLogger(__name__)
 
 DEDUP_MODES = ("auto", "umi", "coordinates", "flag", "consensus", "none")
-# compiled: mrdtrack.bamscan for indexed BAMs; pysam: this module everywhere; auto: compiled for BAMs >= 1.5 MB
+# compiled: mrdtrack.counting.bamscan for indexed BAMs; pysam: this module everywhere; auto: compiled for BAMs >= 1.5 MB
 ENGINES = ("auto", "compiled", "pysam")
 UMI_SOURCES = ("tag", "read_name")
 DISCORDANT = "-"  # a pair or family that gives no call

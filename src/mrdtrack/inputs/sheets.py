@@ -21,7 +21,7 @@ import yaml
 
 from mrdtrack.logs import UserFacingError
 
-SCHEMA_DIR = Path(__file__).parent / "schemas"
+SCHEMA_DIR = Path(__file__).parents[1] / "schemas"
 SAMPLE_TYPES = ("plasma", "normal", "control")
 DATE_COLUMNS = {
     "samples": ("collection_date",),
