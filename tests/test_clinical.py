@@ -21,6 +21,7 @@ from mrdtrack.outcomes.clinical import (
     prepare_clinical,
     run_clinical,
 )
+from mrdtrack.settings import read_settings
 from mrdtrack.tables import read_tsv, write_tsv
 
 CLINICAL_COLUMNS = [
@@ -147,10 +148,11 @@ def test_patients_without_samples_are_reported_not_dropped():
     assert orphan["join_note"] == "patient not in the clinical sheet"
 
 
-def test_settings_fall_back_to_defaults_and_a_sheet_path_is_not_mistaken_for_settings():
+def test_settings_fall_back_to_defaults_and_a_sheet_path_is_not_taken_for_settings():
     assert ClinicalSettings.from_config({}) == DEFAULTS
     assert ClinicalSettings.from_config(None) == DEFAULTS
-    assert ClinicalSettings.from_config("test_data/clinical.tsv") == DEFAULTS
+    with pytest.raises(UserFacingError, match="'clinical_join' must be a mapping"):
+        ClinicalSettings.from_config("test_data/clinical.tsv")
     assert ClinicalSettings.from_config({"baseline_window_days_after": 14}).baseline_window_days_after == 14
 
 
@@ -286,6 +288,7 @@ def test_workflow_script_writes_the_three_tables(tmp_path, repo):
     write_tsv(TWO_CALLS, calls)
     write_tsv(TWO, clinical)
     out = {name: str(tmp_path / f"{name}.tsv") for name in ("joined", "patients", "counting_process")}
+    out["settings"] = str(tmp_path / "settings.json")
     snakemake = SimpleNamespace(
         input=SimpleNamespace(calls=str(calls), clinical=str(clinical)),
         params=SimpleNamespace(settings={"baseline_window_days_before": 30}),
@@ -297,3 +300,4 @@ def test_workflow_script_writes_the_three_tables(tmp_path, repo):
     assert patients["patient_id"].tolist() == ["P1", "P2"]
     assert read_tsv(out["counting_process"]).shape == (6, 9)
     assert "days_from_enrollment" in read_tsv(out["joined"]).columns
+    assert read_settings(out["settings"])["clinical_join"]["baseline_window_days_before"] == 30

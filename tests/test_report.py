@@ -24,7 +24,12 @@ import plotly.offline
 import pytest
 
 from conftest import REPO
+from mrdtrack.calling.background import BackgroundSettings
+from mrdtrack.calling.caller import CallSettings
+from mrdtrack.counting.molecules import CountSettings
 from mrdtrack.logs import UserFacingError
+from mrdtrack.outcomes.clinical import ClinicalSettings
+from mrdtrack.outcomes.survival import SurvivalSettings
 from mrdtrack.report import (
     Report,
     ReportInputs,
@@ -33,6 +38,7 @@ from mrdtrack.report import (
     context_matrix,
     write_report,
 )
+from mrdtrack.settings import settings_record, write_settings
 
 DAYS_PER_MONTH = 30.4375
 SUBSTITUTIONS = ("C>A", "C>G", "C>T", "T>A", "T>C", "T>G")
@@ -82,6 +88,7 @@ def build_fixture(
     sample_ids = list(calls["sample_id"]) + [f"CTRL{i}" for i in range(1, 4)]
     paths["fraglen"] = [_tsv(_fraglen(rng), folder / f"counts/{s}.fraglen.tsv") for s in sample_ids]
     paths["qc"] = [_qc_json(rng, folder / f"counts/{s}.qc.json") for s in sample_ids]
+    paths["settings"] = [_settings_json(folder / f"{step}/settings.json", step) for step in STEP_SETTINGS]
     return Cohort(ReportInputs.from_mapping(paths), folder, patients, calls)
 
 
@@ -254,12 +261,22 @@ def _fraglen(rng: np.random.Generator) -> pd.DataFrame:
     ]).query("molecules > 0")  # fmt: skip
 
 
-def _qc_json(rng: np.random.Generator, path: Path) -> str:
+def _qc_json(rng: np.random.Generator, path: Path, counting: CountSettings | None = None) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {"reads_seen": 200000, "molecules": int(rng.integers(20000, 90000)), "mean_family_size": 2.4,
             "duplicate_rate": float(rng.uniform(0.4, 0.8)), "median_fragment_length": 166,
-            "dedup_mode": "coordinates"}  # fmt: skip
+            "dedup_mode": "coordinates", "settings": settings_record(counting or CountSettings())}  # fmt: skip
     path.write_text(json.dumps(data))
+    return str(path)
+
+
+# The settings.json each step writes beside its outputs (the defaults here), which the methods quote.
+STEP_SETTINGS = {"background": BackgroundSettings(), "mrd": CallSettings(), "clinical": ClinicalSettings(),
+                 "survival": SurvivalSettings()}  # fmt: skip
+
+
+def _settings_json(path: Path, step: str) -> str:
+    write_settings(path, STEP_SETTINGS[step])
     return str(path)
 
 
@@ -619,13 +636,31 @@ def test_trajectories_are_colored_by_cohort_and_name_their_patient(report: Repor
     assert "plotly_hover" in panel_html(report.html, "trajectories")  # the hover highlight's script
 
 
-def test_methods_state_the_config_parameters(cohort: Cohort):
-    config = {"counting": {"min_mapq": 37, "dedup": "umi"}, "calling": {"control_fpr": 0.01}}
-    page = build_report(cohort.inputs, ReportSettings(), config, strict=True).html
-    # as a browser shows it: white space collapsed
-    methods = " ".join(page.split('id="methods"', 1)[1].split())
-    assert "mapping quality 37" in methods and "mode umi" in methods
-    assert "calling.control_fpr" in methods and "0.01" in methods
+def _methods(page: str) -> str:
+    return " ".join(page.split('id="methods"', 1)[1].split())  # as a browser shows it: white space collapsed
+
+
+def test_methods_quote_the_settings_each_step_recorded_and_list_the_config(cohort: Cohort, tmp_path: Path):
+    rng = np.random.default_rng(1)
+    counted = CountSettings(min_mapq=37, dedup="umi")
+    qc = [_qc_json(rng, tmp_path / Path(path).name, counted) for path in cohort.inputs.qc]
+    config = {"counting": {"min_mapq": 20}, "calling": {"control_fpr": 0.01}}  # changed after counting
+    page = build_report(dataclasses.replace(cohort.inputs, qc=qc), ReportSettings(), config, strict=True).html
+    assert "mapping quality 37" in _methods(page) and "mode umi" in _methods(page)
+    assert "calling.control_fpr" in _methods(page) and "0.01" in _methods(page)
+
+
+def test_methods_say_when_samples_were_counted_with_different_settings(cohort: Cohort, tmp_path: Path):
+    rng = np.random.default_rng(1)
+    qc = [_qc_json(rng, tmp_path / Path(path).name, CountSettings(min_mapq=30 if i < 2 else 20))
+          for i, path in enumerate(cohort.inputs.qc)]  # fmt: skip
+    page = build_report(dataclasses.replace(cohort.inputs, qc=qc), ReportSettings(), {}, strict=True).html
+    assert f"varies by sample: 20 ({len(qc) - 2}), 30 (2)" in _methods(page)
+
+
+def test_methods_say_not_recorded_for_results_without_settings(cohort: Cohort):
+    inputs = dataclasses.replace(cohort.inputs, settings=())
+    assert "a share (not recorded) of" in _methods(build_report(inputs, ReportSettings(), {}).html)
 
 
 CALLING = {"calling": {"false_positive_rate": 0.01, "empirical_min_expected": 10}}
@@ -822,10 +857,9 @@ def test_settings_from_config():
             ReportSettings.from_config(bad)
 
 
-def test_unknown_setting_is_warned(caplog: pytest.LogCaptureFixture):
-    with caplog.at_level(logging.WARNING):
+def test_an_unknown_setting_is_an_error_that_lists_the_valid_keys():
+    with pytest.raises(UserFacingError, match="unknown key 'report.titel'; valid keys of report: .*title"):
         ReportSettings.from_config({"titel": "typo"})
-    assert "titel" in caplog.text
 
 
 def test_report_date_defaults_to_latest_data_date(cohort: Cohort):
@@ -940,7 +974,7 @@ def test_qc_bars_keep_their_text_for_the_hover(report: Report):
 def test_qc_molecules_show_the_minimum_molecules_cut_and_label_samples_once(report: Report, cohort: Cohort):
     panel = next(p for p in report.panels if p.key == "qc_samples")
     (cut,) = [shape for shape in panel.figure.layout.shapes if shape.yref == "y"]
-    assert cut.y0 == cut.y1 == 500  # calling.min_molecules' default, read from the caller
+    assert cut.y0 == cut.y1 == 500  # the calling.min_molecules the calibration recorded (the default)
     assert "calling.min_molecules = 500" in panel.caption
     layout = panel.figure.layout
     assert (
@@ -950,9 +984,14 @@ def test_qc_molecules_show_the_minimum_molecules_cut_and_label_samples_once(repo
     assert low < np.log10(min(500, cohort.calls["total_molecules"].min())) and high > np.log10(
         cohort.calls["total_molecules"].max()
     )
-    configured = build_report(
-        cohort.inputs, ReportSettings(), {"calling": {"min_molecules": 800}}, strict=True
+
+
+def test_the_qc_cut_is_the_one_calling_recorded_not_the_current_config(cohort: Cohort, tmp_path: Path):
+    write_settings(tmp_path / "mrd.json", CallSettings(min_molecules=800))
+    inputs = dataclasses.replace(
+        cohort.inputs, settings=(*cohort.inputs.settings, str(tmp_path / "mrd.json"))
     )
+    configured = build_report(inputs, ReportSettings(), {"calling": {"min_molecules": 300}}, strict=True)
     panel = next(p for p in configured.panels if p.key == "qc_samples")
     assert [shape.y0 for shape in panel.figure.layout.shapes] == [800]
 

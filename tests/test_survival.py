@@ -496,18 +496,18 @@ def test_settings_defaults_and_validation():
     settings = SurvivalSettings.from_config({})
     assert settings.landmarks_months == (3.0, 6.0, 12.0) and settings.timepoints_months == (6.0, 12.0, 24.0)
     assert settings.landmark_closest_window_days == 45
-    with pytest.raises(Exception, match="landmark_closest_window_days must be"):
+    with pytest.raises(Exception, match="landmark_closest_window_days: -1 is less than the minimum of 0"):
         SurvivalSettings.from_config({"landmark_closest_window_days": -1})
     assert (settings.p0, settings.p1, settings.alpha, settings.power) == (0.5, 0.68, 0.1, 0.8)
     assert settings.prediction == PredictionSettings()
     assert SurvivalSettings.from_config({"prediction": {"n_repeats": 2}}).prediction.n_repeats == 2
-    with pytest.raises(Exception, match="design must be one of"):
+    with pytest.raises(Exception, match="survival.design: .best. is not one of"):
         SurvivalSettings.from_config({"design": "best"})
 
 
 def test_the_survival_rule_declares_every_file_its_script_writes(trial):
     outputs = survival_rule_outputs()
-    assert set(outputs) == {*OUTPUT_TABLES, "summary"}
+    assert set(outputs) == {*OUTPUT_TABLES, "summary", "settings"}
     assert {p.name for p in (trial.folder / "survival").iterdir()} == set(outputs.values())
     assert trial.results.km_curves.columns[:4].tolist() == ["analysis", "cohort", "group", "time"]
 

@@ -7,7 +7,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mrdtrack.tables import atomic_path, read_tsv, write_json, write_tsv
+from mrdtrack.tables import (
+    CONTRACTS,
+    TYPES,
+    TableError,
+    atomic_path,
+    columns_of,
+    read_table,
+    read_tables,
+    read_tsv,
+    write_json,
+    write_tsv,
+)
 
 TABLE = pd.DataFrame({"locus": ["chr1:100", "chr2:200"], "alt": [0, 3]})
 
@@ -67,3 +78,38 @@ def test_a_table_read_and_written_again_is_byte_identical(tmp_path):
     write_tsv(frame, tmp_path / "first.tsv")
     write_tsv(read_tsv(tmp_path / "first.tsv"), tmp_path / "second.tsv")
     assert (tmp_path / "first.tsv").read_bytes() == (tmp_path / "second.tsv").read_bytes()
+
+
+# ----- table contracts (mrdtrack.tables.CONTRACTS) --------------------------------------------------------
+def test_identifiers_and_contigs_that_look_like_numbers_are_read_as_text(tmp_path):
+    frame = pd.DataFrame([{column: 1 for column in columns_of("counts")} for _ in range(2)])
+    frame[["sample_id", "chrom", "ref", "alt", "panel_patients", "context", "alt_lengths"]] = [
+        ["007", "1", "A", "T", "12", "ACG", ""],
+        ["007", "17", "C", "G", "12,13", "TCA", "160,171"],
+    ]
+    write_tsv(frame, tmp_path / "007.tsv")
+    read = read_table("counts", tmp_path / "007.tsv")
+    assert read["chrom"].tolist() == ["1", "17"] and read["sample_id"].tolist() == ["007", "007"]
+    assert read["panel_patients"].tolist() == ["12", "12,13"]
+    assert read["pos"].dtype.kind == "i" and read["mean_family_size"].dtype.kind in "if"
+
+
+def test_a_table_without_its_contract_columns_is_an_error_naming_the_file_and_columns(tmp_path):
+    write_tsv(pd.DataFrame({"sample_id": ["S1"], "chrom": ["chr1"]}), tmp_path / "S1.tsv")
+    with pytest.raises(TableError, match=r"S1.tsv: not a counts table .*missing column\(s\) pos, ref, alt"):
+        read_table("counts", tmp_path / "S1.tsv")
+
+
+def test_every_contract_has_known_types_and_unique_columns():
+    for name, contract in CONTRACTS.items():
+        assert set(contract.columns.values()) <= set(TYPES), name
+        assert contract.path.startswith("results/") and contract.path.endswith(".tsv"), name
+
+
+def test_several_tables_of_one_kind_stack_and_none_gives_the_empty_table(tmp_path):
+    for sample in ("A", "B"):
+        write_tsv(
+            pd.DataFrame({"allele": ["R"], "length": [166], "molecules": [3]}), tmp_path / f"{sample}.tsv"
+        )
+    assert read_tables("fraglen", [tmp_path / "A.tsv", tmp_path / "B.tsv"])["molecules"].tolist() == [3, 3]
+    assert read_tables("fraglen", []).columns.tolist() == ["allele", "length", "molecules"]

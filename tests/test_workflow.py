@@ -87,3 +87,21 @@ def test_one_job_per_sample_gives_the_calls_of_one_process(run, tmp_path):
     ):
         write_tsv(table, tmp_path / f"{name}.tsv")
         assert (tmp_path / f"{name}.tsv").read_bytes() == (results / f"mrd/{name}.tsv").read_bytes(), name
+
+
+def test_every_results_table_has_exactly_its_contract_columns(run):
+    from mrdtrack.tables import CONTRACTS
+
+    sheet = (run / "results/sheets/clinical.tsv").read_text().split("\n", 1)[0].split("\t")
+    for contract in CONTRACTS.values():
+        pattern = contract.path.replace("{sample}", "*")
+        dots = pattern.rsplit("/", 1)[1].count(".")  # {sample}.tsv, not {sample}.fraglen.tsv
+        paths = [p for p in sorted(run.glob(pattern)) if p.name.count(".") == dots]
+        assert paths, f"{contract.path}: no such output"
+        for path in paths[:3]:
+            header = path.read_text().split("\n", 1)[0].split("\t")
+            if contract.covariates:  # the clinical sheet's covariates (and its optional columns) travel along
+                assert set(header) - set(contract.columns) <= set(sheet), path
+                assert set(contract.columns) - set(header) <= {"restart_date", "restart_benefit"}, path
+            else:
+                assert header == list(contract.columns), path

@@ -14,7 +14,7 @@ import pysam
 import yaml
 
 from mrdtrack import __version__
-from mrdtrack.counting.molecules import DEDUP_MODES, CountSettings
+from mrdtrack.counting.molecules import CountSettings
 from mrdtrack.counting.sample import AlignmentInputError, count_sample, open_alignments
 from mrdtrack.inputs.panel import PanelSettings, build_panel, contig_map
 from mrdtrack.inputs.sheets import (
@@ -27,6 +27,7 @@ from mrdtrack.inputs.sheets import (
     load_schema,
 )
 from mrdtrack.logs import user_errors_as_messages
+from mrdtrack.settings import section_schema
 from mrdtrack.tables import read_tsv, write_tsv
 
 
@@ -44,7 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     count.add_argument("--panel", required=True, help="panel table (results/panel/loci.tsv format)")
     count.add_argument("--reference", default="", help="reference FASTA (needed for CRAM)")
     count.add_argument("--sample-id", default="sample")
-    count.add_argument("--dedup", default="auto", choices=DEDUP_MODES)
+    count.add_argument(
+        "--dedup", default="auto", choices=section_schema("counting")["properties"]["dedup"]["enum"]
+    )
     count.add_argument("--output", required=True, help="count table to write")
     count.add_argument("--threads", type=int, default=1, help="worker processes (output is identical)")
     add_batch = commands.add_parser(

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from mrdtrack.logs import UserFacingError
 
 
 @contextmanager
@@ -88,3 +91,169 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
         return None
     return value
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Table contracts: the columns and types of every table under results/ (docs/tables.md says what each means)
+# ----------------------------------------------------------------------------------------------------------
+# Types: text (read as str, always: sample "007" and contig "17" stay text), date (ISO YYYY-MM-DD text),
+# int, float, bool (True/False). Numbers are parsed by pandas; an int column with empty fields reads as float.
+TYPES = ("text", "date", "int", "float", "bool")
+_READ_AS_TEXT = ("text", "date")
+
+_CALL = (
+    "sample_id:text patient_id:text collection_date:date batch:text mrd_status:text tumor_fraction:float "
+    "tf_ci_low:float tf_ci_high:float p_value:float threshold:float lod95:float n_loci_used:int "
+    "n_loci_panel:int mutant_molecules:int total_molecules:int mtm_per_ml:float flags:text status_reason:text "
+    "lr_statistic:float p_value_method:text expected_background_molecules:float n_loci_outlier:int "
+    "background_scale:float length_weighted:bool mutant_fragments:int mutant_loci:int threshold_source:text "
+    "n_null_scores:int tf_dispersion:float"
+)
+_CLINICAL = (
+    "cohort:text enrollment_date:date pfs_event:int pfs_date:date os_event:int os_date:date restart_date:date "
+    "restart_benefit:float"
+)
+_KM_SUMMARY = (
+    "analysis:text cohort:text group:text n:int events:int timepoint_months:float survival:float "
+    "ci_low_log:float ci_high_log:float ci_low_loglog:float ci_high_loglog:float at_risk:int median:float "
+    "median_ci_low_log:float median_ci_high_log:float median_ci_low_loglog:float median_ci_high_loglog:float "
+    "note:text survival_std_err:float"
+)
+_KM_CURVES = (
+    "analysis:text cohort:text group:text time:float survival:float ci_low:float ci_high:float at_risk:int "
+    "events:int censored:int"
+)
+
+
+@dataclass(frozen=True)
+class TableContract:
+    """One results table: where it lives, its columns in order with their types, and whether more may follow
+    (a clinical sheet's covariates travel through the clinical tables)."""
+
+    name: str
+    path: str
+    columns: dict[str, str]
+    covariates: bool = False
+
+    def dtypes(self) -> dict[str, type]:
+        return {column: str for column, kind in self.columns.items() if kind in _READ_AS_TEXT}
+
+
+def _contract(name: str, path: str, columns: str, covariates: bool = False) -> TableContract:
+    parsed = dict(column.split(":") for column in columns.split())
+    assert set(parsed.values()) <= set(TYPES), parsed
+    return TableContract(name, path, parsed, covariates)
+
+
+CONTRACTS = {contract.name: contract for contract in [
+    _contract("panel_loci", "results/panel/loci.tsv", "patient_id:text chrom:text pos:int ref:text alt:text "
+              "context:text weight:float variant_type:text gene:text chip_suspect:bool weight_source:text"),
+    _contract("samples", "results/sheets/samples.tsv", "sample_id:text patient_id:text sample_type:text "
+              "collection_date:date bam:text batch:text plasma_ml:float cfdna_ng:float sheet:text sheet_row:int"),
+    _contract("clinical_sheet", "results/sheets/clinical.tsv", f"patient_id:text {_CLINICAL}", covariates=True),
+    _contract("counts", "results/counts/{sample}.tsv", "sample_id:text chrom:text pos:int ref:text alt:text "
+              "panel_patients:text context:text ref_molecules:int alt_molecules:int other_molecules:int "
+              "discordant_molecules:int alt_f1r2:int alt_f2r1:int ref_f1r2:int ref_f2r1:int reads:int "
+              "mean_family_size:float alt_lengths:text"),
+    _contract("fraglen", "results/counts/{sample}.fraglen.tsv", "allele:text length:int molecules:int"),
+    _contract("fragments", "results/counts/{sample}.fragments.tsv",
+              "chrom:text loci:text alleles:text length:int fragments:int"),
+    _contract("context_rates", "results/background/context_rates.tsv", "substitution:text context:text "
+              "orientation:text alt_molecules:int total_molecules:int rate:float"),
+    _contract("locus_rates", "results/background/locus_rates.tsv", "chrom:text pos:int ref:text alt:text "
+              "context:text substitution:text alt_molecules:int total_molecules:int n_samples:int "
+              "n_samples_with_alt:int context_rate:float rate:float excluded:bool reason:text "
+              "pyrimidine_context:text prior_molecules:float noise_p_value:float"),
+    _contract("excluded", "results/background/excluded_loci.tsv",
+              "chrom:text pos:int ref:text alt:text patient_id:text reason:text"),
+    _contract("null_scores", "results/mrd/null_scores.tsv", "sample_id:text sample_type:text "
+              "sample_patient_id:text panel_patient_id:text n_loci_used:int mutant_molecules:int "
+              "total_molecules:int tumor_fraction:float lr_statistic:float p_value:float p_value_method:text "
+              "calibration:text contamination_candidate:bool mutant_fragments:int mutant_loci:int supported:bool"),
+    _contract("length_state", "results/mrd/length_state.tsv", "length:int cohort_ref:int tumor_excess:float"),
+    _contract("length_model", "results/mrd/length_model.tsv", "length:int normal_density:float "
+              "tumor_density:float ratio:float tumor_molecules:float"),
+    _contract("calls", "results/mrd/calls.tsv", _CALL),
+    _contract("loci", "results/mrd/loci.tsv", "sample_id:text patient_id:text chrom:text pos:int ref:text "
+              "alt:text context:text weight:float ref_molecules:int alt_molecules:int background_rate:float "
+              "used:bool reason:text gene:text chip_suspect:bool"),
+    _contract("joined", "results/clinical/joined.tsv", f"{_CALL} {_CLINICAL} pfs_months:float os_months:float "
+              "days_from_enrollment:int months_from_enrollment:float log10_tf:float join_note:text",
+              covariates=True),
+    _contract("patients", "results/clinical/patients.tsv", f"patient_id:text {_CLINICAL} pfs_months:float "
+              "os_months:float baseline_sample_id:text baseline_date:date baseline_days_from_enrollment:float "
+              "baseline_status:text baseline_mrd_positive:float baseline_tf:float baseline_log10_tf:float "
+              "baseline_lod95:float baseline_note:text n_samples:int n_samples_used:int statuses:text "
+              "converted_date:date first_positive_date:date lead_time_months:float "
+              "tf_log10_slope_per_month:float last_status_before_progression:text", covariates=True),
+    _contract("counting_process", "results/clinical/counting_process.tsv", "patient_id:text cohort:text "
+              "start:float stop:float event:int mrd_status:text mrd_positive:float log10_tf:float sample_id:text",
+              covariates=True),
+    _contract("cox", "results/survival/cox.tsv", "model:text cohort:text term:text n:int events:int coef:float "
+              "se:float hr:float hr_ci_low:float hr_ci_high:float p_wald:float p_lr:float concordance:float "
+              "ph_chisq:float ph_p:float note:text loglik_null:float loglik:float model_df:int "
+              "model_lr_chisq:float model_lr_p:float model_wald_chisq:float model_wald_p:float "
+              "model_score_chisq:float model_score_p:float"),
+    _contract("design", "results/survival/design.tsv", "design:text selected:bool p0:float p1:float "
+              "target_alpha:float target_power:float r1:int n1:int r:int n:int en0:float pet0:float alpha:float "
+              "power:float cohort:text n_patients:int n_evaluable:int n_success:int n_not_evaluable:int "
+              "stage1_evaluable:int stage1_success:int decision:text decision_other_handling:text"),
+    _contract("endpoints", "results/survival/endpoints.tsv", "cohort:text endpoint:text timepoint_months:float "
+              "n:int events:int at_risk:float estimate:float ci_low:float ci_high:float method:text note:text"),
+    _contract("km_curves", "results/survival/km_curves.tsv", _KM_CURVES),
+    _contract("km_summary", "results/survival/km_summary.tsv", _KM_SUMMARY),
+    _contract("landmark_data", "results/survival/landmark_data.tsv", "landmark_months:float patient_id:text "
+              "cohort:text pfs_months:float pfs_event:int time_from_landmark:float status:text sample_id:text "
+              "sample_offset_days:float closest_status:text closest_sample_id:text closest_offset_days:float"),
+    _contract("landmark_km_curves", "results/survival/landmark_km_curves.tsv",
+              f"landmark_months:float status_rule:text {_KM_CURVES}"),
+    _contract("landmark_km_summary", "results/survival/landmark_km_summary.tsv",
+              f"landmark_months:float status_rule:text {_KM_SUMMARY}"),
+    _contract("prediction", "results/survival/prediction.tsv", "model:text features:text n:int n_events:int "
+              "n_not_evaluable:int n_without_baseline_status:int n_splits:int n_repeats:int auc:float "
+              "auc_ci_low:float auc_ci_high:float auc_repeat_min:float auc_repeat_max:float brier:float note:text"),
+]}  # fmt: skip
+
+
+def columns_of(name: str) -> list[str]:
+    """The columns of results table `name`, in order: what its producer writes."""
+    return list(CONTRACTS[name].columns)
+
+
+class TableError(UserFacingError):
+    """A table that is not what its contract says: the file and what is wrong, for a person to act on."""
+
+
+def read_table(
+    name: str, path: str | os.PathLike[str], required: Iterable[str] | None = None
+) -> pd.DataFrame:
+    """Read results table `name` (a key of CONTRACTS) with its contract's types: text columns as text.
+
+    `required`: the columns this reader needs (default: all of the contract's); a missing one is a TableError
+    naming the file. Columns beyond the contract are kept (a clinical sheet's covariates).
+    """
+    contract = CONTRACTS[name]
+    frame = read_tsv(path, dtype=contract.dtypes())
+    missing = [
+        column for column in (contract.columns if required is None else required) if column not in frame
+    ]
+    if missing:
+        raise TableError(
+            f"{path}: not a {name} table ({contract.path}): missing column(s) {', '.join(missing)}; "
+            "was it written by another mrdtrack version? Re-run the step that writes it"
+        )
+    return frame
+
+
+def read_tables(name: str, paths: Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
+    """Several tables of one kind (one per sample) read as `read_table` does, stacked in path order."""
+    frames = [read_table(name, path) for path in paths]
+    if not frames:
+        return empty_table(name)
+    return pd.concat(frames, ignore_index=True)
+
+
+def empty_table(name: str) -> pd.DataFrame:
+    """A table of kind `name` with its columns and no rows."""
+    return pd.DataFrame({column: pd.Series(dtype=object if kind in _READ_AS_TEXT else float)
+                         for column, kind in CONTRACTS[name].columns.items()})  # fmt: skip

@@ -7,6 +7,7 @@ rule background:
         context_rates="results/background/context_rates.tsv",
         locus_rates="results/background/locus_rates.tsv",
         excluded="results/background/excluded_loci.tsv",
+        settings="results/background/settings.json",
     log:
         "logs/background.log",
     benchmark:

@@ -12,6 +12,7 @@ rule calibrate:
         threshold="results/mrd/threshold.json",
         length_state="results/mrd/length_state.tsv",
         length_model="results/mrd/length_model.tsv",
+        settings="results/mrd/settings.json",
     log:
         "logs/calibrate.log",
     benchmark:
@@ -35,12 +36,14 @@ rule calling_model:
         "results/mrd/null_scores.tsv",
         "results/mrd/threshold.json",
         "results/mrd/length_state.tsv",
+        "results/mrd/settings.json",
     output:
         "results/mrd/model/locus_rates.tsv",
         "results/mrd/model/excluded_loci.tsv",
         "results/mrd/model/null_scores.tsv",
         "results/mrd/model/threshold.json",
         "results/mrd/model/length_state.tsv",
+        "results/mrd/model/settings.json",
     log:
         "logs/calling_model.log",
     benchmark:
@@ -69,6 +72,7 @@ rule call_sample:
             "results/mrd/model/threshold.json",
             "results/mrd/model/length_state.tsv",
         ],
+        settings="results/mrd/model/settings.json",
     output:
         call="results/mrd/samples/{sample}.call.tsv",
         loci="results/mrd/samples/{sample}.loci.tsv",
@@ -82,8 +86,6 @@ rule call_sample:
     resources:
         mem_mb=1000,
         runtime=15,
-    params:
-        settings=config.get("calling", {}),
     script:
         "../scripts/call_sample.py"
 

@@ -25,6 +25,7 @@ rule clinical:
         joined="results/clinical/joined.tsv",
         patients="results/clinical/patients.tsv",
         counting_process="results/clinical/counting_process.tsv",
+        settings="results/clinical/settings.json",
     log:
         "logs/clinical.log",
     benchmark:
@@ -68,6 +69,7 @@ rule survival:
         landmark_km_curves="results/survival/landmark_km_curves.tsv",
         landmark_km_summary="results/survival/landmark_km_summary.tsv",
         summary="results/survival/summary.json",
+        settings="results/survival/settings.json",
     log:
         "logs/survival.log",
     benchmark:

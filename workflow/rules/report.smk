@@ -16,6 +16,12 @@ rule report:
         endpoints="results/survival/endpoints.tsv",
         design="results/survival/design.tsv",
         summary="results/survival/summary.json",
+        settings=[
+            "results/background/settings.json",
+            "results/mrd/settings.json",
+            "results/clinical/settings.json",
+            "results/survival/settings.json",
+        ],
     output:
         html=report(
             "results/report/mrd_report.html",

@@ -8,16 +8,19 @@ from mrdtrack.calling.background import (
     read_samples,
 )
 from mrdtrack.logs import setup_logging, user_errors_as_messages
+from mrdtrack.settings import write_settings
 from mrdtrack.tables import write_tsv
 
 setup_logging(snakemake.log[0])
 with user_errors_as_messages():
+    settings = BackgroundSettings.from_config(snakemake.params.settings)
     model = build_background(
         read_counts(list(snakemake.input.counts)),
         read_samples(snakemake.input.samples),
-        BackgroundSettings.from_config(snakemake.params.settings),
+        settings,
         read_panel(snakemake.input.panel),
     )
     write_tsv(model.context_rates, snakemake.output.context_rates)
     write_tsv(model.locus_rates, snakemake.output.locus_rates)
     write_tsv(model.excluded, snakemake.output.excluded)
+    write_settings(snakemake.output.settings, settings)

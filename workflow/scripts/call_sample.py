@@ -1,5 +1,5 @@
 """One plasma sample's MRD call: tumor fraction, interval, p-value, LOD95 and status, from its own tables and the
-cohort step's calibration."""
+cohort step's calibration, with the settings that calibration used."""
 
 import pandas as pd
 
@@ -15,6 +15,7 @@ from mrdtrack.calling.caller import (
 from mrdtrack.calling.fraglen import read_fragment_lengths
 from mrdtrack.counting.sample import read_fragments
 from mrdtrack.logs import setup_logging, user_errors_as_messages
+from mrdtrack.settings import read_settings
 from mrdtrack.tables import write_tsv
 
 setup_logging(snakemake.log[0])
@@ -27,7 +28,7 @@ with user_errors_as_messages():
         read_locus_rates(snakemake.input.locus_rates),
         read_excluded(snakemake.input.excluded),
         read_calibration(*snakemake.input.calibration),
-        CallSettings.from_config(snakemake.params.settings),
+        CallSettings.from_recorded(read_settings(snakemake.input.settings)["calling"]),
         read_fragment_lengths([snakemake.input.fragment_lengths]),
         read_fragments([snakemake.input.fragments]),
     )

@@ -24,16 +24,17 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
 from mrdtrack.calling.likelihood import binomial_tail
 from mrdtrack.logs import UserFacingError
-from mrdtrack.tables import read_tsv
+from mrdtrack.settings import StepSettings
+from mrdtrack.tables import columns_of, read_table, read_tables
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +43,9 @@ ORIENTATIONS = ("all", "f1r2", "f2r1")
 LOCUS_KEY = ["chrom", "pos", "ref", "alt"]
 COMPLEMENT = str.maketrans("ACGTN", "TGCAN")
 
-CONTEXT_COLUMNS = ["substitution", "context", "orientation", "alt_molecules", "total_molecules", "rate"]
-LOCUS_COLUMNS = [
-    "chrom", "pos", "ref", "alt", "context", "substitution", "alt_molecules", "total_molecules", "n_samples",
-    "n_samples_with_alt", "context_rate", "rate", "excluded", "reason",
-    "pyrimidine_context", "prior_molecules", "noise_p_value",
-]  # fmt: skip
-EXCLUDED_COLUMNS = ["chrom", "pos", "ref", "alt", "patient_id", "reason"]
+CONTEXT_COLUMNS = columns_of("context_rates")  # mrdtrack.tables.CONTRACTS
+LOCUS_COLUMNS = columns_of("locus_rates")  # mrdtrack.tables.CONTRACTS
+EXCLUDED_COLUMNS = columns_of("excluded")  # mrdtrack.tables.CONTRACTS
 
 # Beta-binomial prior strength (pseudo-molecules) is searched within these bounds: from "the locus speaks for
 # itself" to "every locus has exactly its context's rate".
@@ -56,8 +53,10 @@ PRIOR_MOLECULES_BOUNDS = (1.0, 1e10)
 
 
 @dataclass(frozen=True)
-class BackgroundSettings:
+class BackgroundSettings(StepSettings):
     """Settings of the `background:` config section (config/README.md documents each)."""
+
+    SECTION: ClassVar[str] = "background"
 
     include_normals: bool = True  # use normals at other patients' loci as background
     min_prior_alt: float = 1.0  # a locus prior carries at least this many expected ALT molecules
@@ -72,46 +71,6 @@ class BackgroundSettings:
     normal_max_p: float = 1e-3  # ... and binomial tail vs the locus background below this
     germline_min_vaf: float = 0.2  # normal VAF from which the reason says germline rather than CHIP
     exclude_chip_genes: bool = False  # exclude the panel's chip_suspect loci for everyone (else: flag only)
-
-    @classmethod
-    def from_config(cls, section: Mapping[str, Any] | None) -> BackgroundSettings:
-        settings = cls(**checked_section(cls, "background", section))
-        check_ranges(
-            "background",
-            settings,
-            {
-                "noisy_max_p": (0, 1),
-                "normal_max_p": (0, 1),
-                "max_alt_sample_share": (0, 1),
-                "normal_min_vaf": (0, 1),
-                "germline_min_vaf": (0, 1),
-                "min_prior_alt": (0, None),
-                "noisy_min_fold": (0, None),
-            },
-        )
-        return settings
-
-
-def check_ranges(name: str, settings: Any, ranges: Mapping[str, tuple[float | None, float | None]]) -> None:
-    """Each named setting must lie strictly inside (low, high]; None = unbounded."""
-    for key, (low, high) in ranges.items():
-        value = getattr(settings, key)
-        if (low is not None and not value > low) or (high is not None and not value <= high):
-            bounds = f"greater than {low}" + (f" and at most {high}" if high is not None else "")
-            raise UserFacingError(f"{name}.{key} must be {bounds}, not {value!r}")
-
-
-def checked_section(cls: type, name: str, section: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The section as keyword arguments; an unknown key is a user error (most often a typo)."""
-    section = dict(section or {})
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(section) - known)
-    if unknown:
-        raise UserFacingError(
-            f"unknown key(s) in the '{name}' config section: {', '.join(unknown)}; "
-            f"known keys: {', '.join(sorted(known))} (config/README.md)"
-        )
-    return section
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -237,27 +196,24 @@ def annotate_classes(loci: pd.DataFrame) -> pd.DataFrame:
 # ----------------------------------------------------------------------------------------------------------
 # Inputs
 # ----------------------------------------------------------------------------------------------------------
-ID_DTYPES = {"sample_id": str, "patient_id": str, "chrom": str, "ref": str, "alt": str, "context": str}
 
 
 def read_counts(paths: Sequence[str]) -> pd.DataFrame:
     """All samples' count tables as one long table."""
-    dtypes = ID_DTYPES | {"panel_patients": str, "alt_lengths": str}
-    frames = [read_tsv(p, dtype=dtypes) for p in paths]
-    counts = pd.concat(frames, ignore_index=True)
+    counts = read_tables("counts", paths)
     return counts.fillna({"panel_patients": "", "alt_lengths": ""})
 
 
 def read_samples(path: str) -> pd.DataFrame:
     """The validated sample sheet with ids as text (a control's empty patient_id becomes "")."""
-    samples = read_tsv(path, dtype=ID_DTYPES | {"batch": str, "collection_date": str})
+    samples = read_table("samples", path, required=["sample_id", "patient_id", "sample_type"])
     samples["patient_id"] = samples["patient_id"].fillna("")
     return samples
 
 
 def read_panel(path: str) -> pd.DataFrame:
     """The panel table (mrdtrack.inputs.panel); an empty `gene` stays text."""
-    panel = read_tsv(path, dtype=ID_DTYPES | {"gene": str, "variant_type": str, "weight_source": str})
+    panel = read_table("panel_loci", path, required=["patient_id", *LOCUS_KEY, "context", "weight"])
     return panel.fillna({c: "" for c in ("gene", "variant_type", "weight_source") if c in panel.columns})
 
 

@@ -38,15 +38,14 @@ import dataclasses
 import json
 import logging
 import zlib
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from scipy import special
 
-from mrdtrack.calling.background import ID_DTYPES, LOCUS_KEY, check_ranges, checked_section
+from mrdtrack.calling.background import LOCUS_KEY
 from mrdtrack.calling.fraglen import (
     LENGTH_COLUMNS,
     STATE_COLUMNS,
@@ -71,40 +70,24 @@ from mrdtrack.calling.likelihood import (
     lr_statistics,
     profile_interval,
 )
-from mrdtrack.logs import UserFacingError
 from mrdtrack.processes import in_parallel
-from mrdtrack.tables import read_tsv, write_json, write_tsv
+from mrdtrack.settings import StepSettings
+from mrdtrack.tables import columns_of, read_table, write_json, write_tsv
 
 log = logging.getLogger(__name__)
 
 HAPLOID_GENOME_PG = 3.3  # mass of one haploid human genome
-P_VALUE_METHODS = ("auto", "asymptotic", "monte_carlo")
-CALL_COLUMNS = [
-    "sample_id", "patient_id", "collection_date", "batch", "mrd_status", "tumor_fraction", "tf_ci_low",
-    "tf_ci_high", "p_value", "threshold", "lod95", "n_loci_used", "n_loci_panel", "mutant_molecules",
-    "total_molecules", "mtm_per_ml", "flags", "status_reason",
-    "lr_statistic", "p_value_method", "expected_background_molecules", "n_loci_outlier", "background_scale",
-    "length_weighted", "mutant_fragments", "mutant_loci", "threshold_source", "n_null_scores", "tf_dispersion",
-]  # fmt: skip
-LOCI_COLUMNS = [
-    "sample_id", "patient_id", "chrom", "pos", "ref", "alt", "context", "weight", "ref_molecules",
-    "alt_molecules", "background_rate", "used", "reason", "gene", "chip_suspect",
-]  # fmt: skip
+CALL_COLUMNS = columns_of("calls")  # mrdtrack.tables.CONTRACTS
+LOCI_COLUMNS = columns_of("loci")  # mrdtrack.tables.CONTRACTS
 TEXT_DEFAULTS = {"batch": "", "flags": "", "status_reason": "", "p_value_method": "", "collection_date": ""}
-CALL_DTYPES = {"sample_id": str, "patient_id": str, "collection_date": str, "batch": str, "mrd_status": str,
-               "flags": str, "status_reason": str, "p_value_method": str, "threshold_source": str}  # fmt: skip
-NULL_DTYPES = {"sample_id": str, "sample_type": str, "sample_patient_id": str, "panel_patient_id": str,
-               "p_value_method": str}  # fmt: skip
-NULL_COLUMNS = [
-    "sample_id", "sample_type", "sample_patient_id", "panel_patient_id", "n_loci_used", "mutant_molecules",
-    "total_molecules", "tumor_fraction", "lr_statistic", "p_value", "p_value_method", "calibration",
-    "contamination_candidate", "mutant_fragments", "mutant_loci", "supported",
-]  # fmt: skip
+NULL_COLUMNS = columns_of("null_scores")  # mrdtrack.tables.CONTRACTS
 
 
 @dataclass(frozen=True)
-class CallSettings:
+class CallSettings(StepSettings):
     """Settings of the `calling:` config section (config/README.md documents each)."""
+
+    SECTION: ClassVar[str] = "calling"
 
     false_positive_rate: float = 0.01  # target rate of positive calls among null scores
     min_loci: int = 5  # fewer usable loci: indeterminate
@@ -133,29 +116,6 @@ class CallSettings:
     )
     overdispersion: bool = True  # widen the TF interval by the loci's between-locus overdispersion
     max_null_panels: int | None = 10  # other patients' panels each sample is scored against (None: all)
-
-    @classmethod
-    def from_config(cls, section: Mapping[str, Any] | None) -> CallSettings:
-        settings = cls(**checked_section(cls, "calling", section))
-        if settings.p_value_method not in P_VALUE_METHODS:
-            raise UserFacingError(f"calling.p_value_method must be one of {', '.join(P_VALUE_METHODS)}")
-        check_ranges(
-            "calling",
-            settings,
-            {
-                "false_positive_rate": (0, 0.5),
-                "max_lod95": (0, 1),
-                "lod_power": (0.5, 1),
-                "ci_level": (0, 1),
-                "outlier_max_p": (0, 1),
-                "null_draws": (99, None),
-                "lod_draws": (99, None),
-                "sample_background_prior": (0, None),
-                "fragment_length_prior": (0, None),
-                "fragment_length_bandwidth": (0, 50),
-            },
-        )
-        return settings
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -1503,10 +1463,10 @@ def write_calibration(calibration: Calibration, null_scores: str, threshold: str
 
 
 def read_calibration(null_scores: str, threshold: str, length_state: str) -> Calibration:
-    nulls = read_tsv(null_scores, dtype=NULL_DTYPES).fillna({"sample_patient_id": "", "p_value_method": ""})
+    nulls = read_table("null_scores", null_scores).fillna({"sample_patient_id": "", "p_value_method": ""})
     with open(threshold, encoding="utf-8") as handle:
         cut = Threshold(**json.load(handle))
-    state = read_tsv(length_state)
+    state = read_table("length_state", length_state)
     empty = pd.DataFrame(columns=LENGTH_COLUMNS)
     return Calibration(nulls, cut, state if len(state) else None, empty)
 
@@ -1515,15 +1475,15 @@ def read_call_rows(paths: list[str]) -> list[tuple[dict[str, Any], pd.DataFrame]
     """The per-sample call jobs' outputs ({sample}.call.tsv, {sample}.loci.tsv pairs) for `gather_calls`."""
     results = []
     for call_path, loci_path in zip(paths[::2], paths[1::2], strict=True):
-        call = read_tsv(call_path, dtype=CALL_DTYPES).fillna(TEXT_DEFAULTS).iloc[0].to_dict()
-        loci = read_tsv(loci_path, dtype=ID_DTYPES | {"reason": str}).fillna({"reason": ""})
+        call = read_table("calls", call_path).fillna(TEXT_DEFAULTS).iloc[0].to_dict()
+        loci = read_table("loci", loci_path).fillna({"reason": ""})
         results.append((call, loci))
     return results
 
 
 def read_locus_rates(path: str) -> pd.DataFrame:
-    return read_tsv(path, dtype=ID_DTYPES | {"reason": str}).fillna({"reason": ""})
+    return read_table("locus_rates", path, required=[*LOCUS_KEY, "rate"]).fillna({"reason": ""})
 
 
 def read_excluded(path: str) -> pd.DataFrame:
-    return read_tsv(path, dtype=ID_DTYPES | {"reason": str}).fillna({"patient_id": ""})
+    return read_table("excluded", path).fillna({"patient_id": ""})

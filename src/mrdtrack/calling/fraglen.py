@@ -29,14 +29,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mrdtrack.tables import read_tsv
+from mrdtrack.tables import columns_of, read_table
 
 MAX_LENGTH = 1000  # longer fragments share the last class, which carries no length information (r = 1)
 MAX_RATIO = 10.0  # |log r| is capped: one molecule of a rare length cannot decide a call
 LOG_RATIO_EDGES = np.array([-1.5, -0.9, -0.5, -0.25, -0.08, 0.08, 0.25, 0.5, 0.9, 1.5])
 REF_PRIOR_MOLECULES = 500.0  # a sample's REF lengths are steadied by this many molecules of the cohort's
-LENGTH_COLUMNS = ["length", "normal_density", "tumor_density", "ratio", "tumor_molecules"]
-STATE_COLUMNS = ["length", "cohort_ref", "tumor_excess"]
+LENGTH_COLUMNS = columns_of("length_model")  # mrdtrack.tables.CONTRACTS
+STATE_COLUMNS = columns_of("length_state")  # mrdtrack.tables.CONTRACTS
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,7 @@ def read_fragment_lengths(paths: Iterable[str]) -> pd.DataFrame:
     frames = []
     for path in paths:
         sample_id = Path(path).name.removesuffix(".fraglen.tsv")
-        frames.append(read_tsv(path, dtype={"allele": str}).assign(sample_id=sample_id))
+        frames.append(read_table("fraglen", path).assign(sample_id=sample_id))
     columns = ["sample_id", "allele", "length", "molecules"]
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 

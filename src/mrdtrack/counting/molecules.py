@@ -28,19 +28,16 @@ import logging
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pysam
 
 from mrdtrack.logs import UserFacingError
+from mrdtrack.settings import StepSettings
 
 log = logging.getLogger(__name__)
 
-DEDUP_MODES = ("auto", "umi", "coordinates", "flag", "consensus", "none")
-# compiled: mrdtrack.counting.bamscan for indexed BAMs; pysam: this module everywhere; auto: compiled for BAMs >= 1.5 MB
-ENGINES = ("auto", "compiled", "pysam")
-UMI_SOURCES = ("tag", "read_name")
 DISCORDANT = "-"  # a pair or family that gives no call
 # What a read shows at an indel locus (at an SNV locus a read's base stands for itself): REF, ALT, another indel.
 INDEL_REF, INDEL_ALT, INDEL_OTHER = "r", "a", "o"
@@ -61,8 +58,10 @@ _REFERENCE_ONLY = {2, 3}
 
 
 @dataclass(frozen=True)
-class CountSettings:
+class CountSettings(StepSettings):
     """The counting rules; config/README.md documents each."""
+
+    SECTION: ClassVar[str] = "counting"
 
     min_mapq: int = 20
     min_baseq: int = 20
@@ -77,35 +76,14 @@ class CountSettings:
     merge_mates: bool = True
     min_family_size: int = 1
     min_duplex_strands: int = 0
+    # compiled: mrdtrack.counting.bamscan for indexed BAMs; pysam: this module everywhere; auto: compiled
+    # for BAMs >= 1.5 MB
     engine: str = "auto"
 
-    @classmethod
-    def from_config(cls, section: Mapping[str, Any] | None) -> CountSettings:
-        settings = cls(**(section or {}))
-        if settings.dedup not in DEDUP_MODES:
-            raise ValueError(
-                f"counting.dedup must be one of {', '.join(DEDUP_MODES)}, not '{settings.dedup}'"
-            )
-        if settings.engine not in ENGINES:
-            raise ValueError(f"counting.engine must be one of {', '.join(ENGINES)}, not '{settings.engine}'")
-        if not settings.merge_mates and settings.dedup not in ("none", "flag"):
-            raise ValueError("counting.merge_mates: false counts reads, so it needs dedup 'none' or 'flag'")
-        if settings.umi_source not in UMI_SOURCES:
-            raise ValueError(
-                f"counting.umi_source must be one of {', '.join(UMI_SOURCES)}, not '{settings.umi_source}'"
-            )
-        if len(settings.umi_read_name_separator) != 1:
-            raise ValueError(
-                "counting.umi_read_name_separator must be one character (umi_tools: '_', fastp and "
-                f"bcl-convert: ':'), not '{settings.umi_read_name_separator}'"
-            )
-        if settings.min_family_size < 1:
-            raise ValueError(f"counting.min_family_size must be 1 or more, not {settings.min_family_size}")
-        if settings.min_duplex_strands not in (0, 1, 2):
-            raise ValueError(
-                f"counting.min_duplex_strands must be 0, 1 or 2, not {settings.min_duplex_strands}"
-            )
-        return settings
+    def check_combination(self) -> list[str]:
+        if not self.merge_mates and self.dedup not in ("none", "flag"):
+            return ["merge_mates: false counts reads, so it needs dedup 'none' or 'flag'"]
+        return []
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from mrdtrack.counting.molecules import (
 from mrdtrack.inputs.panel import contig_map, unique_loci
 from mrdtrack.logs import UserFacingError
 from mrdtrack.processes import fork_pool
-from mrdtrack.tables import read_tsv
+from mrdtrack.tables import columns_of, read_table
 
 if TYPE_CHECKING:
     from mrdtrack.counting.bamscan import BamScanner
@@ -40,11 +40,7 @@ log = logging.getLogger(__name__)
 # is then the ~0.3 s the compiled engine needs to import numba and load its cached kernels.
 AUTO_COMPILED_MIN_BYTES = 1_500_000
 
-COUNT_COLUMNS = [
-    "sample_id", "chrom", "pos", "ref", "alt", "panel_patients", "context",
-    "ref_molecules", "alt_molecules", "other_molecules", "discordant_molecules",
-    "alt_f1r2", "alt_f2r1", "ref_f1r2", "ref_f2r1", "reads", "mean_family_size", "alt_lengths",
-]  # fmt: skip
+COUNT_COLUMNS = columns_of("counts")  # mrdtrack.tables.CONTRACTS
 
 
 class AlignmentInputError(UserFacingError):
@@ -55,7 +51,7 @@ class PanelLocusError(UserFacingError):
     """A panel locus whose alleles counting cannot count (neither an SNV nor a normalised indel)."""
 
 
-FRAGMENT_COLUMNS = ["chrom", "loci", "alleles", "length", "fragments"]
+FRAGMENT_COLUMNS = columns_of("fragments")  # mrdtrack.tables.CONTRACTS
 
 
 @dataclass
@@ -339,7 +335,7 @@ def read_fragments(paths: Iterable[str]) -> pd.DataFrame:
     frames = []
     for path in paths:
         sample_id = os.path.basename(path).removesuffix(".fragments.tsv")
-        frame = read_tsv(path, dtype={"chrom": str, "loci": str, "alleles": str})
+        frame = read_table("fragments", path)
         frames.append(frame.assign(sample_id=sample_id))
     if not frames:
         return pd.DataFrame(columns=["sample_id", *FRAGMENT_COLUMNS])

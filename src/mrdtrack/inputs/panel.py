@@ -21,21 +21,19 @@ import re
 import statistics
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import pysam
 
 from mrdtrack.inputs.sheets import InputError, Problem
-from mrdtrack.logs import UserFacingError
+from mrdtrack.settings import StepSettings
+from mrdtrack.tables import columns_of
 
 log = logging.getLogger(__name__)
 
-PANEL_COLUMNS = [
-    "patient_id", "chrom", "pos", "ref", "alt", "context", "weight",
-    "variant_type", "gene", "chip_suspect", "weight_source",
-]  # fmt: skip
+PANEL_COLUMNS = columns_of("panel_loci")  # mrdtrack.tables.CONTRACTS
 BASES = frozenset("ACGT")
 
 # Genes most often mutated in clonal hematopoiesis (config/README.md, `panel.chip_genes`, says where they come
@@ -57,8 +55,10 @@ MAX_REPEAT_COPIES = 50  # repeat tracts are measured up to this many copies of t
 
 
 @dataclass(frozen=True)
-class PanelSettings:
+class PanelSettings(StepSettings):
     """Settings of the `panel:` config section (config/README.md documents each)."""
+
+    SECTION: ClassVar[str] = "panel"
 
     weight_info_field: str = "CCF"
     on_invalid_record: str = "skip"  # or "error"
@@ -67,19 +67,11 @@ class PanelSettings:
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any] | None) -> PanelSettings:
-        values = dict(section or {})
-        if "chip_genes" in values:
-            values["chip_genes"] = tuple(str(gene).upper() for gene in values["chip_genes"] or ())
-        settings = cls(**values)
-        if settings.on_invalid_record not in ("skip", "error"):
-            raise UserFacingError(
-                f"panel.on_invalid_record must be skip or error, not {settings.on_invalid_record!r}"
-            )
-        if settings.purity is not None and not 0 < settings.purity <= 1:
-            raise UserFacingError(
-                f"panel.purity must be greater than 0 and at most 1, not {settings.purity!r}"
-            )
-        return settings
+        """Settings from the `panel:` section; gene names compare in upper case, as annotations write them."""
+        values = dict(section or {}) if isinstance(section, Mapping) else section
+        if isinstance(values, dict) and isinstance(values.get("chip_genes"), list | tuple):
+            values["chip_genes"] = [str(gene).upper() for gene in values["chip_genes"]]
+        return super().from_config(values)
 
 
 def contig_map(names: Iterable[str], targets: Iterable[str]) -> dict[str, str]:

@@ -11,76 +11,36 @@ Time is measured from enrollment in months (days / 30.4375). Two rules keep the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from mrdtrack.logs import UserFacingError
+from mrdtrack.settings import StepSettings
+from mrdtrack.tables import columns_of
 
 log = logging.getLogger(__name__)
 
 DAYS_PER_MONTH = 30.4375
 STATUSES = ("positive", "negative", "indeterminate")
 DETERMINATE = ("positive", "negative")
-INDETERMINATE_MODES = ("missing", "carry_forward")
 CLINICAL_DATES = ("enrollment_date", "pfs_date", "os_date", "restart_date")
-COUNTING_COLUMNS = [
-    "patient_id",
-    "cohort",
-    "start",
-    "stop",
-    "event",
-    "mrd_status",
-    "mrd_positive",
-    "log10_tf",
-    "sample_id",
-]
+COUNTING_COLUMNS = columns_of("counting_process")  # mrdtrack.tables.CONTRACTS
 
 
 @dataclass(frozen=True)
-class ClinicalSettings:
+class ClinicalSettings(StepSettings):
     """Settings of the clinical join (config section `clinical_join`); see config/README.md."""
+
+    SECTION: ClassVar[str] = "clinical_join"
 
     baseline_window_days_before: int = 30
     baseline_window_days_after: int = 7
     tf_floor_fraction_of_lod: float = 0.5
     tf_floor_default: float = 1e-5
     indeterminate_in_counting_process: str = "missing"
-
-    @classmethod
-    def from_config(cls, config: Any) -> ClinicalSettings:
-        """Settings from a config section; missing keys take the defaults, unknown keys are logged."""
-        values = config_section(config, cls, "clinical_join")
-        settings = cls(**values)
-        settings.check()
-        return settings
-
-    def check(self) -> None:
-        if self.baseline_window_days_before < 0 or self.baseline_window_days_after < 0:
-            raise UserFacingError("clinical_join: baseline window days must be >= 0")
-        if self.indeterminate_in_counting_process not in INDETERMINATE_MODES:
-            raise UserFacingError(
-                f"clinical_join: indeterminate_in_counting_process must be one of {INDETERMINATE_MODES}"
-            )
-        if not self.tf_floor_fraction_of_lod > 0 or not self.tf_floor_default > 0:
-            raise UserFacingError("clinical_join: TF floors must be > 0 (they are logged)")
-
-
-def config_section(config: Any, cls: type, name: str) -> dict[str, Any]:
-    """The known keys of a config section; a non-mapping (e.g. a sheet path) means 'all defaults'."""
-    if config is None:
-        return {}
-    if not isinstance(config, Mapping):
-        log.warning("config section %s should be a mapping, got %r: using the defaults", name, config)
-        return {}
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(config) - known)
-    if unknown:
-        log.warning("config section %s: ignoring unknown keys %s", name, unknown)
-    return {key: value for key, value in config.items() if key in known}
 
 
 @dataclass

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -28,28 +29,17 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-PREDICTION_COLUMNS = [
-    "model",
-    "features",
-    "n",
-    "n_events",
-    "n_not_evaluable",
-    "n_without_baseline_status",
-    "n_splits",
-    "n_repeats",
-    "auc",
-    "auc_ci_low",
-    "auc_ci_high",
-    "auc_repeat_min",
-    "auc_repeat_max",
-    "brier",
-    "note",
-]
+from mrdtrack.settings import StepSettings
+from mrdtrack.tables import columns_of
+
+PREDICTION_COLUMNS = columns_of("prediction")  # mrdtrack.tables.CONTRACTS
 
 
 @dataclass(frozen=True)
-class PredictionSettings:
+class PredictionSettings(StepSettings):
     """Config `survival: prediction:`; see config/README.md."""
+
+    SECTION: ClassVar[str] = "survival.prediction"
 
     horizon_months: float = 12.0
     n_splits: int = 5

@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mrdtrack.logs import UserFacingError
-from mrdtrack.outcomes.clinical import DAYS_PER_MONTH, config_section
+from mrdtrack.outcomes.clinical import DAYS_PER_MONTH
 from mrdtrack.outcomes.cox import CoxResult, CoxSpec, fit_cox
 from mrdtrack.outcomes.design import DESIGNS, simon_decision, simon_designs
-from mrdtrack.outcomes.km import TRANSFORMS, km_median, km_table, logrank, value_at
+from mrdtrack.outcomes.km import km_median, km_table, logrank, value_at
 from mrdtrack.outcomes.prediction import PredictionSettings, horizon_outcome, predict_progression
+from mrdtrack.settings import StepSettings
+from mrdtrack.tables import columns_of
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,10 @@ OUTPUT_TABLES = (
 
 
 @dataclass(frozen=True)
-class SurvivalSettings:
+class SurvivalSettings(StepSettings):
     """Config section `survival`; every key is documented in config/README.md."""
+
+    SECTION: ClassVar[str] = "survival"
 
     covariates: tuple[str, ...] = ()
     landmarks_months: tuple[float, ...] = (3.0, 6.0, 12.0)
@@ -66,38 +69,8 @@ class SurvivalSettings:
     design_censored: str = "exclude"
     prediction: PredictionSettings = field(default_factory=PredictionSettings)
 
-    @classmethod
-    def from_config(cls, config: Any) -> SurvivalSettings:
-        values = config_section(config, cls, "survival")
-        for key in ("covariates", "landmarks_months", "timepoints_months"):
-            if key in values:
-                values[key] = tuple(values[key] or ())
-        values["prediction"] = PredictionSettings(
-            **config_section(values.get("prediction"), PredictionSettings, "prediction")
-        )
-        settings = cls(**values)
-        settings.check()
-        return settings
-
-    def check(self) -> None:
-        problems = []
-        if self.curve_ci not in TRANSFORMS or self.endpoint_ci not in TRANSFORMS:
-            problems.append(f"curve_ci and endpoint_ci must be one of {TRANSFORMS}")
-        if self.design not in DESIGNS:
-            problems.append(f"design must be one of {DESIGNS}")
-        if self.design_censored not in CENSORED_HANDLING:
-            problems.append(f"design_censored must be one of {CENSORED_HANDLING}")
-        if not 0 < self.p0 < self.p1 < 1:
-            problems.append("need 0 < p0 < p1 < 1")
-        if not 0 < self.conf_level < 1:
-            problems.append("conf_level must be between 0 and 1")
-        window = self.landmark_closest_window_days
-        if window is not None and not (isinstance(window, int | float) and window >= 0):
-            problems.append(
-                "landmark_closest_window_days must be a number of days >= 0, or null (no such variant)"
-            )
-        if problems:
-            raise UserFacingError("survival config: " + "; ".join(problems))
+    def check_combination(self) -> list[str]:
+        return [] if self.p0 < self.p1 else [f"p0 ({self.p0}) must be below p1 ({self.p1})"]
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -254,24 +227,8 @@ def _subsets(pats: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
 
 # --- Kaplan-Meier ----------------------------------------------------------------------------------------------
 
-CURVE_COLUMNS = [
-    "analysis",
-    "cohort",
-    "group",
-    "time",
-    "survival",
-    "ci_low",
-    "ci_high",
-    "at_risk",
-    "events",
-    "censored",
-]
-KM_SUMMARY_COLUMNS = [
-    "analysis", "cohort", "group", "n", "events", "timepoint_months", "survival",
-    "ci_low_log", "ci_high_log", "ci_low_loglog", "ci_high_loglog", "at_risk",
-    "median", "median_ci_low_log", "median_ci_high_log", "median_ci_low_loglog", "median_ci_high_loglog", "note",
-    "survival_std_err",
-]  # fmt: skip
+CURVE_COLUMNS = columns_of("km_curves")  # mrdtrack.tables.CONTRACTS
+KM_SUMMARY_COLUMNS = columns_of("km_summary")  # mrdtrack.tables.CONTRACTS
 
 
 def km_outputs(
@@ -336,12 +293,7 @@ def logrank_summary(pats: pd.DataFrame, notes: Notes) -> dict:
 
 # --- Cox models ------------------------------------------------------------------------------------------------
 
-COX_COLUMNS = [
-    "model", "cohort", "term", "n", "events", "coef", "se", "hr", "hr_ci_low", "hr_ci_high",
-    "p_wald", "p_lr", "concordance", "ph_chisq", "ph_p", "note",
-    "loglik_null", "loglik", "model_df", "model_lr_chisq", "model_lr_p", "model_wald_chisq", "model_wald_p",
-    "model_score_chisq", "model_score_p",
-]  # fmt: skip
+COX_COLUMNS = columns_of("cox")  # mrdtrack.tables.CONTRACTS
 
 
 def _strata(subset: pd.DataFrame, cohort: str, settings: SurvivalSettings) -> list[str]:
@@ -420,10 +372,7 @@ def _note_model(
 
 # --- landmark analyses -----------------------------------------------------------------------------------------
 
-LANDMARK_DATA_COLUMNS = [
-    "landmark_months", "patient_id", "cohort", "pfs_months", "pfs_event", "time_from_landmark", "status",
-    "sample_id", "sample_offset_days", "closest_status", "closest_sample_id", "closest_offset_days",
-]  # fmt: skip
+LANDMARK_DATA_COLUMNS = columns_of("landmark_data")  # mrdtrack.tables.CONTRACTS
 LANDMARK_KEY = ["landmark_months", "status_rule"]
 CLOSEST_CAVEAT = (
     "the closest sample may be drawn after the landmark: its status is information from the future for a patient "
@@ -711,10 +660,7 @@ def lead_time_summary(pats: pd.DataFrame) -> dict:
     return result
 
 
-ENDPOINT_COLUMNS = [
-    "cohort", "endpoint", "timepoint_months", "n", "events", "at_risk", "estimate", "ci_low", "ci_high", "method",
-    "note",
-]  # fmt: skip
+ENDPOINT_COLUMNS = columns_of("endpoints")  # mrdtrack.tables.CONTRACTS
 
 
 def trial_endpoints(pats: pd.DataFrame, settings: SurvivalSettings, notes: Notes) -> pd.DataFrame:
@@ -788,11 +734,7 @@ def _endpoint_summary(endpoints: pd.DataFrame) -> dict:
     return summary
 
 
-DESIGN_COLUMNS = [
-    "design", "selected", "p0", "p1", "target_alpha", "target_power", "r1", "n1", "r", "n", "en0", "pet0",
-    "alpha", "power", "cohort", "n_patients", "n_evaluable", "n_success", "n_not_evaluable", "stage1_evaluable",
-    "stage1_success", "decision", "decision_other_handling",
-]  # fmt: skip
+DESIGN_COLUMNS = columns_of("design")  # mrdtrack.tables.CONTRACTS
 
 
 def trial_design(pats: pd.DataFrame, settings: SurvivalSettings, notes: Notes) -> tuple[pd.DataFrame, dict]:

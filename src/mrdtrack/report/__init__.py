@@ -6,7 +6,7 @@ offline and can be e-mailed. Each figure's data is embedded as a TSV `data:` lin
 
 Modules: `settings` (the `report:` config section), `context` (reading the results into one Context), `survival`,
 `dynamics` and `qc` (the panels), `methods`, `page` (assembling the page) and `render` (jinja2 templates in
-templates/, autoescaped). `defaults` is the one place that reads the producing steps' default settings.
+templates/, autoescaped). `recorded` reads the settings each producing step wrote beside its outputs.
 """
 
 from mrdtrack.report.context import (
@@ -18,11 +18,11 @@ from mrdtrack.report.context import (
     patient_frame,
     sample_frame,
 )
-from mrdtrack.report.defaults import setting
 from mrdtrack.report.dynamics import lane_frame
 from mrdtrack.report.page import Report, build_report, input_summary, write_figures, write_report
 from mrdtrack.report.panel import Panel
 from mrdtrack.report.qc import context_matrix, fraglen_bin_width, fraglen_bins
+from mrdtrack.report.recorded import setting
 from mrdtrack.report.render import tsv_text
 from mrdtrack.report.settings import ReportSettings
 from mrdtrack.report.survival import endpoint_label

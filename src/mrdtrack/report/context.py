@@ -12,15 +12,17 @@ import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from mrdtrack.report.recorded import read_recorded
 from mrdtrack.report.settings import ReportSettings, as_list
 from mrdtrack.report.style import COHORT_COLORS
+from mrdtrack.tables import CONTRACTS, read_tsv
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ class ReportInputs:
     summary: PathLike | None = None
     fraglen: Sequence[PathLike] = ()
     qc: Sequence[PathLike] = ()
+    settings: Sequence[PathLike] = ()  # the settings.json each step wrote beside its outputs
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> ReportInputs:
@@ -72,7 +75,9 @@ class ReportInputs:
             if f.name not in mapping:
                 continue
             paths = [str(p) for p in as_list(mapping[f.name])]
-            values[f.name] = tuple(paths) if f.name in ("fraglen", "qc") else (paths[0] if paths else None)
+            values[f.name] = (
+                tuple(paths) if f.name in ("fraglen", "qc", "settings") else (paths[0] if paths else None)
+            )
         return cls(**values)
 
 
@@ -85,6 +90,7 @@ class Tables:
     qc: pd.DataFrame
     summary: dict[str, Any]
     problems: dict[str, str]
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # recorded by each step
 
     def __getattr__(self, name: str) -> pd.DataFrame:
         frames = self.__dict__.get("frames", {})
@@ -98,7 +104,8 @@ def load_tables(inputs: ReportInputs) -> Tables:
     problems: dict[str, str] = {}
     frames = {name: _read_table(getattr(inputs, name), name, problems) for name in TABLE_NAMES}
     summary = _read_json(inputs.summary, "summary", problems)
-    return Tables(frames, _read_fraglen(inputs.fraglen), _read_qc(inputs.qc), summary, problems)
+    settings = read_recorded(inputs.settings, inputs.qc)
+    return Tables(frames, _read_fraglen(inputs.fraglen), _read_qc(inputs.qc), summary, problems, settings)
 
 
 def _read_table(path: PathLike | None, name: str, problems: dict[str, str]) -> pd.DataFrame:
@@ -110,8 +117,9 @@ def _read_table(path: PathLike | None, name: str, problems: dict[str, str]) -> p
         problems[name] = f"{file.name} is {'empty' if file.is_file() else 'missing'}"
         return pd.DataFrame()
     try:
-        dtypes = dict.fromkeys(ID_COLUMNS, str)
-        return pd.read_csv(file, sep="\t", dtype=dtypes, keep_default_na=False, na_values=[""])
+        contract = CONTRACTS.get(name)
+        dtypes = dict.fromkeys(ID_COLUMNS, str) | (contract.dtypes() if contract else {})
+        return read_tsv(file, dtype=dtypes)
     except (ValueError, UnicodeDecodeError, OSError) as error:  # pandas' parser errors are ValueErrors
         problems[name] = f"{file.name} could not be read ({error})"
         log.warning("report: %s", problems[name])

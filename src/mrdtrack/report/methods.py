@@ -9,8 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mrdtrack.report.context import Context
-from mrdtrack.report.defaults import setting
 from mrdtrack.report.formatting import flatten, plain
+from mrdtrack.report.recorded import setting
 from mrdtrack.report.style import MRD_COLORS, status_label
 from mrdtrack.report.threshold import CallingThreshold, calling_threshold
 
@@ -43,7 +43,7 @@ def methods_section(ctx: Context) -> Methods:
 
 def used_setting(ctx: Context, dotted: str) -> str:
     """The value of `section.key` that step used, as text ('(not recorded)' when unknown)."""
-    value = setting(ctx.config, *dotted.split(".", 1))
+    value = setting(ctx.tables.settings, *dotted.split(".", 1))
     return plain(value) if value not in (None, "") else NOT_RECORDED
 
 

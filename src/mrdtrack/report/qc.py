@@ -20,9 +20,9 @@ from mrdtrack.report.context import (
     sample_table,
     text_column,
 )
-from mrdtrack.report.defaults import setting
 from mrdtrack.report.formatting import DASH, count_noun, fmt_number, mutant_evidence_text, positive_float
 from mrdtrack.report.panel import Panel, data_table
+from mrdtrack.report.recorded import setting
 from mrdtrack.report.style import (
     base_layout,
     button_menu,
@@ -70,7 +70,7 @@ def panel_qc_samples(ctx: Context) -> Panel:
         fig.add_trace(go.Bar(y=rows["total_molecules"], name=status_label(status), **common), row=1, col=1)
         fig.add_trace(go.Bar(y=rows["n_loci_used"], showlegend=False, **common), row=2, col=1)
     _add_qc_markers(fig, samples)
-    min_molecules = positive_float(setting(ctx.config, "calling", "min_molecules"))
+    min_molecules = positive_float(setting(ctx.tables.settings, "calling", "min_molecules"))
     _qc_samples_layout(fig, samples, min_molecules)
     panel.figure = fig
     flagged = int((samples["flags"] != "").sum())
@@ -269,7 +269,7 @@ def panel_lod(ctx: Context) -> Panel:
     )
     base_layout(fig, 440, boxmode="group")
     fig.update_yaxes(type="log", title_text="LOD95 (tumor fraction)", exponentformat="power")
-    max_lod = positive_float(setting(ctx.config, "calling", "max_lod95"))
+    max_lod = positive_float(setting(ctx.tables.settings, "calling", "max_lod95"))
     if max_lod:
         reference_line(fig, "y", max_lod)
         # Annotations on a log axis take log10 coordinates.

@@ -22,7 +22,6 @@ from mrdtrack.report.context import (
     survival_notes,
     text_column,
 )
-from mrdtrack.report.defaults import setting
 from mrdtrack.report.formatting import (
     count_noun,
     flatten,
@@ -34,6 +33,7 @@ from mrdtrack.report.formatting import (
     text_or,
 )
 from mrdtrack.report.panel import Block, Note, Panel, Table, data_table, facts_table, transposed_table
+from mrdtrack.report.recorded import setting
 from mrdtrack.report.style import (
     MRD_SHORT,
     base_layout,
@@ -87,7 +87,7 @@ def _km_panel(ctx: Context, cohort: str) -> Panel:
 
 def _curve_ci(ctx: Context) -> str:
     """How the survival step transformed the curves' CIs (survival.curve_ci)."""
-    return plain(setting(ctx.config, "survival", "curve_ci")) or "log-log"
+    return plain(setting(ctx.tables.settings, "survival", "curve_ci")) or "log-log"
 
 
 def _km_ungrouped(ctx: Context, rows: pd.DataFrame, cohort: str) -> str:

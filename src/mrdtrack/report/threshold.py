@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from mrdtrack.report.context import Context, numeric_column, text_column
-from mrdtrack.report.defaults import setting
 from mrdtrack.report.formatting import positive_float
+from mrdtrack.report.recorded import setting
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,8 @@ class CallingThreshold:
 def calling_threshold(ctx: Context) -> CallingThreshold:
     """The threshold of this run's calls (the same for every row; the first recorded value is used)."""
     calls = ctx.tables.calls
-    rate = positive_float(setting(ctx.config, "calling", "false_positive_rate"))
-    min_expected = positive_float(setting(ctx.config, "calling", "empirical_min_expected"))
+    rate = positive_float(setting(ctx.tables.settings, "calling", "false_positive_rate"))
+    min_expected = positive_float(setting(ctx.tables.settings, "calling", "empirical_min_expected"))
     # The caller goes empirical once the null scores would show `empirical_min_expected` false positives.
     needed = math.ceil(min_expected / rate - 1e-9) if rate and min_expected else None
     return CallingThreshold(
