@@ -15,16 +15,10 @@ from mrdtrack.calling.background import build_background
 from mrdtrack.calling.caller import (
     CALL_COLUMNS,
     CallSettings,
-    NullDistribution,
-    calibrate_threshold,
     call_cohort,
     find_outliers,
-    lod95,
     mtm_per_ml,
-    null_distribution,
     null_panels,
-    seeded_rng,
-    simulate_null_statistics,
 )
 from mrdtrack.calling.likelihood import (
     Design,
@@ -33,6 +27,14 @@ from mrdtrack.calling.likelihood import (
     lr_statistic_rows,
     mle,
     profile_ci,
+)
+from mrdtrack.calling.lod import lod95
+from mrdtrack.calling.null import (
+    NullDistribution,
+    calibrate_threshold,
+    null_distribution,
+    seeded_rng,
+    simulate_null_statistics,
 )
 from mrdtrack.logs import UserFacingError
 from mrdtrack.tables import write_tsv

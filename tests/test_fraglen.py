@@ -12,9 +12,6 @@ from mrdtrack.calling.background import build_background
 from mrdtrack.calling.caller import (
     CallSettings,
     call_cohort,
-    lod95,
-    null_distribution,
-    seeded_rng,
 )
 from mrdtrack.calling.fraglen import (
     MAX_LENGTH,
@@ -31,6 +28,8 @@ from mrdtrack.calling.likelihood import (
     mle,
     profile_ci,
 )
+from mrdtrack.calling.lod import lod95
+from mrdtrack.calling.null import null_distribution, seeded_rng
 from mrdtrack.simulation import cfdna as simulate
 from mrdtrack.tables import write_tsv
 

@@ -20,12 +20,9 @@ from conftest import REPO
 from mrdtrack.calling.caller import (
     CallSettings,
     Fragments,
-    calibrate_threshold,
     decide_status,
     evidence,
     score_loci,
-    seeded_rng,
-    threshold_from_null,
 )
 from mrdtrack.calling.likelihood import (
     Design,
@@ -36,6 +33,7 @@ from mrdtrack.calling.likelihood import (
     lr_statistics,
     root_in_bracket,
 )
+from mrdtrack.calling.null import calibrate_threshold, seeded_rng, threshold_from_null
 
 SETTINGS = CallSettings(null_draws=2000, lod_draws=400, fragment_lengths=False)
 

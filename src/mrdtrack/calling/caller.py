@@ -30,6 +30,9 @@ tumor do not share one VAF (subclonal variants, copy number), which binomial cou
 
 Every score draws from its own generator (seeded by sample and panel), so the null scores and the calls can be
 spread over worker processes (`call_cohort(workers=...)`) with results identical to one process.
+
+This module holds the calling settings, one sample's score at one panel, the cohort's null scores and calibration,
+and the per-sample call; the statistic's null distribution and the threshold are `null`'s, the LOD95 `lod`'s.
 """
 
 from __future__ import annotations
@@ -43,7 +46,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from scipy import special
 
 from mrdtrack.calling.background import LOCUS_KEY
 from mrdtrack.calling.fraglen import (
@@ -62,14 +64,14 @@ from mrdtrack.calling.likelihood import (
     Observed,
     Tables,
     alt_probability,
-    as_counts,
     binomial_tail,
-    chibar_p_value,
     dispersion,
     fit,
     lr_statistics,
     profile_interval,
 )
+from mrdtrack.calling.lod import lod95
+from mrdtrack.calling.null import NullDistribution, null_distribution, seeded_rng, threshold_from_null
 from mrdtrack.processes import in_parallel
 from mrdtrack.settings import StepSettings
 from mrdtrack.tables import columns_of, read_table, write_json, write_tsv
@@ -116,242 +118,6 @@ class CallSettings(StepSettings):
     )
     overdispersion: bool = True  # widen the TF interval by the loci's between-locus overdispersion
     max_null_panels: int | None = 10  # other patients' panels each sample is scored against (None: all)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Null distribution and p-values
-# ----------------------------------------------------------------------------------------------------------
-def seeded_rng(seed: int, *keys: str) -> np.random.Generator:
-    """A generator fixed by the base seed and the keys (sample, panel): reruns give identical draws."""
-    return np.random.default_rng([seed, zlib.crc32("\x1f".join(keys).encode())])
-
-
-@dataclass
-class NullDistribution:
-    """How a statistic becomes a p-value: chi-bar asymptotics or the sorted Monte Carlo null statistics."""
-
-    method: str  # "asymptotic", "monte_carlo", or "none" (not computed: the statistic was 0, p = 1)
-    statistics: np.ndarray = field(default_factory=lambda: np.zeros(0))  # sorted, Monte Carlo only
-    min_exceedances: int = 10
-
-    def p_value(self, statistic: Any) -> Any:
-        statistic = np.asarray(statistic, dtype=float)
-        if self.method == "none" and (statistic > 0).any():
-            raise ValueError("no null distribution was computed for a positive statistic")
-        asymptotic = chibar_p_value(statistic)
-        if self.method == "asymptotic":
-            return asymptotic
-        draws = len(self.statistics)
-        # A tolerance so that a draw equal to the observed table (same statistic up to rounding) counts.
-        tol = 1e-9 * np.maximum(1.0, statistic)
-        exceed = draws - np.searchsorted(self.statistics, statistic - tol, side="left")
-        p = (1 + exceed) / (1 + draws)
-        # Beyond the draws' reach the p-value can only be bounded; the chi-bar tail refines it there.
-        p = np.where(exceed < self.min_exceedances, np.minimum(p, asymptotic), p)
-        p = np.where(statistic > 0, p, 1.0)
-        return float(p) if p.ndim == 0 else p
-
-
-def null_distribution(
-    design: Design,
-    settings: CallSettings,
-    rng: np.random.Generator,
-    classes: LengthClasses | None = None,
-) -> NullDistribution:
-    """The null of the LRT for this design: exact (Monte Carlo) when few background ALTs are expected."""
-    method = settings.p_value_method
-    if method == "auto":
-        expected = design.expected_background()
-        method = "monte_carlo" if expected < settings.monte_carlo_max_expected else "asymptotic"
-    if method == "asymptotic":
-        return NullDistribution("asymptotic", min_exceedances=settings.min_exceedances)
-    return NullDistribution(
-        "monte_carlo",
-        simulate_null_statistics(design, settings.null_draws, rng, classes),
-        settings.min_exceedances,
-    )
-
-
-def simulate_null_statistics(
-    design: Design,
-    draws: int,
-    rng: np.random.Generator,
-    classes: LengthClasses | None = None,
-) -> np.ndarray:
-    """Sorted LRT statistics of `draws` tables drawn exactly under f = 0.
-
-    Null tables are sparse: each kind's ALT counts are drawn only for the draws where it has any (those
-    draws are a Bernoulli process, the counts a zero-truncated binomial); all other draws have statistic 0.
-    With length `classes`, background ALT fragments fall into the classes as non-tumor fragments do.
-    """
-    size, alpha = design.kind_size, design.alpha
-    q = -np.expm1(size * np.log1p(-alpha))  # P(at least one ALT of the kind)
-    rows = [_bernoulli_positions(q[i], draws, rng) for i in range(len(size))]
-    kind = np.repeat(np.arange(len(size)), [r.size for r in rows])
-    row = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-    value = _positive_binomial(kind, size, alpha, rng).astype(np.int64)
-    stat = np.zeros(draws)
-    tables_with_alt, where = np.unique(row, return_inverse=True)
-    if tables_with_alt.size:
-        if classes is None:
-            cells = Cells(where, kind, np.zeros(len(kind), dtype=np.int64), value)
-        else:
-            cells = Cells.split(where, kind, value, classes.normal, rng)
-        stat[: tables_with_alt.size] = cells.statistics(tables_with_alt.size, design, _ratios(classes))
-    return np.sort(stat)
-
-
-def _ratios(classes: LengthClasses | None) -> np.ndarray:
-    return np.ones(1) if classes is None else classes.ratio
-
-
-@dataclass
-class Cells:
-    """Drawn tables held sparsely: ALT fragments per (table, kind, length class) that has any."""
-
-    table: np.ndarray
-    kind: np.ndarray
-    k: np.ndarray
-    count: np.ndarray
-
-    @classmethod
-    def split(
-        cls,
-        table: np.ndarray,
-        kind: np.ndarray,
-        count: np.ndarray,
-        probabilities: np.ndarray,
-        rng: np.random.Generator,
-    ) -> Cells:
-        """ALT counts per (table, kind) spread over the length classes with these probabilities."""
-        spread = rng.multinomial(count, probabilities)
-        i, k = np.nonzero(spread)
-        return cls(table[i], kind[i], k, spread[i, k])
-
-    def __add__(self, other: Cells) -> Cells:
-        return Cells(
-            *(np.concatenate([getattr(self, f), getattr(other, f)]) for f in ("table", "kind", "k", "count"))
-        )
-
-    def statistics(self, tables: int, design: Design, r: np.ndarray) -> np.ndarray:
-        """LRT statistic of each of `tables` tables (0 for a table without cells).
-
-        Tables repeat (one ALT at one locus, ...): each distinct table is fitted once. Tables are told apart by
-        a random 64-bit hash of their cells (additive, so split cells of one table add up the same way); two
-        distinct tables among 10^4 collide with probability about 10^-11.
-        """
-        stat = np.zeros(tables)
-        if not len(self.table):
-            return stat
-        weights = np.random.default_rng(0).integers(1, 2**62, (len(design.alpha), len(r)), dtype=np.int64)
-        keys = np.zeros(tables, dtype=np.int64)
-        np.add.at(keys, self.table, self.count * weights[self.kind, self.k])  # wraps modulo 2**64
-        with_alt = np.unique(self.table)
-        _, first, inverse = np.unique(keys[with_alt], return_index=True, return_inverse=True)
-        fitted = np.full(tables, -1)
-        fitted[with_alt[first]] = np.arange(len(first))
-        keep = fitted[self.table] >= 0
-        fits = Tables.of_draws(
-            design, fitted[self.table[keep]], self.kind[keep], self.k[keep], self.count[keep], len(first), r
-        )
-        stat[with_alt] = lr_statistics(fits)[inverse.ravel()]
-        return stat
-
-    def supported(self, tables: int, design: Design, min_fragments: int, min_loci: int) -> np.ndarray:
-        """Per table: at least `min_fragments` ALT fragments at at least `min_loci` loci (each drawn ALT is
-        a fragment of its own)."""
-        fragments = np.bincount(self.table, self.count, tables)
-        if design.groups:  # each cell's ALT loci: the design's hits of its kind (hits are sorted by kind)
-            starts = np.searchsorted(design.hit_kind, self.kind)
-            lengths = np.searchsorted(design.hit_kind, self.kind, side="right") - starts
-            offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-            table, locus = (
-                np.repeat(self.table, lengths),
-                design.hit_locus[np.repeat(starts, lengths) + offsets],
-            )
-        else:
-            table, locus = self.table, self.kind
-        loci_per_table = int(design.hit_locus.max()) + 1 if len(design.hit_locus) else 1
-        pairs = np.unique(table.astype(np.int64) * loci_per_table + locus)  # one per (table, locus with ALT)
-        loci = np.bincount(pairs // loci_per_table, minlength=tables)
-        return (fragments >= min_fragments) & (loci >= min_loci)
-
-
-def _bernoulli_positions(q: float, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices in [0, size) that succeed with probability q each (geometric gaps: cost ~ size q)."""
-    if q <= 0:
-        return np.zeros(0, dtype=np.int64)
-    if q < 1e-12:  # patterns of several errors on one fragment: geometric gaps this long overflow int64
-        hits = rng.binomial(size, q)
-        return np.sort(rng.choice(size, hits, replace=False)).astype(np.int64)
-    if q > 0.05:
-        return np.flatnonzero(rng.random(size) < q)
-    positions = np.zeros(0, dtype=np.int64)
-    start = -1
-    while start < size:
-        batch = int(size * q + 5 * np.sqrt(size * q) + 10)
-        more = start + np.cumsum(rng.geometric(q, batch))
-        positions = np.concatenate([positions, more])
-        start = int(more[-1])
-    return positions[positions < size]
-
-
-def _positive_binomial(col: np.ndarray, n: np.ndarray, p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One draw of Binomial(n_i, p_i) conditioned on >= 1 for each locus index in `col` (inverse CDF)."""
-    if col.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    top = _count_ceiling(n, p)
-    cdf = special.bdtr(np.arange(top + 1)[:, None], as_counts(n), p)
-    u = rng.uniform(cdf[0, col], 1.0)
-    value = np.empty(col.size, dtype=np.int64)
-    for i in np.unique(col):
-        at = col == i
-        value[at] = np.searchsorted(cdf[:, i], u[at], side="left")
-    return np.clip(value, 1, n[col])
-
-
-def _count_ceiling(n: np.ndarray, p: np.ndarray) -> int:
-    """A count no binomial(n_i, p_i) reaches but with probability < 1e-15 (mean + 12 sd + 40, at most n)."""
-    mean = n * p
-    return int(min(n.max(), np.ceil((mean + 12 * np.sqrt(mean) + 40).max())))
-
-
-def calibrate_threshold(null_p: np.ndarray, rate: float) -> float:
-    """min(rate, the largest p-cut at which at most `rate` of the null scores are called positive).
-
-    Positive means p <= threshold. The cut is an observed null p-value (the conservative end of its gap);
-    with too few null scores to allow even one false positive, it is half the smallest null p-value.
-    """
-    p = np.sort(np.asarray(null_p, dtype=float))
-    allowed = int(np.floor(rate * len(p) + 1e-9))
-    if len(p) == 0 or np.searchsorted(p, rate, side="right") <= allowed:
-        return float(rate)
-    below = p[p < p[allowed]]
-    if below.size:
-        return float(below[-1])
-    log.warning(
-        "%d null scores cannot show a false-positive rate of %g; threshold set below all", len(p), rate
-    )
-    return float(p[0] / 2)
-
-
-def threshold_from_null(null_p: np.ndarray, settings: CallSettings) -> tuple[float, str]:
-    """(threshold, "empirical" or "nominal").
-
-    The null scores set the threshold only when there are enough of them to resolve the target rate: at a
-    1% rate, 100 scores can show one false positive, which says next to nothing about the rate; 1,000 can show
-    ten (`empirical_min_expected`). Fewer, and the threshold is the nominal rate itself, as the p-values are
-    exact or asymptotic tests of their own.
-    """
-    rate = settings.false_positive_rate
-    if len(null_p) * rate >= settings.empirical_min_expected:
-        return calibrate_threshold(null_p, rate), "empirical"
-    log.warning(
-        "only %d null scores: too few to resolve a false-positive rate of %g (%g needed for %g expected "
-        "positives); the threshold is the nominal p <= %g",
-        len(null_p), rate, np.ceil(settings.empirical_min_expected / rate), settings.empirical_min_expected, rate,
-    )  # fmt: skip
-    return float(rate), "nominal"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -562,89 +328,6 @@ def _fragments_within(fragments: Fragments, keep: np.ndarray) -> Fragments:
         length.append(fragment_length if is_alt[inside].any() else -1)
         count.append(n)
     return Fragments(tuple(loci), tuple(alt), tuple(length), tuple(count))
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Limit of detection
-# ----------------------------------------------------------------------------------------------------------
-def detection_probability(
-    f: float,
-    design: Design,
-    threshold: float,
-    null: NullDistribution,
-    uniforms: np.ndarray,
-    settings: CallSettings,
-    classes: LengthClasses | None = None,
-    split_seed: int = 0,
-) -> float:
-    """Share of tables drawn at tumor fraction `f` that a call would name positive: p <= threshold, with the
-    support a positive needs.
-
-    Tables come from fixed uniforms through the binomial inverse CDF (common random numbers): every draw's
-    ALT counts, hence its counts-only statistic, only grow with f, so the estimated detection curve is
-    monotone. With length `classes`, each ALT count is split into tumor and background fragments and those
-    into length classes by draws seeded with `split_seed` (the same at every f).
-    """
-    p = design.alpha + f * design.slope
-    a = binomial_quantiles(uniforms, design.kind_size, p).astype(np.int64)
-    table, kind = np.nonzero(a)
-    count = a[table, kind]
-    if classes is None:
-        cells = Cells(table, kind, np.zeros(len(table), dtype=np.int64), count)
-    else:
-        rng = np.random.default_rng(split_seed)
-        tumor = rng.binomial(count, (f * design.slope / p)[kind])
-        cells = Cells.split(table, kind, tumor, classes.tumor, rng) + Cells.split(
-            table, kind, count - tumor, classes.normal, rng
-        )
-    stat = cells.statistics(len(a), design, _ratios(classes))
-    supported = cells.supported(len(a), design, settings.min_mutant_fragments, settings.min_mutant_loci)
-    return float(np.mean((null.p_value(stat) <= threshold) & supported))
-
-
-def binomial_quantiles(u: np.ndarray, n: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Binomial(n_i, p_i) inverse CDF at the uniforms `u` (draws x loci)."""
-    top = _count_ceiling(n, p)
-    cdf = special.bdtr(np.arange(top + 1)[:, None], as_counts(n), p)
-    a = np.empty(u.shape, dtype=np.int64)
-    for i in range(len(n)):
-        a[:, i] = np.searchsorted(cdf[:, i], u[:, i], side="left")
-    return np.minimum(a, n)
-
-
-def lod95(
-    design: Design,
-    threshold: float,
-    null: NullDistribution,
-    settings: CallSettings,
-    rng: np.random.Generator,
-    classes: LengthClasses | None = None,
-) -> float:
-    """Smallest tumor fraction detected (called positive) with probability `lod_power`; NaN if even f = 1
-    fails.
-
-    Bisection on log f over [1e-8, 1] to 0.5% relative precision (well within the Monte Carlo error).
-    """
-    if not len(design.size) or design.size.sum() == 0:
-        return float("nan")
-    uniforms = rng.random((settings.lod_draws, len(design.alpha)))
-    split_seed = int(rng.integers(2**62)) if classes is not None else 0
-
-    def detected(f: float) -> bool:
-        probability = detection_probability(
-            f, design, threshold, null, uniforms, settings, classes, split_seed
-        )
-        return probability >= settings.lod_power
-
-    low, high = 1e-8, 1.0
-    if not detected(high):
-        return float("nan")
-    if detected(low):
-        return low
-    while high / low > 1.005:
-        middle = np.sqrt(low * high)
-        low, high = (low, middle) if detected(middle) else (middle, high)
-    return float(high)
 
 
 # ----------------------------------------------------------------------------------------------------------
