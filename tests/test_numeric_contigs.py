@@ -32,7 +32,11 @@ def rename_bam(source: Path, target: Path) -> None:
             contig["SN"] = unprefixed(contig["SN"])
         with pysam.AlignmentFile(str(target), "wb", header=header) as out:
             for read in bam.fetch(until_eof=True):
-                out.write(pysam.AlignedSegment.from_dict(read.to_dict(), out.header))
+                record = read.to_dict()
+                for key in ("ref_name", "next_ref_name"):
+                    if record[key] not in ("*", "="):
+                        record[key] = unprefixed(record[key])
+                out.write(pysam.AlignedSegment.from_dict(record, out.header))
     pysam.index(str(target))
 
 

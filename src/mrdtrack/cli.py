@@ -28,7 +28,7 @@ from mrdtrack.inputs.sheets import (
 )
 from mrdtrack.logs import user_errors_as_messages
 from mrdtrack.settings import section_schema
-from mrdtrack.tables import read_tsv, write_tsv
+from mrdtrack.tables import read_table, write_tsv
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -99,7 +99,7 @@ def run_count(args: argparse.Namespace) -> int:
     """Count one file outside the workflow (benchmarks, quick looks)."""
     with user_errors_as_messages():
         settings = CountSettings(dedup=args.dedup)
-        panel = read_tsv(args.panel)
+        panel = read_table("panel_loci", args.panel, required=["chrom", "pos", "ref", "alt"])
         result = count_sample(
             args.sample_id, args.alignments, args.reference, panel, settings, threads=args.threads
         )

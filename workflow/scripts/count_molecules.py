@@ -4,7 +4,7 @@ from mrdtrack.counting.molecules import CountSettings
 from mrdtrack.counting.sample import count_sample
 from mrdtrack.logs import setup_logging, user_errors_as_messages
 from mrdtrack.settings import settings_record
-from mrdtrack.tables import read_tsv, write_json, write_tsv
+from mrdtrack.tables import read_table, write_json, write_tsv
 
 setup_logging(snakemake.log[0])
 with user_errors_as_messages():
@@ -13,7 +13,7 @@ with user_errors_as_messages():
         sample_id=snakemake.wildcards.sample,
         alignment_path=snakemake.input.alignments,
         reference=snakemake.input.reference[0],
-        panel=read_tsv(snakemake.input.panel),
+        panel=read_table("panel_loci", snakemake.input.panel),
         settings=settings,
         threads=snakemake.threads,
     )
