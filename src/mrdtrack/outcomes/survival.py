@@ -12,7 +12,7 @@ Inputs are results/clinical/patients.tsv and counting_process.tsv. Conventions (
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -72,9 +72,6 @@ class SurvivalSettings(StepSettings):
     def check_combination(self) -> list[str]:
         return [] if self.p0 < self.p1 else [f"p0 ({self.p0}) must be below p1 ({self.p1})"]
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass
 class SurvivalResults:
@@ -130,7 +127,7 @@ def run_survival(
             "horizon_months": settings.prediction.horizon_months,
             "models": prediction.to_dict("records"),
         },
-        "settings": settings.as_dict(),
+        "settings": settings.to_dict(),
         "notes": notes,
     }
     cox = pd.DataFrame(cox_rows + landmark.cox_rows + tv_rows, columns=COX_COLUMNS)
@@ -333,20 +330,27 @@ def baseline_cox(
     for model, terms in models.items():
         summary[model] = {}
         for _analysis, cohort, subset in _subsets(determinate):
-            strata = _strata(subset, cohort, settings)
-            spec = CoxSpec(
-                covariates=_without_cohort(terms, cohort, strata),
-                duration="pfs_months",
-                event="pfs_event",
-                strata=strata,
-                conf_level=settings.conf_level,
-                zph_transform=settings.ph_transform,
-            )
+            spec = _cohort_spec(terms, cohort, subset, settings, duration="pfs_months", event="pfs_event")
             result = fit_cox(subset, spec)
             _note_model(notes, model, cohort, result, len(subset))
             rows += _cox_rows(model, cohort, result)
             summary[model][cohort] = result.summary() | {"strata": spec.strata}
     return rows, summary
+
+
+def _cohort_spec(
+    terms: list[str], cohort: str, subset: pd.DataFrame, settings: SurvivalSettings, **columns: str
+) -> CoxSpec:
+    """The Cox model of `terms` in one cohort's (or all patients') rows, with the run's strata, confidence level
+    and PH-test transform; `columns` name the time and event columns."""
+    strata = _strata(subset, cohort, settings)
+    return CoxSpec(
+        covariates=_without_cohort(terms, cohort, strata),
+        strata=strata,
+        conf_level=settings.conf_level,
+        zph_transform=settings.ph_transform,
+        **columns,
+    )
 
 
 def _without_cohort(terms: list[str], cohort: str, strata: list[str]) -> list[str]:
@@ -447,14 +451,7 @@ def _landmark_models(
     }
     rows = []
     for _analysis, cohort, subset in _subsets(data):
-        spec = CoxSpec(
-            covariates=[MRD_TERM],
-            duration="time",
-            event="pfs_event",
-            strata=_strata(subset, cohort, settings),
-            conf_level=settings.conf_level,
-            zph_transform=settings.ph_transform,
-        )
+        spec = _cohort_spec([MRD_TERM], cohort, subset, settings, duration="time", event="pfs_event")
         result = fit_cox(subset, spec)
         _note_model(notes, model, cohort, result, len(subset), "no known status at the landmark")
         rows += _cox_rows(model, cohort, result)
@@ -597,16 +594,15 @@ def time_varying_cox(
                 f"{model}: {int(dropped.sum())} interval(s) ({months:.1f} patient-months) without a known value left out"
             )
         for _analysis, cohort, subset in _subsets(data[~dropped]):
-            strata = _strata(subset, cohort, settings)
-            spec = CoxSpec(
-                covariates=_without_cohort(terms, cohort, strata),
+            spec = _cohort_spec(
+                terms,
+                cohort,
+                subset,
+                settings,
                 event="event",
                 start="start",
                 stop="stop",
                 id_col="patient_id",
-                strata=strata,
-                conf_level=settings.conf_level,
-                zph_transform=settings.ph_transform,
             )
             result = fit_cox(subset, spec)
             _note_model(notes, model, cohort, result, subset["patient_id"].nunique())
