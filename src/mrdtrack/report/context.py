@@ -32,13 +32,6 @@ ALL = "all"
 # calls.tsv: distinct mutant fragments at the used loci, and the loci with one (a positive needs enough of both)
 MUTANT_EVIDENCE = ("mutant_fragments", "mutant_loci")
 
-ID_COLUMNS = (
-    "sample_id", "patient_id", "cohort", "batch", "group", "analysis", "chrom", "term", "model", "flags",
-    "status_reason", "reason", "note", "mrd_status", "baseline_status", "sample_type", "collection_date",
-    "enrollment_date", "pfs_date", "os_date", "restart_date", "first_positive_date", "endpoint", "allele",
-    "substitution", "context", "orientation", "ref", "alt", "baseline_sample_id", "statuses",
-)  # fmt: skip
-
 TABLE_NAMES = (
     "calls", "loci", "context_rates", "locus_rates", "excluded", "samples", "patients", "joined", "km_curves",
     "km_summary", "cox", "endpoints", "design",
@@ -117,9 +110,7 @@ def _read_table(path: PathLike | None, name: str, problems: dict[str, str]) -> p
         problems[name] = f"{file.name} is {'empty' if file.is_file() else 'missing'}"
         return pd.DataFrame()
     try:
-        contract = CONTRACTS.get(name)
-        dtypes = dict.fromkeys(ID_COLUMNS, str) | (contract.dtypes() if contract else {})
-        return read_tsv(file, dtype=dtypes)
+        return read_tsv(file, dtype=CONTRACTS[name].dtypes())  # ids and contigs as text
     except (ValueError, UnicodeDecodeError, OSError) as error:  # pandas' parser errors are ValueErrors
         problems[name] = f"{file.name} could not be read ({error})"
         log.warning("report: %s", problems[name])
