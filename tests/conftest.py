@@ -73,6 +73,17 @@ def _write(path: Path, text: str) -> str:
     return str(path)
 
 
+def write_indexed_bam(path: Path | str, reads: list[pysam.AlignedSegment], header) -> str:
+    """`reads` written as a coordinate-sorted, indexed BAM (a stable sort: reads at one position keep their
+    order); `header` as pysam.AlignmentFile takes it. Returns the path as text."""
+    reads = sorted(reads, key=lambda read: (read.reference_id, read.reference_start))
+    with pysam.AlignmentFile(str(path), "wb", header=header) as out:
+        for read in reads:
+            out.write(read)
+    pysam.index(str(path))
+    return str(path)
+
+
 def _bam(folder: Path, name: str) -> None:
     header = {"HD": {"VN": "1.6", "SO": "coordinate"}, "SQ": [{"SN": "chr1", "LN": 1000}]}
     path = folder / name

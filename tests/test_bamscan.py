@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import TEST_DATA, ctdnatools_panel, toy_panel
+from conftest import TEST_DATA, ctdnatools_panel, toy_panel, write_indexed_bam
 from mrdtrack.counting import bamscan
 from mrdtrack.counting import sample as counting
 from mrdtrack.counting.molecules import CountSettings, Locus, ReadStats, UmiSourceError
@@ -182,12 +182,7 @@ def write_random_bam(path: Path, records: list[dict], consensus: bool = False, u
                 if depth is not None:
                     read.set_tag(tag, depth)
         reads.append(read)
-    reads.sort(key=lambda read: (read.reference_id, read.reference_start))
-    with pysam.AlignmentFile(str(path), "wb", header=HEADER) as out:
-        for read in reads:
-            out.write(read)
-    pysam.index(str(path))
-    return str(path)
+    return write_indexed_bam(path, reads, HEADER)
 
 
 @EXAMPLES

@@ -27,7 +27,7 @@ import pandas as pd
 import pysam
 import pytest
 
-from conftest import require_tool
+from conftest import require_tool, write_indexed_bam
 from mrdtrack.counting.molecules import CountSettings
 from mrdtrack.counting.sample import count_sample
 
@@ -151,13 +151,7 @@ def simulate_bam(folder: Path, seed: int = 11, fragments_per_locus: int = 150) -
     for locus in loci[:-1]:  # the SNV shares the last deletion's anchor and fragments
         for i in range(fragments_per_locus):
             reads += simulated_pair(header, reference, locus, f"p{locus.pos}_{i}", rng)
-    reads.sort(key=lambda read: read.reference_start)
-    path = folder / "indels.bam"
-    with pysam.AlignmentFile(str(path), "wb", header=header) as out:
-        for read in reads:
-            out.write(read)
-    pysam.index(str(path))
-    return str(path), loci
+    return write_indexed_bam(folder / "indels.bam", reads, header), loci
 
 
 def simulated_pair(header, reference: str, locus: Indel, name: str, rng: np.random.Generator) -> list:

@@ -18,7 +18,7 @@ import pandas as pd
 import pysam
 import pytest
 
-from conftest import toy_panel
+from conftest import toy_panel, write_indexed_bam
 from mrdtrack.counting.molecules import CountSettings, UmiSourceError, resolve_dedup_mode
 from mrdtrack.counting.sample import count_sample
 
@@ -108,12 +108,7 @@ def consensus_reads(header, molecules: list[Molecule], tags: bool = True) -> lis
 
 
 def write(path: Path, reads: list[pysam.AlignedSegment], header: dict = HEADER) -> str:
-    reads = sorted(reads, key=lambda read: read.reference_start)
-    with pysam.AlignmentFile(str(path), "wb", header=pysam.AlignmentHeader.from_dict(header)) as out:
-        for read in reads:
-            out.write(read)
-    pysam.index(str(path))
-    return str(path)
+    return write_indexed_bam(path, reads, pysam.AlignmentHeader.from_dict(header))
 
 
 def raw_bam(folder: Path, molecules: list[Molecule]) -> str:

@@ -16,7 +16,7 @@ import pysam
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import toy_panel
+from conftest import toy_panel, write_indexed_bam
 from mrdtrack.counting.molecules import CountSettings
 from mrdtrack.counting.sample import count_sample
 
@@ -125,12 +125,7 @@ def write_bam(path: Path, reads: list[pysam.AlignedSegment], header, order_seed:
     records that share a position."""
     reads = list(reads)
     random.Random(order_seed).shuffle(reads)
-    reads.sort(key=lambda read: read.reference_start)
-    with pysam.AlignmentFile(str(path), "wb", header=header) as out:
-        for read in reads:
-            out.write(read)
-    pysam.index(str(path))
-    return str(path)
+    return write_indexed_bam(path, reads, header)
 
 
 HEADER = pysam.AlignmentHeader.from_dict(

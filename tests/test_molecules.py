@@ -10,7 +10,7 @@ import pandas as pd
 import pysam
 import pytest
 
-from conftest import toy_panel
+from conftest import toy_panel, write_indexed_bam
 from mrdtrack.counting.molecules import (
     DISCORDANT,
     INDEL_ALT,
@@ -284,12 +284,7 @@ def indel_pairs_bam(path: Path, reads: list[tuple[str, str, str]]) -> str:
             read.query_qualities = pysam.qualitystring_to_array(qualities if first else "I" * 50)
             read.template_length = 200 if first else -200
             records.append(read)
-    records.sort(key=lambda r: r.reference_start)
-    with pysam.AlignmentFile(str(path), "wb", header=header) as out:
-        for read in records:
-            out.write(read)
-    pysam.index(str(path))
-    return str(path)
+    return write_indexed_bam(path, records, header)
 
 
 def test_low_quality_inserted_bases_or_anchor_give_no_observation(tmp_path):
