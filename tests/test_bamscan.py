@@ -11,6 +11,7 @@ index) and records it leaves alone go through the reference engine with the same
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -318,3 +319,13 @@ def test_a_record_whose_sizes_do_not_add_up_is_reported_not_parsed():
     )  # fmt: skip
     assert (status, offset) == (bamscan.CORRUPT, 0)
     assert bamscan._whole_records_end(too_short) == 0
+
+
+def test_auto_takes_the_compiled_engine_for_a_job_of_small_bams_that_add_up(tmp_path, monkeypatch):
+    small = [write_random_bam(tmp_path / f"s{i}.bam", [_plain_read("p1", 990)]) for i in range(3)]
+    size = sum(os.path.getsize(p) for p in small)
+    monkeypatch.setattr(counting, "AUTO_COMPILED_MIN_BYTES", size)
+    assert counting.settings_for_job(small, CountSettings()).engine == "compiled"
+    assert counting.settings_for_job(small[:2], CountSettings()).engine == "auto"  # too small together
+    assert counting.settings_for_job(small[:1], CountSettings()).engine == "auto"  # one sample: as alone
+    assert counting.settings_for_job(small, CountSettings(engine="pysam")).engine == "pysam"

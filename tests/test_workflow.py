@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from conftest import TEST_DATA, run_snakemake
+from conftest import TEST_DATA, prepare_workdir, run_snakemake
 from mrdtrack.calling.background import read_counts, read_panel, read_samples
 from mrdtrack.calling.caller import CallSettings, call_cohort, read_excluded, read_locus_rates
 from mrdtrack.calling.fraglen import read_fragment_lengths
@@ -105,3 +105,23 @@ def test_every_results_table_has_exactly_its_contract_columns(run):
                 assert set(contract.columns) - set(header) <= {"restart_date", "restart_benefit"}, path
             else:
                 assert header == list(contract.columns), path
+
+
+def test_samples_per_job_changes_the_jobs_not_the_results(run, tmp_path):
+    workdir = prepare_workdir(tmp_path)
+    target = ["results/mrd/calls.tsv", "--config", "samples_per_job=4"]
+    planned = run_snakemake(workdir, *target, "--dry-run")
+    jobs = planned.stdout + planned.stderr
+    assert "count_molecules_0001" in jobs and "call_sample_0001" in jobs, jobs[-2000:]
+    assert "count_molecules " not in jobs  # no one-sample rule beside the chunks
+    result = run_snakemake(workdir, *target)
+    assert result.returncode == 0, result.stderr[-5000:]
+    compared = [
+        path.relative_to(run)
+        for step in ("counts", "background", "mrd")
+        for path in sorted((run / "results" / step).glob("**/*"))
+        if path.suffix in (".tsv", ".json")
+    ]
+    assert len(compared) > 100
+    for path in compared:
+        assert (workdir / path).read_bytes() == (run / path).read_bytes(), path

@@ -58,36 +58,42 @@ rule calling_model:
         "../scripts/calling_model.py"
 
 
-rule call_sample:
-    input:
-        counts="results/counts/{sample}.tsv",
-        fragment_lengths="results/counts/{sample}.fraglen.tsv",
-        fragments="results/counts/{sample}.fragments.tsv",
-        samples="results/sheets/samples.tsv",
-        panel="results/panel/loci.tsv",
-        locus_rates="results/mrd/model/locus_rates.tsv",
-        excluded="results/mrd/model/excluded_loci.tsv",
-        calibration=[
-            "results/mrd/model/null_scores.tsv",
-            "results/mrd/model/threshold.json",
-            "results/mrd/model/length_state.tsv",
-        ],
-        settings="results/mrd/model/settings.json",
-    output:
-        call="results/mrd/samples/{sample}.call.tsv",
-        loci="results/mrd/samples/{sample}.loci.tsv",
-    log:
-        "logs/call_sample/{sample}.log",
-    benchmark:
-        "results/benchmarks/call_sample/{sample}.tsv"
-    conda:
-        "../envs/mrdtrack.yaml"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=15,
-    script:
-        "../scripts/call_sample.py"
+for job in sample_jobs("call_sample", PLASMA):
+
+    rule:
+        name:
+            job.name
+        input:
+            counts=job.files("results/counts/{sample}.tsv"),
+            fragment_lengths=job.files("results/counts/{sample}.fraglen.tsv"),
+            fragments=job.files("results/counts/{sample}.fragments.tsv"),
+            samples="results/sheets/samples.tsv",
+            panel="results/panel/loci.tsv",
+            locus_rates="results/mrd/model/locus_rates.tsv",
+            excluded="results/mrd/model/excluded_loci.tsv",
+            calibration=[
+                "results/mrd/model/null_scores.tsv",
+                "results/mrd/model/threshold.json",
+                "results/mrd/model/length_state.tsv",
+            ],
+            settings="results/mrd/model/settings.json",
+        output:
+            call=job.files("results/mrd/samples/{sample}.call.tsv"),
+            loci=job.files("results/mrd/samples/{sample}.loci.tsv"),
+        log:
+            job.log,
+        benchmark:
+            job.benchmark
+        conda:
+            "../envs/mrdtrack.yaml"
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=15,
+        params:
+            samples=job.samples,
+        script:
+            "../scripts/call_sample.py"
 
 
 rule gather_calls:

@@ -40,28 +40,33 @@ rule panel:
         "../scripts/panel.py"
 
 
-rule count_molecules:
-    input:
-        alignments=alignment,
-        index=alignment_index,
-        panel="results/panel/loci.tsv",
-        reference=reference_files(),
-    output:
-        counts="results/counts/{sample}.tsv",
-        fraglen="results/counts/{sample}.fraglen.tsv",
-        fragments="results/counts/{sample}.fragments.tsv",
-        qc="results/counts/{sample}.qc.json",
-    log:
-        "logs/count_molecules/{sample}.log",
-    benchmark:
-        "results/benchmarks/count_molecules/{sample}.tsv"
-    conda:
-        "../envs/mrdtrack.yaml"
-    threads: 2
-    resources:
-        mem_mb=1000,
-        runtime=counting_runtime,
-    params:
-        settings=config.get("counting", {}),
-    script:
-        "../scripts/count_molecules.py"
+for job in sample_jobs("count_molecules", SAMPLES.index):
+
+    rule:
+        name:
+            job.name
+        input:
+            alignments=job.each(ALIGNMENTS),
+            index=job.each(INDEXES),
+            panel="results/panel/loci.tsv",
+            reference=reference_files(),
+        output:
+            counts=job.files("results/counts/{sample}.tsv"),
+            fraglen=job.files("results/counts/{sample}.fraglen.tsv"),
+            fragments=job.files("results/counts/{sample}.fragments.tsv"),
+            qc=job.files("results/counts/{sample}.qc.json"),
+        log:
+            job.log,
+        benchmark:
+            job.benchmark
+        conda:
+            "../envs/mrdtrack.yaml"
+        threads: job.one(2, 1)
+        resources:
+            mem_mb=1000,
+            runtime=counting_runtime,
+        params:
+            samples=job.samples,
+            settings=config.get("counting", {}),
+        script:
+            "../scripts/count_molecules.py"

@@ -1,5 +1,5 @@
-"""One plasma sample's MRD call: tumor fraction, interval, p-value, LOD95 and status, from its own tables and the
-cohort step's calibration, with the settings that calibration used."""
+"""The MRD call of each of the job's plasma samples: tumor fraction, interval, p-value, LOD95 and status, from the
+sample's own tables and the cohort step's calibration (read once per job), with the settings it used."""
 
 import pandas as pd
 
@@ -7,30 +7,43 @@ from mrdtrack.calling.background import read_counts, read_panel, read_samples
 from mrdtrack.calling.caller import (
     CALL_COLUMNS,
     CallSettings,
-    call_plasma_sample,
+    SampleCaller,
     read_calibration,
     read_excluded,
     read_locus_rates,
 )
 from mrdtrack.calling.fraglen import read_fragment_lengths
 from mrdtrack.counting.sample import read_fragments
+from mrdtrack.jobs import per_sample
 from mrdtrack.logs import setup_logging, user_errors_as_messages
 from mrdtrack.settings import read_settings
 from mrdtrack.tables import write_tsv
 
 setup_logging(snakemake.log[0])
 with user_errors_as_messages():
-    call, loci = call_plasma_sample(
-        snakemake.wildcards.sample,
-        read_counts([snakemake.input.counts]),
+    caller = SampleCaller(
         read_samples(snakemake.input.samples),
         read_panel(snakemake.input.panel),
         read_locus_rates(snakemake.input.locus_rates),
         read_excluded(snakemake.input.excluded),
         read_calibration(*snakemake.input.calibration),
         CallSettings.from_recorded(read_settings(snakemake.input.settings)["calling"]),
-        read_fragment_lengths([snakemake.input.fragment_lengths]),
-        read_fragments([snakemake.input.fragments]),
     )
-    write_tsv(loci, snakemake.output.loci)
-    write_tsv(pd.DataFrame([call], columns=CALL_COLUMNS), snakemake.output.call)
+    inputs, outputs = snakemake.input, snakemake.output
+    jobs = per_sample(
+        snakemake.params.samples,
+        counts=inputs.counts,
+        fragment_lengths=inputs.fragment_lengths,
+        fragments=inputs.fragments,
+        call=outputs.call,
+        loci=outputs.loci,
+    )
+    for job in jobs:
+        call, loci = caller.call(
+            job.sample,
+            read_counts([job.counts]),
+            read_fragment_lengths([job.fragment_lengths]),
+            read_fragments([job.fragments]),
+        )
+        write_tsv(loci, job.loci)
+        write_tsv(pd.DataFrame([call], columns=CALL_COLUMNS), job.call)

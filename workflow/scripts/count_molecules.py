@@ -1,7 +1,8 @@
-"""Count molecules at every cohort panel locus in one sample's BAM/CRAM."""
+"""Count molecules at every cohort panel locus in each of the job's samples' BAM/CRAM."""
 
 from mrdtrack.counting.molecules import CountSettings
-from mrdtrack.counting.sample import count_sample
+from mrdtrack.counting.sample import count_sample, settings_for_job
+from mrdtrack.jobs import per_sample
 from mrdtrack.logs import setup_logging, user_errors_as_messages
 from mrdtrack.settings import settings_record
 from mrdtrack.tables import read_table, write_json, write_tsv
@@ -9,15 +10,27 @@ from mrdtrack.tables import read_table, write_json, write_tsv
 setup_logging(snakemake.log[0])
 with user_errors_as_messages():
     settings = CountSettings.from_config(snakemake.params.settings)
-    result = count_sample(
-        sample_id=snakemake.wildcards.sample,
-        alignment_path=snakemake.input.alignments,
-        reference=snakemake.input.reference[0],
-        panel=read_table("panel_loci", snakemake.input.panel),
-        settings=settings,
-        threads=snakemake.threads,
+    panel = read_table("panel_loci", snakemake.input.panel)
+    output = snakemake.output
+    jobs = per_sample(
+        snakemake.params.samples,
+        alignment=snakemake.input.alignments,
+        counts=output.counts,
+        fraglen=output.fraglen,
+        fragments=output.fragments,
+        qc=output.qc,
     )
-    write_tsv(result.fragment_lengths, snakemake.output.fraglen)
-    write_tsv(result.fragments, snakemake.output.fragments)
-    write_json(result.qc | {"settings": settings_record(settings)}, snakemake.output.qc)  # what counting used
-    write_tsv(result.counts, snakemake.output.counts)
+    job_settings = settings_for_job([job.alignment for job in jobs], settings)
+    for job in jobs:
+        result = count_sample(
+            sample_id=job.sample,
+            alignment_path=job.alignment,
+            reference=snakemake.input.reference[0],
+            panel=panel,
+            settings=job_settings,
+            threads=snakemake.threads,
+        )
+        write_tsv(result.fragment_lengths, job.fraglen)
+        write_tsv(result.fragments, job.fragments)
+        write_json(result.qc | {"settings": settings_record(settings)}, job.qc)  # what counting used
+        write_tsv(result.counts, job.counts)

@@ -501,30 +501,22 @@ class Cohort:
         return (observed + prior) / (expected + prior)
 
 
-def build_cohort(
-    counts: pd.DataFrame,
-    samples: pd.DataFrame,
-    panel: pd.DataFrame,
-    locus_rates: pd.DataFrame,
-    excluded: pd.DataFrame,
-    fragments: pd.DataFrame | None = None,
-) -> Cohort:
+@dataclass(frozen=True)
+class CohortLoci:
+    """The cohort's unique loci (the background table's rows), each patient's panel on them, and the loci excluded
+    for everyone or for one patient: what every sample's `Cohort` shares, so a job calling many samples lays it
+    out once."""
+
+    loci: pd.DataFrame
+    index: pd.MultiIndex  # LOCUS_KEY -> row of `loci`
+    panels: dict[str, pd.DataFrame]
+    cohort_reason: np.ndarray
+    patient_reason: dict[str, dict[int, str]]
+
+
+def cohort_loci(panel: pd.DataFrame, locus_rates: pd.DataFrame, excluded: pd.DataFrame) -> CohortLoci:
     loci = locus_rates.reset_index(drop=True)
     index = pd.MultiIndex.from_frame(loci[LOCUS_KEY])
-    sample_ids = list(samples["sample_id"])
-    row = {s: i for i, s in enumerate(sample_ids)}
-    shape = (len(sample_ids), len(loci))
-    alt, ref = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.int64)
-    rows = counts[counts["sample_id"].isin(row)]
-    r = rows["sample_id"].map(row).to_numpy()
-    c = index.get_indexer(pd.MultiIndex.from_frame(rows[LOCUS_KEY]))
-    ok = c >= 0
-    alt[r[ok], c[ok]] = rows["alt_molecules"].to_numpy()[ok]
-    ref[r[ok], c[ok]] = rows["ref_molecules"].to_numpy()[ok]
-    text = rows["alt_lengths"].to_numpy() if "alt_lengths" in rows else np.full(len(rows), "")
-    alt_lengths = {
-        (int(i), int(j)): parse_lengths(t) for i, j, t, keep in zip(r, c, text, ok, strict=True) if keep and t
-    }
     panels = {}
     for patient, group in panel.groupby("patient_id", sort=True):
         where = index.get_indexer(pd.MultiIndex.from_frame(group[LOCUS_KEY]))
@@ -547,9 +539,35 @@ def build_cohort(
             cohort_reason[locus] = reason
         else:
             patient_reason.setdefault(patient, {}).setdefault(int(locus), reason)
+    return CohortLoci(loci, index, panels, cohort_reason, patient_reason)
+
+
+def build_cohort(
+    counts: pd.DataFrame,
+    samples: pd.DataFrame,
+    layout: CohortLoci,
+    fragments: pd.DataFrame | None = None,
+) -> Cohort:
+    """The samples' count matrices on the cohort's loci."""
+    index = layout.index
+    sample_ids = list(samples["sample_id"])
+    row = {s: i for i, s in enumerate(sample_ids)}
+    shape = (len(sample_ids), len(layout.loci))
+    alt, ref = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.int64)
+    rows = counts[counts["sample_id"].isin(row)]
+    r = rows["sample_id"].map(row).to_numpy()
+    c = index.get_indexer(pd.MultiIndex.from_frame(rows[LOCUS_KEY]))
+    ok = c >= 0
+    alt[r[ok], c[ok]] = rows["alt_molecules"].to_numpy()[ok]
+    ref[r[ok], c[ok]] = rows["ref_molecules"].to_numpy()[ok]
+    text = rows["alt_lengths"].to_numpy() if "alt_lengths" in rows else np.full(len(rows), "")
+    alt_lengths = {
+        (int(i), int(j)): parse_lengths(t) for i, j, t, keep in zip(r, c, text, ok, strict=True) if keep and t
+    }
     return Cohort(
-        loci, alt, alt + ref, ref, row, samples.set_index("sample_id", drop=False), panels, cohort_reason,
-        patient_reason, alt_lengths, fragments=_fragments_by_row(fragments, index, row),
+        layout.loci, alt, alt + ref, ref, row, samples.set_index("sample_id", drop=False), layout.panels,
+        layout.cohort_reason, layout.patient_reason, alt_lengths,
+        fragments=_fragments_by_row(fragments, index, row),
     )  # fmt: skip
 
 
@@ -997,7 +1015,7 @@ def calibrate(
     that cover several loci; without them every molecule counts at its locus alone. `workers` processes share
     the scoring; the results do not depend on it."""
     settings = settings or CallSettings()
-    cohort = build_cohort(counts, samples, panel, locus_rates, excluded, fragments)
+    cohort = build_cohort(counts, samples, cohort_loci(panel, locus_rates, excluded), fragments)
     if settings.fragment_lengths:
         if fragment_lengths is None:
             raise ValueError("calling.fragment_lengths needs the samples' fragment-length histograms")
@@ -1017,36 +1035,45 @@ def calibrate(
     return Calibration(nulls, threshold, model.state() if model else None, summary)
 
 
-def call_plasma_sample(
-    sample_id: str,
-    counts: pd.DataFrame,
-    samples: pd.DataFrame,
-    panel: pd.DataFrame,
-    locus_rates: pd.DataFrame,
-    excluded: pd.DataFrame,
-    calibration: Calibration,
-    settings: CallSettings | None = None,
-    fragment_lengths: pd.DataFrame | None = None,
-    fragments: pd.DataFrame | None = None,
-) -> tuple[dict[str, Any], pd.DataFrame]:
-    """One plasma sample's call (its calls.tsv row and loci.tsv rows) from its own tables and the cohort step's
-    `calibration`: what the workflow runs as one job per sample. Only the sample's rows of `counts`,
-    `fragment_lengths` and `fragments` are read, so each may hold that sample alone."""
-    settings = settings or CallSettings()
-    cohort = build_cohort(
-        _rows_of(counts, sample_id), samples[samples["sample_id"] == sample_id], panel, locus_rates, excluded,
-        None if fragments is None else _rows_of(fragments, sample_id),
-    )  # fmt: skip
-    if settings.fragment_lengths:
-        if fragment_lengths is None or calibration.length_state is None:
-            raise ValueError(
-                "calling.fragment_lengths needs the sample's length histogram and the cohort model"
-            )
-        lengths = _rows_of(fragment_lengths, sample_id)
-        attach_sample_length_model(cohort, sample_id, lengths, calibration.length_state, settings)
-    nulls = calibration.null_scores[calibration.null_scores["sample_id"] == sample_id]
-    cohort.contaminating[sample_id] = set(nulls.loc[nulls["contamination_candidate"], "panel_patient_id"])
-    return call_sample(cohort, sample_id, calibration.threshold, nulls, settings)
+@dataclass
+class SampleCaller:
+    """Calls plasma samples one at a time from their own tables and the cohort step's `calibration`: what a
+    workflow call job holds. The cohort's loci are laid out once for all the samples it calls."""
+
+    samples: pd.DataFrame
+    panel: pd.DataFrame
+    locus_rates: pd.DataFrame
+    excluded: pd.DataFrame
+    calibration: Calibration
+    settings: CallSettings = field(default_factory=CallSettings)
+
+    def __post_init__(self) -> None:
+        self._layout = cohort_loci(self.panel, self.locus_rates, self.excluded)
+
+    def call(
+        self,
+        sample_id: str,
+        counts: pd.DataFrame,
+        fragment_lengths: pd.DataFrame | None = None,
+        fragments: pd.DataFrame | None = None,
+    ) -> tuple[dict[str, Any], pd.DataFrame]:
+        """The sample's calls.tsv row and loci.tsv rows. Only the sample's rows of `counts`, `fragment_lengths`
+        and `fragments` are read, so each may hold that sample alone."""
+        samples, calibration, settings = self.samples, self.calibration, self.settings
+        cohort = build_cohort(
+            _rows_of(counts, sample_id), samples[samples["sample_id"] == sample_id], self._layout,
+            None if fragments is None else _rows_of(fragments, sample_id),
+        )  # fmt: skip
+        if settings.fragment_lengths:
+            if fragment_lengths is None or calibration.length_state is None:
+                raise ValueError(
+                    "calling.fragment_lengths needs the sample's length histogram and the cohort model"
+                )
+            lengths = _rows_of(fragment_lengths, sample_id)
+            attach_sample_length_model(cohort, sample_id, lengths, calibration.length_state, settings)
+        nulls = calibration.null_scores[calibration.null_scores["sample_id"] == sample_id]
+        cohort.contaminating[sample_id] = set(nulls.loc[nulls["contamination_candidate"], "panel_patient_id"])
+        return call_sample(cohort, sample_id, calibration.threshold, nulls, settings)
 
 
 def _rows_of(table: pd.DataFrame, sample_id: str) -> pd.DataFrame:
@@ -1075,15 +1102,16 @@ def call_cohort(
     workers: int = 1,
     fragments: pd.DataFrame | None = None,
 ) -> CallResult:
-    """`calibrate`, then `call_plasma_sample` for every plasma sample: the workflow's calling steps in one
+    """`calibrate`, then `SampleCaller.call` for every plasma sample: the workflow's calling steps in one
     process (tests, benchmarks). The results are those of the workflow's jobs, whatever their layout."""
     settings = settings or CallSettings()
     calibration = calibrate(
         counts, samples, panel, locus_rates, excluded, settings, fragment_lengths, workers, fragments
     )
     plasma = list(samples.loc[samples["sample_type"] == "plasma", "sample_id"])
-    inputs = _SampleInputs(counts, samples, panel, locus_rates, excluded, fragment_lengths, fragments)
-    results = in_parallel(_call_one, plasma, (inputs, calibration, settings), workers)
+    inputs = _SampleInputs(counts, fragment_lengths, fragments)
+    caller = SampleCaller(samples, panel, locus_rates, excluded, calibration, settings)
+    results = in_parallel(_call_one, plasma, (inputs, caller), workers)
     calls, loci = gather_calls(results)
     threshold = calibration.threshold.value
     return CallResult(calls, loci, calibration.null_scores, threshold, calibration.length_model)
@@ -1094,10 +1122,6 @@ class _SampleInputs:
     """The cohort's tables, split by sample once so that each sample's call reads only its own rows."""
 
     counts: pd.DataFrame
-    samples: pd.DataFrame
-    panel: pd.DataFrame
-    locus_rates: pd.DataFrame
-    excluded: pd.DataFrame
     fragment_lengths: pd.DataFrame | None
     fragments: pd.DataFrame | None
 
@@ -1118,12 +1142,11 @@ class _SampleInputs:
 
 
 def _call_one(
-    shared: tuple[_SampleInputs, Calibration, CallSettings], sample_id: str
+    shared: tuple[_SampleInputs, SampleCaller], sample_id: str
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    inputs, calibration, settings = shared
-    return call_plasma_sample(
-        sample_id, inputs.own("counts", sample_id), inputs.samples, inputs.panel, inputs.locus_rates,
-        inputs.excluded, calibration, settings, inputs.own("fragment_lengths", sample_id),
+    inputs, caller = shared
+    return caller.call(
+        sample_id, inputs.own("counts", sample_id), inputs.own("fragment_lengths", sample_id),
         inputs.own("fragments", sample_id),
     )  # fmt: skip
 

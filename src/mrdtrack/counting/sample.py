@@ -6,8 +6,8 @@ import itertools
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -203,13 +203,24 @@ def _count_units(
                         )
                     ]
                 for locus, at_locus in zip(cluster, molecules, strict=True):
-                    by_locus[(chrom, locus.pos, locus.ref, locus.alt)] = tally(locus, at_locus)
-                    _add_lengths(lengths, locus, at_locus)
+                    alleles = _alleles(at_locus.bases, locus)
+                    by_locus[(chrom, locus.pos, locus.ref, locus.alt)] = tally(locus, at_locus, alleles)
+                    _add_lengths(lengths, at_locus, alleles)
                 part.shared.update(shared_fragments(chrom, cluster, molecules))
     finally:
         if scanner is not None:
             scanner.close()
     return part
+
+
+def settings_for_job(alignment_paths: Sequence[str], settings: CountSettings) -> CountSettings:
+    """`settings` for counting these alignments one after another in one process (a job of several samples):
+    `auto` takes the compiled engine when their sizes add up to AUTO_COMPILED_MIN_BYTES, since its loading is
+    then paid once for all of them. The counts are the same with either engine."""
+    sizes = sum(os.path.getsize(p) for p in alignment_paths if os.path.isfile(p))
+    if settings.engine == "auto" and len(alignment_paths) > 1 and sizes >= AUTO_COMPILED_MIN_BYTES:
+        return replace(settings, engine="compiled")
+    return settings
 
 
 def _scanner(alignments: pysam.AlignmentFile, settings: CountSettings, mode: str) -> BamScanner | None:
@@ -237,9 +248,12 @@ def _bam_contig_names(alignments: pysam.AlignmentFile, contigs: Any, path: str) 
     return names
 
 
-def tally(locus: Locus, molecules: LocusMolecules) -> dict[str, Any]:
-    """Count one locus's molecules by allele and read orientation."""
-    alleles = _alleles(molecules.bases, locus)
+def tally(locus: Locus, molecules: LocusMolecules, alleles: np.ndarray | None = None) -> dict[str, Any]:
+    """Count one locus's molecules by allele and read orientation (`alleles`: their `_alleles`, if known)."""
+    if not molecules.bases.size:  # most cohort loci of a sample captured with one pool of panels
+        return dict(_NO_MOLECULES, reads=molecules.reads)
+    if alleles is None:
+        alleles = _alleles(molecules.bases, locus)
     row: dict[str, Any] = {}
     for allele in ("ref", "alt", "other", "discordant"):
         row[f"{allele}_molecules"] = int(np.count_nonzero(alleles == allele))
@@ -264,8 +278,14 @@ def _alleles(bases: np.ndarray, locus: Locus) -> np.ndarray:
     return alleles
 
 
-def _add_lengths(lengths: Counter[tuple[str, int]], locus: Locus, molecules: LocusMolecules) -> None:
-    alleles = _alleles(molecules.bases, locus)
+_NO_MOLECULES = {
+    column: {"mean_family_size": 0.0, "alt_lengths": ""}.get(column, 0) for column in COUNT_COLUMNS[7:]
+}
+
+
+def _add_lengths(lengths: Counter[tuple[str, int]], molecules: LocusMolecules, alleles: np.ndarray) -> None:
+    if not alleles.size:
+        return
     for allele in ("ref", "alt"):
         values, counts = np.unique(molecules.lengths[alleles == allele], return_counts=True)
         lengths.update({(allele, int(v)): int(c) for v, c in zip(values, counts, strict=True)})
