@@ -54,8 +54,12 @@ class SampleJobs:
         self.step = step
         self.chunk = chunk  # None: the wildcard rule
         self.name = step if chunk is None else f"{step}_{number:04d}"
-        self.samples = (lambda wildcards: [wildcards.sample]) if chunk is None else list(chunk)
-        self.log = self.one(f"logs/{step}/{{sample}}.log", f"logs/{step}/{self.name}.log")
+        self.samples = (
+            (lambda wildcards: [wildcards.sample]) if chunk is None else list(chunk)
+        )
+        self.log = self.one(
+            f"logs/{step}/{{sample}}.log", f"logs/{step}/{self.name}.log"
+        )
         self.benchmark = self.one(
             f"results/benchmarks/{step}/{{sample}}.tsv",
             f"results/benchmarks/{step}/{self.name}.tsv",
