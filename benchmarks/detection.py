@@ -160,13 +160,10 @@ def true_error_rates(rng: np.random.Generator, panel: pd.DataFrame) -> pd.DataFr
 
 
 def true_weights(rng: np.random.Generator, panel: pd.DataFrame, spread: float) -> np.ndarray:
-    """The tumor's real per-locus weight: the panel's, times a log-normal factor of mean 1 (subclonal variants,
-    copy number) that the panel VCF does not tell the caller; at most 2 (a tumor copy shows the ALT at most
-    once)."""
-    if spread <= 0:
-        return panel["weight"].to_numpy(dtype=float)
-    factor = np.exp(spread * rng.standard_normal(len(panel)) - spread**2 / 2)
-    return np.minimum(panel["weight"].to_numpy(dtype=float) * factor, 2.0)
+    """The tumor's real per-locus weight: the panel's, times a log-normal factor (subclonal variants, copy
+    number) that the panel VCF does not tell the caller, at most 2 (a tumor copy shows the ALT at most once)
+    and of mean 1 after that cap (`simulate.spread_weights`)."""
+    return simulate.spread_weights(rng, panel["weight"].to_numpy(dtype=float), spread)
 
 
 @dataclass

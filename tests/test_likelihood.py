@@ -29,11 +29,13 @@ from mrdtrack.calling.likelihood import (
     Observed,
     Tables,
     dispersion,
+    effective_terms,
     fit,
     lr_statistics,
     root_in_bracket,
 )
 from mrdtrack.calling.null import calibrate_threshold, seeded_rng, threshold_from_null
+from mrdtrack.simulation.cfdna import spread_weights
 
 SETTINGS = CallSettings(null_draws=2000, lod_draws=400, fragment_lengths=False)
 
@@ -155,9 +157,9 @@ def _coverage(spread_sd: float, widen: bool, samples: int = 200, f: float = 0.02
     settings = CallSettings(null_draws=200, fragment_lengths=False, overdispersion=widen)
     covered = 0
     for i in range(samples):
-        vaf_weight = rng.lognormal(-(spread_sd**2) / 2, spread_sd, loci)  # mean 1: the panel cannot know it
+        vaf_weight = spread_weights(rng, np.ones(loci), spread_sd)  # mean 1: the panel cannot know it
         n = rng.poisson(2000 * np.exp(0.3 * rng.standard_normal(loci)))
-        a = rng.binomial(n, e + (1 - e) * f * np.minimum(vaf_weight, 2) / 2)
+        a = rng.binomial(n, e + (1 - e) * f * vaf_weight / 2)
         score = score_loci(a, n, e, np.ones(loci), settings, seeded_rng(1, str(i)))
         covered += score.ci[0] <= f <= score.ci[1]
     return covered / samples
@@ -181,6 +183,12 @@ def test_under_vaf_spread_a_germline_like_locus_is_still_an_outlier():
         a, n, e, np.ones(40), CallSettings(null_draws=200, fragment_lengths=False), seeded_rng(1)
     )
     assert np.flatnonzero(score.outliers).tolist() == [7]
+
+
+def test_a_spread_carried_by_few_loci_counts_as_few_loci():
+    assert effective_terms(np.ones(40)) == pytest.approx(40)
+    assert effective_terms(np.r_[100.0, np.full(39, 0.01)]) == pytest.approx(1.0, abs=0.01)
+    assert effective_terms(np.r_[np.ones(10), np.zeros(30)]) == pytest.approx(10)
 
 
 def test_without_spread_the_interval_is_the_profile_interval():

@@ -422,3 +422,16 @@ def test_bundled_dataset_is_complete() -> None:
     n_unique = len(loci.drop_duplicates(["chrom", "pos", "ref", "alt"]))
     assert len(counts) == len(truth) * n_unique
     assert set(loci["special"].dropna()) == {"chip", "noisy"}
+
+
+def test_spread_weights_scatter_around_the_panel_and_keep_its_mean():
+    panel = np.r_[np.ones(100_000), np.full(100_000, 0.5), np.full(3, 2.0)]
+    real = sim.spread_weights(np.random.default_rng(3), panel, 0.5)
+    assert real.max() <= sim.MAX_WEIGHT  # a tumor copy shows the ALT at most once
+    # Mean 1 times the panel's after the cap: the panel is right on average (a mean-1 factor capped at 2
+    # would average 0.974 at spread 0.5).
+    assert real[:100_000].mean() == pytest.approx(1.0, abs=0.005)
+    assert real[100_000:200_000].mean() == pytest.approx(0.5, abs=0.0025)
+    assert np.log(real[:100_000]).std() == pytest.approx(0.5, abs=0.05)
+    assert real[-3:].tolist() == [2.0, 2.0, 2.0]  # nothing to spread upward
+    assert (sim.spread_weights(np.random.default_rng(3), panel, 0.0) == panel).all()

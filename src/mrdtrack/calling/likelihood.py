@@ -454,8 +454,8 @@ def dispersion(
     sum(s_i^2 / (1 - h_i)^2) / (sum I_i)^2 with h_i = I_i / sum I the locus's leverage (HC3), against the
     binomial model's 1 / sum I. Unlike Pearson's X^2 over its degrees of freedom, it weighs each locus by what
     it contributes to the estimate, so deep loci, whose VAF spread dominates their variance, count as much as
-    they should. That ratio is estimated from the sample's own L loci, so the cut is F(1, L - 1)'s quantile,
-    not chi2_1's. Below 3 loci with molecules nothing can be estimated and the factor is 1.
+    they should. That ratio is estimated from the sample's own L loci, so the cut is F(1, df)'s quantile, not
+    chi2_1's, with df the loci's effective number (Satterthwaite), at most L - 1. Below 3 loci with molecules nothing can be estimated and the factor is 1.
     """
     covered = n > 0
     loci = int(covered.sum())
@@ -466,6 +466,18 @@ def dispersion(
     score = c * (a / p - (n - a) / (1 - p))
     information = n * c**2 / (p * (1 - p))
     leverage = np.minimum(information / information.sum(), 0.9)
-    ratio = float((score**2 / (1 - leverage) ** 2).sum() / information.sum())
-    quantiles = special.fdtri(1, loci - 1, level) / special.chdtri(1, 1 - level)
+    contributions = score**2 / (1 - leverage) ** 2
+    ratio = float(contributions.sum() / information.sum())
+    df = float(np.clip(effective_terms(contributions), 1.0, loci - 1))
+    quantiles = special.fdtri(1, df, level) / special.chdtri(1, 1 - level)
     return max(1.0, ratio * quantiles)
+
+
+def effective_terms(variances: np.ndarray) -> float:
+    """Satterthwaite's effective number of terms of a variance estimate summed from unequal terms,
+    (sum v)^2 / sum v^2: all of them when they are equal, about one when one term dominates. A sandwich
+    variance carried by a few deep or high-VAF loci is as uncertain as one from that few, and small-sample
+    cluster-robust intervals take their degrees of freedom from it."""
+    variances = np.asarray(variances, dtype=float)
+    squares = float((variances**2).sum())
+    return float(variances.sum() ** 2 / squares) if squares > 0 else 0.0
