@@ -13,6 +13,7 @@ import pandas as pd
 import pysam
 import pytest
 
+from mrdtrack.inputs.panel import WEIGHT_BOUNDS
 from mrdtrack.simulation import cfdna as sim
 
 TEST_DATA = Path(__file__).resolve().parents[1] / "test_data"
@@ -427,7 +428,7 @@ def test_bundled_dataset_is_complete() -> None:
 def test_spread_weights_scatter_around_the_panel_and_keep_its_mean():
     panel = np.r_[np.ones(100_000), np.full(100_000, 0.5), np.full(3, 2.0)]
     real = sim.spread_weights(np.random.default_rng(3), panel, 0.5)
-    assert real.max() <= sim.MAX_WEIGHT  # a tumor copy shows the ALT at most once
+    assert real.max() <= WEIGHT_BOUNDS[1]  # a tumor copy shows the ALT at most once
     # Mean 1 times the panel's after the cap: the panel is right on average (a mean-1 factor capped at 2
     # would average 0.974 at spread 0.5).
     assert real[:100_000].mean() == pytest.approx(1.0, abs=0.005)

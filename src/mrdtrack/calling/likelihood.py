@@ -455,7 +455,8 @@ def dispersion(
     binomial model's 1 / sum I. Unlike Pearson's X^2 over its degrees of freedom, it weighs each locus by what
     it contributes to the estimate, so deep loci, whose VAF spread dominates their variance, count as much as
     they should. That ratio is estimated from the sample's own L loci, so the cut is F(1, df)'s quantile, not
-    chi2_1's, with df the loci's effective number (Satterthwaite), at most L - 1. Below 3 loci with molecules nothing can be estimated and the factor is 1.
+    chi2_1's, with df the loci's effective number (Satterthwaite), at most L - 1. Below 3 loci with molecules
+    nothing can be estimated and the factor is 1.
     """
     covered = n > 0
     loci = int(covered.sum())

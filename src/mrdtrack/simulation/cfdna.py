@@ -32,6 +32,7 @@ import pysam
 from numba import njit
 
 from mrdtrack import __version__
+from mrdtrack.inputs.panel import WEIGHT_BOUNDS
 
 LocusKey = tuple[str, int, str, str]
 
@@ -240,11 +241,8 @@ def panel_weights(panel: pd.DataFrame) -> np.ndarray:
     return np.ones(len(panel))
 
 
-MAX_WEIGHT = 2.0  # w / 2 is the share of a tumor's copies of a locus that carry the ALT: at most 1
-
-
 def spread_weights(
-    rng: np.random.Generator, weights: np.ndarray, spread: float, cap: float = MAX_WEIGHT
+    rng: np.random.Generator, weights: np.ndarray, spread: float, cap: float = WEIGHT_BOUNDS[1]
 ) -> np.ndarray:
     """The tumor's real per-locus weights when they scatter around the panel's (subclonal variants, copy
     numbers the panel does not record): each panel weight times a log-normal factor (`spread`: sd on the log
