@@ -15,7 +15,6 @@ import pytest
 
 from mrdtrack.logs import UserFacingError
 from mrdtrack.outcomes.clinical import (
-    DAYS_PER_MONTH,
     ClinicalSettings,
     counting_process,
     prepare_clinical,
@@ -23,6 +22,7 @@ from mrdtrack.outcomes.clinical import (
 )
 from mrdtrack.settings import read_settings
 from mrdtrack.tables import read_tsv, write_tsv
+from mrdtrack.vocabulary import DAYS_PER_MONTH
 
 CLINICAL_COLUMNS = [
     "patient_id",

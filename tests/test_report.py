@@ -39,9 +39,8 @@ from mrdtrack.report import (
     write_report,
 )
 from mrdtrack.settings import settings_record, write_settings
+from mrdtrack.vocabulary import DAYS_PER_MONTH, SUBSTITUTIONS
 
-DAYS_PER_MONTH = 30.4375
-SUBSTITUTIONS = ("C>A", "C>G", "C>T", "T>A", "T>C", "T>G")
 ALL_FIGURES = {
     "km_pooled", "km_continue", "km_stop", "forest", "endpoints", "swimmer", "trajectories", "lead_time",
     "qc_samples", "lod", "background", "fraglen", "excluded", "locus_noise",

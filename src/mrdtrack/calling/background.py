@@ -35,12 +35,11 @@ from mrdtrack.calling.likelihood import binomial_tail
 from mrdtrack.logs import UserFacingError
 from mrdtrack.settings import StepSettings
 from mrdtrack.tables import columns_of, read_table, read_tables
+from mrdtrack.vocabulary import LOCUS_KEY, SUBSTITUTIONS
 
 log = logging.getLogger(__name__)
 
-SUBSTITUTIONS = ("C>A", "C>G", "C>T", "T>A", "T>C", "T>G")
 ORIENTATIONS = ("all", "f1r2", "f2r1")
-LOCUS_KEY = ["chrom", "pos", "ref", "alt"]
 COMPLEMENT = str.maketrans("ACGTN", "TGCAN")
 
 CONTEXT_COLUMNS = columns_of("context_rates")  # mrdtrack.tables.CONTRACTS

@@ -47,7 +47,6 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from mrdtrack.calling.background import LOCUS_KEY
 from mrdtrack.calling.fraglen import (
     LENGTH_COLUMNS,
     STATE_COLUMNS,
@@ -75,6 +74,7 @@ from mrdtrack.calling.null import NullDistribution, null_distribution, seeded_rn
 from mrdtrack.processes import in_parallel
 from mrdtrack.settings import StepSettings
 from mrdtrack.tables import columns_of, read_table, write_json, write_tsv
+from mrdtrack.vocabulary import INDETERMINATE, LOCUS_KEY, MRD_STATUSES, NEGATIVE, POSITIVE
 
 log = logging.getLogger(__name__)
 
@@ -358,27 +358,27 @@ def decide_status(
     """(status, reason in words). Without the mutant fragment and locus counts, support is not checked."""
     test = f"p={p_value:.3g} vs threshold {threshold:.3g}"
     if n_loci < settings.min_loci:
-        return "indeterminate", f"only {n_loci} usable panel loci (minimum {settings.min_loci}); {test}"
+        return INDETERMINATE, f"only {n_loci} usable panel loci (minimum {settings.min_loci}); {test}"
     if p_value <= threshold:
         lacking = _lacking_support(mutant_fragments, mutant_loci, settings)
         if not lacking:
-            return "positive", f"tumor DNA detected: {test}"
-        return "indeterminate", (
+            return POSITIVE, f"tumor DNA detected: {test}"
+        return INDETERMINATE, (
             f"{lacking}: {test}, but a positive needs {settings.min_mutant_fragments} mutant fragments at "
             f"{settings.min_mutant_loci} loci (one fragment cannot make a call)"
         )
     if molecules < settings.min_molecules:
-        return "indeterminate", (
+        return INDETERMINATE, (
             f"not detected ({test}) but only {molecules} informative molecules "
             f"(minimum {settings.min_molecules}): too few to rule MRD out"
         )
     if not np.isfinite(lod) or lod > settings.max_lod95:
         shown = "not reachable" if not np.isfinite(lod) else f"{lod:.3g}"
-        return "indeterminate", (
+        return INDETERMINATE, (
             f"not detected ({test}) but LOD95 {shown} is above the ceiling {settings.max_lod95:.3g}: "
             "too shallow to rule MRD out"
         )
-    return "negative", f"not detected ({test}); LOD95 {lod:.3g} within the ceiling {settings.max_lod95:.3g}"
+    return NEGATIVE, f"not detected ({test}); LOD95 {lod:.3g} within the ceiling {settings.max_lod95:.3g}"
 
 
 def _lacking_support(fragments: int | None, loci: int | None, settings: CallSettings) -> str:
@@ -924,7 +924,7 @@ def _empty_call(
 ) -> dict[str, Any]:
     row = dict.fromkeys(CALL_COLUMNS, np.nan) | _sample_columns(sample)
     return row | {
-        "mrd_status": "indeterminate",
+        "mrd_status": INDETERMINATE,
         "threshold": threshold.value,
         "threshold_source": threshold.source,
         "n_null_scores": threshold.n_null_scores,
@@ -1154,9 +1154,7 @@ def _call_one(
 def summarize(calls: pd.DataFrame) -> str:
     """One log line: how many samples got each status."""
     counts = calls["mrd_status"].value_counts()
-    return ", ".join(
-        f"{status}: {counts.get(status, 0)}" for status in ("positive", "negative", "indeterminate")
-    )
+    return ", ".join(f"{status}: {counts.get(status, 0)}" for status in MRD_STATUSES)
 
 
 def write_calibration(calibration: Calibration, null_scores: str, threshold: str, length_state: str) -> None:

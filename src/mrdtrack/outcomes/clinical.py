@@ -20,12 +20,17 @@ import pandas as pd
 from mrdtrack.logs import UserFacingError
 from mrdtrack.settings import StepSettings
 from mrdtrack.tables import columns_of
+from mrdtrack.vocabulary import (
+    DAYS_PER_MONTH,
+    DETERMINATE_STATUSES,
+    INDETERMINATE,
+    MRD_STATUSES,
+    NEGATIVE,
+    POSITIVE,
+)
 
 log = logging.getLogger(__name__)
 
-DAYS_PER_MONTH = 30.4375
-STATUSES = ("positive", "negative", "indeterminate")
-DETERMINATE = ("positive", "negative")
 CLINICAL_DATES = ("enrollment_date", "pfs_date", "os_date", "restart_date")
 COUNTING_COLUMNS = columns_of("counting_process")  # mrdtrack.tables.CONTRACTS
 
@@ -109,12 +114,12 @@ def join_calls(calls: pd.DataFrame, clinical: pd.DataFrame, settings: ClinicalSe
     calls = calls.copy()
     calls["patient_id"] = calls["patient_id"].astype(str)
     calls["collection_date"] = _dates(calls["collection_date"])
-    unknown_status = ~calls["mrd_status"].isin(STATUSES)
+    unknown_status = ~calls["mrd_status"].isin(MRD_STATUSES)
     if unknown_status.any():
         log.warning(
             "%d call(s) with an unknown mrd_status are treated as indeterminate", unknown_status.sum()
         )
-        calls.loc[unknown_status, "mrd_status"] = "indeterminate"
+        calls.loc[unknown_status, "mrd_status"] = INDETERMINATE
     joined = calls.merge(clinical, on="patient_id", how="left", suffixes=("", "_clinical"), indicator=True)
     days = (joined["collection_date"] - joined["enrollment_date"]).dt.days
     joined["days_from_enrollment"] = days.astype("Int64")
@@ -140,15 +145,15 @@ def log10_tf(samples: pd.DataFrame, settings: ClinicalSettings) -> pd.Series:
     tf = pd.to_numeric(samples["tumor_fraction"], errors="coerce")
     lod = pd.to_numeric(samples["lod95"], errors="coerce")
     floor = (lod * settings.tf_floor_fraction_of_lod).where(lod > 0, settings.tf_floor_default)
-    positive = samples["mrd_status"] == "positive"
+    positive = samples["mrd_status"] == POSITIVE
     use_floor = (tf.isna() | (tf <= 0)) | (~positive & (tf < floor))
     value = np.log10(tf.where(~use_floor, floor).clip(lower=1e-300))
-    return value.where(samples["mrd_status"] != "indeterminate")
+    return value.where(samples["mrd_status"] != INDETERMINATE)
 
 
 def _status_rank(status: pd.Series) -> pd.Series:
     """Same-day duplicates: a determinate status is preferred over an indeterminate one."""
-    return (status == "indeterminate").astype(int)
+    return (status == INDETERMINATE).astype(int)
 
 
 def one_per_day(samples: pd.DataFrame) -> pd.DataFrame:
@@ -179,9 +184,7 @@ def select_baseline(joined: pd.DataFrame, clinical: pd.DataFrame, settings: Clin
     baseline["baseline_date"] = chosen["collection_date"]
     baseline["baseline_days_from_enrollment"] = chosen["days_from_enrollment"]
     baseline["baseline_status"] = chosen["mrd_status"]
-    baseline["baseline_mrd_positive"] = (
-        chosen["mrd_status"].map({"positive": 1, "negative": 0}).astype("Int64")
-    )
+    baseline["baseline_mrd_positive"] = chosen["mrd_status"].map({POSITIVE: 1, NEGATIVE: 0}).astype("Int64")
     baseline["baseline_tf"] = pd.to_numeric(chosen["tumor_fraction"], errors="coerce")
     baseline["baseline_log10_tf"] = chosen["log10_tf"]
     baseline["baseline_lod95"] = pd.to_numeric(chosen["lod95"], errors="coerce")
@@ -193,7 +196,7 @@ def _baseline_note(
     patient: str, chosen: pd.DataFrame, joined: pd.DataFrame, settings: ClinicalSettings
 ) -> str:
     if patient in chosen.index:
-        if chosen.at[patient, "mrd_status"] == "indeterminate":
+        if chosen.at[patient, "mrd_status"] == INDETERMINATE:
             return "baseline sample indeterminate: excluded from positive-vs-negative comparisons"
         return ""
     days = joined.loc[joined["patient_id"] == patient, "days_from_enrollment"].dropna()
@@ -252,8 +255,8 @@ DYNAMICS_COLUMNS = [
 
 
 def _dynamics_of(samples: pd.DataFrame, pfs_date: pd.Timestamp, pfs_event: Any) -> dict[str, Any]:
-    determinate = samples[samples["mrd_status"].isin(DETERMINATE)]
-    positive_dates = determinate.loc[determinate["mrd_status"] == "positive", "collection_date"]
+    determinate = samples[samples["mrd_status"].isin(DETERMINATE_STATUSES)]
+    positive_dates = determinate.loc[determinate["mrd_status"] == POSITIVE, "collection_date"]
     first_positive = positive_dates.min() if len(positive_dates) else pd.NaT
     progressed = pfs_event == 1
     lead = (
@@ -281,7 +284,7 @@ def _conversion_date(determinate: pd.DataFrame) -> pd.Timestamp:
     """Date of the first positive sample that follows a negative one (indeterminate samples are skipped)."""
     seen_negative = False
     for date, status in zip(determinate["collection_date"], determinate["mrd_status"], strict=True):
-        if status == "negative":
+        if status == NEGATIVE:
             seen_negative = True
         elif seen_negative:
             return date
@@ -356,11 +359,11 @@ def _status_changes(samples: pd.DataFrame, settings: ClinicalSettings) -> list[d
         entry = {
             "start": max(float(sample.months_from_enrollment), 0.0),
             "mrd_status": sample.mrd_status,
-            "mrd_positive": {"positive": 1, "negative": 0}.get(sample.mrd_status, pd.NA),
+            "mrd_positive": {POSITIVE: 1, NEGATIVE: 0}.get(sample.mrd_status, pd.NA),
             "log10_tf": sample.log10_tf,
             "sample_id": sample.sample_id,
         }
-        if carry and sample.mrd_status == "indeterminate" and changes:
+        if carry and sample.mrd_status == INDETERMINATE and changes:
             # LOCF: the indeterminate draw tells nothing new, the previous status and level go on.
             entry |= {k: changes[-1][k] for k in ("mrd_status", "mrd_positive", "log10_tf")}
         changes.append(entry)

@@ -19,17 +19,23 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mrdtrack.outcomes.clinical import DAYS_PER_MONTH
 from mrdtrack.outcomes.cox import CoxResult, CoxSpec, fit_cox
 from mrdtrack.outcomes.design import DESIGNS, simon_decision, simon_designs
 from mrdtrack.outcomes.km import km_median, km_table, logrank, value_at
 from mrdtrack.outcomes.prediction import PredictionSettings, horizon_outcome, predict_progression
 from mrdtrack.settings import StepSettings
 from mrdtrack.tables import columns_of
+from mrdtrack.vocabulary import (
+    DAYS_PER_MONTH,
+    DETERMINATE_STATUSES,
+    INDETERMINATE,
+    MRD_STATUSES,
+    NEGATIVE,
+    POSITIVE,
+)
 
 log = logging.getLogger(__name__)
 
-GROUPS = ("positive", "negative")
 MRD_TERM = "mrd_positive"
 EVER_POSITIVE_TERM = "ever_positive"
 CENSORED_HANDLING = ("exclude", "failure")
@@ -172,9 +178,7 @@ def prepare_patients(patients: pd.DataFrame, notes: Notes) -> pd.DataFrame:
         )
     pats = pats[valid].reset_index(drop=True)
     pats["pfs_event"] = pats["pfs_event"].astype(int)
-    pats["group"] = pats["baseline_status"].where(
-        pats["baseline_status"].isin(["positive", "negative", "indeterminate"]), "none"
-    )
+    pats["group"] = pats["baseline_status"].where(pats["baseline_status"].isin(MRD_STATUSES), "none")
     return pats
 
 
@@ -209,10 +213,8 @@ def counts_summary(pats: pd.DataFrame) -> dict:
         "n_patients": len(pats),
         "n_events": int(pats["pfs_event"].sum()),
         "n_without_baseline": int((pats["group"] == "none").sum()),
-        "n_indeterminate_baseline": int((pats["group"] == "indeterminate").sum()),
-        "n_by_baseline_status": {
-            g: int((pats["group"] == g).sum()) for g in (*GROUPS, "indeterminate", "none")
-        },
+        "n_indeterminate_baseline": int((pats["group"] == INDETERMINATE).sum()),
+        "n_by_baseline_status": {g: int((pats["group"] == g).sum()) for g in (*MRD_STATUSES, "none")},
         "n_by_cohort": pats["cohort"].value_counts().sort_index().to_dict(),
     }
 
@@ -235,9 +237,9 @@ def km_outputs(
     curves, rows = [], []
     suffix = "log" if settings.curve_ci == "log" else "loglog"
     for analysis, cohort, subset in _subsets(pats):
-        for group in ("all", *GROUPS, "indeterminate"):
+        for group in ("all", *MRD_STATUSES):
             rows_of_group = subset if group == "all" else subset[subset["group"] == group]
-            if rows_of_group.empty and group == "indeterminate":
+            if rows_of_group.empty and group == INDETERMINATE:
                 continue
             key = {"analysis": analysis, "cohort": cohort, "group": group}
             table = km_table(rows_of_group[duration], rows_of_group["pfs_event"], settings.conf_level)
@@ -278,7 +280,7 @@ def logrank_summary(pats: pd.DataFrame, notes: Notes) -> dict:
     """Positive vs negative baseline: pooled (unstratified) and per cohort."""
     result: dict = {"per_cohort": {}}
     for analysis, cohort, subset in _subsets(pats):
-        test = logrank(subset, "pfs_months", "pfs_event", "group", GROUPS)
+        test = logrank(subset, "pfs_months", "pfs_event", "group", DETERMINATE_STATUSES)
         if test["note"]:
             notes.add(f"log-rank ({cohort}): {test['note']}")
         if analysis == "overall":
@@ -318,8 +320,8 @@ def baseline_cox(
     pats: pd.DataFrame, covariates: list[str], settings: SurvivalSettings, notes: Notes
 ) -> tuple[list[dict], dict]:
     """Baseline MRD (positive vs negative), unadjusted and adjusted for the covariates; pooled and per cohort."""
-    determinate = pats[pats["group"].isin(GROUPS)].assign(
-        mrd_positive=lambda f: (f["group"] == "positive").astype(int)
+    determinate = pats[pats["group"].isin(DETERMINATE_STATUSES)].assign(
+        mrd_positive=lambda f: (f["group"] == POSITIVE).astype(int)
     )
     models = {"baseline_unadjusted": [MRD_TERM]}
     if covariates:
@@ -446,7 +448,7 @@ def _landmark_models(
         "n_positive": int((data[MRD_TERM] == 1).sum()),
         "n_negative": int((data[MRD_TERM] == 0).sum()),
         "n_status_after_landmark": int((data["sample_offset_days"] > 0).sum()),
-        "logrank": logrank(_with_status_label(data), "time", "pfs_event", "status", GROUPS),
+        "logrank": logrank(_with_status_label(data), "time", "pfs_event", "status", DETERMINATE_STATUSES),
         "cox": {},
     }
     rows = []
@@ -465,12 +467,12 @@ def _numbers(values: pd.Series) -> pd.Series:
 
 
 def _with_status_label(data: pd.DataFrame) -> pd.DataFrame:
-    return data.assign(status=data[MRD_TERM].map({1: "positive", 0: "negative"}))
+    return data.assign(status=data[MRD_TERM].map({1: POSITIVE, 0: NEGATIVE}))
 
 
 def _with_status_group(data: pd.DataFrame) -> pd.DataFrame:
     """KM groups inside a landmark: positive, negative; an unknown status counts in `all` only."""
-    return data.assign(group=data[MRD_TERM].map({1: "positive", 0: "negative"}).fillna("unknown"))
+    return data.assign(group=data[MRD_TERM].map({1: POSITIVE, 0: NEGATIVE}).fillna("unknown"))
 
 
 def landmark_status_sets(
@@ -544,7 +546,7 @@ def landmark_table(landmark: float, by_rule: dict[str, pd.DataFrame]) -> pd.Data
 
 def _status_text(values: pd.Series) -> pd.Series:
     """1 / 0 / unknown as positive / negative / '' (an empty field: no known status)."""
-    return values.map({1: "positive", 0: "negative"}).fillna("")
+    return values.map({1: POSITIVE, 0: NEGATIVE}).fillna("")
 
 
 # --- time-varying models ---------------------------------------------------------------------------------------

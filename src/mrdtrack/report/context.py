@@ -23,11 +23,11 @@ from mrdtrack.report.recorded import read_recorded
 from mrdtrack.report.settings import ReportSettings, as_list
 from mrdtrack.report.style import COHORT_COLORS
 from mrdtrack.tables import CONTRACTS, read_tsv
+from mrdtrack.vocabulary import DAYS_PER_MONTH
 
 log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
-DAYS_PER_MONTH = 30.4375
 ALL = "all"
 # calls.tsv: distinct mutant fragments at the used loci, and the loci with one (a positive needs enough of both)
 MUTANT_EVIDENCE = ("mutant_fragments", "mutant_loci")

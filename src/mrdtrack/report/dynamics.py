@@ -25,6 +25,7 @@ from mrdtrack.report.style import (
     status_label,
     status_legend,
 )
+from mrdtrack.vocabulary import INDETERMINATE, POSITIVE
 
 EVENT_STYLE = {  # swimmer and trajectory event markers: (symbol, color, size)
     "progression": ("x", "#000000", 11),
@@ -155,7 +156,7 @@ def _add_swimmer_samples(fig: go.Figure, samples: pd.DataFrame) -> None:
                     "color": color,
                     "symbol": MRD_SYMBOLS.get(status, "circle"),
                     "size": 8,
-                    "line": {"width": 1.5 if status == "indeterminate" else 0.5, "color": color},
+                    "line": {"width": 1.5 if status == INDETERMINATE else 0.5, "color": color},
                 },
                 text=sample_hover(rows),
                 hovertemplate="%{text}<extra></extra>",
@@ -423,7 +424,7 @@ def _lead_figure(rows: pd.DataFrame) -> go.Figure:
             y=ids,
             mode="markers",
             name="first MRD-positive sample",
-            marker={"color": MRD_COLORS["positive"], "symbol": MRD_SYMBOLS["positive"], "size": 10},
+            marker={"color": MRD_COLORS[POSITIVE], "symbol": MRD_SYMBOLS[POSITIVE], "size": 10},
             customdata=rows["lead_time_months"],
             hovertemplate="%{y}: first positive %{x:.1f} months, lead time %{customdata:.1f} months<extra></extra>",
         )

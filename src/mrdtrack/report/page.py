@@ -39,6 +39,7 @@ from mrdtrack.report.settings import ReportSettings
 from mrdtrack.report.style import PLOTLY_CONFIG, STATUS_ORDER, status_color, status_label
 from mrdtrack.report.survival import panel_endpoints, panel_forest, panels_km
 from mrdtrack.tables import atomic_path
+from mrdtrack.vocabulary import POSITIVE
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +240,7 @@ def input_summary(ctx: Context) -> dict[str, int]:
         "batches": int(batches[batches != ""].nunique()),
         "healthy controls": int((types == "control").sum()),
         "normal (WBC) samples": int((types == "normal").sum()),
-        "MRD-positive samples": int((ctx.samples["status"] == "positive").sum()),
+        "MRD-positive samples": int((ctx.samples["status"] == POSITIVE).sum()),
         "PFS events": int((ctx.patients["pfs_event"] == 1).sum()) if "pfs_event" in ctx.patients else 0,
     }
 

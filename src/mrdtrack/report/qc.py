@@ -33,8 +33,7 @@ from mrdtrack.report.style import (
     status_label,
 )
 from mrdtrack.report.threshold import calling_threshold
-
-SUBSTITUTIONS = ("C>A", "C>G", "C>T", "T>A", "T>C", "T>G")
+from mrdtrack.vocabulary import POSITIVE, SUBSTITUTIONS
 
 BASES = "ACGT"
 
@@ -418,7 +417,7 @@ def _fraglen_table(ctx: Context) -> pd.DataFrame:
     frame = frame.assign(
         length=numeric_column(frame, "length"), molecules=numeric_column(frame, "molecules"), allele=allele
     )
-    positive = set(ctx.samples.loc[ctx.samples["status"] == "positive", "sample_id"])
+    positive = set(ctx.samples.loc[ctx.samples["status"] == POSITIVE, "sample_id"])
     groups = [
         ("wild-type (REF)", frame[frame["allele"] == "REF"]),
         ("mutant (ALT)", frame[frame["allele"] == "ALT"]),

@@ -7,34 +7,36 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from mrdtrack.vocabulary import INDETERMINATE, NEGATIVE, POSITIVE
+
 # Okabe & Ito (2008): distinguishable under the common colour-vision deficiencies.
-MRD_COLORS = {"positive": "#D55E00", "negative": "#0072B2", "indeterminate": "#8C8C8C", "no call": "#C8C8C8"}
+MRD_COLORS = {POSITIVE: "#D55E00", NEGATIVE: "#0072B2", INDETERMINATE: "#8C8C8C", "no call": "#C8C8C8"}
 
 # A shape per status too, so the status still reads in grey-scale print.
 MRD_SYMBOLS = {
-    "positive": "diamond",
-    "negative": "circle",
-    "indeterminate": "circle-open",
+    POSITIVE: "diamond",
+    NEGATIVE: "circle",
+    INDETERMINATE: "circle-open",
     "no call": "x-thin-open",
 }
 
 MRD_LABELS = {
-    "positive": "MRD-positive",
-    "negative": "MRD-negative",
-    "indeterminate": "indeterminate",
+    POSITIVE: "MRD-positive",
+    NEGATIVE: "MRD-negative",
+    INDETERMINATE: "indeterminate",
     "none": "no baseline sample",
     "all": "all patients",
 }
 
 MRD_SHORT = {
-    "positive": "MRD+",
-    "negative": "MRD\u2212",
-    "indeterminate": "indet.",
+    POSITIVE: "MRD+",
+    NEGATIVE: "MRD\u2212",
+    INDETERMINATE: "indet.",
     "none": "none",
     "all": "all",
 }
 
-STATUS_ORDER = ("positive", "negative", "indeterminate", "no call", "none", "all")
+STATUS_ORDER = (POSITIVE, NEGATIVE, INDETERMINATE, "no call", "none", "all")
 
 COHORT_COLORS = ("#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442")
 

@@ -43,6 +43,7 @@ from mrdtrack.report.style import (
     status_color,
     status_label,
 )
+from mrdtrack.vocabulary import DETERMINATE_STATUSES
 
 
 def panels_km(ctx: Context) -> list[Panel]:
@@ -107,7 +108,7 @@ def _km_reason(ctx: Context, cohort: str) -> str:
     problem = ctx.unavailable("km_curves", ["group", "time", "survival"])
     notes = [short_note(n) for n in survival_notes(ctx.tables.summary) if cohort == ALL or cohort in n]
     patients = ctx.patients if cohort == ALL else ctx.patients[ctx.patients["cohort"] == cohort]
-    called = patients["baseline_status"].isin(["positive", "negative"]).sum()
+    called = patients["baseline_status"].isin(DETERMINATE_STATUSES).sum()
     events = int((patients["pfs_event"] == 1).sum())
     if len(patients) and called == 0:
         reason = (

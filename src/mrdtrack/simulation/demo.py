@@ -41,12 +41,12 @@ import yaml
 from mrdtrack.processes import in_parallel
 from mrdtrack.simulation import cfdna as sim
 from mrdtrack.tables import write_tsv
+from mrdtrack.vocabulary import DAYS_PER_MONTH
 
 DEFAULT_SEED = 62  # TBCRC 062
 TRIAL_COHORTS = {"stop": 52, "continue": 30}
 TF_START = 1e-4  # tumor fraction when a converting patient's tumor DNA first appears
 TF_MAX = 1e-2  # tumor fraction reached at progression (and kept after it)
-DAYS_PER_MONTH = 30.4375
 # The config's first line: marks a folder that --overwrite may replace.
 CONFIG_MARK = "# Written by `mrdtrack demo`"
 # The demo runs on a laptop: 25 samples per counting or calling job start Python ~45 times instead of ~1,000.
