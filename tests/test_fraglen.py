@@ -19,7 +19,6 @@ from mrdtrack.calling.fraglen import (
     build_length_model,
     histogram,
     parse_lengths,
-    read_fragment_lengths,
 )
 from mrdtrack.calling.likelihood import (
     Design,
@@ -31,7 +30,7 @@ from mrdtrack.calling.likelihood import (
 from mrdtrack.calling.lod import lod95
 from mrdtrack.calling.null import null_distribution, seeded_rng
 from mrdtrack.simulation import cfdna as simulate
-from mrdtrack.tables import write_tsv
+from mrdtrack.tables import read_tables, write_tsv
 
 FAST = CallSettings(null_draws=2000, lod_draws=400)
 SIM = simulate.SimulationSettings()
@@ -185,7 +184,7 @@ def test_alt_lengths_cells_and_fragment_length_files_are_read(tmp_path):
     assert parse_lengths("").size == 0 and list(parse_lengths("140,167")) == [140, 167]
     path = tmp_path / "S1.fraglen.tsv"
     write_tsv(pd.DataFrame({"allele": ["ref", "alt"], "length": [167, 140], "molecules": [10, 1]}), str(path))
-    table = read_fragment_lengths([str(path)])
+    table = read_tables("fraglen", [str(path)])
     assert table.to_dict("list") == {
         "sample_id": ["S1", "S1"],
         "allele": ["ref", "alt"],

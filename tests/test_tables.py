@@ -106,10 +106,19 @@ def test_every_contract_has_known_types_and_unique_columns():
         assert contract.path.startswith("results/") and contract.path.endswith(".tsv"), name
 
 
-def test_several_tables_of_one_kind_stack_and_none_gives_the_empty_table(tmp_path):
+def test_per_sample_tables_stack_with_the_sample_named_by_its_file_and_none_gives_the_empty_table(tmp_path):
     for sample in ("A", "B"):
         write_tsv(
-            pd.DataFrame({"allele": ["R"], "length": [166], "molecules": [3]}), tmp_path / f"{sample}.tsv"
+            pd.DataFrame({"allele": ["R"], "length": [166], "molecules": [3]}),
+            tmp_path / f"{sample}.fraglen.tsv",
         )
-    assert read_tables("fraglen", [tmp_path / "A.tsv", tmp_path / "B.tsv"])["molecules"].tolist() == [3, 3]
-    assert read_tables("fraglen", []).columns.tolist() == ["allele", "length", "molecules"]
+    stacked = read_tables("fraglen", [tmp_path / "A.fraglen.tsv", tmp_path / "B.fraglen.tsv"])
+    assert stacked["sample_id"].tolist() == ["A", "B"]
+    assert stacked["molecules"].tolist() == [3, 3]
+    assert read_tables("fraglen", []).columns.tolist() == ["sample_id", "allele", "length", "molecules"]
+
+
+def test_text_columns_read_back_as_empty_strings_not_nan(tmp_path):
+    row = {"chrom": "chr1", "loci": "", "alleles": "", "length": 166, "fragments": 1}
+    write_tsv(pd.DataFrame([row]), tmp_path / "S1.fragments.tsv")
+    assert read_table("fragments", tmp_path / "S1.fragments.tsv")["loci"].tolist() == [""]

@@ -8,11 +8,9 @@ import pandas as pd
 import pytest
 
 from conftest import TEST_DATA, prepare_workdir, run_snakemake
-from mrdtrack.calling.background import read_counts, read_panel, read_samples
-from mrdtrack.calling.caller import CallSettings, call_cohort, read_excluded, read_locus_rates
-from mrdtrack.calling.fraglen import read_fragment_lengths
-from mrdtrack.counting.sample import COUNT_COLUMNS, read_fragments
-from mrdtrack.tables import write_tsv
+from mrdtrack.calling.caller import CallSettings, call_cohort
+from mrdtrack.counting.sample import COUNT_COLUMNS
+from mrdtrack.tables import read_table, read_tables, write_tsv
 
 CALLS_CONTRACT = [
     "sample_id", "patient_id", "collection_date", "mrd_status", "tumor_fraction", "tf_ci_low", "tf_ci_high",
@@ -68,17 +66,17 @@ def test_a_second_run_has_nothing_to_do(run):
 
 def test_one_job_per_sample_gives_the_calls_of_one_process(run, tmp_path):
     results = run / "results"
-    samples = read_samples(results / "sheets/samples.tsv")
+    samples = read_table("samples", results / "sheets/samples.tsv")
     counts = [results / f"counts/{s}" for s in samples["sample_id"]]
     in_memory = call_cohort(
-        read_counts([f"{c}.tsv" for c in counts]),
+        read_tables("counts", [f"{c}.tsv" for c in counts]),
         samples,
-        read_panel(results / "panel/loci.tsv"),
-        read_locus_rates(results / "background/locus_rates.tsv"),
-        read_excluded(results / "background/excluded_loci.tsv"),
+        read_table("panel_loci", results / "panel/loci.tsv"),
+        read_table("locus_rates", results / "background/locus_rates.tsv"),
+        read_table("excluded", results / "background/excluded_loci.tsv"),
         CallSettings.from_config({"false_positive_rate": 0.01}),
-        read_fragment_lengths([f"{c}.fraglen.tsv" for c in counts]),
-        fragments=read_fragments([f"{c}.fragments.tsv" for c in counts]),
+        read_tables("fraglen", [f"{c}.fraglen.tsv" for c in counts]),
+        fragments=read_tables("fragments", [f"{c}.fragments.tsv" for c in counts]),
     )
     for table, name in (
         (in_memory.calls, "calls"),

@@ -138,6 +138,9 @@ class TableContract:
     def dtypes(self) -> dict[str, type]:
         return {column: str for column, kind in self.columns.items() if kind in _READ_AS_TEXT}
 
+    def text_columns(self) -> list[str]:
+        return [column for column, kind in self.columns.items() if kind == "text"]
+
 
 def _contract(name: str, path: str, columns: str, covariates: bool = False) -> TableContract:
     parsed = dict(column.split(":") for column in columns.split())
@@ -227,13 +230,15 @@ class TableError(UserFacingError):
 def read_table(
     name: str, path: str | os.PathLike[str], required: Iterable[str] | None = None
 ) -> pd.DataFrame:
-    """Read results table `name` (a key of CONTRACTS) with its contract's types: text columns as text.
+    """Read results table `name` (a key of CONTRACTS) with its contract's types: text columns as text, an
+    empty text field as "" (dates stay missing when empty).
 
     `required`: the columns this reader needs (default: all of the contract's); a missing one is a TableError
     naming the file. Columns beyond the contract are kept (a clinical sheet's covariates).
     """
     contract = CONTRACTS[name]
     frame = read_tsv(path, dtype=contract.dtypes())
+    frame = frame.fillna({column: "" for column in contract.text_columns() if column in frame})
     missing = [
         column for column in (contract.columns if required is None else required) if column not in frame
     ]
@@ -246,11 +251,27 @@ def read_table(
 
 
 def read_tables(name: str, paths: Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
-    """Several tables of one kind (one per sample) read as `read_table` does, stacked in path order."""
-    frames = [read_table(name, path) for path in paths]
+    """Several tables of one kind (one per sample) read as `read_table` does, stacked in path order.
+
+    A per-sample table without a sample_id column (`{sample}.fraglen.tsv`) gains one, first, from its file name.
+    """
+    contract = CONTRACTS[name]
+    frames = [_with_sample_id(contract, read_table(name, path), path) for path in paths]
     if not frames:
-        return empty_table(name)
+        return _with_sample_id(contract, empty_table(name), None)
     return pd.concat(frames, ignore_index=True)
+
+
+def _with_sample_id(
+    contract: TableContract, frame: pd.DataFrame, path: str | os.PathLike[str] | None
+) -> pd.DataFrame:
+    if "sample_id" in contract.columns or "{sample}" not in contract.path:
+        return frame
+    suffix = contract.path.split("{sample}", 1)[1]
+    sample_id = "" if path is None else Path(path).name.removesuffix(suffix)
+    frame = frame.copy()
+    frame.insert(0, "sample_id", pd.Series(sample_id, index=frame.index, dtype=object))
+    return frame
 
 
 def empty_table(name: str) -> pd.DataFrame:

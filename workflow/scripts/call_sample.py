@@ -3,29 +3,19 @@ sample's own tables and the cohort step's calibration (read once per job), with 
 
 import pandas as pd
 
-from mrdtrack.calling.background import read_counts, read_panel, read_samples
-from mrdtrack.calling.caller import (
-    CALL_COLUMNS,
-    CallSettings,
-    SampleCaller,
-    read_calibration,
-    read_excluded,
-    read_locus_rates,
-)
-from mrdtrack.calling.fraglen import read_fragment_lengths
-from mrdtrack.counting.sample import read_fragments
+from mrdtrack.calling.caller import CALL_COLUMNS, CallSettings, SampleCaller, read_calibration
 from mrdtrack.jobs import per_sample
 from mrdtrack.logs import setup_logging, user_errors_as_messages
 from mrdtrack.settings import read_settings
-from mrdtrack.tables import write_tsv
+from mrdtrack.tables import read_table, read_tables, write_tsv
 
 setup_logging(snakemake.log[0])
 with user_errors_as_messages():
     caller = SampleCaller(
-        read_samples(snakemake.input.samples),
-        read_panel(snakemake.input.panel),
-        read_locus_rates(snakemake.input.locus_rates),
-        read_excluded(snakemake.input.excluded),
+        read_table("samples", snakemake.input.samples),
+        read_table("panel_loci", snakemake.input.panel),
+        read_table("locus_rates", snakemake.input.locus_rates),
+        read_table("excluded", snakemake.input.excluded),
         read_calibration(*snakemake.input.calibration),
         CallSettings.from_recorded(read_settings(snakemake.input.settings)["calling"]),
     )
@@ -41,9 +31,9 @@ with user_errors_as_messages():
     for job in jobs:
         call, loci = caller.call(
             job.sample,
-            read_counts([job.counts]),
-            read_fragment_lengths([job.fragment_lengths]),
-            read_fragments([job.fragments]),
+            read_tables("counts", [job.counts]),
+            read_tables("fraglen", [job.fragment_lengths]),
+            read_tables("fragments", [job.fragments]),
         )
         write_tsv(loci, job.loci)
         write_tsv(pd.DataFrame([call], columns=CALL_COLUMNS), job.call)

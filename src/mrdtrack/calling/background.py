@@ -34,7 +34,7 @@ import pandas as pd
 from mrdtrack.calling.likelihood import binomial_tail
 from mrdtrack.logs import UserFacingError
 from mrdtrack.settings import StepSettings
-from mrdtrack.tables import columns_of, read_table, read_tables
+from mrdtrack.tables import columns_of
 from mrdtrack.vocabulary import LOCUS_KEY, SUBSTITUTIONS
 
 log = logging.getLogger(__name__)
@@ -195,25 +195,6 @@ def annotate_classes(loci: pd.DataFrame) -> pd.DataFrame:
 # ----------------------------------------------------------------------------------------------------------
 # Inputs
 # ----------------------------------------------------------------------------------------------------------
-
-
-def read_counts(paths: Sequence[str]) -> pd.DataFrame:
-    """All samples' count tables as one long table."""
-    counts = read_tables("counts", paths)
-    return counts.fillna({"panel_patients": "", "alt_lengths": ""})
-
-
-def read_samples(path: str) -> pd.DataFrame:
-    """The validated sample sheet with ids as text (a control's empty patient_id becomes "")."""
-    samples = read_table("samples", path, required=["sample_id", "patient_id", "sample_type"])
-    samples["patient_id"] = samples["patient_id"].fillna("")
-    return samples
-
-
-def read_panel(path: str) -> pd.DataFrame:
-    """The panel table (mrdtrack.inputs.panel); an empty `gene` stays text."""
-    panel = read_table("panel_loci", path, required=["patient_id", *LOCUS_KEY, "context", "weight"])
-    return panel.fillna({c: "" for c in ("gene", "variant_type", "weight_source") if c in panel.columns})
 
 
 def background_observations(

@@ -81,7 +81,6 @@ log = logging.getLogger(__name__)
 HAPLOID_GENOME_PG = 3.3  # mass of one haploid human genome
 CALL_COLUMNS = columns_of("calls")  # mrdtrack.tables.CONTRACTS
 LOCI_COLUMNS = columns_of("loci")  # mrdtrack.tables.CONTRACTS
-TEXT_DEFAULTS = {"batch": "", "flags": "", "status_reason": "", "p_value_method": "", "collection_date": ""}
 NULL_COLUMNS = columns_of("null_scores")  # mrdtrack.tables.CONTRACTS
 
 
@@ -523,16 +522,14 @@ def cohort_loci(panel: pd.DataFrame, locus_rates: pd.DataFrame, excluded: pd.Dat
         rows = group[LOCUS_KEY + ["context"]].reset_index(drop=True)
         rows = rows.assign(
             # The CHIP-gene flag of mrdtrack.inputs.panel, for loci.tsv and the report (absent in an older panel table).
-            gene=group["gene"].fillna("").to_numpy() if "gene" in group else "",
+            gene=group["gene"].to_numpy() if "gene" in group else "",
             chip_suspect=group["chip_suspect"].to_numpy(dtype=bool) if "chip_suspect" in group else False,
         )
         panels[str(patient)] = rows.assign(locus=where, weight=group["weight"].to_numpy(dtype=float))
     cohort_reason = np.full(len(loci), "", dtype=object)
     patient_reason: dict[str, dict[int, str]] = {}
     ex_index = index.get_indexer(pd.MultiIndex.from_frame(excluded[LOCUS_KEY])) if len(excluded) else []
-    for locus, patient, reason in zip(
-        ex_index, excluded["patient_id"].fillna(""), excluded["reason"], strict=True
-    ):
+    for locus, patient, reason in zip(ex_index, excluded["patient_id"], excluded["reason"], strict=True):
         if locus < 0:
             continue
         if patient == "":
@@ -1167,7 +1164,7 @@ def write_calibration(calibration: Calibration, null_scores: str, threshold: str
 
 
 def read_calibration(null_scores: str, threshold: str, length_state: str) -> Calibration:
-    nulls = read_table("null_scores", null_scores).fillna({"sample_patient_id": "", "p_value_method": ""})
+    nulls = read_table("null_scores", null_scores)
     with open(threshold, encoding="utf-8") as handle:
         cut = Threshold(**json.load(handle))
     state = read_table("length_state", length_state)
@@ -1179,15 +1176,7 @@ def read_call_rows(paths: list[str]) -> list[tuple[dict[str, Any], pd.DataFrame]
     """The per-sample call jobs' outputs ({sample}.call.tsv, {sample}.loci.tsv pairs) for `gather_calls`."""
     results = []
     for call_path, loci_path in zip(paths[::2], paths[1::2], strict=True):
-        call = read_table("calls", call_path).fillna(TEXT_DEFAULTS).iloc[0].to_dict()
-        loci = read_table("loci", loci_path).fillna({"reason": ""})
+        call = read_table("calls", call_path).fillna({"collection_date": ""}).iloc[0].to_dict()
+        loci = read_table("loci", loci_path)
         results.append((call, loci))
     return results
-
-
-def read_locus_rates(path: str) -> pd.DataFrame:
-    return read_table("locus_rates", path, required=[*LOCUS_KEY, "rate"]).fillna({"reason": ""})
-
-
-def read_excluded(path: str) -> pd.DataFrame:
-    return read_table("excluded", path).fillna({"patient_id": ""})

@@ -24,12 +24,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from mrdtrack.tables import columns_of, read_table
+from mrdtrack.tables import columns_of
 
 MAX_LENGTH = 1000  # longer fragments share the last class, which carries no length information (r = 1)
 MAX_RATIO = 10.0  # |log r| is capped: one molecule of a rare length cannot decide a call
@@ -190,17 +189,6 @@ def ref_histograms(fragment_lengths: pd.DataFrame) -> dict[str, np.ndarray]:
         str(sample): histogram(group["length"].to_numpy(), group["molecules"].to_numpy())
         for sample, group in ref.groupby("sample_id", sort=True)
     }
-
-
-def read_fragment_lengths(paths: Iterable[str]) -> pd.DataFrame:
-    """The counting step's `{sample}.fraglen.tsv` files as one long table (sample_id, allele, length,
-    molecules); the sample is the file name's stem."""
-    frames = []
-    for path in paths:
-        sample_id = Path(path).name.removesuffix(".fraglen.tsv")
-        frames.append(read_table("fraglen", path).assign(sample_id=sample_id))
-    columns = ["sample_id", "allele", "length", "molecules"]
-    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
 def parse_lengths(text: str) -> np.ndarray:

@@ -29,7 +29,7 @@ from mrdtrack.counting.molecules import (
 from mrdtrack.inputs.panel import contig_map, unique_loci
 from mrdtrack.logs import UserFacingError
 from mrdtrack.processes import fork_pool
-from mrdtrack.tables import columns_of, read_table
+from mrdtrack.tables import columns_of
 
 if TYPE_CHECKING:
     from mrdtrack.counting.bamscan import BamScanner
@@ -348,18 +348,6 @@ def _fragment_table(shared: Counter[tuple[str, str, str, int]], loci: pd.DataFra
     rows = [(*key, count) for key, count in sorted(shared.items(), key=order)]
     frame = pd.DataFrame(rows, columns=FRAGMENT_COLUMNS)
     return frame.astype({"length": np.int64, "fragments": np.int64})
-
-
-def read_fragments(paths: Iterable[str]) -> pd.DataFrame:
-    """The counting step's `{sample}.fragments.tsv` files as one table: sample_id + FRAGMENT_COLUMNS."""
-    frames = []
-    for path in paths:
-        sample_id = os.path.basename(path).removesuffix(".fragments.tsv")
-        frame = read_table("fragments", path)
-        frames.append(frame.assign(sample_id=sample_id))
-    if not frames:
-        return pd.DataFrame(columns=["sample_id", *FRAGMENT_COLUMNS])
-    return pd.concat(frames, ignore_index=True)[["sample_id", *FRAGMENT_COLUMNS]]
 
 
 def _count_table(
