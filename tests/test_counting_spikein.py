@@ -28,6 +28,9 @@ from mrdtrack.counting.molecules import CountSettings
 from mrdtrack.counting.sample import count_sample
 from mrdtrack.inputs.panel import repeat_unit
 
+# A real 6 Mb CRAM, read through pysam: minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 CRAM = "hg19.chr1.6Mb.cram"
 FASTA = "hg19.chr1.10Mb.fa.gz"
 SNV_SPACING = 5000
