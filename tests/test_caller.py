@@ -12,14 +12,10 @@ from scipy import optimize, special, stats
 from test_background import CohortSpec, simulate_cohort
 
 from mrdtrack.calling.background import build_background
-from mrdtrack.calling.caller import (
-    CALL_COLUMNS,
-    CallSettings,
-    call_cohort,
-    find_outliers,
-    mtm_per_ml,
-    null_panels,
-)
+from mrdtrack.calling.calibration import null_panels
+from mrdtrack.calling.caller import CALL_COLUMNS, call_cohort
+from mrdtrack.calling.score import find_outliers, mtm_per_ml
+from mrdtrack.calling.settings import CallSettings
 from mrdtrack.calling.likelihood import (
     Design,
     chibar_p_value,

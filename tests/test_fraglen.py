@@ -9,10 +9,8 @@ import pandas as pd
 import pytest
 
 from mrdtrack.calling.background import build_background
-from mrdtrack.calling.caller import (
-    CallSettings,
-    call_cohort,
-)
+from mrdtrack.calling.caller import call_cohort
+from mrdtrack.calling.settings import CallSettings
 from mrdtrack.calling.fraglen import (
     MAX_LENGTH,
     LengthClasses,

@@ -17,13 +17,9 @@ import pytest
 from scipy import stats
 
 from conftest import REPO
-from mrdtrack.calling.caller import (
-    CallSettings,
-    Fragments,
-    decide_status,
-    evidence,
-    score_loci,
-)
+from mrdtrack.calling.caller import decide_status
+from mrdtrack.calling.score import Fragments, evidence, score_loci
+from mrdtrack.calling.settings import CallSettings
 from mrdtrack.calling.likelihood import (
     Design,
     Observed,

@@ -1,7 +1,8 @@
 """The cohort step of calling: null scores of every sample at other patients' panels, the threshold they allow,
 and the fragment-length model that each sample's own call starts from."""
 
-from mrdtrack.calling.caller import CallSettings, calibrate, write_calibration
+from mrdtrack.calling.calibration import calibrate, write_calibration
+from mrdtrack.calling.settings import CallSettings
 from mrdtrack.logs import setup_logging, user_errors_as_messages
 from mrdtrack.settings import write_settings
 from mrdtrack.tables import read_table, read_tables, write_tsv

@@ -3,7 +3,8 @@ sample's own tables and the cohort step's calibration (read once per job), with 
 
 import pandas as pd
 
-from mrdtrack.calling.caller import CALL_COLUMNS, CallSettings, SampleCaller, read_calibration
+from mrdtrack.calling.calibration import read_calibration
+from mrdtrack.calling.caller import CALL_COLUMNS, CallSettings, SampleCaller
 from mrdtrack.jobs import per_sample
 from mrdtrack.logs import setup_logging, user_errors_as_messages
 from mrdtrack.settings import read_settings

@@ -6,17 +6,13 @@ the LOD describes the call actually made.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 from scipy import special
 
 from mrdtrack.calling.fraglen import LengthClasses
 from mrdtrack.calling.likelihood import Design, as_counts
 from mrdtrack.calling.null import Cells, NullDistribution, count_ceiling, length_ratios
-
-if TYPE_CHECKING:
-    from mrdtrack.calling.caller import CallSettings
+from mrdtrack.calling.settings import CallSettings
 
 
 def detection_probability(

@@ -12,16 +12,14 @@ from __future__ import annotations
 import logging
 import zlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from scipy import special
 
 from mrdtrack.calling.fraglen import LengthClasses
 from mrdtrack.calling.likelihood import Design, Tables, as_counts, chibar_p_value, lr_statistics
-
-if TYPE_CHECKING:
-    from mrdtrack.calling.caller import CallSettings
+from mrdtrack.calling.settings import CallSettings
 
 log = logging.getLogger(__name__)
 
