@@ -78,7 +78,7 @@ def test_a_mutant_fragment_seen_at_six_loci_estimates_one_tumor_fragment_not_six
     rest = fragments_covering((0, 1, 2, 3, 4, 5), [False] * 6, 999)
     merged = Fragments(fragments.loci + rest.loci, fragments.alt + rest.alt, fragments.length + rest.length,
                        fragments.count + rest.count)  # fmt: skip
-    observed = evidence(np.full(6, 1000), np.ones(6), e, w, merged)
+    observed = evidence(np.ones(6), np.full(6, 1000), e, w, merged)
     f_hat = fit(observed.tables())[0]
     assert f_hat == pytest.approx(1 / (1000 * (1 - 0.5**6)), rel=1e-6)
     # Counted locus by locus the same reads would say 6 ALT in 6,000 observations: twice the tumor fraction.
@@ -92,7 +92,7 @@ def test_fragments_are_taken_out_of_the_per_locus_counts_once():
     shared = Fragments(
         ((0, 1), (0, 1)), (np.array([True, True]), np.array([False, False])), (150, -1), (1, 39)
     )
-    observed = evidence(np.array([100, 100, 50]), np.array([1, 1, 0]), e, w, shared)
+    observed = evidence(np.array([1, 1, 0]), np.array([100, 100, 50]), e, w, shared)
     design = observed.design
     assert list(design.size) == [60, 60, 50, 40]  # 60 one-locus fragments at loci 0 and 1, 40 covering both
     assert int(observed.count.sum()) == 1  # one mutant fragment

@@ -145,15 +145,15 @@ class Fragments:
 
 
 def evidence(
-    n: np.ndarray,
     a: np.ndarray,
+    n: np.ndarray,
     e: np.ndarray,
     w: np.ndarray,
     fragments: Fragments = Fragments(),
     length_table: np.ndarray | None = None,
     classes: LengthClasses | None = None,
 ) -> Observed:
-    """A sample's evidence at a set of loci: its molecules per locus (`n` informative, `a` ALT; with length
+    """A sample's evidence at a set of loci: its molecules per locus (`a` ALT, `n` informative; with length
     `classes`, `length_table` holds the ALT molecules per locus and class), of which the `fragments` that cover
     several loci are taken out and counted once each, as fragments."""
     single_n = np.asarray(n, dtype=np.int64).copy()
@@ -210,7 +210,7 @@ def score_loci(
         )
     kept = _fragments_within(fragments, used)
     table = None if classes is None else length_table[used]
-    observed = evidence(n[used], a[used], e[used], w[used], kept, table, classes)
+    observed = evidence(a[used], n[used], e[used], w[used], kept, table, classes)
     tables = observed.tables(None if classes is None else classes.ratio)
     f_hat = float(fit(tables)[0])
     spread = (
