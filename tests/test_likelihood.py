@@ -18,8 +18,6 @@ from scipy import stats
 
 from conftest import REPO
 from mrdtrack.calling.caller import decide_status
-from mrdtrack.calling.score import Fragments, evidence, score_loci
-from mrdtrack.calling.settings import CallSettings
 from mrdtrack.calling.likelihood import (
     Design,
     Observed,
@@ -31,6 +29,8 @@ from mrdtrack.calling.likelihood import (
     root_in_bracket,
 )
 from mrdtrack.calling.null import calibrate_threshold, seeded_rng, threshold_from_null
+from mrdtrack.calling.score import Fragments, evidence, score_loci
+from mrdtrack.calling.settings import CallSettings
 from mrdtrack.simulation.cfdna import spread_weights
 
 SETTINGS = CallSettings(null_draws=2000, lod_draws=400, fragment_lengths=False)
@@ -113,9 +113,10 @@ def test_mutant_fragments_all_at_one_locus_are_not_positive_either():
 
 
 def test_two_fragments_at_two_loci_are_enough_and_the_rule_is_configurable():
-    assert decide_status(1e-9, 0.01, 1e-3, 20, 10_000, SETTINGS, 2, 2)[0] == "positive"
+    support = {"mutant_fragments": 2, "mutant_loci": 2}
+    assert decide_status(1e-9, 0.01, 1e-3, 20, 10_000, SETTINGS, **support)[0] == "positive"
     strict = CallSettings(min_mutant_fragments=3, min_mutant_loci=3)
-    assert decide_status(1e-9, 0.01, 1e-3, 20, 10_000, strict, 2, 2)[0] == "indeterminate"
+    assert decide_status(1e-9, 0.01, 1e-3, 20, 10_000, strict, **support)[0] == "indeterminate"
 
 
 def test_score_counts_distinct_mutant_fragments_and_loci():

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mrdtrack.calling.cohort import Cohort, attach_length_model, build_cohort, cohort_loci, score_at_panel
+from mrdtrack.calling.cohort import Cohort, build_cohort, cohort_loci, score_at_panel, with_length_model
 from mrdtrack.calling.fraglen import LENGTH_COLUMNS, STATE_COLUMNS
 from mrdtrack.calling.null import threshold_from_null
 from mrdtrack.calling.score import Score
@@ -50,7 +50,7 @@ def null_scores(cohort: Cohort, settings: CallSettings, workers: int = 1) -> pd.
     """Every plasma and control sample scored against other patients' panels (`null_panels`): work linear in
     the samples."""
     scored = cohort.samples[cohort.samples["sample_type"].isin(["plasma", "control"])]
-    panels = list(cohort.panels)
+    panels = list(cohort.layout.panels)
     pairs = [
         (sample_id, patient)
         for sample_id, sample_patient in zip(scored.index, scored["patient_id"], strict=True)
@@ -105,7 +105,7 @@ def _null_record(
     score: Score | None,
     settings: CallSettings,
 ) -> dict[str, Any]:
-    rows = cohort.panels[patient]
+    rows = cohort.layout.panels[patient]
     used = np.flatnonzero(reasons == "")
     r = cohort.row[sample["sample_id"]]
     locus = rows["locus"].to_numpy()[used]
@@ -178,7 +178,7 @@ def calibrate(
     if settings.fragment_lengths:
         if fragment_lengths is None:
             raise ValueError("calling.fragment_lengths needs the samples' fragment-length histograms")
-        attach_length_model(cohort, fragment_lengths, settings)
+        cohort = with_length_model(cohort, fragment_lengths, settings)
     nulls = null_scores(cohort, settings, workers)
     calibrating = decisive_p_values(nulls)
     threshold = Threshold(*threshold_from_null(calibrating, settings), len(calibrating))

@@ -17,7 +17,7 @@ processes (`call_cohort(workers=...)`) with results identical to one process.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -26,11 +26,11 @@ import pandas as pd
 from mrdtrack.calling.calibration import Calibration, Threshold, calibrate
 from mrdtrack.calling.cohort import (
     Cohort,
-    attach_sample_length_model,
     build_cohort,
     cohort_loci,
     sample_scale,
     score_at_panel,
+    with_sample_length_model,
 )
 from mrdtrack.calling.lod import lod95
 from mrdtrack.calling.null import seeded_rng
@@ -53,6 +53,7 @@ def decide_status(
     n_loci: int,
     molecules: int,
     settings: CallSettings,
+    *,
     mutant_fragments: int | None = None,
     mutant_loci: int | None = None,
 ) -> tuple[str, str]:
@@ -112,7 +113,7 @@ def call_sample(
     """One plasma sample at its own patient's panel: the calls.tsv row and its loci.tsv rows."""
     sample = cohort.samples.loc[sample_id]
     patient = sample["patient_id"]
-    if patient not in cohort.panels:
+    if patient not in cohort.layout.panels:
         return _empty_call(sample, threshold, "the patient has no panel loci", settings), _no_loci()
     rows, reasons, score = score_at_panel(cohort, sample_id, patient, settings, null_score=False)
     scale = sample_scale(cohort, sample_id, patient, settings)
@@ -128,8 +129,8 @@ def call_sample(
     lod = lod95(score.design, threshold.value, score.null, settings, rng, score.classes)
     molecules = int(n[used].sum())
     status, reason = decide_status(
-        score.p_value, threshold.value, lod, int(used.sum()), molecules, settings, score.mutant_fragments,
-        score.mutant_loci,
+        score.p_value, threshold.value, lod, int(used.sum()), molecules, settings,
+        mutant_fragments=score.mutant_fragments, mutant_loci=score.mutant_loci,
     )  # fmt: skip
     flags = _flags(sample_id, nulls, threshold.value, int(score.outliers.sum()), settings)
     return {
@@ -209,7 +210,7 @@ def _loci_rows(
             "ref_molecules": np.where(known, cohort.ref[r, safe], 0),
             "alt_molecules": np.where(known, cohort.alt[r, safe], 0),
             "background_rate": np.where(
-                known, np.minimum(cohort.loci["rate"].to_numpy()[safe] * scale, 0.5), np.nan
+                known, np.minimum(cohort.layout.loci["rate"].to_numpy()[safe] * scale, 0.5), np.nan
             ),
             "used": reasons == "",
             "reason": reasons,
@@ -268,9 +269,11 @@ class SampleCaller:
                     "calling.fragment_lengths needs the sample's length histogram and the cohort model"
                 )
             lengths = _rows_of(fragment_lengths, sample_id)
-            attach_sample_length_model(cohort, sample_id, lengths, calibration.length_state, settings)
+            cohort = with_sample_length_model(cohort, sample_id, lengths, calibration.length_state, settings)
         nulls = calibration.null_scores[calibration.null_scores["sample_id"] == sample_id]
-        cohort.contaminating[sample_id] = set(nulls.loc[nulls["contamination_candidate"], "panel_patient_id"])
+        # Set aside only now: the length model was learned without them, as in the cohort step.
+        set_aside = frozenset(nulls.loc[nulls["contamination_candidate"], "panel_patient_id"])
+        cohort = replace(cohort, contaminating={sample_id: set_aside})
         return call_sample(cohort, sample_id, calibration.threshold, nulls, settings)
 
 
@@ -304,8 +307,9 @@ def call_cohort(
     process (tests, benchmarks). The results are those of the workflow's jobs, whatever their layout."""
     settings = settings or CallSettings()
     calibration = calibrate(
-        counts, samples, panel, locus_rates, excluded, settings, fragment_lengths, workers, fragments
-    )
+        counts, samples, panel, locus_rates, excluded, settings,
+        fragment_lengths=fragment_lengths, workers=workers, fragments=fragments,
+    )  # fmt: skip
     plasma = list(samples.loc[samples["sample_type"] == "plasma", "sample_id"])
     inputs = _SampleInputs(counts, fragment_lengths, fragments)
     caller = SampleCaller(samples, panel, locus_rates, excluded, calibration, settings)

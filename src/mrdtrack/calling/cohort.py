@@ -14,7 +14,8 @@ its length classes.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -35,26 +36,38 @@ from mrdtrack.vocabulary import LOCUS_KEY
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Cohort:
-    """Count matrices (samples x unique loci) aligned with the background table."""
+@dataclass(frozen=True)
+class CohortLoci:
+    """The cohort's unique loci (the background table's rows), each patient's panel on them, and the loci excluded
+    for everyone or for one patient: what every sample's `Cohort` shares, so a job calling many samples lays it
+    out once."""
 
     loci: pd.DataFrame  # locus_rates rows (unique loci)
-    alt: np.ndarray
-    total: np.ndarray
-    ref: np.ndarray
-    row: dict[str, int]  # sample_id -> matrix row
-    samples: pd.DataFrame  # indexed by sample_id
+    index: pd.MultiIndex  # LOCUS_KEY -> row of `loci`
     panels: dict[str, pd.DataFrame]  # patient -> chrom, pos, ref, alt, context, locus (row of loci), weight
     cohort_reason: np.ndarray  # per locus: "" or why excluded for everyone
     patient_reason: dict[str, dict[int, str]]  # patient -> locus -> why excluded for that patient
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cohort:
+    """Count matrices (samples x unique loci) aligned with the background table. Built whole by
+    `build_cohort`, then only ever replaced (`with_length_model`, `dataclasses.replace`), never changed."""
+
+    layout: CohortLoci  # the unique loci, each patient's panel on them and the exclusions
+    alt: np.ndarray
+    ref: np.ndarray
+    total: np.ndarray  # alt + ref
+    row: dict[str, int]  # sample_id -> matrix row
+    samples: pd.DataFrame  # indexed by sample_id
     alt_lengths: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # (row, locus) -> lengths
-    length_model: LengthModel | None = None  # set when fragment lengths weigh in
-    counts_only: set[str] = field(default_factory=set)  # samples lacking some ALT molecules' lengths
-    contaminating: dict[str, set[str]] = field(default_factory=dict)  # sample -> panels set aside (see below)
     # row -> the sample's fragments informative at several loci: (cohort loci, ALT at each, length, count)
     fragments: dict[int, list[tuple[np.ndarray, np.ndarray, int, int]]] = field(default_factory=dict)
-    _classes: dict[str, LengthClasses] = field(default_factory=dict)
+    length_model: LengthModel | None = None  # set when fragment lengths weigh in
+    counts_only: frozenset[str] = frozenset()  # samples lacking some ALT molecules' lengths
+    contaminating: Mapping[str, frozenset[str]] = field(default_factory=dict)  # sample -> panels set aside
+    # Memo of `length_classes`: derived from the fields above, so a replaced cohort starts a fresh one.
+    _classes: dict[str, LengthClasses] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def fragments_at(self, sample_id: str, loci: np.ndarray) -> Fragments:
         """The sample's fragments informative at two or more of `loci` (cohort loci), on local indices."""
@@ -105,7 +118,7 @@ class Cohort:
         Null scores must not test a sample against rates it helped to estimate (that would flatter them).
         """
         r = self.row[sample_id]
-        table = self.loci.iloc[loci]
+        table = self.layout.loci.iloc[loci]
         alt = table["alt_molecules"].to_numpy() - self.alt[r, loci]
         total = table["total_molecules"].to_numpy() - self.total[r, loci]
         m, mu = table["prior_molecules"].to_numpy(), table["context_rate"].to_numpy()
@@ -121,13 +134,15 @@ class Cohort:
         toward 1 by a Gamma prior worth `prior` expected molecules: (observed + prior) / (expected + prior).
         """
         r = self.row[sample_id]
-        use = (self.cohort_reason == "") & (self.total[r] > 0)
-        # Loci of a patient whose tumor DNA the sample seems to carry (`contaminating`, set once the null scores
-        # are in) hold signal, not noise: left in, they would make the sample look noisy and hide its own MRD.
-        set_aside = self.contaminating.get(sample_id, set())
+        use = (self.layout.cohort_reason == "") & (self.total[r] > 0)
+        # Loci of a patient whose tumor DNA the sample seems to carry (`contaminating`, known once the null
+        # scores are in) hold signal, not noise: left in, they would make the sample look noisy and hide its
+        # own MRD.
+        set_aside = self.contaminating.get(sample_id, frozenset())
+        panels = self.layout.panels
         for patient in {panel_patient, self.samples.loc[sample_id, "patient_id"], *set_aside}:
-            if patient in self.panels:
-                where = self.panels[patient]["locus"].to_numpy()
+            if patient in panels:
+                where = panels[patient]["locus"].to_numpy()
                 use[where[where >= 0]] = False
         loci = np.flatnonzero(use)
         if not loci.size:
@@ -135,19 +150,6 @@ class Cohort:
         expected = float((self.total[r, loci] * self.rates_without(sample_id, loci)).sum())
         observed = float(self.alt[r, loci].sum())
         return (observed + prior) / (expected + prior)
-
-
-@dataclass(frozen=True)
-class CohortLoci:
-    """The cohort's unique loci (the background table's rows), each patient's panel on them, and the loci excluded
-    for everyone or for one patient: what every sample's `Cohort` shares, so a job calling many samples lays it
-    out once."""
-
-    loci: pd.DataFrame
-    index: pd.MultiIndex  # LOCUS_KEY -> row of `loci`
-    panels: dict[str, pd.DataFrame]
-    cohort_reason: np.ndarray
-    patient_reason: dict[str, dict[int, str]]
 
 
 def cohort_loci(panel: pd.DataFrame, locus_rates: pd.DataFrame, excluded: pd.DataFrame) -> CohortLoci:
@@ -173,7 +175,9 @@ def cohort_loci(panel: pd.DataFrame, locus_rates: pd.DataFrame, excluded: pd.Dat
             cohort_reason[locus] = reason
         else:
             patient_reason.setdefault(patient, {}).setdefault(int(locus), reason)
-    return CohortLoci(loci, index, panels, cohort_reason, patient_reason)
+    return CohortLoci(
+        loci=loci, index=index, panels=panels, cohort_reason=cohort_reason, patient_reason=patient_reason
+    )
 
 
 def build_cohort(
@@ -199,10 +203,15 @@ def build_cohort(
         (int(i), int(j)): parse_lengths(t) for i, j, t, keep in zip(r, c, text, ok, strict=True) if keep and t
     }
     return Cohort(
-        layout.loci, alt, alt + ref, ref, row, samples.set_index("sample_id", drop=False), layout.panels,
-        layout.cohort_reason, layout.patient_reason, alt_lengths,
+        layout=layout,
+        alt=alt,
+        ref=ref,
+        total=alt + ref,
+        row=row,
+        samples=samples.set_index("sample_id", drop=False),
+        alt_lengths=alt_lengths,
         fragments=_fragments_by_row(fragments, index, row),
-    )  # fmt: skip
+    )
 
 
 def _fragments_by_row(
@@ -233,15 +242,16 @@ def candidate_loci(
     cohort: Cohort, panel_patient: str, sample_patient: str
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """A panel's loci with the reason each is not usable for this sample ("" = usable)."""
-    rows = cohort.panels[panel_patient]
-    excluded_here = cohort.patient_reason.get(panel_patient, {})
-    own = set(cohort.panels[sample_patient]["locus"]) if sample_patient in cohort.panels else set()
+    layout = cohort.layout
+    rows = layout.panels[panel_patient]
+    excluded_here = layout.patient_reason.get(panel_patient, {})
+    own = set(layout.panels[sample_patient]["locus"]) if sample_patient in layout.panels else set()
     reasons = []
     for locus in rows["locus"]:
         if locus < 0:
             reasons.append("no_background")
-        elif cohort.cohort_reason[locus]:
-            reasons.append(cohort.cohort_reason[locus])
+        elif layout.cohort_reason[locus]:
+            reasons.append(layout.cohort_reason[locus])
         elif locus in excluded_here:
             reasons.append(excluded_here[locus])
         elif panel_patient != sample_patient and locus in own:
@@ -279,7 +289,7 @@ def panel_data(
     n, a = np.where(locus >= 0, cohort.total[r, safe], 0), cohort.alt[r, safe]
     reasons = np.where((reasons == "") & (n == 0), "no_molecules", reasons)
     # Null scores use rates without the sample's own molecules; a sample's own loci never held them.
-    e = cohort.rates_without(sample_id, safe) if null_score else cohort.loci["rate"].to_numpy()[safe]
+    e = cohort.rates_without(sample_id, safe) if null_score else cohort.layout.loci["rate"].to_numpy()[safe]
     e = np.minimum(e * sample_scale(cohort, sample_id, panel_patient, settings), 0.5)
     return PanelData(rows, reasons, locus, n, a, e)
 
@@ -297,54 +307,56 @@ def score_at_panel(
     table = classes.table(cohort.lengths_at(sample_id, data.locus[usable])) if classes else None
     fragments = cohort.fragments_at(sample_id, data.locus[usable])
     score = score_loci(
-        data.a[usable], data.n[usable], data.e[usable], w, settings, rng, not null_score, table, classes,
-        fragments,
+        data.a[usable], data.n[usable], data.e[usable], w, settings, rng,
+        full=not null_score, length_table=table, classes=classes, fragments=fragments,
     )  # fmt: skip
     data.reasons[np.flatnonzero(usable)[score.outliers]] = "outlier_in_sample"
     return data.rows, data.reasons, score
 
 
-def attach_length_model(cohort: Cohort, fragment_lengths: pd.DataFrame, settings: CallSettings) -> None:
-    """Learn the cohort's fragment-length model (fraglen.py) from the samples' REF lengths and the plasma
-    samples' ALT molecules at their own usable panel loci, with the background expected there."""
-    incomplete = _mark_incomplete_lengths(cohort)
+def with_length_model(cohort: Cohort, fragment_lengths: pd.DataFrame, settings: CallSettings) -> Cohort:
+    """The cohort with its fragment-length model (fraglen.py), learned from the samples' REF lengths and the
+    plasma samples' ALT molecules at their own usable panel loci, with the background expected there."""
+    incomplete = _incomplete_lengths(cohort)
     own_panel_alt = {}
     for sample_id in cohort.samples.index:
         found = None if sample_id in incomplete else _own_panel_alt(cohort, sample_id, settings)
         if found is not None:
             own_panel_alt[sample_id] = found
-    cohort.length_model = build_length_model(
+    model = build_length_model(
         ref_histograms(fragment_lengths),
         own_panel_alt,
         settings.fragment_length_prior,
         settings.fragment_length_bandwidth,
     )
-    _, molecules = cohort.length_model.tumor_ratio()
+    _, molecules = model.tumor_ratio()
     log.info("fragment-length model: %.0f tumor molecules estimated in the cohort", molecules)
+    return replace(cohort, length_model=model, counts_only=frozenset(incomplete))
 
 
-def attach_sample_length_model(
+def with_sample_length_model(
     cohort: Cohort,
     sample_id: str,
     fragment_lengths: pd.DataFrame,
     state: pd.DataFrame,
     settings: CallSettings,
-) -> None:
-    """The cohort's length model (its `LengthModel.state()`) around one sample of a one-sample cohort: the
-    classes it gives the sample are those `attach_length_model` on the whole cohort gives it."""
-    incomplete = _mark_incomplete_lengths(cohort)
+) -> Cohort:
+    """A one-sample cohort with the cohort's length model (its `LengthModel.state()`) around its sample: the
+    classes it gives the sample are those `with_length_model` on the whole cohort gives it."""
+    incomplete = _incomplete_lengths(cohort)
     ref = ref_histograms(fragment_lengths).get(sample_id)
     cohort_ref = state["cohort_ref"].to_numpy(dtype=float)
     found = None if incomplete else _own_panel_alt(cohort, sample_id, settings)
     excess = None if found is None else own_excess(cohort_ref if ref is None else ref, cohort_ref, *found)
-    cohort.length_model = LengthModel.for_sample(
+    model = LengthModel.for_sample(
         state, sample_id, ref, excess, settings.fragment_length_prior, settings.fragment_length_bandwidth
     )
+    return replace(cohort, length_model=model, counts_only=frozenset(incomplete))
 
 
-def _mark_incomplete_lengths(cohort: Cohort) -> list[str]:
+def _incomplete_lengths(cohort: Cohort) -> list[str]:
+    """The samples whose count table lacks some ALT molecules' lengths: they are called on counts only."""
     incomplete = [s for s in cohort.samples.index if not cohort.has_all_lengths(s)]
-    cohort.counts_only = set(incomplete)
     if incomplete:
         log.warning(
             "no fragment length for some mutant molecules of %d samples (%s): they are called on counts only "
@@ -359,7 +371,7 @@ def _own_panel_alt(cohort: Cohort, sample_id: str, settings: CallSettings) -> tu
     """A plasma sample's ALT lengths at its own usable panel loci and the background expected there; None for
     a sample that teaches the length model nothing (not plasma, no panel)."""
     sample = cohort.samples.loc[sample_id]
-    if sample["sample_type"] != "plasma" or sample["patient_id"] not in cohort.panels:
+    if sample["sample_type"] != "plasma" or sample["patient_id"] not in cohort.layout.panels:
         return None
     data = panel_data(cohort, sample_id, sample["patient_id"], settings, null_score=False)
     usable = data.usable

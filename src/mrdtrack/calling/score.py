@@ -43,7 +43,7 @@ from mrdtrack.calling.settings import CallSettings
 HAPLOID_GENOME_PG = 3.3  # mass of one haploid human genome
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class Score:
     """The test of one sample at one panel's usable loci."""
 
@@ -188,6 +188,7 @@ def score_loci(
     w: np.ndarray,
     settings: CallSettings,
     rng: np.random.Generator,
+    *,
     full: bool = True,
     length_table: np.ndarray | None = None,
     classes: LengthClasses | None = None,
@@ -204,9 +205,15 @@ def score_loci(
     outliers = find_outliers(a, n, e, w, settings.outlier_max_p, settings.ci_level, settings.overdispersion)
     used = ~outliers
     if not used.any():
-        empty = Design.of_loci(np.zeros(0), np.zeros(0), np.zeros(0))
         return Score(
-            used, outliers, np.nan, (np.nan, np.nan), 0.0, 1.0, NullDistribution("asymptotic"), empty
+            used=used,
+            outliers=outliers,
+            tumor_fraction=np.nan,
+            ci=(np.nan, np.nan),
+            statistic=0.0,
+            p_value=1.0,
+            null=NullDistribution("asymptotic"),
+            design=Design.of_loci(np.zeros(0), np.zeros(0), np.zeros(0)),
         )
     kept = _fragments_within(fragments, used)
     table = None if classes is None else length_table[used]
@@ -220,15 +227,23 @@ def score_loci(
     )
     ci = profile_interval(tables, settings.ci_level, spread) if full else (np.nan, np.nan)
     statistic = float(lr_statistics(tables)[0])
-    mutant_fragments = int(observed.count.sum())
-    mutant_loci = int(np.count_nonzero(a[used]))
     needed = full or statistic > 0
     null = null_distribution(observed.design, settings, rng, classes) if needed else NullDistribution("none")
     p_value = null.p_value(statistic) if statistic > 0 else 1.0
     return Score(
-        used, outliers, f_hat, ci, statistic, p_value, null, observed.design, mutant_fragments, mutant_loci,
-        spread, classes,
-    )  # fmt: skip
+        used=used,
+        outliers=outliers,
+        tumor_fraction=f_hat,
+        ci=ci,
+        statistic=statistic,
+        p_value=p_value,
+        null=null,
+        design=observed.design,
+        mutant_fragments=int(observed.count.sum()),
+        mutant_loci=int(np.count_nonzero(a[used])),
+        dispersion=spread,
+        classes=classes,
+    )
 
 
 def _fragments_within(fragments: Fragments, keep: np.ndarray) -> Fragments:
