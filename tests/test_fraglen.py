@@ -10,7 +10,6 @@ import pytest
 
 from mrdtrack.calling.background import build_background
 from mrdtrack.calling.caller import call_cohort
-from mrdtrack.calling.settings import CallSettings
 from mrdtrack.calling.fraglen import (
     MAX_LENGTH,
     LengthClasses,
@@ -19,7 +18,7 @@ from mrdtrack.calling.fraglen import (
     parse_lengths,
 )
 from mrdtrack.calling.likelihood import (
-    Design,
+    LikelihoodTerms,
     log_likelihood,
     lr_statistic_rows,
     mle,
@@ -27,6 +26,7 @@ from mrdtrack.calling.likelihood import (
 )
 from mrdtrack.calling.lod import lod95
 from mrdtrack.calling.null import null_distribution, seeded_rng
+from mrdtrack.calling.settings import CallSettings
 from mrdtrack.simulation import cfdna as simulate
 from mrdtrack.tables import read_tables, write_tsv
 
@@ -104,7 +104,7 @@ def test_null_p_values_with_lengths_keep_the_false_positive_rate():
     n, e, w = np.full(loci, 3000.0), rng.lognormal(np.log(5e-5), 0.8, loci), np.ones(loci)
     classes = classes_of([0.1, 0.2, 0.4, 0.3], [0.4, 0.3, 0.2, 0.1])
     settings = CallSettings(p_value_method="monte_carlo", null_draws=5000)
-    null = null_distribution(Design.of_loci(n, e, w), settings, seeded_rng(1, "x"), classes)
+    null = null_distribution(LikelihoodTerms.of_loci(n, e, w), settings, seeded_rng(1, "x"), classes)
     draws = 20_000
     tables = rng.multinomial(rng.binomial(n.astype(int), e, size=(draws, loci)), classes.normal)
     p = null.p_value(lr_statistic_rows(tables, n, e, w, classes.ratio))
@@ -121,8 +121,8 @@ def test_shorter_tumor_fragments_lower_the_limit_of_detection():
     flat = classes_of([0.1, 0.3, 0.6], [0.1, 0.3, 0.6])
 
     def lod(classes: LengthClasses | None) -> float:
-        null = null_distribution(Design.of_loci(n, e, w), settings, seeded_rng(2, "null"), classes)
-        return lod95(Design.of_loci(n, e, w), 0.01, null, settings, seeded_rng(2, "lod"), classes)
+        null = null_distribution(LikelihoodTerms.of_loci(n, e, w), settings, seeded_rng(2, "null"), classes)
+        return lod95(LikelihoodTerms.of_loci(n, e, w), 0.01, null, settings, seeded_rng(2, "lod"), classes)
 
     counts_only, with_flat, with_informative = lod(None), lod(flat), lod(informative)
     assert with_flat == pytest.approx(counts_only, rel=0.1)

@@ -19,7 +19,7 @@ from scipy import stats
 from conftest import REPO
 from mrdtrack.calling.caller import decide_status
 from mrdtrack.calling.likelihood import (
-    Design,
+    LikelihoodTerms,
     Observed,
     Tables,
     dispersion,
@@ -46,8 +46,8 @@ def fragments_covering(loci: tuple[int, ...], alt: list[bool], count: int, lengt
 def test_a_fragment_covering_k_loci_contributes_its_mixture_likelihood_once():
     e, w = np.full(3, 1e-3), np.array([1.0, 0.8, 0.6])
     c = (1 - e) * w / 2
-    design = Design.of_fragments(np.zeros(3), e, w, [(0, 1, 2)], [1])
-    observed = Observed.of_loci(np.zeros(3), design).with_fragments(
+    terms = LikelihoodTerms.of_fragments(np.zeros(3), e, w, [(0, 1, 2)], [1])
+    observed = Observed.of_loci(np.zeros(3), terms).with_fragments(
         e, w, [(0, np.array([True, True, False]), 0, 1)]
     )
     tables = observed.tables()
@@ -64,7 +64,7 @@ def test_one_locus_fragments_give_exactly_the_binomial_model():
     rng = np.random.default_rng(1)
     n, e, w = np.full(20, 800), rng.lognormal(np.log(1e-4), 0.5, 20), rng.uniform(0.5, 1, 20)
     a = rng.binomial(n, e + 0.004 * (1 - e) * w / 2)
-    by_fragment = Observed.of_loci(a, Design.of_loci(n, e, w)).tables()
+    by_fragment = Observed.of_loci(a, LikelihoodTerms.of_loci(n, e, w)).tables()
     binomial = Tables.of(a[None], n, e, w)
     assert fit(by_fragment)[0] == pytest.approx(fit(binomial)[0], rel=1e-12)
     assert lr_statistics(by_fragment)[0] == pytest.approx(lr_statistics(binomial)[0], rel=1e-9)
@@ -93,8 +93,8 @@ def test_fragments_are_taken_out_of_the_per_locus_counts_once():
         ((0, 1), (0, 1)), (np.array([True, True]), np.array([False, False])), (150, -1), (1, 39)
     )
     observed = evidence(np.array([1, 1, 0]), np.array([100, 100, 50]), e, w, shared)
-    design = observed.design
-    assert list(design.size) == [60, 60, 50, 40]  # 60 one-locus fragments at loci 0 and 1, 40 covering both
+    terms = observed.terms
+    assert list(terms.size) == [60, 60, 50, 40]  # 60 one-locus fragments at loci 0 and 1, 40 covering both
     assert int(observed.count.sum()) == 1  # one mutant fragment
 
 

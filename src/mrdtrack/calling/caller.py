@@ -126,7 +126,7 @@ def call_sample(
         loci["alt_molecules"].to_numpy(),
     )
     rng = seeded_rng(settings.seed, sample_id, "lod")
-    lod = lod95(score.design, threshold.value, score.null, settings, rng, score.classes)
+    lod = lod95(score.terms, threshold.value, score.null, settings, rng, score.classes)
     molecules = int(n[used].sum())
     status, reason = decide_status(
         score.p_value, threshold.value, lod, int(used.sum()), molecules, settings,

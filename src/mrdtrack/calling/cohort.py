@@ -261,10 +261,10 @@ def candidate_loci(
     return rows, np.asarray(reasons, dtype=object)
 
 
-@dataclass
-class PanelData:
-    """One sample at one panel: the panel's loci, why each is not usable ("" = usable), and per locus the
-    cohort locus, molecules, ALT molecules and the sample's background rate."""
+@dataclass(frozen=True)
+class SampleLoci:
+    """One sample at one patient's panel loci: the panel's rows, why each locus is not usable for the sample
+    ("" = usable), and per locus the cohort locus, the sample's molecules, ALT molecules and background rate."""
 
     rows: pd.DataFrame
     reasons: np.ndarray
@@ -278,9 +278,11 @@ class PanelData:
         return self.reasons == ""
 
 
-def panel_data(
+def sample_loci(
     cohort: Cohort, sample_id: str, panel_patient: str, settings: CallSettings, null_score: bool
-) -> PanelData:
+) -> SampleLoci:
+    """The sample's counts and rates at `panel_patient`'s panel loci (a null score's rates leave the sample's
+    own molecules out)."""
     sample = cohort.samples.loc[sample_id]
     rows, reasons = candidate_loci(cohort, panel_patient, sample["patient_id"])
     r = cohort.row[sample_id]
@@ -291,27 +293,30 @@ def panel_data(
     # Null scores use rates without the sample's own molecules; a sample's own loci never held them.
     e = cohort.rates_without(sample_id, safe) if null_score else cohort.layout.loci["rate"].to_numpy()[safe]
     e = np.minimum(e * sample_scale(cohort, sample_id, panel_patient, settings), 0.5)
-    return PanelData(rows, reasons, locus, n, a, e)
+    return SampleLoci(rows=rows, reasons=reasons, locus=locus, n=n, a=a, e=e)
 
 
 def score_at_panel(
     cohort: Cohort, sample_id: str, panel_patient: str, settings: CallSettings, null_score: bool
 ) -> tuple[pd.DataFrame, np.ndarray, Score | None]:
-    data = panel_data(cohort, sample_id, panel_patient, settings, null_score)
-    usable = data.usable
+    """The sample scored at `panel_patient`'s panel: the panel's rows, why each locus was not used ("" = used,
+    in-sample outliers included) and the score (None without a usable locus)."""
+    here = sample_loci(cohort, sample_id, panel_patient, settings, null_score)
+    usable = here.usable
     if not usable.any():
-        return data.rows, data.reasons, None
+        return here.rows, here.reasons, None
     rng = seeded_rng(settings.seed, sample_id, panel_patient)
-    w = data.rows["weight"].to_numpy()[usable]
+    w = here.rows["weight"].to_numpy()[usable]
     classes = cohort.length_classes(sample_id)
-    table = classes.table(cohort.lengths_at(sample_id, data.locus[usable])) if classes else None
-    fragments = cohort.fragments_at(sample_id, data.locus[usable])
+    table = classes.table(cohort.lengths_at(sample_id, here.locus[usable])) if classes else None
+    fragments = cohort.fragments_at(sample_id, here.locus[usable])
     score = score_loci(
-        data.a[usable], data.n[usable], data.e[usable], w, settings, rng,
+        here.a[usable], here.n[usable], here.e[usable], w, settings, rng,
         full=not null_score, length_table=table, classes=classes, fragments=fragments,
     )  # fmt: skip
-    data.reasons[np.flatnonzero(usable)[score.outliers]] = "outlier_in_sample"
-    return data.rows, data.reasons, score
+    reasons = here.reasons.copy()
+    reasons[np.flatnonzero(usable)[score.outliers]] = "outlier_in_sample"
+    return here.rows, reasons, score
 
 
 def with_length_model(cohort: Cohort, fragment_lengths: pd.DataFrame, settings: CallSettings) -> Cohort:
@@ -373,10 +378,10 @@ def _own_panel_alt(cohort: Cohort, sample_id: str, settings: CallSettings) -> tu
     sample = cohort.samples.loc[sample_id]
     if sample["sample_type"] != "plasma" or sample["patient_id"] not in cohort.layout.panels:
         return None
-    data = panel_data(cohort, sample_id, sample["patient_id"], settings, null_score=False)
-    usable = data.usable
-    lengths = cohort.lengths_at(sample_id, data.locus[usable])
-    expected = float((data.n[usable] * data.e[usable]).sum())
+    here = sample_loci(cohort, sample_id, sample["patient_id"], settings, null_score=False)
+    usable = here.usable
+    lengths = cohort.lengths_at(sample_id, here.locus[usable])
+    expected = float((here.n[usable] * here.e[usable]).sum())
     return np.concatenate([np.zeros(0, np.int64), *lengths]), expected
 
 

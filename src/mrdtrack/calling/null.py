@@ -18,7 +18,7 @@ import numpy as np
 from scipy import special
 
 from mrdtrack.calling.fraglen import LengthClasses
-from mrdtrack.calling.likelihood import Design, Tables, as_counts, chibar_p_value, lr_statistics
+from mrdtrack.calling.likelihood import LikelihoodTerms, Tables, as_counts, chibar_p_value, lr_statistics
 from mrdtrack.calling.settings import CallSettings
 
 log = logging.getLogger(__name__)
@@ -56,27 +56,27 @@ class NullDistribution:
 
 
 def null_distribution(
-    design: Design,
+    terms: LikelihoodTerms,
     settings: CallSettings,
     rng: np.random.Generator,
     classes: LengthClasses | None = None,
 ) -> NullDistribution:
-    """The null of the LRT for this design: exact (Monte Carlo) when few background ALTs are expected."""
+    """The null of the LRT for these likelihood terms: exact (Monte Carlo) when few background ALTs are expected."""
     method = settings.p_value_method
     if method == "auto":
-        expected = design.expected_background()
+        expected = terms.expected_background()
         method = "monte_carlo" if expected < settings.monte_carlo_max_expected else "asymptotic"
     if method == "asymptotic":
         return NullDistribution("asymptotic", min_exceedances=settings.min_exceedances)
     return NullDistribution(
         "monte_carlo",
-        simulate_null_statistics(design, settings.null_draws, rng, classes),
+        simulate_null_statistics(terms, settings.null_draws, rng, classes),
         settings.min_exceedances,
     )
 
 
 def simulate_null_statistics(
-    design: Design,
+    terms: LikelihoodTerms,
     draws: int,
     rng: np.random.Generator,
     classes: LengthClasses | None = None,
@@ -87,7 +87,7 @@ def simulate_null_statistics(
     draws are a Bernoulli process, the counts a zero-truncated binomial); all other draws have statistic 0.
     With length `classes`, background ALT fragments fall into the classes as non-tumor fragments do.
     """
-    size, alpha = design.kind_size, design.alpha
+    size, alpha = terms.kind_size, terms.alpha
     q = -np.expm1(size * np.log1p(-alpha))  # P(at least one ALT of the kind)
     rows = [_bernoulli_positions(q[i], draws, rng) for i in range(len(size))]
     kind = np.repeat(np.arange(len(size)), [r.size for r in rows])
@@ -100,7 +100,7 @@ def simulate_null_statistics(
             cells = Cells(where, kind, np.zeros(len(kind), dtype=np.int64), value)
         else:
             cells = Cells.split(where, kind, value, classes.normal, rng)
-        stat[: tables_with_alt.size] = cells.statistics(tables_with_alt.size, design, length_ratios(classes))
+        stat[: tables_with_alt.size] = cells.statistics(tables_with_alt.size, terms, length_ratios(classes))
     return np.sort(stat)
 
 
@@ -136,7 +136,7 @@ class Cells:
             *(np.concatenate([getattr(self, f), getattr(other, f)]) for f in ("table", "kind", "k", "count"))
         )
 
-    def statistics(self, tables: int, design: Design, r: np.ndarray) -> np.ndarray:
+    def statistics(self, tables: int, terms: LikelihoodTerms, r: np.ndarray) -> np.ndarray:
         """LRT statistic of each of `tables` tables (0 for a table without cells).
 
         Tables repeat (one ALT at one locus, ...): each distinct table is fitted once. Tables are told apart by
@@ -146,7 +146,7 @@ class Cells:
         stat = np.zeros(tables)
         if not len(self.table):
             return stat
-        weights = np.random.default_rng(0).integers(1, 2**62, (len(design.alpha), len(r)), dtype=np.int64)
+        weights = np.random.default_rng(0).integers(1, 2**62, (len(terms.alpha), len(r)), dtype=np.int64)
         keys = np.zeros(tables, dtype=np.int64)
         np.add.at(keys, self.table, self.count * weights[self.kind, self.k])  # wraps modulo 2**64
         with_alt = np.unique(self.table)
@@ -155,26 +155,26 @@ class Cells:
         fitted[with_alt[first]] = np.arange(len(first))
         keep = fitted[self.table] >= 0
         fits = Tables.of_draws(
-            design, fitted[self.table[keep]], self.kind[keep], self.k[keep], self.count[keep], len(first), r
+            terms, fitted[self.table[keep]], self.kind[keep], self.k[keep], self.count[keep], len(first), r
         )
         stat[with_alt] = lr_statistics(fits)[inverse.ravel()]
         return stat
 
-    def supported(self, tables: int, design: Design, min_fragments: int, min_loci: int) -> np.ndarray:
+    def supported(self, tables: int, terms: LikelihoodTerms, min_fragments: int, min_loci: int) -> np.ndarray:
         """Per table: at least `min_fragments` ALT fragments at at least `min_loci` loci (each drawn ALT is
         a fragment of its own)."""
         fragments = np.bincount(self.table, self.count, tables)
-        if design.groups:  # each cell's ALT loci: the design's hits of its kind (hits are sorted by kind)
-            starts = np.searchsorted(design.hit_kind, self.kind)
-            lengths = np.searchsorted(design.hit_kind, self.kind, side="right") - starts
+        if terms.groups:  # each cell's ALT loci: the terms' hits of its kind (hits are sorted by kind)
+            starts = np.searchsorted(terms.hit_kind, self.kind)
+            lengths = np.searchsorted(terms.hit_kind, self.kind, side="right") - starts
             offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
             table, locus = (
                 np.repeat(self.table, lengths),
-                design.hit_locus[np.repeat(starts, lengths) + offsets],
+                terms.hit_locus[np.repeat(starts, lengths) + offsets],
             )
         else:
             table, locus = self.table, self.kind
-        loci_per_table = int(design.hit_locus.max()) + 1 if len(design.hit_locus) else 1
+        loci_per_table = int(terms.hit_locus.max()) + 1 if len(terms.hit_locus) else 1
         pairs = np.unique(table.astype(np.int64) * loci_per_table + locus)  # one per (table, locus with ALT)
         loci = np.bincount(pairs // loci_per_table, minlength=tables)
         return (fragments >= min_fragments) & (loci >= min_loci)

@@ -27,7 +27,7 @@ import numpy as np
 
 from mrdtrack.calling.fraglen import LengthClasses, clip_lengths
 from mrdtrack.calling.likelihood import (
-    Design,
+    LikelihoodTerms,
     Observed,
     Tables,
     alt_probability,
@@ -54,7 +54,7 @@ class Score:
     statistic: float
     p_value: float
     null: NullDistribution
-    design: Design
+    terms: LikelihoodTerms
     mutant_fragments: int = 0  # distinct fragments with an ALT at a used locus
     mutant_loci: int = 0  # used loci with an ALT fragment
     dispersion: float = 1.0  # between-locus overdispersion the interval was widened by
@@ -62,7 +62,7 @@ class Score:
 
     @property
     def expected_background(self) -> float:
-        return self.design.expected_background()
+        return self.terms.expected_background()
 
     def supported(self, settings: CallSettings) -> bool:
         """Independent support for a positive: enough distinct mutant fragments at enough loci."""
@@ -177,8 +177,8 @@ def evidence(
     group_size = np.zeros(len(groups), dtype=np.int64)
     for loci, count in zip(fragments.loci, fragments.count, strict=True):
         group_size[groups[loci]] += count
-    design = Design.of_fragments(np.maximum(single_n, 0), e, w, list(groups), group_size)
-    return Observed.of_loci(np.maximum(single_a, 0), design).with_fragments(e, w, patterns)
+    terms = LikelihoodTerms.of_fragments(np.maximum(single_n, 0), e, w, list(groups), group_size)
+    return Observed.of_loci(np.maximum(single_a, 0), terms).with_fragments(e, w, patterns)
 
 
 def score_loci(
@@ -213,7 +213,7 @@ def score_loci(
             statistic=0.0,
             p_value=1.0,
             null=NullDistribution("asymptotic"),
-            design=Design.of_loci(np.zeros(0), np.zeros(0), np.zeros(0)),
+            terms=LikelihoodTerms.of_loci(np.zeros(0), np.zeros(0), np.zeros(0)),
         )
     kept = _fragments_within(fragments, used)
     table = None if classes is None else length_table[used]
@@ -228,7 +228,7 @@ def score_loci(
     ci = profile_interval(tables, settings.ci_level, spread) if full else (np.nan, np.nan)
     statistic = float(lr_statistics(tables)[0])
     needed = full or statistic > 0
-    null = null_distribution(observed.design, settings, rng, classes) if needed else NullDistribution("none")
+    null = null_distribution(observed.terms, settings, rng, classes) if needed else NullDistribution("none")
     p_value = null.p_value(statistic) if statistic > 0 else 1.0
     return Score(
         used=used,
@@ -238,7 +238,7 @@ def score_loci(
         statistic=statistic,
         p_value=p_value,
         null=null,
-        design=observed.design,
+        terms=observed.terms,
         mutant_fragments=int(observed.count.sum()),
         mutant_loci=int(np.count_nonzero(a[used])),
         dispersion=spread,
