@@ -11,27 +11,21 @@ import pytest
 from scipy import optimize, special, stats
 from test_background import CohortSpec, simulate_cohort
 
-from mrdtrack.calling.background import build_background
-from mrdtrack.calling.calibration import null_panels
-from mrdtrack.calling.caller import CALL_COLUMNS, call_cohort
-from mrdtrack.calling.likelihood import (
+from mrdtrack.calling import (
+    CALL_COLUMNS,
+    CallSettings,
     LikelihoodTerms,
-    chibar_p_value,
-    log_likelihood,
-    lr_statistic_rows,
-    mle,
-    profile_ci,
-)
-from mrdtrack.calling.lod import lod95
-from mrdtrack.calling.null import (
     NullDistribution,
-    calibrate_threshold,
+    build_background,
+    call_cohort,
+    lod95,
     null_distribution,
     seeded_rng,
-    simulate_null_statistics,
 )
+from mrdtrack.calling.calibration import null_panels
+from mrdtrack.calling.likelihood import chibar_p_value, log_likelihood, lr_statistic_rows, mle, profile_ci
+from mrdtrack.calling.null import calibrate_threshold, simulate_null_statistics
 from mrdtrack.calling.score import find_outliers, mtm_per_ml
-from mrdtrack.calling.settings import CallSettings
 from mrdtrack.logs import UserFacingError
 from mrdtrack.tables import write_tsv
 

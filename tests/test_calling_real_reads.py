@@ -17,8 +17,7 @@ import pysam
 import pytest
 
 from conftest import ctdnatools_panel
-from mrdtrack.calling.background import build_background
-from mrdtrack.calling.caller import CALL_COLUMNS, CallSettings, call_cohort
+from mrdtrack.calling import CALL_COLUMNS, CallSettings, build_background, call_cohort
 from mrdtrack.counting.molecules import CountSettings
 from mrdtrack.counting.sample import count_sample
 

@@ -9,8 +9,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from mrdtrack.calling.background import BackgroundSettings
-from mrdtrack.calling.caller import CallSettings
+from mrdtrack.calling import BackgroundSettings, CallSettings
 from mrdtrack.counting.molecules import CountSettings
 from mrdtrack.inputs.panel import PanelSettings
 from mrdtrack.inputs.sheets import load_schema

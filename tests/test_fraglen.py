@@ -8,25 +8,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mrdtrack.calling.background import build_background
-from mrdtrack.calling.caller import call_cohort
-from mrdtrack.calling.fraglen import (
-    MAX_LENGTH,
+from mrdtrack.calling import (
+    CallSettings,
     LengthClasses,
-    build_length_model,
-    histogram,
-    parse_lengths,
-)
-from mrdtrack.calling.likelihood import (
     LikelihoodTerms,
-    log_likelihood,
-    lr_statistic_rows,
-    mle,
-    profile_ci,
+    build_background,
+    build_length_model,
+    call_cohort,
+    lod95,
+    null_distribution,
+    seeded_rng,
 )
-from mrdtrack.calling.lod import lod95
-from mrdtrack.calling.null import null_distribution, seeded_rng
-from mrdtrack.calling.settings import CallSettings
+from mrdtrack.calling.fraglen import MAX_LENGTH, histogram, parse_lengths
+from mrdtrack.calling.likelihood import log_likelihood, lr_statistic_rows, mle, profile_ci
 from mrdtrack.simulation import cfdna as simulate
 from mrdtrack.tables import read_tables, write_tsv
 

@@ -17,9 +17,15 @@ import pytest
 from scipy import stats
 
 from conftest import REPO
+from mrdtrack.calling import (
+    CallSettings,
+    LikelihoodTerms,
+    null_scores_needed,
+    seeded_rng,
+    threshold_from_null,
+)
 from mrdtrack.calling.caller import decide_status
 from mrdtrack.calling.likelihood import (
-    LikelihoodTerms,
     Observed,
     Tables,
     dispersion,
@@ -28,9 +34,8 @@ from mrdtrack.calling.likelihood import (
     lr_statistics,
     root_in_bracket,
 )
-from mrdtrack.calling.null import calibrate_threshold, seeded_rng, threshold_from_null
+from mrdtrack.calling.null import calibrate_threshold
 from mrdtrack.calling.score import Fragments, evidence, score_loci
-from mrdtrack.calling.settings import CallSettings
 from mrdtrack.simulation.cfdna import spread_weights
 
 SETTINGS = CallSettings(null_draws=2000, lod_draws=400, fragment_lengths=False)
@@ -142,6 +147,19 @@ def test_the_null_sets_the_threshold_only_when_it_can_resolve_the_target_rate(ca
     assert source == "empirical" and threshold == calibrate_threshold(many, 0.01) < 0.01
     # 10 / FPR is a setting: asking for 5 expected positives lets 500 scores calibrate.
     assert threshold_from_null(few, CallSettings(empirical_min_expected=5))[1] == "empirical"
+
+
+@pytest.mark.parametrize(
+    ("rate", "min_expected"), [(0.01, 10), (0.05, 10), (0.009, 0.9), (0.03, 0.9), (0.07, 7)]
+)
+def test_the_null_scores_the_report_says_are_needed_are_exactly_those_that_calibrate(rate, min_expected):
+    # The report quotes null_scores_needed beside the threshold; the calls go empirical by the same rule, also
+    # where rate x n falls a rounding error short of the expected count (0.009 x 100 < 0.9 in floating point).
+    settings = CallSettings(false_positive_rate=rate, empirical_min_expected=min_expected)
+    needed = null_scores_needed(rate, min_expected)
+    assert threshold_from_null(np.full(needed - 1, 0.5), settings)[1] == "nominal"
+    assert threshold_from_null(np.full(needed, 0.5), settings)[1] == "empirical"
+    assert null_scores_needed(0.01, 10) == 1000
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -24,8 +24,7 @@ import plotly.offline
 import pytest
 
 from conftest import REPO
-from mrdtrack.calling.background import BackgroundSettings
-from mrdtrack.calling.caller import CallSettings
+from mrdtrack.calling import BackgroundSettings, CallSettings
 from mrdtrack.counting.molecules import CountSettings
 from mrdtrack.logs import UserFacingError
 from mrdtrack.outcomes.clinical import ClinicalSettings

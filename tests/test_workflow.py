@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from conftest import TEST_DATA, prepare_workdir, run_snakemake
-from mrdtrack.calling.caller import CallSettings, call_cohort
+from mrdtrack.calling import CallSettings, call_cohort
 from mrdtrack.counting.sample import COUNT_COLUMNS
 from mrdtrack.tables import read_table, read_tables, write_tsv
 

@@ -53,7 +53,14 @@ PRIOR_MOLECULES_BOUNDS = (1.0, 1e10)
 
 @dataclass(frozen=True)
 class BackgroundSettings(StepSettings):
-    """Settings of the `background:` config section (config/README.md documents each)."""
+    """Settings of the `background:` config section (config/README.md documents each).
+
+    Attributes
+    ----------
+    include_normals, min_prior_alt, noisy_max_p, exclude_chip_genes, ... : see each field
+        One attribute per key of the section, with its default; the comment beside each field says what it
+        sets. Build from a config section with `BackgroundSettings.from_config(section)`.
+    """
 
     SECTION: ClassVar[str] = "background"
 
@@ -560,6 +567,18 @@ def _is_true(values: pd.Series) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------------
 @dataclass
 class BackgroundModel:
+    """The cohort background error model, as the background step writes it.
+
+    Attributes
+    ----------
+    context_rates : pandas.DataFrame
+        Error rate per substitution class and context (`context_rates` contract).
+    locus_rates : pandas.DataFrame
+        Error rate per panel locus, shrunk toward its context (`locus_rates` contract).
+    excluded : pandas.DataFrame
+        Loci excluded for everyone (patient_id "") or for one patient, with the reason (`excluded` contract).
+    """
+
     context_rates: pd.DataFrame  # CONTEXT_COLUMNS
     locus_rates: pd.DataFrame  # LOCUS_COLUMNS
     excluded: pd.DataFrame  # EXCLUDED_COLUMNS
@@ -573,8 +592,23 @@ def build_background(
 ) -> BackgroundModel:
     """Fit context and locus error rates from the cohort's background observations; list excluded loci.
 
-    SNVs and indels are fitted apart, each kind on its own loci. `panel` (results/panel/loci.tsv) is needed
-    only with `exclude_chip_genes`.
+    SNVs and indels are fitted apart, each kind on its own loci.
+
+    Parameters
+    ----------
+    counts : pandas.DataFrame
+        Every sample's count table (`counts` contract), concatenated.
+    samples : pandas.DataFrame
+        The sample sheet (`samples` contract).
+    settings : BackgroundSettings, optional
+        The `background:` section; defaults when None.
+    panel : pandas.DataFrame, optional
+        Every patient's panel loci (results/panel/loci.tsv); needed only with `exclude_chip_genes`.
+
+    Returns
+    -------
+    BackgroundModel
+        The context rates, locus rates and excluded loci.
     """
     settings = settings or BackgroundSettings()
     observations = background_observations(counts, samples, settings.include_normals)

@@ -138,7 +138,17 @@ def decisive_p_values(nulls: pd.DataFrame) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Threshold:
-    """The p-value cut every call uses, where it came from, and how many null scores it rests on."""
+    """The p-value cut every call uses, where it came from, and how many null scores it rests on.
+
+    Attributes
+    ----------
+    value : float
+        A call is positive when its p-value is at most this (given the support a positive needs).
+    source : str
+        "empirical" (calibrated on the null scores) or "nominal" (the target rate itself).
+    n_null_scores : int
+        The calibrating null scores.
+    """
 
     value: float
     source: str  # "empirical" or "nominal"
@@ -147,8 +157,20 @@ class Threshold:
 
 @dataclass
 class Calibration:
-    """What the cohort step gives every sample's own call: the null scores, the threshold and the fragment-length
-    model's state (None when lengths do not weigh in)."""
+    """What the cohort step gives every sample's own call.
+
+    Attributes
+    ----------
+    null_scores : pandas.DataFrame
+        Every plasma and control sample scored at other patients' panels (the `null_scores` table contract).
+    threshold : Threshold
+        The p-value cut they allow.
+    length_state : pandas.DataFrame or None
+        The fragment-length model's state (`length_state` contract); None when lengths do not weigh in.
+    length_model : pandas.DataFrame
+        The length model's summary (`length_model` contract); empty when lengths do not weigh in or the
+        calibration was read back from files.
+    """
 
     null_scores: pd.DataFrame
     threshold: Threshold
@@ -169,10 +191,32 @@ def calibrate(
 ) -> Calibration:
     """The cohort step of calling: fragment-length model, null scores and the threshold they allow.
 
-    `fragment_lengths` (sample_id, allele, length, molecules: the counting step's histograms) is needed when
-    `settings.fragment_lengths` is on. `fragments` (sample_id + counting.FRAGMENT_COLUMNS) are the fragments
-    that cover several loci; without them every molecule counts at its locus alone. `workers` processes share
-    the scoring; the results do not depend on it."""
+    Parameters
+    ----------
+    counts : pandas.DataFrame
+        Every sample's count table (`counts` contract), concatenated.
+    samples : pandas.DataFrame
+        The sample sheet (`samples` contract).
+    panel : pandas.DataFrame
+        Every patient's panel loci (`panel_loci` contract).
+    locus_rates, excluded : pandas.DataFrame
+        The background model's locus rates and excluded loci (`build_background`).
+    settings : CallSettings, optional
+        The `calling:` section; defaults when None.
+    fragment_lengths : pandas.DataFrame, optional
+        The counting step's length histograms (sample_id, allele, length, molecules); needed when
+        `settings.fragment_lengths` is on.
+    workers : int
+        Processes that share the scoring; the results do not depend on it.
+    fragments : pandas.DataFrame, optional
+        The fragments that cover several loci (sample_id + the `fragments` contract); without them every
+        molecule counts at its locus alone.
+
+    Returns
+    -------
+    Calibration
+        The null scores, the threshold and the fragment-length model's state and summary.
+    """
     settings = settings or CallSettings()
     cohort = build_cohort(counts, samples, cohort_loci(panel, locus_rates, excluded), fragments)
     if settings.fragment_lengths:
@@ -195,8 +239,16 @@ def calibrate(
 
 
 def write_calibration(calibration: Calibration, null_scores: str, threshold: str, length_state: str) -> None:
-    """The cohort step's outputs: null_scores.tsv, threshold.json and the length model's state (header only
-    when lengths do not weigh in)."""
+    """Write the cohort step's outputs, which `read_calibration` reads back.
+
+    Parameters
+    ----------
+    calibration : Calibration
+        What `calibrate` returned.
+    null_scores, threshold, length_state : str
+        Paths of null_scores.tsv, threshold.json and the length model's state (header only when lengths do
+        not weigh in).
+    """
     write_tsv(calibration.null_scores, null_scores)
     write_json(dataclasses.asdict(calibration.threshold), threshold)
     state = calibration.length_state
@@ -204,6 +256,18 @@ def write_calibration(calibration: Calibration, null_scores: str, threshold: str
 
 
 def read_calibration(null_scores: str, threshold: str, length_state: str) -> Calibration:
+    """The cohort step's outputs as `write_calibration` wrote them.
+
+    Parameters
+    ----------
+    null_scores, threshold, length_state : str
+        Paths of null_scores.tsv, threshold.json and the length model's state.
+
+    Returns
+    -------
+    Calibration
+        What a sample's own call needs (the length model's summary is left empty: no call reads it).
+    """
     nulls = read_table("null_scores", null_scores)
     with open(threshold, encoding="utf-8") as handle:
         cut = Threshold(**json.load(handle))

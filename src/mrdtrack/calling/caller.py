@@ -100,11 +100,27 @@ def _lacking_support(fragments: int | None, loci: int | None, settings: CallSett
 
 @dataclass
 class CallResult:
+    """The workflow's calling outputs, from `call_cohort` in one process.
+
+    Attributes
+    ----------
+    calls : pandas.DataFrame
+        calls.tsv: one row per plasma sample (`CALL_COLUMNS`).
+    loci : pandas.DataFrame
+        loci.tsv: every plasma sample's panel loci, used or not and why.
+    null_scores : pandas.DataFrame
+        The cohort step's null scores.
+    threshold : float
+        The p-value cut every call used.
+    length_model : pandas.DataFrame
+        The fragment-length model's summary; empty when lengths do not weigh in.
+    """
+
     calls: pd.DataFrame
     loci: pd.DataFrame
     null_scores: pd.DataFrame
     threshold: float
-    length_model: pd.DataFrame  # fraglen.LengthModel.summary(); empty when lengths do not weigh in
+    length_model: pd.DataFrame
 
 
 def call_sample(
@@ -237,7 +253,21 @@ def _flags(
 @dataclass
 class SampleCaller:
     """Calls plasma samples one at a time from their own tables and the cohort step's `calibration`: what a
-    workflow call job holds. The cohort's loci are laid out once for all the samples it calls."""
+    workflow call job holds. The cohort's loci are laid out once for all the samples it calls.
+
+    Parameters
+    ----------
+    samples : pandas.DataFrame
+        The sample sheet (`samples` contract).
+    panel : pandas.DataFrame
+        Every patient's panel loci (`panel_loci` contract).
+    locus_rates, excluded : pandas.DataFrame
+        The background model's locus rates and excluded loci, as the cohort step used them.
+    calibration : Calibration
+        The cohort step's null scores, threshold and length model state (`calibrate`, `read_calibration`).
+    settings : CallSettings
+        The `calling:` settings the cohort step used.
+    """
 
     samples: pd.DataFrame
     panel: pd.DataFrame
@@ -256,8 +286,24 @@ class SampleCaller:
         fragment_lengths: pd.DataFrame | None = None,
         fragments: pd.DataFrame | None = None,
     ) -> tuple[dict[str, Any], pd.DataFrame]:
-        """The sample's calls.tsv row and loci.tsv rows. Only the sample's rows of `counts`, `fragment_lengths`
-        and `fragments` are read, so each may hold that sample alone."""
+        """One plasma sample's call at its own patient's panel.
+
+        Parameters
+        ----------
+        sample_id : str
+            A plasma sample of `samples`.
+        counts : pandas.DataFrame
+            Count table rows (`counts` contract); only the sample's are read, so it may hold that sample alone.
+        fragment_lengths : pandas.DataFrame, optional
+            Length histogram rows, likewise; needed when `settings.fragment_lengths` is on.
+        fragments : pandas.DataFrame, optional
+            Rows of the fragments that cover several loci, likewise.
+
+        Returns
+        -------
+        tuple of (dict, pandas.DataFrame)
+            The sample's calls.tsv row (column -> value) and its loci.tsv rows, as `gather_calls` takes them.
+        """
         samples, calibration, settings = self.samples, self.calibration, self.settings
         cohort = build_cohort(
             _rows_of(counts, sample_id), samples[samples["sample_id"] == sample_id], self._layout,
@@ -282,7 +328,18 @@ def _rows_of(table: pd.DataFrame, sample_id: str) -> pd.DataFrame:
 
 
 def gather_calls(results: list[tuple[dict[str, Any], pd.DataFrame]]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """calls.tsv and loci.tsv from the per-sample calls, in the contract's order."""
+    """calls.tsv and loci.tsv from the per-sample calls, in the contract's order.
+
+    Parameters
+    ----------
+    results : list of (dict, pandas.DataFrame)
+        Each sample's call row and loci rows (`SampleCaller.call`, `read_call_rows`), in any order.
+
+    Returns
+    -------
+    tuple of (pandas.DataFrame, pandas.DataFrame)
+        calls.tsv (sorted by patient, collection date and sample) and loci.tsv (in the same sample order).
+    """
     calls = pd.DataFrame([call for call, _ in results], columns=CALL_COLUMNS)
     calls = calls.sort_values(["patient_id", "collection_date", "sample_id"], kind="stable")
     order = {sample_id: i for i, sample_id in enumerate(calls["sample_id"])}
@@ -304,7 +361,18 @@ def call_cohort(
     fragments: pd.DataFrame | None = None,
 ) -> CallResult:
     """`calibrate`, then `SampleCaller.call` for every plasma sample: the workflow's calling steps in one
-    process (tests, benchmarks). The results are those of the workflow's jobs, whatever their layout."""
+    process (tests, benchmarks). The results are those of the workflow's jobs, whatever their layout.
+
+    Parameters
+    ----------
+    counts, samples, panel, locus_rates, excluded, settings, fragment_lengths, workers, fragments
+        As `calibrate` takes them; `workers` processes also share the per-sample calls.
+
+    Returns
+    -------
+    CallResult
+        calls.tsv, loci.tsv, the null scores, the threshold and the length model's summary.
+    """
     settings = settings or CallSettings()
     calibration = calibrate(
         counts, samples, panel, locus_rates, excluded, settings,
@@ -313,10 +381,14 @@ def call_cohort(
     plasma = list(samples.loc[samples["sample_type"] == "plasma", "sample_id"])
     inputs = _SampleInputs(counts, fragment_lengths, fragments)
     caller = SampleCaller(samples, panel, locus_rates, excluded, calibration, settings)
-    results = in_parallel(_call_one, plasma, (inputs, caller), workers)
-    calls, loci = gather_calls(results)
-    threshold = calibration.threshold.value
-    return CallResult(calls, loci, calibration.null_scores, threshold, calibration.length_model)
+    calls, loci = gather_calls(in_parallel(_call_one, plasma, (inputs, caller), workers))
+    return CallResult(
+        calls=calls,
+        loci=loci,
+        null_scores=calibration.null_scores,
+        threshold=calibration.threshold.value,
+        length_model=calibration.length_model,
+    )
 
 
 @dataclass
@@ -360,7 +432,18 @@ def summarize(calls: pd.DataFrame) -> str:
 
 
 def read_call_rows(paths: list[str]) -> list[tuple[dict[str, Any], pd.DataFrame]]:
-    """The per-sample call jobs' outputs ({sample}.call.tsv, {sample}.loci.tsv pairs) for `gather_calls`."""
+    """The per-sample call jobs' outputs, for `gather_calls`.
+
+    Parameters
+    ----------
+    paths : list of str
+        {sample}.call.tsv, {sample}.loci.tsv, {sample}.call.tsv, ... (pairs, call first).
+
+    Returns
+    -------
+    list of (dict, pandas.DataFrame)
+        Each sample's call row and loci rows.
+    """
     results = []
     for call_path, loci_path in zip(paths[::2], paths[1::2], strict=True):
         call = read_table("calls", call_path).fillna({"collection_date": ""}).iloc[0].to_dict()

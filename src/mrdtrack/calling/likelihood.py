@@ -38,13 +38,29 @@ MAX_PATTERN_LOCI = 10
 
 @dataclass(frozen=True)
 class LikelihoodTerms:
-    """Where a sample's fragments fall at a set of loci, whatever their alleles.
+    """The terms of a sample's likelihood at a set of loci that do not depend on its alleles: where its fragments
+    fall, and how likely each ALT pattern is with and without tumor origin.
 
     Columns 0..L-1 are the L loci's one-locus fragments, the next ones the groups of loci covered together.
     Kinds 0..L-1 are an ALT on a one-locus fragment, the next ones the ALT patterns of a group's fragments
-    (ALT at some of its loci, REF at the others). `alpha` is a kind's probability if the fragment is not from
-    the tumor, `slope` its probability if it is, minus `alpha`. `hit_kind` and `hit_locus` list the loci
-    where each kind shows an ALT."""
+    (ALT at some of its loci, REF at the others). Build with `of_loci` or `of_fragments`.
+
+    Attributes
+    ----------
+    size : numpy.ndarray
+        Fragments per column.
+    g, d : numpy.ndarray
+        Per column: 1 - P(all REF | not tumor), and P(all REF | not tumor) - P(all REF | tumor).
+    kind_column : numpy.ndarray
+        Each kind's column.
+    alpha, slope : numpy.ndarray
+        Each kind's probability if the fragment is not from the tumor, and its probability if it is minus
+        `alpha`.
+    hit_kind, hit_locus : numpy.ndarray
+        The loci where each kind shows an ALT (pairs, sorted by kind).
+    groups : tuple of tuple of int
+        The loci of each group column.
+    """
 
     size: np.ndarray  # fragments per column
     g: np.ndarray  # per column: 1 - P(all REF | not tumor)
@@ -58,7 +74,21 @@ class LikelihoodTerms:
 
     @classmethod
     def of_loci(cls, n: np.ndarray, e: np.ndarray, w: np.ndarray) -> LikelihoodTerms:
-        """One-locus fragments only: n_i of them at locus i (the binomial model)."""
+        """One-locus fragments only: n_i of them at locus i (the binomial model).
+
+        Parameters
+        ----------
+        n : numpy.ndarray
+            Informative molecules per locus.
+        e : numpy.ndarray
+            Background rate per locus.
+        w : numpy.ndarray
+            Variant weight per locus (cancer-cell fraction x multiplicity).
+
+        Returns
+        -------
+        LikelihoodTerms
+        """
         return cls.of_fragments(n, e, w, [], [])
 
     @classmethod
@@ -70,7 +100,23 @@ class LikelihoodTerms:
         groups: Sequence[tuple[int, ...]],
         group_size: Sequence[int],
     ) -> LikelihoodTerms:
-        """`n` one-locus fragments per locus and `group_size` fragments covering each group of loci."""
+        """One-locus fragments and fragments that cover several loci together.
+
+        Parameters
+        ----------
+        n : numpy.ndarray
+            One-locus fragments per locus.
+        e, w : numpy.ndarray
+            Background rate and variant weight per locus.
+        groups : sequence of tuple of int
+            Sets of loci (indices into `n`) covered together by some fragments.
+        group_size : sequence of int
+            Fragments covering each group.
+
+        Returns
+        -------
+        LikelihoodTerms
+        """
         e, w = np.asarray(e, dtype=float), np.asarray(w, dtype=float)
         c = tumor_share(e, w)
         loci = np.arange(len(e))

@@ -68,10 +68,29 @@ def lod95(
     rng: np.random.Generator,
     classes: LengthClasses | None = None,
 ) -> float:
-    """Smallest tumor fraction detected (called positive) with probability `lod_power`; NaN if even f = 1
-    fails.
+    """Smallest tumor fraction detected (called positive) with probability `lod_power`.
 
     Bisection on log f over [1e-8, 1] to 0.5% relative precision (well within the Monte Carlo error).
+
+    Parameters
+    ----------
+    terms : LikelihoodTerms
+        Where the sample's fragments fall at its used loci.
+    threshold : float
+        The p-value cut of the calls.
+    null : NullDistribution
+        The sample's null distribution (the p-values of the simulated tables come from it).
+    settings : CallSettings
+        `lod_draws`, `lod_power` and the support rule (`min_mutant_fragments`, `min_mutant_loci`) are used.
+    rng : numpy.random.Generator
+        The draws' generator (`seeded_rng`).
+    classes : LengthClasses, optional
+        The sample's fragment-length classes, when lengths weigh in.
+
+    Returns
+    -------
+    float
+        The LOD95 as a tumor fraction; NaN when even f = 1 is not detected (or there are no molecules).
     """
     if not len(terms.size) or terms.size.sum() == 0:
         return float("nan")

@@ -10,6 +10,7 @@ when there are enough to resolve the target false-positive rate (`threshold_from
 from __future__ import annotations
 
 import logging
+import math
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,19 +26,54 @@ log = logging.getLogger(__name__)
 
 
 def seeded_rng(seed: int, *keys: str) -> np.random.Generator:
-    """A generator fixed by the base seed and the keys (sample, panel): reruns give identical draws."""
+    """A generator fixed by the base seed and the keys: reruns, and any spread over processes, draw the same.
+
+    Parameters
+    ----------
+    seed : int
+        The base seed (`calling.seed`).
+    *keys : str
+        What the draws are for (sample, panel, "lod", ...).
+
+    Returns
+    -------
+    numpy.random.Generator
+        A generator of its own for these keys.
+    """
     return np.random.default_rng([seed, zlib.crc32("\x1f".join(keys).encode())])
 
 
 @dataclass
 class NullDistribution:
-    """How a statistic becomes a p-value: chi-bar asymptotics or the sorted Monte Carlo null statistics."""
+    """How a statistic becomes a p-value: chi-bar asymptotics or the sorted Monte Carlo null statistics.
+
+    Attributes
+    ----------
+    method : str
+        "asymptotic", "monte_carlo", or "none" (not computed: the statistic was 0, p = 1).
+    statistics : numpy.ndarray
+        The sorted null statistics (Monte Carlo only).
+    min_exceedances : int
+        Fewer draws beyond a statistic than this, and the chi-bar tail may refine its p-value.
+    """
 
     method: str  # "asymptotic", "monte_carlo", or "none" (not computed: the statistic was 0, p = 1)
     statistics: np.ndarray = field(default_factory=lambda: np.zeros(0))  # sorted, Monte Carlo only
     min_exceedances: int = 10
 
     def p_value(self, statistic: Any) -> Any:
+        """The p-value of a statistic, or of each of an array of them.
+
+        Parameters
+        ----------
+        statistic : float or numpy.ndarray
+            Likelihood-ratio statistics.
+
+        Returns
+        -------
+        float or numpy.ndarray
+            Their p-values (1 for a statistic of 0).
+        """
         statistic = np.asarray(statistic, dtype=float)
         if self.method == "none" and (statistic > 0).any():
             raise ValueError("no null distribution was computed for a positive statistic")
@@ -61,7 +97,25 @@ def null_distribution(
     rng: np.random.Generator,
     classes: LengthClasses | None = None,
 ) -> NullDistribution:
-    """The null of the LRT for these likelihood terms: exact (Monte Carlo) when few background ALTs are expected."""
+    """The null distribution of the likelihood-ratio statistic for these terms: exact (Monte Carlo) when few
+    background ALTs are expected, or as `settings.p_value_method` says.
+
+    Parameters
+    ----------
+    terms : LikelihoodTerms
+        Where the sample's fragments fall at its loci.
+    settings : CallSettings
+        `p_value_method`, `monte_carlo_max_expected`, `null_draws` and `min_exceedances` are used.
+    rng : numpy.random.Generator
+        The draws' generator (`seeded_rng`).
+    classes : LengthClasses, optional
+        The sample's fragment-length classes, when lengths weigh in.
+
+    Returns
+    -------
+    NullDistribution
+        What turns the sample's statistic into a p-value.
+    """
     method = settings.p_value_method
     if method == "auto":
         expected = terms.expected_background()
@@ -238,20 +292,60 @@ def calibrate_threshold(null_p: np.ndarray, rate: float) -> float:
     return float(p[0] / 2)
 
 
-def threshold_from_null(null_p: np.ndarray, settings: CallSettings) -> tuple[float, str]:
-    """(threshold, "empirical" or "nominal").
+def null_scores_needed(false_positive_rate: float, empirical_min_expected: float) -> int:
+    """The fewest null scores that set an empirical threshold: enough to show `empirical_min_expected` false
+    positives at the target rate.
 
-    The null scores set the threshold only when there are enough of them to resolve the target rate: at a
-    1% rate, 100 scores can show one false positive, which says next to nothing about the rate; 1,000 can show
-    ten (`empirical_min_expected`). Fewer, and the threshold is the nominal rate itself, as the p-values are
-    exact or asymptotic tests of their own.
+    At a 1% rate, 100 scores can show one false positive, which says next to nothing about the rate; 1,000 can
+    show ten. The report quotes this number beside the threshold the calls used.
+
+    Parameters
+    ----------
+    false_positive_rate : float
+        The target rate of positive calls among null scores (`calling.false_positive_rate`, > 0).
+    empirical_min_expected : float
+        The false positives the null scores must be able to show (`calling.empirical_min_expected`).
+
+    Returns
+    -------
+    int
+        The smallest n with n x rate >= `empirical_min_expected`, computed as the call computes it.
+    """
+    needed = max(math.ceil(empirical_min_expected / false_positive_rate - 1e-9), 0)
+    # The quotient rounds on its own: settle on the count the product rule itself first accepts.
+    while needed * false_positive_rate < empirical_min_expected:
+        needed += 1
+    while needed > 0 and (needed - 1) * false_positive_rate >= empirical_min_expected:
+        needed -= 1
+    return needed
+
+
+def threshold_from_null(null_p: np.ndarray, settings: CallSettings) -> tuple[float, str]:
+    """The p-value cut of every call and where it came from.
+
+    The null scores set the threshold only when there are enough of them to resolve the target rate
+    (`null_scores_needed`). Fewer, and the threshold is the nominal rate itself, as the p-values are exact or
+    asymptotic tests of their own.
+
+    Parameters
+    ----------
+    null_p : numpy.ndarray
+        The calibrating null scores' p-values (1 for a score without the support a positive needs).
+    settings : CallSettings
+        `false_positive_rate` and `empirical_min_expected` are used.
+
+    Returns
+    -------
+    tuple of (float, str)
+        The threshold (positive: p <= threshold) and "empirical" or "nominal".
     """
     rate = settings.false_positive_rate
-    if len(null_p) * rate >= settings.empirical_min_expected:
+    needed = null_scores_needed(rate, settings.empirical_min_expected)
+    if len(null_p) >= needed:
         return calibrate_threshold(null_p, rate), "empirical"
     log.warning(
-        "only %d null scores: too few to resolve a false-positive rate of %g (%g needed for %g expected "
+        "only %d null scores: too few to resolve a false-positive rate of %g (%d needed for %g expected "
         "positives); the threshold is the nominal p <= %g",
-        len(null_p), rate, np.ceil(settings.empirical_min_expected / rate), settings.empirical_min_expected, rate,
+        len(null_p), rate, needed, settings.empirical_min_expected, rate,
     )  # fmt: skip
     return float(rate), "nominal"
