@@ -9,15 +9,13 @@ import pandas as pd
 import pytest
 
 from mrdtrack.calling import BackgroundSettings, build_background
-from mrdtrack.calling.background import (
+from mrdtrack.calling.background import background_observations, fit_prior_molecules, shrink
+from mrdtrack.calling.locus_classes import (
     all_context_classes,
     all_indel_classes,
-    background_observations,
-    fit_prior_molecules,
     indel_class,
     pyrimidine_class,
     reverse_complement,
-    shrink,
 )
 from mrdtrack.logs import UserFacingError
 

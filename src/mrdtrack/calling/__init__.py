@@ -4,8 +4,9 @@ lengths, the fragment likelihood and the per-sample MRD call with its calibratio
 Import the entry points from here (`from mrdtrack.calling import calibrate, SampleCaller`); the modules behind
 them are laid out by level and may move:
 
-- `settings`: the `calling:` config section (`CallSettings`);
-- `background`: the cohort background error model (`build_background`);
+- `settings`: the `background:` and `calling:` config sections (`BackgroundSettings`, `CallSettings`);
+- `background`: the cohort background error model (`build_background`), over the error classes of
+  `locus_classes`;
 - `fraglen`: fragment-length evidence (`LengthModel`);
 - `likelihood`: the likelihood of a tumor fraction over DNA fragments (`LikelihoodTerms`);
 - `null` and `lod`: the statistic's null distribution, the threshold rule and the LOD95;

@@ -1,4 +1,5 @@
-"""The `calling:` config section: the one home of every calling default (config/README.md documents each)."""
+"""The calling stage's config sections, `background:` and `calling:`: the one home of their defaults
+(config/README.md documents each key)."""
 
 from __future__ import annotations
 
@@ -50,3 +51,31 @@ class CallSettings(StepSettings):
     # Other patients' panels each sample is scored against (None: all); workflow/rules/common.smk sizes the
     # calibrate job from it.
     max_null_panels: int | None = 10
+
+
+@dataclass(frozen=True)
+class BackgroundSettings(StepSettings):
+    """Settings of the `background:` config section (config/README.md documents each).
+
+    Attributes
+    ----------
+    include_normals, min_prior_alt, noisy_max_p, exclude_chip_genes, ... : see each field
+        One attribute per key of the section, with its default; the comment beside each field says what it
+        sets. Build from a config section with `BackgroundSettings.from_config(section)`.
+    """
+
+    SECTION: ClassVar[str] = "background"
+
+    include_normals: bool = True  # use normals at other patients' loci as background
+    min_prior_alt: float = 1.0  # a locus prior carries at least this many expected ALT molecules
+    min_loci_dispersion: int = 20  # fewer loci in a group: use the cohort-wide locus overdispersion
+    min_contexts_dispersion: int = 4  # fewer contexts with data in a group: cohort-wide value
+    noisy_max_p: float = 1e-6  # binomial tail of the locus ALT count vs its context rate
+    noisy_min_fold: float = 5.0  # ... and raw locus rate at least this many times the context rate
+    max_alt_sample_share: float = 0.25  # ALT seen in more than this share of background samples ...
+    min_samples_share: int = 8  # ... when the locus has at least this many background samples
+    normal_min_alt: int = 2  # matched normal: at least this many ALT molecules ...
+    normal_min_vaf: float = 0.002  # ... and at least this VAF ...
+    normal_max_p: float = 1e-3  # ... and binomial tail vs the locus background below this
+    germline_min_vaf: float = 0.2  # normal VAF from which the reason says germline rather than CHIP
+    exclude_chip_genes: bool = False  # exclude the panel's chip_suspect loci for everyone (else: flag only)
