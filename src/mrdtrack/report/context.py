@@ -1,5 +1,5 @@
 """Reading a run's results into one `Context`: every table (empty when missing, with the reason), the settings
-and the patient / sample frames every panel derives from.
+and the patient / sample frames every section derives from.
 
 The producers' tables are read by column name, and a missing or unreadable one becomes an empty table and a
 recorded problem, because a report that crashes on a cohort with no events tells the investigator nothing.
@@ -40,7 +40,7 @@ TABLE_NAMES = (
 
 @dataclass
 class ReportInputs:
-    """Paths of the tables the report reads; any may be missing (the panel then says so)."""
+    """Paths of the tables the report reads; any may be missing (the section then says so)."""
 
     calls: PathLike | None = None
     loci: PathLike | None = None
@@ -277,7 +277,7 @@ def survival_notes(summary: Mapping[str, Any]) -> list[str]:
 
 @dataclass
 class Context:
-    """What every panel builder sees: the tables, the settings and the derived patient / sample frames."""
+    """What every section builder sees: the tables, the settings and the derived patient / sample frames."""
 
     tables: Tables
     settings: ReportSettings

@@ -1,4 +1,4 @@
-"""What a panel builder hands to the page: a figure (or why there is none), its caption, tables and downloads.
+"""What a section builder hands to the page: a figure (or why there is none), its caption, tables and downloads.
 
 Builders return data, never HTML: the templates (autoescaped) turn it into markup, so no text from an input table
 can reach the page unescaped.
@@ -42,7 +42,7 @@ Block = Table | Note
 
 
 @dataclass
-class Panel:
+class Section:
     """One figure (or, when it cannot be drawn, a message saying why) with its caption and data downloads."""
 
     key: str
