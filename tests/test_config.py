@@ -11,8 +11,8 @@ import yaml
 from conftest import REPO
 from mrdtrack.calling.background import BackgroundSettings
 from mrdtrack.calling.caller import CallSettings
-from mrdtrack.counting.molecules import CountSettings
-from mrdtrack.inputs.panel import PanelSettings
+from mrdtrack.counting import CountSettings
+from mrdtrack.inputs import PanelSettings
 from mrdtrack.inputs.sheets import load_schema
 from mrdtrack.logs import UserFacingError
 from mrdtrack.outcomes.clinical import ClinicalSettings

@@ -26,18 +26,12 @@ import pytest
 from conftest import REPO
 from mrdtrack.calling.background import BackgroundSettings
 from mrdtrack.calling.caller import CallSettings
-from mrdtrack.counting.molecules import CountSettings
+from mrdtrack.counting import CountSettings
 from mrdtrack.logs import UserFacingError
 from mrdtrack.outcomes.clinical import ClinicalSettings
 from mrdtrack.outcomes.survival import SurvivalSettings
-from mrdtrack.report import (
-    Report,
-    ReportInputs,
-    ReportSettings,
-    build_report,
-    context_matrix,
-    write_report,
-)
+from mrdtrack.report import Report, ReportInputs, ReportSettings, build_report, write_report
+from mrdtrack.report.qc import context_matrix
 from mrdtrack.settings import settings_record, write_settings
 from mrdtrack.vocabulary import DAYS_PER_MONTH, SUBSTITUTIONS
 
@@ -597,7 +591,7 @@ def test_context_heatmap_is_6_by_16(cohort: Cohort):
 
 
 def test_endpoint_labels_and_design_lines(report: Report):
-    from mrdtrack.report import endpoint_label
+    from mrdtrack.report.survival import endpoint_label
 
     assert endpoint_label("pfs_12m") == "PFS at 12 months" and endpoint_label("os_3y") == "OS at 3 years"
     assert endpoint_label("restart_clinical_benefit") == "restart clinical benefit"
@@ -956,7 +950,7 @@ def test_rerun_is_byte_identical(cohort: Cohort, tmp_path: Path):
 
 
 def test_tf_floor_defaults_to_a_decade_below_the_data(cohort: Cohort):
-    from mrdtrack.report import Context, load_tables
+    from mrdtrack.report.context import Context, load_tables
 
     ctx = Context.build(load_tables(cohort.inputs), ReportSettings(), {})
     smallest = min(v for v in pd.concat([cohort.calls["tumor_fraction"], cohort.calls["lod95"]]) if v > 0)
@@ -1014,7 +1008,7 @@ def test_not_estimable_cox_models_are_one_row_each_with_short_notes(cohort: Coho
 
 
 def test_sparse_fragment_lengths_are_binned_with_empty_bins_at_zero():
-    from mrdtrack.report import fraglen_bin_width, fraglen_bins
+    from mrdtrack.report.qc import fraglen_bin_width, fraglen_bins
 
     assert (fraglen_bin_width(50_000), fraglen_bin_width(5_000), fraglen_bin_width(68)) == (1, 5, 10)
     bins = fraglen_bins(pd.Series([71, 79, 115, 384]), pd.Series([1.0, 2.0, 1.0, 1.0]), 10)

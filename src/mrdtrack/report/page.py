@@ -73,7 +73,15 @@ class NoteGroup:
 
 @dataclass
 class Report:
-    """The rendered page and the sections it shows (tests and the per-figure files use the sections)."""
+    """The rendered page and the sections it shows (tests and the per-figure files use the sections).
+
+    Parameters
+    ----------
+    html : str
+        The self-contained page.
+    sections : list of Section
+        Every section of the page, in page order.
+    """
 
     html: str
     sections: list[Section]
@@ -85,7 +93,24 @@ def build_report(
     config: Mapping[str, Any] | None = None,
     strict: bool = False,
 ) -> Report:
-    """Read the inputs and render the report; `strict` re-raises a section's error instead of showing it."""
+    """Read the inputs and render the report.
+
+    Parameters
+    ----------
+    inputs : ReportInputs
+        Paths of the run's tables; a missing or unreadable one degrades the sections that need it.
+    settings : ReportSettings
+        The `report:` settings.
+    config : mapping, optional
+        The whole run configuration, shown as a table in the methods.
+    strict : bool
+        Re-raise a section builder's error instead of showing it as "Not drawn" (for tests).
+
+    Returns
+    -------
+    Report
+        The page and its sections.
+    """
     ctx = Context.build(load_tables(inputs), settings, config or {})
     chapters = [
         Chapter(anchor, title, _run_builders(builders, ctx, strict)) for anchor, title, builders in CHAPTERS
@@ -112,7 +137,28 @@ def write_report(
     config: Mapping[str, Any] | None = None,
     strict: bool = False,
 ) -> Report:
-    """Write the report and one HTML (plus any static images) per figure, each atomically."""
+    """Write the report and one HTML (plus any static images) per figure, each atomically.
+
+    Parameters
+    ----------
+    inputs : ReportInputs
+        Paths of the run's tables.
+    html_path : str or os.PathLike
+        Where the page goes.
+    figures_dir : str or os.PathLike
+        The folder of per-figure files (replaced as a whole).
+    settings : ReportSettings
+        The `report:` settings.
+    config : mapping, optional
+        The whole run configuration, shown as a table in the methods.
+    strict : bool
+        Re-raise a section builder's error instead of showing it as "Not drawn".
+
+    Returns
+    -------
+    Report
+        The page and its sections, as written.
+    """
     report = build_report(inputs, settings, config, strict)
     with atomic_path(html_path) as tmp:
         tmp.write_text(report.html, encoding="utf-8")
