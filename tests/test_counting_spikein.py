@@ -23,8 +23,7 @@ import pysam
 import pytest
 
 from mrdtrack.calling import CallSettings, build_background, call_cohort
-from mrdtrack.counting.molecules import CountSettings
-from mrdtrack.counting.sample import count_sample
+from mrdtrack.counting import CountSettings, count_sample
 from mrdtrack.inputs.panel import repeat_unit
 
 CRAM = "hg19.chr1.6Mb.cram"

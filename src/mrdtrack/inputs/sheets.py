@@ -41,7 +41,23 @@ INDEX_CANDIDATES = {
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with the input, located as precisely as possible."""
+    """One thing wrong with the input, located as precisely as possible.
+
+    Parameters
+    ----------
+    file : str
+        The file at fault.
+    message : str
+        What is wrong.
+    fix : str
+        What to do about it.
+    row : int or None
+        The line in the file (the header is line 1).
+    column : str or None
+        The column at fault.
+    severity : str
+        `error` stops the run; anything else is a warning.
+    """
 
     file: str
     message: str
@@ -61,7 +77,13 @@ class Problem:
 
 
 class InputError(UserFacingError):
-    """Raised with every problem found in the inputs."""
+    """Raised with every problem found in the inputs.
+
+    Parameters
+    ----------
+    problems : sequence of Problem
+        Every problem found; the message lists them all.
+    """
 
     def __init__(self, problems: Sequence[Problem]):
         self.problems = list(problems)
@@ -95,7 +117,19 @@ def in_file_order(problems: Iterable[Problem], files: Sequence[str] = ()) -> lis
 
 @dataclass
 class Inputs:
-    """The validated inputs of one run."""
+    """The validated inputs of one run.
+
+    Parameters
+    ----------
+    samples : pandas.DataFrame
+        Every sample sheet's rows, indexed by sample_id, with paths resolved.
+    patients, clinical : pandas.DataFrame
+        The patients and clinical sheets' rows, with paths resolved.
+    reference : str
+        The reference FASTA.
+    warnings : list of Problem
+        Problems that do not stop the run.
+    """
 
     samples: pd.DataFrame
     patients: pd.DataFrame
@@ -262,7 +296,20 @@ def resolve_paths(frame: pd.DataFrame, kind: str, sheet: str) -> pd.DataFrame:
 
 
 def load_samples(sheets: str | Sequence[str]) -> tuple[pd.DataFrame, list[Problem]]:
-    """Read, schema-check and concatenate the sample sheets (one per batch)."""
+    """Read, schema-check and concatenate the sample sheets (one per batch).
+
+    Parameters
+    ----------
+    sheets : str or sequence of str
+        One sample sheet or several.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Their rows, paths resolved, with the `sheet` and `sheet_row` each came from.
+    list of Problem
+        What is wrong in them.
+    """
     paths = [sheets] if isinstance(sheets, str) else list(sheets)
     frames, problems = [], []
     for path in paths:
@@ -283,7 +330,22 @@ def load_samples(sheets: str | Sequence[str]) -> tuple[pd.DataFrame, list[Proble
 
 
 def load_table(path: str, kind: str) -> tuple[pd.DataFrame, list[Problem]]:
-    """Read and schema-check the patients or clinical sheet."""
+    """Read and schema-check the patients or clinical sheet.
+
+    Parameters
+    ----------
+    path : str
+        The sheet.
+    kind : str
+        `patients` or `clinical`: the schema it is checked against.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Its rows, paths resolved, with the `sheet` and `sheet_row` each came from.
+    list of Problem
+        What is wrong in it.
+    """
     frame, problems = read_sheet(path)
     if frame.empty:
         return frame, problems
@@ -564,7 +626,23 @@ def reference_problems(reference: str) -> list[Problem]:
 
 
 def load_inputs(config: dict[str, Any]) -> Inputs:
-    """Read and check every input named in the config; raise InputError listing all problems."""
+    """Read and check every input named in the config, all problems at once.
+
+    Parameters
+    ----------
+    config : dict
+        The run configuration (`samples`, `patients`, `clinical`, `reference`, `survival.covariates`).
+
+    Returns
+    -------
+    Inputs
+        The checked sheets and any warnings.
+
+    Raises
+    ------
+    InputError
+        Listing every problem, when any is an error.
+    """
     samples, problems = load_samples(config["samples"])
     patients, patient_read_problems = load_table(config["patients"], "patients")
     clinical, clinical_read_problems = load_table(config["clinical"], "clinical")
