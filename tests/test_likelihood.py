@@ -35,7 +35,7 @@ from mrdtrack.calling.likelihood import (
     root_in_bracket,
 )
 from mrdtrack.calling.null import calibrate_threshold, seeded_rng, threshold_from_null
-from mrdtrack.simulation.cfdna import spread_weights
+from mrdtrack.simulation import spread_weights
 
 SETTINGS = CallSettings(null_draws=2000, lod_draws=400, fragment_lengths=False)
 
