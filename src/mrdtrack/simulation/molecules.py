@@ -59,6 +59,8 @@ def locus_table(
     chip: Mapping[LocusKey, float],
     settings: SimulationSettings,
 ) -> pd.DataFrame:
+    """The simulated loci (duplicates collapsed, in reference order) with what the layers need of each: tumor
+    weight, CHIP VAF, extra noise rate, contig index, global position, base codes and capture efficiency."""
     table = sort_loci(loci[LOCUS_KEY].drop_duplicates(), reference)
     keys = list(zip(table["chrom"], table["pos"].astype(int), table["ref"], table["alt"], strict=True))
     weight = dict.fromkeys(keys, 0.0)
@@ -87,6 +89,8 @@ def locus_table(
 
 @dataclass
 class Molecules:
+    """Every simulated molecule as parallel arrays (artifact molecules included: `kind` > 0)."""
+
     locus: np.ndarray
     kind: np.ndarray  # 0 real, 1 mapq0 artifact, 2 qcfail artifact
     tumor: np.ndarray
@@ -213,6 +217,8 @@ def _separate_umis(mol: Molecules, settings: SimulationSettings, rng: np.random.
 
 @dataclass
 class Variants:
+    """The bases in which molecules differ from the reference: molecule, global position, new base code."""
+
     mol: np.ndarray
     gpos: np.ndarray
     base: np.ndarray

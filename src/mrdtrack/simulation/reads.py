@@ -30,12 +30,14 @@ ADAPTER = "AGATCGGAAGAGCACACGTCTGAACTCCAGTCAC"
 
 # Illumina binned qualities (NovaSeq RTA3 style) and the error probability each one stands for.
 QUALITY_BINS = (2, 12, 23, 37)
-ERROR_PROB = np.zeros(64, np.float32)
-ERROR_PROB[list(QUALITY_BINS)] = [0.63, 10**-1.2, 10**-2.3, 10**-3.7]
+_ERROR_PROB = np.zeros(64, np.float32)
+_ERROR_PROB[list(QUALITY_BINS)] = [0.63, 10**-1.2, 10**-2.3, 10**-3.7]
 
 
 @dataclass
 class Pairs:
+    """Read pairs, each one PCR copy of a molecule: the molecule, the copy's number, its UMI codes, its name."""
+
     mol: np.ndarray
     copy: np.ndarray
     umi: np.ndarray  # (n_pairs, umi_len) codes
@@ -207,8 +209,8 @@ def _sequencing_errors(seq: np.ndarray, qual: np.ndarray, rng: np.random.Generat
     rate 2e-4) are placed by Poisson thinning instead of one random draw per base, which is 5x faster."""
     flat_qual = qual.reshape(-1)
     low = np.flatnonzero((flat_qual > 0) & (flat_qual < 37))
-    hit_low = low[rng.random(low.size, dtype=np.float32) < ERROR_PROB[flat_qual[low]]]
-    candidates = rng.integers(0, flat_qual.size, rng.poisson(ERROR_PROB[37] * flat_qual.size))
+    hit_low = low[rng.random(low.size, dtype=np.float32) < _ERROR_PROB[flat_qual[low]]]
+    candidates = rng.integers(0, flat_qual.size, rng.poisson(_ERROR_PROB[37] * flat_qual.size))
     hits = np.unique(np.concatenate([hit_low, candidates[flat_qual[candidates] == 37]]))
     row, col = np.divmod(hits, qual.shape[1])
     seq[row, col] = (seq[row, col] + rng.integers(1, 4, hits.size)) % 4

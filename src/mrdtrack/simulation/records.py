@@ -16,7 +16,7 @@ LocusKey = tuple[str, int, str, str]  # chrom, 1-based pos, ref, alt: one SNV of
 # The simulator's name in the headers of the files it writes (##source of panel VCFs, @PG of BAMs).
 SIMULATOR = "mrdtrack.simulation.cfdna"
 
-# SAM flags used here.
+# SAM flag bits (SAM specification, section 1.4).
 PAIRED, PROPER, UNMAPPED, MATE_UNMAPPED = 0x1, 0x2, 0x4, 0x8
 REVERSE, MATE_REVERSE, READ1, READ2 = 0x10, 0x20, 0x40, 0x80
 SECONDARY, QCFAIL, DUPLICATE, SUPPLEMENTARY = 0x100, 0x200, 0x400, 0x800
