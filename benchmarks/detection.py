@@ -65,10 +65,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mrdtrack import simulation as simulate
 from mrdtrack.calling import BackgroundSettings, CallResult, CallSettings, build_background, call_cohort
 from mrdtrack.calling.likelihood import lr_statistic_rows
 from mrdtrack.calling.locus_classes import reverse_complement
-from mrdtrack.simulation import cfdna as simulate
 
 TFS = (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 1e-2)
 COMPLEMENT = str.maketrans("ACGT", "TGCA")

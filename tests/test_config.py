@@ -17,9 +17,7 @@ from mrdtrack.counting import CountSettings
 from mrdtrack.inputs import PanelSettings
 from mrdtrack.inputs.panel import DEFAULT_CHIP_GENES
 from mrdtrack.logs import UserFacingError
-from mrdtrack.outcomes.clinical import ClinicalSettings
-from mrdtrack.outcomes.prediction import PredictionSettings
-from mrdtrack.outcomes.survival import SurvivalSettings
+from mrdtrack.outcomes import ClinicalSettings, PredictionSettings, SurvivalSettings
 from mrdtrack.report import ReportSettings
 from mrdtrack.settings import (
     ConfigError,

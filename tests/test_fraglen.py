@@ -21,13 +21,13 @@ from mrdtrack.calling import (
 )
 from mrdtrack.calling.fraglen import MAX_LENGTH, histogram, parse_lengths
 from mrdtrack.calling.likelihood import log_likelihood, lr_statistic_rows, mle, profile_ci
-from mrdtrack.simulation import cfdna as simulate
+from mrdtrack.simulation import SimulationSettings, fragment_length_pmf
 from mrdtrack.tables import read_tables, write_tsv
 
 FAST = CallSettings(null_draws=2000, lod_draws=400)
-SIM = simulate.SimulationSettings()
-NORMAL_PMF = simulate.fragment_length_pmf(SIM.normal_fragment_mode, SIM)
-TUMOR_PMF = simulate.fragment_length_pmf(SIM.tumor_fragment_mode, SIM, True)
+SIM = SimulationSettings()
+NORMAL_PMF = fragment_length_pmf(SIM.normal_fragment_mode, SIM)
+TUMOR_PMF = fragment_length_pmf(SIM.tumor_fragment_mode, SIM, True)
 
 
 def classes_of(normal: list[float], tumor: list[float]) -> LengthClasses:
@@ -165,7 +165,7 @@ def test_tumor_lengths_are_learned_from_the_other_samples_mutant_molecules():
 def test_a_sample_with_an_unusual_size_profile_gets_its_own_normal_lengths():
     rng = np.random.default_rng(7)
     shifted = SIM.normal_fragment_mode + 15
-    long_library = histogram(draw_lengths(simulate.fragment_length_pmf(shifted, SIM), 20_000, rng))
+    long_library = histogram(draw_lengths(fragment_length_pmf(shifted, SIM), 20_000, rng))
     ref = {"A": ref_histogram(20_000, rng), "B": long_library}
     model = build_length_model(ref, {}, 200, 4)
     assert np.argmax(model.sample_normal("B")) == pytest.approx(shifted, abs=4)

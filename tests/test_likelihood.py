@@ -36,7 +36,7 @@ from mrdtrack.calling.likelihood import (
 )
 from mrdtrack.calling.null import calibrate_threshold
 from mrdtrack.calling.score import Fragments, evidence, score_loci
-from mrdtrack.simulation.cfdna import spread_weights
+from mrdtrack.simulation import spread_weights
 
 SETTINGS = CallSettings(null_draws=2000, lod_draws=400, fragment_lengths=False)
 

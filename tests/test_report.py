@@ -27,8 +27,7 @@ from conftest import REPO
 from mrdtrack.calling import BackgroundSettings, CallSettings
 from mrdtrack.counting import CountSettings
 from mrdtrack.logs import UserFacingError
-from mrdtrack.outcomes.clinical import ClinicalSettings
-from mrdtrack.outcomes.survival import SurvivalSettings
+from mrdtrack.outcomes import ClinicalSettings, SurvivalSettings
 from mrdtrack.report import Report, ReportInputs, ReportSettings, build_report, write_report
 from mrdtrack.report.qc import context_matrix
 from mrdtrack.settings import settings_record, write_settings
