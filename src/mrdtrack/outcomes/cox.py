@@ -73,7 +73,8 @@ class CoxSpec:
 class CoxResult:
     """One fitted (or refused) model: a row per term, model-level figures and a note. `method` is "cox" (the
     ordinary partial likelihood, Efron ties) or "firth" (Firth-penalized, Breslow ties, profile-likelihood
-    intervals; then the log likelihoods and the likelihood-ratio test are the penalized ones)."""
+    intervals; then the log likelihoods and the likelihood-ratio test are the penalized ones).
+    `monotone_likelihood`: a coefficient of the ordinary fit diverges (no finite estimate)."""
 
     terms: pd.DataFrame
     n: int
@@ -92,6 +93,7 @@ class CoxResult:
     score_p: float | None = None
     concordance_se: float | None = None
     method: str = "cox"
+    monotone_likelihood: bool = False
 
     def summary(self) -> dict:
         return {
@@ -200,6 +202,7 @@ def _result(fit: NewtonFit, frame: pd.DataFrame, arrays: CoxArrays, spec: CoxSpe
         note="; ".join(n for n in notes if n),
         loglik_null=fit.loglik_null,
         loglik=fit.loglik,
+        monotone_likelihood=bool(diverged.any()),
         **_wald_and_score_tests(fit, wald=not diverged.any()),
     )
 
