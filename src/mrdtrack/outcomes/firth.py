@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import stats
 
 from mrdtrack.outcomes.cox import (
     TERM_COLUMNS,
@@ -42,7 +42,6 @@ MAX_ITERATIONS = 500
 # a flat penalized likelihood can overshoot far.
 MAX_STEP = 2.5
 MAX_HALVINGS = 30
-FINITE_DIFFERENCE = 1e-5
 ROUNDING = 1e-13
 # Profile limits are searched up to this far from the estimate (log hazard ratio): exp(40) is no limit.
 SEARCH_LIMIT = 40.0
@@ -53,7 +52,7 @@ FIRTH_NOTE = (
 
 
 class PenalizedLikelihood:
-    """l*(beta) of one data set, its gradient, and maximisation with some coefficients held fixed."""
+    """l*(beta) of one data set, its gradient and curvature, and its maximum with some coefficients fixed."""
 
     def __init__(self, data: CoxArrays) -> None:
         self.data = data
@@ -61,59 +60,50 @@ class PenalizedLikelihood:
         self.p = data.x.shape[1]
 
     def evaluate(self, beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        """Penalized log likelihood, penalized score (U + 0.5 tr(I^-1 dI/dbeta_j)) and the information."""
+        """l*, its gradient U + 0.5 tr(I^-1 dI/dbeta_l), and its curvature (minus the Hessian,
+        I - 0.5 [tr(I^-1 d2I/dbeta_l dbeta_m) - tr(I^-1 dI_l I^-1 dI_m)]); the curvature is the information
+        where the exact one is not positive definite (coxphf always uses the information, which converges
+        only linearly: the penalty's own curvature is left out)."""
         value = breslow(self.data, beta, self.sets)
         sign, log_det = np.linalg.slogdet(value.information)
         if sign <= 0:
             return -np.inf, value.score, value.information
         inverse = np.linalg.inv(value.information)
-        correction = 0.5 * np.einsum("km,mkj->j", inverse, value.d_information)
-        return value.loglik + 0.5 * log_det, value.score + correction, value.information
+        scaled = np.einsum("ij,jkl->ikl", inverse, value.d_information)  # I^-1 dI_l
+        score = value.score + 0.5 * np.einsum("jjl->l", scaled)
+        penalty_hessian = 0.5 * (
+            np.einsum("kj,jklm->lm", inverse, value.d2_information) - np.einsum("ijl,jim->lm", scaled, scaled)
+        )
+        curvature = value.information - penalty_hessian
+        curvature = (curvature + curvature.T) / 2
+        if not np.isfinite(curvature).all() or np.linalg.eigvalsh(curvature).min() <= 0:
+            curvature = value.information
+        return value.loglik + 0.5 * log_det, score, curvature
 
-    def maximize(self, start: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, float]:
-        """The maximum of l* over the `free` coefficients from `start` (the others stay fixed): Newton steps on
-        the penalized score, capped at MAX_STEP and halved while l* falls."""
+    def maximize(self, start: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+        """The maximum of l* over the `free` coefficients from `start` (the others stay fixed): Newton steps,
+        capped at MAX_STEP and halved while l* falls. Returns the point, l* and the gradient there."""
         beta = start.astype(float).copy()
-        loglik, score, information = self.evaluate(beta)
+        loglik, score, curvature = self.evaluate(beta)
         for _ in range(MAX_ITERATIONS):
             step = np.zeros(self.p)
             if free.any():
-                curvature = self._curvature(beta, free, information[np.ix_(free, free)])
-                step[free] = np.linalg.solve(curvature, score[free])
+                step[free] = np.linalg.solve(curvature[np.ix_(free, free)], score[free])
             largest = np.abs(step).max(initial=0.0)
             if largest < STEP_TOLERANCE:
                 break
             if largest > MAX_STEP:
                 step *= MAX_STEP / largest
-            beta, loglik, score, information = self._halved_step(beta, step, loglik)
-        return beta, loglik
-
-    def _curvature(self, beta: np.ndarray, free: np.ndarray, information: np.ndarray) -> np.ndarray:
-        """Minus the Hessian of l* over the free coefficients, by central differences of the penalized score;
-        the information where that is not positive definite. (The information alone, coxphf's curvature,
-        ignores the penalty's: the iteration then converges only linearly, overshooting by about half.)"""
-        indices = np.flatnonzero(free)
-        columns = []
-        for j in indices:
-            h = FINITE_DIFFERENCE * max(1.0, abs(beta[j]))
-            shift = np.zeros(self.p)
-            shift[j] = h
-            columns.append(
-                (self.evaluate(beta - shift)[1] - self.evaluate(beta + shift)[1])[indices] / (2 * h)
-            )
-        curvature = np.column_stack(columns)
-        curvature = (curvature + curvature.T) / 2
-        if not np.isfinite(curvature).all() or np.linalg.eigvalsh(curvature).min() <= 0:
-            return information
-        return curvature
+            beta, loglik, score, curvature = self._halved_step(beta, step, loglik)
+        return beta, loglik, score
 
     def _halved_step(self, beta: np.ndarray, step: np.ndarray, loglik: float):
         # Accept a step that loses no more than rounding: near the maximum l* is flat to double precision.
         floor = loglik - ROUNDING * (1 + abs(loglik))
         for _ in range(MAX_HALVINGS):
-            new_loglik, score, information = self.evaluate(beta + step)
+            new_loglik, score, curvature = self.evaluate(beta + step)
             if new_loglik >= floor:
-                return beta + step, new_loglik, score, information
+                return beta + step, new_loglik, score, curvature
             step = step / 2
         return beta, *self.evaluate(beta)
 
@@ -152,46 +142,69 @@ def firth_cox(data: CoxArrays, conf_level: float = 0.95) -> FirthFit:
     likelihood = PenalizedLikelihood(data)
     everything = np.ones(likelihood.p, bool)
     loglik_null = likelihood.evaluate(np.zeros(likelihood.p))[0]
-    beta, loglik = likelihood.maximize(np.zeros(likelihood.p), everything)
-    variance = np.linalg.inv(likelihood.evaluate(beta)[2])
+    beta, loglik, _ = likelihood.maximize(np.zeros(likelihood.p), everything)
+    value = breslow(data, beta, likelihood.sets)
+    variance = np.linalg.inv(value.information)
     se = np.sqrt(np.diag(variance))
     drop = stats.chi2.ppf(conf_level, 1) / 2
     limits, chisq = [], []
     for j in range(likelihood.p):
-        profile = _Profile(likelihood, beta, j)
+        profile = _Profile(likelihood, beta, loglik, j)
         limits.append([profile.limit(loglik - drop, direction, se[j]) for direction in (-1, 1)])
-        chisq.append(max(2 * (loglik - profile(0.0)), 0.0))
+        chisq.append(max(2 * (loglik - profile(0.0)[0]), 0.0))
     low, high = np.array(limits).T if limits else (np.array([]), np.array([]))
     return FirthFit(beta, se, low, high, np.array(chisq), loglik_null, loglik, variance)
 
 
 class _Profile:
-    """The profile penalized log likelihood of coefficient j: max l* with beta_j fixed, each maximisation
-    started from the nearest point already fitted."""
+    """The profile penalized log likelihood of coefficient j (max l* with beta_j fixed) and its slope (the
+    gradient's j-th component at that maximum), each maximisation started from the nearest point fitted."""
 
-    def __init__(self, likelihood: PenalizedLikelihood, estimate: np.ndarray, j: int) -> None:
-        self.likelihood, self.j = likelihood, j
+    def __init__(self, likelihood: PenalizedLikelihood, estimate: np.ndarray, top: float, j: int) -> None:
+        self.likelihood, self.j, self.top = likelihood, j, top
         self.free = np.arange(likelihood.p) != j
         self.fitted: list[np.ndarray] = [estimate]
 
-    def __call__(self, value: float) -> float:
+    def __call__(self, value: float) -> tuple[float, float]:
         start = min(self.fitted, key=lambda beta: abs(beta[self.j] - value)).copy()
         start[self.j] = value
-        beta, loglik = self.likelihood.maximize(start, self.free)
+        beta, loglik, score = self.likelihood.maximize(start, self.free)
         self.fitted.append(beta)
-        return loglik
+        return loglik, float(score[self.j])
 
     def limit(self, target: float, direction: int, scale: float) -> float:
-        """Where the profile falls to `target` on one side of the estimate (+-inf when it never does)."""
+        """Where the profile falls to `target` on one side of the estimate (+-inf when it never does within
+        SEARCH_LIMIT): a bracket stepped out from the estimate, then Newton steps on the profile (its slope
+        is known), bisecting whenever a step leaves the bracket."""
         estimate = self.fitted[0][self.j]
         step = min(max(scale, 0.1), SEARCH_LIMIT / 4) if np.isfinite(scale) else 1.0
-        inner = estimate
+        inner, outer = estimate, None
         while abs(inner - estimate) < SEARCH_LIMIT:
-            outer = inner + direction * step
-            if self(outer) < target:
-                return optimize.brentq(lambda b: self(b) - target, *sorted((inner, outer)), xtol=1e-12)
-            inner, step = outer, step * 2
-        return direction * np.inf
+            point = inner + direction * step
+            value, slope = self(point)
+            if value < target:
+                outer = point
+                break
+            inner, step = point, step * 2
+        if outer is None:
+            return direction * np.inf
+        return self._root(target, inner, outer, value, slope)
+
+    def _root(self, target: float, inner: float, outer: float, value: float, slope: float) -> float:
+        point = outer
+        for _ in range(MAX_ITERATIONS):
+            if abs(value - target) <= ROUNDING * (1 + abs(target)) or abs(outer - inner) <= 1e-13 * (
+                1 + abs(point)
+            ):
+                return point
+            newton = point - (value - target) / slope if slope else np.nan
+            point = newton if min(inner, outer) < newton < max(inner, outer) else (inner + outer) / 2
+            value, slope = self(point)
+            if value < target:
+                outer = point
+            else:
+                inner = point
+        return point
 
 
 def fit_firth(data: pd.DataFrame, spec: CoxSpec) -> CoxResult:

@@ -126,32 +126,46 @@ def _weighted_sums(x: np.ndarray, risk: np.ndarray) -> tuple[float, np.ndarray, 
 
 @dataclass(frozen=True)
 class BreslowEvaluation:
-    """Log partial likelihood (Breslow ties), score, information and the information's derivative
-    (d_information[:, :, l] = dI / d beta_l: the risk-weighted third central moments)."""
+    """Log partial likelihood (Breslow ties), score, information and the information's first and second
+    derivatives: d_information[j, k, l] = dI_jk / dbeta_l (risk-weighted third central moments) and
+    d2_information[j, k, l, m] = d2 I_jk / dbeta_l dbeta_m (fourth central moments less products of
+    covariances), each summed over event times with the deaths as weight."""
 
     loglik: float
     score: np.ndarray
     information: np.ndarray
     d_information: np.ndarray
+    d2_information: np.ndarray
 
 
 def breslow(data: CoxArrays, beta: np.ndarray, sets: list[RiskSet] | None = None) -> BreslowEvaluation:
-    """The Breslow partial likelihood and its first three derivatives at `beta` (coxphf's ties handling)."""
+    """The Breslow partial likelihood and its first four derivatives at `beta` (coxphf's ties handling)."""
     p = data.x.shape[1]
     eta, risk = _shifted_risk(data.x, beta)
     loglik, score = 0.0, np.zeros(p)
-    information, d_information = np.zeros((p, p)), np.zeros((p, p, p))
+    information, d_information, d2_information = np.zeros((p, p)), np.zeros((p,) * 3), np.zeros((p,) * 4)
     for risk_set in risk_set_list(data) if sets is None else sets:
         rows, dead = risk_set.at_risk, risk_set.dead
         weights = risk[rows] / risk[rows].sum()
         mean = weights @ data.x[rows]
         centered = data.x[rows] - mean
+        pairs = (centered[:, :, None] * centered[:, None, :]).reshape(len(rows), p * p)
+        weighted = centered * weights[:, None]
+        covariance = weighted.T @ centered
         deaths = len(dead)
         loglik += float(eta[dead].sum() - deaths * np.log(risk[rows].sum()))
         score += data.x[dead].sum(axis=0) - deaths * mean
-        information += deaths * (centered.T * weights) @ centered
-        d_information += deaths * np.einsum("i,ij,ik,il->jkl", weights, centered, centered, centered)
-    return BreslowEvaluation(loglik, score, information, d_information)
+        information += deaths * covariance
+        d_information += deaths * (weighted.T @ pairs).reshape(p, p, p)  # symmetric in j, k, l
+        fourth = ((pairs * weights[:, None]).T @ pairs).reshape(p, p, p, p)
+        d2_information += deaths * (fourth - _covariance_products(covariance))
+    return BreslowEvaluation(loglik, score, information, d_information, d2_information)
+
+
+def _covariance_products(v: np.ndarray) -> np.ndarray:
+    """V_jm V_kl + V_km V_jl + V_lm V_jk, indexed [j, k, l, m]: what the moving mean takes off the fourth
+    central moment in d2 E[c_j c_k] / dbeta_l dbeta_m."""
+    return np.einsum("jm,kl->jklm", v, v) + np.einsum("km,jl->jklm", v, v) + np.einsum("lm,jk->jklm", v, v)
 
 
 @dataclass(frozen=True)
