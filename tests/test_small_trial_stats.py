@@ -208,6 +208,17 @@ def test_monotone_likelihood_keeps_the_tests_r_reports(data):
     assert "no events when mrd_positive = 0" in result.note
 
 
+def test_monotone_likelihood_with_a_supremum_of_zero():
+    """Two patients, the MRD-positive one progressing first: the partial likelihood rises to 1 (log 0) as the
+    coefficient grows, so LR = 2 log 2; the score (log-rank) test is 1. R gives the same (coef ~33, flagged)."""
+    frame = pd.DataFrame({"pfs_months": [1.0, 2.0], "pfs_event": [1, 1], "mrd_positive": [1.0, 0.0]})
+    result = fit_cox(frame, spec("mrd_positive"))
+    assert result.monotone_likelihood and np.isnan(result.terms["hr"].iloc[0])
+    assert result.lr_chisq == pytest.approx(2 * np.log(2), rel=1e-12)
+    assert result.score_chisq == pytest.approx(1.0) and result.loglik == pytest.approx(0.0, abs=1e-13)
+    assert result.terms["p_lr"].iloc[0] == pytest.approx(stats.chi2.sf(2 * np.log(2), 1))
+
+
 # --- log-rank, RMST, follow-up, concordance by hand -------------------------------------------------------------
 
 

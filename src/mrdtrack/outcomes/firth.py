@@ -38,8 +38,8 @@ from mrdtrack.outcomes.partial_likelihood import CoxArrays, RiskSet, breslow, ri
 
 STEP_TOLERANCE = 1e-11
 MAX_ITERATIONS = 500
-# The largest change of a coefficient in one step (coxphf caps its steps too): the approximate Newton step of
-# a flat penalized likelihood can overshoot far.
+# The largest change of a coefficient in one step (coxphf caps its steps too): far from the maximum a Newton
+# step on the flat penalized likelihood can overshoot far.
 MAX_STEP = 2.5
 MAX_HALVINGS = 30
 ROUNDING = 1e-13
@@ -47,7 +47,7 @@ ROUNDING = 1e-13
 SEARCH_LIMIT = 40.0
 FIRTH_NOTE = (
     "Firth-penalized Cox (Heinze-Schemper, Breslow ties): profile penalized-likelihood CI and penalized "
-    "likelihood-ratio tests; log likelihoods are the penalized ones"
+    "likelihood-ratio tests; the log likelihoods are the penalized ones; no proportional-hazards test"
 )
 
 

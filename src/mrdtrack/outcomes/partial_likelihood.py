@@ -22,6 +22,9 @@ MAX_ITERATIONS = 100
 # R's coxph.fit flags a coefficient as infinite when the Newton step it would still take exceeds
 # toler.inf x |coefficient| (toler.inf = sqrt(eps) by default).
 TOLER_INF = 1e-7
+# R's cholesky2 treats a direction as singular when its pivot is below toler.chol x the largest diagonal
+# element (the cross-check's coxph.control(toler.chol = 1e-15)).
+TOLER_CHOL = 1e-15
 
 Evaluation = tuple[float, np.ndarray, np.ndarray]
 
@@ -170,9 +173,10 @@ def _covariance_products(v: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class NewtonFit:
-    """Where R's Newton-Raphson stopped: coefficients, the inverse information (variance), log likelihoods
-    at beta = 0 and at the end, the score test at 0, the Newton step still pending per coefficient, and
-    which coefficients diverge (monotone likelihood)."""
+    """Where R's Newton-Raphson stopped: coefficients, the inverse information (variance; zero rows and
+    columns for directions in which the information vanished), log likelihoods at beta = 0 and at the end,
+    the score test at 0, the Newton step still pending, and which coefficients diverge (monotone
+    likelihood)."""
 
     beta: np.ndarray
     variance: np.ndarray
@@ -180,12 +184,13 @@ class NewtonFit:
     loglik: float
     score_chisq: float | None
     pending_step: np.ndarray
-    iterations: int
+    singular: np.ndarray
 
     @property
     def diverged(self) -> np.ndarray:
+        """R's rule (coxph.fit, toler.inf), and any coefficient whose information vanished on the way."""
         step = np.abs(self.pending_step)
-        return (step > CONVERGENCE_EPS) & (step > TOLER_INF * np.abs(self.beta))
+        return ((step > CONVERGENCE_EPS) & (step > TOLER_INF * np.abs(self.beta))) | self.singular
 
 
 def newton_raphson(
@@ -195,31 +200,68 @@ def newton_raphson(
     max_iterations: int = MAX_ITERATIONS,
 ) -> NewtonFit:
     """Maximise a log likelihood as R's coxfit6: Newton steps from 0, the step halved (more each time) while the
-    log likelihood falls, done once it changes by at most `eps` relative. Raises LinAlgError when the
-    information matrix is singular (e.g. collinear covariates)."""
+    log likelihood falls, done once it changes by at most `eps` relative (absolute below 1: under monotone
+    likelihood the supremum can be 0). Directions in which the information vanishes take no step (R's
+    cholesky2). Raises LinAlgError when the information is singular at beta = 0 (collinear covariates, or
+    one that does not vary within any risk set)."""
     beta = np.zeros(p)
     loglik_null, score, information = evaluate(beta)
-    step = np.linalg.solve(information, score)
+    step, singular = solve_information(information, score)
+    if singular.any():
+        raise np.linalg.LinAlgError("the information matrix is singular at beta = 0")
     score_chisq = float(score @ step)
     best, new_beta, halving = loglik_null, beta + step, 0
-    for iteration in range(1, max_iterations + 1):
+    for _ in range(max_iterations):
         loglik, score, information = evaluate(new_beta)
         finite = np.isfinite(loglik) and np.isfinite(score).all() and np.isfinite(information).all()
-        if finite and abs(1 - best / loglik) <= eps:
-            return _newton_fit(new_beta, loglik_null, loglik, score, information, score_chisq, iteration)
+        if finite and abs(loglik - best) <= eps * max(abs(loglik), 1.0):
+            return _newton_fit(new_beta, loglik_null, loglik, score, information, score_chisq)
         if not finite or loglik < best:
             halving += 1
             new_beta = (new_beta + halving * beta) / (halving + 1)
             continue
         halving, best, beta = 0, loglik, new_beta
-        new_beta = new_beta + np.linalg.solve(information, score)
+        new_beta = new_beta + solve_information(information, score)[0]
     loglik, score, information = evaluate(beta)
-    return _newton_fit(beta, loglik_null, loglik, score, information, score_chisq, max_iterations)
+    return _newton_fit(beta, loglik_null, loglik, score, information, score_chisq)
 
 
-def _newton_fit(beta, loglik_null, loglik, score, information, score_chisq, iterations) -> NewtonFit:
-    variance = np.linalg.inv(information)
-    return NewtonFit(beta, variance, loglik_null, loglik, score_chisq, variance @ score, iterations)
+def _newton_fit(beta, loglik_null, loglik, score, information, score_chisq) -> NewtonFit:
+    variance, singular = invert_information(information)
+    return NewtonFit(beta, variance, loglik_null, loglik, score_chisq, variance @ score, singular)
+
+
+def singular_directions(information: np.ndarray, toler: float = TOLER_CHOL) -> np.ndarray:
+    """R's cholesky2: a column is singular when its pivot (its diagonal less what the earlier non-singular
+    columns explain) is at most toler x the largest diagonal element."""
+    threshold = toler * max(float(np.max(np.diag(information), initial=0.0)), 0.0)
+    singular = np.zeros(len(information), bool)
+    for i in range(len(information)):
+        kept = np.flatnonzero(~singular[:i])
+        explained = information[i, kept] @ np.linalg.solve(
+            information[np.ix_(kept, kept)], information[kept, i]
+        )
+        pivot = information[i, i] - explained if len(kept) else information[i, i]
+        singular[i] = not np.isfinite(pivot) or pivot <= threshold
+    return singular
+
+
+def solve_information(information: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The Newton step I^-1 U with singular directions held at 0 (R's chsolve2), and the singular mask."""
+    singular = singular_directions(information)
+    kept = np.flatnonzero(~singular)
+    step = np.zeros(len(score))
+    step[kept] = np.linalg.solve(information[np.ix_(kept, kept)], score[kept])
+    return step, singular
+
+
+def invert_information(information: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The inverse over the non-singular directions, zero elsewhere (R's chinv2), and the singular mask."""
+    singular = singular_directions(information)
+    kept = np.flatnonzero(~singular)
+    variance = np.zeros_like(information)
+    variance[np.ix_(kept, kept)] = np.linalg.inv(information[np.ix_(kept, kept)])
+    return variance, singular
 
 
 def fit_efron(data: CoxArrays) -> NewtonFit:
