@@ -219,6 +219,15 @@ def test_monotone_likelihood_with_a_supremum_of_zero():
     assert result.terms["p_lr"].iloc[0] == pytest.approx(stats.chi2.sf(2 * np.log(2), 1))
 
 
+def test_a_covariate_constant_within_every_stratum_has_no_comparison():
+    frame = pd.DataFrame({"pfs_months": [1.0, 2, 3, 4], "pfs_event": [1, 0, 1, 1],
+                          "mrd_positive": [1.0, 1, 0, 0], "cohort": ["stop", "stop", "continue", "continue"]})  # fmt: skip
+    for fit in (fit_cox, fit_firth):
+        result = fit(frame, spec("mrd_positive", strata=("cohort",)))
+        assert result.terms["hr"].isna().all() and result.lr_chisq is None
+        assert result.note.startswith("not estimable: at no progression were patients at risk who differ")
+
+
 # --- log-rank, RMST, follow-up, concordance by hand -------------------------------------------------------------
 
 

@@ -39,6 +39,12 @@ MIN_EVENTS_PER_VARIABLE = 10
 # A log-hazard-ratio standard error above this means a CI wider than exp(+-40): the fit diverged.
 MAX_STANDARD_ERROR = 20.0
 ZPH_TRANSFORMS = ("km", "identity", "rank", "log")
+# The information matrix is singular at beta = 0: no event time has patients at risk who differ in the
+# covariate (or covariates are collinear), so the data hold no comparison.
+NOT_COMPARABLE = (
+    "not estimable: at no progression were patients at risk who differ in the covariates (or the covariates "
+    "are collinear)"
+)
 
 
 @dataclass
@@ -147,7 +153,7 @@ def fit_cox(data: pd.DataFrame, spec: CoxSpec) -> CoxResult:
     try:
         fit = fit_efron(arrays)
     except np.linalg.LinAlgError:
-        note = "not estimable: the covariates are collinear or constant within the strata"
+        note = NOT_COMPARABLE
         return CoxResult(empty_terms(spec.covariates), n, events, note=note)
     return _result(fit, frame, arrays, spec, n, events)
 

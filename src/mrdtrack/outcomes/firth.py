@@ -25,6 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from mrdtrack.outcomes.cox import (
+    NOT_COMPARABLE,
     TERM_COLUMNS,
     CoxResult,
     CoxSpec,
@@ -220,7 +221,7 @@ def fit_firth(data: pd.DataFrame, spec: CoxSpec) -> CoxResult:
     try:
         fit = firth_cox(arrays, spec.conf_level)
     except np.linalg.LinAlgError:
-        note = "not estimable: the covariates are collinear or constant within the strata"
+        note = NOT_COMPARABLE
         return CoxResult(empty_terms(spec.covariates), n, events, note=note, method="firth")
     c_index, c_std_err = concordance_with_std_err(arrays.x @ fit.coef, arrays)
     df = len(spec.covariates)
