@@ -33,7 +33,8 @@ from mrdtrack.outcomes.logrank import stratified_logrank
 from mrdtrack.outcomes.partial_likelihood import CoxArrays, breslow
 from mrdtrack.outcomes.rmst import rmst, rmst_comparison
 from mrdtrack.simulation import DemoStudy
-from mrdtrack.simulation.demo import DEFAULT_SEED, clinical_table, plan_patients
+from mrdtrack.simulation.demo import clinical_table
+from mrdtrack.simulation.demo_plan import DEFAULT_SEED, plan_patients
 from mrdtrack.vocabulary import DAYS_PER_MONTH
 
 R_SCRIPT = Path(__file__).parent / "r" / "trial_stats.R"
