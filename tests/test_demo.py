@@ -76,11 +76,6 @@ def test_fast_bam_blocks_hold_whole_records(small_world):
 # ------------------------------------------------------------------------------------------------------------
 # The plan (full size, no files)
 # ------------------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def trial_plan() -> sim.DemoPlan:
-    return sim.plan_demo()
-
-
 def test_trial_sized_cohorts_in_capture_pools(trial_plan):
     patients = trial_plan.patients
     assert len(patients) == 82
