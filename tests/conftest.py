@@ -85,7 +85,8 @@ def write_indexed_bam(path: Path | str, reads: list[pysam.AlignedSegment], heade
 
 
 def _bam(folder: Path, name: str) -> None:
-    header = {"HD": {"VN": "1.6", "SO": "coordinate"}, "SQ": [{"SN": "chr1", "LN": 1000}]}
+    # The comment keeps two samples' empty files apart: identical files under two sample_ids are an error.
+    header = {"HD": {"VN": "1.6", "SO": "coordinate"}, "SQ": [{"SN": "chr1", "LN": 1000}], "CO": [name]}
     path = folder / name
     path.parent.mkdir(parents=True, exist_ok=True)
     with pysam.AlignmentFile(str(path), "wb", header=header):
