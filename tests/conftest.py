@@ -130,6 +130,18 @@ def prepare_workdir(workdir: Path) -> Path:
     return workdir
 
 
+@pytest.fixture
+def bundled_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A writable copy of the bundled data and config/config.yaml, made the working directory: apply one fault
+    to it, then run `mrdtrack check` or the workflow there."""
+    root = tmp_path / "bundled"
+    shutil.copytree(TEST_DATA, root / "test_data", ignore=shutil.ignore_patterns("truth", "*.py", "*.md"))
+    (root / "config").mkdir()
+    shutil.copy(REPO / "config" / "config.yaml", root / "config" / "config.yaml")
+    monkeypatch.chdir(root)
+    return root
+
+
 def run_snakemake(workdir: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
                "--directory", str(workdir), *args]  # fmt: skip

@@ -28,6 +28,10 @@ MIN_BASES_JUDGED = 2000
 MAX_LOCI = 50
 READS_PER_LOCUS = 10
 
+# The SAM fields the comparison reads (htslib's SAM_FLAG, RNAME, POS, MAPQ, CIGAR, SEQ, QUAL): a CRAM decodes
+# only these when asked (its `required_fields` option).
+COMPARED_FIELDS = 0x2 | 0x4 | 0x8 | 0x10 | 0x20 | 0x200 | 0x400
+
 # CIGAR operations that consume the reference and the read (M, =, X), only the read (I, S), only the reference (D, N).
 _ALIGNED, _READ_ONLY, _REFERENCE_ONLY = (0, 7, 8), (1, 4), (2, 3)
 _SKIPPED_FLAGS = 0x4 | 0x100 | 0x200 | 0x400 | 0x800  # unmapped, secondary, QC fail, duplicate, supplementary
