@@ -27,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser(
         "check",
-        help="validate the config, sheets, panels, reference and alignment headers (reads no reads)",
+        help="validate the config, sheets, panel VCFs, reference and alignment headers (no read is counted)",
     )
     check.add_argument("--config", default="config/config.yaml", help="config file (default: %(default)s)")
     count = commands.add_parser("count", help="count molecules at panel loci in one BAM/CRAM (default rules)")

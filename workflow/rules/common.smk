@@ -15,7 +15,8 @@ from mrdtrack.inputs.sheets import InputError, index_path, load_inputs
 
 # Checked here in people's terms (an unknown key with the valid names), then by Snakemake, which fills defaults.
 CONFIG_PROBLEMS = config_problems(
-    with_dates_as_text(config), ", ".join(workflow.configfiles) or "the config"
+    with_dates_as_text(config),
+    ", ".join(map(str, workflow.configfiles)) or "the config",
 )
 if CONFIG_PROBLEMS:
     raise WorkflowError(format_problems(CONFIG_PROBLEMS))

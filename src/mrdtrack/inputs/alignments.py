@@ -234,14 +234,15 @@ def _file_identities(samples: pd.DataFrame) -> dict[int, str]:
     """Per row with an existing file (and a sample_id not seen before), what identifies its content: the real
     path, or for files of equal size the size and a hash of both ends (read only when sizes collide)."""
     rows, seen_ids = {}, set()
-    for index, row in samples.iterrows():
-        if row["sample_id"] in seen_ids or not row["bam"] or not os.path.isfile(row["bam"]):
+    for index, sample_id, bam in zip(samples.index, samples["sample_id"], samples["bam"], strict=True):
+        if sample_id in seen_ids or not bam or not os.path.isfile(bam):
             continue
-        seen_ids.add(row["sample_id"])
-        rows[index] = os.path.realpath(row["bam"])
+        seen_ids.add(sample_id)
+        rows[index] = os.path.realpath(bam)
     by_size: dict[int, set[str]] = defaultdict(set)
     for path in rows.values():
-        by_size[os.path.getsize(path)].add(path)
+        if os.path.getsize(path):  # an empty file holds nothing to count twice (and fails when it is opened)
+            by_size[os.path.getsize(path)].add(path)
     content = {path: _fingerprint(path) for paths in by_size.values() if len(paths) > 1 for path in paths}
     return {index: content.get(path, path) for index, path in rows.items()}
 
