@@ -22,7 +22,7 @@ plasma is background at a patient's loci):
   fragment-length model), which the `alt_lengths` column carries; each sample's REF molecules get non-tumor
   lengths (its `fraglen.tsv` histogram).
 
-The calls come from `mrdtrack.calling.background.build_background` and `mrdtrack.calling.caller.call_cohort` with the default
+The calls come from `mrdtrack.calling.build_background` and `mrdtrack.calling.call_cohort` with the default
 settings (fragment lengths weigh in), as the workflow runs them; a second table compares them with
 `calling.fragment_lengths: false` on the same data. Compared with:
 
@@ -65,10 +65,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mrdtrack.calling.background import BackgroundSettings, build_background, reverse_complement
-from mrdtrack.calling.caller import CallResult, CallSettings, call_cohort
+from mrdtrack import simulation as simulate
+from mrdtrack.calling import BackgroundSettings, CallResult, CallSettings, build_background, call_cohort
 from mrdtrack.calling.likelihood import lr_statistic_rows
-from mrdtrack.simulation import cfdna as simulate
+from mrdtrack.calling.locus_classes import reverse_complement
 
 TFS = (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 1e-2)
 COMPLEMENT = str.maketrans("ACGT", "TGCA")

@@ -21,10 +21,8 @@ import pytest
 
 from conftest import REPO, SAMPLE_HEADER, run_snakemake, write_config
 from mrdtrack.cli import main
-from mrdtrack.counting.molecules import CountSettings
-from mrdtrack.counting.sample import AlignmentInputError, count_sample
-from mrdtrack.inputs.panel import PanelSettings, build_panel
-from mrdtrack.inputs.sheets import InputError, load_inputs, load_table
+from mrdtrack.counting import AlignmentInputError, CountSettings, count_sample
+from mrdtrack.inputs import InputError, PanelSettings, build_panel, load_inputs, load_table
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from count_speed import build_bam  # noqa: E402

@@ -11,31 +11,21 @@ import pytest
 from scipy import optimize, special, stats
 from test_background import CohortSpec, simulate_cohort
 
-from mrdtrack.calling.background import build_background
-from mrdtrack.calling.caller import (
+from mrdtrack.calling import (
     CALL_COLUMNS,
     CallSettings,
-    call_cohort,
-    find_outliers,
-    mtm_per_ml,
-    null_panels,
-)
-from mrdtrack.calling.likelihood import (
-    Design,
-    chibar_p_value,
-    log_likelihood,
-    lr_statistic_rows,
-    mle,
-    profile_ci,
-)
-from mrdtrack.calling.lod import lod95
-from mrdtrack.calling.null import (
+    LikelihoodTerms,
     NullDistribution,
-    calibrate_threshold,
+    build_background,
+    call_cohort,
+    lod95,
     null_distribution,
     seeded_rng,
-    simulate_null_statistics,
 )
+from mrdtrack.calling.calibration import null_panels
+from mrdtrack.calling.likelihood import chibar_p_value, log_likelihood, lr_statistic_rows, mle, profile_ci
+from mrdtrack.calling.null import calibrate_threshold, simulate_null_statistics
+from mrdtrack.calling.score import find_outliers, mtm_per_ml
 from mrdtrack.logs import UserFacingError
 from mrdtrack.tables import write_tsv
 
@@ -106,7 +96,7 @@ def test_boundary_lrt_p_value_is_the_50_50_chi_bar_mixture():
 
 def test_monte_carlo_null_is_exact_and_matches_the_asymptotics_with_many_expected_molecules():
     n, e, w = arrays([200] * 20, [5e-3] * 20, [1] * 20)  # 20 background molecules expected
-    stats_null = simulate_null_statistics(Design.of_loci(n, e, w), 20_000, np.random.default_rng(1))
+    stats_null = simulate_null_statistics(LikelihoodTerms.of_loci(n, e, w), 20_000, np.random.default_rng(1))
     mc = NullDistribution("monte_carlo", stats_null)
     crit = stats.chi2.isf(2 * 0.01, 1)
     assert mc.p_value(crit) == pytest.approx(0.01, abs=0.003)
@@ -116,7 +106,7 @@ def test_monte_carlo_p_values_keep_the_false_positive_rate_with_few_expected_mol
     rng = np.random.default_rng(2)
     n, e, w = arrays([150] * 30, rng.lognormal(np.log(2e-5), 1, 30), rng.uniform(0.4, 1, 30))
     null = null_distribution(
-        Design.of_loci(n, e, w), CallSettings(p_value_method="monte_carlo"), seeded_rng(1, "x")
+        LikelihoodTerms.of_loci(n, e, w), CallSettings(p_value_method="monte_carlo"), seeded_rng(1, "x")
     )
     tables = rng.binomial(n.astype(int), e, size=(20_000, 30))
     p = null.p_value(lr_statistic_rows(tables, n, e, w))
@@ -127,10 +117,10 @@ def test_monte_carlo_p_values_keep_the_false_positive_rate_with_few_expected_mol
 def test_auto_picks_monte_carlo_only_when_few_background_molecules_are_expected():
     settings = CallSettings(monte_carlo_max_expected=20, null_draws=100)
     few = null_distribution(
-        Design.of_loci(*arrays([100] * 10, [1e-4] * 10, [1] * 10)), settings, seeded_rng(1)
+        LikelihoodTerms.of_loci(*arrays([100] * 10, [1e-4] * 10, [1] * 10)), settings, seeded_rng(1)
     )
     many = null_distribution(
-        Design.of_loci(*arrays([10_000] * 10, [1e-3] * 10, [1] * 10)), settings, seeded_rng(1)
+        LikelihoodTerms.of_loci(*arrays([10_000] * 10, [1e-3] * 10, [1] * 10)), settings, seeded_rng(1)
     )
     assert (few.method, many.method) == ("monte_carlo", "asymptotic")
 
@@ -174,8 +164,8 @@ def test_lod95_matches_the_poisson_three_molecule_rule_when_one_mutant_molecule_
     # detection = at least one tumor molecule, P(>= 1) = 1 - exp(-N f / 2) = 0.95  =>  f = 2 ln(20) / N.
     n, e, w = arrays([1000] * 10, [1e-7] * 10, [1] * 10)
     settings = CallSettings(lod_draws=4000, null_draws=2000, min_mutant_fragments=1, min_mutant_loci=1)
-    null = null_distribution(Design.of_loci(n, e, w), settings, seeded_rng(1))
-    lod = lod95(Design.of_loci(n, e, w), 0.01, null, settings, seeded_rng(2))
+    null = null_distribution(LikelihoodTerms.of_loci(n, e, w), settings, seeded_rng(1))
+    lod = lod95(LikelihoodTerms.of_loci(n, e, w), 0.01, null, settings, seeded_rng(2))
     assert lod == pytest.approx(2 * np.log(20) / 10_000, rel=0.08)
 
 
@@ -184,8 +174,8 @@ def test_lod95_is_where_two_loci_show_tumor_molecules_when_a_positive_needs_two(
     # locus shows one with probability 1 - exp(-1000 f / 2); the LOD is where >= 2 of 10 do with 95%.
     n, e, w = arrays([1000] * 10, [1e-7] * 10, [1] * 10)
     settings = CallSettings(lod_draws=4000, null_draws=2000)
-    null = null_distribution(Design.of_loci(n, e, w), settings, seeded_rng(1))
-    lod = lod95(Design.of_loci(n, e, w), 0.01, null, settings, seeded_rng(2))
+    null = null_distribution(LikelihoodTerms.of_loci(n, e, w), settings, seeded_rng(1))
+    lod = lod95(LikelihoodTerms.of_loci(n, e, w), 0.01, null, settings, seeded_rng(2))
 
     def two_loci_short_of_95(f: float) -> float:
         return stats.binom.sf(1, 10, -np.expm1(-1000 * f / 2)) - 0.95
@@ -198,8 +188,8 @@ def test_lod95_is_where_two_loci_show_tumor_molecules_when_a_positive_needs_two(
 def test_lod95_falls_with_depth_and_rises_with_noise():
     def lod(depth: float, rate: float) -> float:
         n, e, w = arrays([depth] * 20, [rate] * 20, [1] * 20)
-        null = null_distribution(Design.of_loci(n, e, w), FAST, seeded_rng(1))
-        return lod95(Design.of_loci(n, e, w), 0.01, null, FAST, seeded_rng(2))
+        null = null_distribution(LikelihoodTerms.of_loci(n, e, w), FAST, seeded_rng(1))
+        return lod95(LikelihoodTerms.of_loci(n, e, w), 0.01, null, FAST, seeded_rng(2))
 
     depths = [lod(d, 1e-4) for d in (100, 300, 1000, 3000)]
     assert all(a > b for a, b in zip(depths, depths[1:], strict=False))
@@ -208,8 +198,8 @@ def test_lod95_falls_with_depth_and_rises_with_noise():
 
 def test_lod95_is_missing_when_even_pure_tumor_would_not_be_detected():
     n, e, w = arrays([1], [0.2], [1])
-    null = null_distribution(Design.of_loci(n, e, w), FAST, seeded_rng(1))
-    assert np.isnan(lod95(Design.of_loci(n, e, w), 0.001, null, FAST, seeded_rng(2)))
+    null = null_distribution(LikelihoodTerms.of_loci(n, e, w), FAST, seeded_rng(1))
+    assert np.isnan(lod95(LikelihoodTerms.of_loci(n, e, w), 0.001, null, FAST, seeded_rng(2)))
 
 
 # ----------------------------------------------------------------------------------------------------------

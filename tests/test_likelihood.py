@@ -17,15 +17,15 @@ import pytest
 from scipy import stats
 
 from conftest import REPO
-from mrdtrack.calling.caller import (
+from mrdtrack.calling import (
     CallSettings,
-    Fragments,
-    decide_status,
-    evidence,
-    score_loci,
+    LikelihoodTerms,
+    null_scores_needed,
+    seeded_rng,
+    threshold_from_null,
 )
+from mrdtrack.calling.caller import decide_status
 from mrdtrack.calling.likelihood import (
-    Design,
     Observed,
     Tables,
     dispersion,
@@ -34,8 +34,9 @@ from mrdtrack.calling.likelihood import (
     lr_statistics,
     root_in_bracket,
 )
-from mrdtrack.calling.null import calibrate_threshold, seeded_rng, threshold_from_null
-from mrdtrack.simulation.cfdna import spread_weights
+from mrdtrack.calling.null import calibrate_threshold
+from mrdtrack.calling.score import Fragments, evidence, score_loci
+from mrdtrack.simulation import spread_weights
 
 SETTINGS = CallSettings(null_draws=2000, lod_draws=400, fragment_lengths=False)
 
@@ -50,8 +51,8 @@ def fragments_covering(loci: tuple[int, ...], alt: list[bool], count: int, lengt
 def test_a_fragment_covering_k_loci_contributes_its_mixture_likelihood_once():
     e, w = np.full(3, 1e-3), np.array([1.0, 0.8, 0.6])
     c = (1 - e) * w / 2
-    design = Design.of_fragments(np.zeros(3), e, w, [(0, 1, 2)], [1])
-    observed = Observed.of_loci(np.zeros(3), design).with_fragments(
+    terms = LikelihoodTerms.of_fragments(np.zeros(3), e, w, [(0, 1, 2)], [1])
+    observed = Observed.of_loci(np.zeros(3), terms).with_fragments(
         e, w, [(0, np.array([True, True, False]), 0, 1)]
     )
     tables = observed.tables()
@@ -68,7 +69,7 @@ def test_one_locus_fragments_give_exactly_the_binomial_model():
     rng = np.random.default_rng(1)
     n, e, w = np.full(20, 800), rng.lognormal(np.log(1e-4), 0.5, 20), rng.uniform(0.5, 1, 20)
     a = rng.binomial(n, e + 0.004 * (1 - e) * w / 2)
-    by_fragment = Observed.of_loci(a, Design.of_loci(n, e, w)).tables()
+    by_fragment = Observed.of_loci(a, LikelihoodTerms.of_loci(n, e, w)).tables()
     binomial = Tables.of(a[None], n, e, w)
     assert fit(by_fragment)[0] == pytest.approx(fit(binomial)[0], rel=1e-12)
     assert lr_statistics(by_fragment)[0] == pytest.approx(lr_statistics(binomial)[0], rel=1e-9)
@@ -82,7 +83,7 @@ def test_a_mutant_fragment_seen_at_six_loci_estimates_one_tumor_fragment_not_six
     rest = fragments_covering((0, 1, 2, 3, 4, 5), [False] * 6, 999)
     merged = Fragments(fragments.loci + rest.loci, fragments.alt + rest.alt, fragments.length + rest.length,
                        fragments.count + rest.count)  # fmt: skip
-    observed = evidence(np.full(6, 1000), np.ones(6), e, w, merged)
+    observed = evidence(np.ones(6), np.full(6, 1000), e, w, merged)
     f_hat = fit(observed.tables())[0]
     assert f_hat == pytest.approx(1 / (1000 * (1 - 0.5**6)), rel=1e-6)
     # Counted locus by locus the same reads would say 6 ALT in 6,000 observations: twice the tumor fraction.
@@ -96,9 +97,9 @@ def test_fragments_are_taken_out_of_the_per_locus_counts_once():
     shared = Fragments(
         ((0, 1), (0, 1)), (np.array([True, True]), np.array([False, False])), (150, -1), (1, 39)
     )
-    observed = evidence(np.array([100, 100, 50]), np.array([1, 1, 0]), e, w, shared)
-    design = observed.design
-    assert list(design.size) == [60, 60, 50, 40]  # 60 one-locus fragments at loci 0 and 1, 40 covering both
+    observed = evidence(np.array([1, 1, 0]), np.array([100, 100, 50]), e, w, shared)
+    terms = observed.terms
+    assert list(terms.size) == [60, 60, 50, 40]  # 60 one-locus fragments at loci 0 and 1, 40 covering both
     assert int(observed.count.sum()) == 1  # one mutant fragment
 
 
@@ -117,9 +118,10 @@ def test_mutant_fragments_all_at_one_locus_are_not_positive_either():
 
 
 def test_two_fragments_at_two_loci_are_enough_and_the_rule_is_configurable():
-    assert decide_status(1e-9, 0.01, 1e-3, 20, 10_000, SETTINGS, 2, 2)[0] == "positive"
+    support = {"mutant_fragments": 2, "mutant_loci": 2}
+    assert decide_status(1e-9, 0.01, 1e-3, 20, 10_000, SETTINGS, **support)[0] == "positive"
     strict = CallSettings(min_mutant_fragments=3, min_mutant_loci=3)
-    assert decide_status(1e-9, 0.01, 1e-3, 20, 10_000, strict, 2, 2)[0] == "indeterminate"
+    assert decide_status(1e-9, 0.01, 1e-3, 20, 10_000, strict, **support)[0] == "indeterminate"
 
 
 def test_score_counts_distinct_mutant_fragments_and_loci():
@@ -145,6 +147,19 @@ def test_the_null_sets_the_threshold_only_when_it_can_resolve_the_target_rate(ca
     assert source == "empirical" and threshold == calibrate_threshold(many, 0.01) < 0.01
     # 10 / FPR is a setting: asking for 5 expected positives lets 500 scores calibrate.
     assert threshold_from_null(few, CallSettings(empirical_min_expected=5))[1] == "empirical"
+
+
+@pytest.mark.parametrize(
+    ("rate", "min_expected"), [(0.01, 10), (0.05, 10), (0.009, 0.9), (0.03, 0.9), (0.07, 7)]
+)
+def test_the_null_scores_the_report_says_are_needed_are_exactly_those_that_calibrate(rate, min_expected):
+    # The report quotes null_scores_needed beside the threshold; the calls go empirical by the same rule, also
+    # where rate x n falls a rounding error short of the expected count (0.009 x 100 < 0.9 in floating point).
+    settings = CallSettings(false_positive_rate=rate, empirical_min_expected=min_expected)
+    needed = null_scores_needed(rate, min_expected)
+    assert threshold_from_null(np.full(needed - 1, 0.5), settings)[1] == "nominal"
+    assert threshold_from_null(np.full(needed, 0.5), settings)[1] == "empirical"
+    assert null_scores_needed(0.01, 10) == 1000
 
 
 # ----------------------------------------------------------------------------------------------------------

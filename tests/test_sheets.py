@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SAMPLE_HEADER
-from mrdtrack.inputs.sheets import InputError, load_inputs
+from mrdtrack.inputs import InputError, load_inputs
 
 
 def problems_of(config: dict) -> list[str]:

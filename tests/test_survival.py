@@ -25,18 +25,20 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from mrdtrack.outcomes.clinical import ClinicalSettings, run_clinical
-from mrdtrack.outcomes.cox import CoxSpec, fit_cox
-from mrdtrack.outcomes.design import reject_probability, simon_decision, simon_designs
-from mrdtrack.outcomes.km import km_median, km_table, logrank
-from mrdtrack.outcomes.prediction import PredictionSettings, horizon_outcome, rank_auc
-from mrdtrack.outcomes.survival import (
-    OUTPUT_TABLES,
+from mrdtrack.outcomes import (
+    SURVIVAL_TABLES,
+    ClinicalSettings,
+    PredictionSettings,
     SurvivalSettings,
-    landmark_data,
+    run_clinical,
     run_survival,
-    with_ever_positive,
 )
+from mrdtrack.outcomes.cox import CoxSpec, fit_cox
+from mrdtrack.outcomes.km import km_median, km_table, logrank
+from mrdtrack.outcomes.landmark import landmark_data
+from mrdtrack.outcomes.prediction import horizon_outcome, rank_auc
+from mrdtrack.outcomes.simon import reject_probability, simon_decision, simon_designs
+from mrdtrack.outcomes.time_varying import with_ever_positive
 from mrdtrack.tables import read_tsv, write_json, write_tsv
 
 R_SCRIPT = Path(__file__).parent / "r" / "crosscheck.R"
@@ -110,7 +112,7 @@ def run_survival_script(folder: Path, settings: dict) -> SimpleNamespace:
         log=[str(folder / "survival.log")],
     )
     runpy.run_path(str(REPO / "workflow/scripts/survival.py"), init_globals={"snakemake": snakemake})
-    tables = {name: read_tsv(outputs[name], dtype={"patient_id": str}) for name in OUTPUT_TABLES}
+    tables = {name: read_tsv(outputs[name], dtype={"patient_id": str}) for name in SURVIVAL_TABLES}
     return SimpleNamespace(**tables, summary=json.loads(Path(outputs["summary"]).read_text()))
 
 
@@ -507,14 +509,14 @@ def test_settings_defaults_and_validation():
 
 def test_the_survival_rule_declares_every_file_its_script_writes(trial):
     outputs = survival_rule_outputs()
-    assert set(outputs) == {*OUTPUT_TABLES, "summary", "settings"}
+    assert set(outputs) == {*SURVIVAL_TABLES, "summary", "settings"}
     assert {p.name for p in (trial.folder / "survival").iterdir()} == set(outputs.values())
     assert trial.results.km_curves.columns[:4].tolist() == ["analysis", "cohort", "group", "time"]
 
 
 def test_every_survival_column_is_documented(trial):
     docs = (REPO / "docs/tables.md").read_text().split("## results/survival/")[1]
-    for name in OUTPUT_TABLES:
+    for name in SURVIVAL_TABLES:
         undocumented = [
             c for c in getattr(trial.results, name).columns if not re.search(rf"\b{re.escape(c)}\b", docs)
         ]

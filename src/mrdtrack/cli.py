@@ -80,7 +80,7 @@ def add_demo_parser(commands: Any) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Write the demo study; the module is imported here, so other commands start without the simulator."""
-    from mrdtrack.simulation.demo import run_demo_command
+    from mrdtrack.simulation import run_demo_command
 
     return run_demo_command(args.folder, args.seed, args.patients, args.threads, args.overwrite)
 

@@ -1,7 +1,6 @@
 """Count molecules at every cohort panel locus in each of the job's samples' BAM/CRAM."""
 
-from mrdtrack.counting.molecules import CountSettings
-from mrdtrack.counting.sample import count_sample, settings_for_job
+from mrdtrack.counting import CountSettings, count_sample, settings_for_job
 from mrdtrack.jobs import per_sample
 from mrdtrack.logs import setup_logging, user_errors_as_messages
 from mrdtrack.settings import settings_record

@@ -37,14 +37,30 @@ MAX_PATTERN_LOCI = 10
 
 
 @dataclass(frozen=True)
-class Design:
-    """Where a sample's fragments fall at a set of loci, whatever their alleles.
+class LikelihoodTerms:
+    """The terms of a sample's likelihood at a set of loci that do not depend on its alleles: where its fragments
+    fall, and how likely each ALT pattern is with and without tumor origin.
 
     Columns 0..L-1 are the L loci's one-locus fragments, the next ones the groups of loci covered together.
     Kinds 0..L-1 are an ALT on a one-locus fragment, the next ones the ALT patterns of a group's fragments
-    (ALT at some of its loci, REF at the others). `alpha` is a kind's probability if the fragment is not from
-    the tumor, `slope` its probability if it is, minus `alpha`. `hit_kind` and `hit_locus` list the loci
-    where each kind shows an ALT."""
+    (ALT at some of its loci, REF at the others). Build with `of_loci` or `of_fragments`.
+
+    Attributes
+    ----------
+    size : numpy.ndarray
+        Fragments per column.
+    g, d : numpy.ndarray
+        Per column: 1 - P(all REF | not tumor), and P(all REF | not tumor) - P(all REF | tumor).
+    kind_column : numpy.ndarray
+        Each kind's column.
+    alpha, slope : numpy.ndarray
+        Each kind's probability if the fragment is not from the tumor, and its probability if it is minus
+        `alpha`.
+    hit_kind, hit_locus : numpy.ndarray
+        The loci where each kind shows an ALT (pairs, sorted by kind).
+    groups : tuple of tuple of int
+        The loci of each group column.
+    """
 
     size: np.ndarray  # fragments per column
     g: np.ndarray  # per column: 1 - P(all REF | not tumor)
@@ -57,8 +73,22 @@ class Design:
     groups: tuple[tuple[int, ...], ...] = ()  # the loci of each group column
 
     @classmethod
-    def of_loci(cls, n: np.ndarray, e: np.ndarray, w: np.ndarray) -> Design:
-        """One-locus fragments only: n_i of them at locus i (the binomial model)."""
+    def of_loci(cls, n: np.ndarray, e: np.ndarray, w: np.ndarray) -> LikelihoodTerms:
+        """One-locus fragments only: n_i of them at locus i (the binomial model).
+
+        Parameters
+        ----------
+        n : numpy.ndarray
+            Informative molecules per locus.
+        e : numpy.ndarray
+            Background rate per locus.
+        w : numpy.ndarray
+            Variant weight per locus (cancer-cell fraction x multiplicity).
+
+        Returns
+        -------
+        LikelihoodTerms
+        """
         return cls.of_fragments(n, e, w, [], [])
 
     @classmethod
@@ -69,8 +99,24 @@ class Design:
         w: np.ndarray,
         groups: Sequence[tuple[int, ...]],
         group_size: Sequence[int],
-    ) -> Design:
-        """`n` one-locus fragments per locus and `group_size` fragments covering each group of loci."""
+    ) -> LikelihoodTerms:
+        """One-locus fragments and fragments that cover several loci together.
+
+        Parameters
+        ----------
+        n : numpy.ndarray
+            One-locus fragments per locus.
+        e, w : numpy.ndarray
+            Background rate and variant weight per locus.
+        groups : sequence of tuple of int
+            Sets of loci (indices into `n`) covered together by some fragments.
+        group_size : sequence of int
+            Fragments covering each group.
+
+        Returns
+        -------
+        LikelihoodTerms
+        """
         e, w = np.asarray(e, dtype=float), np.asarray(w, dtype=float)
         c = tumor_share(e, w)
         loci = np.arange(len(e))
@@ -131,10 +177,11 @@ def tumor_share(e: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Observed:
-    """A sample's fragments with an ALT, as cells over a `Design`: each with its column, its N (`alpha`), T - N
-    (`slope`), fragment-length class `k` and count. Cells of one-locus fragments are the kinds 0..L-1."""
+    """A sample's fragments with an ALT, as cells over its `LikelihoodTerms`: each with its column, its N
+    (`alpha`), T - N (`slope`), fragment-length class `k` and count. Cells of one-locus fragments are the kinds
+    0..L-1."""
 
-    design: Design
+    terms: LikelihoodTerms
     column: np.ndarray
     alpha: np.ndarray
     slope: np.ndarray
@@ -142,32 +189,30 @@ class Observed:
     count: np.ndarray
 
     @classmethod
-    def of_loci(cls, a: np.ndarray, design: Design) -> Observed:
+    def of_loci(cls, a: np.ndarray, terms: LikelihoodTerms) -> Observed:
         """ALT one-locus fragments per locus (L), or per locus and length class (L x classes)."""
         a = np.asarray(a)
         table = a[:, None] if a.ndim == 1 else a
         locus, k = np.nonzero(table)
-        return cls(
-            design, locus, design.alpha[locus], design.slope[locus], k.astype(np.int64), table[locus, k]
-        )
+        return cls(terms, locus, terms.alpha[locus], terms.slope[locus], k.astype(np.int64), table[locus, k])
 
     def with_fragments(
         self, e: np.ndarray, w: np.ndarray, patterns: Sequence[tuple[int, np.ndarray, int, int]]
     ) -> Observed:
-        """Add fragments of the design's groups that show an ALT: (group index, ALT mask over the group's
+        """Add fragments of the terms' groups that show an ALT: (group index, ALT mask over the group's
         loci, length class, count)."""
         if not patterns:
             return self
         c = tumor_share(np.asarray(e, dtype=float), np.asarray(w, dtype=float))
         extra = []
         for group_index, is_alt, k, count in patterns:
-            members = np.asarray(self.design.groups[group_index])
+            members = np.asarray(self.terms.groups[group_index])
             normal = np.where(is_alt, e[members], 1 - e[members]).prod()
             tumor = np.where(is_alt, e[members] + c[members], 1 - e[members] - c[members]).prod()
-            extra.append((self.design.n_loci + group_index, normal, tumor - normal, k, count))
+            extra.append((self.terms.n_loci + group_index, normal, tumor - normal, k, count))
         column, alpha, slope, k, count = (np.array(values) for values in zip(*extra, strict=True))
         return Observed(
-            self.design,
+            self.terms,
             np.concatenate([self.column, column.astype(np.int64)]),
             np.concatenate([self.alpha, alpha]),
             np.concatenate([self.slope, slope]),
@@ -178,11 +223,11 @@ class Observed:
     def tables(self, r: np.ndarray | None = None) -> Tables:
         """The one-row fit table (r: the length classes' ratios; None: counts only)."""
         ratio = np.ones(1) if r is None else np.asarray(r, dtype=float)
-        used = np.bincount(self.column, self.count, len(self.design.size))
-        rest = (self.design.size - used)[None, :].astype(float)
+        used = np.bincount(self.column, self.count, len(self.terms.size))
+        rest = (self.terms.size - used)[None, :].astype(float)
         return Tables(
             np.zeros(len(self.count), dtype=np.int64), self.count.astype(float), self.alpha,
-            self.slope * ratio[self.k], self.slope, rest, self.design.g, self.design.d,
+            self.slope * ratio[self.k], self.slope, rest, self.terms.g, self.terms.d,
         )  # fmt: skip
 
 
@@ -221,15 +266,15 @@ class Tables:
 
     @classmethod
     def of_draws(
-        cls, design: Design, row: np.ndarray, kind: np.ndarray, k: np.ndarray, count: np.ndarray,
+        cls, terms: LikelihoodTerms, row: np.ndarray, kind: np.ndarray, k: np.ndarray, count: np.ndarray,
         rows: int, r: np.ndarray,
     ) -> Tables:  # fmt: skip
         """Drawn tables: `count` ALT fragments of each (row, kind, length class) cell."""
-        used = np.zeros((rows, len(design.size)))
-        np.add.at(used, (row, design.kind_column[kind]), count)
-        rest = np.maximum(design.size - used, 0)
-        slope = design.slope[kind]
-        return cls(row, count, design.alpha[kind], slope * r[k], slope, rest, design.g, design.d)
+        used = np.zeros((rows, len(terms.size)))
+        np.add.at(used, (row, terms.kind_column[kind]), count)
+        rest = np.maximum(terms.size - used, 0)
+        slope = terms.slope[kind]
+        return cls(row, count, terms.alpha[kind], slope * r[k], slope, rest, terms.g, terms.d)
 
     def __len__(self) -> int:
         return len(self.rest)

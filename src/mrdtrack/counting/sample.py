@@ -60,6 +60,21 @@ FRAGMENT_COLUMNS = columns_of("fragments")  # mrdtrack.tables.CONTRACTS
 
 @dataclass
 class SampleCounts:
+    """What counting one sample gives: its tables (docs/tables.md) and its QC.
+
+    Parameters
+    ----------
+    counts : pandas.DataFrame
+        Molecules per panel locus (COUNT_COLUMNS).
+    fragment_lengths : pandas.DataFrame
+        Molecules per fragment length, mutant and wild-type.
+    qc : dict
+        Reads and molecules kept and dropped, the dedup mode used and how often the reads disagree with the
+        reference (the sample's qc.json).
+    fragments : pandas.DataFrame
+        Fragments informative at two or more panel loci (FRAGMENT_COLUMNS).
+    """
+
     counts: pd.DataFrame
     fragment_lengths: pd.DataFrame
     qc: dict[str, Any]
@@ -80,9 +95,41 @@ def count_sample(
     With `threads` > 1 the clusters of nearby loci are split into contiguous chunks counted by that many worker
     processes (each opens the file itself); the results are the same, byte for byte, whatever `threads` is.
     The QC summary holds how often the reads around the panel loci disagree with `reference`
-    (`reference_mismatch_rate`). With `check_reference` a file that does not match the reference (its header's
-    panel contigs, lengths or MD5s, or reads that disagree with it far beyond sequencing errors) is an
-    AlignmentInputError before anything is counted."""
+    (`reference_mismatch_rate`, config/README.md "Checks of the alignments against the reference").
+
+    Parameters
+    ----------
+    sample_id : str
+        The sample, written in every row.
+    alignment_path : str
+        An indexed BAM or CRAM.
+    reference : str
+        The reference FASTA (decodes a CRAM; a BAM's contigs are matched to its names).
+    panel : pandas.DataFrame
+        The cohort panel (results/panel/loci.tsv); each distinct locus is counted once.
+    settings : CountSettings
+        The counting rules.
+    threads : int
+        Worker processes.
+    check_reference : bool
+        Stop on a file that does not match the reference: its header's panel contigs, lengths or MD5s, or reads
+        that disagree with it far beyond sequencing errors (before anything is counted).
+
+    Returns
+    -------
+    SampleCounts
+        The sample's count, fragment-length and fragment tables and its QC.
+
+    Raises
+    ------
+    AlignmentInputError
+        The file cannot be read, or is truncated or corrupt, or (CRAM) was encoded against another reference;
+        with `check_reference`, it does not match the reference.
+    PanelLocusError
+        A panel locus is neither an SNV nor a normalised indel.
+    UmiSourceError
+        UMIs are expected but none of the first reads carries one.
+    """
     loci = unique_loci(panel)
     _check_alleles(loci)
     if check_reference:
@@ -275,7 +322,20 @@ def _count_units(
 def settings_for_job(alignment_paths: Sequence[str], settings: CountSettings) -> CountSettings:
     """`settings` for counting these alignments one after another in one process (a job of several samples):
     `auto` takes the compiled engine when their sizes add up to AUTO_COMPILED_MIN_BYTES, since its loading is
-    then paid once for all of them. The counts are the same with either engine."""
+    then paid once for all of them. The counts are the same with either engine.
+
+    Parameters
+    ----------
+    alignment_paths : sequence of str
+        The job's BAM/CRAM files.
+    settings : CountSettings
+        The configured counting rules.
+
+    Returns
+    -------
+    CountSettings
+        `settings`, with engine `compiled` where `auto` would pay the compiled engine's loading once for all.
+    """
     sizes = sum(os.path.getsize(p) for p in alignment_paths if os.path.isfile(p))
     if settings.engine == "auto" and len(alignment_paths) > 1 and sizes >= AUTO_COMPILED_MIN_BYTES:
         return replace(settings, engine="compiled")

@@ -56,7 +56,19 @@ MAX_REPEAT_COPIES = 50  # repeat tracts are measured up to this many copies of t
 
 @dataclass(frozen=True)
 class PanelSettings(StepSettings):
-    """Settings of the `panel:` config section (config/README.md documents each)."""
+    """Settings of the `panel:` config section; config/README.md documents each key.
+
+    Parameters
+    ----------
+    weight_info_field : str
+        INFO field with the variant's cancer-cell fraction.
+    on_invalid_record : str
+        `skip` (with a warning) or `error` for records that cannot be counted.
+    purity : float or None
+        Tumor purity for VCFs whose header gives none (`##purity=`).
+    chip_genes : tuple of str
+        Genes whose loci are flagged chip_suspect (upper case).
+    """
 
     SECTION: ClassVar[str] = "panel"
 
@@ -555,7 +567,27 @@ def _invalid(path: str, record: pysam.VariantRecord, why: str, settings: PanelSe
 
 
 def build_panel(patients: pd.DataFrame, reference: str, settings: PanelSettings) -> pd.DataFrame:
-    """All patients' panels as one table; raise InputError listing every REF mismatch or unreadable VCF."""
+    """All patients' panels as one table.
+
+    Parameters
+    ----------
+    patients : pandas.DataFrame
+        The patients sheet (`patient_id`, `panel_vcf`).
+    reference : str
+        The reference FASTA (indexed).
+    settings : PanelSettings
+        The `panel:` settings.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per patient and locus (PANEL_COLUMNS), sorted by contig, position and patient.
+
+    Raises
+    ------
+    InputError
+        Listing every REF mismatch or unreadable VCF.
+    """
     frames, problems = [], []
     with pysam.FastaFile(reference) as fasta:
         contig_order = list(fasta.references)

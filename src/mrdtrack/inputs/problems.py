@@ -14,12 +14,28 @@ from mrdtrack.logs import UserFacingError
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with the input, located as precisely as possible."""
+    """One thing wrong with the input, located as precisely as possible.
+
+    Parameters
+    ----------
+    file : str
+        The file at fault.
+    message : str
+        What is wrong.
+    fix : str
+        What to do about it.
+    row : int or None
+        The line in the file, counting every line (the header is line 1 unless blank or comment lines precede it).
+    column : str or None
+        The column at fault.
+    severity : str
+        `error` stops the run; anything else is a warning.
+    """
 
     file: str
     message: str
     fix: str = ""
-    row: int | None = None  # line number in the file (the header is line 1)
+    row: int | None = None
     column: str | None = None
     severity: str = "error"
 
@@ -34,7 +50,13 @@ class Problem:
 
 
 class InputError(UserFacingError):
-    """Raised with every problem found in the inputs."""
+    """Raised with every problem found in the inputs.
+
+    Parameters
+    ----------
+    problems : sequence of Problem
+        Every problem found; the message lists them all.
+    """
 
     def __init__(self, problems: Sequence[Problem]):
         self.problems = list(problems)

@@ -46,7 +46,19 @@ INDEX_CANDIDATES = {
 
 @dataclass
 class Inputs:
-    """The validated inputs of one run."""
+    """The validated inputs of one run.
+
+    Parameters
+    ----------
+    samples : pandas.DataFrame
+        Every sample sheet's rows, indexed by sample_id, with paths resolved.
+    patients, clinical : pandas.DataFrame
+        The patients and clinical sheets' rows, with paths resolved.
+    reference : str
+        The reference FASTA.
+    warnings : list of Problem
+        Problems that do not stop the run.
+    """
 
     samples: pd.DataFrame
     patients: pd.DataFrame
@@ -263,7 +275,20 @@ def sample_sheets(config: dict[str, Any]) -> list[str]:
 
 
 def load_samples(sheets: str | Sequence[str]) -> tuple[pd.DataFrame, list[Problem]]:
-    """Read, schema-check and concatenate the sample sheets (one per batch)."""
+    """Read, schema-check and concatenate the sample sheets (one per batch).
+
+    Parameters
+    ----------
+    sheets : str or sequence of str
+        One sample sheet or several.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Their rows, paths resolved, with the `sheet` and `sheet_row` each came from.
+    list of Problem
+        What is wrong in them.
+    """
     paths = [sheets] if isinstance(sheets, str) else list(sheets)
     frames, problems = [], []
     for path in paths:
@@ -285,7 +310,22 @@ def load_samples(sheets: str | Sequence[str]) -> tuple[pd.DataFrame, list[Proble
 
 
 def load_table(path: str, kind: str) -> tuple[pd.DataFrame, list[Problem]]:
-    """Read and schema-check the patients or clinical sheet."""
+    """Read and schema-check the patients or clinical sheet.
+
+    Parameters
+    ----------
+    path : str
+        The sheet.
+    kind : str
+        `patients` or `clinical`: the schema it is checked against.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Its rows, paths resolved, with the `sheet` and `sheet_row` each came from.
+    list of Problem
+        What is wrong in it.
+    """
     frame, problems = read_sheet(path)
     if frame.empty:
         return frame, problems
@@ -588,7 +628,24 @@ def reference_problems(reference: str) -> list[Problem]:
 
 
 def load_inputs(config: dict[str, Any]) -> Inputs:
-    """Read and check every input named in the config; raise InputError listing all problems."""
+    """Read and check every input named in the config, all problems at once.
+
+    Parameters
+    ----------
+    config : dict
+        The run configuration (`samples`, `patients`, `clinical`, `reference`, `cohorts`,
+        `survival.covariates`).
+
+    Returns
+    -------
+    Inputs
+        The checked sheets and any warnings.
+
+    Raises
+    ------
+    InputError
+        Listing every problem, when any is an error.
+    """
     inputs, problems = collect_inputs(config)
     errors = [p for p in problems if p.severity == "error"]
     if errors:

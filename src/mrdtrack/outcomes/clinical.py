@@ -62,7 +62,27 @@ CLINICAL_COLUMNS = ("patient_id", "cohort", "enrollment_date", "pfs_event", "pfs
 
 
 def run_clinical(calls: pd.DataFrame, clinical: pd.DataFrame, settings: ClinicalSettings) -> ClinicalTables:
-    """Join calls and clinical data and derive the per-patient and counting-process tables."""
+    """Join calls and clinical data and derive the per-patient and counting-process tables.
+
+    Parameters
+    ----------
+    calls
+        The calling step's calls (calls.tsv).
+    clinical
+        The clinical sheet: one row per patient with enrollment, PFS and OS.
+    settings
+        Config section `clinical_join`.
+
+    Returns
+    -------
+    ClinicalTables
+        The joined samples, the per-patient table and the counting-process rows.
+
+    Raises
+    ------
+    UserFacingError
+        When a required column of the calls or the clinical sheet is missing.
+    """
     _require_columns(calls, CALL_COLUMNS, "MRD calls")
     _require_columns(clinical, CLINICAL_COLUMNS, "clinical sheet")
     clinical = prepare_clinical(clinical)

@@ -157,3 +157,20 @@ def rank_auc(scores: np.ndarray, n_cases: int) -> np.ndarray:
     ranks = stats.rankdata(scores, axis=1)
     n_controls = scores.shape[1] - n_cases
     return (ranks[:, :n_cases].sum(axis=1) - n_cases * (n_cases + 1) / 2) / (n_cases * n_controls)
+
+
+def feature_sets(covariates: list[str]) -> dict[str, list[str]]:
+    """The prediction models and their features: baseline MRD status, then with the baseline log10 tumor
+    fraction, then (when configured) with the covariates too."""
+    sets = {
+        "mrd_status": ["baseline_mrd_positive"],
+        "mrd_status_tf": ["baseline_mrd_positive", "baseline_log10_tf"],
+    }
+    if covariates:
+        sets["mrd_status_tf_covariates"] = [*sets["mrd_status_tf"], *covariates]
+    return sets
+
+
+def prediction_subset(pats: pd.DataFrame, settings: PredictionSettings) -> pd.DataFrame:
+    """The patients the prediction model is built on (`prediction: cohort`, default all)."""
+    return pats if settings.cohort == "all" else pats[pats["cohort"] == settings.cohort]
