@@ -15,7 +15,9 @@ from conftest import REPO
 from mrdtrack.calling import BackgroundSettings, CallSettings
 from mrdtrack.counting import CountSettings
 from mrdtrack.inputs import PanelSettings
+from mrdtrack.inputs.config import config_problems
 from mrdtrack.inputs.panel import DEFAULT_CHIP_GENES
+from mrdtrack.inputs.sheets import DEFAULT_COHORTS, load_schema
 from mrdtrack.logs import UserFacingError
 from mrdtrack.outcomes import ClinicalSettings, PredictionSettings, SurvivalSettings
 from mrdtrack.report import ReportSettings
@@ -290,3 +292,40 @@ def test_each_step_records_its_settings_beside_its_outputs_and_the_report_reads_
     assert not (
         REPO / "src/mrdtrack/report/defaults.py"
     ).exists()  # no more importing the producers' defaults
+
+
+# ----- the config as a whole (mrdtrack.inputs.config) ------------------------------------------------------
+def test_the_shipped_config_has_no_problem_and_its_cohorts_are_the_default_ones():
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    assert config_problems(config, "config/config.yaml") == []
+    clinical = (REPO / "test_data" / "clinical.tsv").read_text().splitlines()
+    assert {line.split("\t")[1] for line in clinical[1:]} == set(DEFAULT_COHORTS)
+
+
+def test_every_sample_sheet_column_is_documented_and_described():
+    readme = README.read_text()
+    for column, spec in load_schema("samples")["properties"].items():
+        assert f"| `{column}` |" in readme, f"sample sheet column {column} is not in config/README.md"
+        assert spec.get("description"), f"sample sheet column {column} has no description in its schema"
+
+
+def test_an_unknown_key_is_named_with_the_valid_keys_of_its_level_and_the_closest_one():
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["survival"]["predictoin"] = {"n_splits": 3}
+    [problem] = config_problems(config, "c.yaml")
+    valid = ", ".join(sorted(load_schema("config")["properties"]["survival"]["properties"]))
+    assert str(problem) == (
+        f"c.yaml: unknown key 'survival.predictoin' (did you mean 'prediction'?); valid keys of survival: {valid}. "
+        "Fix: correct the key's spelling or remove it (config/README.md)"
+    )
+
+
+def test_cohort_settings_must_name_a_declared_cohort():
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["cohorts"] = ["A", "B"]
+    config["survival"]["design_cohort"] = "stop"
+    config["survival"]["prediction"] = {"cohort": "B"}
+    assert [str(p) for p in config_problems(config, "c.yaml")] == [
+        "c.yaml: survival.design_cohort: 'stop' is not one of the cohorts: A, B. "
+        "Fix: name a cohort listed under `cohorts` (case matters)"
+    ]

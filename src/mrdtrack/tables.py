@@ -8,8 +8,10 @@ overwrites and renames the remains instead of leaving them beside the results.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,18 +23,56 @@ import pandas as pd
 from mrdtrack.logs import UserFacingError
 
 
+class OutputError(UserFacingError):
+    """An output that cannot be written: the disk or quota is full, or the folder is read-only."""
+
+
+# What a person can do about each write failure that is not a bug.
+_WRITE_FAILURES = {
+    errno.ENOSPC: ("no space left on the device", "free disk space (or move the run to a larger disk)"),
+    errno.EDQUOT: ("the disk quota is exceeded", "free space within your quota (or move the run)"),
+    errno.EROFS: ("the file system is read-only", "run from a folder you can write to"),
+    errno.EACCES: ("permission denied", "run from a folder you can write to, or fix its permissions"),
+}
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+
+    A full disk (or quota, a read-only folder) while writing is an OutputError naming the output and the space
+    left, and no partial file is left behind.
+    """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = target.with_name(f".{target.name}.tmp")
-    tmp_path.unlink(missing_ok=True)
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp_path.unlink(missing_ok=True)
         yield tmp_path
         os.replace(tmp_path, target)
+    except OSError as error:
+        if error.errno not in _WRITE_FAILURES:
+            raise
+        raise OutputError(_write_failure(target, error.errno)) from None
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _write_failure(target: Path, code: int) -> str:
+    reason, fix = _WRITE_FAILURES[code]
+    folder = next((p for p in [target.parent, *target.parent.parents] if p.exists()), Path("."))
+    free = shutil.disk_usage(folder).free
+    return (
+        f"cannot write '{target}': {reason} ({_size(free)} free on the file system of '{folder}'). "
+        f"Fix: {fix}, then run the same command again; finished outputs are kept"
+    )
+
+
+def _size(n_bytes: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.1f} {unit}"
+    return f"{n_bytes} bytes"
 
 
 def write_tsv(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:

@@ -9,8 +9,17 @@ from snakemake.utils import validate
 # The mrdtrack package of this source tree (jobs' scripts find it through the link workflow/scripts/mrdtrack).
 sys.path.insert(0, os.path.normpath(os.path.join(workflow.basedir, "..", "src")))
 
+from mrdtrack.inputs.config import config_problems, with_dates_as_text
+from mrdtrack.inputs.problems import format_problems
 from mrdtrack.inputs.sheets import InputError, index_path, load_inputs
 
+# Checked here in people's terms (an unknown key with the valid names), then by Snakemake, which fills defaults.
+CONFIG_PROBLEMS = config_problems(
+    with_dates_as_text(config),
+    ", ".join(map(str, workflow.configfiles)) or "the config",
+)
+if CONFIG_PROBLEMS:
+    raise WorkflowError(format_problems(CONFIG_PROBLEMS))
 validate(config, schema="../schemas/config.schema.yaml")
 
 try:

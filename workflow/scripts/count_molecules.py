@@ -28,6 +28,7 @@ with user_errors_as_messages():
             panel=panel,
             settings=job_settings,
             threads=snakemake.threads,
+            check_reference=True,  # another build's reads would enter every patient's background
         )
         write_tsv(result.fragment_lengths, job.fraglen)
         write_tsv(result.fragments, job.fragments)

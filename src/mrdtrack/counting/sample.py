@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -26,6 +27,13 @@ from mrdtrack.counting.molecules import (
     molecules_at_loci,
     resolve_dedup_mode,
 )
+from mrdtrack.counting.reference_match import COMPARED_FIELDS, mismatch_problem, reference_mismatch_rate
+from mrdtrack.inputs.alignments import (
+    AlignmentInputError,
+    cram_reference_mismatch,
+    open_alignments,
+    reference_differences,
+)
 from mrdtrack.inputs.panel import contig_map, unique_loci
 from mrdtrack.logs import UserFacingError
 from mrdtrack.processes import fork_pool
@@ -41,10 +49,6 @@ log = logging.getLogger(__name__)
 AUTO_COMPILED_MIN_BYTES = 1_500_000
 
 COUNT_COLUMNS = columns_of("counts")  # mrdtrack.tables.CONTRACTS
-
-
-class AlignmentInputError(UserFacingError):
-    """An alignment file that cannot be counted as given (unreadable, wrong genome build)."""
 
 
 class PanelLocusError(UserFacingError):
@@ -65,7 +69,8 @@ class SampleCounts:
     fragment_lengths : pandas.DataFrame
         Molecules per fragment length, mutant and wild-type.
     qc : dict
-        Reads and molecules kept and dropped, and the dedup mode used (the sample's qc.json).
+        Reads and molecules kept and dropped, the dedup mode used and how often the reads disagree with the
+        reference (the sample's qc.json).
     fragments : pandas.DataFrame
         Fragments informative at two or more panel loci (FRAGMENT_COLUMNS).
     """
@@ -76,14 +81,6 @@ class SampleCounts:
     fragments: pd.DataFrame  # FRAGMENT_COLUMNS: fragments informative at two or more panel loci
 
 
-def open_alignments(path: str, reference: str) -> pysam.AlignmentFile:
-    """Open a BAM or CRAM (CRAM decoded with `reference`), with a message a person can act on when it fails."""
-    try:
-        return pysam.AlignmentFile(path, reference_filename=reference)
-    except (OSError, ValueError) as error:
-        raise AlignmentInputError(f"cannot read alignments from '{path}': {error}") from error
-
-
 def count_sample(
     sample_id: str,
     alignment_path: str,
@@ -91,11 +88,14 @@ def count_sample(
     panel: pd.DataFrame,
     settings: CountSettings,
     threads: int = 1,
+    check_reference: bool = False,
 ) -> SampleCounts:
     """Count molecules at every unique locus of the cohort panel in one BAM/CRAM.
 
     With `threads` > 1 the clusters of nearby loci are split into contiguous chunks counted by that many worker
     processes (each opens the file itself); the results are the same, byte for byte, whatever `threads` is.
+    The QC summary holds how often the reads around the panel loci disagree with `reference`
+    (`reference_mismatch_rate`, config/README.md "Checks of the alignments against the reference").
 
     Parameters
     ----------
@@ -111,6 +111,9 @@ def count_sample(
         The counting rules.
     threads : int
         Worker processes.
+    check_reference : bool
+        Stop on a file that does not match the reference: its header's panel contigs, lengths or MD5s, or reads
+        that disagree with it far beyond sequencing errors (before anything is counted).
 
     Returns
     -------
@@ -120,7 +123,8 @@ def count_sample(
     Raises
     ------
     AlignmentInputError
-        The file cannot be read, or is truncated or corrupt.
+        The file cannot be read, or is truncated or corrupt, or (CRAM) was encoded against another reference;
+        with `check_reference`, it does not match the reference.
     PanelLocusError
         A panel locus is neither an SNV nor a normalised indel.
     UmiSourceError
@@ -128,10 +132,16 @@ def count_sample(
     """
     loci = unique_loci(panel)
     _check_alleles(loci)
+    if check_reference:
+        _require_matching_header(sample_id, alignment_path, reference, loci)
     try:
         with open_alignments(alignment_path, reference) as alignments:
             mode = resolve_dedup_mode(alignments, settings)
             names = _bam_contig_names(alignments, loci["chrom"].unique(), alignment_path)
+            mismatches = _reference_mismatches(alignments, reference, loci, names, settings)
+            problem = mismatch_problem(sample_id, alignment_path, *mismatches)
+            if check_reference and problem:
+                raise AlignmentInputError(problem)
             units = _work_units(loci, names)
             chunks = _chunks(units, threads)
             pool = fork_pool(min(threads, len(chunks)))  # a few chunks per worker
@@ -145,6 +155,9 @@ def count_sample(
                 ]
                 parts = [future.result() for future in futures]
     except OSError:  # htslib reports truncated or corrupt blocks while reading (and closing)
+        reference_mismatch = cram_reference_mismatch(alignment_path, reference, list(loci["chrom"].unique()))
+        if reference_mismatch:
+            raise AlignmentInputError(f"sample {sample_id}: {reference_mismatch}") from None
         raise AlignmentInputError(
             f"'{alignment_path}' is truncated or corrupt, or its index belongs to another version of the file "
             "(htslib could not decode it): re-index it (samtools index); if that does not help, re-create it "
@@ -161,11 +174,60 @@ def count_sample(
         for name, value in asdict(part.stats).items():
             setattr(stats, name, getattr(stats, name) + value)
     counts = _count_table(sample_id, loci, by_locus)
-    qc = _qc(stats, counts, lengths, mode)
+    qc = _qc(stats, counts, lengths, mode) | _mismatch_qc(*mismatches)
     if qc["molecules"] == 0:
         log.warning("%s: no molecule at any panel locus in '%s' (failed capture, wrong file or wrong panel?); "
                     "its calls will be indeterminate", sample_id, alignment_path)  # fmt: skip
     return SampleCounts(counts, _length_table(lengths), qc, _fragment_table(shared, loci))
+
+
+def _require_matching_header(sample_id: str, path: str, reference: str, loci: pd.DataFrame) -> None:
+    """Stop on a header whose panel contigs differ from the reference. A CRAM's MD5s are left to htslib, which
+    checks the reference under every slice it decodes (hashing whole contigs would cost more than counting)."""
+    contigs = list(loci["chrom"].unique())
+    differences = reference_differences(
+        path, reference, contigs, compare_md5=not path.lower().endswith(".cram")
+    )
+    if differences:
+        found = "; ".join(message for _kind, message in differences[:3]) + (
+            "; ..." if len(differences) > 3 else ""
+        )
+        raise AlignmentInputError(
+            f"sample {sample_id}: the header of '{path}' does not match the reference '{reference}': {found}. "
+            f"The reads were aligned to another genome build: re-align the sample to {reference}, or set "
+            "`reference` to the FASTA it was aligned to"
+        )
+
+
+def _reference_mismatches(
+    alignments: pysam.AlignmentFile,
+    reference: str,
+    loci: pd.DataFrame,
+    names: dict[str, str],
+    settings: CountSettings,
+) -> tuple[int, int]:
+    if not reference:  # `mrdtrack count` of a BAM without --reference
+        return 0, 0
+    with pysam.FastaFile(reference) as fasta, _for_comparison(alignments, reference) as reads:
+        return reference_mismatch_rate(reads, fasta, loci, names, settings.min_mapq, settings.min_baseq)
+
+
+def _for_comparison(alignments: pysam.AlignmentFile, reference: str) -> contextlib.AbstractContextManager:
+    """The file's reads for the reference comparison: a CRAM is opened again decoding only the fields it reads,
+    which halves the cost of its decoding; a BAM's open handle is used as it is."""
+    if not alignments.is_cram:
+        return contextlib.nullcontext(alignments)
+    fields = f"required_fields=0x{COMPARED_FIELDS:X}".encode()
+    return pysam.AlignmentFile(
+        alignments.filename.decode(), reference_filename=reference, format_options=[fields]
+    )
+
+
+def _mismatch_qc(mismatches: int, compared: int) -> dict[str, Any]:
+    return {
+        "reference_mismatch_rate": mismatches / compared if compared else None,
+        "reference_bases_compared": compared,
+    }
 
 
 def _check_alleles(loci: pd.DataFrame) -> None:

@@ -7,7 +7,8 @@ The entry points are listed in `__all__`: `load_inputs` checks every sheet of a 
 """
 
 from mrdtrack.inputs.panel import PanelSettings, build_panel
-from mrdtrack.inputs.sheets import InputError, Inputs, Problem, load_inputs, load_samples, load_table
+from mrdtrack.inputs.problems import InputError, Problem
+from mrdtrack.inputs.sheets import Inputs, load_inputs, load_samples, load_table
 
 __all__ = [
     "InputError", "Inputs", "PanelSettings", "Problem", "build_panel", "load_inputs", "load_samples", "load_table",

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import pysam
 
-from mrdtrack.inputs.sheets import InputError, Problem
+from mrdtrack.inputs.problems import InputError, Problem
 from mrdtrack.settings import StepSettings
 from mrdtrack.tables import columns_of
 
@@ -418,13 +418,21 @@ class _VcfReader:
         return self.contigs.get(name) or contig_map([name], self.fasta.references).get(name)
 
     def _ref_matches(self, record: pysam.VariantRecord, chrom: str, ref: str) -> bool:
-        start = record.pos - 1
-        actual = self.fasta.fetch(chrom, start, min(start + len(ref), self.fasta.get_reference_length(chrom)))
+        start, length = record.pos - 1, self.fasta.get_reference_length(chrom)
+        # A position past the contig's end cannot be fetched; a REF that runs past it is compared below.
+        if start >= length:
+            self.problems.append(Problem(
+                self.path,
+                f"{record.chrom}:{record.pos} is beyond the end of contig {chrom} ({length:,} bp in the reference)",
+                "the panel was probably called on another genome build; use the matching reference",
+            ))  # fmt: skip
+            return False
+        actual = self.fasta.fetch(chrom, start, min(start + len(ref), length))
         if actual.upper() == ref:
             return True
         self.problems.append(Problem(
             self.path,
-            f"{record.chrom}:{record.pos} REF is {ref} but the reference has {actual.upper() or 'nothing'}",
+            f"{record.chrom}:{record.pos} REF is {ref} but the reference has {actual.upper()}",
             "the panel was probably called on another genome build; use the matching reference",
         ))  # fmt: skip
         return False
@@ -487,6 +495,11 @@ def read_panel_vcf(
     """The variants of one patient's panel VCF as panel rows (one per ALT), and the problems found."""
     try:
         vcf = pysam.VariantFile(path)
+    except NotImplementedError:  # htslib cannot seek in gzip that is not bgzip
+        return pd.DataFrame(columns=PANEL_COLUMNS), [
+            Problem(path, "the panel VCF is compressed with plain gzip, which htslib cannot read (it needs bgzip)",
+                    f"recompress it: gunzip {path} && bgzip {path.removesuffix('.gz')}; or give it uncompressed")
+        ]  # fmt: skip
     except (OSError, ValueError) as error:
         return pd.DataFrame(columns=PANEL_COLUMNS), [
             Problem(path, f"cannot read the panel VCF ({error})", "give a VCF 4.x file, plain or bgzipped")
