@@ -21,8 +21,15 @@ import pytest
 
 from conftest import REPO, SAMPLE_HEADER, run_snakemake, write_config
 from mrdtrack.cli import main
-from mrdtrack.counting import AlignmentInputError, CountSettings, count_sample
-from mrdtrack.inputs import InputError, PanelSettings, build_panel, load_inputs, load_table
+from mrdtrack.counting import CountSettings, count_sample
+from mrdtrack.inputs import (
+    AlignmentInputError,
+    InputError,
+    PanelSettings,
+    build_panel,
+    load_inputs,
+    load_table,
+)
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from count_speed import build_bam  # noqa: E402

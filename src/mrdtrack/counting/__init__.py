@@ -8,7 +8,6 @@ The entry points are listed in `__all__`: `count_sample` counts one BAM/CRAM wit
 
 from mrdtrack.counting.molecules import CountSettings, UmiSourceError
 from mrdtrack.counting.sample import (
-    AlignmentInputError,
     PanelLocusError,
     SampleCounts,
     count_sample,
@@ -16,6 +15,6 @@ from mrdtrack.counting.sample import (
 )
 
 __all__ = [
-    "AlignmentInputError", "CountSettings", "PanelLocusError", "SampleCounts", "UmiSourceError", "count_sample",
+    "CountSettings", "PanelLocusError", "SampleCounts", "UmiSourceError", "count_sample",
     "settings_for_job",
 ]  # fmt: skip

@@ -6,10 +6,11 @@ The entry points are listed in `__all__`: `load_inputs` checks every sheet of a 
 `panel:` settings (`PanelSettings`). What is wrong is a `Problem`; `InputError` carries all of them.
 """
 
+from mrdtrack.inputs.alignments import AlignmentInputError
 from mrdtrack.inputs.panel import PanelSettings, build_panel
 from mrdtrack.inputs.problems import InputError, Problem
 from mrdtrack.inputs.sheets import Inputs, load_inputs, load_samples, load_table
 
 __all__ = [
-    "InputError", "Inputs", "PanelSettings", "Problem", "build_panel", "load_inputs", "load_samples", "load_table",
+    "AlignmentInputError", "InputError", "Inputs", "PanelSettings", "Problem", "build_panel", "load_inputs", "load_samples", "load_table",
 ]  # fmt: skip
