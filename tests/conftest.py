@@ -151,6 +151,14 @@ def run_snakemake(workdir: Path, *args: str, timeout: float = 900) -> subprocess
 
 
 @pytest.fixture(scope="session")
+def trial_plan():
+    """The full-size default `mrdtrack demo` cohort, planned (no file written; shared by the demo and docs tests)."""
+    from mrdtrack.simulation import demo
+
+    return demo.plan_demo()
+
+
+@pytest.fixture(scope="session")
 def bundled_run(tmp_path_factory) -> Path:
     """The default config run once, locally, on the bundled data (shared by the end-to-end tests)."""
     workdir = prepare_workdir(tmp_path_factory.mktemp("bundled_run"))

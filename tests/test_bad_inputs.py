@@ -314,6 +314,7 @@ def test_workflow_accepts_bom_and_windows_line_endings(tiny):
     assert "count_molecules" in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_workflow_job_on_a_corrupt_bam_fails_with_the_message_and_leaves_no_counts(tiny):
     root = tiny["root"]
     bam = root / "batch1/bams/S1.bam"
@@ -328,6 +329,7 @@ def test_workflow_job_on_a_corrupt_bam_fails_with_the_message_and_leaves_no_coun
     assert (root / "results/counts/C1.tsv").is_file(), "the intact sample is still counted (--keep-going)"
 
 
+@pytest.mark.slow
 def test_workflow_panel_ref_mismatch_fails_the_panel_job_with_the_loci(tiny):
     root, first = tiny["root"], tiny["panel"].iloc[0]
     wrong = next(base for base in "ACGT" if base not in (first.ref, first.alt))

@@ -18,6 +18,9 @@ import pytest
 from mrdtrack.counting import CountSettings, count_sample
 from mrdtrack.counting.molecules import resolve_dedup_mode
 
+# A real 6 Mb CRAM, read through pysam: minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 CRAM = "hg19.chr1.6Mb.cram"
 FASTA = "hg19.chr1.10Mb.fa.gz"
 SPACING = 5000  # one locus every 5 kb over chr1:1-6 Mb (~2x depth: ~1.5 molecules each)
@@ -60,7 +63,7 @@ def counted(delfi):
     cram, fasta, panel = delfi
     return {
         mode: count_sample("delfi", cram, fasta, panel, CountSettings(dedup=mode))
-        for mode in ("auto", "flag", "none")
+        for mode in ("flag", "none")  # `auto` is counted on a part of the panel (it must pick `flag`)
     }
 
 

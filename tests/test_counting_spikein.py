@@ -26,6 +26,9 @@ from mrdtrack.calling import CallSettings, build_background, call_cohort
 from mrdtrack.counting import CountSettings, count_sample
 from mrdtrack.inputs.panel import repeat_unit
 
+# A real 6 Mb CRAM, read through pysam: minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 CRAM = "hg19.chr1.6Mb.cram"
 FASTA = "hg19.chr1.10Mb.fa.gz"
 SNV_SPACING = 5000

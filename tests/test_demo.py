@@ -76,11 +76,6 @@ def test_fast_bam_blocks_hold_whole_records(small_world):
 # ------------------------------------------------------------------------------------------------------------
 # The plan (full size, no files)
 # ------------------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def trial_plan() -> sim.DemoPlan:
-    return sim.plan_demo()
-
-
 def test_trial_sized_cohorts_in_capture_pools(trial_plan):
     patients = trial_plan.patients
     assert len(patients) == 82
@@ -88,12 +83,11 @@ def test_trial_sized_cohorts_in_capture_pools(trial_plan):
     assert sum(p.cohort == "continue" for p in patients) == 30
     pool_sizes = pd.Series([p.pool for p in patients]).value_counts()
     assert (
-        pool_sizes.max() <= trial_plan.design.pool_size
-        and pool_sizes.min() >= trial_plan.design.pool_size - 1
+        pool_sizes.max() <= trial_plan.study.pool_size and pool_sizes.min() >= trial_plan.study.pool_size - 1
     )
     controls = [s for s in trial_plan.samples if s.sample_type == "control"]
     assert sorted(s.pool for s in controls) == sorted(pool_sizes.index)
-    assert len({s.batch for s in trial_plan.samples}) == trial_plan.design.lab_batches
+    assert len({s.batch for s in trial_plan.samples}) == trial_plan.study.lab_batches
 
 
 def test_baseline_draw_within_30_days_before_enrollment(trial_plan):
@@ -105,17 +99,17 @@ def test_baseline_draw_within_30_days_before_enrollment(trial_plan):
 
 
 def test_quarterly_draws_until_progression_for_up_to_three_years(trial_plan):
-    design = trial_plan.design
+    study = trial_plan.study
     by_patient = {p.patient_id: p for p in trial_plan.patients}
     for sample in trial_plan.samples:
         if sample.sample_type != "plasma" or sample.sample_id.endswith(("_V00", "_PD")):
             continue
         patient = by_patient[sample.patient_id]
         visit = int(sample.sample_id.rsplit("_V", 1)[1])
-        assert abs(sample.day - visit * design.visit_days) <= design.visit_jitter_days
+        assert abs(sample.day - visit * study.visit_days) <= study.visit_jitter_days
         assert sample.day < patient.progression_day and sample.day <= patient.follow_up_day
-        assert sample.day <= design.max_follow_up_days
-        assert sample.collected <= design.data_cutoff
+        assert sample.day <= study.max_follow_up_days
+        assert sample.collected <= study.data_cutoff
     after = [s for s in trial_plan.samples if s.sample_id.endswith("_PD")]
     assert after and all(
         0 < s.day - by_patient[s.patient_id].progression_day <= 60 and by_patient[s.patient_id].progressed
@@ -157,7 +151,7 @@ def test_tumor_dna_rises_before_progression(trial_plan):
 # ------------------------------------------------------------------------------------------------------------
 # Files (a tiny, shallow cohort)
 # ------------------------------------------------------------------------------------------------------------
-TINY = sim.DemoDesign(n_patients=3, plasma_molecules=30.0, normal_molecules=30.0, pool_size=2)
+TINY = sim.DemoStudy(n_patients=3, plasma_molecules=30.0, normal_molecules=30.0, pool_size=2)
 
 
 def _contents(folder: Path) -> dict[str, bytes]:
@@ -193,7 +187,7 @@ def test_the_command_writes_a_config_that_check_accepts(tmp_path, capsys):
 
 
 def test_a_full_folder_is_refused_and_only_a_demo_is_overwritten(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(demo, "DemoDesign", lambda n_patients: replace(TINY, n_patients=n_patients))
+    monkeypatch.setattr(demo, "DemoStudy", lambda n_patients: replace(TINY, n_patients=n_patients))
     user_data = tmp_path / "mine"
     user_data.mkdir()
     (user_data / "notes.txt").write_text("precious")
@@ -255,10 +249,10 @@ def test_shared_cohort_helpers_reproduce_the_bundled_generator(monkeypatch):
 def tiny_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("demo_run")
     # Two pools of two, followed for a year or so: a few draws each, so that the run takes minutes.
-    design = replace(
+    study = replace(
         TINY, n_patients=4, plasma_molecules=60.0, accrual_days=120, data_cutoff=date(2024, 9, 30)
     )
-    plan = sim.plan_demo(design)
+    plan = sim.plan_demo(study)
     sim.write_demo(workdir / "demo", plan)
     # As the README says: from the folder the demo was written in, with --configfile last.
     result = run_snakemake(workdir, "--configfile", "demo/config.yaml")

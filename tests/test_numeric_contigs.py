@@ -70,6 +70,9 @@ def renamed_run(tmp_path_factory) -> Path:
     for key in ("patients", "clinical"):
         config[key] = config[key].replace("test_data/", "data/")
     config["reference"] = "data/reference/genome.fa"
+    # Half the samples per job: two counting jobs at once on 2 cores, and few Python start-ups (the jobs' layout
+    # changes no result: tests/test_faults.py).
+    config["samples_per_job"] = 14
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     result = run_snakemake(workdir, "results/mrd/calls.tsv", "--configfile", "config.yaml")
     assert result.returncode == 0, result.stderr[-5000:]

@@ -32,7 +32,9 @@ from mrdtrack.outcomes.km import km_median, km_table, logrank
 from mrdtrack.outcomes.logrank import stratified_logrank
 from mrdtrack.outcomes.partial_likelihood import CoxArrays, breslow
 from mrdtrack.outcomes.rmst import rmst, rmst_comparison
-from mrdtrack.simulation.demo import DEFAULT_SEED, DemoDesign, clinical_table, plan_patients
+from mrdtrack.simulation import DemoStudy
+from mrdtrack.simulation.demo import clinical_table
+from mrdtrack.simulation.demo_plan import DEFAULT_SEED, plan_patients
 from mrdtrack.vocabulary import DAYS_PER_MONTH
 
 R_SCRIPT = Path(__file__).parent / "r" / "trial_stats.R"
@@ -72,7 +74,7 @@ def bundled_patients() -> pd.DataFrame:
 
 def demo_patients() -> pd.DataFrame:
     """The trial-sized demo's patients (`mrdtrack demo` at its default seed), true baseline status."""
-    patients = plan_patients(DemoDesign(), np.random.default_rng([DEFAULT_SEED, 0]))
+    patients = plan_patients(DemoStudy(), np.random.default_rng([DEFAULT_SEED, 0]))
     return patients_from_sheet(clinical_table(patients), pd.Series([p.baseline_tf > 0 for p in patients]))
 
 

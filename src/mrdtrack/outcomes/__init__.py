@@ -8,10 +8,10 @@ from mrdtrack.outcomes.survival import SURVIVAL_TABLES, SurvivalResults, run_sur
 from mrdtrack.outcomes.survival_settings import SurvivalSettings
 
 __all__ = [
-    "SURVIVAL_TABLES",
     "ClinicalSettings",
     "ClinicalTables",
     "PredictionSettings",
+    "SURVIVAL_TABLES",
     "SurvivalResults",
     "SurvivalSettings",
     "run_clinical",

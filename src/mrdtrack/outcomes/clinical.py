@@ -37,7 +37,23 @@ COUNTING_COLUMNS = columns_of("counting_process")  # mrdtrack.tables.CONTRACTS
 
 @dataclass(frozen=True)
 class ClinicalSettings(StepSettings):
-    """Settings of the clinical join (config section `clinical_join`); see config/README.md."""
+    """Settings of the clinical join (config section `clinical_join`); config/README.md documents each key.
+
+    Parameters
+    ----------
+    baseline_window_days_before, baseline_window_days_after : int
+        The baseline sample is the plasma draw closest to enrollment from this many days before it to this many
+        days after it (both inclusive). The window's start also bounds the samples of the dynamics and of the
+        counting process.
+    tf_floor_fraction_of_lod : float
+        log10 tumor fraction floor, as a fraction of the sample's lod95 (0.5: "below the detection limit, half
+        of it"): a TF <= 0 or missing, or a negative sample's TF below it, becomes the floor.
+    tf_floor_default : float
+        The floor (a tumor fraction) for a sample without a usable lod95.
+    indeterminate_in_counting_process : str
+        What an indeterminate sample means in the counting-process table: `missing` (status and level unknown
+        until the next sample) or `carry_forward` (the previous status and level go on).
+    """
 
     SECTION: ClassVar[str] = "clinical_join"
 
@@ -50,7 +66,20 @@ class ClinicalSettings(StepSettings):
 
 @dataclass
 class ClinicalTables:
-    """The three tables written by the clinical step."""
+    """The three tables written by the clinical step (results/clinical/; docs/tables.md lists their columns).
+
+    Parameters
+    ----------
+    joined : pandas.DataFrame
+        joined.tsv: one row per plasma sample of calls.tsv with its patient's clinical columns, time from
+        enrollment (days and months) and floored log10 TF.
+    patients : pandas.DataFrame
+        patients.tsv: one row per patient of the clinical sheet: PFS/OS in months, the baseline sample and its
+        status, and the MRD dynamics (conversion, first positive, lead time, TF slope).
+    counting_process : pandas.DataFrame
+        counting_process.tsv: (start, stop] intervals in months per patient, each carrying the status and
+        log10 TF of the latest sample, with the PFS event on the last one.
+    """
 
     joined: pd.DataFrame
     patients: pd.DataFrame

@@ -35,7 +35,7 @@ from mrdtrack.outcomes.prediction import feature_sets, predict_progression, pred
 from mrdtrack.outcomes.survival_settings import SurvivalSettings
 from mrdtrack.outcomes.time_varying import time_varying_cox
 
-# The tables the survival step writes, each an attribute of SurvivalResults.
+#: The tables the survival step writes, results/survival/{name}.tsv, each an attribute of `SurvivalResults`.
 SURVIVAL_TABLES = (
     "km_curves", "km_summary", "cox", "endpoints", "design", "prediction", "landmark_data", "landmark_km_curves",
     "landmark_km_summary",
@@ -44,7 +44,35 @@ SURVIVAL_TABLES = (
 
 @dataclass
 class SurvivalResults:
-    """The tables of results/survival/ (one attribute per name in `SURVIVAL_TABLES`) and summary.json."""
+    """The tables of results/survival/ (one attribute per name in `SURVIVAL_TABLES`) and summary.json;
+    docs/tables.md lists every column.
+
+    Parameters
+    ----------
+    km_curves : pandas.DataFrame
+        Kaplan-Meier curves by baseline status, overall and per cohort: one row per distinct time per curve.
+    km_summary : pandas.DataFrame
+        Per curve and timepoint: survival with both CI types, number at risk, median and its CIs.
+    cox : pandas.DataFrame
+        One row per Cox model, cohort and term (baseline, landmark and time-varying models), with the
+        model-level tests repeated on each row.
+    endpoints : pandas.DataFrame
+        Trial endpoints per cohort: PFS and OS at their timepoints, and the clinical benefit after a restart.
+    design : pandas.DataFrame
+        The Simon two-stage designs (`optimal`, `minimax`) with the observed counts of `design_cohort` and the
+        decision.
+    prediction : pandas.DataFrame
+        The cross-validated AUC of each feature set predicting progression by the horizon.
+    summary : dict
+        summary.json: patient and event counts, log-rank tests, Cox model tests, landmark and time-varying
+        summaries, lead time, the design's decision, the settings, and the notes on what was not estimable.
+    landmark_data : pandas.DataFrame
+        One row per landmark and patient progression-free at it, with the status under both landmark rules.
+    landmark_km_curves : pandas.DataFrame
+        `km_curves` counted from each landmark, by the status there.
+    landmark_km_summary : pandas.DataFrame
+        `km_summary` for the landmark curves.
+    """
 
     km_curves: pd.DataFrame
     km_summary: pd.DataFrame

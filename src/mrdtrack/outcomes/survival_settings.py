@@ -11,7 +11,53 @@ from mrdtrack.settings import StepSettings
 
 @dataclass(frozen=True)
 class SurvivalSettings(StepSettings):
-    """Config section `survival`; every key is documented in config/README.md."""
+    """Config section `survival`; config/README.md documents each key at length.
+
+    Parameters
+    ----------
+    covariates : tuple of str
+        Clinical-sheet columns the adjusted Cox models adjust for (at their baseline value) and the third
+        prediction model adds.
+    landmarks_months : tuple of float
+        Landmark times (months from enrollment): status at the landmark vs PFS counted from it.
+    landmark_closest_window_days : float or None
+        The second landmark rule: the determinate sample closest to the landmark within this many days either
+        side (it may be drawn after the landmark); None turns the rule off.
+    timepoints_months : tuple of float
+        Times at which km_summary.tsv reports Kaplan-Meier survival, its CIs and the number at risk.
+    conf_level : float
+        Confidence level of every KM, Cox and endpoint interval.
+    stratify_by_cohort : bool
+        Whether pooled (all-cohort) Cox models are stratified by cohort.
+    ph_transform : str
+        Time transform of the proportional-hazards test, as R's `cox.zph`: `km`, `identity`, `rank` or `log`.
+    curve_ci : str
+        CI transform of the curves in km_curves.tsv: `log` or `log-log`.
+    endpoint_ci : str
+        CI transform of the KM trial endpoints in endpoints.tsv: `log` or `log-log`.
+    pfs_endpoint_months : float
+        The primary endpoint's time: PFS at this many months per cohort, also the horizon of the Simon design's
+        binary outcome.
+    os_endpoint_months : float
+        OS is reported at this many months per cohort.
+    design : str
+        The Simon two-stage design that makes the decision: `optimal` or `minimax` (both are tabulated).
+    design_cohort : str
+        The cohort the Simon design applies to.
+    p0, p1 : float
+        The Simon design's uninteresting PFS rate at the horizon (H0: rate <= p0) and the rate at which it has
+        the requested power.
+    alpha : float
+        The Simon design's one-sided type I error.
+    power : float
+        The Simon design's power at `p1`.
+    design_nmax : int
+        Largest total sample size the Simon design search considers.
+    design_censored : str
+        Patients censored before the horizon without progression: `exclude` (not evaluable) or `failure`.
+    prediction : PredictionSettings
+        Section `survival: prediction:`.
+    """
 
     SECTION: ClassVar[str] = "survival"
 

@@ -15,7 +15,7 @@ The simulator, one module per step:
 from mrdtrack.simulation.bam import write_bam
 from mrdtrack.simulation.bam_bulk import write_bam_fast
 from mrdtrack.simulation.demo import run_demo_command, write_demo
-from mrdtrack.simulation.demo_plan import DemoDesign, DemoPlan, plan_demo
+from mrdtrack.simulation.demo_plan import DemoPlan, DemoStudy, plan_demo
 from mrdtrack.simulation.handmade import ReadSpec, sample_from_reads
 from mrdtrack.simulation.molecules import fragment_length_pmf
 from mrdtrack.simulation.oracle import MOLECULE_COUNT_COLUMNS, expected_counts, oracle_dedup_mode
@@ -38,10 +38,10 @@ from mrdtrack.simulation.simulate import simulate_sample, warm_up
 
 __all__ = [
     "DEFAULT_SPECTRUM",
-    "MOLECULE_COUNT_COLUMNS",
-    "DemoDesign",
     "DemoPlan",
+    "DemoStudy",
     "LocusKey",
+    "MOLECULE_COUNT_COLUMNS",
     "ReadSpec",
     "Reference",
     "SimulatedSample",

@@ -41,10 +41,10 @@ from mrdtrack.processes import in_parallel
 from mrdtrack.simulation.bam_bulk import write_bam_fast
 from mrdtrack.simulation.demo_plan import (
     DEFAULT_SEED,
-    DemoDesign,
     DemoPatient,
     DemoPlan,
     DemoSample,
+    DemoStudy,
     plan_demo,
 )
 from mrdtrack.simulation.panels import locus_truth_table, write_panel_vcf
@@ -113,14 +113,14 @@ def sample_settings(plan: DemoPlan, sample: DemoSample) -> SimulationSettings:
     """A library's depth (plasma scales with its cfDNA input) and its lab batch's chemistry."""
     batch = int(sample.batch.removeprefix("batch")) - 1
     marked, extra_copies, oxog = BATCH_SETTINGS[batch % len(BATCH_SETTINGS)]
-    design = plan.design
+    study = plan.study
     if sample.sample_type == "normal":
-        molecules = design.normal_molecules
+        molecules = study.normal_molecules
     else:
-        molecules = design.plasma_molecules * (sample.cfdna_ng / 20.0) ** 0.3
+        molecules = study.plasma_molecules * (sample.cfdna_ng / 20.0) ** 0.3
     return SimulationSettings(
         molecules_per_locus=float(molecules),
-        family_size_mean=design.family_size_mean + extra_copies,
+        family_size_mean=study.family_size_mean + extra_copies,
         duplicate_marked=marked,
         oxog_rate=oxog,
         locus_noise=plan.noise,
@@ -154,7 +154,7 @@ def _simulate_one(
         plan.reference, pools[sample.pool], own, sample.tf, sample_settings(plan, sample), rng,
         sample_id=sample.sample_id, chip=chip,
     )  # fmt: skip
-    write_bam_fast(simulated, out / sample.batch / bam_path(sample), plan.reference, plan.design.bam_level)
+    write_bam_fast(simulated, out / sample.batch / bam_path(sample), plan.reference, plan.study.bam_level)
     truth = simulated.truth()
     if sample.patient_id:
         mine = plan.panels[sample.patient_id][LOCUS_KEY]
@@ -227,7 +227,7 @@ def demo_config(folder: str, plan: DemoPlan) -> dict[str, Any]:
     batches = sorted({s.batch for s in plan.samples})
     return {
         "study_name": f"STOP-HER2 (TBCRC 062) MRD correlative study: simulated demo cohort (seed {plan.seed})",
-        "report_date": plan.design.data_cutoff.isoformat(),
+        "report_date": plan.study.data_cutoff.isoformat(),
         "samples": [f"{folder}/{batch}/samples.tsv" for batch in batches],
         "patients": f"{folder}/patients.tsv",
         "clinical": f"{folder}/clinical.tsv",
@@ -323,7 +323,7 @@ def run_demo_command(folder: str, seed: int | None, n_patients: int, threads: in
         print(f"mrdtrack demo: {error}", file=sys.stderr)
         return 1
     started = time.perf_counter()
-    plan = plan_demo(DemoDesign(n_patients=n_patients), DEFAULT_SEED if seed is None else seed)
+    plan = plan_demo(DemoStudy(n_patients=n_patients), DEFAULT_SEED if seed is None else seed)
     written = write_demo(folder, plan, worker_count(threads))
     counts = pd.Series([s.sample_type for s in plan.samples]).value_counts()
     cohorts = pd.Series([p.cohort for p in plan.patients]).value_counts()

@@ -26,7 +26,35 @@ from mrdtrack.simulation.reference import ENCODE, Reference
 
 @dataclass
 class ReadSpec:
-    """One SAM record written by hand; positions 1-based as in SAM. CIGAR: [H][S]M[DM][S] only."""
+    """One SAM record written by hand (for `sample_from_reads`); positions 1-based as in SAM.
+
+    Parameters
+    ----------
+    qname : int
+        Read number: the record is named `SIM:{qname}`, and records with the same number are one template
+        (mates pair up by it).
+    flag : int
+        SAM FLAG bits (paired, read 1/2, reverse, secondary, ...).
+    chrom : str
+        The contig the record aligns to (its mate is placed on the same one).
+    pos : int
+        1-based leftmost aligned position.
+    cigar : str
+        `[nH][nS]nM[nDnM][nS]` only: optional hard and soft clips around one or two aligned blocks with a
+        deletion between them.
+    seq : str
+        The bases as stored in SAM (reference orientation), soft-clipped ones included.
+    qual : int or sequence of int
+        Base quality (Phred) of every base, or one per base.
+    mapq : int
+        Mapping quality.
+    mate_pos : int
+        1-based position of the mate (0 when none).
+    tlen : int
+        Template length (TLEN), signed as in SAM.
+    umi : str
+        The UMI, written as the RX tag (empty by default).
+    """
 
     qname: int
     flag: int

@@ -21,7 +21,8 @@ from mrdtrack.simulation.records import (
 # The oracle's base code (after A, C, G, T, N = 0-4) for a read pair whose mates disagree or a family without
 # a consensus: such a molecule counts as discordant.
 _DISCORDANT_CALL = 5
-# The molecule counts the oracle predicts, named as in the counts table.
+#: The molecule counts `expected_counts` predicts, named as in the counts table (results/counts/{sample}.tsv):
+#: molecules whose consensus base is REF, ALT, another base, or none (mates or family members disagree).
 MOLECULE_COUNT_COLUMNS = ["ref_molecules", "alt_molecules", "other_molecules", "discordant_molecules"]
 
 

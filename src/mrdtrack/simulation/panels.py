@@ -16,7 +16,8 @@ from mrdtrack.simulation.records import SIMULATOR, LocusKey
 from mrdtrack.simulation.reference import BASES, Reference, gc_fractions
 from mrdtrack.vocabulary import LOCUS_KEY
 
-# Pyrimidine-centred SNV spectrum of the simulated tumors (C>T dominant, as in breast cancer).
+#: Pyrimidine-centred SNV spectrum of the simulated tumors: substitution class -> probability that a panel SNV
+#: is of that class (they add up to 1; C>T dominant, as in breast cancer).
 DEFAULT_SPECTRUM: dict[str, float] = {
     "C>A": 0.10,
     "C>G": 0.15,

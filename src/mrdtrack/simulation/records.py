@@ -12,7 +12,8 @@ import pandas as pd
 
 from mrdtrack.vocabulary import LOCUS_KEY
 
-LocusKey = tuple[str, int, str, str]  # chrom, 1-based pos, ref, alt: one SNV of a panel
+#: One SNV of a panel: (chrom, 1-based pos, ref, alt).
+LocusKey = tuple[str, int, str, str]
 # The simulator's name in the headers of the files it writes (##source of panel VCFs, @PG of BAMs).
 SIMULATOR = "mrdtrack.simulation.cfdna"
 
@@ -24,38 +25,106 @@ SECONDARY, QCFAIL, DUPLICATE, SUPPLEMENTARY = 0x100, 0x200, 0x400, 0x800
 
 @dataclass
 class SimulationSettings:
-    """Everything that shapes one simulated library (defaults: a deep-ish UMI cfDNA capture panel)."""
+    """Everything that shapes one simulated library (defaults: a deep-ish UMI cfDNA capture panel).
 
-    molecules_per_locus: float = 150.0  # mean unique molecules at a locus of capture efficiency 1
-    capture_sd: float = 0.3  # log-scale spread of per-locus capture efficiency (fixed per locus, GC-driven)
-    family_size_mean: float = 2.5  # mean read pairs per molecule (1 + negative binomial)
-    family_size_shape: float = 1.5  # negative-binomial shape: smaller = more over-dispersed PCR
+    Rates are probabilities; "pairs" are read pairs, "molecules" unique cfDNA fragments (a PCR family).
+
+    Parameters
+    ----------
+    molecules_per_locus : float
+        Mean unique molecules at a locus of capture efficiency 1 (Poisson around it times the efficiency).
+    capture_sd : float
+        Log-scale spread of per-locus capture efficiency (fixed per locus, GC-driven).
+    family_size_mean : float
+        Mean read pairs per molecule: 1 + a negative binomial.
+    family_size_shape : float
+        The negative binomial's shape: smaller means more over-dispersed PCR.
+    read_length : int
+        Sequenced bases per read.
+    umi_lengths : tuple of int
+        Bases of each UMI part; the RX tag joins the parts with '-' (default duplex-style 2x5).
+    umi_error_rate : float
+        Probability that a PCR copy's UMI has one sequencing error (at most one per family).
+    min_umi_distance : int
+        Molecules sharing coordinates get UMIs at least this many bases (Hamming) apart.
+    normal_fragment_mode, tumor_fragment_mode : float
+        Mononucleosome peak of the fragment lengths (bp) of non-tumor and tumor-derived DNA.
+    min_fragment_length, max_fragment_length : int
+        Shortest and longest fragment (bp); the longest must stay below the loci spacing so that a fragment
+        spans one locus.
+    dinucleosome_fraction : float
+        Share of fragments from the dinucleosome peak.
+    substitution_rate : float
+        Polymerase errors per base per molecule, any base.
+    cpg_deamination_rate : float
+        C>T (G>A on the other strand) per CpG C (or G) per molecule.
+    oxog_rate : float
+        8-oxoG damage: G>T per G on the read-1 strand per molecule.
+    locus_noise : dict of LocusKey to float
+        Noisy locus -> extra probability that a molecule shows its ALT.
+    deletion_fraction : float
+        Share of molecules with a 1-3 bp deletion over their locus.
+    low_quality_segments : float
+        Mean runs of lower-quality bases (Q23, Q12, Q2) per read.
+    quality_tail_fraction : float
+        Share of reads whose 3' end degrades to Q23, then Q12.
+    q2_tail_fraction : float
+        Share of reads ending in a run of Q2 bases.
+    q2_clip_fraction : float
+        Of those, the share whose Q2 run the aligner soft-clips.
+    adapter_readthrough_fraction : float
+        Share of reads of fragments shorter than the read that keep some adapter (soft-clipped).
+    reduced_mapq_fraction : float
+        Share of molecules whose reads have MAPQ 21-57.
+    low_mapq_fraction : float
+        Share of molecules whose reads have MAPQ below 20 (with no ALT implied).
+    duplicate_marked : bool
+        Whether flag 0x400 marks every pair of a family but the best one, as a duplicate marker does.
+    n_mapq0, n_qcfail : int
+        Artifact pairs carrying the ALT at a locus with MAPQ 0, and with the QC-fail flag (0x200).
+    n_secondary, n_supplementary : int
+        Artifact records carrying the ALT at a locus while their read's primary alignment lies elsewhere,
+        flagged secondary (0x100) and supplementary (0x800).
+    n_unmapped_pairs : int
+        Pairs where neither mate aligned (at the end of the file).
+    n_mate_unmapped : int
+        Pairs with one unaligned mate, placed at its mate's position near (not over) a locus.
+    library : str
+        The read group's library (LB).
+    platform_unit : str
+        The read group's platform unit (PU).
+    """
+
+    molecules_per_locus: float = 150.0
+    capture_sd: float = 0.3
+    family_size_mean: float = 2.5
+    family_size_shape: float = 1.5
     read_length: int = 100
-    umi_lengths: tuple[int, ...] = (5, 5)  # RX is the parts joined by '-' (duplex-style 2x5)
-    umi_error_rate: float = 0.02  # chance that a duplicate copy's UMI has one sequencing error
-    min_umi_distance: int = 4  # molecules sharing coordinates get UMIs at least this far apart
+    umi_lengths: tuple[int, ...] = (5, 5)
+    umi_error_rate: float = 0.02
+    min_umi_distance: int = 4
     normal_fragment_mode: float = 167.0
     tumor_fragment_mode: float = 145.0
     min_fragment_length: int = 40
-    max_fragment_length: int = 450  # must stay below the loci spacing so a fragment spans one locus
+    max_fragment_length: int = 450
     dinucleosome_fraction: float = 0.03
-    substitution_rate: float = 2e-5  # per base per molecule (polymerase errors), any base
-    cpg_deamination_rate: float = 3e-4  # per CpG C (or G) per molecule: C>T / G>A
-    oxog_rate: float = 2e-4  # per G on the read-1 strand per molecule: G>T
-    locus_noise: dict[LocusKey, float] = field(default_factory=dict)  # extra ALT rate at noisy loci
-    deletion_fraction: float = 0.004  # molecules with a 1-3 bp deletion over their locus
-    low_quality_segments: float = 0.3  # mean runs of lower-quality bases per read
-    quality_tail_fraction: float = 0.15  # reads whose 3' end degrades to Q23/Q12
-    q2_tail_fraction: float = 0.03  # reads ending in a Q2 run
-    q2_clip_fraction: float = 0.5  # of those, the aligner soft-clips the Q2 run
-    adapter_readthrough_fraction: float = 0.03  # reads of short fragments keeping some adapter (soft-clipped)
-    reduced_mapq_fraction: float = 0.02  # molecules' reads with MAPQ 20-59
-    low_mapq_fraction: float = 0.004  # molecules' reads with MAPQ below 20 (no ALT implied)
-    duplicate_marked: bool = False  # flag 0x400 on all pairs of a family but the best one
-    n_mapq0: int = 3  # artifact pairs carrying the ALT, MAPQ 0
-    n_qcfail: int = 3  # artifact pairs carrying the ALT, flag 0x200
-    n_secondary: int = 3  # artifact records carrying the ALT, flag 0x100
-    n_supplementary: int = 3  # artifact records carrying the ALT, flag 0x800
+    substitution_rate: float = 2e-5
+    cpg_deamination_rate: float = 3e-4
+    oxog_rate: float = 2e-4
+    locus_noise: dict[LocusKey, float] = field(default_factory=dict)
+    deletion_fraction: float = 0.004
+    low_quality_segments: float = 0.3
+    quality_tail_fraction: float = 0.15
+    q2_tail_fraction: float = 0.03
+    q2_clip_fraction: float = 0.5
+    adapter_readthrough_fraction: float = 0.03
+    reduced_mapq_fraction: float = 0.02
+    low_mapq_fraction: float = 0.004
+    duplicate_marked: bool = False
+    n_mapq0: int = 3
+    n_qcfail: int = 3
+    n_secondary: int = 3
+    n_supplementary: int = 3
     n_unmapped_pairs: int = 4
     n_mate_unmapped: int = 2
     library: str = "lib1"
@@ -121,15 +190,41 @@ class Records:
 
 @dataclass
 class SimulatedSample:
-    """A simulated library: its records (sorted like a coordinate-sorted BAM) and per-locus truth."""
+    """A simulated library: its records (sorted like a coordinate-sorted BAM) and per-locus truth.
+
+    Parameters
+    ----------
+    sample_id : str
+        The sample's name (read group SM).
+    tf : float
+        Tumor fraction: the probability that a molecule is tumor-derived.
+    settings : SimulationSettings
+        What shaped the library.
+    reference_names : tuple of str
+        The contigs, in the reference's order (BAM header).
+    reference_offsets : numpy.ndarray
+        Each contig's start in the reference's concatenated base codes (global positions).
+    loci : pandas.DataFrame
+        One row per simulated locus in reference order: chrom, 1-based pos, ref, alt, tumor `weight`,
+        `chip_vaf`, extra ALT rate `noise`, capture `efficiency`, and the contig index, global 0-based position
+        and base codes the layers use.
+    molecules : pandas.DataFrame
+        One row per simulated molecule, artifacts included (`kind`: real, mapq0, qcfail): its locus, whether it
+        is tumor-derived, carries the ALT or a CHIP variant, its length, start, deletion, orientation, family
+        size and base at the locus.
+    records : Records
+        Every SAM record of the sample, as parallel arrays.
+    qname_prefix : str
+        Read names are `{qname_prefix}:{number}`.
+    """
 
     sample_id: str
     tf: float
     settings: SimulationSettings
     reference_names: tuple[str, ...]
     reference_offsets: np.ndarray
-    loci: pd.DataFrame  # chrom, pos, ref, alt, weight, chip_vaf, noise, efficiency
-    molecules: pd.DataFrame  # one row per simulated molecule (artifacts included, kind column)
+    loci: pd.DataFrame
+    molecules: pd.DataFrame
     records: Records
     qname_prefix: str = "SIM"
 

@@ -24,13 +24,27 @@ DEFAULT_CONTIGS: dict[str, int] = {"chr1": 120_000, "chr2": 95_000, "chr3": 70_0
 
 @dataclass
 class Reference:
-    """Contigs as one concatenated array of base codes (A=0, C=1, G=2, T=3) with per-contig offsets."""
+    """Contigs as one concatenated array of base codes (A=0, C=1, G=2, T=3) with per-contig offsets.
+
+    Parameters
+    ----------
+    names : tuple of str
+        Contig names, in order.
+    lengths : tuple of int
+        Contig lengths (bases), in the same order.
+    codes : numpy.ndarray
+        Every contig's base codes (uint8; N=4 where a FASTA has anything but ACGT), concatenated in order.
+    fasta_path : Path or None
+        The FASTA the contigs were written to or read from (CRAM encoding needs it); None while only in memory.
+    cache : dict of str to numpy.ndarray
+        Arrays derived from the bases (context sites, padded codes), computed once per reference; not part of
+        its value (left out of comparisons).
+    """
 
     names: tuple[str, ...]
     lengths: tuple[int, ...]
     codes: np.ndarray
     fasta_path: Path | None = None
-    # Derived arrays (context sites, padded codes) computed once per reference.
     cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     @property
