@@ -564,8 +564,9 @@ def test_report_date_must_be_a_real_date(bundled_copy, capsys, date):
     assert "Fix: " in output
 
 
-def test_an_unquoted_report_date_is_the_date_it_reads_as(bundled_copy):
+def test_an_unquoted_report_date_is_the_date_it_reads_as(bundled_copy, capsys):
     _replace("config/config.yaml", 'report_date: "2026-11-23"', "report_date: 2026-11-23")
+    assert _check(capsys)[0] == 0
     result = run_snakemake(bundled_copy, "--dry-run", "results/sheets/samples.tsv")
     assert result.returncode == 0, result.stdout[-3000:]
 

@@ -17,7 +17,7 @@ import pandas as pd
 import yaml
 
 from mrdtrack.inputs.alignments import header_problems
-from mrdtrack.inputs.config import config_problems
+from mrdtrack.inputs.config import config_problems, with_dates_as_text
 from mrdtrack.inputs.panel import PanelSettings, build_panel
 from mrdtrack.inputs.problems import InputError, Problem, in_file_order
 from mrdtrack.inputs.sheets import DEFAULT_COHORTS, Inputs, collect_inputs, index_path, sample_sheets
@@ -46,6 +46,8 @@ def read_config(path: str) -> tuple[dict[str, Any], list[Problem]]:
         config = yaml.safe_load(Path(path).read_text()) or {}
     except yaml.YAMLError as error:
         return {}, [Problem(path, f"not valid YAML ({error})", "fix the YAML syntax")]
+    if isinstance(config, dict):
+        with_dates_as_text(config)  # as the workflow reads it
     return config, config_problems(config, path)
 
 
