@@ -389,7 +389,7 @@ def test_prediction_with_too_few_events_gives_a_note_not_a_number():
 
 SUMMARY_KEYS = {
     "n_patients", "n_events", "n_without_baseline", "logrank", "cox", "landmarks", "time_varying", "lead_time",
-    "endpoints", "design", "prediction", "notes",
+    "endpoints", "design", "prediction", "notes", "os", "rmst", "follow_up", "safe_to_stop", "restart",
 }  # fmt: skip
 
 
@@ -401,12 +401,15 @@ def run_thin(patients: pd.DataFrame, tmp_path: Path, **config) -> SimpleNamespac
     return results
 
 
-def test_a_group_without_events_gives_no_hazard_ratio_but_a_note(tmp_path):
+def test_a_group_without_events_gives_the_firth_hazard_ratio_and_says_why(tmp_path):
     rows = [(f"N{i}", "stop", 5.0 + i, 1, "negative") for i in range(6)]
     rows += [(f"P{i}", "stop", 20.0 + i, 0, "positive") for i in range(4)]
     results = run_thin(patients_table(*rows), tmp_path)
     row = results.cox.query("model == 'baseline_unadjusted' and cohort == 'stop'").iloc[0]
-    assert pd.isna(row["hr"]) and "no events when mrd_positive = 1" in row["note"]
+    # The ordinary hazard ratio is 0 (infinite log); the penalized one is finite, with profile limits.
+    assert row["method"] == "firth" and 0 < row["hr_ci_low"] < row["hr"] < min(row["hr_ci_high"], 1)
+    assert row["note"].startswith("Firth-penalized Cox") and "no events when mrd_positive = 1" in row["note"]
+    assert pd.isna(row["ph_p"])  # no proportional-hazards test of a penalized fit
     assert results.summary["logrank"]["overall"]["p"] < 0.05  # the log-rank test still compares them
 
 
@@ -470,7 +473,8 @@ def test_summary_and_tables_of_the_trial(trial):
     )
     models = set(trial.results.cox["model"])
     assert models == {
-        "baseline_unadjusted", "baseline_adjusted", "landmark_3m", "landmark_6m", "landmark_12m",
+        "baseline_unadjusted", "baseline_adjusted", "os_baseline_unadjusted", "os_baseline_adjusted",
+        "landmark_3m", "landmark_6m", "landmark_12m",
         "landmark_3m_closest", "landmark_6m_closest", "landmark_12m_closest", "time_varying_status",
         "time_varying_log10_tf", "time_varying_status_adjusted", "time_varying_ever_positive",
         "time_varying_ever_positive_adjusted",
