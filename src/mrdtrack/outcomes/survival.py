@@ -62,8 +62,9 @@ class SurvivalResults:
     km_summary : pandas.DataFrame
         Per curve and timepoint: survival with both CI types, number at risk, median and its CIs.
     cox : pandas.DataFrame
-        One row per Cox model, cohort and term (baseline, landmark and time-varying models), with the
-        model-level tests repeated on each row.
+        One row per Cox model, cohort and term (baseline PFS and OS, landmark and time-varying models), with
+        the model-level tests repeated on each row and the method (`cox`, or `firth` where the ordinary fit
+        diverges).
     endpoints : pandas.DataFrame
         Trial endpoints per cohort: PFS and OS at their timepoints, and the clinical benefit after a restart.
     design : pandas.DataFrame
@@ -72,14 +73,32 @@ class SurvivalResults:
     prediction : pandas.DataFrame
         The cross-validated AUC of each feature set predicting progression by the horizon.
     summary : dict
-        summary.json: patient and event counts, log-rank tests, Cox model tests, landmark and time-varying
-        summaries, lead time, the design's decision, the settings, and the notes on what was not estimable.
+        summary.json: patient and event counts, log-rank tests (plain and stratified by cohort), Cox model
+        tests, OS, RMST, median follow-up, the safe-to-stop figures, landmark and time-varying summaries, lead
+        time, the restart benefit, the design's decision, the settings, and the notes on what was not
+        estimable.
     landmark_data : pandas.DataFrame
         One row per landmark and patient progression-free at it, with the status under both landmark rules.
     landmark_km_curves : pandas.DataFrame
         `km_curves` counted from each landmark, by the status there.
     landmark_km_summary : pandas.DataFrame
         `km_summary` for the landmark curves.
+    os_km_curves : pandas.DataFrame
+        `km_curves` of overall survival by baseline status.
+    os_km_summary : pandas.DataFrame
+        `km_summary` of overall survival by baseline status.
+    rmst : pandas.DataFrame
+        Restricted mean PFS time by baseline status up to 12, 24 and 36 months, with the difference and ratio
+        of positive to negative, per cohort and pooled.
+    safe_to_stop : pandas.DataFrame
+        1-year PFS (Kaplan-Meier and the exact binomial rate among evaluable patients) by MRD status at
+        baseline and at each landmark, per cohort and pooled, with the counts behind them.
+    safe_to_stop_accuracy : pandas.DataFrame
+        MRD-positivity as a test for progression within 1 year at the same timepoints: the 2x2 counts, the
+        patients not evaluable, and sensitivity, specificity, PPV and NPV with exact CIs.
+    restart : pandas.DataFrame
+        Per cohort, clinical benefit and time on restarted anti-HER2 therapy among patients who progressed
+        and restarted (empty without the clinical sheet's restart columns).
     """
 
     km_curves: pd.DataFrame
