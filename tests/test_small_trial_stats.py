@@ -432,6 +432,7 @@ def test_firth_matches_its_definition_evaluated_in_r(data, r_reference):
         ("separation", "mrd_age"): (continue_separated, spec("mrd_positive", "age")),
         ("separation", "mrd_strata"): (data.separation, spec("mrd_positive", strata=("cohort",))),
         ("bundled", "mrd"): (data.bundled, spec("mrd_positive")),
+        ("heart", "separated"): (heart_without_deaths_after_transplant(r_reference["heart"]), HEART_SPEC),
     }
     for (dataset, model), (frame, model_spec) in cases.items():
         r = r_reference["firth"].query("dataset == @dataset and model == @model").iloc[0]
@@ -443,8 +444,26 @@ def test_firth_matches_its_definition_evaluated_in_r(data, r_reference):
         close([fit.ci_low[0], fit.ci_high[0]], r[["lower", "upper"]], f"{what} limits", rtol=1e-11)
         close([fit.loglik_null, fit.loglik], r[["loglik_null", "loglik"]], f"{what} logliks", rtol=1e-12)
         close(fit.term_chisq[0], r["chisq"], f"{what} penalized LR", rtol=1e-12)
-        if model == "mrd_age":
+        if model in ("mrd_age", "separated"):
             close(fit.coef[1], r["other_coef"], f"{what} age coef", rtol=1e-5)
+
+
+HEART_SPEC = CoxSpec(covariates=["transplant", "age"], start="start", stop="stop", id_col="id", event="event")
+
+
+def heart_without_deaths_after_transplant(heart: pd.DataFrame) -> pd.DataFrame:
+    """survival's heart data (counting-process rows) with every death after a transplant censored: the
+    transplant coefficient runs off to minus infinity (monotone likelihood) on (start, stop] rows."""
+    return heart.assign(event=np.where(heart["transplant"] == 1, 0, heart["event"]))
+
+
+@pytest.mark.external
+def test_a_time_varying_covariate_with_no_event_while_it_is_one_gets_the_firth_row(r_reference):
+    heart = heart_without_deaths_after_transplant(r_reference["heart"])
+    result = fit_cox_or_firth(heart, HEART_SPEC)
+    transplant = result.terms.set_index("term").loc["transplant"]
+    assert result.method == "firth" and result.n == heart["id"].nunique()
+    assert 0 < transplant["hr_ci_low"] < transplant["hr"] < transplant["hr_ci_high"] < 1
 
 
 @pytest.mark.external

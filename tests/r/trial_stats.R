@@ -149,6 +149,10 @@ firth("separation", "mrd_age", Surv(pfs_months, pfs_event) ~ mrd_positive + age,
 firth("separation", "mrd_strata", Surv(pfs_months, pfs_event) ~ mrd_positive + strata(cohort),
       datasets$separation, "mrd_positive")
 firth("bundled", "mrd", Surv(pfs_months, pfs_event) ~ mrd_positive, datasets$bundled, "mrd_positive")
+# Counting-process rows: heart with the events after a transplant censored (no death while transplanted).
+heart_separated <- heart
+heart_separated$event[heart$transplant == 1] <- 0
+firth("heart", "separated", Surv(start, stop, event) ~ transplant + age, heart_separated, c("transplant", "age"))
 
 # --- a Kaplan-Meier median whose confidence band is not monotone: pbcseq, landmark 12 months -------------------
 pbc <- survival::pbcseq[!duplicated(survival::pbcseq$id), ]
