@@ -6,7 +6,8 @@
 - the ordinary Cox fit at R's optimum (eps = 1e-14), and what it reports under monotone likelihood;
 - the stratified log-rank test (R's survdiff with strata), restricted mean survival time (print.survfit rmean,
   survRM2::rmst2), median follow-up by reverse Kaplan-Meier, the concordance's standard error (R's
-  concordance), and a Kaplan-Meier median whose confidence band is not monotone (R's quantile.survfit).
+  concordance), a Kaplan-Meier median whose confidence band is not monotone (R's quantile.survfit), and the
+  safe-to-stop figures at baseline (R's binom.test and summary(survfit, times = 12)).
 Data: the bundled test_data clinical sheet with its true baseline status (6 patients; every progression
 before 11 months is MRD-positive: monotone likelihood), the trial-sized demo's 82 patients, and the demo
 with no progression among the MRD-negative patients of the `continue` cohort (separation).
@@ -32,6 +33,7 @@ from mrdtrack.outcomes.km import km_median, km_table, logrank
 from mrdtrack.outcomes.logrank import stratified_logrank
 from mrdtrack.outcomes.partial_likelihood import CoxArrays, breslow
 from mrdtrack.outcomes.rmst import rmst, rmst_comparison
+from mrdtrack.outcomes.safe_to_stop import safe_to_stop
 from mrdtrack.simulation import DemoStudy
 from mrdtrack.simulation.demo import clinical_table
 from mrdtrack.simulation.demo_plan import DEFAULT_SEED, plan_patients
@@ -305,7 +307,7 @@ def test_km_median_limit_where_the_band_rises_again_is_the_first_crossing_in_sor
 # --- against R ---------------------------------------------------------------------------------------------------
 
 R_TABLES = ("logrank", "rmst", "followup", "concordance", "cox", "zph", "firth", "quantile", "heart",
-            "pbcseq_landmark")  # fmt: skip
+            "pbcseq_landmark", "safe_to_stop", "safe_to_stop_accuracy")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -430,6 +432,7 @@ def test_firth_matches_its_definition_evaluated_in_r(data, r_reference):
         ("separation", "mrd_age"): (continue_separated, spec("mrd_positive", "age")),
         ("separation", "mrd_strata"): (data.separation, spec("mrd_positive", strata=("cohort",))),
         ("bundled", "mrd"): (data.bundled, spec("mrd_positive")),
+        ("heart", "separated"): (heart_without_deaths_after_transplant(r_reference["heart"]), HEART_SPEC),
     }
     for (dataset, model), (frame, model_spec) in cases.items():
         r = r_reference["firth"].query("dataset == @dataset and model == @model").iloc[0]
@@ -441,8 +444,26 @@ def test_firth_matches_its_definition_evaluated_in_r(data, r_reference):
         close([fit.ci_low[0], fit.ci_high[0]], r[["lower", "upper"]], f"{what} limits", rtol=1e-11)
         close([fit.loglik_null, fit.loglik], r[["loglik_null", "loglik"]], f"{what} logliks", rtol=1e-12)
         close(fit.term_chisq[0], r["chisq"], f"{what} penalized LR", rtol=1e-12)
-        if model == "mrd_age":
+        if model in ("mrd_age", "separated"):
             close(fit.coef[1], r["other_coef"], f"{what} age coef", rtol=1e-5)
+
+
+HEART_SPEC = CoxSpec(covariates=["transplant", "age"], start="start", stop="stop", id_col="id", event="event")
+
+
+def heart_without_deaths_after_transplant(heart: pd.DataFrame) -> pd.DataFrame:
+    """survival's heart data (counting-process rows) with every death after a transplant censored: the
+    transplant coefficient runs off to minus infinity (monotone likelihood) on (start, stop] rows."""
+    return heart.assign(event=np.where(heart["transplant"] == 1, 0, heart["event"]))
+
+
+@pytest.mark.external
+def test_a_time_varying_covariate_with_no_event_while_it_is_one_gets_the_firth_row(r_reference):
+    heart = heart_without_deaths_after_transplant(r_reference["heart"])
+    result = fit_cox_or_firth(heart, HEART_SPEC)
+    transplant = result.terms.set_index("term").loc["transplant"]
+    assert result.method == "firth" and result.n == heart["id"].nunique()
+    assert 0 < transplant["hr_ci_low"] < transplant["hr"] < transplant["hr_ci_high"] < 1
 
 
 @pytest.mark.external
@@ -455,3 +476,28 @@ def test_km_median_limit_of_a_non_monotone_band_matches_quantile_survfit(r_refer
         median = km_median(table, conf)
         close([median.median, median.low, median.high], r[["median", "lower", "upper"]], conf)
     assert km_median(table, "log").high == pytest.approx(114.13, abs=0.005)  # months from the landmark
+
+
+@pytest.mark.external
+@pytest.mark.parametrize("dataset", ["bundled", "demo", "separation"])
+def test_safe_to_stop_at_baseline_matches_binom_test_and_survfit(data, r_reference, dataset):
+    """1-year PFS by baseline status and the accuracy of MRD-positivity, per cohort and pooled: counts exactly,
+    the KM estimate and every exact interval to 1e-9. With separation (no progression among the MRD-negative
+    patients of `continue`), where the Cox model needs Firth's penalty, the 2x2 table is plain: NPV = 1."""
+    patients = getattr(data, dataset)
+    frame = patients.rename(columns={"pfs_months": "time", "pfs_event": "event", "group": "status"})
+    result = safe_to_stop({"baseline": frame}, sorted(patients["cohort"].unique()), 12.0)
+    for name, ours, key in [
+        ("safe_to_stop", result.figures, ["cohort", "mrd_status"]),
+        ("safe_to_stop_accuracy", result.accuracy, ["cohort"]),
+    ]:
+        r = r_reference[name].query("dataset == @dataset").set_index(key)
+        ours = ours.set_index(key)
+        assert sorted(ours.index) == sorted(r.index)
+        for column in ours.columns.drop("timepoint"):
+            close(ours[column], r.loc[ours.index, column], f"{dataset} {name} {column}")
+    accuracy = result.accuracy.set_index("cohort")
+    if dataset == "separation":
+        assert accuracy.loc["continue", "false_negative"] == 0 and accuracy.loc["continue", "npv"] == 1
+    if dataset == "bundled":  # six patients; one MRD-negative baseline, progression-free for 19 months
+        assert result.figures["n"].sum() == 2 * 6 and accuracy.loc["all", "not_evaluable"] == 0

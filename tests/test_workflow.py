@@ -87,7 +87,7 @@ def test_one_job_per_sample_gives_the_calls_of_one_process(run, tmp_path):
 
 
 def test_every_results_table_has_exactly_its_contract_columns(run):
-    from mrdtrack.tables import CONTRACTS
+    from mrdtrack.tables import CONTRACTS, OPTIONAL_CLINICAL_COLUMNS
 
     sheet = (run / "results/sheets/clinical.tsv").read_text().split("\n", 1)[0].split("\t")
     for contract in CONTRACTS.values():
@@ -99,7 +99,7 @@ def test_every_results_table_has_exactly_its_contract_columns(run):
             header = path.read_text().split("\n", 1)[0].split("\t")
             if contract.covariates:  # the clinical sheet's covariates (and its optional columns) travel along
                 assert set(header) - set(contract.columns) <= set(sheet), path
-                assert set(contract.columns) - set(header) <= {"restart_date", "restart_benefit"}, path
+                assert set(contract.columns) - set(header) <= set(OPTIONAL_CLINICAL_COLUMNS), path
             else:
                 assert header == list(contract.columns), path
 

@@ -151,7 +151,14 @@ _CALL = (
 )
 _CLINICAL = (
     "cohort:text enrollment_date:date pfs_event:int pfs_date:date os_event:int os_date:date restart_date:date "
-    "restart_benefit:float"
+    "restart_benefit:float restart_best_response:text restart_progression_date:date"
+)
+# The clinical sheet's optional columns: a table that carries the sheet's columns may lack them.
+OPTIONAL_CLINICAL_COLUMNS = (
+    "restart_date",
+    "restart_benefit",
+    "restart_best_response",
+    "restart_progression_date",
 )
 _KM_SUMMARY = (
     "analysis:text cohort:text group:text n:int events:int timepoint_months:float survival:float "
@@ -236,7 +243,7 @@ CONTRACTS = {contract.name: contract for contract in [
               "se:float hr:float hr_ci_low:float hr_ci_high:float p_wald:float p_lr:float concordance:float "
               "ph_chisq:float ph_p:float note:text loglik_null:float loglik:float model_df:int "
               "model_lr_chisq:float model_lr_p:float model_wald_chisq:float model_wald_p:float "
-              "model_score_chisq:float model_score_p:float"),
+              "model_score_chisq:float model_score_p:float method:text concordance_se:float"),
     _contract("design", "results/survival/design.tsv", "design:text selected:bool p0:float p1:float "
               "target_alpha:float target_power:float r1:int n1:int r:int n:int en0:float pet0:float alpha:float "
               "power:float cohort:text n_patients:int n_evaluable:int n_success:int n_not_evaluable:int "
@@ -252,6 +259,28 @@ CONTRACTS = {contract.name: contract for contract in [
               f"landmark_months:float status_rule:text {_KM_CURVES}"),
     _contract("landmark_km_summary", "results/survival/landmark_km_summary.tsv",
               f"landmark_months:float status_rule:text {_KM_SUMMARY}"),
+    _contract("os_km_curves", "results/survival/os_km_curves.tsv", _KM_CURVES),
+    _contract("os_km_summary", "results/survival/os_km_summary.tsv", _KM_SUMMARY),
+    _contract("rmst", "results/survival/rmst.tsv", "cohort:text tau_months:float n_positive:int n_negative:int "
+              "events_positive:int events_negative:int rmst_positive:float rmst_positive_se:float "
+              "rmst_positive_ci_low:float rmst_positive_ci_high:float rmst_negative:float rmst_negative_se:float "
+              "rmst_negative_ci_low:float rmst_negative_ci_high:float difference:float difference_se:float "
+              "difference_ci_low:float difference_ci_high:float difference_p:float ratio:float "
+              "ratio_ci_low:float ratio_ci_high:float ratio_p:float note:text"),
+    _contract("safe_to_stop", "results/survival/safe_to_stop.tsv", "cohort:text timepoint:text "
+              "mrd_status:text n:int evaluable:int progressed_1y:int not_evaluable:int km_pfs_1y:float "
+              "km_ci_low:float km_ci_high:float rate_pfs_1y:float rate_ci_low:float rate_ci_high:float"),
+    _contract("safe_to_stop_accuracy", "results/survival/safe_to_stop_accuracy.tsv", "cohort:text "
+              "timepoint:text true_positive:int false_positive:int true_negative:int false_negative:int "
+              "not_evaluable:int sensitivity:float sensitivity_ci_low:float sensitivity_ci_high:float "
+              "specificity:float specificity_ci_low:float specificity_ci_high:float ppv:float ppv_ci_low:float "
+              "ppv_ci_high:float npv:float npv_ci_low:float npv_ci_high:float"),
+    _contract("restart", "results/survival/restart.tsv", "cohort:text n_progressed:int n_restarted:int "
+              "evaluable:int clinical_benefit:int not_evaluable:int benefit_rate:float benefit_ci_low:float "
+              "benefit_ci_high:float complete_response:int partial_response:int stable_disease:int "
+              "progressive_disease:int response_not_evaluable:int response_missing:int time_on_therapy_n:int "
+              "time_on_therapy_events:int time_on_therapy_median:float time_on_therapy_ci_low:float "
+              "time_on_therapy_ci_high:float note:text"),
     _contract("prediction", "results/survival/prediction.tsv", "model:text features:text n:int n_events:int "
               "n_not_evaluable:int n_without_baseline_status:int n_splits:int n_repeats:int auc:float "
               "auc_ci_low:float auc_ci_high:float auc_repeat_min:float auc_repeat_max:float brier:float note:text"),

@@ -3,18 +3,21 @@
 #   reads  DIR/bundled.tsv, DIR/demo.tsv, DIR/separation.tsv (one row per patient: cohort, group, mrd_positive,
 #          pfs_months, pfs_event, age; written by the test),
 #   writes DIR/heart.tsv and DIR/pbcseq_landmark.tsv (datasets shipped with survival) and the results:
-#          logrank.tsv, rmst.tsv, followup.tsv, concordance.tsv, cox.tsv, zph.tsv, firth.tsv, quantile.tsv.
+#          logrank.tsv, rmst.tsv, followup.tsv, concordance.tsv, cox.tsv, zph.tsv, firth.tsv, quantile.tsv,
+#          safe_to_stop.tsv, safe_to_stop_accuracy.tsv (baseline status, per cohort and pooled).
 # Cox models use ties = "efron" and eps = 1e-14 (R's optimum to double precision). coxphf is not on this
 # machine (nor on Debian): the Firth reference is computed here from its definition, the Breslow log partial
 # likelihood plus half the log determinant of the information, both from survival's coxph (iter.max = 0
 # evaluates them at a given beta), maximised and profiled with optimize/uniroot at tolerance 1e-12.
 suppressPackageStartupMessages(library(survival))
+here <- dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)))
+source(file.path(here, "safe_to_stop.R"))
 
 args <- commandArgs(trailingOnly = TRUE)
 dir <- args[1]
 control <- coxph.control(eps = 1e-14, toler.chol = 1e-15, iter.max = 100)
 tables <- list(logrank = list(), rmst = list(), followup = list(), concordance = list(), cox = list(),
-               zph = list(), firth = list(), quantile = list())
+               zph = list(), firth = list(), quantile = list(), safe_to_stop = list(), safe_to_stop_accuracy = list())
 add <- function(name, frame) tables[[name]][[length(tables[[name]]) + 1]] <<- frame
 read <- function(name) read.delim(file.path(dir, paste0(name, ".tsv")), stringsAsFactors = FALSE)
 datasets <- list(bundled = read("bundled"), demo = read("demo"), separation = read("separation"))
@@ -30,6 +33,18 @@ for (name in names(datasets)) {
     exp <- if (is.matrix(test$exp)) rowSums(test$exp) else test$exp
     add("logrank", data.frame(dataset = name, stratified, group = sub(".*=", "", names(test$n)),
                               observed = obs, expected = exp, chisq = test$chisq, df = length(test$n) - 1))
+  }
+}
+
+# --- safe to stop at baseline: 1-year PFS by status (survfit, binom.test) and the accuracy figures ------------
+for (name in names(datasets)) {
+  d <- datasets[[name]]
+  for (cohort in c("all", sort(unique(d$cohort)))) {
+    rows <- d[cohort == "all" | d$cohort == cohort, ]
+    result <- safe_to_stop(cohort, "baseline", data.frame(time = rows$pfs_months, event = rows$pfs_event,
+                                                          status = rows$group))
+    add("safe_to_stop", cbind(dataset = name, result$figures))
+    add("safe_to_stop_accuracy", cbind(dataset = name, result$accuracy))
   }
 }
 
@@ -134,6 +149,10 @@ firth("separation", "mrd_age", Surv(pfs_months, pfs_event) ~ mrd_positive + age,
 firth("separation", "mrd_strata", Surv(pfs_months, pfs_event) ~ mrd_positive + strata(cohort),
       datasets$separation, "mrd_positive")
 firth("bundled", "mrd", Surv(pfs_months, pfs_event) ~ mrd_positive, datasets$bundled, "mrd_positive")
+# Counting-process rows: heart with the events after a transplant censored (no death while transplanted).
+heart_separated <- heart
+heart_separated$event[heart$transplant == 1] <- 0
+firth("heart", "separated", Surv(start, stop, event) ~ transplant + age, heart_separated, c("transplant", "age"))
 
 # --- a Kaplan-Meier median whose confidence band is not monotone: pbcseq, landmark 12 months -------------------
 pbc <- survival::pbcseq[!duplicated(survival::pbcseq$id), ]

@@ -30,7 +30,7 @@ SAMPLE_TYPES = ("plasma", "normal", "control")
 DEFAULT_COHORTS = ("stop", "continue")
 DATE_COLUMNS = {
     "samples": ("collection_date",),
-    "clinical": ("enrollment_date", "pfs_date", "os_date", "restart_date"),
+    "clinical": ("enrollment_date", "pfs_date", "os_date", "restart_date", "restart_progression_date"),
 }
 NUMERIC_COLUMNS = {
     "samples": ("plasma_ml", "cfdna_ng"),
@@ -564,6 +564,11 @@ def _clinical_date_order(row: pd.Series, file: str, line: int) -> list[Problem]:
         ("enrollment_date", "pfs_date", "progression/follow-up date {later} is before enrollment {earlier}"),
         ("enrollment_date", "os_date", "death/follow-up date {later} is before enrollment {earlier}"),
         ("enrollment_date", "restart_date", "therapy restart date {later} is before enrollment {earlier}"),
+        (
+            "enrollment_date",
+            "restart_progression_date",
+            "progression-after-restart date {later} is before enrollment {earlier}",
+        ),
         (
             "pfs_date",
             "os_date",

@@ -31,7 +31,7 @@ from mrdtrack.vocabulary import (
 
 log = logging.getLogger(__name__)
 
-CLINICAL_DATES = ("enrollment_date", "pfs_date", "os_date", "restart_date")
+CLINICAL_DATES = ("enrollment_date", "pfs_date", "os_date", "restart_date", "restart_progression_date")
 COUNTING_COLUMNS = columns_of("counting_process")  # mrdtrack.tables.CONTRACTS
 
 

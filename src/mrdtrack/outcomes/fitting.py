@@ -19,7 +19,7 @@ COX_COLUMNS = columns_of("cox")  # mrdtrack.tables.CONTRACTS
 
 
 def km_outputs(
-    pats: pd.DataFrame, settings: SurvivalSettings, duration: str = "pfs_months"
+    pats: pd.DataFrame, settings: SurvivalSettings, duration: str = "pfs_months", event: str = "pfs_event"
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """KM curves and timepoint summaries: per analysis/cohort, groups all, positive, negative, indeterminate."""
     curves, rows = [], []
@@ -30,19 +30,19 @@ def km_outputs(
             if rows_of_group.empty and group == INDETERMINATE:
                 continue
             key = {"analysis": analysis, "cohort": cohort, "group": group}
-            table = km_table(rows_of_group[duration], rows_of_group["pfs_event"], settings.conf_level)
+            table = km_table(rows_of_group[duration], rows_of_group[event], settings.conf_level)
             if not table.empty:
                 curve = table.rename(columns={f"ci_low_{suffix}": "ci_low", f"ci_high_{suffix}": "ci_high"})
                 curves.append(curve.assign(**key))
-            rows += _km_summary_rows(key, table, rows_of_group[duration], rows_of_group, settings)
+            rows += _km_summary_rows(key, table, rows_of_group[duration], rows_of_group[event], settings)
     curves_frame = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
     return curves_frame.reindex(columns=CURVE_COLUMNS), pd.DataFrame(rows, columns=KM_SUMMARY_COLUMNS)
 
 
 def _km_summary_rows(
-    key: dict, table: pd.DataFrame, durations: pd.Series, subset: pd.DataFrame, settings: SurvivalSettings
+    key: dict, table: pd.DataFrame, durations: pd.Series, events: pd.Series, settings: SurvivalSettings
 ) -> list[dict]:
-    base = key | {"n": len(subset), "events": int(subset["pfs_event"].sum())}
+    base = key | {"n": len(durations), "events": int(events.sum())}
     if table.empty:
         return [
             base | {"timepoint_months": t, "at_risk": 0, "note": "no patients"}
@@ -74,7 +74,9 @@ def _strata(subset: pd.DataFrame, cohort: str, settings: SurvivalSettings) -> li
 
 
 def cox_table_rows(model: str, cohort: str, result: CoxResult) -> list[dict]:
-    """The cox.tsv rows of one fit: one per term, each with the model's size, concordance, note and tests."""
+    """The cox.tsv rows of one fit: one per term, each with the model's size, concordance (and its standard
+    error), note, model-level tests and the method that fitted it (`cox`, or `firth` under monotone
+    likelihood)."""
     common = {
         "model": model,
         "cohort": cohort,
@@ -83,7 +85,8 @@ def cox_table_rows(model: str, cohort: str, result: CoxResult) -> list[dict]:
         "concordance": result.concordance,
     }
     tests = result.model_tests()
-    return [common | term | {"note": result.note} | tests for term in result.terms.to_dict("records")]
+    last = {"method": result.method, "concordance_se": result.concordance_se}
+    return [common | term | {"note": result.note} | tests | last for term in result.terms.to_dict("records")]
 
 
 def cohort_spec(

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from mrdtrack.outcomes.km import km_median, km_table
+from mrdtrack.outcomes.patients import cohort_subsets, usable_os
 
 
 def median_follow_up(
@@ -52,3 +53,17 @@ def median_follow_up(
 
 def _reached(value: float) -> float | None:
     return None if np.isnan(value) else float(value)
+
+
+def follow_up_summary(pats: pd.DataFrame, conf_level: float = 0.95) -> dict:
+    """Median follow-up per cohort and pooled (`all`), for PFS (progression reverses into censoring) and OS
+    (death does): summary.json `follow_up {cohort {pfs, os}}`. Patients without a usable OS are left out of
+    the OS figure."""
+    result = {}
+    for _analysis, cohort, subset in cohort_subsets(pats):
+        os_known = usable_os(subset)
+        result[cohort] = {
+            "pfs": median_follow_up(subset["pfs_months"], subset["pfs_event"], conf_level),
+            "os": median_follow_up(os_known["os_months"], os_known["os_event"], conf_level),
+        }
+    return result

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from mrdtrack.outcomes.cox import fit_cox
+from mrdtrack.outcomes.firth import fit_cox_or_firth
 from mrdtrack.outcomes.fitting import (
     CURVE_COLUMNS,
     KM_SUMMARY_COLUMNS,
@@ -102,7 +102,7 @@ def _landmark_models(
     rows = []
     for _analysis, cohort, subset in cohort_subsets(data):
         spec = cohort_spec([MRD_TERM], cohort, subset, settings, duration="time", event="pfs_event")
-        result = fit_cox(subset, spec)
+        result = fit_cox_or_firth(subset, spec)
         note_model(notes, model, cohort, result, len(subset), "no known status at the landmark")
         rows += cox_table_rows(model, cohort, result)
         summary["cox"][cohort] = result.summary()

@@ -53,6 +53,11 @@ def prepare_patients(patients: pd.DataFrame, notes: Notes) -> pd.DataFrame:
     return pats
 
 
+def usable_os(pats: pd.DataFrame) -> pd.DataFrame:
+    """The patients with a usable OS time and event (OS analyses leave the others out)."""
+    return pats[(pats["os_months"] >= 0) & pats["os_event"].isin([0, 1])]
+
+
 def encode_covariates(pats: pd.DataFrame, covariates: tuple[str, ...], notes: Notes) -> list[str]:
     """Add numeric model columns for the configured covariates; returns their names.
 

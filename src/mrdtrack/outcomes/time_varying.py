@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mrdtrack.outcomes.cox import fit_cox
+from mrdtrack.outcomes.firth import fit_cox_or_firth
 from mrdtrack.outcomes.fitting import cohort_spec, cox_table_rows, note_model
 from mrdtrack.outcomes.patients import MRD_TERM, Notes, cohort_subsets, to_floats
 from mrdtrack.outcomes.survival_settings import SurvivalSettings
@@ -68,7 +68,7 @@ def time_varying_cox(
                 stop="stop",
                 id_col="patient_id",
             )
-            result = fit_cox(subset, spec)
+            result = fit_cox_or_firth(subset, spec)
             note_model(notes, model, cohort, result, subset["patient_id"].nunique())
             rows += cox_table_rows(model, cohort, result)
             summary[model]["fits"][cohort] = result.summary()
