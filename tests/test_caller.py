@@ -22,7 +22,8 @@ from mrdtrack.calling import (
     null_distribution,
     seeded_rng,
 )
-from mrdtrack.calling.calibration import null_panels
+from mrdtrack.calling.calibration import mark_contamination, null_panels
+from mrdtrack.calling.caller import _flags
 from mrdtrack.calling.likelihood import chibar_p_value, log_likelihood, lr_statistic_rows, mle, profile_ci
 from mrdtrack.calling.null import calibrate_threshold, simulate_null_statistics
 from mrdtrack.calling.score import find_outliers, mtm_per_ml
@@ -285,6 +286,26 @@ def test_a_sample_carrying_another_patients_tumor_dna_is_flagged(cohort_calls):
     assert nulls.loc[("S_P4_1", "P5"), "contamination_candidate"]
     assert not nulls.loc[("S_P4_1", "P5"), "calibration"]
     assert nulls["contamination_candidate"].sum() == 1
+
+
+def test_two_mutant_fragments_at_another_patients_panel_are_not_contamination():
+    """Two fragments are the least a supported score holds and what noise gives now and then: they stay in the
+    calibration, and no call is flagged for them; three set the score aside and flag the sample."""
+
+    def null_score(sample_id: str, fragments: int) -> dict:
+        return {
+            "sample_id": sample_id, "sample_type": "plasma", "sample_patient_id": "P1", "panel_patient_id": "P2",
+            "n_loci_used": 16, "mutant_molecules": fragments, "total_molecules": 3000, "tumor_fraction": 1e-3,
+            "lr_statistic": 8.0, "p_value": 0.002, "p_value_method": "monte_carlo", "calibration": True,
+            "mutant_fragments": fragments, "mutant_loci": 2, "supported": True,
+        }  # fmt: skip
+
+    nulls = mark_contamination(pd.DataFrame([null_score("two", 2), null_score("three", 3)]), FAST)
+    marked = nulls.set_index("sample_id")
+    assert not marked.loc["two", "contamination_candidate"] and marked.loc["two", "calibration"]
+    assert marked.loc["three", "contamination_candidate"] and not marked.loc["three", "calibration"]
+    assert _flags("two", nulls, 0.01, 0, FAST) == ""
+    assert _flags("three", nulls, 0.01, 0, FAST) == "possible_contamination:P2"
 
 
 def test_a_contaminating_patients_loci_do_not_make_the_sample_look_noisy(cohort_calls):

@@ -20,6 +20,7 @@ from conftest import REPO
 from mrdtrack.calling import (
     CallSettings,
     LikelihoodTerms,
+    lod95,
     null_scores_needed,
     seeded_rng,
     threshold_from_null,
@@ -32,6 +33,7 @@ from mrdtrack.calling.likelihood import (
     effective_terms,
     fit,
     lr_statistics,
+    profile_interval,
     root_in_bracket,
 )
 from mrdtrack.calling.null import calibrate_threshold
@@ -214,6 +216,40 @@ def test_without_spread_the_interval_is_the_profile_interval():
     factor = dispersion(fit(Tables.of(a[None], n, e, w))[0], a, n, e, w)
     assert factor == pytest.approx(1.0, abs=0.6)  # Pearson X^2 / df near 1 for binomial loci
     assert stats.chi2.sf(factor * 29, 29) > 0.001
+
+
+def test_one_mutant_molecule_in_four_thousand_keeps_the_interval_near_its_detection_limit():
+    """A tumor-free sample (17 loci, ~4,000 molecules) with one background ALT: the lone molecule is what the
+    binomial model expects now and then, not a spread of the tumor's VAFs, so nothing widens the interval."""
+    rng = np.random.default_rng(69)
+    n = rng.poisson(245, 17)
+    e, w = np.full(17, 1e-4), np.ones(17)
+    a = np.zeros(17, dtype=np.int64)
+    a[np.argmax(n)] = 1
+    settings = CallSettings(null_draws=500, lod_draws=300, fragment_lengths=False)
+    score = score_loci(a, n, e, w, settings, seeded_rng(1, "one molecule"))
+    lod = lod95(score.terms, 0.01, score.null, settings, seeded_rng(1, "lod"))
+    assert score.dispersion == 1.0
+    assert score.ci[1] <= 10 * lod
+    assert score.ci == pytest.approx(profile_interval(Tables.of(a[None], n, e, w), 0.95))
+
+
+def test_lone_molecules_add_no_spread_but_a_cluster_at_one_locus_does():
+    n, e, w = np.full(20, 2000), np.full(20, 1e-4), np.ones(20)
+    lone = np.zeros(20, dtype=np.int64)
+    lone[[2, 9, 15]] = 1  # three molecules at three loci, 4 expected from background alone
+    assert dispersion(float(fit(Tables.of(lone[None], n, e, w))[0]), lone, n, e, w) == 1.0
+    cluster = lone.copy()
+    cluster[4] = 12  # where 0.2 are expected: the loci disagree about the tumor fraction
+    assert dispersion(float(fit(Tables.of(cluster[None], n, e, w))[0]), cluster, n, e, w) > 2
+
+
+def test_with_no_tumor_fraction_estimated_there_is_no_spread_to_widen_by():
+    n, e, w = np.full(20, 2000), np.full(20, 1e-3), np.ones(20)
+    a = np.zeros(20, dtype=np.int64)
+    a[3] = 6  # noisier than its rate, but fewer ALTs than background expects over the panel: f = 0
+    assert fit(Tables.of(a[None], n, e, w))[0] == 0
+    assert dispersion(0.0, a, n, e, w) == 1.0
 
 
 # ----------------------------------------------------------------------------------------------------------

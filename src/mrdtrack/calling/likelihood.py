@@ -495,26 +495,42 @@ def dispersion(
 
     Loci of one tumor do not share one VAF (subclonal variants, copy-number changes, a weight estimated from
     a biopsy): their ALT counts spread more than binomially around f, and the interval must widen with them.
-    Each locus's score s_i and information I_i at f give the robust (sandwich) variance of the estimate,
-    sum(s_i^2 / (1 - h_i)^2) / (sum I_i)^2 with h_i = I_i / sum I the locus's leverage (HC3), against the
-    binomial model's 1 / sum I. Unlike Pearson's X^2 over its degrees of freedom, it weighs each locus by what
-    it contributes to the estimate, so deep loci, whose VAF spread dominates their variance, count as much as
-    they should. That ratio is estimated from the sample's own L loci, so the cut is F(1, df)'s quantile, not
-    chi2_1's, with df the loci's effective number (Satterthwaite), at most L - 1. Below 3 loci with molecules
-    nothing can be estimated and the factor is 1.
+    Each locus's score s_i and information I_i at f give the robust (sandwich, HC3) variance of the estimate,
+    sum(s_i^2 / (1 - h_i)^2) / (sum I_i)^2 with h_i = I_i / sum I the locus's leverage, against the binomial
+    model's 1 / sum I. Unlike Pearson's X^2 over its degrees of freedom, it weighs each locus by what it
+    contributes to the estimate, so deep loci, whose VAF spread dominates their variance, count as much as
+    they should.
+
+    Only the spread beyond the binomial counts widens the interval, and it must show in the counts: from each
+    locus's squared residual its binomial part is taken out as estimated from its own ALT count (a_i (1 - p_i),
+    unbiased for n_i p_i (1 - p_i)), so that a lone mutant molecule where a tenth of one was expected, which
+    the binomial model explains, adds nothing, while a cluster of them at one locus still does. The factor is
+    1 + E, with E that excess over sum I when positive, else 0; with no tumor fraction estimated (f = 0) there
+    are no tumor molecules whose VAFs could spread and the factor is 1. The excess is estimated from the
+    sample's own L loci, so the cut is F(1, df)'s quantile, not chi2_1's, with df the Satterthwaite degrees of
+    freedom of the known binomial part plus the estimated excess: nu ((1 + E) / E)^2, nu the excess terms'
+    effective number (at most L - 1). The widening thus fades to none as the excess does. Below 3 loci with
+    molecules nothing can be estimated and the factor is 1.
     """
     covered = n > 0
     loci = int(covered.sum())
-    if loci < 3:
+    if loci < 3 or f <= 0:
         return 1.0
     a, n, e, w = a[covered], n[covered], e[covered], w[covered]
     p, c = alt_probability(f, e, w), tumor_share(e, w)
-    score = c * (a / p - (n - a) / (1 - p))
-    information = n * c**2 / (p * (1 - p))
+    q = 1 - p
+    information = n * c**2 / (p * q)
     leverage = np.minimum(information / information.sum(), 0.9)
-    contributions = score**2 / (1 - leverage) ** 2
-    ratio = float(contributions.sum() / information.sum())
-    df = float(np.clip(effective_terms(contributions), 1.0, loci - 1))
+    # HC3 squared residual minus its expectation under the binomial model, (1 - h) n p q / (1 - h)^2, with
+    # n p q estimated by a q: zero on average without spread, and never large for a single molecule.
+    residual = (a - n * p) ** 2 / (1 - leverage) ** 2 - a * q / (1 - leverage)
+    excess_terms = (c / (p * q)) ** 2 * residual
+    excess = max(0.0, float(excess_terms.sum() / information.sum()))
+    if excess == 0:
+        return 1.0
+    ratio = 1 + excess
+    spread_df = float(np.clip(effective_terms(np.maximum(excess_terms, 0)), 1.0, loci - 1))
+    df = spread_df * (ratio / excess) ** 2
     quantiles = special.fdtri(1, df, level) / special.chdtri(1, 1 - level)
     return max(1.0, ratio * quantiles)
 
