@@ -7,6 +7,10 @@ it, a library noisier than the cohort mean reads as tumor signal (benchmarks/det
 spread: 3/180 TF-0 samples positive and a calibrated threshold pushed down to p <= 0.0073 without it; 1/180 and
 the nominal 0.01 with it).
 
+Each locus's molecules also come by read orientation (F1R2, F2R1), each orientation at the locus rate times the
+background's orientation factor (`rate_f1r2` / `rate`, `rate_f2r1` / `rate`): damage such as 8-oxoG puts a
+substitution's errors in one orientation (score.py, `Orientations`).
+
 With fragment lengths on, the cohort also carries the fragment-length model (fraglen.py) that gives each sample
 its length classes.
 """

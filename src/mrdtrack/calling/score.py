@@ -4,7 +4,8 @@ TF = 0, over DNA fragments.
 Model (likelihood.py): over the sample's fragments at its own panel's loci, each fragment counted once however
 many loci it covers; for a one-locus fragment, a_i ~ Binomial(n_i, e_i + (1 - e_i) f w_i / 2), with n_i the
 informative (REF + ALT) molecules, a_i the ALT molecules, e_i the background rate, w_i the variant weight and f
-the tumor fraction.
+the tumor fraction. With read orientations known (`Orientations`), a locus's F1R2 and F2R1 molecules are two
+binomials of their own, each at its own background rate and the same tumor share.
 
 The test of f = 0 is the likelihood-ratio test. Its null sits on the boundary: the asymptotic statistic is a
 50:50 mixture of chi-square 0 and 1. With the few expected background molecules typical of MRD the statistic is
