@@ -226,7 +226,7 @@ def draw_counts(
         chip_vaf[chip[spec.patient_id]] = 0.003
     chip_alt = rng.binomial(non_tumor, chip_vaf)
     damage = loci["damage_rate"].to_numpy() * damage_factor
-    rate = loci["true_rate"].to_numpy() + damage - loci["damage_rate"].to_numpy()
+    rate = loci["true_rate"].to_numpy() + loci["damage_rate"].to_numpy() * (damage_factor - 1)  # exact at 1
     errors = rng.binomial(non_tumor - chip_alt, np.minimum(rate * noise_factor, 1))
     alt = tumor_alt + chip_alt + errors
     damage_share = np.divide(damage, rate, out=np.zeros(len(rate)), where=rate > 0)
