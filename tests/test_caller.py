@@ -522,6 +522,20 @@ def test_a_librarys_f1r2_only_gt_excess_stays_negative_while_the_same_count_in_b
     assert blind["S_P1_1"] == blind["S_P2_1"] == "negative"
 
 
+def test_8_oxog_seen_as_gt_in_f1r2_molecules_is_ca_in_f2r1_ones_of_the_other_strand():
+    counts, samples, panel = _oxog_cohort()
+    # Half the loci read on the other strand: C>A at the reverse complement, the damage in F2R1 molecules.
+    mirrored = np.isin(counts["pos"], panel["pos"][::2])
+    complement = str.maketrans("ACGT", "TGCA")
+    counts.loc[mirrored, "context"] = [c.translate(complement)[::-1] for c in counts.loc[mirrored, "context"]]
+    counts.loc[mirrored, ["ref", "alt"]] = ["C", "A"]
+    counts.loc[mirrored, ["alt_f1r2", "alt_f2r1"]] = counts.loc[mirrored, ["alt_f2r1", "alt_f1r2"]].to_numpy()
+    rates = build_background(_oriented_tables(counts), samples).locus_rates
+    gt, ca = rates[rates["ref"] == "G"], rates[rates["ref"] == "C"]
+    assert len(gt) == len(ca) == 60
+    assert (gt["rate_f1r2"] > 10 * gt["rate_f2r1"]).all() and (ca["rate_f2r1"] > 10 * ca["rate_f1r2"]).all()
+
+
 def test_a_noisy_library_gets_its_own_background_scale_from_other_patients_loci():
     spec = CohortSpec(patients=5, loci_per_patient=25, controls=6, depth=2000, error_rate=1e-4, seed=5)
     cohort = simulate_cohort(spec)
