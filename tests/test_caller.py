@@ -22,7 +22,8 @@ from mrdtrack.calling import (
     null_distribution,
     seeded_rng,
 )
-from mrdtrack.calling.calibration import null_panels
+from mrdtrack.calling.calibration import mark_contamination, null_panels
+from mrdtrack.calling.caller import _flags
 from mrdtrack.calling.likelihood import chibar_p_value, log_likelihood, lr_statistic_rows, mle, profile_ci
 from mrdtrack.calling.null import calibrate_threshold, simulate_null_statistics
 from mrdtrack.calling.score import find_outliers, mtm_per_ml
@@ -287,6 +288,26 @@ def test_a_sample_carrying_another_patients_tumor_dna_is_flagged(cohort_calls):
     assert nulls["contamination_candidate"].sum() == 1
 
 
+def test_two_mutant_fragments_at_another_patients_panel_are_not_contamination():
+    """Two fragments are the least a supported score holds and what noise gives now and then: they stay in the
+    calibration, and no call is flagged for them; three set the score aside and flag the sample."""
+
+    def null_score(sample_id: str, fragments: int) -> dict:
+        return {
+            "sample_id": sample_id, "sample_type": "plasma", "sample_patient_id": "P1", "panel_patient_id": "P2",
+            "n_loci_used": 16, "mutant_molecules": fragments, "total_molecules": 3000, "tumor_fraction": 1e-3,
+            "lr_statistic": 8.0, "p_value": 0.002, "p_value_method": "monte_carlo", "calibration": True,
+            "mutant_fragments": fragments, "mutant_loci": 2, "supported": True,
+        }  # fmt: skip
+
+    nulls = mark_contamination(pd.DataFrame([null_score("two", 2), null_score("three", 3)]), FAST)
+    marked = nulls.set_index("sample_id")
+    assert not marked.loc["two", "contamination_candidate"] and marked.loc["two", "calibration"]
+    assert marked.loc["three", "contamination_candidate"] and not marked.loc["three", "calibration"]
+    assert _flags("two", nulls, 0.01, 0, FAST) == ""
+    assert _flags("three", nulls, 0.01, 0, FAST) == "possible_contamination:P2"
+
+
 def test_a_contaminating_patients_loci_do_not_make_the_sample_look_noisy(cohort_calls):
     """The donor's mutant molecules are signal, not the library's noise: left in the sample's background scale
     they made S_P4_1 look 8x noisier than the others and its LOD95 1.6x worse."""
@@ -435,6 +456,84 @@ def test_a_panel_locus_missing_from_the_background_is_reported_at_its_own_coordi
     result = call_cohort(cohort.counts, cohort.samples, panel, model.locus_rates, model.excluded, FAST)
     row = result.loci.set_index("pos").loc[999_999]
     assert (row["reason"], row["used"], row["alt_molecules"]) == ("no_background", False, 0)
+
+
+def _oxog_cohort() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Six patients with 20 G>T loci each and eight healthy controls, 1,000 molecules per locus, half in each
+    read orientation; every library carries 8-oxoG damage: G>T in 2e-3 of its F1R2 molecules, 5e-5 of its F2R1
+    ones. Plasma S_<patient>_1 per patient, tumor-free. (counts, samples, panel)"""
+    rng = np.random.default_rng(8)
+    patients = [f"P{k + 1}" for k in range(6)]
+    contexts = [left + "G" + right for left, right in rng.choice(list("ACGT"), (120, 2))]
+    panel = pd.DataFrame({
+        "patient_id": np.repeat(patients, 20), "chrom": "chr1", "pos": 1000 + 1000 * np.arange(120),
+        "ref": "G", "alt": "T", "context": contexts, "weight": 1.0,
+    })  # fmt: skip
+    names = [f"C{k + 1}" for k in range(8)] + [f"S_{p}_1" for p in patients]
+    frames = []
+    for name in names:
+        alt_f1r2, alt_f2r1 = rng.binomial(500, 2e-3, 120), rng.binomial(500, 5e-5, 120)
+        frames.append(panel[["chrom", "pos", "ref", "alt", "context"]].assign(
+            sample_id=name, panel_patients=panel["patient_id"], alt_f1r2=alt_f1r2, alt_f2r1=alt_f2r1,
+        ))  # fmt: skip
+    counts = pd.concat(frames, ignore_index=True)
+    samples = pd.DataFrame({
+        "sample_id": names, "patient_id": [""] * 8 + patients, "sample_type": ["control"] * 8 + ["plasma"] * 6,
+        "collection_date": "2024-01-01", "batch": "b1",
+    })  # fmt: skip
+    return counts, samples, panel
+
+
+def _with_alts(
+    counts: pd.DataFrame, sample_id: str, patient: str, alt_f1r2: np.ndarray, alt_f2r1: np.ndarray
+) -> None:
+    at = ((counts["sample_id"] == sample_id) & (counts["panel_patients"] == patient)).to_numpy()
+    counts.loc[at, "alt_f1r2"], counts.loc[at, "alt_f2r1"] = alt_f1r2, alt_f2r1
+
+
+def _oriented_tables(counts: pd.DataFrame) -> pd.DataFrame:
+    counts = counts.assign(ref_f1r2=500 - counts["alt_f1r2"], ref_f2r1=500 - counts["alt_f2r1"])
+    return counts.assign(
+        alt_molecules=counts["alt_f1r2"] + counts["alt_f2r1"], ref_molecules=counts["ref_f1r2"] + counts["ref_f2r1"],
+        other_molecules=0, discordant_molecules=0, reads=2000, mean_family_size=2.0, alt_lengths="",
+    )  # fmt: skip
+
+
+def test_a_librarys_f1r2_only_gt_excess_stays_negative_while_the_same_count_in_both_orientations_is_positive():
+    counts, samples, panel = _oxog_cohort()
+    # S_P1_1: 20 G>T molecules at its 20 loci, all F1R2, where the damage there predicts 20 and the F2R1 0.5.
+    _with_alts(counts, "S_P1_1", "P1", np.ones(20), np.zeros(20))
+    # S_P2_1: the same 20 molecules, half of them in the F2R1 orientation: tumor DNA shows in both.
+    _with_alts(counts, "S_P2_1", "P2", np.tile([1, 0], 10), np.tile([0, 1], 10))
+    counts = _oriented_tables(counts)
+    model = build_background(counts, samples)
+    rates = model.locus_rates
+    assert (rates["rate_f1r2"] > 10 * rates["rate_f2r1"]).all()  # the background learned the damage
+    assert np.allclose((rates["rate_f1r2"] + rates["rate_f2r1"]) / 2, rates["rate"], rtol=0.02)
+
+    def statuses(locus_rates: pd.DataFrame) -> dict[str, str]:
+        calls = call_cohort(counts, samples, panel, locus_rates, model.excluded, FAST).calls
+        return dict(zip(calls["sample_id"], calls["mrd_status"], strict=True))
+
+    oriented = statuses(rates)
+    assert oriented["S_P1_1"] == "negative" and oriented["S_P2_1"] == "positive"
+    # A background without orientations sees 20 G>T molecules where 20.5 are expected in both samples.
+    blind = statuses(rates.drop(columns=["rate_f1r2", "rate_f2r1"]))
+    assert blind["S_P1_1"] == blind["S_P2_1"] == "negative"
+
+
+def test_8_oxog_seen_as_gt_in_f1r2_molecules_is_ca_in_f2r1_ones_of_the_other_strand():
+    counts, samples, panel = _oxog_cohort()
+    # Half the loci read on the other strand: C>A at the reverse complement, the damage in F2R1 molecules.
+    mirrored = np.isin(counts["pos"], panel["pos"][::2])
+    complement = str.maketrans("ACGT", "TGCA")
+    counts.loc[mirrored, "context"] = [c.translate(complement)[::-1] for c in counts.loc[mirrored, "context"]]
+    counts.loc[mirrored, ["ref", "alt"]] = ["C", "A"]
+    counts.loc[mirrored, ["alt_f1r2", "alt_f2r1"]] = counts.loc[mirrored, ["alt_f2r1", "alt_f1r2"]].to_numpy()
+    rates = build_background(_oriented_tables(counts), samples).locus_rates
+    gt, ca = rates[rates["ref"] == "G"], rates[rates["ref"] == "C"]
+    assert len(gt) == len(ca) == 60
+    assert (gt["rate_f1r2"] > 10 * gt["rate_f2r1"]).all() and (ca["rate_f2r1"] > 10 * ca["rate_f1r2"]).all()
 
 
 def test_a_noisy_library_gets_its_own_background_scale_from_other_patients_loci():

@@ -20,6 +20,7 @@ from conftest import REPO
 from mrdtrack.calling import (
     CallSettings,
     LikelihoodTerms,
+    lod95,
     null_scores_needed,
     seeded_rng,
     threshold_from_null,
@@ -32,10 +33,11 @@ from mrdtrack.calling.likelihood import (
     effective_terms,
     fit,
     lr_statistics,
+    profile_interval,
     root_in_bracket,
 )
 from mrdtrack.calling.null import calibrate_threshold
-from mrdtrack.calling.score import Fragments, evidence, score_loci
+from mrdtrack.calling.score import Fragments, Orientations, evidence, score_loci
 from mrdtrack.simulation import spread_weights
 
 SETTINGS = CallSettings(null_draws=2000, lod_draws=400, fragment_lengths=False)
@@ -101,6 +103,69 @@ def test_fragments_are_taken_out_of_the_per_locus_counts_once():
     terms = observed.terms
     assert list(terms.size) == [60, 60, 50, 40]  # 60 one-locus fragments at loci 0 and 1, 40 covering both
     assert int(observed.count.sum()) == 1  # one mutant fragment
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Read orientation: damage shows in one, tumor DNA in both
+# ----------------------------------------------------------------------------------------------------------
+OXOG_RATES = np.tile([2e-3, 5e-5], (20, 1))  # 20 G>T loci; 8-oxoG in F1R2 molecules: 40x the F2R1 rate
+
+
+def _oriented(alt_f1r2: int, alt_f2r1: int) -> Orientations:
+    """20 G>T loci with 500 molecules in each read orientation and the given ALTs per locus in each."""
+    alt = np.tile([alt_f1r2, alt_f2r1], (20, 1))
+    return Orientations(alt=alt, total=np.full((20, 2), 500), rate=OXOG_RATES)
+
+
+def _oriented_score(oriented: Orientations, use_orientation: bool = True):
+    a, n, e, w = oriented.alt.sum(axis=1), oriented.total.sum(axis=1), oriented.pooled_rate(), np.ones(20)
+    return score_loci(
+        a, n, e, w, SETTINGS, seeded_rng(1, "oriented"), orientations=oriented if use_orientation else None
+    )
+
+
+def test_a_strong_f1r2_only_gt_excess_stays_negative_while_the_same_count_in_both_orientations_is_tumor():
+    damage = _oriented(alt_f1r2=1, alt_f2r1=0)  # 20 ALTs, all F1R2: what the damage there predicts
+    tumor = _oriented(alt_f1r2=0, alt_f2r1=1)  # the same 20 ALTs, now where only 0.5 are expected ...
+    both = Orientations(  # ... or spread over both orientations
+        alt=np.tile([[1, 0], [0, 1]], (10, 1)), total=np.full((20, 2), 500), rate=OXOG_RATES
+    )
+    assert _oriented_score(damage).p_value > 0.1
+    assert _oriented_score(tumor).p_value < 1e-6 and _oriented_score(both).p_value < 1e-6
+    # Blind to orientation, the three samples are one: 20 ALTs where 20.5 are expected.
+    blind = {_oriented_score(s, use_orientation=False).p_value for s in (damage, tumor, both)}
+    assert len(blind) == 1 and blind.pop() > 0.1
+
+
+def test_orientation_parts_keep_the_loci_molecules_rates_and_support():
+    oriented = Orientations(
+        alt=np.array([[2, 1], [0, 0], [0, 3]]), total=np.array([[300, 200], [100, 100], [0, 50]]),
+        rate=np.array([[1e-3, 1e-4], [1e-4, 1e-4], [2e-4, 2e-4]]),
+    )  # fmt: skip
+    pooled = oriented.pooled_rate()
+    assert pooled == pytest.approx([(300 * 1e-3 + 200 * 1e-4) / 500, 1e-4, 2e-4])
+    a, n, w = oriented.alt.sum(axis=1), oriented.total.sum(axis=1), np.ones(3)
+    observed = evidence(a, n, pooled, w, orientations=oriented)
+    assert observed.terms.size.tolist() == [300, 200, 100, 100, 0, 50]
+    assert observed.terms.alpha.tolist() == oriented.rate.reshape(-1).tolist()
+    assert observed.terms.hit_locus.tolist() == [0, 0, 1, 1, 2, 2]
+    # The expected background is the loci's, whatever the split; support counts loci, never parts.
+    assert observed.terms.expected_background() == pytest.approx((n * pooled).sum())
+    score = score_loci(a, n, pooled, w, SETTINGS, seeded_rng(1, "parts"), orientations=oriented)
+    assert (score.mutant_fragments, score.mutant_loci) == (6, 2)
+
+
+def test_fragments_covering_several_loci_leave_each_orientation_in_proportion():
+    oriented = Orientations(alt=np.array([[1, 1], [0, 0]]), total=np.array([[60, 40], [50, 50]]),
+                            rate=np.full((2, 2), 1e-4))  # fmt: skip
+    shared = Fragments(
+        ((0, 1), (0, 1)), (np.array([True, False]), np.array([False, False])), (150, -1), (1, 19)
+    )
+    observed = evidence(np.array([2, 0]), np.array([100, 100]), np.full(2, 1e-4), np.ones(2), shared,
+                        orientations=oriented)  # fmt: skip
+    # 20 fragments cover both loci: 12 of locus 0's F1R2 molecules and 8 of its F2R1 ones, 10 and 10 at locus 1.
+    assert observed.terms.size.tolist() == [48, 32, 40, 40, 20]
+    assert observed.count.sum() == 2  # one ALT molecule left at locus 0, one ALT fragment covering both
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -214,6 +279,40 @@ def test_without_spread_the_interval_is_the_profile_interval():
     factor = dispersion(fit(Tables.of(a[None], n, e, w))[0], a, n, e, w)
     assert factor == pytest.approx(1.0, abs=0.6)  # Pearson X^2 / df near 1 for binomial loci
     assert stats.chi2.sf(factor * 29, 29) > 0.001
+
+
+def test_one_mutant_molecule_in_four_thousand_keeps_the_interval_near_its_detection_limit():
+    """A tumor-free sample (17 loci, ~4,000 molecules) with one background ALT: the lone molecule is what the
+    binomial model expects now and then, not a spread of the tumor's VAFs, so nothing widens the interval."""
+    rng = np.random.default_rng(69)
+    n = rng.poisson(245, 17)
+    e, w = np.full(17, 1e-4), np.ones(17)
+    a = np.zeros(17, dtype=np.int64)
+    a[np.argmax(n)] = 1
+    settings = CallSettings(null_draws=500, lod_draws=300, fragment_lengths=False)
+    score = score_loci(a, n, e, w, settings, seeded_rng(1, "one molecule"))
+    lod = lod95(score.terms, 0.01, score.null, settings, seeded_rng(1, "lod"))
+    assert score.dispersion == 1.0
+    assert score.ci[1] <= 10 * lod
+    assert score.ci == pytest.approx(profile_interval(Tables.of(a[None], n, e, w), 0.95))
+
+
+def test_lone_molecules_add_no_spread_but_a_cluster_at_one_locus_does():
+    n, e, w = np.full(20, 2000), np.full(20, 1e-4), np.ones(20)
+    lone = np.zeros(20, dtype=np.int64)
+    lone[[2, 9, 15]] = 1  # three molecules at three loci, 4 expected from background alone
+    assert dispersion(float(fit(Tables.of(lone[None], n, e, w))[0]), lone, n, e, w) == 1.0
+    cluster = lone.copy()
+    cluster[4] = 12  # where 0.2 are expected: the loci disagree about the tumor fraction
+    assert dispersion(float(fit(Tables.of(cluster[None], n, e, w))[0]), cluster, n, e, w) > 2
+
+
+def test_with_no_tumor_fraction_estimated_there_is_no_spread_to_widen_by():
+    n, e, w = np.full(20, 2000), np.full(20, 1e-3), np.ones(20)
+    a = np.zeros(20, dtype=np.int64)
+    a[3] = 6  # noisier than its rate, but fewer ALTs than background expects over the panel: f = 0
+    assert fit(Tables.of(a[None], n, e, w))[0] == 0
+    assert dispersion(0.0, a, n, e, w) == 1.0
 
 
 # ----------------------------------------------------------------------------------------------------------

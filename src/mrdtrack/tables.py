@@ -213,7 +213,7 @@ CONTRACTS = {contract.name: contract for contract in [
     _contract("locus_rates", "results/background/locus_rates.tsv", "chrom:text pos:int ref:text alt:text "
               "context:text substitution:text alt_molecules:int total_molecules:int n_samples:int "
               "n_samples_with_alt:int context_rate:float rate:float excluded:bool reason:text "
-              "pyrimidine_context:text prior_molecules:float noise_p_value:float"),
+              "pyrimidine_context:text prior_molecules:float noise_p_value:float rate_f1r2:float rate_f2r1:float"),
     _contract("excluded", "results/background/excluded_loci.tsv",
               "chrom:text pos:int ref:text alt:text patient_id:text reason:text"),
     _contract("null_scores", "results/mrd/null_scores.tsv", "sample_id:text sample_type:text "

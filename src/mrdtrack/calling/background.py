@@ -45,6 +45,9 @@ CONTEXT_COLUMNS = columns_of("context_rates")  # mrdtrack.tables.CONTRACTS
 LOCUS_COLUMNS = columns_of("locus_rates")  # mrdtrack.tables.CONTRACTS
 EXCLUDED_COLUMNS = columns_of("excluded")  # mrdtrack.tables.CONTRACTS
 
+# Errors' worth of prior on where a context's (and a substitution's) errors fall between the read orientations.
+ORIENTATION_PRIOR_ERRORS = 10.0
+
 # Beta-binomial prior strength (pseudo-molecules) is searched within these bounds: from "the locus speaks for
 # itself" to "every locus has exactly its context's rate".
 PRIOR_MOLECULES_BOUNDS = (1.0, 1e10)
@@ -156,12 +159,61 @@ class ContextModel:
         fallback = loci["group"].map(self.class_rate).to_numpy(dtype=float)
         return np.where(np.isnan(rate), fallback, rate)
 
+    def orientation_factors(self, loci: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Each locus's error rate in its F1R2 and in its F2R1 molecules (the count tables' orientations) over
+        its rate in both, from where its context's errors fall.
+
+        The share of a context's errors in F1R2 molecules is shrunk toward its substitution's, and that toward
+        the share of molecules in F1R2, each by a prior worth `ORIENTATION_PRIOR_ERRORS` errors: a context with
+        a few errors says little about orientation, while 8-oxoG damage, which puts a substitution's errors in
+        one orientation in every context, shows in all of them. A factor is that share over the share of
+        molecules, so the two move a locus's errors between its orientations and leave their sum alone.
+
+        Context rows are on the pyrimidine strand, where a purine reference's orientations swap (`_orient`):
+        8-oxoG G>T in F1R2 molecules and its C>A mirror in F2R1 ones are one row.
+        """
+        oriented = self.rates[self.rates["orientation"] != "all"]
+        wide = oriented.pivot_table(
+            index=["substitution", "context"], columns="orientation",
+            values=["alt_molecules", "total_molecules"], aggfunc="sum", fill_value=0,
+        )  # fmt: skip
+        alt_f1r2, alt = wide[("alt_molecules", "f1r2")], wide["alt_molecules"].sum(axis=1)
+        total_f1r2, total = wide[("total_molecules", "f1r2")], wide["total_molecules"].sum(axis=1)
+        molecule_share = _share(total_f1r2, total, 0.5)
+        by_substitution = pd.DataFrame(
+            {"alt_f1r2": alt_f1r2, "alt": alt, "total_f1r2": total_f1r2, "total": total}
+        )
+        sums = by_substitution.groupby(level="substitution").sum()
+        substitution_share = _share(
+            sums["alt_f1r2"] + ORIENTATION_PRIOR_ERRORS * _share(sums["total_f1r2"], sums["total"], 0.5),
+            sums["alt"] + ORIENTATION_PRIOR_ERRORS,
+            0.5,
+        )
+        prior = substitution_share.reindex(wide.index.get_level_values("substitution")).to_numpy()
+        error_share = (alt_f1r2 + ORIENTATION_PRIOR_ERRORS * prior) / (alt + ORIENTATION_PRIOR_ERRORS)
+        keys = pd.MultiIndex.from_arrays([loci["substitution"], loci["pyrimidine_context"]])
+        errors = error_share.reindex(keys).to_numpy()
+        molecules = molecule_share.reindex(keys).to_numpy()
+        known = np.isfinite(errors) & np.isfinite(molecules) & (molecules > 0) & (molecules < 1)
+        pyrimidine_f1r2 = np.where(known, errors / np.where(known, molecules, 0.5), 1.0)
+        pyrimidine_f2r1 = np.where(known, (1 - errors) / np.where(known, 1 - molecules, 0.5), 1.0)
+        flipped = loci["flipped"].to_numpy(dtype=bool)
+        return (
+            np.where(flipped, pyrimidine_f2r1, pyrimidine_f1r2),
+            np.where(flipped, pyrimidine_f1r2, pyrimidine_f2r1),
+        )
+
     def pooled(self, loci: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Each locus's context totals (alt, total) pooled over the loci the model was fitted on."""
         table = self.rates[self.rates["orientation"] == "all"].set_index(["substitution", "context"])
         keys = pd.MultiIndex.from_arrays([loci["substitution"], loci["pyrimidine_context"]])
         sub = table.reindex(keys)
         return sub["alt_molecules"].fillna(0).to_numpy(), sub["total_molecules"].fillna(0).to_numpy()
+
+
+def _share(part: pd.Series, whole: pd.Series, empty: float) -> pd.Series:
+    """part / whole, `empty` where whole is 0."""
+    return (part / whole.where(whole > 0)).fillna(empty)
 
 
 def class_rates(loci: pd.DataFrame, groups: Sequence[str] = GROUPS) -> dict[str, float]:
@@ -503,6 +555,9 @@ def _fit_kind(
     # An excluded locus was found not to belong to its context's distribution: report its own rate instead.
     loci["rate"] = np.where(clean, shrink(alt, total, context_rate, prior_m), (alt + 0.5) / (total + 1))
     loci["excluded"] = ~clean
+    loci["rate_f1r2"], loci["rate_f2r1"] = (
+        loci["rate"].to_numpy() * f for f in model.orientation_factors(loci)
+    )
     log.info(
         "%s context prior strength (molecules) per group: %s",
         scheme.kind, {g: f"{m:.3g}" for g, m in model.prior_molecules.items()},

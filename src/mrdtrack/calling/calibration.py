@@ -35,6 +35,12 @@ log = logging.getLogger(__name__)
 
 NULL_COLUMNS = columns_of("null_scores")  # mrdtrack.tables.CONTRACTS
 
+# Contamination is a claim about the sample (a swap, another patient's tumor DNA in the tube): two mutant
+# fragments at another patient's panel, the least a supported score holds, are what noise gives now and then
+# (in a trial-sized demo, one tumor-free sample in a few hundred, at p = 0.006 against one panel), so the
+# claim needs more than two.
+CONTAMINATION_MIN_FRAGMENTS = 3
+
 
 def null_panels(sample_id: str, sample_patient: str, panels: list[str], settings: CallSettings) -> list[str]:
     """The other patients' panels a sample is scored against: `max_null_panels` of them (all when None), chosen
@@ -70,18 +76,19 @@ def _null_score(shared: tuple[Cohort, CallSettings], pair: tuple[str, str]) -> d
 def mark_contamination(nulls: pd.DataFrame, settings: CallSettings) -> pd.DataFrame:
     """Set aside, from the calibration, null scores that look like contamination rather than noise.
 
-    A score significant after Bonferroni over the panels its sample was scored against (p <= rate / panels)
-    holds another patient's tumor DNA: a sample swap or cross-contamination, which the calls flag. Left in,
-    one such score would drag the threshold below its own tiny p-value and silence every real positive. A
-    sample significant against more than `contamination_max_panels` panels is not contaminated by a donor but
-    noisy, and noise is exactly what the calibration must see: those scores stay in.
+    A score significant after Bonferroni over the panels its sample was scored against (p <= rate / panels),
+    on the evidence `contamination_evidence` asks for, holds another patient's tumor DNA: a sample swap or
+    cross-contamination, which the calls flag. Left in, one such score would drag the threshold below its own
+    tiny p-value and silence every real positive. A sample significant against more than
+    `contamination_max_panels` panels is not contaminated by a donor but noisy, and noise is exactly what the
+    calibration must see: those scores stay in.
     """
     nulls = nulls.copy()
     eligible = nulls["calibration"].to_numpy(dtype=bool)
     panels = nulls["sample_id"].map(nulls[eligible].groupby("sample_id").size()).fillna(0).to_numpy()
     significant = (
         eligible
-        & nulls["supported"].to_numpy(dtype=bool)
+        & contamination_evidence(nulls)
         & (nulls["p_value"].to_numpy() <= settings.false_positive_rate / np.maximum(panels, 1))
     )
     per_sample = pd.Series(significant).groupby(nulls["sample_id"].to_numpy()).transform("sum").to_numpy()
@@ -95,6 +102,26 @@ def mark_contamination(nulls: pd.DataFrame, settings: CallSettings) -> pd.DataFr
             ", ".join(f"{s} at {p}" for s, p in pairs),
         )
     return nulls
+
+
+def contamination_evidence(nulls: pd.DataFrame) -> np.ndarray:
+    """Per null score: enough mutant evidence to say the sample may hold that panel's tumor DNA, whatever its
+    p-value: the support a positive call needs, and more than two distinct mutant fragments
+    (`CONTAMINATION_MIN_FRAGMENTS`).
+
+    Parameters
+    ----------
+    nulls : pandas.DataFrame
+        Null scores (`null_scores` contract: `supported`, `mutant_fragments`).
+
+    Returns
+    -------
+    numpy.ndarray
+        One bool per row.
+    """
+    return nulls["supported"].to_numpy(dtype=bool) & (
+        nulls["mutant_fragments"].to_numpy(dtype=float) >= CONTAMINATION_MIN_FRAGMENTS
+    )
 
 
 def _null_record(

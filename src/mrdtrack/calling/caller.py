@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mrdtrack.calling.calibration import Calibration, Threshold, calibrate
+from mrdtrack.calling.calibration import Calibration, Threshold, calibrate, contamination_evidence
 from mrdtrack.calling.cohort import (
     Cohort,
     build_cohort,
@@ -243,7 +243,7 @@ def _flags(
     if settings.contamination_check:
         mine = nulls[(nulls["sample_id"] == sample_id) & (nulls["n_loci_used"] >= settings.min_loci)]
         # Bonferroni over the other panels this sample was scored against.
-        hits = mine[(mine["p_value"] <= threshold / max(len(mine), 1)) & mine["supported"]]
+        hits = mine[(mine["p_value"] <= threshold / max(len(mine), 1)) & contamination_evidence(mine)]
         flags += [f"possible_contamination:{p}" for p in sorted(hits["panel_patient_id"])]
     if n_outliers:
         flags.append(f"outlier_loci:{n_outliers}")

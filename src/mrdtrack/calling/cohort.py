@@ -7,6 +7,10 @@ it, a library noisier than the cohort mean reads as tumor signal (benchmarks/det
 spread: 3/180 TF-0 samples positive and a calibrated threshold pushed down to p <= 0.0073 without it; 1/180 and
 the nominal 0.01 with it).
 
+Each locus's molecules also come by read orientation (F1R2, F2R1), each orientation at the locus rate times the
+background's orientation factor (`rate_f1r2` / `rate`, `rate_f2r1` / `rate`): damage such as 8-oxoG puts a
+substitution's errors in one orientation (score.py, `Orientations`).
+
 With fragment lengths on, the cohort also carries the fragment-length model (fraglen.py) that gives each sample
 its length classes.
 """
@@ -29,7 +33,7 @@ from mrdtrack.calling.fraglen import (
     ref_histograms,
 )
 from mrdtrack.calling.null import seeded_rng
-from mrdtrack.calling.score import Fragments, Score, score_loci
+from mrdtrack.calling.score import Fragments, Orientations, Score, score_loci
 from mrdtrack.calling.settings import CallSettings
 from mrdtrack.vocabulary import LOCUS_KEY
 
@@ -47,6 +51,8 @@ class CohortLoci:
     panels: dict[str, pd.DataFrame]  # patient -> chrom, pos, ref, alt, context, locus (row of loci), weight
     cohort_reason: np.ndarray  # per locus: "" or why excluded for everyone
     patient_reason: dict[str, dict[int, str]]  # patient -> locus -> why excluded for that patient
+    # per locus: its rate in F1R2 and in F2R1 molecules over its rate (None: a background without orientations)
+    orientation_factor: np.ndarray | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +66,9 @@ class Cohort:
     total: np.ndarray  # alt + ref
     row: dict[str, int]  # sample_id -> matrix row
     samples: pd.DataFrame  # indexed by sample_id
+    # F1R2 molecules, ALT and all (F2R1: the rest); None when the count tables lack read orientations
+    alt_f1r2: np.ndarray | None = None
+    total_f1r2: np.ndarray | None = None
     alt_lengths: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # (row, locus) -> lengths
     # row -> the sample's fragments informative at several loci: (cohort loci, ALT at each, length, count)
     fragments: dict[int, list[tuple[np.ndarray, np.ndarray, int, int]]] = field(default_factory=dict)
@@ -175,9 +184,19 @@ def cohort_loci(panel: pd.DataFrame, locus_rates: pd.DataFrame, excluded: pd.Dat
             cohort_reason[locus] = reason
         else:
             patient_reason.setdefault(patient, {}).setdefault(int(locus), reason)
+    oriented = {"rate_f1r2", "rate_f2r1"} <= set(loci.columns)
+    factor = None
+    if oriented:
+        rate = loci["rate"].to_numpy(dtype=float)
+        factor = np.stack(
+            [np.divide(loci[c].to_numpy(dtype=float), rate, out=np.ones(len(loci)), where=rate > 0)
+             for c in ("rate_f1r2", "rate_f2r1")],
+            axis=1,
+        )  # fmt: skip
     return CohortLoci(
-        loci=loci, index=index, panels=panels, cohort_reason=cohort_reason, patient_reason=patient_reason
-    )
+        loci=loci, index=index, panels=panels, cohort_reason=cohort_reason, patient_reason=patient_reason,
+        orientation_factor=factor,
+    )  # fmt: skip
 
 
 def build_cohort(
@@ -198,6 +217,7 @@ def build_cohort(
     ok = c >= 0
     alt[r[ok], c[ok]] = rows["alt_molecules"].to_numpy()[ok]
     ref[r[ok], c[ok]] = rows["ref_molecules"].to_numpy()[ok]
+    alt_f1r2, total_f1r2 = _f1r2_molecules(rows, r[ok], c[ok], ok, shape)
     text = rows["alt_lengths"].to_numpy() if "alt_lengths" in rows else np.full(len(rows), "")
     alt_lengths = {
         (int(i), int(j)): parse_lengths(t) for i, j, t, keep in zip(r, c, text, ok, strict=True) if keep and t
@@ -207,11 +227,33 @@ def build_cohort(
         alt=alt,
         ref=ref,
         total=alt + ref,
+        alt_f1r2=alt_f1r2,
+        total_f1r2=total_f1r2,
         row=row,
         samples=samples.set_index("sample_id", drop=False),
         alt_lengths=alt_lengths,
         fragments=_fragments_by_row(fragments, index, row),
     )
+
+
+def _f1r2_molecules(
+    rows: pd.DataFrame, r: np.ndarray, c: np.ndarray, ok: np.ndarray, shape: tuple[int, int]
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The F1R2 molecules (ALT, and REF + ALT) on the cohort's loci; (None, None) when the count rows lack
+    orientations or theirs do not add up to the molecules (then no call uses orientations)."""
+    columns = ["alt_f1r2", "alt_f2r1", "ref_f1r2", "ref_f2r1"]
+    if not set(columns) <= set(rows.columns):
+        return None, None
+    alt_f1r2, alt_f2r1, ref_f1r2, ref_f2r1 = (rows[k].to_numpy()[ok] for k in columns)
+    whole = (alt_f1r2 + alt_f2r1 == rows["alt_molecules"].to_numpy()[ok]) & (
+        ref_f1r2 + ref_f2r1 == rows["ref_molecules"].to_numpy()[ok]
+    )
+    if not whole.all():
+        log.warning("read orientations do not add up to the molecules in some count rows: not used")
+        return None, None
+    alt, total = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.int64)
+    alt[r, c], total[r, c] = alt_f1r2, alt_f1r2 + ref_f1r2
+    return alt, total
 
 
 def _fragments_by_row(
@@ -272,6 +314,7 @@ class SampleLoci:
     n: np.ndarray
     a: np.ndarray
     e: np.ndarray
+    orientations: Orientations | None = None  # the molecules and rates by read orientation, when known
 
     @property
     def usable(self) -> np.ndarray:
@@ -293,7 +336,28 @@ def sample_loci(
     # Null scores use rates without the sample's own molecules; a sample's own loci never held them.
     e = cohort.rates_without(sample_id, safe) if null_score else cohort.layout.loci["rate"].to_numpy()[safe]
     e = np.minimum(e * sample_scale(cohort, sample_id, panel_patient, settings), 0.5)
-    return SampleLoci(rows=rows, reasons=reasons, locus=locus, n=n, a=a, e=e)
+    oriented = _orientations(cohort, r, locus, e)
+    if oriented is not None:
+        e = oriented.pooled_rate()
+    return SampleLoci(rows=rows, reasons=reasons, locus=locus, n=n, a=a, e=e, orientations=oriented)
+
+
+def _orientations(cohort: Cohort, r: int, locus: np.ndarray, e: np.ndarray) -> Orientations | None:
+    """The sample's molecules at `locus` (cohort loci; -1: none) by read orientation, each orientation at the
+    locus's rate `e` times its orientation factor (at most 0.5); None when counts or background lack them."""
+    factor = cohort.layout.orientation_factor
+    if factor is None or cohort.alt_f1r2 is None or cohort.total_f1r2 is None:
+        return None
+    known = locus >= 0
+    safe = np.where(known, locus, 0)
+    alt, total = np.where(known, cohort.alt[r, safe], 0), np.where(known, cohort.total[r, safe], 0)
+    alt_f1r2 = np.where(known, cohort.alt_f1r2[r, safe], 0)
+    total_f1r2 = np.where(known, cohort.total_f1r2[r, safe], 0)
+    return Orientations(
+        alt=np.stack([alt_f1r2, alt - alt_f1r2], axis=1),
+        total=np.stack([total_f1r2, total - total_f1r2], axis=1),
+        rate=np.minimum(e[:, None] * factor[safe], 0.5),
+    )
 
 
 def score_at_panel(
@@ -310,9 +374,10 @@ def score_at_panel(
     classes = cohort.length_classes(sample_id)
     table = classes.table(cohort.lengths_at(sample_id, here.locus[usable])) if classes else None
     fragments = cohort.fragments_at(sample_id, here.locus[usable])
+    oriented = None if here.orientations is None else here.orientations[usable]
     score = score_loci(
         here.a[usable], here.n[usable], here.e[usable], w, settings, rng,
-        full=not null_score, length_table=table, classes=classes, fragments=fragments,
+        full=not null_score, length_table=table, classes=classes, fragments=fragments, orientations=oriented,
     )  # fmt: skip
     reasons = here.reasons.copy()
     reasons[np.flatnonzero(usable)[score.outliers]] = "outlier_in_sample"

@@ -226,8 +226,8 @@ class Cells:
                 np.repeat(self.table, lengths),
                 terms.hit_locus[np.repeat(starts, lengths) + offsets],
             )
-        else:
-            table, locus = self.table, self.kind
+        else:  # one hit per kind, in kind order: its locus (a locus's orientation parts are one locus)
+            table, locus = self.table, terms.hit_locus[self.kind]
         loci_per_table = int(terms.hit_locus.max()) + 1 if len(terms.hit_locus) else 1
         pairs = np.unique(table.astype(np.int64) * loci_per_table + locus)  # one per (table, locus with ALT)
         loci = np.bincount(pairs // loci_per_table, minlength=tables)

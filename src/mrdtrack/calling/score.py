@@ -4,7 +4,8 @@ TF = 0, over DNA fragments.
 Model (likelihood.py): over the sample's fragments at its own panel's loci, each fragment counted once however
 many loci it covers; for a one-locus fragment, a_i ~ Binomial(n_i, e_i + (1 - e_i) f w_i / 2), with n_i the
 informative (REF + ALT) molecules, a_i the ALT molecules, e_i the background rate, w_i the variant weight and f
-the tumor fraction.
+the tumor fraction. With read orientations known (`Orientations`), a locus's F1R2 and F2R1 molecules are two
+binomials of their own, each at its own background rate and the same tumor share.
 
 The test of f = 0 is the likelihood-ratio test. Its null sits on the boundary: the asymptotic statistic is a
 50:50 mixture of chi-square 0 and 1. With the few expected background molecules typical of MRD the statistic is
@@ -28,6 +29,7 @@ import numpy as np
 from mrdtrack.calling.fraglen import LengthClasses, clip_lengths
 from mrdtrack.calling.likelihood import (
     LikelihoodTerms,
+    LocusParts,
     Observed,
     Tables,
     alt_probability,
@@ -134,6 +136,64 @@ def _outlier_tail(
 
 
 @dataclass(frozen=True)
+class Orientations:
+    """A sample's molecules at a set of loci by read orientation, each orientation with its background rate:
+    column 0 F1R2, column 1 F2R1, as the count tables give them (reference strand).
+
+    An error's chance depends on the orientation for some substitutions (8-oxoG: G>T on one orientation only),
+    a tumor's ALT does not: each orientation is a part of its locus in the likelihood (`LocusParts`).
+    """
+
+    alt: np.ndarray  # loci x 2: ALT molecules
+    total: np.ndarray  # loci x 2: informative molecules
+    rate: np.ndarray  # loci x 2: background rate
+
+    def __getitem__(self, keep: np.ndarray) -> Orientations:
+        return Orientations(self.alt[keep], self.total[keep], self.rate[keep])
+
+    def pooled_rate(self) -> np.ndarray:
+        """Per locus, the background rate of a molecule whatever its orientation: the two rates weighed by the
+        locus's molecules in each (their mean without molecules)."""
+        n = self.total.sum(axis=1)
+        weighed = (self.total * self.rate).sum(axis=1)
+        return np.divide(weighed, n, out=self.rate.mean(axis=1), where=n > 0)
+
+    def parts(self, n: np.ndarray, alt: np.ndarray) -> tuple[LocusParts, np.ndarray]:
+        """The loci's one-locus fragments as two parts each, F1R2 (column 2i) and F2R1 (2i + 1), with their ALT
+        fragments per part (and length class, when `alt` has one).
+
+        `n` and `alt` are what is left at each locus once the fragments covering several loci are counted as
+        fragments: the fragment tables do not give their orientation, so each orientation gives them up in
+        proportion to its molecules. The ALTs of a length class are shared between the parts as the locus's
+        ALTs are (fractions: lengths are not tied to orientations in the count tables).
+        """
+        n_parts = _split(np.asarray(n), self.total)
+        alt = np.asarray(alt)
+        alt_total = alt if alt.ndim == 1 else alt.sum(axis=1)
+        alt_parts = _split(alt_total, self.alt)
+        if alt.ndim == 1:
+            part_alt = alt_parts.reshape(-1)
+        else:
+            share = np.divide(
+                alt_parts, alt_total[:, None], out=np.full(alt_parts.shape, 0.5), where=alt_total[:, None] > 0
+            )
+            part_alt = (share[:, :, None] * alt[:, None, :]).reshape(-1, alt.shape[1])
+        locus = np.repeat(np.arange(len(self.rate)), 2)
+        return LocusParts(locus, n_parts.reshape(-1), self.rate.reshape(-1)), part_alt
+
+
+def _split(kept: np.ndarray, by_orientation: np.ndarray) -> np.ndarray:
+    """`kept` molecules of each locus (at most its molecules by orientation) as F1R2 and F2R1 counts: each
+    orientation gives up the molecules counted elsewhere in proportion to its own."""
+    total = by_orientation.sum(axis=1)
+    taken = np.maximum(total - kept, 0)
+    share = np.divide(by_orientation[:, 0], total, out=np.full(len(total), 0.5), where=total > 0)
+    first = by_orientation[:, 0] - np.rint(taken * share).astype(np.int64)
+    first = np.clip(first, np.maximum(kept - by_orientation[:, 1], 0), np.minimum(by_orientation[:, 0], kept))
+    return np.stack([first, kept - first], axis=1)
+
+
+@dataclass(frozen=True)
 class Fragments:
     """A sample's fragments informative at two or more loci of a set of loci: each the loci it covers (local
     indices, increasing), whether it shows the ALT at each, its length (-1 without an ALT) and count."""
@@ -152,10 +212,12 @@ def evidence(
     fragments: Fragments = Fragments(),
     length_table: np.ndarray | None = None,
     classes: LengthClasses | None = None,
+    orientations: Orientations | None = None,
 ) -> Observed:
     """A sample's evidence at a set of loci: its molecules per locus (`a` ALT, `n` informative; with length
     `classes`, `length_table` holds the ALT molecules per locus and class), of which the `fragments` that cover
-    several loci are taken out and counted once each, as fragments."""
+    several loci are taken out and counted once each, as fragments. With `orientations`, each locus's
+    one-locus fragments are its two orientation parts, each at its own background rate."""
     single_n = np.asarray(n, dtype=np.int64).copy()
     single_a = np.asarray(a if classes is None else length_table, dtype=np.int64).copy()
     groups: dict[tuple[int, ...], int] = {}
@@ -177,8 +239,13 @@ def evidence(
     group_size = np.zeros(len(groups), dtype=np.int64)
     for loci, count in zip(fragments.loci, fragments.count, strict=True):
         group_size[groups[loci]] += count
-    terms = LikelihoodTerms.of_fragments(np.maximum(single_n, 0), e, w, list(groups), group_size)
-    return Observed.of_loci(np.maximum(single_a, 0), terms).with_fragments(e, w, patterns)
+    single_n, single_a = np.maximum(single_n, 0), np.maximum(single_a, 0)
+    if orientations is None:
+        terms = LikelihoodTerms.of_fragments(single_n, e, w, list(groups), group_size)
+        return Observed.of_loci(single_a, terms).with_fragments(e, w, patterns)
+    parts, part_alt = orientations.parts(single_n, single_a)
+    terms = LikelihoodTerms.of_parts(parts, e, w, list(groups), group_size)
+    return Observed.of_loci(part_alt, terms).with_fragments(e, w, patterns)
 
 
 def score_loci(
@@ -193,6 +260,7 @@ def score_loci(
     length_table: np.ndarray | None = None,
     classes: LengthClasses | None = None,
     fragments: Fragments = Fragments(),
+    orientations: Orientations | None = None,
 ) -> Score:
     """Outlier screen, MLE, LRT and its p-value for one sample at one set of loci.
 
@@ -201,6 +269,9 @@ def score_loci(
     With `classes`, `length_table` holds the ALT molecules per locus and length class (rows sum to `a`) and
     the fit, test and null weigh each by its class's length ratio; the outlier screen stays on counts.
     `fragments` are those covering several of these loci (local indices): each is one piece of evidence.
+    With `orientations`, the fit, test, null and LOD weigh each read orientation at its own background rate;
+    the outlier screen and the dispersion stay per locus, at `e`, which should then be the orientations'
+    pooled rate (`Orientations.pooled_rate`).
     """
     outliers = find_outliers(a, n, e, w, settings.outlier_max_p, settings.ci_level, settings.overdispersion)
     used = ~outliers
@@ -217,7 +288,8 @@ def score_loci(
         )
     kept = _fragments_within(fragments, used)
     table = None if classes is None else length_table[used]
-    observed = evidence(a[used], n[used], e[used], w[used], kept, table, classes)
+    oriented = None if orientations is None else orientations[used]
+    observed = evidence(a[used], n[used], e[used], w[used], kept, table, classes, oriented)
     tables = observed.tables(None if classes is None else classes.ratio)
     f_hat = float(fit(tables)[0])
     spread = (
@@ -239,7 +311,7 @@ def score_loci(
         p_value=p_value,
         null=null,
         terms=observed.terms,
-        mutant_fragments=int(observed.count.sum()),
+        mutant_fragments=int(round(observed.count.sum())),  # whole, though parts may share a class's ALTs
         mutant_loci=int(np.count_nonzero(a[used])),
         dispersion=spread,
         classes=classes,
