@@ -217,7 +217,7 @@ def own_null(
     if why:
         return no_own_null(why)
     panels = settings.synthetic_null_panels
-    draw = np.column_stack([c[rng.integers(0, len(c), panels)] for c in candidates])  # panels x loci
+    draw = draw_panels(candidates, panels, rng)
     a_syn, n_syn = pool.a[draw], pool.n[draw]
     statistics = np.zeros(panels)
     with_alt = np.flatnonzero(a_syn.any(axis=1))
@@ -241,6 +241,13 @@ def own_null(
         fragments[i], loci_with_alt[i] = score.mutant_fragments, score.mutant_loci
     supported = (fragments >= settings.min_mutant_fragments) & (loci_with_alt >= settings.min_mutant_loci)
     return OwnNull(statistics, supported, group_matched=fallbacks)
+
+
+def draw_panels(candidates: list[np.ndarray], panels: int, rng: np.random.Generator) -> np.ndarray:
+    """Synthetic panels x real loci: pool rows drawn uniformly, with replacement, among each locus's candidates."""
+    if not candidates:
+        return np.zeros((panels, 0), dtype=np.int64)
+    return np.column_stack([c[rng.integers(0, len(c), panels)] for c in candidates])
 
 
 def settings_without_p_values(settings: CallSettings) -> CallSettings:
