@@ -76,6 +76,7 @@ def test_one_job_per_sample_gives_the_calls_of_one_process(run, tmp_path):
         CallSettings.from_config({"false_positive_rate": 0.01}),
         read_tables("fraglen", [f"{c}.fraglen.tsv" for c in counts]),
         fragments=read_tables("fragments", [f"{c}.fragments.tsv" for c in counts]),
+        flanks=read_tables("flanks", [f"{c}.flanks.tsv" for c in counts]),
     )
     for table, name in (
         (in_memory.calls, "calls"),

@@ -147,7 +147,7 @@ _CALL = (
     "n_loci_panel:int mutant_molecules:int total_molecules:int mtm_per_ml:float flags:text status_reason:text "
     "lr_statistic:float p_value_method:text expected_background_molecules:float n_loci_outlier:int "
     "background_scale:float length_weighted:bool mutant_fragments:int mutant_loci:int threshold_source:text "
-    "n_null_scores:int tf_dispersion:float"
+    "n_null_scores:int tf_dispersion:float own_null_panels:int empirical_p_value:float threshold_reason:text"
 )
 _CLINICAL = (
     "cohort:text enrollment_date:date pfs_event:int pfs_date:date os_event:int os_date:date restart_date:date "
@@ -205,6 +205,9 @@ CONTRACTS = {contract.name: contract for contract in [
               "panel_patients:text context:text ref_molecules:int alt_molecules:int other_molecules:int "
               "discordant_molecules:int alt_f1r2:int alt_f2r1:int ref_f1r2:int ref_f2r1:int reads:int "
               "mean_family_size:float alt_lengths:text"),
+    _contract("flanks", "results/counts/{sample}.flanks.tsv", "chrom:text pos:int ref:text alt:text "
+              "context:text ref_molecules:int alt_molecules:int other_molecules:int discordant_molecules:int "
+              "alt_f1r2:int alt_f2r1:int ref_f1r2:int ref_f2r1:int alt_lengths:text"),
     _contract("fraglen", "results/counts/{sample}.fraglen.tsv", "allele:text length:int molecules:int"),
     _contract("fragments", "results/counts/{sample}.fragments.tsv",
               "chrom:text loci:text alleles:text length:int fragments:int"),

@@ -25,6 +25,7 @@ with user_errors_as_messages():
         counts=inputs.counts,
         fragment_lengths=inputs.fragment_lengths,
         fragments=inputs.fragments,
+        flanks=inputs.flanks,
         call=outputs.call,
         loci=outputs.loci,
     )
@@ -34,6 +35,7 @@ with user_errors_as_messages():
             read_tables("counts", [job.counts]),
             read_tables("fraglen", [job.fragment_lengths]),
             read_tables("fragments", [job.fragments]),
+            read_table("flanks", job.flanks),
         )
         write_tsv(loci, job.loci)
         write_tsv(pd.DataFrame([call], columns=CALL_COLUMNS), job.call)

@@ -42,25 +42,46 @@ NULL_COLUMNS = columns_of("null_scores")  # mrdtrack.tables.CONTRACTS
 CONTAMINATION_MIN_FRAGMENTS = 3
 
 
-def null_panels(sample_id: str, sample_patient: str, panels: list[str], settings: CallSettings) -> list[str]:
-    """The other patients' panels a sample is scored against: `max_null_panels` of them (all when None), chosen
-    by a hash of sample and panel, so that the choice is fixed and the same for any order of the cohort."""
-    others = [p for p in panels if p != sample_patient]
+def null_panels(
+    sample_id: str,
+    sample_patient: str,
+    panels: list[str],
+    settings: CallSettings,
+    covered: set[str] | None = None,
+) -> list[str]:
+    """The other patients' panels a sample is scored against: `max_null_panels` of them (all when None) among
+    those its capture `covered` (all when None), chosen by a hash of sample and panel, so that the choice is
+    fixed and the same for any order of the cohort."""
+    others = [p for p in panels if p != sample_patient and (covered is None or p in covered)]
     if settings.max_null_panels is None or len(others) <= settings.max_null_panels:
         return sorted(others)
     ranked = sorted(others, key=lambda p: (zlib.crc32(f"{settings.seed}\x1f{sample_id}\x1f{p}".encode()), p))
     return sorted(ranked[: settings.max_null_panels])
 
 
+def covered_panels(cohort: Cohort, sample_id: str, min_loci: int) -> set[str]:
+    """The panels the sample's capture covers: molecules at `min_loci` or more of their loci (a panel with
+    fewer could never give a null score that counts)."""
+    seen = cohort.total[cohort.row[sample_id]] > 0
+    covered = set()
+    for patient, rows in cohort.layout.panels.items():
+        locus = rows["locus"].to_numpy()
+        if np.count_nonzero(seen[locus[locus >= 0]]) >= max(min_loci, 1):
+            covered.add(patient)
+    return covered
+
+
 def null_scores(cohort: Cohort, settings: CallSettings, workers: int = 1) -> pd.DataFrame:
-    """Every plasma and control sample scored against other patients' panels (`null_panels`): work linear in
-    the samples."""
+    """Every plasma and control sample scored against other patients' panels its capture covers
+    (`null_panels`): work linear in the samples."""
     scored = cohort.samples[cohort.samples["sample_type"].isin(["plasma", "control"])]
     panels = list(cohort.layout.panels)
     pairs = [
         (sample_id, patient)
         for sample_id, sample_patient in zip(scored.index, scored["patient_id"], strict=True)
-        for patient in null_panels(sample_id, sample_patient, panels, settings)
+        for patient in null_panels(
+            sample_id, sample_patient, panels, settings, covered_panels(cohort, sample_id, settings.min_loci)
+        )
     ]
     records = in_parallel(_null_score, pairs, (cohort, settings), workers)
     return mark_contamination(pd.DataFrame(records, columns=NULL_COLUMNS), settings)

@@ -28,16 +28,18 @@ from mrdtrack.calling.cohort import (
     Cohort,
     build_cohort,
     cohort_loci,
+    sample_loci,
     sample_scale,
     score_at_panel,
     with_sample_length_model,
 )
 from mrdtrack.calling.lod import lod95
 from mrdtrack.calling.null import seeded_rng
-from mrdtrack.calling.score import mtm_per_ml
+from mrdtrack.calling.own_null import OwnThreshold, flank_pool, own_null, own_null_rng, own_threshold
+from mrdtrack.calling.score import Score, mtm_per_ml
 from mrdtrack.calling.settings import CallSettings
 from mrdtrack.processes import in_parallel
-from mrdtrack.tables import columns_of, read_table
+from mrdtrack.tables import columns_of, empty_table, read_table
 from mrdtrack.vocabulary import INDETERMINATE, MRD_STATUSES, NEGATIVE, POSITIVE
 
 log = logging.getLogger(__name__)
@@ -124,18 +126,26 @@ class CallResult:
 
 
 def call_sample(
-    cohort: Cohort, sample_id: str, threshold: Threshold, nulls: pd.DataFrame, settings: CallSettings
+    cohort: Cohort,
+    sample_id: str,
+    cohort_threshold: Threshold,
+    nulls: pd.DataFrame,
+    settings: CallSettings,
+    flanks: pd.DataFrame | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """One plasma sample at its own patient's panel: the calls.tsv row and its loci.tsv rows."""
+    """One plasma sample at its own patient's panel: the calls.tsv row and its loci.tsv rows. With its flank
+    table, the threshold comes from its own null (own_null.py) when that is large enough."""
     sample = cohort.samples.loc[sample_id]
     patient = sample["patient_id"]
     if patient not in cohort.layout.panels:
-        return _empty_call(sample, threshold, "the patient has no panel loci", settings), _no_loci()
+        return _empty_call(sample, cohort_threshold, "the patient has no panel loci", settings), _no_loci()
     rows, reasons, score = score_at_panel(cohort, sample_id, patient, settings, null_score=False)
     scale = sample_scale(cohort, sample_id, patient, settings)
     loci = _loci_rows(cohort, sample, rows, reasons, scale)
     if score is None:
-        return _empty_call(sample, threshold, "no usable panel loci", settings, len(rows)), loci
+        return _empty_call(sample, cohort_threshold, "no usable panel loci", settings, len(rows)), loci
+    own = _own_threshold(cohort, sample_id, patient, cohort_threshold, score, settings, flanks)
+    threshold = Threshold(own.value, own.source, cohort_threshold.n_null_scores)
     used = loci["used"].to_numpy()
     n, a = (
         loci["ref_molecules"].to_numpy() + loci["alt_molecules"].to_numpy(),
@@ -176,7 +186,33 @@ def call_sample(
         "threshold_source": threshold.source,
         "n_null_scores": threshold.n_null_scores,
         "tf_dispersion": score.dispersion,
+        "own_null_panels": own.own_null_panels,
+        "empirical_p_value": own.empirical_p_value,
+        "threshold_reason": own.reason,
     }, loci
+
+
+def _own_threshold(
+    cohort: Cohort,
+    sample_id: str,
+    patient: str,
+    cohort_threshold: Threshold,
+    score: Score,
+    settings: CallSettings,
+    flanks: pd.DataFrame | None,
+) -> OwnThreshold:
+    """The sample's threshold from its own null (synthetic panels of its flank positions matched to its usable
+    loci), or the cohort's with the reason."""
+    here = sample_loci(cohort, sample_id, patient, settings, null_score=False)
+    usable = here.usable
+    pool = flank_pool(flanks if flanks is not None else empty_table("flanks"), settings)
+    own = own_null(
+        pool, here.rows[usable], here.n[usable], here.e[usable], here.rows["weight"].to_numpy()[usable],
+        settings, own_null_rng(settings, sample_id), score.classes,
+    )  # fmt: skip
+    return own_threshold(
+        own, score.null, score.p_value, cohort_threshold.value, cohort_threshold.source, settings
+    )
 
 
 def _sample_columns(sample: pd.Series) -> dict[str, Any]:
@@ -192,6 +228,8 @@ def _empty_call(
         "threshold": threshold.value,
         "threshold_source": threshold.source,
         "n_null_scores": threshold.n_null_scores,
+        "own_null_panels": 0,
+        "threshold_reason": f"cohort threshold: no own null ({why})",
         "mutant_fragments": 0,
         "mutant_loci": 0,
         "n_loci_used": 0,
@@ -285,6 +323,7 @@ class SampleCaller:
         counts: pd.DataFrame,
         fragment_lengths: pd.DataFrame | None = None,
         fragments: pd.DataFrame | None = None,
+        flanks: pd.DataFrame | None = None,
     ) -> tuple[dict[str, Any], pd.DataFrame]:
         """One plasma sample's call at its own patient's panel.
 
@@ -298,6 +337,9 @@ class SampleCaller:
             Length histogram rows, likewise; needed when `settings.fragment_lengths` is on.
         fragments : pandas.DataFrame, optional
             Rows of the fragments that cover several loci, likewise.
+        flanks : pandas.DataFrame, optional
+            The sample's flank table (`flanks` contract; with a `sample_id` column, only the sample's rows are
+            read): its own null. Without it the call uses the cohort threshold.
 
         Returns
         -------
@@ -320,7 +362,10 @@ class SampleCaller:
         # Set aside only now: the length model was learned without them, as in the cohort step.
         set_aside = frozenset(nulls.loc[nulls["contamination_candidate"], "panel_patient_id"])
         cohort = replace(cohort, contaminating={sample_id: set_aside})
-        return call_sample(cohort, sample_id, calibration.threshold, nulls, settings)
+        own_flanks = (
+            None if flanks is None else _rows_of(flanks, sample_id) if "sample_id" in flanks else flanks
+        )
+        return call_sample(cohort, sample_id, calibration.threshold, nulls, settings, own_flanks)
 
 
 def _rows_of(table: pd.DataFrame, sample_id: str) -> pd.DataFrame:
@@ -359,6 +404,7 @@ def call_cohort(
     fragment_lengths: pd.DataFrame | None = None,
     workers: int = 1,
     fragments: pd.DataFrame | None = None,
+    flanks: pd.DataFrame | None = None,
 ) -> CallResult:
     """`calibrate`, then `SampleCaller.call` for every plasma sample: the workflow's calling steps in one
     process (tests, benchmarks). The results are those of the workflow's jobs, whatever their layout.
@@ -367,6 +413,9 @@ def call_cohort(
     ----------
     counts, samples, panel, locus_rates, excluded, settings, fragment_lengths, workers, fragments
         As `calibrate` takes them; `workers` processes also share the per-sample calls.
+    flanks : pandas.DataFrame, optional
+        The samples' flank tables (sample_id + the `flanks` contract): their own nulls. Without them every
+        call uses the cohort threshold.
 
     Returns
     -------
@@ -379,7 +428,7 @@ def call_cohort(
         fragment_lengths=fragment_lengths, workers=workers, fragments=fragments,
     )  # fmt: skip
     plasma = list(samples.loc[samples["sample_type"] == "plasma", "sample_id"])
-    inputs = _SampleInputs(counts, fragment_lengths, fragments)
+    inputs = _SampleInputs(counts, fragment_lengths, fragments, flanks)
     caller = SampleCaller(samples, panel, locus_rates, excluded, calibration, settings)
     calls, loci = gather_calls(in_parallel(_call_one, plasma, (inputs, caller), workers))
     return CallResult(
@@ -398,12 +447,14 @@ class _SampleInputs:
     counts: pd.DataFrame
     fragment_lengths: pd.DataFrame | None
     fragments: pd.DataFrame | None
+    flanks: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
         self._by_sample = {
             name: dict(tuple(table.groupby("sample_id", sort=False))) if table is not None else None
             for name, table in (
-                ("counts", self.counts), ("fragment_lengths", self.fragment_lengths), ("fragments", self.fragments)
+                ("counts", self.counts), ("fragment_lengths", self.fragment_lengths), ("fragments", self.fragments),
+                ("flanks", self.flanks),
             )
         }  # fmt: skip
 
@@ -421,7 +472,7 @@ def _call_one(
     inputs, caller = shared
     return caller.call(
         sample_id, inputs.own("counts", sample_id), inputs.own("fragment_lengths", sample_id),
-        inputs.own("fragments", sample_id),
+        inputs.own("fragments", sample_id), inputs.own("flanks", sample_id),
     )  # fmt: skip
 
 

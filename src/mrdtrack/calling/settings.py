@@ -51,6 +51,13 @@ class CallSettings(StepSettings):
     # Other patients' panels each sample is scored against (None: all); workflow/rules/common.smk sizes the
     # calibrate job from it.
     max_null_panels: int | None = 10
+    # The sample's own null (own_null.py): synthetic panels drawn from its flank positions.
+    synthetic_null_panels: int = 1000  # synthetic panels per sample (0: none; the cohort threshold is used)
+    synthetic_depth_fold: float = 2.0  # a synthetic locus's depth within this factor of the real locus's
+    flank_max_vaf: float = (
+        0.05  # a flank position with 2+ ALT molecules at this ALT share: germline/CHIP, out
+    )
+    flank_noise_max_p: float = 1e-6  # ... or with a binomial tail vs the sample's class rate below this
 
 
 @dataclass(frozen=True)

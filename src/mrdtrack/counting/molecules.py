@@ -81,6 +81,9 @@ class CountSettings(StepSettings):
         The two mates of a fragment are one observation.
     min_family_size, min_duplex_strands : int
         Consensus BAMs: raw reads and strands a consensus molecule needs.
+    flank_window, flank_gap : int
+        Flank positions (counting/flanks.py): up to `flank_window` bp either side of the sample's own panel
+        loci, none within `flank_gap` bp of any patient's panel locus.
     engine : str
         auto, compiled or pysam.
 
@@ -105,6 +108,8 @@ class CountSettings(StepSettings):
     # compiled: mrdtrack.counting.bamscan for indexed BAMs; pysam: this module everywhere; auto: compiled
     # for BAMs >= 1.5 MB
     engine: str = "auto"
+    flank_window: int = 25  # bp either side of each own panel locus counted as flank positions (0: none)
+    flank_gap: int = 2  # no flank position within this many bp of any patient's panel locus
 
     def check_combination(self) -> list[str]:
         if not self.merge_mates and self.dedup not in ("none", "flag"):

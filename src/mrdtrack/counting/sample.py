@@ -7,14 +7,15 @@ import itertools
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pysam
 
+from mrdtrack.counting.flanks import FlankWindow, count_flanks, no_flanks
 from mrdtrack.counting.molecules import (
     DISCORDANT,
     CountSettings,
@@ -73,12 +74,15 @@ class SampleCounts:
         reference (the sample's qc.json).
     fragments : pandas.DataFrame
         Fragments informative at two or more panel loci (FRAGMENT_COLUMNS).
+    flanks : pandas.DataFrame
+        Molecules at the flank positions around the sample's own panel loci (`flanks` contract; flanks.py).
     """
 
     counts: pd.DataFrame
     fragment_lengths: pd.DataFrame
     qc: dict[str, Any]
     fragments: pd.DataFrame  # FRAGMENT_COLUMNS: fragments informative at two or more panel loci
+    flanks: pd.DataFrame = field(default_factory=no_flanks)
 
 
 def count_sample(
@@ -89,8 +93,10 @@ def count_sample(
     settings: CountSettings,
     threads: int = 1,
     check_reference: bool = False,
+    patient_id: str | None = None,
 ) -> SampleCounts:
-    """Count molecules at every unique locus of the cohort panel in one BAM/CRAM.
+    """Count molecules at every unique locus of the cohort panel in one BAM/CRAM, and at the flank positions
+    around the sample's own patient's panel loci (flanks.py).
 
     With `threads` > 1 the clusters of nearby loci are split into contiguous chunks counted by that many worker
     processes (each opens the file itself); the results are the same, byte for byte, whatever `threads` is.
@@ -114,11 +120,13 @@ def count_sample(
     check_reference : bool
         Stop on a file that does not match the reference: its header's panel contigs, lengths or MD5s, or reads
         that disagree with it far beyond sequencing errors (before anything is counted).
+    patient_id : str, optional
+        The sample's patient: its panel loci's flanks are counted too (none when None).
 
     Returns
     -------
     SampleCounts
-        The sample's count, fragment-length and fragment tables and its QC.
+        The sample's count, fragment-length, fragment and flank tables and its QC.
 
     Raises
     ------
@@ -154,6 +162,7 @@ def count_sample(
                     for chunk in chunks
                 ]
                 parts = [future.result() for future in futures]
+        flanks = _count_flanks(alignment_path, reference, panel, patient_id, settings, mode)
     except OSError:  # htslib reports truncated or corrupt blocks while reading (and closing)
         reference_mismatch = cram_reference_mismatch(alignment_path, reference, list(loci["chrom"].unique()))
         if reference_mismatch:
@@ -178,7 +187,20 @@ def count_sample(
     if qc["molecules"] == 0:
         log.warning("%s: no molecule at any panel locus in '%s' (failed capture, wrong file or wrong panel?); "
                     "its calls will be indeterminate", sample_id, alignment_path)  # fmt: skip
-    return SampleCounts(counts, _length_table(lengths), qc, _fragment_table(shared, loci))
+    return SampleCounts(counts, _length_table(lengths), qc, _fragment_table(shared, loci), flanks)
+
+
+def _count_flanks(
+    path: str, reference: str, panel: pd.DataFrame, patient_id: str | None, settings: CountSettings, mode: str
+) -> pd.DataFrame:
+    window = FlankWindow(settings.flank_window, settings.flank_gap)
+    with open_alignments(path, reference) as alignments:
+
+        def molecules_of(units: list[_Unit], stats: ReadStats) -> Iterator[tuple[str, Locus, LocusMolecules]]:
+            for chrom, cluster, molecules in cluster_molecules(alignments, units, settings, mode, stats):
+                yield from ((chrom, locus, at) for locus, at in zip(cluster, molecules, strict=True))
+
+        return count_flanks(alignments, reference, panel, patient_id, window, molecules_of)
 
 
 def _require_matching_header(sample_id: str, path: str, reference: str, loci: pd.DataFrame) -> None:
@@ -292,7 +314,21 @@ def _count_units(
     alignments: pysam.AlignmentFile, units: list[_Unit], settings: CountSettings, mode: str
 ) -> _Part:
     part = _Part({}, Counter(), Counter(), ReadStats())
-    by_locus, lengths, stats = part.by_locus, part.lengths, part.stats
+    by_locus, lengths = part.by_locus, part.lengths
+    for chrom, cluster, molecules in cluster_molecules(alignments, units, settings, mode, part.stats):
+        for locus, at_locus in zip(cluster, molecules, strict=True):
+            alleles = _alleles(at_locus.bases, locus)
+            by_locus[(chrom, locus.pos, locus.ref, locus.alt)] = tally(locus, at_locus, alleles)
+            _add_lengths(lengths, at_locus, alleles)
+        part.shared.update(shared_fragments(chrom, cluster, molecules))
+    return part
+
+
+def cluster_molecules(
+    alignments: pysam.AlignmentFile, units: list[_Unit], settings: CountSettings, mode: str, stats: ReadStats
+) -> Iterator[tuple[str, list[Locus], list[LocusMolecules]]]:
+    """(contig as the table spells it, cluster, molecules per locus) of each unit, by the compiled engine
+    where it can and the reference engine elsewhere: the one way loci are counted."""
     scanner = _scanner(alignments, settings, mode)
     try:
         for (chrom, bam_chrom), group in itertools.groupby(units, key=lambda unit: unit[:2]):
@@ -308,15 +344,10 @@ def _count_units(
                             alignments, bam_chrom, cluster, settings, mode, stats
                         )
                     ]
-                for locus, at_locus in zip(cluster, molecules, strict=True):
-                    alleles = _alleles(at_locus.bases, locus)
-                    by_locus[(chrom, locus.pos, locus.ref, locus.alt)] = tally(locus, at_locus, alleles)
-                    _add_lengths(lengths, at_locus, alleles)
-                part.shared.update(shared_fragments(chrom, cluster, molecules))
+                yield chrom, cluster, molecules
     finally:
         if scanner is not None:
             scanner.close()
-    return part
 
 
 def settings_for_job(alignment_paths: Sequence[str], settings: CountSettings) -> CountSettings:
