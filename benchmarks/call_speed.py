@@ -28,8 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from detection import SCENARIOS, Options, call_simulated, simulate_cohort  # noqa: E402
 
-from mrdtrack.calling.background import BackgroundSettings, build_background  # noqa: E402
-from mrdtrack.calling.caller import CallResult, CallSettings  # noqa: E402
+from mrdtrack.calling import BackgroundSettings, CallResult, CallSettings, build_background  # noqa: E402
 from mrdtrack.tables import write_tsv  # noqa: E402
 
 TABLES = ("calls", "loci", "null_scores")

@@ -166,8 +166,7 @@ def timed(command: list[str]) -> tuple[float, float, float]:
 THREADED = """
 import sys
 import pandas as pd
-from mrdtrack.counting.sample import count_sample
-from mrdtrack.counting.molecules import CountSettings
+from mrdtrack.counting import CountSettings, count_sample
 bam, panel, reference, output, threads, engine = sys.argv[1:]
 settings = CountSettings(engine=engine)
 result = count_sample("s", bam, reference, pd.read_csv(panel, sep="\\t"), settings, threads=int(threads))

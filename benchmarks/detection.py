@@ -10,9 +10,13 @@ plasma is background at a patient's loci):
 - `--replicates` patients, each with a panel of tumor SNVs drawn from `simulate.DEFAULT_SPECTRUM` (C>T half at
   CpG), both strands, random flanks; every locus has a fixed capture efficiency (log-normal, sd 0.3);
 - per-molecule error rates by class: flat polymerase errors (transitions 1e-5, transversions 5e-6), C>T at CpG
-  +3e-4, 8-oxoG C>A/G>T +1e-4 on one read orientation; times a per-locus factor (log-normal, sd 0.5: loci of one
+  +3e-4, 8-oxoG C>A/G>T +1e-4, 85% of it in one read orientation (G>T in F1R2 molecules of a G reference, C>A in
+  F2R1 ones of a C reference: the same strand); times a per-locus factor (log-normal, sd 0.5: loci of one
   context differ) and a per-sample factor (log-normal, sd 0.25: library-to-library variation). 2% of loci are
   noisy artifacts (+3e-3);
+- scenario `oxog` (`--depth oxog`): clinical depth with an oxidised library prep, 8-oxoG +1e-3 with 97% in one
+  orientation, times a per-library damage factor (log-normal, sd 0.7); its calls are also made blind to read
+  orientations (the background's locus rates without `rate_f1r2` / `rate_f2r1`), and a table compares the two;
 - 15% of patients carry CHIP (VAF 0.3% in blood-derived molecules) at one of their own panel loci, visible in
   their plasma and their matched white-blood-cell normal;
 - depth per sample: Poisson(molecules x capture efficiency x sample depth factor (log-normal, sd 0.35));
@@ -22,7 +26,7 @@ plasma is background at a patient's loci):
   fragment-length model), which the `alt_lengths` column carries; each sample's REF molecules get non-tumor
   lengths (its `fraglen.tsv` histogram).
 
-The calls come from `mrdtrack.calling.background.build_background` and `mrdtrack.calling.caller.call_cohort` with the default
+The calls come from `mrdtrack.calling.build_background` and `mrdtrack.calling.call_cohort` with the default
 settings (fragment lengths weigh in), as the workflow runs them; a second table compares them with
 `calling.fragment_lengths: false` on the same data. Compared with:
 
@@ -44,7 +48,7 @@ of the patients at their own panels, scores that never enter the calibration); r
 median |log10(TF_est / TF)| (inf when most estimates are 0); 95% CI coverage = share with tf_ci_low <= TF <=
 tf_ci_high; baselines; share `indeterminate` (too shallow to rule MRD out).
 
-    python benchmarks/detection.py [--depth clinical|demo|both] [--replicates 20] [--seed 1] [--jobs 2]
+    python benchmarks/detection.py [--depth clinical|demo|oxog|both] [--replicates 20] [--seed 1] [--jobs 2]
         [--null-per-patient 3] [--controls 20] [--oracle-null 200] [--no-fraglen] [--no-sample-background]
 
 Deterministic for a given seed. Both depths take about 6 minutes on 2 cores (the clinical cohort: 220
@@ -65,10 +69,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mrdtrack.calling.background import BackgroundSettings, build_background, reverse_complement
-from mrdtrack.calling.caller import CallResult, CallSettings, call_cohort
+from mrdtrack import simulation as simulate
+from mrdtrack.calling import BackgroundSettings, CallResult, CallSettings, build_background, call_cohort
 from mrdtrack.calling.likelihood import lr_statistic_rows
-from mrdtrack.simulation import cfdna as simulate
+from mrdtrack.calling.locus_classes import reverse_complement
 
 TFS = (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 1e-2)
 COMPLEMENT = str.maketrans("ACGT", "TGCA")
@@ -82,12 +86,19 @@ class Scenario:
     plasma_molecules: float  # mean informative molecules per locus (capture efficiency 1)
     control_molecules: float
     normal_molecules: float
+    oxog_rate: float = 1e-4  # 8-oxoG C>A/G>T errors per molecule (before the per-locus factor)
+    oxog_share: float = 0.85  # ... of which this share in the damaged read orientation
+    oxog_library_sd: float = 0.0  # sd of the log per-library damage factor (mean 1)
+    compare_orientation: bool = False  # also call blind to read orientations (locus rates without them)
 
 
 SCENARIOS = {
     "clinical": Scenario("clinical", 40, 3000.0, 3000.0, 5000.0),
     # The bundled demo (test_data/generate.py): ~20 loci, ~44 molecules per locus in plasma.
     "demo": Scenario("demo", 20, 44.0, 20.0, 50.0),
+    # Clinical depth with an oxidised library prep: 8-oxoG 10x the clinical scenario's, nearly all in one read
+    # orientation, and 2x more or less from one library to the next (log-normal sd 0.7).
+    "oxog": Scenario("oxog", 40, 3000.0, 3000.0, 5000.0, 1e-3, 0.97, 0.7, compare_orientation=True),
 }
 
 
@@ -140,23 +151,28 @@ def draw_panels(rng: np.random.Generator, n_patients: int, n_loci: int) -> pd.Da
     return pd.DataFrame(rows, columns=columns)
 
 
-def true_error_rates(rng: np.random.Generator, panel: pd.DataFrame) -> pd.DataFrame:
-    """Per locus: mean ALT rate per molecule over samples and the share of its errors in F1R2 (pyrimidine)."""
+def true_error_rates(rng: np.random.Generator, panel: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
+    """Per locus: mean ALT rate per molecule over samples, the 8-oxoG part of it, and the share of 8-oxoG
+    errors in F1R2 molecules (the count tables' orientation, on the reference strand)."""
     sub, ctx = panel["substitution"].to_numpy(), panel["pyr_context"].to_numpy()
     transition = np.isin(sub, ["C>T", "T>C"])
     rate = np.where(transition, 1e-5, 5e-6)
     cpg = (sub == "C>T") & np.array([c[2] == "G" for c in ctx])
     rate = rate + np.where(cpg, 3e-4, 0.0)
-    oxog = sub == "C>A"
-    rate = rate + np.where(oxog, 1e-4, 0.0)
+    damage = np.where(sub == "C>A", scenario.oxog_rate, 0.0)
+    rate = rate + damage
     sd = 0.5
-    rate = rate * np.exp(sd * rng.standard_normal(len(panel)) - sd**2 / 2)
+    locus_factor = np.exp(sd * rng.standard_normal(len(panel)) - sd**2 / 2)
+    rate, damage = rate * locus_factor, damage * locus_factor
     noisy = rng.random(len(panel)) < 0.02
     rate = rate + np.where(noisy, 3e-3, 0.0)
-    # 8-oxoG errors sit on one orientation; everything else splits evenly.
-    f1r2_share = np.where(oxog & ~noisy, 0.85, 0.5)
+    # 8-oxoG turns a G into T on one strand: G>T in the F1R2 molecules of a G reference is C>A in the F2R1
+    # molecules of a C one. Other errors split evenly.
+    damage_f1r2 = np.where(panel["ref"].to_numpy() == "G", scenario.oxog_share, 1 - scenario.oxog_share)
     efficiency = np.exp(0.3 * rng.standard_normal(len(panel)) - 0.045)
-    return panel.assign(true_rate=rate, noisy=noisy, f1r2_share=f1r2_share, efficiency=efficiency)
+    return panel.assign(
+        true_rate=rate, damage_rate=damage, damage_f1r2=damage_f1r2, noisy=noisy, efficiency=efficiency
+    )
 
 
 def true_weights(rng: np.random.Generator, panel: pd.DataFrame, spread: float) -> np.ndarray:
@@ -189,9 +205,15 @@ def sample_specs(patients: list[str], scenario: Scenario, options: Options) -> l
 
 
 def draw_counts(
-    rng: np.random.Generator, loci: pd.DataFrame, spec: SampleSpec, chip: dict[str, int], own: np.ndarray
+    rng: np.random.Generator,
+    loci: pd.DataFrame,
+    spec: SampleSpec,
+    chip: dict[str, int],
+    own: np.ndarray,
+    damage_factor: float = 1.0,
 ) -> dict[str, np.ndarray]:
-    """One sample's molecule counts at every cohort locus (`own`: the loci of the sample's own panel)."""
+    """One sample's molecule counts at every cohort locus (`own`: the loci of the sample's own panel;
+    `damage_factor`: its library's 8-oxoG over the cohort's mean)."""
     depth_factor = np.exp(0.35 * rng.standard_normal() - 0.35**2 / 2)
     noise_factor = np.exp(0.25 * rng.standard_normal() - 0.25**2 / 2)
     n = rng.poisson(spec.molecules * loci["efficiency"].to_numpy() * depth_factor)
@@ -203,9 +225,12 @@ def draw_counts(
     if spec.patient_id in chip:
         chip_vaf[chip[spec.patient_id]] = 0.003
     chip_alt = rng.binomial(non_tumor, chip_vaf)
-    errors = rng.binomial(non_tumor - chip_alt, np.minimum(loci["true_rate"].to_numpy() * noise_factor, 1))
+    damage = loci["damage_rate"].to_numpy() * damage_factor
+    rate = loci["true_rate"].to_numpy() + loci["damage_rate"].to_numpy() * (damage_factor - 1)  # exact at 1
+    errors = rng.binomial(non_tumor - chip_alt, np.minimum(rate * noise_factor, 1))
     alt = tumor_alt + chip_alt + errors
-    error_f1r2 = rng.binomial(errors, loci["f1r2_share"].to_numpy())
+    damage_share = np.divide(damage, rate, out=np.zeros(len(rate)), where=rate > 0)
+    error_f1r2 = rng.binomial(errors, damage_share * loci["damage_f1r2"].to_numpy() + (1 - damage_share) / 2)
     bio_f1r2 = rng.binomial(tumor_alt + chip_alt, 0.5)
     alt_f1r2 = error_f1r2 + bio_f1r2
     ref = n - alt
@@ -246,7 +271,7 @@ class Cohort:
 def simulate_cohort(scenario: Scenario, options: Options) -> Cohort:
     rng = np.random.default_rng([options.seed, 7])
     patients = [f"P{p + 1:03d}" for p in range(options.replicates)]
-    panel = true_error_rates(rng, draw_panels(rng, len(patients), scenario.n_loci))
+    panel = true_error_rates(rng, draw_panels(rng, len(patients), scenario.n_loci), scenario)
     panel["true_weight"] = true_weights(np.random.default_rng([options.seed, 13]), panel, options.vaf_spread)
     loci = panel.reset_index(drop=True)
     chip = {}
@@ -259,7 +284,9 @@ def simulate_cohort(scenario: Scenario, options: Options) -> Cohort:
     for spec in specs:
         own = (loci["patient_id"] == spec.patient_id).to_numpy().astype(float)
         sample_rng = np.random.default_rng([options.seed, 11, zlib_key(spec.sample_id)])
-        values = draw_counts(sample_rng, loci, spec, chip, own)
+        values = draw_counts(
+            sample_rng, loci, spec, chip, own, library_damage(scenario, options, spec.sample_id)
+        )
         frame = loci[["chrom", "pos", "ref", "alt", "context"]].copy()
         frame.insert(0, "sample_id", spec.sample_id)
         frame["panel_patients"] = loci["patient_id"].to_numpy()
@@ -285,6 +312,16 @@ def simulate_cohort(scenario: Scenario, options: Options) -> Cohort:
     )
     fragment_lengths = pd.concat(histograms, ignore_index=True) if histograms else None
     return Cohort(panel, loci, samples, counts, chip, specs, fragment_lengths)
+
+
+def library_damage(scenario: Scenario, options: Options, sample_id: str) -> float:
+    """The library's 8-oxoG over the cohort's mean (log-normal, mean 1; 1 without spread), drawn apart so that
+    scenarios without it draw exactly what they did."""
+    sd = scenario.oxog_library_sd
+    if sd <= 0:
+        return 1.0
+    rng = np.random.default_rng([options.seed, 17, zlib_key(sample_id)])
+    return float(np.exp(sd * rng.standard_normal() - sd**2 / 2))
 
 
 def ref_length_histogram(rng: np.random.Generator, sample_id: str, molecules: int) -> pd.DataFrame:
@@ -349,7 +386,8 @@ def oracle_threshold(cohort: Cohort, scenario: Scenario, options: Options) -> tu
         for k in range(options.oracle_null):
             spec = SampleSpec(f"null{k}", patient, "plasma", 0.0, scenario.plasma_molecules)
             values = draw_counts(rng, sub, spec, {patient: int(np.flatnonzero(own == cohort.chip[patient])[0])}
-                                 if patient in cohort.chip else {}, mask)  # fmt: skip
+                                 if patient in cohort.chip else {}, mask,
+                                 library_damage(scenario, options, f"{patient}_null{k}"))  # fmt: skip
             a, n = values["alt_molecules"], values["alt_molecules"] + values["ref_molecules"]
             stats_.append(float(lr_statistic_rows(a[None, :], n, e, np.ones(len(n)))[0]))
             if options.fraglen:
@@ -380,14 +418,21 @@ def own_panel_table(cohort: Cohort, sample_id: str, patient: str) -> tuple[np.nd
     return a, a + rows["ref_molecules"].to_numpy()
 
 
-def call_simulated(cohort: Cohort, background, settings: CallSettings, workers: int = 1) -> CallResult:
-    """The workflow's calling step on a simulated cohort."""
+ORIENTED_RATES = ["rate_f1r2", "rate_f2r1"]
+
+
+def call_simulated(
+    cohort: Cohort, background, settings: CallSettings, workers: int = 1, orientation: bool = True
+) -> CallResult:
+    """The workflow's calling step on a simulated cohort (`orientation` False: blind to read orientations, as
+    with a background table without its orientation columns)."""
     panel = cohort.panel[["patient_id", "chrom", "pos", "ref", "alt", "context", "weight"]]
+    rates = background.locus_rates if orientation else background.locus_rates.drop(columns=ORIENTED_RATES)
     return call_cohort(
         cohort.counts,
         cohort.samples,
         panel,
-        background.locus_rates,
+        rates,
         background.excluded,
         settings,
         cohort.fragment_lengths,
@@ -400,10 +445,12 @@ def run_scenario(scenario: Scenario, options: Options) -> dict:
     cohort = simulate_cohort(scenario, options)
     background = build_background(cohort.counts, cohort.samples, BackgroundSettings())
 
-    def call(fragment_lengths: bool, overdispersion: bool = True) -> tuple[pd.DataFrame, float, float]:
+    def call(
+        fragment_lengths: bool, overdispersion: bool = True, orientation: bool = True
+    ) -> tuple[pd.DataFrame, float, float]:
         begun = time.time()
         settings = options.call_settings(fragment_lengths=fragment_lengths, overdispersion=overdispersion)
-        result = call_simulated(cohort, background, settings)
+        result = call_simulated(cohort, background, settings, orientation=orientation)
         return result.calls.set_index("sample_id"), result.threshold, time.time() - begun
 
     # The default configuration (fragment lengths weigh in), and counts only for comparison.
@@ -411,6 +458,10 @@ def run_scenario(scenario: Scenario, options: Options) -> dict:
     counts_calls, counts_threshold, elapsed_counts = call(False) if options.fraglen else (None, np.nan, 0.0)
     # Under VAF spread: the binomial interval (no overdispersion term) on the same data.
     binomial_calls = call(options.fraglen, overdispersion=False)[0] if options.vaf_spread > 0 else None
+    # With read-orientation damage: the same configuration blind to orientations.
+    blind_calls, blind_threshold, _ = (
+        call(options.fraglen, orientation=False) if scenario.compare_orientation else (None, np.nan, 0.0)
+    )
     # Oracle.
     threshold, length_threshold = oracle_threshold(cohort, scenario, options)
     _, ratio = length_ratio()
@@ -456,6 +507,14 @@ def run_scenario(scenario: Scenario, options: Options) -> dict:
                 "binomial_ci_high": binomial_calls.loc[spec.sample_id, "tf_ci_high"]
                 if binomial_calls is not None
                 else np.nan,
+                "blind_positive": blind_calls is not None
+                and blind_calls.loc[spec.sample_id, "mrd_status"] == "positive",
+                "blind_ci_low": blind_calls.loc[spec.sample_id, "tf_ci_low"]
+                if blind_calls is not None
+                else np.nan,
+                "blind_ci_high": blind_calls.loc[spec.sample_id, "tf_ci_high"]
+                if blind_calls is not None
+                else np.nan,
                 "sample_id": spec.sample_id,
                 "tf": spec.tf,
                 "mrd_positive": call["mrd_status"] == "positive",
@@ -489,6 +548,7 @@ def run_scenario(scenario: Scenario, options: Options) -> dict:
         "seconds_mrd": elapsed_mrd,
         "seconds_counts": elapsed_counts,
         "counts_threshold": counts_threshold,
+        "blind_threshold": blind_threshold,
         "seconds": time.time() - started,
         "options": options,
         "null_scores": n_null,
@@ -571,6 +631,36 @@ def summarize_coverage(out: dict) -> str:
     return "\n".join(lines)
 
 
+def summarize_orientation(out: dict) -> str:
+    """The default (each read orientation at its own rate) next to the same calls blind to orientations."""
+    t = out["table"]
+    s = out["scenario"]
+    lines = [
+        f"#### {s.name}: read orientations (default) vs blind to them; 8-oxoG {s.oxog_rate:g} per molecule, "
+        f"{s.oxog_share:.0%} in one orientation, library-to-library sd {s.oxog_library_sd:g} (log scale)",
+        "",
+        "| TF | n | with orientations sens. | blind sens. | 95% CI coverage: with / blind |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for tf in out["options"].tfs:
+        g = t[t["tf"] == tf]
+        label = "0 (FPR)" if tf == 0 else f"{tf:g}"
+        coverage = [((g[lo] <= tf) & (tf <= g[hi])).mean() for lo, hi in
+                    (("ci_low", "ci_high"), ("blind_ci_low", "blind_ci_high"))]  # fmt: skip
+        lines.append(
+            f"| {label} | {len(g)} | {g['mrd_positive'].mean():.1%} | {g['blind_positive'].mean():.1%} | "
+            f"{coverage[0]:.0%} / {coverage[1]:.0%} |"
+        )
+    null = t[t["tf"] == 0]
+    lines += [
+        "",
+        f"FPR at TF 0: {int(null['mrd_positive'].sum())}/{len(null)} with orientations (threshold p <= "
+        f"{out['threshold']:.3g}), {int(null['blind_positive'].sum())}/{len(null)} blind to them (p <= "
+        f"{out['blind_threshold']:.3g}).",
+    ]
+    return "\n".join(lines)
+
+
 def _ratio(sens: float, oracle: float, tf: float) -> str:
     return f"{sens / oracle:.2f}" if oracle > 0 and tf > 0 else ("n/a" if tf > 0 else "")
 
@@ -607,7 +697,12 @@ def summarize_counts_only(out: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--depth", choices=["clinical", "demo", "both"], default="both")
+    parser.add_argument(
+        "--depth",
+        choices=[*SCENARIOS, "both"],
+        default="both",
+        help="a scenario, or both clinical and demo (oxog: clinical depth with 8-oxoG damage)",
+    )
     parser.add_argument(
         "--replicates", type=int, default=Options.replicates, help="patients = replicates per TF"
     )
@@ -663,6 +758,9 @@ def main(argv: list[str] | None = None) -> int:
             print()
         if out["options"].vaf_spread > 0:
             print(summarize_coverage(out))
+            print()
+        if out["scenario"].compare_orientation:
+            print(summarize_orientation(out))
             print()
     return 0
 

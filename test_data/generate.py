@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mrdtrack.simulation import cfdna as sim
+from mrdtrack import simulation as sim
 from mrdtrack.tables import write_tsv
 
 SEED = 20230520  # chosen so that every designed feature is visible at this shallow depth (check_story)
@@ -197,7 +197,7 @@ def simulate_all(
         )
         if write:
             sim.write_bam(simulated, OUT / s.batch / "bams" / f"{s.sample_id}.{s.fmt}", reference, fmt=s.fmt)
-        mode = sim.resolve_dedup_mode(simulated.records, "auto")
+        mode = sim.oracle_dedup_mode(simulated.records, "auto")
         counts.append(sim.expected_counts(simulated, mode="auto"))
         truth_rows.append(
             {"sample_id": s.sample_id, "patient_id": s.patient_id, "sample_type": s.sample_type, "true_tf": s.tf,

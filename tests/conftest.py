@@ -85,7 +85,8 @@ def write_indexed_bam(path: Path | str, reads: list[pysam.AlignedSegment], heade
 
 
 def _bam(folder: Path, name: str) -> None:
-    header = {"HD": {"VN": "1.6", "SO": "coordinate"}, "SQ": [{"SN": "chr1", "LN": 1000}]}
+    # The comment keeps two samples' empty files apart: identical files under two sample_ids are an error.
+    header = {"HD": {"VN": "1.6", "SO": "coordinate"}, "SQ": [{"SN": "chr1", "LN": 1000}], "CO": [name]}
     path = folder / name
     path.parent.mkdir(parents=True, exist_ok=True)
     with pysam.AlignmentFile(str(path), "wb", header=header):
@@ -127,6 +128,18 @@ def prepare_workdir(workdir: Path) -> Path:
     shutil.copy(REPO / "config" / "config.yaml", workdir / "config" / "config.yaml")
     (workdir / "test_data").symlink_to(TEST_DATA)
     return workdir
+
+
+@pytest.fixture
+def bundled_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A writable copy of the bundled data and config/config.yaml, made the working directory: apply one fault
+    to it, then run `mrdtrack check` or the workflow there."""
+    root = tmp_path / "bundled"
+    shutil.copytree(TEST_DATA, root / "test_data", ignore=shutil.ignore_patterns("truth", "*.py", "*.md"))
+    (root / "config").mkdir()
+    shutil.copy(REPO / "config" / "config.yaml", root / "config" / "config.yaml")
+    monkeypatch.chdir(root)
+    return root
 
 
 def run_snakemake(workdir: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:

@@ -8,17 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mrdtrack.calling.background import (
-    BackgroundSettings,
+from mrdtrack.calling import BackgroundSettings, build_background
+from mrdtrack.calling.background import background_observations, fit_prior_molecules, shrink
+from mrdtrack.calling.locus_classes import (
     all_context_classes,
     all_indel_classes,
-    background_observations,
-    build_background,
-    fit_prior_molecules,
     indel_class,
     pyrimidine_class,
     reverse_complement,
-    shrink,
 )
 from mrdtrack.logs import UserFacingError
 
@@ -490,7 +487,7 @@ def test_exclude_chip_genes_without_the_panels_chip_column_is_a_user_error():
 
 
 def test_chip_flag_and_exclusion_reach_the_callers_loci_table():
-    from mrdtrack.calling.caller import CallSettings, call_cohort
+    from mrdtrack.calling import CallSettings, call_cohort
 
     cohort = simulate_cohort(CohortSpec(patients=3, loci_per_patient=10, controls=4, seed=8))
     panel = chip_panel(cohort, [3])

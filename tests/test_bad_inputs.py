@@ -7,6 +7,9 @@ cover the alignment files (unreadable, truncated, corrupt BAM and CRAM, stale in
 
 from __future__ import annotations
 
+import errno
+import gzip
+import json
 import os
 import shutil
 import sys
@@ -18,10 +21,15 @@ import pytest
 
 from conftest import REPO, SAMPLE_HEADER, run_snakemake, write_config
 from mrdtrack.cli import main
-from mrdtrack.counting.molecules import CountSettings
-from mrdtrack.counting.sample import AlignmentInputError, count_sample
-from mrdtrack.inputs.panel import PanelSettings, build_panel
-from mrdtrack.inputs.sheets import InputError, load_inputs
+from mrdtrack.counting import CountSettings, count_sample
+from mrdtrack.inputs import (
+    AlignmentInputError,
+    InputError,
+    PanelSettings,
+    build_panel,
+    load_inputs,
+    load_table,
+)
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from count_speed import build_bam  # noqa: E402
@@ -45,9 +53,8 @@ def tiny(reads: dict, tmp_path: Path) -> dict:
     root = tmp_path / "tiny"
     bams = root / "batch1" / "bams"
     bams.mkdir(parents=True)
-    for name in ("S1", "C1"):
-        shutil.copy(reads["bam"], bams / f"{name}.bam")
-        shutil.copy(reads["bam"] + ".bai", bams / f"{name}.bam.bai")
+    for name in ("S1", "C1"):  # the same reads; a header comment makes them two files (a copy is an error)
+        _relabelled(reads["bam"], bams / f"{name}.bam", name)
     panel = pd.read_csv(reads["panel"], sep="\t")
     length = pysam.FastaFile(reads["reference"]).get_reference_length("chr1")
     vcf = [
@@ -72,6 +79,18 @@ def tiny(reads: dict, tmp_path: Path) -> dict:
     (root / "config").mkdir()
     write_config(config, root / "config" / "config.yaml")
     return {"root": root, "config": config, "panel": panel}
+
+
+def _relabelled(source: str, target: Path, label: str) -> str:
+    """`source`'s reads in a new indexed BAM whose header carries the comment `label`."""
+    with pysam.AlignmentFile(source) as bam:
+        header = bam.header.to_dict() | {"CO": [label]}
+        reads = [read.to_dict() for read in bam.fetch(until_eof=True)]
+    with pysam.AlignmentFile(str(target), "wb", header=header) as out:
+        for read in reads:
+            out.write(pysam.AlignedSegment.from_dict(read, out.header))
+    pysam.index(str(target))
+    return str(target)
 
 
 def _count(path: str, reads: dict, panel: pd.DataFrame | None = None):
@@ -332,3 +351,298 @@ def test_workflow_panel_ref_mismatch_fails_the_panel_job_with_the_loci(tiny):
     assert "another genome build" in output
     assert TRACEBACK not in output
     assert not (root / "results/panel/loci.tsv").exists()
+
+
+# --- faults applied to the bundled data (test_data/, config/config.yaml) ----------------------------------------
+# Each test starts from a copy of the bundled study (`bundled_copy`, the working directory) with one fault.
+
+
+def _check(capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    """`mrdtrack check` on the working directory's config/config.yaml: exit code, stdout + stderr."""
+    code = main(["check"])
+    captured = capsys.readouterr()
+    assert TRACEBACK not in captured.out + captured.err
+    return code, captured.out + captured.err
+
+
+def _replace(path: str | Path, old: str, new: str) -> None:
+    text = Path(path).read_text()
+    assert old in text, f"{old!r} not in {path}"
+    Path(path).write_text(text.replace(old, new, 1))
+
+
+def _rewrite_bam(path: str, header_change=None, read_change=None) -> None:
+    """Rewrite an indexed BAM in place: its header (a dict) and each read (in place) changed, re-sorted."""
+    with pysam.AlignmentFile(path) as bam:
+        header = bam.header.to_dict()
+        reads = [read.to_dict() for read in bam.fetch(until_eof=True)]
+    if header_change:
+        header_change(header)
+    with pysam.AlignmentFile(path, "wb", header=header) as out:
+        aligned = [pysam.AlignedSegment.from_dict(read, out.header) for read in reads]
+        for read in aligned:
+            if read_change:
+                read_change(read)
+        aligned.sort(key=lambda read: (read.reference_id < 0, read.reference_id, read.reference_start))
+        for read in aligned:
+            out.write(read)
+    pysam.index(path)
+
+
+def _shift(read: pysam.AlignedSegment, by: int = 37) -> None:
+    if not read.is_unmapped:
+        read.reference_start += by
+    if read.next_reference_id >= 0:
+        read.next_reference_start += by
+
+
+# 1. Alignments are checked against the reference by the workflow itself ----------------------------------------
+
+
+def test_a_bam_whose_header_has_another_contig_length_stops_check_and_the_counting_job(bundled_copy, capsys):
+    bam = "test_data/batch1/bams/P01_T1.bam"
+    _rewrite_bam(bam, header_change=lambda header: header["SQ"][0].update(LN=125000))
+    code, output = _check(capsys)
+    assert code == 1
+    assert "test_data/batch1/samples.tsv:2:bam: sample P01_T1: contig 'chr1' is 125000 bp in the alignment " \
+           "header but 120000 bp in the reference" in output  # fmt: skip
+    assert "Fix: re-align the sample to test_data/reference/genome.fa.gz" in output
+
+    result = run_snakemake(bundled_copy, "results/counts/P01_T1.tsv")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "mrdtrack: sample P01_T1: the header of 'test_data/batch1/bams/P01_T1.bam' does not match the " \
+           "reference" in output  # fmt: skip
+    assert "re-align the sample to test_data/reference/genome.fa.gz" in output
+    assert TRACEBACK not in output
+    assert not Path("results/counts/P01_T1.tsv").exists()
+
+
+def test_reads_shifted_under_an_unchanged_header_stop_the_counting_job_and_qc_records_the_mismatch_rate(
+    bundled_copy,
+):
+    _rewrite_bam("test_data/batch1/bams/P01_T2.bam", read_change=_shift)
+    result = run_snakemake(
+        bundled_copy, "--keep-going", "results/counts/P01_T1.tsv", "results/counts/P01_T2.tsv"
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "mrdtrack: sample P01_T2: " in output
+    assert "differ from the reference (more than 2%): aligned to another reference?" in output
+    assert "Fix: re-align it to the configured `reference`, or remove it from its sample sheet" in output
+    assert TRACEBACK not in output
+    assert not Path("results/counts/P01_T2.tsv").exists(), "the shifted sample never enters the background"
+    qc = json.loads(Path("results/counts/P01_T1.qc.json").read_text())
+    assert 0 < qc["reference_mismatch_rate"] < 0.005 and qc["reference_bases_compared"] > 10_000
+
+
+@pytest.mark.parametrize("how", ["same path", "a copy"])
+def test_one_alignment_file_under_two_sample_ids_is_an_error_unless_marked_a_technical_replicate(
+    bundled_copy, capsys, how
+):
+    sheet = "test_data/batch2/samples.tsv"
+    if how == "same path":
+        _replace(sheet, "\tbams/P01_T3.bam\t", "\t../batch1/bams/P01_T2.bam\t")
+        found = "'test_data/batch1/bams/P01_T2.bam' is also the file of sample P01_T2"
+    else:
+        for suffix in ("", ".bai"):
+            shutil.copy(
+                f"test_data/batch1/bams/P01_T2.bam{suffix}", f"test_data/batch2/bams/P01_T3.bam{suffix}"
+            )
+        found = "'test_data/batch2/bams/P01_T3.bam' is a copy of 'test_data/batch1/bams/P01_T2.bam', the file of " \
+                "sample P01_T2"  # fmt: skip
+    code, output = _check(capsys)
+    assert code == 1
+    assert f"{sheet}:2:bam: {found} (test_data/batch1/samples.tsv:3)" in output
+    assert "write P01_T2 in its `replicate_of` column" in output
+
+    _replace(sheet, "cfdna_ng\n", "cfdna_ng\treplicate_of\n")
+    _replace(sheet, "\t7.3\n", "\t7.3\tP01_T2\n")
+    code, output = _check(capsys)
+    assert code == 0, output
+
+
+def test_a_cram_encoded_against_another_reference_says_so_instead_of_corrupt(bundled_copy, capsys, tmp_path):
+    reference, cram = "test_data/reference/genome.fa.gz", "test_data/batch2/bams/P04_T3.cram"
+    other = tmp_path / "other.fa"
+    with pysam.FastaFile(reference) as fasta:
+        other.write_text("".join(f">{name}\n{_every_1000th_changed(fasta.fetch(name))}\n"
+                                 for name in fasta.references))  # fmt: skip
+    pysam.faidx(str(other))
+    with pysam.AlignmentFile(cram, reference_filename=reference) as original:
+        header = original.header.to_dict()
+        reads = [read.to_dict() for read in original]
+    header["SQ"] = [{"SN": sq["SN"], "LN": sq["LN"]} for sq in header["SQ"]]  # htslib adds the other's M5
+    with pysam.AlignmentFile(cram, "wc", header=header, reference_filename=str(other)) as out:
+        for read in reads:
+            out.write(pysam.AlignedSegment.from_dict(read, out.header))
+    pysam.index(cram)
+
+    code, output = _check(capsys)
+    assert code == 1
+    assert "test_data/batch2/samples.tsv:6:bam: sample P04_T3: contig 'chr1' has MD5" in output
+    assert "the CRAM was encoded against another reference" in output
+    panel = _bundled_panel()
+    with pytest.raises(AlignmentInputError) as raised:
+        count_sample("P04_T3", cram, reference, panel, CountSettings(), check_reference=True)
+    assert "sample P04_T3: " in str(raised.value)
+    assert "'MD5 checksum reference mismatch'" in str(raised.value)
+    assert "truncated or corrupt" not in str(raised.value)
+
+
+def _bundled_panel() -> pd.DataFrame:
+    patients, _ = load_table("test_data/patients.tsv", "patients")
+    return build_panel(patients, "test_data/reference/genome.fa.gz", PanelSettings())
+
+
+def _every_1000th_changed(sequence: str) -> str:
+    bases = list(sequence)
+    for i in range(0, len(bases), 1000):
+        bases[i] = {"A": "C", "C": "G", "G": "T"}.get(bases[i].upper(), "A")
+    return "".join(bases)
+
+
+# 2. Cohorts, dates and config keys ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("typo", ["stpo", "Stop"])
+def test_a_cohort_not_declared_in_the_config_is_an_error_with_row_and_column(bundled_copy, capsys, typo):
+    _replace("test_data/clinical.tsv", "P02\tstop\t", f"P02\t{typo}\t")
+    code, output = _check(capsys)
+    assert code == 1
+    assert f"test_data/clinical.tsv:3:cohort: cohort '{typo}' is not one of the config's cohorts: stop, " \
+           "continue. Fix: correct the spelling (case matters), or add the cohort to `cohorts`" in output  # fmt: skip
+
+    _replace("config/config.yaml", "samples:\n", f"cohorts: [stop, continue, {typo}]\nsamples:\n")
+    assert _check(capsys)[0] == 0
+
+
+def test_a_death_or_follow_up_date_before_the_progression_date_is_an_error(bundled_copy, capsys):
+    _replace("test_data/clinical.tsv", "2024-06-04\t0\t2025-05-31", "2024-06-04\t0\t2024-05-31")  # P03
+    code, output = _check(capsys)
+    assert code == 1
+    assert "test_data/clinical.tsv:4:os_date: death/follow-up date 2024-05-31 is before the progression/" \
+           "follow-up date 2024-06-04. Fix: check both dates" in output  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("added", "expected"),
+    [
+        ("samples_per_jobs: 4\n", "unknown key 'samples_per_jobs' (did you mean 'samples_per_job'?); valid keys "
+                                  "at the top level: background, calling, clinical, clinical_join, cohorts,"),
+        ("countng:\n  min_mapq: 30\n", "unknown key 'countng' (did you mean 'counting'?)"),
+        ("report:\n  titel: x\n", "unknown key 'report.titel' (did you mean 'title'?); valid keys of report: "
+                                  "max_table_rows, report_date,"),
+    ],
+)  # fmt: skip
+def test_an_unknown_config_key_at_any_level_is_an_error_listing_the_valid_names(
+    bundled_copy, capsys, added, expected
+):
+    config = Path("config/config.yaml")
+    config.write_text(config.read_text().replace("report: {}\n", "") + added)
+    code, output = _check(capsys)
+    assert code == 1
+    assert f"config/config.yaml: {expected}" in output
+
+
+def test_the_workflow_stops_on_an_unknown_config_section_before_reading_a_sheet(bundled_copy):
+    _replace("config/config.yaml", "counting:\n", "countng:\n")
+    result = run_snakemake(bundled_copy, "--dry-run")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "config/config.yaml: unknown key 'countng' (did you mean 'counting'?); valid keys at the top level: " \
+           "background, calling, clinical," in output  # fmt: skip
+    assert TRACEBACK not in output
+
+
+@pytest.mark.parametrize("date", ["2026-02-30", "23 Nov 2026"])
+def test_report_date_must_be_a_real_date(bundled_copy, capsys, date):
+    _replace("config/config.yaml", 'report_date: "2026-11-23"', f'report_date: "{date}"')
+    code, output = _check(capsys)
+    assert code == 1
+    assert "config/config.yaml: report_date: " in output
+    assert "Fix: " in output
+
+
+def test_an_unquoted_report_date_is_the_date_it_reads_as(bundled_copy, capsys):
+    _replace("config/config.yaml", 'report_date: "2026-11-23"', "report_date: 2026-11-23")
+    assert _check(capsys)[0] == 0
+    result = run_snakemake(bundled_copy, "--dry-run", "results/sheets/samples.tsv")
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
+# 3. No traceback for predictable inputs -------------------------------------------------------------------------
+
+
+def test_a_sample_sheet_saved_as_csv_is_named_with_the_fix(bundled_copy, capsys):
+    csv = Path("test_data/batch1/samples.csv")
+    csv.write_text(Path("test_data/batch1/samples.tsv").read_text().replace("\t", ","))
+    _replace("config/config.yaml", "batch1/samples.tsv", "batch1/samples.csv")
+    expected = (
+        "test_data/batch1/samples.csv:1: the header line has no tab but 7 commas: the sheet looks like CSV"
+    )
+    code, output = _check(capsys)
+    assert code == 1
+    assert expected in output and "Fix: save it as tab-separated text" in output
+
+    result = run_snakemake(bundled_copy, "--dry-run")
+    assert result.returncode != 0
+    assert expected in result.stdout + result.stderr
+    assert TRACEBACK not in result.stdout + result.stderr and "TypeError" not in result.stdout + result.stderr
+
+
+def test_a_panel_vcf_compressed_with_plain_gzip_is_named_with_the_fix(bundled_copy, capsys):
+    plain = Path("test_data/panels/P01.vcf")
+    with gzip.open(f"{plain}.gz", "wb") as compressed:
+        compressed.write(plain.read_bytes())
+    _replace("test_data/patients.tsv", "panels/P01.vcf", "panels/P01.vcf.gz")
+    code, output = _check(capsys)
+    assert code == 1
+    assert "test_data/panels/P01.vcf.gz: the panel VCF is compressed with plain gzip, which htslib cannot read " \
+           "(it needs bgzip). Fix: recompress it: gunzip test_data/panels/P01.vcf.gz && bgzip " \
+           "test_data/panels/P01.vcf" in output  # fmt: skip
+
+
+def test_a_panel_position_beyond_its_contig_end_is_named(bundled_copy, capsys):
+    vcf = Path("test_data/panels/P04.vcf")
+    first = next(line for line in vcf.read_text().splitlines() if not line.startswith("#"))
+    chrom, pos = first.split("\t")[:2]
+    _replace(vcf, f"{chrom}\t{pos}\t", f"{chrom}\t{int(pos) + 10_000_000}\t")
+    code, output = _check(capsys)
+    assert code == 1
+    assert (
+        f"test_data/panels/P04.vcf: {chrom}:{int(pos) + 10_000_000} is beyond the end of contig {chrom}"
+        in output
+    )
+
+
+def test_a_full_disk_names_the_output_and_the_free_space(bundled_copy, monkeypatch, capsys):
+    """`mrdtrack count` (as every step) writes through one atomic writer: ENOSPC is a message, not a traceback."""
+
+    def disk_full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    _bundled_panel().to_csv("panel.tsv", sep="\t", index=False)
+    monkeypatch.setattr(pd.DataFrame, "to_csv", disk_full)
+    output = Path("results/counts/P01_T1.tsv")
+    with pytest.raises(SystemExit) as exit_code:
+        main(["count", "test_data/batch1/bams/P01_T1.bam", "--panel", "panel.tsv",
+              "--reference", "test_data/reference/genome.fa.gz", "--output", str(output)])  # fmt: skip
+    assert exit_code.value.code == 1
+    err = capsys.readouterr().err
+    assert f"mrdtrack: cannot write '{output}': no space left on the device (" in err
+    assert " free on the file system of 'results/counts'). Fix: free disk space" in err
+    assert not output.exists() and not list(output.parent.iterdir()), "no partial file is left"
+
+
+def test_sheet_rows_are_file_lines_and_each_empty_cell_is_named_by_its_column(bundled_copy, capsys):
+    sheet = Path("test_data/batch1/samples.tsv")
+    lines = sheet.read_text().splitlines()
+    lines[1:1] = ["# received 2023-11-30", ""]  # P01_T1 moves from line 2 to line 4
+    lines[6] = lines[6].replace("P02\tplasma\t2023-05-31\t", "P02\t\t\t")  # P02_T1, line 7
+    sheet.write_text("\n".join(lines) + "\n")
+    code, output = _check(capsys)
+    assert code == 1
+    assert f"{sheet}:7:sample_type: 'sample_type' is empty. Fix: sample_type is plasma" in output
+    assert f"{sheet}:7:collection_date: 'collection_date' is empty. Fix: collection_date is date" in output
+    assert "found 2 problem(s)" in output

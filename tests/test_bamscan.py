@@ -22,12 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import TEST_DATA, ctdnatools_panel, toy_panel, write_indexed_bam
-from mrdtrack.counting import bamscan
+from mrdtrack.counting import CountSettings, SampleCounts, UmiSourceError, bamscan, count_sample
 from mrdtrack.counting import sample as counting
-from mrdtrack.counting.molecules import CountSettings, Locus, ReadStats, UmiSourceError
-from mrdtrack.counting.sample import SampleCounts, count_sample
-from mrdtrack.inputs.panel import PanelSettings, build_panel
-from mrdtrack.inputs.sheets import load_samples, load_table
+from mrdtrack.counting.molecules import Locus, ReadStats
+from mrdtrack.inputs import PanelSettings, build_panel, load_samples, load_table
 
 LOCI = [1000, 1030, 2200, 3000]  # 1-based; two fetch clusters: {1000, 1030} and {2200, 3000}
 # Indels at the SNVs' positions (multi-allelic sites) and one alone, as VCF rows: (pos, ref, alt).

@@ -11,31 +11,22 @@ import pytest
 from scipy import optimize, special, stats
 from test_background import CohortSpec, simulate_cohort
 
-from mrdtrack.calling.background import build_background
-from mrdtrack.calling.caller import (
+from mrdtrack.calling import (
     CALL_COLUMNS,
     CallSettings,
-    call_cohort,
-    find_outliers,
-    mtm_per_ml,
-    null_panels,
-)
-from mrdtrack.calling.likelihood import (
-    Design,
-    chibar_p_value,
-    log_likelihood,
-    lr_statistic_rows,
-    mle,
-    profile_ci,
-)
-from mrdtrack.calling.lod import lod95
-from mrdtrack.calling.null import (
+    LikelihoodTerms,
     NullDistribution,
-    calibrate_threshold,
+    build_background,
+    call_cohort,
+    lod95,
     null_distribution,
     seeded_rng,
-    simulate_null_statistics,
 )
+from mrdtrack.calling.calibration import mark_contamination, null_panels
+from mrdtrack.calling.caller import _flags
+from mrdtrack.calling.likelihood import chibar_p_value, log_likelihood, lr_statistic_rows, mle, profile_ci
+from mrdtrack.calling.null import calibrate_threshold, simulate_null_statistics
+from mrdtrack.calling.score import find_outliers, mtm_per_ml
 from mrdtrack.logs import UserFacingError
 from mrdtrack.tables import write_tsv
 
@@ -106,7 +97,7 @@ def test_boundary_lrt_p_value_is_the_50_50_chi_bar_mixture():
 
 def test_monte_carlo_null_is_exact_and_matches_the_asymptotics_with_many_expected_molecules():
     n, e, w = arrays([200] * 20, [5e-3] * 20, [1] * 20)  # 20 background molecules expected
-    stats_null = simulate_null_statistics(Design.of_loci(n, e, w), 20_000, np.random.default_rng(1))
+    stats_null = simulate_null_statistics(LikelihoodTerms.of_loci(n, e, w), 20_000, np.random.default_rng(1))
     mc = NullDistribution("monte_carlo", stats_null)
     crit = stats.chi2.isf(2 * 0.01, 1)
     assert mc.p_value(crit) == pytest.approx(0.01, abs=0.003)
@@ -116,7 +107,7 @@ def test_monte_carlo_p_values_keep_the_false_positive_rate_with_few_expected_mol
     rng = np.random.default_rng(2)
     n, e, w = arrays([150] * 30, rng.lognormal(np.log(2e-5), 1, 30), rng.uniform(0.4, 1, 30))
     null = null_distribution(
-        Design.of_loci(n, e, w), CallSettings(p_value_method="monte_carlo"), seeded_rng(1, "x")
+        LikelihoodTerms.of_loci(n, e, w), CallSettings(p_value_method="monte_carlo"), seeded_rng(1, "x")
     )
     tables = rng.binomial(n.astype(int), e, size=(20_000, 30))
     p = null.p_value(lr_statistic_rows(tables, n, e, w))
@@ -127,10 +118,10 @@ def test_monte_carlo_p_values_keep_the_false_positive_rate_with_few_expected_mol
 def test_auto_picks_monte_carlo_only_when_few_background_molecules_are_expected():
     settings = CallSettings(monte_carlo_max_expected=20, null_draws=100)
     few = null_distribution(
-        Design.of_loci(*arrays([100] * 10, [1e-4] * 10, [1] * 10)), settings, seeded_rng(1)
+        LikelihoodTerms.of_loci(*arrays([100] * 10, [1e-4] * 10, [1] * 10)), settings, seeded_rng(1)
     )
     many = null_distribution(
-        Design.of_loci(*arrays([10_000] * 10, [1e-3] * 10, [1] * 10)), settings, seeded_rng(1)
+        LikelihoodTerms.of_loci(*arrays([10_000] * 10, [1e-3] * 10, [1] * 10)), settings, seeded_rng(1)
     )
     assert (few.method, many.method) == ("monte_carlo", "asymptotic")
 
@@ -174,8 +165,8 @@ def test_lod95_matches_the_poisson_three_molecule_rule_when_one_mutant_molecule_
     # detection = at least one tumor molecule, P(>= 1) = 1 - exp(-N f / 2) = 0.95  =>  f = 2 ln(20) / N.
     n, e, w = arrays([1000] * 10, [1e-7] * 10, [1] * 10)
     settings = CallSettings(lod_draws=4000, null_draws=2000, min_mutant_fragments=1, min_mutant_loci=1)
-    null = null_distribution(Design.of_loci(n, e, w), settings, seeded_rng(1))
-    lod = lod95(Design.of_loci(n, e, w), 0.01, null, settings, seeded_rng(2))
+    null = null_distribution(LikelihoodTerms.of_loci(n, e, w), settings, seeded_rng(1))
+    lod = lod95(LikelihoodTerms.of_loci(n, e, w), 0.01, null, settings, seeded_rng(2))
     assert lod == pytest.approx(2 * np.log(20) / 10_000, rel=0.08)
 
 
@@ -184,8 +175,8 @@ def test_lod95_is_where_two_loci_show_tumor_molecules_when_a_positive_needs_two(
     # locus shows one with probability 1 - exp(-1000 f / 2); the LOD is where >= 2 of 10 do with 95%.
     n, e, w = arrays([1000] * 10, [1e-7] * 10, [1] * 10)
     settings = CallSettings(lod_draws=4000, null_draws=2000)
-    null = null_distribution(Design.of_loci(n, e, w), settings, seeded_rng(1))
-    lod = lod95(Design.of_loci(n, e, w), 0.01, null, settings, seeded_rng(2))
+    null = null_distribution(LikelihoodTerms.of_loci(n, e, w), settings, seeded_rng(1))
+    lod = lod95(LikelihoodTerms.of_loci(n, e, w), 0.01, null, settings, seeded_rng(2))
 
     def two_loci_short_of_95(f: float) -> float:
         return stats.binom.sf(1, 10, -np.expm1(-1000 * f / 2)) - 0.95
@@ -198,8 +189,8 @@ def test_lod95_is_where_two_loci_show_tumor_molecules_when_a_positive_needs_two(
 def test_lod95_falls_with_depth_and_rises_with_noise():
     def lod(depth: float, rate: float) -> float:
         n, e, w = arrays([depth] * 20, [rate] * 20, [1] * 20)
-        null = null_distribution(Design.of_loci(n, e, w), FAST, seeded_rng(1))
-        return lod95(Design.of_loci(n, e, w), 0.01, null, FAST, seeded_rng(2))
+        null = null_distribution(LikelihoodTerms.of_loci(n, e, w), FAST, seeded_rng(1))
+        return lod95(LikelihoodTerms.of_loci(n, e, w), 0.01, null, FAST, seeded_rng(2))
 
     depths = [lod(d, 1e-4) for d in (100, 300, 1000, 3000)]
     assert all(a > b for a, b in zip(depths, depths[1:], strict=False))
@@ -208,8 +199,8 @@ def test_lod95_falls_with_depth_and_rises_with_noise():
 
 def test_lod95_is_missing_when_even_pure_tumor_would_not_be_detected():
     n, e, w = arrays([1], [0.2], [1])
-    null = null_distribution(Design.of_loci(n, e, w), FAST, seeded_rng(1))
-    assert np.isnan(lod95(Design.of_loci(n, e, w), 0.001, null, FAST, seeded_rng(2)))
+    null = null_distribution(LikelihoodTerms.of_loci(n, e, w), FAST, seeded_rng(1))
+    assert np.isnan(lod95(LikelihoodTerms.of_loci(n, e, w), 0.001, null, FAST, seeded_rng(2)))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -295,6 +286,26 @@ def test_a_sample_carrying_another_patients_tumor_dna_is_flagged(cohort_calls):
     assert nulls.loc[("S_P4_1", "P5"), "contamination_candidate"]
     assert not nulls.loc[("S_P4_1", "P5"), "calibration"]
     assert nulls["contamination_candidate"].sum() == 1
+
+
+def test_two_mutant_fragments_at_another_patients_panel_are_not_contamination():
+    """Two fragments are the least a supported score holds and what noise gives now and then: they stay in the
+    calibration, and no call is flagged for them; three set the score aside and flag the sample."""
+
+    def null_score(sample_id: str, fragments: int) -> dict:
+        return {
+            "sample_id": sample_id, "sample_type": "plasma", "sample_patient_id": "P1", "panel_patient_id": "P2",
+            "n_loci_used": 16, "mutant_molecules": fragments, "total_molecules": 3000, "tumor_fraction": 1e-3,
+            "lr_statistic": 8.0, "p_value": 0.002, "p_value_method": "monte_carlo", "calibration": True,
+            "mutant_fragments": fragments, "mutant_loci": 2, "supported": True,
+        }  # fmt: skip
+
+    nulls = mark_contamination(pd.DataFrame([null_score("two", 2), null_score("three", 3)]), FAST)
+    marked = nulls.set_index("sample_id")
+    assert not marked.loc["two", "contamination_candidate"] and marked.loc["two", "calibration"]
+    assert marked.loc["three", "contamination_candidate"] and not marked.loc["three", "calibration"]
+    assert _flags("two", nulls, 0.01, 0, FAST) == ""
+    assert _flags("three", nulls, 0.01, 0, FAST) == "possible_contamination:P2"
 
 
 def test_a_contaminating_patients_loci_do_not_make_the_sample_look_noisy(cohort_calls):
@@ -445,6 +456,84 @@ def test_a_panel_locus_missing_from_the_background_is_reported_at_its_own_coordi
     result = call_cohort(cohort.counts, cohort.samples, panel, model.locus_rates, model.excluded, FAST)
     row = result.loci.set_index("pos").loc[999_999]
     assert (row["reason"], row["used"], row["alt_molecules"]) == ("no_background", False, 0)
+
+
+def _oxog_cohort() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Six patients with 20 G>T loci each and eight healthy controls, 1,000 molecules per locus, half in each
+    read orientation; every library carries 8-oxoG damage: G>T in 2e-3 of its F1R2 molecules, 5e-5 of its F2R1
+    ones. Plasma S_<patient>_1 per patient, tumor-free. (counts, samples, panel)"""
+    rng = np.random.default_rng(8)
+    patients = [f"P{k + 1}" for k in range(6)]
+    contexts = [left + "G" + right for left, right in rng.choice(list("ACGT"), (120, 2))]
+    panel = pd.DataFrame({
+        "patient_id": np.repeat(patients, 20), "chrom": "chr1", "pos": 1000 + 1000 * np.arange(120),
+        "ref": "G", "alt": "T", "context": contexts, "weight": 1.0,
+    })  # fmt: skip
+    names = [f"C{k + 1}" for k in range(8)] + [f"S_{p}_1" for p in patients]
+    frames = []
+    for name in names:
+        alt_f1r2, alt_f2r1 = rng.binomial(500, 2e-3, 120), rng.binomial(500, 5e-5, 120)
+        frames.append(panel[["chrom", "pos", "ref", "alt", "context"]].assign(
+            sample_id=name, panel_patients=panel["patient_id"], alt_f1r2=alt_f1r2, alt_f2r1=alt_f2r1,
+        ))  # fmt: skip
+    counts = pd.concat(frames, ignore_index=True)
+    samples = pd.DataFrame({
+        "sample_id": names, "patient_id": [""] * 8 + patients, "sample_type": ["control"] * 8 + ["plasma"] * 6,
+        "collection_date": "2024-01-01", "batch": "b1",
+    })  # fmt: skip
+    return counts, samples, panel
+
+
+def _with_alts(
+    counts: pd.DataFrame, sample_id: str, patient: str, alt_f1r2: np.ndarray, alt_f2r1: np.ndarray
+) -> None:
+    at = ((counts["sample_id"] == sample_id) & (counts["panel_patients"] == patient)).to_numpy()
+    counts.loc[at, "alt_f1r2"], counts.loc[at, "alt_f2r1"] = alt_f1r2, alt_f2r1
+
+
+def _oriented_tables(counts: pd.DataFrame) -> pd.DataFrame:
+    counts = counts.assign(ref_f1r2=500 - counts["alt_f1r2"], ref_f2r1=500 - counts["alt_f2r1"])
+    return counts.assign(
+        alt_molecules=counts["alt_f1r2"] + counts["alt_f2r1"], ref_molecules=counts["ref_f1r2"] + counts["ref_f2r1"],
+        other_molecules=0, discordant_molecules=0, reads=2000, mean_family_size=2.0, alt_lengths="",
+    )  # fmt: skip
+
+
+def test_a_librarys_f1r2_only_gt_excess_stays_negative_while_the_same_count_in_both_orientations_is_positive():
+    counts, samples, panel = _oxog_cohort()
+    # S_P1_1: 20 G>T molecules at its 20 loci, all F1R2, where the damage there predicts 20 and the F2R1 0.5.
+    _with_alts(counts, "S_P1_1", "P1", np.ones(20), np.zeros(20))
+    # S_P2_1: the same 20 molecules, half of them in the F2R1 orientation: tumor DNA shows in both.
+    _with_alts(counts, "S_P2_1", "P2", np.tile([1, 0], 10), np.tile([0, 1], 10))
+    counts = _oriented_tables(counts)
+    model = build_background(counts, samples)
+    rates = model.locus_rates
+    assert (rates["rate_f1r2"] > 10 * rates["rate_f2r1"]).all()  # the background learned the damage
+    assert np.allclose((rates["rate_f1r2"] + rates["rate_f2r1"]) / 2, rates["rate"], rtol=0.02)
+
+    def statuses(locus_rates: pd.DataFrame) -> dict[str, str]:
+        calls = call_cohort(counts, samples, panel, locus_rates, model.excluded, FAST).calls
+        return dict(zip(calls["sample_id"], calls["mrd_status"], strict=True))
+
+    oriented = statuses(rates)
+    assert oriented["S_P1_1"] == "negative" and oriented["S_P2_1"] == "positive"
+    # A background without orientations sees 20 G>T molecules where 20.5 are expected in both samples.
+    blind = statuses(rates.drop(columns=["rate_f1r2", "rate_f2r1"]))
+    assert blind["S_P1_1"] == blind["S_P2_1"] == "negative"
+
+
+def test_8_oxog_seen_as_gt_in_f1r2_molecules_is_ca_in_f2r1_ones_of_the_other_strand():
+    counts, samples, panel = _oxog_cohort()
+    # Half the loci read on the other strand: C>A at the reverse complement, the damage in F2R1 molecules.
+    mirrored = np.isin(counts["pos"], panel["pos"][::2])
+    complement = str.maketrans("ACGT", "TGCA")
+    counts.loc[mirrored, "context"] = [c.translate(complement)[::-1] for c in counts.loc[mirrored, "context"]]
+    counts.loc[mirrored, ["ref", "alt"]] = ["C", "A"]
+    counts.loc[mirrored, ["alt_f1r2", "alt_f2r1"]] = counts.loc[mirrored, ["alt_f2r1", "alt_f1r2"]].to_numpy()
+    rates = build_background(_oriented_tables(counts), samples).locus_rates
+    gt, ca = rates[rates["ref"] == "G"], rates[rates["ref"] == "C"]
+    assert len(gt) == len(ca) == 60
+    assert (gt["rate_f1r2"] > 10 * gt["rate_f2r1"]).all() and (ca["rate_f2r1"] > 10 * ca["rate_f1r2"]).all()
 
 
 def test_a_noisy_library_gets_its_own_background_scale_from_other_patients_loci():

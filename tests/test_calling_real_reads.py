@@ -17,10 +17,8 @@ import pysam
 import pytest
 
 from conftest import ctdnatools_panel
-from mrdtrack.calling.background import build_background
-from mrdtrack.calling.caller import CALL_COLUMNS, CallSettings, call_cohort
-from mrdtrack.counting.molecules import CountSettings
-from mrdtrack.counting.sample import count_sample
+from mrdtrack.calling import CALL_COLUMNS, CallSettings, build_background, call_cohort
+from mrdtrack.counting import CountSettings, count_sample
 
 SAMPLES = {"T1": "plasma", "T2": "plasma", "N1": "control", "N2": "control", "N3": "control"}
 SETTINGS = CallSettings(null_draws=2000)

@@ -14,12 +14,8 @@ import pandas as pd
 import pytest
 
 from mrdtrack.logs import UserFacingError
-from mrdtrack.outcomes.clinical import (
-    ClinicalSettings,
-    counting_process,
-    prepare_clinical,
-    run_clinical,
-)
+from mrdtrack.outcomes import ClinicalSettings, run_clinical
+from mrdtrack.outcomes.clinical import counting_process, prepare_clinical
 from mrdtrack.settings import read_settings
 from mrdtrack.tables import read_tsv, write_tsv
 from mrdtrack.vocabulary import DAYS_PER_MONTH

@@ -15,8 +15,8 @@ import pandas as pd
 import pysam
 import pytest
 
-from mrdtrack.counting.molecules import CountSettings, resolve_dedup_mode
-from mrdtrack.counting.sample import count_sample
+from mrdtrack.counting import CountSettings, count_sample
+from mrdtrack.counting.molecules import resolve_dedup_mode
 
 # A real 6 Mb CRAM, read through pysam: minutes, not seconds.
 pytestmark = pytest.mark.slow

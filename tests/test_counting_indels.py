@@ -28,8 +28,7 @@ import pysam
 import pytest
 
 from conftest import require_tool, write_indexed_bam
-from mrdtrack.counting.molecules import CountSettings
-from mrdtrack.counting.sample import count_sample
+from mrdtrack.counting import CountSettings, count_sample
 
 CONTIG = 4000
 READ_LENGTH = 100

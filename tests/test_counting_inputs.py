@@ -19,8 +19,8 @@ import pysam
 import pytest
 
 from conftest import toy_panel, write_indexed_bam
-from mrdtrack.counting.molecules import CountSettings, UmiSourceError, resolve_dedup_mode
-from mrdtrack.counting.sample import count_sample
+from mrdtrack.counting import CountSettings, UmiSourceError, count_sample
+from mrdtrack.counting.molecules import resolve_dedup_mode
 
 LOCUS = 1000  # REF A, ALT T
 PANEL = toy_panel([LOCUS])

@@ -17,8 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import toy_panel, write_indexed_bam
-from mrdtrack.counting.molecules import CountSettings
-from mrdtrack.counting.sample import count_sample
+from mrdtrack.counting import CountSettings, count_sample
 
 CONTIG_LENGTH = 5000
 READ_LENGTH = 60

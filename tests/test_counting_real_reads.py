@@ -10,8 +10,7 @@ import pysam
 import pytest
 
 from conftest import ctdnatools_panel, require_tool
-from mrdtrack.counting.molecules import CountSettings
-from mrdtrack.counting.sample import count_sample
+from mrdtrack.counting import CountSettings, count_sample
 
 SAMPLES = ["T1", "T2", "N1", "N2", "N3"]
 READS_ONLY = CountSettings(dedup="none", merge_mates=False)

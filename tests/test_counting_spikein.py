@@ -22,10 +22,8 @@ import pandas as pd
 import pysam
 import pytest
 
-from mrdtrack.calling.background import build_background
-from mrdtrack.calling.caller import CallSettings, call_cohort
-from mrdtrack.counting.molecules import CountSettings
-from mrdtrack.counting.sample import count_sample
+from mrdtrack.calling import CallSettings, build_background, call_cohort
+from mrdtrack.counting import CountSettings, count_sample
 from mrdtrack.inputs.panel import repeat_unit
 
 # A real 6 Mb CRAM, read through pysam: minutes, not seconds.

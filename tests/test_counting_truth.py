@@ -6,10 +6,8 @@ import pandas as pd
 import pytest
 
 from conftest import TEST_DATA
-from mrdtrack.counting.molecules import CountSettings
-from mrdtrack.counting.sample import count_sample
-from mrdtrack.inputs.panel import PanelSettings, build_panel
-from mrdtrack.inputs.sheets import load_samples, load_table
+from mrdtrack.counting import CountSettings, count_sample
+from mrdtrack.inputs import PanelSettings, build_panel, load_samples, load_table
 
 REFERENCE = str(TEST_DATA / "reference" / "genome.fa.gz")
 COUNT_COLUMNS = ["ref_molecules", "alt_molecules", "other_molecules", "discordant_molecules"]

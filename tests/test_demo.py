@@ -15,9 +15,10 @@ import pytest
 import yaml
 
 from conftest import REPO, run_snakemake
+from mrdtrack import simulation as sim
 from mrdtrack.cli import main
-from mrdtrack.simulation import cfdna as sim
-from mrdtrack.simulation import demo
+from mrdtrack.simulation import bam_bulk, demo
+from mrdtrack.simulation.demo_plan import TF_MAX
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def _records(path):
 def test_fast_bam_writer_reads_back_identical_to_pysams(small_world, monkeypatch):
     folder, reference, sample = small_world
     # Small chunks, so that mates and BGZF blocks fall on both sides of a chunk boundary.
-    monkeypatch.setattr(sim, "ENCODE_CHUNK", 1000)
+    monkeypatch.setattr(bam_bulk, "ENCODE_CHUNK", 1000)
     sim.write_bam(sample, folder / "pysam.bam", reference)
     sim.write_bam_fast(sample, folder / "fast.bam", reference)
     assert _records(folder / "fast.bam") == _records(folder / "pysam.bam")
@@ -64,11 +65,11 @@ def test_fast_bam_writer_reads_back_identical_to_pysams(small_world, monkeypatch
 def test_fast_bam_blocks_hold_whole_records(small_world):
     """Like htslib's writer, a record never straddles two BGZF blocks (readers that seek by block rely on it)."""
     folder, reference, sample = small_world
-    data, ends = sim.encode_bam_records(sample)
-    ranges = sim._block_ranges(ends)
+    data, ends = bam_bulk.encode_bam_records(sample)
+    ranges = bam_bulk._block_ranges(ends)
     assert ranges[0][0] == 0 and ranges[-1][1] == len(data)
     assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
-    assert all(last - first <= sim.BGZF_BLOCK_SIZE for first, last in ranges)
+    assert all(last - first <= bam_bulk.BGZF_BLOCK_SIZE for first, last in ranges)
     assert set(r[1] for r in ranges) <= set(ends.tolist())
 
 
@@ -82,12 +83,11 @@ def test_trial_sized_cohorts_in_capture_pools(trial_plan):
     assert sum(p.cohort == "continue" for p in patients) == 30
     pool_sizes = pd.Series([p.pool for p in patients]).value_counts()
     assert (
-        pool_sizes.max() <= trial_plan.design.pool_size
-        and pool_sizes.min() >= trial_plan.design.pool_size - 1
+        pool_sizes.max() <= trial_plan.study.pool_size and pool_sizes.min() >= trial_plan.study.pool_size - 1
     )
     controls = [s for s in trial_plan.samples if s.sample_type == "control"]
     assert sorted(s.pool for s in controls) == sorted(pool_sizes.index)
-    assert len({s.batch for s in trial_plan.samples}) == trial_plan.design.lab_batches
+    assert len({s.batch for s in trial_plan.samples}) == trial_plan.study.lab_batches
 
 
 def test_baseline_draw_within_30_days_before_enrollment(trial_plan):
@@ -99,17 +99,17 @@ def test_baseline_draw_within_30_days_before_enrollment(trial_plan):
 
 
 def test_quarterly_draws_until_progression_for_up_to_three_years(trial_plan):
-    design = trial_plan.design
+    study = trial_plan.study
     by_patient = {p.patient_id: p for p in trial_plan.patients}
     for sample in trial_plan.samples:
         if sample.sample_type != "plasma" or sample.sample_id.endswith(("_V00", "_PD")):
             continue
         patient = by_patient[sample.patient_id]
         visit = int(sample.sample_id.rsplit("_V", 1)[1])
-        assert abs(sample.day - visit * design.visit_days) <= design.visit_jitter_days
+        assert abs(sample.day - visit * study.visit_days) <= study.visit_jitter_days
         assert sample.day < patient.progression_day and sample.day <= patient.follow_up_day
-        assert sample.day <= design.max_follow_up_days
-        assert sample.collected <= design.data_cutoff
+        assert sample.day <= study.max_follow_up_days
+        assert sample.collected <= study.data_cutoff
     after = [s for s in trial_plan.samples if s.sample_id.endswith("_PD")]
     assert after and all(
         0 < s.day - by_patient[s.patient_id].progression_day <= 60 and by_patient[s.patient_id].progressed
@@ -137,12 +137,12 @@ def test_tumor_dna_rises_before_progression(trial_plan):
     """Shedding patients reach TF_MAX at progression; converters are negative at baseline and positive
     months before progression (lead time); tumor fractions stay within 0..1e-2."""
     tfs = [s.tf for s in trial_plan.samples]
-    assert min(tfs) == 0 and max(tfs) <= demo.TF_MAX
+    assert min(tfs) == 0 and max(tfs) <= TF_MAX
     converters = [p for p in trial_plan.patients if p.mrd_course == "converts" and p.progressed]
     assert len(converters) >= 10
     for p in converters:
         assert p.tumor_fraction(-10) == 0
-        assert demo.TF_MAX / 2 < p.tumor_fraction(p.progression_day - 1) < demo.TF_MAX
+        assert TF_MAX / 2 < p.tumor_fraction(p.progression_day - 1) < TF_MAX
         assert p.progression_day - p.conversion_day >= 60 or p.conversion_day == 14
     baseline = [s.tf for s in trial_plan.samples if s.sample_id.endswith("_V00")]
     assert 0.1 < np.mean(np.array(baseline) > 0) < 0.35, "a minority is positive at baseline"
@@ -151,7 +151,7 @@ def test_tumor_dna_rises_before_progression(trial_plan):
 # ------------------------------------------------------------------------------------------------------------
 # Files (a tiny, shallow cohort)
 # ------------------------------------------------------------------------------------------------------------
-TINY = demo.DemoDesign(n_patients=3, plasma_molecules=30.0, normal_molecules=30.0, pool_size=2)
+TINY = sim.DemoStudy(n_patients=3, plasma_molecules=30.0, normal_molecules=30.0, pool_size=2)
 
 
 def _contents(folder: Path) -> dict[str, bytes]:
@@ -159,8 +159,8 @@ def _contents(folder: Path) -> dict[str, bytes]:
 
 
 def test_same_seed_writes_identical_files_whatever_the_workers(tmp_path):
-    demo.write_demo(tmp_path / "one", demo.plan_demo(TINY, seed=5), workers=1)
-    demo.write_demo(tmp_path / "two", demo.plan_demo(TINY, seed=5), workers=2)
+    sim.write_demo(tmp_path / "one", sim.plan_demo(TINY, seed=5), workers=1)
+    sim.write_demo(tmp_path / "two", sim.plan_demo(TINY, seed=5), workers=2)
     one, two = _contents(tmp_path / "one"), _contents(tmp_path / "two")
     assert one.keys() == two.keys() and any(name.endswith(".bam") for name in one)
     config_one, config_two = one.pop("config.yaml").decode(), two.pop("config.yaml").decode()
@@ -168,8 +168,8 @@ def test_same_seed_writes_identical_files_whatever_the_workers(tmp_path):
         str(tmp_path / "two"), "DIR"
     )
     assert one == two
-    other = demo.plan_demo(TINY, seed=6)
-    assert [s.collected for s in other.samples] != [s.collected for s in demo.plan_demo(TINY, seed=5).samples]
+    other = sim.plan_demo(TINY, seed=6)
+    assert [s.collected for s in other.samples] != [s.collected for s in sim.plan_demo(TINY, seed=5).samples]
 
 
 def test_the_command_writes_a_config_that_check_accepts(tmp_path, capsys):
@@ -187,7 +187,7 @@ def test_the_command_writes_a_config_that_check_accepts(tmp_path, capsys):
 
 
 def test_a_full_folder_is_refused_and_only_a_demo_is_overwritten(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(demo, "DemoDesign", lambda n_patients: replace(TINY, n_patients=n_patients))
+    monkeypatch.setattr(demo, "DemoStudy", lambda n_patients: replace(TINY, n_patients=n_patients))
     user_data = tmp_path / "mine"
     user_data.mkdir()
     (user_data / "notes.txt").write_text("precious")
@@ -197,7 +197,7 @@ def test_a_full_folder_is_refused_and_only_a_demo_is_overwritten(tmp_path, capsy
     assert "does not hold an mrdtrack demo" in capsys.readouterr().err
     assert (user_data / "notes.txt").read_text() == "precious"
     folder = tmp_path / "demo"
-    demo.write_demo(folder, demo.plan_demo(TINY))
+    sim.write_demo(folder, sim.plan_demo(TINY))
     (folder / "stale.txt").write_text("left over")
     assert main(["demo", str(folder), "--patients", "2", "--overwrite"]) == 0
     assert not (folder / "stale.txt").exists()
@@ -220,7 +220,7 @@ def test_demo_config_sets_every_key_of_the_default_config(trial_plan):
 
 
 def test_shared_cohort_helpers_reproduce_the_bundled_generator(monkeypatch):
-    """test_data/generate.py's own pieces give what the shared helpers in mrdtrack.simulation.cfdna give, so it can
+    """test_data/generate.py's own pieces give what the shared helpers in mrdtrack.simulation give, so it can
     use them and still write byte-identical files."""
     spec = importlib.util.spec_from_file_location("generate", REPO / "test_data" / "generate.py")
     generate = importlib.util.module_from_spec(spec)
@@ -249,11 +249,11 @@ def test_shared_cohort_helpers_reproduce_the_bundled_generator(monkeypatch):
 def tiny_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("demo_run")
     # Two pools of two, followed for a year or so: a few draws each, so that the run takes minutes.
-    design = replace(
+    study = replace(
         TINY, n_patients=4, plasma_molecules=60.0, accrual_days=120, data_cutoff=date(2024, 9, 30)
     )
-    plan = demo.plan_demo(design)
-    demo.write_demo(workdir / "demo", plan)
+    plan = sim.plan_demo(study)
+    sim.write_demo(workdir / "demo", plan)
     # As the README says: from the folder the demo was written in, with --configfile last.
     result = run_snakemake(workdir, "--configfile", "demo/config.yaml")
     assert result.returncode == 0, result.stderr[-5000:]

@@ -50,9 +50,9 @@ def test_demo_doc_states_the_cohorts_patients_and_follow_up_of_the_default_demo(
     assert int(total) == len(clinical)
     assert clinical["cohort"].value_counts().to_dict() == {"stop": int(stop), "continue": int(cont)}
     cutoff, low, high = stated(r"data cutoff (\d{4}-\d\d-\d\d) \((\d+)-(\d+) months\)")
-    assert cutoff == trial_plan.design.data_cutoff.isoformat()
+    assert cutoff == trial_plan.study.data_cutoff.isoformat()
     months = (
-        pd.Timestamp(trial_plan.design.data_cutoff) - pd.to_datetime(clinical["enrollment_date"])
+        pd.Timestamp(trial_plan.study.data_cutoff) - pd.to_datetime(clinical["enrollment_date"])
     ).dt.days
     months = months / DAYS_PER_MONTH
     assert (round(months.min()), round(months.max())) == (int(low), int(high))
@@ -81,11 +81,11 @@ def test_demo_doc_states_the_pools_special_loci_and_jobs_of_the_default_demo(dem
     pools = {p.pool for p in trial_plan.patients}
     words = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "eight": 8}
     assert int(stated(r"number of pools \((\d+)\)")[0]) == len(pools)
-    assert words[stated(r"into capture pools of (\w+)")[0]] == trial_plan.design.pool_size
+    assert words[stated(r"into capture pools of (\w+)")[0]] == trial_plan.study.pool_size
     chip, noisy, per_pools = stated(r"(\w+) patients with a matched normal carry a CHIP variant.*?(\w+) loci \(one "
                                     r"per (\w+) pools\)")  # fmt: skip
     assert len(trial_plan.chip) == words[chip] and len(trial_plan.noise) == words[noisy]
-    assert trial_plan.design.noisy_loci_per_pools == words[per_pools]
+    assert trial_plan.study.noisy_loci_per_pools == words[per_pools]
     jobs, counting, calling, per_job = stated(
         r"the run has (\d+) jobs, because the demo's config sets `samples_per_job: (?:\d+)` \((\d+) counting jobs, "
         r"(\d+) calling jobs of up to (\d+) samples each"

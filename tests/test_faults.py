@@ -61,15 +61,17 @@ def copy_of_run(run: Path, target: Path) -> Path:
 
 
 def add_batch(workdir: Path, rows: dict[str, tuple[str, str, str]]) -> str:
-    """A new batch folder in `workdir`: sample_id -> (patient_id, sample_type, bundled BAM to copy)."""
+    """A new batch folder in `workdir`: sample_id -> (patient_id, sample_type, bundled BAM to copy). A copy of
+    a file is marked as a technical replicate of its sample (a copy under another sample_id is an error)."""
     folder = workdir / "batch3"
     (folder / "bams").mkdir(parents=True, exist_ok=True)
     lines = []
     for sample_id, (patient, kind, source) in rows.items():
         for suffix in ("", ".bai"):
             shutil.copy2(TEST_DATA / f"{source}{suffix}", folder / "bams" / f"{sample_id}.bam{suffix}")
-        lines.append(f"{sample_id}\t{patient}\t{kind}\t2024-10-01\tbams/{sample_id}.bam\n")
-    (folder / "samples.tsv").write_text(SAMPLE_HEADER + "".join(lines))
+        replicated = Path(source).name.removesuffix(".bam")
+        lines.append(f"{sample_id}\t{patient}\t{kind}\t2024-10-01\tbams/{sample_id}.bam\t{replicated}\n")
+    (folder / "samples.tsv").write_text(SAMPLE_HEADER.replace("\n", "\treplicate_of\n") + "".join(lines))
     config = workdir / "config" / "config.yaml"
     text = config.read_text()
     if "batch3/samples.tsv" not in text:

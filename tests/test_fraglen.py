@@ -8,34 +8,26 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mrdtrack.calling.background import build_background
-from mrdtrack.calling.caller import (
+from mrdtrack.calling import (
     CallSettings,
-    call_cohort,
-)
-from mrdtrack.calling.fraglen import (
-    MAX_LENGTH,
     LengthClasses,
+    LikelihoodTerms,
+    build_background,
     build_length_model,
-    histogram,
-    parse_lengths,
+    call_cohort,
+    lod95,
+    null_distribution,
+    seeded_rng,
 )
-from mrdtrack.calling.likelihood import (
-    Design,
-    log_likelihood,
-    lr_statistic_rows,
-    mle,
-    profile_ci,
-)
-from mrdtrack.calling.lod import lod95
-from mrdtrack.calling.null import null_distribution, seeded_rng
-from mrdtrack.simulation import cfdna as simulate
+from mrdtrack.calling.fraglen import MAX_LENGTH, histogram, parse_lengths
+from mrdtrack.calling.likelihood import log_likelihood, lr_statistic_rows, mle, profile_ci
+from mrdtrack.simulation import SimulationSettings, fragment_length_pmf
 from mrdtrack.tables import read_tables, write_tsv
 
 FAST = CallSettings(null_draws=2000, lod_draws=400)
-SIM = simulate.SimulationSettings()
-NORMAL_PMF = simulate.fragment_length_pmf(SIM.normal_fragment_mode, SIM)
-TUMOR_PMF = simulate.fragment_length_pmf(SIM.tumor_fragment_mode, SIM, True)
+SIM = SimulationSettings()
+NORMAL_PMF = fragment_length_pmf(SIM.normal_fragment_mode, SIM)
+TUMOR_PMF = fragment_length_pmf(SIM.tumor_fragment_mode, SIM, True)
 
 
 def classes_of(normal: list[float], tumor: list[float]) -> LengthClasses:
@@ -106,7 +98,7 @@ def test_null_p_values_with_lengths_keep_the_false_positive_rate():
     n, e, w = np.full(loci, 3000.0), rng.lognormal(np.log(5e-5), 0.8, loci), np.ones(loci)
     classes = classes_of([0.1, 0.2, 0.4, 0.3], [0.4, 0.3, 0.2, 0.1])
     settings = CallSettings(p_value_method="monte_carlo", null_draws=5000)
-    null = null_distribution(Design.of_loci(n, e, w), settings, seeded_rng(1, "x"), classes)
+    null = null_distribution(LikelihoodTerms.of_loci(n, e, w), settings, seeded_rng(1, "x"), classes)
     draws = 20_000
     tables = rng.multinomial(rng.binomial(n.astype(int), e, size=(draws, loci)), classes.normal)
     p = null.p_value(lr_statistic_rows(tables, n, e, w, classes.ratio))
@@ -123,8 +115,8 @@ def test_shorter_tumor_fragments_lower_the_limit_of_detection():
     flat = classes_of([0.1, 0.3, 0.6], [0.1, 0.3, 0.6])
 
     def lod(classes: LengthClasses | None) -> float:
-        null = null_distribution(Design.of_loci(n, e, w), settings, seeded_rng(2, "null"), classes)
-        return lod95(Design.of_loci(n, e, w), 0.01, null, settings, seeded_rng(2, "lod"), classes)
+        null = null_distribution(LikelihoodTerms.of_loci(n, e, w), settings, seeded_rng(2, "null"), classes)
+        return lod95(LikelihoodTerms.of_loci(n, e, w), 0.01, null, settings, seeded_rng(2, "lod"), classes)
 
     counts_only, with_flat, with_informative = lod(None), lod(flat), lod(informative)
     assert with_flat == pytest.approx(counts_only, rel=0.1)
@@ -173,7 +165,7 @@ def test_tumor_lengths_are_learned_from_the_other_samples_mutant_molecules():
 def test_a_sample_with_an_unusual_size_profile_gets_its_own_normal_lengths():
     rng = np.random.default_rng(7)
     shifted = SIM.normal_fragment_mode + 15
-    long_library = histogram(draw_lengths(simulate.fragment_length_pmf(shifted, SIM), 20_000, rng))
+    long_library = histogram(draw_lengths(fragment_length_pmf(shifted, SIM), 20_000, rng))
     ref = {"A": ref_histogram(20_000, rng), "B": long_library}
     model = build_length_model(ref, {}, 200, 4)
     assert np.argmax(model.sample_normal("B")) == pytest.approx(shifted, abs=4)

@@ -17,25 +17,28 @@ import pytest
 from scipy import stats
 
 from conftest import REPO
-from mrdtrack.calling.caller import (
+from mrdtrack.calling import (
     CallSettings,
-    Fragments,
-    decide_status,
-    evidence,
-    score_loci,
+    LikelihoodTerms,
+    lod95,
+    null_scores_needed,
+    seeded_rng,
+    threshold_from_null,
 )
+from mrdtrack.calling.caller import decide_status
 from mrdtrack.calling.likelihood import (
-    Design,
     Observed,
     Tables,
     dispersion,
     effective_terms,
     fit,
     lr_statistics,
+    profile_interval,
     root_in_bracket,
 )
-from mrdtrack.calling.null import calibrate_threshold, seeded_rng, threshold_from_null
-from mrdtrack.simulation.cfdna import spread_weights
+from mrdtrack.calling.null import calibrate_threshold
+from mrdtrack.calling.score import Fragments, Orientations, evidence, score_loci
+from mrdtrack.simulation import spread_weights
 
 SETTINGS = CallSettings(null_draws=2000, lod_draws=400, fragment_lengths=False)
 
@@ -50,8 +53,8 @@ def fragments_covering(loci: tuple[int, ...], alt: list[bool], count: int, lengt
 def test_a_fragment_covering_k_loci_contributes_its_mixture_likelihood_once():
     e, w = np.full(3, 1e-3), np.array([1.0, 0.8, 0.6])
     c = (1 - e) * w / 2
-    design = Design.of_fragments(np.zeros(3), e, w, [(0, 1, 2)], [1])
-    observed = Observed.of_loci(np.zeros(3), design).with_fragments(
+    terms = LikelihoodTerms.of_fragments(np.zeros(3), e, w, [(0, 1, 2)], [1])
+    observed = Observed.of_loci(np.zeros(3), terms).with_fragments(
         e, w, [(0, np.array([True, True, False]), 0, 1)]
     )
     tables = observed.tables()
@@ -68,7 +71,7 @@ def test_one_locus_fragments_give_exactly_the_binomial_model():
     rng = np.random.default_rng(1)
     n, e, w = np.full(20, 800), rng.lognormal(np.log(1e-4), 0.5, 20), rng.uniform(0.5, 1, 20)
     a = rng.binomial(n, e + 0.004 * (1 - e) * w / 2)
-    by_fragment = Observed.of_loci(a, Design.of_loci(n, e, w)).tables()
+    by_fragment = Observed.of_loci(a, LikelihoodTerms.of_loci(n, e, w)).tables()
     binomial = Tables.of(a[None], n, e, w)
     assert fit(by_fragment)[0] == pytest.approx(fit(binomial)[0], rel=1e-12)
     assert lr_statistics(by_fragment)[0] == pytest.approx(lr_statistics(binomial)[0], rel=1e-9)
@@ -82,7 +85,7 @@ def test_a_mutant_fragment_seen_at_six_loci_estimates_one_tumor_fragment_not_six
     rest = fragments_covering((0, 1, 2, 3, 4, 5), [False] * 6, 999)
     merged = Fragments(fragments.loci + rest.loci, fragments.alt + rest.alt, fragments.length + rest.length,
                        fragments.count + rest.count)  # fmt: skip
-    observed = evidence(np.full(6, 1000), np.ones(6), e, w, merged)
+    observed = evidence(np.ones(6), np.full(6, 1000), e, w, merged)
     f_hat = fit(observed.tables())[0]
     assert f_hat == pytest.approx(1 / (1000 * (1 - 0.5**6)), rel=1e-6)
     # Counted locus by locus the same reads would say 6 ALT in 6,000 observations: twice the tumor fraction.
@@ -96,10 +99,73 @@ def test_fragments_are_taken_out_of_the_per_locus_counts_once():
     shared = Fragments(
         ((0, 1), (0, 1)), (np.array([True, True]), np.array([False, False])), (150, -1), (1, 39)
     )
-    observed = evidence(np.array([100, 100, 50]), np.array([1, 1, 0]), e, w, shared)
-    design = observed.design
-    assert list(design.size) == [60, 60, 50, 40]  # 60 one-locus fragments at loci 0 and 1, 40 covering both
+    observed = evidence(np.array([1, 1, 0]), np.array([100, 100, 50]), e, w, shared)
+    terms = observed.terms
+    assert list(terms.size) == [60, 60, 50, 40]  # 60 one-locus fragments at loci 0 and 1, 40 covering both
     assert int(observed.count.sum()) == 1  # one mutant fragment
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Read orientation: damage shows in one, tumor DNA in both
+# ----------------------------------------------------------------------------------------------------------
+OXOG_RATES = np.tile([2e-3, 5e-5], (20, 1))  # 20 G>T loci; 8-oxoG in F1R2 molecules: 40x the F2R1 rate
+
+
+def _oriented(alt_f1r2: int, alt_f2r1: int) -> Orientations:
+    """20 G>T loci with 500 molecules in each read orientation and the given ALTs per locus in each."""
+    alt = np.tile([alt_f1r2, alt_f2r1], (20, 1))
+    return Orientations(alt=alt, total=np.full((20, 2), 500), rate=OXOG_RATES)
+
+
+def _oriented_score(oriented: Orientations, use_orientation: bool = True):
+    a, n, e, w = oriented.alt.sum(axis=1), oriented.total.sum(axis=1), oriented.pooled_rate(), np.ones(20)
+    return score_loci(
+        a, n, e, w, SETTINGS, seeded_rng(1, "oriented"), orientations=oriented if use_orientation else None
+    )
+
+
+def test_a_strong_f1r2_only_gt_excess_stays_negative_while_the_same_count_in_both_orientations_is_tumor():
+    damage = _oriented(alt_f1r2=1, alt_f2r1=0)  # 20 ALTs, all F1R2: what the damage there predicts
+    tumor = _oriented(alt_f1r2=0, alt_f2r1=1)  # the same 20 ALTs, now where only 0.5 are expected ...
+    both = Orientations(  # ... or spread over both orientations
+        alt=np.tile([[1, 0], [0, 1]], (10, 1)), total=np.full((20, 2), 500), rate=OXOG_RATES
+    )
+    assert _oriented_score(damage).p_value > 0.1
+    assert _oriented_score(tumor).p_value < 1e-6 and _oriented_score(both).p_value < 1e-6
+    # Blind to orientation, the three samples are one: 20 ALTs where 20.5 are expected.
+    blind = {_oriented_score(s, use_orientation=False).p_value for s in (damage, tumor, both)}
+    assert len(blind) == 1 and blind.pop() > 0.1
+
+
+def test_orientation_parts_keep_the_loci_molecules_rates_and_support():
+    oriented = Orientations(
+        alt=np.array([[2, 1], [0, 0], [0, 3]]), total=np.array([[300, 200], [100, 100], [0, 50]]),
+        rate=np.array([[1e-3, 1e-4], [1e-4, 1e-4], [2e-4, 2e-4]]),
+    )  # fmt: skip
+    pooled = oriented.pooled_rate()
+    assert pooled == pytest.approx([(300 * 1e-3 + 200 * 1e-4) / 500, 1e-4, 2e-4])
+    a, n, w = oriented.alt.sum(axis=1), oriented.total.sum(axis=1), np.ones(3)
+    observed = evidence(a, n, pooled, w, orientations=oriented)
+    assert observed.terms.size.tolist() == [300, 200, 100, 100, 0, 50]
+    assert observed.terms.alpha.tolist() == oriented.rate.reshape(-1).tolist()
+    assert observed.terms.hit_locus.tolist() == [0, 0, 1, 1, 2, 2]
+    # The expected background is the loci's, whatever the split; support counts loci, never parts.
+    assert observed.terms.expected_background() == pytest.approx((n * pooled).sum())
+    score = score_loci(a, n, pooled, w, SETTINGS, seeded_rng(1, "parts"), orientations=oriented)
+    assert (score.mutant_fragments, score.mutant_loci) == (6, 2)
+
+
+def test_fragments_covering_several_loci_leave_each_orientation_in_proportion():
+    oriented = Orientations(alt=np.array([[1, 1], [0, 0]]), total=np.array([[60, 40], [50, 50]]),
+                            rate=np.full((2, 2), 1e-4))  # fmt: skip
+    shared = Fragments(
+        ((0, 1), (0, 1)), (np.array([True, False]), np.array([False, False])), (150, -1), (1, 19)
+    )
+    observed = evidence(np.array([2, 0]), np.array([100, 100]), np.full(2, 1e-4), np.ones(2), shared,
+                        orientations=oriented)  # fmt: skip
+    # 20 fragments cover both loci: 12 of locus 0's F1R2 molecules and 8 of its F2R1 ones, 10 and 10 at locus 1.
+    assert observed.terms.size.tolist() == [48, 32, 40, 40, 20]
+    assert observed.count.sum() == 2  # one ALT molecule left at locus 0, one ALT fragment covering both
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -117,9 +183,10 @@ def test_mutant_fragments_all_at_one_locus_are_not_positive_either():
 
 
 def test_two_fragments_at_two_loci_are_enough_and_the_rule_is_configurable():
-    assert decide_status(1e-9, 0.01, 1e-3, 20, 10_000, SETTINGS, 2, 2)[0] == "positive"
+    support = {"mutant_fragments": 2, "mutant_loci": 2}
+    assert decide_status(1e-9, 0.01, 1e-3, 20, 10_000, SETTINGS, **support)[0] == "positive"
     strict = CallSettings(min_mutant_fragments=3, min_mutant_loci=3)
-    assert decide_status(1e-9, 0.01, 1e-3, 20, 10_000, strict, 2, 2)[0] == "indeterminate"
+    assert decide_status(1e-9, 0.01, 1e-3, 20, 10_000, strict, **support)[0] == "indeterminate"
 
 
 def test_score_counts_distinct_mutant_fragments_and_loci():
@@ -145,6 +212,19 @@ def test_the_null_sets_the_threshold_only_when_it_can_resolve_the_target_rate(ca
     assert source == "empirical" and threshold == calibrate_threshold(many, 0.01) < 0.01
     # 10 / FPR is a setting: asking for 5 expected positives lets 500 scores calibrate.
     assert threshold_from_null(few, CallSettings(empirical_min_expected=5))[1] == "empirical"
+
+
+@pytest.mark.parametrize(
+    ("rate", "min_expected"), [(0.01, 10), (0.05, 10), (0.009, 0.9), (0.03, 0.9), (0.07, 7)]
+)
+def test_the_null_scores_the_report_says_are_needed_are_exactly_those_that_calibrate(rate, min_expected):
+    # The report quotes null_scores_needed beside the threshold; the calls go empirical by the same rule, also
+    # where rate x n falls a rounding error short of the expected count (0.009 x 100 < 0.9 in floating point).
+    settings = CallSettings(false_positive_rate=rate, empirical_min_expected=min_expected)
+    needed = null_scores_needed(rate, min_expected)
+    assert threshold_from_null(np.full(needed - 1, 0.5), settings)[1] == "nominal"
+    assert threshold_from_null(np.full(needed, 0.5), settings)[1] == "empirical"
+    assert null_scores_needed(0.01, 10) == 1000
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -199,6 +279,40 @@ def test_without_spread_the_interval_is_the_profile_interval():
     factor = dispersion(fit(Tables.of(a[None], n, e, w))[0], a, n, e, w)
     assert factor == pytest.approx(1.0, abs=0.6)  # Pearson X^2 / df near 1 for binomial loci
     assert stats.chi2.sf(factor * 29, 29) > 0.001
+
+
+def test_one_mutant_molecule_in_four_thousand_keeps_the_interval_near_its_detection_limit():
+    """A tumor-free sample (17 loci, ~4,000 molecules) with one background ALT: the lone molecule is what the
+    binomial model expects now and then, not a spread of the tumor's VAFs, so nothing widens the interval."""
+    rng = np.random.default_rng(69)
+    n = rng.poisson(245, 17)
+    e, w = np.full(17, 1e-4), np.ones(17)
+    a = np.zeros(17, dtype=np.int64)
+    a[np.argmax(n)] = 1
+    settings = CallSettings(null_draws=500, lod_draws=300, fragment_lengths=False)
+    score = score_loci(a, n, e, w, settings, seeded_rng(1, "one molecule"))
+    lod = lod95(score.terms, 0.01, score.null, settings, seeded_rng(1, "lod"))
+    assert score.dispersion == 1.0
+    assert score.ci[1] <= 10 * lod
+    assert score.ci == pytest.approx(profile_interval(Tables.of(a[None], n, e, w), 0.95))
+
+
+def test_lone_molecules_add_no_spread_but_a_cluster_at_one_locus_does():
+    n, e, w = np.full(20, 2000), np.full(20, 1e-4), np.ones(20)
+    lone = np.zeros(20, dtype=np.int64)
+    lone[[2, 9, 15]] = 1  # three molecules at three loci, 4 expected from background alone
+    assert dispersion(float(fit(Tables.of(lone[None], n, e, w))[0]), lone, n, e, w) == 1.0
+    cluster = lone.copy()
+    cluster[4] = 12  # where 0.2 are expected: the loci disagree about the tumor fraction
+    assert dispersion(float(fit(Tables.of(cluster[None], n, e, w))[0]), cluster, n, e, w) > 2
+
+
+def test_with_no_tumor_fraction_estimated_there_is_no_spread_to_widen_by():
+    n, e, w = np.full(20, 2000), np.full(20, 1e-3), np.ones(20)
+    a = np.zeros(20, dtype=np.int64)
+    a[3] = 6  # noisier than its rate, but fewer ALTs than background expects over the panel: f = 0
+    assert fit(Tables.of(a[None], n, e, w))[0] == 0
+    assert dispersion(0.0, a, n, e, w) == 1.0
 
 
 # ----------------------------------------------------------------------------------------------------------

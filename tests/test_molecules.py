@@ -11,19 +11,18 @@ import pysam
 import pytest
 
 from conftest import toy_panel, write_indexed_bam
+from mrdtrack.counting import CountSettings, PanelLocusError, count_sample
 from mrdtrack.counting.molecules import (
     DISCORDANT,
     INDEL_ALT,
     INDEL_OTHER,
     INDEL_REF,
-    CountSettings,
     canonical_duplex_umi,
     cluster_umis,
     family_consensus,
     indel_call,
     query_position,
 )
-from mrdtrack.counting.sample import PanelLocusError, count_sample
 
 CONTIG_LENGTH = 2000
 LOCUS = 1000  # 1-based; REF A, ALT T in the toy panel
@@ -212,8 +211,7 @@ def test_duplex_clusters_reach_across_strands_when_an_error_flips_the_canonical_
 def test_worker_processes_give_byte_identical_results():
     """threads > 1 splits the loci clusters over processes: same table, histogram and QC as one thread."""
     from conftest import TEST_DATA
-    from mrdtrack.inputs.panel import PanelSettings, build_panel
-    from mrdtrack.inputs.sheets import load_samples, load_table
+    from mrdtrack.inputs import PanelSettings, build_panel, load_samples, load_table
 
     reference = str(TEST_DATA / "reference" / "genome.fa.gz")
     samples, _ = load_samples([str(p) for p in sorted(TEST_DATA.glob("batch*/samples.tsv"))])

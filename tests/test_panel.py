@@ -10,8 +10,8 @@ import pandas as pd
 import pysam
 import pytest
 
-from mrdtrack.inputs.panel import PanelSettings, build_panel, contig_map, unique_loci
-from mrdtrack.inputs.sheets import InputError
+from mrdtrack.inputs import InputError, PanelSettings, build_panel
+from mrdtrack.inputs.panel import contig_map, unique_loci
 
 REFERENCE = "ACGTACGTAC" * 10  # position 5 is A, context TAC... see tests
 

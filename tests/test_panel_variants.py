@@ -12,15 +12,8 @@ import pandas as pd
 import pysam
 import pytest
 
-from mrdtrack.inputs.panel import (
-    DEFAULT_CHIP_GENES,
-    PanelSettings,
-    build_panel,
-    indel_context,
-    normalize_allele,
-    repeat_unit,
-)
-from mrdtrack.inputs.sheets import InputError
+from mrdtrack.inputs import InputError, PanelSettings, build_panel
+from mrdtrack.inputs.panel import DEFAULT_CHIP_GENES, indel_context, normalize_allele, repeat_unit
 
 # 1-based positions: 1-7 GATTACA, 8-13 CCCCCC (homopolymer), 14-15 GT, 16-23 CACACACA (dinucleotide repeat),
 # 24-26 TTG, 27-34 AAAAAAAA, 35-37 CGT, 38-77 (ACGT)x10, 78-83 TATATA, 84-88 GGCAT.

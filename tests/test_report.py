@@ -1,4 +1,4 @@
-"""The HTML report: self-contained, one figure per panel, downloadable data, robust to missing inputs.
+"""The HTML report: self-contained, one figure per section, downloadable data, robust to missing inputs.
 
 The fixture builder writes small synthetic tables following docs/tables.md, so these tests do not depend on the
 steps that produce the real tables.
@@ -24,20 +24,12 @@ import plotly.offline
 import pytest
 
 from conftest import REPO
-from mrdtrack.calling.background import BackgroundSettings
-from mrdtrack.calling.caller import CallSettings
-from mrdtrack.counting.molecules import CountSettings
+from mrdtrack.calling import BackgroundSettings, CallSettings
+from mrdtrack.counting import CountSettings
 from mrdtrack.logs import UserFacingError
-from mrdtrack.outcomes.clinical import ClinicalSettings
-from mrdtrack.outcomes.survival import SurvivalSettings
-from mrdtrack.report import (
-    Report,
-    ReportInputs,
-    ReportSettings,
-    build_report,
-    context_matrix,
-    write_report,
-)
+from mrdtrack.outcomes import ClinicalSettings, SurvivalSettings
+from mrdtrack.report import Report, ReportInputs, ReportSettings, build_report, write_report
+from mrdtrack.report.qc import context_matrix
 from mrdtrack.settings import settings_record, write_settings
 from mrdtrack.vocabulary import DAYS_PER_MONTH, SUBSTITUTIONS
 
@@ -448,8 +440,8 @@ def _newplot_start(page: str, key: str) -> int:
     return match.end()
 
 
-def panel_html(page: str, key: str) -> str:
-    """The rendered section of panel `key`."""
+def section_html(page: str, key: str) -> str:
+    """The rendered section `key` (its HTML keeps the class and anchor names "panel")."""
     start = page.index(f'<section class="panel" id="panel-{key}"')
     return page[start : page.index("</section>", start)]
 
@@ -513,8 +505,8 @@ def test_swimmer_has_one_lane_per_patient(report: Report, cohort: Cohort):
     lanes = next(t for t in traces if t.get("meta") == "lanes")
     assert sorted(values(lanes["y"])) == sorted(cohort.patients["patient_id"])
     assert 'data-lanes="12"' in report.html
-    panel = next(p for p in report.panels if p.key == "swimmer")
-    menus = panel.figure.layout.updatemenus[0].buttons
+    section = next(s for s in report.sections if s.key == "swimmer")
+    menus = section.figure.layout.updatemenus[0].buttons
     assert {b.label for b in menus} == {"Sort by cohort", "Sort by time to progression"}
     for button in menus:  # each sort order lists every patient once
         assert sorted(button.args[0]["yaxis.categoryarray"]) == sorted(cohort.patients["patient_id"])
@@ -533,9 +525,9 @@ def test_km_curves_are_steps_with_bands_and_risk_table(report: Report):
     assert len(curves) >= 3 and all(t["line"]["shape"] == "hv" for t in curves)
     assert any(t.get("fill") == "toself" for t in traces)
     assert any(t.get("mode") == "text" for t in traces)  # number at risk
-    panel = next(p for p in report.panels if p.key == "km_pooled")
-    assert "log-rank p = 0.012" in panel.caption and "HR 3.40 (95% CI 1.20\u20139.60)" in panel.caption
-    stop = next(p for p in report.panels if p.key == "km_stop")
+    section = next(s for s in report.sections if s.key == "km_pooled")
+    assert "log-rank p = 0.012" in section.caption and "HR 3.40 (95% CI 1.20\u20139.60)" in section.caption
+    stop = next(s for s in report.sections if s.key == "km_stop")
     assert (
         "log-rank: one group is empty: no comparison" in stop.caption and "HR not estimable" in stop.caption
     )
@@ -561,8 +553,8 @@ def test_km_bands_are_steps_even_where_the_producer_leaves_the_ci_empty(cohort: 
     times = rows["time"].tolist()
     assert x[:4] == [0.0, times[1], times[1], times[2]]  # steps: each row's CI holds until the next time
     assert float(first_ci["ci_high"]) in y and float(first_ci["ci_low"]) in y
-    panel = next(p for p in report.panels if p.key == "km_pooled")
-    assert "shaded bands: pointwise 95% CI (log-log)" in panel.caption
+    section = next(s for s in report.sections if s.key == "km_pooled")
+    assert "shaded bands: pointwise 95% CI (log-log)" in section.caption
 
 
 def test_tsv_downloads_decode_to_the_input_tables(report: Report, cohort: Cohort):
@@ -581,9 +573,9 @@ def test_tsv_downloads_decode_to_the_input_tables(report: Report, cohort: Cohort
 
 
 def test_every_figure_has_its_data_downloadable(report: Report):
-    for panel in report.panels:
-        if panel.figure is not None:
-            assert panel.downloads, panel.key
+    for section in report.sections:
+        if section.figure is not None:
+            assert section.downloads, section.key
     names = re.findall(r'class="tsv" download="([^"]+)"', report.html)
     assert len(names) == len(set(names))
 
@@ -597,16 +589,16 @@ def test_context_heatmap_is_6_by_16(cohort: Cohort):
 
 
 def test_endpoint_labels_and_design_lines(report: Report):
-    from mrdtrack.report import endpoint_label
+    from mrdtrack.report.survival import endpoint_label
 
     assert endpoint_label("pfs_12m") == "PFS at 12 months" and endpoint_label("os_3y") == "OS at 3 years"
     assert endpoint_label("restart_clinical_benefit") == "restart clinical benefit"
-    panel = next(p for p in report.panels if p.key == "endpoints")
-    assert sorted(round(shape.y0, 2) for shape in panel.figure.layout.shapes) == [0.5, 0.68]
-    section = panel_html(report.html, "endpoints")
-    assert "<th>decision</th><td>stage 1 ongoing</td>" in section and "<th>r1</th><td>8</td>" in section
+    section = next(s for s in report.sections if s.key == "endpoints")
+    assert sorted(round(shape.y0, 2) for shape in section.figure.layout.shapes) == [0.5, 0.68]
+    html = section_html(report.html, "endpoints")
+    assert "<th>decision</th><td>stage 1 ongoing</td>" in html and "<th>r1</th><td>8</td>" in html
     # The design table has a column per design, a row per field, so it fits the page width.
-    designs = section.split("<h4>Design table</h4>", 1)[1]
+    designs = html.split("<h4>Design table</h4>", 1)[1]
     assert "<th></th><th>optimal</th><th>minimax</th>" in designs
     assert "<tr><th>r1</th><td>8</td><td>12</td></tr>" in designs
 
@@ -632,7 +624,7 @@ def test_trajectories_are_colored_by_cohort_and_name_their_patient(report: Repor
         group = cohort.patients.set_index("patient_id").loc[line["name"], "cohort"]
         assert line["legendgroup"] == f"cohort-{group}" and line["line"]["color"] == colors[group]
         assert line["text"][0].startswith(f"<b>{line['name']}</b>")  # the hover names the patient
-    assert "plotly_hover" in panel_html(report.html, "trajectories")  # the hover highlight's script
+    assert "plotly_hover" in section_html(report.html, "trajectories")  # the hover highlight's script
 
 
 def _methods(page: str) -> str:
@@ -684,7 +676,7 @@ def test_methods_and_qc_say_how_the_threshold_was_set(cohort: Cohort, tmp_path: 
         f"Threshold: {nominal} (null scores are samples scored at other patients' panels"
         in _calling_methods(report.html)
     )
-    qc = next(p for p in report.panels if p.key == "qc_samples")
+    qc = next(s for s in report.sections if s.key == "qc_samples")
     assert f"Calling threshold: {nominal}." in qc.caption
     inputs = _calls_with(cohort, tmp_path, threshold_source="empirical", n_null_scores=3820, threshold=0.0073)
     report = build_report(inputs, ReportSettings(), CALLING, strict=True)
@@ -693,7 +685,8 @@ def test_methods_and_qc_say_how_the_threshold_was_set(cohort: Cohort, tmp_path: 
         report.html
     )
     assert (
-        f"Calling threshold: {empirical}." in next(p for p in report.panels if p.key == "qc_samples").caption
+        f"Calling threshold: {empirical}."
+        in next(s for s in report.sections if s.key == "qc_samples").caption
     )
 
 
@@ -703,7 +696,7 @@ def test_calls_without_the_threshold_source_keep_the_plain_sentence(cohort: Coho
     assert "The threshold was set so that a share 0.01 of null scores is positive." in _calling_methods(
         report.html
     )
-    assert "Calling threshold" not in next(p for p in report.panels if p.key == "qc_samples").caption
+    assert "Calling threshold" not in next(s for s in report.sections if s.key == "qc_samples").caption
 
 
 def test_mutant_fragments_and_loci_are_in_hovers_and_sample_tables(
@@ -725,13 +718,13 @@ def test_mutant_fragments_and_loci_are_in_hovers_and_sample_tables(
 
 
 def test_chip_suspect_loci_are_listed_with_an_explanation(report: Report, cohort: Cohort, tmp_path: Path):
-    panel = next(p for p in report.panels if p.key == "chip_loci")
-    table = panel.downloads["chip_suspect_loci.tsv"]
+    section = next(s for s in report.sections if s.key == "chip_loci")
+    table = section.downloads["chip_suspect_loci.tsv"]
     assert list(table["patient_id"]) == ["P001", "P002"] and list(table["pos"]) == [1003, 1003]
     samples = cohort.calls["patient_id"].value_counts()
     assert list(table["samples"]) == [samples["P001"], samples["P002"]]
-    assert "clonal hematopoiesis" in panel.caption and "matched normal" in panel.caption
-    assert "<td>P001</td>" in panel_html(report.html, "chip_loci")
+    assert "clonal hematopoiesis" in section.caption and "matched normal" in section.caption
+    assert "<td>P001</td>" in section_html(report.html, "chip_loci")
     qc_hovers = [
         text for t in plot_data(report.html, "qc_samples") if t.get("type") == "bar" for text in t["text"]
     ]
@@ -739,28 +732,28 @@ def test_chip_suspect_loci_are_listed_with_an_explanation(report: Report, cohort
     loci, path = read_input(cohort.inputs.loci), tmp_path / "loci.tsv"
     loci.assign(chip_suspect=False).to_csv(path, sep="\t", index=False)
     none = build_report(dataclasses.replace(cohort.inputs, loci=str(path)), ReportSettings(), strict=True)
-    assert next(p for p in none.panels if p.key == "chip_loci").message.startswith("No panel locus is in a")
+    assert next(s for s in none.sections if s.key == "chip_loci").message.startswith("No panel locus is in a")
     loci.drop(columns=["chip_suspect"]).to_csv(
         path, sep="\t", index=False
     )  # a caller that does not mark them
     older = build_report(dataclasses.replace(cohort.inputs, loci=str(path)), ReportSettings(), strict=True)
-    assert "chip_loci" not in {p.key for p in older.panels}
+    assert "chip_loci" not in {s.key for s in older.sections}
 
 
-def test_empty_survival_gives_not_estimable_panels(tmp_path: Path):
+def test_empty_survival_gives_not_estimable_sections(tmp_path: Path):
     cohort = build_fixture(tmp_path / "results", survival=False)
     report = build_report(cohort.inputs, ReportSettings(), strict=True)
     assert set(figure_ids(report.html)) == ALL_FIGURES - SURVIVAL_FIGURES
     for key in SURVIVAL_FIGURES:
-        panel = next(p for p in report.panels if p.key == key)
-        assert panel.figure is None and panel.message.startswith("Not estimable: "), key
+        section = next(s for s in report.sections if s.key == key)
+        assert section.figure is None and section.message.startswith("Not estimable: "), key
     assert "no PFS event: survival analyses not estimable" in report.html
 
 
 def test_no_positive_sample(tmp_path: Path):
     cohort = build_fixture(tmp_path / "results", positives=False)
     report = build_report(cohort.inputs, ReportSettings(), strict=True)
-    lead = next(p for p in report.panels if p.key == "lead_time")
+    lead = next(s for s in report.sections if s.key == "lead_time")
     assert lead.figure is None and "no patient had an MRD-positive sample" in lead.message
     assert {"swimmer", "trajectories", "km_pooled"} <= set(figure_ids(report.html))
 
@@ -772,13 +765,13 @@ def test_no_inputs_at_all_still_renders():
     assert "calls: not given" in report.html
 
 
-def test_missing_optional_column_degrades_one_panel(tmp_path: Path):
+def test_missing_optional_column_degrades_one_section(tmp_path: Path):
     cohort = build_fixture(tmp_path / "results")
     calls = read_input(cohort.inputs.calls).drop(columns=["lod95", "batch"])
     calls.to_csv(cohort.inputs.calls, sep="\t", index=False)
     (Path(cohort.inputs.fraglen[0]).parent / "extra.txt").write_text("ignored")
     report = build_report(cohort.inputs, ReportSettings(), strict=True)
-    lod = next(p for p in report.panels if p.key == "lod")
+    lod = next(s for s in report.sections if s.key == "lod")
     assert lod.figure is None and "lacks column(s) lod95" in lod.message
     assert {"swimmer", "trajectories", "qc_samples"} <= set(figure_ids(report.html))
 
@@ -791,18 +784,18 @@ def test_extra_columns_and_unreadable_tables_are_tolerated(tmp_path: Path):
     Path(cohort.inputs.summary).write_text("{not json")
     report = build_report(cohort.inputs, ReportSettings(), strict=True)
     assert "forest" in figure_ids(report.html)
-    endpoints = next(p for p in report.panels if p.key == "endpoints")
+    endpoints = next(s for s in report.sections if s.key == "endpoints")
     assert endpoints.figure is None and "could not be read" in endpoints.message
 
 
-def test_a_failing_panel_is_shown_not_raised(cohort: Cohort, monkeypatch: pytest.MonkeyPatch):
+def test_a_failing_section_is_shown_not_raised(cohort: Cohort, monkeypatch: pytest.MonkeyPatch):
     import mrdtrack.report.page as module
 
     def broken(ctx: object) -> None:
-        """Broken panel"""
+        """Broken section"""
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(module, "SECTIONS", (("x", "X", (broken, module.panel_swimmer)),))
+    monkeypatch.setattr(module, "CHAPTERS", (("x", "X", (broken, module.section_swimmer)),))
     report = build_report(cohort.inputs, ReportSettings())
     assert "Not drawn: RuntimeError: boom" in report.html and "fig-swimmer" in report.html
     with pytest.raises(RuntimeError):
@@ -902,9 +895,9 @@ def test_figure_index_shows_every_figure_with_its_caption(tmp_path: Path, cohort
     frames = re.findall(r'<iframe src="([^"]+)"', index)
     assert sorted(frames) == sorted(f"{k}.html" for k in ALL_FIGURES)
     assert all((tmp_path / "figures" / f).is_file() for f in frames)
-    for panel in report.panels:
-        if panel.figure is not None:
-            assert markupsafe.escape(panel.caption) in index, panel.key
+    for section in report.sections:
+        if section.figure is not None:
+            assert markupsafe.escape(section.caption) in index, section.key
     assert "http" not in index and "<script" not in index
 
 
@@ -918,7 +911,7 @@ TABLE_INPUTS = [
 def test_any_single_input_missing_never_crashes(cohort: Cohort, name: str):
     inputs = dataclasses.replace(cohort.inputs, **{name: () if name in ("fraglen", "qc") else None})
     report = build_report(inputs, ReportSettings(), strict=True)
-    assert report.html.count('class="panel"') == len(report.panels) >= 15
+    assert report.html.count('class="panel"') == len(report.sections) >= 15
 
 
 @pytest.mark.parametrize("name", TABLE_INPUTS)
@@ -955,7 +948,7 @@ def test_rerun_is_byte_identical(cohort: Cohort, tmp_path: Path):
 
 
 def test_tf_floor_defaults_to_a_decade_below_the_data(cohort: Cohort):
-    from mrdtrack.report import Context, load_tables
+    from mrdtrack.report.context import Context, load_tables
 
     ctx = Context.build(load_tables(cohort.inputs), ReportSettings(), {})
     smallest = min(v for v in pd.concat([cohort.calls["tumor_fraction"], cohort.calls["lod95"]]) if v > 0)
@@ -971,11 +964,11 @@ def test_qc_bars_keep_their_text_for_the_hover(report: Report):
 
 
 def test_qc_molecules_show_the_minimum_molecules_cut_and_label_samples_once(report: Report, cohort: Cohort):
-    panel = next(p for p in report.panels if p.key == "qc_samples")
-    (cut,) = [shape for shape in panel.figure.layout.shapes if shape.yref == "y"]
+    section = next(s for s in report.sections if s.key == "qc_samples")
+    (cut,) = [shape for shape in section.figure.layout.shapes if shape.yref == "y"]
     assert cut.y0 == cut.y1 == 500  # the calling.min_molecules the calibration recorded (the default)
-    assert "calling.min_molecules = 500" in panel.caption
-    layout = panel.figure.layout
+    assert "calling.min_molecules = 500" in section.caption
+    layout = section.figure.layout
     assert (
         layout.xaxis.showticklabels is False and layout.xaxis2.showticklabels is True
     )  # labels under the bottom
@@ -991,8 +984,8 @@ def test_the_qc_cut_is_the_one_calling_recorded_not_the_current_config(cohort: C
         cohort.inputs, settings=(*cohort.inputs.settings, str(tmp_path / "mrd.json"))
     )
     configured = build_report(inputs, ReportSettings(), {"calling": {"min_molecules": 300}}, strict=True)
-    panel = next(p for p in configured.panels if p.key == "qc_samples")
-    assert [shape.y0 for shape in panel.figure.layout.shapes] == [800]
+    section = next(s for s in configured.sections if s.key == "qc_samples")
+    assert [shape.y0 for shape in section.figure.layout.shapes] == [800]
 
 
 def test_not_estimable_cox_models_are_one_row_each_with_short_notes(cohort: Cohort, tmp_path: Path):
@@ -1005,15 +998,15 @@ def test_not_estimable_cox_models_are_one_row_each_with_short_notes(cohort: Coho
     path = tmp_path / "cox.tsv"
     pd.concat([cox, extra]).to_csv(path, sep="\t", index=False)
     report = build_report(dataclasses.replace(cohort.inputs, cox=str(path)), ReportSettings())
-    forest = next(p for p in report.panels if p.key == "forest")
+    forest = next(s for s in report.sections if s.key == "forest")
     assert forest.figure is not None and "2 models could not be estimated" in forest.caption
-    section = panel_html(report.html, "forest")
-    assert section.count("<tr") == 3  # header + baseline_unadjusted/stop + baseline_adjusted/stop
-    assert "Please see" not in section and "https://" not in section
+    html = section_html(report.html, "forest")
+    assert html.count("<tr") == 3  # header + baseline_unadjusted/stop + baseline_adjusted/stop
+    assert "Please see" not in html and "https://" not in html
 
 
 def test_sparse_fragment_lengths_are_binned_with_empty_bins_at_zero():
-    from mrdtrack.report import fraglen_bin_width, fraglen_bins
+    from mrdtrack.report.qc import fraglen_bin_width, fraglen_bins
 
     assert (fraglen_bin_width(50_000), fraglen_bin_width(5_000), fraglen_bin_width(68)) == (1, 5, 10)
     bins = fraglen_bins(pd.Series([71, 79, 115, 384]), pd.Series([1.0, 2.0, 1.0, 1.0]), 10)

@@ -259,7 +259,7 @@ def _drive(chrome: DevTools, page: Path, report: Any) -> dict[str, Any]:
     order = _evaluate(
         chrome, session, "document.getElementById('fig-swimmer')._fullLayout.yaxis.categoryarray"
     )
-    expected = next(p for p in report.panels if p.key == "swimmer").figure.layout.updatemenus[0].buttons[1]
+    expected = next(s for s in report.sections if s.key == "swimmer").figure.layout.updatemenus[0].buttons[1]
     return {
         "state": state, "blocked": blocked, "events": list(chrome.events), "screenshots": screenshots,
         "load_seconds": load_seconds, "sorted_order": order, "hover": hover,
@@ -295,7 +295,7 @@ SECTION_BOX = """(id => {
 
 
 def _screenshots(chrome: DevTools, session: str, state: dict[str, Any]) -> dict[str, Path]:
-    """The first screen, each figure's panel, and the whole page, as PNGs under tests/artifacts/."""
+    """The first screen, each figure's section, and the whole page, as PNGs under tests/artifacts/."""
     shots = {"top": _shoot(chrome, session, "report_top.png", None)}
     for figure in state["figures"]:
         box = _evaluate(chrome, session, f"{SECTION_BOX}({json.dumps(figure['id'])})")
@@ -389,9 +389,9 @@ def test_static_images_with_kaleido_and_chromium(
     with caplog.at_level("WARNING"):
         report = write_report(cohort.inputs, tmp_path / "r.html", tmp_path / "figures", settings)
     assert "static export skipped" not in caplog.text
-    for panel in report.panels:
-        if panel.figure is None:
+    for section in report.sections:
+        if section.figure is None:
             continue
-        png, svg = tmp_path / "figures" / f"{panel.key}.png", tmp_path / "figures" / f"{panel.key}.svg"
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000, panel.key
-        assert "<svg" in svg.read_text()[:500] and panel.title in svg.read_text(), panel.key
+        png, svg = tmp_path / "figures" / f"{section.key}.png", tmp_path / "figures" / f"{section.key}.svg"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000, section.key
+        assert "<svg" in svg.read_text()[:500] and section.title in svg.read_text(), section.key

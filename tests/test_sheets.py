@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SAMPLE_HEADER
-from mrdtrack.inputs.sheets import InputError, load_inputs
+from mrdtrack.inputs import InputError, load_inputs
 
 
 def problems_of(config: dict) -> list[str]:
@@ -79,3 +79,39 @@ def test_empty_sheet_and_missing_reference(project):
     text = "\n".join(problems_of(project))
     assert "the sheet has a header but no rows" in text
     assert "nowhere.fa: reference FASTA not found" in text
+
+
+def test_batches_may_differ_in_their_optional_columns(project, tmp_path):
+    """A column one batch's sheet lacks is empty in its rows (it used to be NaN, a TypeError downstream)."""
+    second = tmp_path / "batch2" / "samples.tsv"
+    second.parent.mkdir()
+    (second.parent / "bams").symlink_to(Path(project["samples"][0]).parent / "bams")
+    Path(project["samples"][0]).write_text(SAMPLE_HEADER + "S1\tP1\tplasma\t2024-01-02\tbams/p1.bam\n")
+    second.write_text(
+        SAMPLE_HEADER.replace("\n", "\tbatch\tplasma_ml\n")
+        + "C1\t\tcontrol\t2024-01-03\tbams/c1.bam\tb2\t4.1\n"
+    )
+    samples = load_inputs(project | {"samples": [project["samples"][0], str(second)]}).samples
+    assert samples.loc["S1", "bam"].endswith("batch1/bams/p1.bam")
+    assert samples["batch"].tolist() == [project["samples"][0], "b2"]
+    assert samples["plasma_ml"].isna().tolist() == [True, False]
+
+
+def test_a_row_with_more_cells_than_the_header_is_named_by_its_line(project):
+    sheet = Path(project["samples"][0])
+    sheet.write_text(SAMPLE_HEADER + "\nS1\tP1\tplasma\t2024-01-02\tbams/p1.bam\textra\n")
+    assert problems_of(project) == [
+        f"{sheet}:3: the row has 6 cells but the header names 5 columns. "
+        "Fix: remove the extra tab(s), or name the extra column in the header"
+    ]
+
+
+def test_an_empty_patient_id_in_the_clinical_sheet_is_named_as_empty(project):
+    Path(project["clinical"]).write_text(
+        "patient_id\tcohort\tenrollment_date\tpfs_event\tpfs_date\tos_event\tos_date\n"
+        "\tstop\t2024-01-01\t0\t2025-01-01\t0\t2025-01-01\n"
+    )
+    assert any(
+        p.startswith(f"{project['clinical']}:2:patient_id: 'patient_id' is empty")
+        for p in problems_of(project)
+    )

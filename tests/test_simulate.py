@@ -1,4 +1,4 @@
-"""Unit tests of the cfDNA sequencing simulator (mrdtrack.simulation.cfdna) and of its counting oracle."""
+"""Unit tests of the cfDNA sequencing simulator (mrdtrack.simulation) and of its counting oracle."""
 
 from __future__ import annotations
 
@@ -13,8 +13,19 @@ import pandas as pd
 import pysam
 import pytest
 
+from mrdtrack import simulation as sim
 from mrdtrack.inputs.panel import WEIGHT_BOUNDS
-from mrdtrack.simulation import cfdna as sim
+from mrdtrack.simulation.bam import sam_lines
+from mrdtrack.simulation.reads import QUALITY_BINS
+from mrdtrack.simulation.records import (
+    DUPLICATE,
+    QCFAIL,
+    READ1,
+    REVERSE,
+    SECONDARY,
+    SUPPLEMENTARY,
+    UNMAPPED,
+)
 
 TEST_DATA = Path(__file__).resolve().parents[1] / "test_data"
 
@@ -98,7 +109,7 @@ def test_panel_vcf_plain_and_indexed(world: SimpleNamespace) -> None:
 def test_same_seed_gives_identical_reads(world: SimpleNamespace) -> None:
     def run(seed: int) -> list[str]:
         rng = np.random.default_rng(seed)
-        return sim.sam_lines(
+        return sam_lines(
             sim.simulate_sample(world.reference, world.loci, world.panel, 0.01, world.settings, rng)
         )
 
@@ -153,7 +164,7 @@ def test_short_fragments_are_trimmed_and_mates_overlap(world: SimpleNamespace) -
     assert len(overlapping) > 0.5 * len([r for r in plain if r.template_length > 0])
     cigars = Counter(op for r in reads for op, _ in r.cigartuples)
     assert cigars[4] > 0 and cigars[2] > 0  # soft clips and deletions occur
-    assert {q for r in reads[:2000] for q in r.query_qualities} <= set(sim.QUALITY_BINS)
+    assert {q for r in reads[:2000] for q in r.query_qualities} <= set(QUALITY_BINS)
 
 
 def _families(reads: list[pysam.AlignedSegment]) -> dict[tuple, list[pysam.AlignedSegment]]:
@@ -186,19 +197,19 @@ def test_duplicate_families_umi_errors_and_marking(world: SimpleNamespace) -> No
 def test_unmarked_library_has_no_duplicate_flag(world: SimpleNamespace) -> None:
     settings = world.settings.replace(duplicate_marked=False)
     sample = sim.simulate_sample(world.reference, world.loci, None, 0.0, settings, np.random.default_rng(1))
-    assert not np.any(sample.records.flag & sim.DUPLICATE)
-    assert sim.resolve_dedup_mode(sample.records, "auto") == "umi"
+    assert not np.any(sample.records.flag & DUPLICATE)
+    assert sim.oracle_dedup_mode(sample.records, "auto") == "umi"
 
 
 def test_artifact_records_carry_alt_and_are_flagged(world: SimpleNamespace) -> None:
     rec, s = world.sample.records, world.settings
-    assert np.sum((rec.flag & sim.SECONDARY) > 0) == s.n_secondary
-    assert np.sum((rec.flag & sim.SUPPLEMENTARY) > 0) == s.n_supplementary
-    assert np.sum((rec.flag & sim.QCFAIL) > 0) == 2 * s.n_qcfail
-    assert np.sum((rec.mapq == 0) & ((rec.flag & sim.UNMAPPED) == 0)) >= 2 * s.n_mapq0
-    assert np.sum((rec.flag & sim.UNMAPPED) > 0) == 2 * s.n_unmapped_pairs + s.n_mate_unmapped
+    assert np.sum((rec.flag & SECONDARY) > 0) == s.n_secondary
+    assert np.sum((rec.flag & SUPPLEMENTARY) > 0) == s.n_supplementary
+    assert np.sum((rec.flag & QCFAIL) > 0) == 2 * s.n_qcfail
+    assert np.sum((rec.mapq == 0) & ((rec.flag & UNMAPPED) == 0)) >= 2 * s.n_mapq0
+    assert np.sum((rec.flag & UNMAPPED) > 0) == 2 * s.n_unmapped_pairs + s.n_mate_unmapped
     loci = world.sample.loci
-    for i in np.flatnonzero(rec.flag & (sim.SECONDARY | sim.SUPPLEMENTARY)):
+    for i in np.flatnonzero(rec.flag & (SECONDARY | SUPPLEMENTARY)):
         gstart = world.reference.offsets[rec.tid[i]] + rec.pos[i]
         hit = np.flatnonzero((loci["gpos"] >= gstart) & (loci["gpos"] < gstart + rec.m1[i]))
         assert hit.size == 1
@@ -211,7 +222,7 @@ def test_artifact_records_carry_alt_and_are_flagged(world: SimpleNamespace) -> N
 def _mismatches(sample: sim.SimulatedSample, reference: sim.Reference) -> pd.DataFrame:
     """(ref base, read base, quality, F1R2?, CpG?) of every aligned base of plain primary reads."""
     rec = sample.records
-    ok = (rec.flag & (sim.UNMAPPED | sim.SECONDARY | sim.SUPPLEMENTARY)) == 0
+    ok = (rec.flag & (UNMAPPED | SECONDARY | SUPPLEMENTARY)) == 0
     ok &= (rec.cl == 0) & (rec.cr == 0) & (rec.dlen == 0) & (rec.hclip == 0)
     idx = np.flatnonzero(ok)
     col = np.arange(rec.seq.shape[1])[None, :]
@@ -219,7 +230,7 @@ def _mismatches(sample: sim.SimulatedSample, reference: sim.Reference) -> pd.Dat
     inside = col < rec.length[idx][:, None]
     gpos = np.where(inside, gpos, 0)
     flag = rec.flag[idx]
-    f1r2 = ((flag & sim.READ1) > 0) != ((flag & sim.REVERSE) > 0)
+    f1r2 = ((flag & READ1) > 0) != ((flag & REVERSE) > 0)
     ref = reference.codes[gpos]
     cpg = ((ref == 1) & (reference.codes[gpos + 1] == 2)) | ((ref == 2) & (reference.codes[gpos - 1] == 1))
     return pd.DataFrame(
@@ -361,7 +372,7 @@ def _handmade(ref: sim.Reference) -> sim.SimulatedSample:
 )
 def test_expected_counts_handmade(tiny_reference: sim.Reference, mode: str, expected: list[int]) -> None:
     counts = sim.expected_counts(_handmade(tiny_reference), mode=mode)
-    assert counts[sim.COUNT_COLUMNS].iloc[0].tolist() == expected
+    assert counts[sim.MOLECULE_COUNT_COLUMNS].iloc[0].tolist() == expected
 
 
 def test_handmade_sample_writes_a_valid_bam(tiny_reference: sim.Reference, tmp_path: Path) -> None:
@@ -377,7 +388,7 @@ def test_truth_matches_simulated_tumor_signal(world: SimpleNamespace) -> None:
     is_tumor = [k in tumor_keys for k in zip(counts["chrom"], counts["pos"], strict=True)]
     assert counts.loc[is_tumor, "true_tumor_alt_molecules"].sum() > 5
     assert counts.loc[[not t for t in is_tumor], "true_tumor_alt_molecules"].sum() == 0
-    counted = counts[sim.COUNT_COLUMNS].sum(axis=1)
+    counted = counts[sim.MOLECULE_COUNT_COLUMNS].sum(axis=1)
     assert (counted <= counts["true_molecules"]).all() and (counted > 0.8 * counts["true_molecules"]).all()
 
 
@@ -402,7 +413,7 @@ def test_samtools_accepts_the_files(world: SimpleNamespace) -> None:
     lines = flagstat.stdout.splitlines()
     assert lines[2].startswith(f"{world.settings.n_secondary} + 0 secondary")
     assert lines[3].startswith(f"{world.settings.n_supplementary} + 0 supplementary")
-    n_dup = int(np.sum((world.sample.records.flag & sim.DUPLICATE) > 0))
+    n_dup = int(np.sum((world.sample.records.flag & DUPLICATE) > 0))
     assert lines[4].startswith(f"{n_dup} + 0 duplicates")
 
 

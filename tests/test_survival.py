@@ -25,18 +25,20 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from mrdtrack.outcomes.clinical import ClinicalSettings, run_clinical
-from mrdtrack.outcomes.cox import CoxSpec, fit_cox
-from mrdtrack.outcomes.design import reject_probability, simon_decision, simon_designs
-from mrdtrack.outcomes.km import km_median, km_table, logrank
-from mrdtrack.outcomes.prediction import PredictionSettings, horizon_outcome, rank_auc
-from mrdtrack.outcomes.survival import (
-    OUTPUT_TABLES,
+from mrdtrack.outcomes import (
+    SURVIVAL_TABLES,
+    ClinicalSettings,
+    PredictionSettings,
     SurvivalSettings,
-    landmark_data,
+    run_clinical,
     run_survival,
-    with_ever_positive,
 )
+from mrdtrack.outcomes.cox import CoxSpec, fit_cox
+from mrdtrack.outcomes.km import km_median, km_table, logrank
+from mrdtrack.outcomes.landmark import landmark_data
+from mrdtrack.outcomes.prediction import horizon_outcome, rank_auc
+from mrdtrack.outcomes.simon import reject_probability, simon_decision, simon_designs
+from mrdtrack.outcomes.time_varying import with_ever_positive
 from mrdtrack.tables import read_tsv, write_json, write_tsv
 
 R_SCRIPT = Path(__file__).parent / "r" / "crosscheck.R"
@@ -89,7 +91,29 @@ def synthetic_trial(n: int = 80, seed: int = 7) -> tuple[pd.DataFrame, pd.DataFr
                     "lod95": 1e-4 * rng.uniform(0.5, 2),
                 }
             )
-    return pd.DataFrame(calls), pd.DataFrame(clinical)
+    return pd.DataFrame(calls), with_restarts(pd.DataFrame(clinical), seed)
+
+
+def with_restarts(clinical: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Most stop-cohort patients who progressed restart therapy 0-35 days later (never after their last
+    follow-up), with a best response and, for some, a next progression before the last follow-up. A generator
+    of its own, so the rest of the trial is the same with or without these columns."""
+    rng = np.random.default_rng([seed, 1])
+    columns = {"restart_date": [], "restart_best_response": [], "restart_progression_date": []}
+    for row in clinical.itertuples():
+        progressed, last = dt.date.fromisoformat(row.pfs_date), dt.date.fromisoformat(row.os_date)
+        if row.cohort != "stop" or not row.pfs_event or rng.random() < 0.15:
+            values = ["", "", ""]
+        else:
+            restart = min(progressed + dt.timedelta(days=int(rng.integers(0, 36))), last)
+            response = str(rng.choice(["CR", "PR", "SD", "SD", "PD", "NE", ""]))
+            gap = (last - restart).days
+            next_day = int(rng.integers(0, gap + 1)) if gap and rng.random() < 0.6 else None
+            next_pd = "" if next_day is None else (restart + dt.timedelta(days=next_day)).isoformat()
+            values = [restart.isoformat(), response, next_pd]
+        for column, value in zip(columns, values, strict=True):
+            columns[column].append(value)
+    return clinical.assign(**columns)
 
 
 def survival_rule_outputs() -> dict[str, str]:
@@ -110,7 +134,7 @@ def run_survival_script(folder: Path, settings: dict) -> SimpleNamespace:
         log=[str(folder / "survival.log")],
     )
     runpy.run_path(str(REPO / "workflow/scripts/survival.py"), init_globals={"snakemake": snakemake})
-    tables = {name: read_tsv(outputs[name], dtype={"patient_id": str}) for name in OUTPUT_TABLES}
+    tables = {name: read_tsv(outputs[name], dtype={"patient_id": str}) for name in SURVIVAL_TABLES}
     return SimpleNamespace(**tables, summary=json.loads(Path(outputs["summary"]).read_text()))
 
 
@@ -387,7 +411,7 @@ def test_prediction_with_too_few_events_gives_a_note_not_a_number():
 
 SUMMARY_KEYS = {
     "n_patients", "n_events", "n_without_baseline", "logrank", "cox", "landmarks", "time_varying", "lead_time",
-    "endpoints", "design", "prediction", "notes",
+    "endpoints", "design", "prediction", "notes", "os", "rmst", "follow_up", "safe_to_stop", "restart",
 }  # fmt: skip
 
 
@@ -399,12 +423,15 @@ def run_thin(patients: pd.DataFrame, tmp_path: Path, **config) -> SimpleNamespac
     return results
 
 
-def test_a_group_without_events_gives_no_hazard_ratio_but_a_note(tmp_path):
+def test_a_group_without_events_gives_the_firth_hazard_ratio_and_says_why(tmp_path):
     rows = [(f"N{i}", "stop", 5.0 + i, 1, "negative") for i in range(6)]
     rows += [(f"P{i}", "stop", 20.0 + i, 0, "positive") for i in range(4)]
     results = run_thin(patients_table(*rows), tmp_path)
     row = results.cox.query("model == 'baseline_unadjusted' and cohort == 'stop'").iloc[0]
-    assert pd.isna(row["hr"]) and "no events when mrd_positive = 1" in row["note"]
+    # The ordinary hazard ratio is 0 (infinite log); the penalized one is finite, with profile limits.
+    assert row["method"] == "firth" and 0 < row["hr_ci_low"] < row["hr"] < min(row["hr_ci_high"], 1)
+    assert row["note"].startswith("Firth-penalized Cox") and "no events when mrd_positive = 1" in row["note"]
+    assert pd.isna(row["ph_p"])  # no proportional-hazards test of a penalized fit
     assert results.summary["logrank"]["overall"]["p"] < 0.05  # the log-rank test still compares them
 
 
@@ -468,7 +495,8 @@ def test_summary_and_tables_of_the_trial(trial):
     )
     models = set(trial.results.cox["model"])
     assert models == {
-        "baseline_unadjusted", "baseline_adjusted", "landmark_3m", "landmark_6m", "landmark_12m",
+        "baseline_unadjusted", "baseline_adjusted", "os_baseline_unadjusted", "os_baseline_adjusted",
+        "landmark_3m", "landmark_6m", "landmark_12m",
         "landmark_3m_closest", "landmark_6m_closest", "landmark_12m_closest", "time_varying_status",
         "time_varying_log10_tf", "time_varying_status_adjusted", "time_varying_ever_positive",
         "time_varying_ever_positive_adjusted",
@@ -507,14 +535,14 @@ def test_settings_defaults_and_validation():
 
 def test_the_survival_rule_declares_every_file_its_script_writes(trial):
     outputs = survival_rule_outputs()
-    assert set(outputs) == {*OUTPUT_TABLES, "summary", "settings"}
+    assert set(outputs) == {*SURVIVAL_TABLES, "summary", "settings"}
     assert {p.name for p in (trial.folder / "survival").iterdir()} == set(outputs.values())
     assert trial.results.km_curves.columns[:4].tolist() == ["analysis", "cohort", "group", "time"]
 
 
 def test_every_survival_column_is_documented(trial):
     docs = (REPO / "docs/tables.md").read_text().split("## results/survival/")[1]
-    for name in OUTPUT_TABLES:
+    for name in SURVIVAL_TABLES:
         undocumented = [
             c for c in getattr(trial.results, name).columns if not re.search(rf"\b{re.escape(c)}\b", docs)
         ]
@@ -533,6 +561,11 @@ R_TABLES = (
     "landmark_data",
     "rotterdam",
     "heart",
+    "safe_to_stop",
+    "safe_to_stop_accuracy",
+    "rmst",
+    "followup",
+    "restart",
 )
 LANDMARK_MODELS = {  # (landmark, status rule) -> model name, in cox.tsv and in crosscheck.R
     (landmark, rule): f"landmark_{landmark}m" + ("_closest" if rule == "closest_within_window" else "")
@@ -657,6 +690,19 @@ def test_km_tables_of_the_pipeline_match_r(trial, r_reference):
 
 
 @pytest.mark.external
+def test_os_km_tables_match_r(trial, r_reference):
+    """os_km_curves.tsv and os_km_summary.tsv: overall survival by baseline status."""
+    curves = trial.results.os_km_curves.query("analysis == 'overall' and cohort == 'all'")
+    summary = trial.results.os_km_summary.query("analysis == 'overall' and cohort == 'all'")
+    for group in ("positive", "negative"):
+        r_curve = _r_rows(r_reference["km_curves"], "os_trial", group, "log-log")
+        assert_curve_matches_r(curves[curves["group"] == group], r_curve, f"OS {group} curve")
+        ours = summary[summary["group"] == group].set_index("timepoint_months")
+        assert_km_summary_matches_r(ours, r_reference, "os_trial", group, f"OS {group}")
+    assert summary["events"].sum() > 0
+
+
+@pytest.mark.external
 def test_km_inside_landmark_groups_match_r(trial, r_reference):
     """landmark_km_curves.tsv and landmark_km_summary.tsv (time from the landmark) for both status rules."""
     curves = trial.results.landmark_km_curves.query("analysis == 'overall' and cohort == 'all'")
@@ -683,6 +729,8 @@ def test_logrank_statistic_observed_and_expected_events_match_r(trial, r_referen
 
     summary = trial.results.summary
     check(summary["logrank"]["overall"], "trial", ("1", "0"))  # groups (positive, negative)
+    check(summary["logrank"]["stratified"], "trial_stratified", ("1", "0"))
+    check(summary["os"]["logrank"]["overall"], "os_trial", ("1", "0"))
     for (landmark, rule), model in LANDMARK_MODELS.items():
         at_landmark = summary["landmarks"][str(landmark)]
         check(
@@ -718,6 +766,9 @@ COX_CHECKS = {  # our (model, cohort) -> R model
     ("baseline_unadjusted", "all"): "baseline_unadjusted",
     ("baseline_unadjusted", "stop"): "baseline_unadjusted_stop",
     ("baseline_adjusted", "all"): "baseline_adjusted",
+    ("os_baseline_unadjusted", "all"): "os_baseline_unadjusted",
+    ("os_baseline_unadjusted", "stop"): "os_baseline_unadjusted_stop",
+    ("os_baseline_adjusted", "all"): "os_baseline_adjusted",
     ("time_varying_status", "all"): "time_varying_status",
     ("time_varying_log10_tf", "all"): "time_varying_log10_tf",
     ("time_varying_status_adjusted", "all"): "time_varying_status_adjusted",
@@ -732,6 +783,7 @@ MODEL_TESTS = {  # cox.tsv column -> crosscheck.R column: what R's summary(coxph
     "model_df": "df", "model_lr_chisq": "lr", "model_lr_p": "lr_p", "model_wald_chisq": "wald",
     "model_wald_p": "wald_p", "model_score_chisq": "score", "model_score_p": "score_p",
     "loglik_null": "loglik_null", "loglik": "loglik", "concordance": "concordance",
+    "concordance_se": "concordance_se",
 }  # fmt: skip
 
 
@@ -744,6 +796,7 @@ def test_cox_models_of_the_pipeline_match_r(trial, r_reference):
         ours = trial.results.cox.query(f"model == '{model}' and cohort == '{cohort}'").set_index("term")
         r = cox.query(f"dataset == 'trial' and model == '{r_model}'").set_index("term")
         assert ours.index.tolist() == r.index.tolist(), model
+        assert (ours["method"] == "cox").all(), model  # R's coxph: the ordinary fit
         assert ours["events"].iloc[0] == r["events"].iloc[0], model
         if not model.startswith("time_varying"):  # R counts rows there, we count patients
             assert ours["n"].iloc[0] == r["n"].iloc[0], model
@@ -803,9 +856,126 @@ def test_cox_and_cox_zph_on_rs_own_datasets_match_r(r_reference):
         r = r_reference["cox"].query(f"dataset == '{dataset}' and model == '{model}'").set_index("term")
         for mine, theirs in TERM_FIGURES.items():
             assert_figure_close(mine, ours[mine], r[theirs], f"{dataset} {mine}")
-        model_tests = pd.Series(result.model_tests() | {"concordance": result.concordance})
+        model_tests = pd.Series(
+            result.model_tests()
+            | {"concordance": result.concordance, "concordance_se": result.concordance_se}
+        )
         for mine, theirs in MODEL_TESTS.items():
             assert_figure_close(mine, model_tests[mine], r[theirs].iloc[0], f"{dataset} {mine}")
         r_zph = r_reference["zph"].query("dataset == @dataset").set_index("term")
         assert_close(ours["ph_chisq"], r_zph.loc[ours.index, "chisq"], f"{dataset} cox.zph")
         assert_close(result.zph_global["chisq"], r_zph.loc["GLOBAL", "chisq"], f"{dataset} cox.zph GLOBAL")
+
+
+# --- the small-trial figures against R ---------------------------------------------------------------------------
+
+
+@pytest.mark.external
+@pytest.mark.parametrize("name", ["safe_to_stop", "safe_to_stop_accuracy"])
+def test_safe_to_stop_tables_match_binom_test_and_survfit(trial, r_reference, name):
+    """Every row of the two tables as written (baseline and each landmark, per cohort and pooled): the counts
+    exactly, the KM estimate at 12 months (log-log, R's summary(survfit, times = 12)) and the exact binomial
+    intervals (R's binom.test) to 1e-9."""
+    key = ["cohort", "timepoint"] + (["mrd_status"] if name == "safe_to_stop" else [])
+    ours = getattr(trial.results, name).set_index(key)
+    r = r_reference[name].set_index(key)
+    assert sorted(ours.index) == sorted(r.index)
+    r = r.loc[ours.index]
+    for column in ours.columns:
+        assert_close(ours[column], r[column], f"{name} {column}")
+    assert ours["not_evaluable"].sum() > 0  # the landmarks leave patients censored before a year after them
+
+
+def test_safe_to_stop_in_summary_json_is_the_tables(trial):
+    figures = trial.results.safe_to_stop.set_index(["cohort", "timepoint", "mrd_status"])
+    accuracy = trial.results.safe_to_stop_accuracy.set_index(["cohort", "timepoint"])
+    for cohort, timepoints in trial.results.summary["safe_to_stop"].items():
+        assert set(timepoints) == {"baseline", "landmark_3m", "landmark_6m", "landmark_12m"}
+        for timepoint, entry in timepoints.items():
+            for status in ("positive", "negative"):
+                row = figures.loc[(cohort, timepoint, status)]
+                assert pd.Series(entry[status], dtype=float)[row.index].equals(row.astype(float)), (
+                    cohort,
+                    timepoint,
+                )
+            row = accuracy.loc[(cohort, timepoint)]
+            assert pd.Series(entry["accuracy"], dtype=float)[row.index].equals(row.astype(float)), (
+                cohort,
+                timepoint,
+            )
+    # The NPV of a negative baseline test is the 1-year rate of the MRD-negative patients.
+    assert (
+        accuracy.loc[("stop", "baseline"), "npv"]
+        == figures.loc[("stop", "baseline", "negative"), "rate_pfs_1y"]
+    )
+
+
+def test_safe_to_stop_counts_the_landmark_data_sets_patients(trial):
+    figures = trial.results.safe_to_stop.set_index(["cohort", "timepoint", "mrd_status"])
+    for landmark, at in trial.results.summary["landmarks"].items():
+        timepoint = f"landmark_{landmark}m"
+        assert figures.loc[("all", timepoint, "positive"), "n"] == at["n_positive"]
+        assert figures.loc[("all", timepoint, "negative"), "n"] == at["n_negative"]
+        assert (
+            trial.results.summary["safe_to_stop"]["all"][timepoint]["n_without_status"]
+            == at["n_unknown_status"]
+        )
+
+
+@pytest.mark.external
+def test_rmst_matches_survfit_rmean(trial, r_reference):
+    r = r_reference["rmst"].set_index(["cohort", "tau"])
+    compared = 0
+    for row in trial.results.rmst.to_dict("records"):
+        theirs = r.loc[(row["cohort"], row["tau_months"])]
+        what = f"RMST {row['cohort']} {row['tau_months']:g}"
+        for column in ("rmst_positive", "rmst_positive_se", "rmst_negative", "rmst_negative_se"):
+            assert_close(row[column], theirs[column], f"{what} {column}")
+        if np.isnan(row["difference"]):
+            assert "beyond the follow-up" in row["note"]
+            continue
+        compared += 1
+        for column in (
+            "difference",
+            "difference_se",
+            "difference_p",
+            "ratio",
+            "ratio_ci_low",
+            "ratio_ci_high",
+        ):
+            assert_close(row[column], theirs[column], f"{what} {column}")
+    assert compared > 0
+
+
+@pytest.mark.external
+def test_median_follow_up_matches_reverse_survfit(trial, r_reference):
+    r = r_reference["followup"].set_index(["cohort", "endpoint"])
+    for cohort, endpoints in trial.results.summary["follow_up"].items():
+        for endpoint, ours in endpoints.items():
+            mine = [np.nan if ours[k] is None else ours[k] for k in ("median", "ci_low", "ci_high")]
+            assert_close(
+                mine, r.loc[(cohort, endpoint), ["median", "lower", "upper"]], f"{cohort} {endpoint}"
+            )
+
+
+@pytest.mark.external
+def test_restart_benefit_and_time_on_therapy_match_r(trial, r_reference):
+    """restart.tsv against the definition written again in R: binom.test of the benefit among evaluable
+    patients, the Kaplan-Meier median time on restarted therapy (log-log CI)."""
+    ours = trial.results.restart.set_index("cohort")
+    r = r_reference["restart"].set_index("cohort")
+    assert ours.loc["continue", "n_restarted"] == 0 and "continue" not in r.index
+    row, theirs = ours.loc["stop"], r.loc["stop"]
+    for column in (
+        "n_restarted",
+        "evaluable",
+        "clinical_benefit",
+        "benefit_rate",
+        "benefit_ci_low",
+        "benefit_ci_high",
+    ):
+        assert_close(row[column], theirs[column], f"restart {column}")
+    assert row["time_on_therapy_events"] == theirs["events"]
+    mine = row[["time_on_therapy_median", "time_on_therapy_ci_low", "time_on_therapy_ci_high"]]
+    assert_close(mine, theirs[["median", "lower", "upper"]], "time on restarted therapy")
+    assert 0 < row["evaluable"] < row["n_restarted"] and row["response_missing"] > 0

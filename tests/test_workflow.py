@@ -8,9 +8,8 @@ import pandas as pd
 import pytest
 
 from conftest import TEST_DATA, prepare_workdir, run_snakemake
-from mrdtrack.calling.caller import CallSettings, call_cohort
-from mrdtrack.counting.sample import COUNT_COLUMNS
-from mrdtrack.tables import read_table, read_tables, write_tsv
+from mrdtrack.calling import CallSettings, call_cohort
+from mrdtrack.tables import columns_of, read_table, read_tables, write_tsv
 
 CALLS_CONTRACT = [
     "sample_id", "patient_id", "collection_date", "mrd_status", "tumor_fraction", "tf_ci_low", "tf_ci_high",
@@ -32,7 +31,7 @@ def test_every_sample_gets_a_count_table_with_every_cohort_locus(run):
     n_loci = len(panel.drop_duplicates(["chrom", "pos", "ref", "alt"]))
     for sample_id in samples["sample_id"]:
         counts = pd.read_csv(run / f"results/counts/{sample_id}.tsv", sep="\t")
-        assert list(counts.columns) == COUNT_COLUMNS
+        assert list(counts.columns) == columns_of("counts")  # the contract, docs/tables.md
         assert len(counts) == n_loci
 
 
@@ -77,6 +76,7 @@ def test_one_job_per_sample_gives_the_calls_of_one_process(run, tmp_path):
         CallSettings.from_config({"false_positive_rate": 0.01}),
         read_tables("fraglen", [f"{c}.fraglen.tsv" for c in counts]),
         fragments=read_tables("fragments", [f"{c}.fragments.tsv" for c in counts]),
+        flanks=read_tables("flanks", [f"{c}.flanks.tsv" for c in counts]),
     )
     for table, name in (
         (in_memory.calls, "calls"),
@@ -88,7 +88,7 @@ def test_one_job_per_sample_gives_the_calls_of_one_process(run, tmp_path):
 
 
 def test_every_results_table_has_exactly_its_contract_columns(run):
-    from mrdtrack.tables import CONTRACTS
+    from mrdtrack.tables import CONTRACTS, OPTIONAL_CLINICAL_COLUMNS
 
     sheet = (run / "results/sheets/clinical.tsv").read_text().split("\n", 1)[0].split("\t")
     for contract in CONTRACTS.values():
@@ -100,7 +100,7 @@ def test_every_results_table_has_exactly_its_contract_columns(run):
             header = path.read_text().split("\n", 1)[0].split("\t")
             if contract.covariates:  # the clinical sheet's covariates (and its optional columns) travel along
                 assert set(header) - set(contract.columns) <= set(sheet), path
-                assert set(contract.columns) - set(header) <= {"restart_date", "restart_benefit"}, path
+                assert set(contract.columns) - set(header) <= set(OPTIONAL_CLINICAL_COLUMNS), path
             else:
                 assert header == list(contract.columns), path
 

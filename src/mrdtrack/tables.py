@@ -8,8 +8,10 @@ overwrites and renames the remains instead of leaving them beside the results.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,18 +23,56 @@ import pandas as pd
 from mrdtrack.logs import UserFacingError
 
 
+class OutputError(UserFacingError):
+    """An output that cannot be written: the disk or quota is full, or the folder is read-only."""
+
+
+# What a person can do about each write failure that is not a bug.
+_WRITE_FAILURES = {
+    errno.ENOSPC: ("no space left on the device", "free disk space (or move the run to a larger disk)"),
+    errno.EDQUOT: ("the disk quota is exceeded", "free space within your quota (or move the run)"),
+    errno.EROFS: ("the file system is read-only", "run from a folder you can write to"),
+    errno.EACCES: ("permission denied", "run from a folder you can write to, or fix its permissions"),
+}
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+
+    A full disk (or quota, a read-only folder) while writing is an OutputError naming the output and the space
+    left, and no partial file is left behind.
+    """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = target.with_name(f".{target.name}.tmp")
-    tmp_path.unlink(missing_ok=True)
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp_path.unlink(missing_ok=True)
         yield tmp_path
         os.replace(tmp_path, target)
+    except OSError as error:
+        if error.errno not in _WRITE_FAILURES:
+            raise
+        raise OutputError(_write_failure(target, error.errno)) from None
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _write_failure(target: Path, code: int) -> str:
+    reason, fix = _WRITE_FAILURES[code]
+    folder = next((p for p in [target.parent, *target.parent.parents] if p.exists()), Path("."))
+    free = shutil.disk_usage(folder).free
+    return (
+        f"cannot write '{target}': {reason} ({_size(free)} free on the file system of '{folder}'). "
+        f"Fix: {fix}, then run the same command again; finished outputs are kept"
+    )
+
+
+def _size(n_bytes: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.1f} {unit}"
+    return f"{n_bytes} bytes"
 
 
 def write_tsv(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
@@ -107,11 +147,18 @@ _CALL = (
     "n_loci_panel:int mutant_molecules:int total_molecules:int mtm_per_ml:float flags:text status_reason:text "
     "lr_statistic:float p_value_method:text expected_background_molecules:float n_loci_outlier:int "
     "background_scale:float length_weighted:bool mutant_fragments:int mutant_loci:int threshold_source:text "
-    "n_null_scores:int tf_dispersion:float"
+    "n_null_scores:int tf_dispersion:float own_null_panels:int empirical_p_value:float threshold_reason:text"
 )
 _CLINICAL = (
     "cohort:text enrollment_date:date pfs_event:int pfs_date:date os_event:int os_date:date restart_date:date "
-    "restart_benefit:float"
+    "restart_benefit:float restart_best_response:text restart_progression_date:date"
+)
+# The clinical sheet's optional columns: a table that carries the sheet's columns may lack them.
+OPTIONAL_CLINICAL_COLUMNS = (
+    "restart_date",
+    "restart_benefit",
+    "restart_best_response",
+    "restart_progression_date",
 )
 _KM_SUMMARY = (
     "analysis:text cohort:text group:text n:int events:int timepoint_months:float survival:float "
@@ -158,6 +205,9 @@ CONTRACTS = {contract.name: contract for contract in [
               "panel_patients:text context:text ref_molecules:int alt_molecules:int other_molecules:int "
               "discordant_molecules:int alt_f1r2:int alt_f2r1:int ref_f1r2:int ref_f2r1:int reads:int "
               "mean_family_size:float alt_lengths:text"),
+    _contract("flanks", "results/counts/{sample}.flanks.tsv", "chrom:text pos:int ref:text alt:text "
+              "context:text ref_molecules:int alt_molecules:int other_molecules:int discordant_molecules:int "
+              "alt_f1r2:int alt_f2r1:int ref_f1r2:int ref_f2r1:int alt_lengths:text"),
     _contract("fraglen", "results/counts/{sample}.fraglen.tsv", "allele:text length:int molecules:int"),
     _contract("fragments", "results/counts/{sample}.fragments.tsv",
               "chrom:text loci:text alleles:text length:int fragments:int"),
@@ -166,7 +216,7 @@ CONTRACTS = {contract.name: contract for contract in [
     _contract("locus_rates", "results/background/locus_rates.tsv", "chrom:text pos:int ref:text alt:text "
               "context:text substitution:text alt_molecules:int total_molecules:int n_samples:int "
               "n_samples_with_alt:int context_rate:float rate:float excluded:bool reason:text "
-              "pyrimidine_context:text prior_molecules:float noise_p_value:float"),
+              "pyrimidine_context:text prior_molecules:float noise_p_value:float rate_f1r2:float rate_f2r1:float"),
     _contract("excluded", "results/background/excluded_loci.tsv",
               "chrom:text pos:int ref:text alt:text patient_id:text reason:text"),
     _contract("null_scores", "results/mrd/null_scores.tsv", "sample_id:text sample_type:text "
@@ -196,7 +246,7 @@ CONTRACTS = {contract.name: contract for contract in [
               "se:float hr:float hr_ci_low:float hr_ci_high:float p_wald:float p_lr:float concordance:float "
               "ph_chisq:float ph_p:float note:text loglik_null:float loglik:float model_df:int "
               "model_lr_chisq:float model_lr_p:float model_wald_chisq:float model_wald_p:float "
-              "model_score_chisq:float model_score_p:float"),
+              "model_score_chisq:float model_score_p:float method:text concordance_se:float"),
     _contract("design", "results/survival/design.tsv", "design:text selected:bool p0:float p1:float "
               "target_alpha:float target_power:float r1:int n1:int r:int n:int en0:float pet0:float alpha:float "
               "power:float cohort:text n_patients:int n_evaluable:int n_success:int n_not_evaluable:int "
@@ -212,6 +262,28 @@ CONTRACTS = {contract.name: contract for contract in [
               f"landmark_months:float status_rule:text {_KM_CURVES}"),
     _contract("landmark_km_summary", "results/survival/landmark_km_summary.tsv",
               f"landmark_months:float status_rule:text {_KM_SUMMARY}"),
+    _contract("os_km_curves", "results/survival/os_km_curves.tsv", _KM_CURVES),
+    _contract("os_km_summary", "results/survival/os_km_summary.tsv", _KM_SUMMARY),
+    _contract("rmst", "results/survival/rmst.tsv", "cohort:text tau_months:float n_positive:int n_negative:int "
+              "events_positive:int events_negative:int rmst_positive:float rmst_positive_se:float "
+              "rmst_positive_ci_low:float rmst_positive_ci_high:float rmst_negative:float rmst_negative_se:float "
+              "rmst_negative_ci_low:float rmst_negative_ci_high:float difference:float difference_se:float "
+              "difference_ci_low:float difference_ci_high:float difference_p:float ratio:float "
+              "ratio_ci_low:float ratio_ci_high:float ratio_p:float note:text"),
+    _contract("safe_to_stop", "results/survival/safe_to_stop.tsv", "cohort:text timepoint:text "
+              "mrd_status:text n:int evaluable:int progressed_1y:int not_evaluable:int km_pfs_1y:float "
+              "km_ci_low:float km_ci_high:float rate_pfs_1y:float rate_ci_low:float rate_ci_high:float"),
+    _contract("safe_to_stop_accuracy", "results/survival/safe_to_stop_accuracy.tsv", "cohort:text "
+              "timepoint:text true_positive:int false_positive:int true_negative:int false_negative:int "
+              "not_evaluable:int sensitivity:float sensitivity_ci_low:float sensitivity_ci_high:float "
+              "specificity:float specificity_ci_low:float specificity_ci_high:float ppv:float ppv_ci_low:float "
+              "ppv_ci_high:float npv:float npv_ci_low:float npv_ci_high:float"),
+    _contract("restart", "results/survival/restart.tsv", "cohort:text n_progressed:int n_restarted:int "
+              "evaluable:int clinical_benefit:int not_evaluable:int benefit_rate:float benefit_ci_low:float "
+              "benefit_ci_high:float complete_response:int partial_response:int stable_disease:int "
+              "progressive_disease:int response_not_evaluable:int response_missing:int time_on_therapy_n:int "
+              "time_on_therapy_events:int time_on_therapy_median:float time_on_therapy_ci_low:float "
+              "time_on_therapy_ci_high:float note:text"),
     _contract("prediction", "results/survival/prediction.tsv", "model:text features:text n:int n_events:int "
               "n_not_evaluable:int n_without_baseline_status:int n_splits:int n_repeats:int auc:float "
               "auc_ci_low:float auc_ci_high:float auc_repeat_min:float auc_repeat_max:float brier:float note:text"),

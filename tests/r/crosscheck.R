@@ -2,23 +2,23 @@
 # Usage: Rscript tests/r/crosscheck.R DIR
 #   reads  DIR/patients.tsv and DIR/counting_process.tsv (a synthetic trial written by mrdtrack),
 #   writes DIR/rotterdam.tsv and DIR/heart.tsv (datasets shipped with survival) and the results:
-#   km_curves.tsv, km_times.tsv, km_medians.tsv, logrank.tsv, cox.tsv, zph.tsv, landmark_data.tsv.
+#   km_curves.tsv, km_times.tsv, km_medians.tsv, logrank.tsv, cox.tsv, zph.tsv, landmark_data.tsv, and for the
+#   small-trial figures safe_to_stop.tsv, safe_to_stop_accuracy.tsv, rmst.tsv, followup.tsv, restart.tsv.
 # Every Cox model uses ties = "efron" and a tight convergence criterion. The landmark data sets and the
 # ever-positive covariate are built here again from the two tables, following their definitions in docs/tables.md.
 suppressPackageStartupMessages(library(survival))
+here <- dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)))
+source(file.path(here, "safe_to_stop.R"))
 
 args <- commandArgs(trailingOnly = TRUE)
 dir <- args[1]
 control <- coxph.control(eps = 1e-14, toler.chol = 1e-15, iter.max = 100)
 tables <- list(km_curves = list(), km_times = list(), km_medians = list(), logrank = list(), cox = list(), zph = list(),
-               landmark_data = list())
+               landmark_data = list(), safe_to_stop = list(), safe_to_stop_accuracy = list(), rmst = list(),
+               followup = list(), restart = list())
 add <- function(name, frame) tables[[name]][[length(tables[[name]]) + 1]] <<- frame
 
-# survival >= 3.8-4 gives the CI S to S where the standard error is 0 (S = 1 before the first event); older
-# versions give NA for log-log there. The reference applies the current rule, so the test holds on either.
-zero_se_rule <- function(lower, upper, surv, std_err) {
-  list(lower = ifelse(std_err == 0, surv, lower), upper = ifelse(std_err == 0, surv, upper))
-}
+# zero_se_rule (the CI where the standard error is 0), exact and safe_to_stop: tests/r/safe_to_stop.R
 
 km <- function(dataset, group, time, status, times) {
   for (ct in c("log", "log-log")) {
@@ -57,7 +57,8 @@ cox <- function(dataset, model, formula, data) {
                         wald = fit$wald.test, wald_p = pchisq(fit$wald.test, df, lower.tail = FALSE),
                         score = fit$score, score_p = unname(s$sctest["pvalue"]),
                         loglik_null = fit$loglik[1], loglik = fit$loglik[2],
-                        concordance = unname(concordance(fit)$concordance)))
+                        concordance = unname(concordance(fit)$concordance),
+                        concordance_se = sqrt(unname(concordance(fit)$var))))
   z <- cox.zph(fit, transform = "km")$table
   add("zph", data.frame(dataset, model, term = rownames(z), chisq = z[, "chisq"], df = z[, "df"], p = z[, "p"]))
 }
@@ -77,6 +78,11 @@ logrank <- function(dataset, formula, data) {
   add("logrank", data.frame(dataset, group = levels, chisq = test$chisq, observed = test$obs, expected = test$exp))
 }
 logrank("trial", Surv(pfs_months, pfs_event) ~ mrd_positive, det)
+# Stratified by cohort: obs and exp are per stratum (matrices), summed over the strata.
+stratified <- survdiff(Surv(pfs_months, pfs_event) ~ mrd_positive + strata(cohort), data = det)
+add("logrank", data.frame(dataset = "trial_stratified", group = sub(".*=", "", names(stratified$n)),
+                          chisq = stratified$chisq, observed = rowSums(stratified$obs),
+                          expected = rowSums(stratified$exp)))
 cox("trial", "baseline_unadjusted", Surv(pfs_months, pfs_event) ~ mrd_positive + strata(cohort), det)
 cox("trial", "baseline_unadjusted_stop", Surv(pfs_months, pfs_event) ~ mrd_positive, det[det$cohort == "stop", ])
 adjusted <- det[complete.cases(det[, c("age", "hr_positive")]), ]
@@ -137,6 +143,88 @@ for (landmark in c(3, 6, 12)) {
     logrank(name, Surv(time, pfs_event) ~ mrd_positive, known)
     cox("trial", name, Surv(time, pfs_event) ~ mrd_positive + strata(cohort), known)
   }
+}
+
+# --- overall survival by baseline status ------------------------------------------------------------------
+for (g in c("positive", "negative")) {
+  d <- det[det$baseline_status == g, ]
+  km("os_trial", g, d$os_months, d$os_event, c(6, 12, 24))
+}
+logrank("os_trial", Surv(os_months, os_event) ~ mrd_positive, det)
+cox("trial", "os_baseline_unadjusted", Surv(os_months, os_event) ~ mrd_positive + strata(cohort), det)
+cox("trial", "os_baseline_unadjusted_stop", Surv(os_months, os_event) ~ mrd_positive, det[det$cohort == "stop", ])
+cox("trial", "os_baseline_adjusted", Surv(os_months, os_event) ~ mrd_positive + age + hr_positive + strata(cohort),
+    adjusted)
+
+# --- per cohort and pooled: RMST by baseline status (print.survfit rmean; difference and ratio as survRM2) and
+# median follow-up by the reverse Kaplan-Meier ------------------------------------------------------------------
+by_cohort <- c(list(all = det), split(det, det$cohort))
+for (cohort in names(by_cohort)) {
+  d <- by_cohort[[cohort]]
+  for (tau in c(12, 24, 36)) {
+    table <- summary(survfit(Surv(pfs_months, pfs_event) ~ baseline_status, data = d), rmean = tau)$table
+    rownames(table) <- sub(".*=", "", rownames(table))
+    m <- table[c("positive", "negative"), "rmean"]; se <- table[c("positive", "negative"), "se(rmean)"]
+    z <- qnorm(0.975)
+    difference <- m[[1]] - m[[2]]; difference_se <- sqrt(sum(se^2))
+    log_ratio <- log(m[[1]] / m[[2]]); log_ratio_se <- sqrt(sum((se / m)^2))
+    add("rmst", data.frame(cohort, tau, rmst_positive = m[[1]], rmst_positive_se = se[[1]], rmst_negative = m[[2]],
+                           rmst_negative_se = se[[2]], difference, difference_se,
+                           difference_p = 2 * pnorm(-abs(difference) / difference_se), ratio = exp(log_ratio),
+                           ratio_ci_low = exp(log_ratio - z * log_ratio_se),
+                           ratio_ci_high = exp(log_ratio + z * log_ratio_se)))
+  }
+}
+everyone <- c(list(all = patients), split(patients, patients$cohort))
+for (cohort in names(everyone)) {
+  d <- everyone[[cohort]]
+  for (endpoint in c("pfs", "os")) {
+    time <- d[[paste0(endpoint, "_months")]]; event <- d[[paste0(endpoint, "_event")]]
+    q <- quantile(survfit(Surv(time, 1 - event) ~ 1), 0.5)
+    add("followup", data.frame(cohort, endpoint, median = unname(q$quantile), lower = unname(q$lower),
+                               upper = unname(q$upper)))
+  }
+}
+
+# --- safe to stop: PFS one year after baseline and after each landmark, by status (tests/r/safe_to_stop.R) -----
+timepoints <- list(baseline = data.frame(cohort = patients$cohort, time = patients$pfs_months,
+                                         event = patients$pfs_event, status = patients$baseline_status))
+for (landmark in c(3, 6, 12)) {
+  data <- landmark_set(landmark)
+  status <- ifelse(is.na(data$mrd_positive), NA, ifelse(data$mrd_positive == 1, "positive", "negative"))
+  timepoints[[paste0("landmark_", landmark, "m")]] <- data.frame(cohort = data$cohort, time = data$time,
+                                                                 event = data$pfs_event, status = status)
+}
+for (timepoint in names(timepoints)) {
+  data <- timepoints[[timepoint]]
+  for (cohort in c("all", sort(unique(patients$cohort)))) {
+    rows <- safe_to_stop(cohort, timepoint, if (cohort == "all") data else data[data$cohort == cohort, ])
+    add("safe_to_stop", rows$figures)
+    add("safe_to_stop_accuracy", rows$accuracy)
+  }
+}
+
+# --- clinical benefit after a restart, and time on restarted therapy ------------------------------------------
+# Patients who progressed and restarted on or after the progression; time from the restart to the next
+# progression, or death, censored at os_date; benefit = CR, PR, or SD for >= 24 weeks (168 days).
+day <- function(x) as.Date(ifelse(is.na(x) | x == "", NA, x))
+restarted <- patients[patients$pfs_event == 1 & !is.na(day(patients$restart_date)) &
+                        day(patients$restart_date) >= day(patients$pfs_date), ]
+end <- day(restarted$restart_progression_date)
+end[is.na(end)] <- day(restarted$os_date)[is.na(end)]
+restarted$days <- as.numeric(end - day(restarted$restart_date))
+restarted$event <- as.integer(!is.na(day(restarted$restart_progression_date)) | restarted$os_event == 1)
+response <- ifelse(is.na(restarted$restart_best_response), "", restarted$restart_best_response)
+restarted$benefit <- ifelse(response %in% c("CR", "PR") | (response == "SD" & restarted$days >= 168), 1,
+                            ifelse(response == "PD" | (response == "SD" & restarted$event == 1), 0, NA))
+for (cohort in sort(unique(restarted$cohort))) {
+  d <- restarted[restarted$cohort == cohort, ]
+  rate <- exact(sum(d$benefit == 1, na.rm = TRUE), sum(!is.na(d$benefit)))
+  q <- quantile(survfit(Surv(days / 30.4375, event) ~ 1, data = d, conf.type = "log-log"), 0.5)
+  add("restart", data.frame(cohort, n_restarted = nrow(d), evaluable = sum(!is.na(d$benefit)),
+                            clinical_benefit = sum(d$benefit == 1, na.rm = TRUE), benefit_rate = rate[1],
+                            benefit_ci_low = rate[2], benefit_ci_high = rate[3], events = sum(d$event),
+                            median = unname(q$quantile), lower = unname(q$lower), upper = unname(q$upper)))
 }
 
 # --- datasets shipped with R ---------------------------------------------------------------------------------

@@ -67,6 +67,7 @@ for job in sample_jobs("call_sample", PLASMA):
             counts=job.files("results/counts/{sample}.tsv"),
             fragment_lengths=job.files("results/counts/{sample}.fraglen.tsv"),
             fragments=job.files("results/counts/{sample}.fragments.tsv"),
+            flanks=job.files("results/counts/{sample}.flanks.tsv"),
             samples="results/sheets/samples.tsv",
             panel="results/panel/loci.tsv",
             locus_rates="results/mrd/model/locus_rates.tsv",

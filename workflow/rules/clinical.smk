@@ -68,6 +68,20 @@ rule survival:
         landmark_data="results/survival/landmark_data.tsv",
         landmark_km_curves="results/survival/landmark_km_curves.tsv",
         landmark_km_summary="results/survival/landmark_km_summary.tsv",
+        os_km_curves="results/survival/os_km_curves.tsv",
+        os_km_summary="results/survival/os_km_summary.tsv",
+        rmst="results/survival/rmst.tsv",
+        safe_to_stop=report(
+            "results/survival/safe_to_stop.tsv",
+            caption="../report/safe_to_stop.rst",
+            category="Survival",
+        ),
+        safe_to_stop_accuracy=report(
+            "results/survival/safe_to_stop_accuracy.tsv",
+            caption="../report/safe_to_stop_accuracy.rst",
+            category="Survival",
+        ),
+        restart="results/survival/restart.tsv",
         summary="results/survival/summary.json",
         settings="results/survival/settings.json",
     log:

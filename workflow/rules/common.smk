@@ -9,8 +9,17 @@ from snakemake.utils import validate
 # The mrdtrack package of this source tree (jobs' scripts find it through the link workflow/scripts/mrdtrack).
 sys.path.insert(0, os.path.normpath(os.path.join(workflow.basedir, "..", "src")))
 
+from mrdtrack.inputs.config import config_problems, with_dates_as_text
+from mrdtrack.inputs.problems import format_problems
 from mrdtrack.inputs.sheets import InputError, index_path, load_inputs
 
+# Checked here in people's terms (an unknown key with the valid names), then by Snakemake, which fills defaults.
+CONFIG_PROBLEMS = config_problems(
+    with_dates_as_text(config),
+    ", ".join(map(str, workflow.configfiles)) or "the config",
+)
+if CONFIG_PROBLEMS:
+    raise WorkflowError(format_problems(CONFIG_PROBLEMS))
 validate(config, schema="../schemas/config.schema.yaml")
 
 try:
@@ -144,9 +153,13 @@ def calibration_runtime(wildcards, threads):
     # Minutes; every plasma and control sample is scored against at most calling.max_null_panels other
     # patients' panels, so the work is linear in the samples. benchmarks/call_speed.py measured ~0.025 s per
     # score on one core; 0.06 s allows a slower core, three times that a busy node, shared by the threads.
+    # Imported here, not at the top: only the calibrate job's resources need it, and every job reads this file.
+    from mrdtrack.calling import CallSettings
+
     scored = SAMPLES["sample_type"].isin(["plasma", "control"]).sum()
     patients = SAMPLES["patient_id"].nunique()
-    panels = config.get("calling", {}).get("max_null_panels", 10) or patients
+    settings = CallSettings.from_config(config.get("calling"))
+    panels = settings.max_null_panels or patients
     seconds = 0.06 * scored * min(panels, patients)
     return 10 + int(3 * seconds / threads / 60)
 

@@ -49,12 +49,14 @@ for job in sample_jobs("count_molecules", SAMPLES.index):
             alignments=job.each(ALIGNMENTS),
             index=job.each(INDEXES),
             panel="results/panel/loci.tsv",
+            samples="results/sheets/samples.tsv",
             reference=reference_files(),
         output:
             counts=job.files("results/counts/{sample}.tsv"),
             fraglen=job.files("results/counts/{sample}.fraglen.tsv"),
             fragments=job.files("results/counts/{sample}.fragments.tsv"),
             qc=job.files("results/counts/{sample}.qc.json"),
+            flanks=job.files("results/counts/{sample}.flanks.tsv"),
         log:
             job.log,
         benchmark:

@@ -1,6 +1,6 @@
 """Fit the cohort background error model (context and locus rates) and list the excluded loci."""
 
-from mrdtrack.calling.background import BackgroundSettings, build_background
+from mrdtrack.calling import BackgroundSettings, build_background
 from mrdtrack.logs import setup_logging, user_errors_as_messages
 from mrdtrack.settings import write_settings
 from mrdtrack.tables import read_table, read_tables, write_tsv

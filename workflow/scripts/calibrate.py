@@ -1,7 +1,7 @@
 """The cohort step of calling: null scores of every sample at other patients' panels, the threshold they allow,
 and the fragment-length model that each sample's own call starts from."""
 
-from mrdtrack.calling.caller import CallSettings, calibrate, write_calibration
+from mrdtrack.calling import CallSettings, calibrate, write_calibration
 from mrdtrack.logs import setup_logging, user_errors_as_messages
 from mrdtrack.settings import write_settings
 from mrdtrack.tables import read_table, read_tables, write_tsv
@@ -16,7 +16,7 @@ with user_errors_as_messages():
         read_table("locus_rates", snakemake.input.locus_rates),
         read_table("excluded", snakemake.input.excluded),
         settings,
-        read_tables("fraglen", snakemake.input.fragment_lengths),
+        fragment_lengths=read_tables("fraglen", snakemake.input.fragment_lengths),
         workers=snakemake.threads,
         fragments=read_tables("fragments", snakemake.input.fragments),
     )

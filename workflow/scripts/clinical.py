@@ -5,7 +5,7 @@ from mrdtrack.logs import setup_logging
 setup_logging(snakemake.log[0])
 
 from mrdtrack.logs import user_errors_as_messages  # noqa: E402
-from mrdtrack.outcomes.clinical import ClinicalSettings, run_clinical  # noqa: E402
+from mrdtrack.outcomes import ClinicalSettings, run_clinical  # noqa: E402
 from mrdtrack.settings import write_settings  # noqa: E402
 from mrdtrack.tables import read_table, write_tsv  # noqa: E402
 

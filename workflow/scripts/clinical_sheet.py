@@ -1,6 +1,6 @@
 """Write the validated clinical sheet for the clinical join."""
 
-from mrdtrack.inputs.sheets import load_table
+from mrdtrack.inputs import load_table
 from mrdtrack.logs import setup_logging, user_errors_as_messages
 from mrdtrack.tables import write_tsv
 

@@ -1,7 +1,7 @@
-"""Count molecules at every cohort panel locus in each of the job's samples' BAM/CRAM."""
+"""Count molecules at every cohort panel locus in each of the job's samples' BAM/CRAM, and at the flank positions
+around its own patient's panel loci."""
 
-from mrdtrack.counting.molecules import CountSettings
-from mrdtrack.counting.sample import count_sample, settings_for_job
+from mrdtrack.counting import CountSettings, count_sample, settings_for_job
 from mrdtrack.jobs import per_sample
 from mrdtrack.logs import setup_logging, user_errors_as_messages
 from mrdtrack.settings import settings_record
@@ -11,6 +11,8 @@ setup_logging(snakemake.log[0])
 with user_errors_as_messages():
     settings = CountSettings.from_config(snakemake.params.settings)
     panel = read_table("panel_loci", snakemake.input.panel)
+    samples = read_table("samples", snakemake.input.samples)
+    patient_of = dict(zip(samples["sample_id"], samples["patient_id"], strict=True))
     output = snakemake.output
     jobs = per_sample(
         snakemake.params.samples,
@@ -19,6 +21,7 @@ with user_errors_as_messages():
         fraglen=output.fraglen,
         fragments=output.fragments,
         qc=output.qc,
+        flanks=output.flanks,
     )
     job_settings = settings_for_job([job.alignment for job in jobs], settings)
     for job in jobs:
@@ -29,8 +32,11 @@ with user_errors_as_messages():
             panel=panel,
             settings=job_settings,
             threads=snakemake.threads,
+            check_reference=True,  # another build's reads would enter every patient's background
+            patient_id=patient_of.get(job.sample) or None,
         )
         write_tsv(result.fragment_lengths, job.fraglen)
         write_tsv(result.fragments, job.fragments)
+        write_tsv(result.flanks, job.flanks)
         write_json(result.qc | {"settings": settings_record(settings)}, job.qc)  # what counting used
         write_tsv(result.counts, job.counts)

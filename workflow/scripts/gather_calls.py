@@ -1,6 +1,6 @@
 """calls.tsv and loci.tsv from the per-sample call jobs."""
 
-from mrdtrack.calling.caller import gather_calls, read_call_rows
+from mrdtrack.calling import gather_calls, read_call_rows
 from mrdtrack.logs import setup_logging, user_errors_as_messages
 from mrdtrack.tables import write_tsv
 

@@ -1,7 +1,6 @@
 """Build the cohort panel (every patient's SNVs with reference context)."""
 
-from mrdtrack.inputs.panel import PanelSettings, build_panel
-from mrdtrack.inputs.sheets import load_table
+from mrdtrack.inputs import PanelSettings, build_panel, load_table
 from mrdtrack.logs import setup_logging, user_errors_as_messages
 from mrdtrack.tables import write_tsv
 

@@ -1,6 +1,6 @@
 """Write the validated, concatenated sample sheets (paths resolved) for the cohort steps."""
 
-from mrdtrack.inputs.sheets import load_samples
+from mrdtrack.inputs import load_samples
 from mrdtrack.logs import setup_logging, user_errors_as_messages
 from mrdtrack.tables import write_tsv
 

@@ -1,2 +1,53 @@
 """Stage 3, calling (workflow/rules/background.smk, calling.smk): the cohort background error model, fragment
-lengths, the fragment likelihood and the per-sample MRD call with its calibration."""
+lengths, the fragment likelihood and the per-sample MRD call with its calibration.
+
+Import the entry points from here (`from mrdtrack.calling import calibrate, SampleCaller`); the modules behind
+them are laid out by level and may move:
+
+- `settings`: the `background:` and `calling:` config sections (`BackgroundSettings`, `CallSettings`);
+- `background`: the cohort background error model (`build_background`), over the error classes of
+  `locus_classes`;
+- `fraglen`: fragment-length evidence (`LengthModel`);
+- `likelihood`: the likelihood of a tumor fraction over DNA fragments (`LikelihoodTerms`);
+- `null` and `lod`: the statistic's null distribution, the threshold rule and the LOD95;
+- `score`: one sample's score at one set of loci (outliers, tumor fraction, interval, test);
+- `cohort`: the count matrices, panels and exclusions a call reads, and one sample at one panel;
+- `calibration`: the cohort step (null scores, threshold, contamination);
+- `caller`: the per-sample call, its status, and calls.tsv.
+"""
+
+from mrdtrack.calling.background import BackgroundModel, BackgroundSettings, build_background
+from mrdtrack.calling.calibration import (
+    Calibration,
+    Threshold,
+    calibrate,
+    read_calibration,
+    write_calibration,
+)
+from mrdtrack.calling.caller import (
+    CALL_COLUMNS,
+    CallResult,
+    SampleCaller,
+    call_cohort,
+    gather_calls,
+    read_call_rows,
+)
+from mrdtrack.calling.fraglen import LengthClasses, LengthModel, build_length_model
+from mrdtrack.calling.likelihood import LikelihoodTerms
+from mrdtrack.calling.lod import lod95
+from mrdtrack.calling.null import (
+    NullDistribution,
+    null_distribution,
+    null_scores_needed,
+    seeded_rng,
+    threshold_from_null,
+)
+from mrdtrack.calling.settings import CallSettings
+
+__all__ = [
+    "CALL_COLUMNS", "BackgroundModel", "BackgroundSettings", "CallResult", "CallSettings", "Calibration",
+    "LengthClasses", "LengthModel", "LikelihoodTerms", "NullDistribution", "SampleCaller", "Threshold",
+    "build_background", "build_length_model", "calibrate", "call_cohort", "gather_calls", "lod95",
+    "null_distribution", "null_scores_needed", "read_calibration", "read_call_rows", "seeded_rng",
+    "threshold_from_null", "write_calibration",
+]  # fmt: skip

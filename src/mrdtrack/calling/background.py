@@ -13,7 +13,8 @@ Rates are estimated at three levels, each shrunk toward the one above by empiric
 Indels have a model of their own, fitted the same way on the indel loci alone (so SNV rates do not change
 when indels join the panel): their errors come from polymerase slippage and grow with the length of the repeat
 they sit in. Class: indel type x length (`del1`, `del2`, `del3-4`, `del5+`, `ins1`, ...); context: the class
-x copies of the repeat unit in the reference (`rep0`, `rep1`, `rep2-3`, `rep4-5`, `rep6-7`, `rep8+`).
+x copies of the repeat unit in the reference (`rep0`, `rep1`, `rep2-3`, `rep4-5`, `rep6-7`, `rep8+`); the classes
+are `locus_classes`'.
 
 Loci whose noise is far above their context are excluded cohort-wide; loci whose ALT shows in the patient's
 own matched normal (CHIP or germline) are excluded for that patient; with `exclude_chip_genes`, loci in
@@ -23,173 +24,33 @@ clonal-hematopoiesis genes (the panel's `chip_suspect`) are excluded for everyon
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
 from mrdtrack.calling.likelihood import binomial_tail
+from mrdtrack.calling.locus_classes import GROUPS, SCHEMES, SNV_SCHEME, ClassScheme, annotate_classes
+from mrdtrack.calling.settings import BackgroundSettings
 from mrdtrack.logs import UserFacingError
-from mrdtrack.settings import StepSettings
 from mrdtrack.tables import columns_of
-from mrdtrack.vocabulary import LOCUS_KEY, SUBSTITUTIONS
+from mrdtrack.vocabulary import LOCUS_KEY
 
 log = logging.getLogger(__name__)
 
 ORIENTATIONS = ("all", "f1r2", "f2r1")
-COMPLEMENT = str.maketrans("ACGTN", "TGCAN")
 
 CONTEXT_COLUMNS = columns_of("context_rates")  # mrdtrack.tables.CONTRACTS
 LOCUS_COLUMNS = columns_of("locus_rates")  # mrdtrack.tables.CONTRACTS
 EXCLUDED_COLUMNS = columns_of("excluded")  # mrdtrack.tables.CONTRACTS
 
+# Errors' worth of prior on where a context's (and a substitution's) errors fall between the read orientations.
+ORIENTATION_PRIOR_ERRORS = 10.0
+
 # Beta-binomial prior strength (pseudo-molecules) is searched within these bounds: from "the locus speaks for
 # itself" to "every locus has exactly its context's rate".
 PRIOR_MOLECULES_BOUNDS = (1.0, 1e10)
-
-
-@dataclass(frozen=True)
-class BackgroundSettings(StepSettings):
-    """Settings of the `background:` config section (config/README.md documents each)."""
-
-    SECTION: ClassVar[str] = "background"
-
-    include_normals: bool = True  # use normals at other patients' loci as background
-    min_prior_alt: float = 1.0  # a locus prior carries at least this many expected ALT molecules
-    min_loci_dispersion: int = 20  # fewer loci in a group: use the cohort-wide locus overdispersion
-    min_contexts_dispersion: int = 4  # fewer contexts with data in a group: cohort-wide value
-    noisy_max_p: float = 1e-6  # binomial tail of the locus ALT count vs its context rate
-    noisy_min_fold: float = 5.0  # ... and raw locus rate at least this many times the context rate
-    max_alt_sample_share: float = 0.25  # ALT seen in more than this share of background samples ...
-    min_samples_share: int = 8  # ... when the locus has at least this many background samples
-    normal_min_alt: int = 2  # matched normal: at least this many ALT molecules ...
-    normal_min_vaf: float = 0.002  # ... and at least this VAF ...
-    normal_max_p: float = 1e-3  # ... and binomial tail vs the locus background below this
-    germline_min_vaf: float = 0.2  # normal VAF from which the reason says germline rather than CHIP
-    exclude_chip_genes: bool = False  # exclude the panel's chip_suspect loci for everyone (else: flag only)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Substitution classes
-# ----------------------------------------------------------------------------------------------------------
-def reverse_complement(seq: str) -> str:
-    return seq.translate(COMPLEMENT)[::-1]
-
-
-def pyrimidine_class(ref: str, alt: str, context: str) -> tuple[str, str, bool]:
-    """(substitution, context, flipped) on the pyrimidine strand: G>T at AGC is C>A at GCT, flipped."""
-    if ref in "CT":
-        return f"{ref}>{alt}", context, False
-    return f"{ref.translate(COMPLEMENT)}>{alt.translate(COMPLEMENT)}", reverse_complement(context), True
-
-
-def rate_group(substitution: str, context: str) -> str:
-    """The class-level group a context is shrunk toward: its substitution, with C>N at CpG on its own.
-
-    CpG cytosines are methylated and deaminate (C>T) far more often than other cytosines, so pooling them
-    with the other contexts of their class would give neither a fair prior.
-    """
-    return f"{substitution} CpG" if substitution[0] == "C" and context[2:] == "G" else substitution
-
-
-def all_context_classes() -> pd.DataFrame:
-    """The 96 pyrimidine-centred classes: substitution x (5' base, 3' base)."""
-    rows = [(sub, f"{left}{sub[0]}{right}") for sub in SUBSTITUTIONS for left in "ACGT" for right in "ACGT"]
-    return pd.DataFrame(rows, columns=["substitution", "context"])
-
-
-GROUPS = tuple(sorted({rate_group(s, c) for s, c in all_context_classes().itertuples(index=False)}))
-
-
-# Indel classes. The panel writes an indel's context as `{del|ins}{length}:{unit}x{copies}` (mrdtrack.inputs.panel).
-INDEL_CONTEXT = re.compile(r"^(del|ins)(\d+):([ACGTN]+)x(\d+)$")
-INDEL_LENGTHS = ((1, "1"), (2, "2"), (4, "3-4"), (None, "5+"))  # (largest length, label)
-REPEAT_COPIES = ((0, "0"), (1, "1"), (3, "2-3"), (5, "4-5"), (7, "6-7"), (None, "8+"))  # (most copies, label)
-
-
-def _binned(value: int, bins: tuple[tuple[int | None, str], ...]) -> str:
-    return next(label for upper, label in bins if upper is None or value <= upper)
-
-
-def indel_class(context: str) -> tuple[str, str]:
-    """(class, context) of an indel from its panel context: `del1:Ax6` -> (`del1`, `rep6-7`).
-
-    The class is the indel type and length class; the context adds the copies of the repeat unit in the
-    reference (for a deletion including the deleted ones), which drive polymerase slippage.
-    """
-    found = INDEL_CONTEXT.match(context)
-    if found is None:
-        raise ValueError(f"indel context {context!r} is not of the form del1:Ax6")
-    kind, length, _unit, copies = found.groups()
-    return f"{kind}{_binned(int(length), INDEL_LENGTHS)}", f"rep{_binned(int(copies), REPEAT_COPIES)}"
-
-
-def all_indel_classes() -> pd.DataFrame:
-    """The indel classes: type x length class x repeat-copies class (a deletion has at least one copy)."""
-    rows = [
-        (f"{kind}{length}", f"rep{copies}")
-        for kind in ("del", "ins")
-        for _, length in INDEL_LENGTHS
-        for _, copies in REPEAT_COPIES
-        if not (kind == "del" and copies == "0")
-    ]
-    return pd.DataFrame(rows, columns=["substitution", "context"])
-
-
-INDEL_GROUPS = tuple(dict.fromkeys(all_indel_classes()["substitution"]))
-
-
-@dataclass(frozen=True)
-class ClassScheme:
-    """How loci of one kind are classed: the grid of context classes and the group each is shrunk toward."""
-
-    kind: str  # the `kind` of `annotate_classes`
-    classes: Callable[[], pd.DataFrame]  # substitution, context: the rows every context table has
-    group_of: Callable[[str, str], str]  # (substitution, context) -> group
-    groups: tuple[str, ...]
-
-
-SNV_SCHEME = ClassScheme("snv", all_context_classes, rate_group, GROUPS)
-INDEL_SCHEME = ClassScheme(
-    "indel", all_indel_classes, lambda substitution, _context: substitution, INDEL_GROUPS
-)
-SCHEMES = (SNV_SCHEME, INDEL_SCHEME)
-
-
-def locus_class(ref: str, alt: str, context: str) -> tuple[str, str, bool, str, str]:
-    """(substitution, context, flipped, group, kind) of a locus: an SNV's pyrimidine-centred class or an
-    indel's class (never flipped: slippage has no strand to fold)."""
-    if len(ref) == 1 and len(alt) == 1:
-        substitution, pyrimidine_context, flipped = pyrimidine_class(ref, alt, context)
-        return substitution, pyrimidine_context, flipped, rate_group(substitution, pyrimidine_context), "snv"
-    if len(ref) != len(alt) and ref[0] == alt[0]:
-        indel, repeat = indel_class(context)
-        return indel, repeat, False, indel, "indel"
-    raise ValueError(f"{ref}>{alt} is neither an SNV nor an anchored indel")
-
-
-def annotate_classes(loci: pd.DataFrame) -> pd.DataFrame:
-    """Add `substitution`, `pyrimidine_context`, `flipped` (purine reference: strand-swapped), `group` and
-    `kind` (`snv` or `indel`)."""
-    classes = []
-    for chrom, pos, ref, alt, context in zip(
-        loci["chrom"], loci["pos"], loci["ref"], loci["alt"], loci["context"], strict=True
-    ):
-        try:
-            classes.append(locus_class(ref, alt, context))
-        except ValueError as error:
-            raise UserFacingError(
-                f"count-table locus {chrom}:{pos} {ref}>{alt}: {error}; the count tables must come from "
-                "the current panel (results/panel/loci.tsv)"
-            ) from None
-    out = loci.copy()
-    names = ("substitution", "pyrimidine_context", "flipped", "group", "kind")
-    for i, name in enumerate(names):
-        out[name] = [c[i] for c in classes]
-    return out
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -298,12 +159,61 @@ class ContextModel:
         fallback = loci["group"].map(self.class_rate).to_numpy(dtype=float)
         return np.where(np.isnan(rate), fallback, rate)
 
+    def orientation_factors(self, loci: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Each locus's error rate in its F1R2 and in its F2R1 molecules (the count tables' orientations) over
+        its rate in both, from where its context's errors fall.
+
+        The share of a context's errors in F1R2 molecules is shrunk toward its substitution's, and that toward
+        the share of molecules in F1R2, each by a prior worth `ORIENTATION_PRIOR_ERRORS` errors: a context with
+        a few errors says little about orientation, while 8-oxoG damage, which puts a substitution's errors in
+        one orientation in every context, shows in all of them. A factor is that share over the share of
+        molecules, so the two move a locus's errors between its orientations and leave their sum alone.
+
+        Context rows are on the pyrimidine strand, where a purine reference's orientations swap (`_orient`):
+        8-oxoG G>T in F1R2 molecules and its C>A mirror in F2R1 ones are one row.
+        """
+        oriented = self.rates[self.rates["orientation"] != "all"]
+        wide = oriented.pivot_table(
+            index=["substitution", "context"], columns="orientation",
+            values=["alt_molecules", "total_molecules"], aggfunc="sum", fill_value=0,
+        )  # fmt: skip
+        alt_f1r2, alt = wide[("alt_molecules", "f1r2")], wide["alt_molecules"].sum(axis=1)
+        total_f1r2, total = wide[("total_molecules", "f1r2")], wide["total_molecules"].sum(axis=1)
+        molecule_share = _share(total_f1r2, total, 0.5)
+        by_substitution = pd.DataFrame(
+            {"alt_f1r2": alt_f1r2, "alt": alt, "total_f1r2": total_f1r2, "total": total}
+        )
+        sums = by_substitution.groupby(level="substitution").sum()
+        substitution_share = _share(
+            sums["alt_f1r2"] + ORIENTATION_PRIOR_ERRORS * _share(sums["total_f1r2"], sums["total"], 0.5),
+            sums["alt"] + ORIENTATION_PRIOR_ERRORS,
+            0.5,
+        )
+        prior = substitution_share.reindex(wide.index.get_level_values("substitution")).to_numpy()
+        error_share = (alt_f1r2 + ORIENTATION_PRIOR_ERRORS * prior) / (alt + ORIENTATION_PRIOR_ERRORS)
+        keys = pd.MultiIndex.from_arrays([loci["substitution"], loci["pyrimidine_context"]])
+        errors = error_share.reindex(keys).to_numpy()
+        molecules = molecule_share.reindex(keys).to_numpy()
+        known = np.isfinite(errors) & np.isfinite(molecules) & (molecules > 0) & (molecules < 1)
+        pyrimidine_f1r2 = np.where(known, errors / np.where(known, molecules, 0.5), 1.0)
+        pyrimidine_f2r1 = np.where(known, (1 - errors) / np.where(known, 1 - molecules, 0.5), 1.0)
+        flipped = loci["flipped"].to_numpy(dtype=bool)
+        return (
+            np.where(flipped, pyrimidine_f2r1, pyrimidine_f1r2),
+            np.where(flipped, pyrimidine_f1r2, pyrimidine_f2r1),
+        )
+
     def pooled(self, loci: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Each locus's context totals (alt, total) pooled over the loci the model was fitted on."""
         table = self.rates[self.rates["orientation"] == "all"].set_index(["substitution", "context"])
         keys = pd.MultiIndex.from_arrays([loci["substitution"], loci["pyrimidine_context"]])
         sub = table.reindex(keys)
         return sub["alt_molecules"].fillna(0).to_numpy(), sub["total_molecules"].fillna(0).to_numpy()
+
+
+def _share(part: pd.Series, whole: pd.Series, empty: float) -> pd.Series:
+    """part / whole, `empty` where whole is 0."""
+    return (part / whole.where(whole > 0)).fillna(empty)
 
 
 def class_rates(loci: pd.DataFrame, groups: Sequence[str] = GROUPS) -> dict[str, float]:
@@ -560,6 +470,18 @@ def _is_true(values: pd.Series) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------------
 @dataclass
 class BackgroundModel:
+    """The cohort background error model, as the background step writes it.
+
+    Attributes
+    ----------
+    context_rates : pandas.DataFrame
+        Error rate per substitution class and context (`context_rates` contract).
+    locus_rates : pandas.DataFrame
+        Error rate per panel locus, shrunk toward its context (`locus_rates` contract).
+    excluded : pandas.DataFrame
+        Loci excluded for everyone (patient_id "") or for one patient, with the reason (`excluded` contract).
+    """
+
     context_rates: pd.DataFrame  # CONTEXT_COLUMNS
     locus_rates: pd.DataFrame  # LOCUS_COLUMNS
     excluded: pd.DataFrame  # EXCLUDED_COLUMNS
@@ -573,8 +495,23 @@ def build_background(
 ) -> BackgroundModel:
     """Fit context and locus error rates from the cohort's background observations; list excluded loci.
 
-    SNVs and indels are fitted apart, each kind on its own loci. `panel` (results/panel/loci.tsv) is needed
-    only with `exclude_chip_genes`.
+    SNVs and indels are fitted apart, each kind on its own loci.
+
+    Parameters
+    ----------
+    counts : pandas.DataFrame
+        Every sample's count table (`counts` contract), concatenated.
+    samples : pandas.DataFrame
+        The sample sheet (`samples` contract).
+    settings : BackgroundSettings, optional
+        The `background:` section; defaults when None.
+    panel : pandas.DataFrame, optional
+        Every patient's panel loci (results/panel/loci.tsv); needed only with `exclude_chip_genes`.
+
+    Returns
+    -------
+    BackgroundModel
+        The context rates, locus rates and excluded loci.
     """
     settings = settings or BackgroundSettings()
     observations = background_observations(counts, samples, settings.include_normals)
@@ -618,6 +555,9 @@ def _fit_kind(
     # An excluded locus was found not to belong to its context's distribution: report its own rate instead.
     loci["rate"] = np.where(clean, shrink(alt, total, context_rate, prior_m), (alt + 0.5) / (total + 1))
     loci["excluded"] = ~clean
+    loci["rate_f1r2"], loci["rate_f2r1"] = (
+        loci["rate"].to_numpy() * f for f in model.orientation_factors(loci)
+    )
     log.info(
         "%s context prior strength (molecules) per group: %s",
         scheme.kind, {g: f"{m:.3g}" for g, m in model.prior_molecules.items()},

@@ -3,7 +3,7 @@
 An ALT molecule of length l is `r(l) = g_T(l) / g_N(l)` times more likely to come from the tumor than from a
 background error, with `g_T` the tumor's and `g_N` the non-tumor fragment-length distribution. Weighted that
 way (as INVAR's size weighting does), an ALT molecule at locus i has likelihood `e_i + q_i r(l)` instead of
-`e_i + q_i`, with `q_i = (1 - e_i) f w_i / 2` (caller.py).
+`e_i + q_i`, with `q_i = (1 - e_i) f w_i / 2` (score.py).
 
 Where the two distributions come from, without the sample's own mutant molecules:
 
@@ -40,8 +40,15 @@ STATE_COLUMNS = columns_of("length_state")  # mrdtrack.tables.CONTRACTS
 
 @dataclass(frozen=True)
 class LengthClasses:
-    """One sample's fragment-length classes: the class of each length and each class's share of non-tumor and
-    tumor molecules."""
+    """One sample's fragment-length classes: lengths of similar tumor/non-tumor ratio, grouped.
+
+    Attributes
+    ----------
+    class_of_length : numpy.ndarray
+        The class of each length 0..MAX_LENGTH.
+    normal, tumor : numpy.ndarray
+        Each class's share of non-tumor and of tumor molecules (each sums to 1).
+    """
 
     class_of_length: np.ndarray  # int per length 0..MAX_LENGTH
     normal: np.ndarray  # g_N per class (sums to 1)
@@ -89,7 +96,23 @@ def normalized(values: np.ndarray) -> np.ndarray:
 
 @dataclass
 class LengthModel:
-    """What the cohort knows about fragment lengths, to derive each sample's length classes."""
+    """What the cohort knows about fragment lengths, to derive each sample's length classes (`classes`).
+
+    Attributes
+    ----------
+    ref : dict of str to numpy.ndarray
+        Per sample, REF molecules per length.
+    excess : dict of str to numpy.ndarray
+        Per plasma sample, its own-panel ALT lengths minus the background expected there.
+    cohort_ref : numpy.ndarray
+        REF molecules per length, all samples.
+    prior : float
+        Pseudo tumor molecules that shrink the tumor/non-tumor ratio toward 1.
+    bandwidth : float
+        Gaussian smoothing of the histograms, in bp.
+    total_excess : numpy.ndarray or None
+        The excess of every plasma sample, summed (None: sum `excess`).
+    """
 
     ref: dict[str, np.ndarray]  # sample -> REF molecules per length
     excess: dict[str, np.ndarray]  # plasma sample -> its own-panel ALT lengths minus the expected background
@@ -202,8 +225,24 @@ def build_length_model(
     prior: float,
     bandwidth: float,
 ) -> LengthModel:
-    """`own_panel_alt`: per plasma sample, the lengths of its ALT molecules at its own usable panel loci and the
-    background ALT molecules expected there (sum of n_i e_i)."""
+    """The cohort's fragment-length model.
+
+    Parameters
+    ----------
+    ref : mapping of str to numpy.ndarray
+        Per sample, REF molecules per length (`ref_histograms`).
+    own_panel_alt : mapping of str to (numpy.ndarray, float)
+        Per plasma sample, the lengths of its ALT molecules at its own usable panel loci and the background
+        ALT molecules expected there (sum of n_i e_i).
+    prior : float
+        Pseudo tumor molecules that shrink the learned ratio toward 1 (`calling.fragment_length_prior`).
+    bandwidth : float
+        Gaussian smoothing in bp (`calling.fragment_length_bandwidth`).
+
+    Returns
+    -------
+    LengthModel
+    """
     cohort_ref = sum(ref.values(), np.zeros(MAX_LENGTH + 1))
     excess = {
         sample: own_excess(ref.get(sample, cohort_ref), cohort_ref, lengths, expected)

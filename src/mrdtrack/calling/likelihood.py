@@ -13,8 +13,14 @@ independent given the fragment's origin. A one-locus fragment gives the binomial
 a_i ~ Binomial(n_i, e_i + f c_i). With fragment lengths (fraglen.py), the tumor part of a fragment with an ALT
 is weighed by its length's tumor/non-tumor ratio r: N_j + f (T_j - N_j) r.
 
-Fragments are grouped into **columns** by the loci they cover: one column per locus for the one-locus
-fragments, one per set of loci covered together. A column's all-REF fragments are one term; fragments with an
+A one-locus fragment's error rate also depends on its read orientation for the locus's substitution (8-oxoG
+damage makes G>T on one orientation only, F1R2 or F2R1): with orientations known, a locus's one-locus
+fragments are two **parts**, each with its own background rate e_io and the same tumor share (tumor DNA shows
+in both orientations alike). An ALT excess in one orientation is then weighed against that orientation's own
+noise, while a tumor's ALTs also land in the quiet one.
+
+Fragments are grouped into **columns** by the loci they cover: one column per locus (or per part of a locus)
+for the one-locus fragments, one per set of loci covered together. A column's all-REF fragments are one term; fragments with an
 ALT are **cells**, each with its own N (`alpha`) and T - N (`slope`). The Monte Carlo null and the LOD draw
 **kinds**: the ALT patterns a column's fragments can show (each kind's count drawn on its own, as a binomial
 over the column's fragments: exact for one-locus fragments, close for groups, whose patterns are rare).
@@ -37,14 +43,32 @@ MAX_PATTERN_LOCI = 10
 
 
 @dataclass(frozen=True)
-class Design:
-    """Where a sample's fragments fall at a set of loci, whatever their alleles.
+class LikelihoodTerms:
+    """The terms of a sample's likelihood at a set of loci that do not depend on its alleles: where its fragments
+    fall, and how likely each ALT pattern is with and without tumor origin.
 
-    Columns 0..L-1 are the L loci's one-locus fragments, the next ones the groups of loci covered together.
-    Kinds 0..L-1 are an ALT on a one-locus fragment, the next ones the ALT patterns of a group's fragments
-    (ALT at some of its loci, REF at the others). `alpha` is a kind's probability if the fragment is not from
-    the tumor, `slope` its probability if it is, minus `alpha`. `hit_kind` and `hit_locus` list the loci
-    where each kind shows an ALT."""
+    Columns 0..S-1 are the one-locus fragments, one column per locus (S = L) or per part of a locus (its
+    molecules of one read orientation, `LocusParts`); the next ones are the groups of loci covered together.
+    Kinds 0..S-1 are an ALT on a one-locus column's fragment, the next ones the ALT patterns of a group's
+    fragments (ALT at some of its loci, REF at the others); `hit_locus` says which real loci each kind shows
+    an ALT at, so that support counts loci, never parts. Build with `of_loci`, `of_fragments` or `of_parts`.
+
+    Attributes
+    ----------
+    size : numpy.ndarray
+        Fragments per column.
+    g, d : numpy.ndarray
+        Per column: 1 - P(all REF | not tumor), and P(all REF | not tumor) - P(all REF | tumor).
+    kind_column : numpy.ndarray
+        Each kind's column.
+    alpha, slope : numpy.ndarray
+        Each kind's probability if the fragment is not from the tumor, and its probability if it is minus
+        `alpha`.
+    hit_kind, hit_locus : numpy.ndarray
+        The loci where each kind shows an ALT (pairs, sorted by kind).
+    groups : tuple of tuple of int
+        The loci of each group column.
+    """
 
     size: np.ndarray  # fragments per column
     g: np.ndarray  # per column: 1 - P(all REF | not tumor)
@@ -57,8 +81,22 @@ class Design:
     groups: tuple[tuple[int, ...], ...] = ()  # the loci of each group column
 
     @classmethod
-    def of_loci(cls, n: np.ndarray, e: np.ndarray, w: np.ndarray) -> Design:
-        """One-locus fragments only: n_i of them at locus i (the binomial model)."""
+    def of_loci(cls, n: np.ndarray, e: np.ndarray, w: np.ndarray) -> LikelihoodTerms:
+        """One-locus fragments only: n_i of them at locus i (the binomial model).
+
+        Parameters
+        ----------
+        n : numpy.ndarray
+            Informative molecules per locus.
+        e : numpy.ndarray
+            Background rate per locus.
+        w : numpy.ndarray
+            Variant weight per locus (cancer-cell fraction x multiplicity).
+
+        Returns
+        -------
+        LikelihoodTerms
+        """
         return cls.of_fragments(n, e, w, [], [])
 
     @classmethod
@@ -69,15 +107,63 @@ class Design:
         w: np.ndarray,
         groups: Sequence[tuple[int, ...]],
         group_size: Sequence[int],
-    ) -> Design:
-        """`n` one-locus fragments per locus and `group_size` fragments covering each group of loci."""
+    ) -> LikelihoodTerms:
+        """One-locus fragments and fragments that cover several loci together.
+
+        Parameters
+        ----------
+        n : numpy.ndarray
+            One-locus fragments per locus.
+        e, w : numpy.ndarray
+            Background rate and variant weight per locus.
+        groups : sequence of tuple of int
+            Sets of loci (indices into `n`) covered together by some fragments.
+        group_size : sequence of int
+            Fragments covering each group.
+
+        Returns
+        -------
+        LikelihoodTerms
+        """
+        e = np.asarray(e, dtype=float)
+        return cls.of_parts(LocusParts.whole(n, e), e, w, groups, group_size)
+
+    @classmethod
+    def of_parts(
+        cls,
+        parts: LocusParts,
+        e: np.ndarray,
+        w: np.ndarray,
+        groups: Sequence[tuple[int, ...]],
+        group_size: Sequence[int],
+    ) -> LikelihoodTerms:
+        """One-locus fragments as parts of loci, each part with its own background rate, and fragments that
+        cover several loci together.
+
+        Parameters
+        ----------
+        parts : LocusParts
+            The one-locus columns: each one's locus, fragments and background rate.
+        e, w : numpy.ndarray
+            Background rate (of a fragment whatever its part: used for the groups) and variant weight per locus.
+        groups : sequence of tuple of int
+            Sets of loci covered together by some fragments.
+        group_size : sequence of int
+            Fragments covering each group.
+
+        Returns
+        -------
+        LikelihoodTerms
+        """
         e, w = np.asarray(e, dtype=float), np.asarray(w, dtype=float)
         c = tumor_share(e, w)
-        loci = np.arange(len(e))
-        g, d, kind_column, alpha, slope = [e], [c], [loci], [e], [c]
-        hit_kind, hit_locus = [loci], [loci]
-        kinds = len(e)
-        for column, group in enumerate(groups, start=len(e)):
+        part_e = np.asarray(parts.rate, dtype=float)
+        part_c = tumor_share(part_e, w[parts.locus])
+        columns = np.arange(len(part_e))
+        g, d, kind_column, alpha, slope = [part_e], [part_c], [columns], [part_e], [part_c]
+        hit_kind, hit_locus = [columns], [np.asarray(parts.locus)]
+        kinds = len(part_e)
+        for column, group in enumerate(groups, start=len(part_e)):
             members = np.asarray(group)
             normal_ref, tumor_ref = 1 - e[members], 1 - e[members] - c[members]
             g.append([-np.expm1(np.log(normal_ref).sum())])
@@ -91,7 +177,9 @@ class Design:
                 hit_kind.append(np.full(int(is_alt.sum()), kinds))
                 hit_locus.append(members[is_alt])
                 kinds += 1
-        size = np.concatenate([np.asarray(n, dtype=np.int64), np.asarray(group_size, dtype=np.int64)])
+        size = np.concatenate(
+            [np.asarray(parts.size, dtype=np.int64), np.asarray(group_size, dtype=np.int64)]
+        )
         floats = (np.concatenate(x).astype(float) for x in (g, d, alpha, slope))
         g_all, d_all, alpha_all, slope_all = floats
         ints = (np.concatenate(x).astype(np.int64) for x in (kind_column, hit_kind, hit_locus))
@@ -102,7 +190,8 @@ class Design:
         )  # fmt: skip
 
     @property
-    def n_loci(self) -> int:
+    def n_single(self) -> int:
+        """The one-locus columns (loci, or parts of loci)."""
         return int(len(self.size) - len(self.groups))
 
     @property
@@ -113,6 +202,21 @@ class Design:
     def expected_background(self) -> float:
         """ALT fragments expected without tumor DNA."""
         return float((self.kind_size * self.alpha).sum())
+
+
+@dataclass(frozen=True)
+class LocusParts:
+    """The one-locus columns of a `LikelihoodTerms`: each one's locus, fragments and background rate. A locus
+    is one part (`whole`), or two with read orientations known (its F1R2 and F2R1 molecules)."""
+
+    locus: np.ndarray
+    size: np.ndarray
+    rate: np.ndarray
+
+    @classmethod
+    def whole(cls, n: np.ndarray, e: np.ndarray) -> LocusParts:
+        """One part per locus: all its one-locus fragments, at the locus's rate."""
+        return cls(np.arange(len(e)), np.asarray(n), np.asarray(e, dtype=float))
 
 
 def alt_patterns(k: int) -> list[np.ndarray]:
@@ -131,10 +235,11 @@ def tumor_share(e: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Observed:
-    """A sample's fragments with an ALT, as cells over a `Design`: each with its column, its N (`alpha`), T - N
-    (`slope`), fragment-length class `k` and count. Cells of one-locus fragments are the kinds 0..L-1."""
+    """A sample's fragments with an ALT, as cells over its `LikelihoodTerms`: each with its column, its N
+    (`alpha`), T - N (`slope`), fragment-length class `k` and count. Cells of one-locus fragments are the kinds
+    0..S-1 (one per one-locus column)."""
 
-    design: Design
+    terms: LikelihoodTerms
     column: np.ndarray
     alpha: np.ndarray
     slope: np.ndarray
@@ -142,32 +247,32 @@ class Observed:
     count: np.ndarray
 
     @classmethod
-    def of_loci(cls, a: np.ndarray, design: Design) -> Observed:
-        """ALT one-locus fragments per locus (L), or per locus and length class (L x classes)."""
+    def of_loci(cls, a: np.ndarray, terms: LikelihoodTerms) -> Observed:
+        """ALT one-locus fragments per one-locus column (S: loci or their parts), or per column and length
+        class (S x classes). Counts may be fractions: a locus's ALTs of one length class shared between its
+        orientation parts when only their totals are known."""
         a = np.asarray(a)
         table = a[:, None] if a.ndim == 1 else a
         locus, k = np.nonzero(table)
-        return cls(
-            design, locus, design.alpha[locus], design.slope[locus], k.astype(np.int64), table[locus, k]
-        )
+        return cls(terms, locus, terms.alpha[locus], terms.slope[locus], k.astype(np.int64), table[locus, k])
 
     def with_fragments(
         self, e: np.ndarray, w: np.ndarray, patterns: Sequence[tuple[int, np.ndarray, int, int]]
     ) -> Observed:
-        """Add fragments of the design's groups that show an ALT: (group index, ALT mask over the group's
+        """Add fragments of the terms' groups that show an ALT: (group index, ALT mask over the group's
         loci, length class, count)."""
         if not patterns:
             return self
         c = tumor_share(np.asarray(e, dtype=float), np.asarray(w, dtype=float))
         extra = []
         for group_index, is_alt, k, count in patterns:
-            members = np.asarray(self.design.groups[group_index])
+            members = np.asarray(self.terms.groups[group_index])
             normal = np.where(is_alt, e[members], 1 - e[members]).prod()
             tumor = np.where(is_alt, e[members] + c[members], 1 - e[members] - c[members]).prod()
-            extra.append((self.design.n_loci + group_index, normal, tumor - normal, k, count))
+            extra.append((self.terms.n_single + group_index, normal, tumor - normal, k, count))
         column, alpha, slope, k, count = (np.array(values) for values in zip(*extra, strict=True))
         return Observed(
-            self.design,
+            self.terms,
             np.concatenate([self.column, column.astype(np.int64)]),
             np.concatenate([self.alpha, alpha]),
             np.concatenate([self.slope, slope]),
@@ -178,11 +283,11 @@ class Observed:
     def tables(self, r: np.ndarray | None = None) -> Tables:
         """The one-row fit table (r: the length classes' ratios; None: counts only)."""
         ratio = np.ones(1) if r is None else np.asarray(r, dtype=float)
-        used = np.bincount(self.column, self.count, len(self.design.size))
-        rest = (self.design.size - used)[None, :].astype(float)
+        used = np.bincount(self.column, self.count, len(self.terms.size))
+        rest = (self.terms.size - used)[None, :].astype(float)
         return Tables(
             np.zeros(len(self.count), dtype=np.int64), self.count.astype(float), self.alpha,
-            self.slope * ratio[self.k], self.slope, rest, self.design.g, self.design.d,
+            self.slope * ratio[self.k], self.slope, rest, self.terms.g, self.terms.d,
         )  # fmt: skip
 
 
@@ -221,15 +326,15 @@ class Tables:
 
     @classmethod
     def of_draws(
-        cls, design: Design, row: np.ndarray, kind: np.ndarray, k: np.ndarray, count: np.ndarray,
+        cls, terms: LikelihoodTerms, row: np.ndarray, kind: np.ndarray, k: np.ndarray, count: np.ndarray,
         rows: int, r: np.ndarray,
     ) -> Tables:  # fmt: skip
         """Drawn tables: `count` ALT fragments of each (row, kind, length class) cell."""
-        used = np.zeros((rows, len(design.size)))
-        np.add.at(used, (row, design.kind_column[kind]), count)
-        rest = np.maximum(design.size - used, 0)
-        slope = design.slope[kind]
-        return cls(row, count, design.alpha[kind], slope * r[k], slope, rest, design.g, design.d)
+        used = np.zeros((rows, len(terms.size)))
+        np.add.at(used, (row, terms.kind_column[kind]), count)
+        rest = np.maximum(terms.size - used, 0)
+        slope = terms.slope[kind]
+        return cls(row, count, terms.alpha[kind], slope * r[k], slope, rest, terms.g, terms.d)
 
     def __len__(self) -> int:
         return len(self.rest)
@@ -450,26 +555,42 @@ def dispersion(
 
     Loci of one tumor do not share one VAF (subclonal variants, copy-number changes, a weight estimated from
     a biopsy): their ALT counts spread more than binomially around f, and the interval must widen with them.
-    Each locus's score s_i and information I_i at f give the robust (sandwich) variance of the estimate,
-    sum(s_i^2 / (1 - h_i)^2) / (sum I_i)^2 with h_i = I_i / sum I the locus's leverage (HC3), against the
-    binomial model's 1 / sum I. Unlike Pearson's X^2 over its degrees of freedom, it weighs each locus by what
-    it contributes to the estimate, so deep loci, whose VAF spread dominates their variance, count as much as
-    they should. That ratio is estimated from the sample's own L loci, so the cut is F(1, df)'s quantile, not
-    chi2_1's, with df the loci's effective number (Satterthwaite), at most L - 1. Below 3 loci with molecules
-    nothing can be estimated and the factor is 1.
+    Each locus's score s_i and information I_i at f give the robust (sandwich, HC3) variance of the estimate,
+    sum(s_i^2 / (1 - h_i)^2) / (sum I_i)^2 with h_i = I_i / sum I the locus's leverage, against the binomial
+    model's 1 / sum I. Unlike Pearson's X^2 over its degrees of freedom, it weighs each locus by what it
+    contributes to the estimate, so deep loci, whose VAF spread dominates their variance, count as much as
+    they should.
+
+    Only the spread beyond the binomial counts widens the interval, and it must show in the counts: from each
+    locus's squared residual its binomial part is taken out as estimated from its own ALT count (a_i (1 - p_i),
+    unbiased for n_i p_i (1 - p_i)), so that a lone mutant molecule where a tenth of one was expected, which
+    the binomial model explains, adds nothing, while a cluster of them at one locus still does. The factor is
+    1 + E, with E that excess over sum I when positive, else 0; with no tumor fraction estimated (f = 0) there
+    are no tumor molecules whose VAFs could spread and the factor is 1. The excess is estimated from the
+    sample's own L loci, so the cut is F(1, df)'s quantile, not chi2_1's, with df the Satterthwaite degrees of
+    freedom of the known binomial part plus the estimated excess: nu ((1 + E) / E)^2, nu the excess terms'
+    effective number (at most L - 1). The widening thus fades to none as the excess does. Below 3 loci with
+    molecules nothing can be estimated and the factor is 1.
     """
     covered = n > 0
     loci = int(covered.sum())
-    if loci < 3:
+    if loci < 3 or f <= 0:
         return 1.0
     a, n, e, w = a[covered], n[covered], e[covered], w[covered]
     p, c = alt_probability(f, e, w), tumor_share(e, w)
-    score = c * (a / p - (n - a) / (1 - p))
-    information = n * c**2 / (p * (1 - p))
+    q = 1 - p
+    information = n * c**2 / (p * q)
     leverage = np.minimum(information / information.sum(), 0.9)
-    contributions = score**2 / (1 - leverage) ** 2
-    ratio = float(contributions.sum() / information.sum())
-    df = float(np.clip(effective_terms(contributions), 1.0, loci - 1))
+    # HC3 squared residual minus its expectation under the binomial model, (1 - h) n p q / (1 - h)^2, with
+    # n p q estimated by a q: zero on average without spread, and never large for a single molecule.
+    residual = (a - n * p) ** 2 / (1 - leverage) ** 2 - a * q / (1 - leverage)
+    excess_terms = (c / (p * q)) ** 2 * residual
+    excess = max(0.0, float(excess_terms.sum() / information.sum()))
+    if excess == 0:
+        return 1.0
+    ratio = 1 + excess
+    spread_df = float(np.clip(effective_terms(np.maximum(excess_terms, 0)), 1.0, loci - 1))
+    df = spread_df * (ratio / excess) ** 2
     quantiles = special.fdtri(1, df, level) / special.chdtri(1, 1 - level)
     return max(1.0, ratio * quantiles)
 

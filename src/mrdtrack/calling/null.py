@@ -10,36 +10,70 @@ when there are enough to resolve the target false-positive rate (`threshold_from
 from __future__ import annotations
 
 import logging
+import math
 import zlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from scipy import special
 
 from mrdtrack.calling.fraglen import LengthClasses
-from mrdtrack.calling.likelihood import Design, Tables, as_counts, chibar_p_value, lr_statistics
-
-if TYPE_CHECKING:
-    from mrdtrack.calling.caller import CallSettings
+from mrdtrack.calling.likelihood import LikelihoodTerms, Tables, as_counts, chibar_p_value, lr_statistics
+from mrdtrack.calling.settings import CallSettings
 
 log = logging.getLogger(__name__)
 
 
 def seeded_rng(seed: int, *keys: str) -> np.random.Generator:
-    """A generator fixed by the base seed and the keys (sample, panel): reruns give identical draws."""
+    """A generator fixed by the base seed and the keys: reruns, and any spread over processes, draw the same.
+
+    Parameters
+    ----------
+    seed : int
+        The base seed (`calling.seed`).
+    *keys : str
+        What the draws are for (sample, panel, "lod", ...).
+
+    Returns
+    -------
+    numpy.random.Generator
+        A generator of its own for these keys.
+    """
     return np.random.default_rng([seed, zlib.crc32("\x1f".join(keys).encode())])
 
 
 @dataclass
 class NullDistribution:
-    """How a statistic becomes a p-value: chi-bar asymptotics or the sorted Monte Carlo null statistics."""
+    """How a statistic becomes a p-value: chi-bar asymptotics or the sorted Monte Carlo null statistics.
+
+    Attributes
+    ----------
+    method : str
+        "asymptotic", "monte_carlo", or "none" (not computed: the statistic was 0, p = 1).
+    statistics : numpy.ndarray
+        The sorted null statistics (Monte Carlo only).
+    min_exceedances : int
+        Fewer draws beyond a statistic than this, and the chi-bar tail may refine its p-value.
+    """
 
     method: str  # "asymptotic", "monte_carlo", or "none" (not computed: the statistic was 0, p = 1)
     statistics: np.ndarray = field(default_factory=lambda: np.zeros(0))  # sorted, Monte Carlo only
     min_exceedances: int = 10
 
     def p_value(self, statistic: Any) -> Any:
+        """The p-value of a statistic, or of each of an array of them.
+
+        Parameters
+        ----------
+        statistic : float or numpy.ndarray
+            Likelihood-ratio statistics.
+
+        Returns
+        -------
+        float or numpy.ndarray
+            Their p-values (1 for a statistic of 0).
+        """
         statistic = np.asarray(statistic, dtype=float)
         if self.method == "none" and (statistic > 0).any():
             raise ValueError("no null distribution was computed for a positive statistic")
@@ -58,27 +92,45 @@ class NullDistribution:
 
 
 def null_distribution(
-    design: Design,
+    terms: LikelihoodTerms,
     settings: CallSettings,
     rng: np.random.Generator,
     classes: LengthClasses | None = None,
 ) -> NullDistribution:
-    """The null of the LRT for this design: exact (Monte Carlo) when few background ALTs are expected."""
+    """The null distribution of the likelihood-ratio statistic for these terms: exact (Monte Carlo) when few
+    background ALTs are expected, or as `settings.p_value_method` says.
+
+    Parameters
+    ----------
+    terms : LikelihoodTerms
+        Where the sample's fragments fall at its loci.
+    settings : CallSettings
+        `p_value_method`, `monte_carlo_max_expected`, `null_draws` and `min_exceedances` are used.
+    rng : numpy.random.Generator
+        The draws' generator (`seeded_rng`).
+    classes : LengthClasses, optional
+        The sample's fragment-length classes, when lengths weigh in.
+
+    Returns
+    -------
+    NullDistribution
+        What turns the sample's statistic into a p-value.
+    """
     method = settings.p_value_method
     if method == "auto":
-        expected = design.expected_background()
+        expected = terms.expected_background()
         method = "monte_carlo" if expected < settings.monte_carlo_max_expected else "asymptotic"
     if method == "asymptotic":
         return NullDistribution("asymptotic", min_exceedances=settings.min_exceedances)
     return NullDistribution(
         "monte_carlo",
-        simulate_null_statistics(design, settings.null_draws, rng, classes),
+        simulate_null_statistics(terms, settings.null_draws, rng, classes),
         settings.min_exceedances,
     )
 
 
 def simulate_null_statistics(
-    design: Design,
+    terms: LikelihoodTerms,
     draws: int,
     rng: np.random.Generator,
     classes: LengthClasses | None = None,
@@ -89,7 +141,7 @@ def simulate_null_statistics(
     draws are a Bernoulli process, the counts a zero-truncated binomial); all other draws have statistic 0.
     With length `classes`, background ALT fragments fall into the classes as non-tumor fragments do.
     """
-    size, alpha = design.kind_size, design.alpha
+    size, alpha = terms.kind_size, terms.alpha
     q = -np.expm1(size * np.log1p(-alpha))  # P(at least one ALT of the kind)
     rows = [_bernoulli_positions(q[i], draws, rng) for i in range(len(size))]
     kind = np.repeat(np.arange(len(size)), [r.size for r in rows])
@@ -102,7 +154,7 @@ def simulate_null_statistics(
             cells = Cells(where, kind, np.zeros(len(kind), dtype=np.int64), value)
         else:
             cells = Cells.split(where, kind, value, classes.normal, rng)
-        stat[: tables_with_alt.size] = cells.statistics(tables_with_alt.size, design, length_ratios(classes))
+        stat[: tables_with_alt.size] = cells.statistics(tables_with_alt.size, terms, length_ratios(classes))
     return np.sort(stat)
 
 
@@ -138,7 +190,7 @@ class Cells:
             *(np.concatenate([getattr(self, f), getattr(other, f)]) for f in ("table", "kind", "k", "count"))
         )
 
-    def statistics(self, tables: int, design: Design, r: np.ndarray) -> np.ndarray:
+    def statistics(self, tables: int, terms: LikelihoodTerms, r: np.ndarray) -> np.ndarray:
         """LRT statistic of each of `tables` tables (0 for a table without cells).
 
         Tables repeat (one ALT at one locus, ...): each distinct table is fitted once. Tables are told apart by
@@ -148,7 +200,7 @@ class Cells:
         stat = np.zeros(tables)
         if not len(self.table):
             return stat
-        weights = np.random.default_rng(0).integers(1, 2**62, (len(design.alpha), len(r)), dtype=np.int64)
+        weights = np.random.default_rng(0).integers(1, 2**62, (len(terms.alpha), len(r)), dtype=np.int64)
         keys = np.zeros(tables, dtype=np.int64)
         np.add.at(keys, self.table, self.count * weights[self.kind, self.k])  # wraps modulo 2**64
         with_alt = np.unique(self.table)
@@ -157,26 +209,26 @@ class Cells:
         fitted[with_alt[first]] = np.arange(len(first))
         keep = fitted[self.table] >= 0
         fits = Tables.of_draws(
-            design, fitted[self.table[keep]], self.kind[keep], self.k[keep], self.count[keep], len(first), r
+            terms, fitted[self.table[keep]], self.kind[keep], self.k[keep], self.count[keep], len(first), r
         )
         stat[with_alt] = lr_statistics(fits)[inverse.ravel()]
         return stat
 
-    def supported(self, tables: int, design: Design, min_fragments: int, min_loci: int) -> np.ndarray:
+    def supported(self, tables: int, terms: LikelihoodTerms, min_fragments: int, min_loci: int) -> np.ndarray:
         """Per table: at least `min_fragments` ALT fragments at at least `min_loci` loci (each drawn ALT is
         a fragment of its own)."""
         fragments = np.bincount(self.table, self.count, tables)
-        if design.groups:  # each cell's ALT loci: the design's hits of its kind (hits are sorted by kind)
-            starts = np.searchsorted(design.hit_kind, self.kind)
-            lengths = np.searchsorted(design.hit_kind, self.kind, side="right") - starts
+        if terms.groups:  # each cell's ALT loci: the terms' hits of its kind (hits are sorted by kind)
+            starts = np.searchsorted(terms.hit_kind, self.kind)
+            lengths = np.searchsorted(terms.hit_kind, self.kind, side="right") - starts
             offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
             table, locus = (
                 np.repeat(self.table, lengths),
-                design.hit_locus[np.repeat(starts, lengths) + offsets],
+                terms.hit_locus[np.repeat(starts, lengths) + offsets],
             )
-        else:
-            table, locus = self.table, self.kind
-        loci_per_table = int(design.hit_locus.max()) + 1 if len(design.hit_locus) else 1
+        else:  # one hit per kind, in kind order: its locus (a locus's orientation parts are one locus)
+            table, locus = self.table, terms.hit_locus[self.kind]
+        loci_per_table = int(terms.hit_locus.max()) + 1 if len(terms.hit_locus) else 1
         pairs = np.unique(table.astype(np.int64) * loci_per_table + locus)  # one per (table, locus with ALT)
         loci = np.bincount(pairs // loci_per_table, minlength=tables)
         return (fragments >= min_fragments) & (loci >= min_loci)
@@ -240,20 +292,60 @@ def calibrate_threshold(null_p: np.ndarray, rate: float) -> float:
     return float(p[0] / 2)
 
 
-def threshold_from_null(null_p: np.ndarray, settings: CallSettings) -> tuple[float, str]:
-    """(threshold, "empirical" or "nominal").
+def null_scores_needed(false_positive_rate: float, empirical_min_expected: float) -> int:
+    """The fewest null scores that set an empirical threshold: enough to show `empirical_min_expected` false
+    positives at the target rate.
 
-    The null scores set the threshold only when there are enough of them to resolve the target rate: at a
-    1% rate, 100 scores can show one false positive, which says next to nothing about the rate; 1,000 can show
-    ten (`empirical_min_expected`). Fewer, and the threshold is the nominal rate itself, as the p-values are
-    exact or asymptotic tests of their own.
+    At a 1% rate, 100 scores can show one false positive, which says next to nothing about the rate; 1,000 can
+    show ten. The report quotes this number beside the threshold the calls used.
+
+    Parameters
+    ----------
+    false_positive_rate : float
+        The target rate of positive calls among null scores (`calling.false_positive_rate`, > 0).
+    empirical_min_expected : float
+        The false positives the null scores must be able to show (`calling.empirical_min_expected`).
+
+    Returns
+    -------
+    int
+        The smallest n with n x rate >= `empirical_min_expected`, computed as the call computes it.
+    """
+    needed = max(math.ceil(empirical_min_expected / false_positive_rate - 1e-9), 0)
+    # The quotient rounds on its own: settle on the count the product rule itself first accepts.
+    while needed * false_positive_rate < empirical_min_expected:
+        needed += 1
+    while needed > 0 and (needed - 1) * false_positive_rate >= empirical_min_expected:
+        needed -= 1
+    return needed
+
+
+def threshold_from_null(null_p: np.ndarray, settings: CallSettings) -> tuple[float, str]:
+    """The p-value cut of every call and where it came from.
+
+    The null scores set the threshold only when there are enough of them to resolve the target rate
+    (`null_scores_needed`). Fewer, and the threshold is the nominal rate itself, as the p-values are exact or
+    asymptotic tests of their own.
+
+    Parameters
+    ----------
+    null_p : numpy.ndarray
+        The calibrating null scores' p-values (1 for a score without the support a positive needs).
+    settings : CallSettings
+        `false_positive_rate` and `empirical_min_expected` are used.
+
+    Returns
+    -------
+    tuple of (float, str)
+        The threshold (positive: p <= threshold) and "empirical" or "nominal".
     """
     rate = settings.false_positive_rate
-    if len(null_p) * rate >= settings.empirical_min_expected:
+    needed = null_scores_needed(rate, settings.empirical_min_expected)
+    if len(null_p) >= needed:
         return calibrate_threshold(null_p, rate), "empirical"
     log.warning(
-        "only %d null scores: too few to resolve a false-positive rate of %g (%g needed for %g expected "
+        "only %d null scores: too few to resolve a false-positive rate of %g (%d needed for %g expected "
         "positives); the threshold is the nominal p <= %g",
-        len(null_p), rate, np.ceil(settings.empirical_min_expected / rate), settings.empirical_min_expected, rate,
+        len(null_p), rate, needed, settings.empirical_min_expected, rate,
     )  # fmt: skip
     return float(rate), "nominal"

@@ -59,7 +59,36 @@ _REFERENCE_ONLY = {2, 3}
 
 @dataclass(frozen=True)
 class CountSettings(StepSettings):
-    """The counting rules; config/README.md documents each."""
+    """The `counting:` config section: which reads count and how duplicates become molecules.
+
+    Parameters
+    ----------
+    min_mapq, min_baseq : int
+        Lowest mapping quality of a read and base quality of a base that count.
+    require_proper_pair : bool
+        Drop paired reads not flagged as properly paired.
+    dedup : str
+        How duplicates become one molecule: auto, umi, coordinates, flag, consensus or none.
+    umi_tag, umi_source, umi_read_name_separator : str
+        Where a read's UMI is: its tag, or the end of its read name after the separator.
+    umi_mismatches : int
+        UMIs this many mismatches apart at the same coordinates are one family.
+    umi_duplex : bool
+        `A-B` and `B-A` are the two strands of one molecule.
+    consensus_fraction : float
+        A family's base needs this share of its calls.
+    merge_mates : bool
+        The two mates of a fragment are one observation.
+    min_family_size, min_duplex_strands : int
+        Consensus BAMs: raw reads and strands a consensus molecule needs.
+    flank_window, flank_gap : int
+        Flank positions (counting/flanks.py): up to `flank_window` bp either side of the sample's own panel
+        loci, none within `flank_gap` bp of any patient's panel locus.
+    engine : str
+        auto, compiled or pysam.
+
+    config/README.md documents each key in full.
+    """
 
     SECTION: ClassVar[str] = "counting"
 
@@ -79,6 +108,8 @@ class CountSettings(StepSettings):
     # compiled: mrdtrack.counting.bamscan for indexed BAMs; pysam: this module everywhere; auto: compiled
     # for BAMs >= 1.5 MB
     engine: str = "auto"
+    flank_window: int = 25  # bp either side of each own panel locus counted as flank positions (0: none)
+    flank_gap: int = 2  # no flank position within this many bp of any patient's panel locus
 
     def check_combination(self) -> list[str]:
         if not self.merge_mates and self.dedup not in ("none", "flag"):

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pysam
 
+from mrdtrack.counting.flanks import FlankWindow, count_flanks, no_flanks
 from mrdtrack.counting.molecules import (
     DISCORDANT,
     CountSettings,
@@ -25,6 +27,13 @@ from mrdtrack.counting.molecules import (
     loci_clusters,
     molecules_at_loci,
     resolve_dedup_mode,
+)
+from mrdtrack.counting.reference_match import COMPARED_FIELDS, mismatch_problem, reference_mismatch_rate
+from mrdtrack.inputs.alignments import (
+    AlignmentInputError,
+    cram_reference_mismatch,
+    open_alignments,
+    reference_differences,
 )
 from mrdtrack.inputs.panel import contig_map, unique_loci
 from mrdtrack.logs import UserFacingError
@@ -43,10 +52,6 @@ AUTO_COMPILED_MIN_BYTES = 1_500_000
 COUNT_COLUMNS = columns_of("counts")  # mrdtrack.tables.CONTRACTS
 
 
-class AlignmentInputError(UserFacingError):
-    """An alignment file that cannot be counted as given (unreadable, wrong genome build)."""
-
-
 class PanelLocusError(UserFacingError):
     """A panel locus whose alleles counting cannot count (neither an SNV nor a normalised indel)."""
 
@@ -56,18 +61,28 @@ FRAGMENT_COLUMNS = columns_of("fragments")  # mrdtrack.tables.CONTRACTS
 
 @dataclass
 class SampleCounts:
+    """What counting one sample gives: its tables (docs/tables.md) and its QC.
+
+    Parameters
+    ----------
+    counts : pandas.DataFrame
+        Molecules per panel locus (COUNT_COLUMNS).
+    fragment_lengths : pandas.DataFrame
+        Molecules per fragment length, mutant and wild-type.
+    qc : dict
+        Reads and molecules kept and dropped, the dedup mode used and how often the reads disagree with the
+        reference (the sample's qc.json).
+    fragments : pandas.DataFrame
+        Fragments informative at two or more panel loci (FRAGMENT_COLUMNS).
+    flanks : pandas.DataFrame
+        Molecules at the flank positions around the sample's own panel loci (`flanks` contract; flanks.py).
+    """
+
     counts: pd.DataFrame
     fragment_lengths: pd.DataFrame
     qc: dict[str, Any]
     fragments: pd.DataFrame  # FRAGMENT_COLUMNS: fragments informative at two or more panel loci
-
-
-def open_alignments(path: str, reference: str) -> pysam.AlignmentFile:
-    """Open a BAM or CRAM (CRAM decoded with `reference`), with a message a person can act on when it fails."""
-    try:
-        return pysam.AlignmentFile(path, reference_filename=reference)
-    except (OSError, ValueError) as error:
-        raise AlignmentInputError(f"cannot read alignments from '{path}': {error}") from error
+    flanks: pd.DataFrame = field(default_factory=no_flanks)
 
 
 def count_sample(
@@ -77,17 +92,64 @@ def count_sample(
     panel: pd.DataFrame,
     settings: CountSettings,
     threads: int = 1,
+    check_reference: bool = False,
+    patient_id: str | None = None,
 ) -> SampleCounts:
-    """Count molecules at every unique locus of the cohort panel in one BAM/CRAM.
+    """Count molecules at every unique locus of the cohort panel in one BAM/CRAM, and at the flank positions
+    around the sample's own patient's panel loci (flanks.py).
 
     With `threads` > 1 the clusters of nearby loci are split into contiguous chunks counted by that many worker
-    processes (each opens the file itself); the results are the same, byte for byte, whatever `threads` is."""
+    processes (each opens the file itself); the results are the same, byte for byte, whatever `threads` is.
+    The QC summary holds how often the reads around the panel loci disagree with `reference`
+    (`reference_mismatch_rate`, config/README.md "Checks of the alignments against the reference").
+
+    Parameters
+    ----------
+    sample_id : str
+        The sample, written in every row.
+    alignment_path : str
+        An indexed BAM or CRAM.
+    reference : str
+        The reference FASTA (decodes a CRAM; a BAM's contigs are matched to its names).
+    panel : pandas.DataFrame
+        The cohort panel (results/panel/loci.tsv); each distinct locus is counted once.
+    settings : CountSettings
+        The counting rules.
+    threads : int
+        Worker processes.
+    check_reference : bool
+        Stop on a file that does not match the reference: its header's panel contigs, lengths or MD5s, or reads
+        that disagree with it far beyond sequencing errors (before anything is counted).
+    patient_id : str, optional
+        The sample's patient: its panel loci's flanks are counted too (none when None).
+
+    Returns
+    -------
+    SampleCounts
+        The sample's count, fragment-length, fragment and flank tables and its QC.
+
+    Raises
+    ------
+    AlignmentInputError
+        The file cannot be read, or is truncated or corrupt, or (CRAM) was encoded against another reference;
+        with `check_reference`, it does not match the reference.
+    PanelLocusError
+        A panel locus is neither an SNV nor a normalised indel.
+    UmiSourceError
+        UMIs are expected but none of the first reads carries one.
+    """
     loci = unique_loci(panel)
     _check_alleles(loci)
+    if check_reference:
+        _require_matching_header(sample_id, alignment_path, reference, loci)
     try:
         with open_alignments(alignment_path, reference) as alignments:
             mode = resolve_dedup_mode(alignments, settings)
             names = _bam_contig_names(alignments, loci["chrom"].unique(), alignment_path)
+            mismatches = _reference_mismatches(alignments, reference, loci, names, settings)
+            problem = mismatch_problem(sample_id, alignment_path, *mismatches)
+            if check_reference and problem:
+                raise AlignmentInputError(problem)
             units = _work_units(loci, names)
             chunks = _chunks(units, threads)
             pool = fork_pool(min(threads, len(chunks)))  # a few chunks per worker
@@ -100,7 +162,11 @@ def count_sample(
                     for chunk in chunks
                 ]
                 parts = [future.result() for future in futures]
+        flanks = _count_flanks(alignment_path, reference, panel, patient_id, settings, mode)
     except OSError:  # htslib reports truncated or corrupt blocks while reading (and closing)
+        reference_mismatch = cram_reference_mismatch(alignment_path, reference, list(loci["chrom"].unique()))
+        if reference_mismatch:
+            raise AlignmentInputError(f"sample {sample_id}: {reference_mismatch}") from None
         raise AlignmentInputError(
             f"'{alignment_path}' is truncated or corrupt, or its index belongs to another version of the file "
             "(htslib could not decode it): re-index it (samtools index); if that does not help, re-create it "
@@ -117,11 +183,73 @@ def count_sample(
         for name, value in asdict(part.stats).items():
             setattr(stats, name, getattr(stats, name) + value)
     counts = _count_table(sample_id, loci, by_locus)
-    qc = _qc(stats, counts, lengths, mode)
+    qc = _qc(stats, counts, lengths, mode) | _mismatch_qc(*mismatches)
     if qc["molecules"] == 0:
         log.warning("%s: no molecule at any panel locus in '%s' (failed capture, wrong file or wrong panel?); "
                     "its calls will be indeterminate", sample_id, alignment_path)  # fmt: skip
-    return SampleCounts(counts, _length_table(lengths), qc, _fragment_table(shared, loci))
+    return SampleCounts(counts, _length_table(lengths), qc, _fragment_table(shared, loci), flanks)
+
+
+def _count_flanks(
+    path: str, reference: str, panel: pd.DataFrame, patient_id: str | None, settings: CountSettings, mode: str
+) -> pd.DataFrame:
+    window = FlankWindow(settings.flank_window, settings.flank_gap)
+    with open_alignments(path, reference) as alignments:
+
+        def molecules_of(units: list[_Unit], stats: ReadStats) -> Iterator[tuple[str, Locus, LocusMolecules]]:
+            for chrom, cluster, molecules in cluster_molecules(alignments, units, settings, mode, stats):
+                yield from ((chrom, locus, at) for locus, at in zip(cluster, molecules, strict=True))
+
+        return count_flanks(alignments, reference, panel, patient_id, window, molecules_of)
+
+
+def _require_matching_header(sample_id: str, path: str, reference: str, loci: pd.DataFrame) -> None:
+    """Stop on a header whose panel contigs differ from the reference. A CRAM's MD5s are left to htslib, which
+    checks the reference under every slice it decodes (hashing whole contigs would cost more than counting)."""
+    contigs = list(loci["chrom"].unique())
+    differences = reference_differences(
+        path, reference, contigs, compare_md5=not path.lower().endswith(".cram")
+    )
+    if differences:
+        found = "; ".join(message for _kind, message in differences[:3]) + (
+            "; ..." if len(differences) > 3 else ""
+        )
+        raise AlignmentInputError(
+            f"sample {sample_id}: the header of '{path}' does not match the reference '{reference}': {found}. "
+            f"The reads were aligned to another genome build: re-align the sample to {reference}, or set "
+            "`reference` to the FASTA it was aligned to"
+        )
+
+
+def _reference_mismatches(
+    alignments: pysam.AlignmentFile,
+    reference: str,
+    loci: pd.DataFrame,
+    names: dict[str, str],
+    settings: CountSettings,
+) -> tuple[int, int]:
+    if not reference:  # `mrdtrack count` of a BAM without --reference
+        return 0, 0
+    with pysam.FastaFile(reference) as fasta, _for_comparison(alignments, reference) as reads:
+        return reference_mismatch_rate(reads, fasta, loci, names, settings.min_mapq, settings.min_baseq)
+
+
+def _for_comparison(alignments: pysam.AlignmentFile, reference: str) -> contextlib.AbstractContextManager:
+    """The file's reads for the reference comparison: a CRAM is opened again decoding only the fields it reads,
+    which halves the cost of its decoding; a BAM's open handle is used as it is."""
+    if not alignments.is_cram:
+        return contextlib.nullcontext(alignments)
+    fields = f"required_fields=0x{COMPARED_FIELDS:X}".encode()
+    return pysam.AlignmentFile(
+        alignments.filename.decode(), reference_filename=reference, format_options=[fields]
+    )
+
+
+def _mismatch_qc(mismatches: int, compared: int) -> dict[str, Any]:
+    return {
+        "reference_mismatch_rate": mismatches / compared if compared else None,
+        "reference_bases_compared": compared,
+    }
 
 
 def _check_alleles(loci: pd.DataFrame) -> None:
@@ -186,7 +314,21 @@ def _count_units(
     alignments: pysam.AlignmentFile, units: list[_Unit], settings: CountSettings, mode: str
 ) -> _Part:
     part = _Part({}, Counter(), Counter(), ReadStats())
-    by_locus, lengths, stats = part.by_locus, part.lengths, part.stats
+    by_locus, lengths = part.by_locus, part.lengths
+    for chrom, cluster, molecules in cluster_molecules(alignments, units, settings, mode, part.stats):
+        for locus, at_locus in zip(cluster, molecules, strict=True):
+            alleles = _alleles(at_locus.bases, locus)
+            by_locus[(chrom, locus.pos, locus.ref, locus.alt)] = tally(locus, at_locus, alleles)
+            _add_lengths(lengths, at_locus, alleles)
+        part.shared.update(shared_fragments(chrom, cluster, molecules))
+    return part
+
+
+def cluster_molecules(
+    alignments: pysam.AlignmentFile, units: list[_Unit], settings: CountSettings, mode: str, stats: ReadStats
+) -> Iterator[tuple[str, list[Locus], list[LocusMolecules]]]:
+    """(contig as the table spells it, cluster, molecules per locus) of each unit, by the compiled engine
+    where it can and the reference engine elsewhere: the one way loci are counted."""
     scanner = _scanner(alignments, settings, mode)
     try:
         for (chrom, bam_chrom), group in itertools.groupby(units, key=lambda unit: unit[:2]):
@@ -202,21 +344,29 @@ def _count_units(
                             alignments, bam_chrom, cluster, settings, mode, stats
                         )
                     ]
-                for locus, at_locus in zip(cluster, molecules, strict=True):
-                    alleles = _alleles(at_locus.bases, locus)
-                    by_locus[(chrom, locus.pos, locus.ref, locus.alt)] = tally(locus, at_locus, alleles)
-                    _add_lengths(lengths, at_locus, alleles)
-                part.shared.update(shared_fragments(chrom, cluster, molecules))
+                yield chrom, cluster, molecules
     finally:
         if scanner is not None:
             scanner.close()
-    return part
 
 
 def settings_for_job(alignment_paths: Sequence[str], settings: CountSettings) -> CountSettings:
     """`settings` for counting these alignments one after another in one process (a job of several samples):
     `auto` takes the compiled engine when their sizes add up to AUTO_COMPILED_MIN_BYTES, since its loading is
-    then paid once for all of them. The counts are the same with either engine."""
+    then paid once for all of them. The counts are the same with either engine.
+
+    Parameters
+    ----------
+    alignment_paths : sequence of str
+        The job's BAM/CRAM files.
+    settings : CountSettings
+        The configured counting rules.
+
+    Returns
+    -------
+    CountSettings
+        `settings`, with engine `compiled` where `auto` would pay the compiled engine's loading once for all.
+    """
     sizes = sum(os.path.getsize(p) for p in alignment_paths if os.path.isfile(p))
     if settings.engine == "auto" and len(alignment_paths) > 1 and sizes >= AUTO_COMPILED_MIN_BYTES:
         return replace(settings, engine="compiled")

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import pysam
 
-from mrdtrack.inputs.sheets import InputError, Problem
+from mrdtrack.inputs.problems import InputError, Problem
 from mrdtrack.settings import StepSettings
 from mrdtrack.tables import columns_of
 
@@ -56,7 +56,19 @@ MAX_REPEAT_COPIES = 50  # repeat tracts are measured up to this many copies of t
 
 @dataclass(frozen=True)
 class PanelSettings(StepSettings):
-    """Settings of the `panel:` config section (config/README.md documents each)."""
+    """Settings of the `panel:` config section; config/README.md documents each key.
+
+    Parameters
+    ----------
+    weight_info_field : str
+        INFO field with the variant's cancer-cell fraction.
+    on_invalid_record : str
+        `skip` (with a warning) or `error` for records that cannot be counted.
+    purity : float or None
+        Tumor purity for VCFs whose header gives none (`##purity=`).
+    chip_genes : tuple of str
+        Genes whose loci are flagged chip_suspect (upper case).
+    """
 
     SECTION: ClassVar[str] = "panel"
 
@@ -406,13 +418,21 @@ class _VcfReader:
         return self.contigs.get(name) or contig_map([name], self.fasta.references).get(name)
 
     def _ref_matches(self, record: pysam.VariantRecord, chrom: str, ref: str) -> bool:
-        start = record.pos - 1
-        actual = self.fasta.fetch(chrom, start, min(start + len(ref), self.fasta.get_reference_length(chrom)))
+        start, length = record.pos - 1, self.fasta.get_reference_length(chrom)
+        # A position past the contig's end cannot be fetched; a REF that runs past it is compared below.
+        if start >= length:
+            self.problems.append(Problem(
+                self.path,
+                f"{record.chrom}:{record.pos} is beyond the end of contig {chrom} ({length:,} bp in the reference)",
+                "the panel was probably called on another genome build; use the matching reference",
+            ))  # fmt: skip
+            return False
+        actual = self.fasta.fetch(chrom, start, min(start + len(ref), length))
         if actual.upper() == ref:
             return True
         self.problems.append(Problem(
             self.path,
-            f"{record.chrom}:{record.pos} REF is {ref} but the reference has {actual.upper() or 'nothing'}",
+            f"{record.chrom}:{record.pos} REF is {ref} but the reference has {actual.upper()}",
             "the panel was probably called on another genome build; use the matching reference",
         ))  # fmt: skip
         return False
@@ -475,6 +495,11 @@ def read_panel_vcf(
     """The variants of one patient's panel VCF as panel rows (one per ALT), and the problems found."""
     try:
         vcf = pysam.VariantFile(path)
+    except NotImplementedError:  # htslib cannot seek in gzip that is not bgzip
+        return pd.DataFrame(columns=PANEL_COLUMNS), [
+            Problem(path, "the panel VCF is compressed with plain gzip, which htslib cannot read (it needs bgzip)",
+                    f"recompress it: gunzip {path} && bgzip {path.removesuffix('.gz')}; or give it uncompressed")
+        ]  # fmt: skip
     except (OSError, ValueError) as error:
         return pd.DataFrame(columns=PANEL_COLUMNS), [
             Problem(path, f"cannot read the panel VCF ({error})", "give a VCF 4.x file, plain or bgzipped")
@@ -542,7 +567,27 @@ def _invalid(path: str, record: pysam.VariantRecord, why: str, settings: PanelSe
 
 
 def build_panel(patients: pd.DataFrame, reference: str, settings: PanelSettings) -> pd.DataFrame:
-    """All patients' panels as one table; raise InputError listing every REF mismatch or unreadable VCF."""
+    """All patients' panels as one table.
+
+    Parameters
+    ----------
+    patients : pandas.DataFrame
+        The patients sheet (`patient_id`, `panel_vcf`).
+    reference : str
+        The reference FASTA (indexed).
+    settings : PanelSettings
+        The `panel:` settings.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per patient and locus (PANEL_COLUMNS), sorted by contig, position and patient.
+
+    Raises
+    ------
+    InputError
+        Listing every REF mismatch or unreadable VCF.
+    """
     frames, problems = [], []
     with pysam.FastaFile(reference) as fasta:
         contig_order = list(fasta.references)

@@ -8,8 +8,10 @@ description of a valid row; they are also used by the workflow through snakemake
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -19,13 +21,16 @@ import jsonschema
 import pandas as pd
 import yaml
 
-from mrdtrack.logs import UserFacingError
+from mrdtrack.inputs.alignments import shared_file_problems
+from mrdtrack.inputs.problems import InputError, Problem
 
 SCHEMA_DIR = Path(__file__).parents[1] / "schemas"
 SAMPLE_TYPES = ("plasma", "normal", "control")
+# The trial's cohorts (STOP-HER2: stop or continue anti-HER2 therapy), the default of the config's `cohorts`.
+DEFAULT_COHORTS = ("stop", "continue")
 DATE_COLUMNS = {
     "samples": ("collection_date",),
-    "clinical": ("enrollment_date", "pfs_date", "os_date", "restart_date"),
+    "clinical": ("enrollment_date", "pfs_date", "os_date", "restart_date", "restart_progression_date"),
 }
 NUMERIC_COLUMNS = {
     "samples": ("plasma_ml", "cfdna_ng"),
@@ -39,63 +44,21 @@ INDEX_CANDIDATES = {
 }
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with the input, located as precisely as possible."""
-
-    file: str
-    message: str
-    fix: str = ""
-    row: int | None = None  # line number in the file (the header is line 1)
-    column: str | None = None
-    severity: str = "error"
-
-    def __str__(self) -> str:
-        where = self.file
-        if self.row is not None:
-            where += f":{self.row}"
-        if self.column:
-            where += f":{self.column}"
-        text = f"{where}: {self.message}"
-        return f"{text}. Fix: {self.fix}" if self.fix else text
-
-
-class InputError(UserFacingError):
-    """Raised with every problem found in the inputs."""
-
-    def __init__(self, problems: Sequence[Problem]):
-        self.problems = list(problems)
-        super().__init__(format_problems(self.problems))
-
-
-def format_problems(problems: Iterable[Problem]) -> str:
-    problems = list(problems)
-    errors = [p for p in problems if p.severity == "error"]
-    warnings = [p for p in problems if p.severity != "error"]
-    lines = []
-    if errors:
-        lines.append(f"mrdtrack found {len(errors)} problem(s) in the inputs; nothing was run:")
-        lines += [f"  - {p}" for p in errors]
-    if warnings:
-        lines.append(f"{len(warnings)} warning(s):")
-        lines += [f"  - {p}" for p in warnings]
-    return "\n".join(lines)
-
-
-def in_file_order(problems: Iterable[Problem], files: Sequence[str] = ()) -> list[Problem]:
-    """Problems grouped by file (the order of `files`, then first appearance) and by row within a file.
-
-    The checks run one kind at a time (schema, dates, cross-sheet), so without this a sheet's row 9 can be
-    listed before its row 2; a lab person fixes a sheet top to bottom. Whole-file problems (no row) come first.
-    """
-    problems = list(problems)
-    rank = {file: i for i, file in enumerate(dict.fromkeys([*files, *(p.file for p in problems)]))}
-    return sorted(problems, key=lambda p: (rank[p.file], -1 if p.row is None else p.row))
-
-
 @dataclass
 class Inputs:
-    """The validated inputs of one run."""
+    """The validated inputs of one run.
+
+    Parameters
+    ----------
+    samples : pandas.DataFrame
+        Every sample sheet's rows, indexed by sample_id, with paths resolved.
+    patients, clinical : pandas.DataFrame
+        The patients and clinical sheets' rows, with paths resolved.
+    reference : str
+        The reference FASTA.
+    warnings : list of Problem
+        Problems that do not stop the run.
+    """
 
     samples: pd.DataFrame
     patients: pd.DataFrame
@@ -111,28 +74,88 @@ def load_schema(name: str) -> dict[str, Any]:
 
 
 def read_sheet(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, list[Problem]]:
-    """Read a TSV as text (BOM and Windows line endings accepted); an unreadable or empty sheet is a problem."""
+    """Read a TSV as text, each row indexed by its line number in the file; problems say why it cannot be read.
+
+    Blank lines (also lines of empty cells) and lines starting with '#' are skipped but counted, so that a
+    problem's row is the line a text editor or spreadsheet shows. BOM and Windows line endings are accepted.
+    `frame.attrs["header_line"]` is the header's line number.
+    """
     name = str(path)
     if not os.path.isfile(name):
         return pd.DataFrame(), [Problem(name, "file not found", "check the path in config/config.yaml")]
     try:
-        frame = pd.read_csv(
-            name, sep="\t", dtype=str, keep_default_na=False, encoding="utf-8-sig", skip_blank_lines=True
-        )
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        text = Path(name).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        return pd.DataFrame(), [_unreadable(name, f"not UTF-8 text: {error.reason} at byte {error.start}")]
+    lines = [(n, line) for n, line in enumerate(re.split(r"\r\n|\r|\n", text), 1) if _holds_cells(line)]
+    if not lines:
         return pd.DataFrame(), [
-            Problem(
-                name,
-                f"cannot read as a tab-separated table ({reason})",
-                "save the sheet as UTF-8 text with tab-separated columns",
-            )
+            Problem(name, "the sheet is empty", "write a header line, then one row per line")
         ]
+    (header_line, header), rows = lines[0], lines[1:]
+    problems = _separator_problems(name, header_line, header)
+    if problems:
+        return pd.DataFrame(), problems
+    width = header.count("\t") + 1
+    problems = [_too_many_cells(name, n, line, width) for n, line in rows if line.count("\t") >= width]
+    rows = [(n, line) for n, line in rows if line.count("\t") < width]
+    try:
+        frame = pd.read_csv(io.StringIO("\n".join([header] + [line for _, line in rows])), sep="\t", dtype=str,
+                            keep_default_na=False)  # fmt: skip
+    except pd.errors.ParserError as error:  # quotes that do not close
+        return pd.DataFrame(), [_unreadable(name, str(error).splitlines()[0])]
     frame.columns = [str(c).strip() for c in frame.columns]
-    frame = frame.apply(lambda column: column.str.strip())
-    if frame.empty:
-        return frame, [Problem(name, "the sheet has a header but no rows", "add at least one row")]
-    return frame, []
+    frame = frame.fillna("").apply(lambda column: column.str.strip())
+    if len(frame) == len(rows):  # else a quoted cell spans lines: row numbers count data rows
+        frame.index = pd.Index([n for n, _ in rows], dtype=int)
+    else:
+        frame.index = pd.RangeIndex(header_line + 1, header_line + 1 + len(frame))
+    frame.attrs["header_line"] = header_line
+    if frame.empty and not problems:
+        problems = [Problem(name, "the sheet has a header but no rows", "add at least one row")]
+    return frame, problems
+
+
+def _holds_cells(line: str) -> bool:
+    content = line.strip()
+    return bool(content) and not content.startswith("#")
+
+
+def _unreadable(name: str, reason: str) -> Problem:
+    return Problem(
+        name,
+        f"cannot read as a tab-separated table ({reason})",
+        "save the sheet as UTF-8 text with tab-separated columns",
+    )
+
+
+def _separator_problems(name: str, line: int, header: str) -> list[Problem]:
+    """A header without tabs but with commas or semicolons: the sheet was saved as CSV."""
+    if "\t" in header:
+        return []
+    separator = max(",;", key=header.count)
+    if not header.count(separator):
+        return []
+    what = {",": "commas", ";": "semicolons"}[separator]
+    return [
+        Problem(
+            name,
+            f"the header line has no tab but {header.count(separator)} {what}: the sheet looks like CSV, and "
+            "mrdtrack's sheets are tab-separated",
+            "save it as tab-separated text (in Excel: Save As, 'Text (Tab delimited)') and name that file in "
+            "the config",
+            row=line,
+        )
+    ]
+
+
+def _too_many_cells(name: str, line: int, text: str, width: int) -> Problem:
+    return Problem(
+        name,
+        f"the row has {text.count(chr(9)) + 1} cells but the header names {width} columns",
+        "remove the extra tab(s), or name the extra column in the header",
+        row=line,
+    )
 
 
 def validate_rows(frame: pd.DataFrame, kind: str, path: str) -> list[Problem]:
@@ -140,26 +163,24 @@ def validate_rows(frame: pd.DataFrame, kind: str, path: str) -> list[Problem]:
     schema = load_schema(kind)
     required = schema.get("required", [])
     missing_columns = [c for c in required if c not in frame.columns]
+    header_line = frame.attrs.get("header_line", 1)
     problems = [
-        Problem(
-            path, f"required column '{c}' is missing from the header", f"add a '{c}' column", row=1, column=c
-        )
+        Problem(path, f"required column '{c}' is missing from the header", f"add a '{c}' column",
+                row=header_line, column=c)
         for c in missing_columns
-    ]
+    ]  # fmt: skip
     validator = jsonschema.Draft202012Validator(schema)
-    for index, record in enumerate(sheet_records(frame, kind)):
+    for line, record in zip(frame.index, sheet_records(frame, kind), strict=True):
+        empty = [c for c in required if c not in missing_columns and record.get(c, "") == ""]
+        problems += [
+            Problem(path, f"'{c}' is empty", _error_fix(c, schema), row=int(line), column=c) for c in empty
+        ]
         for error in validator.iter_errors(record):
-            column = _error_column(error, record, required)
-            if column in missing_columns:
-                continue
+            column = str(error.path[0]) if error.path else None
+            if error.validator == "required" or column in empty:
+                continue  # each empty required cell is named above, by its own column
             problems.append(
-                Problem(
-                    path,
-                    _error_message(error, column),
-                    _error_fix(column, schema),
-                    row=index + 2,
-                    column=column,
-                )
+                Problem(path, _error_message(error, column), _error_fix(column, schema), int(line), column)
             )
     return problems
 
@@ -186,20 +207,7 @@ def _as_number(value: str) -> Any:
     return int(number) if number.is_integer() else number
 
 
-def _error_column(
-    error: jsonschema.ValidationError, record: dict[str, Any], required: list[str]
-) -> str | None:
-    if error.path:
-        return str(error.path[0])
-    if error.validator == "required":
-        absent = [c for c in required if c not in record]
-        return absent[0] if absent else None
-    return None
-
-
 def _error_message(error: jsonschema.ValidationError, column: str | None) -> str:
-    if error.validator == "required":
-        return f"'{column}' is empty"
     value = error.instance
     if error.validator == "pattern":
         return f"'{value}' is not allowed here ({_pattern_words(column)})"
@@ -234,7 +242,7 @@ def _date_problems(frame: pd.DataFrame, kind: str, path: str) -> list[Problem]:
                         path,
                         f"'{value}' is not a real calendar date",
                         "write a valid YYYY-MM-DD",
-                        row=int(index) + 2,
+                        row=int(index),
                         column=column,
                     )
                 )
@@ -261,8 +269,26 @@ def resolve_paths(frame: pd.DataFrame, kind: str, sheet: str) -> pd.DataFrame:
     return frame
 
 
+def sample_sheets(config: dict[str, Any]) -> list[str]:
+    """The config's sample sheets (`samples` is one path or a list)."""
+    return [config["samples"]] if isinstance(config["samples"], str) else list(config["samples"])
+
+
 def load_samples(sheets: str | Sequence[str]) -> tuple[pd.DataFrame, list[Problem]]:
-    """Read, schema-check and concatenate the sample sheets (one per batch)."""
+    """Read, schema-check and concatenate the sample sheets (one per batch).
+
+    Parameters
+    ----------
+    sheets : str or sequence of str
+        One sample sheet or several.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Their rows, paths resolved, with the `sheet` and `sheet_row` each came from.
+    list of Problem
+        What is wrong in them.
+    """
     paths = [sheets] if isinstance(sheets, str) else list(sheets)
     frames, problems = [], []
     for path in paths:
@@ -273,25 +299,41 @@ def load_samples(sheets: str | Sequence[str]) -> tuple[pd.DataFrame, list[Proble
         problems += validate_rows(frame, "samples", path) + _date_problems(frame, "samples", path)
         frame = resolve_paths(frame, "samples", path)
         frame["sheet"] = path
-        frame["sheet_row"] = range(2, len(frame) + 2)
+        frame["sheet_row"] = frame.index
         if "batch" not in frame.columns:
             frame["batch"] = ""
         frame.loc[frame["batch"] == "", "batch"] = path
         frames.append(frame)
-    samples = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    # Sheets may differ in their optional columns: a column one sheet lacks is empty in its rows.
+    samples = pd.concat(frames, ignore_index=True).fillna("") if frames else pd.DataFrame()
     return samples, problems
 
 
 def load_table(path: str, kind: str) -> tuple[pd.DataFrame, list[Problem]]:
-    """Read and schema-check the patients or clinical sheet."""
+    """Read and schema-check the patients or clinical sheet.
+
+    Parameters
+    ----------
+    path : str
+        The sheet.
+    kind : str
+        `patients` or `clinical`: the schema it is checked against.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Its rows, paths resolved, with the `sheet` and `sheet_row` each came from.
+    list of Problem
+        What is wrong in it.
+    """
     frame, problems = read_sheet(path)
     if frame.empty:
         return frame, problems
     problems += validate_rows(frame, kind, path) + _date_problems(frame, kind, path)
     frame = resolve_paths(frame, kind, path)
     frame["sheet"] = path
-    frame["sheet_row"] = range(2, len(frame) + 2)
-    return frame, problems
+    frame["sheet_row"] = frame.index
+    return frame.reset_index(drop=True), problems
 
 
 def _where(frame: pd.DataFrame, index: Any) -> tuple[str, int]:
@@ -335,7 +377,7 @@ def sample_problems(samples: pd.DataFrame, patients: pd.DataFrame, clinical: pd.
         file, line = _where(samples, index)
         problems += _patient_problems(row, file, line, known, panels, in_clinical)
         problems += _alignment_file_problems(row.get("bam", ""), file, line)
-    return problems
+    return problems + shared_file_problems(samples)
 
 
 def _patients_with_panel(patients: pd.DataFrame) -> set[str]:
@@ -470,9 +512,12 @@ def patient_problems(patients: pd.DataFrame) -> list[Problem]:
 
 
 def clinical_problems(
-    clinical: pd.DataFrame, patients: pd.DataFrame, covariates: Sequence[str]
+    clinical: pd.DataFrame,
+    patients: pd.DataFrame,
+    covariates: Sequence[str],
+    cohorts: Sequence[str] = DEFAULT_COHORTS,
 ) -> list[Problem]:
-    """Duplicate patients, impossible dates and non-numeric covariates in the clinical sheet."""
+    """Duplicate patients, undeclared cohorts, impossible dates and non-numeric covariates in the clinical sheet."""
     problems = duplicate_problems(clinical, "patient_id", "patient_id")
     if clinical.empty:
         return problems
@@ -490,31 +535,55 @@ def clinical_problems(
                     severity="warning",
                 )
             )
-        problems += _clinical_date_order(row, file, line)
+        problems += _cohort_problems(row, file, line, cohorts) + _clinical_date_order(row, file, line)
     for covariate in covariates:
         problems += _covariate_problems(clinical, covariate)
     return problems
 
 
+def _cohort_problems(row: pd.Series, file: str, line: int, cohorts: Sequence[str]) -> list[Problem]:
+    """A cohort not declared in the config (a typo such as `stpo` or `Stop` would make a cohort of its own)."""
+    cohort = row.get("cohort", "")
+    if not cohort or cohort in cohorts:
+        return []
+    return [
+        Problem(
+            file,
+            f"cohort '{cohort}' is not one of the config's cohorts: {', '.join(cohorts)}",
+            "correct the spelling (case matters), or add the cohort to `cohorts` in the config",
+            line,
+            "cohort",
+        )
+    ]
+
+
 def _clinical_date_order(row: pd.Series, file: str, line: int) -> list[Problem]:
-    enrolled = parse_date(row.get("enrollment_date", ""))
+    dates = {column: parse_date(row.get(column, "")) for column in DATE_COLUMNS["clinical"]}
     problems = []
-    for column, what in (
-        ("pfs_date", "progression/follow-up"),
-        ("os_date", "death/follow-up"),
-        ("restart_date", "therapy restart"),
+    for earlier, later, what in (
+        ("enrollment_date", "pfs_date", "progression/follow-up date {later} is before enrollment {earlier}"),
+        ("enrollment_date", "os_date", "death/follow-up date {later} is before enrollment {earlier}"),
+        ("enrollment_date", "restart_date", "therapy restart date {later} is before enrollment {earlier}"),
+        (
+            "enrollment_date",
+            "restart_progression_date",
+            "progression-after-restart date {later} is before enrollment {earlier}",
+        ),
+        (
+            "pfs_date",
+            "os_date",
+            "death/follow-up date {later} is before the progression/follow-up date {earlier}",
+        ),
     ):
-        date = parse_date(row.get(column, ""))
-        if enrolled and date and date < enrolled:
-            problems.append(
-                Problem(
-                    file,
-                    f"{what} date {date} is before enrollment {enrolled}",
-                    "check both dates; follow-up starts at enrollment",
-                    line,
-                    column,
-                )
+        if dates[earlier] and dates[later] and dates[later] < dates[earlier]:
+            fix = (
+                "check both dates; follow-up starts at enrollment"
+                if earlier == "enrollment_date"
+                else "check both dates; overall survival is followed at least as long as progression-free "
+                "survival (at progression or death, os_date is that date or later)"
             )
+            message = what.format(earlier=dates[earlier], later=dates[later])
+            problems.append(Problem(file, message, fix, line, later))
     return problems
 
 
@@ -526,7 +595,7 @@ def _covariate_problems(clinical: pd.DataFrame, covariate: str) -> list[Problem]
                 file,
                 f"covariate '{covariate}' (config survival.covariates) is not a column",
                 "add the column or remove it from survival.covariates",
-                1,
+                clinical.attrs.get("header_line", 1),
                 covariate,
             )
         ]
@@ -564,21 +633,46 @@ def reference_problems(reference: str) -> list[Problem]:
 
 
 def load_inputs(config: dict[str, Any]) -> Inputs:
-    """Read and check every input named in the config; raise InputError listing all problems."""
+    """Read and check every input named in the config, all problems at once.
+
+    Parameters
+    ----------
+    config : dict
+        The run configuration (`samples`, `patients`, `clinical`, `reference`, `cohorts`,
+        `survival.covariates`).
+
+    Returns
+    -------
+    Inputs
+        The checked sheets and any warnings.
+
+    Raises
+    ------
+    InputError
+        Listing every problem, when any is an error.
+    """
+    inputs, problems = collect_inputs(config)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise InputError(problems)
+    inputs.samples = _typed_samples(inputs.samples)
+    inputs.warnings = [p for p in problems if p not in errors]
+    return inputs
+
+
+def collect_inputs(config: dict[str, Any]) -> tuple[Inputs, list[Problem]]:
+    """Every input named in the config as read (sheets as text), and every problem found in them."""
     samples, problems = load_samples(config["samples"])
     patients, patient_read_problems = load_table(config["patients"], "patients")
     clinical, clinical_read_problems = load_table(config["clinical"], "clinical")
     covariates = (config.get("survival") or {}).get("covariates", [])
+    cohorts = config.get("cohorts") or DEFAULT_COHORTS
     problems += patient_read_problems + clinical_read_problems
     problems += patient_problems(patients)
     problems += sample_problems(samples, patients, clinical)
-    problems += clinical_problems(clinical, patients, covariates)
+    problems += clinical_problems(clinical, patients, covariates, cohorts)
     problems += reference_problems(config["reference"])
-    errors = [p for p in problems if p.severity == "error"]
-    if errors:
-        raise InputError(problems)
-    samples = _typed_samples(samples)
-    return Inputs(samples, patients, clinical, config["reference"], [p for p in problems if p not in errors])
+    return Inputs(samples, patients, clinical, config["reference"]), problems
 
 
 def _typed_samples(samples: pd.DataFrame) -> pd.DataFrame:

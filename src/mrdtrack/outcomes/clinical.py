@@ -31,13 +31,29 @@ from mrdtrack.vocabulary import (
 
 log = logging.getLogger(__name__)
 
-CLINICAL_DATES = ("enrollment_date", "pfs_date", "os_date", "restart_date")
+CLINICAL_DATES = ("enrollment_date", "pfs_date", "os_date", "restart_date", "restart_progression_date")
 COUNTING_COLUMNS = columns_of("counting_process")  # mrdtrack.tables.CONTRACTS
 
 
 @dataclass(frozen=True)
 class ClinicalSettings(StepSettings):
-    """Settings of the clinical join (config section `clinical_join`); see config/README.md."""
+    """Settings of the clinical join (config section `clinical_join`); config/README.md documents each key.
+
+    Parameters
+    ----------
+    baseline_window_days_before, baseline_window_days_after : int
+        The baseline sample is the plasma draw closest to enrollment from this many days before it to this many
+        days after it (both inclusive). The window's start also bounds the samples of the dynamics and of the
+        counting process.
+    tf_floor_fraction_of_lod : float
+        log10 tumor fraction floor, as a fraction of the sample's lod95 (0.5: "below the detection limit, half
+        of it"): a TF <= 0 or missing, or a negative sample's TF below it, becomes the floor.
+    tf_floor_default : float
+        The floor (a tumor fraction) for a sample without a usable lod95.
+    indeterminate_in_counting_process : str
+        What an indeterminate sample means in the counting-process table: `missing` (status and level unknown
+        until the next sample) or `carry_forward` (the previous status and level go on).
+    """
 
     SECTION: ClassVar[str] = "clinical_join"
 
@@ -50,7 +66,20 @@ class ClinicalSettings(StepSettings):
 
 @dataclass
 class ClinicalTables:
-    """The three tables written by the clinical step."""
+    """The three tables written by the clinical step (results/clinical/; docs/tables.md lists their columns).
+
+    Parameters
+    ----------
+    joined : pandas.DataFrame
+        joined.tsv: one row per plasma sample of calls.tsv with its patient's clinical columns, time from
+        enrollment (days and months) and floored log10 TF.
+    patients : pandas.DataFrame
+        patients.tsv: one row per patient of the clinical sheet: PFS/OS in months, the baseline sample and its
+        status, and the MRD dynamics (conversion, first positive, lead time, TF slope).
+    counting_process : pandas.DataFrame
+        counting_process.tsv: (start, stop] intervals in months per patient, each carrying the status and
+        log10 TF of the latest sample, with the PFS event on the last one.
+    """
 
     joined: pd.DataFrame
     patients: pd.DataFrame
@@ -62,7 +91,27 @@ CLINICAL_COLUMNS = ("patient_id", "cohort", "enrollment_date", "pfs_event", "pfs
 
 
 def run_clinical(calls: pd.DataFrame, clinical: pd.DataFrame, settings: ClinicalSettings) -> ClinicalTables:
-    """Join calls and clinical data and derive the per-patient and counting-process tables."""
+    """Join calls and clinical data and derive the per-patient and counting-process tables.
+
+    Parameters
+    ----------
+    calls
+        The calling step's calls (calls.tsv).
+    clinical
+        The clinical sheet: one row per patient with enrollment, PFS and OS.
+    settings
+        Config section `clinical_join`.
+
+    Returns
+    -------
+    ClinicalTables
+        The joined samples, the per-patient table and the counting-process rows.
+
+    Raises
+    ------
+    UserFacingError
+        When a required column of the calls or the clinical sheet is missing.
+    """
     _require_columns(calls, CALL_COLUMNS, "MRD calls")
     _require_columns(clinical, CLINICAL_COLUMNS, "clinical sheet")
     clinical = prepare_clinical(clinical)

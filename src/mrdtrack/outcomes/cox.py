@@ -1,40 +1,50 @@
-"""Cox models (lifelines) reported as R's coxph would, and R's cox.zph proportional-hazards test.
+"""Cox models reported as R's coxph would, and R's cox.zph proportional-hazards test.
 
-lifelines fits the models (Efron ties, like R's default). Written here, because lifelines lacks them:
+The fit is R's own Newton-Raphson on the Efron partial likelihood (mrdtrack.outcomes.partial_likelihood),
+iterated to the optimum R reaches with coxph.control(eps = 1e-14). Written here, as R's summary(coxph) and
+its helpers report them:
 - per-term likelihood-ratio p-values (drop the term and refit, as R's drop1/anova);
 - the model-level tests of R's summary(coxph): likelihood ratio, Wald and score (log-rank), with the null and
   fitted log partial likelihoods (R's fit$loglik);
-- concordance as R's concordance for a coxph fit: pairs within strata, and for counting-process (start, stop]
-  rows the risk score of the row each patient is in at each event time;
+- concordance and its standard error as R's concordance for a coxph fit: pairs within strata, for
+  counting-process (start, stop] rows the risk score of the row each patient is in at each event time, and the
+  infinitesimal-jackknife variance of concordancefit;
 - cox.zph as in survival >= 3.0 (zph1.c / zph2.c): the score test of the model extended by g(t) x covariate,
-  with the full 2p x 2p information matrix. lifelines' proportional_hazard_test implements the older,
-  approximate test of survival < 3.0 and does not agree with current R.
-Data problems common in a small trial (no events, an empty group, a group without events, a constant covariate)
-give a note and no estimate instead of a crash or a huge meaningless hazard ratio.
+  with the full 2p x 2p information matrix.
+Data problems common in a small trial (no events, an empty group, a constant covariate) give a note and no
+estimate instead of a crash. Under monotone likelihood (e.g. no progression among MRD-positive patients) the
+diverging coefficient has no estimate, while the likelihood-ratio and score tests, the log likelihoods and the
+other coefficients are reported as R reports them; mrdtrack.outcomes.firth gives the penalized estimate.
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from lifelines import CoxPHFitter, CoxTimeVaryingFitter
-from lifelines.exceptions import ConvergenceError, ConvergenceWarning
 from scipy import stats
 
 from mrdtrack.outcomes.km import z_value
+from mrdtrack.outcomes.partial_likelihood import (
+    CoxArrays,
+    NewtonFit,
+    efron_step,
+    fit_efron,
+    risk_sets,
+)
 
-# lifelines stops by default once the log-likelihood changes by < 1e-9 (relative) or the Newton decrement
-# is < 1e-7; near the optimum the log-likelihood is flat to double precision while the score is not yet 0,
-# which leaves coefficients ~1e-7 off and p-values ~1e-6 off R's. Stop on the Newton decrement only.
-FIT_OPTIONS = {"precision": 1e-20, "r_precision": 0.0, "max_steps": 500}
 MIN_EVENTS_PER_VARIABLE = 10
 # A log-hazard-ratio standard error above this means a CI wider than exp(+-40): the fit diverged.
 MAX_STANDARD_ERROR = 20.0
 ZPH_TRANSFORMS = ("km", "identity", "rank", "log")
+# The information matrix is singular at beta = 0: no event time has patients at risk who differ in the
+# covariate (or covariates are collinear), so the data hold no comparison.
+NOT_COMPARABLE = (
+    "not estimable: at no progression were patients at risk who differ in the covariates (or the covariates "
+    "are collinear)"
+)
 
 
 @dataclass
@@ -60,10 +70,17 @@ class CoxSpec:
         times = [self.id_col, self.start, self.stop] if self.time_varying else [self.duration]
         return times + [self.event, *self.strata, *self.covariates]
 
+    def arrays(self, frame: pd.DataFrame) -> CoxArrays:
+        stop = self.stop if self.time_varying else self.duration
+        return CoxArrays.of(frame, self.covariates, self.event, stop, self.start, self.strata)
+
 
 @dataclass
 class CoxResult:
-    """One fitted (or refused) model: a row per term, model-level figures and a note."""
+    """One fitted (or refused) model: a row per term, model-level figures and a note. `method` is "cox" (the
+    ordinary partial likelihood, Efron ties) or "firth" (Firth-penalized, Breslow ties, profile-likelihood
+    intervals; then the log likelihoods and the likelihood-ratio test are the penalized ones).
+    `monotone_likelihood`: a coefficient of the ordinary fit diverges (no finite estimate)."""
 
     terms: pd.DataFrame
     n: int
@@ -80,15 +97,20 @@ class CoxResult:
     wald_p: float | None = None
     score_chisq: float | None = None
     score_p: float | None = None
+    concordance_se: float | None = None
+    method: str = "cox"
+    monotone_likelihood: bool = False
 
     def summary(self) -> dict:
         return {
             "n": self.n,
             "events": self.events,
+            "method": self.method,
             "lr_chisq": self.lr_chisq,
             "lr_df": self.lr_df,
             "lr_p": self.lr_p,
             "concordance": self.concordance,
+            "concordance_se": self.concordance_se,
             "ph_global": self.zph_global,
             "terms": self.terms.to_dict("records"),
             "note": self.note,
@@ -118,34 +140,33 @@ class CoxResult:
 
 
 TERM_COLUMNS = ["term", "coef", "se", "hr", "hr_ci_low", "hr_ci_high", "p_wald", "p_lr", "ph_chisq", "ph_p"]
+ESTIMATE_COLUMNS = ["coef", "se", "hr", "hr_ci_low", "hr_ci_high", "p_wald"]
 
 
 def fit_cox(data: pd.DataFrame, spec: CoxSpec) -> CoxResult:
     """Fit the model of `spec` on the complete cases of `data`; never raises on thin data."""
+    frame, n, events = complete_cases(data, spec)
+    problem = data_problem(frame, spec, events)
+    if problem:
+        return CoxResult(empty_terms(spec.covariates), n, events, note=problem)
+    arrays = spec.arrays(frame)
+    try:
+        fit = fit_efron(arrays)
+    except np.linalg.LinAlgError:
+        note = NOT_COMPARABLE
+        return CoxResult(empty_terms(spec.covariates), n, events, note=note)
+    return _result(fit, frame, arrays, spec, n, events)
+
+
+def complete_cases(data: pd.DataFrame, spec: CoxSpec) -> tuple[pd.DataFrame, int, int]:
+    """The rows with every model column present, the number of patients in them and of events."""
     frame = data[spec.columns].dropna().reset_index(drop=True)
     n = frame[spec.id_col].nunique() if spec.time_varying else len(frame)
-    events = int(frame[spec.event].sum())
-    problem = _data_problem(frame, spec, events)
-    if problem:
-        return CoxResult(_empty_terms(spec.covariates), n, events, note=problem)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        try:
-            fitter = _fit(frame, spec)
-        except (ConvergenceError, np.linalg.LinAlgError, ValueError) as error:
-            reason = str(error).splitlines()[0].rstrip(".")
-            note = f"not estimable: the fit did not converge ({reason}); usual with very few events"
-            return CoxResult(_empty_terms(spec.covariates), n, events, note=note)
-    result = _result(fitter, frame, spec, n, events)
-    notes = [result.note]
-    if "not estimable" not in result.note:  # lifelines' own warning about it would only repeat it
-        notes += [str(w.message).splitlines()[0] for w in caught if w.category is ConvergenceWarning]
-    result.note = "; ".join(dict.fromkeys(n for n in notes if n))
-    return result
+    return frame, n, int(frame[spec.event].sum())
 
 
-def _data_problem(frame: pd.DataFrame, spec: CoxSpec, events: int) -> str:
-    """Why a model cannot be estimated from these rows ('' when it can)."""
+def data_problem(frame: pd.DataFrame, spec: CoxSpec, events: int) -> str:
+    """Why no model can be fitted to these rows ('' when one can)."""
     if frame.empty:
         return "no complete rows"
     if events == 0:
@@ -153,101 +174,86 @@ def _data_problem(frame: pd.DataFrame, spec: CoxSpec, events: int) -> str:
     for column in spec.covariates:
         if frame[column].nunique() < 2:
             return f"{column} does not vary: no comparison"
-        levels = frame[column].unique()
-        if len(levels) == 2:
-            by_level = frame.groupby(column)[spec.event].sum()
-            empty = [level for level in levels if by_level.get(level, 0) == 0]
-            if empty:
-                return (
-                    f"no events when {column} = {empty[0]:g}: hazard ratio not estimable (infinite; "
-                    "monotone likelihood)"
-                )
     return ""
 
 
-def _fit(frame: pd.DataFrame, spec: CoxSpec) -> CoxPHFitter | CoxTimeVaryingFitter:
-    strata = spec.strata or None
-    alpha = 1 - spec.conf_level
-    if spec.time_varying:
-        return CoxTimeVaryingFitter(alpha=alpha).fit(
-            frame,
-            event_col=spec.event,
-            start_col=spec.start,
-            stop_col=spec.stop,
-            id_col=spec.id_col,
-            strata=strata,
-            fit_options=FIT_OPTIONS,
-        )
-    return CoxPHFitter(alpha=alpha, strata=strata).fit(
-        frame, duration_col=spec.duration, event_col=spec.event, fit_options=FIT_OPTIONS
+def _result(fit: NewtonFit, frame: pd.DataFrame, arrays: CoxArrays, spec: CoxSpec, n: int, events: int):
+    lr = 2 * (fit.loglik - fit.loglik_null)
+    terms = _term_table(fit, spec)
+    terms["p_lr"] = _drop_one_lr_p(fit, arrays, lr)
+    diverged = fit.diverged | ~(terms["se"] <= MAX_STANDARD_ERROR).to_numpy()  # NaN counts as diverged
+    zph = (
+        _zph_or_empty(fit.beta, arrays, spec) if not diverged.any() else pd.DataFrame(columns=["chisq", "p"])
     )
-
-
-def _result(fitter, frame: pd.DataFrame, spec: CoxSpec, n: int, events: int) -> CoxResult:
-    lr = fitter.log_likelihood_ratio_test()
-    terms = _term_table(fitter, spec)
-    terms["p_lr"] = _drop_one_lr_p(fitter, frame, spec, float(lr.test_statistic))
-    diverged = ~(terms["se"] <= MAX_STANDARD_ERROR)  # NaN counts as diverged
-    zph = _zph_or_empty(fitter, frame, spec) if not diverged.any() else pd.DataFrame(columns=["chisq", "p"])
     terms["ph_chisq"] = terms["term"].map(zph["chisq"])
     terms["ph_p"] = terms["term"].map(zph["p"])
     notes = [_epv_note(events, len(spec.covariates))]
     if diverged.any():
         # The likelihood keeps rising as the coefficient runs off (monotone likelihood, e.g. every positive
-        # patient progressed before any negative one): no finite estimate; the LR test remains valid.
-        terms.loc[diverged, ["coef", "se", "hr", "hr_ci_low", "hr_ci_high", "p_wald"]] = np.nan
-        names = ", ".join(terms.loc[diverged, "term"])
-        notes.insert(0, f"hazard ratio of {names} not estimable (monotone likelihood, coefficient diverges)")
+        # patient progressed before any negative one): no finite estimate, no Wald test; the likelihood-ratio
+        # and score tests remain valid.
+        terms.loc[diverged, ESTIMATE_COLUMNS] = np.nan
+        notes.insert(0, monotone_likelihood_note(frame, spec, list(terms.loc[diverged, "term"])))
+    c_index, c_std_err = concordance_with_std_err(arrays.x @ fit.beta, arrays)
     return CoxResult(
         terms=terms[TERM_COLUMNS],
         n=n,
         events=events,
-        lr_chisq=float(lr.test_statistic),
+        lr_chisq=lr,
         lr_df=len(spec.covariates),
-        lr_p=float(lr.p_value),
-        concordance=concordance_of_fit(fitter, frame, spec),
+        lr_p=float(stats.chi2.sf(lr, len(spec.covariates))),
+        concordance=c_index,
+        concordance_se=c_std_err,
         zph_global=zph.loc["GLOBAL"].to_dict() if "GLOBAL" in zph.index else None,
         note="; ".join(n for n in notes if n),
-        loglik=float(fitter.log_likelihood_),
-        **_wald_and_score_tests(fitter, frame, spec, wald=not diverged.any()),
+        loglik_null=fit.loglik_null,
+        loglik=fit.loglik,
+        monotone_likelihood=bool(diverged.any()),
+        **_wald_and_score_tests(fit, wald=not diverged.any()),
     )
 
 
-def _wald_and_score_tests(fitter, frame: pd.DataFrame, spec: CoxSpec, wald: bool) -> dict:
+def monotone_likelihood_note(frame: pd.DataFrame, spec: CoxSpec, diverged: list[str]) -> str:
+    """Why the diverging coefficients have no estimate, naming an event-free level of a binary covariate."""
+    for column in diverged:
+        if frame[column].nunique() == 2:
+            by_level = frame.groupby(column)[spec.event].sum()
+            empty = [level for level in by_level.index if by_level[level] == 0]
+            if empty:
+                return (
+                    f"no events when {column} = {empty[0]:g}: hazard ratio not estimable (infinite; "
+                    "monotone likelihood)"
+                )
+    return f"hazard ratio of {', '.join(diverged)} not estimable (monotone likelihood, coefficient diverges)"
+
+
+def _wald_and_score_tests(fit: NewtonFit, wald: bool) -> dict:
     """R's summary(coxph) model tests: Wald (beta' V^-1 beta at the estimate; none when a coefficient
-    diverged) and score (U' I^-1 U at beta = 0, the log-rank test for one binary term), and the log partial
-    likelihood at beta = 0."""
-    data = CoxArrays.of(frame, spec)
-    beta = fitter.params_[spec.covariates].to_numpy(float)
-    df = len(beta)
-    loglik_null, score, information = efron_partial_likelihood(data, np.zeros(df))
-    result: dict = {"loglik_null": loglik_null}
-    try:
-        score_chisq = float(score @ np.linalg.solve(information, score))
-        result |= {"score_chisq": score_chisq, "score_p": float(stats.chi2.sf(score_chisq, df))}
-    except np.linalg.LinAlgError:
-        pass
+    diverged) and score (U' I^-1 U at beta = 0, the log-rank test for one binary term)."""
+    df = len(fit.beta)
+    result: dict = {}
+    if fit.score_chisq is not None:
+        result |= {"score_chisq": fit.score_chisq, "score_p": float(stats.chi2.sf(fit.score_chisq, df))}
     if wald:
-        # By position: lifelines' time-varying fitter leaves the matrix's columns unnamed.
-        order = fitter.params_.index.get_indexer(spec.covariates)
-        variance = fitter.variance_matrix_.to_numpy(float)[np.ix_(order, order)]
-        wald_chisq = float(beta @ np.linalg.solve(variance, beta))
+        wald_chisq = float(fit.beta @ np.linalg.solve(fit.variance, fit.beta))
         result |= {"wald_chisq": wald_chisq, "wald_p": float(stats.chi2.sf(wald_chisq, df))}
     return result
 
 
-def _zph_or_empty(fitter, frame: pd.DataFrame, spec: CoxSpec) -> pd.DataFrame:
+def _zph_or_empty(beta: np.ndarray, arrays: CoxArrays, spec: CoxSpec) -> pd.DataFrame:
     try:
-        return cox_zph_from_fit(fitter, frame, spec)
+        return cox_zph(arrays.x, beta, arrays.stop, arrays.event, start=arrays.start, strata=arrays.strata,
+                       transform=spec.zph_transform, names=spec.covariates)  # fmt: skip
     except np.linalg.LinAlgError:  # e.g. one event time only: g(t) is constant and the test undefined
         return pd.DataFrame(columns=["chisq", "p"])
 
 
-def _term_table(fitter, spec: CoxSpec) -> pd.DataFrame:
+def _term_table(fit: NewtonFit, spec: CoxSpec) -> pd.DataFrame:
     z = z_value(spec.conf_level)
-    coef = fitter.params_[spec.covariates].to_numpy()
-    se = fitter.standard_errors_[spec.covariates].to_numpy()
-    with np.errstate(over="ignore"):  # diverging fits are blanked by the caller
+    coef = fit.beta
+    with np.errstate(invalid="ignore"):
+        se = np.sqrt(np.diag(fit.variance))
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # diverging fits are blanked later
         return pd.DataFrame(
             {
                 "term": spec.covariates,
@@ -268,106 +274,61 @@ def _epv_note(events: int, n_terms: int) -> str:
     return ""
 
 
-def _drop_one_lr_p(fitter, frame: pd.DataFrame, spec: CoxSpec, full_lr: float) -> list[float | None]:
+def _drop_one_lr_p(fit: NewtonFit, arrays: CoxArrays, full_lr: float) -> list[float | None]:
     """Per-term likelihood-ratio p: 2 (ll_full - ll_without_term), 1 df; the one-term model uses the null."""
-    if len(spec.covariates) == 1:
+    p = len(fit.beta)
+    if p == 1:
         return [float(stats.chi2.sf(full_lr, 1))]
     values: list[float | None] = []
-    for term in spec.covariates:
-        reduced = CoxSpec(**{**spec.__dict__, "covariates": [c for c in spec.covariates if c != term]})
+    for term in range(p):
         try:
-            ll_reduced = _fit(frame[reduced.columns], reduced).log_likelihood_
-        except (ConvergenceError, np.linalg.LinAlgError, ValueError):
+            reduced = fit_efron(arrays.with_columns([j for j in range(p) if j != term]))
+        except np.linalg.LinAlgError:
             values.append(None)
             continue
-        values.append(float(stats.chi2.sf(2 * (fitter.log_likelihood_ - ll_reduced), 1)))
+        values.append(float(stats.chi2.sf(2 * (fit.loglik - reduced.loglik), 1)))
     return values
 
 
-@dataclass(frozen=True)
-class CoxArrays:
-    """A model's rows as arrays: covariates x, (start, stop] times (start -inf for right-censored data),
-    event flags and stratum numbers."""
-
-    x: np.ndarray
-    start: np.ndarray
-    stop: np.ndarray
-    event: np.ndarray
-    strata: np.ndarray
-
-    @classmethod
-    def of(cls, frame: pd.DataFrame, spec: CoxSpec) -> CoxArrays:
-        stop = frame[spec.stop if spec.time_varying else spec.duration].to_numpy(float)
-        start = frame[spec.start].to_numpy(float) if spec.time_varying else np.full(len(frame), -np.inf)
-        strata = frame.groupby(spec.strata).ngroup().to_numpy() if spec.strata else np.zeros(len(frame), int)
-        event = frame[spec.event].to_numpy(bool)
-        return cls(frame[spec.covariates].to_numpy(float), start, stop, event, strata)
-
-
-def risk_sets(data: CoxArrays) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(alive, dead) row masks at each event time, stratum by stratum: dead = the rows ending in an event then,
-    alive = the other rows at risk ((start, stop] holds the time)."""
-    for stratum in np.unique(data.strata):
-        in_stratum = data.strata == stratum
-        for t in np.unique(data.stop[in_stratum & data.event]):
-            at_risk = in_stratum & (data.start < t) & (data.stop >= t)
-            dead = at_risk & (data.stop == t) & data.event
-            yield at_risk & ~dead, dead
-
-
-def concordance_of_fit(fitter, frame: pd.DataFrame, spec: CoxSpec) -> float | None:
-    """Harrell's C of the fitted linear predictor, as R's concordance(coxph fit)."""
-    beta = fitter.params_[spec.covariates].to_numpy(float)
-    data = CoxArrays.of(frame, spec)
-    return concordance(data.x @ beta, data)
-
-
 def concordance(risk: np.ndarray, data: CoxArrays) -> float | None:
-    """At each event time, each patient who progresses against every other row at risk then (in its stratum):
-    concordant when the progressing one has the higher risk score, tied (counted half) when equal. Patients
-    progressing at the same time are not compared with each other (R's tied.y)."""
-    concordant = discordant = tied = 0
+    """Harrell's C of `risk` (see concordance_with_std_err)."""
+    return concordance_with_std_err(risk, data)[0]
+
+
+def concordance_with_std_err(risk: np.ndarray, data: CoxArrays) -> tuple[float | None, float | None]:
+    """Harrell's C and its standard error, as R's concordance(coxph fit).
+
+    At each event time, each row ending in an event is paired with every other row at risk then (in its
+    stratum): concordant when the one with the event has the higher risk score, tied (counted half) when
+    equal. Rows with events at the same time are not paired (R's tied.y). The variance is R's infinitesimal
+    jackknife: the sum over rows of dfbeta^2, dfbeta = ((c - d) - (c + d + t) x somers_d) / (2 pairs), with
+    c, d and t the concordant, discordant and tied pairs the row takes part in."""
+    per_row = np.zeros((len(risk), 3))  # concordant, discordant, tied on the score
     for alive, dead in risk_sets(data):
-        others = np.sort(risk[alive])
-        below = np.searchsorted(others, risk[dead], side="left")
-        not_above = np.searchsorted(others, risk[dead], side="right")
-        concordant += int(below.sum())
-        tied += int((not_above - below).sum())
-        discordant += int((len(others) - not_above).sum())
+        dying, others = risk[dead], risk[alive]
+        per_row[dead] += _pair_counts(dying, np.sort(others), dying_side=True)
+        per_row[alive] += _pair_counts(others, np.sort(dying), dying_side=False)
+    concordant, discordant, tied = per_row.sum(axis=0) / 2  # every pair counted once for each of its rows
     pairs = concordant + discordant + tied
-    return (concordant + tied / 2) / pairs if pairs else None
+    if not pairs:
+        return None, None
+    somers_d = (concordant - discordant) / pairs
+    dfbeta = ((per_row[:, 0] - per_row[:, 1]) - per_row.sum(axis=1) * somers_d) / (2 * pairs)
+    return float((concordant + tied / 2) / pairs), float(np.sqrt(np.sum(dfbeta**2)))
 
 
-def efron_partial_likelihood(data: CoxArrays, beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Log partial likelihood, score and information at `beta` (Efron ties), as R's coxph computes them."""
-    p = data.x.shape[1]
-    eta = data.x @ beta
-    eta = eta - eta.max()  # a common factor cancels in every ratio; the log-likelihood keeps it below
-    risk = np.exp(eta)
-    loglik, score, information = 0.0, np.zeros(p), np.zeros((p, p))
-    for alive, dead in risk_sets(data):
-        step_loglik, step_score, step_information = _efron_step(data.x, eta, risk, alive, dead)
-        loglik, score, information = loglik + step_loglik, score + step_score, information + step_information
-    return loglik, score, information
+def _pair_counts(scores: np.ndarray, partners: np.ndarray, dying_side: bool) -> np.ndarray:
+    """Per score: the partners (sorted) it is concordant, discordant and tied with. For the row with the event
+    a partner with a lower score is concordant; for the row at risk, a dying partner with a higher score is."""
+    below = np.searchsorted(partners, scores, side="left")
+    not_above = np.searchsorted(partners, scores, side="right")
+    above = len(partners) - not_above
+    concordant, discordant = (below, above) if dying_side else (above, below)
+    return np.column_stack([concordant, discordant, not_above - below])
 
 
-def _empty_terms(covariates: Sequence[str]) -> pd.DataFrame:
+def empty_terms(covariates: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame({"term": list(covariates)}).reindex(columns=TERM_COLUMNS)
-
-
-def cox_zph_from_fit(fitter, frame: pd.DataFrame, spec: CoxSpec) -> pd.DataFrame:
-    """cox.zph of a fitted model, one test per covariate column plus GLOBAL."""
-    data = CoxArrays.of(frame, spec)
-    return cox_zph(
-        data.x,
-        fitter.params_[spec.covariates].to_numpy(float),
-        data.stop,
-        data.event,
-        start=data.start,
-        strata=data.strata,
-        transform=spec.zph_transform,
-        names=spec.covariates,
-    )
 
 
 def cox_zph(
@@ -434,7 +395,7 @@ def _zph_score_and_information(
     risk = np.exp(eta)
     u, imat = np.zeros(2 * p), np.zeros((2 * p, 2 * p))
     for alive, dead in risk_sets(data):
-        _loglik, score, info = _efron_step(data.x, eta, risk, alive, dead)
+        _loglik, score, info = efron_step(data.x, eta, risk, alive, dead)
         gt = g[dead][0]
         u[:p] += score
         u[p:] += gt * score
@@ -443,28 +404,3 @@ def _zph_score_and_information(
         imat[p:, p:] += gt * gt * info
     imat[p:, :p] = imat[:p, p:].T
     return u, imat
-
-
-def _efron_step(
-    x: np.ndarray, eta: np.ndarray, risk: np.ndarray, alive: np.ndarray, dead: np.ndarray
-) -> tuple[float, np.ndarray, np.ndarray]:
-    """Log-likelihood, score and information contributions of one event time with d tied deaths (Efron's
-    approximation: the k-th of the d deaths sees the alive rows and the share k/d of the dying ones)."""
-    sums = [_weighted_sums(x[rows], risk[rows]) for rows in (alive, dead)]
-    (den0, a0, c0), (den2, a2, c2) = sums
-    d = int(dead.sum())
-    loglik = float(eta[dead].sum())
-    score = x[dead].sum(axis=0)
-    info = np.zeros((x.shape[1], x.shape[1]))
-    for k in range(1, d + 1):
-        share = k / d
-        den, a, c = den0 + share * den2, a0 + share * a2, c0 + share * c2
-        mean = a / den
-        loglik -= np.log(den)
-        score = score - mean
-        info += c / den - np.outer(mean, mean)
-    return loglik, score, info
-
-
-def _weighted_sums(x: np.ndarray, risk: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    return float(risk.sum()), risk @ x, (x.T * risk) @ x

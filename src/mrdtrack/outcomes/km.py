@@ -150,7 +150,14 @@ def _findq(x: np.ndarray, y: np.ndarray, p: float, tol: float = QUANTILE_TOLERAN
 
 
 def _approx_constant_right(knots: np.ndarray, values: np.ndarray, at: float) -> int | None:
-    """R's approx(knots, values, at, method="constant", f=1, rule=1): the value at the first knot >= at."""
+    """R's approx(knots, values, at, method="constant", f=1, rule=1): the value at the smallest knot >= at.
+
+    approx sorts the knots first. A confidence curve need not be monotone (its standard error grows as S
+    falls), so 1 - upper can rise and fall again; R then takes the first crossing in sorted order, which is
+    the answer quantile.survfit prints.
+    """
+    order = np.argsort(knots, kind="stable")
+    knots, values = knots[order], values[order]
     if len(knots) == 0 or at < knots[0] or at > knots[-1]:
         return None
     return int(values[np.searchsorted(knots, at, side="left")])

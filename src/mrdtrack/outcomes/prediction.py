@@ -37,7 +37,30 @@ PREDICTION_COLUMNS = columns_of("prediction")  # mrdtrack.tables.CONTRACTS
 
 @dataclass(frozen=True)
 class PredictionSettings(StepSettings):
-    """Config `survival: prediction:`; see config/README.md."""
+    """Config `survival: prediction:`: cross-validated logistic regression of progression by a horizon;
+    config/README.md documents each key.
+
+    Parameters
+    ----------
+    horizon_months : float
+        Outcome = progression (or death) at or before this time; patients censored before it are not evaluable.
+    n_splits : int
+        Folds of the stratified K-fold cross-validation (lowered to the smaller outcome class's size if needed).
+    n_repeats : int
+        Repetitions of the cross-validation with different fold assignments.
+    C : float
+        Inverse L2 penalty strength (scikit-learn's `C`; features are standardized inside each fold).
+    min_class_size : int
+        Fewer patients than this in the smaller outcome class: no model, a note instead.
+    n_bootstrap : int
+        Patient bootstrap replicates of the AUC confidence interval.
+    conf_level : float
+        Level of the AUC confidence interval.
+    seed : int
+        Seed of the fold assignments and the bootstrap (reruns give identical tables).
+    cohort : str
+        The cohort the models are built on, or `all`.
+    """
 
     SECTION: ClassVar[str] = "survival.prediction"
 
@@ -157,3 +180,20 @@ def rank_auc(scores: np.ndarray, n_cases: int) -> np.ndarray:
     ranks = stats.rankdata(scores, axis=1)
     n_controls = scores.shape[1] - n_cases
     return (ranks[:, :n_cases].sum(axis=1) - n_cases * (n_cases + 1) / 2) / (n_cases * n_controls)
+
+
+def feature_sets(covariates: list[str]) -> dict[str, list[str]]:
+    """The prediction models and their features: baseline MRD status, then with the baseline log10 tumor
+    fraction, then (when configured) with the covariates too."""
+    sets = {
+        "mrd_status": ["baseline_mrd_positive"],
+        "mrd_status_tf": ["baseline_mrd_positive", "baseline_log10_tf"],
+    }
+    if covariates:
+        sets["mrd_status_tf_covariates"] = [*sets["mrd_status_tf"], *covariates]
+    return sets
+
+
+def prediction_subset(pats: pd.DataFrame, settings: PredictionSettings) -> pd.DataFrame:
+    """The patients the prediction model is built on (`prediction: cohort`, default all)."""
+    return pats if settings.cohort == "all" else pats[pats["cohort"] == settings.cohort]

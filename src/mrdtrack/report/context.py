@@ -1,5 +1,5 @@
 """Reading a run's results into one `Context`: every table (empty when missing, with the reason), the settings
-and the patient / sample frames every panel derives from.
+and the patient / sample frames every section derives from.
 
 The producers' tables are read by column name, and a missing or unreadable one becomes an empty table and a
 recorded problem, because a report that crashes on a cohort with no events tells the investigator nothing.
@@ -40,7 +40,25 @@ TABLE_NAMES = (
 
 @dataclass
 class ReportInputs:
-    """Paths of the tables the report reads; any may be missing (the panel then says so)."""
+    """Paths of the tables the report reads; any may be missing (the section then says so).
+
+    Parameters
+    ----------
+    calls, loci : str or os.PathLike, optional
+        results/mrd/calls.tsv and loci.tsv.
+    context_rates, locus_rates, excluded : str or os.PathLike, optional
+        results/background/context_rates.tsv, locus_rates.tsv and excluded_loci.tsv.
+    samples : str or os.PathLike, optional
+        The validated sample sheet, results/sheets/samples.tsv.
+    patients, joined : str or os.PathLike, optional
+        results/clinical/patients.tsv and joined.tsv.
+    km_curves, km_summary, cox, endpoints, design, summary : str or os.PathLike, optional
+        The tables and summary.json of results/survival/.
+    fraglen, qc : sequence of str or os.PathLike
+        Every sample's results/counts/{sample}.fraglen.tsv and {sample}.qc.json.
+    settings : sequence of str or os.PathLike
+        The settings.json each step wrote beside its outputs (the methods quote them).
+    """
 
     calls: PathLike | None = None
     loci: PathLike | None = None
@@ -62,7 +80,18 @@ class ReportInputs:
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> ReportInputs:
-        """Inputs from a name -> path(s) mapping such as `dict(snakemake.input.items())`."""
+        """Inputs from a name -> path(s) mapping such as `dict(snakemake.input.items())`.
+
+        Parameters
+        ----------
+        mapping : mapping of str to path or list of paths
+            Paths by input name; names that are not fields are ignored.
+
+        Returns
+        -------
+        ReportInputs
+            The inputs, lists of paths as tuples.
+        """
         values: dict[str, Any] = {}
         for f in fields(cls):
             if f.name not in mapping:
@@ -277,7 +306,7 @@ def survival_notes(summary: Mapping[str, Any]) -> list[str]:
 
 @dataclass
 class Context:
-    """What every panel builder sees: the tables, the settings and the derived patient / sample frames."""
+    """What every section builder sees: the tables, the settings and the derived patient / sample frames."""
 
     tables: Tables
     settings: ReportSettings

@@ -1,4 +1,4 @@
-"""MRD dynamics panels: the swimmer plot, tumor-fraction trajectories and the lead time to progression."""
+"""MRD dynamics sections: the swimmer plot, tumor-fraction trajectories and the lead time to progression."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import plotly.graph_objects as go
 
 from mrdtrack.report.context import Context, months_between, numeric_column, sample_table
 from mrdtrack.report.formatting import count_noun, fmt_number, mutant_evidence_text, text_or
-from mrdtrack.report.panel import Panel
 from mrdtrack.report.render import static_text
+from mrdtrack.report.section import Section
 from mrdtrack.report.style import (
     MRD_COLORS,
     MRD_SYMBOLS,
@@ -79,12 +79,12 @@ def sample_hover(samples: pd.DataFrame) -> list[str]:
     ]
 
 
-def panel_swimmer(ctx: Context) -> Panel:
+def section_swimmer(ctx: Context) -> Section:
     """Swimmer plot"""
-    panel = Panel("swimmer", "Swimmer plot: plasma samples and clinical events per patient")
+    section = Section("swimmer", "Swimmer plot: plasma samples and clinical events per patient")
     if ctx.patients.empty:
-        panel.message = f"Not drawn: no patients ({ctx.unavailable('patients', ['patient_id']) or 'empty'})"
-        return panel
+        section.message = f"Not drawn: no patients ({ctx.unavailable('patients', ['patient_id']) or 'empty'})"
+        return section
     lanes = lane_frame(ctx.patients, ctx.samples)
     orders = _lane_orders(lanes)
     fig = go.Figure()
@@ -115,16 +115,16 @@ def panel_swimmer(ctx: Context) -> Panel:
     _swimmer_layout(
         fig, lanes, orders, ctx.settings.swimmer_sort, [strip_x - pad, float(lanes["end"].max()) + pad]
     )
-    panel.figure = fig
-    panel.attrs["data-lanes"] = str(len(lanes))
-    panel.caption = (
+    section.figure = fig
+    section.attrs["data-lanes"] = str(len(lanes))
+    section.caption = (
         f"{len(lanes)} patients, one lane each (grey: follow-up). Markers: plasma samples colored by MRD status "
         "(hover for tumor fraction and the sample's LOD95); \u00d7 progression, \u25a0 death, \u25b6 anti-HER2 "
         "restart, | censored. The buttons re-sort the lanes by cohort or by time to progression."
     )
-    panel.downloads["swimmer_patients.tsv"] = lanes
-    panel.downloads["swimmer_samples.tsv"] = sample_table(ctx.samples)
-    return panel
+    section.downloads["swimmer_patients.tsv"] = lanes
+    section.downloads["swimmer_samples.tsv"] = sample_table(ctx.samples)
+    return section
 
 
 def _add_cohort_strip(fig: go.Figure, ctx: Context, lanes: pd.DataFrame, x: float) -> None:
@@ -205,15 +205,15 @@ def _swimmer_layout(
     )
 
 
-def panel_trajectories(ctx: Context) -> Panel:
+def section_trajectories(ctx: Context) -> Section:
     """Tumor-fraction trajectories"""
-    panel = Panel("trajectories", "Tumor-fraction trajectories per patient (log scale)")
+    section = Section("trajectories", "Tumor-fraction trajectories per patient (log scale)")
     samples = ctx.samples.dropna(subset=["months"])
     if samples.empty or samples["tumor_fraction"].isna().all() and samples["lod95"].isna().all():
-        panel.message = (
+        section.message = (
             f"Not drawn: no plasma sample with a tumor fraction ({ctx.unavailable('calls', []) or 'no TF'})"
         )
-        return panel
+        return section
     floor = ctx.tf_floor()
     samples = samples.sort_values(["patient_id", "months"]).assign(
         tf_plot=lambda d: d["tumor_fraction"].where(d["tumor_fraction"] > floor, floor)
@@ -229,9 +229,9 @@ def panel_trajectories(ctx: Context) -> Panel:
     status_legend(fig, samples["status"].tolist())
     tags += [""] * (len(fig.data) - len(tags))
     _trajectory_layout(fig, samples, floor, _cohort_menu(tags, ctx.cohorts()))
-    panel.figure = fig
-    panel.script = static_text("highlight_patient.js")
-    panel.caption = (
+    section.figure = fig
+    section.script = static_text("highlight_patient.js")
+    section.caption = (
         "Maximum-likelihood tumor fraction of each plasma sample, one line per patient colored by cohort, marker "
         "by MRD status (open circle: indeterminate). Hover a sample to bring its patient forward (click to keep "
         "it; click a cohort in the legend to hide or show its lines). Grey dashes: each sample's 95% limit of "
@@ -240,8 +240,8 @@ def panel_trajectories(ctx: Context) -> Panel:
         f"axis: it is drawn at the plotting floor {floor:g} (dotted line; report.tf_floor), the hover shows "
         "the true value. Use the buttons to show one cohort."
     )
-    panel.downloads["tf_trajectories.tsv"] = sample_table(samples)
-    return panel
+    section.downloads["tf_trajectories.tsv"] = sample_table(samples)
+    return section
 
 
 def _cohort_line_legend(ctx: Context, cohort: str, n_patients: int) -> go.Scatter:
@@ -361,30 +361,30 @@ def _trajectory_layout(
     fig.update_xaxes(title_text="Months since enrollment")
 
 
-def panel_lead_time(ctx: Context) -> Panel:
+def section_lead_time(ctx: Context) -> Section:
     """Lead time"""
-    panel = Panel("lead_time", "Lead time: first MRD-positive sample to radiographic progression")
+    section = Section("lead_time", "Lead time: first MRD-positive sample to radiographic progression")
     table = _lead_times(ctx.patients)
     progressed = int((ctx.patients["pfs_event"] == 1).sum())
     with_lead = table.dropna(subset=["lead_time_months"])
     if with_lead.empty:
-        panel.message = (
+        section.message = (
             "Not estimable: no patient had an MRD-positive sample before progression "
             f"({progressed} progressed)"
         )
-        return panel
+        return section
     with_lead = with_lead.sort_values("lead_time_months")
-    panel.figure = _lead_figure(with_lead)
+    section.figure = _lead_figure(with_lead)
     lead = with_lead["lead_time_months"]
-    panel.caption = (
+    section.caption = (
         f"{len(with_lead)} of {progressed} patients who progressed had an MRD-positive sample first; median lead "
         f"time {lead.median():.1f} months (IQR {lead.quantile(0.25):.1f}\u2013{lead.quantile(0.75):.1f}, range "
         f"{lead.min():.1f}\u2013{lead.max():.1f}). {progressed - len(with_lead)} progressed with no positive "
         f"sample before; {int(table['first_positive'].notna().sum() - len(with_lead))} patients were positive "
         "without progression (so far) or only after it."
     )
-    panel.downloads["lead_time.tsv"] = table
-    return panel
+    section.downloads["lead_time.tsv"] = table
+    return section
 
 
 def _lead_times(patients: pd.DataFrame) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Assembling the page: every section's panels (a panel that fails is shown as a message, not raised), the
+"""Assembling the page: every chapter's sections (a section that fails is shown as a message, not raised), the
 header, the table of contents and the methods, rendered to one self-contained HTML file plus one HTML per figure.
 """
 
@@ -20,47 +20,47 @@ import plotly.io as pio
 
 import mrdtrack
 from mrdtrack.report.context import Context, PathLike, ReportInputs, load_tables, survival_notes, text_column
-from mrdtrack.report.dynamics import panel_lead_time, panel_swimmer, panel_trajectories
+from mrdtrack.report.dynamics import section_lead_time, section_swimmer, section_trajectories
 from mrdtrack.report.formatting import count_noun
 from mrdtrack.report.methods import methods_section
-from mrdtrack.report.panel import Panel
 from mrdtrack.report.qc import (
-    panel_background,
-    panel_chip_loci,
-    panel_excluded,
-    panel_flagged,
-    panel_fraglen,
-    panel_locus_noise,
-    panel_lod,
-    panel_qc_samples,
+    section_background,
+    section_chip_loci,
+    section_excluded,
+    section_flagged,
+    section_fraglen,
+    section_locus_noise,
+    section_lod,
+    section_qc_samples,
 )
 from mrdtrack.report.render import plotly_library, render
+from mrdtrack.report.section import Section
 from mrdtrack.report.settings import ReportSettings
 from mrdtrack.report.style import PLOTLY_CONFIG, STATUS_ORDER, status_color, status_label
-from mrdtrack.report.survival import panel_endpoints, panel_forest, panels_km
+from mrdtrack.report.survival import section_endpoints, section_forest, sections_km
 from mrdtrack.tables import atomic_path
 from mrdtrack.vocabulary import POSITIVE
 
 log = logging.getLogger(__name__)
 
-Builder = Callable[[Context], "Panel | list[Panel]"]
-SECTIONS: tuple[tuple[str, str, tuple[Builder, ...]], ...] = (
-    ("survival", "MRD and progression-free survival", (panels_km, panel_forest, panel_endpoints)),
-    ("dynamics", "MRD dynamics", (panel_swimmer, panel_trajectories, panel_lead_time)),
-    ("qc", "Quality control", (panel_qc_samples, panel_lod, panel_background, panel_fraglen, panel_excluded,
-                               panel_chip_loci, panel_locus_noise, panel_flagged)),
+Builder = Callable[[Context], "Section | list[Section]"]
+CHAPTERS: tuple[tuple[str, str, tuple[Builder, ...]], ...] = (
+    ("survival", "MRD and progression-free survival", (sections_km, section_forest, section_endpoints)),
+    ("dynamics", "MRD dynamics", (section_swimmer, section_trajectories, section_lead_time)),
+    ("qc", "Quality control", (section_qc_samples, section_lod, section_background, section_fraglen,
+                               section_excluded, section_chip_loci, section_locus_noise, section_flagged)),
 )  # fmt: skip
 FIGURE_INDEX = "index.html"
 STATIC_WIDTH = 1180  # px, the figure width on the page (plotly's default, 700, wraps the legends)
 
 
 @dataclass
-class Section:
-    """A heading of the page and the panels under it."""
+class Chapter:
+    """A heading of the page and the sections under it."""
 
     anchor: str
     title: str
-    panels: list[Panel]
+    sections: list[Section]
 
 
 @dataclass
@@ -73,10 +73,18 @@ class NoteGroup:
 
 @dataclass
 class Report:
-    """The rendered page and the panels it shows (tests and the per-figure files use the panels)."""
+    """The rendered page and the sections it shows (tests and the per-figure files use the sections).
+
+    Parameters
+    ----------
+    html : str
+        The self-contained page.
+    sections : list of Section
+        Every section of the page, in page order.
+    """
 
     html: str
-    panels: list[Panel]
+    sections: list[Section]
 
 
 def build_report(
@@ -85,10 +93,27 @@ def build_report(
     config: Mapping[str, Any] | None = None,
     strict: bool = False,
 ) -> Report:
-    """Read the inputs and render the report; `strict` re-raises a panel's error instead of showing it."""
+    """Read the inputs and render the report.
+
+    Parameters
+    ----------
+    inputs : ReportInputs
+        Paths of the run's tables; a missing or unreadable one degrades the sections that need it.
+    settings : ReportSettings
+        The `report:` settings.
+    config : mapping, optional
+        The whole run configuration, shown as a table in the methods.
+    strict : bool
+        Re-raise a section builder's error instead of showing it as "Not drawn" (for tests).
+
+    Returns
+    -------
+    Report
+        The page and its sections.
+    """
     ctx = Context.build(load_tables(inputs), settings, config or {})
-    sections = [
-        Section(anchor, title, _run_builders(builders, ctx, strict)) for anchor, title, builders in SECTIONS
+    chapters = [
+        Chapter(anchor, title, _run_builders(builders, ctx, strict)) for anchor, title, builders in CHAPTERS
     ]
     page = render(
         "report.html.j2",
@@ -97,11 +122,11 @@ def build_report(
         version=mrdtrack.__version__,
         report_date=_report_date(ctx),
         plotlyjs=plotly_library(),
-        sections=sections,
+        chapters=chapters,
         methods=methods_section(ctx),
         **_header(ctx),
     )
-    return Report(page, [p for section in sections for p in section.panels])
+    return Report(page, [section for chapter in chapters for section in chapter.sections])
 
 
 def write_report(
@@ -112,48 +137,69 @@ def write_report(
     config: Mapping[str, Any] | None = None,
     strict: bool = False,
 ) -> Report:
-    """Write the report and one HTML (plus any static images) per figure, each atomically."""
+    """Write the report and one HTML (plus any static images) per figure, each atomically.
+
+    Parameters
+    ----------
+    inputs : ReportInputs
+        Paths of the run's tables.
+    html_path : str or os.PathLike
+        Where the page goes.
+    figures_dir : str or os.PathLike
+        The folder of per-figure files (replaced as a whole).
+    settings : ReportSettings
+        The `report:` settings.
+    config : mapping, optional
+        The whole run configuration, shown as a table in the methods.
+    strict : bool
+        Re-raise a section builder's error instead of showing it as "Not drawn".
+
+    Returns
+    -------
+    Report
+        The page and its sections, as written.
+    """
     report = build_report(inputs, settings, config, strict)
     with atomic_path(html_path) as tmp:
         tmp.write_text(report.html, encoding="utf-8")
     with _atomic_dir(figures_dir) as folder:
-        write_figures(report.panels, folder, settings.static_formats, settings.title)
-    log.info("report: %s (%d panels, %.1f MB)", html_path, len(report.panels), len(report.html) / 1e6)
+        write_figures(report.sections, folder, settings.static_formats, settings.title)
+    log.info("report: %s (%d sections, %.1f MB)", html_path, len(report.sections), len(report.html) / 1e6)
     return report
 
 
 def write_figures(
-    panels: Sequence[Panel], folder: Path, static_formats: Sequence[str] = (), title: str = "Figures"
+    sections: Sequence[Section], folder: Path, static_formats: Sequence[str] = (), title: str = "Figures"
 ) -> None:
     """figures/<key>.html sharing one plotly.min.js in the folder (offline), an index.html showing them all with
     their captions (the entry page of `snakemake --report`), and static images only where kaleido works."""
-    (folder / FIGURE_INDEX).write_text(_figure_index(panels, title), encoding="utf-8")
+    (folder / FIGURE_INDEX).write_text(_figure_index(sections, title), encoding="utf-8")
     images: list[tuple[go.Figure, Path]] = []
-    for panel in panels:
-        if panel.figure is None:
+    for section in sections:
+        if section.figure is None:
             continue
-        fig = _titled(panel)
-        pio.write_html(fig, folder / f"{panel.key}.html", include_plotlyjs="directory", config=PLOTLY_CONFIG,
-                       div_id=f"fig-{panel.key}", post_script=panel.script or None)  # fmt: skip
+        fig = _titled(section)
+        pio.write_html(fig, folder / f"{section.key}.html", include_plotlyjs="directory", config=PLOTLY_CONFIG,
+                       div_id=f"fig-{section.key}", post_script=section.script or None)  # fmt: skip
         if static_formats:  # a picture of the page's figure: its width, and no buttons (nothing to click)
             still = go.Figure(fig).update_layout(updatemenus=[], width=STATIC_WIDTH)
-            images += [(still, folder / f"{panel.key}.{fmt}") for fmt in static_formats]
+            images += [(still, folder / f"{section.key}.{fmt}") for fmt in static_formats]
     if images:
         _write_images(images)
 
 
-def _figure_index(panels: Sequence[Panel], title: str) -> str:
+def _figure_index(sections: Sequence[Section], title: str) -> str:
     """Every drawn figure in an iframe with its caption; the figures not drawn are listed with the reason."""
-    drawn = [p for p in panels if p.figure is not None]
-    missing = [p for p in panels if p.figure is None and p.message.startswith("Not ")]
+    drawn = [s for s in sections if s.figure is not None]
+    missing = [s for s in sections if s.figure is None and s.message.startswith("Not ")]
     return render("figure_index.html.j2", title=title, drawn=drawn, missing=missing)
 
 
-def _titled(panel: Panel) -> go.Figure:
-    """The figure with its panel title in the top band, above the legend (the page shows it as a heading)."""
-    fig = go.Figure(panel.figure)
+def _titled(section: Section) -> go.Figure:
+    """The figure with its section title in the top band, above the legend (the page shows it as a heading)."""
+    fig = go.Figure(section.figure)
     height = fig.layout.height or 450
-    text = f"{panel.title} \u00b7 {fig.layout.title.text}" if fig.layout.title.text else panel.title
+    text = f"{section.title} \u00b7 {fig.layout.title.text}" if fig.layout.title.text else section.title
     title = {"text": text, "x": 0.01, "xref": "container", "xanchor": "left", "yref": "container",
              "y": 1 - 6 / height, "yanchor": "top", "font": {"size": 15}}  # fmt: skip
     return fig.update_layout(title=title)
@@ -197,23 +243,23 @@ def _atomic_dir(path: PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp)
 
 
-def _run_builders(builders: Sequence[Builder], ctx: Context, strict: bool) -> list[Panel]:
-    panels: list[Panel] = []
+def _run_builders(builders: Sequence[Builder], ctx: Context, strict: bool) -> list[Section]:
+    sections: list[Section] = []
     for builder in builders:
         try:
             result = builder(ctx)
-        except Exception as error:  # one broken figure must not take the other panels down
+        except Exception as error:  # one broken figure must not take the other sections down
             if strict:
                 raise
-            log.exception("report: panel %s failed", builder.__name__)
+            log.exception("report: section %s failed", builder.__name__)
             title = (builder.__doc__ or builder.__name__).strip().splitlines()[0]
-            result = Panel(
+            result = Section(
                 builder.__name__.split("_", 1)[-1],
                 title,
                 message=f"Not drawn: {type(error).__name__}: {error}",
             )
-        panels.extend(result if isinstance(result, list) else [result])
-    return panels
+        sections.extend(result if isinstance(result, list) else [result])
+    return sections
 
 
 def _report_date(ctx: Context) -> str:

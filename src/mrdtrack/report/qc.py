@@ -1,4 +1,4 @@
-"""Quality-control panels: molecules and loci per sample, LOD95, background error by context, fragment lengths,
+"""Quality-control sections: molecules and loci per sample, LOD95, background error by context, fragment lengths,
 excluded loci, loci in clonal-hematopoiesis genes, per-locus noise and flagged samples."""
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from mrdtrack.report.context import (
     text_column,
 )
 from mrdtrack.report.formatting import DASH, count_noun, fmt_number, mutant_evidence_text, positive_float
-from mrdtrack.report.panel import Panel, data_table
 from mrdtrack.report.recorded import setting
+from mrdtrack.report.section import Section, data_table
 from mrdtrack.report.style import (
     base_layout,
     button_menu,
@@ -45,13 +45,13 @@ FRAGLEN_GROUPS = {
 }
 
 
-def panel_qc_samples(ctx: Context) -> Panel:
+def section_qc_samples(ctx: Context) -> Section:
     """Molecules and loci per sample"""
-    panel = Panel("qc_samples", "QC: informative molecules and panel loci used per plasma sample")
+    section = Section("qc_samples", "QC: informative molecules and panel loci used per plasma sample")
     problem = ctx.unavailable("calls", ["sample_id", "total_molecules"])
     if problem:
-        panel.message = f"Not drawn: {problem}"
-        return panel
+        section.message = f"Not drawn: {problem}"
+        return section
     samples = _qc_sample_table(ctx)
     # The sample labels sit under the bottom panel only (_qc_samples_layout), so a small gap suffices.
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, row_heights=[0.55, 0.45])
@@ -71,7 +71,7 @@ def panel_qc_samples(ctx: Context) -> Panel:
     _add_qc_markers(fig, samples)
     min_molecules = positive_float(setting(ctx.tables.settings, "calling", "min_molecules"))
     _qc_samples_layout(fig, samples, min_molecules)
-    panel.figure = fig
+    section.figure = fig
     flagged = int((samples["flags"] != "").sum())
     marks = (
         f"\u25bc marks the {count_noun(flagged, 'flagged sample')}." if flagged else "No sample is flagged."
@@ -81,14 +81,14 @@ def panel_qc_samples(ctx: Context) -> Panel:
         if min_molecules
         else ""
     )
-    panel.caption = (
+    section.caption = (
         "Top: informative (deduplicated) molecules summed over the sample's panel loci, log scale."
         f"{cut} Bottom: loci used for calling (bars) of the patient's panel (dashes). {marks} "
         + _unused_reasons_text(ctx.tables.loci)
         + _threshold_text(ctx)
     )
-    panel.downloads["qc_samples.tsv"] = samples.drop(columns=["hover"])
-    return panel
+    section.downloads["qc_samples.tsv"] = samples.drop(columns=["hover"])
+    return section
 
 
 def _threshold_text(ctx: Context) -> str:
@@ -251,14 +251,14 @@ def _unused_reasons_text(loci: pd.DataFrame) -> str:
     return f"Sample-locus pairs not used, by reason: {top}."
 
 
-def panel_lod(ctx: Context) -> Panel:
+def section_lod(ctx: Context) -> Section:
     """Limit of detection"""
-    panel = Panel("lod", "QC: limit of detection (LOD95) per sample, by batch and MRD status")
+    section = Section("lod", "QC: limit of detection (LOD95) per sample, by batch and MRD status")
     problem = ctx.unavailable("calls", ["lod95"])
     samples = ctx.samples.dropna(subset=["lod95"]) if not problem else ctx.samples
     if problem or samples.empty:
-        panel.message = f"Not drawn: {problem or 'no sample has a LOD95'}"
-        return panel
+        section.message = f"Not drawn: {problem or 'no sample has a LOD95'}"
+        return section
     samples = samples.assign(batch=text_column(samples, "batch", "").replace("", "no batch"))
     fig = go.Figure(
         [
@@ -275,16 +275,16 @@ def panel_lod(ctx: Context) -> Panel:
         fig.add_annotation(text=f"calling.max_lod95 = {max_lod:g}", xref="paper", x=1, y=math.log10(max_lod),
                            xanchor="right", yanchor="bottom", showarrow=False, font={"color": "#5F5F5F"})  # fmt: skip
     fig.update_xaxes(type="category", categoryorder="category ascending", title_text="Batch")
-    panel.figure = fig
+    section.figure = fig
     lod = samples["lod95"]
-    panel.caption = (
+    section.caption = (
         "Tumor fraction detected with 95% probability given the sample's depth and background (LOD95), log "
         f"scale; median {lod.median():.2g} (range {lod.min():.2g}\u2013{lod.max():.2g}). A sample whose LOD is "
         "too high to rule MRD out is indeterminate rather than negative (dashed line: the caller's maximum LOD95 "
         "for a negative call, when known)."
     )
-    panel.downloads["lod.tsv"] = sample_table(samples).assign(batch=samples["batch"])
-    return panel
+    section.downloads["lod.tsv"] = sample_table(samples).assign(batch=samples["batch"])
+    return section
 
 
 def _lod_box(rows: pd.DataFrame, status: str) -> go.Box:
@@ -311,16 +311,16 @@ def context_matrix(rates: pd.DataFrame, orientation: str) -> pd.DataFrame:
     return matrix
 
 
-def panel_background(ctx: Context) -> Panel:
+def section_background(ctx: Context) -> Section:
     """Background error by context"""
-    panel = Panel(
+    section = Section(
         "background", "QC: background error rate by substitution and trinucleotide context (96 classes)"
     )
     rates = ctx.tables.context_rates
     problem = ctx.unavailable("context_rates", ["substitution", "context", "rate"])
     if problem:
-        panel.message = f"Not drawn: {problem}"
-        return panel
+        section.message = f"Not drawn: {problem}"
+        return section
     orientations = [
         o
         for o in ("all", "f1r2", "f2r1")
@@ -329,14 +329,14 @@ def panel_background(ctx: Context) -> Panel:
     positive = numeric_column(rates, "rate")[lambda r: r > 0]
     floor = float(positive.min()) / 10 if len(positive) else 1e-7
     fig = _background_figure(rates, orientations, floor)
-    panel.figure = fig
-    panel.caption = (
+    section.figure = fig
+    section.caption = (
         "Error rate (mutant molecules / molecules) per pyrimidine-centred substitution class and flanking bases, "
         "from healthy controls and other patients' loci; log10 color scale (Viridis), a zero rate is drawn at "
         f"{floor:.2g}. Read orientations (F1R2 / F2R1) separate strand-specific damage such as oxidative G>T."
     )
-    panel.downloads["context_rates.tsv"] = rates
-    return panel
+    section.downloads["context_rates.tsv"] = rates
+    return section
 
 
 def _background_figure(rates: pd.DataFrame, orientations: list[str], floor: float) -> go.Figure:
@@ -364,13 +364,13 @@ def _fmt_rate(value: float) -> str:
     return fmt_number(value, ".2e", "no data")
 
 
-def panel_fraglen(ctx: Context) -> Panel:
+def section_fraglen(ctx: Context) -> Section:
     """Fragment lengths"""
-    panel = Panel("fraglen", "QC: fragment-length distributions, mutant vs wild-type molecules")
+    section = Section("fraglen", "QC: fragment-length distributions, mutant vs wild-type molecules")
     histogram = _fraglen_table(ctx)
     if histogram.empty:
-        panel.message = "Not drawn: no fragment-length histogram (results/counts/*.fraglen.tsv) was given"
-        return panel
+        section.message = "Not drawn: no fragment-length histogram (results/counts/*.fraglen.tsv) was given"
+        return section
     fig = go.Figure()
     medians = []
     for group, rows in histogram.groupby("group", sort=False):
@@ -394,15 +394,15 @@ def panel_fraglen(ctx: Context) -> Panel:
     base_layout(fig, 420)
     fig.update_xaxes(title_text="Fragment length (bp)", range=[40, 450])
     fig.update_yaxes(title_text="Fraction of molecules per bp", tickformat=".1%", rangemode="tozero")
-    panel.figure = fig
-    panel.caption = (
+    section.figure = fig
+    section.caption = (
         "Fragment-length histograms of wild-type and mutant molecules pooled over plasma samples (normalized per "
         "line; a line with few molecules is binned more coarsely, so every line shows the fraction per bp and "
         "empty bins are drawn at 0). Tumor-derived cfDNA is shorter; mutant molecules in MRD-negative samples are mostly background "
         f"errors, so MRD-positive samples' mutant molecules are shown apart. Medians: {'; '.join(medians)}."
     )
-    panel.downloads["fragment_lengths.tsv"] = histogram
-    return panel
+    section.downloads["fragment_lengths.tsv"] = histogram
+    return section
 
 
 def _fraglen_table(ctx: Context) -> pd.DataFrame:
@@ -456,16 +456,16 @@ def _weighted_median(values: pd.Series, weights: pd.Series) -> float:
     return float(values.to_numpy()[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
 
 
-def panel_excluded(ctx: Context) -> Panel:
+def section_excluded(ctx: Context) -> Section:
     """Excluded loci"""
-    panel = Panel("excluded", "QC: panel loci excluded from calling, by reason")
+    section = Section("excluded", "QC: panel loci excluded from calling, by reason")
     excluded = ctx.tables.excluded
     problem = ctx.unavailable("excluded", ["reason"])
     if problem:
         # A readable table without rows is good news; a missing one is a problem.
         quiet = "no rows" in problem and "excluded" not in ctx.tables.problems
-        panel.message = "No panel locus was excluded." if quiet else f"Not drawn: {problem}"
-        return panel
+        section.message = "No panel locus was excluded." if quiet else f"Not drawn: {problem}"
+        return section
     scope = np.where(text_column(excluded, "patient_id").isin(["", "nan"]), "every patient", "one patient")
     counts = excluded.assign(scope=scope).groupby(["reason", "scope"]).size().rename("loci").reset_index()
     fig = go.Figure()
@@ -485,24 +485,24 @@ def panel_excluded(ctx: Context) -> Panel:
     fig.update_yaxes(type="category", automargin=True, title_text="Reason")
     most = int(counts.groupby("reason")["loci"].sum().max())
     fig.update_xaxes(title_text="Loci", tickformat="d", rangemode="tozero", dtick=1 if most <= 10 else None)
-    panel.figure = fig
-    panel.caption = (
+    section.figure = fig
+    section.caption = (
         f"{len(excluded)} exclusions: a locus far noisier than its context, or seen in the patient's matched "
         "normal (CHIP / germline), is dropped for every patient or for one patient. The table lists them all."
     )
-    panel.blocks.append(data_table(excluded, ctx.settings.max_table_rows))
-    panel.downloads["excluded_loci.tsv"] = excluded
-    return panel
+    section.blocks.append(data_table(excluded, ctx.settings.max_table_rows))
+    section.downloads["excluded_loci.tsv"] = excluded
+    return section
 
 
-def panel_locus_noise(ctx: Context) -> Panel:
+def section_locus_noise(ctx: Context) -> Section:
     """Per-locus noise"""
-    panel = Panel("locus_noise", "QC: per-locus background rate vs its context rate")
+    section = Section("locus_noise", "QC: per-locus background rate vs its context rate")
     rates = ctx.tables.locus_rates
     problem = ctx.unavailable("locus_rates", ["rate", "context_rate"])
     if problem:
-        panel.message = f"Not drawn: {problem}"
-        return panel
+        section.message = f"Not drawn: {problem}"
+        return section
     excluded = _is_true(text_column(rates, "excluded"))
     fig = go.Figure()
     for flag, name, color in ((False, "kept", "#56B4E9"), (True, "excluded", "#000000")):
@@ -527,28 +527,28 @@ def panel_locus_noise(ctx: Context) -> Panel:
     base_layout(fig, 440)
     fig.update_xaxes(type="log", title_text="Context error rate", exponentformat="power")
     fig.update_yaxes(type="log", title_text="Shrunk per-locus error rate", exponentformat="power")
-    panel.figure = fig
-    panel.caption = (
+    section.figure = fig
+    section.caption = (
         "Each panel locus's empirical-Bayes error rate against its trinucleotide context's rate (dashed: equal); "
         "loci far above their context are excluded."
     )
-    panel.downloads["locus_rates.tsv"] = rates
-    return panel
+    section.downloads["locus_rates.tsv"] = rates
+    return section
 
 
-def panel_chip_loci(ctx: Context) -> list[Panel]:
+def section_chip_loci(ctx: Context) -> list[Section]:
     """Loci in clonal-hematopoiesis genes"""
     loci = ctx.tables.loci
     if "chip_suspect" not in loci.columns:
         return []  # a caller that does not mark them: nothing to show
-    panel = Panel("chip_loci", "QC: panel loci in clonal-hematopoiesis genes (possible CHIP)")
+    section = Section("chip_loci", "QC: panel loci in clonal-hematopoiesis genes (possible CHIP)")
     suspect = loci[_is_true(loci["chip_suspect"])]
     if suspect.empty:
-        panel.message = "No panel locus is in a clonal-hematopoiesis gene."
-        return [panel]
+        section.message = "No panel locus is in a clonal-hematopoiesis gene."
+        return [section]
     table = _chip_locus_table(suspect)
     seen = int((table["samples_with_alt"] > 0).sum())
-    panel.caption = (
+    section.caption = (
         f"{count_noun(len(table), 'panel locus', 'panel loci')} of "
         f"{count_noun(table['patient_id'].nunique(), 'patient')} lie in genes often mutated in clonal "
         "hematopoiesis (CHIP, e.g. DNMT3A, TET2): mutant molecules there may come from the patient's blood cells "
@@ -556,9 +556,9 @@ def panel_chip_loci(ctx: Context) -> list[Panel]:
         f"on them with care. {seen} of them show mutant molecules in at least one plasma sample; 'used' counts "
         "the samples whose call included the locus."
     )
-    panel.blocks.append(data_table(table, ctx.settings.max_table_rows))
-    panel.downloads["chip_suspect_loci.tsv"] = table
-    return [panel]
+    section.blocks.append(data_table(table, ctx.settings.max_table_rows))
+    section.downloads["chip_suspect_loci.tsv"] = table
+    return [section]
 
 
 def _chip_locus_table(suspect: pd.DataFrame) -> pd.DataFrame:
@@ -577,13 +577,13 @@ def _chip_locus_table(suspect: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index().astype({"alt_molecules": int, "used": int})
 
 
-def panel_flagged(ctx: Context) -> Panel:
+def section_flagged(ctx: Context) -> Section:
     """Flagged samples"""
-    panel = Panel("flagged", "QC: flagged samples")
+    section = Section("flagged", "QC: flagged samples")
     calls = ctx.tables.calls
     if "sample_id" not in calls.columns:
-        panel.message = f"Not drawn: {ctx.unavailable('calls', ['sample_id'])}"
-        return panel
+        section.message = f"Not drawn: {ctx.unavailable('calls', ['sample_id'])}"
+        return section
     flagged = calls[text_column(calls, "flags") != ""]
     columns = [
         c
@@ -605,9 +605,9 @@ def panel_flagged(ctx: Context) -> Panel:
     if len(flagged) and "sample_id" in qc.columns:
         flagged = flagged.merge(qc.drop(columns=["dedup_mode"], errors="ignore"), on="sample_id", how="left")
     if flagged.empty:
-        panel.message = f"No flagged sample among the {len(calls)} plasma samples."
-        return panel
-    panel.blocks.append(data_table(flagged, ctx.settings.max_table_rows))
-    panel.caption = f"{len(flagged)} of {len(calls)} plasma samples carry a QC flag from the caller."
-    panel.downloads["flagged_samples.tsv"] = flagged
-    return panel
+        section.message = f"No flagged sample among the {len(calls)} plasma samples."
+        return section
+    section.blocks.append(data_table(flagged, ctx.settings.max_table_rows))
+    section.caption = f"{len(flagged)} of {len(calls)} plasma samples carry a QC flag from the caller."
+    section.downloads["flagged_samples.tsv"] = flagged
+    return section

@@ -1,7 +1,7 @@
 """HTML from the jinja2 templates in templates/, with autoescape on.
 
 Every value a template shows is escaped, except what plotly generates itself: plotly.js and each figure's div with
-its Plotly.newPlot script (which runs the panel's own script from templates/, if any, once the figure is drawn).
+its Plotly.newPlot script (which runs the section's own script from templates/, if any, once the figure is drawn).
 Those two are marked safe here, explicitly, and nothing else is.
 """
 
@@ -18,7 +18,7 @@ import plotly.offline
 from markupsafe import Markup
 
 from mrdtrack.report.formatting import link_segments
-from mrdtrack.report.panel import Panel
+from mrdtrack.report.section import Section
 from mrdtrack.report.style import PLOTLY_CONFIG
 
 
@@ -27,16 +27,16 @@ def plotly_library() -> Markup:
     return Markup(plotly.offline.get_plotlyjs())
 
 
-def figure_html(panel: Panel) -> Markup:
+def figure_html(section: Section) -> Markup:
     """The figure's div and the script that draws it, as plotly writes them (JSON data, our own post-script)."""
     return Markup(
         pio.to_html(
-            panel.figure,
+            section.figure,
             include_plotlyjs=False,
             full_html=False,
-            div_id=f"fig-{panel.key}",
-            config={**PLOTLY_CONFIG, "toImageButtonOptions": {"filename": panel.key}},
-            post_script=panel.script or None,
+            div_id=f"fig-{section.key}",
+            config={**PLOTLY_CONFIG, "toImageButtonOptions": {"filename": section.key}},
+            post_script=section.script or None,
         )
     )
 

@@ -15,7 +15,23 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ReportSettings(StepSettings):
-    """The `report:` config section (config/README.md)."""
+    """The `report:` config section; config/README.md documents each key.
+
+    Parameters
+    ----------
+    title, study_name, report_date : str
+        The page title, the study named under it and the date in its header.
+    static_formats : tuple of str
+        Image formats written beside each figure's HTML (png, svg, pdf, jpeg, webp).
+    tf_floor : float or None
+        Where a tumor fraction of 0 is drawn on log axes; None: a decade below the data.
+    swimmer_sort : str
+        The swimmer plot's first lane order, `cohort` or `time`.
+    risk_table_step_months : float
+        Spacing of the number-at-risk columns; 0: automatic.
+    max_table_rows : int
+        Rows shown in inline tables.
+    """
 
     SECTION: ClassVar[str] = "report"
 
@@ -33,7 +49,25 @@ class ReportSettings(StepSettings):
     def from_config(
         cls, section: Mapping[str, Any] | None, config: Mapping[str, Any] | None = None
     ) -> ReportSettings:
-        """Settings from the `report:` section, falling back to the top-level study_name / report_date."""
+        """Settings from the `report:` section, falling back to the top-level study_name / report_date.
+
+        Parameters
+        ----------
+        section : mapping or None
+            The `report:` section of the config.
+        config : mapping or None
+            The whole config, for the top-level `study_name` and `report_date`.
+
+        Returns
+        -------
+        ReportSettings
+            The checked settings.
+
+        Raises
+        ------
+        ConfigError
+            On an unknown key or a value outside the schema.
+        """
         values = {key: value for key, value in dict(section or {}).items() if value not in (None, "")}
         for key in ("study_name", "report_date"):
             if key not in values and (config or {}).get(key) not in (None, ""):

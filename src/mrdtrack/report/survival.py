@@ -1,4 +1,4 @@
-"""Survival panels: Kaplan-Meier PFS by baseline MRD status (pooled and per cohort), the Cox forest plot and the
+"""Survival sections: Kaplan-Meier PFS by baseline MRD status (pooled and per cohort), the Cox forest plot and the
 trial endpoints with the two-stage design."""
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from mrdtrack.report.formatting import (
     slug,
     text_or,
 )
-from mrdtrack.report.panel import Block, Note, Panel, Table, data_table, facts_table, transposed_table
 from mrdtrack.report.recorded import setting
+from mrdtrack.report.section import Block, Note, Section, Table, data_table, facts_table, transposed_table
 from mrdtrack.report.style import (
     MRD_SHORT,
     base_layout,
@@ -46,9 +46,9 @@ from mrdtrack.report.style import (
 from mrdtrack.vocabulary import DETERMINATE_STATUSES
 
 
-def panels_km(ctx: Context) -> list[Panel]:
+def sections_km(ctx: Context) -> list[Section]:
     """Kaplan-Meier PFS by baseline MRD status"""
-    return [_km_panel(ctx, ALL)] + [_km_panel(ctx, cohort) for cohort in ctx.cohorts()]
+    return [_km_section(ctx, ALL)] + [_km_section(ctx, cohort) for cohort in ctx.cohorts()]
 
 
 def _km_rows(curves: pd.DataFrame, cohort: str) -> pd.DataFrame:
@@ -64,26 +64,26 @@ def _km_rows(curves: pd.DataFrame, cohort: str) -> pd.DataFrame:
     return rows.dropna(subset=["time", "survival"]).sort_values(["status", "time"])
 
 
-def _km_panel(ctx: Context, cohort: str) -> Panel:
+def _km_section(ctx: Context, cohort: str) -> Section:
     key = "km_pooled" if cohort == ALL else f"km_{slug(cohort)}"
     who = "all patients (cohorts pooled)" if cohort == ALL else f"cohort {cohort}"
-    panel = Panel(key, f"PFS by baseline MRD status: {who}")
+    section = Section(key, f"PFS by baseline MRD status: {who}")
     curves = ctx.tables.km_curves
     rows = _km_rows(curves, cohort)
     if rows.empty:
-        panel.message = f"Not estimable: {_km_reason(ctx, cohort)}"
-        return panel
+        section.message = f"Not estimable: {_km_reason(ctx, cohort)}"
+        return section
     stats = _km_stats_text(ctx, cohort)
-    panel.figure = _km_figure(rows, stats, ctx.settings.risk_table_step_months)
-    banded = any(t.fill == "toself" for t in panel.figure.data)
-    panel.caption = (
+    section.figure = _km_figure(rows, stats, ctx.settings.risk_table_step_months)
+    banded = any(t.fill == "toself" for t in section.figure.data)
+    section.caption = (
         "Kaplan-Meier estimate of progression-free survival by MRD status of the baseline plasma sample; "
         + (f"shaded bands: pointwise 95% CI ({_curve_ci(ctx)}); " if banded else "")
         + "vertical ticks: censored patients; table: number at risk. "
         + f"{stats}. {_km_medians(ctx.tables.km_summary, cohort)}{_km_ungrouped(ctx, rows, cohort)}"
     )
-    panel.downloads[f"{key}.tsv"] = curves.loc[rows.index].sort_index()
-    return panel
+    section.downloads[f"{key}.tsv"] = curves.loc[rows.index].sort_index()
+    return section
 
 
 def _curve_ci(ctx: Context) -> str:
@@ -355,28 +355,28 @@ def _km_medians(summary: pd.DataFrame, cohort: str) -> str:
     return ("Median PFS: " + "; ".join(parts) + ".") if parts else ""
 
 
-def panel_forest(ctx: Context) -> Panel:
+def section_forest(ctx: Context) -> Section:
     """Hazard ratios (Cox models)"""
-    panel = Panel("forest", "Hazard ratios for progression (Cox models)")
+    section = Section("forest", "Hazard ratios for progression (Cox models)")
     cox = ctx.tables.cox
     problem = ctx.unavailable("cox", ["model", "hr"])
     if problem:
-        panel.message = f"Not estimable: {problem}"
-        return panel
+        section.message = f"Not estimable: {problem}"
+        return section
     rows = cox.assign(
         hr_=numeric_column(cox, "hr"),
         lo_=numeric_column(cox, "hr_ci_low"),
         hi_=numeric_column(cox, "hr_ci_high"),
     )
     ok = np.isfinite(rows["hr_"]) & (rows["hr_"] > 0)
-    panel.downloads["cox.tsv"] = cox
+    section.downloads["cox.tsv"] = cox
     skipped = _not_estimable_models(rows[~ok & ~_estimated_model(rows, ok)])
-    panel.blocks += _skipped_models_table(skipped, expanded=not ok.any())
+    section.blocks += _skipped_models_table(skipped, expanded=not ok.any())
     if not ok.any():
-        panel.message = f"Not estimable: none of the {count_noun(len(skipped), 'model')} gave a hazard ratio (reasons below)"
-        return panel
-    panel.figure = _forest_figure(rows[ok])
-    panel.caption = (
+        section.message = f"Not estimable: none of the {count_noun(len(skipped), 'model')} gave a hazard ratio (reasons below)"
+        return section
+    section.figure = _forest_figure(rows[ok])
+    section.caption = (
         "Hazard ratio of progression with 95% CI (log scale; HR > 1: higher hazard). Baseline models use the "
         "baseline MRD status; landmark models only patients still progression-free at the landmark; time-"
         "varying models the status of the latest sample (counting process), avoiding immortal-time bias."
@@ -386,7 +386,7 @@ def panel_forest(ctx: Context) -> Panel:
             else ""
         )
     )
-    return panel
+    return section
 
 
 def _estimated_model(rows: pd.DataFrame, ok: pd.Series) -> pd.Series:
@@ -466,26 +466,26 @@ def _forest_figure(rows: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def panel_endpoints(ctx: Context) -> Panel:
+def section_endpoints(ctx: Context) -> Section:
     """Trial endpoints"""
-    panel = Panel("endpoints", "Trial endpoints per cohort and the two-stage decision")
+    section = Section("endpoints", "Trial endpoints per cohort and the two-stage decision")
     endpoints = ctx.tables.endpoints
     design = _design_values(ctx)
-    panel.blocks += _design_blocks(ctx, design)
+    section.blocks += _design_blocks(ctx, design)
     if not ctx.tables.design.empty:
-        panel.downloads["design.tsv"] = ctx.tables.design
+        section.downloads["design.tsv"] = ctx.tables.design
     problem = ctx.unavailable("endpoints", ["cohort", "endpoint", "estimate"])
     if problem:
-        panel.message = f"Not estimable: {problem}"
-        return panel
-    panel.downloads["endpoints.tsv"] = endpoints
-    panel.figure = _endpoints_figure(endpoints, design)
-    panel.caption = (
+        section.message = f"Not estimable: {problem}"
+        return section
+    section.downloads["endpoints.tsv"] = endpoints
+    section.figure = _endpoints_figure(endpoints, design)
+    section.caption = (
         "Trial endpoints per cohort with their CI (PFS / OS: Kaplan-Meier at the horizon). Dashed lines: the "
         "design's null (p0) and target (p1) progression-free rate. The two-stage design and its decision are "
         "tabulated below." + _endpoint_gaps(endpoints) + _notes_about(ctx, ("endpoint", "design"))
     )
-    return panel
+    return section
 
 
 def _endpoint_gaps(endpoints: pd.DataFrame) -> str:

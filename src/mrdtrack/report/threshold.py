@@ -8,11 +8,11 @@ Calls written before these columns existed give the older sentence without the s
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import pandas as pd
 
+from mrdtrack.calling import null_scores_needed
 from mrdtrack.report.context import Context, numeric_column, text_column
 from mrdtrack.report.formatting import positive_float
 from mrdtrack.report.recorded import setting
@@ -50,8 +50,7 @@ def calling_threshold(ctx: Context) -> CallingThreshold:
     calls = ctx.tables.calls
     rate = positive_float(setting(ctx.tables.settings, "calling", "false_positive_rate"))
     min_expected = positive_float(setting(ctx.tables.settings, "calling", "empirical_min_expected"))
-    # The caller goes empirical once the null scores would show `empirical_min_expected` false positives.
-    needed = math.ceil(min_expected / rate - 1e-9) if rate and min_expected else None
+    needed = null_scores_needed(rate, min_expected) if rate and min_expected else None
     return CallingThreshold(
         value=_first(numeric_column(calls, "threshold")),
         source=next((s for s in text_column(calls, "threshold_source").str.strip() if s), ""),

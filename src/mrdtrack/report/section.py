@@ -1,4 +1,4 @@
-"""What a panel builder hands to the page: a figure (or why there is none), its caption, tables and downloads.
+"""What a section builder hands to the page: a figure (or why there is none), its caption, tables and downloads.
 
 Builders return data, never HTML: the templates (autoescaped) turn it into markup, so no text from an input table
 can reach the page unescaped.
@@ -42,8 +42,30 @@ Block = Table | Note
 
 
 @dataclass
-class Panel:
-    """One figure (or, when it cannot be drawn, a message saying why) with its caption and data downloads."""
+class Section:
+    """One figure (or, when it cannot be drawn, a message saying why) with its caption and data downloads.
+
+    Parameters
+    ----------
+    key : str
+        Names the section: its anchor on the page (`panel-<key>`) and its file in figures/ (`<key>.html`).
+    title : str
+        The section's heading.
+    figure : plotly.graph_objects.Figure or None
+        The figure; None when it could not be drawn (`message` says why).
+    message : str
+        Why there is no figure ("Not drawn: ...", "Not estimable: ...") or a plain note ("No flagged sample").
+    caption : str
+        The paragraph under the figure.
+    blocks : list of Table or Note
+        Tables and notes under the caption.
+    downloads : dict of str to pandas.DataFrame
+        TSV downloads embedded in the page, by file name.
+    attrs : dict of str to str
+        Extra HTML attributes of the section element (e.g. `data-lanes`).
+    script : str
+        JavaScript run once the figure is drawn, on the page and in the figure's own file.
+    """
 
     key: str
     title: str

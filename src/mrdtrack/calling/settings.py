@@ -1,0 +1,88 @@
+"""The calling stage's config sections, `background:` and `calling:`: the one home of their defaults
+(config/README.md documents each key)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from mrdtrack.settings import StepSettings
+
+
+@dataclass(frozen=True)
+class CallSettings(StepSettings):
+    """Settings of the `calling:` config section (config/README.md documents each).
+
+    Attributes
+    ----------
+    false_positive_rate, min_loci, min_molecules, max_lod95, ... : see each field
+        One attribute per key of the section, with its default; the comment beside each field says what it
+        sets. Build from a config section with `CallSettings.from_config(section)`.
+    """
+
+    SECTION: ClassVar[str] = "calling"
+
+    false_positive_rate: float = 0.01  # target rate of positive calls among null scores
+    min_loci: int = 5  # fewer usable loci: indeterminate
+    min_molecules: int = 500  # fewer informative molecules over usable loci: indeterminate
+    max_lod95: float = 0.01  # a negative whose LOD95 is above this is indeterminate
+    p_value_method: str = "auto"  # auto | asymptotic | monte_carlo
+    monte_carlo_max_expected: float = 20.0  # auto: Monte Carlo when expected null ALT molecules < this
+    null_draws: int = 10_000  # Monte Carlo draws of the null distribution
+    min_exceedances: int = 10  # fewer null draws beyond the statistic: the asymptotic tail may refine p
+    lod_draws: int = 1_000  # Monte Carlo draws per tumor fraction for LOD95
+    lod_power: float = 0.95  # detection probability that defines the LOD
+    ci_level: float = 0.95  # profile-likelihood confidence level
+    outlier_max_p: float = 1e-4  # in-sample outlier locus: binomial upper tail below this
+    contamination_check: bool = True  # flag samples significant for another patient's panel
+    contamination_max_panels: int = 1  # significant at more panels than this: noise, kept in calibration
+    seed: int = 20240601  # base seed of every Monte Carlo draw (per-sample seeds derive from it)
+    sample_background: bool = True  # scale locus rates by the sample's own noise at other patients' loci
+    sample_background_prior: float = 10.0  # Gamma prior strength of that scale, in expected ALT molecules
+    fragment_lengths: bool = True  # weigh each ALT molecule by its fragment length's tumor/normal ratio
+    fragment_length_prior: float = 200.0  # pseudo tumor molecules shrinking the learned length ratio to 1
+    fragment_length_bandwidth: float = 4.0  # bp, Gaussian smoothing of the length histograms
+    min_mutant_fragments: int = 2  # a positive needs this many distinct fragments with an ALT ...
+    min_mutant_loci: int = 2  # ... at this many loci
+    empirical_min_expected: float = (
+        10.0  # empirical threshold only when the null would show this many positives
+    )
+    overdispersion: bool = True  # widen the TF interval by the loci's between-locus overdispersion
+    # Other patients' panels each sample is scored against (None: all); workflow/rules/common.smk sizes the
+    # calibrate job from it.
+    max_null_panels: int | None = 10
+    # The sample's own null (own_null.py): synthetic panels drawn from its flank positions.
+    synthetic_null_panels: int = 1000  # synthetic panels per sample (0: none; the cohort threshold is used)
+    synthetic_depth_fold: float = 2.0  # a synthetic locus's depth within this factor of the real locus's
+    flank_max_vaf: float = (
+        0.05  # a flank position with 2+ ALT molecules at this ALT share: germline/CHIP, out
+    )
+    flank_noise_max_p: float = 1e-6  # ... or with a binomial tail vs the sample's class rate below this
+
+
+@dataclass(frozen=True)
+class BackgroundSettings(StepSettings):
+    """Settings of the `background:` config section (config/README.md documents each).
+
+    Attributes
+    ----------
+    include_normals, min_prior_alt, noisy_max_p, exclude_chip_genes, ... : see each field
+        One attribute per key of the section, with its default; the comment beside each field says what it
+        sets. Build from a config section with `BackgroundSettings.from_config(section)`.
+    """
+
+    SECTION: ClassVar[str] = "background"
+
+    include_normals: bool = True  # use normals at other patients' loci as background
+    min_prior_alt: float = 1.0  # a locus prior carries at least this many expected ALT molecules
+    min_loci_dispersion: int = 20  # fewer loci in a group: use the cohort-wide locus overdispersion
+    min_contexts_dispersion: int = 4  # fewer contexts with data in a group: cohort-wide value
+    noisy_max_p: float = 1e-6  # binomial tail of the locus ALT count vs its context rate
+    noisy_min_fold: float = 5.0  # ... and raw locus rate at least this many times the context rate
+    max_alt_sample_share: float = 0.25  # ALT seen in more than this share of background samples ...
+    min_samples_share: int = 8  # ... when the locus has at least this many background samples
+    normal_min_alt: int = 2  # matched normal: at least this many ALT molecules ...
+    normal_min_vaf: float = 0.002  # ... and at least this VAF ...
+    normal_max_p: float = 1e-3  # ... and binomial tail vs the locus background below this
+    germline_min_vaf: float = 0.2  # normal VAF from which the reason says germline rather than CHIP
+    exclude_chip_genes: bool = False  # exclude the panel's chip_suspect loci for everyone (else: flag only)

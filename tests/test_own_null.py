@@ -1,0 +1,278 @@
+"""Every sample its own null: flank positions counted like panel loci, synthetic panels matched to the real
+panel, and a threshold of its own, also where no other patient's panel or control is sequenced."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pysam
+import pytest
+from scipy import stats
+from test_background import CohortSpec, simulate_cohort
+
+from conftest import write_indexed_bam
+from mrdtrack.calling import CallSettings, NullDistribution, build_background, call_cohort
+from mrdtrack.calling.locus_classes import pyrimidine_class
+from mrdtrack.calling.own_null import (
+    draw_panels,
+    flank_pool,
+    matched_candidates,
+    own_null,
+    own_threshold,
+)
+from mrdtrack.counting import CountSettings, count_sample
+from mrdtrack.counting.flanks import FlankWindow, flank_positions
+from mrdtrack.tables import columns_of
+
+FAST = CallSettings(null_draws=2000, lod_draws=300, fragment_lengths=False)
+BASES = "ACGT"
+
+
+def flank_table(
+    rng: np.random.Generator,
+    positions: int,
+    depth: float,
+    rate: float,
+    chrom: str = "chr1",
+    start: int = 100_000,
+) -> pd.DataFrame:
+    """A sample's flank table: `positions` random reference positions, every ALT base's molecules drawn at
+    `rate` (C>T at CpG at 10x), depth Poisson(`depth`)."""
+    rows = []
+    for i in range(positions):
+        context = "".join(rng.choice(list(BASES), 3))
+        ref = context[1]
+        n = int(rng.poisson(depth))
+        alts = {}
+        for alt in BASES.replace(ref, ""):
+            substitution, ctx, _ = pyrimidine_class(ref, alt, context)
+            p = rate * (10 if substitution == "C>T" and ctx[2] == "G" else 1)
+            alts[alt] = int(rng.binomial(n, p))
+        ref_n = n - sum(alts.values())
+        for alt, a in alts.items():
+            rows.append(
+                (chrom, start + i, ref, alt, context, ref_n, a, 0, 0, a, 0, ref_n, 0, ",".join(["166"] * a))
+            )
+    return pd.DataFrame(rows, columns=columns_of("flanks"))
+
+
+def real_loci(rng: np.random.Generator, count: int) -> pd.DataFrame:
+    rows = []
+    for _ in range(count):
+        context = "".join(rng.choice(list(BASES), 3))
+        alt = str(rng.choice([b for b in BASES if b != context[1]]))
+        rows.append((context[1], alt, context))
+    return pd.DataFrame(rows, columns=["ref", "alt", "context"])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Synthetic panels
+# ----------------------------------------------------------------------------------------------------------
+def test_synthetic_panels_match_the_real_panels_substitution_context_and_depth_locus_for_locus():
+    rng = np.random.default_rng(1)
+    pool = flank_pool(flank_table(rng, 3000, 300, 1e-4), CallSettings())
+    loci = real_loci(rng, 30)
+    depth = rng.integers(150, 600, len(loci))
+    candidates, fallbacks, why = matched_candidates(
+        pool, loci["ref"].to_numpy(), loci["alt"].to_numpy(), loci["context"].to_numpy(), depth, 2.0
+    )
+    assert why == "" and fallbacks == 0
+    draw = draw_panels(candidates, 1000, rng)
+    assert draw.shape == (1000, 30)
+    for i, locus in enumerate(loci.itertuples()):
+        substitution, context, _ = pyrimidine_class(locus.ref, locus.alt, locus.context)
+        assert set(pool.substitution[draw[:, i]]) == {substitution}
+        assert set(pool.context[draw[:, i]]) == {context}
+        assert (pool.n[draw[:, i]] * 2 >= depth[i]).all() and (pool.n[draw[:, i]] <= 2 * depth[i]).all()
+
+
+def test_a_context_without_flank_positions_is_matched_within_its_group_and_an_indel_not_at_all():
+    rng = np.random.default_rng(2)
+    flanks = flank_table(rng, 400, 300, 1e-4)
+    flanks = flanks[~flanks["context"].isin(["ACG", "CGT"])]  # no C>N at ACG on either strand
+    pool = flank_pool(flanks, CallSettings())
+    _, fallbacks, why = matched_candidates(
+        pool, np.array(["C"]), np.array(["T"]), np.array(["ACG"]), [300], 2.0
+    )
+    assert (fallbacks, why) == (1, "")
+    _, _, why = matched_candidates(
+        pool, np.array(["CA"]), np.array(["C"]), np.array(["del1:Ax1"]), [300], 2.0
+    )
+    assert "indel" in why
+
+
+def test_germline_and_chip_sites_in_the_flanks_never_enter_the_background():
+    rng = np.random.default_rng(3)
+    flanks = flank_table(rng, 500, 2000, 1e-4)
+    het = flanks.index[flanks["pos"] == flanks["pos"].iloc[30]][0]  # a heterozygous SNP: half the molecules
+    chip = flanks.index[flanks["pos"] == flanks["pos"].iloc[300]][0]  # a 2% clone
+    flanks.loc[het, ["alt_molecules", "ref_molecules"]] = [1000, 1000]
+    flanks.loc[chip, ["alt_molecules", "ref_molecules"]] = [40, 1960]
+    pool = flank_pool(flanks, CallSettings())
+    assert pool.dropped_positions == 2
+    assert len(pool) == len(flanks) - 6  # both positions, all three ALT bases of each
+    assert (pool.a / pool.n).max() < 0.01
+    kept = flank_pool(flanks, CallSettings(flank_max_vaf=1.0, flank_noise_max_p=0.0))
+    assert kept.dropped_positions == 0 and (kept.a / kept.n).max() == 0.5  # what the rule keeps out
+
+
+def test_one_thousand_synthetic_nulls_of_a_tumor_free_sample_give_uniform_p_values():
+    rng = np.random.default_rng(4)
+    rate = 1e-3
+    pool = flank_pool(flank_table(rng, 3000, 3000, rate), CallSettings())
+    loci = real_loci(rng, 30)
+    classes = [pyrimidine_class(r, a, c) for r, a, c in loci.itertuples(index=False)]
+    e = np.array([rate * (10 if s == "C>T" and c[2] == "G" else 1) for s, c, _ in classes])
+    n = np.full(len(loci), 3000)
+    own = own_null(pool, loci, n, e, np.ones(len(loci)), FAST, np.random.default_rng(5))
+    assert own.size == 1000
+    # With ~100 expected background molecules the real call's null is the chi-bar mixture: half at 0.
+    p = own.decisive_p_values(NullDistribution("asymptotic"))
+    assert 0.44 <= np.mean(p >= 1.0) <= 0.56
+    assert stats.kstest(p[p < 0.5] / 0.5, "uniform").pvalue > 1e-3
+    assert np.mean(p <= 0.05) == pytest.approx(0.05, abs=0.02)
+
+
+def test_a_library_noisier_than_its_background_rates_is_held_to_its_own_null():
+    rng = np.random.default_rng(6)
+    rate, excess = 1e-3, 2.0  # the library's real noise is twice the rates it is scored with
+    pool = flank_pool(flank_table(rng, 3000, 3000, rate * excess), CallSettings())
+    loci = real_loci(rng, 30)
+    e = np.full(len(loci), rate)
+    n = np.full(len(loci), 3000)
+    a = rng.binomial(n, rate * excess)  # no tumor
+    own = own_null(pool, loci.assign(), n, e, np.ones(len(loci)), FAST, np.random.default_rng(7))
+    from mrdtrack.calling.score import score_loci
+
+    score = score_loci(a, n, e, np.ones(len(loci)), FAST, np.random.default_rng(8))
+    assert score.p_value < 1e-6  # nominally a strong positive
+    threshold = own_threshold(own, score.null, score.p_value, 0.01, "nominal", FAST)
+    assert threshold.source == "empirical" and threshold.own_null_panels == 1000
+    assert threshold.value < score.p_value  # its own null knows better
+    assert threshold.empirical_p_value > 0.01
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Study designs
+# ----------------------------------------------------------------------------------------------------------
+def simulated_flanks(cohort, rate: float, depth: float, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frames = []
+    for sample in cohort.samples.itertuples():
+        if sample.sample_type == "plasma":
+            frames.append(flank_table(rng, 1500, depth, rate).assign(sample_id=sample.sample_id))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_a_bespoke_capture_cohort_gets_empirical_thresholds_from_each_samples_own_null():
+    spec = CohortSpec(patients=5, loci_per_patient=20, controls=3, depth=400, seed=11,
+                      plasma_tfs={p: [0.0, 0.0] for p in ("P1", "P2", "P3", "P4", "P5")})  # fmt: skip
+    cohort = simulate_cohort(spec)
+    counts = cohort.counts.copy()
+    patient = counts["sample_id"].map(cohort.samples.set_index("sample_id")["patient_id"])
+    own_panel = (patient == "") | (patient == counts["panel_patients"])  # each plasma sees its own panel only
+    for column in ("ref_molecules", "alt_molecules", "alt_f1r2", "alt_f2r1", "ref_f1r2", "ref_f2r1"):
+        counts.loc[~own_panel, column] = 0
+    model = build_background(counts, cohort.samples)
+    args = (counts, cohort.samples, cohort.panel, model.locus_rates, model.excluded)
+    without = call_cohort(*args, FAST)
+    assert set(without.calls["threshold_source"]) == {"nominal"}
+    plasma = without.null_scores[without.null_scores["sample_type"] == "plasma"]
+    assert plasma.empty  # a bespoke capture covers no other patient's panel: no null score at one
+    calls = call_cohort(*args, FAST, flanks=simulated_flanks(cohort, spec.error_rate, spec.depth, 12)).calls
+    assert set(calls["threshold_source"]) == {"empirical"}
+    assert (calls["own_null_panels"] == 1000).all()
+    assert calls["threshold_reason"].str.startswith("own null of 1000 synthetic panels").all()
+    assert (calls["mrd_status"] != "positive").all()
+    assert calls["empirical_p_value"].between(1 / 1001, 1).all()
+
+
+def test_cross_patient_null_panels_are_only_those_the_sample_covers():
+    from mrdtrack.calling.calibration import covered_panels
+    from mrdtrack.calling.cohort import build_cohort, cohort_loci
+
+    cohort = simulate_cohort(CohortSpec(patients=4, loci_per_patient=10, controls=1, seed=3))
+    counts = cohort.counts.copy()
+    p2 = cohort.panel.loc[cohort.panel["patient_id"] == "P2", "pos"]
+    counts.loc[
+        (counts["sample_id"] == "S_P1_1") & counts["pos"].isin(p2), ["ref_molecules", "alt_molecules"]
+    ] = 0
+    model = build_background(counts, cohort.samples)
+    layout = cohort_loci(cohort.panel, model.locus_rates, model.excluded)
+    built = build_cohort(counts, cohort.samples, layout)
+    assert covered_panels(built, "S_P1_1", 5) == {"P1", "P3", "P4"}
+    result = call_cohort(counts, cohort.samples, cohort.panel, model.locus_rates, model.excluded, FAST)
+    scored = result.null_scores.loc[result.null_scores["sample_id"] == "S_P1_1", "panel_patient_id"]
+    assert sorted(scored) == ["P3", "P4"]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Counting the flanks
+# ----------------------------------------------------------------------------------------------------------
+def test_flank_positions_leave_out_every_patients_loci_their_neighbours_and_n_bases(tmp_path):
+    sequence = "ACGT" * 50
+    sequence = sequence[:120] + "N" + sequence[121:]
+    fasta = tmp_path / "ref.fa"
+    fasta.write_text(">chr1\n" + sequence + "\n")
+    pysam.faidx(str(fasta))
+    panel = pd.DataFrame(
+        {"patient_id": ["P1", "P2"], "chrom": ["chr1", "chr1"], "pos": [100, 110], "ref": ["A", "CG"],
+         "alt": ["T", "C"], "context": ["NNN", "NNN"], "weight": [1.0, 1.0]}
+    )  # fmt: skip
+    with pysam.FastaFile(str(fasta)) as handle:
+        flanks = flank_positions(panel, "P1", handle, FlankWindow(window=25, gap=2))
+    positions = set(flanks["pos"])
+    assert min(positions) == 75 and max(positions) == 125
+    assert not positions & {120, 121, 122}  # an N in the trinucleotide
+    assert not positions & {98, 99, 100, 101, 102}  # the patient's own locus and its neighbours
+    assert not positions & {108, 109, 110, 111, 112, 113}  # another patient's deletion, all its span
+    assert all(flanks["ref"] == flanks["context"].str[1])
+    assert flanks["ref"].tolist() == [sequence[p - 1] for p in flanks["pos"]]
+
+
+def test_flank_molecules_are_counted_by_the_same_rules_as_panel_loci(tmp_path):
+    """A flank position asked as a panel locus gives the same molecules as in the flank table."""
+    rng = np.random.default_rng(9)
+    sequence = "".join(rng.choice(list(BASES), 2000))
+    fasta = tmp_path / "ref.fa"
+    fasta.write_text(">chr1\n" + sequence + "\n")
+    pysam.faidx(str(fasta))
+    header = pysam.AlignmentHeader.from_dict({"SQ": [{"SN": "chr1", "LN": 2000}]})
+    reads = []
+    for i in range(300):
+        start = int(rng.integers(880, 1000))
+        for mate, (pos, reverse) in enumerate([(start, False), (start + 60, True)]):
+            read = pysam.AlignedSegment(header)
+            read.query_name = f"r{i}"
+            bases = list(sequence[pos : pos + 100])
+            if rng.random() < 0.05:
+                k = int(rng.integers(0, 100))
+                bases[k] = "ACGT"[("ACGT".index(bases[k]) + 1) % 4]
+            read.query_sequence = "".join(bases)
+            read.flag = 1 | 2 | (0x40 if mate == 0 else 0x80) | (0x10 if reverse else 0x20 if not mate else 0)
+            read.reference_id = read.next_reference_id = 0
+            read.reference_start, read.next_reference_start = pos, start + 60 if mate == 0 else start
+            read.mapping_quality = 60
+            read.cigarstring = "100M"
+            read.template_length = 160 if mate == 0 else -160
+            read.query_qualities = pysam.qualitystring_to_array("I" * 100)
+            reads.append(read)
+    bam = write_indexed_bam(tmp_path / "s.bam", reads, header)
+    panel = pd.DataFrame(
+        {"patient_id": ["P1"], "chrom": ["chr1"], "pos": [1050], "ref": [sequence[1049]],
+         "alt": ["A" if sequence[1049] != "A" else "C"], "context": [sequence[1048:1051]], "weight": [1.0]}
+    )  # fmt: skip
+    settings = CountSettings(engine="pysam", dedup="none")
+    flanks = count_sample("S1", bam, str(fasta), panel, settings, patient_id="P1").flanks
+    assert set(flanks["pos"]) == set(range(1025, 1048)) | set(range(1053, 1076))
+    row = flanks[flanks["alt_molecules"] > 0].iloc[0]
+    as_locus = panel.assign(pos=int(row["pos"]), ref=row["ref"], alt=row["alt"], context=row["context"])
+    counts = count_sample("S1", bam, str(fasta), as_locus, settings).counts.iloc[0]
+    for column in ("ref_molecules", "alt_molecules", "alt_f1r2", "ref_f1r2"):
+        assert counts[column] == row[column]
+    compiled = count_sample(
+        "S1", bam, str(fasta), panel, replace(settings, engine="compiled"), patient_id="P1"
+    )
+    pd.testing.assert_frame_equal(compiled.flanks, flanks)
