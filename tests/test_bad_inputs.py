@@ -399,6 +399,7 @@ def _shift(read: pysam.AlignedSegment, by: int = 37) -> None:
 # 1. Alignments are checked against the reference by the workflow itself ----------------------------------------
 
 
+@pytest.mark.slow
 def test_a_bam_whose_header_has_another_contig_length_stops_check_and_the_counting_job(bundled_copy, capsys):
     bam = "test_data/batch1/bams/P01_T1.bam"
     _rewrite_bam(bam, header_change=lambda header: header["SQ"][0].update(LN=125000))
@@ -418,6 +419,7 @@ def test_a_bam_whose_header_has_another_contig_length_stops_check_and_the_counti
     assert not Path("results/counts/P01_T1.tsv").exists()
 
 
+@pytest.mark.slow
 def test_reads_shifted_under_an_unchanged_header_stop_the_counting_job_and_qc_records_the_mismatch_rate(
     bundled_copy,
 ):
