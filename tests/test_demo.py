@@ -300,9 +300,8 @@ def test_loci_outside_a_samples_pool_have_no_molecules_and_count_as_no_data(tiny
     for row in rates.itertuples():
         in_pool = truth[(truth["pool"] == row.pool) & (truth["patient_id"] != row.patient_id)]
         assert row.n_samples == len(in_pool)
-    # Null scores at a panel the sample was not captured with use no locus and never shape the threshold.
+    # A sample is scored only against the panels its capture covers: those of its own pool, never another's.
     nulls = pd.read_csv(workdir / "results/mrd/null_scores.tsv", sep="\t")
     pool_of_patient = dict(zip(loci["patient_id"], loci["pool"], strict=False))
     elsewhere = nulls["sample_id"].map(pool_of_sample) != nulls["panel_patient_id"].map(pool_of_patient)
-    assert elsewhere.any()
-    assert (nulls.loc[elsewhere, "n_loci_used"] == 0).all() and not nulls.loc[elsewhere, "calibration"].any()
+    assert len(nulls) and not elsewhere.any()
