@@ -212,6 +212,14 @@ CONTRACTS = {contract.name: contract for contract in [
               f"landmark_months:float status_rule:text {_KM_CURVES}"),
     _contract("landmark_km_summary", "results/survival/landmark_km_summary.tsv",
               f"landmark_months:float status_rule:text {_KM_SUMMARY}"),
+    _contract("safe_to_stop", "results/survival/safe_to_stop.tsv", "cohort:text timepoint:text mrd_status:text "
+              "n:int evaluable:int progressed_1y:int not_evaluable:int km_pfs_1y:float km_ci_low:float "
+              "km_ci_high:float rate_pfs_1y:float rate_ci_low:float rate_ci_high:float"),
+    _contract("safe_to_stop_accuracy", "results/survival/safe_to_stop_accuracy.tsv", "cohort:text timepoint:text "
+              "true_positive:int false_positive:int true_negative:int false_negative:int not_evaluable:int "
+              "sensitivity:float sensitivity_ci_low:float sensitivity_ci_high:float specificity:float "
+              "specificity_ci_low:float specificity_ci_high:float ppv:float ppv_ci_low:float ppv_ci_high:float "
+              "npv:float npv_ci_low:float npv_ci_high:float"),
     _contract("prediction", "results/survival/prediction.tsv", "model:text features:text n:int n_events:int "
               "n_not_evaluable:int n_without_baseline_status:int n_splits:int n_repeats:int auc:float "
               "auc_ci_low:float auc_ci_high:float auc_repeat_min:float auc_repeat_max:float brier:float note:text"),
