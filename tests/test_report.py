@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import plotly.offline
 import pytest
+from scipy import stats
 
 from conftest import REPO
 from mrdtrack.calling import BackgroundSettings, CallSettings
@@ -31,13 +32,14 @@ from mrdtrack.outcomes import ClinicalSettings, SurvivalSettings
 from mrdtrack.report import Report, ReportInputs, ReportSettings, build_report, write_report
 from mrdtrack.report.qc import context_matrix
 from mrdtrack.settings import settings_record, write_settings
+from mrdtrack.tables import columns_of
 from mrdtrack.vocabulary import DAYS_PER_MONTH, SUBSTITUTIONS
 
 ALL_FIGURES = {
-    "km_pooled", "km_continue", "km_stop", "forest", "endpoints", "swimmer", "trajectories", "lead_time",
+    "answer", "km_pooled", "km_continue", "km_stop", "forest", "endpoints", "swimmer", "trajectories", "lead_time",
     "qc_samples", "lod", "background", "fraglen", "excluded", "locus_noise",
 }  # fmt: skip
-SURVIVAL_FIGURES = {"km_pooled", "km_continue", "km_stop", "forest", "endpoints"}
+SURVIVAL_FIGURES = {"answer", "km_pooled", "km_continue", "km_stop", "forest", "endpoints"}
 
 
 # ---------------------------------------------------------------------------------------------------- fixtures
@@ -74,7 +76,7 @@ def build_fixture(
         "patients": _tsv(patients, folder / "clinical/patients.tsv"),
         "joined": _tsv(_joined(calls, clinical), folder / "clinical/joined.tsv"),
         **_background(rng, folder / "background"),
-        **_survival(patients, folder / "survival", survival),
+        **_survival(patients, calls, folder / "survival", survival),
     }
     sample_ids = list(calls["sample_id"]) + [f"CTRL{i}" for i in range(1, 4)]
     paths["fraglen"] = [_tsv(_fraglen(rng), folder / f"counts/{s}.fraglen.tsv") for s in sample_ids]
@@ -302,7 +304,7 @@ def _loglog_ci(surv: float, var: float) -> tuple[float, float]:
     return surv ** np.exp(z), surv ** np.exp(-z)
 
 
-def _survival(patients: pd.DataFrame, folder: Path, estimable: bool) -> dict[str, str]:
+def _survival(patients: pd.DataFrame, calls: pd.DataFrame, folder: Path, estimable: bool) -> dict[str, str]:
     """Survival tables shaped like mrdtrack.outcomes.survival writes them (an `all` curve beside the MRD groups)."""
     curves, summary = [], []
     subsets = [("overall", "all", patients)] + [("cohort", c, r) for c, r in patients.groupby("cohort")]
@@ -312,8 +314,11 @@ def _survival(patients: pd.DataFrame, folder: Path, estimable: bool) -> dict[str
             km = kaplan_meier(g["pfs_months"].to_numpy(), g["pfs_event"].to_numpy())
             curves.append(km.assign(analysis=analysis, cohort=cohort, group=group))
             median = km.loc[km["survival"] <= 0.5, "time"].min()
+            at_year = km[km["time"] <= 12].iloc[-1]
             summary.append({"analysis": analysis, "cohort": cohort, "group": group, "n": len(g),
-                            "events": int(g["pfs_event"].sum()), "timepoint_months": 12, "median": median,
+                            "events": int(g["pfs_event"].sum()), "timepoint_months": 12,
+                            "survival": at_year["survival"], "ci_low_loglog": at_year["ci_low"],
+                            "ci_high_loglog": at_year["ci_high"], "median": median,
                             "median_ci_low_loglog": median * 0.6, "median_ci_high_loglog": np.nan})  # fmt: skip
     curve_columns = ["analysis", "cohort", "group", "time", "survival", "ci_low", "ci_high", "at_risk", "events",
                      "censored"]  # fmt: skip
@@ -330,7 +335,90 @@ def _survival(patients: pd.DataFrame, folder: Path, estimable: bool) -> dict[str
         "endpoints": _tsv(_endpoints(estimable), folder / "endpoints.tsv"),
         "design": _tsv(_design(), folder / "design.tsv"),
         "summary": _summary(folder / "summary.json", estimable),
+        **_safe_to_stop(patients, calls, folder, estimable),
     }
+
+
+LANDMARK_MONTHS = 3.0
+
+
+def _safe_to_stop(
+    patients: pd.DataFrame, calls: pd.DataFrame, folder: Path, estimable: bool
+) -> dict[str, str]:
+    """1-year PFS by MRD status and the accuracy of MRD-positivity, at baseline and at a 3-month landmark, per
+    cohort and pooled: safe_to_stop.tsv and safe_to_stop_accuracy.tsv as the survival step writes them."""
+    at_landmark = _landmark_status(patients, calls)
+    sets = [("baseline", patients.assign(status=patients["baseline_status"], time=patients["pfs_months"])),
+            (f"landmark_{LANDMARK_MONTHS:g}m", at_landmark)]  # fmt: skip
+    pfs, accuracy = [], []
+    for timepoint, rows in sets:
+        for cohort, subset in [*rows.groupby("cohort"), ("all", rows)]:
+            outcome = _one_year_outcome(subset)
+            pfs += [
+                _pfs_row(cohort, timepoint, status, subset, outcome) for status in ("positive", "negative")
+            ]
+            accuracy.append(_accuracy_row(cohort, timepoint, subset, outcome))
+    empty = not estimable
+    return {
+        "safe_to_stop": _tsv(pd.DataFrame([] if empty else pfs, columns=columns_of("safe_to_stop")),
+                             folder / "safe_to_stop.tsv"),
+        "safe_to_stop_accuracy": _tsv(pd.DataFrame([] if empty else accuracy,
+                                                   columns=columns_of("safe_to_stop_accuracy")),
+                                      folder / "safe_to_stop_accuracy.tsv"),
+    }  # fmt: skip
+
+
+def _landmark_status(patients: pd.DataFrame, calls: pd.DataFrame) -> pd.DataFrame:
+    """Patients progression-free at the landmark, with the status of their last sample at or before it."""
+    enrolled = calls["patient_id"].map(patients.set_index("patient_id")["enrollment_date"])
+    samples = calls.assign(months=_months(calls["collection_date"], enrolled))
+    last = samples[samples["months"] <= LANDMARK_MONTHS].sort_values("months").groupby("patient_id").last()
+    at_risk = patients[patients["pfs_months"] > LANDMARK_MONTHS]
+    return at_risk.assign(status=at_risk["patient_id"].map(last["mrd_status"]),
+                          time=at_risk["pfs_months"] - LANDMARK_MONTHS)  # fmt: skip
+
+
+def _one_year_outcome(rows: pd.DataFrame) -> pd.Series:
+    """'progressed' within a year, 'free' when followed beyond it, 'not evaluable' when censored before."""
+    progressed = (rows["pfs_event"] == 1) & (rows["time"] <= 12)
+    free = ~progressed & (rows["time"] >= 12)
+    return pd.Series(np.where(progressed, "progressed", np.where(free, "free", "not evaluable")), rows.index)
+
+
+def _exact_ci(successes: int, trials: int) -> tuple[float, float, float]:
+    if trials == 0:
+        return (np.nan, np.nan, np.nan)
+    interval = stats.binomtest(successes, trials).proportion_ci(0.95, method="exact")
+    return successes / trials, interval.low, interval.high
+
+
+def _pfs_row(cohort: str, timepoint: str, status: str, rows: pd.DataFrame, outcome: pd.Series) -> dict:
+    group = rows["status"] == status
+    km = kaplan_meier(rows.loc[group, "time"].to_numpy(), rows.loc[group, "pfs_event"].to_numpy())
+    at_year = km[km["time"] <= 12].iloc[-1]
+    progressed, free = int((outcome[group] == "progressed").sum()), int((outcome[group] == "free").sum())
+    rate = _exact_ci(free, progressed + free)
+    return {"cohort": cohort, "timepoint": timepoint, "mrd_status": status, "n": int(group.sum()),
+            "evaluable": progressed + free, "progressed_1y": progressed,
+            "not_evaluable": int((outcome[group] == "not evaluable").sum()), "km_pfs_1y": at_year["survival"],
+            "km_ci_low": at_year["ci_low"], "km_ci_high": at_year["ci_high"], "rate_pfs_1y": rate[0],
+            "rate_ci_low": rate[1], "rate_ci_high": rate[2]}  # fmt: skip
+
+
+def _accuracy_row(cohort: str, timepoint: str, rows: pd.DataFrame, outcome: pd.Series) -> dict:
+    def count(status: str, result: str) -> int:
+        return int(((rows["status"] == status) & (outcome == result)).sum())
+
+    tp, fp = count("positive", "progressed"), count("positive", "free")
+    tn, fn = count("negative", "free"), count("negative", "progressed")
+    determinate = rows["status"].isin(["positive", "negative"])
+    row = {"cohort": cohort, "timepoint": timepoint, "true_positive": tp, "false_positive": fp,
+           "true_negative": tn, "false_negative": fn,
+           "not_evaluable": int((determinate & (outcome == "not evaluable")).sum())}  # fmt: skip
+    for name, (k, n) in {"sensitivity": (tp, tp + fn), "specificity": (tn, tn + fp), "ppv": (tp, tp + fp),
+                         "npv": (tn, tn + fn)}.items():  # fmt: skip
+        row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = _exact_ci(k, n)
+    return row
 
 
 def _cox(estimable: bool) -> pd.DataFrame:
@@ -903,7 +991,7 @@ def test_figure_index_shows_every_figure_with_its_caption(tmp_path: Path, cohort
 
 TABLE_INPUTS = [
     "calls", "loci", "context_rates", "locus_rates", "excluded", "samples", "patients", "joined", "km_curves",
-    "km_summary", "cox", "endpoints", "design",
+    "km_summary", "cox", "endpoints", "design", "safe_to_stop", "safe_to_stop_accuracy",
 ]  # fmt: skip
 
 
@@ -1012,3 +1100,76 @@ def test_sparse_fragment_lengths_are_binned_with_empty_bins_at_zero():
     bins = fraglen_bins(pd.Series([71, 79, 115, 384]), pd.Series([1.0, 2.0, 1.0, 1.0]), 10)
     assert bins.index[0] == 70 and bins.index[-1] == 380 and bins.loc[70] == 3 and bins.loc[200] == 0
     assert bins.sum() == 5 and len(bins) == 32
+
+
+# ---------------------------------------------------------------------------------------------- the first screen
+
+
+def answer_cells(page: str) -> dict[tuple[str, str], dict[str, str]]:
+    """The first screen's table cells by (cohort, status): their text and data-* attributes."""
+    html = section_html(page, "answer")
+    cells = {}
+    for attrs, text in re.findall(r"<td ((?:data-[\w-]+=\"[^\"]*\" ?)+)>(.*?)</td>", html, re.S):
+        found = dict(re.findall(r'data-([\w-]+)="([^"]*)"', attrs))
+        cells[(found["cohort"], found["status"])] = found | {"text": re.sub(r"<[^>]+>", " ", text)}
+    return cells
+
+
+def test_the_first_section_answers_who_may_safely_stop(report: Report):
+    assert report.sections[0].key == "answer"
+    start = report.html.index('id="panel-answer"')
+    assert start < report.html.index('<nav class="toc">')  # above the table of contents: the first screen
+    assert start < min(report.html.index(f'id="panel-{key}"') for key in ALL_FIGURES - {"answer"})
+
+
+def test_first_screen_pfs_and_npv_are_the_safe_to_stop_tables(report: Report, cohort: Cohort):
+    cells = answer_cells(report.html)
+    pfs = read_input(str(cohort.folder / "survival/safe_to_stop.tsv")).query("timepoint == 'baseline'")
+    for row in pfs.itertuples():
+        cell = cells[(row.cohort, row.mrd_status)]
+        assert cell["value"] == row.km_pfs_1y and cell["n"] == row.n, (row.cohort, row.mrd_status)
+        estimate = f"{round(100 * float(row.km_pfs_1y))}%"
+        if row.km_ci_low and row.km_ci_high:
+            low, high = (round(100 * float(v)) for v in (row.km_ci_low, row.km_ci_high))
+            estimate += f" (95% CI {low}\u2013{high}%)"
+        assert cell["text"].startswith(estimate)
+        free = int(row.evaluable) - int(row.progressed_1y)
+        assert f"{free} of {row.evaluable} evaluable at 1 year" in cell["text"]
+    accuracy = read_input(str(cohort.folder / "survival/safe_to_stop_accuracy.tsv"))
+    for row in accuracy.query("timepoint == 'baseline'").itertuples():
+        cell = cells[(row.cohort, "npv")]
+        assert cell["value"] == row.npv and f"{round(100 * float(row.npv))}% (95% exact CI" in cell["text"]
+        evaluable = int(row.true_negative) + int(row.false_negative)
+        assert f"{row.true_negative} of {evaluable} evaluable MRD-negative patients" in cell["text"]
+    assert {cohort for cohort, _ in cells} == {"continue", "stop", "all"}
+
+
+def test_first_screen_curves_mark_one_year_with_the_events_by_then(report: Report, cohort: Cohort):
+    traces = plot_data(report.html, "answer")
+    curves = [t for t in traces if t.get("line", {}).get("shape") == "hv"]
+    assert {t["name"] for t in curves} == {"MRD-negative at baseline", "MRD-positive at baseline"}
+    pfs = read_input(str(cohort.folder / "survival/safe_to_stop.tsv")).query("timepoint == 'baseline'")
+    assert len(curves) == (pfs["n"].astype(int) > 0).sum()  # each group with patients, per cohort and pooled
+    marks = [t for t in traces if values(t.get("x")) == [12.0] and t.get("hovertext")]
+    stop_negative = pfs.query("cohort == 'stop' and mrd_status == 'negative'").iloc[0]
+    hover = next(
+        t["hovertext"][0]
+        for t in marks
+        if "Cohort stop" in t["hovertext"][0] and "negative" in t["hovertext"][0]
+    )
+    events = int(stop_negative.progressed_1y)
+    assert f"{events} progression event{'s' if events != 1 else ''} by 12 months" in hover
+
+
+def test_without_the_safe_to_stop_tables_the_first_screen_says_not_computed(cohort: Cohort):
+    inputs = dataclasses.replace(cohort.inputs, safe_to_stop=None, safe_to_stop_accuracy=None)
+    report = build_report(inputs, ReportSettings(), strict=True)
+    answer = report.sections[0]
+    assert answer.key == "answer" and answer.figure is not None
+    html = section_html(report.html, "answer")
+    assert "NPV are not computed" in " ".join(html.split()) and html.count("<td>not computed</td>") == 3
+    assert "safe_to_stop" not in report.html.split("</header>", 1)[0]  # optional: not a missing input
+    summary = read_input(cohort.inputs.km_summary).query("timepoint_months == '12'")
+    cells = answer_cells(report.html)
+    for row in summary[summary["group"].isin(["positive", "negative"])].itertuples():
+        assert cells[(row.cohort, row.group)]["value"] == row.survival  # the Kaplan-Meier summary's value

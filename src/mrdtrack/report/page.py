@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 import mrdtrack
+from mrdtrack.report.answer import section_answer
 from mrdtrack.report.context import Context, PathLike, ReportInputs, load_tables, survival_notes, text_column
 from mrdtrack.report.dynamics import section_lead_time, section_swimmer, section_trajectories
 from mrdtrack.report.formatting import count_noun
@@ -44,6 +45,8 @@ from mrdtrack.vocabulary import POSITIVE
 log = logging.getLogger(__name__)
 
 Builder = Callable[[Context], "Section | list[Section]"]
+# The answer the trial exists for, on the first screen: above the table of contents.
+LEAD: tuple[Builder, ...] = (section_answer,)
 CHAPTERS: tuple[tuple[str, str, tuple[Builder, ...]], ...] = (
     ("survival", "MRD and progression-free survival", (sections_km, section_forest, section_endpoints)),
     ("dynamics", "MRD dynamics", (section_swimmer, section_trajectories, section_lead_time)),
@@ -112,6 +115,7 @@ def build_report(
         The page and its sections.
     """
     ctx = Context.build(load_tables(inputs), settings, config or {})
+    lead = _run_builders(LEAD, ctx, strict)
     chapters = [
         Chapter(anchor, title, _run_builders(builders, ctx, strict)) for anchor, title, builders in CHAPTERS
     ]
@@ -122,11 +126,12 @@ def build_report(
         version=mrdtrack.__version__,
         report_date=_report_date(ctx),
         plotlyjs=plotly_library(),
+        lead=lead,
         chapters=chapters,
         methods=methods_section(ctx),
         **_header(ctx),
     )
-    return Report(page, [section for chapter in chapters for section in chapter.sections])
+    return Report(page, [*lead, *(section for chapter in chapters for section in chapter.sections)])
 
 
 def write_report(

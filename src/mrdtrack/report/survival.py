@@ -51,7 +51,8 @@ def sections_km(ctx: Context) -> list[Section]:
     return [_km_section(ctx, ALL)] + [_km_section(ctx, cohort) for cohort in ctx.cohorts()]
 
 
-def _km_rows(curves: pd.DataFrame, cohort: str) -> pd.DataFrame:
+def km_curve_rows(curves: pd.DataFrame, cohort: str) -> pd.DataFrame:
+    """The km_curves rows of `cohort` ('all': the pooled analysis) with `status` the normalized group, numeric."""
     if curves.empty or not {"group", "time", "survival"} <= set(curves.columns):
         return curves.iloc[0:0]
     cohorts = curves["cohort"].map(normalize_cohort) if "cohort" in curves.columns else ALL
@@ -69,7 +70,7 @@ def _km_section(ctx: Context, cohort: str) -> Section:
     who = "all patients (cohorts pooled)" if cohort == ALL else f"cohort {cohort}"
     section = Section(key, f"PFS by baseline MRD status: {who}")
     curves = ctx.tables.km_curves
-    rows = _km_rows(curves, cohort)
+    rows = km_curve_rows(curves, cohort)
     if rows.empty:
         section.message = f"Not estimable: {_km_reason(ctx, cohort)}"
         return section
@@ -167,7 +168,9 @@ def _add_km_curve(fig: go.Figure, curve: pd.DataFrame, status: str) -> None:
     fig.add_trace(
         go.Scatter(
             x=curve["time"], y=curve["survival"], mode="lines", line=line, name=f"{label} (n={n}, {count_noun(events, 'event')})",
-            legendgroup=status, hovertemplate=f"{label}<br>%{{x:.1f}} months: PFS %{{y:.1%}}<extra></extra>",
+            legendgroup=status, customdata=km_hover_data(curve),
+            hovertemplate=f"{label}<br>%{{x:.1f}} months: PFS %{{y:.1%}}<br>%{{customdata[0]}} at risk, "
+            "%{customdata[1]} events so far<extra></extra>",
         ),
         row=1, col=1,
     )  # fmt: skip
@@ -180,6 +183,13 @@ def _add_km_curve(fig: go.Figure, curve: pd.DataFrame, status: str) -> None:
         ),
         row=1, col=1,
     )  # fmt: skip
+
+
+def km_hover_data(curve: pd.DataFrame) -> np.ndarray:
+    """Per curve row: the number at risk and the events up to and including its time (for the hover)."""
+    at_risk = [fmt_number(v, ".0f", "?") for v in curve["at_risk"]]
+    events = curve["events"].fillna(0).cumsum().astype(int)
+    return np.stack([np.array(at_risk, dtype=object), events.to_numpy(dtype=object)], axis=1)
 
 
 def _add_km_band(fig: go.Figure, curve: pd.DataFrame, status: str) -> None:
