@@ -778,6 +778,22 @@ def test_methods_and_qc_say_how_the_threshold_was_set(cohort: Cohort, tmp_path: 
     )
 
 
+def test_thresholds_from_each_samples_own_null_are_described_per_sample(cohort: Cohort, tmp_path: Path):
+    calls = read_input(cohort.inputs.calls)
+    thresholds = [0.0014 if i % 2 else 0.01 for i in range(len(calls))]
+    inputs = _calls_with(
+        cohort, tmp_path, threshold_source="empirical", own_null_panels=1000, threshold=thresholds
+    )
+    report = build_report(inputs, ReportSettings(), CALLING, strict=True)
+    expected = (
+        f"p \u2264 0.0014-0.01 per sample, empirical for {len(calls)} of {len(calls)} calls, each from its own "
+        "null of up to 1,000 synthetic panels"
+    )
+    assert (
+        f"Calling threshold: {expected}." in next(s for s in report.sections if s.key == "qc_samples").caption
+    )
+
+
 def test_calls_without_the_threshold_source_keep_the_plain_sentence(cohort: Cohort, tmp_path: Path):
     inputs = _calls_with(cohort, tmp_path, drop=("threshold_source", "n_null_scores"))
     report = build_report(inputs, ReportSettings(), CALLING, strict=True)
