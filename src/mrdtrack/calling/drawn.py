@@ -29,8 +29,6 @@ MAX_DIRECT_VALUES = 64
 # SERIES_TERMS terms: the first term left out is below 0.05^15 = 3e-20 of the sum.
 SERIES_MAX_F = 0.05
 SERIES_TERMS = 15
-# Tables x distinct values evaluated at once when the shared sum is evaluated term by term.
-CHUNK_CELLS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -73,7 +71,7 @@ class SharedColumns:
         u, where = np.unique(u_all, return_inverse=True)
         summed = np.bincount(where.ravel(), size, len(u))
         powers = u[None, :] ** np.arange(1, SERIES_TERMS + 1)[:, None]
-        return cls(u, summed, powers @ summed, float((size * terms.d).sum()))
+        return cls(u, summed, (powers * summed).sum(axis=1), float((size * terms.d).sum()))
 
     def derivatives(self, f: np.ndarray, order: int) -> np.ndarray:
         """The shared sum (order 0) or its first or second derivative in f, at each table's f."""
@@ -83,33 +81,34 @@ class SharedColumns:
         out = np.empty(len(f))
         small = f <= SERIES_MAX_F
         out[small] = self._series(f[small], order)
-        out[~small] = self._direct(f[~small], order)
+        out[~small] = self._direct(f[~small], order)  # few tables: one pass over every distinct u
         return out
 
     def _direct(self, f: np.ndarray, order: int) -> np.ndarray:
-        out = np.empty(len(f))
-        step = max(1, CHUNK_CELLS // max(len(self.u), 1))
+        # Explicit sums, not matrix products: a threaded BLAS call is slow on a busy shared host.
+        out = np.zeros(len(f))
         with np.errstate(divide="ignore", invalid="ignore"):
-            for start in range(0, len(f), step):
-                x = f[start : start + step, None] * self.u[None, :]
+            for u, size in zip(self.u, self.size, strict=True):
                 if order == 0:
-                    terms = np.log1p(-x)
+                    out += size * np.log1p(-f * u)
                 elif order == 1:
-                    terms = -self.u / (1 - x)
+                    out -= size * u / (1 - f * u)
                 else:
-                    terms = -((self.u / (1 - x)) ** 2)
-                out[start : start + step] = terms @ self.size
+                    out -= size * (u / (1 - f * u)) ** 2
         return out
 
     def _series(self, f: np.ndarray, order: int) -> np.ndarray:
         k = np.arange(1, SERIES_TERMS + 1)
         if order == 0:  # -sum f^k M_k / k
-            coefficients, powers = -self.moments / k, k
+            coefficients, lowest = -self.moments / k, 1
         elif order == 1:  # -sum f^(k-1) M_k
-            coefficients, powers = -self.moments, k - 1
+            coefficients, lowest = -self.moments, 0
         else:  # -sum (k-1) f^(k-2) M_k, from k = 2
-            coefficients, powers = -(k[1:] - 1) * self.moments[1:], k[1:] - 2
-        return (f[:, None] ** powers[None, :]) @ coefficients
+            coefficients, lowest = -(k[1:] - 1) * self.moments[1:], 0
+        out = np.zeros(len(f))
+        for coefficient in coefficients[::-1]:  # Horner
+            out = out * f + coefficient
+        return out * f**lowest
 
 
 def column_u(terms: LikelihoodTerms) -> np.ndarray:

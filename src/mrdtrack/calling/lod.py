@@ -1,7 +1,8 @@
 """The sample's limit of detection: the smallest tumor fraction called positive with probability `lod_power`.
 
-Detection is simulated with the call's own rules (the same null distribution, threshold and support rule), so
-the LOD describes the call actually made.
+Detection follows the call's own rules (the same null distribution, threshold and support rule), so the LOD
+describes the call actually made. It is simulated (Monte Carlo, `detection_probability`) or, when the sample
+expects enough background fragments for its counts to be many, computed (analytic_lod.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
+from mrdtrack.calling.analytic_lod import AnalyticDetection
 from mrdtrack.calling.drawn import SharedColumns
 from mrdtrack.calling.fraglen import LengthClasses
 from mrdtrack.calling.likelihood import LikelihoodTerms, as_counts
@@ -136,7 +138,8 @@ def lod95(
 ) -> float:
     """Smallest tumor fraction detected (called positive) with probability `lod_power`.
 
-    Bisection on log f over [1e-8, 1] to 0.5% relative precision (well within the Monte Carlo error).
+    Monte Carlo: bisection on log f over [1e-8, 1] to 0.5% relative precision (well within the Monte Carlo
+    error). Analytic (`lod_method`): the same precision, from the computed detection probability.
 
     Parameters
     ----------
@@ -147,7 +150,8 @@ def lod95(
     null : NullDistribution
         The sample's null distribution (the p-values of the simulated tables come from it).
     settings : CallSettings
-        `lod_draws`, `lod_power` and the support rule (`min_mutant_fragments`, `min_mutant_loci`) are used.
+        `lod_method`, `lod_analytic_min_expected`, `lod_draws`, `lod_power` and the support rule
+        (`min_mutant_fragments`, `min_mutant_loci`) are used.
     rng : numpy.random.Generator
         The draws' generator (`seeded_rng`).
     classes : LengthClasses, optional
@@ -160,6 +164,8 @@ def lod95(
     """
     if not len(terms.size) or terms.size.sum() == 0:
         return float("nan")
+    if lod_method(terms, settings) == "analytic":
+        return AnalyticDetection(terms, null, threshold, settings, classes).lod(LOWEST_TF)
     low, high = LOWEST_TF, 1.0
     uniforms = FixedUniforms.draw(rng, settings.lod_draws, terms, cap=np.sqrt(low * high))
     split_seed = int(rng.integers(2**62)) if classes is not None else 0
@@ -181,3 +187,24 @@ def lod95(
     if low == LOWEST_TF and detected(low):
         return LOWEST_TF
     return float(high)
+
+
+def lod_method(terms: LikelihoodTerms, settings: CallSettings) -> str:
+    """ "analytic" or "monte_carlo": as `settings.lod_method` says, or for "auto" by the background fragments
+    the sample expects (`lod_analytic_min_expected`).
+
+    Parameters
+    ----------
+    terms : LikelihoodTerms
+        Where the sample's fragments fall at its used loci.
+    settings : CallSettings
+        `lod_method` and `lod_analytic_min_expected` are used.
+
+    Returns
+    -------
+    str
+    """
+    if settings.lod_method != "auto":
+        return settings.lod_method
+    expected = terms.expected_background()
+    return "analytic" if expected >= settings.lod_analytic_min_expected else "monte_carlo"

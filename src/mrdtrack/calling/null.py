@@ -91,6 +91,32 @@ class NullDistribution:
         p = np.where(statistic > 0, p, 1.0)
         return float(p) if p.ndim == 0 else p
 
+    def critical_statistic(self, threshold: float) -> float:
+        """The smallest statistic with p-value <= `threshold` (p-values only fall as the statistic grows).
+
+        Parameters
+        ----------
+        threshold : float
+            The p-value cut, in (0, 0.5].
+
+        Returns
+        -------
+        float
+        """
+        asymptotic = float(special.chdtri(1, min(2 * threshold, 1.0)))
+        if self.method != "monte_carlo":
+            return asymptotic
+        low, high = 0.0, max(asymptotic, float(self.statistics[-1]) if len(self.statistics) else 0.0) * 2 + 1
+        for _ in range(200):
+            middle = (low + high) / 2
+            if self.p_value(middle) <= threshold:
+                high = middle
+            else:
+                low = middle
+            if high - low <= 1e-9 * max(1.0, high):
+                break
+        return high
+
 
 def null_distribution(
     terms: LikelihoodTerms,
