@@ -1374,7 +1374,7 @@ def test_landmark_curves_are_shown_per_landmark_with_a_cohort_switch(report: Rep
     at_risk = read_input(str(cohort.folder / "survival/landmark_km_summary.tsv"))
     pooled = at_risk.query("cohort == 'all' and group != 'all'").set_index("group")["n"]
     title = section.figure.layout.annotations[0].text
-    assert title.startswith("Landmark 3 months: ") and f"{pooled['negative']} negative" in title
+    assert title.startswith("3-month landmark: ") and f"{pooled['negative']} MRD\u2212" in title
     assert "log-rank p < 0.001" in title  # summary.json's landmark test
     buttons = section.figure.layout.updatemenus[0].buttons
     assert [b.label for b in buttons] == ["All patients", "cohort continue", "cohort stop"]
@@ -1468,3 +1468,21 @@ def test_flagged_samples_table_keeps_the_columns_a_reader_needs(cohort: Cohort, 
     assert first["flags"] == "possible contamination (scores positive at P003's panel); 2 outlier loci"
     assert re.fullmatch(r"\d{1,3}(,\d{3})*", first["molecules"]) and first["duplicates"].endswith("%")
     assert len(section.downloads["flagged_samples.tsv"].columns) > len(table.header)  # the TSV has them all
+
+
+def test_an_estimate_beyond_the_axis_sits_at_its_edge_as_a_triangle_with_its_value_beside():
+    from mrdtrack.report.forest import ForestRow, axis_range, forest_figure
+
+    rows = [ForestRow("Tumor fraction", "cohort continue", 1439.0, 27.7, 74743.0, "", ""),
+            ForestRow("Tumor fraction", "cohort stop", 40.0, 14.3, 112.0, "", "")]  # fmt: skip
+    assert axis_range(rows) == (0.5, 100.0)
+    fig = forest_figure(rows)
+    estimates = next(t for t in fig.data if t.mode == "markers" and t.text)
+    assert list(estimates.x) == [100.0, 40.0] and list(estimates.marker.symbol) == [
+        "triangle-right",
+        "square",
+    ]
+    assert [a.text for a in fig.layout.annotations][:2] == [
+        "1,439 (27.7\u201374,743)",
+        "40.0 (14.3\u2013112)",
+    ]

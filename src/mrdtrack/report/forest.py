@@ -33,11 +33,12 @@ from mrdtrack.report.style import base_layout, reference_line
 from mrdtrack.vocabulary import DETERMINATE_STATUSES, NEGATIVE, POSITIVE
 
 CAUTION_PATIENTS = 5
+INFINITY = "\u221e"
 CAUTION = "\u26a0"
-# The axis spans at least this (HR 1 in view with a decade around it), and at most this unless an estimate
-# lies beyond.
+# The axis spans at least this (HR 1 in view, with room around it), and at most this: an interval or an
+# estimate beyond it ends at the edge in a triangle (its value is in the column of estimates).
 MIN_AXIS = (0.5, 2.0)
-MAX_AXIS = (0.02, 50.0)
+MAX_AXIS = (0.01, 100.0)
 GROUP_NAMES = {POSITIVE: "MRD-positive", NEGATIVE: "MRD-negative", "ever": "ever MRD-positive",
                "never": "never MRD-positive"}  # fmt: skip
 
@@ -221,19 +222,21 @@ def _skipped_models_table(skipped: pd.DataFrame, expanded: bool) -> list[Table]:
 
 
 def axis_range(forest: Sequence[ForestRow]) -> tuple[float, float]:
-    """The hazard-ratio axis: every estimate and interval within MAX_AXIS, at least MIN_AXIS, every estimate."""
+    """The hazard-ratio axis: every estimate and interval, at least MIN_AXIS, at most MAX_AXIS."""
     hrs = [r.hr for r in forest]
     lows = [r.low for r in forest if np.isfinite(r.low) and r.low > 0] + hrs
     highs = [r.high for r in forest if np.isfinite(r.high)] + hrs
-    low = min(max(min(lows), MAX_AXIS[0]), MIN_AXIS[0], min(hrs) / 1.5)
-    high = max(min(max(highs), MAX_AXIS[1]), MIN_AXIS[1], max(hrs) * 1.5)
+    low = max(min(min(lows) / 1.2, MIN_AXIS[0]), MAX_AXIS[0])
+    high = min(max(max(highs) * 1.2, MIN_AXIS[1]), MAX_AXIS[1])
     return low, high
 
 
 def hr_ticks(low: float, high: float) -> list[float]:
-    """1, 2 and 5 times the powers of ten between `low` and `high` (plotly labels a log axis's every digit)."""
+    """Powers of ten between `low` and `high`, with 2 and 5 times them on a short axis (plotly would label
+    every digit of a log axis)."""
     decades = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
-    return [m * 10.0**e for e in decades for m in (1, 2, 5) if low <= m * 10.0**e <= high * (1 + 1e-9)]
+    steps = (1, 2, 5) if math.log10(high / low) <= 2.5 else (1, 3) if math.log10(high / low) <= 3.5 else (1,)
+    return [m * 10.0**e for e in decades for m in steps if low <= m * 10.0**e <= high * (1 + 1e-9)]
 
 
 def forest_figure(forest: Sequence[ForestRow]) -> go.Figure:
@@ -242,7 +245,7 @@ def forest_figure(forest: Sequence[ForestRow]) -> go.Figure:
     low, high = axis_range(forest)
     fig = go.Figure()
     _add_intervals(fig, forest, positions, low, high)
-    _add_estimates(fig, forest, positions)
+    _add_estimates(fig, forest, positions, low, high)
     for row, y in zip(forest, positions, strict=True):
         fig.add_annotation(text=_estimate_text(row), x=1, xref="paper", xanchor="left", xshift=10, y=y,
                            yref="y", showarrow=False, font={"size": 12})  # fmt: skip
@@ -285,8 +288,14 @@ def _layout_rows(forest: Sequence[ForestRow]) -> tuple[list[float], list[tuple[f
 
 def _estimate_text(row: ForestRow) -> str:
     """'3.40 (1.20\u20139.60)'; an interval without an upper end (a Firth profile that never closes) ends in \u221e."""
-    high = fmt_number(row.high, ".2f", "\u221e")
-    return f"{fmt_number(row.hr, '.2f')} ({fmt_number(row.low, '.2f')}\u2013{high})"
+    return f"{hr_text(row.hr)} ({hr_text(row.low)}\u2013{hr_text(row.high, INFINITY)})"
+
+
+def hr_text(value: float, missing: str = "\u2013") -> str:
+    """A hazard ratio to about three significant digits: 0.68, 9.93, 62.2, 1439."""
+    if not np.isfinite(value):
+        return missing
+    return fmt_number(value, ".2f" if value < 10 else ".1f" if value < 100 else ",.0f")
 
 
 def _add_intervals(fig: go.Figure, forest: Sequence[ForestRow], positions: list[float], low: float,
@@ -313,13 +322,20 @@ def _add_intervals(fig: go.Figure, forest: Sequence[ForestRow], positions: list[
                                      hoverinfo="skip", showlegend=False, cliponaxis=False))  # fmt: skip
 
 
-def _add_estimates(fig: go.Figure, forest: Sequence[ForestRow], positions: list[float]) -> None:
-    """Squares; a fit with a caution an open square, so it reads as less certain in grey-scale too."""
+def _add_estimates(fig: go.Figure, forest: Sequence[ForestRow], positions: list[float], low: float,
+                   high: float) -> None:  # fmt: skip
+    """Squares; a fit with a caution an open square, so it reads as less certain in grey-scale too; an estimate
+    beyond the axis a triangle at its edge."""
+    symbols = [
+        "triangle-right" if r.hr > high else "triangle-left" if r.hr < low else "square-open" if r.caution
+        else "square"
+        for r in forest
+    ]  # fmt: skip
     fig.add_trace(
         go.Scatter(
-            x=[r.hr for r in forest], y=positions, mode="markers", showlegend=False, cliponaxis=False,
-            text=[r.hover for r in forest], hovertemplate="%{text}<extra></extra>",
-            marker={"symbol": ["square-open" if r.caution else "square" for r in forest], "size": 10,
-                    "color": ["#8C8C8C" if r.caution else "#000000" for r in forest], "line": {"width": 2}},
+            x=[min(max(r.hr, low), high) for r in forest], y=positions, mode="markers", showlegend=False,
+            cliponaxis=False, text=[r.hover for r in forest], hovertemplate="%{text}<extra></extra>",
+            marker={"symbol": symbols, "size": 10, "color": ["#8C8C8C" if r.caution else "#000000" for r in forest],
+                    "line": {"width": 2}},
         )
     )  # fmt: skip

@@ -21,7 +21,7 @@ from mrdtrack.report.context import (
 )
 from mrdtrack.report.formatting import fmt_number, p_text
 from mrdtrack.report.section import Section
-from mrdtrack.report.style import base_layout, button_menu, rgba, status_color, status_label
+from mrdtrack.report.style import MRD_SHORT, base_layout, button_menu, rgba, status_color, status_label
 from mrdtrack.report.survival import km_band_outline, km_hover_data
 from mrdtrack.vocabulary import NEGATIVE, POSITIVE
 
@@ -91,19 +91,18 @@ def _landmark_figure(
     fig.update_yaxes(range=[0, 1.04], tickformat=".0%")
     fig.update_yaxes(title_text="Progression-free", row=1, col=1)
     fig.update_xaxes(title_text="Months since the landmark", rangemode="tozero")
+    fig.update_annotations(font={"size": 13})  # the panel titles
     return fig
 
 
 def _panel_title(summary: Mapping[str, Any], pooled: pd.DataFrame, months: float) -> str:
     at_start = pooled[(pooled["landmark_months"] == months)].sort_values("time").drop_duplicates("status")
     counts = ", ".join(
-        f"{fmt_number(n, '.0f')} {status_label(s).removeprefix('MRD-')}"
+        f"{fmt_number(n, '.0f')} {MRD_SHORT[s]}"
         for s, n in zip(at_start["status"], at_start["at_risk"], strict=True)
     )
-    p = _logrank_p(summary, months)
-    return f"Landmark {months:g} months: {counts}" + (
-        f"<br>{p_text(p, 'log-rank p')}" if p is not None else ""
-    )
+    test = f"<br>{p_text(p, 'log-rank p')}" if (p := _logrank_p(summary, months)) is not None else ""
+    return f"{months:g}-month landmark: {counts}{test}"
 
 
 def _logrank_p(summary: Mapping[str, Any], months: float) -> float | None:

@@ -68,8 +68,9 @@ def model_label(model: str, covariates: Sequence[str] = ()) -> str:
 
 
 def term_label(term: str) -> str:
-    """'mrd_positive' -> 'MRD-positive vs negative'; a covariate keeps its name, with spaces for underscores."""
-    return TERM_NAMES.get(term, term.replace("_", " "))
+    """'mrd_positive' -> 'MRD-positive vs negative'; a covariate keeps the clinical sheet's name (`hr_positive`
+    in words would read as a hazard ratio)."""
+    return TERM_NAMES.get(term, term)
 
 
 def cohort_text(cohort: str, stratified: bool) -> str:

@@ -59,9 +59,10 @@ def _horizon(summary: Mapping[str, Any]) -> float:
 
 
 def features_label(features: object) -> str:
-    """'baseline_mrd_positive,baseline_log10_tf,age' -> 'baseline MRD status + baseline tumor fraction + age'."""
+    """'baseline_mrd_positive,baseline_log10_tf,age' -> 'baseline MRD status + baseline tumor fraction + age'
+    (a covariate keeps the clinical sheet's name)."""
     names = [f.strip() for f in str(features).split(",") if f.strip()]
-    return " + ".join(FEATURE_NAMES.get(n, n.replace("_", " ")) for n in names) or "no feature"
+    return " + ".join(FEATURE_NAMES.get(n, n) for n in names) or "no feature"
 
 
 def _auc_figure(fitted: pd.DataFrame) -> go.Figure:
@@ -83,9 +84,11 @@ def _auc_figure(fitted: pd.DataFrame) -> go.Figure:
                  "arrayminus": (auc - low).tolist(), "color": "#000000", "thickness": 2, "width": 6},
     ))  # fmt: skip
     reference_line(fig, "x", 0.5)
-    base_layout(fig, 110 + 55 * len(fitted), margin={"l": 20, "r": 30, "t": 40, "b": 60}, hovermode="closest")
+    base_layout(fig, 130 + 55 * len(fitted), margin={"l": 20, "r": 30, "t": 50, "b": 60}, hovermode="closest")
     fig.update_xaxes(range=[0.3, 1.0], title_text="AUC (95% CI), out-of-fold", dtick=0.1)
-    fig.update_yaxes(type="category", categoryorder="array", categoryarray=labels[::-1], automargin=True)
+    # The range leaves room above the top row for its AUC label.
+    fig.update_yaxes(type="category", categoryorder="array", categoryarray=labels[::-1], automargin=True,
+                     range=[-0.6, len(labels) - 0.25])  # fmt: skip
     return fig
 
 

@@ -601,7 +601,8 @@ def section_flagged(ctx: Context) -> Section:
     readable = flagged_table(flagged)
     section.blocks.append(data_table(readable, ctx.settings.max_table_rows))
     section.caption = (
-        f"{len(flagged)} of {len(calls)} plasma samples carry a QC flag from the caller. The TSV has every "
+        f"{len(flagged)} of {len(calls)} plasma samples {'carries' if len(flagged) == 1 else 'carry'} a QC flag "
+        "from the caller. The TSV has every "
         "column of the call and of the sample's counting QC."
     )
     section.downloads["flagged_samples.tsv"] = flagged
