@@ -41,7 +41,12 @@ TERM_NOUNS = {
     "ever_positive": "ever-positive status",
     "log10_tf": "tumor fraction",
 }
-PHRASES = {"no complete rows": "no patient with complete data"}
+PHRASES = {
+    "no complete rows": "no patient with complete data",
+    "(monotone likelihood, coefficient diverges)": "(monotone likelihood: the estimate runs off to infinity)",
+    "(infinite; monotone likelihood)": "(it would be infinite: monotone likelihood)",
+}
+FEW_EVENTS = re.compile(r"\b(\d+(?:\.\d+)?) events per variable \(< (\d+)\)")
 
 
 def recorded_covariates(ctx: Context) -> list[str]:
@@ -98,6 +103,7 @@ def plain_note(note: str, covariates: Sequence[str] = ()) -> str:
     text = CONSTANT.sub(lambda m: f"every patient has the same {_noun(m.group(1))}: no comparison", text)
     for phrase, words in PHRASES.items():
         text = text.replace(phrase, words)
+    text = FEW_EVENTS.sub(r"only \1 events per variable (fewer than \2)", text)
     match = NOTE_PREFIX.match(text)
     if match and (match["model"] in MODEL_NAMES or "_" in match["model"]):
         where = f" \u00b7 {cohort_text(match['cohort'], False)}" if match["cohort"] else ""
