@@ -77,7 +77,8 @@ def one_year_pfs(ctx: Context, timepoint: str) -> pd.DataFrame:
                             "mrd_status": text_column(rows, "mrd_status").str.lower()})  # fmt: skip
         for column in PFS_COLUMNS:
             out[column] = numeric_column(rows, column)
-        return out[out["mrd_status"].isin(STATUSES)].reset_index(drop=True)
+        # A group without patients has no estimate, whatever the table holds: the page says "no patients".
+        return out[out["mrd_status"].isin(STATUSES) & (out["n"] > 0)].reset_index(drop=True)
     return _pfs_from_km_summary(ctx) if timepoint == BASELINE else pd.DataFrame()
 
 
@@ -276,13 +277,15 @@ def _answer_figure(ctx: Context, pfs: pd.DataFrame, cohorts: Sequence[str], leve
     fig = make_subplots(rows=1, cols=len(cohorts), shared_yaxes=True, subplot_titles=titles,
                         horizontal_spacing=0.035)  # fmt: skip
     curves = ctx.tables.km_curves
+    in_legend: set[str] = set()
     for col, cohort in enumerate(cohorts, start=1):
         rows = km_curve_rows(curves, cohort)
         for status in STATUSES:
             curve = rows[rows["status"] == status]
             one_year = pfs[(pfs["cohort"] == cohort) & (pfs["mrd_status"] == status)]
-            if len(curve):
-                _add_curve(fig, curve, status, col, first=col == 1)
+            if len(curve) and len(one_year):
+                _add_curve(fig, curve, status, col, first=status not in in_legend)
+                in_legend.add(status)
             if len(one_year):
                 _add_one_year_mark(fig, one_year.iloc[0], curve, status, cohort, col, level)
         fig.add_vline(x=HORIZON_MONTHS, line={"dash": "dot", "color": "#5F5F5F", "width": 1}, row=1, col=col)

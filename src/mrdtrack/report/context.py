@@ -335,8 +335,9 @@ class Context:
         return cls(tables, settings, config, patients, sample_frame(tables, patients))
 
     def tf_floor(self) -> float:
-        """The log-axis plotting floor for a tumor fraction of 0: report.tf_floor, else a power of ten at least a
-        decade below the smallest positive tumor fraction or LOD95 (1e-6 when there is none)."""
+        """The log-axis plotting floor for a tumor fraction of 0 of a sample without a LOD95: report.tf_floor,
+        else a power of ten at least a decade below the smallest positive tumor fraction or LOD95 (1e-6 when
+        there is none)."""
         if self.settings.tf_floor is not None:
             return self.settings.tf_floor
         values = pd.concat(
