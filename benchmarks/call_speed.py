@@ -11,7 +11,15 @@ matched normal, plus 20 healthy controls; 40 loci x 3,000 molecules per locus) a
 2. the N cohort with `--workers` processes: the same tables byte for byte, and the speed-up;
 3. with `--trial`, the trial's size: 82 patients (738 plasma samples) on `--workers` processes.
 
+With `--loci L` it measures instead one plasma sample's own call at a genome-wide panel size, as a workflow
+call job makes it (`SampleCaller.call`, after the cohort step): `--patients` patients (4 by default here) of
+`--loci` loci each, `--molecules` informative molecules per locus (30: plasma WGS at about 30x), every sample
+holding every patient's loci (INVAR-style). It prints each call's CPU and wall time on one process, the
+p-value and LOD methods the calls used and, with `--profile`, where one call's time goes (cProfile).
+
     python benchmarks/call_speed.py [--patients 10] [--workers 2] [--trial]
+    python benchmarks/call_speed.py --loci 2000 [--molecules 30] [--patients 4] [--calls 6] [--profile]
+        [--lod-method auto|analytic|monte_carlo]
 
 Exits 1 when the tables differ between 1 and `--workers` processes.
 """
@@ -19,16 +27,28 @@ Exits 1 when the tables differ between 1 and `--workers` processes.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import logging
+import pstats
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from detection import SCENARIOS, Options, call_simulated, simulate_cohort  # noqa: E402
+import numpy as np
 
-from mrdtrack.calling import BackgroundSettings, CallResult, CallSettings, build_background  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from detection import SCENARIOS, Options, Scenario, call_simulated, simulate_cohort  # noqa: E402
+
+from mrdtrack.calling import (  # noqa: E402
+    BackgroundSettings,
+    CallResult,
+    CallSettings,
+    SampleCaller,
+    build_background,
+    calibrate,
+)
 from mrdtrack.tables import write_tsv  # noqa: E402
 
 TABLES = ("calls", "loci", "null_scores")
@@ -59,13 +79,74 @@ def same_tables(first: CallResult, second: CallResult) -> bool:
         )
 
 
+def per_sample_calls(
+    loci: int, molecules: float, patients: int, calls: int, settings: CallSettings, profile: bool
+) -> None:
+    """Time `calls` plasma samples' own calls at `loci`-locus panels (after the cohort step)."""
+    scenario = Scenario(f"{loci} loci", loci, molecules, molecules, molecules)
+    options = Options(replicates=patients, null_per_patient=1, controls=4, tfs=(0.0, 1e-5, 1e-4))
+    started = time.perf_counter()
+    cohort = simulate_cohort(scenario, options)
+    background = build_background(cohort.counts, cohort.samples, BackgroundSettings())
+    panel = cohort.panel[["patient_id", "chrom", "pos", "ref", "alt", "context", "weight"]]
+    calibration = calibrate(
+        cohort.counts, cohort.samples, panel, background.locus_rates, background.excluded, settings,
+        cohort.fragment_lengths,
+    )  # fmt: skip
+    print(
+        f"{patients} patients x {loci:,} loci ({patients * loci:,} cohort loci per sample), {molecules:g} "
+        f"molecules per locus; {len(cohort.samples)} samples simulated, background and cohort step "
+        f"({len(calibration.null_scores)} null scores) in {time.perf_counter() - started:.0f} s"
+    )
+    caller = SampleCaller(
+        cohort.samples, panel, background.locus_rates, background.excluded, calibration, settings
+    )
+    counts = dict(tuple(cohort.counts.groupby("sample_id", sort=False)))
+    lengths = dict(tuple(cohort.fragment_lengths.groupby("sample_id", sort=False)))
+    plasma = [s.sample_id for s in cohort.specs if s.sample_type == "plasma"][:calls]
+    profiler = cProfile.Profile()
+    cpu, wall = [], []
+    for sample_id in plasma:
+        began_cpu, began_wall = time.process_time(), time.perf_counter()
+        profiler.enable()
+        row, _ = caller.call(sample_id, counts[sample_id], lengths.get(sample_id))
+        profiler.disable()
+        cpu.append(time.process_time() - began_cpu)
+        wall.append(time.perf_counter() - began_wall)
+        print(
+            f"  {sample_id}: {cpu[-1]:.2f} s CPU, {wall[-1]:.2f} s wall; {row['mrd_status']}, "
+            f"LOD95 {row['lod95']:.3g}, p-value {row['p_value_method']} "
+            f"({row['expected_background_molecules']:.1f} expected background molecules)"
+        )
+    print(
+        f"per-sample call: median {np.median(cpu):.2f} s CPU, {np.median(wall):.2f} s wall (max {max(cpu):.2f} s CPU)"
+    )
+    if profile:
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--patients", type=int, default=10)
+    parser.add_argument("--patients", type=int, default=None, help="10; 4 with --loci")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--trial", action="store_true", help="also call an 82-patient cohort")
+    parser.add_argument("--loci", type=int, default=None, help="time one sample's call at this panel size")
+    parser.add_argument("--molecules", type=float, default=30.0, help="with --loci: molecules per locus")
+    parser.add_argument("--calls", type=int, default=6, help="with --loci: plasma samples called")
+    parser.add_argument("--lod-method", default="auto", help="with --loci: calling.lod_method")
+    parser.add_argument("--profile", action="store_true", help="with --loci: cProfile the calls")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
+    if args.loci:
+        # Only a method asked for is set: the script also times versions of mrdtrack without the setting.
+        settings = (
+            CallSettings()
+            if args.lod_method == "auto"
+            else replace(CallSettings(), lod_method=args.lod_method)
+        )
+        per_sample_calls(args.loci, args.molecules, args.patients or 4, args.calls, settings, args.profile)
+        return 0
+    args.patients = args.patients or 10
 
     one, one_seconds, size = timed_call(args.patients, 1)
     print(f"N: {size}\n   1 process: {one_seconds:.1f} s")

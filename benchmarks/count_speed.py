@@ -6,8 +6,16 @@ the ratios and each tool's peak RSS. A second, 10x smaller BAM (50 loci) shows w
 file grows. `--indel-share 0.2` makes every fifth locus a 2 bp deletion (10% of its molecules carry it), to
 measure what indel loci cost.
 
+`--wgs` measures a genome-wide signature instead: `--wgs-patients` (20) panels of `--wgs-loci` (20,000) loci
+each, all counted in one plasma BAM of 30x-like depth (`--wgs-molecules` 30 fragments per locus, Poisson, one
+read pair each, 10% of them flagged duplicates as a duplicate marker leaves them, no UMIs), spread over 20
+contigs. Compared with samtools mpileup at the same positions (duplicates left out too); the BAM of a tenth of
+the patients shows whether memory grows with the loci.
+
     python benchmarks/count_speed.py [--loci 500] [--molecules 2000] [--copies 3] [--repeats 3]
                                      [--indel-share 0] [--workdir DIR]
+    python benchmarks/count_speed.py --wgs [--wgs-patients 20] [--wgs-loci 20000] [--wgs-molecules 30]
+                                     [--repeats 1] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -130,6 +138,92 @@ def _pair(header, name, sequence, start, fragment, umi, qualities, deletion=None
         yield read
 
 
+WGS_CONTIGS = 20
+WGS_SPACING = 400  # bp between loci: no fragment (130-200 bp) covers two
+WGS_DUPLICATE_SHARE = 0.1
+WGS_ALT_SHARE = 1e-3  # molecules showing a non-reference base at the locus
+
+
+def build_wgs_bam(
+    folder: Path, patients: int, loci_per_patient: int, molecules: float, seed: int = 11
+) -> dict[str, Path]:
+    """A coordinate-sorted, indexed BAM of `patients` x `loci_per_patient` loci over WGS_CONTIGS contigs, with
+    Poisson(`molecules`) fragments per locus (one read pair each; WGS_DUPLICATE_SHARE more copies flagged 0x400),
+    and the cohort panel (loci dealt to the patients in turn) and BED. Written as SAM text in coordinate order
+    and compressed by samtools: building millions of pysam records one by one would take far longer."""
+    rng = np.random.default_rng(seed)
+    total = patients * loci_per_patient
+    per_contig = -(-total // WGS_CONTIGS)
+    length = 1000 + per_contig * WGS_SPACING
+    contigs = [f"chr{i + 1}" for i in range(WGS_CONTIGS)]
+    sequences = {
+        c: rng.choice(np.frombuffer(b"ACGT", dtype="S1"), length).tobytes().decode() for c in contigs
+    }
+    with open(folder / "ref.fa", "w") as fasta:
+        for contig in contigs:
+            fasta.write(f">{contig}\n{sequences[contig]}\n")
+    pysam.faidx(str(folder / "ref.fa"))
+    header = "@HD\tVN:1.6\tSO:coordinate\n" + "".join(f"@SQ\tSN:{c}\tLN:{length}\n" for c in contigs)
+    quality = "F" * READ_LENGTH
+    bam = folder / "sample.bam"
+    rows = []
+    with subprocess.Popen(
+        ["samtools", "view", "-b", "-o", str(bam), "-"], stdin=subprocess.PIPE, text=True
+    ) as job:
+        job.stdin.write(header)
+        locus = 0
+        for contig in contigs:
+            sequence = sequences[contig]
+            for j in range(min(per_contig, total - locus)):
+                pos = 1000 + j * WGS_SPACING  # 1-based
+                patient = locus % patients
+                rows.append((f"P{patient + 1:02d}", contig, pos, sequence[pos - 1]))
+                job.stdin.write(_wgs_locus_reads(rng, contig, sequence, pos, molecules, quality, locus))
+                locus += 1
+        job.stdin.close()
+    pysam.index(str(bam))
+    (folder / "loci.bed").write_text("".join(f"{c}\t{p - 1}\t{p}\n" for _, c, p, _ in rows))
+    panel = pd.DataFrame(rows, columns=["patient_id", "chrom", "pos", "ref"])
+    panel["alt"] = ["T" if r != "T" else "A" for r in panel["ref"]]
+    panel = panel.assign(context="NNN", weight=1.0)[
+        ["patient_id", "chrom", "pos", "ref", "alt", "context", "weight"]
+    ]
+    panel.to_csv(folder / "panel.tsv", sep="\t", index=False)
+    return {
+        "bam": bam,
+        "bed": folder / "loci.bed",
+        "panel": folder / "panel.tsv",
+        "reference": folder / "ref.fa",
+    }
+
+
+def _wgs_locus_reads(rng: np.random.Generator, contig: str, sequence: str, pos: int, molecules: float,
+                     quality: str, locus: int) -> str:  # fmt: skip
+    """The SAM lines of one locus's fragments, sorted by start."""
+    reads = []
+    fragments = int(rng.poisson(molecules))
+    for k in range(fragments):
+        fragment = int(rng.integers(130, 200))
+        start = pos - int(rng.integers(10, fragment - 10))  # 1-based start of the first read
+        mate = start + fragment - READ_LENGTH
+        alt = rng.random() < WGS_ALT_SHARE
+        copies = 2 if rng.random() < WGS_DUPLICATE_SHARE else 1
+        for copy in range(copies):
+            name = f"l{locus}f{k}c{copy}"
+            duplicate = 0x400 if copy else 0
+            for first, read_start, other in ((True, start, mate), (False, mate, start)):
+                bases = sequence[read_start - 1 : read_start - 1 + READ_LENGTH]
+                offset = pos - read_start
+                if alt and 0 <= offset < READ_LENGTH:
+                    bases = bases[:offset] + ("T" if bases[offset] != "T" else "A") + bases[offset + 1 :]
+                flag = 0x1 | 0x2 | duplicate | (0x40 | 0x20 if first else 0x80 | 0x10)
+                tlen = fragment if first else -fragment
+                reads.append((read_start, f"{name}\t{flag}\t{contig}\t{read_start}\t60\t{READ_LENGTH}M\t=\t"
+                                          f"{other}\t{tlen}\t{bases}\t{quality}\n"))  # fmt: skip
+    reads.sort(key=lambda read: read[0])
+    return "".join(line for _, line in reads)
+
+
 def build_labelled_bam(
     workdir: Path, label: str, n_loci: int, molecules: int, copies: int, indel_share: float = 0.0
 ) -> tuple[dict[str, Path], float]:
@@ -215,10 +309,67 @@ def measure(files: dict[str, Path], repeats: int, output: Path) -> dict[str, dic
     return results
 
 
+def wgs_commands(files: dict[str, Path], output: Path) -> dict[str, list[str]]:
+    """mrdtrack (duplicates by their flag, as the workflow's `dedup: auto` finds them) and samtools mpileup
+    with duplicates left out as well."""
+    mrdtrack = [sys.executable, "-m", "mrdtrack.cli", "count", str(files["bam"]), "--panel", str(files["panel"]),
+                "--reference", str(files["reference"]), "--output", str(output)]  # fmt: skip
+    filters = [f if f != "UNMAP,SECONDARY,QCFAIL,SUPPLEMENTARY" else f + ",DUP" for f in MPILEUP_FILTERS]
+    return {
+        "mrdtrack count": mrdtrack,
+        "mrdtrack --threads 2": [*mrdtrack[:-1], str(output.with_suffix(".threads2.tsv")), "--threads", "2"],
+        "samtools mpileup": [
+            shutil.which("samtools"),
+            "mpileup",
+            *filters,
+            "-l",
+            str(files["bed"]),
+            str(files["bam"]),
+        ],
+    }
+
+
+def run_wgs(args: argparse.Namespace, workdir: Path) -> None:
+    sizes = {"genome-wide": args.wgs_patients, "a tenth of the patients": max(args.wgs_patients // 10, 1)}
+    figures = {}
+    for label, patients in sizes.items():
+        folder = workdir / label.replace(" ", "_")
+        folder.mkdir(parents=True, exist_ok=True)
+        began = time.perf_counter()
+        files = build_wgs_bam(folder, patients, args.wgs_loci, args.wgs_molecules)
+        print(f"{label}: {patients} patients x {args.wgs_loci:,} loci = {patients * args.wgs_loci:,} loci, "
+              f"{files['bam'].stat().st_size / 1e6:.0f} MB BAM, built in {time.perf_counter() - began:.0f} s",
+              flush=True)  # fmt: skip
+        commands_here = wgs_commands(files, folder / "counts.tsv")
+        first, _, _ = timed(commands_here["mrdtrack count"])
+        print(f"  first mrdtrack run (numba compiles unless cached): {first:.1f} s", flush=True)
+        repeats = args.repeats if label == "genome-wide" else 1
+        figures[label] = {}
+        for name, command in commands_here.items():
+            runs = [timed(command) for _ in range(repeats)]
+            figures[label][name] = [statistics.median(r[i] for r in runs) for i in range(3)]
+            wall, rss, cpu = figures[label][name]
+            print(f"  {name:22s} {wall:8.1f} s wall {cpu:8.1f} s CPU {rss:8.0f} MiB peak RSS", flush=True)
+        mine, theirs = figures[label]["mrdtrack count"], figures[label]["samtools mpileup"]
+        print(f"  mrdtrack / samtools mpileup: {mine[0] / theirs[0]:.2f} wall, {mine[2] / theirs[2]:.2f} CPU "
+              "(target <= 1.0)")  # fmt: skip
+        counts = pd.read_csv(folder / "counts.tsv", sep="\t")
+        print(f"  {len(counts):,} loci counted, {counts['ref_molecules'].sum() + counts['alt_molecules'].sum():,} "
+              "informative molecules", flush=True)  # fmt: skip
+    small, large = figures["a tenth of the patients"], figures["genome-wide"]
+    print(f"peak RSS of mrdtrack count, {sizes['a tenth of the patients'] * args.wgs_loci:,} -> "
+          f"{sizes['genome-wide'] * args.wgs_loci:,} loci: {small['mrdtrack count'][1]:.0f} -> "
+          f"{large['mrdtrack count'][1]:.0f} MiB")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--wgs", action="store_true", help="a genome-wide signature in a 30x-like BAM")
+    parser.add_argument("--wgs-patients", type=int, default=20)
+    parser.add_argument("--wgs-loci", type=int, default=20_000, help="loci per patient")
+    parser.add_argument("--wgs-molecules", type=float, default=30.0, help="fragments per locus")
     parser.add_argument("--loci", type=int, default=500)
     parser.add_argument("--molecules", type=int, default=2000)
     parser.add_argument("--copies", type=int, default=3)
@@ -229,6 +380,9 @@ def main() -> None:
     if shutil.which("samtools") is None:
         sys.exit("samtools is needed for the comparison: apt-get install samtools")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="mrdtrack-count-speed-"))
+    if args.wgs:
+        run_wgs(args, workdir)
+        return
     sizes = {"large": args.loci, "small": max(args.loci // 10, 1)}
     report = {}
     for label, n_loci in sizes.items():

@@ -53,11 +53,17 @@ tf_ci_high; baselines; share `indeterminate` (too shallow to rule MRD out).
 
 Deterministic for a given seed. Both depths take about 6 minutes on 2 cores (the clinical cohort: 220
 samples x 800 loci, 3,800 null scores with 10,000 Monte Carlo draws each, called twice).
+
+`--wgs` runs genome-wide signatures instead (`--depth wgs-2000` or `wgs-20000` for one of them): 2,000 or 20,000
+loci per patient read at 30x-like plasma depth (30 molecules per locus at capture efficiency 1: 20-40 for most
+samples), tumor fractions 1e-6 to 1e-3, `--samples-per-tf` plasma samples per patient and tumor fraction. Every
+sample holds every patient's loci, as a whole genome does, so the cohort is kept small (WGS_OPTIONS).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
@@ -75,6 +81,7 @@ from mrdtrack.calling.likelihood import lr_statistic_rows
 from mrdtrack.calling.locus_classes import reverse_complement
 
 TFS = (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 1e-2)
+WGS_TFS = (0.0, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3)
 COMPLEMENT = str.maketrans("ACGT", "TGCA")
 FPR = 0.01
 
@@ -99,6 +106,9 @@ SCENARIOS = {
     # Clinical depth with an oxidised library prep: 8-oxoG 10x the clinical scenario's, nearly all in one read
     # orientation, and 2x more or less from one library to the next (log-normal sd 0.7).
     "oxog": Scenario("oxog", 40, 3000.0, 3000.0, 5000.0, 1e-3, 0.97, 0.7, compare_orientation=True),
+    # Genome-wide signatures in plasma WGS at about 30x (MRDetect-like); the normal is the same depth.
+    "wgs-2000": Scenario("wgs-2000", 2000, 30.0, 30.0, 30.0),
+    "wgs-20000": Scenario("wgs-20000", 20000, 30.0, 30.0, 30.0),
 }
 
 
@@ -116,6 +126,7 @@ class Options:
         0.0  # sd of log per-locus VAF weight (mean 1), which the panel does not give the caller
     )
     tfs: tuple[float, ...] = TFS
+    samples_per_tf: int = 1  # plasma samples per patient at each tumor fraction
 
     def call_settings(self, **changes: object) -> CallSettings:
         return CallSettings(
@@ -195,7 +206,9 @@ def sample_specs(patients: list[str], scenario: Scenario, options: Options) -> l
     specs = []
     for p in patients:
         for k, tf in enumerate(t for t in options.tfs if t > 0):
-            specs.append(SampleSpec(f"{p}_TF{k + 1}", p, "plasma", tf, scenario.plasma_molecules))
+            for r in range(options.samples_per_tf):
+                name = f"{p}_TF{k + 1}" if options.samples_per_tf == 1 else f"{p}_TF{k + 1}_{r + 1}"
+                specs.append(SampleSpec(name, p, "plasma", tf, scenario.plasma_molecules))
         for k in range(options.null_per_patient):
             specs.append(SampleSpec(f"{p}_TF0_{k + 1}", p, "plasma", 0.0, scenario.plasma_molecules))
         specs.append(SampleSpec(f"{p}_N", p, "normal", 0.0, scenario.normal_molecules))
@@ -695,19 +708,22 @@ def summarize_counts_only(out: dict) -> str:
     return "\n".join(lines)
 
 
+# Genome-wide cohorts: every sample holds every patient's loci, so fewer patients, more samples per patient.
+WGS_OPTIONS = {
+    "wgs-2000": {"replicates": 6, "null_per_patient": 5, "controls": 20, "samples_per_tf": 4},
+    "wgs-20000": {"replicates": 2, "null_per_patient": 10, "controls": 10, "samples_per_tf": 10},
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--depth",
-        choices=[*SCENARIOS, "both"],
-        default="both",
-        help="a scenario, or both clinical and demo (oxog: clinical depth with 8-oxoG damage)",
-    )
-    parser.add_argument(
-        "--replicates", type=int, default=Options.replicates, help="patients = replicates per TF"
-    )
-    parser.add_argument("--null-per-patient", type=int, default=Options.null_per_patient)
-    parser.add_argument("--controls", type=int, default=Options.controls)
+    parser.add_argument("--depth", choices=[*SCENARIOS, "both"], default=None,
+                        help="both (default: clinical and demo), oxog (clinical depth with 8-oxoG damage), or with --wgs one of the genome-wide scenarios")  # fmt: skip
+    parser.add_argument("--wgs", action="store_true", help="genome-wide signatures at 30x (both sizes)")
+    parser.add_argument("--replicates", type=int, default=None, help="patients (20; WGS_OPTIONS with --wgs)")
+    parser.add_argument("--null-per-patient", type=int, default=None)
+    parser.add_argument("--controls", type=int, default=None)
+    parser.add_argument("--samples-per-tf", type=int, default=None)
     parser.add_argument("--oracle-null", type=int, default=Options.oracle_null)
     parser.add_argument("--seed", type=int, default=Options.seed)
     parser.add_argument(
@@ -728,28 +744,34 @@ def main(argv: list[str] | None = None) -> int:
         help="sd of the log per-locus VAF weight the caller does not know",
     )
     parser.add_argument(
-        "--tfs", default=",".join(f"{t:g}" for t in TFS), help="tumor fractions, comma-separated"
+        "--tfs", default=None, help="tumor fractions, comma-separated (TFS; WGS_TFS with --wgs)"
     )
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
-    options = Options(
-        args.replicates,
-        args.null_per_patient,
-        args.controls,
-        args.oracle_null,
-        args.seed,
-        not args.no_fraglen,
-        not args.no_sample_background,
-        None if args.max_null_panels == "all" else int(args.max_null_panels),
-        args.vaf_spread,
-        tuple(sorted({0.0, *(float(t) for t in args.tfs.split(","))})),
-    )
+    if args.wgs:
+        names = [args.depth] if args.depth in WGS_OPTIONS else list(WGS_OPTIONS)
+    else:
+        names = ["clinical", "demo"] if args.depth in (None, "both") else [args.depth]
+    tfs = args.tfs.split(",") if args.tfs else (WGS_TFS if args.wgs else TFS)
+    all_options = []
+    for name in names:
+        defaults = {**dataclasses.asdict(Options()), **WGS_OPTIONS.get(name, {})}
+        given = {"replicates": args.replicates, "null_per_patient": args.null_per_patient,
+                 "controls": args.controls, "samples_per_tf": args.samples_per_tf}  # fmt: skip
+        sizes = {key: defaults[key] if value is None else value for key, value in given.items()}
+        all_options.append(Options(
+            **sizes, oracle_null=args.oracle_null, seed=args.seed, fraglen=not args.no_fraglen,
+            sample_background=not args.no_sample_background,
+            max_null_panels=None if args.max_null_panels == "all" else int(args.max_null_panels),
+            vaf_spread=args.vaf_spread, tfs=tuple(sorted({0.0, *(float(t) for t in tfs)})),
+        ))  # fmt: skip
     logging.basicConfig(level=logging.WARNING)
-    names = ["clinical", "demo"] if args.depth == "both" else [args.depth]
     with ProcessPoolExecutor(max_workers=max(1, min(args.jobs, len(names)))) as pool:
-        outs = list(pool.map(run_scenario, [SCENARIOS[n] for n in names], [options] * len(names)))
-    print(f"seed {options.seed}, {options.replicates} replicates per TF, {options.null_per_patient} TF-0 samples "
-          f"per patient, {options.controls} healthy controls\n")  # fmt: skip
+        outs = list(pool.map(run_scenario, [SCENARIOS[n] for n in names], all_options))
+    for options in all_options:
+        print(f"seed {options.seed}, {options.replicates} patients x {options.samples_per_tf} sample(s) per TF, "
+              f"{options.null_per_patient} TF-0 samples per patient, {options.controls} healthy controls")  # fmt: skip
+    print()
     for out in outs:
         print(summarize(out))
         print()

@@ -6,12 +6,17 @@ With `--profile`, one more dry run under cProfile says where the time goes: the 
 code (sheet parsing and checks in `mrdtrack.inputs.sheets`, the workflow's input and resource functions in
 workflow/rules/*.smk) against Snakemake's (DAG building, scheduling).
 
+With `--panel-records N`, every patient's panel is a genome-wide signature: a bgzipped, indexed VCF of N SNVs
+(benchmarks/panel_speed.py writes it, on a random 100 Mb reference), instead of an empty VCF.
+
     python benchmarks/dryrun_scale.py [--samples 5000] [--repeats 3] [--workdir DIR] [--profile]
+                                      [--panel-records 20000]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import pstats
 import shutil
 import statistics
@@ -21,24 +26,41 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from panel_speed import write_reference, write_vcf  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 VCF = "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
 
 
-def make_cohort(folder: Path, n_samples: int) -> Path:
-    """Sheets and placeholder files for `n_samples` samples; returns the config path."""
+def make_cohort(folder: Path, n_samples: int, panel_records: int = 0) -> Path:
+    """Sheets and placeholder files for `n_samples` samples (panels of `panel_records` SNVs each, or empty);
+    returns the config path."""
     n_patients = max(n_samples // 10, 1)
     (folder / "bams").mkdir(parents=True, exist_ok=True)
     (folder / "panels").mkdir(exist_ok=True)
     patients = ["patient_id\tpanel_vcf"]
     clinical = ["patient_id\tcohort\tenrollment_date\tpfs_event\tpfs_date\tos_event\tos_date"]
     samples = ["sample_id\tpatient_id\tsample_type\tcollection_date\tbam"]
+    signature = None
+    if panel_records:
+        rng = np.random.default_rng(3)
+        reference, sequences = write_reference(folder, rng)
+        signature = write_vcf(folder / "signature.vcf.gz", sequences, panel_records, rng)
     for p in range(n_patients):
         patient = f"P{p:05d}"
-        (folder / "panels" / f"{patient}.vcf").write_text(VCF)
-        patients.append(f"{patient}\tpanels/{patient}.vcf")
+        if signature is None:
+            (folder / "panels" / f"{patient}.vcf").write_text(VCF)
+            patients.append(f"{patient}\tpanels/{patient}.vcf")
+        else:  # hard links: one signature's bytes, a file per patient
+            for suffix in ("", ".tbi"):
+                target = folder / "panels" / f"{patient}.vcf.gz{suffix}"
+                target.unlink(missing_ok=True)
+                os.link(Path(f"{signature}{suffix}"), target)
+            patients.append(f"{patient}\tpanels/{patient}.vcf.gz")
         clinical.append(f"{patient}\tstop\t2024-01-01\t0\t2025-01-01\t0\t2025-01-01")
     for s in range(n_samples):
         kind, patient = _sample_kind(s, n_patients)
@@ -48,13 +70,14 @@ def make_cohort(folder: Path, n_samples: int) -> Path:
         samples.append(f"{name}\t{patient}\t{kind}\t2024-01-01\tbams/{name}.bam")
     for name, lines in (("samples.tsv", samples), ("patients.tsv", patients), ("clinical.tsv", clinical)):
         (folder / name).write_text("\n".join(lines) + "\n")
-    (folder / "ref.fa").write_text(">chr1\nACGT\n")
-    (folder / "ref.fa.fai").write_text("chr1\t4\t6\t4\t5\n")
+    if signature is None:
+        (folder / "ref.fa").write_text(">chr1\nACGT\n")
+        (folder / "ref.fa.fai").write_text("chr1\t4\t6\t4\t5\n")
     config = {
         "samples": "samples.tsv",
         "patients": "patients.tsv",
         "clinical": "clinical.tsv",
-        "reference": "ref.fa",
+        "reference": "ref.fa" if signature is None else "genome.fa",
     }
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
     return folder / "config.yaml"
@@ -105,13 +128,15 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="one more run under cProfile: mrdtrack's share"
     )
+    parser.add_argument("--panel-records", type=int, default=0, help="SNVs per panel VCF (0: empty VCFs)")
     args = parser.parse_args()
     folder = args.workdir or Path(tempfile.mkdtemp(prefix="mrdtrack-dryrun-"))
-    config = make_cohort(folder, args.samples)
+    config = make_cohort(folder, args.samples, args.panel_records)
     (folder / "config").mkdir(exist_ok=True)
     shutil.copy(config, folder / "config" / "config.yaml")
     times = [dry_run(folder, config) for _ in range(args.repeats)]
-    print(f"snakemake --dry-run on {args.samples} samples: median {statistics.median(times):.1f} s "
+    panels = f", panels of {args.panel_records:,} SNVs" if args.panel_records else ""
+    print(f"snakemake --dry-run on {args.samples} samples{panels}: median {statistics.median(times):.1f} s "
           f"(runs: {', '.join(f'{t:.1f}' for t in times)}; target < 15 s)")  # fmt: skip
     if args.profile:
         profile = folder / "dryrun.prof"

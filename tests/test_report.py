@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import plotly.offline
 import pytest
+from scipy import stats
 
 from conftest import REPO
 from mrdtrack.calling import BackgroundSettings, CallSettings
@@ -31,13 +32,16 @@ from mrdtrack.outcomes import ClinicalSettings, SurvivalSettings
 from mrdtrack.report import Report, ReportInputs, ReportSettings, build_report, write_report
 from mrdtrack.report.qc import context_matrix
 from mrdtrack.settings import settings_record, write_settings
+from mrdtrack.tables import columns_of
 from mrdtrack.vocabulary import DAYS_PER_MONTH, SUBSTITUTIONS
 
 ALL_FIGURES = {
-    "km_pooled", "km_continue", "km_stop", "forest", "endpoints", "swimmer", "trajectories", "lead_time",
-    "qc_samples", "lod", "background", "fraglen", "excluded", "locus_noise",
+    "answer", "km_pooled", "km_continue", "km_stop", "landmark_km", "forest", "endpoints", "prediction", "swimmer",
+    "trajectories", "lead_time", "qc_samples", "lod", "background", "fraglen", "excluded", "locus_noise",
 }  # fmt: skip
-SURVIVAL_FIGURES = {"km_pooled", "km_continue", "km_stop", "forest", "endpoints"}
+SURVIVAL_FIGURES = {
+    "answer", "km_pooled", "km_continue", "km_stop", "landmark_km", "forest", "endpoints", "prediction",
+}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------- fixtures
@@ -74,7 +78,7 @@ def build_fixture(
         "patients": _tsv(patients, folder / "clinical/patients.tsv"),
         "joined": _tsv(_joined(calls, clinical), folder / "clinical/joined.tsv"),
         **_background(rng, folder / "background"),
-        **_survival(patients, folder / "survival", survival),
+        **_survival(patients, calls, folder / "survival", survival),
     }
     sample_ids = list(calls["sample_id"]) + [f"CTRL{i}" for i in range(1, 4)]
     paths["fraglen"] = [_tsv(_fraglen(rng), folder / f"counts/{s}.fraglen.tsv") for s in sample_ids]
@@ -302,7 +306,7 @@ def _loglog_ci(surv: float, var: float) -> tuple[float, float]:
     return surv ** np.exp(z), surv ** np.exp(-z)
 
 
-def _survival(patients: pd.DataFrame, folder: Path, estimable: bool) -> dict[str, str]:
+def _survival(patients: pd.DataFrame, calls: pd.DataFrame, folder: Path, estimable: bool) -> dict[str, str]:
     """Survival tables shaped like mrdtrack.outcomes.survival writes them (an `all` curve beside the MRD groups)."""
     curves, summary = [], []
     subsets = [("overall", "all", patients)] + [("cohort", c, r) for c, r in patients.groupby("cohort")]
@@ -312,8 +316,11 @@ def _survival(patients: pd.DataFrame, folder: Path, estimable: bool) -> dict[str
             km = kaplan_meier(g["pfs_months"].to_numpy(), g["pfs_event"].to_numpy())
             curves.append(km.assign(analysis=analysis, cohort=cohort, group=group))
             median = km.loc[km["survival"] <= 0.5, "time"].min()
+            at_year = km[km["time"] <= 12].iloc[-1]
             summary.append({"analysis": analysis, "cohort": cohort, "group": group, "n": len(g),
-                            "events": int(g["pfs_event"].sum()), "timepoint_months": 12, "median": median,
+                            "events": int(g["pfs_event"].sum()), "timepoint_months": 12,
+                            "survival": at_year["survival"], "ci_low_loglog": at_year["ci_low"],
+                            "ci_high_loglog": at_year["ci_high"], "median": median,
                             "median_ci_low_loglog": median * 0.6, "median_ci_high_loglog": np.nan})  # fmt: skip
     curve_columns = ["analysis", "cohort", "group", "time", "survival", "ci_low", "ci_high", "at_risk", "events",
                      "censored"]  # fmt: skip
@@ -330,20 +337,161 @@ def _survival(patients: pd.DataFrame, folder: Path, estimable: bool) -> dict[str
         "endpoints": _tsv(_endpoints(estimable), folder / "endpoints.tsv"),
         "design": _tsv(_design(), folder / "design.tsv"),
         "summary": _summary(folder / "summary.json", estimable),
+        **_safe_to_stop(patients, calls, folder, estimable),
+        **_landmark_km(_landmark_status(patients, calls), folder, estimable),
+        "prediction": _tsv(_prediction(estimable), folder / "prediction.tsv"),
     }
+
+
+def _landmark_km(at_landmark: pd.DataFrame, folder: Path, estimable: bool) -> dict[str, str]:
+    """KM curves and summaries from the landmark, as the survival step writes them (one status rule here)."""
+    key = {"landmark_months": LANDMARK_MONTHS, "status_rule": "last_at_or_before"}
+    curves, summary = [], []
+    at_landmark = at_landmark.assign(
+        group=at_landmark["status"].where(at_landmark["status"].isin(["positive", "negative"]), "unknown")
+    )
+    for analysis, cohort, rows in [
+        ("overall", "all", at_landmark),
+        *(("cohort", c, r) for c, r in at_landmark.groupby("cohort")),
+    ]:
+        for group, g in [("all", rows), *((s, rows[rows["group"] == s]) for s in ("positive", "negative"))]:
+            if g.empty:
+                continue
+            km = kaplan_meier(g["time"].to_numpy(), g["pfs_event"].to_numpy())
+            curves.append(km.assign(**key, analysis=analysis, cohort=cohort, group=group))
+            summary.append(
+                key
+                | {
+                    "analysis": analysis,
+                    "cohort": cohort,
+                    "group": group,
+                    "n": len(g),
+                    "events": int(g["pfs_event"].sum()),
+                    "timepoint_months": 12,
+                }
+            )
+    curve_columns = columns_of("landmark_km_curves")
+    return {
+        "landmark_km_curves": _tsv(pd.concat(curves)[curve_columns] if estimable else pd.DataFrame(columns=curve_columns),
+                                   folder / "landmark_km_curves.tsv"),
+        "landmark_km_summary": _tsv(pd.DataFrame(summary if estimable else [], columns=columns_of("landmark_km_summary")),
+                                    folder / "landmark_km_summary.tsv"),
+    }  # fmt: skip
+
+
+def _prediction(estimable: bool) -> pd.DataFrame:
+    rows = [
+        {"model": "mrd_status", "features": "baseline_mrd_positive", "n": 10, "n_events": 5, "n_not_evaluable": 2,
+         "n_without_baseline_status": 0, "n_splits": 5, "n_repeats": 20, "auc": 0.74, "auc_ci_low": 0.55,
+         "auc_ci_high": 0.9, "auc_repeat_min": 0.7, "auc_repeat_max": 0.78, "brier": 0.19, "note": ""},
+        {"model": "mrd_status_tf", "features": "baseline_mrd_positive,baseline_log10_tf", "n": 10, "n_events": 5,
+         "n_not_evaluable": 2, "n_without_baseline_status": 0, "n_splits": 5, "n_repeats": 20, "auc": 0.81,
+         "auc_ci_low": 0.62, "auc_ci_high": 0.95, "auc_repeat_min": 0.77, "auc_repeat_max": 0.84, "brier": 0.17,
+         "note": ""},
+        {"model": "mrd_status_tf_covariates", "features": "baseline_mrd_positive,baseline_log10_tf,age", "n": 4,
+         "n_events": 2, "n_not_evaluable": 2, "n_without_baseline_status": 0, "n_splits": 0, "n_repeats": 20,
+         "note": "too few patients in the smaller outcome class (2 < 5): no model fitted"},
+    ]  # fmt: skip
+    return pd.DataFrame(rows if estimable else [], columns=columns_of("prediction"))
+
+
+LANDMARK_MONTHS = 3.0
+
+
+def _safe_to_stop(
+    patients: pd.DataFrame, calls: pd.DataFrame, folder: Path, estimable: bool
+) -> dict[str, str]:
+    """1-year PFS by MRD status and the accuracy of MRD-positivity, at baseline and at a 3-month landmark, per
+    cohort and pooled: safe_to_stop.tsv and safe_to_stop_accuracy.tsv as the survival step writes them."""
+    at_landmark = _landmark_status(patients, calls)
+    sets = [("baseline", patients.assign(status=patients["baseline_status"], time=patients["pfs_months"])),
+            (f"landmark_{LANDMARK_MONTHS:g}m", at_landmark)]  # fmt: skip
+    pfs, accuracy = [], []
+    for timepoint, rows in sets:
+        for cohort, subset in [*rows.groupby("cohort"), ("all", rows)]:
+            outcome = _one_year_outcome(subset)
+            pfs += [
+                _pfs_row(cohort, timepoint, status, subset, outcome) for status in ("positive", "negative")
+            ]
+            accuracy.append(_accuracy_row(cohort, timepoint, subset, outcome))
+    empty = not estimable
+    return {
+        "safe_to_stop": _tsv(pd.DataFrame([] if empty else pfs, columns=columns_of("safe_to_stop")),
+                             folder / "safe_to_stop.tsv"),
+        "safe_to_stop_accuracy": _tsv(pd.DataFrame([] if empty else accuracy,
+                                                   columns=columns_of("safe_to_stop_accuracy")),
+                                      folder / "safe_to_stop_accuracy.tsv"),
+    }  # fmt: skip
+
+
+def _landmark_status(patients: pd.DataFrame, calls: pd.DataFrame) -> pd.DataFrame:
+    """Patients progression-free at the landmark, with the status of their last sample at or before it."""
+    enrolled = calls["patient_id"].map(patients.set_index("patient_id")["enrollment_date"])
+    samples = calls.assign(months=_months(calls["collection_date"], enrolled))
+    last = samples[samples["months"] <= LANDMARK_MONTHS].sort_values("months").groupby("patient_id").last()
+    at_risk = patients[patients["pfs_months"] > LANDMARK_MONTHS]
+    return at_risk.assign(status=at_risk["patient_id"].map(last["mrd_status"]),
+                          time=at_risk["pfs_months"] - LANDMARK_MONTHS)  # fmt: skip
+
+
+def _one_year_outcome(rows: pd.DataFrame) -> pd.Series:
+    """'progressed' within a year, 'free' when followed beyond it, 'not evaluable' when censored before."""
+    progressed = (rows["pfs_event"] == 1) & (rows["time"] <= 12)
+    free = ~progressed & (rows["time"] >= 12)
+    return pd.Series(np.where(progressed, "progressed", np.where(free, "free", "not evaluable")), rows.index)
+
+
+def _exact_ci(successes: int, trials: int) -> tuple[float, float, float]:
+    if trials == 0:
+        return (np.nan, np.nan, np.nan)
+    interval = stats.binomtest(successes, trials).proportion_ci(0.95, method="exact")
+    return successes / trials, interval.low, interval.high
+
+
+def _pfs_row(cohort: str, timepoint: str, status: str, rows: pd.DataFrame, outcome: pd.Series) -> dict:
+    group = rows["status"] == status
+    km = kaplan_meier(rows.loc[group, "time"].to_numpy(), rows.loc[group, "pfs_event"].to_numpy())
+    at_year = km[km["time"] <= 12].iloc[-1]
+    progressed, free = int((outcome[group] == "progressed").sum()), int((outcome[group] == "free").sum())
+    rate = _exact_ci(free, progressed + free)
+    return {"cohort": cohort, "timepoint": timepoint, "mrd_status": status, "n": int(group.sum()),
+            "evaluable": progressed + free, "progressed_1y": progressed,
+            "not_evaluable": int((outcome[group] == "not evaluable").sum()), "km_pfs_1y": at_year["survival"],
+            "km_ci_low": at_year["ci_low"], "km_ci_high": at_year["ci_high"], "rate_pfs_1y": rate[0],
+            "rate_ci_low": rate[1], "rate_ci_high": rate[2]}  # fmt: skip
+
+
+def _accuracy_row(cohort: str, timepoint: str, rows: pd.DataFrame, outcome: pd.Series) -> dict:
+    def count(status: str, result: str) -> int:
+        return int(((rows["status"] == status) & (outcome == result)).sum())
+
+    tp, fp = count("positive", "progressed"), count("positive", "free")
+    tn, fn = count("negative", "free"), count("negative", "progressed")
+    determinate = rows["status"].isin(["positive", "negative"])
+    row = {"cohort": cohort, "timepoint": timepoint, "true_positive": tp, "false_positive": fp,
+           "true_negative": tn, "false_negative": fn,
+           "not_evaluable": int((determinate & (outcome == "not evaluable")).sum())}  # fmt: skip
+    for name, (k, n) in {"sensitivity": (tp, tp + fn), "specificity": (tn, tn + fp), "ppv": (tp, tp + fp),
+                         "npv": (tn, tn + fn)}.items():  # fmt: skip
+        row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = _exact_ci(k, n)
+    return row
 
 
 def _cox(estimable: bool) -> pd.DataFrame:
     columns = ["model", "cohort", "term", "n", "events", "coef", "se", "hr", "hr_ci_low", "hr_ci_high", "p_wald",
-               "p_lr", "concordance", "ph_chisq", "ph_p", "note"]  # fmt: skip
+               "p_lr", "concordance", "ph_chisq", "ph_p", "note", "method"]  # fmt: skip
     nan = np.nan
     rows = [
-        ["baseline_unadjusted", "all", "mrd_positive", 12, 7, 1.22, 0.5, 3.4, 1.2, 9.6, 0.02, 0.015, 0.68, 0.4, 0.53, ""],
-        ["baseline_unadjusted", "continue", "mrd_positive", 6, 3, 0.74, 0.7, 2.1, 0.5, 8.8, 0.3, 0.28, 0.6, nan, nan, ""],
+        ["baseline_unadjusted", "all", "mrd_positive", 12, 7, 1.22, 0.5, 3.4, 1.2, 9.6, 0.02, 0.015, 0.68, 0.4, 0.53, "", "cox"],
+        ["baseline_unadjusted", "continue", "mrd_positive", 6, 3, 0.74, 0.7, 2.1, 0.5, 8.8, 0.3, 0.28, 0.6, nan, nan, "", "cox"],
         ["baseline_unadjusted", "stop", "mrd_positive", 6, 4, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan,
-         "not estimable: no event among MRD-negative"],
-        ["landmark_3m", "all", "mrd_positive", 10, 5, 1.06, 0.6, 2.9, 0.9, 9.1, 0.07, 0.06, 0.7, nan, nan, ""],
-        ["time_varying_status", "all", "mrd_positive", 12, 7, 1.65, 0.5, 5.2, 1.8, 15.0, 0.002, 0.001, nan, nan, nan, ""],
+         "not estimable: no event among MRD-negative", "cox"],
+        ["landmark_3m", "all", "mrd_positive", 10, 5, 1.06, 0.6, 2.9, 0.9, 9.1, 0.07, 0.06, 0.7, nan, nan, "", "cox"],
+        ["landmark_3m", "stop", "mrd_positive", 5, 3, 1.87, 1.1, 6.5, 0.8, nan, nan, 0.04, nan, nan, nan,
+         "no events when mrd_positive = 0: Firth-penalized", "firth"],
+        ["time_varying_status", "all", "mrd_positive", 12, 7, 1.65, 0.5, 5.2, 1.8, 15.0, 0.0002, 0.0001, nan, nan, nan, "", "cox"],
+        ["time_varying_ever_positive_adjusted", "all", "ever_positive", 12, 7, 2.08, 1.7, 8.0, 0.9, 250.0, 0.2, 0.1, nan, nan, nan, "", "cox"],
+        ["time_varying_ever_positive_adjusted", "all", "hr_positive", 12, 7, 0.1, 0.4, 1.1, 0.5, 2.4, 0.8, 0.8, nan, nan, nan, "", "cox"],
     ]  # fmt: skip
     return pd.DataFrame(rows if estimable else [], columns=columns)
 
@@ -385,6 +533,9 @@ def _summary(path: Path, estimable: bool) -> str:
                               "stop": {"p": None, "note": "one group is empty: no comparison"}}}  # fmt: skip
     data = {
         "n_patients": 12, "n_events": 7, "logrank": logrank if estimable else {},
+        "landmarks": {f"{LANDMARK_MONTHS:g}": {"landmark_months": LANDMARK_MONTHS, "n_at_risk": 10,
+                                               "logrank": {"p": 0.0004, "note": ""}}} if estimable else {},
+        "prediction": {"horizon_months": 12.0},
         "design": {"selected": SIMON, "designs": [SIMON], "censored_handling": "exclude",
                    "success_rate": {"n": 5, "successes": 3, "estimate": 0.6, "ci_low": 0.15, "ci_high": 0.95}},
         "notes": [] if estimable else ["no PFS event: survival analyses not estimable"],
@@ -483,7 +634,7 @@ def test_header_names_study_date_version_and_inputs(report: Report, cohort: Coho
     assert "<b>3</b><span>batches</span>" in header and "<b>3</b><span>healthy controls</span>" in header
 
 
-def test_header_folds_missing_inputs_and_survival_notes_apart_with_links(cohort: Cohort, tmp_path: Path):
+def test_header_folds_missing_inputs_and_survival_notes_apart(cohort: Cohort, tmp_path: Path):
     summary = json.loads(Path(cohort.inputs.summary).read_text())
     glued = "Please see the tips: https://lifelines.example/convergence-modelA singular matrix detected"
     summary["notes"] = [
@@ -496,8 +647,8 @@ def test_header_folds_missing_inputs_and_survival_notes_apart_with_links(cohort:
     header = build_report(inputs, ReportSettings(), strict=True).html.split("</header>", 1)[0]
     assert "<summary>1 input missing or unreadable</summary><ul>" in header and "design: not given" in header
     assert "<summary>2 survival-model notes</summary>" in header and "input note" not in header
-    link = '<a href="https://lifelines.example/convergence-model" rel="noreferrer">'
-    assert f"{link}https://lifelines.example/convergence-model</a> A singular matrix" in header
+    assert "Baseline MRD status, adjusted for covariates \u00b7 all patients: not estimable" in header
+    assert "lifelines.example" not in header and "A singular matrix detected" in header
 
 
 def test_swimmer_has_one_lane_per_patient(report: Report, cohort: Cohort):
@@ -687,6 +838,22 @@ def test_methods_and_qc_say_how_the_threshold_was_set(cohort: Cohort, tmp_path: 
     assert (
         f"Calling threshold: {empirical}."
         in next(s for s in report.sections if s.key == "qc_samples").caption
+    )
+
+
+def test_thresholds_from_each_samples_own_null_are_described_per_sample(cohort: Cohort, tmp_path: Path):
+    calls = read_input(cohort.inputs.calls)
+    thresholds = [0.0014 if i % 2 else 0.01 for i in range(len(calls))]
+    inputs = _calls_with(
+        cohort, tmp_path, threshold_source="empirical", own_null_panels=1000, threshold=thresholds
+    )
+    report = build_report(inputs, ReportSettings(), CALLING, strict=True)
+    expected = (
+        f"p \u2264 0.0014-0.01 per sample, empirical for {len(calls)} of {len(calls)} calls, each from its own "
+        "null of up to 1,000 synthetic panels"
+    )
+    assert (
+        f"Calling threshold: {expected}." in next(s for s in report.sections if s.key == "qc_samples").caption
     )
 
 
@@ -903,7 +1070,8 @@ def test_figure_index_shows_every_figure_with_its_caption(tmp_path: Path, cohort
 
 TABLE_INPUTS = [
     "calls", "loci", "context_rates", "locus_rates", "excluded", "samples", "patients", "joined", "km_curves",
-    "km_summary", "cox", "endpoints", "design",
+    "km_summary", "cox", "endpoints", "design", "landmark_km_curves", "landmark_km_summary", "prediction",
+    "safe_to_stop", "safe_to_stop_accuracy",
 ]  # fmt: skip
 
 
@@ -1012,3 +1180,325 @@ def test_sparse_fragment_lengths_are_binned_with_empty_bins_at_zero():
     bins = fraglen_bins(pd.Series([71, 79, 115, 384]), pd.Series([1.0, 2.0, 1.0, 1.0]), 10)
     assert bins.index[0] == 70 and bins.index[-1] == 380 and bins.loc[70] == 3 and bins.loc[200] == 0
     assert bins.sum() == 5 and len(bins) == 32
+
+
+# ---------------------------------------------------------------------------------------------- the first screen
+
+
+def answer_cells(page: str) -> dict[tuple[str, str], dict[str, str]]:
+    """The first screen's table cells by (cohort, status): their text and data-* attributes."""
+    html = section_html(page, "answer")
+    cells = {}
+    for attrs, text in re.findall(r"<td ((?:data-[\w-]+=\"[^\"]*\" ?)+)>(.*?)</td>", html, re.S):
+        found = dict(re.findall(r'data-([\w-]+)="([^"]*)"', attrs))
+        cells[(found["cohort"], found["status"])] = found | {"text": re.sub(r"<[^>]+>", " ", text)}
+    return cells
+
+
+def test_the_first_section_answers_who_may_safely_stop(report: Report):
+    assert report.sections[0].key == "answer"
+    start = report.html.index('id="panel-answer"')
+    assert start < report.html.index('<nav class="toc">')  # above the table of contents: the first screen
+    assert start < min(report.html.index(f'id="panel-{key}"') for key in ALL_FIGURES - {"answer"})
+
+
+def test_first_screen_pfs_and_npv_are_the_safe_to_stop_tables(report: Report, cohort: Cohort):
+    cells = answer_cells(report.html)
+    pfs = read_input(str(cohort.folder / "survival/safe_to_stop.tsv")).query("timepoint == 'baseline'")
+    for row in pfs.itertuples():
+        cell = cells[(row.cohort, row.mrd_status)]
+        if row.n == "0":
+            assert cell["text"].strip() == "no patients" and not cell.get("value")
+            continue
+        assert cell["value"] == row.km_pfs_1y and cell["n"] == row.n, (row.cohort, row.mrd_status)
+        estimate = f"{round(100 * float(row.km_pfs_1y))}%"
+        if row.km_ci_low and row.km_ci_high:
+            low, high = (round(100 * float(v)) for v in (row.km_ci_low, row.km_ci_high))
+            estimate += f" (95% CI {low}\u2013{high}%)"
+        assert cell["text"].startswith(estimate)
+        free = int(row.evaluable) - int(row.progressed_1y)
+        assert f"{free} of {row.evaluable} evaluable at 1 year" in cell["text"]
+    accuracy = read_input(str(cohort.folder / "survival/safe_to_stop_accuracy.tsv"))
+    for row in accuracy.query("timepoint == 'baseline'").itertuples():
+        cell = cells[(row.cohort, "npv")]
+        assert cell["value"] == row.npv and f"{round(100 * float(row.npv))}% (95% exact CI" in cell["text"]
+        evaluable = int(row.true_negative) + int(row.false_negative)
+        assert f"{row.true_negative} of {evaluable} evaluable MRD-negative patients" in cell["text"]
+    assert {cohort for cohort, _ in cells} == {"continue", "stop", "all"}
+
+
+def test_first_screen_curves_mark_one_year_with_the_events_by_then(report: Report, cohort: Cohort):
+    traces = plot_data(report.html, "answer")
+    curves = [t for t in traces if t.get("line", {}).get("shape") == "hv"]
+    assert {t["name"] for t in curves} == {"MRD-negative at baseline", "MRD-positive at baseline"}
+    pfs = read_input(str(cohort.folder / "survival/safe_to_stop.tsv")).query("timepoint == 'baseline'")
+    assert len(curves) == (pfs["n"].astype(int) > 0).sum()  # each group with patients, per cohort and pooled
+    marks = [t for t in traces if values(t.get("x")) == [12.0] and t.get("hovertext")]
+    stop_negative = pfs.query("cohort == 'stop' and mrd_status == 'negative'").iloc[0]
+    hover = next(
+        t["hovertext"][0]
+        for t in marks
+        if "Cohort stop" in t["hovertext"][0] and "negative" in t["hovertext"][0]
+    )
+    events = int(stop_negative.progressed_1y)
+    assert f"{events} progression event{'s' if events != 1 else ''} by 12 months" in hover
+
+
+def test_without_the_safe_to_stop_tables_the_first_screen_says_not_computed(cohort: Cohort):
+    inputs = dataclasses.replace(cohort.inputs, safe_to_stop=None, safe_to_stop_accuracy=None)
+    report = build_report(inputs, ReportSettings(), strict=True)
+    answer = report.sections[0]
+    assert answer.key == "answer" and answer.figure is not None
+    html = section_html(report.html, "answer")
+    assert "NPV are not computed" in " ".join(html.split()) and html.count("<td>not computed</td>") == 3
+    assert "safe_to_stop" not in report.html.split("</header>", 1)[0]  # optional: not a missing input
+    summary = read_input(cohort.inputs.km_summary).query("timepoint_months == '12'")
+    cells = answer_cells(report.html)
+    for row in summary[summary["group"].isin(["positive", "negative"])].itertuples():
+        assert cells[(row.cohort, row.group)]["value"] == row.survival  # the Kaplan-Meier summary's value
+
+
+# ---------------------------------------------------------------------------------------------------- the forest
+
+
+def forest_ticks(report: Report) -> list[str]:
+    return list(next(s for s in report.sections if s.key == "forest").figure.layout.yaxis.ticktext)
+
+
+def test_forest_names_models_in_words_grouped_under_headings(report: Report):
+    ticks = forest_ticks(report)
+    headings = [t for t in ticks if t.startswith("<b>")]
+    assert headings == [
+        "<b>Baseline MRD status: MRD-positive vs negative</b>",
+        "<b>MRD status at the 3-month landmark (last sample before it): MRD-positive vs negative</b>",
+        "<b>MRD status over time (time-varying): MRD-positive vs negative</b>",
+        "<b>Ever MRD-positive (time-varying), adjusted for covariates</b>",
+    ]
+    rows = [t.strip("\u00a0").removesuffix(" \u26a0") for t in ticks if not t.startswith("<b>")]
+    assert rows[0] == "all patients, stratified by cohort" and "cohort stop (Firth)" in rows
+    assert "all patients, stratified by cohort \u00b7 ever positive vs never" in rows
+    forest = section_html(report.html, "forest").split("Plotly.newPlot", 1)[1]
+    assert "time_varying_ever_positive_adjusted" not in forest and "mrd_positive" not in forest
+
+
+def test_forest_has_an_axis_at_the_top_and_clips_intervals_with_arrows(report: Report):
+    fig = next(s for s in report.sections if s.key == "forest").figure
+    top, bottom = fig.layout.xaxis2, fig.layout.xaxis
+    assert top.side == "top" and top.overlaying == "x" and tuple(top.range) == tuple(bottom.range)
+    assert list(top.tickvals) == list(bottom.tickvals) and 1 in bottom.tickvals
+    low, high = (10**v for v in bottom.range)
+    segments = next(t for t in fig.data if t.mode == "lines")
+    drawn = [x for x in segments.x if x is not None]
+    assert min(drawn) >= low * (1 - 1e-9) and max(drawn) <= high * (1 + 1e-9)
+    (arrows,) = [t for t in fig.data if t.marker.symbol == "triangle-right"]
+    ticks = dict(zip(fig.layout.yaxis.tickvals, fig.layout.yaxis.ticktext, strict=True))
+    clipped = sorted(ticks[y].strip("\u00a0").removesuffix(" \u26a0") for y in arrows.y)
+    # the 0.9-250 interval, and the Firth fit whose profile interval has no upper end
+    assert clipped == [
+        "all patients, stratified by cohort \u00b7 ever positive vs never",
+        "cohort stop (Firth)",
+    ]
+    assert arrows.x == pytest.approx([high, high]) and high < 250
+
+
+def test_forest_cautions_where_a_compared_group_has_fewer_than_5_patients(report: Report, cohort: Cohort):
+    fig = next(s for s in report.sections if s.key == "forest").figure
+    baseline = cohort.patients.groupby("cohort")["baseline_status"].value_counts().unstack(fill_value=0)
+    ticks = forest_ticks(report)
+    baseline_rows = ticks[1 : next(i for i, t in enumerate(ticks[1:], 1) if t.startswith("<b>"))]
+    for name, counts in baseline.iterrows():
+        labels = [t.strip("\u00a0") for t in baseline_rows if t.strip("\u00a0").startswith(f"cohort {name}")]
+        if not labels:  # the fixture's stop cohort has no baseline estimate
+            continue
+        small = min(counts.get("positive", 0), counts.get("negative", 0)) < 5
+        assert labels[0].endswith("\u26a0") == small, (name, dict(counts))
+    estimates = next(t for t in fig.data if t.mode == "markers" and t.text)
+    cautioned = [h for h in estimates.text if "\u26a0" in h]
+    assert all(
+        re.search(
+            r"(only \d+|no) (ever )?MRD-(positive|negative) patients?: the estimate rests on very few", h
+        )
+        for h in cautioned
+    )
+    assert (
+        cautioned and "fewer than 5 patients" in next(s for s in report.sections if s.key == "forest").caption
+    )
+
+
+def test_p_values_read_p_less_than_not_p_equals_less_than(report: Report):
+    hovers = next(t for t in plot_data(report.html, "forest") if t.get("text"))["text"]
+    assert any("p < 0.001" in h for h in hovers) and any("p = 0.02" in h for h in hovers)
+    assert "p = <" not in report.html and "p=<" not in report.html
+    assert "HR 3.40 (95% CI 1.20\u20139.60), Cox stratified by cohort" in report.sections[1].caption
+
+
+# ------------------------------------------------------------------------------- trajectories, landmarks, prediction
+
+
+def test_trajectories_draw_samples_below_their_lod_at_the_lod_not_at_a_floor(report: Report, cohort: Cohort):
+    lines = {t["name"]: t for t in plot_data(report.html, "trajectories") if t.get("meta") == "patient"}
+    calls = cohort.calls.set_index("sample_id")
+    checked = 0
+    for patient, line in lines.items():
+        samples = calls[calls["patient_id"] == patient].sort_values("collection_date")
+        for (sample_id, call), y, symbol in zip(samples.iterrows(), values(line["y"]), line["marker"]["symbol"],
+                                                strict=True):  # fmt: skip
+            below = call["mrd_status"] != "positive" and call["tumor_fraction"] < call["lod95"]
+            assert y == pytest.approx(call["lod95"] if below else call["tumor_fraction"], rel=1e-5), sample_id
+            assert (symbol == "triangle-down") == below, sample_id
+            checked += below
+    assert checked > 10  # the fixture's negatives have TF 0 or below the LOD95
+    section = next(s for s in report.sections if s.key == "trajectories")
+    assert "below LOD95 (drawn at it)" in {t.name for t in section.figure.data}
+    assert not section.figure.layout.shapes  # no plotting floor: every sample has a LOD95
+
+
+def test_trajectories_mark_progression_in_a_band_of_its_own(report: Report, cohort: Cohort):
+    fig = next(s for s in report.sections if s.key == "trajectories").figure
+    band = [t for t in fig.data if t.name == "progression"]
+    assert band and all(t.yaxis == "y2" for t in band)
+    progressed = cohort.patients[cohort.patients["pfs_event"] == 1]
+    marked = sorted(p for t in band for p in t.text)
+    dead_first = (progressed["os_event"] == 1) & (
+        (progressed["os_months"] - progressed["pfs_months"]).abs() < 0.5
+    )
+    assert marked == sorted(progressed.loc[~dead_first, "patient_id"])  # a death is not a progression
+    assert list(fig.layout.yaxis2.categoryarray) == ["stop", "continue"] and fig.layout.yaxis.type == "log"
+
+
+def test_a_sample_without_a_lod_and_no_tumor_fraction_sits_at_the_plotting_floor(
+    cohort: Cohort, tmp_path: Path
+):
+    calls = read_input(cohort.inputs.calls)
+    calls.loc[0, ["lod95", "tumor_fraction"]] = ["", "0"]
+    calls.to_csv(tmp_path / "calls.tsv", sep="\t", index=False)
+    inputs = dataclasses.replace(cohort.inputs, calls=str(tmp_path / "calls.tsv"))
+    report = build_report(inputs, ReportSettings(tf_floor=1e-6), strict=True)
+    section = next(s for s in report.sections if s.key == "trajectories")
+    line = next(
+        t for t in section.figure.data if t.meta == "patient" and t.name == calls.loc[0, "patient_id"]
+    )
+    assert line.y[0] == 1e-6 and [s.y0 for s in section.figure.layout.shapes] == [1e-6]
+    assert "plotting floor 1e-06" in section.caption
+
+
+def test_landmark_curves_are_shown_per_landmark_with_a_cohort_switch(report: Report, cohort: Cohort):
+    section = next(s for s in report.sections if s.key == "landmark_km")
+    curves = [t for t in section.figure.data if t.mode == "lines" and t.line.shape == "hv"]
+    shown = {t.name for t in curves if t.visible is not False}
+    assert shown == {"MRD-negative at the landmark", "MRD-positive at the landmark"}
+    at_risk = read_input(str(cohort.folder / "survival/landmark_km_summary.tsv"))
+    pooled = at_risk.query("cohort == 'all' and group != 'all'").set_index("group")["n"]
+    title = section.figure.layout.annotations[0].text
+    assert title.startswith("3-month landmark: ") and f"{pooled['negative']} MRD\u2212" in title
+    assert "log-rank p < 0.001" in title  # summary.json's landmark test
+    buttons = section.figure.layout.updatemenus[0].buttons
+    assert [b.label for b in buttons] == ["All patients", "cohort continue", "cohort stop"]
+    for button in buttons:
+        visible = button.args[0]["visible"]
+        assert len(visible) == len(section.figure.data) and any(visible)
+
+
+def test_prediction_shows_the_cross_validated_auc_and_why_a_model_was_not_fitted(report: Report):
+    section = next(s for s in report.sections if s.key == "prediction")
+    points = next(t for t in section.figure.data if t.mode == "markers+text")
+    assert list(points.y) == ["baseline MRD status", "baseline MRD status + baseline tumor fraction"]
+    assert list(points.x) == [0.74, 0.81] and list(points.text) == ["AUC 0.74", "AUC 0.81"]
+    assert "AUC 0.74 (95% CI 0.55\u20130.90); repeats 0.70\u20130.78" in points.hovertext[0]
+    assert "out-of-fold" in section.caption and "20 repeats of 5-fold" in section.caption
+    html = section_html(report.html, "prediction")
+    assert "baseline MRD status + baseline tumor fraction + age: too few patients" in html
+
+
+# ------------------------------------------------------------------------------------------- fixes of the demo
+
+
+def test_the_design_lines_are_drawn_over_the_design_cohort_only(report: Report):
+    section = next(s for s in report.sections if s.key == "endpoints")
+    cohorts = list(section.figure.layout.xaxis.categoryarray)
+    stop = cohorts.index("stop")
+    for shape in section.figure.layout.shapes:
+        assert (shape.xref, shape.x0, shape.x1) == ("x", stop - 0.42, stop + 0.42)
+    assert "Dashed lines over cohort stop" in section.caption
+
+
+def test_hovers_where_the_1_year_rate_is_shown_give_the_events_by_12_months(report: Report, cohort: Cohort):
+    section = next(s for s in report.sections if s.key == "endpoints")
+    pfs = next(t for t in section.figure.data if t.name == "PFS at 12 months")
+    patients = cohort.patients
+    for cohort_name, hover in zip(pfs.x, pfs.hovertext, strict=True):
+        rows = patients if cohort_name == "all" else patients[patients["cohort"] == cohort_name]
+        events = int(((rows["pfs_event"] == 1) & (rows["pfs_months"] <= 12)).sum())
+        assert f"{events} progression event{'s' if events != 1 else ''} by 12 months" in hover, cohort_name
+    km = next(s for s in report.sections if s.key == "km_pooled").figure
+    assert "events so far" in next(t for t in km.data if t.line.shape == "hv").hovertemplate
+
+
+def test_methods_state_the_tumor_fraction_floor_of_the_survival_models(report: Report):
+    methods = _methods(report.html)
+    assert (
+        "the tumor-fraction floor, 0.5 \u00d7 the sample's LOD95 (1e-05 when the sample has no LOD95)"
+        in methods
+    )
+
+
+def test_booleans_read_yes_and_no(report: Report):
+    html = section_html(report.html, "endpoints")
+    assert "<tr><th>selected</th><td>Yes</td><td>No</td></tr>" in html
+    assert ">True<" not in report.html and ">False<" not in report.html
+
+
+def test_survival_notes_are_plain_sentences_without_library_errors_or_links(cohort: Cohort, tmp_path: Path):
+    summary = json.loads(Path(cohort.inputs.summary).read_text())
+    summary["notes"] = [
+        "baseline_adjusted (all): not estimable (Convergence halted. Please see the tips: https://x.example/a-b)",
+        "time_varying_status (stop): LinAlgError: Singular matrix",
+        "time_varying_ever_positive (all): no events when ever_positive = 0: hazard ratio not estimable",
+    ]
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(summary))
+    page = build_report(
+        dataclasses.replace(cohort.inputs, summary=str(path)), ReportSettings(), strict=True
+    ).html
+    header = page.split("<header>", 1)[1].split("</header>", 1)[0]
+    assert "http" not in header and "LinAlgError" not in header and "<a href" not in header
+    assert "MRD status over time (time-varying) \u00b7 cohort stop: the fit failed numerically" in header
+    assert (
+        "Ever MRD-positive (time-varying) \u00b7 all patients: no progression among patients never MRD-positive"
+        in header
+    )
+
+
+def test_flagged_samples_table_keeps_the_columns_a_reader_needs(cohort: Cohort, tmp_path: Path):
+    calls = read_input(cohort.inputs.calls)
+    calls.loc[0, "flags"] = "possible_contamination:P003;outlier_loci:2"
+    calls.to_csv(tmp_path / "calls.tsv", sep="\t", index=False)
+    report = build_report(
+        dataclasses.replace(cohort.inputs, calls=str(tmp_path / "calls.tsv")), ReportSettings()
+    )
+    section = next(s for s in report.sections if s.key == "flagged")
+    (table,) = section.blocks
+    assert table.header == ["sample", "patient", "batch", "MRD status", "flags", "why this status", "LOD95",
+                            "molecules", "loci used", "duplicates"]  # fmt: skip
+    first = dict(zip(table.header, table.rows[0], strict=True))
+    assert first["flags"] == "possible contamination (scores positive at P003's panel); 2 outlier loci"
+    assert re.fullmatch(r"\d{1,3}(,\d{3})*", first["molecules"]) and first["duplicates"].endswith("%")
+    assert len(section.downloads["flagged_samples.tsv"].columns) > len(table.header)  # the TSV has them all
+
+
+def test_an_estimate_beyond_the_axis_sits_at_its_edge_as_a_triangle_with_its_value_beside():
+    from mrdtrack.report.forest import ForestRow, axis_range, forest_figure
+
+    rows = [ForestRow("Tumor fraction", "cohort continue", 1439.0, 27.7, 74743.0, "", ""),
+            ForestRow("Tumor fraction", "cohort stop", 40.0, 14.3, 112.0, "", "")]  # fmt: skip
+    assert axis_range(rows) == (0.5, 100.0)
+    fig = forest_figure(rows)
+    estimates = next(t for t in fig.data if t.mode == "markers" and t.text)
+    assert list(estimates.x) == [100.0, 40.0] and list(estimates.marker.symbol) == [
+        "triangle-right",
+        "square",
+    ]
+    assert [a.text for a in fig.layout.annotations][:2] == [
+        "1,439 (27.7\u201374,743)",
+        "40.0 (14.3\u2013112)",
+    ]

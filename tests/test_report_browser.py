@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_report import ALL_FIGURES, build_fixture
+from test_report import ALL_FIGURES, build_fixture, read_input
 
 from conftest import REPO
 from mrdtrack.report import ReportSettings, write_report
@@ -195,6 +195,34 @@ HIGHLIGHT_STATE = """(() => {
 })()"""
 
 
+# The first screen as the reader sees it on opening the page: where the answer's table and figure are, and what
+# its cells say.
+FIRST_SCREEN = """(() => {
+  window.scrollTo(0, 0);
+  const table = document.querySelector('#panel-answer table.answer');
+  const figure = document.getElementById('fig-answer');
+  const cells = Array.from(table.querySelectorAll('td[data-status]')).map(td => ({
+    cohort: td.dataset.cohort, status: td.dataset.status, value: td.dataset.value || '', n: td.dataset.n || '',
+    text: td.textContent,
+  }));
+  return {tableBottom: table.getBoundingClientRect().bottom, figureTop: figure.getBoundingClientRect().top,
+          viewport: window.innerHeight, cells};
+})()"""
+# The forest plot's axes as drawn: the tick labels along the top and along the bottom.
+FOREST_AXES = """(() => {
+  const gd = document.getElementById('fig-forest');
+  const labels = cls => Array.from(gd.querySelectorAll('g.' + cls + ' text')).map(t => t.textContent);
+  return {bottom: labels('xtick'), top: labels('x2tick')};
+})()"""
+# At a 1024-pixel window: the flagged-samples table within its box, and no page wider than the window.
+NARROW = """(() => {
+  const table = document.querySelector('#panel-flagged table');
+  return {table: table.scrollWidth, box: table.parentElement.clientWidth,
+          page: document.documentElement.scrollWidth, window: window.innerWidth,
+          rows: table.querySelectorAll('tbody tr').length};
+})()"""
+
+
 def _hover_a_patient(chrome: DevTools, session: str) -> dict[str, Any]:
     """Move the mouse onto a patient's sample, then away; the trajectory highlight before and after."""
     point = _evaluate(chrome, session, PATIENT_POINT)
@@ -210,13 +238,14 @@ def browser_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     executable = _chromium()
     folder = tmp_path_factory.mktemp("browser")
     cohort = build_fixture(folder / "results", n_patients=N_PATIENTS, samples_per_patient=6)
+    assert (read_input(cohort.inputs.calls)["flags"] != "").any()  # the flagged-samples table is drawn
     page = folder / "report" / "mrd_report.html"
     settings = ReportSettings(study_name="STOP-HER2 (synthetic test cohort)", report_date="2024-05-01")
     report = write_report(cohort.inputs, page, folder / "report" / "figures", settings)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     chrome = DevTools(executable, folder / "profile", ARTIFACTS / "chromium.log")
     try:
-        yield _drive(chrome, page, report)
+        yield _drive(chrome, page, report) | {"survival": cohort.folder / "survival"}
     finally:
         chrome.close()
 
@@ -252,6 +281,8 @@ def _drive(chrome: DevTools, page: Path, report: Any) -> dict[str, Any]:
     chrome.wait_for("Page.loadEventFired", since, timeout=60)
     state = _wait_rendered(chrome, session)
     load_seconds = time.monotonic() - started
+    first_screen = _evaluate(chrome, session, FIRST_SCREEN)
+    forest_axes = _evaluate(chrome, session, FOREST_AXES)
     screenshots = _screenshots(chrome, session, state)
     hover = _hover_a_patient(chrome, session)
     chrome.send("Runtime.evaluate", {"expression": CLICK_SORT_BY_TIME}, session=session)
@@ -260,11 +291,27 @@ def _drive(chrome: DevTools, page: Path, report: Any) -> dict[str, Any]:
         chrome, session, "document.getElementById('fig-swimmer')._fullLayout.yaxis.categoryarray"
     )
     expected = next(s for s in report.sections if s.key == "swimmer").figure.layout.updatemenus[0].buttons[1]
+    narrow = _at_width(chrome, session, 1024)
     return {
+        "first_screen": first_screen, "forest_axes": forest_axes, "narrow": narrow,
         "state": state, "blocked": blocked, "events": list(chrome.events), "screenshots": screenshots,
         "load_seconds": load_seconds, "sorted_order": order, "hover": hover,
         "expected_order": list(expected.args[0]["yaxis.categoryarray"]), "page": page,
     }  # fmt: skip
+
+
+def _at_width(chrome: DevTools, session: str, width: int) -> dict[str, Any]:
+    """The page at a narrower window (responsive figures relayout), measured and photographed."""
+    chrome.send("Emulation.setDeviceMetricsOverride",
+                {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False}, session=session)  # fmt: skip
+    chrome.pump(1.5)
+    measured = _evaluate(chrome, session, NARROW)
+    box = _evaluate(chrome, session, f"{SECTION_BOX}('panel-flagged')")
+    measured["screenshot"] = _shoot(chrome, session, f"report_flagged_{width}.png", box)
+    _evaluate(chrome, session, "window.scrollTo(0, 0)")
+    chrome.pump(0.3)
+    _shoot(chrome, session, f"report_top_{width}.png", None)
+    return measured
 
 
 def _evaluate(chrome: DevTools, session: str, expression: str) -> Any:
@@ -395,3 +442,41 @@ def test_static_images_with_kaleido_and_chromium(
         png, svg = tmp_path / "figures" / f"{section.key}.png", tmp_path / "figures" / f"{section.key}.svg"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000, section.key
         assert "<svg" in svg.read_text()[:500] and section.title in svg.read_text(), section.key
+
+
+def test_the_first_screen_shows_the_answer_table_and_the_curves(browser_run: dict[str, Any]):
+    screen = browser_run["first_screen"]
+    assert screen["tableBottom"] <= screen["viewport"]  # the whole table without scrolling
+    assert screen["figureTop"] < screen["viewport"]  # and the curves start on the same screen
+
+
+def test_first_screen_numbers_equal_the_survival_tables(browser_run: dict[str, Any]):
+    cells = {(c["cohort"], c["status"]): c for c in browser_run["first_screen"]["cells"]}
+    pfs = read_input(str(browser_run["survival"] / "safe_to_stop.tsv")).query("timepoint == 'baseline'")
+    for row in pfs[pfs["n"] != "0"].itertuples():
+        cell = cells[(row.cohort, row.mrd_status)]
+        assert (cell["value"], cell["n"]) == (row.km_pfs_1y, row.n)
+        assert cell["text"].startswith(f"{round(100 * float(row.km_pfs_1y))}%")
+        assert f"n = {row.n}" in cell["text"]
+    accuracy = read_input(str(browser_run["survival"] / "safe_to_stop_accuracy.tsv"))
+    for row in accuracy.query("timepoint == 'baseline'").itertuples():
+        cell = cells[(row.cohort, "npv")]
+        assert cell["value"] == row.npv and cell["text"].startswith(f"{round(100 * float(row.npv))}%")
+        assert (
+            f"{row.true_negative} of {int(row.true_negative) + int(row.false_negative)} evaluable"
+            in cell["text"]
+        )
+    assert {cohort for cohort, _ in cells} == {"continue", "stop", "all"}
+
+
+def test_the_forest_plot_has_its_axis_at_the_top_too(browser_run: dict[str, Any]):
+    axes = browser_run["forest_axes"]
+    assert axes["top"] and axes["top"] == axes["bottom"] and "1" in axes["top"]
+
+
+def test_the_flagged_samples_table_fits_a_1024_pixel_window(browser_run: dict[str, Any]):
+    narrow = browser_run["narrow"]
+    assert narrow["rows"] >= 1
+    assert narrow["table"] <= narrow["box"], narrow  # no sideways scrolling inside the table's box
+    assert narrow["page"] <= narrow["window"], narrow  # nor of the page
+    assert narrow["screenshot"].stat().st_size > 10_000

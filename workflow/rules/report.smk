@@ -15,6 +15,11 @@ rule report:
         cox="results/survival/cox.tsv",
         endpoints="results/survival/endpoints.tsv",
         design="results/survival/design.tsv",
+        landmark_km_curves="results/survival/landmark_km_curves.tsv",
+        landmark_km_summary="results/survival/landmark_km_summary.tsv",
+        prediction="results/survival/prediction.tsv",
+        safe_to_stop="results/survival/safe_to_stop.tsv",
+        safe_to_stop_accuracy="results/survival/safe_to_stop_accuracy.tsv",
         summary="results/survival/summary.json",
         settings=[
             "results/background/settings.json",

@@ -9,7 +9,8 @@ them are laid out by level and may move:
   `locus_classes`;
 - `fraglen`: fragment-length evidence (`LengthModel`);
 - `likelihood`: the likelihood of a tumor fraction over DNA fragments (`LikelihoodTerms`);
-- `null` and `lod`: the statistic's null distribution, the threshold rule and the LOD95;
+- `null` and `lod`: the statistic's null distribution, the threshold rule and the LOD95, simulated over
+  drawn tables held by their ALT fragments (`drawn`) or computed (`analytic_lod`, on `saddlepoint`);
 - `score`: one sample's score at one set of loci (outliers, tumor fraction, interval, test);
 - `cohort`: the count matrices, panels and exclusions a call reads, and one sample at one panel;
 - `calibration`: the cohort step (null scores, threshold, contamination);

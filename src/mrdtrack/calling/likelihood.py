@@ -567,10 +567,12 @@ def dispersion(
     the binomial model explains, adds nothing, while a cluster of them at one locus still does. The factor is
     1 + E, with E that excess over sum I when positive, else 0; with no tumor fraction estimated (f = 0) there
     are no tumor molecules whose VAFs could spread and the factor is 1. The excess is estimated from the
-    sample's own L loci, so the cut is F(1, df)'s quantile, not chi2_1's, with df the Satterthwaite degrees of
-    freedom of the known binomial part plus the estimated excess: nu ((1 + E) / E)^2, nu the excess terms'
-    effective number (at most L - 1). The widening thus fades to none as the excess does. Below 3 loci with
-    molecules nothing can be estimated and the factor is 1.
+    sample's own L loci, so the cut is F(1, df)'s quantile, not chi2_1's: df = nu (1 + E) / E, with nu the
+    excess terms' effective number (at most L - 1). A spread that dominates the variance is as uncertain as nu
+    loci make it; one small beside the known binomial part hardly moves the cut, so the widening fades to none
+    as the excess does. (Satterthwaite's df for a known part plus an estimated one, nu ((1 + E) / E)^2, gave 90%
+    coverage at TF 3e-3 and 1e-2 in benchmarks/detection.py under VAF spread: the residuals the binomial part
+    is taken from are estimated too.) Below 3 loci with molecules nothing can be estimated and the factor is 1.
     """
     covered = n > 0
     loci = int(covered.sum())
@@ -590,7 +592,7 @@ def dispersion(
         return 1.0
     ratio = 1 + excess
     spread_df = float(np.clip(effective_terms(np.maximum(excess_terms, 0)), 1.0, loci - 1))
-    df = spread_df * (ratio / excess) ** 2
+    df = spread_df * ratio / excess
     quantiles = special.fdtri(1, df, level) / special.chdtri(1, 1 - level)
     return max(1.0, ratio * quantiles)
 

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from mrdtrack.calling.drawn import SharedColumns, drawn_statistics
 from mrdtrack.calling.fraglen import LengthClasses
-from mrdtrack.calling.likelihood import LikelihoodTerms, Tables, as_counts, chibar_p_value, lr_statistics
+from mrdtrack.calling.likelihood import LikelihoodTerms, as_counts, chibar_p_value
 from mrdtrack.calling.settings import CallSettings
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,32 @@ class NullDistribution:
         p = np.where(exceed < self.min_exceedances, np.minimum(p, asymptotic), p)
         p = np.where(statistic > 0, p, 1.0)
         return float(p) if p.ndim == 0 else p
+
+    def critical_statistic(self, threshold: float) -> float:
+        """The smallest statistic with p-value <= `threshold` (p-values only fall as the statistic grows).
+
+        Parameters
+        ----------
+        threshold : float
+            The p-value cut, in (0, 0.5].
+
+        Returns
+        -------
+        float
+        """
+        asymptotic = float(special.chdtri(1, min(2 * threshold, 1.0)))
+        if self.method != "monte_carlo":
+            return asymptotic
+        low, high = 0.0, max(asymptotic, float(self.statistics[-1]) if len(self.statistics) else 0.0) * 2 + 1
+        for _ in range(200):
+            middle = (low + high) / 2
+            if self.p_value(middle) <= threshold:
+                high = middle
+            else:
+                low = middle
+            if high - low <= 1e-9 * max(1.0, high):
+                break
+        return high
 
 
 def null_distribution(
@@ -190,8 +217,11 @@ class Cells:
             *(np.concatenate([getattr(self, f), getattr(other, f)]) for f in ("table", "kind", "k", "count"))
         )
 
-    def statistics(self, tables: int, terms: LikelihoodTerms, r: np.ndarray) -> np.ndarray:
-        """LRT statistic of each of `tables` tables (0 for a table without cells).
+    def statistics(
+        self, tables: int, terms: LikelihoodTerms, r: np.ndarray, shared: SharedColumns | None = None
+    ) -> np.ndarray:
+        """LRT statistic of each of `tables` tables (0 for a table without cells); `shared`: the terms'
+        `SharedColumns`, when at hand.
 
         Tables repeat (one ALT at one locus, ...): each distinct table is fitted once. Tables are told apart by
         a random 64-bit hash of their cells (additive, so split cells of one table add up the same way); two
@@ -208,10 +238,11 @@ class Cells:
         fitted = np.full(tables, -1)
         fitted[with_alt[first]] = np.arange(len(first))
         keep = fitted[self.table] >= 0
-        fits = Tables.of_draws(
-            terms, fitted[self.table[keep]], self.kind[keep], self.k[keep], self.count[keep], len(first), r
-        )
-        stat[with_alt] = lr_statistics(fits)[inverse.ravel()]
+        fitted_stat = drawn_statistics(
+            terms, fitted[self.table[keep]], self.kind[keep], self.k[keep], self.count[keep], len(first), r,
+            shared,
+        )  # fmt: skip
+        stat[with_alt] = fitted_stat[inverse.ravel()]
         return stat
 
     def supported(self, tables: int, terms: LikelihoodTerms, min_fragments: int, min_loci: int) -> np.ndarray:
@@ -257,14 +288,38 @@ def _positive_binomial(col: np.ndarray, n: np.ndarray, p: np.ndarray, rng: np.ra
     """One draw of Binomial(n_i, p_i) conditioned on >= 1 for each locus index in `col` (inverse CDF)."""
     if col.size == 0:
         return np.zeros(0, dtype=np.int64)
-    top = count_ceiling(n, p)
-    cdf = special.bdtr(np.arange(top + 1)[:, None], as_counts(n), p)
-    u = rng.uniform(cdf[0, col], 1.0)
-    value = np.empty(col.size, dtype=np.int64)
-    for i in np.unique(col):
-        at = col == i
-        value[at] = np.searchsorted(cdf[:, i], u[at], side="left")
+    first = special.bdtr(np.zeros(len(p), dtype=np.int64), as_counts(n), p)  # P(0)
+    u = rng.uniform(first[col], 1.0)
+    value = binomial_inverse(u, col, n, p, count_ceiling(n, p))
     return np.clip(value, 1, n[col])
+
+
+# Counts whose binomial CDF is tabulated for every kind at once; rarer, larger counts are searched draw by draw.
+TABULATED_COUNTS = 4
+
+
+def binomial_inverse(u: np.ndarray, kind: np.ndarray, n: np.ndarray, p: np.ndarray, top: int) -> np.ndarray:
+    """The Binomial(n_i, p_i) inverse CDF at uniforms `u` of kinds i = `kind`: the smallest count k <= `top`
+    with CDF(k) >= u, or top + 1 when there is none (as a search of the CDF table 0..top finds it).
+
+    The CDF of the first few counts is tabulated per kind; draws beyond them (few, at MRD levels) are found
+    by bisection on the count. The cost grows with the draws and the kinds, not with kinds x counts.
+    """
+    counts = as_counts(n)
+    head = min(top, TABULATED_COUNTS - 1)
+    k = np.zeros(len(u), dtype=np.int64)
+    for count in range(head + 1):
+        k += special.bdtr(np.full(len(p), count, dtype=np.int64), counts, p)[kind] < u
+    deep = np.flatnonzero(k > head)
+    if deep.size and top > head:
+        low, high = np.full(deep.size, head, dtype=np.int64), np.full(deep.size, top + 1, dtype=np.int64)
+        n_deep, p_deep, u_deep = counts[kind[deep]], p[kind[deep]], u[deep]
+        while (high - low > 1).any():
+            middle = (low + high) // 2
+            below = special.bdtr(middle, n_deep, p_deep) < u_deep
+            low, high = np.where(below, middle, low), np.where(below, high, middle)
+        k[deep] = high
+    return k
 
 
 def count_ceiling(n: np.ndarray, p: np.ndarray) -> int:

@@ -32,6 +32,8 @@ class CallSettings(StepSettings):
     min_exceedances: int = 10  # fewer null draws beyond the statistic: the asymptotic tail may refine p
     lod_draws: int = 1_000  # Monte Carlo draws per tumor fraction for LOD95
     lod_power: float = 0.95  # detection probability that defines the LOD
+    lod_method: str = "auto"  # auto | analytic | monte_carlo
+    lod_analytic_min_expected: float = 5.0  # auto: analytic LOD when expected null ALT fragments >= this
     ci_level: float = 0.95  # profile-likelihood confidence level
     outlier_max_p: float = 1e-4  # in-sample outlier locus: binomial upper tail below this
     contamination_check: bool = True  # flag samples significant for another patient's panel

@@ -8,8 +8,10 @@ The entry points are listed in `__all__`: `write_report` (what the workflow's re
 `build_report` take the paths of a run's tables (`ReportInputs`) and the `report:` settings (`ReportSettings`),
 and give a `Report` whose `sections` are the page's figures (`Section`).
 
-Modules: `settings` (the `report:` config section), `context` (reading the results into one Context), `survival`,
-`dynamics` and `qc` (the section builders), `section` (what a builder returns), `methods`, `page` (assembling the
+Modules: `settings` (the `report:` config section), `context` (reading the results into one Context); the section
+builders: `answer` (the first screen: who may safely stop), `survival` (Kaplan-Meier, endpoints), `landmarks`,
+`forest` (hazard ratios), `prediction`, `dynamics` (swimmer, lead time), `trajectories` and `qc`; `models` (the
+survival models, terms and notes in words), `section` (what a builder returns), `methods`, `page` (assembling the
 page) and `render` (jinja2 templates in templates/, autoescaped). `recorded` reads the settings each producing
 step wrote beside its outputs.
 """

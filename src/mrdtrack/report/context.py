@@ -34,8 +34,12 @@ MUTANT_EVIDENCE = ("mutant_fragments", "mutant_loci")
 
 TABLE_NAMES = (
     "calls", "loci", "context_rates", "locus_rates", "excluded", "samples", "patients", "joined", "km_curves",
-    "km_summary", "cox", "endpoints", "design",
+    "km_summary", "cox", "endpoints", "design", "landmark_km_curves", "landmark_km_summary", "prediction",
+    "safe_to_stop", "safe_to_stop_accuracy",
 )  # fmt: skip
+# Tables an older survival step did not write: when not given, the sections that need them say "not computed"
+# and the header does not count them as missing inputs.
+OPTIONAL_TABLES = ("safe_to_stop", "safe_to_stop_accuracy")
 
 
 @dataclass
@@ -54,6 +58,11 @@ class ReportInputs:
         results/clinical/patients.tsv and joined.tsv.
     km_curves, km_summary, cox, endpoints, design, summary : str or os.PathLike, optional
         The tables and summary.json of results/survival/.
+    landmark_km_curves, landmark_km_summary, prediction : str or os.PathLike, optional
+        The landmark Kaplan-Meier tables and the cross-validated prediction of results/survival/.
+    safe_to_stop, safe_to_stop_accuracy : str or os.PathLike, optional
+        1-year PFS by MRD status, and the accuracy of MRD-positivity for progression within 1 year
+        (results/survival/safe_to_stop.tsv and safe_to_stop_accuracy.tsv), the report's first screen.
     fraglen, qc : sequence of str or os.PathLike
         Every sample's results/counts/{sample}.fraglen.tsv and {sample}.qc.json.
     settings : sequence of str or os.PathLike
@@ -74,6 +83,11 @@ class ReportInputs:
     endpoints: PathLike | None = None
     design: PathLike | None = None
     summary: PathLike | None = None
+    landmark_km_curves: PathLike | None = None
+    landmark_km_summary: PathLike | None = None
+    prediction: PathLike | None = None
+    safe_to_stop: PathLike | None = None
+    safe_to_stop_accuracy: PathLike | None = None
     fraglen: Sequence[PathLike] = ()
     qc: Sequence[PathLike] = ()
     settings: Sequence[PathLike] = ()  # the settings.json each step wrote beside its outputs
@@ -132,7 +146,8 @@ def load_tables(inputs: ReportInputs) -> Tables:
 
 def _read_table(path: PathLike | None, name: str, problems: dict[str, str]) -> pd.DataFrame:
     if path is None:
-        problems[name] = "not given"
+        if name not in OPTIONAL_TABLES:
+            problems[name] = "not given"
         return pd.DataFrame()
     file = Path(path)
     if not file.is_file() or file.stat().st_size == 0:
@@ -320,8 +335,9 @@ class Context:
         return cls(tables, settings, config, patients, sample_frame(tables, patients))
 
     def tf_floor(self) -> float:
-        """The log-axis plotting floor for a tumor fraction of 0: report.tf_floor, else a power of ten at least a
-        decade below the smallest positive tumor fraction or LOD95 (1e-6 when there is none)."""
+        """The log-axis plotting floor for a tumor fraction of 0 of a sample without a LOD95: report.tf_floor,
+        else a power of ten at least a decade below the smallest positive tumor fraction or LOD95 (1e-6 when
+        there is none)."""
         if self.settings.tf_floor is not None:
             return self.settings.tf_floor
         values = pd.concat(

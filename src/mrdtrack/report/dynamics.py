@@ -1,17 +1,13 @@
-"""MRD dynamics sections: the swimmer plot, tumor-fraction trajectories and the lead time to progression."""
+"""MRD dynamics sections: the swimmer plot and the lead time to progression (the tumor-fraction trajectories are
+in `trajectories`)."""
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
 from mrdtrack.report.context import Context, months_between, numeric_column, sample_table
-from mrdtrack.report.formatting import count_noun, fmt_number, mutant_evidence_text, text_or
-from mrdtrack.report.render import static_text
+from mrdtrack.report.formatting import fmt_number, mutant_evidence_text, text_or
 from mrdtrack.report.section import Section
 from mrdtrack.report.style import (
     MRD_COLORS,
@@ -19,11 +15,8 @@ from mrdtrack.report.style import (
     base_layout,
     button_menu,
     ordered_statuses,
-    reference_line,
-    rgba,
     status_color,
     status_label,
-    status_legend,
 )
 from mrdtrack.vocabulary import INDETERMINATE, POSITIVE
 
@@ -203,162 +196,6 @@ def _swimmer_layout(
         range=x_range,
         zeroline=False,
     )
-
-
-def section_trajectories(ctx: Context) -> Section:
-    """Tumor-fraction trajectories"""
-    section = Section("trajectories", "Tumor-fraction trajectories per patient (log scale)")
-    samples = ctx.samples.dropna(subset=["months"])
-    if samples.empty or samples["tumor_fraction"].isna().all() and samples["lod95"].isna().all():
-        section.message = (
-            f"Not drawn: no plasma sample with a tumor fraction ({ctx.unavailable('calls', []) or 'no TF'})"
-        )
-        return section
-    floor = ctx.tf_floor()
-    samples = samples.sort_values(["patient_id", "months"]).assign(
-        tf_plot=lambda d: d["tumor_fraction"].where(d["tumor_fraction"] > floor, floor)
-    )
-    fig, tags = go.Figure(), []
-    for cohort, rows in samples.groupby("cohort", sort=True):
-        fig.add_trace(_cohort_line_legend(ctx, str(cohort), rows["patient_id"].nunique()))
-        tags.append(str(cohort))
-    for (patient, cohort), rows in samples.groupby(["patient_id", "cohort"], sort=True):
-        fig.add_trace(_trajectory_trace(str(patient), str(cohort), ctx.cohort_color(str(cohort)), rows))
-        tags.append(str(cohort))
-    tags += _add_lod_and_progression(fig, ctx, samples)
-    status_legend(fig, samples["status"].tolist())
-    tags += [""] * (len(fig.data) - len(tags))
-    _trajectory_layout(fig, samples, floor, _cohort_menu(tags, ctx.cohorts()))
-    section.figure = fig
-    section.script = static_text("highlight_patient.js")
-    section.caption = (
-        "Maximum-likelihood tumor fraction of each plasma sample, one line per patient colored by cohort, marker "
-        "by MRD status (open circle: indeterminate). Hover a sample to bring its patient forward (click to keep "
-        "it; click a cohort in the legend to hide or show its lines). Grey dashes: each sample's 95% limit of "
-        "detection (LOD95). \u00d7: "
-        f"progression. A tumor fraction of 0 (no mutant molecule beyond background) cannot be drawn on a log "
-        f"axis: it is drawn at the plotting floor {floor:g} (dotted line; report.tf_floor), the hover shows "
-        "the true value. Use the buttons to show one cohort."
-    )
-    section.downloads["tf_trajectories.tsv"] = sample_table(samples)
-    return section
-
-
-def _cohort_line_legend(ctx: Context, cohort: str, n_patients: int) -> go.Scatter:
-    """The legend entry of a cohort's lines; clicking it hides or shows them all (one legend group)."""
-    return go.Scatter(
-        x=[None],
-        y=[None],
-        mode="lines",
-        name=f"cohort {cohort} ({count_noun(n_patients, 'patient')})",
-        legendgroup=f"cohort-{cohort}",
-        line={"color": ctx.cohort_color(cohort), "width": 2.5},
-        hoverinfo="skip",
-    )
-
-
-def _trajectory_trace(patient: str, cohort: str, color: str, rows: pd.DataFrame) -> go.Scatter:
-    statuses = rows["status"].tolist()
-    colors = [status_color(s) for s in statuses]
-    return go.Scatter(
-        x=rows["months"],
-        y=rows["tf_plot"],
-        mode="lines+markers",
-        name=patient,
-        meta="patient",  # templates/highlight_patient.js finds the patients' lines by it
-        legendgroup=f"cohort-{cohort}",
-        showlegend=False,
-        line={"color": rgba(color, 0.6), "width": 1.5},
-        marker={
-            "color": colors,
-            "symbol": [MRD_SYMBOLS.get(s, "circle") for s in statuses],
-            "size": 8,
-            "line": {"color": colors, "width": 1.5},
-        },
-        text=sample_hover(rows),
-        hovertemplate="%{text}<extra></extra>",
-    )
-
-
-def _add_lod_and_progression(fig: go.Figure, ctx: Context, samples: pd.DataFrame) -> list[str]:
-    tags = []
-    lanes = lane_frame(ctx.patients, samples).dropna(subset=["progression"])
-    at_progression = _tf_at(samples, lanes.set_index("patient_id")["progression"])
-    for cohort, rows in samples.groupby("cohort", sort=True):
-        fig.add_trace(
-            go.Scatter(
-                x=rows["months"],
-                y=rows["lod95"],
-                mode="markers",
-                name="LOD95 of the sample",
-                legendgroup="lod",
-                showlegend=not tags,
-                text=rows["sample_id"],
-                marker={"symbol": "line-ew-open", "size": 12, "color": "#5F5F5F", "line": {"width": 2}},
-                hovertemplate="%{text}: LOD95 %{y:.3g}<extra></extra>",
-            )
-        )
-        tags.append(str(cohort))
-        prog = lanes[lanes["cohort"] == cohort]
-        if len(prog):
-            fig.add_trace(_progression_trace(prog, at_progression, ctx.tf_floor(), first=len(tags) == 1))
-            tags.append(str(cohort))
-    return tags
-
-
-def _tf_at(samples: pd.DataFrame, times: pd.Series) -> pd.Series:
-    """Each patient's plotted TF at `times`, interpolated on the log scale, so the marker sits on the line."""
-    values = {}
-    for patient, time in times.items():
-        rows = samples[samples["patient_id"] == patient]
-        if len(rows):
-            log_tf = np.log10(rows["tf_plot"].to_numpy(dtype=float))
-            values[patient] = 10 ** float(np.interp(time, rows["months"].to_numpy(dtype=float), log_tf))
-    return pd.Series(values, dtype=float)
-
-
-def _progression_trace(prog: pd.DataFrame, tf_at: pd.Series, floor: float, first: bool) -> go.Scatter:
-    symbol, color, size = EVENT_STYLE["progression"]
-    return go.Scatter(
-        x=prog["progression"],
-        y=prog["patient_id"].map(tf_at).fillna(floor),
-        mode="markers",
-        name="progression",
-        legendgroup="progression",
-        showlegend=first,
-        text=prog["patient_id"],
-        marker={"symbol": symbol, "size": size, "color": color, "line": {"width": 2, "color": color}},
-        hovertemplate="%{text}: progression at %{x:.1f} months<extra></extra>",
-    )
-
-
-def _cohort_menu(tags: list[str], cohorts: list[str]) -> list[dict[str, Any]]:
-    buttons = [{"label": "All cohorts", "method": "restyle", "args": [{"visible": [True] * len(tags)}]}]
-    for cohort in cohorts:
-        visible = [tag in ("", cohort) for tag in tags]
-        buttons.append({"label": f"cohort {cohort}", "method": "restyle", "args": [{"visible": visible}]})
-    return [button_menu(buttons)]
-
-
-def _trajectory_layout(
-    fig: go.Figure, samples: pd.DataFrame, floor: float, menus: list[dict[str, Any]]
-) -> None:
-    values = pd.concat([samples["tf_plot"], samples["lod95"]]).dropna()
-    top = float(values.max()) if len(values) else 1.0
-    base_layout(fig, 580, updatemenus=menus, hovermode="closest")
-    fig.update_layout(margin={"t": 125})
-    reference_line(fig, "y", floor, dash="dot")
-    # Annotations on a log axis take log10 coordinates (shapes take data values).
-    fig.add_annotation(text=f"TF 0 drawn at {floor:g}", xref="paper", x=1, y=math.log10(floor), xanchor="right",
-                       yanchor="top", showarrow=False, font={"color": "#5F5F5F", "size": 11})  # fmt: skip
-    fig.update_yaxes(
-        type="log",
-        title_text="Tumor fraction",
-        exponentformat="power",
-        dtick=1,  # a label per decade: minor-digit labels crowd a short log axis
-        range=[math.log10(floor) - 0.4, math.log10(max(top, floor * 10)) + 0.3],
-    )
-    fig.update_xaxes(title_text="Months since enrollment")
 
 
 def section_lead_time(ctx: Context) -> Section:

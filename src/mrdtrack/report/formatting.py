@@ -35,13 +35,55 @@ def fmt_p(p: float | None) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.2g}"
 
 
+def p_text(p: float | None, name: str = "p") -> str:
+    """'p = 0.012', 'p < 0.001' or 'p not available': the relation belongs to the value, not to the label."""
+    value = fmt_p(p)
+    if value.startswith("<"):
+        return f"{name} {value}"
+    return f"{name} {value}" if value == "not available" else f"{name} = {value}"
+
+
+def fmt_percent(value: Any, missing: str = DASH) -> str:
+    """A proportion as a whole percentage ('70%'), or `missing` when it is not a number."""
+    return fmt_number(100 * float(value), ".0f", missing) + "%" if _is_number(value) else missing
+
+
+def percent_ci(estimate: Any, low: Any, high: Any, level: str = "95% CI") -> str:
+    """'70% (95% CI 53–82%)'; the estimate alone when the interval is missing; 'not estimable' without it."""
+    if not _is_number(estimate):
+        return "not estimable"
+    if not (_is_number(low) and _is_number(high)):
+        return fmt_percent(estimate)
+    prefix = f"{level} " if level else ""
+    return f"{fmt_percent(estimate)} ({prefix}{fmt_number(100 * float(low), '.0f')}{DASH}{fmt_percent(high)})"
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        return not math.isnan(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
 def plain(value: Any) -> str:
-    """A config or summary value as text (lists comma-separated, floats to 4 significant digits)."""
+    """A config or summary value as text (lists comma-separated, floats to 4 significant digits, Yes/No)."""
+    if is_bool(value):
+        return yes_no(value)
     if isinstance(value, float):
         return fmt_number(value, ".4g")
     if isinstance(value, list | tuple):
         return ", ".join(plain(v) for v in value)
     return "" if value is None else str(value)
+
+
+def is_bool(value: Any) -> bool:
+    """True for a Python or numpy boolean (numpy's is not a subclass of bool)."""
+    return isinstance(value, bool) or type(value).__name__ == "bool_"
+
+
+def yes_no(value: Any) -> str:
+    """A boolean as a reader says it: Yes / No."""
+    return "Yes" if value else "No"
 
 
 def text_or(row: Any, name: str, default: str) -> str:

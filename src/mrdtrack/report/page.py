@@ -19,10 +19,15 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 import mrdtrack
+from mrdtrack.report.answer import section_answer
 from mrdtrack.report.context import Context, PathLike, ReportInputs, load_tables, survival_notes, text_column
-from mrdtrack.report.dynamics import section_lead_time, section_swimmer, section_trajectories
+from mrdtrack.report.dynamics import section_lead_time, section_swimmer
+from mrdtrack.report.forest import section_forest
 from mrdtrack.report.formatting import count_noun
+from mrdtrack.report.landmarks import section_landmark_km
 from mrdtrack.report.methods import methods_section
+from mrdtrack.report.models import plain_note, recorded_covariates
+from mrdtrack.report.prediction import section_prediction
 from mrdtrack.report.qc import (
     section_background,
     section_chip_loci,
@@ -37,15 +42,19 @@ from mrdtrack.report.render import plotly_library, render
 from mrdtrack.report.section import Section
 from mrdtrack.report.settings import ReportSettings
 from mrdtrack.report.style import PLOTLY_CONFIG, STATUS_ORDER, status_color, status_label
-from mrdtrack.report.survival import section_endpoints, section_forest, sections_km
+from mrdtrack.report.survival import section_endpoints, sections_km
+from mrdtrack.report.trajectories import section_trajectories
 from mrdtrack.tables import atomic_path
 from mrdtrack.vocabulary import POSITIVE
 
 log = logging.getLogger(__name__)
 
 Builder = Callable[[Context], "Section | list[Section]"]
+# The answer the trial exists for, on the first screen: above the table of contents.
+LEAD: tuple[Builder, ...] = (section_answer,)
 CHAPTERS: tuple[tuple[str, str, tuple[Builder, ...]], ...] = (
-    ("survival", "MRD and progression-free survival", (sections_km, section_forest, section_endpoints)),
+    ("survival", "MRD and progression-free survival", (sections_km, section_landmark_km, section_forest,
+                                                         section_endpoints, section_prediction)),
     ("dynamics", "MRD dynamics", (section_swimmer, section_trajectories, section_lead_time)),
     ("qc", "Quality control", (section_qc_samples, section_lod, section_background, section_fraglen,
                                section_excluded, section_chip_loci, section_locus_noise, section_flagged)),
@@ -112,6 +121,7 @@ def build_report(
         The page and its sections.
     """
     ctx = Context.build(load_tables(inputs), settings, config or {})
+    lead = _run_builders(LEAD, ctx, strict)
     chapters = [
         Chapter(anchor, title, _run_builders(builders, ctx, strict)) for anchor, title, builders in CHAPTERS
     ]
@@ -122,11 +132,12 @@ def build_report(
         version=mrdtrack.__version__,
         report_date=_report_date(ctx),
         plotlyjs=plotly_library(),
+        lead=lead,
         chapters=chapters,
         methods=methods_section(ctx),
         **_header(ctx),
     )
-    return Report(page, [section for chapter in chapters for section in chapter.sections])
+    return Report(page, [*lead, *(section for chapter in chapters for section in chapter.sections)])
 
 
 def write_report(
@@ -305,7 +316,8 @@ def _header(ctx: Context) -> dict[str, Any]:
 def _note_groups(ctx: Context) -> list[NoteGroup]:
     """Missing or unreadable inputs, and the survival step's notes on its models, folded away under the header."""
     problems = [f"{name}: {why}" for name, why in sorted(ctx.tables.problems.items())]
-    notes = survival_notes(ctx.tables.summary)
+    covariates = recorded_covariates(ctx)
+    notes = [plain_note(note, covariates) for note in survival_notes(ctx.tables.summary)]
     groups = [
         NoteGroup(f"{count_noun(len(problems), 'input')} missing or unreadable", problems),
         NoteGroup(count_noun(len(notes), "survival-model note"), notes),

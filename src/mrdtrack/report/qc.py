@@ -20,7 +20,13 @@ from mrdtrack.report.context import (
     sample_table,
     text_column,
 )
-from mrdtrack.report.formatting import DASH, count_noun, fmt_number, mutant_evidence_text, positive_float
+from mrdtrack.report.formatting import (
+    DASH,
+    count_noun,
+    fmt_number,
+    mutant_evidence_text,
+    positive_float,
+)
 from mrdtrack.report.recorded import setting
 from mrdtrack.report.section import Section, data_table
 from mrdtrack.report.style import (
@@ -585,29 +591,58 @@ def section_flagged(ctx: Context) -> Section:
         section.message = f"Not drawn: {ctx.unavailable('calls', ['sample_id'])}"
         return section
     flagged = calls[text_column(calls, "flags") != ""]
-    columns = [
-        c
-        for c in (
-            "sample_id",
-            "patient_id",
-            "batch",
-            "mrd_status",
-            "flags",
-            "status_reason",
-            "lod95",
-            "total_molecules",
-            "n_loci_used",
-        )
-        if c in calls.columns
-    ]
-    flagged = flagged[columns]
-    qc = ctx.tables.qc
-    if len(flagged) and "sample_id" in qc.columns:
-        flagged = flagged.merge(qc.drop(columns=["dedup_mode"], errors="ignore"), on="sample_id", how="left")
     if flagged.empty:
         section.message = f"No flagged sample among the {len(calls)} plasma samples."
         return section
-    section.blocks.append(data_table(flagged, ctx.settings.max_table_rows))
-    section.caption = f"{len(flagged)} of {len(calls)} plasma samples carry a QC flag from the caller."
+    qc = ctx.tables.qc
+    if "sample_id" in qc.columns:
+        flagged = flagged.merge(qc.drop(columns=["dedup_mode"], errors="ignore"), on="sample_id", how="left",
+                                suffixes=("", "_qc"))  # fmt: skip
+    readable = flagged_table(flagged)
+    section.blocks.append(data_table(readable, ctx.settings.max_table_rows))
+    section.caption = (
+        f"{len(flagged)} of {len(calls)} plasma samples {'carries' if len(flagged) == 1 else 'carry'} a QC flag "
+        "from the caller. The TSV has every "
+        "column of the call and of the sample's counting QC."
+    )
     section.downloads["flagged_samples.tsv"] = flagged
     return section
+
+
+# The flagged-samples table: the columns a reader needs, in words, so it fits a 1024-pixel screen.
+FLAGGED_COLUMNS = {
+    "sample_id": ("sample", str),
+    "patient_id": ("patient", str),
+    "batch": ("batch", str),
+    "mrd_status": ("MRD status", str),
+    "flags": ("flags", lambda v: flag_text(str(v))),
+    "status_reason": ("why this status", str),
+    "lod95": ("LOD95", lambda v: fmt_number(v, ".2g")),
+    "total_molecules": ("molecules", lambda v: fmt_number(v, ",.0f")),
+    "n_loci_used": ("loci used", lambda v: fmt_number(v, ".0f")),
+    "duplicate_rate": (
+        "duplicates",
+        lambda v: fmt_number(100 * float(v), ".0f") + "%" if positive_float(v) else DASH,
+    ),
+}
+
+
+def flagged_table(flagged: pd.DataFrame) -> pd.DataFrame:
+    """The flagged samples with the columns of FLAGGED_COLUMNS that the calls and QC have, formatted."""
+    present = {column: spec for column, spec in FLAGGED_COLUMNS.items() if column in flagged.columns}
+    return pd.DataFrame({name: [show(v) if pd.notna(v) else "" for v in flagged[column]]
+                         for column, (name, show) in present.items()})  # fmt: skip
+
+
+def flag_text(flags: str) -> str:
+    """'possible_contamination:P012;outlier_loci:2' -> 'possible contamination (P012's panel); 2 outlier loci'."""
+    words = []
+    for flag in filter(None, (f.strip() for f in flags.split(";"))):
+        name, _, value = flag.partition(":")
+        if name == "possible_contamination" and value:
+            words.append(f"possible contamination (scores positive at {value}'s panel)")
+        elif name == "outlier_loci" and value:
+            words.append(f"{value} outlier loci")
+        else:
+            words.append(flag.replace("_", " ").replace(":", ": "))
+    return "; ".join(words)

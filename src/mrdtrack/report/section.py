@@ -14,16 +14,27 @@ from typing import Any, Literal
 import pandas as pd
 import plotly.graph_objects as go
 
-from mrdtrack.report.formatting import plain
+from mrdtrack.report.formatting import is_bool, plain, yes_no
+
+
+@dataclass
+class Cell:
+    """A table cell with an optional second, smaller line, and HTML attributes (the `data-*` values a script or a
+    browser test reads)."""
+
+    text: str
+    detail: str = ""
+    attrs: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class Table:
-    """A table under a figure. `facts` tables name each row in their first cell; `data` tables scroll."""
+    """A table under a figure. `facts` tables name each row in their first cell; `data` tables scroll; `answer`
+    tables are the first screen's, in large type, never scrolled."""
 
-    rows: list[list[str]]
+    rows: list[list[str | Cell]]
     header: list[str] = field(default_factory=list)
-    kind: Literal["data", "facts"] = "data"
+    kind: Literal["data", "facts", "answer"] = "data"
     heading: str = ""
     total_rows: int = 0  # rows of the full table when more than `rows` (the TSV download has them all)
     folded: str = ""  # when set, the table is folded away under this summary line
@@ -59,6 +70,8 @@ class Section:
         The paragraph under the figure.
     blocks : list of Table or Note
         Tables and notes under the caption.
+    above : list of Table or Note
+        Tables and notes between the heading and the figure (the first screen's answer).
     downloads : dict of str to pandas.DataFrame
         TSV downloads embedded in the page, by file name.
     attrs : dict of str to str
@@ -73,6 +86,7 @@ class Section:
     message: str = ""
     caption: str = ""
     blocks: list[Block] = field(default_factory=list)
+    above: list[Block] = field(default_factory=list)
     downloads: dict[str, pd.DataFrame] = field(default_factory=dict)
     attrs: dict[str, str] = field(default_factory=dict)
     # JavaScript run once the figure is drawn, on the page and in the figure's own file; `{plot_id}` is the
@@ -81,9 +95,11 @@ class Section:
 
 
 def cell_text(value: Any) -> str:
-    """A table cell as pandas' to_html showed it: missing as empty, floats to 4 significant digits."""
+    """A table cell as a reader wants it: missing as empty, floats to 4 significant digits, booleans Yes/No."""
     if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
         return ""
+    if is_bool(value):
+        return yes_no(value)
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)

@@ -24,7 +24,8 @@ class ReportSettings(StepSettings):
     static_formats : tuple of str
         Image formats written beside each figure's HTML (png, svg, pdf, jpeg, webp).
     tf_floor : float or None
-        Where a tumor fraction of 0 is drawn on log axes; None: a decade below the data.
+        Where the trajectories draw a tumor fraction of 0 of a sample without a LOD95 (a sample below its LOD95
+        is drawn at it); None: a decade below the data.
     swimmer_sort : str
         The swimmer plot's first lane order, `cohort` or `time`.
     risk_table_step_months : float

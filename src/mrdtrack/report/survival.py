@@ -26,19 +26,17 @@ from mrdtrack.report.formatting import (
     count_noun,
     flatten,
     fmt_number,
-    fmt_p,
+    p_text,
     plain,
-    short_note,
     slug,
-    text_or,
 )
+from mrdtrack.report.models import is_stratified, plain_note, term_label
 from mrdtrack.report.recorded import setting
-from mrdtrack.report.section import Block, Note, Section, Table, data_table, facts_table, transposed_table
+from mrdtrack.report.section import Block, Note, Section, Table, facts_table, transposed_table
 from mrdtrack.report.style import (
     MRD_SHORT,
     base_layout,
     ordered_statuses,
-    reference_line,
     rgba,
     status_color,
     status_label,
@@ -51,9 +49,10 @@ def sections_km(ctx: Context) -> list[Section]:
     return [_km_section(ctx, ALL)] + [_km_section(ctx, cohort) for cohort in ctx.cohorts()]
 
 
-def _km_rows(curves: pd.DataFrame, cohort: str) -> pd.DataFrame:
+def km_curve_rows(curves: pd.DataFrame, cohort: str) -> pd.DataFrame:
+    """The km_curves rows of `cohort` ('all': the pooled analysis) with `status` the normalized group, numeric."""
     if curves.empty or not {"group", "time", "survival"} <= set(curves.columns):
-        return curves.iloc[0:0]
+        return pd.DataFrame(columns=["status", "time", "survival", "ci_low", "ci_high", "at_risk", "events"])
     cohorts = curves["cohort"].map(normalize_cohort) if "cohort" in curves.columns else ALL
     analysis = text_column(curves, "analysis", "overall" if cohort == ALL else "cohort")
     wanted = (analysis == ("overall" if cohort == ALL else "cohort")) & (cohorts == cohort)
@@ -69,7 +68,7 @@ def _km_section(ctx: Context, cohort: str) -> Section:
     who = "all patients (cohorts pooled)" if cohort == ALL else f"cohort {cohort}"
     section = Section(key, f"PFS by baseline MRD status: {who}")
     curves = ctx.tables.km_curves
-    rows = _km_rows(curves, cohort)
+    rows = km_curve_rows(curves, cohort)
     if rows.empty:
         section.message = f"Not estimable: {_km_reason(ctx, cohort)}"
         return section
@@ -106,7 +105,7 @@ def _km_ungrouped(ctx: Context, rows: pd.DataFrame, cohort: str) -> str:
 def _km_reason(ctx: Context, cohort: str) -> str:
     """Why no curve: the producer's note if it wrote one, otherwise what the patient table shows."""
     problem = ctx.unavailable("km_curves", ["group", "time", "survival"])
-    notes = [short_note(n) for n in survival_notes(ctx.tables.summary) if cohort == ALL or cohort in n]
+    notes = [plain_note(n) for n in survival_notes(ctx.tables.summary) if cohort == ALL or cohort in n]
     patients = ctx.patients if cohort == ALL else ctx.patients[ctx.patients["cohort"] == cohort]
     called = patients["baseline_status"].isin(DETERMINATE_STATUSES).sum()
     events = int((patients["pfs_event"] == 1).sum())
@@ -167,7 +166,9 @@ def _add_km_curve(fig: go.Figure, curve: pd.DataFrame, status: str) -> None:
     fig.add_trace(
         go.Scatter(
             x=curve["time"], y=curve["survival"], mode="lines", line=line, name=f"{label} (n={n}, {count_noun(events, 'event')})",
-            legendgroup=status, hovertemplate=f"{label}<br>%{{x:.1f}} months: PFS %{{y:.1%}}<extra></extra>",
+            legendgroup=status, customdata=km_hover_data(curve),
+            hovertemplate=f"{label}<br>%{{x:.1f}} months: PFS %{{y:.1%}}<br>%{{customdata[0]}} at risk, "
+            "%{customdata[1]} events so far<extra></extra>",
         ),
         row=1, col=1,
     )  # fmt: skip
@@ -180,6 +181,13 @@ def _add_km_curve(fig: go.Figure, curve: pd.DataFrame, status: str) -> None:
         ),
         row=1, col=1,
     )  # fmt: skip
+
+
+def km_hover_data(curve: pd.DataFrame) -> np.ndarray:
+    """Per curve row: the number at risk and the events up to and including its time (for the hover)."""
+    at_risk = [fmt_number(v, ".0f", "?") for v in curve["at_risk"]]
+    events = curve["events"].fillna(0).cumsum().astype(int)
+    return np.stack([np.array(at_risk, dtype=object), events.to_numpy(dtype=object)], axis=1)
 
 
 def _add_km_band(fig: go.Figure, curve: pd.DataFrame, status: str) -> None:
@@ -316,10 +324,20 @@ def _logrank_note(summary: Mapping[str, Any], cohort: str) -> str:
 def _km_stats_text(ctx: Context, cohort: str) -> str:
     p = _logrank_p(ctx.tables.summary, cohort)
     note = _logrank_note(ctx.tables.summary, cohort)
-    parts = [f"log-rank p = {fmt_p(p)}" if p is not None or not note else f"log-rank: {note}"]
+    parts = [p_text(p, "log-rank p") if p is not None or not note else f"log-rank: {plain_note(note)}"]
     hr = _baseline_hr(ctx.tables.cox, cohort)
-    term = f" [{hr.get('term')}]" if hr is not None and pd.notna(hr.get("term")) else ""
-    parts.append(f"{_hr_text(hr)}{term}" if hr is not None else "HR not estimable")
+    if hr is None:
+        parts.append("HR not estimable")
+    else:
+        default = setting(ctx.tables.settings, "survival", "stratify_by_cohort") is not False
+        strata = is_stratified(
+            ctx.tables.summary, "baseline_unadjusted", cohort, default and len(ctx.cohorts()) > 1
+        )
+        method = " (Firth)" if str(hr.get("method", "")).lower() == "firth" else ""
+        parts.append(
+            f"{term_label(str(hr.get('term') or 'mrd_positive'))}: {_hr_text(hr)}{method}"
+            + (", Cox stratified by cohort" if strata else "")
+        )
     return "; ".join(parts)
 
 
@@ -355,117 +373,6 @@ def _km_medians(summary: pd.DataFrame, cohort: str) -> str:
     return ("Median PFS: " + "; ".join(parts) + ".") if parts else ""
 
 
-def section_forest(ctx: Context) -> Section:
-    """Hazard ratios (Cox models)"""
-    section = Section("forest", "Hazard ratios for progression (Cox models)")
-    cox = ctx.tables.cox
-    problem = ctx.unavailable("cox", ["model", "hr"])
-    if problem:
-        section.message = f"Not estimable: {problem}"
-        return section
-    rows = cox.assign(
-        hr_=numeric_column(cox, "hr"),
-        lo_=numeric_column(cox, "hr_ci_low"),
-        hi_=numeric_column(cox, "hr_ci_high"),
-    )
-    ok = np.isfinite(rows["hr_"]) & (rows["hr_"] > 0)
-    section.downloads["cox.tsv"] = cox
-    skipped = _not_estimable_models(rows[~ok & ~_estimated_model(rows, ok)])
-    section.blocks += _skipped_models_table(skipped, expanded=not ok.any())
-    if not ok.any():
-        section.message = f"Not estimable: none of the {count_noun(len(skipped), 'model')} gave a hazard ratio (reasons below)"
-        return section
-    section.figure = _forest_figure(rows[ok])
-    section.caption = (
-        "Hazard ratio of progression with 95% CI (log scale; HR > 1: higher hazard). Baseline models use the "
-        "baseline MRD status; landmark models only patients still progression-free at the landmark; time-"
-        "varying models the status of the latest sample (counting process), avoiding immortal-time bias."
-        + (
-            f" {count_noun(len(skipped), 'model')} could not be estimated (listed below)."
-            if len(skipped)
-            else ""
-        )
-    )
-    return section
-
-
-def _estimated_model(rows: pd.DataFrame, ok: pd.Series) -> pd.Series:
-    """Rows of a (model, cohort) fit that gave some hazard ratio (an adjusted model's covariate rows)."""
-    keys = text_column(rows, "model") + "\t" + text_column(rows, "cohort", ALL)
-    return keys.isin(set(keys[ok]))
-
-
-def _not_estimable_models(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per model and cohort that gave no hazard ratio, with its (shortened) note."""
-    table = pd.DataFrame(
-        {
-            "model": text_column(rows, "model"),
-            "cohort": text_column(rows, "cohort", ALL).replace("", ALL),
-            "note": [
-                short_note(n) for n in text_column(rows, "note", "no estimate").replace("", "no estimate")
-            ],
-        }
-    )
-    return table.drop_duplicates(["model", "cohort"]).reset_index(drop=True)
-
-
-def _skipped_models_table(skipped: pd.DataFrame, expanded: bool) -> list[Table]:
-    """The models that gave no hazard ratio, folded away unless no model gave one."""
-    if skipped.empty:
-        return []
-    table = data_table(skipped, len(skipped))
-    table.folded, table.open = f"{count_noun(len(skipped), 'model')} not estimable", expanded
-    return [table]
-
-
-def _forest_figure(rows: pd.DataFrame) -> go.Figure:
-    labels = [
-        f"{r.model} \u00b7 {text_or(r, 'cohort', 'all')} \u00b7 {text_or(r, 'term', '')}   "
-        f"{fmt_number(r.hr_, '.2f')} ({fmt_number(r.lo_, '.2f')}\u2013{fmt_number(r.hi_, '.2f')})"
-        for r in rows.itertuples()
-    ]
-    lo = rows["lo_"].clip(lower=1e-3).fillna(rows["hr_"])
-    hi = rows["hi_"].clip(upper=1e3).fillna(rows["hr_"])
-    seg_x = [v for a, b in zip(lo, hi, strict=True) for v in (a, b, None)]
-    seg_y = [v for label in labels for v in (label, label, None)]
-    p = numeric_column(rows, "p_wald").fillna(numeric_column(rows, "p_lr"))
-    ph = numeric_column(rows, "ph_p")  # the proportional-hazards test, when the producer ran it
-    hover = [
-        f"{label}<br>n={fmt_number(n, '.0f')}, events={fmt_number(e, '.0f')}, p={fmt_p(pv)}"
-        + ("" if math.isnan(php) else f"<br>proportional hazards test p={fmt_p(php)}")
-        for label, n, e, pv, php in zip(
-            labels, numeric_column(rows, "n"), numeric_column(rows, "events"), p, ph, strict=True
-        )
-    ]
-    fig = go.Figure()
-    fig.add_trace(
-        go.Scatter(
-            x=seg_x,
-            y=seg_y,
-            mode="lines",
-            line={"color": "#333333", "width": 2},
-            hoverinfo="skip",
-            showlegend=False,
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=rows["hr_"],
-            y=labels,
-            mode="markers",
-            text=hover,
-            showlegend=False,
-            marker={"symbol": "square", "size": 10, "color": "#000000"},
-            hovertemplate="%{text}<extra></extra>",
-        )
-    )
-    reference_line(fig, "x", 1)
-    base_layout(fig, max(300, 34 * len(labels) + 120), margin={"l": 20, "r": 30, "t": 40, "b": 60})
-    fig.update_xaxes(type="log", title_text="Hazard ratio (95% CI), log scale")
-    fig.update_yaxes(type="category", categoryorder="array", categoryarray=labels[::-1], automargin=True)
-    return fig
-
-
 def section_endpoints(ctx: Context) -> Section:
     """Trial endpoints"""
     section = Section("endpoints", "Trial endpoints per cohort and the two-stage decision")
@@ -479,13 +386,25 @@ def section_endpoints(ctx: Context) -> Section:
         section.message = f"Not estimable: {problem}"
         return section
     section.downloads["endpoints.tsv"] = endpoints
-    section.figure = _endpoints_figure(endpoints, design)
+    section.figure = _endpoints_figure(ctx, endpoints, design)
     section.caption = (
-        "Trial endpoints per cohort with their CI (PFS / OS: Kaplan-Meier at the horizon). Dashed lines: the "
-        "design's null (p0) and target (p1) progression-free rate. The two-stage design and its decision are "
+        "Trial endpoints per cohort with their CI (PFS / OS: Kaplan-Meier at the horizon; hover for the events "
+        "by then). "
+        + _design_lines_text(ctx, endpoints, design)
+        + " The two-stage design and its decision are "
         "tabulated below." + _endpoint_gaps(endpoints) + _notes_about(ctx, ("endpoint", "design"))
     )
     return section
+
+
+def _design_lines_text(ctx: Context, endpoints: pd.DataFrame, design: Mapping[str, Any]) -> str:
+    cohort = _design_cohort(ctx, design)
+    if cohort not in set(endpoints["cohort"].map(normalize_cohort)):
+        return "The two-stage design's cohort is not among these."
+    return (
+        f"Dashed lines over cohort {cohort}, the cohort the Simon two-stage design is for: its null (p0) and "
+        "target (p1) progression-free rate."
+    )
 
 
 def _endpoint_gaps(endpoints: pd.DataFrame) -> str:
@@ -505,7 +424,7 @@ def _endpoint_gaps(endpoints: pd.DataFrame) -> str:
 
 
 def _notes_about(ctx: Context, words: Sequence[str]) -> str:
-    notes = [short_note(n) for n in survival_notes(ctx.tables.summary) if any(w in n.lower() for w in words)]
+    notes = [plain_note(n) for n in survival_notes(ctx.tables.summary) if any(w in n.lower() for w in words)]
     return (" Notes: " + "; ".join(notes) + ".") if notes else ""
 
 
@@ -546,6 +465,14 @@ def _design_reference(design: Mapping[str, Any], names: Sequence[str]) -> float 
     return None
 
 
+def endpoint_months(endpoint: str) -> float:
+    """pfs_12m -> 12, os_3y -> 36; NaN for other names."""
+    match = re.fullmatch(r"(?:pfs|os)_(\d+(?:\.\d+)?)(m|y)", endpoint.lower())
+    if not match:
+        return float("nan")
+    return float(match.group(1)) * (12 if match.group(2) == "y" else 1)
+
+
 def endpoint_label(endpoint: str) -> str:
     """pfs_12m -> 'PFS at 12 months', os_3y -> 'OS at 3 years'; other names are shown as they are."""
     match = re.fullmatch(r"(pfs|os)_(\d+(?:\.\d+)?)(m|y)", endpoint.lower())
@@ -556,9 +483,10 @@ def endpoint_label(endpoint: str) -> str:
     return f"{what.upper()} at {amount} {word if float(amount) == 1 else word + 's'}"
 
 
-def _endpoints_figure(endpoints: pd.DataFrame, design: Mapping[str, Any]) -> go.Figure:
+def _endpoints_figure(ctx: Context, endpoints: pd.DataFrame, design: Mapping[str, Any]) -> go.Figure:
     fig = go.Figure()
     styles = {"pfs": ("#000000", "circle"), "os": ("#5F5F5F", "diamond")}
+    cohorts = list(dict.fromkeys(endpoints["cohort"].map(normalize_cohort)))
     for endpoint, rows in endpoints.groupby("endpoint", sort=False):
         color, symbol = styles.get(str(endpoint).split("_", 1)[0].lower(), ("#56B4E9", "square"))
         est = numeric_column(rows, "estimate")
@@ -569,20 +497,86 @@ def _endpoints_figure(endpoints: pd.DataFrame, design: Mapping[str, Any]) -> go.
                 marker={"color": color, "symbol": symbol, "size": 12},
                 error_y={"type": "data", "symmetric": False, "array": numeric_column(rows, "ci_high") - est,
                          "arrayminus": est - numeric_column(rows, "ci_low"), "color": color, "thickness": 2},
-                customdata=np.stack([numeric_column(rows, "n"), numeric_column(rows, "events")], axis=1),
-                hovertemplate="%{x}: %{y:.1%} (n=%{customdata[0]}, events=%{customdata[1]})<extra></extra>",
+                hovertext=[_endpoint_hover(ctx, row) for _, row in rows.iterrows()],
+                hovertemplate="%{hovertext}<extra></extra>",
             )
         )  # fmt: skip
-    for names, label in ((("p0", "null"), "null"), (("p1", "alternative", "target"), "target")):
-        value = _design_reference(design, names)
-        if value is not None:
-            reference_line(fig, "y", value)
-            fig.add_annotation(text=f"{label} {value:.0%}", xref="paper", x=0, y=value, xanchor="left",
-                               yanchor="bottom", showarrow=False, font={"color": "#5F5F5F", "size": 12})  # fmt: skip
+    _add_design_lines(fig, design, _design_cohort(ctx, design), cohorts)
     base_layout(fig, 400, scattermode="group", scattergap=0.6)
     fig.update_yaxes(range=[0, 1.02], tickformat=".0%", title_text="Estimate (95% CI)")
-    fig.update_xaxes(type="category", title_text="Cohort")
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=cohorts, title_text="Cohort")
     return fig
+
+
+def _design_cohort(ctx: Context, design: Mapping[str, Any]) -> str:
+    """The cohort the two-stage design is for: as the design records it, else survival.design_cohort."""
+    cohort = design.get("cohort") or setting(ctx.tables.settings, "survival", "design_cohort")
+    return normalize_cohort(cohort) if cohort not in (None, "") else ""
+
+
+def _add_design_lines(fig: go.Figure, design: Mapping[str, Any], cohort: str, cohorts: Sequence[str]) -> None:
+    """The design's null and target rates as dashed lines over its own cohort only (a category is 1 wide)."""
+    if cohort not in cohorts:
+        return
+    center = cohorts.index(cohort)
+    for names, label in ((("p0", "null"), "null"), (("p1", "alternative", "target"), "target")):
+        value = _design_reference(design, names)
+        if value is None:
+            continue
+        fig.add_shape(type="line", x0=center - 0.42, x1=center + 0.42, y0=value, y1=value, xref="x", yref="y",
+                      line={"dash": "dash", "color": "#8C8C8C", "width": 1.5})  # fmt: skip
+        fig.add_annotation(text=f"{label} {value:.0%}", x=center + 0.42, y=value, xref="x", yref="y",
+                           xanchor="left", yanchor="middle", showarrow=False,
+                           font={"color": "#5F5F5F", "size": 12})  # fmt: skip
+
+
+def _endpoint_hover(ctx: Context, row: pd.Series) -> str:
+    """The estimate with its CI and what it rests on: for PFS at a time point, the progression events by then."""
+    cohort, endpoint = normalize_cohort(row["cohort"]), str(row["endpoint"])
+    level = _ci_text(row.get("ci_low"), row.get("ci_high"))
+    lines = [
+        f"<b>{endpoint_label(endpoint)}</b> \u00b7 {cohort}",
+        f"{fmt_number(100 * _float(row.get('estimate')), '.1f', 'not estimable')}%{level}",
+    ]
+    n, events = fmt_number(row.get("n"), ".0f"), row.get("events")
+    months = _float(row.get("timepoint_months"))
+    if math.isnan(months):
+        months = endpoint_months(endpoint)
+    kind = endpoint.split("_", 1)[0].lower()
+    if kind == "pfs" and not math.isnan(months):
+        by_then = events_by(ctx.tables.km_curves, cohort, months)
+        told = (
+            f"{count_noun(by_then, 'progression event')} by {months:g} months"
+            if by_then is not None
+            else (f"{count_noun(_float(events), 'event')} over the whole follow-up")
+        )
+        lines.append(f"n = {n}; {told}")
+    elif kind == "os":
+        lines.append(f"n = {n}; {count_noun(_float(events), 'death')} over the whole follow-up")
+    else:
+        lines.append(f"{fmt_number(events, '.0f')} of {n}")
+    return "<br>".join(lines)
+
+
+def _ci_text(low: Any, high: Any) -> str:
+    low, high = _float(low), _float(high)
+    if math.isnan(low) or math.isnan(high):
+        return ""
+    return f" (95% CI {100 * low:.1f}\u2013{100 * high:.1f}%)"
+
+
+def _float(value: Any) -> float:
+    number = pd.to_numeric(value, errors="coerce")
+    return float("nan") if pd.isna(number) else float(number)
+
+
+def events_by(curves: pd.DataFrame, cohort: str, months: float) -> int | None:
+    """The progression events of the all-patients curve of `cohort` up to `months` (None without curves)."""
+    rows = km_curve_rows(curves, cohort)
+    rows = rows[rows["status"] == ALL]
+    if rows.empty:
+        return None
+    return int(rows.loc[rows["time"] <= months + 1e-9, "events"].fillna(0).sum())
 
 
 def _design_table(table: pd.DataFrame) -> Table:
