@@ -43,6 +43,11 @@ wildcard_constraints:
 # Looked up once here: input functions run for every job while the DAG is built (5,000+ samples on a cluster).
 ALIGNMENTS = dict(zip(SAMPLES.index, SAMPLES["bam"]))
 INDEXES = {sample: index_path(path) for sample, path in ALIGNMENTS.items()}
+# A parameter, not the sheet as an input: a new batch must not make every sample's counts out of date.
+PATIENT_OF = {
+    sample: patient if isinstance(patient, str) else ""
+    for sample, patient in zip(SAMPLES.index, SAMPLES["patient_id"])
+}
 
 
 def alignment(wildcards):
@@ -88,6 +93,12 @@ class SampleJobs:
         if self.chunk is None:
             return lambda wildcards: path_of[wildcards.sample]
         return [path_of[sample] for sample in self.chunk]
+
+    def values(self, value_of):
+        """The job's values per sample from `value_of` (sample -> value), a list in the order of `samples`."""
+        if self.chunk is None:
+            return lambda wildcards: [value_of[wildcards.sample]]
+        return [value_of[sample] for sample in self.chunk]
 
 
 def sample_jobs(step, samples):

@@ -49,7 +49,6 @@ for job in sample_jobs("count_molecules", SAMPLES.index):
             alignments=job.each(ALIGNMENTS),
             index=job.each(INDEXES),
             panel="results/panel/loci.tsv",
-            samples="results/sheets/samples.tsv",
             reference=reference_files(),
         output:
             counts=job.files("results/counts/{sample}.tsv"),
@@ -69,6 +68,7 @@ for job in sample_jobs("count_molecules", SAMPLES.index):
             runtime=counting_runtime,
         params:
             samples=job.samples,
+            patients=job.values(PATIENT_OF),
             settings=config.get("counting", {}),
         script:
             "../scripts/count_molecules.py"

@@ -11,8 +11,7 @@ setup_logging(snakemake.log[0])
 with user_errors_as_messages():
     settings = CountSettings.from_config(snakemake.params.settings)
     panel = read_table("panel_loci", snakemake.input.panel)
-    samples = read_table("samples", snakemake.input.samples)
-    patient_of = dict(zip(samples["sample_id"], samples["patient_id"], strict=True))
+    patient_of = dict(zip(snakemake.params.samples, snakemake.params.patients, strict=True))
     output = snakemake.output
     jobs = per_sample(
         snakemake.params.samples,
