@@ -5,14 +5,14 @@ over 18 months; a plasma draw within 30 days before enrollment, then one every ~
 for up to 3 years or until progression, sometimes one more after it; matched normals (white blood cells) for some
 patients; healthy-donor controls. Progression follows an MRD-dependent hazard: patients with tumor DNA at baseline
 progress more, and earlier, in both cohorts, and most patients who progress from a negative baseline convert
-months before the radiographic progression, so lead times show. A fifth of those progress without detectable
+months before the radiographic progression, so lead times show. A quarter of those progress without detectable
 tumor DNA (low shedders), as in real cohorts. The event times are drawn by stratified sampling per cohort and
 baseline group, so every group's event count stays close to its expectation whatever the seed.
 
 Sequencing follows pooled-capture MRD assays (INVAR/TAPAS style): patients are grouped, in enrollment order, into
-capture pools of about eight, and every sample of a pool is captured with the pool's combined panel. A sample's
-molecules at the other patients' loci of its pool are same-sample background for the workflow; at loci of other
-pools it has no molecules at all. Healthy controls are captured with one pool each. Every file is simulated by
+capture pools of four (`pool_size`), and every sample of a pool is captured with the pool's combined panel. A
+sample's molecules at the other patients' loci of its pool are same-sample background for the workflow; at loci
+of other pools it has no molecules at all. Healthy controls are captured with one pool each. Every file is simulated by
 `simulate_sample` from its own seed (the study seed and the sample's name), in worker processes, so the same
 command writes byte-identical files whatever the number of workers.
 
