@@ -88,7 +88,7 @@ class AnalyticDetection:
         self._trials = terms.kind_size.astype(float)
         self._u = (terms.d / (1 - terms.g))[terms.kind_column]
         self._column_u = terms.d / (1 - terms.g)
-        self._one_locus = slice(0, terms.n_loci)
+        self._one_locus = slice(0, terms.n_single)
         self._saddlepoint = np.nan  # the last one found: where the next search starts
         self._lone_positive: np.ndarray | None = None  # see `_lone_tables_passing`
 
@@ -124,7 +124,7 @@ class AnalyticDetection:
         terms, settings = self.terms, self.settings
         if settings.min_mutant_fragments <= 1 and settings.min_mutant_loci <= 1:
             return 0.0
-        loci = terms.n_loci
+        loci = terms.n_single
         p = np.clip(terms.alpha + f * terms.slope, 0, 1)
         log_none = self._trials * np.log1p(-np.minimum(p, 1 - 1e-16))
         alone = np.exp(log_none.sum() - log_none[:loci])  # P(no ALT fragment but at locus i)
@@ -148,7 +148,7 @@ class AnalyticDetection:
         f)."""
         if self._lone_positive is None:
             terms, classes = self.terms, len(self._ratio)
-            loci = terms.n_loci
+            loci = terms.n_single
             first, second = np.triu_indices(classes)
             locus = np.arange(loci)
             one_rows, pair_rows = classes * loci, len(first) * loci
@@ -166,7 +166,7 @@ class AnalyticDetection:
             passes = np.asarray(self.null.p_value(stat) <= self.threshold, dtype=float)
             self._lone_positive = passes
         passes = self._lone_positive
-        classes, loci = len(self._ratio), self.terms.n_loci
+        classes, loci = len(self._ratio), self.terms.n_single
         return passes[: classes * loci].reshape(classes, loci), passes[classes * loci :].reshape(-1, loci)
 
     def test_probability(self, f: float) -> float:
