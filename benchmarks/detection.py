@@ -77,7 +77,7 @@ from scipy import stats
 
 from mrdtrack import simulation as simulate
 from mrdtrack.calling import BackgroundSettings, CallResult, CallSettings, build_background, call_cohort
-from mrdtrack.calling.likelihood import lr_statistic_rows
+from mrdtrack.calling.inference import lr_statistic_rows
 from mrdtrack.calling.locus_classes import reverse_complement
 
 TFS = (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 1e-2)

@@ -20,8 +20,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mrdtrack.calling import CallSettings, LikelihoodTerms, lod95, null_distribution, seeded_rng
-from mrdtrack.calling.fraglen import LengthClasses
+from mrdtrack.calling import (
+    CallSettings,
+    LengthClasses,
+    LikelihoodTerms,
+    lod95,
+    null_distribution,
+    seeded_rng,
+)
 
 THRESHOLD = 0.01
 

@@ -24,7 +24,8 @@ from mrdtrack.calling import (
 )
 from mrdtrack.calling.calibration import mark_contamination, null_panels
 from mrdtrack.calling.caller import _flags
-from mrdtrack.calling.likelihood import chibar_p_value, log_likelihood, lr_statistic_rows, mle, profile_ci
+from mrdtrack.calling.inference import chibar_p_value, lr_statistic_rows, mle, profile_ci
+from mrdtrack.calling.likelihood import log_likelihood
 from mrdtrack.calling.null import calibrate_threshold, simulate_null_statistics
 from mrdtrack.calling.score import find_outliers, mtm_per_ml
 from mrdtrack.logs import UserFacingError

@@ -18,7 +18,7 @@ import pytest
 from conftest import REPO
 
 FACES = (
-    "mrdtrack.inputs", "mrdtrack.counting", "mrdtrack.outcomes", "mrdtrack.report",
+    "mrdtrack.inputs", "mrdtrack.counting", "mrdtrack.calling", "mrdtrack.outcomes", "mrdtrack.report",
     "mrdtrack.simulation",
 )  # fmt: skip
 CALLERS = ("workflow/scripts", "tests", "benchmarks")

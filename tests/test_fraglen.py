@@ -20,7 +20,8 @@ from mrdtrack.calling import (
     seeded_rng,
 )
 from mrdtrack.calling.fraglen import MAX_LENGTH, histogram, parse_lengths
-from mrdtrack.calling.likelihood import log_likelihood, lr_statistic_rows, mle, profile_ci
+from mrdtrack.calling.inference import lr_statistic_rows, mle, profile_ci
+from mrdtrack.calling.likelihood import log_likelihood
 from mrdtrack.simulation import SimulationSettings, fragment_length_pmf
 from mrdtrack.tables import read_tables, write_tsv
 

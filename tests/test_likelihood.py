@@ -26,9 +26,7 @@ from mrdtrack.calling import (
     threshold_from_null,
 )
 from mrdtrack.calling.caller import decide_status
-from mrdtrack.calling.likelihood import (
-    Observed,
-    Tables,
+from mrdtrack.calling.inference import (
     dispersion,
     effective_terms,
     fit,
@@ -36,6 +34,7 @@ from mrdtrack.calling.likelihood import (
     profile_interval,
     root_in_bracket,
 )
+from mrdtrack.calling.likelihood import Observed, Tables
 from mrdtrack.calling.null import calibrate_threshold
 from mrdtrack.calling.score import Fragments, Orientations, evidence, score_loci
 from mrdtrack.simulation import spread_weights

@@ -12,7 +12,8 @@ from scipy import special
 import mrdtrack.calling.drawn as drawn
 from mrdtrack.calling import CallSettings, LikelihoodTerms, NullDistribution
 from mrdtrack.calling.drawn import drawn_statistics
-from mrdtrack.calling.likelihood import Tables, as_counts, lr_statistics
+from mrdtrack.calling.inference import lr_statistics
+from mrdtrack.calling.likelihood import Tables, as_counts
 from mrdtrack.calling.lod import FixedUniforms, detection_probability
 from mrdtrack.calling.null import Cells, binomial_inverse, count_ceiling, length_ratios
 

@@ -8,7 +8,8 @@ them are laid out by level and may move:
 - `background`: the cohort background error model (`build_background`), over the error classes of
   `locus_classes`;
 - `fraglen`: fragment-length evidence (`LengthModel`);
-- `likelihood`: the likelihood of a tumor fraction over DNA fragments (`LikelihoodTerms`);
+- `likelihood`: the likelihood of a tumor fraction over DNA fragments (`LikelihoodTerms`), and `inference`:
+  its estimate, test and interval;
 - `null` and `lod`: the statistic's null distribution, the threshold rule and the LOD95, simulated over
   drawn tables held by their ALT fragments (`drawn`) or computed (`analytic_lod`, on `saddlepoint`);
 - `score`: one sample's score at one set of loci (outliers, tumor fraction, interval, test);
@@ -46,7 +47,7 @@ from mrdtrack.calling.null import (
 from mrdtrack.calling.settings import CallSettings
 
 __all__ = [
-    "CALL_COLUMNS", "BackgroundModel", "BackgroundSettings", "CallResult", "CallSettings", "Calibration",
+    "BackgroundModel", "BackgroundSettings", "CALL_COLUMNS", "Calibration", "CallResult", "CallSettings",
     "LengthClasses", "LengthModel", "LikelihoodTerms", "NullDistribution", "SampleCaller", "Threshold",
     "build_background", "build_length_model", "calibrate", "call_cohort", "gather_calls", "lod95",
     "null_distribution", "null_scores_needed", "read_calibration", "read_call_rows", "seeded_rng",

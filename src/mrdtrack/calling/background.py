@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mrdtrack.calling.likelihood import binomial_tail
+from mrdtrack.calling.inference import binomial_tail
 from mrdtrack.calling.locus_classes import GROUPS, SCHEMES, SNV_SCHEME, ClassScheme, annotate_classes
 from mrdtrack.calling.settings import BackgroundSettings
 from mrdtrack.logs import UserFacingError
@@ -472,7 +472,7 @@ def _is_true(values: pd.Series) -> np.ndarray:
 class BackgroundModel:
     """The cohort background error model, as the background step writes it.
 
-    Attributes
+    Parameters
     ----------
     context_rates : pandas.DataFrame
         Error rate per substitution class and context (`context_rates` contract).

@@ -188,7 +188,7 @@ def decisive_p_values(nulls: pd.DataFrame) -> np.ndarray:
 class Threshold:
     """The p-value cut every call uses, where it came from, and how many null scores it rests on.
 
-    Attributes
+    Parameters
     ----------
     value : float
         A call is positive when its p-value is at most this (given the support a positive needs).
@@ -207,7 +207,7 @@ class Threshold:
 class Calibration:
     """What the cohort step gives every sample's own call.
 
-    Attributes
+    Parameters
     ----------
     null_scores : pandas.DataFrame
         Every plasma and control sample scored at other patients' panels (the `null_scores` table contract).

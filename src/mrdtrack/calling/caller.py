@@ -44,7 +44,8 @@ from mrdtrack.vocabulary import INDETERMINATE, MRD_STATUSES, NEGATIVE, POSITIVE
 
 log = logging.getLogger(__name__)
 
-CALL_COLUMNS = columns_of("calls")  # mrdtrack.tables.CONTRACTS
+#: The columns of calls.tsv, one row per plasma sample (the `calls` contract of `mrdtrack.tables`).
+CALL_COLUMNS = columns_of("calls")
 LOCI_COLUMNS = columns_of("loci")  # mrdtrack.tables.CONTRACTS
 
 
@@ -104,7 +105,7 @@ def _lacking_support(fragments: int | None, loci: int | None, settings: CallSett
 class CallResult:
     """The workflow's calling outputs, from `call_cohort` in one process.
 
-    Attributes
+    Parameters
     ----------
     calls : pandas.DataFrame
         calls.tsv: one row per plasma sample (`CALL_COLUMNS`).

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mrdtrack.calling.likelihood import LikelihoodTerms, lr_statistics
+from mrdtrack.calling.inference import lr_statistics
+from mrdtrack.calling.likelihood import LikelihoodTerms
 
 # Distinct u values up to which the shared sum is evaluated term by term for every table.
 MAX_DIRECT_VALUES = 64
@@ -36,7 +37,7 @@ class SharedColumns:
     """sum_j size_j log(1 - f u_j) over every column, which all tables of one sample share, and its first two
     derivatives in f, as a function of each table's f.
 
-    Attributes
+    Parameters
     ----------
     u : numpy.ndarray
         The distinct u = d / (1 - g) of the columns.
@@ -119,7 +120,7 @@ def column_u(terms: LikelihoodTerms) -> np.ndarray:
 @dataclass(frozen=True)
 class SparseTables:
     """Drawn tables held by their ALT cells and the columns those cells take fragments from; the fit
-    interface of `likelihood.Tables` (`likelihood.fit`, `likelihood.lr_statistics` take either).
+    interface of `likelihood.Tables` (`inference.fit`, `inference.lr_statistics` take either).
 
     Per ALT cell: its row, count, `alpha`, `beta` (T - N times the length ratio) and `weight` (T - N). Per
     (row, column) with ALT fragments: the fragments `taken` from the column's all-REF ones (at most its size)

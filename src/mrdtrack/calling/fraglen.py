@@ -42,7 +42,7 @@ STATE_COLUMNS = columns_of("length_state")  # mrdtrack.tables.CONTRACTS
 class LengthClasses:
     """One sample's fragment-length classes: lengths of similar tumor/non-tumor ratio, grouped.
 
-    Attributes
+    Parameters
     ----------
     class_of_length : numpy.ndarray
         The class of each length 0..MAX_LENGTH.
@@ -98,7 +98,7 @@ def normalized(values: np.ndarray) -> np.ndarray:
 class LengthModel:
     """What the cohort knows about fragment lengths, to derive each sample's length classes (`classes`).
 
-    Attributes
+    Parameters
     ----------
     ref : dict of str to numpy.ndarray
         Per sample, REF molecules per length.

@@ -20,7 +20,8 @@ from scipy import special
 
 from mrdtrack.calling.drawn import SharedColumns, drawn_statistics
 from mrdtrack.calling.fraglen import LengthClasses
-from mrdtrack.calling.likelihood import LikelihoodTerms, as_counts, chibar_p_value
+from mrdtrack.calling.inference import chibar_p_value
+from mrdtrack.calling.likelihood import LikelihoodTerms, as_counts
 from mrdtrack.calling.settings import CallSettings
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def seeded_rng(seed: int, *keys: str) -> np.random.Generator:
 class NullDistribution:
     """How a statistic becomes a p-value: chi-bar asymptotics or the sorted Monte Carlo null statistics.
 
-    Attributes
+    Parameters
     ----------
     method : str
         "asymptotic", "monte_carlo", or "none" (not computed: the statistic was 0, p = 1).

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from mrdtrack.calling.fraglen import LengthClasses, clip_lengths, parse_lengths
-from mrdtrack.calling.likelihood import binomial_tail, lr_statistic_rows
+from mrdtrack.calling.inference import binomial_tail, lr_statistic_rows
 from mrdtrack.calling.locus_classes import pyrimidine_class, rate_group
 from mrdtrack.calling.null import NullDistribution, calibrate_threshold, null_scores_needed, seeded_rng
 from mrdtrack.calling.score import score_loci

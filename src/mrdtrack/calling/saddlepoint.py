@@ -30,7 +30,7 @@ class WeightedCounts:
     """X = sum over kinds j of its S_j trials' values: each trial adds v_jc with probability pi_jc (c a
     category), nothing otherwise.
 
-    Attributes
+    Parameters
     ----------
     trials : numpy.ndarray
         S_j per kind.

@@ -27,18 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from mrdtrack.calling.fraglen import LengthClasses, clip_lengths
-from mrdtrack.calling.likelihood import (
-    LikelihoodTerms,
-    LocusParts,
-    Observed,
-    Tables,
-    alt_probability,
-    binomial_tail,
-    dispersion,
-    fit,
-    lr_statistics,
-    profile_interval,
-)
+from mrdtrack.calling.inference import binomial_tail, dispersion, fit, lr_statistics, profile_interval
+from mrdtrack.calling.likelihood import LikelihoodTerms, LocusParts, Observed, Tables, alt_probability
 from mrdtrack.calling.null import NullDistribution, null_distribution
 from mrdtrack.calling.settings import CallSettings
 
@@ -88,7 +78,7 @@ def find_outliers(
     Each locus with ALT molecules is judged against the upper confidence bound of the TF fitted without it
     (so that honest low-level signal concentrated by chance in one locus is not removed); the most extreme
     locus below `max_p` is dropped and the rest re-judged, until none is left. With `overdispersion`, the other
-    loci's spread around their TF (`likelihood.dispersion`) widens both that bound and the locus's tail
+    loci's spread around their TF (`inference.dispersion`) widens both that bound and the locus's tail
     (beta-binomial of the same variance): the loci of one tumor do not share one VAF, and at a high tumor
     fraction a clonal or multi-copy locus would otherwise look like an artefact beside subclonal ones.
     """

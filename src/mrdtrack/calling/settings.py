@@ -11,13 +11,38 @@ from mrdtrack.settings import StepSettings
 
 @dataclass(frozen=True)
 class CallSettings(StepSettings):
-    """Settings of the `calling:` config section (config/README.md documents each).
+    """Settings of the `calling:` config section. Build with `CallSettings.from_config(section)`; each key's
+    full description lives once, in workflow/schemas/config.schema.yaml (config/README.md lists them), and the
+    comment beside each field here says what it sets.
 
-    Attributes
+    Parameters
     ----------
-    false_positive_rate, min_loci, min_molecules, max_lod95, ... : see each field
-        One attribute per key of the section, with its default; the comment beside each field says what it
-        sets. Build from a config section with `CallSettings.from_config(section)`.
+    min_loci, min_molecules, max_lod95 : int, int, float
+        The QC gate: a sample that is not positive with fewer usable loci or informative molecules, or with a
+        LOD95 above `max_lod95`, is indeterminate.
+    min_mutant_fragments, min_mutant_loci : int
+        The support a positive needs: this many distinct mutant fragments at this many loci.
+    false_positive_rate, empirical_min_expected : float
+        The threshold: the largest p-value cut allowed, set from the null scores when they would hold at least
+        `empirical_min_expected` false positives at that rate.
+    synthetic_null_panels, synthetic_depth_fold, flank_max_vaf, flank_noise_max_p : int, float, float, float
+        The sample's own null: synthetic panels from its flank positions, their depth matching, and the
+        germline/CHIP and noisy flank positions left out.
+    max_null_panels, contamination_check, contamination_max_panels : int or None, bool, int
+        The cross-patient null: other patients' panels each sample is scored at, and the contamination flag.
+    p_value_method, monte_carlo_max_expected, null_draws, min_exceedances : str, float, int, int
+        How the likelihood-ratio statistic becomes a p-value (chi-bar asymptotics or Monte Carlo).
+    lod_method, lod_analytic_min_expected, lod_draws, lod_power : str, float, int, float
+        How the LOD is computed (saddlepoint or Monte Carlo) and the detection probability that defines it.
+    ci_level, overdispersion, outlier_max_p : float, bool, float
+        The tumor-fraction interval, its widening by between-locus overdispersion, and the in-sample outlier
+        test.
+    sample_background, sample_background_prior : bool, float
+        Scaling of the locus rates by the sample's own noise, and the strength of that scale's prior.
+    fragment_lengths, fragment_length_prior, fragment_length_bandwidth : bool, float, float
+        Fragment-length evidence: whether it weighs in, its shrinkage toward a ratio of 1, its smoothing (bp).
+    seed : int
+        Base seed of every Monte Carlo draw (each sample's seed derives from it).
     """
 
     SECTION: ClassVar[str] = "calling"
@@ -64,13 +89,24 @@ class CallSettings(StepSettings):
 
 @dataclass(frozen=True)
 class BackgroundSettings(StepSettings):
-    """Settings of the `background:` config section (config/README.md documents each).
+    """Settings of the `background:` config section. Build with `BackgroundSettings.from_config(section)`; each
+    key's full description lives once, in workflow/schemas/config.schema.yaml (config/README.md lists them).
 
-    Attributes
+    Parameters
     ----------
-    include_normals, min_prior_alt, noisy_max_p, exclude_chip_genes, ... : see each field
-        One attribute per key of the section, with its default; the comment beside each field says what it
-        sets. Build from a config section with `BackgroundSettings.from_config(section)`.
+    include_normals : bool
+        Patients' normals (WBC DNA) at other patients' loci count as background.
+    min_prior_alt, min_loci_dispersion, min_contexts_dispersion : float, int, int
+        The empirical-Bayes priors: the fewest expected ALT molecules a prior carries, and the loci and contexts
+        a group needs to fit its own prior strength (else the cohort-wide one).
+    noisy_max_p, noisy_min_fold, max_alt_sample_share, min_samples_share : float, float, float, int
+        Loci excluded for everyone: noisy (binomial tail and fold over the context rate) or recurrent (ALT in
+        too large a share of the background samples).
+    normal_min_alt, normal_min_vaf, normal_max_p, germline_min_vaf : int, float, float, float
+        Loci excluded for one patient by the matched normal, and the VAF from which the reason reads germline
+        rather than CHIP.
+    exclude_chip_genes : bool
+        Exclude the panel's chip_suspect loci from every call (else they are only flagged).
     """
 
     SECTION: ClassVar[str] = "background"
