@@ -6,7 +6,7 @@ them are laid out by level and may move:
 
 - `settings`: the `background:` and `calling:` config sections (`BackgroundSettings`, `CallSettings`);
 - `background`: the cohort background error model (`build_background`), over the error classes of
-  `locus_classes`;
+  `locus_classes`, with the matched-normal and CHIP-gene exclusions of `exclusions`;
 - `fraglen`: fragment-length evidence (`LengthModel`);
 - `likelihood`: the likelihood of a tumor fraction over DNA fragments (`LikelihoodTerms`), and `inference`:
   its estimate, test and interval;

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from mrdtrack.calling.exclusions import EXCLUDED_COLUMNS, chip_gene_exclusions, matched_normal_exclusions
 from mrdtrack.calling.inference import binomial_tail
 from mrdtrack.calling.locus_classes import GROUPS, SCHEMES, SNV_SCHEME, ClassScheme, annotate_classes
 from mrdtrack.calling.settings import BackgroundSettings
@@ -43,7 +44,6 @@ ORIENTATIONS = ("all", "f1r2", "f2r1")
 
 CONTEXT_COLUMNS = columns_of("context_rates")  # mrdtrack.tables.CONTRACTS
 LOCUS_COLUMNS = columns_of("locus_rates")  # mrdtrack.tables.CONTRACTS
-EXCLUDED_COLUMNS = columns_of("excluded")  # mrdtrack.tables.CONTRACTS
 
 # Errors' worth of prior on where a context's (and a substitution's) errors fall between the read orientations.
 ORIENTATION_PRIOR_ERRORS = 10.0
@@ -407,62 +407,6 @@ def locus_prior_molecules(
             sel = in_class & clean
             m[in_class] = fit_prior_molecules(alt[sel], total[sel], prior_mean[sel])
     return np.maximum(m, settings.min_prior_alt / prior_mean)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Matched normals: CHIP and germline
-# ----------------------------------------------------------------------------------------------------------
-def matched_normal_exclusions(
-    counts: pd.DataFrame, samples: pd.DataFrame, locus_rates: pd.DataFrame, settings: BackgroundSettings
-) -> pd.DataFrame:
-    """Loci of a patient's panel whose ALT shows in the patient's own normal beyond background."""
-    normals = samples[samples["sample_type"] == "normal"].set_index("sample_id")["patient_id"]
-    rows = counts[counts["sample_id"].isin(normals.index)].copy()
-    rows["patient_id"] = rows["sample_id"].map(normals)
-    own = [p in panel.split(",") for p, panel in zip(rows["patient_id"], rows["panel_patients"], strict=True)]
-    rows = rows[np.asarray(own, dtype=bool)]
-    rates = locus_rates.set_index(LOCUS_KEY)["rate"]
-    background = rates.reindex(pd.MultiIndex.from_frame(rows[LOCUS_KEY])).to_numpy()
-    alt, total = rows["alt_molecules"].to_numpy(), (rows["ref_molecules"] + rows["alt_molecules"]).to_numpy()
-    vaf = np.divide(alt, total, out=np.zeros(len(rows)), where=total > 0)
-    p_tail = binomial_tail(alt, total, background)
-    hit = (
-        (alt >= settings.normal_min_alt) & (vaf >= settings.normal_min_vaf) & (p_tail < settings.normal_max_p)
-    )
-    found = rows.loc[hit, LOCUS_KEY + ["patient_id"]].copy()
-    found["reason"] = np.where(
-        vaf[hit] >= settings.germline_min_vaf, "germline_in_matched_normal", "chip_in_matched_normal"
-    )
-    # Two normals of one patient may both show it: keep one row, the germline reading first.
-    found = found.sort_values("reason", kind="stable").drop_duplicates(LOCUS_KEY + ["patient_id"])
-    return found[EXCLUDED_COLUMNS]
-
-
-def chip_gene_exclusions(
-    panel: pd.DataFrame | None, locus_rates: pd.DataFrame, settings: BackgroundSettings
-) -> pd.DataFrame:
-    """With `exclude_chip_genes`: the panel's `chip_suspect` loci, excluded for everyone (reason `chip_gene`).
-
-    Their molecules stay in the rates: in other patients' samples such a locus is background like any other. A
-    locus already excluded for everyone keeps its first reason.
-    """
-    if not settings.exclude_chip_genes:
-        return pd.DataFrame(columns=EXCLUDED_COLUMNS)
-    if panel is None or "chip_suspect" not in panel.columns:
-        raise UserFacingError(
-            "background.exclude_chip_genes needs the panel table with its chip_suspect column "
-            "(results/panel/loci.tsv, from the current `panel` step)"
-        )
-    suspect = panel.loc[_is_true(panel["chip_suspect"]), LOCUS_KEY]
-    keys = pd.MultiIndex.from_frame(locus_rates[LOCUS_KEY])
-    hit = keys.isin(pd.MultiIndex.from_frame(suspect)) & ~locus_rates["excluded"].to_numpy(dtype=bool)
-    found = locus_rates.loc[hit, LOCUS_KEY].assign(patient_id="", reason="chip_gene")
-    return found[EXCLUDED_COLUMNS]
-
-
-def _is_true(values: pd.Series) -> np.ndarray:
-    """Booleans as written to a table (True / true / 1) or kept in memory."""
-    return values.astype(str).str.strip().str.lower().isin(["true", "1"]).to_numpy()
 
 
 # ----------------------------------------------------------------------------------------------------------
