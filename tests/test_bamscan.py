@@ -4,10 +4,11 @@ The reference engine is proven against samtools, distinct templates and the simu
 two engines are run on the same files with the same settings and must agree on every count-table cell, the
 fragment-length histogram and the QC figures: on random reads built to hit every rule (filters, clips, indels,
 splices across two clusters, mates on other contigs, missing qualities, UMIs one mismatch apart, duplex UMIs read
-from either strand, UMIs in read names, consensus reads with cD/aD/bD tags and their filters), at SNV and indel
-loci (the panel's indels, other indels there, indels followed by a second one), on every bundled file and on the
-real ctDNAtools reads. Files the compiled engine does not read (CRAM, CSI-only
-index) and records it leaves alone go through the reference engine with the same result."""
+from either strand (their families called strand by strand), raw families below min_family_size, UMIs in read
+names, consensus reads with cD/aD/bD tags and their filters), at SNV and indel loci (the panel's indels, other
+indels there, indels followed by a second one), on every bundled file and on the real ctDNAtools reads. Files the
+compiled engine does not read (CRAM, CSI-only index) and records it leaves alone go through the reference engine
+with the same result."""
 
 from __future__ import annotations
 
@@ -45,6 +46,8 @@ SETTINGS = [
     CountSettings(dedup="none", merge_mates=False, min_mapq=0),
     CountSettings(dedup="umi", umi_mismatches=0, min_baseq=30),
     CountSettings(dedup="umi", umi_duplex=True),
+    CountSettings(dedup="umi", umi_duplex=True, duplex_single_strand="keep", min_family_size=2),
+    CountSettings(dedup="umi", min_family_size=2),
 ]
 # For the same reads with consensus tags, and with the UMI at the end of the read name instead of in RX.
 CONSENSUS_SETTINGS = [

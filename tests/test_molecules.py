@@ -19,6 +19,7 @@ from mrdtrack.counting.molecules import (
     INDEL_REF,
     canonical_duplex_umi,
     cluster_umis,
+    duplex_consensus,
     family_consensus,
     indel_call,
     query_position,
@@ -187,6 +188,17 @@ def test_family_consensus_rules():
     assert family_consensus([DISCORDANT, "A"], 0.6) == "A"
     assert family_consensus([DISCORDANT], 0.6) == DISCORDANT
     assert family_consensus([], 0.6) is None
+
+
+def test_duplex_consensus_needs_both_strands_to_call_one_base():
+    """Each strand's consensus first (its own PCR copies), then the duplex: (call, strands calling the locus)."""
+    assert duplex_consensus(["T"], ["T", "T"], 0.6) == ("T", 2)
+    assert duplex_consensus(["T", "T", "T"], ["A"], 0.6) == (DISCORDANT, 2)  # pooled, T would have 3 of 4
+    assert duplex_consensus(["T", "T", "A"], ["T"], 0.6) == ("T", 2)  # a PCR error outvoted within its strand
+    assert duplex_consensus(["T", "A"], ["T"], 0.6) == (DISCORDANT, 2)  # a strand without a consensus
+    assert duplex_consensus(["T", "T"], [], 0.6) == ("T", 1)  # the other strand has no base here
+    assert duplex_consensus([], ["A"], 0.6) == ("A", 1)
+    assert duplex_consensus([], [], 0.6) == (None, 0)
 
 
 def test_umi_clusters_seed_on_the_most_common():

@@ -46,13 +46,14 @@ NO_CALL = 0  # a template or family without a base
 DISCORDANT_CODE = 45  # ord("-"), as molecules.DISCORDANT
 REF_CODE, ALT_CODE, OTHER_CODE = ord(INDEL_REF), ord(INDEL_ALT), ord(INDEL_OTHER)  # calls at indel loci
 
-# Slots of the counters array: ReadStats' fields in this order (the last two are counted per molecule, once a
-# cluster is complete).
+# Slots of the counters array: ReadStats' fields in this order (the last N_DROPPED are counted per molecule, once
+# a cluster is complete).
 STAT_FIELDS = (
     "reads_seen", "filtered_unmapped", "filtered_secondary", "filtered_supplementary", "filtered_qcfail",
     "filtered_duplicate_flag", "filtered_low_mapq", "filtered_improper_pair", "bases_low_quality",
-    "molecules_below_min_family_size", "molecules_below_min_duplex_strands",
+    "molecules_below_min_family_size", "molecules_below_min_duplex_strands", "molecules_single_strand_dropped",
 )  # fmt: skip
+N_DROPPED = 3  # molecules dropped: below min_family_size, below min_duplex_strands, single-strand
 
 # What the record kernel says when it returns.
 NEED_DATA, CLUSTER_DONE, OUT_OF_ROOM, NEEDS_REFERENCE, RUN_DONE, CORRUPT = 0, 1, 2, 3, 4, 5
@@ -64,7 +65,7 @@ NEED_DATA, CLUSTER_DONE, OUT_OF_ROOM, NEEDS_REFERENCE, RUN_DONE, CORRUPT = 0, 1,
 N_COLUMNS = 12
 # Slots of the settings array handed to the kernels.
 (P_DROP_MASK, P_MIN_MAPQ, P_MIN_BASEQ, P_PROPER_PAIR, P_MERGE_MATES, P_MODE, P_MISMATCHES, P_DUPLEX, P_UMI_SOURCE,
- P_SEPARATOR, P_MIN_FAMILY, P_MIN_STRANDS) = range(12)  # fmt: skip
+ P_SEPARATOR, P_MIN_FAMILY, P_MIN_STRANDS, P_KEEP_SINGLE) = range(13)  # fmt: skip
 # Columns of the locus shapes array: 1 for an indel (0: an SNV), deleted bases, where the inserted bases start in
 # the inserted-bases array and how many there are.
 L_INDEL, L_DELETED, L_INSERTED_AT, L_INSERTED_LEN = range(4)
@@ -100,6 +101,7 @@ class BamScanner:
                 ord(settings.umi_read_name_separator),
                 settings.min_family_size,
                 settings.min_duplex_strands,
+                int(settings.duplex_single_strand == "keep"),
             ],
             dtype=np.int64,
         )
@@ -266,7 +268,7 @@ def _finish_cluster(
     rows, dropped, collision = _molecules(ints, hashes, table.names, table.umis, len(ints), params, fraction)
     if collision:
         return None
-    counters[len(STAT_FIELDS) - 2 :] += dropped
+    counters[len(STAT_FIELDS) - N_DROPPED :] += dropped
     rows[:, 0] -= loci_of_cluster[0]
     return _per_locus(rows, depth[loci_of_cluster])
 
@@ -1147,12 +1149,12 @@ def _within(data, a, a_length, b, b_length, max_mismatches):
 @njit(cache=True)
 def _molecules(ints, hashes, names, umis, n, params, fraction):
     """Molecule rows (locus, base, read 1 forward, fragment length, family size, fragment identity), the
-    consensus molecules dropped (below min_family_size, below min_duplex_strands), and whether two read names
-    shared a hash (then the reference engine must count this cluster)."""
+    molecules dropped (below min_family_size, below min_duplex_strands, single-strand: N_DROPPED slots), and
+    whether two read names shared a hash (then the reference engine must count this cluster)."""
     mode, max_mismatches = params[P_MODE], params[P_MISMATCHES]
     firsts, calls, shortfalls, collision = _templates(ints, hashes, names, n)
     rows = np.empty((len(firsts), 6), dtype=np.int64)
-    dropped = np.zeros(2, dtype=np.int64)
+    dropped = np.zeros(N_DROPPED, dtype=np.int64)
     if collision:
         return rows[:0], dropped, True
     m = 0
@@ -1172,6 +1174,10 @@ def _molecules(ints, hashes, names, umis, n, params, fraction):
         return rows[:m], dropped, False
     heads = firsts
     members, starts = _coordinate_groups(ints, heads)
+    # molecules._FamilyRules: raw UMI families need min_family_size read pairs, and duplex ones both strands
+    min_family = params[P_MIN_FAMILY] if mode == 3 else 1
+    duplex = mode == 3 and params[P_DUPLEX] != 0
+    rules = np.array([min_family, 1 if duplex else 0, params[P_KEEP_SINGLE]], dtype=np.int64)
     for g in range(len(starts) - 1):
         group = members[starts[g] : starts[g + 1]]
         head = heads[group[0]]
@@ -1180,11 +1186,14 @@ def _molecules(ints, hashes, names, umis, n, params, fraction):
             for seed in np.unique(family):
                 fragment = _fragment_id(ints, umis, head, seed_rows[seed])
                 m = _add_family(
-                    rows, m, ints, names, heads, calls, head, group[family == seed], fraction, fragment
-                )
+                    rows, m, ints, names, heads, calls, head, group[family == seed], fraction, fragment, rules,
+                    dropped,
+                )  # fmt: skip
         else:
             fragment = _fragment_id(ints, umis, head, head)
-            m = _add_family(rows, m, ints, names, heads, calls, head, group, fraction, fragment)
+            m = _add_family(
+                rows, m, ints, names, heads, calls, head, group, fraction, fragment, rules, dropped
+            )
     return rows[:m], dropped, False
 
 
@@ -1224,17 +1233,44 @@ def _one_umi(ints, umis, heads, group):
 
 
 @njit(cache=True)
-def _add_family(rows, m, ints, names, heads, calls, head, members, fraction, fragment):
-    base = _consensus(calls, members, fraction)
+def _add_family(rows, m, ints, names, heads, calls, head, members, fraction, fragment, rules, dropped):
+    """molecules._add_family: the family's molecule row, unless `rules` (min_family_size, duplex, keep
+    single-strand) drop it, counted in `dropped`."""
+    if rules[1]:
+        base, strands = _duplex_consensus(ints, heads, calls, members, fraction)
+    else:
+        base, strands = _consensus(calls, members, fraction), 1
     if base == NO_CALL:
+        return m
+    size = _family_size(ints, heads, members)
+    if size < rules[0]:
+        dropped[0] += 1
+        return m
+    if rules[1] and strands < 2 and not rules[2]:
+        dropped[2] += 1
         return m
     rows[m, 0] = ints[head, O_LOCUS]
     rows[m, 1] = base
     rows[m, 2] = _family_orientation(ints, names, heads, members)
     rows[m, 3] = ints[head, O_LENGTH]
-    rows[m, 4] = _family_size(ints, heads, members)
+    rows[m, 4] = size
     rows[m, 5] = fragment
     return m + 1
+
+
+@njit(cache=True)
+def _duplex_consensus(ints, heads, calls, members, fraction):
+    """molecules.duplex_consensus: each strand's consensus (read 1 forward: one strand, reverse: the other),
+    then (their common base, or DISCORDANT when they differ, 2), (one strand's call, 1) or (NO_CALL, 0)."""
+    forward = np.empty(len(members), dtype=np.bool_)
+    for k in range(len(members)):
+        forward[k] = ints[heads[members[k]], O_R1FWD] != 0
+    first = _consensus(calls, members[forward], fraction)
+    second = _consensus(calls, members[~forward], fraction)
+    if first == NO_CALL or second == NO_CALL:
+        call = second if first == NO_CALL else first
+        return call, 0 if call == NO_CALL else 1
+    return (first if first == second else DISCORDANT_CODE), 2
 
 
 @njit(cache=True)

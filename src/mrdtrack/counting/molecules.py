@@ -10,6 +10,12 @@ deleted bases, or the anchor and the next base, with no indel between them), ALT
 after the anchor, then an aligned base), another indel there, or nothing (it ends or is clipped inside); see
 `indel_call`. Reads, mates and families then merge as at SNVs, on those calls instead of bases.
 
+With duplex UMIs (`umi_duplex`) a family holds the read pairs of both strands of one fragment: each strand's
+consensus is built from its own read pairs (read 1 forward, F1R2: one strand; read 1 reverse, F2R1: the other),
+then the duplex: the molecule shows a base only when both strands call that base (strands that disagree give
+DISCORDANT); a molecule only one strand calls is dropped or kept by `duplex_single_strand` (see
+`duplex_consensus`).
+
 Consensus BAMs (fgbio CallMolecularConsensusReads / CallDuplexConsensusReads) are already one read pair per
 molecule: they are recognised by their @PG lines or their cD/cM/aD/bD tags and never grouped again.
 
@@ -75,12 +81,16 @@ class CountSettings(StepSettings):
         UMIs this many mismatches apart at the same coordinates are one family.
     umi_duplex : bool
         `A-B` and `B-A` are the two strands of one molecule.
+    duplex_single_strand : str
+        Raw duplex UMI families: `drop` or `keep` a molecule that only one strand calls at a locus.
     consensus_fraction : float
         A family's base needs this share of its calls.
     merge_mates : bool
         The two mates of a fragment are one observation.
-    min_family_size, min_duplex_strands : int
-        Consensus BAMs: raw reads and strands a consensus molecule needs.
+    min_family_size : int
+        Raw reads a molecule needs: a consensus read's cD, or a raw UMI family's read pairs (both strands).
+    min_duplex_strands : int
+        Consensus BAMs: strands (aD, bD) a consensus molecule needs.
     flank_window, flank_gap : int
         Flank positions (counting/flanks.py): up to `flank_window` bp either side of the sample's own panel
         loci, none within `flank_gap` bp of any patient's panel locus.
@@ -99,6 +109,9 @@ class CountSettings(StepSettings):
     umi_tag: str = "RX"
     umi_mismatches: int = 1
     umi_duplex: bool = False
+    # fgbio CallDuplexConsensusReads' default (--min-reads 1 = "1 1 1"): duplex molecules only. Kept single-strand
+    # molecules would carry a single-strand error rate that calling does not model apart.
+    duplex_single_strand: str = "drop"
     umi_source: str = "tag"
     umi_read_name_separator: str = ":"
     consensus_fraction: float = 0.6
@@ -162,8 +175,8 @@ def allele_codes(locus: Locus) -> tuple[int, int]:
 
 @dataclass
 class ReadStats:
-    """Per-sample read accounting for the QC table, and the consensus molecules dropped (per locus, as the
-    `molecules` figure counts them)."""
+    """Per-sample read accounting for the QC table, and the molecules dropped by min_family_size,
+    min_duplex_strands and duplex_single_strand (per locus, as the `molecules` figure counts them)."""
 
     reads_seen: int = 0
     filtered_unmapped: int = 0
@@ -176,6 +189,7 @@ class ReadStats:
     bases_low_quality: int = 0
     molecules_below_min_family_size: int = 0
     molecules_below_min_duplex_strands: int = 0
+    molecules_single_strand_dropped: int = 0
 
 
 @dataclass(slots=True)
@@ -539,7 +553,8 @@ def collapse(
 
     Families share fragment coordinates (leftmost position, length), not read 1's strand: the two strands of one
     fragment (F1R2 and F2R1 pairs) are one molecule, as Picard and fgbio group them, so swapping mates never
-    changes a count. A consensus molecule with a BELOW_* shortfall is dropped, and counted in `stats`."""
+    changes a count. A consensus molecule with a BELOW_* shortfall is dropped, and counted in `stats`; so is a
+    raw UMI family below min_family_size, and (duplex UMIs) one that only one strand calls, unless kept."""
     molecules = []
     if mode not in ("umi", "coordinates"):  # flag, consensus, none: every template is its own molecule
         for name, (info, bases, shortfall) in templates.items():
@@ -561,8 +576,9 @@ def collapse(
         else:
             members.append(template)
     fraction = settings.consensus_fraction
+    rules = _FamilyRules.of(settings, mode, stats)
     for members in by_coordinates.values():
-        if len(members) == 1:  # the usual case: one read pair at these coordinates
+        if len(members) == 1 and rules is None:  # the usual case: one read pair at these coordinates
             info, bases, _ = members[0]
             base = _observation(bases)
             if base is not None:
@@ -578,10 +594,41 @@ def collapse(
                 for template in members:
                     families.setdefault(seeds[template[0][1]], []).append(template)
                 for seed, family in families.items():
-                    _add_family(molecules, family, fraction, seed)
+                    _add_family(molecules, family, fraction, seed, rules)
                 continue
-        _add_family(molecules, members, fraction, members[0][0][1])
+        _add_family(molecules, members, fraction, members[0][0][1], rules)
     return molecules
+
+
+@dataclass(frozen=True)
+class _FamilyRules:
+    """What a raw UMI family must show to be a molecule: min_family_size read pairs, and with duplex UMIs both
+    strands calling the locus (unless single-strand molecules are kept); `stats` counts the ones dropped."""
+
+    min_family_size: int
+    duplex: bool
+    keep_single_strand: bool
+    stats: ReadStats | None
+
+    @classmethod
+    def of(cls, settings: CountSettings, mode: str, stats: ReadStats | None) -> _FamilyRules | None:
+        """The rules of a raw UMI file, None where every family is a molecule (no UMIs, or nothing to check)."""
+        if mode != "umi" or (settings.min_family_size <= 1 and not settings.umi_duplex):
+            return None
+        keep = settings.duplex_single_strand == "keep"
+        return cls(settings.min_family_size, settings.umi_duplex, keep, stats)
+
+    def dropped(self, strands: int, size: int) -> bool:
+        """Whether a family with a call is dropped (counted under its first reason: size, then strands)."""
+        if size < self.min_family_size:
+            if self.stats is not None:
+                self.stats.molecules_below_min_family_size += 1
+            return True
+        if self.duplex and strands < 2 and not self.keep_single_strand:
+            if self.stats is not None:
+                self.stats.molecules_single_strand_dropped += 1
+            return True
+        return False
 
 
 def _count_shortfall(stats: ReadStats | None, shortfall: int) -> None:
@@ -603,17 +650,47 @@ def family_orientation(members: Sequence[tuple[str, bool]]) -> bool:
     return min(members)[1]
 
 
-def _add_family(molecules: list[Molecule], members: list[_Template], fraction: float, umi: str) -> None:
-    """The family's molecule; `umi` is its seed (empty without UMIs), which names the fragment with the
-    coordinates."""
-    observations = []
+def duplex_consensus(
+    first_strand: Sequence[str], second_strand: Sequence[str], fraction: float
+) -> tuple[str | None, int]:
+    """A duplex family's call from its two strands' observations, and how many strands call the locus.
+
+    Each strand's consensus is `family_consensus` of its own read pairs. Both strands calling the same base give
+    that base; strands that disagree, or one whose own copies disagree, give DISCORDANT: a base counts only when
+    both strands show it, so damage or a PCR error on one strand never makes a mutant molecule (fgbio's
+    CallDuplexConsensusReads masks such a base to N). A molecule only one strand calls (the other has no read
+    pair there, or only bases below min_baseq) has that strand's call, with strands 1; none: (None, 0)."""
+    first = family_consensus(first_strand, fraction)
+    second = family_consensus(second_strand, fraction)
+    if first is None or second is None:
+        call = second if first is None else first
+        return call, int(call is not None)
+    return (first if first == second else DISCORDANT), 2
+
+
+def _add_family(
+    molecules: list[Molecule],
+    members: list[_Template],
+    fraction: float,
+    umi: str,
+    rules: _FamilyRules | None = None,
+) -> None:
+    """The family's molecule, unless `rules` drop it; `umi` is its seed (empty without UMIs), which names the
+    fragment with the coordinates."""
+    duplex = rules is not None and rules.duplex
     size = 0
+    observations: list[str] = []
+    reverse: list[str] = []  # duplex: the F2R1 strand's observations (`observations` holds the F1R2 strand's)
     for info, bases, _ in members:
         size += info[2]
         if bases:  # _observation, inline
-            observations.append(DISCORDANT if len(bases) == 2 and bases[0] != bases[1] else bases[0])
-    base = family_consensus(observations, fraction)
-    if base is not None:
+            call = DISCORDANT if len(bases) == 2 and bases[0] != bases[1] else bases[0]
+            (reverse if duplex and not info[0][2] else observations).append(call)
+    if duplex:
+        base, strands = duplex_consensus(observations, reverse, fraction)
+    else:  # family_consensus does not depend on the order of the observations
+        base, strands = family_consensus(observations, fraction), 1
+    if base is not None and (rules is None or not rules.dropped(strands, size)):
         read1_forward = family_orientation([(info[3], info[0][2]) for info, _, _ in members])
         left, length = members[0][0][0][:2]
         molecules.append(Molecule(base, read1_forward, length, size, fragment_id(left, length, umi)))

@@ -44,6 +44,10 @@ if TYPE_CHECKING:
     from mrdtrack.counting.bamscan import BamScanner
 
 log = logging.getLogger(__name__)
+# A warning when more raw duplex families than this share are dropped as single-strand: a duplex library
+# sequenced for duplex calling sees both strands of a good share of its molecules; 90% single-strand hints at
+# UMIs that are not duplex, or far too few read pairs per molecule.
+SINGLE_STRAND_WARNING = 0.9
 
 # Below this size `engine: auto` counts a BAM with pysam: measured break-even of the two engines, whose difference
 # is then the ~0.3 s the compiled engine needs to import numba and load its cached kernels.
@@ -187,6 +191,12 @@ def count_sample(
     if qc["molecules"] == 0:
         log.warning("%s: no molecule at any panel locus in '%s' (failed capture, wrong file or wrong panel?); "
                     "its calls will be indeterminate", sample_id, alignment_path)  # fmt: skip
+    single = qc["molecules_single_strand_dropped"]
+    if single > SINGLE_STRAND_WARNING * (single + qc["molecules"]):
+        log.warning("%s: %d of %d UMI families in '%s' have read pairs of one strand only (one read 1 "
+                    "orientation) and were dropped (counting.duplex_single_strand: drop): are its UMIs duplex "
+                    "(umi_duplex), and deep enough in read pairs to see both strands?", sample_id, single,
+                    single + qc["molecules"], alignment_path)  # fmt: skip
     return SampleCounts(counts, _length_table(lengths), qc, _fragment_table(shared, loci), flanks)
 
 
