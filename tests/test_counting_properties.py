@@ -204,6 +204,36 @@ def test_swapping_read1_and_read2_never_changes_counts(tmp_path, fams, data):
         pd.testing.assert_frame_equal(swapped, expected, obj=str(options))
 
 
+DUPLEX = {"dedup": "umi", "umi_duplex": True}
+
+
+@EXAMPLES
+@given(fams=families(), partners=st.lists(st.integers(0, 11), max_size=8), seed=st.integers(0, 2**16))
+def test_duplex_strands_play_symmetric_roles_and_never_call_what_pooling_would_not(
+    tmp_path, fams, partners, seed
+):
+    """Raw duplex families are called strand by strand (read 1 forward is one strand, reverse the other), so
+    exchanging read 1 and read 2 of every read pair (each strand becomes the other) and shuffling records change
+    no molecule count. And a base both strands call has the majority of the pooled reads too: the duplex never
+    counts a REF or ALT molecule that pooling both strands' reads would not, however single-strand molecules and
+    small families are treated. Other strands are added by giving some families a partner: the same fragment
+    and UMI read the other way, with another family's bases (agreeing or not)."""
+    other_strands = [
+        replace(_swap_mates(fams[i % len(fams)]), copies=fams[(i + 1) % len(fams)].copies) for i in partners
+    ]
+    fams = fams + other_strands
+    pooled = count(tmp_path, "p", fams, dedup="umi")[0]
+    for options in (DUPLEX, DUPLEX | {"duplex_single_strand": "keep"}, DUPLEX | {"min_family_size": 2}):
+        molecules, orientation, lengths, histogram = count(tmp_path, "a", fams, **options)
+        swapped = count(tmp_path, "s", [_swap_mates(f) for f in fams], seed, **options)
+        pd.testing.assert_frame_equal(molecules, swapped[0], obj=str(options))
+        pd.testing.assert_frame_equal(histogram, swapped[3], obj=str(options))
+        for allele in ("ref", "alt"):
+            pair = [f"{allele}_f1r2", f"{allele}_f2r1"]
+            pd.testing.assert_series_equal(orientation[pair].sum(axis=1), swapped[1][pair].sum(axis=1))
+            assert (molecules[f"{allele}_molecules"] <= pooled[f"{allele}_molecules"]).all(), options
+
+
 def test_both_strands_of_one_fragment_are_one_molecule(tmp_path):
     """F1R2 and F2R1 read pairs with the same coordinates (and UMI) are the two strands of one fragment: one
     molecule, as Picard and fgbio group them. Its orientation is that of most of its read pairs, and on a tie
