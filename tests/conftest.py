@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import subprocess
 import sys
@@ -159,9 +160,25 @@ def trial_plan():
 
 
 @pytest.fixture(scope="session")
-def bundled_run(tmp_path_factory) -> Path:
-    """The default config run once, locally, on the bundled data (shared by the end-to-end tests)."""
-    workdir = prepare_workdir(tmp_path_factory.mktemp("bundled_run"))
-    result = run_snakemake(workdir)
+def bundled_run(tmp_path_factory, worker_id: str) -> Path:
+    """The default config run once, locally, on the bundled data (shared by the end-to-end tests, and by every
+    pytest-xdist worker of this session: the first to ask runs it, the others wait on its lock and read it)."""
+    if worker_id == "master":  # one process, no workers
+        return _run_bundled(tmp_path_factory.mktemp("bundled_run"))
+    # The workers' base temporary folders share a parent of this session's own.
+    shared = tmp_path_factory.getbasetemp().parent
+    with open(shared / "bundled_run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        workdir = shared / "bundled_run"
+        done = shared / "bundled_run.done"
+        if not done.exists():
+            _run_bundled(workdir)
+            done.touch()
+    return workdir
+
+
+def _run_bundled(workdir: Path) -> Path:
+    workdir.mkdir(exist_ok=True)
+    result = run_snakemake(prepare_workdir(workdir))
     assert result.returncode == 0, result.stderr[-5000:]
     return workdir

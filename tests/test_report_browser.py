@@ -304,8 +304,14 @@ def _at_width(chrome: DevTools, session: str, width: int) -> dict[str, Any]:
     """The page at a narrower window (responsive figures relayout), measured and photographed."""
     chrome.send("Emulation.setDeviceMetricsOverride",
                 {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False}, session=session)  # fmt: skip
+    # The responsive figures relayout on the resize, later on a loaded host: wait for the page to settle (or for
+    # the deadline, after which the measurement shows what did not fit).
+    deadline = time.monotonic() + 30
     chrome.pump(1.5)
     measured = _evaluate(chrome, session, NARROW)
+    while measured["page"] > width and time.monotonic() < deadline:
+        chrome.pump(0.5)
+        measured = _evaluate(chrome, session, NARROW)
     box = _evaluate(chrome, session, f"{SECTION_BOX}('panel-flagged')")
     measured["screenshot"] = _shoot(chrome, session, f"report_flagged_{width}.png", box)
     _evaluate(chrome, session, "window.scrollTo(0, 0)")
