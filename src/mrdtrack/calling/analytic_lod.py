@@ -215,12 +215,19 @@ class AnalyticDetection:
         values = [tail(x) for x in grid]
         best = int(np.argmax(values))
         low, high = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
-        found = values[best]
-        for _ in range(8):
-            inner_low, inner_high = high - GOLDEN * (high - low), low + GOLDEN * (high - low)
-            value_low, value_high = tail(inner_low), tail(inner_high)
+        inner_low, inner_high = high - GOLDEN * (high - low), low + GOLDEN * (high - low)
+        value_low, value_high = tail(inner_low), tail(inner_high)
+        found = max(values[best], value_low, value_high)
+        for _ in range(7):  # each step keeps one inner point (golden ratio) and evaluates the other
+            if value_low >= value_high:
+                high, inner_high, value_high = inner_high, inner_low, value_low
+                inner_low = high - GOLDEN * (high - low)
+                value_low = tail(inner_low)
+            else:
+                low, inner_low, value_low = inner_low, inner_high, value_high
+                inner_high = low + GOLDEN * (high - low)
+                value_high = tail(inner_high)
             found = max(found, value_low, value_high)
-            low, high = (low, inner_high) if value_low >= value_high else (inner_low, high)
         return found
 
     def support_probability(self, f: float) -> float:
