@@ -46,10 +46,12 @@ class WeightedCounts:
     def cumulants(self, t: float, third: bool = False) -> tuple[float, ...]:
         """K(t) and its first two derivatives; with `third`, its third derivative too."""
         with np.errstate(over="ignore", invalid="ignore"):
-            # One exponential per cell (the cost of a genome-wide panel's LOD): the tilted weights from it.
-            change = self.probability * np.expm1(t * self.value)
-            z = 1 + change.sum(axis=0)
-            weight = self.probability + change
+            if t == 0:  # untilted (the mean, variance and skewness of every tail): no exponential
+                weight, z = self.probability, np.ones(self.probability.shape[1])
+            else:  # one exponential per cell (the cost of a genome-wide panel's LOD): the tilted weights
+                change = self.probability * np.expm1(t * self.value)
+                z = 1 + change.sum(axis=0)
+                weight = self.probability + change
             weighted = weight * self.value
             m1 = weighted.sum(axis=0) / z
             m2 = (weighted * self.value).sum(axis=0) / z
