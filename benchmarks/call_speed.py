@@ -16,10 +16,14 @@ call job makes it (`SampleCaller.call`, after the cohort step): `--patients` pat
 `--loci` loci each, `--molecules` informative molecules per locus (30: plasma WGS at about 30x), every sample
 holding every patient's loci (INVAR-style). It prints each call's CPU and wall time on one process, the
 p-value and LOD methods the calls used and, with `--profile`, where one call's time goes (cProfile).
+With `--flanks` each call also gets its flank table (`--flank-window` bp either side of each of its own panel
+loci, less the 2 bp gap, every position at about its locus's depth, every ALT base at the benchmark's error
+rates), so that its own null (`calling.synthetic_null_panels` synthetic panels) is drawn and scored as in the
+workflow; the time to read that table (`mrdtrack.tables.read_table`) is printed apart.
 
     python benchmarks/call_speed.py [--patients 10] [--workers 2] [--trial]
     python benchmarks/call_speed.py --loci 2000 [--molecules 30] [--patients 4] [--calls 6] [--profile]
-        [--lod-method auto|analytic|monte_carlo]
+        [--lod-method auto|analytic|monte_carlo] [--flanks] [--flank-window 25]
 
 Exits 1 when the tables differ between 1 and `--workers` processes.
 """
@@ -37,9 +41,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from detection import SCENARIOS, Options, Scenario, call_simulated, simulate_cohort  # noqa: E402
+from detection import SCENARIOS, Cohort, Options, Scenario, call_simulated, simulate_cohort  # noqa: E402
 
 from mrdtrack.calling import (  # noqa: E402
     BackgroundSettings,
@@ -49,7 +54,8 @@ from mrdtrack.calling import (  # noqa: E402
     build_background,
     calibrate,
 )
-from mrdtrack.tables import write_tsv  # noqa: E402
+from mrdtrack.calling.locus_classes import pyrimidine_class  # noqa: E402
+from mrdtrack.tables import columns_of, read_table, write_tsv  # noqa: E402
 
 TABLES = ("calls", "loci", "null_scores")
 
@@ -79,9 +85,93 @@ def same_tables(first: CallResult, second: CallResult) -> bool:
         )
 
 
+BASES = np.array(list("ACGT"))
+FLANK_GAP = 2  # counting.flank_gap's default
+
+
+def flank_error_rates(ref: np.ndarray, alt: np.ndarray, context: np.ndarray) -> np.ndarray:
+    """Per molecule error rate of each (ref, alt, trinucleotide) row, by the detection benchmark's classes:
+    transitions 1e-5, transversions 5e-6, C>T at CpG +3e-4, 8-oxoG C>A +1e-4 (pyrimidine strand)."""
+    keys = pd.Series(ref + alt + context)
+    unique = keys.unique()
+    rates = {}
+    for key in unique:
+        substitution, ctx, _ = pyrimidine_class(key[0], key[1], key[2:])
+        rate = 1e-5 if substitution in ("C>T", "T>C") else 5e-6
+        rate += 3e-4 if substitution == "C>T" and ctx[2] == "G" else 0.0
+        rate += 1e-4 if substitution == "C>A" else 0.0
+        rates[key] = rate
+    return keys.map(rates).to_numpy(dtype=float)
+
+
+def simulate_flanks(
+    rng: np.random.Generator, loci: pd.DataFrame, depth: np.ndarray, window: int
+) -> pd.DataFrame:
+    """A flank table (`flanks` contract) around `loci` (chrom, pos): every position up to `window` bp either
+    side but the gap, Poisson(its locus's `depth`) molecules, each ALT base at `flank_error_rates` times a
+    per-position factor (log-normal, sd 0.5) and the sample's own factor (sd 0.25); ALT fragments 140-180 bp."""
+    offsets = np.array([d for d in range(-window, window + 1) if abs(d) > FLANK_GAP])
+    positions = len(loci) * len(offsets)
+    chrom = np.repeat(loci["chrom"].to_numpy(), len(offsets))
+    pos = (loci["pos"].to_numpy()[:, None] + offsets[None, :]).ravel()
+    context_bases = BASES[rng.integers(0, 4, (positions, 3))]
+    ref = context_bases[:, 1]
+    context = np.char.add(np.char.add(context_bases[:, 0], ref), context_bases[:, 2])
+    n = rng.poisson(np.repeat(np.maximum(depth, 1), len(offsets)))
+    alt = np.stack([BASES[(np.searchsorted(BASES, ref) + k) % 4] for k in (1, 2, 3)], axis=1)
+    rate = flank_error_rates(np.repeat(ref, 3), alt.ravel(), np.repeat(context, 3)).reshape(positions, 3)
+    factor = np.exp(0.5 * rng.standard_normal((positions, 1)) - 0.125) * np.exp(
+        0.25 * rng.standard_normal() - 0.25**2 / 2
+    )
+    errors = rng.binomial(n[:, None], np.minimum(rate * factor, 0.1))
+    ref_n = np.maximum(n - errors.sum(axis=1), 0)
+    alt_n = errors.ravel()
+    alt_f1r2 = rng.binomial(alt_n, 0.5)
+    ref_rows = np.repeat(ref_n, 3)
+    ref_f1r2 = rng.binomial(ref_rows, 0.5)
+    other = np.repeat(errors.sum(axis=1), 3) - alt_n
+    lengths = np.full(len(alt_n), "", dtype=object)
+    with_alt = np.flatnonzero(alt_n)
+    lengths[with_alt] = [",".join(map(str, rng.integers(140, 181, a))) for a in alt_n[with_alt]]
+    frame = pd.DataFrame(
+        {
+            "chrom": np.repeat(chrom, 3), "pos": np.repeat(pos, 3), "ref": np.repeat(ref, 3),
+            "alt": alt.ravel(), "context": np.repeat(context, 3), "ref_molecules": ref_rows,
+            "alt_molecules": alt_n, "other_molecules": other, "discordant_molecules": 0,
+            "alt_f1r2": alt_f1r2, "alt_f2r1": alt_n - alt_f1r2, "ref_f1r2": ref_f1r2,
+            "ref_f2r1": ref_rows - ref_f1r2, "alt_lengths": lengths,
+        }
+    )  # fmt: skip
+    return frame[columns_of("flanks")]
+
+
+def flank_tables(cohort: Cohort, plasma: list[str], window: int) -> dict[str, pd.DataFrame]:
+    """Each plasma sample's flank table around its own patient's panel loci, at its depth there."""
+    tables = {}
+    for sample_id in plasma:
+        patient = cohort.samples.set_index("sample_id").loc[sample_id, "patient_id"]
+        own = cohort.counts[cohort.counts["sample_id"] == sample_id]
+        own = own[own["panel_patients"] == patient]
+        depth = (own["ref_molecules"] + own["alt_molecules"]).to_numpy()
+        rng = np.random.default_rng([29, len(tables)])
+        tables[sample_id] = simulate_flanks(rng, own, depth, window)
+    return tables
+
+
+def read_time(table: pd.DataFrame) -> tuple[float, float]:
+    """(CPU, wall) seconds to read a flank table back as a call job reads its own (`read_table`)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "sample.flanks.tsv"
+        write_tsv(table, path)
+        began_cpu, began_wall = time.process_time(), time.perf_counter()
+        read_table("flanks", path)
+        return time.process_time() - began_cpu, time.perf_counter() - began_wall
+
+
 def per_sample_calls(
-    loci: int, molecules: float, patients: int, calls: int, settings: CallSettings, profile: bool
-) -> None:
+    loci: int, molecules: float, patients: int, calls: int, settings: CallSettings, profile: bool,
+    window: int | None = None,
+) -> None:  # fmt: skip
     """Time `calls` plasma samples' own calls at `loci`-locus panels (after the cohort step)."""
     scenario = Scenario(f"{loci} loci", loci, molecules, molecules, molecules)
     options = Options(replicates=patients, null_per_patient=1, controls=4, tfs=(0.0, 1e-5, 1e-4))
@@ -104,19 +194,30 @@ def per_sample_calls(
     counts = dict(tuple(cohort.counts.groupby("sample_id", sort=False)))
     lengths = dict(tuple(cohort.fragment_lengths.groupby("sample_id", sort=False)))
     plasma = [s.sample_id for s in cohort.specs if s.sample_type == "plasma"][:calls]
+    flanks = flank_tables(cohort, plasma, window) if window is not None else {}
+    if flanks:
+        rows = np.median([len(table) for table in flanks.values()])
+        cpu, wall = read_time(next(iter(flanks.values())))
+        print(
+            f"flank tables: median {rows:,.0f} rows per sample ({window} bp windows); reading one back takes "
+            f"{cpu:.1f} s CPU, {wall:.1f} s wall"
+        )
     profiler = cProfile.Profile()
     cpu, wall = [], []
     for sample_id in plasma:
         began_cpu, began_wall = time.process_time(), time.perf_counter()
         profiler.enable()
-        row, _ = caller.call(sample_id, counts[sample_id], lengths.get(sample_id))
+        row, _ = caller.call(
+            sample_id, counts[sample_id], lengths.get(sample_id), flanks=flanks.get(sample_id)
+        )
         profiler.disable()
         cpu.append(time.process_time() - began_cpu)
         wall.append(time.perf_counter() - began_wall)
         print(
             f"  {sample_id}: {cpu[-1]:.2f} s CPU, {wall[-1]:.2f} s wall; {row['mrd_status']}, "
             f"LOD95 {row['lod95']:.3g}, p-value {row['p_value_method']} "
-            f"({row['expected_background_molecules']:.1f} expected background molecules)"
+            f"({row['expected_background_molecules']:.1f} expected background molecules); threshold "
+            f"{row['threshold']:.3g} ({row['threshold_reason']})"
         )
     print(
         f"per-sample call: median {np.median(cpu):.2f} s CPU, {np.median(wall):.2f} s wall (max {max(cpu):.2f} s CPU)"
@@ -135,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=6, help="with --loci: plasma samples called")
     parser.add_argument("--lod-method", default="auto", help="with --loci: calling.lod_method")
     parser.add_argument("--profile", action="store_true", help="with --loci: cProfile the calls")
+    parser.add_argument("--flanks", action="store_true", help="with --loci: each call's own null from flanks")
+    parser.add_argument("--flank-window", type=int, default=25, help="with --flanks: bp either side")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     if args.loci:
@@ -144,7 +247,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.lod_method == "auto"
             else replace(CallSettings(), lod_method=args.lod_method)
         )
-        per_sample_calls(args.loci, args.molecules, args.patients or 4, args.calls, settings, args.profile)
+        per_sample_calls(
+            args.loci, args.molecules, args.patients or 4, args.calls, settings, args.profile,
+            args.flank_window if args.flanks else None,
+        )  # fmt: skip
         return 0
     args.patients = args.patients or 10
 

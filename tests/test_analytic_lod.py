@@ -19,6 +19,7 @@ from mrdtrack.calling import (
     seeded_rng,
 )
 from mrdtrack.calling.analytic_lod import AnalyticDetection
+from mrdtrack.calling.likelihood import LocusParts
 from mrdtrack.calling.lod import lod_method
 from mrdtrack.calling.saddlepoint import WeightedCounts, at_most
 
@@ -176,3 +177,44 @@ def test_the_analytic_detection_probability_follows_the_support_rule():
     two_loci = 1 - (1 - special.bdtrc(0, 1, 1e-4 + f / 2)) ** 2  # P(an ALT at either one-molecule locus)
     assert lenient.probability(f) > 0.99
     assert strict.probability(f) == pytest.approx(two_loci, rel=0.02)
+
+
+# ----- read orientations: two parts of a locus are still one locus ------------------------------------------
+def oriented(n: np.ndarray, e: np.ndarray, f1r2: np.ndarray) -> LikelihoodTerms:
+    """The loci's molecules as two orientation parts each (F1R2 `f1r2`, F2R1 the rest), both at the locus's
+    rate."""
+    parts = LocusParts(
+        np.repeat(np.arange(len(n)), 2), np.column_stack([f1r2, n - f1r2]).ravel(), np.repeat(e, 2)
+    )
+    return LikelihoodTerms.of_parts(parts, e, np.ones(len(n)), [], [])
+
+
+def test_alt_fragments_in_both_orientations_of_one_locus_are_one_locus_for_the_support_rule():
+    """As above, with each locus's molecules split by read orientation: the deep locus's ALTs, in both of its
+    orientations, still make one locus, and a positive needs an ALT at one of the shallow ones."""
+    terms = oriented(np.array([5000, 2, 2]), np.full(3, 1e-4), np.array([2500, 1, 1]))
+    strict = AnalyticDetection(terms, NullDistribution("asymptotic"), THRESHOLD, CallSettings())
+    f = 0.01
+    two_loci = 1 - (1 - special.bdtrc(0, 1, 1e-4 + f / 2)) ** 4  # P(an ALT among the shallow loci's 4)
+    assert strict.support_probability(f) == pytest.approx(two_loci, rel=0.02)
+    assert strict.probability(f) == pytest.approx(two_loci, rel=0.02)
+
+
+@pytest.mark.parametrize("classes", [None, Classes])
+def test_orientation_parts_at_one_rate_give_the_analytic_lod_of_the_merged_loci(classes):
+    """A few deep loci, so that tables with ALT fragments at one locus only can pass the test: split into two
+    orientation parts at the locus's own rate, the loci are the same evidence, and the tables without support
+    are counted locus by locus (an ALT in each orientation of one locus is one locus)."""
+    rng = np.random.default_rng(5)
+    n = rng.poisson(3000, 6)
+    e = 10 ** rng.uniform(-5.5, -3.5, 6)
+    merged = LikelihoodTerms.of_loci(n, e, np.ones(6))
+    split = oriented(n, e, rng.binomial(n, 0.5))
+    null, settings = NullDistribution("asymptotic"), CallSettings(lod_method="analytic")
+    whole, parts = (AnalyticDetection(t, null, THRESHOLD, settings, classes) for t in (merged, split))
+    lod = whole.lod(1e-8)
+    assert parts.lod(1e-8) == pytest.approx(lod, rel=1e-6)
+    lone = [whole.lone_locus_positive(f) for f in (lod / 3, lod, 3 * lod)]
+    assert max(lone) > 1e-3  # the correction matters here
+    assert [parts.lone_locus_positive(f) for f in (lod / 3, lod, 3 * lod)] == pytest.approx(lone, rel=1e-6)
+    assert parts.support_probability(lod) == pytest.approx(whole.support_probability(lod), rel=1e-9)

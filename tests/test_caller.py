@@ -22,8 +22,9 @@ from mrdtrack.calling import (
     null_distribution,
     seeded_rng,
 )
+from mrdtrack.calling.analytic_lod import AnalyticDetection
 from mrdtrack.calling.calibration import mark_contamination, null_panels
-from mrdtrack.calling.caller import _flags
+from mrdtrack.calling.caller import _flags, decide_status
 from mrdtrack.calling.inference import chibar_p_value, lr_statistic_rows, mle, profile_ci
 from mrdtrack.calling.likelihood import log_likelihood
 from mrdtrack.calling.null import calibrate_threshold, simulate_null_statistics
@@ -567,3 +568,41 @@ def test_a_noisy_library_gets_its_own_background_scale_from_other_patients_loci(
     assert (plain["background_scale"] == 1).all()
     # Against cohort-mean rates the noisy library looks like tumor; against its own level it does not.
     assert plain.loc["S_P2_1", "p_value"] < 1e-3 < scaled.loc["S_P2_1", "p_value"]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The QC gate of a genome-wide signature (config/README.md, "Genome-wide signatures")
+# ----------------------------------------------------------------------------------------------------------
+WGS_GATE = CallSettings(min_loci=500, min_molecules=10_000, max_lod95=1e-3)
+
+
+def test_a_genome_wide_sample_needs_its_loci_for_any_call_and_its_molecules_and_lod_for_a_negative():
+    support = {"mutant_fragments": 3, "mutant_loci": 3}
+    # Too few usable loci: indeterminate, however strong the signal.
+    assert decide_status(1e-12, 0.01, 5e-5, 499, 60_000, WGS_GATE, **support)[0] == "indeterminate"
+    # Enough loci but too few molecules: not negative, though a supported signal is still a positive.
+    assert decide_status(0.5, 0.01, 5e-4, 600, 9_999, WGS_GATE, **support)[0] == "indeterminate"
+    assert decide_status(1e-6, 0.01, 5e-4, 600, 9_999, WGS_GATE, **support)[0] == "positive"
+    # Enough of both: negative only with a LOD95 within the ceiling.
+    assert decide_status(0.5, 0.01, 2e-3, 600, 12_000, WGS_GATE, **support)[0] == "indeterminate"
+    assert decide_status(0.5, 0.01, 8e-4, 600, 12_000, WGS_GATE, **support)[0] == "negative"
+
+
+def test_the_support_rule_puts_the_lod95_of_n_molecules_at_about_9_5_over_n_or_above():
+    """Two mutant fragments are needed; at tumor fraction f each molecule carries the tumor ALT with chance f/2,
+    and 2 or more of them come with 95% chance from a Poisson mean of 4.74: f = 9.5 / N without noise, and
+    500 loci x 20 molecules (10,000) is about the least that reaches a LOD95 of 1e-3."""
+    rng = np.random.default_rng(2)
+    for loci, depth in ((500, 20), (2000, 30)):
+        n = rng.poisson(depth, loci)
+        quiet = LikelihoodTerms.of_loci(n, np.full(loci, 1e-7), np.ones(loci))
+        noisy = LikelihoodTerms.of_loci(n, 10 ** rng.uniform(-5.3, -4.3, loci), np.ones(loci))
+        settings = CallSettings(lod_method="analytic")
+        lods = [
+            AnalyticDetection(terms, NullDistribution("asymptotic"), 0.01, settings).lod(1e-8)
+            for terms in (quiet, noisy)
+        ]
+        assert lods[0] == pytest.approx(9.5 / n.sum(), rel=0.05)
+        assert lods[1] >= lods[0]
+        if loci == 500:
+            assert lods[1] == pytest.approx(1e-3, rel=0.1)

@@ -14,6 +14,7 @@ from test_background import CohortSpec, simulate_cohort
 
 from conftest import write_indexed_bam
 from mrdtrack.calling import CallSettings, NullDistribution, build_background, call_cohort
+from mrdtrack.calling.inference import lr_statistic_rows
 from mrdtrack.calling.locus_classes import pyrimidine_class
 from mrdtrack.calling.own_null import (
     draw_panels,
@@ -22,6 +23,7 @@ from mrdtrack.calling.own_null import (
     own_null,
     own_threshold,
 )
+from mrdtrack.calling.synthetic import alt_cells, synthetic_statistics
 from mrdtrack.counting import CountSettings, count_sample
 from mrdtrack.counting.flanks import FlankWindow, flank_positions
 from mrdtrack.tables import columns_of
@@ -133,6 +135,37 @@ def test_one_thousand_synthetic_nulls_of_a_tumor_free_sample_give_uniform_p_valu
     assert 0.44 <= np.mean(p >= 1.0) <= 0.56
     assert stats.kstest(p[p < 0.5] / 0.5, "uniform").pvalue > 1e-3
     assert np.mean(p <= 0.05) == pytest.approx(0.05, abs=0.02)
+
+
+@pytest.mark.parametrize("weights", ["one", "varied"])
+@pytest.mark.parametrize("lengths", [False, True])
+def test_synthetic_panels_scored_together_have_the_statistics_of_their_dense_tables(weights, lengths):
+    """Scored through their ALT molecules and a few sums of their depths, the panels get the statistic that
+    their full tables (panels x loci x length classes) give, with one weight for every locus (one u) or a weight
+    of its own per locus (the power series, and the columns read again above its reach)."""
+    rng = np.random.default_rng(8)
+    loci, panels, rows = 300, 200, 2000
+    pool_n = rng.poisson(40, rows)
+    pool_a = rng.binomial(pool_n, 3e-3)
+    pool_n[0], pool_a[0] = 40, 10  # a panel all of this row has a tumor fraction near 1/2
+    draw = rng.integers(0, rows, (panels, loci))
+    draw[0] = 0
+    e = 10 ** rng.uniform(-4, -2.5, loci)
+    w = np.ones(loci) if weights == "one" else rng.uniform(0.3, 1.5, loci)
+    panel, locus, row = alt_cells(pool_a, draw)
+    dense = np.zeros((panels, loci), dtype=np.int64)
+    dense[panel, locus] = pool_a[row]
+    assert (dense == pool_a[draw]).all()
+    alt, ratio = pool_a[row], None
+    if lengths:
+        ratio = np.array([2.5, 1.2, 0.8, 0.4])
+        alt = np.array([rng.multinomial(a, [0.2, 0.3, 0.3, 0.2]) for a in pool_a[row]])
+        dense = np.zeros((panels, loci, 4), dtype=np.int64)
+        dense[panel, locus] = alt
+    expected = lr_statistic_rows(dense, pool_n[draw], e, w, ratio)
+    found = synthetic_statistics(pool_n, draw, panel, locus, alt, e, w, ratio)
+    assert (expected > 0).sum() >= 20 and expected[0] > 100
+    assert found == pytest.approx(expected, rel=1e-8, abs=1e-9)
 
 
 def test_a_library_noisier_than_its_background_rates_is_held_to_its_own_null():

@@ -12,7 +12,9 @@ it: the region's boundary bends only along the one direction g. Tables that pass
 Against the mean of five Monte Carlo LODs of 1,000 draws (benchmarks/lod_accuracy.py: panels of 20 to 20,000
 loci at 30 to 3,000 molecules per locus, 0.1 to 75 expected background molecules, with and without fragment
 lengths) the analytic LOD is within 1% from 500 loci up and within 4% at 20 loci, never more than 1.1 of the
-Monte Carlo LOD's own standard deviations (1-4%) away, and it costs under a second at 20,000 loci.
+Monte Carlo LOD's own standard deviations (1-4%) away. It costs under a second at 20,000 loci on counts alone;
+with 11 fragment-length classes and both read orientations (40,000 columns) each cumulant of the saddlepoint
+sums 440,000 cells, and the LOD is about a third of a 20,000-locus call's 8 s of CPU (benchmarks/call_speed.py).
 """
 
 from __future__ import annotations
@@ -50,10 +52,11 @@ class AnalyticDetection:
     threshold) and it has the support a positive needs. The test's probability is max_g P(2 l_g >= critical)
     (`test_probability`; the module says why). For a support rule of at most 2 fragments at at most 2 loci (the
     default), the tables that pass the test without support are those with ALT fragments at one locus only,
-    whose probability is summed locus by locus and taken away (`lone_locus_positive`). Also, both the test and
-    the support only grow with the ALT counts, so (Harris's inequality) their joint probability is at least
-    the product of the test's and the support's (`support_probability`): the bound used for a stricter rule,
-    and the better one when the support is rare (the difference then subtracts two near-equal numbers).
+    whose probability is summed locus by locus (a locus's read-orientation parts together) and taken away
+    (`lone_locus_positive`). Also, both the test and the support only grow with the ALT counts, so (Harris's
+    inequality) their joint probability is at least the product of the test's and the support's
+    (`support_probability`): the bound used for a stricter rule, and the better one when the support is rare
+    (the difference then subtracts two near-equal numbers).
 
     Parameters
     ----------
@@ -89,8 +92,14 @@ class AnalyticDetection:
         self._u = (terms.d / (1 - terms.g))[terms.kind_column]
         self._column_u = terms.d / (1 - terms.g)
         self._one_locus = slice(0, terms.n_single)
+        # The support rule counts loci: with read orientations a locus's one-locus fragments are two columns
+        # (parts), grouped here by their real locus.
+        _, part_locus = np.unique(terms.single_locus, return_inverse=True)
+        self._part_locus = part_locus.ravel()
+        self._loci = int(self._part_locus.max()) + 1 if terms.n_single else 0
+        self._part_pairs = same_locus_pairs(self._part_locus)
         self._saddlepoint = np.nan  # the last one found: where the next search starts
-        self._lone_positive: np.ndarray | None = None  # see `_lone_tables_passing`
+        self._lone_positive: tuple[np.ndarray, ...] | None = None  # see `_lone_tables_passing`
 
     def probability(self, f: float) -> float:
         """P(named positive) at tumor fraction `f` (see the class).
@@ -115,7 +124,8 @@ class AnalyticDetection:
     def lone_locus_positive(self, f: float) -> float:
         """P(the test is passed by a table whose ALT fragments lack the support a positive needs), for a
         support rule of at most 2 fragments at at most 2 loci: the tables with ALT fragments at one locus
-        only (two loci needed) or with one ALT fragment (two fragments at one locus needed).
+        only (two loci needed) or with one ALT fragment (two fragments at one locus needed). A locus is a real
+        locus: ALT fragments in both read orientations of one locus (two parts) are still at one locus.
 
         Exact but for two shortcuts: tables with 3 or more ALT fragments at one locus and none elsewhere all
         count as passing (they nearly all do), and only one-locus fragments are counted (fragments covering
@@ -124,50 +134,76 @@ class AnalyticDetection:
         terms, settings = self.terms, self.settings
         if settings.min_mutant_fragments <= 1 and settings.min_mutant_loci <= 1:
             return 0.0
-        loci = terms.n_single
+        single, locus, loci = self._one_locus, self._part_locus, self._loci
         p = np.clip(terms.alpha + f * terms.slope, 0, 1)
         log_none = self._trials * np.log1p(-np.minimum(p, 1 - 1e-16))
-        alone = np.exp(log_none.sum() - log_none[:loci])  # P(no ALT fragment but at locus i)
-        n, p_locus = terms.kind_size[:loci], p[:loci]
-        pmf = [binomial_cdf(a, n, p_locus) - binomial_cdf(a - 1, n, p_locus) for a in (1, 2)]
-        if (alone * (1 - binomial_cdf(0, n, p_locus))).sum() < LONE_NEGLIGIBLE:
+        part_none = log_none[single]
+        locus_none = np.bincount(locus, part_none, loci)
+        alone = np.exp(log_none.sum() - locus_none)  # P(no ALT fragment but at locus l)
+        if (alone * -np.expm1(locus_none)).sum() < LONE_NEGLIGIBLE:
             return 0.0
-        one, two = self._lone_tables_passing()
-        category = self._category_probability(f)[:, :loci]
+        n, p_part = terms.kind_size[single], p[single]
+        one_pmf, two_pmf = (binomial_cdf(a, n, p_part) - binomial_cdf(a - 1, n, p_part) for a in (1, 2))
+        others = np.exp(locus_none[locus] - part_none)  # P(no ALT fragment at the locus's other parts)
+        # The locus's only ALT fragments, in this part:
+        one_here, two_here = one_pmf * others, two_pmf * others
+        one, two, across = self._lone_tables_passing()
+        category = self._category_probability(f)[:, single]
         share = np.divide(category, category.sum(axis=0), out=np.zeros_like(category), where=category > 0)
-        passing = pmf[0] * (share * one).sum(axis=0)
+        passing = np.bincount(locus, one_here * (share * one).sum(axis=0), loci)
         if settings.min_mutant_loci == 2:
             first, second = np.triu_indices(len(share))
             pair = np.where(first == second, 1.0, 2.0)[:, None] * share[first] * share[second]
-            passing = passing + pmf[1] * (pair * two).sum(axis=0) + 1 - binomial_cdf(2, n, p_locus)
+            a, b = self._part_pairs
+            # One ALT fragment in each of two parts of a locus, none at its other parts, in classes c and c'.
+            one_each = one_pmf[a] * one_pmf[b] * np.exp(locus_none[locus[a]] - part_none[a] - part_none[b])
+            classes_each = (share[:, None, a] * share[None, :, b]).reshape(len(share) ** 2, len(a))
+            at_most_two = (
+                np.exp(locus_none)
+                + np.bincount(locus, one_here + two_here, loci)
+                + np.bincount(locus[a], one_each, loci)
+            )
+            passing = (
+                passing
+                + np.bincount(locus, two_here * (pair * two).sum(axis=0), loci)
+                + np.bincount(locus[a], one_each * (classes_each * across).sum(axis=0), loci)
+                + np.maximum(1 - at_most_two, 0)
+            )
         return float((alone * passing).sum())
 
-    def _lone_tables_passing(self) -> tuple[np.ndarray, np.ndarray]:
-        """Whether the test is passed by one ALT fragment at locus i in class c (classes x loci), and by two
-        in classes c <= c' (class pairs x loci), all else REF; computed once (the statistic does not depend on
-        f)."""
+    def _lone_tables_passing(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Whether the test is passed by the tables with ALT fragments at one locus only, all else REF: one
+        at part j in class c (classes x parts), two at part j in classes c <= c' (class pairs x parts), and
+        one at each of two parts of one locus in classes c and c' (classes^2 x `_part_pairs`); computed once
+        (the statistic does not depend on f)."""
         if self._lone_positive is None:
             terms, classes = self.terms, len(self._ratio)
-            loci = terms.n_single
+            parts, (a, b) = terms.n_single, self._part_pairs
             first, second = np.triu_indices(classes)
-            locus = np.arange(loci)
-            one_rows, pair_rows = classes * loci, len(first) * loci
-            row = np.concatenate(
-                [np.arange(one_rows), one_rows + np.arange(pair_rows), one_rows + np.arange(pair_rows)]
-            )
+            in_one, in_other = np.divmod(np.arange(classes * classes), classes)
+            column = np.arange(parts)
+            one_rows, pair_rows, across_rows = classes * parts, len(first) * parts, classes * classes * len(a)
+            pair_row = one_rows + np.arange(pair_rows)
+            across_row = one_rows + pair_rows + np.arange(across_rows)
+            row = np.concatenate([np.arange(one_rows), pair_row, pair_row, across_row, across_row])
             kind = np.concatenate(
-                [np.tile(locus, classes), np.tile(locus, len(first)), np.tile(locus, len(first))]
-            )
+                [np.tile(column, classes), np.tile(column, len(first)), np.tile(column, len(first)),
+                 np.tile(a, classes * classes), np.tile(b, classes * classes)]
+            )  # fmt: skip
             k = np.concatenate(
-                [np.repeat(np.arange(classes), loci), np.repeat(first, loci), np.repeat(second, loci)]
-            )
+                [np.repeat(np.arange(classes), parts), np.repeat(first, parts), np.repeat(second, parts),
+                 np.repeat(in_one, len(a)), np.repeat(in_other, len(a))]
+            )  # fmt: skip
             count = np.ones(len(row))
-            stat = drawn_statistics(terms, row, kind, k, count, one_rows + pair_rows, self._ratio)
+            rows = one_rows + pair_rows + across_rows
+            stat = drawn_statistics(terms, row, kind, k, count, rows, self._ratio)
             passes = np.asarray(self.null.p_value(stat) <= self.threshold, dtype=float)
-            self._lone_positive = passes
-        passes = self._lone_positive
-        classes, loci = len(self._ratio), self.terms.n_single
-        return passes[: classes * loci].reshape(classes, loci), passes[classes * loci :].reshape(-1, loci)
+            self._lone_positive = (
+                passes[:one_rows].reshape(classes, parts),
+                passes[one_rows : one_rows + pair_rows].reshape(-1, parts),
+                passes[one_rows + pair_rows :].reshape(classes * classes, len(a)),
+            )
+        return self._lone_positive
 
     def test_probability(self, f: float) -> float:
         """max over alternatives g of P(2 l_g >= critical) at tumor fraction f: a coarse grid of g, then a
@@ -181,12 +217,19 @@ class AnalyticDetection:
         values = [tail(x) for x in grid]
         best = int(np.argmax(values))
         low, high = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
-        found = values[best]
-        for _ in range(8):
-            inner_low, inner_high = high - GOLDEN * (high - low), low + GOLDEN * (high - low)
-            value_low, value_high = tail(inner_low), tail(inner_high)
+        inner_low, inner_high = high - GOLDEN * (high - low), low + GOLDEN * (high - low)
+        value_low, value_high = tail(inner_low), tail(inner_high)
+        found = max(values[best], value_low, value_high)
+        for _ in range(7):  # each step keeps one inner point (golden ratio) and evaluates the other
+            if value_low >= value_high:
+                high, inner_high, value_high = inner_high, inner_low, value_low
+                inner_low = high - GOLDEN * (high - low)
+                value_low = tail(inner_low)
+            else:
+                low, inner_low, value_low = inner_low, inner_high, value_high
+                inner_high = low + GOLDEN * (high - low)
+                value_high = tail(inner_high)
             found = max(found, value_low, value_high)
-            low, high = (low, inner_high) if value_low >= value_high else (inner_low, high)
         return found
 
     def support_probability(self, f: float) -> float:
@@ -196,7 +239,9 @@ class AnalyticDetection:
         terms, settings = self.terms, self.settings
         p = np.clip(terms.alpha + f * terms.slope, 0, 1)
         single = self._one_locus
-        with_alt = -np.expm1(self._trials[single] * np.log1p(-np.minimum(p[single], 1 - 1e-16)))
+        part_none = self._trials[single] * np.log1p(-np.minimum(p[single], 1 - 1e-16))
+        # Per locus, its parts together:
+        with_alt = -np.expm1(np.bincount(self._part_locus, part_none, self._loci))
         few_loci = at_most(settings.min_mutant_loci - 1, np.ones(len(with_alt)), with_alt)
         if settings.min_mutant_loci >= settings.min_mutant_fragments:
             return max(0.0, 1 - few_loci)
@@ -296,3 +341,18 @@ class AnalyticDetection:
         start = self._saddlepoint if np.isfinite(self._saddlepoint) else None
         tail, self._saddlepoint = counts.upper_tail(self.critical / 2 - constant, start)
         return tail
+
+
+def same_locus_pairs(locus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs of one-locus columns (first < second) that are parts of one real locus, given each column's
+    locus: none without read orientations, one per locus with them."""
+    order = np.argsort(locus, kind="stable")
+    ordered = locus[order]
+    first, second = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+    for gap in range(1, len(order)):
+        same = ordered[gap:] == ordered[:-gap]
+        if not same.any():  # sorted: no pair this far apart, none farther
+            break
+        first.append(order[:-gap][same])
+        second.append(order[gap:][same])
+    return np.concatenate(first), np.concatenate(second)

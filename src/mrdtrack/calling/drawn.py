@@ -17,6 +17,7 @@ so the statistics agree to rounding.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,8 @@ MAX_DIRECT_VALUES = 64
 # SERIES_TERMS terms: the first term left out is below 0.05^15 = 3e-20 of the sum.
 SERIES_MAX_F = 0.05
 SERIES_TERMS = 15
+# Tables whose columns are read at a time when they differ from table to table (`TableColumns`).
+TABLE_BLOCK = 100
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,10 @@ class SharedColumns:
         powers = u[None, :] ** np.arange(1, SERIES_TERMS + 1)[:, None]
         return cls(u, summed, (powers * summed).sum(axis=1), float((size * terms.d).sum()))
 
+    def subset(self, keep: np.ndarray) -> SharedColumns:
+        """The same sum: every table shares it."""
+        return self
+
     def derivatives(self, f: np.ndarray, order: int) -> np.ndarray:
         """The shared sum (order 0) or its first or second derivative in f, at each table's f."""
         f = np.asarray(f, dtype=float)
@@ -112,6 +119,144 @@ class SharedColumns:
         return out * f**lowest
 
 
+@dataclass(frozen=True)
+class TableColumns:
+    """As `SharedColumns`, for tables whose columns hold different fragments from one table to the next (the
+    synthetic panels of a sample's own null draw each locus's molecules from a flank position): per table,
+    sum_j size_tj log(1 - f u_j) and its first two derivatives in f, from a few sums per table rather than
+    its every column.
+
+    With few distinct u the sums are the table's fragments at each u; with many, the moments
+    sum_j size_tj u_j^k of the power series (tables with f up to SERIES_MAX_F), and the columns themselves,
+    read again through `sizes`, for the rare tables above it.
+
+    Parameters
+    ----------
+    u : numpy.ndarray
+        Each column's u.
+    distinct : numpy.ndarray
+        The distinct u.
+    grouped : numpy.ndarray
+        Tables x distinct u: each table's fragments at each u (tables x 0 beyond MAX_DIRECT_VALUES).
+    moments : numpy.ndarray
+        Tables x SERIES_TERMS: sum_j size_tj u_j^k (tables x 0 up to MAX_DIRECT_VALUES distinct u).
+    size_d : numpy.ndarray
+        Per table, sum_j size_tj d_j (for the fit's starting value).
+    sizes : callable
+        Table indices -> their columns' fragments (tables x columns).
+    table : numpy.ndarray
+        The tables' indices as `sizes` takes them.
+    """
+
+    u: np.ndarray
+    distinct: np.ndarray
+    grouped: np.ndarray
+    moments: np.ndarray
+    size_d: np.ndarray
+    sizes: Callable[[np.ndarray], np.ndarray]
+    table: np.ndarray
+
+    @classmethod
+    def of(
+        cls,
+        tables: int,
+        sizes: Callable[[np.ndarray], np.ndarray],
+        u: np.ndarray,
+        d: np.ndarray,
+        block: int = TABLE_BLOCK,
+    ) -> TableColumns:
+        """The sums of `tables` tables whose columns' fragments `sizes` gives (a block of tables at a time),
+        for columns of these u and d.
+
+        Parameters
+        ----------
+        tables : int
+            The number of tables.
+        sizes : callable
+            Table indices -> their columns' fragments (tables x columns).
+        u, d : numpy.ndarray
+            Each column's u = d / (1 - g) and d.
+        block : int
+            Tables read at a time (memory: block x columns).
+
+        Returns
+        -------
+        TableColumns
+        """
+        u, d = np.asarray(u, dtype=float), np.asarray(d, dtype=float)
+        distinct, where = np.unique(u, return_inverse=True)
+        where = where.ravel()
+        few = len(distinct) <= MAX_DIRECT_VALUES
+        powers = u[:, None] ** np.arange(1, SERIES_TERMS + 1)[None, :]
+        grouped, moments, size_d = [], [], []
+        for first in range(0, tables, block):
+            size = np.asarray(sizes(np.arange(first, min(first + block, tables))), dtype=float)
+            if few:
+                grouped.append(np.stack([size[:, where == k].sum(axis=1) for k in range(len(distinct))], 1))
+            else:
+                moments.append(size @ powers)
+            size_d.append(size @ d)
+
+        def stacked(parts: list[np.ndarray]) -> np.ndarray:
+            return np.concatenate(parts) if parts else np.zeros((tables, 0))
+
+        return cls(
+            u, distinct, stacked(grouped), stacked(moments), np.concatenate(size_d) if size_d else np.zeros(0),
+            sizes, np.arange(tables),
+        )  # fmt: skip
+
+    def subset(self, keep: np.ndarray) -> TableColumns:
+        """The sums of the kept tables."""
+        return TableColumns(
+            self.u, self.distinct, self.grouped[keep], self.moments[keep], self.size_d[keep], self.sizes,
+            self.table[keep],
+        )  # fmt: skip
+
+    def derivatives(self, f: np.ndarray, order: int) -> np.ndarray:
+        """Each table's sum (order 0) or its first or second derivative in f, at the table's f."""
+        f = np.asarray(f, dtype=float)
+        if len(self.distinct) <= MAX_DIRECT_VALUES:
+            out = np.zeros(len(f))
+            for k, u in enumerate(self.distinct):
+                out += self.grouped[:, k] * _log_term(f, u, order)
+            return out
+        out = np.empty(len(f))
+        small = f <= SERIES_MAX_F
+        out[small] = _series(self.moments[small], f[small], order)
+        large = np.flatnonzero(~small)
+        for first in range(0, len(large), TABLE_BLOCK):  # rare but at f = 1: the columns read again
+            some = large[first : first + TABLE_BLOCK]
+            size = np.asarray(self.sizes(self.table[some]), dtype=float)
+            out[some] = (size * _log_term(f[some, None], self.u[None, :], order)).sum(axis=1)
+        return out
+
+
+def _log_term(f: np.ndarray, u: np.ndarray | float, order: int) -> np.ndarray:
+    """log(1 - f u) or its first or second derivative in f."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if order == 0:
+            return np.log1p(-f * u)
+        if order == 1:
+            return -u / (1 - f * u)
+        return -((u / (1 - f * u)) ** 2)
+
+
+def _series(moments: np.ndarray, f: np.ndarray, order: int) -> np.ndarray:
+    """The power series of sum_j size_j log(1 - f u_j) (or a derivative) from the moments M_k, one row of
+    moments per f."""
+    k = np.arange(1, SERIES_TERMS + 1)
+    if order == 0:  # -sum f^k M_k / k
+        coefficients, lowest = -moments / k, 1
+    elif order == 1:  # -sum f^(k-1) M_k
+        coefficients, lowest = -moments, 0
+    else:  # -sum (k-1) f^(k-2) M_k, from k = 2
+        coefficients, lowest = -(k[1:] - 1) * moments[:, 1:], 0
+    out = np.zeros(len(f))
+    for j in range(coefficients.shape[1] - 1, -1, -1):  # Horner
+        out = out * f + coefficients[:, j]
+    return out * f**lowest
+
+
 def column_u(terms: LikelihoodTerms) -> np.ndarray:
     """u = d / (1 - g) per column: the share of a column's all-REF chance that tumor origin removes."""
     return terms.d / (1 - terms.g)
@@ -137,7 +282,7 @@ class SparseTables:
     taken: np.ndarray
     taken_u: np.ndarray
     taken_d: np.ndarray
-    shared: SharedColumns
+    shared: SharedColumns | TableColumns
 
     @classmethod
     def of_draws(
@@ -195,7 +340,7 @@ class SparseTables:
         return SparseTables(
             int(keep.sum()), new_row[self.row[cells]], self.count[cells], self.alpha[cells], self.beta[cells],
             self.weight[cells], new_row[self.taken_row[pairs]], self.taken[pairs], self.taken_u[pairs],
-            self.taken_d[pairs], self.shared,
+            self.taken_d[pairs], self.shared.subset(keep),
         )  # fmt: skip
 
     def log_likelihood(self, f: np.ndarray) -> np.ndarray:

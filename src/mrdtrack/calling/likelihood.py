@@ -195,6 +195,12 @@ class LikelihoodTerms:
         return int(len(self.size) - len(self.groups))
 
     @property
+    def single_locus(self) -> np.ndarray:
+        """The real locus of each one-locus column: two columns share one when they are a locus's two read
+        orientations (kinds 0..S-1 show one ALT each, at their column's locus)."""
+        return self.hit_locus[: self.n_single]
+
+    @property
     def kind_size(self) -> np.ndarray:
         """Fragments that can show each kind: those of its column."""
         return self.size[self.kind_column]

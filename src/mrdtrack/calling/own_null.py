@@ -12,10 +12,11 @@ gets one too.
 Sharing the work: the synthetic panels are matched locus for locus to the real panel, so their statistics are
 exchangeable with the real one under the null, and the real panel's null distribution (score.py) turns each of
 them into a p-value on the real call's scale. The likelihood-ratio statistics of all synthetic panels are one
-vectorised fit; only a panel with a locus that the outlier screen could drop (binomial tail below
-`outlier_max_p`, rare) is scored alone. Synthetic loci are independent molecules: a fragment covering two flank
-positions of one synthetic panel is not merged (flank counts do not record fragment identity), which matters only
-when two synthetic loci come from one window, and there the two positions' errors are independent anyway.
+fit over their ALT molecules and a few sums of their depths per panel (synthetic.py); only a panel with a locus
+that the outlier screen could drop (binomial tail below `outlier_max_p`, rare) is scored alone. Synthetic loci
+are independent molecules: a fragment covering two flank positions of one synthetic panel is not merged (flank
+counts do not record fragment identity), which matters only when two synthetic loci come from one window, and
+there the two positions' errors are independent anyway.
 
 Positions whose ALT share is far above noise are germline or clonal-hematopoiesis sites, not noise, and never
 enter a synthetic panel (`flank_pool`): at least 2 ALT molecules of one base and an ALT share of at least
@@ -32,12 +33,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mrdtrack.calling.fraglen import LengthClasses, clip_lengths, parse_lengths
-from mrdtrack.calling.inference import binomial_tail, lr_statistic_rows
+from mrdtrack.calling.fraglen import LengthClasses
+from mrdtrack.calling.inference import binomial_tail
 from mrdtrack.calling.locus_classes import pyrimidine_class, rate_group
 from mrdtrack.calling.null import NullDistribution, calibrate_threshold, null_scores_needed, seeded_rng
 from mrdtrack.calling.score import score_loci
 from mrdtrack.calling.settings import CallSettings
+from mrdtrack.calling.synthetic import alt_cells, class_counts, synthetic_statistics
 
 SNV_BASES = frozenset("ACGT")
 
@@ -52,6 +54,8 @@ class FlankPool:
     a: np.ndarray  # ALT molecules
     alt_lengths: np.ndarray  # text, as the flank table has it
     dropped_positions: int  # germline or CHIP-like positions left out
+    key: np.ndarray  # each row's index in `classes`
+    classes: tuple[tuple[str, str], ...]  # the (substitution, context) classes of the rows
 
     def __len__(self) -> int:
         return len(self.n)
@@ -74,36 +78,73 @@ def flank_pool(flanks: pd.DataFrame, settings: CallSettings) -> FlankPool:
     FlankPool
         The usable rows, classed on the pyrimidine strand.
     """
-    flanks = flanks[(flanks["ref_molecules"] + flanks["alt_molecules"]) > 0]
-    classes = [
-        pyrimidine_class(ref, alt, context)[:2]
-        for ref, alt, context in zip(flanks["ref"], flanks["alt"], flanks["context"], strict=True)
-    ]
-    substitution = np.array([c[0] for c in classes], dtype=object)
-    context = np.array([c[1] for c in classes], dtype=object)
-    a = flanks["alt_molecules"].to_numpy(dtype=np.int64)
-    n = flanks["ref_molecules"].to_numpy(dtype=np.int64) + a
-    key = pd.Series(substitution + ":" + context)
-    alt_sum = pd.Series(a).groupby(key).transform("sum").to_numpy()
-    n_sum = pd.Series(n).groupby(key).transform("sum").to_numpy()
+    covered = (flanks["ref_molecules"] + flanks["alt_molecules"]).to_numpy() > 0
+
+    def column(name: str) -> np.ndarray:  # the covered rows (a genome-wide table is millions of them)
+        values = flanks[name].to_numpy()
+        return values if covered.all() else values[covered]
+
+    key, classes = _pyrimidine_classes(column("ref"), column("alt"), column("context"))
+    substitution = np.array([c[0] for c in classes], dtype=object)[key]
+    context = np.array([c[1] for c in classes], dtype=object)[key]
+    a = column("alt_molecules").astype(np.int64)
+    n = column("ref_molecules").astype(np.int64) + a
+    alt_sum, n_sum = np.bincount(key, a)[key], np.bincount(key, n)[key]
     # The class rate of the sample, pseudo-counted so that a class without errors does not make one ALT
     # molecule look impossible.
     rate = (alt_sum + 1.0) / (n_sum + 1.0)
     share = a / np.maximum(n, 1)
-    variant = (a >= 2) & (
-        (share >= settings.flank_max_vaf) | (binomial_tail(a, n, rate) < settings.flank_noise_max_p)
+    some = np.flatnonzero(a >= 2)
+    variant = np.zeros(len(a), dtype=bool)
+    variant[some] = (share[some] >= settings.flank_max_vaf) | (
+        binomial_tail(a[some], n[some], rate[some]) < settings.flank_noise_max_p
     )
-    position = pd.Series(list(zip(flanks["chrom"], flanks["pos"], strict=True)))
-    dropped = set(position[variant])
-    keep = ~position.isin(dropped).to_numpy()
+    chrom, _ = pd.factorize(column("chrom"))
+    pos = column("pos").astype(np.int64)
+    position = chrom.astype(np.int64) * (int(pos.max(initial=0)) + 1) + pos
+    dropped = np.unique(position[variant])
+    keep = ~np.isin(position, dropped)
     return FlankPool(
         substitution=substitution[keep],
         context=context[keep],
         n=n[keep],
         a=a[keep],
-        alt_lengths=flanks["alt_lengths"].to_numpy(dtype=object)[keep],
+        alt_lengths=column("alt_lengths").astype(object)[keep],
         dropped_positions=len(dropped),
+        key=key[keep],
+        classes=classes,
     )
+
+
+# Bases as codes 0-3, anything else (N, padding) 4.
+_BASE_CODES = np.full(256, 4, dtype=np.int64)
+_BASE_CODES[np.frombuffer(b"ACGT", dtype=np.uint8)] = np.arange(4)
+
+
+def _pyrimidine_classes(
+    ref: np.ndarray, alt: np.ndarray, context: np.ndarray
+) -> tuple[np.ndarray, tuple[tuple[str, str], ...]]:
+    """Each row's (substitution, context) class on the pyrimidine strand, as an index into the distinct classes.
+
+    A genome-wide panel's flanks are millions of rows of a few hundred (ref, alt, context): the bases become
+    codes, and each combination present is classed once (`pyrimidine_class`)."""
+    bases = [_base_code_matrix(column, width) for column, width in ((ref, 1), (alt, 1), (context, 3))]
+    combination = np.zeros(len(ref), dtype=np.int64)
+    for column in np.hstack(bases).T:
+        combination = combination * 5 + column
+    found: dict[tuple[str, str], int] = {}
+    class_of = np.zeros(5**5, dtype=np.int64)
+    for code in np.flatnonzero(np.bincount(combination, minlength=5**5)):
+        letters = "".join("ACGTN"[(code // 5**power) % 5] for power in range(4, -1, -1))
+        name = pyrimidine_class(letters[0], letters[1], letters[2:])[:2]
+        class_of[code] = found.setdefault(name, len(found))
+    return class_of[combination], tuple(found)
+
+
+def _base_code_matrix(column: np.ndarray, width: int) -> np.ndarray:
+    """The column's text as base codes, rows x `width` (shorter text padded with 4)."""
+    text = np.asarray(column, dtype=object).astype(f"S{width}")
+    return _BASE_CODES[np.frombuffer(text.tobytes(), dtype=np.uint8)].reshape(-1, width)
 
 
 def matched_candidates(
@@ -122,12 +163,10 @@ def matched_candidates(
         The candidates per locus, how many loci fell back to their group, and "" or why some locus has no
         match at all (then no candidates).
     """
-    keys = pd.Series(pool.substitution + ":" + pool.context, dtype=object)
-    groups = pd.Series(
-        [rate_group(s, c) for s, c in zip(pool.substitution, pool.context, strict=True)], dtype=object
-    )
-    by_class = {str(k): np.asarray(v, dtype=np.int64) for k, v in keys.groupby(keys).groups.items()}
-    by_group = {str(k): np.asarray(v, dtype=np.int64) for k, v in groups.groupby(groups).groups.items()}
+    names = [f"{s}:{c}" for s, c in pool.classes]
+    group, group_names = pd.factorize(np.array([rate_group(s, c) for s, c in pool.classes], dtype=object))
+    by_class = dict(zip(names, _by_depth(pool.key, len(names), pool.n, fold), strict=True))
+    by_group = dict(zip(group_names, _by_depth(group[pool.key], len(group_names), pool.n, fold), strict=True))
     candidates, fallbacks = [], 0
     for locus_ref, locus_alt, locus_context, depth in zip(ref, alt, context, n, strict=True):
         if len(locus_ref) != 1 or len(locus_alt) != 1 or not {locus_ref, locus_alt} <= SNV_BASES:
@@ -139,9 +178,27 @@ def matched_candidates(
             fallbacks += 1
         if rows is None:
             return [], 0, f"no flank position of class {substitution} at {ctx}, nor of its group"
-        depth_ok = (pool.n[rows] * fold >= depth) & (pool.n[rows] <= depth * fold)
-        candidates.append(rows[depth_ok] if depth_ok.any() else rows)
+        ordered, depths, folded = rows
+        # Depths within `fold` of the locus's: n * fold >= depth and n <= depth * fold, a run of the sorted rows.
+        low, high = np.searchsorted(folded, depth, "left"), np.searchsorted(depths, depth * fold, "right")
+        candidates.append(ordered[low:high] if high > low else ordered)
     return candidates, fallbacks, ""
+
+
+def _by_depth(
+    code: np.ndarray, count: int, n: np.ndarray, fold: float
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The rows of each code (0..count-1) by increasing depth (ties in row order), with their depths and their
+    depths times the fold."""
+    small = code.astype(np.int16) if count < 2**15 else code  # 16-bit codes: a radix sort
+    order = np.argsort(small, kind="stable")
+    bounds = np.searchsorted(code[order], np.arange(count + 1))
+    found = []
+    for first, last in zip(bounds[:-1], bounds[1:], strict=True):
+        rows = order[first:last]
+        rows = rows[np.argsort(n[rows], kind="stable")]
+        found.append((rows, n[rows], n[rows] * fold))
+    return found
 
 
 @dataclass(frozen=True)
@@ -218,24 +275,24 @@ def own_null(
         return no_own_null(why)
     panels = settings.synthetic_null_panels
     draw = draw_panels(candidates, panels, rng)
-    a_syn, n_syn = pool.a[draw], pool.n[draw]
-    statistics = np.zeros(panels)
-    with_alt = np.flatnonzero(a_syn.any(axis=1))
-    suspect = (a_syn > 0) & (binomial_tail(a_syn, n_syn, e[None, :]) < settings.outlier_max_p)
-    alone = with_alt[suspect[with_alt].any(axis=1)]
-    batch = np.setdiff1d(with_alt, alone)
-    table = _length_tables(pool, draw, classes)
-    ratio = None if classes is None else classes.ratio
-    if batch.size:
-        a_rows = a_syn[batch] if table is None else table[batch]
-        statistics[batch] = lr_statistic_rows(a_rows, n_syn[batch], e, w, ratio)
-    fragments = a_syn.sum(axis=1)
-    loci_with_alt = np.count_nonzero(a_syn, axis=1)
+    panel, locus, row = alt_cells(pool.a, draw)  # the few synthetic loci with ALT molecules
+    alt = pool.a[row]
+    suspect = binomial_tail(alt, pool.n[row], e[locus]) < settings.outlier_max_p
+    alone = np.unique(panel[suspect])
+    batch = ~np.isin(panel, alone)
+    table = None if classes is None else class_counts(pool.alt_lengths, row, classes)
+    statistics = synthetic_statistics(
+        pool.n, draw, panel[batch], locus[batch], (alt if table is None else table)[batch], e, w,
+        None if classes is None else classes.ratio,
+    )  # fmt: skip
+    fragments = np.bincount(panel, alt, panels).astype(np.int64)
+    loci_with_alt = np.bincount(panel, minlength=panels)
     quiet = settings_without_p_values(settings)
     for i in alone:  # a locus the outlier screen may drop: the real call's whole score
         score = score_loci(
-            a_syn[i], n_syn[i], e, w, quiet, rng, full=False,
-            length_table=None if table is None else table[i], classes=classes,
+            pool.a[draw[i]], pool.n[draw[i]], e, w, quiet, rng, full=False,
+            length_table=None if table is None else _length_table(len(e), locus, table, panel == i),
+            classes=classes,
         )  # fmt: skip
         statistics[i] = score.statistic
         fragments[i], loci_with_alt[i] = score.mutant_fragments, score.mutant_loci
@@ -245,9 +302,10 @@ def own_null(
 
 def draw_panels(candidates: list[np.ndarray], panels: int, rng: np.random.Generator) -> np.ndarray:
     """Synthetic panels x real loci: pool rows drawn uniformly, with replacement, among each locus's candidates."""
-    if not candidates:
-        return np.zeros((panels, 0), dtype=np.int64)
-    return np.column_stack([c[rng.integers(0, len(c), panels)] for c in candidates])
+    by_locus = np.zeros((len(candidates), panels), dtype=np.int64)  # each locus's draws written at once
+    for locus, rows in enumerate(candidates):
+        by_locus[locus] = rows[rng.integers(0, len(rows), panels)]
+    return by_locus.T
 
 
 def settings_without_p_values(settings: CallSettings) -> CallSettings:
@@ -258,17 +316,11 @@ def settings_without_p_values(settings: CallSettings) -> CallSettings:
     return replace(settings, p_value_method="asymptotic")
 
 
-def _length_tables(pool: FlankPool, draw: np.ndarray, classes: LengthClasses | None) -> np.ndarray | None:
-    """ALT molecules per synthetic panel, locus and length class (None without length classes)."""
-    if classes is None:
-        return None
-    k = len(classes.normal)
-    rows = np.unique(draw[pool.a[draw] > 0])
-    per_row = np.zeros((len(pool), k), dtype=np.int64)
-    for row in rows:
-        lengths = parse_lengths(str(pool.alt_lengths[row]))
-        per_row[row] = np.bincount(classes.class_of_length[clip_lengths(lengths)], minlength=k)[:k]
-    return per_row[draw]
+def _length_table(loci: int, locus: np.ndarray, table: np.ndarray, mine: np.ndarray) -> np.ndarray:
+    """One synthetic panel's ALT molecules per locus and length class, from its cells."""
+    out = np.zeros((loci, table.shape[1]), dtype=np.int64)
+    out[locus[mine]] = table[mine]
+    return out
 
 
 @dataclass(frozen=True)

@@ -46,16 +46,20 @@ class WeightedCounts:
     def cumulants(self, t: float, third: bool = False) -> tuple[float, ...]:
         """K(t) and its first two derivatives; with `third`, its third derivative too."""
         with np.errstate(over="ignore", invalid="ignore"):
-            scaled = t * self.value
-            weight = self.probability * np.exp(scaled)
-            z = 1 + (self.probability * np.expm1(scaled)).sum(axis=0)
-            m1 = (weight * self.value).sum(axis=0) / z
-            m2 = (weight * self.value**2).sum(axis=0) / z
+            if t == 0:  # untilted (the mean, variance and skewness of every tail): no exponential
+                weight, z = self.probability, np.ones(self.probability.shape[1])
+            else:  # one exponential per cell (the cost of a genome-wide panel's LOD): the tilted weights
+                change = self.probability * np.expm1(t * self.value)
+                z = 1 + change.sum(axis=0)
+                weight = self.probability + change
+            weighted = weight * self.value
+            m1 = weighted.sum(axis=0) / z
+            m2 = (weighted * self.value).sum(axis=0) / z
         s = self.trials
         found = (dot(s, np.log(z)), dot(s, m1), dot(s, m2 - m1**2))
         if not third:
             return found
-        m3 = (weight * self.value**3).sum(axis=0) / z
+        m3 = (weighted * self.value**2).sum(axis=0) / z
         return (*found, dot(s, m3 - 3 * m1 * m2 + 2 * m1**3))
 
     def upper_tail(self, x: float, start: float | None = None) -> tuple[float, float]:
