@@ -117,8 +117,19 @@ def flank_loci(positions: pd.DataFrame, names: dict[str, str]) -> list[tuple[str
             Locus(names[chrom], int(p), r, _some_other_base(r))
             for p, r in zip(group["pos"], group["ref"], strict=True)
         ]
-        units.extend((chrom, names[chrom], cluster) for cluster in loci_clusters(loci))
+        units.extend(
+            (chrom, names[chrom], cluster[start : start + FLANK_CLUSTER])
+            for cluster in loci_clusters(loci)
+            for start in range(0, len(cluster), FLANK_CLUSTER)
+        )
     return units
+
+
+# Flank positions per cluster at most. Dense panel loci (closer than molecules.CLUSTER_GAP, as a genome-wide
+# signature's can be) would otherwise join all their flanks in one cluster, whose observations (one per read and
+# position) the compiled engine holds at once. A position's molecules do not depend on its cluster, and the
+# compiled engine parses a read that reaches the next cluster once for both.
+FLANK_CLUSTER = 64
 
 
 def _some_other_base(ref: str) -> str:
@@ -152,7 +163,7 @@ def flank_table(
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
-TALLY_BATCH = 1 << 20  # molecules tallied at once (about 30 MB of arrays)
+TALLY_BATCH = 1 << 18  # molecules tallied at once (their arrays and the tally's take about 15 MB)
 
 
 class _Batch:
