@@ -175,8 +175,9 @@ class _Batch:
         self.size = 0
 
     def add(self, where: tuple[str, int, str, str], molecules: LocusMolecules) -> None:
+        """Keep copies: the engine's arrays can be views of a whole cluster's molecule table."""
         self.where.append(where)
-        self.arrays.append((molecules.bases, molecules.read1_forward, molecules.lengths))
+        self.arrays.append((molecules.bases.copy(), molecules.read1_forward.copy(), molecules.lengths.copy()))
         self.size += molecules.bases.size
 
     def tally(self) -> pd.DataFrame:
