@@ -1,8 +1,9 @@
 """Peak memory of counting one sample: a small BAM and a 10x larger one (10x the loci, same depth per locus).
 
-Each count runs as a child process (`python -m mrdtrack.cli count ...`) whose resident set size (RSS, including
-its children) is sampled with psutil every 5 ms. Counting streams the alignments locus by locus, so the peak
-should stay roughly flat as the file grows: the script prints both figures and their ratio, and exits 1 when the
+Each count is a counting job as the workflow runs it (count_sample: the panel loci, then the flank positions
+around the sample's own patient's loci; count_speed.JOB) in a child process whose resident set size (RSS,
+including its children) is sampled with psutil every 5 ms. Counting streams the alignments locus by locus and
+tallies the flanks in batches, so the peak should stay roughly flat as the file grows: the script prints both figures and their ratio, and exits 1 when the
 larger BAM needs more than `--max-ratio` times the memory of the small one.
 
     python benchmarks/count_memory.py [--loci 50] [--molecules 1000] [--copies 3] [--max-ratio 1.5] [--workdir DIR]
@@ -21,7 +22,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from count_speed import build_labelled_bam  # noqa: E402
+from count_speed import PATIENT, build_labelled_bam, job_command  # noqa: E402
 
 
 def peak_rss_mib(command: list[str], interval: float = 0.005) -> float:
@@ -42,8 +43,7 @@ def peak_rss_mib(command: list[str], interval: float = 0.005) -> float:
 
 
 def count_command(files: dict[str, Path], output: Path) -> list[str]:
-    return [sys.executable, "-m", "mrdtrack.cli", "count", str(files["bam"]), "--panel", str(files["panel"]),
-            "--reference", str(files["reference"]), "--output", str(output)]  # fmt: skip
+    return job_command(files, output, 1, "auto", PATIENT)
 
 
 def main() -> int:
@@ -67,7 +67,7 @@ def main() -> int:
         print(f"  {label}: {size_mb:8.1f} MB BAM -> peak RSS {peak:7.1f} MiB", flush=True)
     (small_size, small_peak), (large_size, large_peak) = figures["small"], figures["large"]
     ratio = large_peak / small_peak
-    print(f"\nmrdtrack count peak RSS: {small_peak:.1f} MiB ({small_size:.1f} MB BAM) -> {large_peak:.1f} MiB "
+    print(f"\ncounting job (panel loci and flanks) peak RSS: {small_peak:.1f} MiB ({small_size:.1f} MB BAM) -> {large_peak:.1f} MiB "
           f"({large_size:.1f} MB BAM): x{ratio:.2f} memory for x{large_size / small_size:.1f} data "
           f"(limit x{args.max_ratio})")  # fmt: skip
     return 0 if ratio <= args.max_ratio else 1

@@ -1,16 +1,21 @@
-"""Counting speed and memory: mrdtrack vs samtools mpileup (same loci, same filters) vs samtools view -c.
+"""Counting speed and memory: mrdtrack vs samtools mpileup (same positions, same filters) vs samtools view -c.
 
 Builds a paired-end BAM of realistic MRD depth (default: 500 loci x 2,000 unique molecules x 3 read pairs, UMIs,
 overlapping mates), then runs each tool several times as a separate process and prints the median wall time,
-the ratios and each tool's peak RSS. A second, 10x smaller BAM (50 loci) shows whether memory stays flat as the
-file grows. `--indel-share 0.2` makes every fifth locus a 2 bp deletion (10% of its molecules carry it), to
-measure what indel loci cost.
+the ratios and each tool's peak RSS. A counting job counts the panel loci and the flank positions around the
+sample's own patient's loci (`counting.flank_window` bp either side, results/counts/{sample}.flanks.tsv): it is
+compared with samtools mpileup over the same regions (every position within the window of a panel locus), and
+the panel loci alone (`mrdtrack count`) with samtools mpileup at the panel positions. A second, 10x smaller BAM
+(50 loci) shows whether memory stays flat as the file grows. `--indel-share 0.2` makes every fifth locus a 2 bp
+deletion (10% of its molecules carry it), to measure what indel loci cost. A `--workdir` that holds the BAMs of
+an earlier run with the same parameters is used again.
 
 `--wgs` measures a genome-wide signature instead: `--wgs-patients` (20) panels of `--wgs-loci` (20,000) loci
 each, all counted in one plasma BAM of 30x-like depth (`--wgs-molecules` 30 fragments per locus, Poisson, one
 read pair each, 10% of them flagged duplicates as a duplicate marker leaves them, no UMIs), spread over 20
-contigs. Compared with samtools mpileup at the same positions (duplicates left out too); the BAM of a tenth of
-the patients shows whether memory grows with the loci.
+contigs. The sample is one patient's plasma: its counting job counts every panel locus and the flanks of its own
+patient's loci; samtools mpileup covers the same positions (duplicates left out too). The BAM of a tenth of the
+patients shows whether memory grows with the loci.
 
     python benchmarks/count_speed.py [--loci 500] [--molecules 2000] [--copies 3] [--repeats 3]
                                      [--indel-share 0] [--workdir DIR]
@@ -227,13 +232,24 @@ def _wgs_locus_reads(rng: np.random.Generator, contig: str, sequence: str, pos: 
 def build_labelled_bam(
     workdir: Path, label: str, n_loci: int, molecules: int, copies: int, indel_share: float = 0.0
 ) -> tuple[dict[str, Path], float]:
-    """`build_bam` in workdir/label, announced on stdout; returns the files and the BAM's size in MB."""
+    """`build_bam` in workdir/label, announced on stdout; returns the files and the BAM's size in MB. A BAM that
+    an earlier run built there with the same parameters is used again (building takes minutes)."""
     folder = workdir / label
     folder.mkdir(parents=True, exist_ok=True)
-    print(f"building {label} BAM: {n_loci} loci ({indel_share:.0%} deletions) x {molecules} molecules x "
-          f"{copies} pairs ...", flush=True)  # fmt: skip
-    files = build_bam(folder, n_loci, molecules, copies, indel_share)
+    built = folder / "built_with.txt"
+    wanted = f"{n_loci} {molecules} {copies} {indel_share}\n"
+    files = {name: folder / file for name, file in BUILT_FILES.items()}
+    if built.exists() and built.read_text() == wanted and all(path.exists() for path in files.values()):
+        print(f"using the {label} BAM built earlier in {folder}", flush=True)
+    else:
+        print(f"building {label} BAM: {n_loci} loci ({indel_share:.0%} deletions) x {molecules} molecules x "
+              f"{copies} pairs ...", flush=True)  # fmt: skip
+        files = build_bam(folder, n_loci, molecules, copies, indel_share)
+        built.write_text(wanted)
     return files, files["bam"].stat().st_size / 1e6
+
+
+BUILT_FILES = {"bam": "sample.bam", "bed": "loci.bed", "panel": "panel.tsv", "reference": "ref.fa"}
 
 
 def timed(command: list[str]) -> tuple[float, float, float]:
@@ -255,39 +271,77 @@ def timed(command: list[str]) -> tuple[float, float, float]:
     return elapsed, peak / 2**20, cpu
 
 
-# What the workflow's rule does with `threads: 2` (count_sample's worker processes), and the pysam reference engine;
-# the CLI counts in one process with the default (compiled) engine.
-THREADED = """
+# What the workflow's counting job does (count_sample: the panel loci and, given a patient, the flanks of its loci),
+# with `threads` worker processes and a counting engine; the CLI counts the panel loci alone in one process with
+# the default engine.
+JOB = """
 import sys
 import pandas as pd
 from mrdtrack.counting import CountSettings, count_sample
-bam, panel, reference, output, threads, engine = sys.argv[1:]
+bam, panel, reference, output, threads, engine, patient = sys.argv[1:]
 settings = CountSettings(engine=engine)
-result = count_sample("s", bam, reference, pd.read_csv(panel, sep="\\t"), settings, threads=int(threads))
+result = count_sample("s", bam, reference, pd.read_csv(panel, sep="\\t"), settings, threads=int(threads),
+                      patient_id=patient or None)
 result.counts.to_csv(output, sep="\\t", index=False)
+if patient:
+    result.flanks.to_csv(output.replace(".tsv", ".flanks.tsv"), sep="\\t", index=False)
 """
+PATIENT = "P1"  # the sample's patient in build_bam's panel (all its loci)
+
+
+def job_command(files: dict[str, Path], output: Path, threads: int, engine: str, patient: str) -> list[str]:
+    """The counting job as a child process: `patient` "" counts the panel loci only."""
+    return [sys.executable, "-c", JOB, str(files["bam"]), str(files["panel"]), str(files["reference"]), str(output),
+            str(threads), engine, patient]  # fmt: skip
+
+
+def flank_bed(files: dict[str, Path], patient: str, window: int | None = None) -> Path:
+    """A BED of the positions a counting job of `patient`'s sample looks at: every panel position, and every
+    position up to `window` bp (default: counting.flank_window) either side of the patient's own loci, merged."""
+    from mrdtrack.counting import CountSettings
+
+    window = CountSettings().flank_window if window is None else window
+    panel = pd.read_csv(files["panel"], sep="\t")
+    reach = np.where(panel["patient_id"] == patient, window, 0)
+    order = {c: i for i, c in enumerate(panel["chrom"].unique())}
+    intervals = sorted(
+        zip(panel["chrom"], panel["pos"] - 1 - reach, panel["pos"] + reach, strict=True),
+        key=lambda row: (order[row[0]], row[1]),
+    )
+    merged: list[list] = []
+    for chrom, start, end in intervals:
+        if merged and merged[-1][0] == chrom and start <= merged[-1][2]:
+            merged[-1][2] = max(merged[-1][2], end)
+        else:
+            merged.append([chrom, max(int(start), 0), int(end)])
+    bed = files["bed"].with_name(f"flanks_{patient}.bed")
+    bed.write_text("".join(f"{c}\t{a}\t{b}\n" for c, a, b in merged))
+    return bed
+
+
+def mpileup(bed: Path, bam: Path, filters: list[str] = MPILEUP_FILTERS) -> list[str]:
+    return [shutil.which("samtools"), "mpileup", *filters, "-l", str(bed), str(bam)]
 
 
 def commands(files: dict[str, Path], output: Path) -> dict[str, list[str]]:
-    samtools = shutil.which("samtools")
     mrdtrack = [sys.executable, "-m", "mrdtrack.cli", "count", str(files["bam"]), "--panel", str(files["panel"]),
                 "--reference", str(files["reference"]), "--output", str(output)]  # fmt: skip
-    script = [sys.executable, "-c", THREADED, str(files["bam"]), str(files["panel"]), str(files["reference"])]
-    threaded = [*script, str(output.with_suffix(".threads2.tsv")), "2", "auto"]
-    reference_engine = [*script, str(output.with_suffix(".pysam.tsv")), "1", "pysam"]
     return {
         "mrdtrack count": mrdtrack,
-        "mrdtrack threads=2": threaded,
-        "mrdtrack engine=pysam": reference_engine,
-        "samtools mpileup": [
-            samtools,
-            "mpileup",
-            *MPILEUP_FILTERS,
-            "-l",
+        "mrdtrack threads=2": job_command(files, output.with_suffix(".threads2.tsv"), 2, "auto", ""),
+        "mrdtrack engine=pysam": job_command(files, output.with_suffix(".pysam.tsv"), 1, "pysam", ""),
+        "samtools mpileup": mpileup(files["bed"], files["bam"]),
+        "samtools view -c": [
+            shutil.which("samtools"),
+            "view",
+            "-c",
+            "-L",
             str(files["bed"]),
             str(files["bam"]),
         ],
-        "samtools view -c": [samtools, "view", "-c", "-L", str(files["bed"]), str(files["bam"])],
+        "job with flanks": job_command(files, output.with_suffix(".job.tsv"), 1, "auto", PATIENT),
+        "job with flanks, 2 proc.": job_command(files, output.with_suffix(".job2.tsv"), 2, "auto", PATIENT),
+        "mpileup, flank regions": mpileup(flank_bed(files, PATIENT), files["bam"]),
     }
 
 
@@ -311,22 +365,21 @@ def measure(files: dict[str, Path], repeats: int, output: Path) -> dict[str, dic
 
 def wgs_commands(files: dict[str, Path], output: Path) -> dict[str, list[str]]:
     """mrdtrack (duplicates by their flag, as the workflow's `dedup: auto` finds them) and samtools mpileup
-    with duplicates left out as well."""
+    with duplicates left out as well: the panel loci alone, and a counting job of patient P01's plasma sample
+    (every panel locus and the flanks of P01's loci) against mpileup over the same positions."""
     mrdtrack = [sys.executable, "-m", "mrdtrack.cli", "count", str(files["bam"]), "--panel", str(files["panel"]),
                 "--reference", str(files["reference"]), "--output", str(output)]  # fmt: skip
     filters = [f if f != "UNMAP,SECONDARY,QCFAIL,SUPPLEMENTARY" else f + ",DUP" for f in MPILEUP_FILTERS]
     return {
         "mrdtrack count": mrdtrack,
         "mrdtrack --threads 2": [*mrdtrack[:-1], str(output.with_suffix(".threads2.tsv")), "--threads", "2"],
-        "samtools mpileup": [
-            shutil.which("samtools"),
-            "mpileup",
-            *filters,
-            "-l",
-            str(files["bed"]),
-            str(files["bam"]),
-        ],
+        "samtools mpileup": mpileup(files["bed"], files["bam"], filters),
+        "job with flanks": job_command(files, output.with_suffix(".job.tsv"), 1, "auto", WGS_PATIENT),
+        "mpileup, flank regions": mpileup(flank_bed(files, WGS_PATIENT), files["bam"], filters),
     }
+
+
+WGS_PATIENT = "P01"
 
 
 def run_wgs(args: argparse.Namespace, workdir: Path) -> None:
@@ -350,16 +403,20 @@ def run_wgs(args: argparse.Namespace, workdir: Path) -> None:
             figures[label][name] = [statistics.median(r[i] for r in runs) for i in range(3)]
             wall, rss, cpu = figures[label][name]
             print(f"  {name:22s} {wall:8.1f} s wall {cpu:8.1f} s CPU {rss:8.0f} MiB peak RSS", flush=True)
-        mine, theirs = figures[label]["mrdtrack count"], figures[label]["samtools mpileup"]
-        print(f"  mrdtrack / samtools mpileup: {mine[0] / theirs[0]:.2f} wall, {mine[2] / theirs[2]:.2f} CPU "
-              "(target <= 1.0)")  # fmt: skip
+        for mine_name, theirs_name in (("mrdtrack count", "samtools mpileup"),
+                                       ("job with flanks", "mpileup, flank regions")):  # fmt: skip
+            mine, theirs = figures[label][mine_name], figures[label][theirs_name]
+            print(f"  {mine_name} / {theirs_name}: {mine[0] / theirs[0]:.2f} wall, {mine[2] / theirs[2]:.2f} CPU "
+                  "(target <= 1.0)")  # fmt: skip
+        flanks = pd.read_csv(folder / "counts.job.flanks.tsv", sep="\t")
+        print(f"  flanks of {WGS_PATIENT}: {len(flanks) // 3:,} covered positions", flush=True)
         counts = pd.read_csv(folder / "counts.tsv", sep="\t")
         print(f"  {len(counts):,} loci counted, {counts['ref_molecules'].sum() + counts['alt_molecules'].sum():,} "
               "informative molecules", flush=True)  # fmt: skip
     small, large = figures["a tenth of the patients"], figures["genome-wide"]
-    print(f"peak RSS of mrdtrack count, {sizes['a tenth of the patients'] * args.wgs_loci:,} -> "
-          f"{sizes['genome-wide'] * args.wgs_loci:,} loci: {small['mrdtrack count'][1]:.0f} -> "
-          f"{large['mrdtrack count'][1]:.0f} MiB")  # fmt: skip
+    for name in ("mrdtrack count", "job with flanks"):
+        loci = f"{sizes['a tenth of the patients'] * args.wgs_loci:,} -> {sizes['genome-wide'] * args.wgs_loci:,}"
+        print(f"peak RSS of {name}, {loci} loci: {small[name][1]:.0f} -> {large[name][1]:.0f} MiB")
 
 
 def main() -> None:
@@ -399,6 +456,11 @@ def main() -> None:
     tables = [pd.read_csv(folder / name, sep="\t") for name in ("counts.threads2.tsv", "counts.pysam.tsv")]
     same = tables[0].equals(tables[1])
     print(f"count tables of the compiled engine (2 processes) and the pysam engine identical: {same}")
+    flanks = [
+        pd.read_csv(folder / name, sep="\t") for name in ("counts.job.flanks.tsv", "counts.job2.flanks.tsv")
+    ]
+    print(f"flank tables of 1 and 2 processes identical: {flanks[0].equals(flanks[1])}; "
+          f"{len(flanks[0]) // 3:,} flank positions covered")  # fmt: skip
 
 
 def print_report(report: dict[str, tuple[float, dict[str, dict[str, float]]]]) -> None:
@@ -406,7 +468,7 @@ def print_report(report: dict[str, tuple[float, dict[str, dict[str, float]]]]) -
     print(f"\nlarge BAM: {size:.1f} MB; median wall time, median CPU time (user + system) and peak RSS")
     for label, figures in large.items():
         print(
-            f"  {label:18s} {figures['seconds']:8.2f} s wall {figures['cpu_seconds']:8.2f} s CPU "
+            f"  {label:24s} {figures['seconds']:8.2f} s wall {figures['cpu_seconds']:8.2f} s CPU "
             f"{figures['rss_mib']:8.1f} MiB"
         )
     mpileup = large["samtools mpileup"]["seconds"]
@@ -423,9 +485,14 @@ def print_report(report: dict[str, tuple[float, dict[str, dict[str, float]]]]) -
     print(
         f"  ratio mrdtrack / samtools view -c: {large['mrdtrack count']['seconds'] / large['samtools view -c']['seconds']:.2f}"
     )
+    job, flank_mpileup = large["job with flanks"], large["mpileup, flank regions"]
+    wall, cpu = job["seconds"] / flank_mpileup["seconds"], job["cpu_seconds"] / flank_mpileup["cpu_seconds"]
+    print(f"  ratio job with flanks / samtools mpileup over the same regions: {wall:.2f} wall, {cpu:.2f} CPU "
+          "(target <= 1.0)")  # fmt: skip
     small_size, small = report["small"]
-    print(f"memory as the BAM grows {small_size:.1f} MB -> {size:.1f} MB: mrdtrack peak RSS "
-          f"{small['mrdtrack count']['rss_mib']:.1f} -> {large['mrdtrack count']['rss_mib']:.1f} MiB")  # fmt: skip
+    for name in ("mrdtrack count", "job with flanks"):
+        print(f"memory as the BAM grows {small_size:.1f} MB -> {size:.1f} MB: {name} peak RSS "
+              f"{small[name]['rss_mib']:.1f} -> {large[name]['rss_mib']:.1f} MiB")  # fmt: skip
 
 
 if __name__ == "__main__":

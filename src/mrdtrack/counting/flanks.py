@@ -13,7 +13,7 @@ one pass gives all three substitutions). The table has one row per covered posit
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,75 +117,193 @@ def flank_loci(positions: pd.DataFrame, names: dict[str, str]) -> list[tuple[str
             Locus(names[chrom], int(p), r, _some_other_base(r))
             for p, r in zip(group["pos"], group["ref"], strict=True)
         ]
-        units.extend((chrom, names[chrom], cluster) for cluster in loci_clusters(loci))
+        units.extend(
+            (chrom, names[chrom], cluster[start : start + FLANK_CLUSTER])
+            for cluster in loci_clusters(loci)
+            for start in range(0, len(cluster), FLANK_CLUSTER)
+        )
     return units
+
+
+# Flank positions per cluster at most. Dense panel loci (closer than molecules.CLUSTER_GAP, as a genome-wide
+# signature's can be) would otherwise join all their flanks in one cluster, whose observations (one per read and
+# position) the compiled engine holds at once. A position's molecules do not depend on its cluster, and the
+# compiled engine parses a read that reaches the next cluster once for both.
+FLANK_CLUSTER = 64
 
 
 def _some_other_base(ref: str) -> str:
     return "C" if ref == "A" else "A"
 
 
-def flank_table(positions: pd.DataFrame, found: Iterable[tuple[str, Locus, LocusMolecules]]) -> pd.DataFrame:
-    """One row per covered flank position and ALT base (`flanks` contract) from each position's molecules."""
-    context = dict(
-        zip(
-            zip(positions["chrom"], positions["pos"].astype(int), strict=True),
-            positions["context"],
-            strict=True,
-        )
-    )
-    rows = []
+def flank_table(
+    context: Mapping[tuple[str, int], str], found: Iterable[tuple[str, Locus, LocusMolecules]]
+) -> pd.DataFrame:
+    """One row per covered flank position and ALT base (`flanks` contract) from each position's molecules;
+    `context` gives each position's (chrom, pos) its reference trinucleotide (`flank_contexts`).
+
+    Tallied many positions at a time: their molecules are joined into flat arrays and counted with np.bincount
+    by (position, base) and (position, base, read orientation), so a position costs a few list appends, not a
+    loop over its bases. The molecules are tallied in batches of about TALLY_BATCH, so that memory holds a batch,
+    never a sample's flanks. Rows and their order are those of the per-position reference tally kept in
+    tests/test_flank_tally.py.
+    """
+    frames = []
+    batch = _Batch()
     for chrom, locus, molecules in found:
-        rows.extend(_rows(chrom, locus, context[(chrom, locus.pos)], molecules))
-    frame = pd.DataFrame(rows, columns=FLANK_COLUMNS)
+        if molecules.bases.size:
+            batch.add((chrom, locus.pos, locus.ref, context[(chrom, locus.pos)]), molecules)
+            if batch.size >= TALLY_BATCH:
+                frames.append(batch.tally())
+                batch = _Batch()
+    if batch.where:
+        frames.append(batch.tally())
+    if not frames:
+        return _typed(pd.DataFrame(columns=FLANK_COLUMNS))
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+TALLY_BATCH = 1 << 18  # molecules tallied at once (their arrays and the tally's take about 15 MB)
+
+
+class _Batch:
+    """Positions (chrom, pos, ref, context) and their molecules' arrays, waiting to be tallied together."""
+
+    def __init__(self) -> None:
+        self.where: list[tuple[str, int, str, str]] = []
+        self.arrays: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.size = 0
+
+    def add(self, where: tuple[str, int, str, str], molecules: LocusMolecules) -> None:
+        """Keep copies: the engine's arrays can be views of a whole cluster's molecule table."""
+        self.where.append(where)
+        self.arrays.append((molecules.bases.copy(), molecules.read1_forward.copy(), molecules.lengths.copy()))
+        self.size += molecules.bases.size
+
+    def tally(self) -> pd.DataFrame:
+        bases, forward, lengths = (np.concatenate(column) for column in zip(*self.arrays, strict=True))
+        sizes = np.fromiter((len(b) for b, _, _ in self.arrays), dtype=np.int64, count=len(self.arrays))
+        return _tally(self.where, np.repeat(np.arange(len(self.where)), sizes), bases, forward, lengths)
+
+
+# A base's index in BASES by its ASCII code (-1: not A, C, G or T); the three ALT indices of each REF index.
+_BASE_INDEX = np.full(256, -1, dtype=np.int64)
+_BASE_INDEX[np.frombuffer(BASES.encode(), dtype=np.uint8)] = np.arange(4)
+_ALTS = np.array([[alt for alt in range(4) if alt != ref] for ref in range(4)], dtype=np.int64)
+
+
+def _tally(
+    where: list[tuple[str, int, str, str]],
+    position: np.ndarray,
+    bases: np.ndarray,
+    forward: np.ndarray,
+    lengths: np.ndarray,
+) -> pd.DataFrame:
+    """The flank rows of `where` (chrom, pos, ref, context per position) from every molecule's position index,
+    base (ASCII), read 1 orientation and fragment length."""
+    n = len(where)
+    chrom, pos, refs, context = (np.array(column, dtype=object) for column in zip(*where, strict=True))
+    ref_of = _BASE_INDEX[np.frombuffer("".join(refs).encode(), dtype=np.uint8)]
+    base = _BASE_INDEX[bases]
+    informative = base >= 0
+    cell = position[informative] * 4 + base[informative]
+    molecules = np.bincount(cell, minlength=4 * n).reshape(n, 4)
+    f1r2 = np.bincount(cell[forward[informative]], minlength=4 * n).reshape(n, 4)
+    discordant = np.bincount(position[bases == ord(DISCORDANT)], minlength=n)
+    covered = np.flatnonzero(molecules.sum(axis=1))  # a position with discordant molecules only has no row
+    row_position = np.repeat(covered, 3)
+    row_ref = ref_of[row_position]
+    alt = _ALTS[ref_of[covered]].ravel()
+    ref_n, alt_n = molecules[row_position, row_ref], molecules[row_position, alt]
+    ref_f1r2, alt_f1r2 = f1r2[row_position, row_ref], f1r2[row_position, alt]
+    non_reference = base[informative] != ref_of[position[informative]]
+    lengths_of = _joined_lengths(cell[non_reference], lengths[informative][non_reference])
+    frame = pd.DataFrame(
+        {
+            "chrom": chrom[row_position],
+            "pos": pos[row_position].astype(np.int64),
+            "ref": refs[row_position],
+            "alt": np.array(list(BASES), dtype=object)[alt],
+            "context": context[row_position],
+            "ref_molecules": ref_n,
+            "alt_molecules": alt_n,
+            "other_molecules": molecules[row_position].sum(axis=1) - ref_n - alt_n,
+            "discordant_molecules": discordant[row_position],
+            "alt_f1r2": alt_f1r2,
+            "alt_f2r1": alt_n - alt_f1r2,
+            "ref_f1r2": ref_f1r2,
+            "ref_f2r1": ref_n - ref_f1r2,
+            "alt_lengths": _alt_lengths(lengths_of, row_position * 4 + alt, alt_n),
+        },
+        columns=FLANK_COLUMNS,
+    )
+    return _typed(frame)
+
+
+def _joined_lengths(cell: np.ndarray, lengths: np.ndarray) -> dict[int, str]:
+    """The sorted, comma-joined fragment lengths of the non-reference molecules of each (position, base) cell.
+    They are few (sequencing errors, and a germline site's half), so one sort of them all is cheap."""
+    if not cell.size:
+        return {}
+    order = np.lexsort((lengths, cell))
+    cell, lengths = cell[order], lengths[order]
+    bounds = np.flatnonzero(np.diff(cell)) + 1
+    keys = cell[np.concatenate([[0], bounds])].tolist()
+    groups = np.split(lengths, bounds)
+    return {key: ",".join(map(str, group.tolist())) for key, group in zip(keys, groups, strict=True)}
+
+
+def _alt_lengths(lengths_of: dict[int, str], cells: np.ndarray, alt_n: np.ndarray) -> np.ndarray:
+    """Each row's joined ALT lengths ("" for the many rows without ALT molecules)."""
+    text = np.full(len(cells), "", dtype=object)
+    with_alt = np.flatnonzero(alt_n)
+    text[with_alt] = [lengths_of[c] for c in cells[with_alt].tolist()]
+    return text
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.astype({c: np.int64 for c in FLANK_COLUMNS if c.endswith(("_molecules", "_f1r2", "_f2r1"))})
 
 
-def _rows(chrom: str, locus: Locus, context: str, molecules: LocusMolecules) -> Iterator[tuple]:
-    bases = molecules.bases
-    if not bases.size:
-        return
-    forward = molecules.read1_forward
-    is_ref = bases == ord(locus.ref)
-    informative = np.isin(bases, [ord(b) for b in BASES])
-    if not informative.any():
-        return
-    ref_f1r2 = int(np.count_nonzero(forward[is_ref]))
-    ref_n = int(np.count_nonzero(is_ref))
-    discordant = int(np.count_nonzero(bases == ord(DISCORDANT)))
-    for alt in BASES:
-        if alt == locus.ref:
-            continue
-        is_alt = bases == ord(alt)
-        alt_n = int(np.count_nonzero(is_alt))
-        alt_f1r2 = int(np.count_nonzero(forward[is_alt]))
-        other = int(np.count_nonzero(informative & ~is_ref & ~is_alt))
-        lengths = ",".join(str(n) for n in np.sort(molecules.lengths[is_alt]))
-        yield (
-            chrom, locus.pos, locus.ref, alt, context, ref_n, alt_n, other, discordant,
-            alt_f1r2, alt_n - alt_f1r2, ref_f1r2, ref_n - ref_f1r2, lengths,
-        )  # fmt: skip
+def flank_contexts(positions: pd.DataFrame) -> dict[tuple[str, int], str]:
+    """Each flank position's (chrom, pos) -> its reference trinucleotide."""
+    keys = zip(positions["chrom"], positions["pos"].astype(int).tolist(), strict=True)
+    return dict(zip(keys, positions["context"], strict=True))
 
 
 def no_flanks() -> pd.DataFrame:
     """An empty flank table (a sample without panel loci of its own, or `counting.flank_window: 0`)."""
-    return flank_table(pd.DataFrame(columns=["chrom", "pos", "ref", "context"]), [])
+    return flank_table({}, [])
 
 
-def count_flanks(
+@dataclass
+class FlankWork:
+    """What counting the flanks of one sample is: the clusters of flank positions to count (contig as the table
+    and the file spell it, the positions as `Locus`) and each position's trinucleotide context."""
+
+    units: list[tuple[str, str, list[Locus]]]
+    context: dict[tuple[str, int], str]
+
+    def part(self, units: list[tuple[str, str, list[Locus]]]) -> FlankWork:
+        """The work of some of the units, for a worker process (only their positions' contexts travel)."""
+        return FlankWork(
+            units, {(c, locus.pos): self.context[(c, locus.pos)] for c, _, loci in units for locus in loci}
+        )
+
+
+def flank_work(
     alignments: pysam.AlignmentFile,
     reference: str,
     panel: pd.DataFrame,
     patient_id: str | None,
     window: FlankWindow,
-    molecules_of: Callable[[list, ReadStats], Iterable[tuple[str, Locus, LocusMolecules]]],
-) -> pd.DataFrame:
-    """Count the flanks of one sample (`flanks` contract).
+) -> FlankWork:
+    """The flank positions of one sample, as units of work for the counting engine.
 
     Parameters
     ----------
     alignments : pysam.AlignmentFile
-        The sample's open BAM/CRAM.
+        The sample's open BAM/CRAM (its contig names).
     reference : str
         The reference FASTA.
     panel : pandas.DataFrame
@@ -194,6 +312,33 @@ def count_flanks(
         The sample's patient (None or a patient without panel loci: no flanks).
     window : FlankWindow
         Which positions are flanks.
+
+    Returns
+    -------
+    FlankWork
+        The clusters of flank positions and their contexts; no units when there are no flanks.
+    """
+    if not patient_id or window.window <= 0:
+        return FlankWork([], {})
+    with pysam.FastaFile(reference) as fasta:
+        positions = flank_positions(panel, patient_id, fasta, window)
+    if positions.empty:
+        return FlankWork([], {})
+    names = contig_map(positions["chrom"].unique(), alignments.references)
+    positions = positions[positions["chrom"].isin(names)]
+    return FlankWork(flank_loci(positions, names), flank_contexts(positions))
+
+
+def count_flanks(
+    work: FlankWork,
+    molecules_of: Callable[[list, ReadStats], Iterable[tuple[str, Locus, LocusMolecules]]],
+) -> pd.DataFrame:
+    """Count the flanks of one sample, or some of them (`flanks` contract).
+
+    Parameters
+    ----------
+    work : FlankWork
+        The flank positions to count (`flank_work`, or a `FlankWork.part` of it).
     molecules_of : callable
         (units, stats) -> iterable of (chrom, locus, LocusMolecules): the counting engine, as panel loci use it.
 
@@ -202,13 +347,16 @@ def count_flanks(
     pandas.DataFrame
         The flank table; empty when there are no flanks.
     """
-    if not patient_id:
+    if not work.units:
         return no_flanks()
-    with pysam.FastaFile(reference) as fasta:
-        positions = flank_positions(panel, patient_id, fasta, window)
-    if positions.empty:
+    return flank_table(
+        work.context, molecules_of(work.units, ReadStats())
+    )  # read statistics: the panel loci's only
+
+
+def joined_flanks(parts: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    """The flank tables of consecutive parts of a sample's units as one table (the same as counting them all)."""
+    tables = [part for part in parts if len(part)]
+    if not tables:
         return no_flanks()
-    names = contig_map(positions["chrom"].unique(), alignments.references)
-    positions = positions[positions["chrom"].isin(names)]
-    units = flank_loci(positions, names)
-    return flank_table(positions, molecules_of(units, ReadStats()))  # read statistics: the panel loci's only
+    return pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]

@@ -15,7 +15,14 @@ import numpy as np
 import pandas as pd
 import pysam
 
-from mrdtrack.counting.flanks import FlankWindow, count_flanks, no_flanks
+from mrdtrack.counting.flanks import (
+    FlankWindow,
+    FlankWork,
+    count_flanks,
+    flank_work,
+    joined_flanks,
+    no_flanks,
+)
 from mrdtrack.counting.molecules import (
     DISCORDANT,
     CountSettings,
@@ -102,8 +109,9 @@ def count_sample(
     """Count molecules at every unique locus of the cohort panel in one BAM/CRAM, and at the flank positions
     around the sample's own patient's panel loci (flanks.py).
 
-    With `threads` > 1 the clusters of nearby loci are split into contiguous chunks counted by that many worker
-    processes (each opens the file itself); the results are the same, byte for byte, whatever `threads` is.
+    With `threads` > 1 the clusters of nearby loci, and those of flank positions, are split into contiguous
+    chunks counted by that many worker processes (each opens the file itself); the results are the same, byte
+    for byte, whatever `threads` is.
     The QC summary holds how often the reads around the panel loci disagree with `reference`
     (`reference_mismatch_rate`, config/README.md "Checks of the alignments against the reference").
 
@@ -156,17 +164,33 @@ def count_sample(
                 raise AlignmentInputError(problem)
             units = _work_units(loci, names)
             chunks = _chunks(units, threads)
-            pool = fork_pool(min(threads, len(chunks)))  # a few chunks per worker
+            window = FlankWindow(settings.flank_window, settings.flank_gap)
+            flanks_to_count = flank_work(alignments, reference, panel, patient_id, window)
+            flank_chunks = _chunks(flanks_to_count.units, threads) if flanks_to_count.units else []
+            pool = fork_pool(min(threads, len(chunks) + len(flank_chunks)))  # a few chunks per worker
             if pool is None:
                 parts = [_count_units(alignments, units, settings, mode)]
+                flank_parts = [_count_flanks(alignments, flanks_to_count, settings, mode)]
         if pool is not None:
             with pool:
                 futures = [
                     pool.submit(_count_units_in_file, alignment_path, reference, chunk, settings, mode)
                     for chunk in chunks
                 ]
+                flank_futures = [
+                    pool.submit(
+                        _count_flanks_in_file,
+                        alignment_path,
+                        reference,
+                        flanks_to_count.part(chunk),
+                        settings,
+                        mode,
+                    )
+                    for chunk in flank_chunks
+                ]
                 parts = [future.result() for future in futures]
-        flanks = _count_flanks(alignment_path, reference, panel, patient_id, settings, mode)
+                flank_parts = [future.result() for future in flank_futures]
+        flanks = joined_flanks(flank_parts)
     except OSError:  # htslib reports truncated or corrupt blocks while reading (and closing)
         reference_mismatch = cram_reference_mismatch(alignment_path, reference, list(loci["chrom"].unique()))
         if reference_mismatch:
@@ -200,17 +224,23 @@ def count_sample(
     return SampleCounts(counts, _length_table(lengths), qc, _fragment_table(shared, loci), flanks)
 
 
-def _count_flanks(
-    path: str, reference: str, panel: pd.DataFrame, patient_id: str | None, settings: CountSettings, mode: str
+def _count_flanks_in_file(
+    path: str, reference: str, work: FlankWork, settings: CountSettings, mode: str
 ) -> pd.DataFrame:
-    window = FlankWindow(settings.flank_window, settings.flank_gap)
     with open_alignments(path, reference) as alignments:
+        return _count_flanks(alignments, work, settings, mode)
 
-        def molecules_of(units: list[_Unit], stats: ReadStats) -> Iterator[tuple[str, Locus, LocusMolecules]]:
-            for chrom, cluster, molecules in cluster_molecules(alignments, units, settings, mode, stats):
-                yield from ((chrom, locus, at) for locus, at in zip(cluster, molecules, strict=True))
 
-        return count_flanks(alignments, reference, panel, patient_id, window, molecules_of)
+def _count_flanks(
+    alignments: pysam.AlignmentFile, work: FlankWork, settings: CountSettings, mode: str
+) -> pd.DataFrame:
+    """The flank table of `work`'s positions: their molecules by the engine that counts the panel loci."""
+
+    def molecules_of(units: list[_Unit], stats: ReadStats) -> Iterator[tuple[str, Locus, LocusMolecules]]:
+        for chrom, cluster, molecules in cluster_molecules(alignments, units, settings, mode, stats):
+            yield from ((chrom, locus, at) for locus, at in zip(cluster, molecules, strict=True))
+
+    return count_flanks(work, molecules_of)
 
 
 def _require_matching_header(sample_id: str, path: str, reference: str, loci: pd.DataFrame) -> None:
