@@ -135,6 +135,37 @@ def test_one_thousand_synthetic_nulls_of_a_tumor_free_sample_give_uniform_p_valu
     assert np.mean(p <= 0.05) == pytest.approx(0.05, abs=0.02)
 
 
+def test_synthetic_panels_weigh_read_orientations_as_the_real_call_does_and_match_its_statistic():
+    from test_sample_rates import OXOG, RATE, oriented_flanks
+
+    from mrdtrack.calling.score import Orientations, score_loci
+
+    rng = np.random.default_rng(31)
+    pool = flank_pool(oriented_flanks(rng, 16_000, 1000, OXOG), CallSettings())
+    # 30 real loci, G>T and C>A on the reference strand: 8-oxoG in their F1R2 and their F2R1 molecules.
+    refs = rng.choice(["G", "C"], 30)
+    flanking = rng.choice(list(BASES), (30, 2))
+    loci = pd.DataFrame({
+        "ref": refs, "alt": np.where(refs == "G", "T", "A"),
+        "context": [f"{left}{ref}{right}" for ref, (left, right) in zip(refs, flanking, strict=True)],
+    })  # fmt: skip
+    rates = np.where((refs == "G")[:, None], [RATE + OXOG, RATE], [RATE, RATE + OXOG])
+    n, e, w = np.full(30, 2000), rates.mean(axis=1), np.ones(30)
+    settings = replace(FAST, p_value_method="asymptotic")
+    own = own_null(pool, loci, n, e, w, settings, np.random.default_rng(32), rates=rates)
+    # The real call's statistic on panels drawn from the same truth, scored by orientation.
+    real = []
+    for _ in range(400):
+        alt = rng.binomial(1000, rates)
+        oriented = Orientations(alt=alt, total=np.full((30, 2), 1000), rate=rates)
+        real.append(
+            score_loci(alt.sum(axis=1), n, e, w, settings, rng, full=False, orientations=oriented).statistic
+        )
+    assert stats.ks_2samp(own.statistics, real).pvalue > 1e-3
+    p = own.decisive_p_values(NullDistribution("asymptotic"))
+    assert np.mean(p <= 0.05) == pytest.approx(0.05, abs=0.02)
+
+
 def test_a_library_noisier_than_its_background_rates_is_held_to_its_own_null():
     rng = np.random.default_rng(6)
     rate, excess = 1e-3, 2.0  # the library's real noise is twice the rates it is scored with

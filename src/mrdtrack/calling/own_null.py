@@ -4,8 +4,9 @@ The reads around a sample's panel loci cover reference positions that hold no tu
 their non-reference molecules are this library's own noise. A synthetic panel takes, for each usable locus of
 the patient's real panel, one flank position of the same substitution and trinucleotide context (pyrimidine
 strand) and of similar depth (within `calling.synthetic_depth_fold`), with the sample's molecules there. Scored
-as the real panel is scored (the real loci's background rates and weights, the same outlier screen, statistic,
-fragment-length classes and support rule), each synthetic panel is a draw of what this sample's own panel would
+as the real panel is scored (the real loci's background rates, by read orientation when the call weighs them,
+and weights, the same outlier screen, statistic, fragment-length classes and support rule), each synthetic
+panel is a draw of what this sample's own panel would
 show without tumor DNA: the sample's own null, which needs no other patient and no control, so a bespoke capture
 gets one too.
 
@@ -27,7 +28,7 @@ there are `null_scores_needed` synthetic panels; otherwise the call keeps the co
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -36,7 +37,7 @@ from mrdtrack.calling.fraglen import LengthClasses, clip_lengths, parse_lengths
 from mrdtrack.calling.inference import binomial_tail, lr_statistic_rows
 from mrdtrack.calling.locus_classes import pyrimidine_class, rate_group
 from mrdtrack.calling.null import NullDistribution, calibrate_threshold, null_scores_needed, seeded_rng
-from mrdtrack.calling.score import score_loci
+from mrdtrack.calling.score import Orientations, score_loci
 from mrdtrack.calling.settings import CallSettings
 
 SNV_BASES = frozenset("ACGT")
@@ -52,6 +53,11 @@ class FlankPool:
     a: np.ndarray  # ALT molecules
     alt_lengths: np.ndarray  # text, as the flank table has it
     dropped_positions: int  # germline or CHIP-like positions left out
+    # Of `n` and `a`, those in F1R2 molecules (reference strand, as the flank table); `flipped`: a purine
+    # reference, whose orientations swap on the pyrimidine strand.
+    n_f1r2: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    a_f1r2: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    flipped: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
     def __len__(self) -> int:
         return len(self.n)
@@ -81,6 +87,7 @@ def flank_pool(flanks: pd.DataFrame, settings: CallSettings) -> FlankPool:
     ]
     substitution = np.array([c[0] for c in classes], dtype=object)
     context = np.array([c[1] for c in classes], dtype=object)
+    flipped = ~flanks["ref"].isin(["C", "T"]).to_numpy()
     a = flanks["alt_molecules"].to_numpy(dtype=np.int64)
     n = flanks["ref_molecules"].to_numpy(dtype=np.int64) + a
     key = pd.Series(substitution + ":" + context)
@@ -103,6 +110,9 @@ def flank_pool(flanks: pd.DataFrame, settings: CallSettings) -> FlankPool:
         a=a[keep],
         alt_lengths=flanks["alt_lengths"].to_numpy(dtype=object)[keep],
         dropped_positions=len(dropped),
+        n_f1r2=(flanks["alt_f1r2"] + flanks["ref_f1r2"]).to_numpy(dtype=np.int64)[keep],
+        a_f1r2=flanks["alt_f1r2"].to_numpy(dtype=np.int64)[keep],
+        flipped=flipped[keep],
     )
 
 
@@ -181,6 +191,7 @@ def own_null(
     settings: CallSettings,
     rng: np.random.Generator,
     classes: LengthClasses | None = None,
+    rates: np.ndarray | None = None,
 ) -> OwnNull:
     """`settings.synthetic_null_panels` synthetic panels matched to the sample's usable panel loci, scored.
 
@@ -200,6 +211,11 @@ def own_null(
         The draws' generator (seeded per sample).
     classes : LengthClasses, optional
         The sample's fragment-length classes, when lengths weigh in.
+    rates : numpy.ndarray, optional
+        The real loci's background rates in their F1R2 and F2R1 molecules (loci x 2), when the real call
+        weighs orientations (`e` is then their pooled rate): each synthetic locus's molecules are weighed by
+        orientation too, its orientations taken on the real locus's strand (a C>A flank position's F2R1
+        molecules stand for a G>T locus's F1R2 ones), so that the statistic is the real call's.
 
     Returns
     -------
@@ -226,21 +242,64 @@ def own_null(
     batch = np.setdiff1d(with_alt, alone)
     table = _length_tables(pool, draw, classes)
     ratio = None if classes is None else classes.ratio
+    oriented = None if rates is None else _on_real_strands(pool, draw, loci["ref"].to_numpy())
     if batch.size:
         a_rows = a_syn[batch] if table is None else table[batch]
-        statistics[batch] = lr_statistic_rows(a_rows, n_syn[batch], e, w, ratio)
+        if oriented is None:
+            statistics[batch] = lr_statistic_rows(a_rows, n_syn[batch], e, w, ratio)
+        else:
+            a_parts, n_parts = _parts(
+                a_rows, a_syn[batch], oriented[0][batch], n_syn[batch], oriented[1][batch]
+            )
+            statistics[batch] = lr_statistic_rows(a_parts, n_parts, rates.reshape(-1), np.repeat(w, 2), ratio)
     fragments = a_syn.sum(axis=1)
     loci_with_alt = np.count_nonzero(a_syn, axis=1)
     quiet = settings_without_p_values(settings)
     for i in alone:  # a locus the outlier screen may drop: the real call's whole score
+        parts = None
+        if oriented is not None:
+            alt_f1r2, total_f1r2 = oriented[0][i], oriented[1][i]
+            parts = Orientations(
+                alt=np.stack([alt_f1r2, a_syn[i] - alt_f1r2], axis=1),
+                total=np.stack([total_f1r2, n_syn[i] - total_f1r2], axis=1),
+                rate=rates,
+            )
         score = score_loci(
             a_syn[i], n_syn[i], e, w, quiet, rng, full=False,
-            length_table=None if table is None else table[i], classes=classes,
+            length_table=None if table is None else table[i], classes=classes, orientations=parts,
         )  # fmt: skip
         statistics[i] = score.statistic
         fragments[i], loci_with_alt[i] = score.mutant_fragments, score.mutant_loci
     supported = (fragments >= settings.min_mutant_fragments) & (loci_with_alt >= settings.min_mutant_loci)
     return OwnNull(statistics, supported, group_matched=fallbacks)
+
+
+def _on_real_strands(
+    pool: FlankPool, draw: np.ndarray, real_ref: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per synthetic panel and locus, the ALT and informative molecules in the real locus's F1R2 orientation:
+    a flank position on the other strand than its real locus (C>A for G>T) gives its F2R1 molecules."""
+    real_flipped = ~np.isin(real_ref, ["C", "T"])
+    swap = pool.flipped[draw] != real_flipped[None, :]
+    a_f1r2, n_f1r2 = pool.a_f1r2[draw], pool.n_f1r2[draw]
+    return (
+        np.where(swap, pool.a[draw] - a_f1r2, a_f1r2),
+        np.where(swap, pool.n[draw] - n_f1r2, n_f1r2),
+    )
+
+
+def _parts(
+    a_rows: np.ndarray, a: np.ndarray, a_f1r2: np.ndarray, n: np.ndarray, n_f1r2: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Panels x loci (x length classes) as panels x parts (F1R2 of locus i in column 2i, F2R1 in 2i + 1), as
+    `Orientations.parts` lays out the real call: a length class's ALTs shared between a locus's parts as its
+    ALTs are (the flank table does not tie lengths to orientations)."""
+    n_parts = np.stack([n_f1r2, n - n_f1r2], axis=2).reshape(len(n), -1)
+    if a_rows.ndim == 2:
+        return np.stack([a_f1r2, a - a_f1r2], axis=2).reshape(len(a), -1), n_parts
+    share = np.divide(a_f1r2, a, out=np.full(a.shape, 0.5), where=a > 0)[..., None]
+    a_parts = np.stack([share * a_rows, (1 - share) * a_rows], axis=2)
+    return a_parts.reshape(len(a), -1, a_rows.shape[-1]), n_parts
 
 
 def draw_panels(candidates: list[np.ndarray], panels: int, rng: np.random.Generator) -> np.ndarray:
