@@ -104,6 +104,9 @@ def test_a_sample_with_a_strong_f1r2_only_gt_excess_stays_negative_where_the_coh
     assert (own["background_source"] == "own_flanks").all()
     assert (own["threshold_source"] == "empirical").all()
     assert own.loc["S_P1_1", "empirical_p_value"] > 0.05
+    # A panel without the support a positive needs is as extreme as none of its own null's panels.
+    unsupported = (own["mutant_fragments"] < 2) | (own["mutant_loci"] < 2)
+    assert unsupported.any() and (own.loc[unsupported, "empirical_p_value"] == 1).all()
     # The cohort's rates alone (its background never saw the damage) take S_P1_1's damage for tumor DNA ...
     off = replace(FAST, sample_background=False)
     cohort_rates = call_cohort(*args, off, flanks=flanks, context_rates=model.context_rates).calls

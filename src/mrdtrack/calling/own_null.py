@@ -3,7 +3,12 @@
 The reads around a sample's panel loci cover reference positions that hold no tumor variant (counting/flanks.py):
 their non-reference molecules are this library's own noise. A synthetic panel takes, for each usable locus of
 the patient's real panel, one flank position of the same substitution and trinucleotide context (pyrimidine
-strand) and of similar depth (within `calling.synthetic_depth_fold`), with the sample's molecules there. Scored
+strand) and of similar depth (within `calling.synthetic_depth_fold`), and draws fresh molecules at that
+position's depth (by read orientation) at the real locus's rate times the sample's own noise level at its
+matched positions (`own_level`). Fresh draws rather than the position's own molecules: at plasma depth a
+context's few dozen flank positions hold well under one ALT molecule, so the positions' own counts would give a
+lumpy null (a few synthetic loci with an ALT, most never) in which the two-locus support a positive needs hardly
+ever shows (on the trial-sized demo 6% of tumor-free samples had an empirical p-value <= 0.01). Scored
 as the real panel is scored (the real loci's background rates, by read orientation when the call weighs them,
 and weights, the same outlier screen, statistic, fragment-length classes and support rule), each synthetic
 panel is a draw of what this sample's own panel would
@@ -234,15 +239,25 @@ def own_null(
         return no_own_null(why)
     panels = settings.synthetic_null_panels
     draw = draw_panels(candidates, panels, rng)
-    a_syn, n_syn = pool.a[draw], pool.n[draw]
+    # Fresh molecules at each drawn position's depth (by orientation on the real locus's strand), at the call's
+    # rates times the sample's own level at its matched positions (`own_level`).
+    n_syn = pool.n[draw]
+    level = own_level(pool, candidates, e)
+    oriented = None
+    if rates is None:
+        a_syn = rng.binomial(n_syn, np.minimum(e * level, 0.5)[None, :])
+    else:
+        n_f1r2 = _on_real_strands(pool, draw, loci["ref"].to_numpy())
+        a_f1r2 = rng.binomial(n_f1r2, np.minimum(rates[:, 0] * level, 0.5)[None, :])
+        a_syn = a_f1r2 + rng.binomial(n_syn - n_f1r2, np.minimum(rates[:, 1] * level, 0.5)[None, :])
+        oriented = (a_f1r2, n_f1r2)
     statistics = np.zeros(panels)
     with_alt = np.flatnonzero(a_syn.any(axis=1))
     suspect = (a_syn > 0) & (binomial_tail(a_syn, n_syn, e[None, :]) < settings.outlier_max_p)
     alone = with_alt[suspect[with_alt].any(axis=1)]
     batch = np.setdiff1d(with_alt, alone)
-    table = _length_tables(pool, draw, classes)
+    table = _length_tables(pool, a_syn, classes, rng)
     ratio = None if classes is None else classes.ratio
-    oriented = None if rates is None else _on_real_strands(pool, draw, loci["ref"].to_numpy())
     if batch.size:
         a_rows = a_syn[batch] if table is None else table[batch]
         if oriented is None:
@@ -274,18 +289,13 @@ def own_null(
     return OwnNull(statistics, supported, group_matched=fallbacks)
 
 
-def _on_real_strands(
-    pool: FlankPool, draw: np.ndarray, real_ref: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per synthetic panel and locus, the ALT and informative molecules in the real locus's F1R2 orientation:
-    a flank position on the other strand than its real locus (C>A for G>T) gives its F2R1 molecules."""
+def _on_real_strands(pool: FlankPool, draw: np.ndarray, real_ref: np.ndarray) -> np.ndarray:
+    """Per synthetic panel and locus, the drawn position's informative molecules in the real locus's F1R2
+    orientation: a flank position on the other strand than its real locus (C>A for G>T) gives its F2R1 ones."""
     real_flipped = ~np.isin(real_ref, ["C", "T"])
     swap = pool.flipped[draw] != real_flipped[None, :]
-    a_f1r2, n_f1r2 = pool.a_f1r2[draw], pool.n_f1r2[draw]
-    return (
-        np.where(swap, pool.a[draw] - a_f1r2, a_f1r2),
-        np.where(swap, pool.n[draw] - n_f1r2, n_f1r2),
-    )
+    n_f1r2 = pool.n_f1r2[draw]
+    return np.where(swap, pool.n[draw] - n_f1r2, n_f1r2)
 
 
 def _parts(
@@ -317,17 +327,39 @@ def settings_without_p_values(settings: CallSettings) -> CallSettings:
     return replace(settings, p_value_method="asymptotic")
 
 
-def _length_tables(pool: FlankPool, draw: np.ndarray, classes: LengthClasses | None) -> np.ndarray | None:
-    """ALT molecules per synthetic panel, locus and length class (None without length classes)."""
+def _length_tables(
+    pool: FlankPool, a_syn: np.ndarray, classes: LengthClasses | None, rng: np.random.Generator
+) -> np.ndarray | None:
+    """ALT molecules per synthetic panel, locus and length class (None without length classes): each noise
+    molecule's class drawn from the length classes of the sample's flank ALT molecules (of its non-tumor
+    length distribution when the flanks hold none)."""
     if classes is None:
         return None
     k = len(classes.normal)
-    rows = np.unique(draw[pool.a[draw] > 0])
-    per_row = np.zeros((len(pool), k), dtype=np.int64)
-    for row in rows:
-        lengths = parse_lengths(str(pool.alt_lengths[row]))
-        per_row[row] = np.bincount(classes.class_of_length[clip_lengths(lengths)], minlength=k)[:k]
-    return per_row[draw]
+    counts = np.zeros(k)
+    for text in pool.alt_lengths[pool.a > 0]:
+        lengths = parse_lengths(str(text))
+        counts += np.bincount(classes.class_of_length[clip_lengths(lengths)], minlength=k)[:k]
+    share = counts / counts.sum() if counts.sum() > 0 else np.asarray(classes.normal, dtype=float)
+    table = np.zeros((*a_syn.shape, k), dtype=np.int64)
+    cells = np.nonzero(a_syn)
+    if cells[0].size:
+        table[cells] = rng.multinomial(a_syn[cells], share / share.sum())
+    return table
+
+
+def own_level(pool: FlankPool, candidates: list[np.ndarray], e: np.ndarray, prior: float = 10.0) -> float:
+    """The sample's noise at its matched flank positions over what the call's rates expect there: (ALT
+    molecules + `prior`) / (expected + `prior`) over every locus's candidate positions (each at its locus's
+    rate), a Gamma prior worth `prior` expected molecules centred on 1.
+
+    Synthetic molecules are drawn at the call's rates times this level: a library noisier than its rates is
+    held to its own noise, while a thin flank pool (a few ALT molecules per context at plasma depth) does not
+    make its loci's own null lumpy: the positions' few ALTs would otherwise sit at a handful of synthetic loci
+    and leave the rest without any, and the two-locus support a positive needs would hardly ever show."""
+    alt = sum(float(pool.a[rows].sum()) for rows in candidates)
+    expected = sum(float(pool.n[rows].sum()) * rate for rows, rate in zip(candidates, e, strict=True))
+    return (alt + prior) / (expected + prior)
 
 
 @dataclass(frozen=True)
