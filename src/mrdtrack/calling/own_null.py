@@ -3,9 +3,10 @@
 The reads around a sample's panel loci cover reference positions that hold no tumor variant (counting/flanks.py):
 their non-reference molecules are this library's own noise. A synthetic panel takes, for each usable locus of
 the patient's real panel, one flank position of the same substitution and trinucleotide context (pyrimidine
-strand) and of similar depth (within `calling.synthetic_depth_fold`), and draws fresh molecules at that
-position's depth (by read orientation) at the real locus's rate times the sample's own noise level at its
-matched positions (`own_level`). Fresh draws rather than the position's own molecules: at plasma depth a
+strand) and of similar depth (within `calling.synthetic_depth_fold`), and draws fresh molecules at the real
+locus's depth (split between read orientations as at that position) at the real locus's rate times the
+sample's own noise level at its matched positions (`own_level`), with lengths from the sample's non-tumor
+length distribution. Fresh draws rather than the position's own molecules: at plasma depth a
 context's few dozen flank positions hold well under one ALT molecule, so the positions' own counts would give a
 lumpy null (a few synthetic loci with an ALT, most never) in which the two-locus support a positive needs hardly
 ever shows (on the trial-sized demo 6% of tumor-free samples had an empirical p-value <= 0.01). Scored
@@ -38,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from mrdtrack.calling.fraglen import LengthClasses, clip_lengths, parse_lengths
+from mrdtrack.calling.fraglen import LengthClasses
 from mrdtrack.calling.inference import binomial_tail, lr_statistic_rows
 from mrdtrack.calling.locus_classes import pyrimidine_class, rate_group
 from mrdtrack.calling.null import NullDistribution, calibrate_threshold, null_scores_needed, seeded_rng
@@ -46,6 +47,14 @@ from mrdtrack.calling.score import Orientations, score_loci
 from mrdtrack.calling.settings import CallSettings
 
 SNV_BASES = frozenset("ACGT")
+
+# Expected ALT molecules' worth of prior on the sample's own level at its matched flank positions (`own_level`).
+# The call's rates already carry the sample's own factors (sample_rates.py, shrunk across the cohort), so the
+# level is a check against rates that miss the library's noise, not a second estimate of it: strong enough
+# that the ~10 flank ALT molecules a sample has at plasma depth do not swing its own null (a level of 0.7 from
+# Poisson noise halves two-locus support), weak enough that a library at twice its rates with thousands of
+# expected flank ALTs is held to its own noise.
+OWN_LEVEL_PRIOR = 100.0
 
 
 @dataclass(frozen=True)
@@ -239,15 +248,21 @@ def own_null(
         return no_own_null(why)
     panels = settings.synthetic_null_panels
     draw = draw_panels(candidates, panels, rng)
-    # Fresh molecules at each drawn position's depth (by orientation on the real locus's strand), at the call's
-    # rates times the sample's own level at its matched positions (`own_level`).
-    n_syn = pool.n[draw]
+    # Fresh molecules at the real locus's depth, split between orientations (on the real locus's strand) as at
+    # the drawn position, at the call's rates times the sample's own level at its matched positions
+    # (`own_level`). The real depth: flank positions are covered by a few percent fewer molecules than the locus
+    # they flank, and two-locus support grows with the square of the expected ALTs.
+    n_syn = np.broadcast_to(np.asarray(n, dtype=np.int64), draw.shape)
     level = own_level(pool, candidates, e)
     oriented = None
     if rates is None:
         a_syn = rng.binomial(n_syn, np.minimum(e * level, 0.5)[None, :])
     else:
-        n_f1r2 = _on_real_strands(pool, draw, loci["ref"].to_numpy())
+        share = np.divide(
+            _on_real_strands(pool, draw, loci["ref"].to_numpy()), pool.n[draw], out=np.full(draw.shape, 0.5),
+            where=pool.n[draw] > 0,
+        )  # fmt: skip
+        n_f1r2 = np.rint(n_syn * share).astype(np.int64)
         a_f1r2 = rng.binomial(n_f1r2, np.minimum(rates[:, 0] * level, 0.5)[None, :])
         a_syn = a_f1r2 + rng.binomial(n_syn - n_f1r2, np.minimum(rates[:, 1] * level, 0.5)[None, :])
         oriented = (a_f1r2, n_f1r2)
@@ -256,7 +271,7 @@ def own_null(
     suspect = (a_syn > 0) & (binomial_tail(a_syn, n_syn, e[None, :]) < settings.outlier_max_p)
     alone = with_alt[suspect[with_alt].any(axis=1)]
     batch = np.setdiff1d(with_alt, alone)
-    table = _length_tables(pool, a_syn, classes, rng)
+    table = _length_tables(a_syn, classes, rng)
     ratio = None if classes is None else classes.ratio
     if batch.size:
         a_rows = a_syn[batch] if table is None else table[batch]
@@ -328,30 +343,27 @@ def settings_without_p_values(settings: CallSettings) -> CallSettings:
 
 
 def _length_tables(
-    pool: FlankPool, a_syn: np.ndarray, classes: LengthClasses | None, rng: np.random.Generator
+    a_syn: np.ndarray, classes: LengthClasses | None, rng: np.random.Generator
 ) -> np.ndarray | None:
     """ALT molecules per synthetic panel, locus and length class (None without length classes): each noise
-    molecule's class drawn from the length classes of the sample's flank ALT molecules (of its non-tumor
-    length distribution when the flanks hold none)."""
+    molecule's class drawn from the sample's own non-tumor length distribution, as the real call's null draws
+    them (the flanks' few ALT molecules would give a thin and noisy one)."""
     if classes is None:
         return None
-    k = len(classes.normal)
-    counts = np.zeros(k)
-    for text in pool.alt_lengths[pool.a > 0]:
-        lengths = parse_lengths(str(text))
-        counts += np.bincount(classes.class_of_length[clip_lengths(lengths)], minlength=k)[:k]
-    share = counts / counts.sum() if counts.sum() > 0 else np.asarray(classes.normal, dtype=float)
-    table = np.zeros((*a_syn.shape, k), dtype=np.int64)
+    share = np.asarray(classes.normal, dtype=float)
+    table = np.zeros((*a_syn.shape, len(share)), dtype=np.int64)
     cells = np.nonzero(a_syn)
     if cells[0].size:
         table[cells] = rng.multinomial(a_syn[cells], share / share.sum())
     return table
 
 
-def own_level(pool: FlankPool, candidates: list[np.ndarray], e: np.ndarray, prior: float = 10.0) -> float:
+def own_level(
+    pool: FlankPool, candidates: list[np.ndarray], e: np.ndarray, prior: float = OWN_LEVEL_PRIOR
+) -> float:
     """The sample's noise at its matched flank positions over what the call's rates expect there: (ALT
     molecules + `prior`) / (expected + `prior`) over every locus's candidate positions (each at its locus's
-    rate), a Gamma prior worth `prior` expected molecules centred on 1.
+    rate), a Gamma prior worth `prior` expected molecules centred on 1 (`OWN_LEVEL_PRIOR`).
 
     Synthetic molecules are drawn at the call's rates times this level: a library noisier than its rates is
     held to its own noise, while a thin flank pool (a few ALT molecules per context at plasma depth) does not
