@@ -166,6 +166,22 @@ def test_synthetic_panels_weigh_read_orientations_as_the_real_call_does_and_matc
     assert np.mean(p <= 0.05) == pytest.approx(0.05, abs=0.02)
 
 
+def test_a_thin_flank_pool_at_plasma_depth_shows_two_locus_support_as_often_as_the_real_call_would():
+    rng = np.random.default_rng(41)
+    rate = 5e-5
+    # 1,000 positions at 200 molecules: a context's positions hold a fraction of one ALT molecule.
+    pool = flank_pool(flank_table(rng, 1000, 200, rate), CallSettings())
+    loci = real_loci(rng, 25)
+    classes = [pyrimidine_class(r, a, c) for r, a, c in loci.itertuples(index=False)]
+    e = np.array([rate * (10 if s == "C>T" and c[2] == "G" else 1) for s, c, _ in classes])
+    n = np.full(len(loci), 200)
+    own = own_null(pool, loci, n, e, np.ones(len(loci)), FAST, np.random.default_rng(42))
+    draws = rng.binomial(n, e, (20_000, len(loci)))  # the real panel without tumor DNA
+    real = np.mean((draws.sum(axis=1) >= 2) & (np.count_nonzero(draws, axis=1) >= 2))
+    assert 0.05 < real < 0.3
+    assert own.supported.mean() == pytest.approx(real, rel=0.25)
+
+
 def test_a_library_noisier_than_its_background_rates_is_held_to_its_own_null():
     rng = np.random.default_rng(6)
     rate, excess = 1e-3, 2.0  # the library's real noise is twice the rates it is scored with
