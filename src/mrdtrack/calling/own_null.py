@@ -191,41 +191,69 @@ def matched_candidates(
         The candidates per locus, how many loci fell back to their group, and "" or why some locus has no
         match at all (then no candidates).
     """
+    matched = match_loci(pool, ref, alt, context, n, fold)
+    return matched.candidates, matched.fallbacks, matched.reason
+
+
+@dataclass(frozen=True)
+class Matched:
+    """Each real locus's candidate pool rows (`matched_candidates`) with their ALT and informative molecules
+    summed (from running sums over the depth-sorted rows: a genome-wide locus has tens of thousands)."""
+
+    candidates: list[np.ndarray]
+    alt: np.ndarray
+    n: np.ndarray
+    fallbacks: int
+    reason: str
+
+
+def match_loci(
+    pool: FlankPool, ref: np.ndarray, alt: np.ndarray, context: np.ndarray, n: np.ndarray, fold: float
+) -> Matched:
+    """`matched_candidates`, with the candidates' molecules summed per locus."""
     names = [f"{s}:{c}" for s, c in pool.classes]
     group, group_names = pd.factorize(np.array([rate_group(s, c) for s, c in pool.classes], dtype=object))
-    by_class = dict(zip(names, _by_depth(pool.key, len(names), pool.n, fold), strict=True))
-    by_group = dict(zip(group_names, _by_depth(group[pool.key], len(group_names), pool.n, fold), strict=True))
+    by_class = dict(zip(names, _by_depth(pool.key, len(names), pool, fold), strict=True))
+    by_group = dict(zip(group_names, _by_depth(group[pool.key], len(group_names), pool, fold), strict=True))
     candidates, fallbacks = [], 0
-    for locus_ref, locus_alt, locus_context, depth in zip(ref, alt, context, n, strict=True):
+    sums = np.zeros((len(ref), 2))
+    for i, (locus_ref, locus_alt, locus_context, depth) in enumerate(zip(ref, alt, context, n, strict=True)):
         if len(locus_ref) != 1 or len(locus_alt) != 1 or not {locus_ref, locus_alt} <= SNV_BASES:
-            return [], 0, f"indel locus {locus_ref}>{locus_alt}: flank positions match SNVs only"
+            why = f"indel locus {locus_ref}>{locus_alt}: flank positions match SNVs only"
+            return Matched([], np.zeros(0), np.zeros(0), 0, why)
         substitution, ctx, _ = pyrimidine_class(locus_ref, locus_alt, locus_context)
         rows = by_class.get(f"{substitution}:{ctx}")
         if rows is None:
             rows = by_group.get(rate_group(substitution, ctx))
             fallbacks += 1
         if rows is None:
-            return [], 0, f"no flank position of class {substitution} at {ctx}, nor of its group"
-        ordered, depths, folded = rows
+            why = f"no flank position of class {substitution} at {ctx}, nor of its group"
+            return Matched([], np.zeros(0), np.zeros(0), 0, why)
+        ordered, depths, folded, running = rows
         # Depths within `fold` of the locus's: n * fold >= depth and n <= depth * fold, a run of the sorted rows.
         low, high = np.searchsorted(folded, depth, "left"), np.searchsorted(depths, depth * fold, "right")
-        candidates.append(ordered[low:high] if high > low else ordered)
-    return candidates, fallbacks, ""
+        if high <= low:
+            low, high = 0, len(ordered)
+        candidates.append(ordered[low:high])
+        sums[i] = running[high] - running[low]
+    return Matched(candidates, sums[:, 0], sums[:, 1], fallbacks, "")
 
 
 def _by_depth(
-    code: np.ndarray, count: int, n: np.ndarray, fold: float
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """The rows of each code (0..count-1) by increasing depth (ties in row order), with their depths and their
-    depths times the fold."""
+    code: np.ndarray, count: int, pool: FlankPool, fold: float
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """The rows of each code (0..count-1) by increasing depth (ties in row order), with their depths, their
+    depths times the fold, and the running sums of their ALT and informative molecules (rows + 1 x 2, from 0)."""
     small = code.astype(np.int16) if count < 2**15 else code  # 16-bit codes: a radix sort
     order = np.argsort(small, kind="stable")
     bounds = np.searchsorted(code[order], np.arange(count + 1))
     found = []
     for first, last in zip(bounds[:-1], bounds[1:], strict=True):
         rows = order[first:last]
-        rows = rows[np.argsort(n[rows], kind="stable")]
-        found.append((rows, n[rows], n[rows] * fold))
+        rows = rows[np.argsort(pool.n[rows], kind="stable")]
+        running = np.zeros((len(rows) + 1, 2))
+        running[1:] = np.cumsum(np.stack([pool.a[rows], pool.n[rows]], axis=1), axis=0)
+        found.append((rows, pool.n[rows], pool.n[rows] * fold, running))
     return found
 
 
@@ -301,12 +329,12 @@ def own_null(
         return no_own_null("calling.synthetic_null_panels is 0")
     if not len(pool):
         return no_own_null("no flank position with molecules (no flank table, or flank_window 0)")
-    candidates, fallbacks, why = matched_candidates(
+    matched = match_loci(
         pool, loci["ref"].to_numpy(), loci["alt"].to_numpy(), loci["context"].to_numpy(), n,
         settings.synthetic_depth_fold,
     )  # fmt: skip
-    if why:
-        return no_own_null(why)
+    if matched.reason:
+        return no_own_null(matched.reason)
     panels = settings.synthetic_null_panels
     n = np.asarray(n, dtype=np.int64)
     e = np.asarray(e, dtype=float)
@@ -315,10 +343,10 @@ def own_null(
     # (`own_level`). The real depth: flank positions are covered by a few percent fewer molecules than the locus
     # they flank, and two-locus support grows with the square of the expected ALTs. Without orientations the
     # drawn position changes nothing (its depth is not used), so none is drawn.
-    level = own_level(pool, candidates, e)
+    level = own_level(matched, e)
     n_f1r2 = None
     if rates is not None:
-        n_f1r2 = drawn_f1r2(pool, candidates, loci["ref"].to_numpy(), n, panels, rng)
+        n_f1r2 = drawn_f1r2(pool, matched.candidates, loci["ref"].to_numpy(), n, panels, rng)
         p = np.minimum(np.asarray(rates, dtype=float) * level, 0.5)
     else:
         p = np.minimum(e * level, 0.5)
@@ -357,7 +385,7 @@ def own_null(
         statistics[i] = score.statistic
         fragments[i], loci_with_alt[i] = score.mutant_fragments, score.mutant_loci
     supported = (fragments >= settings.min_mutant_fragments) & (loci_with_alt >= settings.min_mutant_loci)
-    return OwnNull(statistics, supported, group_matched=fallbacks)
+    return OwnNull(statistics, supported, group_matched=matched.fallbacks)
 
 
 @dataclass(frozen=True)
@@ -534,9 +562,7 @@ def settings_without_p_values(settings: CallSettings) -> CallSettings:
     return replace(settings, p_value_method="asymptotic")
 
 
-def own_level(
-    pool: FlankPool, candidates: list[np.ndarray], e: np.ndarray, prior: float = OWN_LEVEL_PRIOR
-) -> float:
+def own_level(matched: Matched, e: np.ndarray, prior: float = OWN_LEVEL_PRIOR) -> float:
     """The sample's noise at its matched flank positions over what the call's rates expect there: (ALT
     molecules + `prior`) / (expected + `prior`) over every locus's candidate positions (each at its locus's
     rate), a Gamma prior worth `prior` expected molecules centred on 1 (`OWN_LEVEL_PRIOR`).
@@ -545,9 +571,7 @@ def own_level(
     held to its own noise, while a thin flank pool (a few ALT molecules per context at plasma depth) does not
     make its loci's own null lumpy: the positions' few ALTs would otherwise sit at a handful of synthetic loci
     and leave the rest without any, and the two-locus support a positive needs would hardly ever show."""
-    alt = sum(float(pool.a[rows].sum()) for rows in candidates)
-    expected = sum(float(pool.n[rows].sum()) * rate for rows, rate in zip(candidates, e, strict=True))
-    return (alt + prior) / (expected + prior)
+    return float((matched.alt.sum() + prior) / (matched.n @ np.asarray(e, dtype=float) + prior))
 
 
 @dataclass(frozen=True)
