@@ -14,16 +14,19 @@ from test_background import CohortSpec, simulate_cohort
 
 from conftest import write_indexed_bam
 from mrdtrack.calling import CallSettings, NullDistribution, build_background, call_cohort
+from mrdtrack.calling import own_null as own_null_module
 from mrdtrack.calling.inference import lr_statistic_rows
 from mrdtrack.calling.locus_classes import pyrimidine_class
 from mrdtrack.calling.own_null import (
+    FreshCells,
+    cell_statistics,
     draw_panels,
     flank_pool,
+    fresh_molecules,
     matched_candidates,
     own_null,
     own_threshold,
 )
-from mrdtrack.calling.synthetic import alt_cells, synthetic_statistics
 from mrdtrack.counting import CountSettings, count_sample
 from mrdtrack.counting.flanks import FlankWindow, flank_positions
 from mrdtrack.tables import columns_of
@@ -139,33 +142,129 @@ def test_one_thousand_synthetic_nulls_of_a_tumor_free_sample_give_uniform_p_valu
 
 @pytest.mark.parametrize("weights", ["one", "varied"])
 @pytest.mark.parametrize("lengths", [False, True])
-def test_synthetic_panels_scored_together_have_the_statistics_of_their_dense_tables(weights, lengths):
+@pytest.mark.parametrize("oriented", [False, True])
+def test_synthetic_panels_scored_together_have_the_statistics_of_their_dense_tables(
+    weights, lengths, oriented
+):
     """Scored through their ALT molecules and a few sums of their depths, the panels get the statistic that
-    their full tables (panels x loci x length classes) give, with one weight for every locus (one u) or a weight
-    of its own per locus (the power series, and the columns read again above its reach)."""
+    their full tables (panels x loci, or x read-orientation parts, x length classes) give, with one weight for
+    every locus (one u) or a weight of its own per locus (the power series, and the columns read again above its
+    reach)."""
     rng = np.random.default_rng(8)
-    loci, panels, rows = 300, 200, 2000
-    pool_n = rng.poisson(40, rows)
-    pool_a = rng.binomial(pool_n, 3e-3)
-    pool_n[0], pool_a[0] = 40, 10  # a panel all of this row has a tumor fraction near 1/2
-    draw = rng.integers(0, rows, (panels, loci))
-    draw[0] = 0
-    e = 10 ** rng.uniform(-4, -2.5, loci)
+    loci, panels = 300, 200
+    n = rng.poisson(40, loci)
+    rates = 10 ** rng.uniform(-4, -2.5, (loci, 2))
+    e = rates.mean(axis=1)
     w = np.ones(loci) if weights == "one" else rng.uniform(0.3, 1.5, loci)
-    panel, locus, row = alt_cells(pool_a, draw)
-    dense = np.zeros((panels, loci), dtype=np.int64)
-    dense[panel, locus] = pool_a[row]
-    assert (dense == pool_a[draw]).all()
-    alt, ratio = pool_a[row], None
+    n_f1r2 = np.rint(n * rng.uniform(0.2, 0.8, (panels, loci))).astype(np.int32) if oriented else None
+    cells = fresh_molecules(n, rates if oriented else e, panels, rng, n_f1r2)
+    cells = with_a_panel_near_one_half(cells, n)
+    a = np.zeros((panels, loci), dtype=np.int64)
+    a[cells.panel, cells.locus] = cells.alt
+    a_rows, table, ratio = a, None, None
     if lengths:
         ratio = np.array([2.5, 1.2, 0.8, 0.4])
-        alt = np.array([rng.multinomial(a, [0.2, 0.3, 0.3, 0.2]) for a in pool_a[row]])
-        dense = np.zeros((panels, loci, 4), dtype=np.int64)
-        dense[panel, locus] = alt
-    expected = lr_statistic_rows(dense, pool_n[draw], e, w, ratio)
-    found = synthetic_statistics(pool_n, draw, panel, locus, alt, e, w, ratio)
+        table = np.array([rng.multinomial(x, [0.2, 0.3, 0.3, 0.2]) for x in cells.alt]).reshape(-1, 4)
+        a_rows = np.zeros((panels, loci, 4), dtype=np.int64)
+        a_rows[cells.panel, cells.locus] = table
+    n_rows = np.broadcast_to(n, (panels, loci))
+    if oriented:  # the dense tables as the real call lays out its parts: F1R2 of locus i in column 2i
+        a_f1r2 = np.zeros((panels, loci), dtype=np.int64)
+        a_f1r2[cells.panel, cells.locus] = cells.alt_f1r2
+        n_f1r2 = cells.n_f1r2.astype(np.int64)
+        n_parts = np.stack([n_f1r2, n_rows - n_f1r2], axis=2).reshape(panels, -1)
+        if lengths:
+            f1r2 = np.divide(a_f1r2, a, out=np.full(a.shape, 0.5), where=a > 0)[..., None]
+            a_parts = np.stack([f1r2 * a_rows, (1 - f1r2) * a_rows], axis=2).reshape(panels, -1, 4)
+        else:
+            a_parts = np.stack([a_f1r2, a - a_f1r2], axis=2).reshape(panels, -1)
+        expected = lr_statistic_rows(a_parts, n_parts, rates.reshape(-1), np.repeat(w, 2), ratio)
+    else:
+        expected = lr_statistic_rows(a_rows, n_rows, e, w, ratio)
+    found = cell_statistics(
+        cells, np.ones(len(cells.panel), dtype=bool), table, n, e, w, rates if oriented else None, ratio
+    )
     assert (expected > 0).sum() >= 20 and expected[0] > 100
     assert found == pytest.approx(expected, rel=1e-8, abs=1e-9)
+
+
+def with_a_panel_near_one_half(cells: FreshCells, n: np.ndarray) -> FreshCells:
+    """The cells with panel 0 replaced by a quarter of every locus's molecules ALT (a tumor fraction near 1/2),
+    as many of them in each orientation as it has."""
+    everywhere = np.arange(len(n))
+    if cells.n_f1r2 is None:
+        first = FreshCells(1, np.zeros(len(n), dtype=np.int64), everywhere, n // 4)
+    else:
+        in_f1r2 = np.minimum(n // 8, cells.n_f1r2[0])
+        alt = in_f1r2 + np.minimum(n // 8, n - cells.n_f1r2[0])
+        first = FreshCells(1, np.zeros(len(n), dtype=np.int64), everywhere, alt, in_f1r2)
+    rest = cells.panel > 0
+
+    def joined(name: str) -> np.ndarray | None:
+        if getattr(cells, name) is None:
+            return None
+        return np.concatenate([getattr(first, name), getattr(cells, name)[rest]])
+
+    return replace(cells, **{name: joined(name) for name in ("panel", "locus", "alt", "alt_f1r2")})
+
+
+def test_fresh_molecules_are_drawn_at_the_real_depth_in_blocks_of_panels(monkeypatch):
+    """Drawn a few panels at a time, the molecules are Binomial(n, p) at every synthetic locus, in each read
+    orientation at its own rate, and only the loci with ALT molecules are kept, panel by panel."""
+    monkeypatch.setattr(own_null_module, "DRAW_CELLS", 7 * 50)  # blocks of 7 panels
+    rng = np.random.default_rng(9)
+    n, p = np.full(50, 400), np.full((50, 2), [0.002, 0.01])
+    cells = fresh_molecules(n, p, 2000, rng, np.full((2000, 50), 100, dtype=np.int32))
+    assert (cells.alt > 0).all() and (np.diff(cells.panel) >= 0).all() and cells.panel[-1] == 1999
+    assert cells.alt_f1r2.sum() / (2000 * 50 * 100) == pytest.approx(0.002, rel=0.05)
+    assert (cells.alt - cells.alt_f1r2).sum() / (2000 * 50 * 300) == pytest.approx(0.01, rel=0.05)
+
+
+def test_synthetic_panels_weigh_read_orientations_as_the_real_call_does_and_match_its_statistic():
+    from test_sample_rates import OXOG, RATE, oriented_flanks
+
+    from mrdtrack.calling.score import Orientations, score_loci
+
+    rng = np.random.default_rng(31)
+    pool = flank_pool(oriented_flanks(rng, 16_000, 1000, OXOG), CallSettings())
+    # 30 real loci, G>T and C>A on the reference strand: 8-oxoG in their F1R2 and their F2R1 molecules.
+    refs = rng.choice(["G", "C"], 30)
+    flanking = rng.choice(list(BASES), (30, 2))
+    loci = pd.DataFrame({
+        "ref": refs, "alt": np.where(refs == "G", "T", "A"),
+        "context": [f"{left}{ref}{right}" for ref, (left, right) in zip(refs, flanking, strict=True)],
+    })  # fmt: skip
+    rates = np.where((refs == "G")[:, None], [RATE + OXOG, RATE], [RATE, RATE + OXOG])
+    n, e, w = np.full(30, 2000), rates.mean(axis=1), np.ones(30)
+    settings = replace(FAST, p_value_method="asymptotic")
+    own = own_null(pool, loci, n, e, w, settings, np.random.default_rng(32), rates=rates)
+    # The real call's statistic on panels drawn from the same truth, scored by orientation.
+    real = []
+    for _ in range(400):
+        alt = rng.binomial(1000, rates)
+        oriented = Orientations(alt=alt, total=np.full((30, 2), 1000), rate=rates)
+        real.append(
+            score_loci(alt.sum(axis=1), n, e, w, settings, rng, full=False, orientations=oriented).statistic
+        )
+    assert stats.ks_2samp(own.statistics, real).pvalue > 1e-3
+    p = own.decisive_p_values(NullDistribution("asymptotic"))
+    assert np.mean(p <= 0.05) == pytest.approx(0.05, abs=0.02)
+
+
+def test_a_thin_flank_pool_at_plasma_depth_shows_two_locus_support_as_often_as_the_real_call_would():
+    rng = np.random.default_rng(41)
+    rate = 5e-5
+    # 1,000 positions at 200 molecules: a context's positions hold a fraction of one ALT molecule.
+    pool = flank_pool(flank_table(rng, 1000, 200, rate), CallSettings())
+    loci = real_loci(rng, 25)
+    classes = [pyrimidine_class(r, a, c) for r, a, c in loci.itertuples(index=False)]
+    e = np.array([rate * (10 if s == "C>T" and c[2] == "G" else 1) for s, c, _ in classes])
+    n = np.full(len(loci), 200)
+    own = own_null(pool, loci, n, e, np.ones(len(loci)), FAST, np.random.default_rng(42))
+    draws = rng.binomial(n, e, (20_000, len(loci)))  # the real panel without tumor DNA
+    real = np.mean((draws.sum(axis=1) >= 2) & (np.count_nonzero(draws, axis=1) >= 2))
+    assert 0.05 < real < 0.3
+    assert own.supported.mean() == pytest.approx(real, rel=0.25)
 
 
 def test_a_library_noisier_than_its_background_rates_is_held_to_its_own_null():

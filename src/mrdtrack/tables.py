@@ -147,7 +147,8 @@ _CALL = (
     "n_loci_panel:int mutant_molecules:int total_molecules:int mtm_per_ml:float flags:text status_reason:text "
     "lr_statistic:float p_value_method:text expected_background_molecules:float n_loci_outlier:int "
     "background_scale:float length_weighted:bool mutant_fragments:int mutant_loci:int threshold_source:text "
-    "n_null_scores:int tf_dispersion:float own_null_panels:int empirical_p_value:float threshold_reason:text"
+    "n_null_scores:int tf_dispersion:float own_null_panels:int empirical_p_value:float threshold_reason:text "
+    "background_source:text"
 )
 _CLINICAL = (
     "cohort:text enrollment_date:date pfs_event:int pfs_date:date os_event:int os_date:date restart_date:date "
@@ -223,6 +224,9 @@ CONTRACTS = {contract.name: contract for contract in [
               "sample_patient_id:text panel_patient_id:text n_loci_used:int mutant_molecules:int "
               "total_molecules:int tumor_fraction:float lr_statistic:float p_value:float p_value_method:text "
               "calibration:text contamination_candidate:bool mutant_fragments:int mutant_loci:int supported:bool"),
+    _contract("sample_rates", "results/mrd/sample_rates.tsv", "sample_id:text level:text substitution:text "
+              "context:text orientation:text alt_molecules:int total_molecules:int expected_molecules:float "
+              "prior_strength:float factor:float"),
     _contract("length_state", "results/mrd/length_state.tsv", "length:int cohort_ref:int tumor_excess:float"),
     _contract("length_model", "results/mrd/length_model.tsv", "length:int normal_density:float "
               "tumor_density:float ratio:float tumor_molecules:float"),

@@ -3,14 +3,17 @@ rule calibrate:
         counts=all_counts(),
         fragment_lengths=all_count_files("fraglen.tsv"),
         fragments=all_count_files("fragments.tsv"),
+        flanks=all_count_files("flanks.tsv"),
         samples="results/sheets/samples.tsv",
         panel="results/panel/loci.tsv",
         locus_rates="results/background/locus_rates.tsv",
+        context_rates="results/background/context_rates.tsv",
         excluded="results/background/excluded_loci.tsv",
     output:
         null_scores="results/mrd/null_scores.tsv",
         threshold="results/mrd/threshold.json",
         length_state="results/mrd/length_state.tsv",
+        sample_rates="results/mrd/sample_rates.tsv",
         length_model="results/mrd/length_model.tsv",
         settings="results/mrd/settings.json",
     log:
@@ -36,6 +39,7 @@ rule calling_model:
         "results/mrd/null_scores.tsv",
         "results/mrd/threshold.json",
         "results/mrd/length_state.tsv",
+        "results/mrd/sample_rates.tsv",
         "results/mrd/settings.json",
     output:
         "results/mrd/model/locus_rates.tsv",
@@ -43,6 +47,7 @@ rule calling_model:
         "results/mrd/model/null_scores.tsv",
         "results/mrd/model/threshold.json",
         "results/mrd/model/length_state.tsv",
+        "results/mrd/model/sample_rates.tsv",
         "results/mrd/model/settings.json",
     log:
         "logs/calling_model.log",
@@ -76,6 +81,7 @@ for job in sample_jobs("call_sample", PLASMA):
                 "results/mrd/model/null_scores.tsv",
                 "results/mrd/model/threshold.json",
                 "results/mrd/model/length_state.tsv",
+                "results/mrd/model/sample_rates.tsv",
             ],
             settings="results/mrd/model/settings.json",
         output:

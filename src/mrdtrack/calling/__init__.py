@@ -14,7 +14,8 @@ them are laid out by level and may move:
   drawn tables held by their ALT fragments (`drawn`) or computed (`analytic_lod`, on `saddlepoint`);
 - `score`: one sample's score at one set of loci (outliers, tumor fraction, interval, test);
 - `cohort`: the count matrices, panels and exclusions a call reads, and one sample at one panel;
-- `calibration`: the cohort step (null scores, threshold, contamination);
+- `sample_rates`: each sample's own background factors by context and orientation, from its flanks;
+- `calibration`: the cohort step (null scores, threshold, contamination, the samples' own factors);
 - `caller`: the per-sample call, its status, and calls.tsv.
 """
 
@@ -44,12 +45,14 @@ from mrdtrack.calling.null import (
     seeded_rng,
     threshold_from_null,
 )
+from mrdtrack.calling.sample_rates import cohort_sample_rates
 from mrdtrack.calling.settings import CallSettings
 
 __all__ = [
     "BackgroundModel", "BackgroundSettings", "CALL_COLUMNS", "Calibration", "CallResult", "CallSettings",
     "LengthClasses", "LengthModel", "LikelihoodTerms", "NullDistribution", "SampleCaller", "Threshold",
-    "build_background", "build_length_model", "calibrate", "call_cohort", "gather_calls", "lod95",
+    "build_background", "build_length_model", "calibrate", "call_cohort", "cohort_sample_rates", "gather_calls",
+    "lod95",
     "null_distribution", "null_scores_needed", "read_calibration", "read_call_rows", "seeded_rng",
     "threshold_from_null", "write_calibration",
 ]  # fmt: skip

@@ -26,10 +26,11 @@ import pandas as pd
 from mrdtrack.calling.cohort import Cohort, build_cohort, cohort_loci, score_at_panel, with_length_model
 from mrdtrack.calling.fraglen import LENGTH_COLUMNS, STATE_COLUMNS
 from mrdtrack.calling.null import threshold_from_null
+from mrdtrack.calling.sample_rates import sample_factors
 from mrdtrack.calling.score import Score
 from mrdtrack.calling.settings import CallSettings
 from mrdtrack.processes import in_parallel
-from mrdtrack.tables import columns_of, read_table, write_json, write_tsv
+from mrdtrack.tables import columns_of, empty_table, read_table, write_json, write_tsv
 
 log = logging.getLogger(__name__)
 
@@ -218,12 +219,16 @@ class Calibration:
     length_model : pandas.DataFrame
         The length model's summary (`length_model` contract); empty when lengths do not weigh in or the
         calibration was read back from files.
+    sample_rates : pandas.DataFrame
+        Each plasma sample's own background factors from its flanks (`sample_rates` contract,
+        sample_rates.py); empty without flank tallies or with `sample_background` off.
     """
 
     null_scores: pd.DataFrame
     threshold: Threshold
     length_state: pd.DataFrame | None
     length_model: pd.DataFrame  # fraglen.LengthModel.summary(); empty when lengths do not weigh in
+    sample_rates: pd.DataFrame = dataclasses.field(default_factory=lambda: empty_table("sample_rates"))
 
 
 def calibrate(
@@ -236,6 +241,7 @@ def calibrate(
     fragment_lengths: pd.DataFrame | None = None,
     workers: int = 1,
     fragments: pd.DataFrame | None = None,
+    sample_rates: pd.DataFrame | None = None,
 ) -> Calibration:
     """The cohort step of calling: fragment-length model, null scores and the threshold they allow.
 
@@ -259,6 +265,10 @@ def calibrate(
     fragments : pandas.DataFrame, optional
         The fragments that cover several loci (sample_id + the `fragments` contract); without them every
         molecule counts at its locus alone.
+    sample_rates : pandas.DataFrame, optional
+        The plasma samples' own background factors (`sample_rates` contract; `cohort_sample_rates` of their
+        flank tables): their null scores and calls use them. Without them (or with `sample_background` off)
+        a sample's rates take one scale from its molecules at other patients' loci (or none).
 
     Returns
     -------
@@ -267,6 +277,9 @@ def calibrate(
     """
     settings = settings or CallSettings()
     cohort = build_cohort(counts, samples, cohort_loci(panel, locus_rates, excluded), fragments)
+    if sample_rates is None or not settings.sample_background:
+        sample_rates = empty_table("sample_rates")
+    cohort = dataclasses.replace(cohort, own_factors=sample_factors(sample_rates))
     if settings.fragment_lengths:
         if fragment_lengths is None:
             raise ValueError("calling.fragment_lengths needs the samples' fragment-length histograms")
@@ -283,10 +296,16 @@ def calibrate(
     )
     model = cohort.length_model
     summary = model.summary() if model else pd.DataFrame(columns=LENGTH_COLUMNS)
-    return Calibration(nulls, threshold, model.state() if model else None, summary)
+    return Calibration(nulls, threshold, model.state() if model else None, summary, sample_rates)
 
 
-def write_calibration(calibration: Calibration, null_scores: str, threshold: str, length_state: str) -> None:
+def write_calibration(
+    calibration: Calibration,
+    null_scores: str,
+    threshold: str,
+    length_state: str,
+    sample_rates: str | None = None,
+) -> None:
     """Write the cohort step's outputs, which `read_calibration` reads back.
 
     Parameters
@@ -296,20 +315,28 @@ def write_calibration(calibration: Calibration, null_scores: str, threshold: str
     null_scores, threshold, length_state : str
         Paths of null_scores.tsv, threshold.json and the length model's state (header only when lengths do
         not weigh in).
+    sample_rates : str, optional
+        Path of the samples' own background factors (sample_rates.tsv; header only without them).
     """
     write_tsv(calibration.null_scores, null_scores)
     write_json(dataclasses.asdict(calibration.threshold), threshold)
     state = calibration.length_state
     write_tsv(pd.DataFrame(columns=STATE_COLUMNS) if state is None else state, length_state)
+    if sample_rates is not None:
+        write_tsv(calibration.sample_rates, sample_rates)
 
 
-def read_calibration(null_scores: str, threshold: str, length_state: str) -> Calibration:
+def read_calibration(
+    null_scores: str, threshold: str, length_state: str, sample_rates: str | None = None
+) -> Calibration:
     """The cohort step's outputs as `write_calibration` wrote them.
 
     Parameters
     ----------
     null_scores, threshold, length_state : str
         Paths of null_scores.tsv, threshold.json and the length model's state.
+    sample_rates : str, optional
+        Path of the samples' own background factors (none when not given).
 
     Returns
     -------
@@ -321,4 +348,5 @@ def read_calibration(null_scores: str, threshold: str, length_state: str) -> Cal
         cut = Threshold(**json.load(handle))
     state = read_table("length_state", length_state)
     empty = pd.DataFrame(columns=LENGTH_COLUMNS)
-    return Calibration(nulls, cut, state if len(state) else None, empty)
+    own = read_table("sample_rates", sample_rates) if sample_rates else empty_table("sample_rates")
+    return Calibration(nulls, cut, state if len(state) else None, empty, own)

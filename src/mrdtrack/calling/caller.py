@@ -26,16 +26,18 @@ import pandas as pd
 from mrdtrack.calling.calibration import Calibration, Threshold, calibrate, contamination_evidence
 from mrdtrack.calling.cohort import (
     Cohort,
+    SampleLoci,
     build_cohort,
     cohort_loci,
+    sample_level,
     sample_loci,
-    sample_scale,
     score_at_panel,
     with_sample_length_model,
 )
 from mrdtrack.calling.lod import lod95
 from mrdtrack.calling.null import seeded_rng
 from mrdtrack.calling.own_null import OwnThreshold, flank_pool, own_null, own_null_rng, own_threshold
+from mrdtrack.calling.sample_rates import cohort_sample_rates, sample_factors
 from mrdtrack.calling.score import Score, mtm_per_ml
 from mrdtrack.calling.settings import CallSettings
 from mrdtrack.processes import in_parallel
@@ -141,11 +143,13 @@ def call_sample(
     if patient not in cohort.layout.panels:
         return _empty_call(sample, cohort_threshold, "the patient has no panel loci", settings), _no_loci()
     rows, reasons, score = score_at_panel(cohort, sample_id, patient, settings, null_score=False)
-    scale = sample_scale(cohort, sample_id, patient, settings)
-    loci = _loci_rows(cohort, sample, rows, reasons, scale)
+    scale, scale_source = sample_level(cohort, sample_id, patient, settings)
+    here = sample_loci(cohort, sample_id, patient, settings, null_score=False)
+    loci = _loci_rows(cohort, sample, rows, reasons, here.e)
     if score is None:
-        return _empty_call(sample, cohort_threshold, "no usable panel loci", settings, len(rows)), loci
-    own = _own_threshold(cohort, sample_id, patient, cohort_threshold, score, settings, flanks)
+        empty = _empty_call(sample, cohort_threshold, "no usable panel loci", settings, len(rows))
+        return empty | {"background_scale": scale, "background_source": scale_source}, loci
+    own = _own_threshold(here, sample_id, cohort_threshold, score, settings, flanks)
     threshold = Threshold(own.value, own.source, cohort_threshold.n_null_scores)
     used = loci["used"].to_numpy()
     n, a = (
@@ -190,30 +194,31 @@ def call_sample(
         "own_null_panels": own.own_null_panels,
         "empirical_p_value": own.empirical_p_value,
         "threshold_reason": own.reason,
+        "background_source": scale_source,
     }, loci
 
 
 def _own_threshold(
-    cohort: Cohort,
+    here: SampleLoci,
     sample_id: str,
-    patient: str,
     cohort_threshold: Threshold,
     score: Score,
     settings: CallSettings,
     flanks: pd.DataFrame | None,
 ) -> OwnThreshold:
     """The sample's threshold from its own null (synthetic panels of its flank positions matched to its usable
-    loci), or the cohort's with the reason."""
-    here = sample_loci(cohort, sample_id, patient, settings, null_score=False)
+    loci, weighed by read orientation as the call is), or the cohort's with the reason."""
     usable = here.usable
     pool = flank_pool(flanks if flanks is not None else empty_table("flanks"), settings)
+    rates = None if here.orientations is None else here.orientations.rate[usable]
     own = own_null(
         pool, here.rows[usable], here.n[usable], here.e[usable], here.rows["weight"].to_numpy()[usable],
-        settings, own_null_rng(settings, sample_id), score.classes,
+        settings, own_null_rng(settings, sample_id), score.classes, rates,
     )  # fmt: skip
-    return own_threshold(
-        own, score.null, score.p_value, cohort_threshold.value, cohort_threshold.source, settings
-    )
+    # A panel without the support a positive needs could never be called positive: its p-value is 1 against
+    # its own null, as each synthetic panel's is (`OwnNull.decisive_p_values`).
+    decisive = score.p_value if score.supported(settings) else 1.0
+    return own_threshold(own, score.null, decisive, cohort_threshold.value, cohort_threshold.source, settings)
 
 
 def _sample_columns(sample: pd.Series) -> dict[str, Any]:
@@ -250,7 +255,7 @@ def _no_loci() -> pd.DataFrame:
 
 
 def _loci_rows(
-    cohort: Cohort, sample: pd.Series, rows: pd.DataFrame, reasons: np.ndarray, scale: float = 1.0
+    cohort: Cohort, sample: pd.Series, rows: pd.DataFrame, reasons: np.ndarray, e: np.ndarray
 ) -> pd.DataFrame:
     locus = rows["locus"].to_numpy()
     safe = np.where(locus >= 0, locus, 0)
@@ -264,9 +269,7 @@ def _loci_rows(
             "weight": rows["weight"].to_numpy(),
             "ref_molecules": np.where(known, cohort.ref[r, safe], 0),
             "alt_molecules": np.where(known, cohort.alt[r, safe], 0),
-            "background_rate": np.where(
-                known, np.minimum(cohort.layout.loci["rate"].to_numpy()[safe] * scale, 0.5), np.nan
-            ),
+            "background_rate": np.where(known, e, np.nan),
             "used": reasons == "",
             "reason": reasons,
             "gene": rows["gene"].to_numpy(),  # gene and chip_suspect: the panel's (build_cohort)
@@ -317,6 +320,7 @@ class SampleCaller:
 
     def __post_init__(self) -> None:
         self._layout = cohort_loci(self.panel, self.locus_rates, self.excluded)
+        self._factors = sample_factors(self.calibration.sample_rates)
 
     def call(
         self,
@@ -362,7 +366,8 @@ class SampleCaller:
         nulls = calibration.null_scores[calibration.null_scores["sample_id"] == sample_id]
         # Set aside only now: the length model was learned without them, as in the cohort step.
         set_aside = frozenset(nulls.loc[nulls["contamination_candidate"], "panel_patient_id"])
-        cohort = replace(cohort, contaminating={sample_id: set_aside})
+        own = {sample_id: self._factors[sample_id]} if sample_id in self._factors else {}
+        cohort = replace(cohort, contaminating={sample_id: set_aside}, own_factors=own)
         own_flanks = (
             None if flanks is None else _rows_of(flanks, sample_id) if "sample_id" in flanks else flanks
         )
@@ -406,6 +411,7 @@ def call_cohort(
     workers: int = 1,
     fragments: pd.DataFrame | None = None,
     flanks: pd.DataFrame | None = None,
+    context_rates: pd.DataFrame | None = None,
 ) -> CallResult:
     """`calibrate`, then `SampleCaller.call` for every plasma sample: the workflow's calling steps in one
     process (tests, benchmarks). The results are those of the workflow's jobs, whatever their layout.
@@ -415,8 +421,12 @@ def call_cohort(
     counts, samples, panel, locus_rates, excluded, settings, fragment_lengths, workers, fragments
         As `calibrate` takes them; `workers` processes also share the per-sample calls.
     flanks : pandas.DataFrame, optional
-        The samples' flank tables (sample_id + the `flanks` contract): their own nulls. Without them every
-        call uses the cohort threshold.
+        The samples' flank tables (sample_id + the `flanks` contract): the plasma samples' own background
+        rates (sample_rates.py) and own nulls. Without them every call uses the cohort threshold and one
+        background scale per sample.
+    context_rates : pandas.DataFrame, optional
+        The background's context rates (`build_background`): the reference of the samples' own factors. Without
+        them, only the samples' own nulls use the flanks.
 
     Returns
     -------
@@ -424,9 +434,14 @@ def call_cohort(
         calls.tsv, loci.tsv, the null scores, the threshold and the length model's summary.
     """
     settings = settings or CallSettings()
+    plasma = set(samples.loc[samples["sample_type"] == "plasma", "sample_id"])
+    own_rates = None
+    if flanks is not None and context_rates is not None and settings.sample_background:
+        by_sample = ((s, t) for s, t in flanks.groupby("sample_id", sort=True) if s in plasma)
+        own_rates = cohort_sample_rates(by_sample, settings, context_rates)
     calibration = calibrate(
         counts, samples, panel, locus_rates, excluded, settings,
-        fragment_lengths=fragment_lengths, workers=workers, fragments=fragments,
+        fragment_lengths=fragment_lengths, workers=workers, fragments=fragments, sample_rates=own_rates,
     )  # fmt: skip
     plasma = list(samples.loc[samples["sample_type"] == "plasma", "sample_id"])
     inputs = _SampleInputs(counts, fragment_lengths, fragments, flanks)

@@ -1,11 +1,14 @@
 """The cohort as a call sees it: the count matrices on the cohort's unique loci, each patient's panel on them,
 the loci excluded for everyone or for one patient, and one sample's counts and background rates at one panel.
 
-e_i is the cohort's locus rate times the sample's own background scale: libraries differ in damage and PCR
-error, and the sample's molecules at other patients' loci measure how much (`Cohort.background_scale`). Without
-it, a library noisier than the cohort mean reads as tumor signal (benchmarks/detection.py, 25% library-to-library
-spread: 3/180 TF-0 samples positive and a calibrated threshold pushed down to p <= 0.0073 without it; 1/180 and
-the nominal 0.01 with it).
+e_i is the cohort's locus rate times the sample's own factor: libraries differ in damage and PCR error, by
+context and read orientation. With the sample's flank tallies (sample_rates.py, `Cohort.own_factors`), each
+locus's rate in each orientation is multiplied by the sample's factor for the locus's context and that
+orientation. A sample without them (a control, a count table without flanks) falls back to one scale measured
+by its molecules at other patients' loci (`Cohort.background_scale`). Without either, a library noisier than
+the cohort mean reads as tumor signal (benchmarks/detection.py, 25% library-to-library spread: 3/180 TF-0
+samples positive and a calibrated threshold pushed down to p <= 0.0073 without the scale; 1/180 and the nominal
+0.01 with it).
 
 Each locus's molecules also come by read orientation (F1R2, F2R1), each orientation at the locus rate times the
 background's orientation factor (`rate_f1r2` / `rate`, `rate_f2r1` / `rate`): damage such as 8-oxoG puts a
@@ -33,6 +36,7 @@ from mrdtrack.calling.fraglen import (
     ref_histograms,
 )
 from mrdtrack.calling.null import seeded_rng
+from mrdtrack.calling.sample_rates import SampleFactors
 from mrdtrack.calling.score import Fragments, Orientations, Score, score_loci
 from mrdtrack.calling.settings import CallSettings
 from mrdtrack.vocabulary import LOCUS_KEY
@@ -75,6 +79,7 @@ class Cohort:
     length_model: LengthModel | None = None  # set when fragment lengths weigh in
     counts_only: frozenset[str] = frozenset()  # samples lacking some ALT molecules' lengths
     contaminating: Mapping[str, frozenset[str]] = field(default_factory=dict)  # sample -> panels set aside
+    own_factors: Mapping[str, SampleFactors] = field(default_factory=dict)  # sample -> its flanks' factors
     # Memo of `length_classes`: derived from the fields above, so a replaced cohort starts a fresh one.
     _classes: dict[str, LengthClasses] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -335,16 +340,36 @@ def sample_loci(
     reasons = np.where((reasons == "") & (n == 0), "no_molecules", reasons)
     # Null scores use rates without the sample's own molecules; a sample's own loci never held them.
     e = cohort.rates_without(sample_id, safe) if null_score else cohort.layout.loci["rate"].to_numpy()[safe]
-    e = np.minimum(e * sample_scale(cohort, sample_id, panel_patient, settings), 0.5)
-    oriented = _orientations(cohort, r, locus, e)
+    own = own_locus_factors(cohort, sample_id, safe, settings)
+    if own is None:
+        e = np.minimum(e * sample_scale(cohort, sample_id, panel_patient, settings), 0.5)
+    oriented = _orientations(cohort, r, locus, e, own)
     if oriented is not None:
         e = oriented.pooled_rate()
+    elif own is not None:  # counts without orientations: the two orientations' factors, weighed alike
+        factor = cohort.layout.orientation_factor
+        weights = np.ones_like(own) if factor is None else factor[safe]
+        e = np.minimum(e * (own * weights).sum(axis=1) / weights.sum(axis=1), 0.5)
     return SampleLoci(rows=rows, reasons=reasons, locus=locus, n=n, a=a, e=e, orientations=oriented)
 
 
-def _orientations(cohort: Cohort, r: int, locus: np.ndarray, e: np.ndarray) -> Orientations | None:
+def own_locus_factors(
+    cohort: Cohort, sample_id: str, loci: np.ndarray, settings: CallSettings
+) -> np.ndarray | None:
+    """The sample's own factors (sample_rates.py) at `loci` (cohort loci) in their F1R2 and F2R1 molecules,
+    loci x 2; None when `sample_background` is off or the sample has no flank tallies."""
+    factors = cohort.own_factors.get(sample_id) if settings.sample_background else None
+    if factors is None:
+        return None
+    return factors.of_loci(cohort.layout.loci.iloc[loci])
+
+
+def _orientations(
+    cohort: Cohort, r: int, locus: np.ndarray, e: np.ndarray, own: np.ndarray | None = None
+) -> Orientations | None:
     """The sample's molecules at `locus` (cohort loci; -1: none) by read orientation, each orientation at the
-    locus's rate `e` times its orientation factor (at most 0.5); None when counts or background lack them."""
+    locus's rate `e` times its orientation factor and the sample's `own` factor of that orientation (at most
+    0.5); None when counts or background lack them."""
     factor = cohort.layout.orientation_factor
     if factor is None or cohort.alt_f1r2 is None or cohort.total_f1r2 is None:
         return None
@@ -356,7 +381,7 @@ def _orientations(cohort: Cohort, r: int, locus: np.ndarray, e: np.ndarray) -> O
     return Orientations(
         alt=np.stack([alt_f1r2, alt - alt_f1r2], axis=1),
         total=np.stack([total_f1r2, total - total_f1r2], axis=1),
-        rate=np.minimum(e[:, None] * factor[safe], 0.5),
+        rate=np.minimum(e[:, None] * factor[safe] * (1.0 if own is None else own), 0.5),
     )
 
 
@@ -451,7 +476,22 @@ def _own_panel_alt(cohort: Cohort, sample_id: str, settings: CallSettings) -> tu
 
 
 def sample_scale(cohort: Cohort, sample_id: str, panel_patient: str, settings: CallSettings) -> float:
-    """The factor applied to every locus rate of this sample at this panel (1 when `sample_background` is off)."""
+    """The one factor applied to every locus rate of a sample without flank tallies at this panel (1 when
+    `sample_background` is off)."""
     if not settings.sample_background:
         return 1.0
     return cohort.background_scale(sample_id, panel_patient, settings.sample_background_prior)
+
+
+def sample_level(
+    cohort: Cohort, sample_id: str, panel_patient: str, settings: CallSettings
+) -> tuple[float, str]:
+    """The sample's overall noise level relative to the cohort and where it comes from: `own_flanks` (its flank
+    tallies' overall factor; each locus has its context and orientation's), `other_panels` (one scale from its
+    molecules at other patients' loci) or `off` (`sample_background: false`)."""
+    if not settings.sample_background:
+        return 1.0, "off"
+    own = cohort.own_factors.get(sample_id)
+    if own is not None:
+        return own.overall, "own_flanks"
+    return sample_scale(cohort, sample_id, panel_patient, settings), "other_panels"

@@ -3,20 +3,27 @@
 The reads around a sample's panel loci cover reference positions that hold no tumor variant (counting/flanks.py):
 their non-reference molecules are this library's own noise. A synthetic panel takes, for each usable locus of
 the patient's real panel, one flank position of the same substitution and trinucleotide context (pyrimidine
-strand) and of similar depth (within `calling.synthetic_depth_fold`), with the sample's molecules there. Scored
-as the real panel is scored (the real loci's background rates and weights, the same outlier screen, statistic,
-fragment-length classes and support rule), each synthetic panel is a draw of what this sample's own panel would
+strand) and of similar depth (within `calling.synthetic_depth_fold`), and draws fresh molecules at the real
+locus's depth (split between read orientations as at that position) at the real locus's rate times the
+sample's own noise level at its matched positions (`own_level`), with lengths from the sample's non-tumor
+length distribution. Fresh draws rather than the position's own molecules: at plasma depth a
+context's few dozen flank positions hold well under one ALT molecule, so the positions' own counts would give a
+lumpy null (a few synthetic loci with an ALT, most never) in which the two-locus support a positive needs hardly
+ever shows (on the trial-sized demo 6% of tumor-free samples had an empirical p-value <= 0.01). Scored
+as the real panel is scored (the real loci's background rates, by read orientation when the call weighs them,
+and weights, the same outlier screen, statistic, fragment-length classes and support rule), each synthetic
+panel is a draw of what this sample's own panel would
 show without tumor DNA: the sample's own null, which needs no other patient and no control, so a bespoke capture
 gets one too.
 
 Sharing the work: the synthetic panels are matched locus for locus to the real panel, so their statistics are
 exchangeable with the real one under the null, and the real panel's null distribution (score.py) turns each of
-them into a p-value on the real call's scale. The likelihood-ratio statistics of all synthetic panels are one
-fit over their ALT molecules and a few sums of their depths per panel (synthetic.py); only a panel with a locus
-that the outlier screen could drop (binomial tail below `outlier_max_p`, rare) is scored alone. Synthetic loci
-are independent molecules: a fragment covering two flank positions of one synthetic panel is not merged (flank
-counts do not record fragment identity), which matters only when two synthetic loci come from one window, and
-there the two positions' errors are independent anyway.
+them into a p-value on the real call's scale. The molecules are drawn a block of panels at a time
+(`DRAW_CELLS`) and only the synthetic loci with ALT molecules kept, a few per panel; the likelihood-ratio
+statistics of all synthetic panels are then one fit over those and a few sums of their depths per panel
+(synthetic.py), never dense panels x loci x length-class tables (1.9 GB at 20,000 loci). Only a panel with a
+locus that the outlier screen could drop (binomial tail below `outlier_max_p`, rare) is scored alone. Synthetic
+loci are independent molecules, as fresh draws are.
 
 Positions whose ALT share is far above noise are germline or clonal-hematopoiesis sites, not noise, and never
 enter a synthetic panel (`flank_pool`): at least 2 ALT molecules of one base and an ALT share of at least
@@ -37,11 +44,24 @@ from mrdtrack.calling.fraglen import LengthClasses
 from mrdtrack.calling.inference import binomial_tail
 from mrdtrack.calling.locus_classes import pyrimidine_class, rate_group
 from mrdtrack.calling.null import NullDistribution, calibrate_threshold, null_scores_needed, seeded_rng
-from mrdtrack.calling.score import score_loci
+from mrdtrack.calling.score import Orientations, score_loci
 from mrdtrack.calling.settings import CallSettings
-from mrdtrack.calling.synthetic import alt_cells, class_counts, synthetic_statistics
+from mrdtrack.calling.synthetic import synthetic_statistics
 
 SNV_BASES = frozenset("ACGT")
+
+# Expected ALT molecules' worth of prior on the sample's own level at its matched flank positions (`own_level`).
+# The call's rates already carry the sample's own factors (sample_rates.py, shrunk across the cohort), so the
+# level is a check against rates that miss the library's noise, not a second estimate of it: strong enough
+# that the ~10 flank ALT molecules a sample has at plasma depth do not swing its own null (a level of 0.7 from
+# Poisson noise halves two-locus support), weak enough that a library at twice its rates with thousands of
+# expected flank ALTs is held to its own noise.
+OWN_LEVEL_PRIOR = 100.0
+
+# Synthetic (panel, locus) cells whose molecules are drawn at a time: the dense draws of one block (a few
+# 8-byte arrays of this many cells, ~16 MB each) bound the memory whatever the panel's size; only the cells
+# with ALT molecules are kept.
+DRAW_CELLS = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -56,6 +76,11 @@ class FlankPool:
     dropped_positions: int  # germline or CHIP-like positions left out
     key: np.ndarray  # each row's index in `classes`
     classes: tuple[tuple[str, str], ...]  # the (substitution, context) classes of the rows
+    # Of `n` and `a`, those in F1R2 molecules (reference strand, as the flank table); `flipped`: a purine
+    # reference, whose orientations swap on the pyrimidine strand.
+    n_f1r2: np.ndarray
+    a_f1r2: np.ndarray
+    flipped: np.ndarray
 
     def __len__(self) -> int:
         return len(self.n)
@@ -113,6 +138,9 @@ def flank_pool(flanks: pd.DataFrame, settings: CallSettings) -> FlankPool:
         dropped_positions=len(dropped),
         key=key[keep],
         classes=classes,
+        n_f1r2=(column("alt_f1r2") + column("ref_f1r2")).astype(np.int64)[keep],
+        a_f1r2=column("alt_f1r2").astype(np.int64)[keep],
+        flipped=~pd.Series(column("ref")).isin(("C", "T")).to_numpy()[keep],
     )
 
 
@@ -163,41 +191,69 @@ def matched_candidates(
         The candidates per locus, how many loci fell back to their group, and "" or why some locus has no
         match at all (then no candidates).
     """
+    matched = match_loci(pool, ref, alt, context, n, fold)
+    return matched.candidates, matched.fallbacks, matched.reason
+
+
+@dataclass(frozen=True)
+class Matched:
+    """Each real locus's candidate pool rows (`matched_candidates`) with their ALT and informative molecules
+    summed (from running sums over the depth-sorted rows: a genome-wide locus has tens of thousands)."""
+
+    candidates: list[np.ndarray]
+    alt: np.ndarray
+    n: np.ndarray
+    fallbacks: int
+    reason: str
+
+
+def match_loci(
+    pool: FlankPool, ref: np.ndarray, alt: np.ndarray, context: np.ndarray, n: np.ndarray, fold: float
+) -> Matched:
+    """`matched_candidates`, with the candidates' molecules summed per locus."""
     names = [f"{s}:{c}" for s, c in pool.classes]
     group, group_names = pd.factorize(np.array([rate_group(s, c) for s, c in pool.classes], dtype=object))
-    by_class = dict(zip(names, _by_depth(pool.key, len(names), pool.n, fold), strict=True))
-    by_group = dict(zip(group_names, _by_depth(group[pool.key], len(group_names), pool.n, fold), strict=True))
+    by_class = dict(zip(names, _by_depth(pool.key, len(names), pool, fold), strict=True))
+    by_group = dict(zip(group_names, _by_depth(group[pool.key], len(group_names), pool, fold), strict=True))
     candidates, fallbacks = [], 0
-    for locus_ref, locus_alt, locus_context, depth in zip(ref, alt, context, n, strict=True):
+    sums = np.zeros((len(ref), 2))
+    for i, (locus_ref, locus_alt, locus_context, depth) in enumerate(zip(ref, alt, context, n, strict=True)):
         if len(locus_ref) != 1 or len(locus_alt) != 1 or not {locus_ref, locus_alt} <= SNV_BASES:
-            return [], 0, f"indel locus {locus_ref}>{locus_alt}: flank positions match SNVs only"
+            why = f"indel locus {locus_ref}>{locus_alt}: flank positions match SNVs only"
+            return Matched([], np.zeros(0), np.zeros(0), 0, why)
         substitution, ctx, _ = pyrimidine_class(locus_ref, locus_alt, locus_context)
         rows = by_class.get(f"{substitution}:{ctx}")
         if rows is None:
             rows = by_group.get(rate_group(substitution, ctx))
             fallbacks += 1
         if rows is None:
-            return [], 0, f"no flank position of class {substitution} at {ctx}, nor of its group"
-        ordered, depths, folded = rows
+            why = f"no flank position of class {substitution} at {ctx}, nor of its group"
+            return Matched([], np.zeros(0), np.zeros(0), 0, why)
+        ordered, depths, folded, running = rows
         # Depths within `fold` of the locus's: n * fold >= depth and n <= depth * fold, a run of the sorted rows.
         low, high = np.searchsorted(folded, depth, "left"), np.searchsorted(depths, depth * fold, "right")
-        candidates.append(ordered[low:high] if high > low else ordered)
-    return candidates, fallbacks, ""
+        if high <= low:
+            low, high = 0, len(ordered)
+        candidates.append(ordered[low:high])
+        sums[i] = running[high] - running[low]
+    return Matched(candidates, sums[:, 0], sums[:, 1], fallbacks, "")
 
 
 def _by_depth(
-    code: np.ndarray, count: int, n: np.ndarray, fold: float
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """The rows of each code (0..count-1) by increasing depth (ties in row order), with their depths and their
-    depths times the fold."""
+    code: np.ndarray, count: int, pool: FlankPool, fold: float
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """The rows of each code (0..count-1) by increasing depth (ties in row order), with their depths, their
+    depths times the fold, and the running sums of their ALT and informative molecules (rows + 1 x 2, from 0)."""
     small = code.astype(np.int16) if count < 2**15 else code  # 16-bit codes: a radix sort
     order = np.argsort(small, kind="stable")
     bounds = np.searchsorted(code[order], np.arange(count + 1))
     found = []
     for first, last in zip(bounds[:-1], bounds[1:], strict=True):
         rows = order[first:last]
-        rows = rows[np.argsort(n[rows], kind="stable")]
-        found.append((rows, n[rows], n[rows] * fold))
+        rows = rows[np.argsort(pool.n[rows], kind="stable")]
+        running = np.zeros((len(rows) + 1, 2))
+        running[1:] = np.cumsum(np.stack([pool.a[rows], pool.n[rows]], axis=1), axis=0)
+        found.append((rows, pool.n[rows], pool.n[rows] * fold, running))
     return found
 
 
@@ -238,6 +294,7 @@ def own_null(
     settings: CallSettings,
     rng: np.random.Generator,
     classes: LengthClasses | None = None,
+    rates: np.ndarray | None = None,
 ) -> OwnNull:
     """`settings.synthetic_null_panels` synthetic panels matched to the sample's usable panel loci, scored.
 
@@ -257,6 +314,11 @@ def own_null(
         The draws' generator (seeded per sample).
     classes : LengthClasses, optional
         The sample's fragment-length classes, when lengths weigh in.
+    rates : numpy.ndarray, optional
+        The real loci's background rates in their F1R2 and F2R1 molecules (loci x 2), when the real call
+        weighs orientations (`e` is then their pooled rate): each synthetic locus's molecules are weighed by
+        orientation too, its orientations taken on the real locus's strand (a C>A flank position's F2R1
+        molecules stand for a G>T locus's F1R2 ones), so that the statistic is the real call's.
 
     Returns
     -------
@@ -267,37 +329,221 @@ def own_null(
         return no_own_null("calling.synthetic_null_panels is 0")
     if not len(pool):
         return no_own_null("no flank position with molecules (no flank table, or flank_window 0)")
-    candidates, fallbacks, why = matched_candidates(
+    matched = match_loci(
         pool, loci["ref"].to_numpy(), loci["alt"].to_numpy(), loci["context"].to_numpy(), n,
         settings.synthetic_depth_fold,
     )  # fmt: skip
-    if why:
-        return no_own_null(why)
+    if matched.reason:
+        return no_own_null(matched.reason)
     panels = settings.synthetic_null_panels
-    draw = draw_panels(candidates, panels, rng)
-    panel, locus, row = alt_cells(pool.a, draw)  # the few synthetic loci with ALT molecules
-    alt = pool.a[row]
-    suspect = binomial_tail(alt, pool.n[row], e[locus]) < settings.outlier_max_p
-    alone = np.unique(panel[suspect])
-    batch = ~np.isin(panel, alone)
-    table = None if classes is None else class_counts(pool.alt_lengths, row, classes)
-    statistics = synthetic_statistics(
-        pool.n, draw, panel[batch], locus[batch], (alt if table is None else table)[batch], e, w,
-        None if classes is None else classes.ratio,
-    )  # fmt: skip
-    fragments = np.bincount(panel, alt, panels).astype(np.int64)
-    loci_with_alt = np.bincount(panel, minlength=panels)
+    n = np.asarray(n, dtype=np.int64)
+    e = np.asarray(e, dtype=float)
+    # Fresh molecules at the real locus's depth, split between orientations (on the real locus's strand) as at
+    # the drawn position, at the call's rates times the sample's own level at its matched positions
+    # (`own_level`). The real depth: flank positions are covered by a few percent fewer molecules than the locus
+    # they flank, and two-locus support grows with the square of the expected ALTs. Without orientations the
+    # drawn position changes nothing (its depth is not used), so none is drawn.
+    level = own_level(matched, e)
+    n_f1r2 = None
+    if rates is not None:
+        n_f1r2 = drawn_f1r2(pool, matched.candidates, loci["ref"].to_numpy(), n, panels, rng)
+        p = np.minimum(np.asarray(rates, dtype=float) * level, 0.5)
+    else:
+        p = np.minimum(e * level, 0.5)
+    cells = fresh_molecules(n, p, panels, rng, n_f1r2)
+    suspect = binomial_tail(cells.alt, n[cells.locus], e[cells.locus]) < settings.outlier_max_p
+    alone = np.unique(cells.panel[suspect])
+    table = None if classes is None else length_draws(cells.alt, classes, rng)
+    batch = ~np.isin(cells.panel, alone)
+    statistics = cell_statistics(
+        cells, batch, table, n, e, w, rates, None if classes is None else classes.ratio
+    )
+    fragments = np.bincount(cells.panel, cells.alt, panels).astype(np.int64)
+    loci_with_alt = np.bincount(cells.panel, minlength=panels)
     quiet = settings_without_p_values(settings)
     for i in alone:  # a locus the outlier screen may drop: the real call's whole score
+        mine = cells.panel == i
+        a = np.zeros(len(n), dtype=np.int64)
+        a[cells.locus[mine]] = cells.alt[mine]
+        parts = None
+        if rates is not None:
+            alt_f1r2 = np.zeros(len(n), dtype=np.int64)
+            alt_f1r2[cells.locus[mine]] = cells.alt_f1r2[mine]
+            total_f1r2 = cells.n_f1r2[i].astype(np.int64)
+            parts = Orientations(
+                alt=np.stack([alt_f1r2, a - alt_f1r2], axis=1),
+                total=np.stack([total_f1r2, n - total_f1r2], axis=1),
+                rate=rates,
+            )
+        length_table = None
+        if table is not None:
+            length_table = np.zeros((len(n), table.shape[1]), dtype=np.int64)
+            length_table[cells.locus[mine]] = table[mine]
         score = score_loci(
-            pool.a[draw[i]], pool.n[draw[i]], e, w, quiet, rng, full=False,
-            length_table=None if table is None else _length_table(len(e), locus, table, panel == i),
-            classes=classes,
-        )  # fmt: skip
+            a, n, e, w, quiet, rng, full=False, length_table=length_table, classes=classes, orientations=parts
+        )
         statistics[i] = score.statistic
         fragments[i], loci_with_alt[i] = score.mutant_fragments, score.mutant_loci
     supported = (fragments >= settings.min_mutant_fragments) & (loci_with_alt >= settings.min_mutant_loci)
-    return OwnNull(statistics, supported, group_matched=fallbacks)
+    return OwnNull(statistics, supported, group_matched=matched.fallbacks)
+
+
+@dataclass(frozen=True)
+class FreshCells:
+    """The synthetic loci that drew ALT molecules, panel by panel: each one's panel, locus, ALT molecules and,
+    with orientations, those of them in F1R2 molecules; with orientations also every synthetic locus's F1R2
+    molecules (panels x loci, 32-bit), which the scores' depth sums need."""
+
+    panels: int
+    panel: np.ndarray
+    locus: np.ndarray
+    alt: np.ndarray
+    alt_f1r2: np.ndarray | None = None
+    n_f1r2: np.ndarray | None = None
+
+
+def fresh_molecules(
+    n: np.ndarray, p: np.ndarray, panels: int, rng: np.random.Generator, n_f1r2: np.ndarray | None = None
+) -> FreshCells:
+    """Every synthetic panel's fresh molecules at the real loci's depths `n`: ALT ~ Binomial(n, p), drawn a
+    block of panels at a time (`DRAW_CELLS`), only the loci with ALT molecules kept.
+
+    Parameters
+    ----------
+    n : numpy.ndarray
+        The real loci's informative molecules.
+    p : numpy.ndarray
+        Each locus's chance of an ALT molecule (loci), or of one in its F1R2 and in its F2R1 molecules (loci x
+        2, with `n_f1r2`).
+    panels : int
+        Synthetic panels.
+    rng : numpy.random.Generator
+        The draws' generator.
+    n_f1r2 : numpy.ndarray, optional
+        With per-orientation `p`: each synthetic locus's F1R2 molecules (panels x loci, `drawn_f1r2`).
+
+    Returns
+    -------
+    FreshCells
+    """
+    loci = len(n)
+    block = max(1, DRAW_CELLS // max(loci, 1))
+    found: list[tuple[np.ndarray, ...]] = []
+    for first in range(0, panels, block):
+        rows = slice(first, min(first + block, panels))
+        if n_f1r2 is None:
+            alt = rng.binomial(n, p, (rows.stop - first, loci))
+            alt_f1r2 = alt
+        else:
+            total_f1r2 = n_f1r2[rows].astype(np.int64)
+            alt_f1r2 = rng.binomial(total_f1r2, p[:, 0])
+            alt = alt_f1r2 + rng.binomial(n - total_f1r2, p[:, 1])
+        panel, locus = np.nonzero(alt)
+        found.append((panel + first, locus, alt[panel, locus], alt_f1r2[panel, locus]))
+    panel, locus, alt, alt_f1r2 = (np.concatenate(x).astype(np.int64) for x in zip(*found, strict=True))
+    return FreshCells(panels, panel, locus, alt, None if n_f1r2 is None else alt_f1r2, n_f1r2)
+
+
+def drawn_f1r2(
+    pool: FlankPool,
+    candidates: list[np.ndarray],
+    real_ref: np.ndarray,
+    n: np.ndarray,
+    panels: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Per synthetic panel and locus, its F1R2 molecules (panels x loci, 32-bit): the real depth split between
+    orientations as at a flank position drawn among the locus's candidates (`draw_panels`), a block of loci at
+    a time (`DRAW_CELLS`), on the real locus's strand (a C>A flank position's F2R1 molecules stand for a G>T
+    locus's F1R2 ones)."""
+    out = np.zeros((panels, len(n)), dtype=np.int32)
+    width = max(1, DRAW_CELLS // max(panels, 1))
+    for first in range(0, len(n), width):
+        span = slice(first, first + width)
+        share = f1r2_share(pool, draw_panels(candidates[span], panels, rng), real_ref[span])
+        out[:, span] = np.rint(n[span] * share)
+    return out
+
+
+def f1r2_share(pool: FlankPool, draw: np.ndarray, real_ref: np.ndarray) -> np.ndarray:
+    """Per synthetic panel and locus, the drawn position's share of informative molecules in the real locus's
+    F1R2 orientation (a half without molecules)."""
+    real_flipped = ~np.isin(real_ref, ["C", "T"])
+    swap = pool.flipped[draw] != real_flipped[None, :]
+    total = pool.n[draw]
+    n_f1r2 = pool.n_f1r2[draw]
+    on_real = np.where(swap, total - n_f1r2, n_f1r2)
+    return np.divide(on_real, total, out=np.full(draw.shape, 0.5), where=total > 0)
+
+
+def length_draws(alt: np.ndarray, classes: LengthClasses, rng: np.random.Generator) -> np.ndarray:
+    """ALT molecules per length class of each cell (cells x classes): each noise molecule's class drawn from
+    the sample's own non-tumor length distribution, as the real call's null draws them (the flanks' few ALT
+    molecules would give a thin and noisy one)."""
+    share = np.asarray(classes.normal, dtype=float)
+    if not len(alt):
+        return np.zeros((0, len(share)), dtype=np.int64)
+    return rng.multinomial(alt, share / share.sum())
+
+
+def cell_statistics(
+    cells: FreshCells,
+    keep: np.ndarray,
+    table: np.ndarray | None,
+    n: np.ndarray,
+    e: np.ndarray,
+    w: np.ndarray,
+    rates: np.ndarray | None = None,
+    ratio: np.ndarray | None = None,
+) -> np.ndarray:
+    """The likelihood-ratio statistic of each synthetic panel from its kept cells (0 for a panel without
+    any), as the real call scores its panel: by locus, or with `rates` by read orientation, a locus's F1R2
+    molecules in column 2i and its F2R1 ones in 2i + 1 (as `Orientations.parts` lays out the real call), each
+    part at its own rate with the locus's weight.
+
+    Parameters
+    ----------
+    cells : FreshCells
+        The panels' ALT cells (`fresh_molecules`).
+    keep : numpy.ndarray
+        The cells to score (those of panels scored together).
+    table : numpy.ndarray, optional
+        The cells' ALT molecules per length class (cells x classes), with `ratio`.
+    n, e, w : numpy.ndarray
+        The real loci's informative molecules, background rates and weights.
+    rates : numpy.ndarray, optional
+        The loci's rates in F1R2 and F2R1 molecules (loci x 2), when orientations weigh in.
+    ratio : numpy.ndarray, optional
+        The length classes' tumor/non-tumor ratios.
+
+    Returns
+    -------
+    numpy.ndarray
+        One statistic per panel.
+    """
+    alt = (cells.alt if table is None else table)[keep]
+    panel, locus = cells.panel[keep], cells.locus[keep]
+    if rates is None:
+        return synthetic_statistics(n, cells.panels, panel, locus, alt, e, w, ratio)
+    # A length class's ALTs shared between a locus's parts as its ALTs are (the flank table does not tie
+    # lengths to orientations).
+    in_f1r2 = cells.alt_f1r2[keep] / cells.alt[keep]  # type: ignore[index]
+    if table is None:
+        parts = np.stack([cells.alt_f1r2[keep], alt - cells.alt_f1r2[keep]], axis=1)  # type: ignore[index]
+    else:
+        parts = np.stack([in_f1r2[:, None] * alt, (1 - in_f1r2[:, None]) * alt], axis=1)
+    part_alt = parts.reshape(2 * len(panel), *parts.shape[2:])
+    some = part_alt.reshape(len(part_alt), -1).any(axis=1)
+    n_f1r2 = cells.n_f1r2
+
+    def sizes(rows: np.ndarray) -> np.ndarray:  # each panel's molecules per part
+        total_f1r2 = n_f1r2[rows].astype(np.int64)  # type: ignore[index]
+        return np.stack([total_f1r2, n - total_f1r2], axis=2).reshape(len(rows), -1)
+
+    return synthetic_statistics(
+        sizes, cells.panels, np.repeat(panel, 2)[some], (2 * locus[:, None] + [0, 1]).ravel()[some],
+        part_alt[some], np.asarray(rates, dtype=float).reshape(-1), np.repeat(w, 2), ratio,
+    )  # fmt: skip
 
 
 def draw_panels(candidates: list[np.ndarray], panels: int, rng: np.random.Generator) -> np.ndarray:
@@ -316,11 +562,16 @@ def settings_without_p_values(settings: CallSettings) -> CallSettings:
     return replace(settings, p_value_method="asymptotic")
 
 
-def _length_table(loci: int, locus: np.ndarray, table: np.ndarray, mine: np.ndarray) -> np.ndarray:
-    """One synthetic panel's ALT molecules per locus and length class, from its cells."""
-    out = np.zeros((loci, table.shape[1]), dtype=np.int64)
-    out[locus[mine]] = table[mine]
-    return out
+def own_level(matched: Matched, e: np.ndarray, prior: float = OWN_LEVEL_PRIOR) -> float:
+    """The sample's noise at its matched flank positions over what the call's rates expect there: (ALT
+    molecules + `prior`) / (expected + `prior`) over every locus's candidate positions (each at its locus's
+    rate), a Gamma prior worth `prior` expected molecules centred on 1 (`OWN_LEVEL_PRIOR`).
+
+    Synthetic molecules are drawn at the call's rates times this level: a library noisier than its rates is
+    held to its own noise, while a thin flank pool (a few ALT molecules per context at plasma depth) does not
+    make its loci's own null lumpy: the positions' few ALTs would otherwise sit at a handful of synthetic loci
+    and leave the rest without any, and the two-locus support a positive needs would hardly ever show."""
+    return float((matched.alt.sum() + prior) / (matched.n @ np.asarray(e, dtype=float) + prior))
 
 
 @dataclass(frozen=True)

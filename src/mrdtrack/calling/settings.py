@@ -38,7 +38,9 @@ class CallSettings(StepSettings):
         The tumor-fraction interval, its widening by between-locus overdispersion, and the in-sample outlier
         test.
     sample_background, sample_background_prior : bool, float
-        Scaling of the locus rates by the sample's own noise, and the strength of that scale's prior.
+        The sample's own background: its factors by context and read orientation from its flank tallies
+        (shrunk toward the cohort's with prior strengths fitted across samples), or for a sample without
+        flanks one scale from other patients' loci, with the strength of that scale's prior.
     fragment_lengths, fragment_length_prior, fragment_length_bandwidth : bool, float, float
         Fragment-length evidence: whether it weighs in, its shrinkage toward a ratio of 1, its smoothing (bp).
     seed : int
@@ -64,8 +66,8 @@ class CallSettings(StepSettings):
     contamination_check: bool = True  # flag samples significant for another patient's panel
     contamination_max_panels: int = 1  # significant at more panels than this: noise, kept in calibration
     seed: int = 20240601  # base seed of every Monte Carlo draw (per-sample seeds derive from it)
-    sample_background: bool = True  # scale locus rates by the sample's own noise at other patients' loci
-    sample_background_prior: float = 10.0  # Gamma prior strength of that scale, in expected ALT molecules
+    sample_background: bool = True  # the sample's own rates: flank factors (else a scale at other loci)
+    sample_background_prior: float = 10.0  # Gamma prior strength of the other-loci scale, in expected ALTs
     fragment_lengths: bool = True  # weigh each ALT molecule by its fragment length's tumor/normal ratio
     fragment_length_prior: float = 200.0  # pseudo tumor molecules shrinking the learned length ratio to 1
     fragment_length_bandwidth: float = 4.0  # bp, Gaussian smoothing of the length histograms

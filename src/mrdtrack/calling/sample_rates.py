@@ -1,0 +1,343 @@
+"""Every sample its own background: its error rates by context and read orientation, from its flank positions,
+shrunk toward the cohort's by empirical Bayes.
+
+Libraries differ in damage and PCR error (input, extraction, batch), and not by one number: 8-oxoG puts G>T
+errors in one read orientation only, deamination C>T at CpG. The flank positions around a sample's own panel
+loci (counting/flanks.py) hold millions of its molecules with no tumor variant, so they measure its noise in
+each substitution x trinucleotide context x orientation; the cohort's panel-locus rates (background.py) stay,
+and the sample's own factor multiplies them.
+
+Per sample s and cell (pyrimidine-strand substitution x context, orientation on the pyrimidine strand as in
+context_rates.tsv), `a` ALT and `n` molecules at its flank positions (germline and CHIP-like positions left out
+by the own null's rule, own_null.flank_pool). The cohort rate of the cell is that of the other samples' flanks
+(the sample left out, one expected ALT's worth of shrinkage toward its group so an empty cell is not 0); `E =
+n x cohort rate` is what the sample would show at the cohort's level. The factor is a Gamma-Poisson posterior
+mean at three nested levels, each shrunk toward the one above:
+
+1. the sample: `lambda_s = (A + k1) / (E + k1)` over all its cells (a prior centred on 1);
+2. group x orientation (the substitution, with C>N at CpG apart; `locus_classes.rate_group`):
+   `(a + k2) / (E + k2 / lambda_s)`;
+3. context x orientation: `(a + k3) / (E + k3 / lambda_group)`.
+
+Each strength `k` (prior ALT molecules) is fitted across samples by maximum marginal likelihood (negative
+binomial: a ~ Poisson(E lambda), lambda ~ Gamma(k, k / prior mean)), as background.py fits its beta-binomial
+priors: where samples do not differ beyond Poisson noise, k is large and every sample keeps its parent's
+factor; where they do (a batch with 8-oxoG damage), k is small and the sample's own data speak.
+
+A locus's rate in one read orientation is then its cohort rate in that orientation times the sample's factor
+for its context and that orientation (`SampleFactors.of_loci`). Indels (no flank tally) take the sample's
+overall factor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import special
+
+from mrdtrack.calling.locus_classes import pyrimidine_class, rate_group
+from mrdtrack.calling.own_null import flank_pool
+from mrdtrack.calling.settings import CallSettings
+from mrdtrack.tables import columns_of, empty_table
+
+SAMPLE_RATE_COLUMNS = columns_of("sample_rates")  # mrdtrack.tables.CONTRACTS
+TALLY_COLUMNS = ["substitution", "context", "orientation", "alt_molecules", "total_molecules"]
+ORIENTED = ("f1r2", "f2r1")
+LEVELS = ("sample", "group", "context")
+
+# Prior strengths (ALT molecules' worth) are searched on this range, log-spaced: from "each sample's own counts
+# speak" to "every sample has its parent's rate".
+STRENGTH_GRID = np.exp(np.linspace(np.log(0.5), np.log(1e6), 241))
+
+
+def flank_tallies(flanks: pd.DataFrame, settings: CallSettings) -> pd.DataFrame:
+    """One sample's flank molecules per pyrimidine-strand substitution x context x orientation.
+
+    Positions the own null leaves out (germline or CHIP-like: `own_null.flank_pool`) are left out here too.
+
+    Parameters
+    ----------
+    flanks : pandas.DataFrame
+        The sample's flank table (`flanks` contract).
+    settings : CallSettings
+        `flank_max_vaf` and `flank_noise_max_p` are used.
+
+    Returns
+    -------
+    pandas.DataFrame
+        `substitution, context, orientation` (`f1r2` / `f2r1` on the pyrimidine strand), `alt_molecules`,
+        `total_molecules`; cells without molecules are absent.
+    """
+    pool = flank_pool(flanks, settings)
+    if not len(pool):
+        return pd.DataFrame(columns=TALLY_COLUMNS)
+    # On the pyrimidine strand a purine reference's orientations swap (background.py's `_orient`): 8-oxoG
+    # G>T in F1R2 molecules and C>A in F2R1 ones are one cell.
+    flipped = pool.flipped
+    a_f1r2 = np.where(flipped, pool.a - pool.a_f1r2, pool.a_f1r2)
+    n_f1r2 = np.where(flipped, pool.n - pool.n_f1r2, pool.n_f1r2)
+    frame = pd.DataFrame(
+        {
+            "substitution": pool.substitution,
+            "context": pool.context,
+            "alt_f1r2": a_f1r2,
+            "alt_f2r1": pool.a - a_f1r2,
+            "total_f1r2": n_f1r2,
+            "total_f2r1": pool.n - n_f1r2,
+        }
+    )
+    sums = frame.groupby(["substitution", "context"], sort=True).sum()
+    parts = [
+        sums[[f"alt_{o}", f"total_{o}"]]
+        .set_axis(["alt_molecules", "total_molecules"], axis=1)
+        .assign(orientation=o)
+        .reset_index()
+        for o in ORIENTED
+    ]
+    out = pd.concat(parts, ignore_index=True)
+    return out[out["total_molecules"] > 0][TALLY_COLUMNS].reset_index(drop=True)
+
+
+def fit_sample_rates(tallies: pd.DataFrame, context_rates: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every sample's factors over the background's rates, at the three levels (module docstring).
+
+    Parameters
+    ----------
+    tallies : pandas.DataFrame
+        `sample_id` and the columns of `flank_tallies`, for the cohort's samples with flank molecules.
+    context_rates : pandas.DataFrame, optional
+        The background's context rates (`context_rates` contract), which the locus rates are shrunk toward:
+        a factor is the sample's rate over them. Without them, over the other samples' flanks.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The `sample_rates` table: per sample one `sample` row, one `group` row per group and orientation, one
+        `context` row per context and orientation with molecules; empty with fewer than two samples (no cohort
+        to compare a sample with).
+    """
+    t = tallies.groupby(["sample_id", "substitution", "context", "orientation"], sort=True, as_index=False)[
+        ["alt_molecules", "total_molecules"]
+    ].sum()
+    if t["sample_id"].nunique() < 2:
+        return empty_table("sample_rates")
+    t["group"] = [rate_group(s, c) for s, c in zip(t["substitution"], t["context"], strict=True)]
+    n = t["total_molecules"].to_numpy(dtype=float)
+    flank_rate = _cohort_rate_without_sample(t, _context_strength(t))
+    t["e"] = flank_rate * n  # expected at the other samples' flank rates
+    # ... and at the background's: the factors' reference (the other samples' flanks without context rates).
+    t["b"] = n * _background_rate(t, context_rates, flank_rate)
+    t = t[np.isfinite(t["e"].to_numpy()) & np.isfinite(t["b"].to_numpy())].reset_index(drop=True)
+    a, e = t["alt_molecules"].to_numpy(dtype=float), t["e"].to_numpy()
+
+    sums = {
+        "a": ("alt_molecules", "sum"),
+        "e": ("e", "sum"),
+        "b": ("b", "sum"),
+        "n": ("total_molecules", "sum"),
+    }
+    sample = t.groupby("sample_id", sort=True).agg(**sums)
+    k1 = fit_strength(sample["a"].to_numpy(), sample["e"].to_numpy(), np.ones(len(sample)))
+    sample["factor"] = (sample["a"] + k1) / (sample["e"] + k1)
+
+    keys = ["sample_id", "group", "orientation"]
+    group = t.groupby(keys, sort=True).agg(**sums)
+    parent = sample["factor"].reindex(group.index.get_level_values("sample_id")).to_numpy()
+    k2 = fit_strength(group["a"].to_numpy(), group["e"].to_numpy(), parent)
+    group["factor"] = (group["a"] + k2) / (group["e"] + k2 / parent)
+
+    parent = group["factor"].reindex(pd.MultiIndex.from_frame(t[keys])).to_numpy()
+    k3 = fit_strength(a, e, parent)
+    t["factor"] = (a + k3) / (e + k3 / parent)
+
+    # Over the background's rates: the factor over the other samples' flanks times their rate over the
+    # background's (weighed by the sample's molecules at the coarser levels).
+    for frame in (sample, group, t):
+        flanks, background = frame["e"].to_numpy(dtype=float), frame["b"].to_numpy(dtype=float)
+        ratio = np.divide(flanks, background, out=np.ones(len(frame)), where=background > 0)
+        frame["factor"] = frame["factor"].to_numpy() * ratio
+    rows = [
+        pd.DataFrame({
+            "sample_id": sample.index, "level": "sample", "substitution": "", "context": "", "orientation": "",
+            "alt_molecules": sample["a"].to_numpy(), "total_molecules": sample["n"].to_numpy(),
+            "expected_molecules": sample["b"].to_numpy(), "prior_strength": k1, "factor": sample["factor"].to_numpy(),
+        }),
+        pd.DataFrame({
+            "sample_id": group.index.get_level_values("sample_id"), "level": "group",
+            "substitution": group.index.get_level_values("group"), "context": "",
+            "orientation": group.index.get_level_values("orientation"), "alt_molecules": group["a"].to_numpy(),
+            "total_molecules": group["n"].to_numpy(), "expected_molecules": group["b"].to_numpy(),
+            "prior_strength": k2, "factor": group["factor"].to_numpy(),
+        }),
+        t.assign(level="context", expected_molecules=t["b"].to_numpy(), prior_strength=k3),
+    ]  # fmt: skip
+    out = pd.concat([r.reset_index(drop=True) for r in rows], ignore_index=True)
+    out["alt_molecules"] = out["alt_molecules"].astype(np.int64)
+    out["total_molecules"] = out["total_molecules"].astype(np.int64)
+    order = {level: i for i, level in enumerate(LEVELS)}
+    out = out.sort_values(["sample_id", "level"], key=lambda c: c.map(order) if c.name == "level" else c,
+                          kind="stable")  # fmt: skip
+    return out[SAMPLE_RATE_COLUMNS].reset_index(drop=True)
+
+
+def _background_rate(t: pd.DataFrame, context_rates: pd.DataFrame | None, fallback: np.ndarray) -> np.ndarray:
+    """Per row, the background's rate of its context and orientation (pyrimidine strand, as the rows);
+    `fallback` without context rates or for a context they lack."""
+    if context_rates is None or not len(context_rates):
+        return fallback
+    table = context_rates[context_rates["orientation"].isin(ORIENTED)]
+    table = table.set_index(["substitution", "context", "orientation"])["rate"]
+    keys = pd.MultiIndex.from_frame(t[["substitution", "context", "orientation"]])
+    rate = table.reindex(keys).to_numpy(dtype=float)
+    return np.where(np.isfinite(rate) & (rate > 0), rate, fallback)
+
+
+def _cohort_rate_without_sample(t: pd.DataFrame, strength: float) -> np.ndarray:
+    """Per row (sample x cell), the cell's rate over the other samples' flanks: shrunk toward the group's rate
+    (same orientation, also without the sample) by `strength` molecules (`_context_strength`); NaN where the
+    other samples have no molecules in the group."""
+
+    def others(keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """ALT and molecules of the rows' `keys` group over all samples, less the sample's own."""
+        own = t.groupby(["sample_id", *keys])[["alt_molecules", "total_molecules"]].transform("sum")
+        every = t.groupby(keys)[["alt_molecules", "total_molecules"]].transform("sum")
+        left = (every - own).to_numpy(dtype=float)
+        return left[:, 0], left[:, 1]
+
+    cell_a, cell_n = others(["substitution", "context", "orientation"])
+    group_a, group_n = others(["group", "orientation"])
+    group_rate = (group_a + 0.5) / (group_n + 1.0)
+    rate = (cell_a + strength * group_rate) / (cell_n + strength)
+    return np.where(group_n > 0, rate, np.nan)
+
+
+def _context_strength(t: pd.DataFrame) -> float:
+    """How far the cohort's contexts differ from their group's rate: the beta-binomial prior strength
+    (molecules) of the cells' pooled molecules around their group x orientation rate, fitted as background.py
+    fits its context model. Contexts that do not differ get a strong prior: a cell's cohort rate is then its
+    group's, and few ALT molecules in a thin cell do not pass for a sample's own excess."""
+    from mrdtrack.calling.background import fit_prior_molecules  # scipy.optimize: the cohort step only
+
+    cells = t.groupby(["substitution", "context", "orientation", "group"], as_index=False)[
+        ["alt_molecules", "total_molecules"]
+    ].sum()
+    groups = cells.groupby(["group", "orientation"])[["alt_molecules", "total_molecules"]].transform("sum")
+    mean = (groups["alt_molecules"] + 0.5) / (groups["total_molecules"] + 1.0)
+    strength = fit_prior_molecules(cells["alt_molecules"], cells["total_molecules"], mean.to_numpy())
+    # At least one expected ALT molecule's worth, as background.py's `min_prior_alt`.
+    return max(strength, float(1.0 / mean.min()))
+
+
+def fit_strength(alt: np.ndarray, expected: np.ndarray, prior_mean: np.ndarray) -> float:
+    """Maximum-marginal-likelihood Gamma prior strength k (shape, in ALT molecules): alt ~ Poisson(expected x
+    lambda), lambda ~ Gamma(k, rate k / prior_mean), so alt is negative binomial with mean expected x
+    prior_mean. Searched on `STRENGTH_GRID` (no scipy.optimize: call jobs import this module).
+
+    Parameters
+    ----------
+    alt, expected, prior_mean : numpy.ndarray
+        Per unit: ALT molecules, ALT molecules expected at the cohort's rates, and the prior's mean factor.
+
+    Returns
+    -------
+    float
+        The fitted k; the grid's top (no spread beyond Poisson) without data.
+    """
+    alt, mu = np.asarray(alt, dtype=float), np.asarray(expected, dtype=float) * np.asarray(prior_mean, float)
+    used = mu > 0
+    if not used.any():
+        return float(STRENGTH_GRID[-1])
+    alt, mu = alt[used], mu[used]
+    k = STRENGTH_GRID[:, None]
+    log_lik = (
+        special.gammaln(alt + k) - special.gammaln(k) + k * np.log(k / (k + mu)) + alt * np.log(mu / (k + mu))
+    ).sum(axis=1)
+    return float(STRENGTH_GRID[int(np.argmax(log_lik))])
+
+
+@dataclass(frozen=True)
+class SampleFactors:
+    """One sample's factors over the cohort's rates: overall, and per (substitution, context, orientation on the
+    pyrimidine strand) with the group x orientation factor for a context without flank molecules."""
+
+    overall: float
+    by_group: Mapping[tuple[str, str], float]  # (group, orientation) -> factor
+    by_context: Mapping[tuple[str, str, str], float]  # (substitution, context, orientation) -> factor
+
+    def of_loci(self, loci: pd.DataFrame) -> np.ndarray:
+        """Per locus (chrom, ref, alt, context as locus_rates.tsv has them), its factor in its F1R2 and F2R1
+        molecules (reference strand, as the count tables): loci x 2. An indel takes the overall factor."""
+        out = np.full((len(loci), 2), self.overall)
+        for i, (ref, alt, context) in enumerate(zip(loci["ref"], loci["alt"], loci["context"], strict=True)):
+            if len(ref) != 1 or len(alt) != 1:
+                continue
+            substitution, ctx, flipped = pyrimidine_class(ref, alt, context)
+            group = rate_group(substitution, ctx)
+            for column, orientation in enumerate(ORIENTED[::-1] if flipped else ORIENTED):
+                out[i, column] = self.by_context.get(
+                    (substitution, ctx, orientation), self.by_group.get((group, orientation), self.overall)
+                )
+        return out
+
+
+def sample_factors(table: pd.DataFrame) -> dict[str, SampleFactors]:
+    """The `sample_rates` table as each sample's `SampleFactors`.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The `sample_rates` table (`fit_sample_rates`).
+
+    Returns
+    -------
+    dict of str to SampleFactors
+        Per sample with a `sample` row.
+    """
+    out = {}
+    for sample_id, rows in table.groupby("sample_id", sort=False):
+        level = rows["level"].to_numpy()
+        overall = rows.loc[level == "sample", "factor"]
+        if overall.empty:
+            continue
+        group = rows[level == "group"]
+        context = rows[level == "context"]
+        out[str(sample_id)] = SampleFactors(
+            overall=float(overall.iloc[0]),
+            by_group=dict(zip(zip(group["substitution"], group["orientation"], strict=True), group["factor"],
+                              strict=True)),
+            by_context=dict(zip(zip(context["substitution"], context["context"], context["orientation"],
+                                    strict=True), context["factor"], strict=True)),
+        )  # fmt: skip
+    return out
+
+
+def cohort_sample_rates(
+    flanks: Iterable[tuple[str, pd.DataFrame]],
+    settings: CallSettings,
+    context_rates: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """`fit_sample_rates` over the tallies of each sample's flank table.
+
+    Parameters
+    ----------
+    flanks : iterable of (str, pandas.DataFrame)
+        Each sample's id and flank table (`flanks` contract), one at a time (a generator keeps memory flat);
+        plasma samples only, as the calls are.
+    settings : CallSettings
+        The flank exclusion rule's settings.
+    context_rates : pandas.DataFrame, optional
+        The background's context rates (`context_rates` contract): the factors' reference (`fit_sample_rates`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The `sample_rates` table.
+    """
+    tallies = [flank_tallies(table, settings).assign(sample_id=s) for s, table in flanks]
+    tallies = [t for t in tallies if len(t)]
+    if not tallies:
+        return empty_table("sample_rates")
+    return fit_sample_rates(pd.concat(tallies, ignore_index=True), context_rates)

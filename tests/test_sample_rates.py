@@ -1,0 +1,158 @@
+"""Every sample its own background: its rates by context and read orientation, measured at its own flank
+positions and shrunk toward the cohort's, multiply the cohort's locus rates in its calls."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from mrdtrack.calling import CallSettings, build_background, call_cohort
+from mrdtrack.calling.sample_rates import fit_sample_rates, fit_strength, flank_tallies, sample_factors
+from mrdtrack.tables import columns_of
+
+FAST = CallSettings(null_draws=2000, lod_draws=300, fragment_lengths=False)
+BASES = "ACGT"
+RATE = 1e-4  # every substitution, both orientations
+OXOG = 2e-3  # 8-oxoG: G>T in F1R2 molecules (C>A in F2R1 ones on the other strand)
+
+
+def oriented_flanks(
+    rng: np.random.Generator, positions: int, depth: float, oxog: float = 0.0
+) -> pd.DataFrame:
+    """A flank table: `positions` random positions, Poisson(`depth`) molecules in each read orientation, every
+    ALT base at `RATE`, plus `oxog` for G>T in F1R2 and C>A in F2R1 molecules."""
+    rows = []
+    for i in range(positions):
+        context = "".join(rng.choice(list(BASES), 3))
+        ref = context[1]
+        n = rng.poisson(depth, 2)
+        alts = {}
+        for alt in BASES.replace(ref, ""):
+            damage = np.array([oxog * ((ref, alt) == ("G", "T")), oxog * ((ref, alt) == ("C", "A"))])
+            alts[alt] = rng.binomial(n, RATE + damage)
+        ref_n = n - sum(alts.values())
+        for alt, a in alts.items():
+            rows.append((
+                "chr2", 10_000 + i, ref, alt, context, int(ref_n.sum()), int(a.sum()), 0, 0, int(a[0]), int(a[1]),
+                int(ref_n[0]), int(ref_n[1]), ",".join(["166"] * int(a.sum())),
+            ))  # fmt: skip
+    return pd.DataFrame(rows, columns=columns_of("flanks"))
+
+
+def bespoke_gt_cohort(damaged: set[str], rng: np.random.Generator):
+    """Six patients with 20 G>T loci each, each plasma sample (S_<patient>_1) captured at its own panel only
+    (bespoke captures: no other patient's loci), four healthy controls at every panel, 1,000 molecules per
+    locus, half in each read orientation, every library at `RATE`; the `damaged` libraries also carry 8-oxoG (`OXOG`), at their panel
+    loci and flanks alike. (counts, samples, panel, flanks)"""
+    patients = [f"P{k + 1}" for k in range(6)]
+    contexts = [left + "G" + right for left, right in rng.choice(list("ACGT"), (120, 2))]
+    panel = pd.DataFrame({
+        "patient_id": np.repeat(patients, 20), "chrom": "chr1", "pos": 1000 + 1000 * np.arange(120),
+        "ref": "G", "alt": "T", "context": contexts, "weight": 1.0,
+    })  # fmt: skip
+    frames, flanks = [], []
+    for k in range(4):  # healthy controls, captured at every panel: the cohort's background
+        alt_f1r2, alt_f2r1 = rng.binomial(500, RATE, 120), rng.binomial(500, RATE, 120)
+        frames.append(panel[["chrom", "pos", "ref", "alt", "context"]].assign(
+            sample_id=f"C{k + 1}", panel_patients=panel["patient_id"], alt_f1r2=alt_f1r2, alt_f2r1=alt_f2r1,
+            ref_f1r2=500 - alt_f1r2, ref_f2r1=500 - alt_f2r1,
+        ))  # fmt: skip
+    for patient in patients:
+        name = f"S_{patient}_1"
+        own = panel[panel["patient_id"] == patient]
+        damage = OXOG if name in damaged else 0.0
+        alt_f1r2, alt_f2r1 = rng.binomial(500, RATE + damage, 20), rng.binomial(500, RATE, 20)
+        frames.append(own[["chrom", "pos", "ref", "alt", "context"]].assign(
+            sample_id=name, panel_patients=patient, alt_f1r2=alt_f1r2, alt_f2r1=alt_f2r1,
+            ref_f1r2=500 - alt_f1r2, ref_f2r1=500 - alt_f2r1,
+        ))  # fmt: skip
+        flanks.append(oriented_flanks(rng, 1500, 500, damage).assign(sample_id=name))
+    counts = pd.concat(frames, ignore_index=True)
+    counts = counts.assign(
+        alt_molecules=counts["alt_f1r2"] + counts["alt_f2r1"], ref_molecules=counts["ref_f1r2"] + counts["ref_f2r1"],
+        other_molecules=0, discordant_molecules=0, reads=2000, mean_family_size=2.0, alt_lengths="",
+    )  # fmt: skip
+    samples = pd.DataFrame({
+        "sample_id": [f"C{k + 1}" for k in range(4)] + [f"S_{p}_1" for p in patients],
+        "patient_id": [""] * 4 + patients, "sample_type": ["control"] * 4 + ["plasma"] * 6,
+        "collection_date": "2024-01-01", "batch": "b1",
+    })  # fmt: skip
+    return counts, samples, panel, pd.concat(flanks, ignore_index=True)
+
+
+def test_a_sample_with_a_strong_f1r2_only_gt_excess_stays_negative_where_the_cohort_never_saw_the_damage():
+    rng = np.random.default_rng(21)
+    counts, samples, panel, flanks = bespoke_gt_cohort({"S_P1_1", "S_P2_1"}, rng)
+    # S_P1_1's 8-oxoG gives ~20 G>T molecules at its 20 loci, all F1R2, where the cohort's rates expect 2.
+    # S_P2_1 carries the same damage and tumor DNA: 20 more G>T molecules, half of them F2R1.
+    at_p2 = (counts["sample_id"] == "S_P2_1").to_numpy()
+    counts.loc[at_p2, "alt_f2r1"] += np.tile([1, 0], 10)
+    counts.loc[at_p2, "alt_f1r2"] += np.tile([0, 1], 10)
+    counts["alt_molecules"] = counts["alt_f1r2"] + counts["alt_f2r1"]
+    counts["ref_f1r2"], counts["ref_f2r1"] = 500 - counts["alt_f1r2"], 500 - counts["alt_f2r1"]
+    counts["ref_molecules"] = counts["ref_f1r2"] + counts["ref_f2r1"]
+    model = build_background(counts, samples)
+    args = (counts, samples, panel, model.locus_rates, model.excluded)
+
+    own = call_cohort(*args, FAST, flanks=flanks, context_rates=model.context_rates).calls.set_index(
+        "sample_id"
+    )
+    assert own.loc["S_P1_1", "mrd_status"] == "negative" and own.loc["S_P2_1", "mrd_status"] == "positive"
+    assert own.loc["S_P1_1", "p_value"] > 0.05  # its own rates know the damage
+    assert (own["background_source"] == "own_flanks").all()
+    assert (own["threshold_source"] == "empirical").all()
+    assert own.loc["S_P1_1", "empirical_p_value"] > 0.05
+    # A panel without the support a positive needs is as extreme as none of its own null's panels.
+    unsupported = (own["mutant_fragments"] < 2) | (own["mutant_loci"] < 2)
+    assert unsupported.any() and (own.loc[unsupported, "empirical_p_value"] == 1).all()
+    # The cohort's rates alone (its background never saw the damage) take S_P1_1's damage for tumor DNA ...
+    off = replace(FAST, sample_background=False)
+    cohort_rates = call_cohort(*args, off, flanks=flanks, context_rates=model.context_rates).calls
+    cohort_rates = cohort_rates.set_index("sample_id")
+    assert cohort_rates.loc["S_P1_1", "p_value"] < 1e-3 and (cohort_rates["background_source"] == "off").all()
+    # ... which its own null (as damaged) then holds back, and without flanks nothing does.
+    assert cohort_rates.loc["S_P1_1", "mrd_status"] == "negative"
+    blind = call_cohort(*args, FAST).calls.set_index("sample_id")
+    assert blind.loc["S_P1_1", "mrd_status"] == "positive" and blind.loc["S_P1_1", "background_scale"] == 1
+
+
+def test_the_factors_find_the_damaged_orientation_and_leave_undamaged_libraries_at_the_cohorts_rates():
+    rng = np.random.default_rng(22)
+    tallies = pd.concat(
+        [
+            flank_tallies(oriented_flanks(rng, 1500, 500, OXOG if k < 2 else 0.0), FAST).assign(
+                sample_id=f"S{k}"
+            )
+            for k in range(8)
+        ],
+        ignore_index=True,
+    )
+    table = fit_sample_rates(tallies)
+    assert set(table["level"]) == {"sample", "group", "context"}
+    factors = sample_factors(table)
+    # 8-oxoG on the pyrimidine strand: C>A in F2R1 molecules (G>T in F1R2 ones of the other strand).
+    for k in range(8):
+        damaged = factors[f"S{k}"].by_group[("C>A", "f2r1")]
+        assert damaged > 5 if k < 2 else damaged < 0.6
+        assert 0.7 < factors[f"S{k}"].by_group[("C>T", "f1r2")] < 1.4
+    loci = pd.DataFrame({"ref": ["G", "C", "T"], "alt": ["T", "A", "C"], "context": ["AGT", "ACT", "ATG"]})
+    on_loci = factors["S0"].of_loci(loci)  # reference strand: G>T damaged in F1R2, C>A in F2R1
+    assert on_loci[0, 0] > 3 * on_loci[0, 1] and on_loci[1, 1] > 3 * on_loci[1, 0]
+    assert 0.7 < on_loci[2, 0] < 1.4 and 0.7 < on_loci[2, 1] < 1.4
+
+
+def test_without_spread_between_libraries_the_prior_is_strong_and_every_factor_stays_near_one():
+    rng = np.random.default_rng(23)
+    expected = np.full(200, 5.0)
+    assert fit_strength(rng.poisson(expected), expected, np.ones(200)) > 100
+    spread = expected * rng.gamma(2.0, 0.5, 200)  # libraries that differ: a Gamma of shape 2
+    assert 0.8 < fit_strength(rng.poisson(spread), expected, np.ones(200)) < 5
+    tallies = pd.concat(
+        [flank_tallies(oriented_flanks(rng, 800, 400), FAST).assign(sample_id=f"S{k}") for k in range(6)],
+        ignore_index=True,
+    )
+    table = fit_sample_rates(tallies)
+    assert table["factor"].between(0.75, 1.33).all()
+    assert fit_sample_rates(tallies[tallies["sample_id"] == "S0"]).empty  # one sample: no cohort to compare
