@@ -330,3 +330,53 @@ def test_auto_takes_the_compiled_engine_for_a_job_of_small_bams_that_add_up(tmp_
     assert counting.settings_for_job(small[:2], CountSettings()).engine == "auto"  # too small together
     assert counting.settings_for_job(small[:1], CountSettings()).engine == "auto"  # one sample: as alone
     assert counting.settings_for_job(small, CountSettings(engine="pysam")).engine == "pysam"
+
+
+def _fnv(name: bytes, key_bit: int) -> int:
+    """The name hash the record kernel stores (64-bit FNV-1a of the name, then of the key bit)."""
+    value = 14695981039346656037
+    for byte in (*name, key_bit):
+        value = ((value ^ byte) * 1099511628211) % 2**64
+    return value
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    observations=st.lists(
+        st.tuples(
+            st.integers(0, 5),  # locus
+            st.integers(0, 6),  # read name
+            st.integers(0, 1),  # key bit (mates counted apart)
+            st.sampled_from([bamscan.NO_CALL, ord("A"), ord("C"), ord("T")]),
+            st.integers(0, 3),  # BELOW_* bits
+            st.booleans(),  # a copy of the previous row's read (the same stored name)
+        ),
+        min_size=1,
+        max_size=80,
+    ),
+    # loci far apart: a dense table would be too large, so the hashed merge runs
+    spread=st.sampled_from([1, 50_000]),
+)
+def test_templates_merged_read_by_read_are_those_merged_locus_by_locus(observations, spread):
+    n = len(observations)
+    ints = np.zeros((n, bamscan.N_COLUMNS), dtype=np.int64)
+    hashes = np.zeros(n, dtype=np.uint64)
+    names = bytearray()
+    for row, (locus, name, key_bit, base, short, copied) in enumerate(observations):
+        text = f"read{name}".encode()
+        same_read = row > 0 and copied and observations[row - 1][1:3] == (name, key_bit)
+        if not same_read:
+            ints[row, bamscan.O_NAME] = len(names)
+            names += text
+        else:
+            ints[row, bamscan.O_NAME] = ints[row - 1, bamscan.O_NAME]
+        ints[row, [bamscan.O_LOCUS, bamscan.O_NAME_LEN, bamscan.O_KEYBIT, bamscan.O_BASE, bamscan.O_SHORT]] = (
+            locus * spread, len(text), key_bit, base, short
+        )  # fmt: skip
+        hashes[row] = _fnv(text, key_bit)
+    stored = np.frombuffer(bytes(names), dtype=np.uint8).copy()
+    by_read = bamscan._templates(ints, hashes, stored, n)
+    by_locus = bamscan._hashed_templates(ints, hashes, stored, n)
+    assert not by_read[3] and not by_locus[3]
+    for merged, expected in zip(by_read[:3], by_locus[:3], strict=True):
+        assert merged.tolist() == expected.tolist()

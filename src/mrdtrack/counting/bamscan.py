@@ -919,6 +919,105 @@ def _slots(n):
 @njit(cache=True)
 def _templates(ints, hashes, names, n):
     """Merge each locus's observations of one template (read pair) into one: (each template's first row in file
+    order, its observation code, the BELOW_* bits of any of its reads, collision), as `_hashed_templates`.
+
+    A flank cluster holds tens of observations per read (one per position), so each read is looked up by name
+    once (its rows are consecutive: the record kernel writes them together), and each (template, locus) is a
+    cell of a dense table, not a probe of a hash table as large as the observations. Two reads whose names
+    share a hash anywhere in the cluster set `collision` (the hashed merge only sees those at one locus: the
+    reference engine then counts a cluster it could have counted, with the same counts)."""
+    if n == 0:
+        return _hashed_templates(ints, hashes, names, n)
+    lowest, highest = ints[0, O_LOCUS], ints[0, O_LOCUS]
+    n_reads = 1
+    for row in range(1, n):
+        lowest = min(lowest, ints[row, O_LOCUS])
+        highest = max(highest, ints[row, O_LOCUS])
+        if not _same_read(ints, hashes, row - 1, row):
+            n_reads += 1
+    slots = _slots(n_reads)
+    mask = np.uint64(len(slots) - 1)
+    named = np.empty(n_reads, dtype=np.int64)  # a row of each distinct (name, key bit)
+    template_of = np.empty(n, dtype=np.int64)
+    count = 0
+    for row in range(n):
+        if row > 0 and _same_read(ints, hashes, row - 1, row):
+            template_of[row] = template_of[row - 1]
+            continue
+        key = hashes[row]
+        slot = (key ^ (key >> np.uint64(29))) & mask
+        while True:
+            template = slots[slot]
+            if template < 0:
+                template = count
+                slots[slot] = template
+                named[template] = row
+                count += 1
+                break
+            other = named[template]
+            if hashes[other] == key:
+                if ints[row, O_KEYBIT] != ints[other, O_KEYBIT] or not _same_bytes(
+                    names,
+                    ints[row, O_NAME],
+                    ints[row, O_NAME_LEN],
+                    ints[other, O_NAME],
+                    ints[other, O_NAME_LEN],
+                ):
+                    return named[:0], named[:0], named[:0], True
+                break
+            slot = (slot + np.uint64(1)) & mask
+        template_of[row] = template
+    width = highest - lowest + 1
+    if count * width > 8 * n + (1 << 16):  # few observations per read: the hashed merge needs less memory
+        return _hashed_templates(ints, hashes, names, n)
+    cells = np.full(count * width, -1, dtype=np.int64)
+    firsts = np.empty(n, dtype=np.int64)
+    shortfalls = np.zeros(n, dtype=np.int64)
+    n_bases = np.zeros(n, dtype=np.int64)
+    base1 = np.zeros(n, dtype=np.int64)
+    base2 = np.zeros(n, dtype=np.int64)
+    merged = 0
+    for row in range(n):
+        cell = template_of[row] * width + ints[row, O_LOCUS] - lowest
+        template = cells[cell]
+        if template < 0:
+            template = merged
+            cells[cell] = template
+            firsts[template] = row
+            merged += 1
+        shortfalls[template] |= ints[row, O_SHORT]
+        base = ints[row, O_BASE]
+        if base != NO_CALL:
+            n_bases[template] += 1
+            if n_bases[template] == 1:
+                base1[template] = base
+            elif n_bases[template] == 2:
+                base2[template] = base
+    calls = np.empty(merged, dtype=np.int64)
+    for t in range(merged):
+        if n_bases[t] == 0:
+            calls[t] = NO_CALL
+        elif n_bases[t] == 2 and base1[t] != base2[t]:
+            calls[t] = DISCORDANT_CODE
+        else:
+            calls[t] = base1[t]
+    return firsts[:merged], calls, shortfalls[:merged], False
+
+
+@njit(cache=True, inline="always")
+def _same_read(ints, hashes, a, b):
+    """Whether rows a and b carry one stored read name (so one template): rows the record kernel copied."""
+    return (
+        hashes[a] == hashes[b]
+        and ints[a, O_NAME] == ints[b, O_NAME]
+        and ints[a, O_NAME_LEN] == ints[b, O_NAME_LEN]
+        and ints[a, O_KEYBIT] == ints[b, O_KEYBIT]
+    )
+
+
+@njit(cache=True)
+def _hashed_templates(ints, hashes, names, n):
+    """Merge each locus's observations of one template (read pair) into one: (each template's first row in file
     order, its observation code, the BELOW_* bits of any of its reads, collision). A hash table keyed by (locus,
     name hash), checked against the name itself: two names sharing a hash set `collision`."""
     slots = _slots(n)
