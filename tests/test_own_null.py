@@ -15,15 +15,14 @@ from test_background import CohortSpec, simulate_cohort
 from conftest import write_indexed_bam
 from mrdtrack.calling import CallSettings, NullDistribution, build_background, call_cohort
 from mrdtrack.calling import own_null as own_null_module
+from mrdtrack.calling.flank_pool import flank_pool, matched_candidates
 from mrdtrack.calling.inference import lr_statistic_rows
 from mrdtrack.calling.locus_classes import pyrimidine_class
 from mrdtrack.calling.own_null import (
     FreshCells,
     cell_statistics,
     draw_panels,
-    flank_pool,
     fresh_molecules,
-    matched_candidates,
     own_null,
     own_threshold,
 )

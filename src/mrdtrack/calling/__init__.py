@@ -15,6 +15,8 @@ them are laid out by level and may move:
 - `score`: one sample's score at one set of loci (outliers, tumor fraction, interval, test);
 - `cohort`: the count matrices, panels and exclusions a call reads, and one sample at one panel;
 - `sample_rates`: each sample's own background factors by context and orientation, from its flanks;
+- `own_null`: each sample's own null, synthetic panels of fresh draws at loci matched to its flank positions
+  (`flank_pool`), scored together through their ALT molecules (`synthetic`);
 - `calibration`: the cohort step (null scores, threshold, contamination, the samples' own factors);
 - `caller`: the per-sample call, its status, and calls.tsv.
 """

@@ -34,9 +34,10 @@ from mrdtrack.calling.cohort import (
     score_at_panel,
     with_sample_length_model,
 )
+from mrdtrack.calling.flank_pool import flank_pool
 from mrdtrack.calling.lod import lod95
 from mrdtrack.calling.null import seeded_rng
-from mrdtrack.calling.own_null import OwnThreshold, flank_pool, own_null, own_null_rng, own_threshold
+from mrdtrack.calling.own_null import OwnThreshold, own_null, own_null_rng, own_threshold
 from mrdtrack.calling.sample_rates import cohort_sample_rates, sample_factors
 from mrdtrack.calling.score import Score, mtm_per_ml
 from mrdtrack.calling.settings import CallSettings

@@ -9,7 +9,7 @@ and the sample's own factor multiplies them.
 
 Per sample s and cell (pyrimidine-strand substitution x context, orientation on the pyrimidine strand as in
 context_rates.tsv), `a` ALT and `n` molecules at its flank positions (germline and CHIP-like positions left out
-by the own null's rule, own_null.flank_pool). The cohort rate of the cell is that of the other samples' flanks
+by the own null's rule, flank_pool.flank_pool). The cohort rate of the cell is that of the other samples' flanks
 (the sample left out, one expected ALT's worth of shrinkage toward its group so an empty cell is not 0); `E =
 n x cohort rate` is what the sample would show at the cohort's level. The factor is a Gamma-Poisson posterior
 mean at three nested levels, each shrunk toward the one above:
@@ -38,8 +38,8 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from mrdtrack.calling.flank_pool import flank_pool
 from mrdtrack.calling.locus_classes import pyrimidine_class, rate_group
-from mrdtrack.calling.own_null import flank_pool
 from mrdtrack.calling.settings import CallSettings
 from mrdtrack.tables import columns_of, empty_table
 
@@ -56,7 +56,7 @@ STRENGTH_GRID = np.exp(np.linspace(np.log(0.5), np.log(1e6), 241))
 def flank_tallies(flanks: pd.DataFrame, settings: CallSettings) -> pd.DataFrame:
     """One sample's flank molecules per pyrimidine-strand substitution x context x orientation.
 
-    Positions the own null leaves out (germline or CHIP-like: `own_null.flank_pool`) are left out here too.
+    Positions the own null leaves out (germline or CHIP-like: `flank_pool.flank_pool`) are left out here too.
 
     Parameters
     ----------
