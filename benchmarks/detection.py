@@ -60,6 +60,7 @@ tf_ci_high; baselines; share `indeterminate` (too shallow to rule MRD out).
 
     python benchmarks/detection.py [--depth clinical|demo|oxog|bespoke|both] [--replicates 20] [--seed 1] [--jobs 2]
         [--null-per-patient 3] [--controls 20] [--oracle-null 200] [--no-fraglen] [--no-sample-background]
+        [--no-flanks]
 
 Deterministic for a given seed. Both depths take about 6 minutes on 2 cores (the clinical cohort: 220
 samples x 800 loci, 3,800 null scores with 10,000 Monte Carlo draws each, called twice).
@@ -145,6 +146,9 @@ class Options:
     )
     tfs: tuple[float, ...] = TFS
     samples_per_tf: int = 1  # plasma samples per patient at each tumor fraction
+    flanks: bool = (
+        True  # the calls read the samples' flank tables (False: the cohort threshold, as before them)
+    )
 
     def call_settings(self, **changes: object) -> CallSettings:
         return CallSettings(
@@ -573,7 +577,12 @@ ORIENTED_RATES = ["rate_f1r2", "rate_f2r1"]
 
 
 def call_simulated(
-    cohort: Cohort, background, settings: CallSettings, workers: int = 1, orientation: bool = True
+    cohort: Cohort,
+    background,
+    settings: CallSettings,
+    workers: int = 1,
+    orientation: bool = True,
+    flanks: bool = True,
 ) -> CallResult:
     """The workflow's calling step on a simulated cohort (`orientation` False: blind to read orientations, as
     with a background table without its orientation columns)."""
@@ -581,7 +590,7 @@ def call_simulated(
     rates = background.locus_rates if orientation else background.locus_rates.drop(columns=ORIENTED_RATES)
     # As the workflow's calibrate and call_sample steps read them: each plasma sample's flank table (its own
     # null), and the background's context rates (the reference of its own factors; not when blind).
-    own = {"context_rates": background.context_rates} if orientation and OWN_FACTORS else {}
+    own = {"context_rates": background.context_rates} if orientation and OWN_FACTORS and flanks else {}
     return call_cohort(
         cohort.counts,
         cohort.samples,
@@ -591,7 +600,7 @@ def call_simulated(
         settings,
         cohort.fragment_lengths,
         workers=workers,
-        flanks=cohort.flanks,
+        flanks=cohort.flanks if flanks else None,
         **own,
     )
 
@@ -610,7 +619,7 @@ def run_scenario(scenario: Scenario, options: Options) -> dict:
     ) -> tuple[pd.DataFrame, float, float]:
         begun = time.time()
         settings = options.call_settings(fragment_lengths=fragment_lengths, overdispersion=overdispersion)
-        result = call_simulated(cohort, background, settings, orientation=orientation)
+        result = call_simulated(cohort, background, settings, orientation=orientation, flanks=options.flanks)
         return result.calls.set_index("sample_id"), result.threshold, time.time() - begun
 
     # The default configuration (fragment lengths weigh in), and counts only for comparison.
@@ -891,6 +900,9 @@ def main(argv: list[str] | None = None) -> int:
         "--no-sample-background", action="store_true", help="calling.sample_background: false"
     )
     parser.add_argument(
+        "--no-flanks", action="store_true", help="calls without the samples' flank tables (cohort threshold)"
+    )
+    parser.add_argument(
         "--max-null-panels", default=str(Options.max_null_panels), help="calling.max_null_panels (or 'all')"
     )
     parser.add_argument(
@@ -917,7 +929,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes = {key: defaults[key] if value is None else value for key, value in given.items()}
         all_options.append(Options(
             **sizes, oracle_null=args.oracle_null, seed=args.seed, fraglen=not args.no_fraglen,
-            sample_background=not args.no_sample_background,
+            sample_background=not args.no_sample_background, flanks=not args.no_flanks,
             max_null_panels=None if args.max_null_panels == "all" else int(args.max_null_panels),
             vaf_spread=args.vaf_spread, tfs=tuple(sorted({0.0, *(float(t) for t in tfs)})),
         ))  # fmt: skip
