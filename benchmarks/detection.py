@@ -17,6 +17,16 @@ plasma is background at a patient's loci):
 - scenario `oxog` (`--depth oxog`): clinical depth with an oxidised library prep, 8-oxoG +1e-3 with 97% in one
   orientation, times a per-library damage factor (log-normal, sd 0.7); its calls are also made blind to read
   orientations (the background's locus rates without `rate_f1r2` / `rate_f2r1`), and a table compares the two;
+- scenario `bespoke` (`--depth bespoke`): clinical depth, but each patient's plasma and normal are captured at
+  its own panel alone (Signatera-, RaDaR-like), so no other patient's plasma is background there; 10 healthy
+  controls by default, captured at every panel;
+- flanks: each plasma sample also has its flank table (`flanks` contract, as counting writes it): 2 x 23
+  positions around each of its own panel loci (`counting.flank_window` 25, `flank_gap` 2), random reference
+  trinucleotides fixed per patient, one row per position and ALT base; each position at its locus's depth times
+  the sample's depth factor, ALT molecules of each base at the same class rates (per-position factor, noisy
+  artifacts) times the same per-sample noise factor and library 8-oxoG damage (with its orientation split) as
+  the sample's panel loci, no tumor, non-tumor ALT lengths. The calls read them as the workflow's do: each
+  sample's own null, and (where the caller takes `context_rates`) its own context x orientation factors;
 - 15% of patients carry CHIP (VAF 0.3% in blood-derived molecules) at one of their own panel loci, visible in
   their plasma and their matched white-blood-cell normal;
 - depth per sample: Poisson(molecules x capture efficiency x sample depth factor (log-normal, sd 0.35));
@@ -48,8 +58,9 @@ of the patients at their own panels, scores that never enter the calibration); r
 median |log10(TF_est / TF)| (inf when most estimates are 0); 95% CI coverage = share with tf_ci_low <= TF <=
 tf_ci_high; baselines; share `indeterminate` (too shallow to rule MRD out).
 
-    python benchmarks/detection.py [--depth clinical|demo|oxog|both] [--replicates 20] [--seed 1] [--jobs 2]
+    python benchmarks/detection.py [--depth clinical|demo|oxog|bespoke|both] [--replicates 20] [--seed 1] [--jobs 2]
         [--null-per-patient 3] [--controls 20] [--oracle-null 200] [--no-fraglen] [--no-sample-background]
+        [--no-flanks]
 
 Deterministic for a given seed. Both depths take about 6 minutes on 2 cores (the clinical cohort: 220
 samples x 800 loci, 3,800 null scores with 10,000 Monte Carlo draws each, called twice).
@@ -64,6 +75,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import logging
 import sys
 import time
@@ -78,7 +90,9 @@ from scipy import stats
 from mrdtrack import simulation as simulate
 from mrdtrack.calling import BackgroundSettings, CallResult, CallSettings, build_background, call_cohort
 from mrdtrack.calling.inference import lr_statistic_rows
-from mrdtrack.calling.locus_classes import reverse_complement
+from mrdtrack.calling.locus_classes import pyrimidine_class, reverse_complement
+from mrdtrack.counting import CountSettings
+from mrdtrack.tables import columns_of
 
 TFS = (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 1e-2)
 WGS_TFS = (0.0, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3)
@@ -97,6 +111,8 @@ class Scenario:
     oxog_share: float = 0.85  # ... of which this share in the damaged read orientation
     oxog_library_sd: float = 0.0  # sd of the log per-library damage factor (mean 1)
     compare_orientation: bool = False  # also call blind to read orientations (locus rates without them)
+    # Each patient's samples captured at their own panel alone (healthy controls at every panel).
+    bespoke: bool = False
 
 
 SCENARIOS = {
@@ -106,6 +122,9 @@ SCENARIOS = {
     # Clinical depth with an oxidised library prep: 8-oxoG 10x the clinical scenario's, nearly all in one read
     # orientation, and 2x more or less from one library to the next (log-normal sd 0.7).
     "oxog": Scenario("oxog", 40, 3000.0, 3000.0, 5000.0, 1e-3, 0.97, 0.7, compare_orientation=True),
+    # Bespoke captures (Signatera-, RaDaR-like): a patient's plasma and normal hold its own panel's loci only, so
+    # no other patient's plasma is background there; healthy controls are captured at every panel.
+    "bespoke": Scenario("bespoke", 40, 3000.0, 3000.0, 5000.0, bespoke=True),
     # Genome-wide signatures in plasma WGS at about 30x (MRDetect-like); the normal is the same depth.
     "wgs-2000": Scenario("wgs-2000", 2000, 30.0, 30.0, 30.0),
     "wgs-20000": Scenario("wgs-20000", 20000, 30.0, 30.0, 30.0),
@@ -127,6 +146,9 @@ class Options:
     )
     tfs: tuple[float, ...] = TFS
     samples_per_tf: int = 1  # plasma samples per patient at each tumor fraction
+    flanks: bool = (
+        True  # the calls read the samples' flank tables (False: the cohort threshold, as before them)
+    )
 
     def call_settings(self, **changes: object) -> CallSettings:
         return CallSettings(
@@ -165,25 +187,37 @@ def draw_panels(rng: np.random.Generator, n_patients: int, n_loci: int) -> pd.Da
 def true_error_rates(rng: np.random.Generator, panel: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
     """Per locus: mean ALT rate per molecule over samples, the 8-oxoG part of it, and the share of 8-oxoG
     errors in F1R2 molecules (the count tables' orientation, on the reference strand)."""
-    sub, ctx = panel["substitution"].to_numpy(), panel["pyr_context"].to_numpy()
+    rates = class_error_rates(
+        rng,
+        panel["substitution"].to_numpy(),
+        panel["pyr_context"].to_numpy(),
+        panel["ref"].to_numpy(),
+        scenario,
+    )
+    efficiency = np.exp(0.3 * rng.standard_normal(len(panel)) - 0.045)
+    return panel.assign(**rates, efficiency=efficiency)
+
+
+def class_error_rates(
+    rng: np.random.Generator, sub: np.ndarray, ctx: np.ndarray, ref: np.ndarray, scenario: Scenario
+) -> dict[str, np.ndarray]:
+    """The error model of one set of positions (panel loci or flank positions alike): the class rate times a
+    per-position factor, 2% noisy artifacts; `sub` and `ctx` on the pyrimidine strand, `ref` as read."""
     transition = np.isin(sub, ["C>T", "T>C"])
     rate = np.where(transition, 1e-5, 5e-6)
-    cpg = (sub == "C>T") & np.array([c[2] == "G" for c in ctx])
+    cpg = (sub == "C>T") & np.array([c[2] == "G" for c in ctx], dtype=bool)
     rate = rate + np.where(cpg, 3e-4, 0.0)
     damage = np.where(sub == "C>A", scenario.oxog_rate, 0.0)
     rate = rate + damage
     sd = 0.5
-    locus_factor = np.exp(sd * rng.standard_normal(len(panel)) - sd**2 / 2)
+    locus_factor = np.exp(sd * rng.standard_normal(len(sub)) - sd**2 / 2)
     rate, damage = rate * locus_factor, damage * locus_factor
-    noisy = rng.random(len(panel)) < 0.02
+    noisy = rng.random(len(sub)) < 0.02
     rate = rate + np.where(noisy, 3e-3, 0.0)
     # 8-oxoG turns a G into T on one strand: G>T in the F1R2 molecules of a G reference is C>A in the F2R1
     # molecules of a C one. Other errors split evenly.
-    damage_f1r2 = np.where(panel["ref"].to_numpy() == "G", scenario.oxog_share, 1 - scenario.oxog_share)
-    efficiency = np.exp(0.3 * rng.standard_normal(len(panel)) - 0.045)
-    return panel.assign(
-        true_rate=rate, damage_rate=damage, damage_f1r2=damage_f1r2, noisy=noisy, efficiency=efficiency
-    )
+    damage_f1r2 = np.where(ref == "G", scenario.oxog_share, 1 - scenario.oxog_share)
+    return {"true_rate": rate, "damage_rate": damage, "damage_f1r2": damage_f1r2, "noisy": noisy}
 
 
 def true_weights(rng: np.random.Generator, panel: pd.DataFrame, spread: float) -> np.ndarray:
@@ -191,6 +225,16 @@ def true_weights(rng: np.random.Generator, panel: pd.DataFrame, spread: float) -
     number) that the panel VCF does not tell the caller, at most 2 (a tumor copy shows the ALT at most once)
     and of mean 1 after that cap (`simulate.spread_weights`)."""
     return simulate.spread_weights(rng, panel["weight"].to_numpy(dtype=float), spread)
+
+
+@dataclass(frozen=True)
+class SampleFactors:
+    """One library's draws, shared by its panel loci and its flanks: depth and noise over the cohort's mean
+    (log-normal, mean 1) and 8-oxoG damage over the cohort's mean."""
+
+    depth: float
+    noise: float
+    damage: float
 
 
 @dataclass
@@ -224,9 +268,10 @@ def draw_counts(
     chip: dict[str, int],
     own: np.ndarray,
     damage_factor: float = 1.0,
-) -> dict[str, np.ndarray]:
+) -> tuple[dict[str, np.ndarray], SampleFactors]:
     """One sample's molecule counts at every cohort locus (`own`: the loci of the sample's own panel;
-    `damage_factor`: its library's 8-oxoG over the cohort's mean)."""
+    `damage_factor`: its library's 8-oxoG over the cohort's mean), and the sample's factors drawn for them (its
+    flanks share them)."""
     depth_factor = np.exp(0.35 * rng.standard_normal() - 0.35**2 / 2)
     noise_factor = np.exp(0.25 * rng.standard_normal() - 0.25**2 / 2)
     n = rng.poisson(spec.molecules * loci["efficiency"].to_numpy() * depth_factor)
@@ -251,7 +296,7 @@ def draw_counts(
     return {
         "ref_molecules": ref, "alt_molecules": alt, "alt_f1r2": alt_f1r2, "alt_f2r1": alt - alt_f1r2,
         "ref_f1r2": ref_f1r2, "ref_f2r1": ref - ref_f1r2, "tumor_alt": tumor_alt,
-    }  # fmt: skip
+    }, SampleFactors(depth_factor, noise_factor, damage_factor)  # fmt: skip
 
 
 def alt_lengths(rng: np.random.Generator, tumor_alt: np.ndarray, alt: np.ndarray) -> list[str]:
@@ -270,6 +315,89 @@ def alt_lengths(rng: np.random.Generator, tumor_alt: np.ndarray, alt: np.ndarray
     return out
 
 
+# ----------------------------------------------------------------------------------------------------------
+# Flanks: each sample's own background, as counting tallies it
+# ----------------------------------------------------------------------------------------------------------
+FLANK_COLUMNS = columns_of("flanks")
+BASES = "ACGT"
+
+
+def flank_offsets(settings: CountSettings | None = None) -> np.ndarray:
+    """Flank positions relative to a panel locus: within `flank_window` bp, beyond `flank_gap` (2 x 23 at the
+    defaults), as counting picks them."""
+    settings = settings or CountSettings()
+    near = np.arange(settings.flank_gap + 1, settings.flank_window + 1)
+    return np.concatenate([-near[::-1], near])
+
+
+def flank_sites(rng: np.random.Generator, own: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
+    """The flank positions of one patient's panel loci (`own`, with `efficiency`) and their truth: one row per
+    position and ALT base, random reference trinucleotides (uniform bases, as the panel's flanking bases are),
+    each row's class error rates from `class_error_rates` (the panel loci's model, per-position factor and noisy
+    artifacts included), and the capture efficiency of the locus the position sits next to. A property of the
+    patient's genome: every sample of the patient shares them."""
+    offsets = flank_offsets()
+    locus = np.repeat(np.arange(len(own)), len(offsets))
+    pos = own["pos"].to_numpy()[locus] + np.tile(offsets, len(own))
+    trinucleotide = rng.integers(4, size=(len(locus), 3))
+    context = np.array(["".join(BASES[b] for b in row) for row in trinucleotide.tolist()], dtype=object)
+    ref = np.array([c[1] for c in context], dtype=object)
+    rows = pd.DataFrame({
+        "chrom": np.repeat(own["chrom"].to_numpy(), 3 * len(offsets)), "pos": np.repeat(pos, 3),
+        "ref": np.repeat(ref, 3), "alt": [b for r in ref for b in BASES if b != r], "context": np.repeat(context, 3),
+        "position": np.repeat(np.arange(len(locus)), 3), "efficiency": own["efficiency"].to_numpy()[np.repeat(locus, 3)],
+    })  # fmt: skip
+    pyr = [
+        pyrimidine_class(r, a, c) for r, a, c in zip(rows["ref"], rows["alt"], rows["context"], strict=True)
+    ]
+    sub = np.array([p[0] for p in pyr], dtype=object)
+    ctx = np.array([p[1] for p in pyr], dtype=object)
+    rates = class_error_rates(rng, sub, ctx, rows["ref"].to_numpy(), scenario)
+    return rows.assign(substitution=sub, pyr_context=ctx, **rates)
+
+
+def draw_flanks(
+    rng: np.random.Generator, sites: pd.DataFrame, spec: SampleSpec, factors: SampleFactors
+) -> pd.DataFrame:
+    """One sample's flank table (`flanks` contract, rows and order as counting writes them): each position's
+    molecules at its locus's depth times the sample's depth factor, error ALT molecules of each base at the
+    position's rate times the sample's noise factor and its library's 8-oxoG damage (split by read orientation
+    as at the panel loci), no tumor, non-tumor ALT fragment lengths; uncovered positions have no rows."""
+    first = sites.groupby("position", sort=False).head(1)
+    n_position = rng.poisson(spec.molecules * first["efficiency"].to_numpy() * factors.depth)
+    n = np.repeat(n_position, 3)
+    damage = sites["damage_rate"].to_numpy() * factors.damage
+    rate = sites["true_rate"].to_numpy() + sites["damage_rate"].to_numpy() * (factors.damage - 1)
+    alt = rng.binomial(n, np.minimum(rate * factors.noise, 1))
+    per_position = alt.reshape(-1, 3).sum(axis=1)
+    # Three binomials of one position's molecules can, rarely, exceed them: split the position's instead.
+    excess = np.flatnonzero(per_position > n_position)
+    for p in excess.tolist():
+        alt[3 * p : 3 * p + 3] = rng.multinomial(n_position[p], alt[3 * p : 3 * p + 3] / per_position[p])
+    alt_total = np.repeat(alt.reshape(-1, 3).sum(axis=1), 3)
+    ref = n - alt_total
+    damage_share = np.divide(damage, rate, out=np.zeros(len(rate)), where=rate > 0)
+    alt_f1r2 = rng.binomial(alt, damage_share * sites["damage_f1r2"].to_numpy() + (1 - damage_share) / 2)
+    ref_f1r2_position = rng.binomial(ref[::3], 0.5)
+    ref_f1r2 = np.repeat(ref_f1r2_position, 3)
+    table = pd.DataFrame({
+        "chrom": sites["chrom"].to_numpy(), "pos": sites["pos"].to_numpy(dtype=np.int64),
+        "ref": sites["ref"].to_numpy(), "alt": sites["alt"].to_numpy(), "context": sites["context"].to_numpy(),
+        "ref_molecules": ref, "alt_molecules": alt, "other_molecules": alt_total - alt,
+        "discordant_molecules": np.zeros(len(n), dtype=np.int64), "alt_f1r2": alt_f1r2, "alt_f2r1": alt - alt_f1r2,
+        "ref_f1r2": ref_f1r2, "ref_f2r1": ref - ref_f1r2,
+        "alt_lengths": sorted_lengths(rng, alt),
+    }, columns=FLANK_COLUMNS)  # fmt: skip
+    table = table[n > 0].reset_index(drop=True)
+    return table.astype({c: np.int64 for c in FLANK_COLUMNS if c.endswith(("_molecules", "_f1r2", "_f2r1"))})
+
+
+def sorted_lengths(rng: np.random.Generator, alt: np.ndarray) -> list[str]:
+    """Comma-joined, sorted non-tumor fragment lengths of each row's ALT molecules, as counting joins them."""
+    lengths = alt_lengths(rng, np.zeros_like(alt), alt)
+    return [",".join(sorted(t.split(","), key=int)) if t else "" for t in lengths]
+
+
 @dataclass
 class Cohort:
     panel: pd.DataFrame  # per patient locus, with the truth
@@ -279,6 +407,7 @@ class Cohort:
     chip: dict[str, int]
     specs: list[SampleSpec]
     fragment_lengths: pd.DataFrame | None  # REF length histograms (sample_id, allele, length, molecules)
+    flanks: pd.DataFrame  # the plasma samples' flank tables (sample_id + the `flanks` contract)
 
 
 def simulate_cohort(scenario: Scenario, options: Options) -> Cohort:
@@ -293,25 +422,37 @@ def simulate_cohort(scenario: Scenario, options: Options) -> Cohort:
             own = np.flatnonzero(loci["patient_id"] == p)
             chip[p] = int(rng.choice(own))
     specs = sample_specs(patients, scenario, options)
-    frames, histograms = [], []
+    sites = {
+        p: flank_sites(np.random.default_rng([options.seed, 23, zlib_key(p)]), loci[loci["patient_id"] == p], scenario)
+        for p in patients
+    }  # fmt: skip
+    frames, histograms, flank_frames = [], [], []
     for spec in specs:
         own = (loci["patient_id"] == spec.patient_id).to_numpy().astype(float)
         sample_rng = np.random.default_rng([options.seed, 11, zlib_key(spec.sample_id)])
-        values = draw_counts(
+        values, factors = draw_counts(
             sample_rng, loci, spec, chip, own, library_damage(scenario, options, spec.sample_id)
         )
+        # Counting tallies flanks for every sample of a patient; the calls read the plasma samples'.
+        if spec.sample_type == "plasma":
+            flank_rng = np.random.default_rng([options.seed, 19, zlib_key(spec.sample_id)])
+            flank_frames.append(
+                draw_flanks(flank_rng, sites[spec.patient_id], spec, factors).assign(sample_id=spec.sample_id)
+            )
         frame = loci[["chrom", "pos", "ref", "alt", "context"]].copy()
         frame.insert(0, "sample_id", spec.sample_id)
         frame["panel_patients"] = loci["patient_id"].to_numpy()
         for key, value in values.items():
             frame[key] = value
+        frame["alt_lengths"] = (
+            alt_lengths(sample_rng, values["tumor_alt"], values["alt_molecules"]) if options.fraglen else ""
+        )
+        if scenario.bespoke and spec.sample_type != "control":
+            frame = frame[own > 0]
         if options.fraglen:
-            frame["alt_lengths"] = alt_lengths(sample_rng, values["tumor_alt"], values["alt_molecules"])
             histograms.append(
-                ref_length_histogram(sample_rng, spec.sample_id, int(values["ref_molecules"].sum()))
+                ref_length_histogram(sample_rng, spec.sample_id, int(frame["ref_molecules"].sum()))
             )
-        else:
-            frame["alt_lengths"] = ""
         frames.append(frame)
     counts = pd.concat(frames, ignore_index=True)
     samples = pd.DataFrame(
@@ -324,7 +465,8 @@ def simulate_cohort(scenario: Scenario, options: Options) -> Cohort:
         }
     )
     fragment_lengths = pd.concat(histograms, ignore_index=True) if histograms else None
-    return Cohort(panel, loci, samples, counts, chip, specs, fragment_lengths)
+    flanks = pd.concat(flank_frames, ignore_index=True)
+    return Cohort(panel, loci, samples, counts, chip, specs, fragment_lengths, flanks)
 
 
 def library_damage(scenario: Scenario, options: Options, sample_id: str) -> float:
@@ -398,7 +540,7 @@ def oracle_threshold(cohort: Cohort, scenario: Scenario, options: Options) -> tu
         mask = np.ones(len(sub))
         for k in range(options.oracle_null):
             spec = SampleSpec(f"null{k}", patient, "plasma", 0.0, scenario.plasma_molecules)
-            values = draw_counts(rng, sub, spec, {patient: int(np.flatnonzero(own == cohort.chip[patient])[0])}
+            values, _ = draw_counts(rng, sub, spec, {patient: int(np.flatnonzero(own == cohort.chip[patient])[0])}
                                  if patient in cohort.chip else {}, mask,
                                  library_damage(scenario, options, f"{patient}_null{k}"))  # fmt: skip
             a, n = values["alt_molecules"], values["alt_molecules"] + values["ref_molecules"]
@@ -435,12 +577,20 @@ ORIENTED_RATES = ["rate_f1r2", "rate_f2r1"]
 
 
 def call_simulated(
-    cohort: Cohort, background, settings: CallSettings, workers: int = 1, orientation: bool = True
+    cohort: Cohort,
+    background,
+    settings: CallSettings,
+    workers: int = 1,
+    orientation: bool = True,
+    flanks: bool = True,
 ) -> CallResult:
     """The workflow's calling step on a simulated cohort (`orientation` False: blind to read orientations, as
     with a background table without its orientation columns)."""
     panel = cohort.panel[["patient_id", "chrom", "pos", "ref", "alt", "context", "weight"]]
     rates = background.locus_rates if orientation else background.locus_rates.drop(columns=ORIENTED_RATES)
+    # As the workflow's calibrate and call_sample steps read them: each plasma sample's flank table (its own
+    # null), and the background's context rates (the reference of its own factors; not when blind).
+    own = {"context_rates": background.context_rates} if orientation and OWN_FACTORS and flanks else {}
     return call_cohort(
         cohort.counts,
         cohort.samples,
@@ -450,7 +600,13 @@ def call_simulated(
         settings,
         cohort.fragment_lengths,
         workers=workers,
+        flanks=cohort.flanks if flanks else None,
+        **own,
     )
+
+
+# Whether the caller fits each sample's own context x orientation factors from its flanks (context_rates=).
+OWN_FACTORS = "context_rates" in inspect.signature(call_cohort).parameters
 
 
 def run_scenario(scenario: Scenario, options: Options) -> dict:
@@ -463,7 +619,7 @@ def run_scenario(scenario: Scenario, options: Options) -> dict:
     ) -> tuple[pd.DataFrame, float, float]:
         begun = time.time()
         settings = options.call_settings(fragment_lengths=fragment_lengths, overdispersion=overdispersion)
-        result = call_simulated(cohort, background, settings, orientation=orientation)
+        result = call_simulated(cohort, background, settings, orientation=orientation, flanks=options.flanks)
         return result.calls.set_index("sample_id"), result.threshold, time.time() - begun
 
     # The default configuration (fragment lengths weigh in), and counts only for comparison.
@@ -547,6 +703,7 @@ def run_scenario(scenario: Scenario, options: Options) -> dict:
         )
     table = pd.DataFrame(rows)
     n_null = int(calls["n_null_scores"].iloc[0])
+    plasma_calls = calls.loc[table["sample_id"]]
     return {
         "scenario": scenario,
         "table": table,
@@ -566,6 +723,8 @@ def run_scenario(scenario: Scenario, options: Options) -> dict:
         "options": options,
         "null_scores": n_null,
         "threshold_source": calls["threshold_source"].iloc[0],
+        "threshold_sources": plasma_calls["threshold_source"].value_counts().to_dict(),
+        "own_null_panels": float(plasma_calls["own_null_panels"].median()),
     }
 
 
@@ -614,8 +773,10 @@ def summarize(out: dict) -> str:
         "",
         f"FPR at TF 0: {fp}/{len(null)} = {fp / len(null):.1%} (exact 95% CI {ci.low:.1%}-{ci.high:.1%}; "
         f"{fp_chip} of them in patients whose CHIP locus the matched normal was too shallow to show); "
-        f"mrdtrack threshold p <= {out['threshold']:.3g} ({out['threshold_source']}, {out['null_scores']} null "
-        f"scores, max_null_panels {out['options'].max_null_panels}); k = {out['k_cal']} loci; "
+        f"cohort threshold p <= {out['threshold']:.3g} ({out['threshold_source']}, {out['null_scores']} null "
+        f"scores, max_null_panels {out['options'].max_null_panels}); thresholds of the plasma calls: "
+        f"{', '.join(f'{k} {v}' for k, v in sorted(out['threshold_sources'].items()))} (median own-null panels "
+        f"{out['own_null_panels']:.0f}); k = {out['k_cal']} loci; "
         f"pooled background rate {out['pooled_rate']:.3g}; median LOD95 {t['lod95'].median():.3g}; "
         f"{len(out['excluded'])} loci excluded ({', '.join(f'{k}: {v}' for k, v in out['excluded']['reason'].value_counts().items())}); "
         f"calling took {out['seconds_mrd']:.0f} s, everything {out['seconds']:.0f} s.",
@@ -715,10 +876,14 @@ WGS_OPTIONS = {
 }
 
 
+# Scenario defaults other than Options' (bespoke captures: 10 healthy controls, as a lab's panel of normals).
+SCENARIO_OPTIONS = {**WGS_OPTIONS, "bespoke": {"controls": 10}}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--depth", choices=[*SCENARIOS, "both"], default=None,
-                        help="both (default: clinical and demo), oxog (clinical depth with 8-oxoG damage), or with --wgs one of the genome-wide scenarios")  # fmt: skip
+                        help="both (default: clinical and demo), oxog (clinical depth with 8-oxoG damage), bespoke (each patient's own panel alone, 10 controls), or with --wgs one of the genome-wide scenarios")  # fmt: skip
     parser.add_argument("--wgs", action="store_true", help="genome-wide signatures at 30x (both sizes)")
     parser.add_argument("--replicates", type=int, default=None, help="patients (20; WGS_OPTIONS with --wgs)")
     parser.add_argument("--null-per-patient", type=int, default=None)
@@ -733,6 +898,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--no-sample-background", action="store_true", help="calling.sample_background: false"
+    )
+    parser.add_argument(
+        "--no-flanks", action="store_true", help="calls without the samples' flank tables (cohort threshold)"
     )
     parser.add_argument(
         "--max-null-panels", default=str(Options.max_null_panels), help="calling.max_null_panels (or 'all')"
@@ -755,13 +923,13 @@ def main(argv: list[str] | None = None) -> int:
     tfs = args.tfs.split(",") if args.tfs else (WGS_TFS if args.wgs else TFS)
     all_options = []
     for name in names:
-        defaults = {**dataclasses.asdict(Options()), **WGS_OPTIONS.get(name, {})}
+        defaults = {**dataclasses.asdict(Options()), **SCENARIO_OPTIONS.get(name, {})}
         given = {"replicates": args.replicates, "null_per_patient": args.null_per_patient,
                  "controls": args.controls, "samples_per_tf": args.samples_per_tf}  # fmt: skip
         sizes = {key: defaults[key] if value is None else value for key, value in given.items()}
         all_options.append(Options(
             **sizes, oracle_null=args.oracle_null, seed=args.seed, fraglen=not args.no_fraglen,
-            sample_background=not args.no_sample_background,
+            sample_background=not args.no_sample_background, flanks=not args.no_flanks,
             max_null_panels=None if args.max_null_panels == "all" else int(args.max_null_panels),
             vaf_spread=args.vaf_spread, tfs=tuple(sorted({0.0, *(float(t) for t in tfs)})),
         ))  # fmt: skip
