@@ -26,7 +26,7 @@ plasma is background at a patient's loci):
   the sample's depth factor, ALT molecules of each base at the same class rates (per-position factor, noisy
   artifacts) times the same per-sample noise factor and library 8-oxoG damage (with its orientation split) as
   the sample's panel loci, no tumor, non-tumor ALT lengths. The calls read them as the workflow's do: each
-  sample's own null, and (where the caller takes `context_rates`) its own context x orientation factors;
+  sample's own null, and its own context x orientation factors from the background's context rates;
 - 15% of patients carry CHIP (VAF 0.3% in blood-derived molecules) at one of their own panel loci, visible in
   their plasma and their matched white-blood-cell normal;
 - depth per sample: Poisson(molecules x capture efficiency x sample depth factor (log-normal, sd 0.35));
@@ -75,7 +75,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import logging
 import sys
 import time
@@ -590,7 +589,6 @@ def call_simulated(
     rates = background.locus_rates if orientation else background.locus_rates.drop(columns=ORIENTED_RATES)
     # As the workflow's calibrate and call_sample steps read them: each plasma sample's flank table (its own
     # null), and the background's context rates (the reference of its own factors; not when blind).
-    own = {"context_rates": background.context_rates} if orientation and OWN_FACTORS and flanks else {}
     return call_cohort(
         cohort.counts,
         cohort.samples,
@@ -601,12 +599,8 @@ def call_simulated(
         cohort.fragment_lengths,
         workers=workers,
         flanks=cohort.flanks if flanks else None,
-        **own,
+        context_rates=background.context_rates if orientation and flanks else None,
     )
-
-
-# Whether the caller fits each sample's own context x orientation factors from its flanks (context_rates=).
-OWN_FACTORS = "context_rates" in inspect.signature(call_cohort).parameters
 
 
 def run_scenario(scenario: Scenario, options: Options) -> dict:
