@@ -182,3 +182,9 @@ def _run_bundled(workdir: Path) -> Path:
     result = run_snakemake(prepare_workdir(workdir))
     assert result.returncode == 0, result.stderr[-5000:]
     return workdir
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow (end-to-end) tests first, in their files' order: pytest-xdist hands out whole files in this order,
+    so the longest ones start at once instead of leaving one worker running the last of them alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -77,6 +77,7 @@ def test_one_job_per_sample_gives_the_calls_of_one_process(run, tmp_path):
         read_tables("fraglen", [f"{c}.fraglen.tsv" for c in counts]),
         fragments=read_tables("fragments", [f"{c}.fragments.tsv" for c in counts]),
         flanks=read_tables("flanks", [f"{c}.flanks.tsv" for c in counts]),
+        context_rates=read_table("context_rates", results / "background/context_rates.tsv"),
     )
     for table, name in (
         (in_memory.calls, "calls"),
