@@ -985,23 +985,35 @@ def _templates(ints, hashes, names, n):
             cells[cell] = template
             firsts[template] = row
             merged += 1
-        shortfalls[template] |= ints[row, O_SHORT]
-        base = ints[row, O_BASE]
-        if base != NO_CALL:
-            n_bases[template] += 1
-            if n_bases[template] == 1:
-                base1[template] = base
-            elif n_bases[template] == 2:
-                base2[template] = base
-    calls = np.empty(merged, dtype=np.int64)
-    for t in range(merged):
+        _add_observation(ints, row, template, shortfalls, n_bases, base1, base2)
+    return firsts[:merged], _template_calls(n_bases, base1, base2, merged), shortfalls[:merged], False
+
+
+@njit(cache=True, inline="always")
+def _add_observation(ints, row, template, shortfalls, n_bases, base1, base2):
+    """Add observation `row` to its template: its BELOW_* bits, and its base as the template's first or second."""
+    shortfalls[template] |= ints[row, O_SHORT]
+    base = ints[row, O_BASE]
+    if base != NO_CALL:
+        n_bases[template] += 1
+        if n_bases[template] == 1:
+            base1[template] = base
+        elif n_bases[template] == 2:
+            base2[template] = base
+
+
+@njit(cache=True)
+def _template_calls(n_bases, base1, base2, count):
+    """Each template's observation code: NO_CALL without a base, DISCORDANT_CODE when its two reads disagree."""
+    calls = np.empty(count, dtype=np.int64)
+    for t in range(count):
         if n_bases[t] == 0:
             calls[t] = NO_CALL
         elif n_bases[t] == 2 and base1[t] != base2[t]:
             calls[t] = DISCORDANT_CODE
         else:
             calls[t] = base1[t]
-    return firsts[:merged], calls, shortfalls[:merged], False
+    return calls
 
 
 @njit(cache=True, inline="always")
@@ -1051,23 +1063,8 @@ def _hashed_templates(ints, hashes, names, n):
                     return firsts[:0], firsts[:0], firsts[:0], True
                 break
             slot = (slot + np.uint64(1)) & mask
-        shortfalls[template] |= ints[row, O_SHORT]
-        base = ints[row, O_BASE]
-        if base != NO_CALL:
-            n_bases[template] += 1
-            if n_bases[template] == 1:
-                base1[template] = base
-            elif n_bases[template] == 2:
-                base2[template] = base
-    calls = np.empty(count, dtype=np.int64)
-    for t in range(count):
-        if n_bases[t] == 0:
-            calls[t] = NO_CALL
-        elif n_bases[t] == 2 and base1[t] != base2[t]:
-            calls[t] = DISCORDANT_CODE
-        else:
-            calls[t] = base1[t]
-    return firsts[:count], calls, shortfalls[:count], False
+        _add_observation(ints, row, template, shortfalls, n_bases, base1, base2)
+    return firsts[:count], _template_calls(n_bases, base1, base2, count), shortfalls[:count], False
 
 
 @njit(cache=True)
