@@ -284,7 +284,7 @@ def test_auto_takes_the_compiled_engine_for_large_bams_only(tmp_path, monkeypatc
         used.append(tid)
         return iter([None] * len(clusters))
 
-    monkeypatch.setattr(bamscan.BamScanner, "molecules", spy)
+    monkeypatch.setattr(bamscan.BamScanner, "cluster_rows", spy)  # panel loci and flanks both go through it
     count_sample("s", bam, "", PANEL, CountSettings())
     assert not used, "a small BAM is counted by pysam under engine: auto"
     monkeypatch.setattr(counting, "AUTO_COMPILED_MIN_BYTES", 0)

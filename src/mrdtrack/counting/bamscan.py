@@ -32,6 +32,7 @@ from mrdtrack.counting.molecules import (
     INDEL_ALT,
     INDEL_OTHER,
     INDEL_REF,
+    ClusterRows,
     CountSettings,
     Locus,
     LocusMolecules,
@@ -118,6 +119,13 @@ class BamScanner:
         """Each cluster's molecules per locus (clusters of loci sorted by position on contig `tid`, in order),
         yielded as soon as the cluster is complete; None for a cluster the reference engine must count (its
         reads are then left out of `stats`)."""
+        for found in self.cluster_rows(tid, clusters, stats):
+            yield None if found is None else _per_locus(*found)
+
+    def cluster_rows(
+        self, tid: int, clusters: list[list[Locus]], stats: ReadStats
+    ) -> Iterator[ClusterRows | None]:
+        """`molecules` as one table per cluster (ClusterRows), for callers that tally many loci at once."""
         linear = self.linear.get(tid) if self.linear is not None else None
         for run in _runs(linear, clusters):
             if run.start == -1:
@@ -125,7 +133,7 @@ class BamScanner:
             else:
                 yield from self._scan_run(tid, run, stats)
 
-    def _scan_run(self, tid: int, run: _Run, stats: ReadStats) -> Iterator[list[LocusMolecules] | None]:
+    def _scan_run(self, tid: int, run: _Run, stats: ReadStats) -> Iterator[ClusterRows | None]:
         """Stream a run of clusters once, yielding each cluster when the first read past it arrives. From a
         record the parser leaves alone on, the run's unfinished clusters are None."""
         every_locus = [locus for cluster in run.clusters for locus in cluster]
@@ -248,7 +256,7 @@ def _runs(linear: np.ndarray | None, clusters: list[list[Locus]]) -> Iterator[_R
 def _finish_cluster(
     table: _Table, cluster: int, cluster_of_locus: np.ndarray, depth: np.ndarray, params: np.ndarray,
     fraction: float, counters: np.ndarray,
-) -> list[LocusMolecules] | None:  # fmt: skip
+) -> ClusterRows | None:  # fmt: skip
     """Build one complete cluster's molecules from its observations and drop them from the table, counting the
     consensus molecules dropped in the cluster's `counters`; None when two read names collide in the hash (the
     reference engine then counts the run)."""
@@ -270,7 +278,7 @@ def _finish_cluster(
         return None
     counters[len(STAT_FIELDS) - N_DROPPED :] += dropped
     rows[:, 0] -= loci_of_cluster[0]
-    return _per_locus(rows, depth[loci_of_cluster])
+    return rows[np.argsort(rows[:, 0], kind="stable")], depth[loci_of_cluster]
 
 
 class _Table:
@@ -338,8 +346,7 @@ def first_offset(linear: np.ndarray, position0: int) -> int | None:
 
 
 def _per_locus(rows: np.ndarray, depth: np.ndarray) -> list[LocusMolecules]:
-    order = np.argsort(rows[:, 0], kind="stable")
-    rows = rows[order]
+    """ClusterRows as one LocusMolecules per locus (views of the rows)."""
     bounds = np.searchsorted(rows[:, 0], np.arange(len(depth) + 1))
     return [
         LocusMolecules(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -25,12 +26,20 @@ from mrdtrack.counting.flanks import (
 )
 from mrdtrack.counting.molecules import (
     DISCORDANT,
+    ROW_BASE,
+    ROW_FRAGMENT,
+    ROW_LENGTH,
+    ROW_LOCUS,
+    ROW_R1FWD,
+    ROW_SIZE,
+    ClusterRows,
     CountSettings,
     Locus,
     LocusMolecules,
     ReadStats,
     allele_codes,
     allele_problem,
+    cluster_rows_of,
     loci_clusters,
     molecules_at_loci,
     resolve_dedup_mode,
@@ -162,7 +171,7 @@ def count_sample(
             problem = mismatch_problem(sample_id, alignment_path, *mismatches)
             if check_reference and problem:
                 raise AlignmentInputError(problem)
-            units = _work_units(loci, names)
+            units, order = _work_units(loci, names)
             chunks = _chunks(units, threads)
             window = FlankWindow(settings.flank_window, settings.flank_gap)
             flanks_to_count = flank_work(alignments, reference, panel, patient_id, window)
@@ -201,16 +210,14 @@ def count_sample(
             "from the source data"
         ) from None
     stats = ReadStats()
-    by_locus: dict[tuple[str, int, str, str], dict[str, Any]] = {}
     lengths: Counter[tuple[str, int]] = Counter()
     shared: Counter[tuple[str, str, str, int]] = Counter()
     for part in parts:
-        by_locus.update(part.by_locus)
         lengths.update(part.lengths)
         shared.update(part.shared)
         for name, value in asdict(part.stats).items():
             setattr(stats, name, getattr(stats, name) + value)
-    counts = _count_table(sample_id, loci, by_locus)
+    counts = _count_table(sample_id, loci, order, [part.columns for part in parts])
     qc = _qc(stats, counts, lengths, mode) | _mismatch_qc(*mismatches)
     if qc["molecules"] == 0:
         log.warning("%s: no molecule at any panel locus in '%s' (failed capture, wrong file or wrong panel?); "
@@ -293,8 +300,13 @@ def _mismatch_qc(mismatches: int, compared: int) -> dict[str, Any]:
 
 
 def _check_alleles(loci: pd.DataFrame) -> None:
+    """Stop at the first locus whose alleles cannot be counted (each distinct REF/ALT pair is judged once)."""
+    pairs = zip(loci["ref"].astype(str), loci["alt"].astype(str), strict=True)
+    problems = {pair: allele_problem(*pair) for pair in set(pairs)}
+    if all(problem is None for problem in problems.values()):
+        return
     for locus in loci.itertuples(index=False):
-        problem = allele_problem(str(locus.ref), str(locus.alt))
+        problem = problems[(str(locus.ref), str(locus.alt))]
         if problem is not None:
             raise PanelLocusError(
                 f"panel locus {locus.chrom}:{locus.pos} {locus.ref}>{locus.alt} (patients {locus.panel_patients}) "
@@ -306,13 +318,18 @@ def _check_alleles(loci: pd.DataFrame) -> None:
 _Unit = tuple[str, str, list[Locus]]
 
 
-def _work_units(loci: pd.DataFrame, names: dict[str, str]) -> list[_Unit]:
-    units = []
-    for chrom, group in loci.groupby("chrom", sort=False):
-        bam_loci = [Locus(names[chrom], int(r.pos), r.ref, r.alt) for r in group.itertuples()]
-        bam_loci.sort(key=lambda locus: locus.pos)
+def _work_units(loci: pd.DataFrame, names: dict[str, str]) -> tuple[list[_Unit], np.ndarray]:
+    """The clusters of loci, contig by contig (in the table's order) and by position, and which row of `loci`
+    each of the units' loci is, in the units' order (the count table puts the loci back in the table's order)."""
+    contig, _ = pd.factorize(loci["chrom"])
+    # by contig, then position; lexsort is stable, so loci at one position keep the table's order
+    order = np.lexsort((loci["pos"].to_numpy(), contig))
+    columns = (loci[name].to_numpy()[order].tolist() for name in ("chrom", "pos", "ref", "alt"))
+    units: list[_Unit] = []
+    for chrom, group in itertools.groupby(zip(*columns, strict=True), key=lambda row: row[0]):
+        bam_loci = [Locus(names[chrom], int(pos), ref, alt) for _, pos, ref, alt in group]
         units.extend((chrom, names[chrom], cluster) for cluster in loci_clusters(bam_loci))
-    return units
+    return units, order
 
 
 def _chunks(units: list[_Unit], threads: int) -> list[list[_Unit]]:
@@ -335,9 +352,10 @@ def _chunks(units: list[_Unit], threads: int) -> list[list[_Unit]]:
 
 @dataclass
 class _Part:
-    """What one worker counted: per locus, the length histogram, multi-locus fragments and read statistics."""
+    """What one worker counted: the count columns of its loci (in the units' order), the length histogram,
+    multi-locus fragments and read statistics."""
 
-    by_locus: dict[tuple[str, int, str, str], dict[str, Any]]
+    columns: dict[str, np.ndarray]
     lengths: Counter[tuple[str, int]]
     shared: Counter[tuple[str, str, str, int]]
     stats: ReadStats
@@ -353,15 +371,51 @@ def _count_units_in_file(
 def _count_units(
     alignments: pysam.AlignmentFile, units: list[_Unit], settings: CountSettings, mode: str
 ) -> _Part:
-    part = _Part({}, Counter(), Counter(), ReadStats())
-    by_locus, lengths = part.by_locus, part.lengths
-    for chrom, cluster, molecules in cluster_molecules(alignments, units, settings, mode, part.stats):
-        for locus, at_locus in zip(cluster, molecules, strict=True):
-            alleles = _alleles(at_locus.bases, locus)
-            by_locus[(chrom, locus.pos, locus.ref, locus.alt)] = tally(locus, at_locus, alleles)
-            _add_lengths(lengths, at_locus, alleles)
-        part.shared.update(shared_fragments(chrom, cluster, molecules))
-    return part
+    """Count the units' loci: their molecules are tallied many clusters at a time (LociTally), and only the
+    count columns stay in memory, not per-locus objects."""
+    stats = ReadStats()
+    loci_tally = LociTally()
+    shared: Counter[tuple[str, str, str, int]] = Counter()
+    for chrom, cluster, table in cluster_tables(alignments, units, settings, mode, stats):
+        codes = np.array([_codes(locus.ref, locus.alt) for locus in cluster], dtype=np.int64)
+        loci_tally.add(table, codes)
+        shared.update(shared_fragments(chrom, cluster, table, codes))
+    columns = loci_tally.columns()
+    return _Part(columns, loci_tally.lengths, shared, stats)
+
+
+@functools.lru_cache(maxsize=4096)
+def _codes(ref: str, alt: str) -> tuple[int, int]:
+    """`allele_codes` by the alleles: a genome-wide panel has a few dozen distinct pairs in 100,000s of loci."""
+    return allele_codes(Locus("", 0, ref, alt))
+
+
+def cluster_tables(
+    alignments: pysam.AlignmentFile, units: list[_Unit], settings: CountSettings, mode: str, stats: ReadStats
+) -> Iterator[tuple[str, list[Locus], ClusterRows]]:
+    """`cluster_molecules` with each cluster's molecules as one table (ClusterRows), as the compiled engine
+    builds them; the reference engine's per-locus molecules are joined into one."""
+    scanner = _scanner(alignments, settings, mode)
+    try:
+        for (chrom, bam_chrom), group in itertools.groupby(units, key=lambda unit: unit[:2]):
+            clusters = [unit[2] for unit in group]
+            found: Iterable[ClusterRows | None] = [None] * len(clusters)
+            if scanner is not None:  # yields cluster by cluster, so that memory stays flat
+                found = scanner.cluster_rows(alignments.get_tid(bam_chrom), clusters, stats)
+            for cluster, table in zip(clusters, found, strict=True):
+                if table is None:  # the reference engine
+                    table = cluster_rows_of(
+                        [
+                            LocusMolecules.from_molecules(locus_molecules, depth)
+                            for _locus, locus_molecules, depth in molecules_at_loci(
+                                alignments, bam_chrom, cluster, settings, mode, stats
+                            )
+                        ]
+                    )
+                yield chrom, cluster, table
+    finally:
+        if scanner is not None:
+            scanner.close()
 
 
 def cluster_molecules(
@@ -473,20 +527,126 @@ _NO_MOLECULES = {
 }
 
 
-def _add_lengths(lengths: Counter[tuple[str, int]], molecules: LocusMolecules, alleles: np.ndarray) -> None:
-    if not alleles.size:
-        return
-    for allele in ("ref", "alt"):
-        values, counts = np.unique(molecules.lengths[alleles == allele], return_counts=True)
-        lengths.update({(allele, int(v)): int(c) for v, c in zip(values, counts, strict=True)})
+# Molecules tallied at once by LociTally (its arrays and the tally's take about 30 MB).
+TALLY_BATCH = 1 << 18
+# A molecule's allele class in LociTally's bincounts; the columns of `counts` in this order.
+_REF, _ALT, _OTHER, _DISCORDANT = range(4)
+_MOLECULE_COLUMNS = ("ref_molecules", "alt_molecules", "other_molecules", "discordant_molecules")
+
+
+class LociTally:
+    """`tally` of many loci at once: clusters' molecule tables are kept until about TALLY_BATCH molecules have
+    come, then counted together with np.bincount by (locus, allele) and (locus, allele, read orientation), so a
+    locus costs no Python of its own. Holds the count columns of the loci tallied so far (in the order they
+    came) and their fragment-length histogram (`lengths`, as `_length_table` reads it)."""
+
+    def __init__(self) -> None:
+        self.waiting: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.size = 0
+        self.done: list[dict[str, np.ndarray]] = []
+        self.lengths: Counter[tuple[str, int]] = Counter()
+
+    def add(self, table: ClusterRows, codes: np.ndarray) -> None:
+        """One cluster's molecule table and its loci's (REF, ALT) codes (`allele_codes`), one row per locus."""
+        rows, depth = table
+        self.waiting.append((rows, depth, codes))
+        self.size += len(rows)
+        if self.size >= TALLY_BATCH:
+            self._tally()
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """COUNT_COLUMNS[7:] of every locus added, in the order added."""
+        self._tally()
+        if not self.done:
+            return _tally_columns(*_joined([]), Counter())
+        return {name: np.concatenate([batch[name] for batch in self.done]) for name in self.done[0]}
+
+    def _tally(self) -> None:
+        if self.waiting:
+            self.done.append(_tally_columns(*_joined(self.waiting), self.lengths))
+        self.waiting, self.size = [], 0
+
+
+def _joined(
+    tables: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Clusters' tables as one: each molecule's locus (numbered across the clusters), its rows, and each
+    locus's read depth and allele codes."""
+    if not tables:
+        return (
+            np.zeros(0, np.int64),
+            np.zeros((0, 6), np.int64),
+            np.zeros(0, np.int64),
+            np.zeros((0, 2), np.int64),
+        )
+    first = np.cumsum([0] + [len(depth) for _, depth, _ in tables[:-1]])
+    locus = np.concatenate(
+        [rows[:, ROW_LOCUS] + start for (rows, _, _), start in zip(tables, first, strict=True)]
+    )
+    rows = np.concatenate([rows for rows, _, _ in tables])
+    depth = np.concatenate([depth for _, depth, _ in tables])
+    codes = np.concatenate([codes for _, _, codes in tables])
+    return locus, rows, depth, codes
+
+
+def _tally_columns(
+    locus: np.ndarray,
+    rows: np.ndarray,
+    depth: np.ndarray,
+    codes: np.ndarray,
+    lengths: Counter[tuple[str, int]],
+) -> dict[str, np.ndarray]:
+    """The count columns (COUNT_COLUMNS[7:]) of len(depth) loci from their molecules (`locus`: each molecule's
+    locus), adding the REF and ALT molecules' fragment lengths to `lengths`. The same numbers as `tally`."""
+    n = len(depth)
+    bases = rows[:, ROW_BASE]
+    is_ref, is_alt = bases == codes[locus, 0], bases == codes[locus, 1]
+    allele = np.where(bases == ord(DISCORDANT), _DISCORDANT, _OTHER)
+    allele[is_ref], allele[is_alt] = _REF, _ALT
+    cell = locus * 4 + allele
+    counts = np.bincount(cell, minlength=4 * n).reshape(n, 4)
+    f1r2 = np.bincount(cell[rows[:, ROW_R1FWD] != 0], minlength=4 * n).reshape(n, 4)
+    molecules = counts.sum(axis=1)
+    # np.mean of each locus's family sizes: integer sums, exact in float64, divided as np.mean divides
+    size_sums = np.bincount(locus, weights=rows[:, ROW_SIZE], minlength=n)
+    mean_size = np.zeros(n)
+    np.divide(size_sums, molecules, out=mean_size, where=molecules > 0)
+    columns = {name: counts[:, column] for column, name in enumerate(_MOLECULE_COLUMNS)}
+    columns |= {
+        "alt_f1r2": f1r2[:, _ALT],
+        "alt_f2r1": counts[:, _ALT] - f1r2[:, _ALT],
+        "ref_f1r2": f1r2[:, _REF],
+        "ref_f2r1": counts[:, _REF] - f1r2[:, _REF],
+        "reads": depth,
+        "mean_family_size": mean_size,
+        "alt_lengths": _alt_lengths(n, locus[is_alt], rows[is_alt, ROW_LENGTH]),
+    }
+    for name, chosen in (("ref", is_ref), ("alt", is_alt)):
+        values, times = np.unique(rows[chosen, ROW_LENGTH], return_counts=True)
+        lengths.update(dict(zip(((name, v) for v in values.tolist()), times.tolist(), strict=True)))
+    return {name: columns[name] for name in COUNT_COLUMNS[7:]}
+
+
+def _alt_lengths(n: int, locus: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Each locus's ALT fragment lengths, sorted and comma-joined ("" for the many loci without ALT molecules)."""
+    text = np.full(n, "", dtype=object)
+    if not locus.size:
+        return text
+    order = np.lexsort((lengths, locus))
+    locus, lengths = locus[order], lengths[order]
+    bounds = np.flatnonzero(np.diff(locus)) + 1
+    starts = np.concatenate([[0], bounds])
+    text[locus[starts]] = [",".join(map(str, group)) for group in np.split(lengths, bounds)]
+    return text
 
 
 def shared_fragments(
-    chrom: str, cluster: list[Locus], molecules: list[LocusMolecules]
+    chrom: str, cluster: list[Locus], table: ClusterRows, codes: np.ndarray
 ) -> Counter[tuple[str, str, str, int]]:
     """Fragments informative (REF or ALT) at two or more loci of one cluster, as (chrom, loci, alleles, length):
     loci `pos:ref:alt` joined by `,`, alleles one letter per locus (R or A), length that of a fragment with an
-    ALT (-1 for REF-only fragments, which are tallied together).
+    ALT (-1 for REF-only fragments, which are tallied together). `table` holds the cluster's molecules
+    (ClusterRows), `codes` each locus's (REF, ALT) codes (`allele_codes`).
 
     One fragment is one piece of evidence, however many panel loci it covers: the caller needs to know which
     molecules of different loci are one fragment. Two loci at one position (two ALTs of a multi-allelic site)
@@ -495,22 +655,18 @@ def shared_fragments(
     found: Counter[tuple[str, str, str, int]] = Counter()
     if len(cluster) < 2:
         return found
-    keys, where, alleles, lengths = [], [], [], []
-    for index, (locus, at_locus) in enumerate(zip(cluster, molecules, strict=True)):
-        ref_code, alt_code = allele_codes(locus)
-        ref, alt = at_locus.bases == ref_code, at_locus.bases == alt_code
-        informative = ref | alt
-        keys.append(at_locus.fragments[informative])
-        where.append(np.full(int(informative.sum()), index))
-        alleles.append(alt[informative])
-        lengths.append(at_locus.lengths[informative])
-    key = np.concatenate(keys)
+    rows = table[0]
+    where = rows[:, ROW_LOCUS]
+    bases = rows[:, ROW_BASE]
+    alt = bases == codes[where, 1]
+    informative = alt | (bases == codes[where, 0])
+    key = rows[informative, ROW_FRAGMENT]
     _, inverse, times = np.unique(key, return_inverse=True, return_counts=True)
     multi = np.flatnonzero(times[inverse] >= 2)
     if not multi.size:
         return found
-    locus_index, is_alt = np.concatenate(where)[multi], np.concatenate(alleles)[multi]
-    length, fragment = np.concatenate(lengths)[multi], inverse[multi]
+    locus_index, is_alt = where[informative][multi], alt[informative][multi]
+    length, fragment = rows[informative, ROW_LENGTH][multi], inverse[multi]
     order = np.lexsort((locus_index, fragment))
     bounds = np.flatnonzero(np.diff(fragment[order])) + 1
     for members in np.split(order, bounds):
@@ -541,13 +697,20 @@ def _fragment_table(shared: Counter[tuple[str, str, str, int]], loci: pd.DataFra
 
 
 def _count_table(
-    sample_id: str, loci: pd.DataFrame, by_locus: dict[tuple[str, int, str, str], dict]
+    sample_id: str, loci: pd.DataFrame, order: np.ndarray, parts: list[dict[str, np.ndarray]]
 ) -> pd.DataFrame:
-    rows = []
-    for locus in loci.itertuples(index=False):
-        counts = by_locus[(locus.chrom, int(locus.pos), locus.ref, locus.alt)]
-        rows.append({"sample_id": sample_id, **locus._asdict(), **counts})
-    return pd.DataFrame(rows, columns=COUNT_COLUMNS)
+    """The count table in the order of `loci`, from the parts' count columns (the units' order: the loci's rows
+    `order`)."""
+    if loci.empty:
+        return pd.DataFrame([], columns=COUNT_COLUMNS)
+    frame = loci[list(COUNT_COLUMNS[1:7])].reset_index(drop=True).astype({"pos": np.int64})
+    frame.insert(0, "sample_id", sample_id)
+    for name in COUNT_COLUMNS[7:]:
+        joined = np.concatenate([part[name] for part in parts])
+        values = np.empty_like(joined)
+        values[order] = joined
+        frame[name] = values
+    return frame
 
 
 def _length_table(lengths: Counter[tuple[str, int]]) -> pd.DataFrame:
@@ -561,13 +724,27 @@ def _qc(
     molecule_columns = ["ref_molecules", "alt_molecules", "other_molecules", "discordant_molecules"]
     molecules = int(counts[molecule_columns].to_numpy().sum())
     templates = float((counts[molecule_columns].sum(axis=1) * counts["mean_family_size"]).sum())
-    all_lengths = np.repeat([n for (_a, n) in lengths], list(lengths.values())) if lengths else np.array([])
     informative = counts["ref_molecules"] + counts["alt_molecules"]
     return asdict(stats) | {
         "molecules": molecules,
         "mean_family_size": templates / molecules if molecules else 0.0,
         "duplicate_rate": 1 - molecules / templates if templates else 0.0,
-        "median_fragment_length": float(np.median(all_lengths)) if all_lengths.size else None,
+        "median_fragment_length": _median_length(lengths),
         "mean_molecules_per_locus": float(informative.mean()) if len(informative) else 0.0,
         "dedup_mode": mode,
     }
+
+
+def _median_length(lengths: Counter[tuple[str, int]]) -> float | None:
+    """The median fragment length of the molecules in the histogram, as np.median of one length per molecule
+    gives it (the mean of the two middle ones for an even number), without that array of every molecule."""
+    per_length: Counter[int] = Counter()
+    for (_allele, length), molecules in lengths.items():
+        per_length[length] += molecules
+    total = sum(per_length.values())
+    if not total:
+        return None
+    values = np.array(sorted(per_length), dtype=np.int64)
+    ends = np.cumsum([per_length[v] for v in values.tolist()])  # molecules up to each length
+    low, high = values[np.searchsorted(ends, [(total - 1) // 2, total // 2], side="right")]
+    return float(np.mean([low, high]))

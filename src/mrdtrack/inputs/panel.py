@@ -619,7 +619,27 @@ def sort_loci(frame: pd.DataFrame, order: list[str] | None = None) -> pd.DataFra
 def unique_loci(panel: pd.DataFrame) -> pd.DataFrame:
     """One row per (chrom, pos, ref, alt), with the comma-separated patients whose panel holds it."""
     grouped = panel.groupby(["chrom", "pos", "ref", "alt"], sort=False)
-    loci = grouped.agg(
-        panel_patients=("patient_id", lambda s: ",".join(sorted(set(s)))), context=("context", "first")
-    )
-    return loci.reset_index()
+    loci = grouped.agg(context=("context", "first")).reset_index()
+    patients = _joined_patients(grouped.ngroup().to_numpy(), panel["patient_id"].to_numpy(), len(loci))
+    loci.insert(4, "panel_patients", patients)
+    return loci
+
+
+def _joined_patients(group: np.ndarray, patients: np.ndarray, n_groups: int) -> np.ndarray:
+    """Each group's distinct patients, sorted and comma-joined. Without a Python call per group: a genome-wide
+    cohort panel has hundreds of thousands of loci, nearly all of one patient."""
+    kept = group >= 0  # rows with a missing key belong to no group
+    group, patients = group[kept], patients[kept].astype(str)
+    order = np.lexsort((patients, group))
+    group, patients = group[order], patients[order]
+    new = np.ones(len(group), dtype=bool)
+    new[1:] = (group[1:] != group[:-1]) | (patients[1:] != patients[:-1])
+    group, patients = group[new], patients[new]
+    starts = np.flatnonzero(np.diff(group, prepend=-1))
+    text = patients[starts].astype(object)
+    ends = np.append(starts[1:], len(group))
+    for i in np.flatnonzero(ends - starts > 1):
+        text[i] = ",".join(patients[starts[i] : ends[i]].tolist())
+    joined = np.full(n_groups, "", dtype=object)
+    joined[group[starts]] = text
+    return joined
