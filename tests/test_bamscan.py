@@ -201,6 +201,22 @@ def test_random_reads_give_the_reference_counts_under_every_setting(tmp_path, re
         both_engines(named, PANEL, count_settings)
 
 
+@EXAMPLES
+@given(records=st.lists(random_read(), min_size=1, max_size=300), piece=st.sampled_from([1, 2, 3]))
+def test_a_cluster_read_in_pieces_gives_the_counts_and_read_statistics_of_one_fetch(
+    tmp_path, monkeypatch, records, piece
+):
+    """Dense loci make one large cluster, which the compiled engine reads a few loci at a time: its reads are
+    still counted once, as one fetch of the whole cluster (the reference engine's) counts them."""
+    monkeypatch.setattr(counting, "CLUSTER_PIECE", piece)  # PANEL's clusters hold 4 and 5 loci
+    bam = write_random_bam(tmp_path / "random.bam", records)
+    for count_settings in (
+        CountSettings(dedup="umi"),
+        CountSettings(dedup="none", merge_mates=False, min_mapq=0),
+    ):
+        both_engines(bam, PANEL, count_settings)
+
+
 def test_every_bundled_file_gives_the_reference_counts():
     samples, _ = load_samples([str(p) for p in sorted(TEST_DATA.glob("batch*/samples.tsv"))])
     patients, _ = load_table(str(TEST_DATA / "patients.tsv"), "patients")
@@ -280,7 +296,7 @@ def test_auto_takes_the_compiled_engine_for_large_bams_only(tmp_path, monkeypatc
     bam = write_random_bam(tmp_path / "small.bam", [_plain_read("p1", 990)])
     used = []
 
-    def spy(self, tid, clusters, stats):  # records the call, then hands every cluster to pysam
+    def spy(self, tid, clusters, stats, continues=()):  # records the call, then hands every cluster to pysam
         used.append(tid)
         return iter([None] * len(clusters))
 
@@ -314,7 +330,7 @@ def test_a_record_whose_sizes_do_not_add_up_is_reported_not_parsed():
     shapes, inserted = bamscan.locus_shapes([Locus("chr1", 1000, "A", "T")])
     status, offset = bamscan._scan_records(
         too_short, 0, 0, one, shapes, inserted, np.zeros(1, dtype=np.int64), one, one + 1,
-        np.zeros(12, dtype=np.int64), np.zeros(2, dtype=np.uint8), bamscan._SEQ_CODES,
+        np.zeros(1, dtype=np.int64), np.zeros(12, dtype=np.int64), np.zeros(2, dtype=np.uint8), bamscan._SEQ_CODES,
         np.zeros((1, len(bamscan.STAT_FIELDS)), dtype=np.int64), np.zeros(1, dtype=np.int64), table.ints,
         table.hashes, table.names, table.umis, table.state,
     )  # fmt: skip

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,11 +123,16 @@ class BamScanner:
             yield None if found is None else _per_locus(*found)
 
     def cluster_rows(
-        self, tid: int, clusters: list[list[Locus]], stats: ReadStats
+        self, tid: int, clusters: list[list[Locus]], stats: ReadStats, continues: Sequence[bool] = ()
     ) -> Iterator[ClusterRows | None]:
-        """`molecules` as one table per cluster (ClusterRows), for callers that tally many loci at once."""
+        """`molecules` as one table per cluster (ClusterRows), for callers that tally many loci at once.
+
+        `continues[i]` True makes cluster i a piece of the cluster before it: the two are read in one pass and
+        their reads are counted in `stats` as one cluster's (as one fetch of both), while each piece is handed
+        back as soon as it is complete, so that the reads held at once are those of one piece."""
         linear = self.linear.get(tid) if self.linear is not None else None
-        for run in _runs(linear, clusters):
+        continues = list(continues) or [False] * len(clusters)
+        for run in _runs(linear, clusters, continues):
             if run.start == -1:
                 yield from [None] * len(run.clusters)
             else:
@@ -142,10 +147,13 @@ class BamScanner:
         cluster_of_locus = np.repeat(np.arange(len(run.clusters)), [len(c) for c in run.clusters])
         begins = np.array([c[0].pos - 1 for c in run.clusters], dtype=np.int64)
         ends = np.array([c[-1].pos for c in run.clusters], dtype=np.int64)
+        continues = np.array(run.continues, dtype=np.int64)
+        # a piece's fetch region reaches the next piece of its cluster: together they are the cluster's region
+        ends[:-1] = np.where(continues[1:] != 0, np.maximum(begins[1:], ends[:-1]), ends[:-1])
         counters = np.zeros((len(run.clusters), len(STAT_FIELDS)), dtype=np.int64)
         depth = np.zeros(len(loci), dtype=np.int64)
         table = _Table()
-        geometry = (tid, loci, shapes, inserted, cluster_of_locus, begins, ends)
+        geometry = (tid, loci, shapes, inserted, cluster_of_locus, begins, ends, continues)
         for status in self._records(run.start, geometry, counters, depth, table):
             cluster = int(table.state[S_OPEN])
             if status == NEEDS_REFERENCE:
@@ -162,16 +170,16 @@ class BamScanner:
     def _records(self, start: int | None, geometry: tuple, counters, depth, table: _Table) -> Iterator[int]:
         """Run the record kernel over the stream; yield CLUSTER_DONE each time a cluster is complete, or
         NEEDS_REFERENCE once."""
-        tid, loci, shapes, inserted, cluster_of_locus, begins, ends = geometry
+        tid, loci, shapes, inserted, cluster_of_locus, begins, ends, continues = geometry
         n_clusters = len(begins)
         blocks = self._whole_records(start) if start is not None else iter(())
         for buffer in blocks:
             offset = 0
             while True:
                 status, offset = _scan_records(
-                    buffer, offset, tid, loci, shapes, inserted, cluster_of_locus, begins, ends, self.params,
-                    self.umi_tag, _SEQ_CODES, counters, depth, table.ints, table.hashes, table.names, table.umis,
-                    table.state,
+                    buffer, offset, tid, loci, shapes, inserted, cluster_of_locus, begins, ends, continues,
+                    self.params, self.umi_tag, _SEQ_CODES, counters, depth, table.ints, table.hashes, table.names,
+                    table.umis, table.state,
                 )  # fmt: skip
                 if status == CORRUPT:  # counting.py turns this into its "truncated or corrupt" message
                     raise OSError("a BAM record whose sizes do not add up")
@@ -223,19 +231,27 @@ class BamScanner:
 @dataclass
 class _Run:
     """Consecutive clusters of one contig read in one pass from `start` (None: no read can overlap them; -1:
-    the index does not say where their reads start)."""
+    the index does not say where their reads start), and whether each continues the one before it."""
 
     start: int | None
     clusters: list[list[Locus]]
     last_start: int | None  # where the reads of its last cluster start
+    continues: list[bool]
 
 
-def _runs(linear: np.ndarray | None, clusters: list[list[Locus]]) -> Iterator[_Run]:
+def _runs(linear: np.ndarray | None, clusters: list[list[Locus]], continues: list[bool]) -> Iterator[_Run]:
     """Group consecutive clusters whose reads start close together in the file (targeted panels: all of a
-    contig's), so that the stream is read once instead of once per cluster from its 16 kb index window."""
+    contig's), so that the stream is read once instead of once per cluster from its 16 kb index window. A piece
+    of a cluster always joins the run of the piece before it."""
     run: _Run | None = None
-    for cluster in clusters:
+    for cluster, piece in zip(clusters, continues, strict=True):
         start = None if linear is None else first_offset(linear, cluster[0].pos - 1)
+        if run is not None and piece:
+            run.clusters.append(cluster)
+            run.continues.append(True)
+            if start not in (None, -1) and run.last_start not in (None, -1):
+                run.last_start = start
+            continue
         joins = (
             run is not None
             and run.start not in (None, -1)
@@ -244,11 +260,12 @@ def _runs(linear: np.ndarray | None, clusters: list[list[Locus]]) -> Iterator[_R
         )
         if joins:
             run.clusters.append(cluster)
+            run.continues.append(False)
             run.last_start = start
         else:
             if run is not None:
                 yield run
-            run = _Run(start, [cluster], start)
+            run = _Run(start, [cluster], start, [False])
     if run is not None:
         yield run
 
@@ -568,13 +585,14 @@ def _tag_int(buffer, kind, at):
 
 @njit(cache=True)
 def _scan_records(
-    buffer, offset, tid, loci, shapes, inserted, cluster_of_locus, begins, ends, params, umi_tag, seq_codes,
-    counters, depth, ints, hashes, names, umis, state,
+    buffer, offset, tid, loci, shapes, inserted, cluster_of_locus, begins, ends, continues, params, umi_tag,
+    seq_codes, counters, depth, ints, hashes, names, umis, state,
 ):  # fmt: skip
     """Parse whole records from `offset`, adding an observation per read and locus, until the open cluster is
     complete (CLUSTER_DONE), all are (RUN_DONE), the buffer ends (NEED_DATA), the table is full (OUT_OF_ROOM) or
     a record needs the reference engine. Returns (status, offset of the first record not parsed). A read counts
-    in the statistics of every cluster whose fetch region it overlaps, as with one `fetch` per cluster."""
+    in the statistics of every cluster whose fetch region it overlaps, as with one `fetch` per cluster; the
+    pieces of one cluster (`continues`) count it once, in the first of them it overlaps."""
     drop_mask, min_mapq, min_baseq = params[P_DROP_MASK], params[P_MIN_MAPQ], params[P_MIN_BASEQ]
     proper_pair, mode = params[P_PROPER_PAIR], params[P_MODE]
     n_clusters = begins.shape[0]
@@ -625,6 +643,8 @@ def _scan_records(
         ):
             return OUT_OF_ROOM, offset
         for cluster in range(first_cluster, end_cluster):
+            if cluster > first_cluster and continues[cluster]:
+                continue
             counters[cluster, 0] += 1
             if filtered:
                 counters[cluster, _filter_slot(flag, mapq, mode, min_mapq)] += 1

@@ -390,32 +390,69 @@ def _codes(ref: str, alt: str) -> tuple[int, int]:
     return allele_codes(Locus("", 0, ref, alt))
 
 
+# Loci per piece of a cluster at most. Loci closer than molecules.CLUSTER_GAP are one cluster, so a genome-wide
+# signature's dense loci can make one cluster of thousands; the compiled engine reads such a cluster piece by
+# piece (its reads counted as the whole cluster's), so that it holds one piece's reads at once, not the cluster's.
+# Should it hand a cluster over to the reference engine after some pieces (a record it leaves alone), a read
+# that spans the handover counts twice in the QC's read figures; the molecule counts are the same.
+CLUSTER_PIECE = 128
+
+
 def cluster_tables(
     alignments: pysam.AlignmentFile, units: list[_Unit], settings: CountSettings, mode: str, stats: ReadStats
 ) -> Iterator[tuple[str, list[Locus], ClusterRows]]:
     """`cluster_molecules` with each cluster's molecules as one table (ClusterRows), as the compiled engine
-    builds them; the reference engine's per-locus molecules are joined into one."""
+    builds them; the reference engine's per-locus molecules are joined into one. The compiled engine reads a
+    cluster in pieces of CLUSTER_PIECE loci."""
     scanner = _scanner(alignments, settings, mode)
     try:
         for (chrom, bam_chrom), group in itertools.groupby(units, key=lambda unit: unit[:2]):
             clusters = [unit[2] for unit in group]
-            found: Iterable[ClusterRows | None] = [None] * len(clusters)
-            if scanner is not None:  # yields cluster by cluster, so that memory stays flat
-                found = scanner.cluster_rows(alignments.get_tid(bam_chrom), clusters, stats)
-            for cluster, table in zip(clusters, found, strict=True):
-                if table is None:  # the reference engine
-                    table = cluster_rows_of(
-                        [
-                            LocusMolecules.from_molecules(locus_molecules, depth)
-                            for _locus, locus_molecules, depth in molecules_at_loci(
-                                alignments, bam_chrom, cluster, settings, mode, stats
-                            )
-                        ]
-                    )
-                yield chrom, cluster, table
+            pieces = [
+                (i, c[at : at + CLUSTER_PIECE])
+                for i, c in enumerate(clusters)
+                for at in range(0, len(c), CLUSTER_PIECE)
+            ]
+            found: Iterable[ClusterRows | None] = [None] * len(pieces)
+            if scanner is not None:  # yields piece by piece, so that memory stays flat
+                continues = [i == pieces[k - 1][0] if k else False for k, (i, _) in enumerate(pieces)]
+                found = scanner.cluster_rows(
+                    alignments.get_tid(bam_chrom), [piece for _, piece in pieces], stats, continues
+                )
+            by_cluster = itertools.groupby(zip(pieces, found, strict=True), key=lambda item: item[0][0])
+            for index, parts in by_cluster:
+                tables = [table for _, table in parts]
+                table = _cluster_table(alignments, bam_chrom, clusters[index], tables, settings, mode, stats)
+                yield chrom, clusters[index], table
     finally:
         if scanner is not None:
             scanner.close()
+
+
+def _cluster_table(
+    alignments: pysam.AlignmentFile,
+    bam_chrom: str,
+    cluster: list[Locus],
+    tables: list[ClusterRows | None],
+    settings: CountSettings,
+    mode: str,
+    stats: ReadStats,
+) -> ClusterRows:
+    """One cluster's table from its pieces' tables. Pieces the compiled engine left (None: all of them, or those
+    after a record it leaves to pysam) are counted by the reference engine, together."""
+    done = list(itertools.takewhile(lambda table: table is not None, tables))
+    loci_done = sum(len(depth) for _, depth in done)
+    if loci_done < len(cluster):
+        rest = molecules_at_loci(alignments, bam_chrom, cluster[loci_done:], settings, mode, stats)
+        done.append(
+            cluster_rows_of([LocusMolecules.from_molecules(found, depth) for _, found, depth in rest])
+        )
+    if len(done) == 1:
+        return done[0]
+    first = np.cumsum([0] + [len(depth) for _, depth in done[:-1]])
+    rows = np.concatenate([rows for rows, _ in done])
+    rows[:, ROW_LOCUS] += np.repeat(first, [len(rows) for rows, _ in done])
+    return rows, np.concatenate([depth for _, depth in done])
 
 
 def cluster_molecules(
