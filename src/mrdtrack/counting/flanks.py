@@ -13,7 +13,7 @@ one pass gives all three substitutions). The table has one row per covered posit
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,42 +70,52 @@ def flank_positions(
         One row per flank position, sorted by contig (panel order) and position.
     """
     own = panel[panel["patient_id"] == patient_id]
+    columns = ["chrom", "pos", "ref", "context"]
     if window.window <= 0 or own.empty:
-        return pd.DataFrame(columns=["chrom", "pos", "ref", "context"])
+        return pd.DataFrame(columns=columns)
     names = contig_map(panel["chrom"].unique(), fasta.references)
-    rows = []
+    frames = []
     for chrom, group in own.groupby("chrom", sort=False):
         if chrom not in names:
             continue
-        blocked = _near_panel_loci(panel[panel["chrom"] == chrom], window.gap)
-        wanted = set()
-        for pos in group["pos"].astype(int):
-            wanted.update(range(pos - window.window, pos + window.window + 1))
-        positions = np.array(sorted(wanted - blocked), dtype=np.int64)
-        rows.extend(_with_reference(chrom, names[chrom], positions, fasta))
-    return pd.DataFrame(rows, columns=["chrom", "pos", "ref", "context"])
+        centres = group["pos"].to_numpy(dtype=np.int64)
+        reach = np.arange(-window.window, window.window + 1)
+        wanted = np.unique((centres[:, None] + reach).ravel())
+        positions = wanted[~_near_panel_loci(panel[panel["chrom"] == chrom], window.gap, wanted)]
+        frames.append(_with_reference(chrom, names[chrom], positions, fasta))
+    frames = [frame for frame in frames if len(frame)]
+    if not frames:
+        return pd.DataFrame([], columns=columns)
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
-def _near_panel_loci(loci: pd.DataFrame, gap: int) -> set[int]:
-    blocked: set[int] = set()
-    for pos, ref in zip(loci["pos"].astype(int), loci["ref"], strict=True):
-        blocked.update(range(pos - gap, pos + len(ref) + gap))
-    return blocked
+def _near_panel_loci(loci: pd.DataFrame, gap: int, positions: np.ndarray) -> np.ndarray:
+    """Whether each of `positions` is within `gap` bp of one of `loci` (its whole REF span)."""
+    starts = loci["pos"].to_numpy(dtype=np.int64) - gap
+    ends = starts + gap + loci["ref"].str.len().to_numpy(dtype=np.int64) + gap  # past the last one left out
+    order = np.argsort(starts, kind="stable")
+    starts, reach = starts[order], np.maximum.accumulate(ends[order])
+    last = np.searchsorted(starts, positions, side="right") - 1  # the last locus starting at or before
+    return (last >= 0) & (reach[np.maximum(last, 0)] > positions)
 
 
 def _with_reference(
     chrom: str, fasta_chrom: str, positions: np.ndarray, fasta: pysam.FastaFile
-) -> Iterator[tuple]:
+) -> pd.DataFrame:
+    """The positions (sorted) with their reference base and trinucleotide; those at a contig's ends, or whose
+    trinucleotide holds anything but A, C, G, T, left out. One array pass, not a string slice per position."""
     length = fasta.get_reference_length(fasta_chrom)
     positions = positions[(positions >= 2) & (positions <= length - 1)]
     if not positions.size:
-        return
+        return pd.DataFrame([], columns=["chrom", "pos", "ref", "context"])
     start, end = int(positions[0]) - 2, int(positions[-1]) + 1  # 0-based, the trinucleotides of all
-    sequence = fasta.fetch(fasta_chrom, start, end).upper()
-    for pos in positions:
-        context = sequence[pos - 2 - start : pos + 1 - start]
-        if all(base in BASES for base in context):
-            yield chrom, int(pos), context[1], context
+    sequence = np.frombuffer(fasta.fetch(fasta_chrom, start, end).upper().encode(), dtype=np.uint8)
+    trinucleotides = np.stack([sequence[positions - 2 - start + k] for k in range(3)], axis=1)
+    clean = np.isin(trinucleotides, np.frombuffer(BASES.encode(), dtype=np.uint8)).all(axis=1)
+    trinucleotides, positions = np.ascontiguousarray(trinucleotides[clean]), positions[clean]
+    context = trinucleotides.view("S3").ravel().astype(str).astype(object)
+    ref = trinucleotides[:, 1].copy().view("S1").astype(str).astype(object)
+    return pd.DataFrame({"chrom": chrom, "pos": positions, "ref": ref, "context": context})
 
 
 def flank_loci(positions: pd.DataFrame, names: dict[str, str]) -> list[tuple[str, str, list[Locus]]]:

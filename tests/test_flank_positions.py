@@ -1,0 +1,63 @@
+"""Flank positions: the array-wide selection gives exactly the positions of the plain definition below, position
+by position (docs/tables.md, `flanks`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pysam
+import pytest
+
+from mrdtrack.counting.flanks import FlankWindow, flank_positions
+
+
+def reference_positions(
+    panel: pd.DataFrame, patient: str, sequences: dict[str, str], window: FlankWindow
+) -> list:
+    """Every position within `window.window` of the patient's loci, not within `window.gap` of any patient's
+    locus (its whole REF span), with a reference trinucleotide of A, C, G, T only (any case)."""
+    rows = []
+    own = panel[panel["patient_id"] == patient]
+    for chrom in own["chrom"].unique():
+        if chrom not in sequences:
+            continue
+        sequence = sequences[chrom].upper()
+        loci = panel[panel["chrom"] == chrom]
+        near = {
+            p
+            for pos, ref in zip(loci["pos"], loci["ref"], strict=True)
+            for p in range(pos - window.gap, pos + len(ref) + window.gap)
+        }
+        wanted = {
+            p
+            for pos in own.loc[own["chrom"] == chrom, "pos"]
+            for p in range(pos - window.window, pos + window.window + 1)
+        }
+        for pos in sorted(wanted - near):
+            context = sequence[pos - 2 : pos + 1] if 2 <= pos <= len(sequence) - 1 else ""
+            if len(context) == 3 and set(context) <= set("ACGT"):
+                rows.append((chrom, pos, context[1], context))
+    return rows
+
+
+@pytest.mark.parametrize("window", [FlankWindow(), FlankWindow(3, 0), FlankWindow(40, 5)])
+def test_flank_positions_are_those_of_the_plain_definition(tmp_path, window):
+    rng = np.random.default_rng(8)
+    sequences = {
+        c: "".join(rng.choice(list("ACGTNacg"), 2000, p=[0.22] * 4 + [0.03] * 4)) for c in ("c1", "c2")
+    }
+    (tmp_path / "ref.fa").write_text("".join(f">{c}\n{s}\n" for c, s in sequences.items()))
+    pysam.faidx(str(tmp_path / "ref.fa"))
+    n = 60  # dense loci, some at the contigs' ends, some indels, some on a contig the reference lacks
+    panel = pd.DataFrame({
+        "patient_id": rng.choice(["A", "B"], n), "chrom": rng.choice(["c2", "c1", "c3"], n, p=[0.45, 0.45, 0.1]),
+        "pos": np.concatenate([[1, 2, 1999, 2000], rng.integers(1, 2001, n - 4)]),
+        "ref": rng.choice(["A", "AC", "ACGT"], n), "alt": "T", "context": "NNN", "weight": 1.0,
+    })  # fmt: skip
+    with pysam.FastaFile(str(tmp_path / "ref.fa")) as fasta:
+        for patient in ("A", "B"):
+            found = flank_positions(panel, patient, fasta, window)
+            assert list(found.itertuples(index=False, name=None)) == reference_positions(
+                panel, patient, sequences, window
+            )
+            assert found["pos"].dtype == np.int64 and len(found) > 50
