@@ -564,8 +564,8 @@ _NO_MOLECULES = {
 }
 
 
-# Molecules tallied at once by LociTally (its arrays and the tally's take about 30 MB).
-TALLY_BATCH = 1 << 18
+# Molecules tallied at once by LociTally (its arrays and the tally's take about 8 MB).
+TALLY_BATCH = 1 << 16
 # A molecule's allele class in LociTally's bincounts; the columns of `counts` in this order.
 _REF, _ALT, _OTHER, _DISCORDANT = range(4)
 _MOLECULE_COLUMNS = ("ref_molecules", "alt_molecules", "other_molecules", "discordant_molecules")
