@@ -2,17 +2,17 @@
 
 `molecules.py` is the reference implementation: it walks reads through pysam, one Python object per read, which
 costs about four times what `samtools mpileup` takes. Here htslib (pysam's BGZFile) decompresses the BAM, and
-numba-compiled loops parse the binary records, merge mates and collapse families; only per-locus arrays come back
-to Python. Both engines give the same counts, byte for byte (tests/test_bamscan.py checks it on every bundled
-file, on real reads and on random reads, at SNV and indel loci). CRAM files, BAMs without a .bai index, and the
-rare records this parser leaves alone (a CIGAR stored in a CG tag, a UMI or consensus tag of an unexpected type)
-go through the reference engine.
+numba-compiled loops parse the binary records, merge mates and collapse families; only one molecule table per
+cluster comes back to Python. Both engines give the same counts, byte for byte (tests/test_bamscan.py checks it
+on every bundled file, on real reads and on random reads, at SNV and indel loci). CRAM files, BAMs without a .bai
+index, and the rare records this parser leaves alone (a CIGAR stored in a CG tag, a UMI or consensus tag of an
+unexpected type) go through the reference engine.
 
 Each cluster of nearby loci sees the reads `AlignmentFile.fetch` would return for it, in the same order
 (htslib's overlap rule). Clusters whose reads lie close together in the file are streamed in one pass from the
 first record that can overlap the first of them (the BAI's linear index gives that offset per 16 kb window), and
 each cluster's molecules are built and handed back as soon as a read starts past it, so memory holds one
-cluster's reads, never the file's.
+cluster's reads, never the file's; a cluster of many loci can be read in pieces (`BamScanner.cluster_rows`).
 """
 
 from __future__ import annotations
