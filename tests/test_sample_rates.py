@@ -9,7 +9,14 @@ import numpy as np
 import pandas as pd
 
 from mrdtrack.calling import CallSettings, build_background, call_cohort
-from mrdtrack.calling.sample_rates import fit_sample_rates, fit_strength, flank_tallies, sample_factors
+from mrdtrack.calling.locus_classes import rate_group
+from mrdtrack.calling.sample_rates import (
+    SampleFactors,
+    fit_sample_rates,
+    fit_strength,
+    flank_tallies,
+    sample_factors,
+)
 from mrdtrack.tables import columns_of
 
 FAST = CallSettings(null_draws=2000, lod_draws=300, fragment_lengths=False)
@@ -156,3 +163,26 @@ def test_without_spread_between_libraries_the_prior_is_strong_and_every_factor_s
     table = fit_sample_rates(tallies)
     assert table["factor"].between(0.75, 1.33).all()
     assert fit_sample_rates(tallies[tallies["sample_id"] == "S0"]).empty  # one sample: no cohort to compare
+
+
+def test_each_locus_takes_its_contexts_factor_per_orientation_its_groups_without_one_and_an_indel_the_samples():
+    factors = SampleFactors(
+        overall=1.5,
+        by_group={(rate_group("C>A", "TCA"), "f1r2"): 2.0, (rate_group("C>A", "TCA"), "f2r1"): 3.0},
+        by_context={("C>A", "ACA", "f1r2"): 4.0, ("C>A", "ACA", "f2r1"): 5.0},
+    )
+    loci = pd.DataFrame(
+        {
+            "ref": ["C", "G", "C", "CT", "C"],
+            "alt": ["A", "T", "A", "C", "A"],
+            "context": ["ACA", "TGT", "TCA", "ACT", "ACA"],
+        }
+    )
+    expected = [
+        [4.0, 5.0],  # C>A in ACA, as the flanks tallied it
+        [5.0, 4.0],  # its reverse complement G>T in TGT: the orientations swap on the pyrimidine strand
+        [2.0, 3.0],  # C>A in TCA: no context row, its group's (the substitution's) factors
+        [1.5, 1.5],  # an indel: the sample's overall factor
+        [4.0, 5.0],
+    ]
+    np.testing.assert_allclose(factors.of_loci(loci), expected)

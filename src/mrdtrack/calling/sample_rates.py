@@ -269,18 +269,26 @@ class SampleFactors:
 
     def of_loci(self, loci: pd.DataFrame) -> np.ndarray:
         """Per locus (chrom, ref, alt, context as locus_rates.tsv has them), its factor in its F1R2 and F2R1
-        molecules (reference strand, as the count tables): loci x 2. An indel takes the overall factor."""
-        out = np.full((len(loci), 2), self.overall)
-        for i, (ref, alt, context) in enumerate(zip(loci["ref"], loci["alt"], loci["context"], strict=True)):
-            if len(ref) != 1 or len(alt) != 1:
-                continue
-            substitution, ctx, flipped = pyrimidine_class(ref, alt, context)
-            group = rate_group(substitution, ctx)
-            for column, orientation in enumerate(ORIENTED[::-1] if flipped else ORIENTED):
-                out[i, column] = self.by_context.get(
-                    (substitution, ctx, orientation), self.by_group.get((group, orientation), self.overall)
-                )
-        return out
+        molecules (reference strand, as the count tables): loci x 2. An indel takes the overall factor.
+        Worked out once per distinct (ref, alt, context): a genome-wide panel has tens of thousands of loci
+        but at most 192 SNV classes."""
+        if not len(loci):
+            return np.full((0, 2), self.overall)
+        kind, kinds = pd.factorize(pd.MultiIndex.from_frame(loci[["ref", "alt", "context"]].astype(str)))
+        return np.array([self._of_kind(*each) for each in kinds], dtype=float).reshape(-1, 2)[kind]
+
+    def _of_kind(self, ref: str, alt: str, context: str) -> tuple[float, float]:
+        if len(ref) != 1 or len(alt) != 1:
+            return self.overall, self.overall
+        substitution, ctx, flipped = pyrimidine_class(ref, alt, context)
+        group = rate_group(substitution, ctx)
+        factors = [
+            self.by_context.get(
+                (substitution, ctx, orientation), self.by_group.get((group, orientation), self.overall)
+            )
+            for orientation in (ORIENTED[::-1] if flipped else ORIENTED)
+        ]
+        return factors[0], factors[1]
 
 
 def sample_factors(table: pd.DataFrame) -> dict[str, SampleFactors]:
