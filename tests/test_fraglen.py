@@ -147,6 +147,17 @@ def test_without_tumor_dna_in_the_cohort_lengths_weigh_nothing():
     assert np.all(np.abs(np.log(ratio[normal > 0.01])) < 0.25)
 
 
+def test_length_classes_are_probabilities_numpy_can_draw_from_even_when_every_length_is_one_class():
+    from mrdtrack.calling.fraglen import LengthModel
+
+    ref = np.random.default_rng(2).poisson(50, MAX_LENGTH + 1).astype(float)
+    ref[-1] = 0  # no fragment beyond the longest length class: no tumor DNA, every length in one class
+    classes = LengthModel({"S1": ref}, {}, 10 * ref, prior=200.0, bandwidth=4.0).classes("S1")
+    for probabilities in (classes.normal, classes.tumor):
+        assert probabilities.min() >= 0 and probabilities.max() <= 1
+        np.random.default_rng(0).multinomial(3, probabilities)  # raised on 1.0000000000000013
+
+
 def test_tumor_lengths_are_learned_from_the_other_samples_mutant_molecules():
     rng = np.random.default_rng(6)
     ref = {s: ref_histogram(20_000, rng) for s in ("A", "B", "C")}

@@ -23,6 +23,7 @@ from mrdtrack.calling.own_null import (
     cell_statistics,
     draw_panels,
     fresh_molecules,
+    own_level,
     own_null,
     own_threshold,
 )
@@ -283,6 +284,22 @@ def test_a_library_noisier_than_its_background_rates_is_held_to_its_own_null():
     assert threshold.source == "empirical" and threshold.own_null_panels == 1000
     assert threshold.value < score.p_value  # its own null knows better
     assert threshold.empirical_p_value > 0.01
+
+
+def test_the_own_level_prior_weighs_a_thin_flank_pool_lightly_and_a_deep_one_fully():
+    from mrdtrack.calling.flank_pool import Matched
+
+    e = np.array([1e-3])
+
+    def level(alt: float, n: float, prior: float) -> float:
+        return own_level(Matched([], np.array([alt]), np.array([n]), 0, ""), e, prior)
+
+    # 10 expected flank ALTs, 5 seen: Poisson noise, the level stays near 1 under the default prior.
+    assert level(5, 10_000, CallSettings().own_level_prior) == pytest.approx(105 / 110)
+    # 2,000 expected, 4,000 seen (a library twice as noisy as its rates): held to its own noise.
+    assert level(4000, 2_000_000, CallSettings().own_level_prior) == pytest.approx(4100 / 2100)
+    # A weak prior lets even the thin pool speak.
+    assert level(5, 10_000, 1e-6) == pytest.approx(0.5, rel=1e-6)
 
 
 # ----------------------------------------------------------------------------------------------------------

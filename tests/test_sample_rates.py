@@ -8,8 +8,15 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from mrdtrack.calling import CallSettings, build_background, call_cohort
-from mrdtrack.calling.sample_rates import fit_sample_rates, fit_strength, flank_tallies, sample_factors
+from mrdtrack.calling import CallSettings, build_background, call_cohort, libraries_in_cohort_rates
+from mrdtrack.calling.locus_classes import rate_group
+from mrdtrack.calling.sample_rates import (
+    SampleFactors,
+    fit_sample_rates,
+    fit_strength,
+    flank_tallies,
+    sample_factors,
+)
 from mrdtrack.tables import columns_of
 
 FAST = CallSettings(null_draws=2000, lod_draws=300, fragment_lengths=False)
@@ -156,3 +163,56 @@ def test_without_spread_between_libraries_the_prior_is_strong_and_every_factor_s
     table = fit_sample_rates(tallies)
     assert table["factor"].between(0.75, 1.33).all()
     assert fit_sample_rates(tallies[tallies["sample_id"] == "S0"]).empty  # one sample: no cohort to compare
+
+
+def test_each_locus_takes_its_contexts_factor_per_orientation_its_groups_without_one_and_an_indel_the_samples():
+    factors = SampleFactors(
+        overall=1.5,
+        by_group={(rate_group("C>A", "TCA"), "f1r2"): 2.0, (rate_group("C>A", "TCA"), "f2r1"): 3.0},
+        by_context={("C>A", "ACA", "f1r2"): 4.0, ("C>A", "ACA", "f2r1"): 5.0},
+    )
+    loci = pd.DataFrame(
+        {
+            "ref": ["C", "G", "C", "CT", "C"],
+            "alt": ["A", "T", "A", "C", "A"],
+            "context": ["ACA", "TGT", "TCA", "ACT", "ACA"],
+        }
+    )
+    expected = [
+        [4.0, 5.0],  # C>A in ACA, as the flanks tallied it
+        [5.0, 4.0],  # its reverse complement G>T in TGT: the orientations swap on the pyrimidine strand
+        [2.0, 3.0],  # C>A in TCA: no context row, its group's (the substitution's) factors
+        [1.5, 1.5],  # an indel: the sample's overall factor
+        [4.0, 5.0],
+    ]
+    np.testing.assert_allclose(factors.of_loci(loci), expected)
+
+
+def test_only_libraries_sequenced_at_other_patients_panels_as_deeply_as_at_their_own_are_part_of_the_cohort_rates():
+    rng = np.random.default_rng(3)
+    counts, samples, _, _ = bespoke_gt_cohort(set(), rng)
+    assert libraries_in_cohort_rates(counts, samples) == set()  # bespoke captures; controls have no own panel
+    pooled = counts[counts["sample_id"] == "C1"].assign(sample_id="S_P1_1")  # a pool of every patient's panel
+    counts = pd.concat([counts[counts["sample_id"] != "S_P1_1"], pooled], ignore_index=True)
+    assert libraries_in_cohort_rates(counts, samples) == {"S_P1_1"}
+
+
+def test_a_library_that_is_part_of_the_cohort_rates_is_measured_against_the_other_libraries_flanks():
+    # Flanks at twice the panel loci's context rates (positions the panel-locus background screens out, e.g.
+    # artifacts a 30x flank position cannot show): a factor over the background's rates would read 2 for
+    # every library; one over the other libraries' flanks reads 1, which is right for a library whose
+    # molecules made the panel-locus rates.
+    rng = np.random.default_rng(4)
+    samples = [f"S{k}" for k in range(6)]
+    tallies = pd.concat(
+        [flank_tallies(oriented_flanks(rng, 800, 400), FAST).assign(sample_id=s) for s in samples],
+        ignore_index=True,
+    )
+    pooled = tallies.groupby(["substitution", "context", "orientation"], as_index=False)[
+        ["alt_molecules", "total_molecules"]
+    ].sum()
+    context_rates = pooled.assign(rate=pooled["alt_molecules"] / pooled["total_molecules"] / 2)
+    rates = fit_sample_rates(tallies, context_rates, in_cohort_rates={"S0", "S1", "S2"})
+    overall = rates[rates["level"] == "sample"].set_index("sample_id")["factor"]
+    np.testing.assert_allclose(overall[["S0", "S1", "S2"]], 1.0, atol=0.1)
+    np.testing.assert_allclose(overall[["S3", "S4", "S5"]], 2.0, atol=0.2)

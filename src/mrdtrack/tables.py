@@ -189,6 +189,10 @@ class TableContract:
     def text_columns(self) -> list[str]:
         return [column for column, kind in self.columns.items() if kind == "text"]
 
+    def never_empty_numbers(self) -> bool:
+        """Only text and integer columns, none beyond them: no field is ever missing (counts are whole)."""
+        return not self.covariates and set(self.columns.values()) <= {"text", "int"}
+
 
 def _contract(name: str, path: str, columns: str, covariates: bool = False) -> TableContract:
     parsed = dict(column.split(":") for column in columns.split())
@@ -313,8 +317,11 @@ def read_table(
     naming the file. Columns beyond the contract are kept (a clinical sheet's covariates).
     """
     contract = CONTRACTS[name]
-    frame = read_tsv(path, dtype=contract.dtypes())
-    frame = frame.fillna({column: "" for column in contract.text_columns() if column in frame})
+    if contract.never_empty_numbers():
+        frame = _read_text_and_counts(contract, path)
+    else:
+        frame = read_tsv(path, dtype=contract.dtypes())
+        frame = frame.fillna({column: "" for column in contract.text_columns() if column in frame})
     missing = [
         column for column in (contract.columns if required is None else required) if column not in frame
     ]
@@ -322,6 +329,21 @@ def read_table(
         raise TableError(
             f"{path}: not a {name} table ({contract.path}): missing column(s) {', '.join(missing)}; "
             "was it written by another mrdtrack version? Re-run the step that writes it"
+        )
+    return frame
+
+
+def _read_text_and_counts(contract: TableContract, path: str | os.PathLike[str]) -> pd.DataFrame:
+    """A table of text and integer columns only (a flank table: millions of rows at a genome-wide panel), read
+    without looking for missing fields, which takes pandas longer than the parse itself: an empty text field is
+    "" as it is, and a count column that is not all whole numbers (an empty field) is an error."""
+    frame = pd.read_csv(path, sep="\t", na_filter=False, dtype=contract.dtypes())
+    counts = [column for column, kind in contract.columns.items() if kind == "int" and column in frame]
+    broken = [column for column in counts if not pd.api.types.is_integer_dtype(frame[column])]
+    if broken and len(frame):
+        raise TableError(
+            f"{path}: not a {contract.name} table ({contract.path}): column(s) {', '.join(broken)} hold "
+            "something other than whole numbers (an empty field?); re-run the step that writes it"
         )
     return frame
 

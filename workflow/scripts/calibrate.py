@@ -3,7 +3,13 @@ and the fragment-length model that each sample's own call starts from."""
 
 from pathlib import Path
 
-from mrdtrack.calling import CallSettings, calibrate, cohort_sample_rates, write_calibration
+from mrdtrack.calling import (
+    CallSettings,
+    calibrate,
+    cohort_sample_rates,
+    libraries_in_cohort_rates,
+    write_calibration,
+)
 from mrdtrack.logs import setup_logging, user_errors_as_messages
 from mrdtrack.settings import write_settings
 from mrdtrack.tables import read_table, read_tables, write_tsv
@@ -12,13 +18,14 @@ setup_logging(snakemake.log[0])
 with user_errors_as_messages():
     settings = CallSettings.from_config(snakemake.params.settings)
     samples = read_table("samples", snakemake.input.samples)
+    counts = read_tables("counts", snakemake.input.counts)
     plasma = set(samples.loc[samples["sample_type"] == "plasma", "sample_id"])
     # The plasma samples' flank tables, read one at a time (memory stays flat): their own background rates.
     suffix = ".flanks.tsv"
     paths = [p for p in snakemake.input.flanks if Path(p).name.removesuffix(suffix) in plasma]
     flanks = ((Path(p).name.removesuffix(suffix), read_table("flanks", p)) for p in paths)
     calibration = calibrate(
-        read_tables("counts", snakemake.input.counts),
+        counts,
         samples,
         read_table("panel_loci", snakemake.input.panel),
         read_table("locus_rates", snakemake.input.locus_rates),
@@ -28,7 +35,10 @@ with user_errors_as_messages():
         workers=snakemake.threads,
         fragments=read_tables("fragments", snakemake.input.fragments),
         sample_rates=cohort_sample_rates(
-            flanks, settings, read_table("context_rates", snakemake.input.context_rates)
+            flanks,
+            settings,
+            read_table("context_rates", snakemake.input.context_rates),
+            libraries_in_cohort_rates(counts, samples),
         )
         if settings.sample_background
         else None,

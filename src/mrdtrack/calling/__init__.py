@@ -47,14 +47,13 @@ from mrdtrack.calling.null import (
     seeded_rng,
     threshold_from_null,
 )
-from mrdtrack.calling.sample_rates import cohort_sample_rates
+from mrdtrack.calling.sample_rates import cohort_sample_rates, libraries_in_cohort_rates
 from mrdtrack.calling.settings import CallSettings
 
 __all__ = [
     "BackgroundModel", "BackgroundSettings", "CALL_COLUMNS", "Calibration", "CallResult", "CallSettings",
     "LengthClasses", "LengthModel", "LikelihoodTerms", "NullDistribution", "SampleCaller", "Threshold",
     "build_background", "build_length_model", "calibrate", "call_cohort", "cohort_sample_rates", "gather_calls",
-    "lod95",
-    "null_distribution", "null_scores_needed", "read_calibration", "read_call_rows", "seeded_rng",
+    "libraries_in_cohort_rates", "lod95", "null_distribution", "null_scores_needed", "read_calibration", "read_call_rows", "seeded_rng",
     "threshold_from_null", "write_calibration",
 ]  # fmt: skip

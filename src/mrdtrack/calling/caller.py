@@ -38,7 +38,7 @@ from mrdtrack.calling.flank_pool import flank_pool
 from mrdtrack.calling.lod import lod95
 from mrdtrack.calling.null import seeded_rng
 from mrdtrack.calling.own_null import OwnThreshold, own_null, own_null_rng, own_threshold
-from mrdtrack.calling.sample_rates import cohort_sample_rates, sample_factors
+from mrdtrack.calling.sample_rates import cohort_sample_rates, libraries_in_cohort_rates, sample_factors
 from mrdtrack.calling.score import Score, mtm_per_ml
 from mrdtrack.calling.settings import CallSettings
 from mrdtrack.processes import in_parallel
@@ -439,7 +439,8 @@ def call_cohort(
     own_rates = None
     if flanks is not None and context_rates is not None and settings.sample_background:
         by_sample = ((s, t) for s, t in flanks.groupby("sample_id", sort=True) if s in plasma)
-        own_rates = cohort_sample_rates(by_sample, settings, context_rates)
+        shared = libraries_in_cohort_rates(counts, samples)
+        own_rates = cohort_sample_rates(by_sample, settings, context_rates, shared)
     calibration = calibrate(
         counts, samples, panel, locus_rates, excluded, settings,
         fragment_lengths=fragment_lengths, workers=workers, fragments=fragments, sample_rates=own_rates,

@@ -181,10 +181,12 @@ class LengthModel:
         class_of_length = np.searchsorted(LOG_RATIO_EDGES, np.log(ratio), side="right")
         class_of_length[-1] = len(LOG_RATIO_EDGES) + 1  # the overflow class: no length information
         k = len(LOG_RATIO_EDGES) + 2
+        # Normalized again: summed in classes, the densities can exceed 1 by a rounding error, which numpy's
+        # multinomial draws refuse (a cohort without tumor lengths puts every molecule in one class).
         return LengthClasses(
             class_of_length,
-            np.bincount(class_of_length, weights=normal, minlength=k),
-            np.bincount(class_of_length, weights=tumor, minlength=k),
+            normalized(np.bincount(class_of_length, weights=normal, minlength=k)),
+            normalized(np.bincount(class_of_length, weights=tumor, minlength=k)),
         )
 
     def summary(self) -> pd.DataFrame:

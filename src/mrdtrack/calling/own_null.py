@@ -48,13 +48,12 @@ from mrdtrack.calling.score import Orientations, score_loci
 from mrdtrack.calling.settings import CallSettings
 from mrdtrack.calling.synthetic import synthetic_statistics
 
-# Expected ALT molecules' worth of prior on the sample's own level at its matched flank positions (`own_level`).
-# The call's rates already carry the sample's own factors (sample_rates.py, shrunk across the cohort), so the
+# `calling.own_level_prior`, the prior on the sample's own level at its matched flank positions (`own_level`):
+# the call's rates already carry the sample's own factors (sample_rates.py, shrunk across the cohort), so the
 # level is a check against rates that miss the library's noise, not a second estimate of it: strong enough
 # that the ~10 flank ALT molecules a sample has at plasma depth do not swing its own null (a level of 0.7 from
 # Poisson noise halves two-locus support), weak enough that a library at twice its rates with thousands of
 # expected flank ALTs is held to its own noise.
-OWN_LEVEL_PRIOR = 100.0
 
 # Synthetic (panel, locus) cells whose molecules are drawn at a time: the dense draws of one block (a few
 # 8-byte arrays of this many cells, ~16 MB each) bound the memory whatever the panel's size; only the cells
@@ -148,7 +147,7 @@ def own_null(
     # (`own_level`). The real depth: flank positions are covered by a few percent fewer molecules than the locus
     # they flank, and two-locus support grows with the square of the expected ALTs. Without orientations the
     # drawn position changes nothing (its depth is not used), so none is drawn.
-    level = own_level(matched, e)
+    level = own_level(matched, e, settings.own_level_prior)
     n_f1r2 = None
     if rates is not None:
         n_f1r2 = drawn_f1r2(pool, matched.candidates, loci["ref"].to_numpy(), n, panels, rng)
@@ -367,10 +366,10 @@ def settings_without_p_values(settings: CallSettings) -> CallSettings:
     return replace(settings, p_value_method="asymptotic")
 
 
-def own_level(matched: Matched, e: np.ndarray, prior: float = OWN_LEVEL_PRIOR) -> float:
+def own_level(matched: Matched, e: np.ndarray, prior: float) -> float:
     """The sample's noise at its matched flank positions over what the call's rates expect there: (ALT
     molecules + `prior`) / (expected + `prior`) over every locus's candidate positions (each at its locus's
-    rate), a Gamma prior worth `prior` expected molecules centred on 1 (`OWN_LEVEL_PRIOR`).
+    rate), a Gamma prior worth `prior` expected molecules centred on 1 (`calling.own_level_prior`).
 
     Synthetic molecules are drawn at the call's rates times this level: a library noisier than its rates is
     held to its own noise, while a thin flank pool (a few ALT molecules per context at plasma depth) does not

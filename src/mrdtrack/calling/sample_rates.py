@@ -24,6 +24,13 @@ binomial: a ~ Poisson(E lambda), lambda ~ Gamma(k, k / prior mean)), as backgrou
 priors: where samples do not differ beyond Poisson noise, k is large and every sample keeps its parent's
 factor; where they do (a batch with 8-oxoG damage), k is small and the sample's own data speak.
 
+The factor is over the other plasma samples' flanks when the sample's library is part of the panel-locus rates
+(it was sequenced at other patients' loci at least as deeply as at its own: `libraries_in_cohort_rates`).
+Otherwise (a bespoke capture, whose panel-locus rates come from other libraries such as controls) it is also
+multiplied by the other samples' flank rate over the background's context rate of each cell, which carries a
+damage every plasma library shares and the controls lack, but also what the flanks hold and the panel-locus
+rates screened out (noisy positions that a 30x flank position cannot show), so it is used only there.
+
 A locus's rate in one read orientation is then its cohort rate in that orientation times the sample's factor
 for its context and that orientation (`SampleFactors.of_loci`). Indels (no flank tally) take the sample's
 overall factor.
@@ -31,7 +38,7 @@ overall factor.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,7 +108,11 @@ def flank_tallies(flanks: pd.DataFrame, settings: CallSettings) -> pd.DataFrame:
     return out[out["total_molecules"] > 0][TALLY_COLUMNS].reset_index(drop=True)
 
 
-def fit_sample_rates(tallies: pd.DataFrame, context_rates: pd.DataFrame | None = None) -> pd.DataFrame:
+def fit_sample_rates(
+    tallies: pd.DataFrame,
+    context_rates: pd.DataFrame | None = None,
+    in_cohort_rates: Collection[str] = (),
+) -> pd.DataFrame:
     """Every sample's factors over the background's rates, at the three levels (module docstring).
 
     Parameters
@@ -111,6 +122,9 @@ def fit_sample_rates(tallies: pd.DataFrame, context_rates: pd.DataFrame | None =
     context_rates : pandas.DataFrame, optional
         The background's context rates (`context_rates` contract), which the locus rates are shrunk toward:
         a factor is the sample's rate over them. Without them, over the other samples' flanks.
+    in_cohort_rates : collection of str
+        Samples whose libraries are part of the panel-locus rates (`libraries_in_cohort_rates`): their factors
+        stay over the other samples' flanks, whatever `context_rates` says (module docstring).
 
     Returns
     -------
@@ -154,11 +168,15 @@ def fit_sample_rates(tallies: pd.DataFrame, context_rates: pd.DataFrame | None =
     t["factor"] = (a + k3) / (e + k3 / parent)
 
     # Over the background's rates: the factor over the other samples' flanks times their rate over the
-    # background's (weighed by the sample's molecules at the coarser levels).
+    # background's (weighed by the sample's molecules at the coarser levels), except for a library that is part
+    # of the panel-locus rates, which keeps its factor over the other libraries' flanks.
     for frame in (sample, group, t):
         flanks, background = frame["e"].to_numpy(dtype=float), frame["b"].to_numpy(dtype=float)
         ratio = np.divide(flanks, background, out=np.ones(len(frame)), where=background > 0)
+        ids = t["sample_id"] if frame is t else frame.index.get_level_values("sample_id")
+        ratio[np.isin(np.asarray(ids), list(in_cohort_rates))] = 1.0
         frame["factor"] = frame["factor"].to_numpy() * ratio
+        frame["b"] = np.where(ratio == 1.0, flanks, background)
     rows = [
         pd.DataFrame({
             "sample_id": sample.index, "level": "sample", "substitution": "", "context": "", "orientation": "",
@@ -269,18 +287,26 @@ class SampleFactors:
 
     def of_loci(self, loci: pd.DataFrame) -> np.ndarray:
         """Per locus (chrom, ref, alt, context as locus_rates.tsv has them), its factor in its F1R2 and F2R1
-        molecules (reference strand, as the count tables): loci x 2. An indel takes the overall factor."""
-        out = np.full((len(loci), 2), self.overall)
-        for i, (ref, alt, context) in enumerate(zip(loci["ref"], loci["alt"], loci["context"], strict=True)):
-            if len(ref) != 1 or len(alt) != 1:
-                continue
-            substitution, ctx, flipped = pyrimidine_class(ref, alt, context)
-            group = rate_group(substitution, ctx)
-            for column, orientation in enumerate(ORIENTED[::-1] if flipped else ORIENTED):
-                out[i, column] = self.by_context.get(
-                    (substitution, ctx, orientation), self.by_group.get((group, orientation), self.overall)
-                )
-        return out
+        molecules (reference strand, as the count tables): loci x 2. An indel takes the overall factor.
+        Worked out once per distinct (ref, alt, context): a genome-wide panel has tens of thousands of loci
+        but at most 192 SNV classes."""
+        if not len(loci):
+            return np.full((0, 2), self.overall)
+        kind, kinds = pd.factorize(pd.MultiIndex.from_frame(loci[["ref", "alt", "context"]].astype(str)))
+        return np.array([self._of_kind(*each) for each in kinds], dtype=float).reshape(-1, 2)[kind]
+
+    def _of_kind(self, ref: str, alt: str, context: str) -> tuple[float, float]:
+        if len(ref) != 1 or len(alt) != 1:
+            return self.overall, self.overall
+        substitution, ctx, flipped = pyrimidine_class(ref, alt, context)
+        group = rate_group(substitution, ctx)
+        factors = [
+            self.by_context.get(
+                (substitution, ctx, orientation), self.by_group.get((group, orientation), self.overall)
+            )
+            for orientation in (ORIENTED[::-1] if flipped else ORIENTED)
+        ]
+        return factors[0], factors[1]
 
 
 def sample_factors(table: pd.DataFrame) -> dict[str, SampleFactors]:
@@ -318,6 +344,7 @@ def cohort_sample_rates(
     flanks: Iterable[tuple[str, pd.DataFrame]],
     settings: CallSettings,
     context_rates: pd.DataFrame | None = None,
+    in_cohort_rates: Collection[str] = (),
 ) -> pd.DataFrame:
     """`fit_sample_rates` over the tallies of each sample's flank table.
 
@@ -330,6 +357,8 @@ def cohort_sample_rates(
         The flank exclusion rule's settings.
     context_rates : pandas.DataFrame, optional
         The background's context rates (`context_rates` contract): the factors' reference (`fit_sample_rates`).
+    in_cohort_rates : collection of str
+        Samples whose libraries are part of the panel-locus rates (`libraries_in_cohort_rates`).
 
     Returns
     -------
@@ -340,4 +369,34 @@ def cohort_sample_rates(
     tallies = [t for t in tallies if len(t)]
     if not tallies:
         return empty_table("sample_rates")
-    return fit_sample_rates(pd.concat(tallies, ignore_index=True), context_rates)
+    return fit_sample_rates(pd.concat(tallies, ignore_index=True), context_rates, in_cohort_rates)
+
+
+def libraries_in_cohort_rates(counts: pd.DataFrame, samples: pd.DataFrame) -> set[str]:
+    """Samples sequenced at other patients' panel loci at least as deeply as at their own (INVAR-style pools,
+    genome-wide signatures: their molecules are part of the panel-locus rates), not those captured at their own
+    patient's panel alone (bespoke captures, whose panel rates come from other libraries, e.g. controls).
+
+    Parameters
+    ----------
+    counts : pandas.DataFrame
+        The cohort's count tables (`counts` contract: `panel_patients` says whose panel each locus is).
+    samples : pandas.DataFrame
+        The sample sheet (`sample_id`, `patient_id`).
+
+    Returns
+    -------
+    set of str
+        Their sample ids.
+    """
+    patient_of = dict(zip(samples["sample_id"], samples["patient_id"], strict=True))
+    patient = counts["sample_id"].map(patient_of).fillna("").astype(str).to_numpy()
+    listed = counts["panel_patients"].astype(str).to_numpy()
+    own = np.array(
+        [p != "" and p in lst.split(",") for p, lst in zip(patient, listed, strict=True)], dtype=bool
+    )
+    molecules = (counts["ref_molecules"] + counts["alt_molecules"]).to_numpy(dtype=float)
+    frame = pd.DataFrame({"sample_id": counts["sample_id"].to_numpy(), "own": own * molecules,
+                          "other": ~own * molecules})  # fmt: skip
+    depth = frame.groupby("sample_id", sort=False)[["own", "other"]].sum()
+    return set(depth.index[(depth["other"] >= depth["own"]) & (depth["own"] > 0)].astype(str))

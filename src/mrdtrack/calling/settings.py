@@ -25,9 +25,11 @@ class CallSettings(StepSettings):
     false_positive_rate, empirical_min_expected : float
         The threshold: the largest p-value cut allowed, set from the null scores when they would hold at least
         `empirical_min_expected` false positives at that rate.
-    synthetic_null_panels, synthetic_depth_fold, flank_max_vaf, flank_noise_max_p : int, float, float, float
-        The sample's own null: synthetic panels from its flank positions, their depth matching, and the
-        germline/CHIP and noisy flank positions left out.
+    synthetic_null_panels, synthetic_depth_fold, own_level_prior : int, float, float
+        The sample's own null: synthetic panels from its flank positions, their depth matching, and the prior
+        on the sample's own noise level that scales their rates.
+    flank_max_vaf, flank_noise_max_p : float, float
+        The germline/CHIP and noisy flank positions left out of the own null and the sample's own rates.
     max_null_panels, contamination_check, contamination_max_panels : int or None, bool, int
         The cross-patient null: other patients' panels each sample is scored at, and the contamination flag.
     p_value_method, monte_carlo_max_expected, null_draws, min_exceedances : str, float, int, int
@@ -83,6 +85,7 @@ class CallSettings(StepSettings):
     # The sample's own null (own_null.py): synthetic panels drawn from its flank positions.
     synthetic_null_panels: int = 1000  # synthetic panels per sample (0: none; the cohort threshold is used)
     synthetic_depth_fold: float = 2.0  # a synthetic locus's depth within this factor of the real locus's
+    own_level_prior: float = 100.0  # expected ALT molecules' worth of prior on the own null's noise level
     flank_max_vaf: float = (
         0.05  # a flank position with 2+ ALT molecules at this ALT share: germline/CHIP, out
     )
