@@ -11,6 +11,7 @@ import pytest
 from mrdtrack.calling import (
     CallSettings,
     LengthClasses,
+    LengthModel,
     LikelihoodTerms,
     build_background,
     build_length_model,
@@ -148,8 +149,6 @@ def test_without_tumor_dna_in_the_cohort_lengths_weigh_nothing():
 
 
 def test_length_classes_are_probabilities_numpy_can_draw_from_even_when_every_length_is_one_class():
-    from mrdtrack.calling.fraglen import LengthModel
-
     ref = np.random.default_rng(2).poisson(50, MAX_LENGTH + 1).astype(float)
     ref[-1] = 0  # no fragment beyond the longest length class: no tumor DNA, every length in one class
     classes = LengthModel({"S1": ref}, {}, 10 * ref, prior=200.0, bandwidth=4.0).classes("S1")
