@@ -122,6 +122,36 @@ def test_germline_and_chip_sites_in_the_flanks_never_enter_the_background():
     assert kept.dropped_positions == 0 and (kept.a / kept.n).max() == 0.5  # what the rule keeps out
 
 
+def with_artifacts(rng: np.random.Generator, flanks: pd.DataFrame, share: float, rate: float) -> pd.DataFrame:
+    """The flank table with `share` of its positions noisy artifacts: one ALT base at `rate`."""
+    out = flanks.copy()
+    positions = out["pos"].unique()
+    for pos in rng.choice(positions, int(share * len(positions)), replace=False):
+        rows = np.flatnonzero(out["pos"].to_numpy() == pos)
+        row = rows[rng.integers(len(rows))]
+        n = int(out.loc[row, "ref_molecules"] + out.loc[row, "alt_molecules"])
+        extra = int(rng.binomial(out.loc[row, "ref_molecules"], rate))
+        out.loc[row, ["alt_molecules", "alt_f1r2"]] += extra
+        out.loc[rows, ["ref_molecules", "ref_f1r2"]] -= extra
+        assert out.loc[row, "ref_molecules"] + out.loc[row, "alt_molecules"] == n
+    return out
+
+
+def test_noisy_flank_artifacts_with_a_few_molecules_are_left_out_and_do_not_read_as_library_noise():
+    rng = np.random.default_rng(44)
+    clean = flank_table(rng, 3000, 3000, 1e-5)
+    # 2% of the positions are artifacts 100 times noisier than their class: ~3 ALT molecules each where a
+    # clean position shows 0.03.
+    noisy = with_artifacts(rng, clean, 0.02, 1e-3)
+    clean_pool, pool = flank_pool(clean, CallSettings()), flank_pool(noisy, CallSettings())
+    assert clean_pool.dropped_positions <= 0.005 * 3000  # a clean library loses next to nothing
+    clean_rate = clean_pool.a.sum() / clean_pool.n.sum()
+    assert pool.a.sum() / pool.n.sum() == pytest.approx(clean_rate, rel=0.15)
+    # With a cut of 1e-6 the artifacts with 2 or 3 molecules stay, and read as the library's noise.
+    loose = flank_pool(noisy, CallSettings(flank_noise_max_p=1e-6))
+    assert loose.a.sum() / loose.n.sum() > 1.25 * clean_rate
+
+
 def test_one_thousand_synthetic_nulls_of_a_tumor_free_sample_give_uniform_p_values():
     rng = np.random.default_rng(4)
     rate = 1e-3

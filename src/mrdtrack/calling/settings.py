@@ -86,7 +86,7 @@ class CallSettings(StepSettings):
     flank_max_vaf: float = (
         0.05  # a flank position with 2+ ALT molecules at this ALT share: germline/CHIP, out
     )
-    flank_noise_max_p: float = 1e-6  # ... or with a binomial tail vs the sample's class rate below this
+    flank_noise_max_p: float = 1e-3  # ... or with a binomial tail vs the sample's class rate below this
 
 
 @dataclass(frozen=True)
