@@ -296,6 +296,25 @@ def test_a_thin_flank_pool_at_plasma_depth_shows_two_locus_support_as_often_as_t
     assert own.supported.mean() == pytest.approx(real, rel=0.25)
 
 
+def test_a_panel_whose_loci_are_quieter_than_their_contexts_is_not_held_to_a_noisier_null():
+    rng = np.random.default_rng(45)
+    rate = 1e-3
+    # The library is at the cohort's rates: its flank positions show their context's rate ...
+    pool = flank_pool(flank_table(rng, 3000, 3000, rate), CallSettings())
+    loci = real_loci(rng, 30)
+    classes = [pyrimidine_class(r, a, c) for r, a, c in loci.itertuples(index=False)]
+    context = np.array([rate * (10 if s == "C>T" and c[2] == "G" else 1) for s, c, _ in classes])
+    e = context / 2  # ... and the cohort measured its panel's loci at half their contexts' rates.
+    n = np.full(len(loci), 3000)
+    w = np.ones(len(loci))
+    own = own_null(pool, loci, n, e, w, FAST, np.random.default_rng(46), flank_rates=context)
+    p = own.decisive_p_values(NullDistribution("asymptotic"))
+    assert np.mean(p <= 0.05) == pytest.approx(0.05, abs=0.02)  # tumor-free panels: p-values uniform
+    # Its flank positions measured against the loci's own rates would read the library twice as noisy.
+    held = own_null(pool, loci, n, e, w, FAST, np.random.default_rng(46))
+    assert np.mean(held.decisive_p_values(NullDistribution("asymptotic")) <= 0.05) > 0.2
+
+
 def test_a_library_noisier_than_its_background_rates_is_held_to_its_own_null():
     rng = np.random.default_rng(6)
     rate, excess = 1e-3, 2.0  # the library's real noise is twice the rates it is scored with
