@@ -20,6 +20,7 @@ from mrdtrack.calling.inference import lr_statistic_rows
 from mrdtrack.calling.locus_classes import pyrimidine_class
 from mrdtrack.calling.own_null import (
     FreshCells,
+    OwnNull,
     cell_statistics,
     draw_panels,
     fresh_molecules,
@@ -332,6 +333,22 @@ def test_a_library_noisier_than_its_background_rates_is_held_to_its_own_null():
     assert threshold.source == "empirical" and threshold.own_null_panels == 1000
     assert threshold.value < score.p_value  # its own null knows better
     assert threshold.empirical_p_value > 0.01
+
+
+def own_null_with(at_one_percent: int, panels: int = 1000) -> OwnNull:
+    """An own null whose panels have p = 0.005 (`at_one_percent` of them) or about 0.5 against the chi-bar null."""
+    statistics = np.full(panels, 1e-9)  # p just below 0.5
+    statistics[:at_one_percent] = stats.chi2.isf(0.01, 1)  # p = 0.005
+    return OwnNull(statistics, np.ones(panels, dtype=bool))
+
+
+def test_an_own_null_that_agrees_with_the_rate_keeps_the_nominal_threshold():
+    # 13 of 1,000 panels at p <= 1%: what a rate of exactly 1% gives one time in five.
+    agreeing = own_threshold(own_null_with(13), NullDistribution("asymptotic"), 0.5, 0.01, "nominal", FAST)
+    assert (agreeing.value, agreeing.source) == (0.01, "empirical")
+    # 30 of 1,000: the library is noisier than its rates, and its own null holds it to its noise.
+    noisier = own_threshold(own_null_with(30), NullDistribution("asymptotic"), 0.5, 0.01, "nominal", FAST)
+    assert noisier.value < 0.005
 
 
 # ----------------------------------------------------------------------------------------------------------

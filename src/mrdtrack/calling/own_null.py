@@ -56,6 +56,11 @@ from mrdtrack.calling.synthetic import synthetic_statistics
 # expected flank ALTs is held to its own noise.
 OWN_LEVEL_PRIOR = 100.0
 
+# The own null lowers a sample's threshold below the target rate only when more of its panels reach p <= rate
+# than the rate explains (binomial upper tail below this): a check of the call's rates, not a second noisy
+# estimate of the rate they already hold.
+OWN_NULL_EXCESS_P = 0.05
+
 # Synthetic (panel, locus) cells whose molecules are drawn at a time: the dense draws of one block (a few
 # 8-byte arrays of this many cells, ~16 MB each) bound the memory whatever the panel's size; only the cells
 # with ALT molecules are kept.
@@ -445,8 +450,16 @@ def own_threshold(
             cohort_value, cohort_source, own.size, empirical_p,
             f"cohort threshold: own null of {own.size} panels, {needed} needed",
         )  # fmt: skip
-    value = calibrate_threshold(decisive, settings.false_positive_rate)
+    rate = settings.false_positive_rate
+    value = calibrate_threshold(decisive, rate)
     matched = f" ({own.group_matched} loci matched by substitution group)" if own.group_matched else ""
+    beyond = np.count_nonzero(decisive <= rate)
+    if value < rate and binomial_tail(beyond, own.size, rate) >= OWN_NULL_EXCESS_P:
+        # As many of its panels at p <= rate as chance gives at that rate: the own null agrees with the
+        # call's p-values. Its 1% quantile is a noisy estimate (11 or more of 1,000 panels 42% of the time
+        # at a rate of exactly 1%), and a cut capped at the rate only ever moves down with that noise.
+        value = rate
+        matched += f"; {beyond} of its panels at p <= {rate:g}, as the rate gives"
     return OwnThreshold(
         value, "empirical", own.size, empirical_p, f"own null of {own.size} synthetic panels{matched}"
     )
