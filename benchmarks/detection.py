@@ -28,7 +28,9 @@ plasma is background at a patient's loci):
   the sample's panel loci, no tumor, non-tumor ALT lengths. The calls read them as the workflow's do: each
   sample's own null, and its own context x orientation factors from the background's context rates;
 - 15% of patients carry CHIP (VAF 0.3% in blood-derived molecules) at one of their own panel loci, visible in
-  their plasma and their matched white-blood-cell normal;
+  their plasma and their matched white-blood-cell normal (5,000 molecules per locus at capture efficiency 1,
+  median ~4,300: a buffy coat read with the plasma's capture panel, as INVAR's are; a germline exome at
+  100-200x would hold a 0.3% clone's molecules less than half the time);
 - depth per sample: Poisson(molecules x capture efficiency x sample depth factor (log-normal, sd 0.35));
 - per patient: one plasma sample at each TF of the series and `--null-per-patient` TF-0 plasma samples, one
   matched normal; plus `--controls` healthy-control plasmas. A tumor-derived molecule (probability TF) carries
@@ -766,7 +768,7 @@ def summarize(out: dict) -> str:
     lines += [
         "",
         f"FPR at TF 0: {fp}/{len(null)} = {fp / len(null):.1%} (exact 95% CI {ci.low:.1%}-{ci.high:.1%}; "
-        f"{fp_chip} of them in patients whose CHIP locus the matched normal was too shallow to show); "
+        f"{fp_chip} of them in patients whose CHIP locus the matched-normal exclusion missed); "
         f"cohort threshold p <= {out['threshold']:.3g} ({out['threshold_source']}, {out['null_scores']} null "
         f"scores, max_null_panels {out['options'].max_null_panels}); thresholds of the plasma calls: "
         f"{', '.join(f'{k} {v}' for k, v in sorted(out['threshold_sources'].items()))} (median own-null panels "

@@ -213,6 +213,21 @@ def test_a_locus_with_alt_the_other_loci_cannot_explain_is_an_outlier():
     assert list(np.flatnonzero(find_outliers(a, n, e, w, 1e-4))) == [0]
 
 
+def test_a_chip_clone_in_tumor_free_plasma_is_an_outlier_whatever_noise_the_quiet_loci_show():
+    # A tumor-free sample (as simulated by benchmarks/detection.py): a few noise molecules at its noisier loci,
+    # two at a quiet one, and 11 at a blood clone's locus where 0.04 are expected.
+    shown = [(2, 5581, 4.2e-4), (1, 3575, 3.9e-4), (1, 3561, 2.9e-4), (2, 4219, 1e-5), (3, 3825, 4.2e-4),
+             (4, 6225, 6.6e-4), (4, 3390, 5.7e-4), (1, 2641, 1.9e-4), (11, 2668, 1.5e-5), (3, 4295, 4.3e-4),
+             (2, 4874, 2.2e-4), (4, 8742, 3.5e-4)]  # fmt: skip
+    rng = np.random.default_rng(0)
+    a = np.array([s[0] for s in shown] + [0] * 28, dtype=float)
+    n = np.array([s[1] for s in shown] + list(rng.integers(2500, 6000, 28)), dtype=float)
+    e = np.array([s[2] for s in shown] + [1e-5, 2e-5, 1e-4, 2e-4] * 7)
+    # Without tumor DNA at the other loci there is no tumor VAF to spread: the two noise molecules at the quiet
+    # locus must not widen the bound until the clone passes.
+    assert list(np.flatnonzero(find_outliers(a, n, e, np.ones(40), 1e-4))) == [8]
+
+
 def test_signal_spread_over_loci_or_thin_signal_in_one_locus_is_kept():
     rng = np.random.default_rng(4)
     a = rng.binomial(150, 0.02, 20).astype(float)

@@ -20,6 +20,7 @@ from mrdtrack.calling.inference import lr_statistic_rows
 from mrdtrack.calling.locus_classes import pyrimidine_class
 from mrdtrack.calling.own_null import (
     FreshCells,
+    OwnNull,
     cell_statistics,
     draw_panels,
     fresh_molecules,
@@ -121,6 +122,36 @@ def test_germline_and_chip_sites_in_the_flanks_never_enter_the_background():
     assert (pool.a / pool.n).max() < 0.01
     kept = flank_pool(flanks, CallSettings(flank_max_vaf=1.0, flank_noise_max_p=0.0))
     assert kept.dropped_positions == 0 and (kept.a / kept.n).max() == 0.5  # what the rule keeps out
+
+
+def with_artifacts(rng: np.random.Generator, flanks: pd.DataFrame, share: float, rate: float) -> pd.DataFrame:
+    """The flank table with `share` of its positions noisy artifacts: one ALT base at `rate`."""
+    out = flanks.copy()
+    positions = out["pos"].unique()
+    for pos in rng.choice(positions, int(share * len(positions)), replace=False):
+        rows = np.flatnonzero(out["pos"].to_numpy() == pos)
+        row = rows[rng.integers(len(rows))]
+        n = int(out.loc[row, "ref_molecules"] + out.loc[row, "alt_molecules"])
+        extra = int(rng.binomial(out.loc[row, "ref_molecules"], rate))
+        out.loc[row, ["alt_molecules", "alt_f1r2"]] += extra
+        out.loc[rows, ["ref_molecules", "ref_f1r2"]] -= extra
+        assert out.loc[row, "ref_molecules"] + out.loc[row, "alt_molecules"] == n
+    return out
+
+
+def test_noisy_flank_artifacts_with_a_few_molecules_are_left_out_and_do_not_read_as_library_noise():
+    rng = np.random.default_rng(44)
+    clean = flank_table(rng, 3000, 3000, 1e-5)
+    # 2% of the positions are artifacts 100 times noisier than their class: ~3 ALT molecules each where a
+    # clean position shows 0.03.
+    noisy = with_artifacts(rng, clean, 0.02, 1e-3)
+    clean_pool, pool = flank_pool(clean, CallSettings()), flank_pool(noisy, CallSettings())
+    assert clean_pool.dropped_positions <= 0.005 * 3000  # a clean library loses next to nothing
+    clean_rate = clean_pool.a.sum() / clean_pool.n.sum()
+    assert pool.a.sum() / pool.n.sum() == pytest.approx(clean_rate, rel=0.15)
+    # With a cut of 1e-6 the artifacts with 2 or 3 molecules stay, and read as the library's noise.
+    loose = flank_pool(noisy, CallSettings(flank_noise_max_p=1e-6))
+    assert loose.a.sum() / loose.n.sum() > 1.25 * clean_rate
 
 
 def test_one_thousand_synthetic_nulls_of_a_tumor_free_sample_give_uniform_p_values():
@@ -267,6 +298,25 @@ def test_a_thin_flank_pool_at_plasma_depth_shows_two_locus_support_as_often_as_t
     assert own.supported.mean() == pytest.approx(real, rel=0.25)
 
 
+def test_a_panel_whose_loci_are_quieter_than_their_contexts_is_not_held_to_a_noisier_null():
+    rng = np.random.default_rng(45)
+    rate = 1e-3
+    # The library is at the cohort's rates: its flank positions show their context's rate ...
+    pool = flank_pool(flank_table(rng, 3000, 3000, rate), CallSettings())
+    loci = real_loci(rng, 30)
+    classes = [pyrimidine_class(r, a, c) for r, a, c in loci.itertuples(index=False)]
+    context = np.array([rate * (10 if s == "C>T" and c[2] == "G" else 1) for s, c, _ in classes])
+    e = context / 2  # ... and the cohort measured its panel's loci at half their contexts' rates.
+    n = np.full(len(loci), 3000)
+    w = np.ones(len(loci))
+    own = own_null(pool, loci, n, e, w, FAST, np.random.default_rng(46), flank_rates=context)
+    p = own.decisive_p_values(NullDistribution("asymptotic"))
+    assert np.mean(p <= 0.05) == pytest.approx(0.05, abs=0.02)  # tumor-free panels: p-values uniform
+    # Its flank positions measured against the loci's own rates would read the library twice as noisy.
+    held = own_null(pool, loci, n, e, w, FAST, np.random.default_rng(46))
+    assert np.mean(held.decisive_p_values(NullDistribution("asymptotic")) <= 0.05) > 0.2
+
+
 def test_a_library_noisier_than_its_background_rates_is_held_to_its_own_null():
     rng = np.random.default_rng(6)
     rate, excess = 1e-3, 2.0  # the library's real noise is twice the rates it is scored with
@@ -300,6 +350,22 @@ def test_the_own_level_prior_weighs_a_thin_flank_pool_lightly_and_a_deep_one_ful
     assert level(4000, 2_000_000, CallSettings().own_level_prior) == pytest.approx(4100 / 2100)
     # A weak prior lets even the thin pool speak.
     assert level(5, 10_000, 1e-6) == pytest.approx(0.5, rel=1e-6)
+
+
+def own_null_with(at_one_percent: int, panels: int = 1000) -> OwnNull:
+    """An own null whose panels have p = 0.005 (`at_one_percent` of them) or about 0.5 against the chi-bar null."""
+    statistics = np.full(panels, 1e-9)  # p just below 0.5
+    statistics[:at_one_percent] = stats.chi2.isf(0.01, 1)  # p = 0.005
+    return OwnNull(statistics, np.ones(panels, dtype=bool))
+
+
+def test_an_own_null_that_agrees_with_the_rate_keeps_the_nominal_threshold():
+    # 13 of 1,000 panels at p <= 1%: what a rate of exactly 1% gives one time in five.
+    agreeing = own_threshold(own_null_with(13), NullDistribution("asymptotic"), 0.5, 0.01, "nominal", FAST)
+    assert (agreeing.value, agreeing.source) == (0.01, "empirical")
+    # 30 of 1,000: the library is noisier than its rates, and its own null holds it to its noise.
+    noisier = own_threshold(own_null_with(30), NullDistribution("asymptotic"), 0.5, 0.01, "nominal", FAST)
+    assert noisier.value < 0.005
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -150,7 +150,9 @@ def call_sample(
     if score is None:
         empty = _empty_call(sample, cohort_threshold, "no usable panel loci", settings, len(rows))
         return empty | {"background_scale": scale, "background_source": scale_source}, loci
-    own = _own_threshold(here, sample_id, cohort_threshold, score, settings, flanks)
+    own = _own_threshold(
+        here, sample_id, cohort_threshold, score, settings, flanks, _context_share(cohort, here)
+    )
     threshold = Threshold(own.value, own.source, cohort_threshold.n_null_scores)
     used = loci["used"].to_numpy()
     n, a = (
@@ -206,20 +208,38 @@ def _own_threshold(
     score: Score,
     settings: CallSettings,
     flanks: pd.DataFrame | None,
+    context_share: np.ndarray | None = None,
 ) -> OwnThreshold:
     """The sample's threshold from its own null (synthetic panels of its flank positions matched to its usable
-    loci, weighed by read orientation as the call is), or the cohort's with the reason."""
+    loci, weighed by read orientation as the call is), or the cohort's with the reason. `context_share`: per
+    locus, its context's rate over its own (the rate its matched flank positions show is `e` times it)."""
     usable = here.usable
     pool = flank_pool(flanks if flanks is not None else empty_table("flanks"), settings)
     rates = None if here.orientations is None else here.orientations.rate[usable]
+    flank_rates = None if context_share is None else here.e[usable] * context_share[usable]
     own = own_null(
         pool, here.rows[usable], here.n[usable], here.e[usable], here.rows["weight"].to_numpy()[usable],
-        settings, own_null_rng(settings, sample_id), score.classes, rates,
+        settings, own_null_rng(settings, sample_id), score.classes, rates, flank_rates,
     )  # fmt: skip
     # A panel without the support a positive needs could never be called positive: its p-value is 1 against
     # its own null, as each synthetic panel's is (`OwnNull.decisive_p_values`).
     decisive = score.p_value if score.supported(settings) else 1.0
     return own_threshold(own, score.null, decisive, cohort_threshold.value, cohort_threshold.source, settings)
+
+
+def _context_share(cohort: Cohort, here: SampleLoci) -> np.ndarray:
+    """Per panel locus, its context's rate over its own rate (1 without a background row): what turns the call's
+    rate of a locus into the rate of flank positions of its context, which do not share the locus's own noise."""
+    table = cohort.layout.loci
+    if "context_rate" not in table:
+        return np.ones(len(here.locus))
+    known = here.locus >= 0
+    safe = np.where(known, here.locus, 0)
+    context, rate = (
+        table["context_rate"].to_numpy(dtype=float)[safe],
+        table["rate"].to_numpy(dtype=float)[safe],
+    )
+    return np.where(known & (rate > 0), np.divide(context, rate, out=np.ones(len(safe)), where=rate > 0), 1.0)
 
 
 def _sample_columns(sample: pd.Series) -> dict[str, Any]:

@@ -55,6 +55,11 @@ from mrdtrack.calling.synthetic import synthetic_statistics
 # Poisson noise halves two-locus support), weak enough that a library at twice its rates with thousands of
 # expected flank ALTs is held to its own noise.
 
+# The own null lowers a sample's threshold below the target rate only when more of its panels reach p <= rate
+# than the rate explains (binomial upper tail below this): a check of the call's rates, not a second noisy
+# estimate of the rate they already hold.
+OWN_NULL_EXCESS_P = 0.05
+
 # Synthetic (panel, locus) cells whose molecules are drawn at a time: the dense draws of one block (a few
 # 8-byte arrays of this many cells, ~16 MB each) bound the memory whatever the panel's size; only the cells
 # with ALT molecules are kept.
@@ -99,6 +104,7 @@ def own_null(
     rng: np.random.Generator,
     classes: LengthClasses | None = None,
     rates: np.ndarray | None = None,
+    flank_rates: np.ndarray | None = None,
 ) -> OwnNull:
     """`settings.synthetic_null_panels` synthetic panels matched to the sample's usable panel loci, scored.
 
@@ -123,6 +129,10 @@ def own_null(
         weighs orientations (`e` is then their pooled rate): each synthetic locus's molecules are weighed by
         orientation too, its orientations taken on the real locus's strand (a C>A flank position's F2R1
         molecules stand for a G>T locus's F1R2 ones), so that the statistic is the real call's.
+    flank_rates : numpy.ndarray, optional
+        Per real locus, the rate its matched flank positions show if the call's rates hold: its context's
+        rate times the sample's own factors (`e` without the locus's own factor over its context). The
+        sample's level (`own_level`) is its flank ALTs over these; without them, over `e`.
 
     Returns
     -------
@@ -147,7 +157,9 @@ def own_null(
     # (`own_level`). The real depth: flank positions are covered by a few percent fewer molecules than the locus
     # they flank, and two-locus support grows with the square of the expected ALTs. Without orientations the
     # drawn position changes nothing (its depth is not used), so none is drawn.
-    level = own_level(matched, e, settings.own_level_prior)
+    level = own_level(
+        matched, e if flank_rates is None else np.asarray(flank_rates, dtype=float), settings.own_level_prior
+    )
     n_f1r2 = None
     if rates is not None:
         n_f1r2 = drawn_f1r2(pool, matched.candidates, loci["ref"].to_numpy(), n, panels, rng)
@@ -368,8 +380,15 @@ def settings_without_p_values(settings: CallSettings) -> CallSettings:
 
 def own_level(matched: Matched, e: np.ndarray, prior: float) -> float:
     """The sample's noise at its matched flank positions over what the call's rates expect there: (ALT
-    molecules + `prior`) / (expected + `prior`) over every locus's candidate positions (each at its locus's
-    rate), a Gamma prior worth `prior` expected molecules centred on 1 (`calling.own_level_prior`).
+    molecules + `prior`) / (expected + `prior`) over every locus's candidate positions, each at `e` (the rate
+    its positions should show: its locus's context rate times the sample's own factors, `own_null`'s
+    `flank_rates`), a Gamma prior worth `prior` expected molecules centred on 1 (`calling.own_level_prior`).
+
+    Not at the loci's own rates: a locus's rate holds its own factor over its context (the cohort measures it),
+    which the flank positions of that context do not share. Against those the level was a property of the
+    patient's panel rather than of the library (0.80 to 1.24 between the patients of one simulated cohort,
+    0.93 to 1.04 at the context rates) and held a patient whose noisiest contexts have quiet panel loci to a
+    null a quarter noisier than its own.
 
     Synthetic molecules are drawn at the call's rates times this level: a library noisier than its rates is
     held to its own noise, while a thin flank pool (a few ALT molecules per context at plasma depth) does not
@@ -432,8 +451,16 @@ def own_threshold(
             cohort_value, cohort_source, own.size, empirical_p,
             f"cohort threshold: own null of {own.size} panels, {needed} needed",
         )  # fmt: skip
-    value = calibrate_threshold(decisive, settings.false_positive_rate)
+    rate = settings.false_positive_rate
+    value = calibrate_threshold(decisive, rate)
     matched = f" ({own.group_matched} loci matched by substitution group)" if own.group_matched else ""
+    beyond = np.count_nonzero(decisive <= rate)
+    if value < rate and binomial_tail(beyond, own.size, rate) >= OWN_NULL_EXCESS_P:
+        # As many of its panels at p <= rate as chance gives at that rate: the own null agrees with the
+        # call's p-values. Its 1% quantile is a noisy estimate (11 or more of 1,000 panels 42% of the time
+        # at a rate of exactly 1%), and a cut capped at the rate only ever moves down with that noise.
+        value = rate
+        matched += f"; {beyond} of its panels at p <= {rate:g}, as the rate gives"
     return OwnThreshold(
         value, "empirical", own.size, empirical_p, f"own null of {own.size} synthetic panels{matched}"
     )

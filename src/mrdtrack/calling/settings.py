@@ -89,7 +89,7 @@ class CallSettings(StepSettings):
     flank_max_vaf: float = (
         0.05  # a flank position with 2+ ALT molecules at this ALT share: germline/CHIP, out
     )
-    flank_noise_max_p: float = 1e-6  # ... or with a binomial tail vs the sample's class rate below this
+    flank_noise_max_p: float = 1e-3  # ... or with a binomial tail vs the sample's class rate below this
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ class BackgroundSettings(StepSettings):
     max_alt_sample_share: float = 0.25  # ALT seen in more than this share of background samples ...
     min_samples_share: int = 8  # ... when the locus has at least this many background samples
     normal_min_alt: int = 2  # matched normal: at least this many ALT molecules ...
-    normal_min_vaf: float = 0.002  # ... and at least this VAF ...
+    normal_min_vaf: float = 0.002  # ... and a VAF that could be this much (95% upper bound) ...
     normal_max_p: float = 1e-3  # ... and binomial tail vs the locus background below this
     germline_min_vaf: float = 0.2  # normal VAF from which the reason says germline rather than CHIP
     exclude_chip_genes: bool = False  # exclude the panel's chip_suspect loci for everyone (else: flag only)
