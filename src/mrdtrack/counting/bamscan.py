@@ -21,7 +21,7 @@ import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numba import njit
@@ -37,6 +37,9 @@ from mrdtrack.counting.molecules import (
     LocusMolecules,
     ReadStats,
 )
+
+if TYPE_CHECKING:
+    from mrdtrack.counting.flanks import FlankMolecules
 
 FIRST_READ = 1 << 16  # decompressed bytes first asked of htslib for a cluster; doubled while it needs more
 LAST_READ = 1 << 22
@@ -113,19 +116,22 @@ class BamScanner:
             self.bgzf.close()
 
     def molecules(
-        self, tid: int, clusters: list[list[Locus]], stats: ReadStats
-    ) -> Iterator[list[LocusMolecules] | None]:
+        self, tid: int, clusters: list[list[Locus]], stats: ReadStats, flanks: bool = False
+    ) -> Iterator[list[LocusMolecules] | FlankMolecules | None]:
         """Each cluster's molecules per locus (clusters of loci sorted by position on contig `tid`, in order),
         yielded as soon as the cluster is complete; None for a cluster the reference engine must count (its
-        reads are then left out of `stats`)."""
+        reads are then left out of `stats`). With `flanks`, each cluster's molecules as one `FlankMolecules`,
+        its families built once for all its positions (flank_kernel)."""
         linear = self.linear.get(tid) if self.linear is not None else None
         for run in _runs(linear, clusters):
             if run.start == -1:
                 yield from [None] * len(run.clusters)
             else:
-                yield from self._scan_run(tid, run, stats)
+                yield from self._scan_run(tid, run, stats, flanks)
 
-    def _scan_run(self, tid: int, run: _Run, stats: ReadStats) -> Iterator[list[LocusMolecules] | None]:
+    def _scan_run(
+        self, tid: int, run: _Run, stats: ReadStats, flanks: bool
+    ) -> Iterator[list[LocusMolecules] | FlankMolecules | None]:
         """Stream a run of clusters once, yielding each cluster when the first read past it arrives. From a
         record the parser leaves alone on, the run's unfinished clusters are None."""
         every_locus = [locus for cluster in run.clusters for locus in cluster]
@@ -144,7 +150,7 @@ class BamScanner:
                 yield from [None] * (len(run.clusters) - cluster)
                 return
             done = _finish_cluster(
-                table, cluster, cluster_of_locus, depth, self.params, self.fraction, counters[cluster]
+                table, cluster, cluster_of_locus, depth, self.params, self.fraction, counters[cluster], flanks
             )
             if done is not None:
                 for field, value in zip(STAT_FIELDS, counters[cluster], strict=True):
@@ -247,11 +253,11 @@ def _runs(linear: np.ndarray | None, clusters: list[list[Locus]]) -> Iterator[_R
 
 def _finish_cluster(
     table: _Table, cluster: int, cluster_of_locus: np.ndarray, depth: np.ndarray, params: np.ndarray,
-    fraction: float, counters: np.ndarray,
-) -> list[LocusMolecules] | None:  # fmt: skip
+    fraction: float, counters: np.ndarray, flanks: bool = False,
+) -> list[LocusMolecules] | FlankMolecules | None:  # fmt: skip
     """Build one complete cluster's molecules from its observations and drop them from the table, counting the
-    consensus molecules dropped in the cluster's `counters`; None when two read names collide in the hash (the
-    reference engine then counts the run)."""
+    consensus molecules dropped in the cluster's `counters` (not with `flanks`: flank positions have no read
+    statistics); None when two read names collide in the hash (the reference engine then counts the run)."""
     n = int(table.state[S_ROWS])
     loci_of_cluster = np.flatnonzero(cluster_of_locus == cluster)
     mine = cluster_of_locus[table.ints[:n, O_LOCUS]] == cluster
@@ -265,6 +271,12 @@ def _finish_cluster(
         table.ints[:kept] = table.ints[:n][keep]
         table.hashes[:kept] = table.hashes[:n][keep]
         table.state[S_ROWS] = kept
+    if flanks:  # the flank kernel builds on this module's kernels: imported here, once both are loaded
+        from mrdtrack.counting.flank_kernel import cluster_flank_molecules
+
+        return cluster_flank_molecules(
+            ints, hashes, table.names, table.umis, loci_of_cluster, params, fraction
+        )
     rows, dropped, collision = _molecules(ints, hashes, table.names, table.umis, len(ints), params, fraction)
     if collision:
         return None

@@ -136,6 +136,18 @@ def _some_other_base(ref: str) -> str:
     return "C" if ref == "A" else "A"
 
 
+@dataclass
+class FlankMolecules:
+    """The molecules of one cluster of flank positions as flat arrays, one entry per molecule: the index of its
+    position in the cluster, its base (ASCII code; DISCORDANT as ord('-')), read 1 on the forward strand, and
+    its fragment length. What the compiled engine gives for a cluster of flanks (flank_kernel)."""
+
+    position: np.ndarray
+    bases: np.ndarray
+    read1_forward: np.ndarray
+    lengths: np.ndarray
+
+
 def flank_table(
     context: Mapping[tuple[str, int], str], found: Iterable[tuple[str, Locus, LocusMolecules]]
 ) -> pd.DataFrame:
@@ -148,11 +160,40 @@ def flank_table(
     never a sample's flanks. Rows and their order are those of the per-position reference tally kept in
     tests/test_flank_tally.py.
     """
+    return _batched(context, ((chrom, [locus], molecules) for chrom, locus, molecules in found))
+
+
+def cluster_flank_table(
+    context: Mapping[tuple[str, int], str],
+    found: Iterable[tuple[str, list[Locus], list[LocusMolecules] | FlankMolecules]],
+) -> pd.DataFrame:
+    """`flank_table` from each cluster's molecules: those of the compiled engine (one `FlankMolecules` per
+    cluster, no Python object per position) or of the reference engine (one `LocusMolecules` per position)."""
+    return _batched(context, _cluster_parts(found))
+
+
+def _cluster_parts(
+    found: Iterable[tuple[str, list[Locus], list[LocusMolecules] | FlankMolecules]],
+) -> Iterator[tuple[str, list[Locus], LocusMolecules | FlankMolecules]]:
+    for chrom, cluster, molecules in found:
+        if isinstance(molecules, FlankMolecules):
+            yield chrom, cluster, molecules
+        else:
+            yield from ((chrom, [locus], at) for locus, at in zip(cluster, molecules, strict=True))
+
+
+def _batched(
+    context: Mapping[tuple[str, int], str],
+    parts: Iterable[tuple[str, list[Locus], LocusMolecules | FlankMolecules]],
+) -> pd.DataFrame:
+    """The flank table of the molecules of parts of one or more positions, tallied batch by batch."""
     frames = []
     batch = _Batch()
-    for chrom, locus, molecules in found:
+    for chrom, loci, molecules in parts:
         if molecules.bases.size:
-            batch.add((chrom, locus.pos, locus.ref, context[(chrom, locus.pos)]), molecules)
+            batch.add(
+                [(chrom, locus.pos, locus.ref, context[(chrom, locus.pos)]) for locus in loci], molecules
+            )
             if batch.size >= TALLY_BATCH:
                 frames.append(batch.tally())
                 batch = _Batch()
@@ -171,19 +212,28 @@ class _Batch:
 
     def __init__(self) -> None:
         self.where: list[tuple[str, int, str, str]] = []
-        self.arrays: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.arrays: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self.size = 0
 
-    def add(self, where: tuple[str, int, str, str], molecules: LocusMolecules) -> None:
-        """Keep copies: the engine's arrays can be views of a whole cluster's molecule table."""
-        self.where.append(where)
-        self.arrays.append((molecules.bases.copy(), molecules.read1_forward.copy(), molecules.lengths.copy()))
+    def add(self, where: list[tuple[str, int, str, str]], molecules: LocusMolecules | FlankMolecules) -> None:
+        """Add the molecules of the positions `where` (one position for a `LocusMolecules`). Keep copies: the
+        engine's arrays can be views of a whole cluster's molecule table."""
+        first = len(self.where)
+        if isinstance(molecules, FlankMolecules):
+            position = molecules.position + first
+        else:
+            position = np.full(molecules.bases.size, first, dtype=np.int64)
+        self.where.extend(where)
+        self.arrays.append(
+            (position, molecules.bases.copy(), molecules.read1_forward.copy(), molecules.lengths.copy())
+        )
         self.size += molecules.bases.size
 
     def tally(self) -> pd.DataFrame:
-        bases, forward, lengths = (np.concatenate(column) for column in zip(*self.arrays, strict=True))
-        sizes = np.fromiter((len(b) for b, _, _ in self.arrays), dtype=np.int64, count=len(self.arrays))
-        return _tally(self.where, np.repeat(np.arange(len(self.where)), sizes), bases, forward, lengths)
+        position, bases, forward, lengths = (
+            np.concatenate(column) for column in zip(*self.arrays, strict=True)
+        )
+        return _tally(self.where, position, bases, forward, lengths)
 
 
 # A base's index in BASES by its ASCII code (-1: not A, C, G or T); the three ALT indices of each REF index.
@@ -331,7 +381,9 @@ def flank_work(
 
 def count_flanks(
     work: FlankWork,
-    molecules_of: Callable[[list, ReadStats], Iterable[tuple[str, Locus, LocusMolecules]]],
+    molecules_of: Callable[
+        [list, ReadStats], Iterable[tuple[str, list[Locus], list[LocusMolecules] | FlankMolecules]]
+    ],
 ) -> pd.DataFrame:
     """Count the flanks of one sample, or some of them (`flanks` contract).
 
@@ -340,7 +392,8 @@ def count_flanks(
     work : FlankWork
         The flank positions to count (`flank_work`, or a `FlankWork.part` of it).
     molecules_of : callable
-        (units, stats) -> iterable of (chrom, locus, LocusMolecules): the counting engine, as panel loci use it.
+        (units, stats) -> iterable of (chrom, cluster, molecules) per unit: the counting engine, with each
+        cluster's molecules per position (list of LocusMolecules) or as one FlankMolecules.
 
     Returns
     -------
@@ -349,7 +402,7 @@ def count_flanks(
     """
     if not work.units:
         return no_flanks()
-    return flank_table(
+    return cluster_flank_table(
         work.context, molecules_of(work.units, ReadStats())
     )  # read statistics: the panel loci's only
 

@@ -1,0 +1,435 @@
+"""The compiled kernel for clusters of flank positions: families built once per cluster, not once per position.
+
+A cluster of flank positions (flanks.py) holds tens of reference positions that the same reads cover. Counted as
+panel loci are (`bamscan._molecules`, position by position), each position merges the same reads into the same
+templates, groups them by the same fragment coordinates and clusters the same UMIs again. Here the reads of a
+cluster are merged into templates, grouped by coordinates and clustered into UMI families once; each position
+then only calls each template's base and each family's consensus.
+
+The result is exactly the per-position one. A template's fields (fragment coordinates, read 1 orientation, family
+size, UMI, the BELOW_* bits) are those of its first read at the position, so they are the cluster's when all
+its reads carry the same fields (else the cluster goes the per-position way). A family is the per-position
+one where all of its coordinate group's templates cover the position; where only some do (a read ending inside
+the cluster, a deletion), that group is grouped and clustered again from the templates present there, in
+their order there, as the per-position kernel does. What is given back is the molecules of all positions as
+flat arrays, ready for the flank tally's np.bincount, with no Python object per position.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from mrdtrack.counting.bamscan import (
+    DISCORDANT_CODE,
+    NO_CALL,
+    O_BASE,
+    O_KEYBIT,
+    O_LEFT,
+    O_LENGTH,
+    O_LOCUS,
+    O_NAME,
+    O_NAME_LEN,
+    O_R1FWD,
+    O_SHORT,
+    O_SIZE,
+    O_UMI,
+    O_UMI_LEN,
+    P_DUPLEX,
+    P_KEEP_SINGLE,
+    P_MERGE_MATES,
+    P_MIN_FAMILY,
+    P_MISMATCHES,
+    P_MODE,
+    _consensus,
+    _coordinate_groups,
+    _duplex_consensus,
+    _family_orientation,
+    _family_size,
+    _molecules,
+    _one_umi,
+    _same_bytes,
+    _same_read,
+    _slots,
+    _umi_families,
+)
+from mrdtrack.counting.flanks import FlankMolecules
+
+ABSENT = -1  # a template without a read at a position
+SHARED, IRREGULAR, COLLISION = 0, 1, 2  # what the kernel says
+
+
+def cluster_flank_molecules(
+    ints: np.ndarray,
+    hashes: np.ndarray,
+    names: np.ndarray,
+    umis: np.ndarray,
+    loci_of_cluster: np.ndarray,
+    params: np.ndarray,
+    fraction: float,
+) -> FlankMolecules | None:
+    """The molecules of one cluster of flank positions from its observation rows (bamscan's table), or None
+    when two read names share a hash (the reference engine then counts the cluster, as for panel loci)."""
+    first, n_positions = int(loci_of_cluster[0]), len(loci_of_cluster)
+    found, status = _flank_molecules(
+        ints, hashes, names, umis, len(ints), first, n_positions, params, fraction
+    )
+    if status == COLLISION:
+        return None
+    if status == IRREGULAR:  # reads of one template with different fields: the per-position kernel
+        rows, _dropped, collision = _molecules(ints, hashes, names, umis, len(ints), params, fraction)
+        if collision:
+            return None
+        found = rows[:, :4] - np.array([first, 0, 0, 0])
+    return FlankMolecules(
+        position=found[:, 0].copy(),
+        bases=found[:, 1].copy(),
+        read1_forward=found[:, 2].astype(bool),
+        lengths=found[:, 3].copy(),
+    )
+
+
+@njit(cache=True)
+def _flank_molecules(ints, hashes, names, umis, n, first, n_positions, params, fraction):
+    """Molecule rows (position index, base, read 1 forward, fragment length) of a cluster's observations, and
+    SHARED, IRREGULAR (nothing counted: a template's reads differ in their fields) or COLLISION."""
+    found = np.empty((n, 4), dtype=np.int64)  # at most one molecule per observation
+    read_rows = _read_starts(ints, hashes, n)
+    template_of, n_templates, collision = _read_templates(ints, hashes, names, read_rows)
+    if collision:
+        return found[:0], COLLISION
+    heads = _template_heads(read_rows, template_of, n_templates)
+    if not _fields_agree(ints, umis, read_rows, template_of, heads):
+        return found[:0], IRREGULAR
+    calls, head_rows = _calls_by_position(ints, read_rows, template_of, n_templates, first, n_positions)
+    if params[P_MODE] <= 2:  # flag, consensus, none: each template is a molecule
+        return found[: _template_molecules(ints, heads, calls, found)], SHARED
+    return found[
+        : _family_molecules(ints, names, umis, heads, calls, head_rows, params, fraction, found)
+    ], SHARED
+
+
+@njit(cache=True)
+def _read_starts(ints, hashes, n):
+    """The first row of each read (the record kernel writes a read's rows together), and n at the end."""
+    starts = np.empty(n + 1, dtype=np.int64)
+    count = 0
+    for row in range(n):
+        if row == 0 or not _same_read(ints, hashes, row - 1, row):
+            starts[count] = row
+            count += 1
+    starts[count] = n
+    return starts[: count + 1]
+
+
+@njit(cache=True)
+def _read_templates(ints, hashes, names, read_rows):
+    """Each read's template (read name and key bit; numbered in file order), the number of templates, and
+    whether two names share a hash (as bamscan._templates)."""
+    n_reads = len(read_rows) - 1
+    slots = _slots(n_reads)
+    mask = np.uint64(len(slots) - 1)
+    named = np.empty(n_reads, dtype=np.int64)  # the first row of each template
+    template_of = np.empty(n_reads, dtype=np.int64)
+    count = 0
+    for read in range(n_reads):
+        row = read_rows[read]
+        slot = (hashes[row] ^ (hashes[row] >> np.uint64(29))) & mask
+        while True:
+            template = slots[slot]
+            if template < 0:
+                template = count
+                slots[slot] = template
+                named[template] = row
+                count += 1
+                break
+            other = named[template]
+            if hashes[other] == hashes[row]:
+                if ints[row, O_KEYBIT] != ints[other, O_KEYBIT] or not _same_bytes(
+                    names,
+                    ints[row, O_NAME],
+                    ints[row, O_NAME_LEN],
+                    ints[other, O_NAME],
+                    ints[other, O_NAME_LEN],
+                ):
+                    return template_of, 0, True
+                break
+            slot = (slot + np.uint64(1)) & mask
+        template_of[read] = template
+    return template_of, count, False
+
+
+@njit(cache=True)
+def _template_heads(read_rows, template_of, n_templates):
+    """The first row of each template's first read."""
+    heads = np.full(n_templates, -1, dtype=np.int64)
+    for read in range(len(read_rows) - 1):
+        if heads[template_of[read]] < 0:
+            heads[template_of[read]] = read_rows[read]
+    return heads
+
+
+@njit(cache=True)
+def _fields_agree(ints, umis, read_rows, template_of, heads):
+    """Whether every read carries its template's fields, so that a template is the same whichever of its reads
+    comes first at a position."""
+    for read in range(len(read_rows) - 1):
+        row, head = read_rows[read], heads[template_of[read]]
+        for column in (O_LEFT, O_LENGTH, O_R1FWD, O_SIZE, O_SHORT):
+            if ints[row, column] != ints[head, column]:
+                return False
+        if not _same_bytes(
+            umis, ints[row, O_UMI], ints[row, O_UMI_LEN], ints[head, O_UMI], ints[head, O_UMI_LEN]
+        ):
+            return False
+    return True
+
+
+@njit(cache=True)
+def _calls_by_position(ints, read_rows, template_of, n_templates, first, n_positions):
+    """Each template's observation code at each position (bamscan._template_calls: its first base, or
+    DISCORDANT_CODE when exactly two bases differ; NO_CALL without a base; ABSENT without a read there), and its
+    first row there (its place in the per-position order of templates)."""
+    calls = np.full((n_positions, n_templates), ABSENT, dtype=np.int64)
+    head_rows = np.full((n_positions, n_templates), -1, dtype=np.int64)
+    n_bases = np.zeros((n_positions, n_templates), dtype=np.int8)  # 0, 1, 2 (agreeing), -2 (differing), 3
+    for read in range(len(read_rows) - 1):
+        template = template_of[read]
+        for row in range(read_rows[read], read_rows[read + 1]):
+            position = ints[row, O_LOCUS] - first
+            base = ints[row, O_BASE]
+            if head_rows[position, template] < 0:
+                head_rows[position, template] = row
+                calls[position, template] = NO_CALL
+            if base == NO_CALL:
+                continue
+            seen = n_bases[position, template]
+            if seen == 0:
+                calls[position, template] = base
+                n_bases[position, template] = 1
+            elif seen == 1:
+                n_bases[position, template] = 2 if base == calls[position, template] else -2
+            else:
+                n_bases[position, template] = 3
+    for position in range(n_positions):
+        for template in range(n_templates):
+            if n_bases[position, template] == -2:
+                calls[position, template] = DISCORDANT_CODE
+    return calls, head_rows
+
+
+@njit(cache=True, inline="always")
+def _emit(found, m, position, base, forward, length):
+    found[m, 0] = position
+    found[m, 1] = base
+    found[m, 2] = forward
+    found[m, 3] = length
+    return m + 1
+
+
+@njit(cache=True)
+def _template_molecules(ints, heads, calls, found):
+    """bamscan._molecules' flag, consensus and none modes: each template with a call is a molecule, unless its
+    reads are below the consensus filters."""
+    m = 0
+    for position in range(calls.shape[0]):
+        for template in range(calls.shape[1]):
+            call = calls[position, template]
+            head = heads[template]
+            if call != ABSENT and call != NO_CALL and ints[head, O_SHORT] == 0:
+                m = _emit(found, m, position, call, ints[head, O_R1FWD], ints[head, O_LENGTH])
+    return m
+
+
+@njit(cache=True)
+def _cluster_families(ints, names, umis, heads, group_members, group_starts, params):
+    """The families of the whole cluster, as bamscan._molecules forms them at a position where all templates
+    are present: members (template indices, family by family, read 1 forward ones first), bounds (each family's
+    start in members, and the end), split (where each family's read 1 reverse members start), size,
+    orientation, and per coordinate group its first family (and the end) and whether its families' orientation
+    depends on the order of its templates."""
+    n_templates, n_groups = len(heads), len(group_starts) - 1
+    members = np.empty(n_templates, dtype=np.int64)
+    bounds = np.zeros(n_templates + 1, dtype=np.int64)
+    split = np.empty(n_templates, dtype=np.int64)
+    size = np.empty(n_templates, dtype=np.int64)
+    orientation = np.empty(n_templates, dtype=np.int64)
+    group_families = np.zeros(n_groups + 1, dtype=np.int64)
+    ambiguous = np.zeros(n_groups, dtype=np.bool_)
+    n_families = 0
+    for g in range(n_groups):
+        group = group_members[group_starts[g] : group_starts[g + 1]]
+        ambiguous[g] = params[P_MERGE_MATES] == 0 and _tie_break_depends_on_order(ints, names, heads, group)
+        if params[P_MODE] == 3 and len(group) > 1 and not _one_umi(ints, umis, heads, group):
+            family, _seed_rows = _umi_families(
+                ints, umis, heads, group, params[P_MISMATCHES], params[P_DUPLEX]
+            )
+            for seed in np.unique(family):
+                n_families = _add_family(ints, names, heads, group[family == seed], n_families, members, bounds,
+                                         split, size, orientation)  # fmt: skip
+        else:
+            n_families = _add_family(
+                ints, names, heads, group, n_families, members, bounds, split, size, orientation
+            )
+        group_families[g + 1] = n_families
+    return members, bounds, split, size, orientation, group_families, ambiguous
+
+
+@njit(cache=True)
+def _add_family(ints, names, heads, family, n_families, members, bounds, split, size, orientation):
+    at = bounds[n_families]
+    for forward in (1, 0):
+        if forward == 0:
+            split[n_families] = at
+        for template in family:
+            if ints[heads[template], O_R1FWD] == forward:
+                members[at] = template
+                at += 1
+    bounds[n_families + 1] = at
+    size[n_families] = _family_size(ints, heads, family)
+    orientation[n_families] = _family_orientation(ints, names, heads, family)
+    return n_families + 1
+
+
+@njit(cache=True)
+def _tie_break_depends_on_order(ints, names, heads, group):
+    """Whether two templates of one read name (mates not merged) differ in read 1 orientation: a family's
+    orientation on a tie is then the one of whichever comes first, so the group follows the per-position order."""
+    for a in range(len(group)):
+        for b in range(a + 1, len(group)):
+            row_a, row_b = heads[group[a]], heads[group[b]]
+            if ints[row_a, O_R1FWD] != ints[row_b, O_R1FWD] and _same_bytes(
+                names,
+                ints[row_a, O_NAME],
+                ints[row_a, O_NAME_LEN],
+                ints[row_b, O_NAME],
+                ints[row_b, O_NAME_LEN],
+            ):
+                return True
+    return False
+
+
+@njit(cache=True)
+def _family_molecules(ints, names, umis, heads, calls, head_rows, params, fraction, found):
+    """bamscan._molecules' UMI and coordinates modes: the cluster's families where all of a coordinate group's
+    templates are present at a position, the group's templates present there regrouped where only some are."""
+    n_templates = len(heads)
+    keyed = np.empty((n_templates, ints.shape[1]), dtype=np.int64)  # the heads' rows, at one common locus
+    for template in range(n_templates):
+        keyed[template] = ints[heads[template]]
+        keyed[template, O_LOCUS] = 0
+    group_members, group_starts = _coordinate_groups(keyed, np.arange(n_templates))
+    families = _cluster_families(ints, names, umis, heads, group_members, group_starts, params)
+    duplex = params[P_MODE] == 3 and params[P_DUPLEX] != 0
+    rules = np.array([params[P_MIN_FAMILY] if params[P_MODE] == 3 else 1, 1 if duplex else 0,
+                      params[P_KEEP_SINGLE]], dtype=np.int64)  # fmt: skip
+    present = np.empty(n_templates, dtype=np.int64)
+    m = 0
+    for position in range(calls.shape[0]):
+        at = calls[position]
+        for g in range(len(group_starts) - 1):
+            group = group_members[group_starts[g] : group_starts[g + 1]]
+            n_present = 0
+            for template in group:
+                if at[template] != ABSENT:
+                    present[n_present] = template
+                    n_present += 1
+            if n_present == 0:
+                continue
+            if n_present == len(group) and not families[6][g]:
+                m = _shared_families(
+                    found, m, position, at, ints, heads[group[0]], g, families, fraction, rules
+                )
+            else:
+                here = _in_position_order(present[:n_present].copy(), head_rows[position])
+                m = _regrouped(
+                    found, m, position, at, ints, names, umis, heads, here, params, fraction, rules
+                )
+    return m
+
+
+@njit(cache=True)
+def _shared_families(found, m, position, at, ints, head, g, families, fraction, rules):
+    """The molecules of coordinate group g's precomputed families at one position (bamscan._add_family)."""
+    members, bounds, split, size, orientation, group_families, _ambiguous = families
+    for f in range(group_families[g], group_families[g + 1]):
+        if rules[1]:
+            base, strands = _duplex_call(
+                at, members[bounds[f] : split[f]], members[split[f] : bounds[f + 1]], fraction
+            )
+        else:
+            base, strands = _family_call(at, members[bounds[f] : bounds[f + 1]], fraction), 1
+        if base == NO_CALL or size[f] < rules[0] or (rules[1] and strands < 2 and not rules[2]):
+            continue
+        m = _emit(found, m, position, base, orientation[f], ints[head, O_LENGTH])
+    return m
+
+
+@njit(cache=True)
+def _family_call(calls, members, fraction):
+    """bamscan._consensus, without its allocations when the members' calls agree (the usual case)."""
+    call = NO_CALL
+    n = 0
+    for member in members:
+        if calls[member] == NO_CALL:
+            continue
+        if call != NO_CALL and calls[member] != call:
+            return _consensus(calls, members, fraction)
+        call = calls[member]
+        n += 1
+    if n > 1 and fraction > 1:  # agreeing calls are still too few for a fraction above 1
+        return _consensus(calls, members, fraction)
+    return call
+
+
+@njit(cache=True)
+def _duplex_call(calls, forward, reverse, fraction):
+    """bamscan._duplex_consensus on a family split by read 1 orientation."""
+    first = _family_call(calls, forward, fraction)
+    second = _family_call(calls, reverse, fraction)
+    if first == NO_CALL or second == NO_CALL:
+        call = second if first == NO_CALL else first
+        return call, 0 if call == NO_CALL else 1
+    return (first if first == second else DISCORDANT_CODE), 2
+
+
+@njit(cache=True)
+def _in_position_order(templates, head_rows):
+    """`templates` ordered by their first row at the position (insertion sort: a coordinate group is small)."""
+    for a in range(1, len(templates)):
+        current = templates[a]
+        b = a - 1
+        while b >= 0 and head_rows[templates[b]] > head_rows[current]:
+            templates[b + 1] = templates[b]
+            b -= 1
+        templates[b + 1] = current
+    return templates
+
+
+@njit(cache=True)
+def _regrouped(found, m, position, at, ints, names, umis, heads, group, params, fraction, rules):
+    """The molecules of the templates of one coordinate group present at a position, formed there as
+    bamscan._molecules forms them."""
+    if params[P_MODE] == 3 and len(group) > 1 and not _one_umi(ints, umis, heads, group):
+        family, _seed_rows = _umi_families(ints, umis, heads, group, params[P_MISMATCHES], params[P_DUPLEX])
+        for seed in np.unique(family):
+            m = _position_family(
+                found, m, position, at, ints, names, heads, group[family == seed], fraction, rules
+            )
+        return m
+    return _position_family(found, m, position, at, ints, names, heads, group, fraction, rules)
+
+
+@njit(cache=True)
+def _position_family(found, m, position, at, ints, names, heads, members, fraction, rules):
+    """bamscan._add_family at one position: the family's molecule unless `rules` drop it."""
+    if rules[1]:
+        base, strands = _duplex_consensus(ints, heads, at, members, fraction)
+    else:
+        base, strands = _consensus(at, members, fraction), 1
+    if base == NO_CALL or _family_size(ints, heads, members) < rules[0]:
+        return m
+    if rules[1] and strands < 2 and not rules[2]:
+        return m
+    orientation = _family_orientation(ints, names, heads, members)
+    return _emit(found, m, position, base, orientation, ints[heads[members[0]], O_LENGTH])
