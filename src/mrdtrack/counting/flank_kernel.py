@@ -189,32 +189,33 @@ def _fields_agree(ints, umis, read_rows, template_of, heads):
 def _calls_by_position(ints, read_rows, template_of, n_templates, first, n_positions):
     """Each template's observation code at each position (bamscan._template_calls: its first base, or
     DISCORDANT_CODE when exactly two bases differ; NO_CALL without a base; ABSENT without a read there), and its
-    first row there (its place in the per-position order of templates)."""
-    calls = np.full((n_positions, n_templates), ABSENT, dtype=np.int64)
-    head_rows = np.full((n_positions, n_templates), -1, dtype=np.int64)
-    n_bases = np.zeros((n_positions, n_templates), dtype=np.int8)  # 0, 1, 2 (agreeing), -2 (differing), 3
+    first row there (its place in the per-position order of templates). Template by template: a read's positions
+    are next to each other in memory."""
+    calls = np.full((n_templates, n_positions), ABSENT, dtype=np.int16)
+    head_rows = np.full((n_templates, n_positions), -1, dtype=np.int32)
+    n_bases = np.zeros((n_templates, n_positions), dtype=np.int8)  # 0, 1, 2 (agreeing), -2 (differing), 3
     for read in range(len(read_rows) - 1):
         template = template_of[read]
         for row in range(read_rows[read], read_rows[read + 1]):
             position = ints[row, O_LOCUS] - first
             base = ints[row, O_BASE]
-            if head_rows[position, template] < 0:
-                head_rows[position, template] = row
-                calls[position, template] = NO_CALL
+            if head_rows[template, position] < 0:
+                head_rows[template, position] = row
+                calls[template, position] = NO_CALL
             if base == NO_CALL:
                 continue
-            seen = n_bases[position, template]
+            seen = n_bases[template, position]
             if seen == 0:
-                calls[position, template] = base
-                n_bases[position, template] = 1
+                calls[template, position] = base
+                n_bases[template, position] = 1
             elif seen == 1:
-                n_bases[position, template] = 2 if base == calls[position, template] else -2
+                n_bases[template, position] = 2 if base == calls[template, position] else -2
             else:
-                n_bases[position, template] = 3
-    for position in range(n_positions):
-        for template in range(n_templates):
-            if n_bases[position, template] == -2:
-                calls[position, template] = DISCORDANT_CODE
+                n_bases[template, position] = 3
+    for template in range(n_templates):
+        for position in range(n_positions):
+            if n_bases[template, position] == -2:
+                calls[template, position] = DISCORDANT_CODE
     return calls, head_rows
 
 
@@ -232,10 +233,10 @@ def _template_molecules(ints, heads, calls, found):
     """bamscan._molecules' flag, consensus and none modes: each template with a call is a molecule, unless its
     reads are below the consensus filters."""
     m = 0
-    for position in range(calls.shape[0]):
-        for template in range(calls.shape[1]):
-            call = calls[position, template]
-            head = heads[template]
+    for template in range(calls.shape[0]):
+        head = heads[template]
+        for position in range(calls.shape[1]):
+            call = calls[template, position]
             if call != ABSENT and call != NO_CALL and ints[head, O_SHORT] == 0:
                 m = _emit(found, m, position, call, ints[head, O_R1FWD], ints[head, O_LENGTH])
     return m
@@ -325,10 +326,10 @@ def _family_molecules(ints, names, umis, heads, calls, head_rows, params, fracti
                       params[P_KEEP_SINGLE]], dtype=np.int64)  # fmt: skip
     present = np.empty(n_templates, dtype=np.int64)
     m = 0
-    for position in range(calls.shape[0]):
-        at = calls[position]
-        for g in range(len(group_starts) - 1):
-            group = group_members[group_starts[g] : group_starts[g + 1]]
+    for g in range(len(group_starts) - 1):
+        group = group_members[group_starts[g] : group_starts[g + 1]]
+        for position in range(calls.shape[1]):
+            at = calls[:, position]
             n_present = 0
             for template in group:
                 if at[template] != ABSENT:
@@ -341,7 +342,7 @@ def _family_molecules(ints, names, umis, heads, calls, head_rows, params, fracti
                     found, m, position, at, ints, heads[group[0]], g, families, fraction, rules
                 )
             else:
-                here = _in_position_order(present[:n_present].copy(), head_rows[position])
+                here = _in_position_order(present[:n_present].copy(), head_rows[:, position])
                 m = _regrouped(
                     found, m, position, at, ints, names, umis, heads, here, params, fraction, rules
                 )
