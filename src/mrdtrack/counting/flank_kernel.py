@@ -313,81 +313,76 @@ def _tie_break_depends_on_order(ints, names, heads, group):
 @njit(cache=True)
 def _family_molecules(ints, names, umis, heads, calls, head_rows, params, fraction, found):
     """bamscan._molecules' UMI and coordinates modes: the cluster's families where all of a coordinate group's
-    templates are present at a position, the group's templates present there regrouped where only some are."""
-    n_templates = len(heads)
-    keyed = np.empty((n_templates, ints.shape[1]), dtype=np.int64)  # the heads' rows, at one common locus
-    for template in range(n_templates):
-        keyed[template] = ints[heads[template]]
-        keyed[template, O_LOCUS] = 0
-    group_members, group_starts = _coordinate_groups(keyed, np.arange(n_templates))
-    families = _cluster_families(ints, names, umis, heads, group_members, group_starts, params)
+    templates are present at a position, the group's templates present there regrouped where only some are.
+    One loop, its arrays unpacked once: numba counts references to each array a helper is handed."""
+    group_members, group_starts = _template_groups(ints, heads)
+    members, bounds, split, size, orientation, group_families, ambiguous = _cluster_families(
+        ints, names, umis, heads, group_members, group_starts, params
+    )
     duplex = params[P_MODE] == 3 and params[P_DUPLEX] != 0
     rules = np.array([params[P_MIN_FAMILY] if params[P_MODE] == 3 else 1, 1 if duplex else 0,
                       params[P_KEEP_SINGLE]], dtype=np.int64)  # fmt: skip
-    present = np.empty(n_templates, dtype=np.int64)
     m = 0
     for g in range(len(group_starts) - 1):
-        group = group_members[group_starts[g] : group_starts[g + 1]]
+        start, end = group_starts[g], group_starts[g + 1]
+        length = ints[heads[group_members[start]], O_LENGTH]
         for position in range(calls.shape[1]):
-            at = calls[:, position]
             n_present = 0
-            for template in group:
-                if at[template] != ABSENT:
-                    present[n_present] = template
-                    n_present += 1
-            if n_present == 0:
-                continue
-            if n_present == len(group) and not families[6][g]:
-                m = _shared_families(
-                    found, m, position, at, ints, heads[group[0]], g, families, fraction, rules
-                )
-            else:
-                here = _in_position_order(present[:n_present].copy(), head_rows[:, position])
-                m = _regrouped(
-                    found, m, position, at, ints, names, umis, heads, here, params, fraction, rules
-                )
+            for k in range(start, end):
+                n_present += calls[group_members[k], position] != ABSENT
+            if n_present == end - start and not ambiguous[g]:  # the cluster's families (bamscan._add_family)
+                for f in range(group_families[g], group_families[g + 1]):
+                    if duplex:
+                        base, strands = _duplex_call(calls, position, members, bounds[f], split[f], bounds[f + 1],
+                                                     fraction)  # fmt: skip
+                    else:
+                        base, strands = (
+                            _family_call(calls, position, members, bounds[f], bounds[f + 1], fraction),
+                            1,
+                        )
+                    if base != NO_CALL and size[f] >= rules[0] and (strands == 2 or not duplex or rules[2]):
+                        m = _emit(found, m, position, base, orientation[f], length)
+            elif n_present > 0:
+                here = _present_in_order(calls, head_rows, position, group_members[start:end], n_present)
+                m = _regrouped(found, m, position, calls[:, position], ints, names, umis, heads, here, params,
+                               fraction, rules)  # fmt: skip
     return m
 
 
 @njit(cache=True)
-def _shared_families(found, m, position, at, ints, head, g, families, fraction, rules):
-    """The molecules of coordinate group g's precomputed families at one position (bamscan._add_family)."""
-    members, bounds, split, size, orientation, group_families, _ambiguous = families
-    for f in range(group_families[g], group_families[g + 1]):
-        if rules[1]:
-            base, strands = _duplex_call(
-                at, members[bounds[f] : split[f]], members[split[f] : bounds[f + 1]], fraction
-            )
-        else:
-            base, strands = _family_call(at, members[bounds[f] : bounds[f + 1]], fraction), 1
-        if base == NO_CALL or size[f] < rules[0] or (rules[1] and strands < 2 and not rules[2]):
-            continue
-        m = _emit(found, m, position, base, orientation[f], ints[head, O_LENGTH])
-    return m
+def _template_groups(ints, heads):
+    """bamscan._coordinate_groups of the templates, by their fragment coordinates alone (not their locus)."""
+    keyed = np.empty((len(heads), ints.shape[1]), dtype=np.int64)
+    for template in range(len(heads)):
+        keyed[template] = ints[heads[template]]
+        keyed[template, O_LOCUS] = 0
+    return _coordinate_groups(keyed, np.arange(len(heads)))
 
 
-@njit(cache=True)
-def _family_call(calls, members, fraction):
-    """bamscan._consensus, without its allocations when the members' calls agree (the usual case)."""
+@njit(cache=True, inline="always")
+def _family_call(calls, position, members, start, end, fraction):
+    """bamscan._consensus of members[start:end] at a position, without its allocations when their calls agree
+    (the usual case)."""
     call = NO_CALL
     n = 0
-    for member in members:
-        if calls[member] == NO_CALL:
+    for k in range(start, end):
+        code = calls[members[k], position]
+        if code == NO_CALL:
             continue
-        if call != NO_CALL and calls[member] != call:
-            return _consensus(calls, members, fraction)
-        call = calls[member]
+        if call != NO_CALL and code != call:
+            return _consensus(calls[:, position], members[start:end], fraction)
+        call = code
         n += 1
     if n > 1 and fraction > 1:  # agreeing calls are still too few for a fraction above 1
-        return _consensus(calls, members, fraction)
+        return _consensus(calls[:, position], members[start:end], fraction)
     return call
 
 
-@njit(cache=True)
-def _duplex_call(calls, forward, reverse, fraction):
-    """bamscan._duplex_consensus on a family split by read 1 orientation."""
-    first = _family_call(calls, forward, fraction)
-    second = _family_call(calls, reverse, fraction)
+@njit(cache=True, inline="always")
+def _duplex_call(calls, position, members, start, split, end, fraction):
+    """bamscan._duplex_consensus of members[start:end] at a position, its read 1 reverse ones from `split`."""
+    first = _family_call(calls, position, members, start, split, fraction)
+    second = _family_call(calls, position, members, split, end, fraction)
     if first == NO_CALL or second == NO_CALL:
         call = second if first == NO_CALL else first
         return call, 0 if call == NO_CALL else 1
@@ -395,16 +390,21 @@ def _duplex_call(calls, forward, reverse, fraction):
 
 
 @njit(cache=True)
-def _in_position_order(templates, head_rows):
-    """`templates` ordered by their first row at the position (insertion sort: a coordinate group is small)."""
-    for a in range(1, len(templates)):
-        current = templates[a]
-        b = a - 1
-        while b >= 0 and head_rows[templates[b]] > head_rows[current]:
-            templates[b + 1] = templates[b]
+def _present_in_order(calls, head_rows, position, group, n_present):
+    """The templates of `group` present at a position, in the order of their first rows there (insertion sort:
+    a coordinate group is small)."""
+    here = np.empty(n_present, dtype=np.int64)
+    n = 0
+    for template in group:
+        if calls[template, position] == ABSENT:
+            continue
+        b = n - 1
+        while b >= 0 and head_rows[here[b], position] > head_rows[template, position]:
+            here[b + 1] = here[b]
             b -= 1
-        templates[b + 1] = current
-    return templates
+        here[b + 1] = template
+        n += 1
+    return here
 
 
 @njit(cache=True)
