@@ -187,14 +187,22 @@ def test_a_family_partly_present_at_a_position_is_formed_there():
     ]
     ints, hashes, names, umis = _table(reads, base=ord("C"))
     params = _params(mode=3, mismatches=1)
-    found, status = flank_kernel._flank_molecules(ints, hashes, names, umis, len(ints), 0, 3, params, 0.6)
-    assert status == flank_kernel.SHARED
-    positions, molecules = np.unique(found[:, 0], return_counts=True)
-    assert positions.tolist() == [0, 1, 2] and molecules.tolist() == [1, 1, 2]
+    molecules, status = molecules_per_position(ints, hashes, names, umis, params)
+    assert status == flank_kernel.SHARED and molecules == [1, 1, 2]
     reads[1:3] = [([0, 1, 2], b"AAAT", b"b"), ([0, 1, 2], b"AAAT", b"c")]  # AAAT reaches it: one family there
     ints, hashes, names, umis = _table(reads, base=ord("C"))
-    found, _ = flank_kernel._flank_molecules(ints, hashes, names, umis, len(ints), 0, 3, params, 0.6)
-    assert np.unique(found[:, 0], return_counts=True)[1].tolist() == [1, 1, 1]
+    assert molecules_per_position(ints, hashes, names, umis, params)[0] == [1, 1, 1]
+
+
+def molecules_per_position(ints, hashes, names, umis, params) -> tuple[list[int], int]:
+    """The C molecules at the three positions (REF A) of a cluster's observations, and the kernel's status."""
+    tally = np.zeros((3, flank_kernel.T_COLUMNS), dtype=np.int64)  # REF: A at each position (base index 0)
+    non_reference = np.empty((len(ints), 3), dtype=np.int64)
+    m, status = flank_kernel._flank_tally(
+        ints, hashes, names, umis, len(ints), 0, params, 0.6, tally, non_reference
+    )
+    assert (non_reference[:m, 1] == 1).all() and m == tally[:, 1].sum()
+    return tally[:, 1].tolist(), status
 
 
 def _table(reads, base):

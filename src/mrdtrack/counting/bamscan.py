@@ -39,7 +39,7 @@ from mrdtrack.counting.molecules import (
 )
 
 if TYPE_CHECKING:
-    from mrdtrack.counting.flanks import FlankMolecules
+    from mrdtrack.counting.flanks import FlankTally
 
 FIRST_READ = 1 << 16  # decompressed bytes first asked of htslib for a cluster; doubled while it needs more
 LAST_READ = 1 << 22
@@ -117,10 +117,10 @@ class BamScanner:
 
     def molecules(
         self, tid: int, clusters: list[list[Locus]], stats: ReadStats, flanks: bool = False
-    ) -> Iterator[list[LocusMolecules] | FlankMolecules | None]:
+    ) -> Iterator[list[LocusMolecules] | FlankTally | None]:
         """Each cluster's molecules per locus (clusters of loci sorted by position on contig `tid`, in order),
         yielded as soon as the cluster is complete; None for a cluster the reference engine must count (its
-        reads are then left out of `stats`). With `flanks`, each cluster's molecules as one `FlankMolecules`,
+        reads are then left out of `stats`). With `flanks`, each cluster's molecules counted as one `FlankTally`,
         its families built once for all its positions (flank_kernel)."""
         linear = self.linear.get(tid) if self.linear is not None else None
         for run in _runs(linear, clusters):
@@ -131,7 +131,7 @@ class BamScanner:
 
     def _scan_run(
         self, tid: int, run: _Run, stats: ReadStats, flanks: bool
-    ) -> Iterator[list[LocusMolecules] | FlankMolecules | None]:
+    ) -> Iterator[list[LocusMolecules] | FlankTally | None]:
         """Stream a run of clusters once, yielding each cluster when the first read past it arrives. From a
         record the parser leaves alone on, the run's unfinished clusters are None."""
         every_locus = [locus for cluster in run.clusters for locus in cluster]
@@ -144,13 +144,14 @@ class BamScanner:
         depth = np.zeros(len(loci), dtype=np.int64)
         table = _Table()
         geometry = (tid, loci, shapes, inserted, cluster_of_locus, begins, ends)
+        refs = np.array([ord(locus.ref[0]) for locus in every_locus], dtype=np.int64) if flanks else None
         for status in self._records(run.start, geometry, counters, depth, table):
             cluster = int(table.state[S_OPEN])
             if status == NEEDS_REFERENCE:
                 yield from [None] * (len(run.clusters) - cluster)
                 return
             done = _finish_cluster(
-                table, cluster, cluster_of_locus, depth, self.params, self.fraction, counters[cluster], flanks
+                table, cluster, cluster_of_locus, depth, self.params, self.fraction, counters[cluster], refs
             )
             if done is not None:
                 for field, value in zip(STAT_FIELDS, counters[cluster], strict=True):
@@ -253,11 +254,12 @@ def _runs(linear: np.ndarray | None, clusters: list[list[Locus]]) -> Iterator[_R
 
 def _finish_cluster(
     table: _Table, cluster: int, cluster_of_locus: np.ndarray, depth: np.ndarray, params: np.ndarray,
-    fraction: float, counters: np.ndarray, flanks: bool = False,
-) -> list[LocusMolecules] | FlankMolecules | None:  # fmt: skip
+    fraction: float, counters: np.ndarray, flank_refs: np.ndarray | None = None,
+) -> list[LocusMolecules] | FlankTally | None:  # fmt: skip
     """Build one complete cluster's molecules from its observations and drop them from the table, counting the
-    consensus molecules dropped in the cluster's `counters` (not with `flanks`: flank positions have no read
-    statistics); None when two read names collide in the hash (the reference engine then counts the run)."""
+    consensus molecules dropped in the cluster's `counters`; None when two read names collide in the hash (the
+    reference engine then counts the run). Given the REF bases of a run of flank positions (`flank_refs`), the
+    cluster's molecules counted (flank positions have no read statistics)."""
     n = int(table.state[S_ROWS])
     loci_of_cluster = np.flatnonzero(cluster_of_locus == cluster)
     mine = cluster_of_locus[table.ints[:n, O_LOCUS]] == cluster
@@ -271,11 +273,13 @@ def _finish_cluster(
         table.ints[:kept] = table.ints[:n][keep]
         table.hashes[:kept] = table.hashes[:n][keep]
         table.state[S_ROWS] = kept
-    if flanks:  # the flank kernel builds on this module's kernels: imported here, once both are loaded
-        from mrdtrack.counting.flank_kernel import cluster_flank_molecules
+    if flank_refs is not None:
+        # the flank kernel builds on this module's kernels: imported here, once both are loaded
+        from mrdtrack.counting.flank_kernel import cluster_flank_tally
 
-        return cluster_flank_molecules(
-            ints, hashes, table.names, table.umis, loci_of_cluster, params, fraction
+        refs = flank_refs[loci_of_cluster]
+        return cluster_flank_tally(
+            ints, hashes, table.names, table.umis, loci_of_cluster, refs, params, fraction
         )
     rows, dropped, collision = _molecules(ints, hashes, table.names, table.umis, len(ints), params, fraction)
     if collision:

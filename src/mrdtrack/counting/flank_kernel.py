@@ -53,26 +53,31 @@ from mrdtrack.counting.bamscan import (
     _slots,
     _umi_families,
 )
-from mrdtrack.counting.flanks import FlankMolecules
+from mrdtrack.counting.flanks import FlankTally
 
 ABSENT = -1  # a template without a read at a position
 SHARED, IRREGULAR, COLLISION = 0, 1, 2  # what the kernel says
 
 
-def cluster_flank_molecules(
+def cluster_flank_tally(
     ints: np.ndarray,
     hashes: np.ndarray,
     names: np.ndarray,
     umis: np.ndarray,
     loci_of_cluster: np.ndarray,
+    refs: np.ndarray,
     params: np.ndarray,
     fraction: float,
-) -> FlankMolecules | None:
-    """The molecules of one cluster of flank positions from its observation rows (bamscan's table), or None
-    when two read names share a hash (the reference engine then counts the cluster, as for panel loci)."""
+) -> FlankTally | None:
+    """The molecules of one cluster of flank positions from its observation rows (bamscan's table), counted; the
+    positions' REF bases are `refs` (ASCII). None when two read names share a hash (the reference engine then
+    counts the cluster, as for panel loci)."""
     first, n_positions = int(loci_of_cluster[0]), len(loci_of_cluster)
-    found, status = _flank_molecules(
-        ints, hashes, names, umis, len(ints), first, n_positions, params, fraction
+    tally = np.zeros((n_positions, T_COLUMNS), dtype=np.int64)
+    tally[:, T_REF] = [_base_index(ref) for ref in refs.tolist()]
+    non_reference = np.empty((len(ints), 3), dtype=np.int64)  # at most one molecule per observation
+    m, status = _flank_tally(
+        ints, hashes, names, umis, len(ints), first, params, fraction, tally, non_reference
     )
     if status == COLLISION:
         return None
@@ -80,33 +85,41 @@ def cluster_flank_molecules(
         rows, _dropped, collision = _molecules(ints, hashes, names, umis, len(ints), params, fraction)
         if collision:
             return None
-        found = rows[:, :4] - np.array([first, 0, 0, 0])
-    return FlankMolecules(
-        position=found[:, 0].copy(),
-        bases=found[:, 1].copy(),
-        read1_forward=found[:, 2].astype(bool),
-        lengths=found[:, 3].copy(),
-    )
+        m = _count_rows(rows, first, tally, non_reference)
+    return FlankTally(tally[:, :4], tally[:, 4:8], tally[:, T_DISCORDANT], non_reference[:m].copy())
+
+
+# Columns of a cluster's tally: molecules of A, C, G, T, those with read 1 forward, discordant ones, and (given)
+# the position's REF as a base index.
+T_F1R2, T_DISCORDANT, T_REF, T_COLUMNS = 4, 8, 9, 10
 
 
 @njit(cache=True)
-def _flank_molecules(ints, hashes, names, umis, n, first, n_positions, params, fraction):
-    """Molecule rows (position index, base, read 1 forward, fragment length) of a cluster's observations, and
-    SHARED, IRREGULAR (nothing counted: a template's reads differ in their fields) or COLLISION."""
-    found = np.empty((n, 4), dtype=np.int64)  # at most one molecule per observation
+def _flank_tally(ints, hashes, names, umis, n, first, params, fraction, tally, non_reference):
+    """Count the molecules of a cluster's observations in `tally` and `non_reference` (see _count): (the number
+    of non-reference rows, SHARED), or (0, IRREGULAR: a template's reads differ in their fields; nothing
+    counted) or (0, COLLISION)."""
     read_rows = _read_starts(ints, hashes, n)
     template_of, n_templates, collision = _read_templates(ints, hashes, names, read_rows)
     if collision:
-        return found[:0], COLLISION
+        return 0, COLLISION
     heads = _template_heads(read_rows, template_of, n_templates)
     if not _fields_agree(ints, umis, read_rows, template_of, heads):
-        return found[:0], IRREGULAR
-    calls, head_rows = _calls_by_position(ints, read_rows, template_of, n_templates, first, n_positions)
+        return 0, IRREGULAR
+    calls, head_rows = _calls_by_position(ints, read_rows, template_of, n_templates, first, tally.shape[0])
     if params[P_MODE] <= 2:  # flag, consensus, none: each template is a molecule
-        return found[: _template_molecules(ints, heads, calls, found)], SHARED
-    return found[
-        : _family_molecules(ints, names, umis, heads, calls, head_rows, params, fraction, found)
-    ], SHARED
+        return _template_molecules(ints, heads, calls, tally, non_reference), SHARED
+    return _family_molecules(ints, names, umis, heads, calls, head_rows, params, fraction, tally,
+                             non_reference), SHARED  # fmt: skip
+
+
+@njit(cache=True)
+def _count_rows(rows, first, tally, non_reference):
+    """Count the molecule rows of bamscan._molecules (locus, base, read 1 forward, length, ...)."""
+    m = 0
+    for row in range(len(rows)):
+        m = _count(tally, non_reference, m, rows[row, 0] - first, rows[row, 1], rows[row, 2], rows[row, 3])
+    return m
 
 
 @njit(cache=True)
@@ -220,16 +233,39 @@ def _calls_by_position(ints, read_rows, template_of, n_templates, first, n_posit
 
 
 @njit(cache=True, inline="always")
-def _emit(found, m, position, base, forward, length):
-    found[m, 0] = position
-    found[m, 1] = base
-    found[m, 2] = forward
-    found[m, 3] = length
+def _count(tally, non_reference, m, position, base, forward, length):
+    """Count a molecule in its position's row of `tally` (see _flank_tally); a non-reference one also as a row
+    (position, base index, length) of `non_reference`, the m-th. Returns the next m."""
+    if base == DISCORDANT_CODE:
+        tally[position, T_DISCORDANT] += 1
+        return m
+    index = _base_index(base)
+    if index < 0:
+        return m
+    tally[position, index] += 1
+    tally[position, 4 + index] += forward
+    if index == tally[position, T_REF]:
+        return m
+    non_reference[m, 0] = position
+    non_reference[m, 1] = index
+    non_reference[m, 2] = length
     return m + 1
 
 
+@njit(cache=True, inline="always")
+def _base_index(base):
+    """A base's index in ACGT (-1: another code)."""
+    if base == 65:
+        return 0
+    if base == 67:
+        return 1
+    if base == 71:
+        return 2
+    return 3 if base == 84 else -1
+
+
 @njit(cache=True)
-def _template_molecules(ints, heads, calls, found):
+def _template_molecules(ints, heads, calls, tally, non_reference):
     """bamscan._molecules' flag, consensus and none modes: each template with a call is a molecule, unless its
     reads are below the consensus filters."""
     m = 0
@@ -238,7 +274,7 @@ def _template_molecules(ints, heads, calls, found):
         for position in range(calls.shape[1]):
             call = calls[template, position]
             if call != ABSENT and call != NO_CALL and ints[head, O_SHORT] == 0:
-                m = _emit(found, m, position, call, ints[head, O_R1FWD], ints[head, O_LENGTH])
+                m = _count(tally, non_reference, m, position, call, ints[head, O_R1FWD], ints[head, O_LENGTH])
     return m
 
 
@@ -311,7 +347,7 @@ def _tie_break_depends_on_order(ints, names, heads, group):
 
 
 @njit(cache=True)
-def _family_molecules(ints, names, umis, heads, calls, head_rows, params, fraction, found):
+def _family_molecules(ints, names, umis, heads, calls, head_rows, params, fraction, tally, non_reference):
     """bamscan._molecules' UMI and coordinates modes: the cluster's families where all of a coordinate group's
     templates are present at a position, the group's templates present there regrouped where only some are.
     One loop, its arrays unpacked once: numba counts references to each array a helper is handed."""
@@ -341,10 +377,10 @@ def _family_molecules(ints, names, umis, heads, calls, head_rows, params, fracti
                             1,
                         )
                     if base != NO_CALL and size[f] >= rules[0] and (strands == 2 or not duplex or rules[2]):
-                        m = _emit(found, m, position, base, orientation[f], length)
+                        m = _count(tally, non_reference, m, position, base, orientation[f], length)
             elif n_present > 0:
                 here = _present_in_order(calls, head_rows, position, group_members[start:end], n_present)
-                m = _regrouped(found, m, position, calls[:, position], ints, names, umis, heads, here, params,
+                m = _regrouped(tally, non_reference, m, position, calls[:, position], ints, names, umis, heads, here, params,
                                fraction, rules)  # fmt: skip
     return m
 
@@ -408,21 +444,33 @@ def _present_in_order(calls, head_rows, position, group, n_present):
 
 
 @njit(cache=True)
-def _regrouped(found, m, position, at, ints, names, umis, heads, group, params, fraction, rules):
+def _regrouped(
+    tally, non_reference, m, position, at, ints, names, umis, heads, group, params, fraction, rules
+):
     """The molecules of the templates of one coordinate group present at a position, formed there as
     bamscan._molecules forms them."""
     if params[P_MODE] == 3 and len(group) > 1 and not _one_umi(ints, umis, heads, group):
         family, _seed_rows = _umi_families(ints, umis, heads, group, params[P_MISMATCHES], params[P_DUPLEX])
         for seed in np.unique(family):
             m = _position_family(
-                found, m, position, at, ints, names, heads, group[family == seed], fraction, rules
+                tally,
+                non_reference,
+                m,
+                position,
+                at,
+                ints,
+                names,
+                heads,
+                group[family == seed],
+                fraction,
+                rules,
             )
         return m
-    return _position_family(found, m, position, at, ints, names, heads, group, fraction, rules)
+    return _position_family(tally, non_reference, m, position, at, ints, names, heads, group, fraction, rules)
 
 
 @njit(cache=True)
-def _position_family(found, m, position, at, ints, names, heads, members, fraction, rules):
+def _position_family(tally, non_reference, m, position, at, ints, names, heads, members, fraction, rules):
     """bamscan._add_family at one position: the family's molecule unless `rules` drop it."""
     if rules[1]:
         base, strands = _duplex_consensus(ints, heads, at, members, fraction)
@@ -433,4 +481,4 @@ def _position_family(found, m, position, at, ints, names, heads, members, fracti
     if rules[1] and strands < 2 and not rules[2]:
         return m
     orientation = _family_orientation(ints, names, heads, members)
-    return _emit(found, m, position, base, orientation, ints[heads[members[0]], O_LENGTH])
+    return _count(tally, non_reference, m, position, base, orientation, ints[heads[members[0]], O_LENGTH])

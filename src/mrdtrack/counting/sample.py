@@ -16,7 +16,7 @@ import pandas as pd
 import pysam
 
 from mrdtrack.counting.flanks import (
-    FlankMolecules,
+    FlankTally,
     FlankWindow,
     FlankWork,
     count_flanks,
@@ -372,15 +372,15 @@ def cluster_molecules(
     mode: str,
     stats: ReadStats,
     flanks: bool = False,
-) -> Iterator[tuple[str, list[Locus], list[LocusMolecules] | FlankMolecules]]:
+) -> Iterator[tuple[str, list[Locus], list[LocusMolecules] | FlankTally]]:
     """(contig as the table spells it, cluster, molecules per locus) of each unit, by the compiled engine
     where it can and the reference engine elsewhere: the one way loci are counted. With `flanks`, the compiled
-    engine gives a cluster's molecules as one FlankMolecules (flanks.py)."""
+    engine gives a cluster's molecules counted, as one FlankTally (flanks.py)."""
     scanner = _scanner(alignments, settings, mode)
     try:
         for (chrom, bam_chrom), group in itertools.groupby(units, key=lambda unit: unit[:2]):
             clusters = [unit[2] for unit in group]
-            found: Iterable[list[LocusMolecules] | FlankMolecules | None] = [None] * len(clusters)
+            found: Iterable[list[LocusMolecules] | FlankTally | None] = [None] * len(clusters)
             if scanner is not None:  # yields cluster by cluster, so that memory stays flat
                 found = scanner.molecules(alignments.get_tid(bam_chrom), clusters, stats, flanks)
             for cluster, molecules in zip(clusters, found, strict=True):
