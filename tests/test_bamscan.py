@@ -280,7 +280,7 @@ def test_auto_takes_the_compiled_engine_for_large_bams_only(tmp_path, monkeypatc
     bam = write_random_bam(tmp_path / "small.bam", [_plain_read("p1", 990)])
     used = []
 
-    def spy(self, tid, clusters, stats):  # records the call, then hands every cluster to pysam
+    def spy(self, tid, clusters, stats, flanks=False):  # records the call, then hands every cluster to pysam
         used.append(tid)
         return iter([None] * len(clusters))
 

@@ -15,9 +15,11 @@ import numpy as np
 import pandas as pd
 import pysam
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import write_indexed_bam
-from mrdtrack.counting import CountSettings, count_sample, flank_kernel
+from mrdtrack.counting import CountSettings, bamscan, count_sample, flank_kernel
 from mrdtrack.counting.flanks import FlankWindow, flank_contexts, flank_loci, flank_positions, flank_table
 from mrdtrack.counting.molecules import ReadStats, resolve_dedup_mode
 from mrdtrack.counting.sample import cluster_molecules
@@ -206,8 +208,6 @@ def molecules_per_position(ints, hashes, names, umis, params) -> tuple[list[int]
 
 
 def _table(reads, base):
-    from mrdtrack.counting import bamscan
-
     rows = sum(len(positions) for positions, _, _ in reads)
     ints = np.zeros((rows, bamscan.N_COLUMNS), dtype=np.int64)
     hashes = np.zeros(rows, dtype=np.uint64)
@@ -228,9 +228,93 @@ def _table(reads, base):
 
 
 def _params(mode: int, mismatches: int) -> np.ndarray:
-    from mrdtrack.counting import bamscan
-
     params = np.zeros(13, dtype=np.int64)
     params[[bamscan.P_MODE, bamscan.P_MISMATCHES, bamscan.P_MERGE_MATES, bamscan.P_MIN_FAMILY]] = (mode, mismatches,
                                                                                                  1, 1)  # fmt: skip
     return params
+
+
+@st.composite
+def observation_table(draw) -> tuple:
+    """A cluster's observation rows as the record kernel writes them (a read's rows together, one per position
+    it covers), with the settings array: reads of a few names (mates, copies, a third read), templates at a few
+    fragment coordinates, UMIs a mismatch apart or duplex, bases of either kind, no call, and now and then a
+    read whose fields differ from its template's first read."""
+    n_positions = draw(st.integers(1, 6))
+    merge_mates = draw(st.booleans())
+    templates = {}
+    reads = []
+    for _ in range(draw(st.integers(0, 40))):
+        name, key_bit = draw(st.integers(0, 12)), 0 if merge_mates else draw(st.integers(0, 1))
+        fields = templates.setdefault(
+            (name, key_bit),
+            (draw(st.sampled_from([100, 120])), draw(st.sampled_from([150, 151])), draw(st.integers(0, 1)),
+             draw(st.integers(1, 3)), draw(st.integers(0, 3)), draw(st.sampled_from(["AAAA", "AAAT", "AATT", "AC-GT",
+             "GT-AC", ""]))),
+        )  # fmt: skip
+        if draw(st.integers(0, 30)) == 0:  # a read whose fields differ from its template's
+            fields = (*fields[:5], "CCCC")
+        first = draw(st.integers(0, n_positions - 1))
+        last = draw(st.integers(first, n_positions - 1))
+        covered = [p for p in range(first, last + 1) if draw(st.integers(0, 9)) > 0]  # a deletion's gap
+        bases = [draw(st.sampled_from([0, 65, 65, 65, 67, 84, 78])) for _ in covered]
+        reads.append((name, key_bit, fields, covered, bases))
+    params = np.zeros(13, dtype=np.int64)
+    params[[bamscan.P_MODE, bamscan.P_MISMATCHES, bamscan.P_DUPLEX, bamscan.P_MERGE_MATES, bamscan.P_MIN_FAMILY,
+            bamscan.P_KEEP_SINGLE]] = (draw(st.integers(0, 4)), draw(st.integers(0, 1)), draw(st.integers(0, 1)),
+                                       int(merge_mates), draw(st.integers(1, 3)), draw(st.integers(0, 1)))  # fmt: skip
+    fraction = draw(st.sampled_from([0.5, 0.6, 1.0, 1.1]))
+    return (*_rows(reads), n_positions, params, fraction)
+
+
+def _rows(reads: list) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    n = sum(len(covered) for *_, covered, _ in reads)
+    ints = np.zeros((n, bamscan.N_COLUMNS), dtype=np.int64)
+    hashes = np.zeros(n, dtype=np.uint64)
+    names, umis = bytearray(), bytearray()
+    row = 0
+    for name, key_bit, (left, length, forward, size, short, umi), covered, bases in reads:
+        text = f"read{name}".encode()
+        for position, base in zip(covered, bases, strict=True):
+            ints[row, COLUMNS] = (position, base, left, length, forward, size, len(names), len(text), len(umis),
+                                  len(umi), key_bit, short)  # fmt: skip
+            hashes[row] = _fnv(text, key_bit)
+            row += 1
+        names += text
+        umis += umi.encode()
+    as_arrays = [np.frombuffer(bytes(data) or b"\0", dtype=np.uint8).copy() for data in (names, umis)]
+    return ints, hashes, *as_arrays
+
+
+COLUMNS = [bamscan.O_LOCUS, bamscan.O_BASE, bamscan.O_LEFT, bamscan.O_LENGTH, bamscan.O_R1FWD, bamscan.O_SIZE,
+           bamscan.O_NAME, bamscan.O_NAME_LEN, bamscan.O_UMI, bamscan.O_UMI_LEN, bamscan.O_KEYBIT,
+           bamscan.O_SHORT]  # fmt: skip
+
+
+def _fnv(name: bytes, key_bit: int) -> int:
+    """The name hash the record kernel stores (64-bit FNV-1a of the name, then of the key bit)."""
+    value = 14695981039346656037
+    for byte in (*name, key_bit):
+        value = ((value ^ byte) * 1099511628211) % 2**64
+    return value
+
+
+@settings(max_examples=400, deadline=None)
+@given(table=observation_table())
+def test_the_flank_kernel_counts_what_the_per_position_kernel_finds(table):
+    ints, hashes, names, umis, n_positions, params, fraction = table
+    refs = np.full(n_positions, ord("A"), dtype=np.int64)
+    counted = flank_kernel.cluster_flank_tally(
+        ints, hashes, names, umis, np.arange(n_positions), refs, params, fraction
+    )
+    rows, _dropped, collision = bamscan._molecules(ints, hashes, names, umis, len(ints), params, fraction)
+    assert not collision and counted is not None
+    expected = np.zeros((n_positions, flank_kernel.T_COLUMNS), dtype=np.int64)  # REF A: base index 0
+    non_reference = np.empty((len(rows), 3), dtype=np.int64)
+    m = flank_kernel._count_rows(rows, 0, expected, non_reference)
+    assert counted.counts.tolist() == expected[:, :4].tolist()
+    assert counted.f1r2.tolist() == expected[:, 4:8].tolist()
+    assert counted.discordant.tolist() == expected[:, flank_kernel.T_DISCORDANT].tolist()
+    assert sorted(map(tuple, counted.non_reference.tolist())) == sorted(
+        map(tuple, non_reference[:m].tolist())
+    )

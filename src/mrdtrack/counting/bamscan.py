@@ -72,8 +72,9 @@ N_COLUMNS = 12
 # Columns of the locus shapes array: 1 for an indel (0: an SNV), deleted bases, where the inserted bases start in
 # the inserted-bases array and how many there are.
 L_INDEL, L_DELETED, L_INSERTED_AT, L_INSERTED_LEN = range(4)
-# The state array: observations used, name bytes used, UMI bytes used, the first cluster not yet complete.
-S_ROWS, S_NAMES, S_UMIS, S_OPEN = range(4)
+# The state array: observations used, name bytes used, UMI bytes used, the first cluster not yet complete, the
+# largest locus index of an observation in the table.
+S_ROWS, S_NAMES, S_UMIS, S_OPEN, S_LAST = range(5)
 # Clusters whose reads start closer than this in the file (compressed bytes) are streamed in one pass.
 JOIN_BYTES = 1 << 22
 
@@ -262,17 +263,18 @@ def _finish_cluster(
     cluster's molecules counted (flank positions have no read statistics)."""
     n = int(table.state[S_ROWS])
     loci_of_cluster = np.flatnonzero(cluster_of_locus == cluster)
-    mine = cluster_of_locus[table.ints[:n, O_LOCUS]] == cluster
-    if mine.all():
+    if table.state[S_LAST] <= loci_of_cluster[-1]:  # all rows are the cluster's (known without reading them)
         ints, hashes = table.ints[:n], table.hashes[:n]
         table.state[S_ROWS] = table.state[S_NAMES] = table.state[S_UMIS] = 0
     else:  # a long read already reached a later cluster: keep its rows
+        mine = cluster_of_locus[table.ints[:n, O_LOCUS]] == cluster
         ints, hashes = table.ints[:n][mine], table.hashes[:n][mine]
         keep = ~mine
         kept = int(keep.sum())
         table.ints[:kept] = table.ints[:n][keep]
         table.hashes[:kept] = table.hashes[:n][keep]
         table.state[S_ROWS] = kept
+        table.state[S_LAST] = table.ints[:kept, O_LOCUS].max()
     if flank_refs is not None:
         # the flank kernel builds on this module's kernels: imported here, once both are loaded
         from mrdtrack.counting.flank_kernel import cluster_flank_tally
@@ -297,7 +299,7 @@ class _Table:
         self.hashes = np.zeros(capacity, dtype=np.uint64)
         self.names = np.zeros(capacity * 32, dtype=np.uint8)
         self.umis = np.zeros(capacity * 16, dtype=np.uint8)
-        self.state = np.zeros(4, dtype=np.int64)
+        self.state = np.zeros(5, dtype=np.int64)
 
     def grow(self) -> None:
         self.ints = np.concatenate([self.ints, np.zeros_like(self.ints)])
@@ -684,6 +686,7 @@ def _scan_records(
                 hashes[row] = hashes[row_of_read]
             ints[row, O_LOCUS] = index
             state[S_ROWS] = row + 1
+            state[S_LAST] = max(state[S_LAST], index)
             if has_qualities and _low_quality(buffer, qual_at, query, 1 + insertion, min_baseq):
                 counters[cluster_of_locus[index], 8] += 1
                 ints[row, O_BASE] = NO_CALL

@@ -99,14 +99,9 @@ def _flank_tally(ints, hashes, names, umis, n, first, params, fraction, tally, n
     """Count the molecules of a cluster's observations in `tally` and `non_reference` (see _count): (the number
     of non-reference rows, SHARED), or (0, IRREGULAR: a template's reads differ in their fields; nothing
     counted) or (0, COLLISION)."""
-    read_rows = _read_starts(ints, hashes, n)
-    template_of, n_templates, collision = _read_templates(ints, hashes, names, read_rows)
-    if collision:
-        return 0, COLLISION
-    heads = _template_heads(read_rows, template_of, n_templates)
-    if not _fields_agree(ints, umis, read_rows, template_of, heads):
-        return 0, IRREGULAR
-    calls, head_rows = _calls_by_position(ints, read_rows, template_of, n_templates, first, tally.shape[0])
+    heads, calls, head_rows, status = _template_calls(ints, hashes, names, umis, n, first, tally.shape[0])
+    if status != SHARED:
+        return 0, status
     if params[P_MODE] <= 2:  # flag, consensus, none: each template is a molecule
         return _template_molecules(ints, heads, calls, tally, non_reference), SHARED
     return _family_molecules(ints, names, umis, heads, calls, head_rows, params, fraction, tally,
@@ -123,113 +118,115 @@ def _count_rows(rows, first, tally, non_reference):
 
 
 @njit(cache=True)
-def _read_starts(ints, hashes, n):
-    """The first row of each read (the record kernel writes a read's rows together), and n at the end."""
-    starts = np.empty(n + 1, dtype=np.int64)
-    count = 0
-    for row in range(n):
-        if row == 0 or not _same_read(ints, hashes, row - 1, row):
-            starts[count] = row
-            count += 1
-    starts[count] = n
-    return starts[: count + 1]
-
-
-@njit(cache=True)
-def _read_templates(ints, hashes, names, read_rows):
-    """Each read's template (read name and key bit; numbered in file order), the number of templates, and
-    whether two names share a hash (as bamscan._templates)."""
-    n_reads = len(read_rows) - 1
-    slots = _slots(n_reads)
-    mask = np.uint64(len(slots) - 1)
-    named = np.empty(n_reads, dtype=np.int64)  # the first row of each template
-    template_of = np.empty(n_reads, dtype=np.int64)
-    count = 0
-    for read in range(n_reads):
-        row = read_rows[read]
-        slot = (hashes[row] ^ (hashes[row] >> np.uint64(29))) & mask
-        while True:
-            template = slots[slot]
-            if template < 0:
-                template = count
-                slots[slot] = template
-                named[template] = row
-                count += 1
-                break
-            other = named[template]
-            if hashes[other] == hashes[row]:
-                if ints[row, O_KEYBIT] != ints[other, O_KEYBIT] or not _same_bytes(
-                    names,
-                    ints[row, O_NAME],
-                    ints[row, O_NAME_LEN],
-                    ints[other, O_NAME],
-                    ints[other, O_NAME_LEN],
-                ):
-                    return template_of, 0, True
-                break
-            slot = (slot + np.uint64(1)) & mask
-        template_of[read] = template
-    return template_of, count, False
-
-
-@njit(cache=True)
-def _template_heads(read_rows, template_of, n_templates):
-    """The first row of each template's first read."""
-    heads = np.full(n_templates, -1, dtype=np.int64)
-    for read in range(len(read_rows) - 1):
-        if heads[template_of[read]] < 0:
-            heads[template_of[read]] = read_rows[read]
-    return heads
-
-
-@njit(cache=True)
-def _fields_agree(ints, umis, read_rows, template_of, heads):
-    """Whether every read carries its template's fields, so that a template is the same whichever of its reads
-    comes first at a position."""
-    for read in range(len(read_rows) - 1):
-        row, head = read_rows[read], heads[template_of[read]]
-        for column in (O_LEFT, O_LENGTH, O_R1FWD, O_SIZE, O_SHORT):
-            if ints[row, column] != ints[head, column]:
-                return False
-        if not _same_bytes(
-            umis, ints[row, O_UMI], ints[row, O_UMI_LEN], ints[head, O_UMI], ints[head, O_UMI_LEN]
-        ):
-            return False
-    return True
-
-
-@njit(cache=True)
-def _calls_by_position(ints, read_rows, template_of, n_templates, first, n_positions):
-    """Each template's observation code at each position (bamscan._template_calls: its first base, or
-    DISCORDANT_CODE when exactly two bases differ; NO_CALL without a base; ABSENT without a read there), and its
-    first row there (its place in the per-position order of templates). Template by template: a read's positions
-    are next to each other in memory."""
-    calls = np.full((n_templates, n_positions), ABSENT, dtype=np.int16)
-    head_rows = np.full((n_templates, n_positions), -1, dtype=np.int32)
-    n_bases = np.zeros((n_templates, n_positions), dtype=np.int8)  # 0, 1, 2 (agreeing), -2 (differing), 3
-    for read in range(len(read_rows) - 1):
-        template = template_of[read]
-        for row in range(read_rows[read], read_rows[read + 1]):
-            position = ints[row, O_LOCUS] - first
-            base = ints[row, O_BASE]
-            if head_rows[template, position] < 0:
-                head_rows[template, position] = row
-                calls[template, position] = NO_CALL
-            if base == NO_CALL:
-                continue
-            seen = n_bases[template, position]
-            if seen == 0:
-                calls[template, position] = base
-                n_bases[template, position] = 1
-            elif seen == 1:
-                n_bases[template, position] = 2 if base == calls[template, position] else -2
-            else:
-                n_bases[template, position] = 3
-    for template in range(n_templates):
+def _template_calls(ints, hashes, names, umis, n, first, n_positions):
+    """The cluster's templates (read name and key bit; bamscan._templates) in one pass over its rows (a pass
+    costs what the table's size is): each template's first row (`heads`, in file order), its observation code at
+    each position (bamscan._template_calls: its first base, or DISCORDANT_CODE when exactly two bases differ;
+    NO_CALL without a base; ABSENT without a read there) and its first row there (its place in the
+    per-position order of templates), and SHARED, IRREGULAR (a read without its template's fields) or COLLISION
+    (two names share a hash)."""
+    capacity = n // max(n_positions, 1) + 16  # templates; grown when a cluster holds more
+    slots, heads = _slots(capacity), np.empty(capacity, dtype=np.int64)
+    calls = np.full((capacity, n_positions), ABSENT, dtype=np.int16)
+    head_rows = np.full((capacity, n_positions), -1, dtype=np.int32)
+    n_bases = np.zeros((capacity, n_positions), dtype=np.int8)  # 0, 1, 2 (agreeing), -2 (differing), 3
+    row, count, status = 0, 0, SHARED
+    while True:
+        row, count, status = _add_rows(ints, hashes, names, umis, row, n, first, slots, heads, calls, head_rows,
+                                       n_bases, count)  # fmt: skip
+        if row == n or status != SHARED:
+            break
+        slots, heads, calls, head_rows, n_bases = _grown(hashes, slots, heads, calls, head_rows, n_bases)
+    for template in range(count):
         for position in range(n_positions):
             if n_bases[template, position] == -2:
                 calls[template, position] = DISCORDANT_CODE
-    return calls, head_rows
+    return heads[:count], calls[:count], head_rows[:count], status
+
+
+@njit(cache=True)
+def _add_rows(ints, hashes, names, umis, start, n, first, slots, heads, calls, head_rows, n_bases, count):
+    """Add rows from `start` to their templates (see _template_calls) until the rows end or a new template finds
+    no room: (the first row not added, the number of templates, status). A read's rows are consecutive (the
+    record kernel writes them together)."""
+    template = -1
+    for row in range(start, n):
+        if template < 0 or not _same_read(ints, hashes, row - 1, row):  # a read's first row
+            slot, template = _find_template(ints, hashes, names, slots, heads, row)
+            if template == -2:
+                return row, count, COLLISION
+            if template >= 0 and not _same_fields(ints, umis, row, heads[template]):
+                return row, count, IRREGULAR
+            if template == -1:
+                if count == len(heads):
+                    return row, count, SHARED
+                template = count
+                slots[slot], heads[template] = template, row
+                count += 1
+        position, base = ints[row, O_LOCUS] - first, ints[row, O_BASE]
+        if head_rows[template, position] < 0:
+            head_rows[template, position] = row
+            calls[template, position] = NO_CALL
+        seen = n_bases[template, position]
+        if base == NO_CALL:  # bamscan._add_observation
+            continue
+        if seen == 0:
+            calls[template, position] = base
+            n_bases[template, position] = 1
+        elif seen == 1:
+            n_bases[template, position] = 2 if base == calls[template, position] else -2
+        else:
+            n_bases[template, position] = 3
+    return n, count, SHARED
+
+
+@njit(cache=True)
+def _find_template(ints, hashes, names, slots, heads, row):
+    """(slot, template) of the read whose first row is `row` in the hash table `slots` of the templates so far
+    (`heads`): template -1 (and its empty slot) for a new template, -2 when another name has its hash."""
+    mask = np.uint64(len(slots) - 1)
+    slot = (hashes[row] ^ (hashes[row] >> np.uint64(29))) & mask
+    while True:
+        template = slots[slot]
+        if template < 0:
+            return slot, -1
+        other = heads[template]
+        if hashes[other] == hashes[row]:
+            if ints[row, O_KEYBIT] != ints[other, O_KEYBIT] or not _same_bytes(
+                names, ints[row, O_NAME], ints[row, O_NAME_LEN], ints[other, O_NAME], ints[other, O_NAME_LEN]
+            ):
+                return slot, -2
+            return slot, template
+        slot = (slot + np.uint64(1)) & mask
+
+
+@njit(cache=True)
+def _grown(hashes, slots, heads, calls, head_rows, n_bases):
+    """The template arrays with twice the room, and the hash table rebuilt for it."""
+    count = len(heads)
+    calls = np.concatenate((calls, np.full((count, calls.shape[1]), ABSENT, dtype=np.int16)))
+    head_rows = np.concatenate((head_rows, np.full((count, calls.shape[1]), -1, dtype=np.int32)))
+    n_bases = np.concatenate((n_bases, np.zeros((count, calls.shape[1]), dtype=np.int8)))
+    heads = np.concatenate((heads, np.empty(count, dtype=np.int64)))
+    slots = _slots(2 * count)
+    mask = np.uint64(len(slots) - 1)
+    for template in range(count):
+        key = hashes[heads[template]]
+        slot = (key ^ (key >> np.uint64(29))) & mask
+        while slots[slot] >= 0:
+            slot = (slot + np.uint64(1)) & mask
+        slots[slot] = template
+    return slots, heads, calls, head_rows, n_bases
+
+
+@njit(cache=True)
+def _same_fields(ints, umis, row, head):
+    """Whether the read at `row` carries the fields of its template's first read (at `head`), so that a template
+    is the same whichever of its reads comes first at a position."""
+    for column in (O_LEFT, O_LENGTH, O_R1FWD, O_SIZE, O_SHORT):
+        if ints[row, column] != ints[head, column]:
+            return False
+    return _same_bytes(umis, ints[row, O_UMI], ints[row, O_UMI_LEN], ints[head, O_UMI], ints[head, O_UMI_LEN])
 
 
 @njit(cache=True, inline="always")

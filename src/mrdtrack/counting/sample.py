@@ -382,7 +382,7 @@ def cluster_molecules(
             clusters = [unit[2] for unit in group]
             found: Iterable[list[LocusMolecules] | FlankTally | None] = [None] * len(clusters)
             if scanner is not None:  # yields cluster by cluster, so that memory stays flat
-                found = scanner.molecules(alignments.get_tid(bam_chrom), clusters, stats, flanks)
+                found = scanner.molecules(alignments.get_tid(bam_chrom), clusters, stats, flanks=flanks)
             for cluster, molecules in zip(clusters, found, strict=True):
                 if molecules is None:  # the reference engine
                     molecules = [
