@@ -143,7 +143,7 @@ class BamScanner:
         ends = np.array([c[-1].pos for c in run.clusters], dtype=np.int64)
         counters = np.zeros((len(run.clusters), len(STAT_FIELDS)), dtype=np.int64)
         depth = np.zeros(len(loci), dtype=np.int64)
-        table = _Table()
+        table = _Table(FLANK_COPIES if flanks else ALL_COLUMNS)
         geometry = (tid, loci, shapes, inserted, cluster_of_locus, begins, ends)
         refs = np.array([ord(locus.ref[0]) for locus in every_locus], dtype=np.int64) if flanks else None
         for status in self._records(run.start, geometry, counters, depth, table):
@@ -171,7 +171,7 @@ class BamScanner:
                 status, offset = _scan_records(
                     buffer, offset, tid, loci, shapes, inserted, cluster_of_locus, begins, ends, self.params,
                     self.umi_tag, _SEQ_CODES, counters, depth, table.ints, table.hashes, table.names, table.umis,
-                    table.state,
+                    table.state, table.copied,
                 )  # fmt: skip
                 if status == CORRUPT:  # counting.py turns this into its "truncated or corrupt" message
                     raise OSError("a BAM record whose sizes do not add up")
@@ -267,6 +267,8 @@ def _finish_cluster(
         ints, hashes = table.ints[:n], table.hashes[:n]
         table.state[S_ROWS] = table.state[S_NAMES] = table.state[S_UMIS] = 0
     else:  # a long read already reached a later cluster: keep its rows
+        if len(table.copied) < N_COLUMNS:  # its first row there must hold its fields
+            _fill_copies(table.ints, table.hashes, n)
         mine = cluster_of_locus[table.ints[:n, O_LOCUS]] == cluster
         ints, hashes = table.ints[:n][mine], table.hashes[:n][mine]
         keep = ~mine
@@ -291,10 +293,18 @@ def _finish_cluster(
     return _per_locus(rows, depth[loci_of_cluster])
 
 
-class _Table:
-    """Growable observation arrays filled by `_scan_records`."""
+# The columns of a read's first observation row copied to its other rows: all of them for panel loci; the read's
+# identity for flank positions, whose kernel reads the other columns of a read's first row only.
+ALL_COLUMNS = np.arange(N_COLUMNS)
+FLANK_COPIES = np.array([O_NAME, O_NAME_LEN, O_KEYBIT])
 
-    def __init__(self, capacity: int = 1 << 12) -> None:
+
+class _Table:
+    """Growable observation arrays filled by `_scan_records`, which copies the `copied` columns of a read's first
+    row to its other rows."""
+
+    def __init__(self, copied: np.ndarray = ALL_COLUMNS, capacity: int = 1 << 12) -> None:
+        self.copied = copied
         self.ints = np.zeros((capacity, N_COLUMNS), dtype=np.int64)
         self.hashes = np.zeros(capacity, dtype=np.uint64)
         self.names = np.zeros(capacity * 32, dtype=np.uint8)
@@ -580,9 +590,10 @@ def _tag_int(buffer, kind, at):
 @njit(cache=True)
 def _scan_records(
     buffer, offset, tid, loci, shapes, inserted, cluster_of_locus, begins, ends, params, umi_tag, seq_codes,
-    counters, depth, ints, hashes, names, umis, state,
+    counters, depth, ints, hashes, names, umis, state, copied,
 ):  # fmt: skip
-    """Parse whole records from `offset`, adding an observation per read and locus, until the open cluster is
+    """Parse whole records from `offset`, adding an observation per read and locus (a read's first observation
+    holds all its fields, the others its `copied` columns, its locus and its base), until the open cluster is
     complete (CLUSTER_DONE), all are (RUN_DONE), the buffer ends (NEED_DATA), the table is full (OUT_OF_ROOM) or
     a record needs the reference engine. Returns (status, offset of the first record not parsed). A read counts
     in the statistics of every cluster whose fetch region it overlaps, as with one `fetch` per cluster."""
@@ -681,7 +692,7 @@ def _scan_records(
                     return NEEDS_REFERENCE, offset
                 row_of_read = row
             else:
-                for column in range(N_COLUMNS):
+                for column in copied:
                     ints[row, column] = ints[row_of_read, column]
                 hashes[row] = hashes[row_of_read]
             ints[row, O_LOCUS] = index
@@ -696,6 +707,17 @@ def _scan_records(
                 call = np.int64(seq_codes[(code >> 4) if query % 2 == 0 else (code & 0xF)])
             ints[row, O_BASE] = call
         offset = record_end
+
+
+@njit(cache=True)
+def _fill_copies(ints, hashes, n):
+    """Copy each read's fields from its first row to its other rows, where the record kernel copied some
+    columns only (_Table.copied)."""
+    for row in range(1, n):
+        if _same_read(ints, hashes, row - 1, row):
+            for column in range(N_COLUMNS):
+                if column != O_LOCUS and column != O_BASE:
+                    ints[row, column] = ints[row - 1, column]
 
 
 @njit(cache=True, inline="always")

@@ -46,6 +46,7 @@ from mrdtrack.counting.bamscan import (
     _duplex_consensus,
     _family_orientation,
     _family_size,
+    _fill_copies,
     _molecules,
     _one_umi,
     _same_bytes,
@@ -82,6 +83,7 @@ def cluster_flank_tally(
     if status == COLLISION:
         return None
     if status == IRREGULAR:  # reads of one template with different fields: the per-position kernel
+        _fill_copies(ints, hashes, len(ints))  # the rows as the per-position kernel reads them
         rows, _dropped, collision = _molecules(ints, hashes, names, umis, len(ints), params, fraction)
         if collision:
             return None
