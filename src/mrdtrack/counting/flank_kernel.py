@@ -11,8 +11,8 @@ size, UMI, the BELOW_* bits) are those of its first read at the position, so the
 its reads carry the same fields (else the cluster goes the per-position way). A family is the per-position
 one where all of its coordinate group's templates cover the position; where only some do (a read ending inside
 the cluster, a deletion), that group is grouped and clustered again from the templates present there, in
-their order there, as the per-position kernel does. What is given back is the molecules of all positions as
-flat arrays, ready for the flank tally's np.bincount, with no Python object per position.
+their order there, as the per-position kernel does. The molecules are counted here too (per position and base,
+the non-reference ones' lengths kept), so Python handles one small tally per cluster, no object per position.
 """
 
 from __future__ import annotations
@@ -88,7 +88,9 @@ def cluster_flank_tally(
         if collision:
             return None
         m = _count_rows(rows, first, tally, non_reference)
-    return FlankTally(tally[:, :4], tally[:, 4:8], tally[:, T_DISCORDANT], non_reference[:m].copy())
+    return FlankTally(
+        tally[:, :T_F1R2], tally[:, T_F1R2:T_DISCORDANT], tally[:, T_DISCORDANT], non_reference[:m].copy()
+    )
 
 
 # Columns of a cluster's tally: molecules of A, C, G, T, those with read 1 forward, discordant ones, and (given)
@@ -242,7 +244,7 @@ def _count(tally, non_reference, m, position, base, forward, length):
     if index < 0:
         return m
     tally[position, index] += 1
-    tally[position, 4 + index] += forward
+    tally[position, T_F1R2 + index] += forward
     if index == tally[position, T_REF]:
         return m
     non_reference[m, 0] = position
