@@ -7,8 +7,10 @@ context by context. The calling step draws the sample's own null panels from the
 
 Each flank position is counted as a panel locus is, by the same engine with the same read, base, family and
 mate rules (a `Locus` whose ALT is one of the three other bases: the engines report every molecule's base, so
-one pass gives all three substitutions). The table has one row per covered position and ALT base
-(`flanks` contract, docs/tables.md).
+one pass gives all three substitutions). The compiled engine builds the templates and families of a cluster of
+flank positions once for all of them and counts them there (flank_kernel), with the molecules that counting each
+position on its own gives. The table has one row per covered position and ALT base (`flanks` contract,
+docs/tables.md).
 """
 
 from __future__ import annotations
