@@ -296,11 +296,13 @@ def test_auto_takes_the_compiled_engine_for_large_bams_only(tmp_path, monkeypatc
     bam = write_random_bam(tmp_path / "small.bam", [_plain_read("p1", 990)])
     used = []
 
-    def spy(self, tid, clusters, stats, continues=()):  # records the call, then hands every cluster to pysam
+    def spy(
+        self, tid, clusters, stats, continues, flanks=False
+    ):  # records the call, hands every cluster to pysam
         used.append(tid)
         return iter([None] * len(clusters))
 
-    monkeypatch.setattr(bamscan.BamScanner, "cluster_rows", spy)  # panel loci and flanks both go through it
+    monkeypatch.setattr(bamscan.BamScanner, "_scan", spy)  # panel loci and flanks both go through it
     count_sample("s", bam, "", PANEL, CountSettings())
     assert not used, "a small BAM is counted by pysam under engine: auto"
     monkeypatch.setattr(counting, "AUTO_COMPILED_MIN_BYTES", 0)
@@ -332,7 +334,7 @@ def test_a_record_whose_sizes_do_not_add_up_is_reported_not_parsed():
         too_short, 0, 0, one, shapes, inserted, np.zeros(1, dtype=np.int64), one, one + 1,
         np.zeros(1, dtype=np.int64), np.zeros(12, dtype=np.int64), np.zeros(2, dtype=np.uint8), bamscan._SEQ_CODES,
         np.zeros((1, len(bamscan.STAT_FIELDS)), dtype=np.int64), np.zeros(1, dtype=np.int64), table.ints,
-        table.hashes, table.names, table.umis, table.state,
+        table.hashes, table.names, table.umis, table.state, table.copied,
     )  # fmt: skip
     assert (status, offset) == (bamscan.CORRUPT, 0)
     assert bamscan._whole_records_end(too_short) == 0

@@ -21,7 +21,7 @@ import os
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numba import njit
@@ -38,6 +38,9 @@ from mrdtrack.counting.molecules import (
     LocusMolecules,
     ReadStats,
 )
+
+if TYPE_CHECKING:
+    from mrdtrack.counting.flanks import FlankTally
 
 FIRST_READ = 1 << 16  # decompressed bytes first asked of htslib for a cluster; doubled while it needs more
 LAST_READ = 1 << 22
@@ -70,8 +73,9 @@ N_COLUMNS = 12
 # Columns of the locus shapes array: 1 for an indel (0: an SNV), deleted bases, where the inserted bases start in
 # the inserted-bases array and how many there are.
 L_INDEL, L_DELETED, L_INSERTED_AT, L_INSERTED_LEN = range(4)
-# The state array: observations used, name bytes used, UMI bytes used, the first cluster not yet complete.
-S_ROWS, S_NAMES, S_UMIS, S_OPEN = range(4)
+# The state array: observations used, name bytes used, UMI bytes used, the first cluster not yet complete, the
+# largest locus index of an observation in the table.
+S_ROWS, S_NAMES, S_UMIS, S_OPEN, S_LAST = range(5)
 # Clusters whose reads start closer than this in the file (compressed bytes) are streamed in one pass.
 JOIN_BYTES = 1 << 22
 
@@ -114,13 +118,17 @@ class BamScanner:
             self.bgzf.close()
 
     def molecules(
-        self, tid: int, clusters: list[list[Locus]], stats: ReadStats
-    ) -> Iterator[list[LocusMolecules] | None]:
+        self, tid: int, clusters: list[list[Locus]], stats: ReadStats, flanks: bool = False
+    ) -> Iterator[list[LocusMolecules] | FlankTally | None]:
         """Each cluster's molecules per locus (clusters of loci sorted by position on contig `tid`, in order),
         yielded as soon as the cluster is complete; None for a cluster the reference engine must count (its
-        reads are then left out of `stats`)."""
-        for found in self.cluster_rows(tid, clusters, stats):
-            yield None if found is None else _per_locus(*found)
+        reads are then left out of `stats`). With `flanks`, each cluster's molecules counted as one `FlankTally`,
+        its families built once for all its positions (flank_kernel)."""
+        if flanks:
+            yield from self._scan(tid, clusters, stats, (), flanks=True)
+        else:
+            for found in self._scan(tid, clusters, stats, ()):
+                yield None if found is None else _per_locus(*found)
 
     def cluster_rows(
         self, tid: int, clusters: list[list[Locus]], stats: ReadStats, continues: Sequence[bool] = ()
@@ -130,15 +138,28 @@ class BamScanner:
         `continues[i]` True makes cluster i a piece of the cluster before it: the two are read in one pass and
         their reads are counted in `stats` as one cluster's (as one fetch of both), while each piece is handed
         back as soon as it is complete, so that the reads held at once are those of one piece."""
+        return self._scan(tid, clusters, stats, continues)
+
+    def _scan(
+        self,
+        tid: int,
+        clusters: list[list[Locus]],
+        stats: ReadStats,
+        continues: Sequence[bool],
+        flanks: bool = False,
+    ) -> Iterator[ClusterRows | FlankTally | None]:
+        """Each cluster's table (its molecules counted, with `flanks`), or None where pysam must count it."""
         linear = self.linear.get(tid) if self.linear is not None else None
         continues = list(continues) or [False] * len(clusters)
         for run in _runs(linear, clusters, continues):
             if run.start == -1:
                 yield from [None] * len(run.clusters)
             else:
-                yield from self._scan_run(tid, run, stats)
+                yield from self._scan_run(tid, run, stats, flanks)
 
-    def _scan_run(self, tid: int, run: _Run, stats: ReadStats) -> Iterator[ClusterRows | None]:
+    def _scan_run(
+        self, tid: int, run: _Run, stats: ReadStats, flanks: bool
+    ) -> Iterator[ClusterRows | FlankTally | None]:
         """Stream a run of clusters once, yielding each cluster when the first read past it arrives. From a
         record the parser leaves alone on, the run's unfinished clusters are None."""
         every_locus = [locus for cluster in run.clusters for locus in cluster]
@@ -152,15 +173,16 @@ class BamScanner:
         ends[:-1] = np.where(continues[1:] != 0, np.maximum(begins[1:], ends[:-1]), ends[:-1])
         counters = np.zeros((len(run.clusters), len(STAT_FIELDS)), dtype=np.int64)
         depth = np.zeros(len(loci), dtype=np.int64)
-        table = _Table()
+        table = _Table(FLANK_COPIES if flanks else ALL_COLUMNS)
         geometry = (tid, loci, shapes, inserted, cluster_of_locus, begins, ends, continues)
+        refs = np.array([ord(locus.ref[0]) for locus in every_locus], dtype=np.int64) if flanks else None
         for status in self._records(run.start, geometry, counters, depth, table):
             cluster = int(table.state[S_OPEN])
             if status == NEEDS_REFERENCE:
                 yield from [None] * (len(run.clusters) - cluster)
                 return
             done = _finish_cluster(
-                table, cluster, cluster_of_locus, depth, self.params, self.fraction, counters[cluster]
+                table, cluster, cluster_of_locus, depth, self.params, self.fraction, counters[cluster], refs
             )
             if done is not None:
                 for field, value in zip(STAT_FIELDS, counters[cluster], strict=True):
@@ -179,7 +201,7 @@ class BamScanner:
                 status, offset = _scan_records(
                     buffer, offset, tid, loci, shapes, inserted, cluster_of_locus, begins, ends, continues,
                     self.params, self.umi_tag, _SEQ_CODES, counters, depth, table.ints, table.hashes, table.names,
-                    table.umis, table.state,
+                    table.umis, table.state, table.copied,
                 )  # fmt: skip
                 if status == CORRUPT:  # counting.py turns this into its "truncated or corrupt" message
                     raise OSError("a BAM record whose sizes do not add up")
@@ -272,24 +294,36 @@ def _runs(linear: np.ndarray | None, clusters: list[list[Locus]], continues: lis
 
 def _finish_cluster(
     table: _Table, cluster: int, cluster_of_locus: np.ndarray, depth: np.ndarray, params: np.ndarray,
-    fraction: float, counters: np.ndarray,
-) -> ClusterRows | None:  # fmt: skip
+    fraction: float, counters: np.ndarray, flank_refs: np.ndarray | None = None,
+) -> ClusterRows | FlankTally | None:  # fmt: skip
     """Build one complete cluster's molecules from its observations and drop them from the table, counting the
     consensus molecules dropped in the cluster's `counters`; None when two read names collide in the hash (the
-    reference engine then counts the run)."""
+    reference engine then counts the run). Given the REF bases of a run of flank positions (`flank_refs`), the
+    cluster's molecules counted (flank positions have no read statistics)."""
     n = int(table.state[S_ROWS])
     loci_of_cluster = np.flatnonzero(cluster_of_locus == cluster)
-    mine = cluster_of_locus[table.ints[:n, O_LOCUS]] == cluster
-    if mine.all():
+    if table.state[S_LAST] <= loci_of_cluster[-1]:  # all rows are the cluster's (known without reading them)
         ints, hashes = table.ints[:n], table.hashes[:n]
         table.state[S_ROWS] = table.state[S_NAMES] = table.state[S_UMIS] = 0
     else:  # a long read already reached a later cluster: keep its rows
+        if len(table.copied) < N_COLUMNS:  # its first row there must hold its fields
+            _fill_copies(table.ints, table.hashes, n)
+        mine = cluster_of_locus[table.ints[:n, O_LOCUS]] == cluster
         ints, hashes = table.ints[:n][mine], table.hashes[:n][mine]
         keep = ~mine
         kept = int(keep.sum())
         table.ints[:kept] = table.ints[:n][keep]
         table.hashes[:kept] = table.hashes[:n][keep]
         table.state[S_ROWS] = kept
+        table.state[S_LAST] = table.ints[:kept, O_LOCUS].max()
+    if flank_refs is not None:
+        # the flank kernel builds on this module's kernels: imported here, once both are loaded
+        from mrdtrack.counting.flank_kernel import cluster_flank_tally
+
+        refs = flank_refs[loci_of_cluster]
+        return cluster_flank_tally(
+            ints, hashes, table.names, table.umis, loci_of_cluster, refs, params, fraction
+        )
     rows, dropped, collision = _molecules(ints, hashes, table.names, table.umis, len(ints), params, fraction)
     if collision:
         return None
@@ -298,15 +332,23 @@ def _finish_cluster(
     return rows[np.argsort(rows[:, 0], kind="stable")], depth[loci_of_cluster]
 
 
-class _Table:
-    """Growable observation arrays filled by `_scan_records`."""
+# The columns of a read's first observation row copied to its other rows: all of them for panel loci; the read's
+# identity for flank positions, whose kernel reads the other columns of a read's first row only.
+ALL_COLUMNS = np.arange(N_COLUMNS)
+FLANK_COPIES = np.array([O_NAME, O_NAME_LEN, O_KEYBIT])
 
-    def __init__(self, capacity: int = 1 << 12) -> None:
+
+class _Table:
+    """Growable observation arrays filled by `_scan_records`, which copies the `copied` columns of a read's first
+    row to its other rows."""
+
+    def __init__(self, copied: np.ndarray = ALL_COLUMNS, capacity: int = 1 << 12) -> None:
+        self.copied = copied
         self.ints = np.zeros((capacity, N_COLUMNS), dtype=np.int64)
         self.hashes = np.zeros(capacity, dtype=np.uint64)
         self.names = np.zeros(capacity * 32, dtype=np.uint8)
         self.umis = np.zeros(capacity * 16, dtype=np.uint8)
-        self.state = np.zeros(4, dtype=np.int64)
+        self.state = np.zeros(5, dtype=np.int64)
 
     def grow(self) -> None:
         self.ints = np.concatenate([self.ints, np.zeros_like(self.ints)])
@@ -586,9 +628,10 @@ def _tag_int(buffer, kind, at):
 @njit(cache=True)
 def _scan_records(
     buffer, offset, tid, loci, shapes, inserted, cluster_of_locus, begins, ends, continues, params, umi_tag,
-    seq_codes, counters, depth, ints, hashes, names, umis, state,
+    seq_codes, counters, depth, ints, hashes, names, umis, state, copied,
 ):  # fmt: skip
-    """Parse whole records from `offset`, adding an observation per read and locus, until the open cluster is
+    """Parse whole records from `offset`, adding an observation per read and locus (a read's first observation
+    holds all its fields, the others its `copied` columns, its locus and its base), until the open cluster is
     complete (CLUSTER_DONE), all are (RUN_DONE), the buffer ends (NEED_DATA), the table is full (OUT_OF_ROOM) or
     a record needs the reference engine. Returns (status, offset of the first record not parsed). A read counts
     in the statistics of every cluster whose fetch region it overlaps, as with one `fetch` per cluster; the
@@ -690,11 +733,12 @@ def _scan_records(
                     return NEEDS_REFERENCE, offset
                 row_of_read = row
             else:
-                for column in range(N_COLUMNS):
+                for column in copied:
                     ints[row, column] = ints[row_of_read, column]
                 hashes[row] = hashes[row_of_read]
             ints[row, O_LOCUS] = index
             state[S_ROWS] = row + 1
+            state[S_LAST] = max(state[S_LAST], index)
             if has_qualities and _low_quality(buffer, qual_at, query, 1 + insertion, min_baseq):
                 counters[cluster_of_locus[index], 8] += 1
                 ints[row, O_BASE] = NO_CALL
@@ -704,6 +748,17 @@ def _scan_records(
                 call = np.int64(seq_codes[(code >> 4) if query % 2 == 0 else (code & 0xF)])
             ints[row, O_BASE] = call
         offset = record_end
+
+
+@njit(cache=True)
+def _fill_copies(ints, hashes, n):
+    """Copy each read's fields from its first row to its other rows, where the record kernel copied some
+    columns only (_Table.copied)."""
+    for row in range(1, n):
+        if _same_read(ints, hashes, row - 1, row):
+            for column in range(N_COLUMNS):
+                if column != O_LOCUS and column != O_BASE:
+                    ints[row, column] = ints[row - 1, column]
 
 
 @njit(cache=True, inline="always")

@@ -7,13 +7,15 @@ context by context. The calling step draws the sample's own null panels from the
 
 Each flank position is counted as a panel locus is, by the same engine with the same read, base, family and
 mate rules (a `Locus` whose ALT is one of the three other bases: the engines report every molecule's base, so
-one pass gives all three substitutions). The table has one row per covered position and ALT base
-(`flanks` contract, docs/tables.md).
+one pass gives all three substitutions). The compiled engine builds the templates and families of a cluster of
+flank positions once for all of them and counts them there (flank_kernel), with the molecules that counting each
+position on its own gives. The table has one row per covered position and ALT base (`flanks` contract,
+docs/tables.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -146,6 +148,19 @@ def _some_other_base(ref: str) -> str:
     return "C" if ref == "A" else "A"
 
 
+@dataclass
+class FlankTally:
+    """The molecules of one cluster of flank positions, counted: what the compiled engine gives for a cluster of
+    flanks (flank_kernel). Per position of the cluster: its molecules of each base (A, C, G, T; `counts`), those
+    of them with read 1 forward (`f1r2`) and its discordant molecules; and each non-reference molecule as a row
+    (position index, base index, fragment length) of `non_reference`."""
+
+    counts: np.ndarray
+    f1r2: np.ndarray
+    discordant: np.ndarray
+    non_reference: np.ndarray
+
+
 def flank_table(
     context: Mapping[tuple[str, int], str], found: Iterable[tuple[str, Locus, LocusMolecules]]
 ) -> pd.DataFrame:
@@ -158,11 +173,40 @@ def flank_table(
     never a sample's flanks. Rows and their order are those of the per-position reference tally kept in
     tests/test_flank_tally.py.
     """
+    return _batched(context, ((chrom, [locus], molecules) for chrom, locus, molecules in found))
+
+
+def cluster_flank_table(
+    context: Mapping[tuple[str, int], str],
+    found: Iterable[tuple[str, list[Locus], list[LocusMolecules] | FlankTally]],
+) -> pd.DataFrame:
+    """`flank_table` from each cluster's molecules: those of the compiled engine (one `FlankTally` per cluster,
+    no Python object per position) or of the reference engine (one `LocusMolecules` per position)."""
+    return _batched(context, _cluster_parts(found))
+
+
+def _cluster_parts(
+    found: Iterable[tuple[str, list[Locus], list[LocusMolecules] | FlankTally]],
+) -> Iterator[tuple[str, list[Locus], LocusMolecules | FlankTally]]:
+    for chrom, cluster, molecules in found:
+        if isinstance(molecules, FlankTally):
+            yield chrom, cluster, molecules
+        else:
+            yield from ((chrom, [locus], at) for locus, at in zip(cluster, molecules, strict=True))
+
+
+def _batched(
+    context: Mapping[tuple[str, int], str],
+    parts: Iterable[tuple[str, list[Locus], LocusMolecules | FlankTally]],
+) -> pd.DataFrame:
+    """The flank table of the molecules of parts of one or more positions, tallied batch by batch."""
     frames = []
     batch = _Batch()
-    for chrom, locus, molecules in found:
-        if molecules.bases.size:
-            batch.add((chrom, locus.pos, locus.ref, context[(chrom, locus.pos)]), molecules)
+    for chrom, loci, molecules in parts:
+        if isinstance(molecules, FlankTally) or molecules.bases.size:
+            batch.add(
+                [(chrom, locus.pos, locus.ref, context[(chrom, locus.pos)]) for locus in loci], molecules
+            )
             if batch.size >= TALLY_BATCH:
                 frames.append(batch.tally())
                 batch = _Batch()
@@ -177,23 +221,38 @@ TALLY_BATCH = 1 << 18  # molecules tallied at once (their arrays and the tally's
 
 
 class _Batch:
-    """Positions (chrom, pos, ref, context) and their molecules' arrays, waiting to be tallied together."""
+    """Positions (chrom, pos, ref, context), and their molecules' arrays or their clusters' tallies, waiting to be
+    tallied together."""
 
     def __init__(self) -> None:
         self.where: list[tuple[str, int, str, str]] = []
-        self.arrays: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.arrays: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.tallies: list[tuple[int, FlankTally]] = []
         self.size = 0
 
-    def add(self, where: tuple[str, int, str, str], molecules: LocusMolecules) -> None:
-        """Keep copies: the engine's arrays can be views of a whole cluster's molecule table."""
-        self.where.append(where)
-        self.arrays.append((molecules.bases.copy(), molecules.read1_forward.copy(), molecules.lengths.copy()))
+    def add(self, where: list[tuple[str, int, str, str]], molecules: LocusMolecules | FlankTally) -> None:
+        """Add the molecules of the positions `where` (one position for a `LocusMolecules`). Keep copies: the
+        engine's arrays can be views of a whole cluster's molecule table."""
+        first = len(self.where)
+        self.where.extend(where)
+        if isinstance(molecules, FlankTally):
+            self.tallies.append((first, molecules))
+            self.size += len(molecules.non_reference) + len(where)
+            return
+        position = np.full(molecules.bases.size, first, dtype=np.int64)
+        self.arrays.append(
+            (position, molecules.bases.copy(), molecules.read1_forward.copy(), molecules.lengths.copy())
+        )
         self.size += molecules.bases.size
 
     def tally(self) -> pd.DataFrame:
-        bases, forward, lengths = (np.concatenate(column) for column in zip(*self.arrays, strict=True))
-        sizes = np.fromiter((len(b) for b, _, _ in self.arrays), dtype=np.int64, count=len(self.arrays))
-        return _tally(self.where, np.repeat(np.arange(len(self.where)), sizes), bases, forward, lengths)
+        ref_of = _BASE_INDEX[np.frombuffer("".join(w[2] for w in self.where).encode(), dtype=np.uint8)]
+        arrays = self.arrays or [tuple(np.zeros(0, dtype=np.int64) for _ in range(4))]
+        position, bases, forward, lengths = (np.concatenate(column) for column in zip(*arrays, strict=True))
+        counted = _counted(ref_of, position, bases, forward.astype(bool), lengths)
+        for first, tally in self.tallies:
+            _add_tally(counted, first, tally)
+        return _frame(self.where, ref_of, counted)
 
 
 # A base's index in BASES by its ASCII code (-1: not A, C, G or T); the three ALT indices of each REF index.
@@ -202,32 +261,58 @@ _BASE_INDEX[np.frombuffer(BASES.encode(), dtype=np.uint8)] = np.arange(4)
 _ALTS = np.array([[alt for alt in range(4) if alt != ref] for ref in range(4)], dtype=np.int64)
 
 
-def _tally(
-    where: list[tuple[str, int, str, str]],
-    position: np.ndarray,
-    bases: np.ndarray,
-    forward: np.ndarray,
-    lengths: np.ndarray,
-) -> pd.DataFrame:
-    """The flank rows of `where` (chrom, pos, ref, context per position) from every molecule's position index,
-    base (ASCII), read 1 orientation and fragment length."""
-    n = len(where)
-    chrom, pos, refs, context = (np.array(column, dtype=object) for column in zip(*where, strict=True))
-    ref_of = _BASE_INDEX[np.frombuffer("".join(refs).encode(), dtype=np.uint8)]
+@dataclass
+class _Counted:
+    """Per position: molecules of each base index, those with read 1 forward, discordant ones; and the cells
+    (position * 4 + base index) and fragment lengths of the non-reference molecules."""
+
+    molecules: np.ndarray
+    f1r2: np.ndarray
+    discordant: np.ndarray
+    cells: list[np.ndarray]
+    lengths: list[np.ndarray]
+
+
+def _counted(
+    ref_of: np.ndarray, position: np.ndarray, bases: np.ndarray, forward: np.ndarray, lengths: np.ndarray
+) -> _Counted:
+    """The counts of positions (REF index `ref_of` each) from every molecule's position index, base (ASCII),
+    read 1 orientation and fragment length."""
+    n = len(ref_of)
     base = _BASE_INDEX[bases]
     informative = base >= 0
     cell = position[informative] * 4 + base[informative]
-    molecules = np.bincount(cell, minlength=4 * n).reshape(n, 4)
-    f1r2 = np.bincount(cell[forward[informative]], minlength=4 * n).reshape(n, 4)
-    discordant = np.bincount(position[bases == ord(DISCORDANT)], minlength=n)
+    non_reference = base[informative] != ref_of[position[informative]]
+    return _Counted(
+        np.bincount(cell, minlength=4 * n).reshape(n, 4),
+        np.bincount(cell[forward[informative]], minlength=4 * n).reshape(n, 4),
+        np.bincount(position[bases == ord(DISCORDANT)], minlength=n),
+        [cell[non_reference]],
+        [lengths[informative][non_reference]],
+    )
+
+
+def _add_tally(counted: _Counted, first: int, tally: FlankTally) -> None:
+    """A cluster's tally, its positions from index `first` of the batch."""
+    end = first + len(tally.discordant)
+    counted.molecules[first:end] += tally.counts
+    counted.f1r2[first:end] += tally.f1r2
+    counted.discordant[first:end] += tally.discordant
+    counted.cells.append((first + tally.non_reference[:, 0]) * 4 + tally.non_reference[:, 1])
+    counted.lengths.append(tally.non_reference[:, 2])
+
+
+def _frame(where: list[tuple[str, int, str, str]], ref_of: np.ndarray, counted: _Counted) -> pd.DataFrame:
+    """The flank rows of `where` (chrom, pos, ref, context per position) from their counts."""
+    chrom, pos, refs, context = (np.array(column, dtype=object) for column in zip(*where, strict=True))
+    molecules, f1r2 = counted.molecules, counted.f1r2
     covered = np.flatnonzero(molecules.sum(axis=1))  # a position with discordant molecules only has no row
     row_position = np.repeat(covered, 3)
     row_ref = ref_of[row_position]
     alt = _ALTS[ref_of[covered]].ravel()
     ref_n, alt_n = molecules[row_position, row_ref], molecules[row_position, alt]
     ref_f1r2, alt_f1r2 = f1r2[row_position, row_ref], f1r2[row_position, alt]
-    non_reference = base[informative] != ref_of[position[informative]]
-    lengths_of = _joined_lengths(cell[non_reference], lengths[informative][non_reference])
+    lengths_of = _joined_lengths(np.concatenate(counted.cells), np.concatenate(counted.lengths))
     frame = pd.DataFrame(
         {
             "chrom": chrom[row_position],
@@ -238,7 +323,7 @@ def _tally(
             "ref_molecules": ref_n,
             "alt_molecules": alt_n,
             "other_molecules": molecules[row_position].sum(axis=1) - ref_n - alt_n,
-            "discordant_molecules": discordant[row_position],
+            "discordant_molecules": counted.discordant[row_position],
             "alt_f1r2": alt_f1r2,
             "alt_f2r1": alt_n - alt_f1r2,
             "ref_f1r2": ref_f1r2,
@@ -341,7 +426,9 @@ def flank_work(
 
 def count_flanks(
     work: FlankWork,
-    molecules_of: Callable[[list, ReadStats], Iterable[tuple[str, Locus, LocusMolecules]]],
+    molecules_of: Callable[
+        [list, ReadStats], Iterable[tuple[str, list[Locus], list[LocusMolecules] | FlankTally]]
+    ],
 ) -> pd.DataFrame:
     """Count the flanks of one sample, or some of them (`flanks` contract).
 
@@ -350,7 +437,8 @@ def count_flanks(
     work : FlankWork
         The flank positions to count (`flank_work`, or a `FlankWork.part` of it).
     molecules_of : callable
-        (units, stats) -> iterable of (chrom, locus, LocusMolecules): the counting engine, as panel loci use it.
+        (units, stats) -> iterable of (chrom, cluster, molecules) per unit: the counting engine, with each
+        cluster's molecules per position (list of LocusMolecules) or counted (FlankTally).
 
     Returns
     -------
@@ -359,7 +447,7 @@ def count_flanks(
     """
     if not work.units:
         return no_flanks()
-    return flank_table(
+    return cluster_flank_table(
         work.context, molecules_of(work.units, ReadStats())
     )  # read statistics: the panel loci's only
 

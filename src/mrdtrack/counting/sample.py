@@ -17,6 +17,7 @@ import pandas as pd
 import pysam
 
 from mrdtrack.counting.flanks import (
+    FlankTally,
     FlankWindow,
     FlankWork,
     count_flanks,
@@ -241,11 +242,11 @@ def _count_flanks_in_file(
 def _count_flanks(
     alignments: pysam.AlignmentFile, work: FlankWork, settings: CountSettings, mode: str
 ) -> pd.DataFrame:
-    """The flank table of `work`'s positions: their molecules by the engine that counts the panel loci."""
+    """The flank table of `work`'s positions: their molecules by the engine that counts the panel loci (the
+    compiled one builds each cluster's families once for all its positions)."""
 
-    def molecules_of(units: list[_Unit], stats: ReadStats) -> Iterator[tuple[str, Locus, LocusMolecules]]:
-        for chrom, cluster, molecules in cluster_molecules(alignments, units, settings, mode, stats):
-            yield from ((chrom, locus, at) for locus, at in zip(cluster, molecules, strict=True))
+    def molecules_of(units: list[_Unit], stats: ReadStats) -> Iterator[tuple]:
+        return cluster_molecules(alignments, units, settings, mode, stats, flanks=True)
 
     return count_flanks(work, molecules_of)
 
@@ -456,17 +457,23 @@ def _cluster_table(
 
 
 def cluster_molecules(
-    alignments: pysam.AlignmentFile, units: list[_Unit], settings: CountSettings, mode: str, stats: ReadStats
-) -> Iterator[tuple[str, list[Locus], list[LocusMolecules]]]:
+    alignments: pysam.AlignmentFile,
+    units: list[_Unit],
+    settings: CountSettings,
+    mode: str,
+    stats: ReadStats,
+    flanks: bool = False,
+) -> Iterator[tuple[str, list[Locus], list[LocusMolecules] | FlankTally]]:
     """(contig as the table spells it, cluster, molecules per locus) of each unit, by the compiled engine
-    where it can and the reference engine elsewhere: the one way loci are counted."""
+    where it can and the reference engine elsewhere: the one way loci are counted. With `flanks`, the compiled
+    engine gives a cluster's molecules counted, as one FlankTally (flanks.py)."""
     scanner = _scanner(alignments, settings, mode)
     try:
         for (chrom, bam_chrom), group in itertools.groupby(units, key=lambda unit: unit[:2]):
             clusters = [unit[2] for unit in group]
-            found: Iterable[list[LocusMolecules] | None] = [None] * len(clusters)
+            found: Iterable[list[LocusMolecules] | FlankTally | None] = [None] * len(clusters)
             if scanner is not None:  # yields cluster by cluster, so that memory stays flat
-                found = scanner.molecules(alignments.get_tid(bam_chrom), clusters, stats)
+                found = scanner.molecules(alignments.get_tid(bam_chrom), clusters, stats, flanks=flanks)
             for cluster, molecules in zip(clusters, found, strict=True):
                 if molecules is None:  # the reference engine
                     molecules = [
