@@ -210,9 +210,9 @@ CONTRACTS = {contract.name: contract for contract in [
               "panel_patients:text context:text ref_molecules:int alt_molecules:int other_molecules:int "
               "discordant_molecules:int alt_f1r2:int alt_f2r1:int ref_f1r2:int ref_f2r1:int reads:int "
               "mean_family_size:float alt_lengths:text"),
-    _contract("flanks", "results/counts/{sample}.flanks.tsv", "chrom:text pos:int ref:text alt:text "
-              "context:text ref_molecules:int alt_molecules:int other_molecules:int discordant_molecules:int "
-              "alt_f1r2:int alt_f2r1:int ref_f1r2:int ref_f2r1:int alt_lengths:text"),
+    _contract("flanks", "results/counts/{sample}.flanks.tsv", "chrom:text pos:int ref:text context:text "
+              "a_molecules:int c_molecules:int g_molecules:int t_molecules:int a_f1r2:int c_f1r2:int g_f1r2:int "
+              "t_f1r2:int discordant_molecules:int a_lengths:text c_lengths:text g_lengths:text t_lengths:text"),
     _contract("fraglen", "results/counts/{sample}.fraglen.tsv", "allele:text length:int molecules:int"),
     _contract("fragments", "results/counts/{sample}.fragments.tsv",
               "chrom:text loci:text alleles:text length:int fragments:int"),
@@ -334,9 +334,10 @@ def read_table(
 
 
 def _read_text_and_counts(contract: TableContract, path: str | os.PathLike[str]) -> pd.DataFrame:
-    """A table of text and integer columns only (a flank table: millions of rows at a genome-wide panel), read
-    without looking for missing fields, which takes pandas longer than the parse itself: an empty text field is
-    "" as it is, and a count column that is not all whole numbers (an empty field) is an error."""
+    """A table of text and integer columns only (a flank table: a row per covered position, about a million at a
+    genome-wide panel), read without looking for missing fields, which takes pandas longer than the parse itself:
+    an empty text field is "" as it is, and a count column that is not all whole numbers (an empty field) is an
+    error."""
     frame = pd.read_csv(path, sep="\t", na_filter=False, dtype=contract.dtypes())
     counts = [column for column, kind in contract.columns.items() if kind == "int" and column in frame]
     broken = [column for column in counts if not pd.api.types.is_integer_dtype(frame[column])]

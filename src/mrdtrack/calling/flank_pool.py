@@ -18,13 +18,21 @@ import pandas as pd
 from mrdtrack.calling.inference import binomial_tail
 from mrdtrack.calling.locus_classes import pyrimidine_class, rate_group
 from mrdtrack.calling.settings import CallSettings
+from mrdtrack.flank_layout import (
+    F1R2_COLUMNS,
+    LENGTH_COLUMNS,
+    MOLECULE_COLUMNS,
+    base_counts,
+    flank_row_index,
+)
 
 SNV_BASES = frozenset("ACGT")
 
 
 @dataclass(frozen=True)
 class FlankPool:
-    """A sample's usable flank rows: one per position and ALT base, with its class and molecules."""
+    """A sample's usable flank rows: one per position and ALT base (the long layout of the flank table,
+    `mrdtrack.flank_layout.flank_rows`), with its class and molecules."""
 
     substitution: np.ndarray  # pyrimidine-strand substitution, e.g. C>T
     context: np.ndarray  # pyrimidine-strand trinucleotide
@@ -61,35 +69,36 @@ def flank_pool(flanks: pd.DataFrame, settings: CallSettings) -> FlankPool:
     FlankPool
         The usable rows, classed on the pyrimidine strand.
     """
-    covered = (flanks["ref_molecules"] + flanks["alt_molecules"]).to_numpy() > 0
-
-    def column(name: str) -> np.ndarray:  # the covered rows (a genome-wide table is millions of them)
-        values = flanks[name].to_numpy()
-        return values if covered.all() else values[covered]
-
-    key, classes = _pyrimidine_classes(column("ref"), column("alt"), column("context"))
+    # The table's rows per position and ALT base, as arrays: only the columns used (a genome-wide table is
+    # millions of rows), and those only at the covered rows (REF or this ALT seen).
+    position, ref, alt = flank_row_index(flanks)
+    molecules, f1r2 = base_counts(flanks, MOLECULE_COLUMNS), base_counts(flanks, F1R2_COLUMNS)
+    a, ref_n = molecules[position, alt], molecules[position, ref]
+    covered = np.flatnonzero(a + ref_n)
+    position, ref, alt, a, ref_n = position[covered], ref[covered], alt[covered], a[covered], ref_n[covered]
+    context = _base_code_matrix(flanks["context"].to_numpy(), 3)[position]
+    key, classes = _pyrimidine_classes(np.column_stack([ref, alt, context]))
     substitution = np.array([c[0] for c in classes], dtype=object)[key]
-    context = np.array([c[1] for c in classes], dtype=object)[key]
-    a = column("alt_molecules").astype(np.int64)
-    n = column("ref_molecules").astype(np.int64) + a
+    pyrimidine_context = np.array([c[1] for c in classes], dtype=object)[key]
+    n = ref_n + a
     variant = variant_rows(key, a, n, settings)
-    chrom, _ = pd.factorize(column("chrom"))
-    pos = column("pos").astype(np.int64)
-    position = chrom.astype(np.int64) * (int(pos.max(initial=0)) + 1) + pos
-    dropped = np.unique(position[variant])
-    keep = ~np.isin(position, dropped)
+    dropped = np.zeros(len(flanks), dtype=bool)
+    dropped[position[variant]] = True  # a position with any variant row leaves with all its rows
+    keep = ~dropped[position]
+    a_f1r2 = f1r2[position, alt]
+    lengths = flanks[LENGTH_COLUMNS].to_numpy(dtype=object).reshape(len(flanks), 4)
     return FlankPool(
         substitution=substitution[keep],
-        context=context[keep],
+        context=pyrimidine_context[keep],
         n=n[keep],
         a=a[keep],
-        alt_lengths=column("alt_lengths").astype(object)[keep],
-        dropped_positions=len(dropped),
+        alt_lengths=lengths[position[keep], alt[keep]],
+        dropped_positions=int(dropped.sum()),
         key=key[keep],
         classes=classes,
-        n_f1r2=(column("alt_f1r2") + column("ref_f1r2")).astype(np.int64)[keep],
-        a_f1r2=column("alt_f1r2").astype(np.int64)[keep],
-        flipped=~pd.Series(column("ref")).isin(("C", "T")).to_numpy()[keep],
+        n_f1r2=(a_f1r2 + f1r2[position, ref])[keep],
+        a_f1r2=a_f1r2[keep],
+        flipped=~np.isin(ref[keep], (BASE_C, BASE_T)),
     )
 
 
@@ -131,21 +140,20 @@ def variant_rows(key: np.ndarray, a: np.ndarray, n: np.ndarray, settings: CallSe
     return variant
 
 
-# Bases as codes 0-3, anything else (N, padding) 4.
+# Bases as codes 0-3 (their index in ACGT, as the flank table's base columns), anything else (N, padding) 4.
 _BASE_CODES = np.full(256, 4, dtype=np.int64)
 _BASE_CODES[np.frombuffer(b"ACGT", dtype=np.uint8)] = np.arange(4)
+BASE_C, BASE_T = 1, 3
 
 
-def _pyrimidine_classes(
-    ref: np.ndarray, alt: np.ndarray, context: np.ndarray
-) -> tuple[np.ndarray, tuple[tuple[str, str], ...]]:
-    """Each row's (substitution, context) class on the pyrimidine strand, as an index into the distinct classes.
+def _pyrimidine_classes(codes: np.ndarray) -> tuple[np.ndarray, tuple[tuple[str, str], ...]]:
+    """Each row's (substitution, context) class on the pyrimidine strand, as an index into the distinct classes,
+    from its REF, ALT and trinucleotide context as base codes (rows x 5).
 
-    A genome-wide panel's flanks are millions of rows of a few hundred (ref, alt, context): the bases become
-    codes, and each combination present is classed once (`pyrimidine_class`)."""
-    bases = [_base_code_matrix(column, width) for column, width in ((ref, 1), (alt, 1), (context, 3))]
-    combination = np.zeros(len(ref), dtype=np.int64)
-    for column in np.hstack(bases).T:
+    A genome-wide panel's flanks are millions of rows of a few hundred (ref, alt, context): each combination
+    present is classed once (`pyrimidine_class`)."""
+    combination = np.zeros(len(codes), dtype=np.int64)
+    for column in codes.T:
         combination = combination * 5 + column
     found: dict[tuple[str, str], int] = {}
     class_of = np.zeros(5**5, dtype=np.int64)

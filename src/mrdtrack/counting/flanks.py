@@ -9,8 +9,8 @@ Each flank position is counted as a panel locus is, by the same engine with the 
 mate rules (a `Locus` whose ALT is one of the three other bases: the engines report every molecule's base, so
 one pass gives all three substitutions). The compiled engine builds the templates and families of a cluster of
 flank positions once for all of them and counts them there (flank_kernel), with the molecules that counting each
-position on its own gives. The table has one row per covered position and ALT base (`flanks` contract,
-docs/tables.md).
+position on its own gives. The table has one row per covered position, with the molecules of each of its four
+bases (`flanks` contract, docs/tables.md); `mrdtrack.flank_layout.flank_rows` gives its rows per ALT base.
 """
 
 from __future__ import annotations
@@ -23,11 +23,8 @@ import pandas as pd
 import pysam
 
 from mrdtrack.counting.molecules import DISCORDANT, Locus, LocusMolecules, ReadStats, loci_clusters
+from mrdtrack.flank_layout import BASE_INDEX, BASES, compact_table
 from mrdtrack.inputs.panel import contig_map
-from mrdtrack.tables import columns_of
-
-FLANK_COLUMNS = columns_of("flanks")  # mrdtrack.tables.CONTRACTS
-BASES = "ACGT"
 
 
 @dataclass(frozen=True)
@@ -164,12 +161,12 @@ class FlankTally:
 def flank_table(
     context: Mapping[tuple[str, int], str], found: Iterable[tuple[str, Locus, LocusMolecules]]
 ) -> pd.DataFrame:
-    """One row per covered flank position and ALT base (`flanks` contract) from each position's molecules;
+    """One row per covered flank position (`flanks` contract) from each position's molecules;
     `context` gives each position's (chrom, pos) its reference trinucleotide (`flank_contexts`).
 
     Tallied many positions at a time: their molecules are joined into flat arrays and counted with np.bincount
     by (position, base) and (position, base, read orientation), so a position costs a few list appends, not a
-    loop over its bases. The molecules are tallied in batches of about TALLY_BATCH, so that memory holds a batch,
+    loop over its bases; the table's columns are taken from those counts whole. The molecules are tallied in batches of about TALLY_BATCH, so that memory holds a batch,
     never a sample's flanks. Rows and their order are those of the per-position reference tally kept in
     tests/test_flank_tally.py.
     """
@@ -213,7 +210,7 @@ def _batched(
     if batch.where:
         frames.append(batch.tally())
     if not frames:
-        return _typed(pd.DataFrame(columns=FLANK_COLUMNS))
+        return _no_rows()
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
@@ -246,19 +243,13 @@ class _Batch:
         self.size += molecules.bases.size
 
     def tally(self) -> pd.DataFrame:
-        ref_of = _BASE_INDEX[np.frombuffer("".join(w[2] for w in self.where).encode(), dtype=np.uint8)]
+        ref_of = BASE_INDEX[np.frombuffer("".join(w[2] for w in self.where).encode(), dtype=np.uint8)]
         arrays = self.arrays or [tuple(np.zeros(0, dtype=np.int64) for _ in range(4))]
         position, bases, forward, lengths = (np.concatenate(column) for column in zip(*arrays, strict=True))
         counted = _counted(ref_of, position, bases, forward.astype(bool), lengths)
         for first, tally in self.tallies:
             _add_tally(counted, first, tally)
         return _frame(self.where, ref_of, counted)
-
-
-# A base's index in BASES by its ASCII code (-1: not A, C, G or T); the three ALT indices of each REF index.
-_BASE_INDEX = np.full(256, -1, dtype=np.int64)
-_BASE_INDEX[np.frombuffer(BASES.encode(), dtype=np.uint8)] = np.arange(4)
-_ALTS = np.array([[alt for alt in range(4) if alt != ref] for ref in range(4)], dtype=np.int64)
 
 
 @dataclass
@@ -279,7 +270,7 @@ def _counted(
     """The counts of positions (REF index `ref_of` each) from every molecule's position index, base (ASCII),
     read 1 orientation and fragment length."""
     n = len(ref_of)
-    base = _BASE_INDEX[bases]
+    base = BASE_INDEX[bases]
     informative = base >= 0
     cell = position[informative] * 4 + base[informative]
     non_reference = base[informative] != ref_of[position[informative]]
@@ -303,61 +294,52 @@ def _add_tally(counted: _Counted, first: int, tally: FlankTally) -> None:
 
 
 def _frame(where: list[tuple[str, int, str, str]], ref_of: np.ndarray, counted: _Counted) -> pd.DataFrame:
-    """The flank rows of `where` (chrom, pos, ref, context per position) from their counts."""
+    """The flank table of the covered positions of `where` (chrom, pos, ref, context per position) from their
+    counts: its columns are the count arrays' columns, taken at the covered positions."""
+    # A position with discordant molecules only has no row.
+    covered = np.flatnonzero(counted.molecules.sum(axis=1))
+    if not covered.size:
+        return _no_rows()
     chrom, pos, refs, context = (np.array(column, dtype=object) for column in zip(*where, strict=True))
-    molecules, f1r2 = counted.molecules, counted.f1r2
-    covered = np.flatnonzero(molecules.sum(axis=1))  # a position with discordant molecules only has no row
-    row_position = np.repeat(covered, 3)
-    row_ref = ref_of[row_position]
-    alt = _ALTS[ref_of[covered]].ravel()
-    ref_n, alt_n = molecules[row_position, row_ref], molecules[row_position, alt]
-    ref_f1r2, alt_f1r2 = f1r2[row_position, row_ref], f1r2[row_position, alt]
-    lengths_of = _joined_lengths(np.concatenate(counted.cells), np.concatenate(counted.lengths))
-    frame = pd.DataFrame(
-        {
-            "chrom": chrom[row_position],
-            "pos": pos[row_position].astype(np.int64),
-            "ref": refs[row_position],
-            "alt": np.array(list(BASES), dtype=object)[alt],
-            "context": context[row_position],
-            "ref_molecules": ref_n,
-            "alt_molecules": alt_n,
-            "other_molecules": molecules[row_position].sum(axis=1) - ref_n - alt_n,
-            "discordant_molecules": counted.discordant[row_position],
-            "alt_f1r2": alt_f1r2,
-            "alt_f2r1": alt_n - alt_f1r2,
-            "ref_f1r2": ref_f1r2,
-            "ref_f2r1": ref_n - ref_f1r2,
-            "alt_lengths": _alt_lengths(lengths_of, row_position * 4 + alt, alt_n),
-        },
-        columns=FLANK_COLUMNS,
+    positions = pd.DataFrame(
+        {"chrom": chrom[covered], "pos": pos[covered], "ref": refs[covered], "context": context[covered]}
     )
-    return _typed(frame)
+    lengths = _lengths(np.concatenate(counted.cells), np.concatenate(counted.lengths), covered, len(ref_of))
+    return compact_table(
+        positions, counted.molecules[covered], counted.f1r2[covered], counted.discordant[covered], lengths
+    )
 
 
-def _joined_lengths(cell: np.ndarray, lengths: np.ndarray) -> dict[int, str]:
-    """The sorted, comma-joined fragment lengths of the non-reference molecules of each (position, base) cell.
-    They are few (sequencing errors, and a germline site's half), so one sort of them all is cheap."""
+def _lengths(cell: np.ndarray, lengths: np.ndarray, covered: np.ndarray, n: int) -> np.ndarray:
+    """The sorted, comma-joined fragment lengths of the non-reference molecules of each covered position and base
+    (covered positions x 4; "" for REF and bases without molecules), from each non-reference molecule's cell
+    (position * 4 + base index) and length. They are few (sequencing errors, and a germline site's half), so one
+    sort of them all is cheap."""
+    text = np.full((len(covered), 4), "", dtype=object)
     if not cell.size:
-        return {}
+        return text
     order = np.lexsort((lengths, cell))
     cell, lengths = cell[order], lengths[order]
     bounds = np.flatnonzero(np.diff(cell)) + 1
-    keys = cell[np.concatenate([[0], bounds])].tolist()
-    groups = np.split(lengths, bounds)
-    return {key: ",".join(map(str, group.tolist())) for key, group in zip(keys, groups, strict=True)}
-
-
-def _alt_lengths(lengths_of: dict[int, str], cells: np.ndarray, alt_n: np.ndarray) -> np.ndarray:
-    """Each row's joined ALT lengths ("" for the many rows without ALT molecules)."""
-    text = np.full(len(cells), "", dtype=object)
-    with_alt = np.flatnonzero(alt_n)
-    text[with_alt] = [lengths_of[c] for c in cells[with_alt].tolist()]
+    cells = cell[np.concatenate([[0], bounds])]
+    row_of = np.full(n, -1, dtype=np.int64)
+    row_of[covered] = np.arange(len(covered))
+    # A non-reference molecule's position is covered (it is one of the position's informative molecules).
+    text[row_of[cells // 4], cells % 4] = [
+        ",".join(map(str, group.tolist())) for group in np.split(lengths, bounds)
+    ]
     return text
 
 
-def _typed(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.astype({c: np.int64 for c in FLANK_COLUMNS if c.endswith(("_molecules", "_f1r2", "_f2r1"))})
+def _no_rows() -> pd.DataFrame:
+    """The flank table without rows, its count columns typed as a table with rows has them."""
+    return compact_table(
+        pd.DataFrame({"chrom": [], "pos": [], "ref": [], "context": []}),
+        np.zeros((0, 4), dtype=np.int64),
+        np.zeros((0, 4), dtype=np.int64),
+        np.zeros(0, dtype=np.int64),
+        np.full((0, 4), "", dtype=object),
+    )
 
 
 def flank_contexts(positions: pd.DataFrame) -> dict[tuple[str, int], str]:
