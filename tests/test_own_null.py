@@ -30,13 +30,18 @@ from mrdtrack.calling.own_null import (
 )
 from mrdtrack.counting import CountSettings, count_sample
 from mrdtrack.counting.flanks import FlankWindow, flank_positions
-from mrdtrack.tables import columns_of
+from mrdtrack.flank_layout import FLANK_ROW_COLUMNS, compact_flanks, flank_rows
 
 FAST = CallSettings(null_draws=2000, lod_draws=300, fragment_lengths=False)
 BASES = "ACGT"
 
 
-def flank_table(
+def flank_table(rng: np.random.Generator, positions: int, depth: float, rate: float) -> pd.DataFrame:
+    """A sample's flank table (`flanks` contract): `flank_row_table`'s rows, one per position."""
+    return compact_flanks(flank_row_table(rng, positions, depth, rate))
+
+
+def flank_row_table(
     rng: np.random.Generator,
     positions: int,
     depth: float,
@@ -44,8 +49,8 @@ def flank_table(
     chrom: str = "chr1",
     start: int = 100_000,
 ) -> pd.DataFrame:
-    """A sample's flank table: `positions` random reference positions, every ALT base's molecules drawn at
-    `rate` (C>T at CpG at 10x), depth Poisson(`depth`)."""
+    """A sample's flank rows, one per position and ALT base (`flank_rows`): `positions` random reference
+    positions, every ALT base's molecules drawn at `rate` (C>T at CpG at 10x), depth Poisson(`depth`)."""
     rows = []
     for i in range(positions):
         context = "".join(rng.choice(list(BASES), 3))
@@ -61,7 +66,7 @@ def flank_table(
             rows.append(
                 (chrom, start + i, ref, alt, context, ref_n, a, 0, 0, a, 0, ref_n, 0, ",".join(["166"] * a))
             )
-    return pd.DataFrame(rows, columns=columns_of("flanks"))
+    return pd.DataFrame(rows, columns=FLANK_ROW_COLUMNS)
 
 
 def real_loci(rng: np.random.Generator, count: int) -> pd.DataFrame:
@@ -111,21 +116,21 @@ def test_a_context_without_flank_positions_is_matched_within_its_group_and_an_in
 
 def test_germline_and_chip_sites_in_the_flanks_never_enter_the_background():
     rng = np.random.default_rng(3)
-    flanks = flank_table(rng, 500, 2000, 1e-4)
+    flanks = flank_row_table(rng, 500, 2000, 1e-4)
     het = flanks.index[flanks["pos"] == flanks["pos"].iloc[30]][0]  # a heterozygous SNP: half the molecules
     chip = flanks.index[flanks["pos"] == flanks["pos"].iloc[300]][0]  # a 2% clone
     flanks.loc[het, ["alt_molecules", "ref_molecules"]] = [1000, 1000]
     flanks.loc[chip, ["alt_molecules", "ref_molecules"]] = [40, 1960]
-    pool = flank_pool(flanks, CallSettings())
+    pool = flank_pool(compact_flanks(flanks), CallSettings())
     assert pool.dropped_positions == 2
     assert len(pool) == len(flanks) - 6  # both positions, all three ALT bases of each
     assert (pool.a / pool.n).max() < 0.01
-    kept = flank_pool(flanks, CallSettings(flank_max_vaf=1.0, flank_noise_max_p=0.0))
+    kept = flank_pool(compact_flanks(flanks), CallSettings(flank_max_vaf=1.0, flank_noise_max_p=0.0))
     assert kept.dropped_positions == 0 and (kept.a / kept.n).max() == 0.5  # what the rule keeps out
 
 
 def with_artifacts(rng: np.random.Generator, flanks: pd.DataFrame, share: float, rate: float) -> pd.DataFrame:
-    """The flank table with `share` of its positions noisy artifacts: one ALT base at `rate`."""
+    """The flank rows with `share` of their positions noisy artifacts: one ALT base at `rate`."""
     out = flanks.copy()
     positions = out["pos"].unique()
     for pos in rng.choice(positions, int(share * len(positions)), replace=False):
@@ -141,10 +146,10 @@ def with_artifacts(rng: np.random.Generator, flanks: pd.DataFrame, share: float,
 
 def test_noisy_flank_artifacts_with_a_few_molecules_are_left_out_and_do_not_read_as_library_noise():
     rng = np.random.default_rng(44)
-    clean = flank_table(rng, 3000, 3000, 1e-5)
+    clean = flank_row_table(rng, 3000, 3000, 1e-5)
     # 2% of the positions are artifacts 100 times noisier than their class: ~3 ALT molecules each where a
     # clean position shows 0.03.
-    noisy = with_artifacts(rng, clean, 0.02, 1e-3)
+    clean, noisy = compact_flanks(clean), compact_flanks(with_artifacts(rng, clean, 0.02, 1e-3))
     clean_pool, pool = flank_pool(clean, CallSettings()), flank_pool(noisy, CallSettings())
     assert clean_pool.dropped_positions <= 0.005 * 3000  # a clean library loses next to nothing
     clean_rate = clean_pool.a.sum() / clean_pool.n.sum()
@@ -481,7 +486,8 @@ def test_flank_molecules_are_counted_by_the_same_rules_as_panel_loci(tmp_path):
     settings = CountSettings(engine="pysam", dedup="none")
     flanks = count_sample("S1", bam, str(fasta), panel, settings, patient_id="P1").flanks
     assert set(flanks["pos"]) == set(range(1025, 1048)) | set(range(1053, 1076))
-    row = flanks[flanks["alt_molecules"] > 0].iloc[0]
+    rows = flank_rows(flanks)
+    row = rows[rows["alt_molecules"] > 0].iloc[0]
     as_locus = panel.assign(pos=int(row["pos"]), ref=row["ref"], alt=row["alt"], context=row["context"])
     counts = count_sample("S1", bam, str(fasta), as_locus, settings).counts.iloc[0]
     for column in ("ref_molecules", "alt_molecules", "alt_f1r2", "ref_f1r2"):

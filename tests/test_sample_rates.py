@@ -17,7 +17,7 @@ from mrdtrack.calling.sample_rates import (
     flank_tallies,
     sample_factors,
 )
-from mrdtrack.tables import columns_of
+from mrdtrack.flank_layout import FLANK_ROW_COLUMNS, compact_flanks
 
 FAST = CallSettings(null_draws=2000, lod_draws=300, fragment_lengths=False)
 BASES = "ACGT"
@@ -28,8 +28,9 @@ OXOG = 2e-3  # 8-oxoG: G>T in F1R2 molecules (C>A in F2R1 ones on the other stra
 def oriented_flanks(
     rng: np.random.Generator, positions: int, depth: float, oxog: float = 0.0
 ) -> pd.DataFrame:
-    """A flank table: `positions` random positions, Poisson(`depth`) molecules in each read orientation, every
-    ALT base at `RATE`, plus `oxog` for G>T in F1R2 and C>A in F2R1 molecules."""
+    """A flank table (`flanks` contract, built as rows per position and ALT base): `positions` random positions,
+    Poisson(`depth`) molecules in each read orientation, every ALT base at `RATE`, plus `oxog` for G>T in F1R2
+    and C>A in F2R1 molecules."""
     rows = []
     for i in range(positions):
         context = "".join(rng.choice(list(BASES), 3))
@@ -45,7 +46,7 @@ def oriented_flanks(
                 "chr2", 10_000 + i, ref, alt, context, int(ref_n.sum()), int(a.sum()), 0, 0, int(a[0]), int(a[1]),
                 int(ref_n[0]), int(ref_n[1]), ",".join(["166"] * int(a.sum())),
             ))  # fmt: skip
-    return pd.DataFrame(rows, columns=columns_of("flanks"))
+    return compact_flanks(pd.DataFrame(rows, columns=FLANK_ROW_COLUMNS))
 
 
 def bespoke_gt_cohort(damaged: set[str], rng: np.random.Generator):
