@@ -1,5 +1,6 @@
 """The flank tally: the fast, array-wide count of flank molecules gives exactly the rows of the plain
-per-position tally below, which is the specification of the `flanks` table (docs/tables.md)."""
+per-position tally below, which is the specification of the `flanks` table (docs/tables.md): the table holds one
+row per position, and its rows per position and ALT base (`flank_rows`) are the tally's."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from mrdtrack.counting import flanks as flank_module
 from mrdtrack.counting.flanks import FlankWindow, flank_contexts, flank_loci, flank_positions, flank_table
 from mrdtrack.counting.molecules import DISCORDANT, Locus, LocusMolecules, ReadStats, resolve_dedup_mode
 from mrdtrack.counting.sample import cluster_molecules
+from mrdtrack.flank_layout import FLANK_COLUMNS, FLANK_ROW_COLUMNS, compact_flanks, flank_rows
 from mrdtrack.inputs.panel import contig_map
-from mrdtrack.tables import columns_of
 
 BASES = "ACGT"
 
@@ -26,7 +27,7 @@ BASES = "ACGT"
 def reference_tally(
     positions: pd.DataFrame, found: Iterable[tuple[str, Locus, LocusMolecules]]
 ) -> pd.DataFrame:
-    """The flank table counted position by position, ALT by ALT, as the contract words it."""
+    """The flank rows counted position by position, ALT by ALT: one row per covered position and ALT base."""
     context = {
         (c, int(p)): x
         for c, p, x in zip(positions["chrom"], positions["pos"], positions["context"], strict=True)
@@ -34,8 +35,8 @@ def reference_tally(
     rows = []
     for chrom, locus, molecules in found:
         rows.extend(_rows(chrom, locus, context[(chrom, locus.pos)], molecules))
-    frame = pd.DataFrame(rows, columns=columns_of("flanks"))
-    counts = [c for c in frame.columns if c.endswith(("_molecules", "_f1r2", "_f2r1"))]
+    frame = pd.DataFrame(rows, columns=FLANK_ROW_COLUMNS)
+    counts = ["pos", *(c for c in frame.columns if c.endswith(("_molecules", "_f1r2", "_f2r1")))]
     return frame.astype(dict.fromkeys(counts, np.int64))
 
 
@@ -92,15 +93,42 @@ def test_the_array_tally_gives_the_rows_of_the_per_position_tally(monkeypatch, b
     expected = reference_tally(positions, found)
     assert expected["alt_molecules"].gt(0).sum() > 100 and expected["alt_lengths"].str.contains(",").any()
     assert len(expected) < 3 * len(positions)  # positions without informative molecules have no rows
-    pd.testing.assert_frame_equal(flank_table(flank_contexts(positions), found), expected)
+    table = flank_table(flank_contexts(positions), found)
+    assert list(table.columns) == FLANK_COLUMNS and len(table) == len(expected) // 3
+    pd.testing.assert_frame_equal(flank_rows(table), expected)
+    pd.testing.assert_frame_equal(table, compact_flanks(expected))
 
 
 def test_no_molecules_give_the_empty_table():
     positions, found = random_molecules(np.random.default_rng(5), 4)
     empty = [(c, locus, replace(m, bases=m.bases[:0])) for c, locus, m in found]
-    pd.testing.assert_frame_equal(
-        flank_table(flank_contexts(positions), empty), reference_tally(positions, [])
-    )
+    table = flank_table(flank_contexts(positions), empty)
+    assert list(table.columns) == FLANK_COLUMNS and table.empty
+    pd.testing.assert_frame_equal(flank_rows(table), reference_tally(positions, []))
+    pd.testing.assert_frame_equal(table, compact_flanks(reference_tally(positions, [])))
+
+
+def test_the_compact_table_and_its_rows_are_one_another_s_layout():
+    """Each position's base columns are its rows' REF and ALT molecules, F1R2 ones and ALT lengths; the other
+    two bases' molecules and each allele's F2R1 ones follow from them; folding the rows back is the table."""
+    positions, found = random_molecules(np.random.default_rng(6), 200)
+    table = flank_table(flank_contexts(positions), found)
+    rows = flank_rows(table)
+    pd.testing.assert_frame_equal(compact_flanks(rows), table)
+    assert rows["pos"].tolist() == np.repeat(table["pos"], 3).tolist()
+    assert (rows["ref"] != rows["alt"]).all() and rows.groupby("pos")["alt"].agg("".join).isin(
+        ["CGT", "AGT", "ACT", "ACG"]
+    ).all()  # fmt: skip
+    first = table.iloc[np.flatnonzero(table["ref"] == "C")[0]]
+    a_row = rows[(rows["pos"] == first["pos"]) & (rows["alt"] == "A")].iloc[0]
+    assert (a_row["ref_molecules"], a_row["alt_molecules"]) == (first["c_molecules"], first["a_molecules"])
+    assert a_row["other_molecules"] == first["g_molecules"] + first["t_molecules"]
+    assert a_row["alt_f2r1"] == first["a_molecules"] - first["a_f1r2"]
+    assert a_row["alt_lengths"] == first["a_lengths"] and first["c_lengths"] == ""
+    with pytest.raises(ValueError, match="three per position"):
+        compact_flanks(rows.iloc[1:])
+    with pytest.raises(ValueError, match="one row per ALT base"):
+        compact_flanks(rows.iloc[[1, 0, 2, *range(3, len(rows))]])
 
 
 def small_bam(tmp_path, rng: np.random.Generator) -> tuple[str, str, pd.DataFrame]:
@@ -175,6 +203,6 @@ def test_a_samples_flank_table_is_the_per_position_tally_of_its_molecules(tmp_pa
         ]
     expected = reference_tally(positions, found)
     assert expected["alt_molecules"].sum() > 20 and expected["discordant_molecules"].sum() > 0
-    pd.testing.assert_frame_equal(flanks, expected)
+    pd.testing.assert_frame_equal(flank_rows(flanks), expected)
     in_two_processes = count_sample("S1", bam, fasta, panel, settings, threads=2, patient_id="P1").flanks
     pd.testing.assert_frame_equal(in_two_processes, flanks)

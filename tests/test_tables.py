@@ -127,7 +127,7 @@ def test_text_columns_read_back_as_empty_strings_not_nan(tmp_path):
 def test_a_table_of_text_and_counts_reads_as_the_general_reader_does_and_an_empty_count_is_an_error(tmp_path):
     flanks = pd.DataFrame(
         {
-            column: (["chr1", "NA"] if column == "chrom" else ["", "150,151"] if column == "alt_lengths"
+            column: (["chr1", "NA"] if column == "chrom" else ["", "150,151"] if column.endswith("_lengths")
                      else ["C", "NAN"] if CONTRACTS["flanks"].columns[column] == "text" else [3, 0])
             for column in columns_of("flanks")
         }
@@ -136,9 +136,11 @@ def test_a_table_of_text_and_counts_reads_as_the_general_reader_does_and_an_empt
     write_tsv(flanks, path)
     assert CONTRACTS["flanks"].never_empty_numbers()
     fast = read_table("flanks", path)
-    general = read_tsv(path, dtype=CONTRACTS["flanks"].dtypes()).fillna({"alt_lengths": ""})
+    lengths = [column for column in columns_of("flanks") if column.endswith("_lengths")]
+    assert len(lengths) == 4
+    general = read_tsv(path, dtype=CONTRACTS["flanks"].dtypes()).fillna(dict.fromkeys(lengths, ""))
     pd.testing.assert_frame_equal(fast, general)
-    assert fast["chrom"].tolist() == ["chr1", "NA"] and fast["alt_lengths"].tolist() == ["", "150,151"]
+    assert fast["chrom"].tolist() == ["chr1", "NA"] and fast["t_lengths"].tolist() == ["", "150,151"]
     path.write_text(path.read_text().replace("\t3\t", "\t\t", 1))
     with pytest.raises(TableError, match=r"S1\.flanks\.tsv: not a flanks table .*whole number"):
         read_table("flanks", path)
