@@ -22,8 +22,8 @@ plasma is background at a patient's loci):
   controls by default, captured at every panel;
 - flanks: each plasma sample also has its flank table (`flanks` contract, as counting writes it): 2 x 23
   positions around each of its own panel loci (`counting.flank_window` 25, `flank_gap` 2), random reference
-  trinucleotides fixed per patient, one row per position and ALT base; each position at its locus's depth times
-  the sample's depth factor, ALT molecules of each base at the same class rates (per-position factor, noisy
+  trinucleotides fixed per patient, one row per covered position (drawn as rows per ALT base); each position
+  at its locus's depth times the sample's depth factor, ALT molecules of each base at the same class rates (per-position factor, noisy
   artifacts) times the same per-sample noise factor and library 8-oxoG damage (with its orientation split) as
   the sample's panel loci, no tumor, non-tumor ALT lengths. The calls read them as the workflow's do: each
   sample's own null, and its own context x orientation factors from the background's context rates;
@@ -93,7 +93,7 @@ from mrdtrack.calling import BackgroundSettings, CallResult, CallSettings, build
 from mrdtrack.calling.inference import lr_statistic_rows
 from mrdtrack.calling.locus_classes import pyrimidine_class, reverse_complement
 from mrdtrack.counting import CountSettings
-from mrdtrack.tables import columns_of
+from mrdtrack.flank_layout import FLANK_ROW_COLUMNS, compact_flanks
 
 TFS = (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 1e-2)
 WGS_TFS = (0.0, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3)
@@ -319,7 +319,6 @@ def alt_lengths(rng: np.random.Generator, tumor_alt: np.ndarray, alt: np.ndarray
 # ----------------------------------------------------------------------------------------------------------
 # Flanks: each sample's own background, as counting tallies it
 # ----------------------------------------------------------------------------------------------------------
-FLANK_COLUMNS = columns_of("flanks")
 BASES = "ACGT"
 
 
@@ -360,7 +359,8 @@ def flank_sites(rng: np.random.Generator, own: pd.DataFrame, scenario: Scenario)
 def draw_flanks(
     rng: np.random.Generator, sites: pd.DataFrame, spec: SampleSpec, factors: SampleFactors
 ) -> pd.DataFrame:
-    """One sample's flank table (`flanks` contract, rows and order as counting writes them): each position's
+    """One sample's flank table (`flanks` contract, rows and order as counting writes them; drawn as one row per
+    position and ALT base, `flank_rows`' layout, and folded by `compact_flanks`): each position's
     molecules at its locus's depth times the sample's depth factor, error ALT molecules of each base at the
     position's rate times the sample's noise factor and its library's 8-oxoG damage (split by read orientation
     as at the panel loci), no tumor, non-tumor ALT fragment lengths; uncovered positions have no rows."""
@@ -388,9 +388,8 @@ def draw_flanks(
         "discordant_molecules": np.zeros(len(n), dtype=np.int64), "alt_f1r2": alt_f1r2, "alt_f2r1": alt - alt_f1r2,
         "ref_f1r2": ref_f1r2, "ref_f2r1": ref - ref_f1r2,
         "alt_lengths": sorted_lengths(rng, alt),
-    }, columns=FLANK_COLUMNS)  # fmt: skip
-    table = table[n > 0].reset_index(drop=True)
-    return table.astype({c: np.int64 for c in FLANK_COLUMNS if c.endswith(("_molecules", "_f1r2", "_f2r1"))})
+    }, columns=FLANK_ROW_COLUMNS)  # fmt: skip
+    return compact_flanks(table[n > 0].reset_index(drop=True))
 
 
 def sorted_lengths(rng: np.random.Generator, alt: np.ndarray) -> list[str]:

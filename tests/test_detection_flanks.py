@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mrdtrack.flank_layout import compact_flanks, flank_rows
 from mrdtrack.tables import columns_of, read_table, write_tsv
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,11 +40,26 @@ def simulated(scenario_name: str, n_loci: int = 200) -> tuple[pd.DataFrame, pd.D
     return panel, flanks
 
 
+def simulated_rows(scenario_name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`simulated`, its flank table as rows per position and ALT base (`flank_rows`)."""
+    panel, flanks = simulated(scenario_name)
+    return panel, flank_rows(flanks)
+
+
 def test_a_simulated_flank_table_is_what_counting_writes(tmp_path):
-    _, flanks = simulated("clinical", n_loci=20)
-    flanks = flanks.copy()
-    assert list(flanks.columns) == columns_of("flanks")
-    # 2 x 23 positions per locus (window 25, gap 2), every ALT base of each: one row per position and ALT base.
+    _, table = simulated("clinical", n_loci=20)
+    assert list(table.columns) == columns_of("flanks")
+    # 2 x 23 positions per locus (window 25, gap 2), each covered: one row per position ...
+    assert len(table) == 20 * 46
+    path = tmp_path / "S1.flanks.tsv"
+    write_tsv(table, path)
+    pd.testing.assert_frame_equal(read_table("flanks", path), table, check_dtype=False)
+    assert all(
+        table[c].dtype == np.int64 for c in columns_of("flanks") if c.endswith(("_molecules", "_f1r2"))
+    )
+    # ... and, read per ALT base, the rows of a panel locus's counts, each position's three consistent.
+    flanks = flank_rows(table)
+    pd.testing.assert_frame_equal(compact_flanks(flanks), table)
     assert len(flanks) == 20 * 46 * 3
     assert (flanks["ref"] != flanks["alt"]).all()
     assert (flanks["context"].str[1] == flanks["ref"]).all()
@@ -54,15 +70,11 @@ def test_a_simulated_flank_table_is_what_counting_writes(tmp_path):
     assert (flanks["ref_f1r2"] + flanks["ref_f2r1"] == flanks["ref_molecules"]).all()
     lengths = flanks["alt_lengths"].map(lambda text: len(text.split(",")) if text else 0)
     assert (lengths == flanks["alt_molecules"]).all()
-    path = tmp_path / "S1.flanks.tsv"
-    write_tsv(flanks, path)
-    pd.testing.assert_frame_equal(read_table("flanks", path), flanks, check_dtype=False)
-    assert all(flanks[c].dtype == np.int64 for c in columns_of("flanks") if c.endswith("_molecules"))
 
 
 @pytest.mark.parametrize("scenario_name", ["clinical", "oxog"])
 def test_flank_alt_rates_per_class_are_the_panel_loci_rates(scenario_name):
-    panel, flanks = simulated(scenario_name)
+    panel, flanks = simulated_rows(scenario_name)
     n = flanks["ref_molecules"] + flanks["alt_molecules"]
     pyr = [
         detection.pyrimidine_class(r, a, c)[:2] for r, a, c in flanks[["ref", "alt", "context"]].to_numpy()
@@ -83,7 +95,7 @@ def test_flank_alt_rates_per_class_are_the_panel_loci_rates(scenario_name):
 
 
 def test_8_oxog_errors_at_flanks_keep_their_read_orientation():
-    _, flanks = simulated("oxog")
+    _, flanks = simulated_rows("oxog")
     g_to_t = flanks[(flanks["ref"] == "G") & (flanks["alt"] == "T")]
     c_to_a = flanks[(flanks["ref"] == "C") & (flanks["alt"] == "A")]
     assert g_to_t["alt_f1r2"].sum() / g_to_t["alt_molecules"].sum() > 0.85
