@@ -55,7 +55,8 @@ from mrdtrack.calling import (  # noqa: E402
     calibrate,
 )
 from mrdtrack.calling.locus_classes import pyrimidine_class  # noqa: E402
-from mrdtrack.tables import columns_of, read_table, write_tsv  # noqa: E402
+from mrdtrack.flank_layout import compact_table  # noqa: E402
+from mrdtrack.tables import read_table, write_tsv  # noqa: E402
 
 TABLES = ("calls", "loci", "null_scores")
 
@@ -118,31 +119,36 @@ def simulate_flanks(
     ref = context_bases[:, 1]
     context = np.char.add(np.char.add(context_bases[:, 0], ref), context_bases[:, 2])
     n = rng.poisson(np.repeat(np.maximum(depth, 1), len(offsets)))
-    alt = np.stack([BASES[(np.searchsorted(BASES, ref) + k) % 4] for k in (1, 2, 3)], axis=1)
+    ref_index = np.searchsorted(BASES, ref)
+    alt_index = (ref_index[:, None] + np.arange(1, 4)) % 4
+    alt = BASES[alt_index]
     rate = flank_error_rates(np.repeat(ref, 3), alt.ravel(), np.repeat(context, 3)).reshape(positions, 3)
     factor = np.exp(0.5 * rng.standard_normal((positions, 1)) - 0.125) * np.exp(
         0.25 * rng.standard_normal() - 0.25**2 / 2
     )
     errors = rng.binomial(n[:, None], np.minimum(rate * factor, 0.1))
     ref_n = np.maximum(n - errors.sum(axis=1), 0)
-    alt_n = errors.ravel()
-    alt_f1r2 = rng.binomial(alt_n, 0.5)
-    ref_rows = np.repeat(ref_n, 3)
-    ref_f1r2 = rng.binomial(ref_rows, 0.5)
-    other = np.repeat(errors.sum(axis=1), 3) - alt_n
-    lengths = np.full(len(alt_n), "", dtype=object)
-    with_alt = np.flatnonzero(alt_n)
-    lengths[with_alt] = [",".join(map(str, rng.integers(140, 181, a))) for a in alt_n[with_alt]]
-    frame = pd.DataFrame(
-        {
-            "chrom": np.repeat(chrom, 3), "pos": np.repeat(pos, 3), "ref": np.repeat(ref, 3),
-            "alt": alt.ravel(), "context": np.repeat(context, 3), "ref_molecules": ref_rows,
-            "alt_molecules": alt_n, "other_molecules": other, "discordant_molecules": 0,
-            "alt_f1r2": alt_f1r2, "alt_f2r1": alt_n - alt_f1r2, "ref_f1r2": ref_f1r2,
-            "ref_f2r1": ref_rows - ref_f1r2, "alt_lengths": lengths,
-        }
-    )  # fmt: skip
-    return frame[columns_of("flanks")]
+    at = np.arange(positions)
+    molecules, f1r2 = np.zeros((positions, 4), dtype=np.int64), np.zeros((positions, 4), dtype=np.int64)
+    molecules[at, ref_index], molecules[at[:, None], alt_index] = ref_n, errors
+    f1r2[at[:, None], alt_index] = rng.binomial(errors, 0.5)
+    f1r2[at, ref_index] = rng.binomial(ref_n, 0.5)
+    lengths = np.full((positions, 4), "", dtype=object)
+    cells = np.nonzero(errors)
+    lengths[cells[0], alt_index[cells]] = [
+        ",".join(map(str, np.sort(rng.integers(140, 181, a)).tolist())) for a in errors[cells].tolist()
+    ]
+    covered = molecules.sum(axis=1) > 0  # counting writes covered positions only
+    where = pd.DataFrame(
+        {"chrom": chrom, "pos": pos, "ref": ref.astype(object), "context": context.astype(object)}
+    )
+    return compact_table(
+        where[covered],
+        molecules[covered],
+        f1r2[covered],
+        np.zeros(covered.sum(), dtype=np.int64),
+        lengths[covered],
+    )
 
 
 def flank_tables(cohort: Cohort, plasma: list[str], window: int) -> dict[str, pd.DataFrame]:
@@ -199,7 +205,8 @@ def per_sample_calls(
         rows = np.median([len(table) for table in flanks.values()])
         cpu, wall = read_time(next(iter(flanks.values())))
         print(
-            f"flank tables: median {rows:,.0f} rows per sample ({window} bp windows); reading one back takes "
+            f"flank tables: median {rows:,.0f} rows (covered positions) per sample ({window} bp windows); "
+            "reading one back takes "
             f"{cpu:.1f} s CPU, {wall:.1f} s wall"
         )
     profiler = cProfile.Profile()

@@ -409,7 +409,7 @@ def run_wgs(args: argparse.Namespace, workdir: Path) -> None:
             print(f"  {mine_name} / {theirs_name}: {mine[0] / theirs[0]:.2f} wall, {mine[2] / theirs[2]:.2f} CPU "
                   "(target <= 1.0)")  # fmt: skip
         flanks = pd.read_csv(folder / "counts.job.flanks.tsv", sep="\t")
-        print(f"  flanks of {WGS_PATIENT}: {len(flanks) // 3:,} covered positions", flush=True)
+        print(f"  flanks of {WGS_PATIENT}: {len(flanks):,} covered positions (one row each)", flush=True)
         counts = pd.read_csv(folder / "counts.tsv", sep="\t")
         print(f"  {len(counts):,} loci counted, {counts['ref_molecules'].sum() + counts['alt_molecules'].sum():,} "
               "informative molecules", flush=True)  # fmt: skip
@@ -460,7 +460,7 @@ def main() -> None:
         pd.read_csv(folder / name, sep="\t") for name in ("counts.job.flanks.tsv", "counts.job2.flanks.tsv")
     ]
     print(f"flank tables of 1 and 2 processes identical: {flanks[0].equals(flanks[1])}; "
-          f"{len(flanks[0]) // 3:,} flank positions covered")  # fmt: skip
+          f"{len(flanks[0]):,} flank positions covered")  # fmt: skip
 
 
 def print_report(report: dict[str, tuple[float, dict[str, dict[str, float]]]]) -> None:
