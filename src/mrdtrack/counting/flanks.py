@@ -300,10 +300,9 @@ def _frame(where: list[tuple[str, int, str, str]], ref_of: np.ndarray, counted: 
     covered = np.flatnonzero(counted.molecules.sum(axis=1))
     if not covered.size:
         return _no_rows()
-    chrom, pos, refs, context = (np.array(column, dtype=object) for column in zip(*where, strict=True))
-    positions = pd.DataFrame(
-        {"chrom": chrom[covered], "pos": pos[covered], "ref": refs[covered], "context": context[covered]}
-    )
+    # pandas turns the tuples into columns in C, a few times faster than one numpy array per column.
+    positions = pd.DataFrame(where, columns=["chrom", "pos", "ref", "context"])
+    positions = positions if covered.size == len(where) else positions.take(covered)
     lengths = _lengths(np.concatenate(counted.cells), np.concatenate(counted.lengths), covered, len(ref_of))
     return compact_table(
         positions, counted.molecules[covered], counted.f1r2[covered], counted.discordant[covered], lengths
