@@ -166,9 +166,10 @@ def flank_table(
 
     Tallied many positions at a time: their molecules are joined into flat arrays and counted with np.bincount
     by (position, base) and (position, base, read orientation), so a position costs a few list appends, not a
-    loop over its bases; the table's columns are taken from those counts whole. The molecules are tallied in batches of about TALLY_BATCH, so that memory holds a batch,
-    never a sample's flanks. Rows and their order are those of the per-position reference tally kept in
-    tests/test_flank_tally.py.
+    loop over its bases; the table's columns are taken from those counts whole. The molecules are tallied in
+    batches of about TALLY_BATCH, so that memory holds a batch, never a sample's flanks. The table's rows per
+    position and ALT base (`mrdtrack.flank_layout.flank_rows`), in their order, are those of the per-position
+    reference tally kept in tests/test_flank_tally.py.
     """
     return _batched(context, ((chrom, [locus], molecules) for chrom, locus, molecules in found))
 
