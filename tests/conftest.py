@@ -85,6 +85,32 @@ def write_indexed_bam(path: Path | str, reads: list[pysam.AlignedSegment], heade
     return str(path)
 
 
+def per_position_flank_molecules(
+    bam: str, fasta: str, panel: pd.DataFrame, settings, patient_id: str = "P1"
+) -> tuple[pd.DataFrame, list]:
+    """The flank positions of a sample of `patient_id` and each position's molecules, formed position by position
+    (the per-position engines, not the flank kernel): what a flank table is specified by. Returns the positions
+    and (chrom, locus, molecules) per position."""
+    from mrdtrack.counting.flanks import FlankWindow, flank_loci, flank_positions
+    from mrdtrack.counting.molecules import ReadStats, resolve_dedup_mode
+    from mrdtrack.counting.sample import cluster_molecules
+    from mrdtrack.inputs.panel import contig_map
+
+    with pysam.FastaFile(fasta) as handle:
+        positions = flank_positions(
+            panel, patient_id, handle, FlankWindow(settings.flank_window, settings.flank_gap)
+        )
+    with pysam.AlignmentFile(bam) as alignments:
+        units = flank_loci(positions, contig_map(positions["chrom"].unique(), alignments.references))
+        mode = resolve_dedup_mode(alignments, settings)
+        found = [
+            (chrom, locus, molecules)
+            for chrom, cluster, per_locus in cluster_molecules(alignments, units, settings, mode, ReadStats())
+            for locus, molecules in zip(cluster, per_locus, strict=True)
+        ]
+    return positions, found
+
+
 def _bam(folder: Path, name: str) -> None:
     # The comment keeps two samples' empty files apart: identical files under two sample_ids are an error.
     header = {"HD": {"VN": "1.6", "SO": "coordinate"}, "SQ": [{"SN": "chr1", "LN": 1000}], "CO": [name]}

@@ -18,13 +18,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import write_indexed_bam
+from conftest import per_position_flank_molecules, write_indexed_bam
 from mrdtrack.counting import CountSettings, bamscan, count_sample, flank_kernel
-from mrdtrack.counting.flanks import FlankWindow, flank_contexts, flank_loci, flank_positions, flank_table
-from mrdtrack.counting.molecules import ReadStats, resolve_dedup_mode
-from mrdtrack.counting.sample import cluster_molecules
+from mrdtrack.counting.flanks import flank_contexts, flank_table
 from mrdtrack.flank_layout import flank_rows
-from mrdtrack.inputs.panel import contig_map
 
 BASES = "ACGT"
 LOCI = [1000, 1040, 2400]  # the first two share their flanks' clusters (a read reaches two of them)
@@ -124,18 +121,7 @@ def _read(header, sequence, rng, name, mate, read_start, start, trimmed, length,
 
 def per_position_flanks(bam: str, fasta: str, panel: pd.DataFrame, settings: CountSettings) -> pd.DataFrame:
     """The flank table of the per-position kernel: each flank position's molecules formed on their own."""
-    with pysam.FastaFile(fasta) as handle:
-        positions = flank_positions(
-            panel, "P1", handle, FlankWindow(settings.flank_window, settings.flank_gap)
-        )
-    with pysam.AlignmentFile(bam) as alignments:
-        units = flank_loci(positions, contig_map(positions["chrom"].unique(), alignments.references))
-        mode = resolve_dedup_mode(alignments, settings)
-        found = [
-            (chrom, locus, molecules)
-            for chrom, cluster, per_locus in cluster_molecules(alignments, units, settings, mode, ReadStats())
-            for locus, molecules in zip(cluster, per_locus, strict=True)
-        ]
+    positions, found = per_position_flank_molecules(bam, fasta, panel, settings)
     return flank_table(flank_contexts(positions), found)
 
 

@@ -12,14 +12,12 @@ import pandas as pd
 import pysam
 import pytest
 
-from conftest import write_indexed_bam
+from conftest import per_position_flank_molecules, write_indexed_bam
 from mrdtrack.counting import CountSettings, count_sample
 from mrdtrack.counting import flanks as flank_module
-from mrdtrack.counting.flanks import FlankWindow, flank_contexts, flank_loci, flank_positions, flank_table
-from mrdtrack.counting.molecules import DISCORDANT, Locus, LocusMolecules, ReadStats, resolve_dedup_mode
-from mrdtrack.counting.sample import cluster_molecules
+from mrdtrack.counting.flanks import flank_contexts, flank_table
+from mrdtrack.counting.molecules import DISCORDANT, Locus, LocusMolecules
 from mrdtrack.flank_layout import FLANK_COLUMNS, FLANK_ROW_COLUMNS, compact_flanks, flank_rows
-from mrdtrack.inputs.panel import contig_map
 
 BASES = "ACGT"
 
@@ -189,18 +187,7 @@ def test_a_samples_flank_table_is_the_per_position_tally_of_its_molecules(tmp_pa
     bam, fasta, panel = small_bam(tmp_path, np.random.default_rng(21))
     settings = CountSettings(engine=engine, dedup=dedup, min_family_size=1)
     flanks = count_sample("S1", bam, fasta, panel, settings, patient_id="P1").flanks
-    with pysam.FastaFile(fasta) as handle:
-        positions = flank_positions(
-            panel, "P1", handle, FlankWindow(settings.flank_window, settings.flank_gap)
-        )
-    with pysam.AlignmentFile(bam) as alignments:
-        units = flank_loci(positions, contig_map(positions["chrom"].unique(), alignments.references))
-        mode = resolve_dedup_mode(alignments, settings)
-        found = [
-            (chrom, locus, molecules)
-            for chrom, cluster, per_locus in cluster_molecules(alignments, units, settings, mode, ReadStats())
-            for locus, molecules in zip(cluster, per_locus, strict=True)
-        ]
+    positions, found = per_position_flank_molecules(bam, fasta, panel, settings)
     expected = reference_tally(positions, found)
     assert expected["alt_molecules"].sum() > 20 and expected["discordant_molecules"].sum() > 0
     pd.testing.assert_frame_equal(flank_rows(flanks), expected)
