@@ -78,6 +78,12 @@ def real_loci(rng: np.random.Generator, count: int) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["ref", "alt", "context"])
 
 
+def model_rates(loci: pd.DataFrame, rate: float) -> np.ndarray:
+    """Each locus's error rate in `flank_row_table`'s model: `rate`, C>T at CpG (pyrimidine strand) at 10x."""
+    classes = [pyrimidine_class(r, a, c) for r, a, c in loci.itertuples(index=False)]
+    return np.array([rate * (10 if s == "C>T" and c[2] == "G" else 1) for s, c, _ in classes])
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Synthetic panels
 # ----------------------------------------------------------------------------------------------------------
@@ -164,8 +170,7 @@ def test_one_thousand_synthetic_nulls_of_a_tumor_free_sample_give_uniform_p_valu
     rate = 1e-3
     pool = flank_pool(flank_table(rng, 3000, 3000, rate), CallSettings())
     loci = real_loci(rng, 30)
-    classes = [pyrimidine_class(r, a, c) for r, a, c in loci.itertuples(index=False)]
-    e = np.array([rate * (10 if s == "C>T" and c[2] == "G" else 1) for s, c, _ in classes])
+    e = model_rates(loci, rate)
     n = np.full(len(loci), 3000)
     own = own_null(pool, loci, n, e, np.ones(len(loci)), FAST, np.random.default_rng(5))
     assert own.size == 1000
@@ -293,8 +298,7 @@ def test_a_thin_flank_pool_at_plasma_depth_shows_two_locus_support_as_often_as_t
     # 1,000 positions at 200 molecules: a context's positions hold a fraction of one ALT molecule.
     pool = flank_pool(flank_table(rng, 1000, 200, rate), CallSettings())
     loci = real_loci(rng, 25)
-    classes = [pyrimidine_class(r, a, c) for r, a, c in loci.itertuples(index=False)]
-    e = np.array([rate * (10 if s == "C>T" and c[2] == "G" else 1) for s, c, _ in classes])
+    e = model_rates(loci, rate)
     n = np.full(len(loci), 200)
     own = own_null(pool, loci, n, e, np.ones(len(loci)), FAST, np.random.default_rng(42))
     draws = rng.binomial(n, e, (20_000, len(loci)))  # the real panel without tumor DNA
@@ -309,8 +313,7 @@ def test_a_panel_whose_loci_are_quieter_than_their_contexts_is_not_held_to_a_noi
     # The library is at the cohort's rates: its flank positions show their context's rate ...
     pool = flank_pool(flank_table(rng, 3000, 3000, rate), CallSettings())
     loci = real_loci(rng, 30)
-    classes = [pyrimidine_class(r, a, c) for r, a, c in loci.itertuples(index=False)]
-    context = np.array([rate * (10 if s == "C>T" and c[2] == "G" else 1) for s, c, _ in classes])
+    context = model_rates(loci, rate)
     e = context / 2  # ... and the cohort measured its panel's loci at half their contexts' rates.
     n = np.full(len(loci), 3000)
     w = np.ones(len(loci))
