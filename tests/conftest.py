@@ -85,6 +85,15 @@ def write_indexed_bam(path: Path | str, reads: list[pysam.AlignedSegment], heade
     return str(path)
 
 
+def read_name_hash(name: bytes, key_bit: int) -> int:
+    """The name hash the compiled engine's record kernel stores per observation (64-bit FNV-1a of the name, then
+    of the key bit), for tests that write observation tables by hand."""
+    value = 14695981039346656037
+    for byte in (*name, key_bit):
+        value = ((value ^ byte) * 1099511628211) % 2**64
+    return value
+
+
 def per_position_flank_molecules(
     bam: str, fasta: str, panel: pd.DataFrame, settings, patient_id: str = "P1"
 ) -> tuple[pd.DataFrame, list]:

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import TEST_DATA, ctdnatools_panel, toy_panel, write_indexed_bam
+from conftest import TEST_DATA, ctdnatools_panel, read_name_hash, toy_panel, write_indexed_bam
 from mrdtrack.counting import CountSettings, SampleCounts, UmiSourceError, bamscan, count_sample
 from mrdtrack.counting import sample as counting
 from mrdtrack.counting.molecules import Locus, ReadStats
@@ -350,14 +350,6 @@ def test_auto_takes_the_compiled_engine_for_a_job_of_small_bams_that_add_up(tmp_
     assert counting.settings_for_job(small, CountSettings(engine="pysam")).engine == "pysam"
 
 
-def _fnv(name: bytes, key_bit: int) -> int:
-    """The name hash the record kernel stores (64-bit FNV-1a of the name, then of the key bit)."""
-    value = 14695981039346656037
-    for byte in (*name, key_bit):
-        value = ((value ^ byte) * 1099511628211) % 2**64
-    return value
-
-
 @settings(max_examples=300, deadline=None)
 @given(
     observations=st.lists(
@@ -391,7 +383,7 @@ def test_templates_merged_read_by_read_are_those_merged_locus_by_locus(observati
         ints[row, [bamscan.O_LOCUS, bamscan.O_NAME_LEN, bamscan.O_KEYBIT, bamscan.O_BASE, bamscan.O_SHORT]] = (
             locus * spread, len(text), key_bit, base, short
         )  # fmt: skip
-        hashes[row] = _fnv(text, key_bit)
+        hashes[row] = read_name_hash(text, key_bit)
     stored = np.frombuffer(bytes(names), dtype=np.uint8).copy()
     by_read = bamscan._templates(ints, hashes, stored, n)
     by_locus = bamscan._hashed_templates(ints, hashes, stored, n)

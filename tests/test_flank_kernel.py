@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import per_position_flank_molecules, write_indexed_bam
+from conftest import per_position_flank_molecules, read_name_hash, write_indexed_bam
 from mrdtrack.counting import CountSettings, bamscan, count_sample, flank_kernel
 from mrdtrack.counting.flanks import flank_contexts, flank_table
 from mrdtrack.flank_layout import flank_rows
@@ -265,7 +265,7 @@ def _rows(reads: list) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         for position, base in zip(covered, bases, strict=True):
             ints[row, COLUMNS] = (position, base, left, length, forward, size, len(names), len(text), len(umis),
                                   len(umi), key_bit, short)  # fmt: skip
-            hashes[row] = _fnv(text, key_bit)
+            hashes[row] = read_name_hash(text, key_bit)
             row += 1
         names += text
         umis += umi.encode()
@@ -276,14 +276,6 @@ def _rows(reads: list) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 COLUMNS = [bamscan.O_LOCUS, bamscan.O_BASE, bamscan.O_LEFT, bamscan.O_LENGTH, bamscan.O_R1FWD, bamscan.O_SIZE,
            bamscan.O_NAME, bamscan.O_NAME_LEN, bamscan.O_UMI, bamscan.O_UMI_LEN, bamscan.O_KEYBIT,
            bamscan.O_SHORT]  # fmt: skip
-
-
-def _fnv(name: bytes, key_bit: int) -> int:
-    """The name hash the record kernel stores (64-bit FNV-1a of the name, then of the key bit)."""
-    value = 14695981039346656037
-    for byte in (*name, key_bit):
-        value = ((value ^ byte) * 1099511628211) % 2**64
-    return value
 
 
 @settings(max_examples=400, deadline=None)
