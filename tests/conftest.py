@@ -94,6 +94,14 @@ def read_name_hash(name: bytes, key_bit: int) -> int:
     return value
 
 
+def assert_same_counts(fast, reference) -> None:
+    """Two SampleCounts hold the same panel-locus counts, fragment lengths, fragments and QC."""
+    pd.testing.assert_frame_equal(fast.counts, reference.counts)
+    pd.testing.assert_frame_equal(fast.fragment_lengths, reference.fragment_lengths)
+    pd.testing.assert_frame_equal(fast.fragments, reference.fragments)
+    assert fast.qc == reference.qc
+
+
 def per_position_flank_molecules(
     bam: str, fasta: str, panel: pd.DataFrame, settings, patient_id: str = "P1"
 ) -> tuple[pd.DataFrame, list]:

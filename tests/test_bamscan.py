@@ -22,7 +22,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import TEST_DATA, ctdnatools_panel, read_name_hash, toy_panel, write_indexed_bam
+from conftest import (
+    TEST_DATA,
+    assert_same_counts,
+    ctdnatools_panel,
+    read_name_hash,
+    toy_panel,
+    write_indexed_bam,
+)
 from mrdtrack.counting import CountSettings, SampleCounts, UmiSourceError, bamscan, count_sample
 from mrdtrack.counting import sample as counting
 from mrdtrack.counting.molecules import Locus, ReadStats
@@ -64,13 +71,6 @@ READ_NAME_SETTINGS = [
 EXAMPLES = settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-
-
-def assert_same_counts(fast: SampleCounts, reference: SampleCounts) -> None:
-    pd.testing.assert_frame_equal(fast.counts, reference.counts)
-    pd.testing.assert_frame_equal(fast.fragment_lengths, reference.fragment_lengths)
-    pd.testing.assert_frame_equal(fast.fragments, reference.fragments)
-    assert fast.qc == reference.qc
 
 
 def both_engines(bam: str, panel: pd.DataFrame, count_settings: CountSettings, reference: str = "") -> None:
@@ -296,9 +296,7 @@ def test_auto_takes_the_compiled_engine_for_large_bams_only(tmp_path, monkeypatc
     bam = write_random_bam(tmp_path / "small.bam", [_plain_read("p1", 990)])
     used = []
 
-    def spy(
-        self, tid, clusters, stats, continues, flanks=False
-    ):  # records the call, hands every cluster to pysam
+    def spy(self, tid, clusters, stats, previous, flank):  # records the call, hands every cluster to pysam
         used.append(tid)
         return iter([None] * len(clusters))
 
@@ -331,10 +329,11 @@ def test_a_record_whose_sizes_do_not_add_up_is_reported_not_parsed():
     one = np.array([999], dtype=np.int64)
     shapes, inserted = bamscan.locus_shapes([Locus("chr1", 1000, "A", "T")])
     status, offset = bamscan._scan_records(
-        too_short, 0, 0, one, shapes, inserted, np.zeros(1, dtype=np.int64), one, one + 1,
-        np.zeros(1, dtype=np.int64), np.zeros(12, dtype=np.int64), np.zeros(2, dtype=np.uint8), bamscan._SEQ_CODES,
-        np.zeros((1, len(bamscan.STAT_FIELDS)), dtype=np.int64), np.zeros(1, dtype=np.int64), table.ints,
-        table.hashes, table.names, table.umis, table.state, table.copied,
+        too_short, 0, 0, one, shapes, inserted, np.zeros(1, dtype=np.int64), one, one + 1, one, one + 1,
+        np.full(1, -1, dtype=np.int64), np.zeros(12, dtype=np.int64), np.zeros(2, dtype=np.uint8), bamscan._SEQ_CODES,
+        np.zeros((1, len(bamscan.STAT_FIELDS)), dtype=np.int64), np.zeros(1, dtype=np.int64),
+        np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64),
+        *((getattr(table, name), getattr(table, name)) for name in bamscan._Table.ARRAYS),
     )  # fmt: skip
     assert (status, offset) == (bamscan.CORRUPT, 0)
     assert bamscan._whole_records_end(too_short) == 0

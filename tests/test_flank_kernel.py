@@ -18,8 +18,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import per_position_flank_molecules, read_name_hash, write_indexed_bam
+from conftest import assert_same_counts, per_position_flank_molecules, read_name_hash, write_indexed_bam
 from mrdtrack.counting import CountSettings, bamscan, count_sample, flank_kernel
+from mrdtrack.counting import flanks as counting_flanks
+from mrdtrack.counting import sample as counting_sample
 from mrdtrack.counting.flanks import flank_contexts, flank_table
 from mrdtrack.flank_layout import flank_rows
 
@@ -150,6 +152,36 @@ def test_shared_families_give_the_per_position_flank_table(tmp_path, monkeypatch
         "S1", bam, fasta, panel, replace(count_settings, engine="pysam"), patient_id="P1"
     )
     pd.testing.assert_frame_equal(flanks, reference.flanks)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("count_settings", SETTINGS[::3], ids=lambda s: f"{s.dedup}-{s.min_family_size}")
+def test_flanks_read_in_the_panel_loci_pass_leave_their_counts_and_qc_as_they_were(
+    tmp_path, monkeypatch, count_settings, threads
+):
+    """The flank positions are read in the same pass of the file as the panel loci, their clusters interleaved
+    with other patients' loci (P2's locus at 1015 lies inside P1's flanks of 1000, and its loci at 2390-2396
+    inside those of 2400) and with the pieces of a dense cluster (pieces of 2 loci here, flank clusters of 16
+    positions): the panel loci's
+    counts, fragments and QC are those of a pass without flanks, and the flanks those of a pass of their own."""
+    consensus = count_settings.dedup == "consensus"
+    bam, fasta, panel = random_bam(tmp_path, np.random.default_rng(4), irregular=False, consensus=consensus)
+    sequence = pysam.FastaFile(fasta).fetch("chr1")
+    others = [1015, 2390, 2392, 2394, 2396]
+    other = pd.DataFrame({"patient_id": "P2", "chrom": "chr1", "pos": others, "context": "NNN", "weight": 1.0,
+                          "ref": [sequence[p - 1] for p in others]})  # fmt: skip
+    other["alt"] = ["A" if r != "A" else "C" for r in other["ref"]]
+    panel = pd.concat([panel, other], ignore_index=True)
+    monkeypatch.setattr(counting_sample, "CLUSTER_PIECE", 2)
+    monkeypatch.setattr(
+        counting_flanks, "FLANK_CLUSTER", 16
+    )  # clusters of flank positions between the pieces
+    compiled = replace(count_settings, engine="compiled")
+    together = count_sample("S1", bam, fasta, panel, compiled, threads=threads, patient_id="P1")
+    assert_same_counts(together, count_sample("S1", bam, fasta, panel, compiled, threads=threads))
+    assert together.counts["ref_molecules"].sum() > 0
+    pd.testing.assert_frame_equal(together.flanks, per_position_flanks(bam, fasta, panel, compiled))
+    assert not together.flanks["pos"].between(1013, 1017).any()
 
 
 @pytest.mark.parametrize("count_settings", SETTINGS[:3], ids=lambda s: f"{s.dedup}-{s.umi_duplex}")

@@ -73,9 +73,9 @@ N_COLUMNS = 12
 # Columns of the locus shapes array: 1 for an indel (0: an SNV), deleted bases, where the inserted bases start in
 # the inserted-bases array and how many there are.
 L_INDEL, L_DELETED, L_INSERTED_AT, L_INSERTED_LEN = range(4)
-# The state array: observations used, name bytes used, UMI bytes used, the first cluster not yet complete, the
-# largest locus index of an observation in the table.
-S_ROWS, S_NAMES, S_UMIS, S_OPEN, S_LAST = range(5)
+# The state array: observations used, name bytes used, UMI bytes used, the first cluster not yet complete (the
+# run's, in its first table), the largest locus index of an observation in the table, whether it must grow.
+S_ROWS, S_NAMES, S_UMIS, S_OPEN, S_LAST, S_GROW = range(6)
 # Clusters whose reads start closer than this in the file (compressed bytes) are streamed in one pass.
 JOIN_BYTES = 1 << 22
 
@@ -118,17 +118,13 @@ class BamScanner:
             self.bgzf.close()
 
     def molecules(
-        self, tid: int, clusters: list[list[Locus]], stats: ReadStats, flanks: bool = False
-    ) -> Iterator[list[LocusMolecules] | FlankTally | None]:
+        self, tid: int, clusters: list[list[Locus]], stats: ReadStats
+    ) -> Iterator[list[LocusMolecules] | None]:
         """Each cluster's molecules per locus (clusters of loci sorted by position on contig `tid`, in order),
         yielded as soon as the cluster is complete; None for a cluster the reference engine must count (its
-        reads are then left out of `stats`). With `flanks`, each cluster's molecules counted as one `FlankTally`,
-        its families built once for all its positions (flank_kernel)."""
-        if flanks:
-            yield from self._scan(tid, clusters, stats, (), flanks=True)
-        else:
-            for found in self._scan(tid, clusters, stats, ()):
-                yield None if found is None else _per_locus(*found)
+        reads are then left out of `stats`)."""
+        for found in self._scan(tid, clusters, stats, (), [False] * len(clusters)):
+            yield None if found is None else _per_locus(*found)
 
     def cluster_rows(
         self, tid: int, clusters: list[list[Locus]], stats: ReadStats, continues: Sequence[bool] = ()
@@ -138,78 +134,105 @@ class BamScanner:
         `continues[i]` True makes cluster i a piece of the cluster before it: the two are read in one pass and
         their reads are counted in `stats` as one cluster's (as one fetch of both), while each piece is handed
         back as soon as it is complete, so that the reads held at once are those of one piece."""
-        return self._scan(tid, clusters, stats, continues)
+        previous = [i - 1 if piece else -1 for i, piece in enumerate(continues)]
+        return self._scan(tid, clusters, stats, previous, [False] * len(clusters))
+
+    def joint_rows(
+        self,
+        tid: int,
+        clusters: list[list[Locus]],
+        flank: Sequence[bool],
+        stats: ReadStats,
+        previous: Sequence[int] = (),
+    ) -> Iterator[ClusterRows | FlankTally | None]:
+        """Clusters of panel loci (a ClusterRows each, as `cluster_rows`) and clusters of flank positions
+        (`flank[i]` True: their molecules counted, one FlankTally each, families built once for all positions:
+        flank_kernel) read in one pass of the file, so that a read that covers a panel locus and its flanks is
+        decompressed and parsed once. The clusters are sorted by their first position and may overlap one
+        another; `previous[i]` is the index of the piece before cluster i of one cluster of panel loci (-1: none,
+        as `continues` of `cluster_rows`). Only the panel clusters' reads count in `stats`."""
+        return self._scan(tid, clusters, stats, previous, flank)
 
     def _scan(
         self,
         tid: int,
         clusters: list[list[Locus]],
         stats: ReadStats,
-        continues: Sequence[bool],
-        flanks: bool = False,
+        previous: Sequence[int],
+        flank: Sequence[bool],
     ) -> Iterator[ClusterRows | FlankTally | None]:
-        """Each cluster's table (its molecules counted, with `flanks`), or None where pysam must count it."""
+        """Each cluster's table (its molecules counted, for a flank cluster), or None where pysam must count it."""
         linear = self.linear.get(tid) if self.linear is not None else None
-        continues = list(continues) or [False] * len(clusters)
-        for run in _runs(linear, clusters, continues):
+        previous = list(previous) or [-1] * len(clusters)
+        for run in _runs(linear, clusters, previous, list(flank)):
             if run.start == -1:
                 yield from [None] * len(run.clusters)
             else:
-                yield from self._scan_run(tid, run, stats, flanks)
+                yield from self._scan_run(tid, run, stats)
 
-    def _scan_run(
-        self, tid: int, run: _Run, stats: ReadStats, flanks: bool
-    ) -> Iterator[ClusterRows | FlankTally | None]:
-        """Stream a run of clusters once, yielding each cluster when the first read past it arrives. From a
-        record the parser leaves alone on, the run's unfinished clusters are None."""
-        every_locus = [locus for cluster in run.clusters for locus in cluster]
-        loci = np.array([locus.pos - 1 for locus in every_locus], dtype=np.int64)
-        shapes, inserted = locus_shapes(every_locus)
-        cluster_of_locus = np.repeat(np.arange(len(run.clusters)), [len(c) for c in run.clusters])
-        begins = np.array([c[0].pos - 1 for c in run.clusters], dtype=np.int64)
-        ends = np.array([c[-1].pos for c in run.clusters], dtype=np.int64)
-        continues = np.array(run.continues, dtype=np.int64)
+    def _scan_run(self, tid: int, run: _Run, stats: ReadStats) -> Iterator[ClusterRows | FlankTally | None]:
+        """Stream a run of clusters once, yielding each cluster (in the run's order) when the first read past it
+        and past the clusters before it arrives. From a record the parser leaves alone on, the run's unfinished
+        clusters are None."""
+        layout = _RunLayout.of(run)
+        previous = np.array(run.previous, dtype=np.int64)
+        begins, ends = layout.begins, layout.ends
         # a piece's fetch region reaches the next piece of its cluster: together they are the cluster's region
-        ends[:-1] = np.where(continues[1:] != 0, np.maximum(begins[1:], ends[:-1]), ends[:-1])
+        pieces = np.flatnonzero(previous >= 0)
+        ends[previous[pieces]] = np.maximum(begins[pieces], ends[previous[pieces]])
         counters = np.zeros((len(run.clusters), len(STAT_FIELDS)), dtype=np.int64)
-        depth = np.zeros(len(loci), dtype=np.int64)
-        table = _Table(FLANK_COPIES if flanks else ALL_COLUMNS)
-        geometry = (tid, loci, shapes, inserted, cluster_of_locus, begins, ends, continues)
-        refs = np.array([ord(locus.ref[0]) for locus in every_locus], dtype=np.int64) if flanks else None
-        for status in self._records(run.start, geometry, counters, depth, table):
-            cluster = int(table.state[S_OPEN])
+        depth = np.zeros(len(layout.loci), dtype=np.int64)
+        tables = (_Table(ALL_COLUMNS), _Table(FLANK_COPIES))  # panel loci, flank positions
+        geometry = (
+            tid, layout.loci, layout.shapes, layout.inserted, layout.cluster_of_locus, begins, ends,
+            np.minimum.accumulate(begins[::-1])[::-1], np.maximum.accumulate(ends), previous, layout.kind,
+            layout.slot,
+        )  # fmt: skip
+        for status in self._records(run.start, geometry, counters, depth, tables):
+            cluster = int(tables[0].state[S_OPEN])
             if status == NEEDS_REFERENCE:
                 yield from [None] * (len(run.clusters) - cluster)
                 return
+            table = tables[run.flank[cluster]]
             done = _finish_cluster(
-                table, cluster, cluster_of_locus, depth, self.params, self.fraction, counters[cluster], refs
+                table, cluster, layout, depth, self.params, self.fraction, counters[cluster]
             )
-            if done is not None:
+            if done is not None and not run.flank[cluster]:
                 for field, value in zip(STAT_FIELDS, counters[cluster], strict=True):
                     setattr(stats, field, getattr(stats, field) + int(value))
             yield done
 
-    def _records(self, start: int | None, geometry: tuple, counters, depth, table: _Table) -> Iterator[int]:
+    def _records(
+        self,
+        start: int | None,
+        geometry: tuple,
+        counters,
+        depth,
+        tables: tuple[_Table, _Table],
+    ) -> Iterator[int]:
         """Run the record kernel over the stream; yield CLUSTER_DONE each time a cluster is complete, or
         NEEDS_REFERENCE once."""
-        tid, loci, shapes, inserted, cluster_of_locus, begins, ends, continues = geometry
+        (tid, loci, shapes, inserted, cluster_of_locus, begins, ends, reach_begins, reach_ends, previous, kind,
+         slot) = geometry  # fmt: skip
         n_clusters = len(begins)
+        state = tables[0].state  # the run's open cluster
         blocks = self._whole_records(start) if start is not None else iter(())
         for buffer in blocks:
             offset = 0
             while True:
                 status, offset = _scan_records(
-                    buffer, offset, tid, loci, shapes, inserted, cluster_of_locus, begins, ends, continues,
-                    self.params, self.umi_tag, _SEQ_CODES, counters, depth, table.ints, table.hashes, table.names,
-                    table.umis, table.state, table.copied,
+                    buffer, offset, tid, loci, shapes, inserted, cluster_of_locus, begins, ends, reach_begins,
+                    reach_ends, previous, self.params, self.umi_tag, _SEQ_CODES, counters, depth, kind, slot,
+                    *(tuple(getattr(t, name) for t in tables) for name in _Table.ARRAYS),
                 )  # fmt: skip
                 if status == CORRUPT:  # counting.py turns this into its "truncated or corrupt" message
                     raise OSError("a BAM record whose sizes do not add up")
                 if status == OUT_OF_ROOM:
-                    table.grow()
+                    for table in tables:
+                        table.grow_if_asked()
                 elif status == CLUSTER_DONE:
                     yield status
-                    table.state[S_OPEN] += 1
+                    state[S_OPEN] += 1
                 else:
                     break
             if status == NEEDS_REFERENCE:
@@ -217,9 +240,9 @@ class BamScanner:
                 return
             if status == RUN_DONE:
                 return
-        while table.state[S_OPEN] < n_clusters:  # end of file: whatever is open is complete
+        while state[S_OPEN] < n_clusters:  # end of file: whatever is open is complete
             yield CLUSTER_DONE
-            table.state[S_OPEN] += 1
+            state[S_OPEN] += 1
 
     def _whole_records(self, start: int) -> Iterator[np.ndarray]:
         """The decompressed stream from virtual offset `start`, in buffers that hold whole records only (a record
@@ -253,28 +276,34 @@ class BamScanner:
 @dataclass
 class _Run:
     """Consecutive clusters of one contig read in one pass from `start` (None: no read can overlap them; -1:
-    the index does not say where their reads start), and whether each continues the one before it."""
+    the index does not say where their reads start), each one's piece before it in the run (-1: none) and
+    whether each is a cluster of flank positions."""
 
     start: int | None
     clusters: list[list[Locus]]
     last_start: int | None  # where the reads of its last cluster start
-    continues: list[bool]
+    previous: list[int]
+    flank: list[bool]
 
 
-def _runs(linear: np.ndarray | None, clusters: list[list[Locus]], continues: list[bool]) -> Iterator[_Run]:
+def _runs(
+    linear: np.ndarray | None, clusters: list[list[Locus]], previous: list[int], flank: list[bool]
+) -> Iterator[_Run]:
     """Group consecutive clusters whose reads start close together in the file (targeted panels: all of a
-    contig's), so that the stream is read once instead of once per cluster from its 16 kb index window. A piece
-    of a cluster always joins the run of the piece before it."""
+    contig's), so that the stream is read once instead of once per cluster from its 16 kb index window. The
+    clusters between two pieces of a cluster, and the later piece, always join the run of the earlier piece; a
+    run starts where the reads of the first of its clusters start (the clusters are sorted by first position)."""
+    last_piece = np.arange(len(clusters))  # the last cluster that must join the run of each cluster
+    for i, before in enumerate(previous):
+        if before >= 0:
+            last_piece[before] = i
+    must_join = np.maximum.accumulate(last_piece) if len(clusters) else last_piece
     run: _Run | None = None
-    for cluster, piece in zip(clusters, continues, strict=True):
+    first = 0  # index of the run's first cluster
+    for i, (cluster, before, is_flank) in enumerate(zip(clusters, previous, flank, strict=True)):
         start = None if linear is None else first_offset(linear, cluster[0].pos - 1)
-        if run is not None and piece:
-            run.clusters.append(cluster)
-            run.continues.append(True)
-            if start not in (None, -1) and run.last_start not in (None, -1):
-                run.last_start = start
-            continue
-        joins = (
+        inside = run is not None and i > 0 and must_join[i - 1] >= i
+        joins = inside or (
             run is not None
             and run.start not in (None, -1)
             and start not in (None, -1)
@@ -282,33 +311,101 @@ def _runs(linear: np.ndarray | None, clusters: list[list[Locus]], continues: lis
         )
         if joins:
             run.clusters.append(cluster)
-            run.continues.append(False)
-            run.last_start = start
+            run.previous.append(before - first if before >= 0 else -1)
+            run.flank.append(is_flank)
+            if start not in (None, -1) and run.last_start not in (None, -1):
+                run.last_start = start
         else:
             if run is not None:
                 yield run
-            run = _Run(start, [cluster], start, [False])
+            first = i
+            run = _Run(start, [cluster], start, [-1], [is_flank])
     if run is not None:
         yield run
 
 
+@dataclass
+class _RunLayout:
+    """The loci of a run's clusters as the record kernel takes them: sorted by position (clusters of panel loci
+    and of flank positions may interleave), each with its cluster, its kind (1: a flank position, whose
+    observations go to a table of their own) and its slot, its index among the loci of its kind, which its
+    observations carry (so that each cluster's loci are consecutive slots of its table)."""
+
+    loci: np.ndarray  # 0-based positions, sorted
+    shapes: np.ndarray
+    inserted: np.ndarray
+    cluster_of_locus: np.ndarray
+    kind: np.ndarray
+    slot: np.ndarray
+    cluster_of_slot: tuple[np.ndarray, np.ndarray]  # per kind
+    first_slot: np.ndarray  # per cluster
+    by_cluster: np.ndarray  # the loci cluster by cluster (`loci_of`)
+    bounds: np.ndarray
+    begins: np.ndarray
+    ends: np.ndarray
+    flank_refs: np.ndarray | None  # REF bases (ASCII) where the run has clusters of flank positions
+    flank: list[bool]
+
+    @classmethod
+    def of(cls, run: _Run) -> _RunLayout:
+        every_locus = [locus for cluster in run.clusters for locus in cluster]
+        sizes = np.array([len(cluster) for cluster in run.clusters], dtype=np.int64)
+        positions = np.array([locus.pos - 1 for locus in every_locus], dtype=np.int64)
+        order = np.argsort(positions, kind="stable")  # a cluster's loci keep their order
+        if (order != np.arange(len(order))).any():
+            every_locus = [every_locus[i] for i in order]
+        shapes, inserted = locus_shapes(every_locus)
+        cluster_of_locus = np.repeat(np.arange(len(sizes)), sizes)[order]
+        kind = np.array(run.flank, dtype=np.int64)[cluster_of_locus]
+        slot = np.empty(len(kind), dtype=np.int64)
+        for k in (0, 1):
+            slot[kind == k] = np.arange(int((kind == k).sum()))
+        by_cluster = np.argsort(cluster_of_locus, kind="stable")
+        bounds = np.concatenate([[0], np.cumsum(sizes)])
+        refs = (
+            np.array([ord(locus.ref[0]) for locus in every_locus], dtype=np.int64) if any(run.flank) else None
+        )
+        return cls(
+            loci=positions[order],
+            shapes=shapes,
+            inserted=inserted,
+            cluster_of_locus=cluster_of_locus,
+            kind=kind,
+            slot=slot,
+            cluster_of_slot=(cluster_of_locus[kind == 0], cluster_of_locus[kind == 1]),
+            first_slot=slot[by_cluster[bounds[:-1]]],
+            by_cluster=by_cluster,
+            bounds=bounds,
+            begins=np.array([c[0].pos - 1 for c in run.clusters], dtype=np.int64),
+            ends=np.array([c[-1].pos for c in run.clusters], dtype=np.int64),
+            flank_refs=refs,
+            flank=run.flank,
+        )
+
+    def loci_of(self, cluster: int) -> np.ndarray:
+        """The indices of a cluster's loci among the sorted loci, in the cluster's order."""
+        return self.by_cluster[self.bounds[cluster] : self.bounds[cluster + 1]]
+
+
 def _finish_cluster(
-    table: _Table, cluster: int, cluster_of_locus: np.ndarray, depth: np.ndarray, params: np.ndarray,
-    fraction: float, counters: np.ndarray, flank_refs: np.ndarray | None = None,
+    table: _Table, cluster: int, layout: _RunLayout, depth: np.ndarray, params: np.ndarray, fraction: float,
+    counters: np.ndarray,
 ) -> ClusterRows | FlankTally | None:  # fmt: skip
-    """Build one complete cluster's molecules from its observations and drop them from the table, counting the
-    consensus molecules dropped in the cluster's `counters`; None when two read names collide in the hash (the
-    reference engine then counts the run). Given the REF bases of a run of flank positions (`flank_refs`), the
-    cluster's molecules counted (flank positions have no read statistics)."""
+    """Build one complete cluster's molecules from its observations and drop them from the table of its kind,
+    counting the consensus molecules dropped in the cluster's `counters`; None when two read names collide in the
+    hash (the reference engine then counts the run). A cluster of flank positions gives its molecules counted
+    (flank positions have no read statistics)."""
     n = int(table.state[S_ROWS])
-    loci_of_cluster = np.flatnonzero(cluster_of_locus == cluster)
-    if table.state[S_LAST] <= loci_of_cluster[-1]:  # all rows are the cluster's (known without reading them)
+    loci = layout.loci_of(cluster)
+    slots = layout.first_slot[cluster] + np.arange(len(loci))
+    # a table's clusters complete in order: all its rows are this one's unless a read reached a later one
+    if table.state[S_LAST] <= slots[-1]:
         ints, hashes = table.ints[:n], table.hashes[:n]
         table.state[S_ROWS] = table.state[S_NAMES] = table.state[S_UMIS] = 0
     else:  # a long read already reached a later cluster: keep its rows
         if len(table.copied) < N_COLUMNS:  # its first row there must hold its fields
             _fill_copies(table.ints, table.hashes, n)
-        mine = cluster_of_locus[table.ints[:n, O_LOCUS]] == cluster
+        mine = layout.cluster_of_slot[layout.flank[cluster]][table.ints[:n, O_LOCUS]] == cluster
         ints, hashes = table.ints[:n][mine], table.hashes[:n][mine]
         keep = ~mine
         kept = int(keep.sum())
@@ -316,20 +413,18 @@ def _finish_cluster(
         table.hashes[:kept] = table.hashes[:n][keep]
         table.state[S_ROWS] = kept
         table.state[S_LAST] = table.ints[:kept, O_LOCUS].max()
-    if flank_refs is not None:
+    if layout.flank[cluster]:
         # the flank kernel builds on this module's kernels: imported here, once both are loaded
         from mrdtrack.counting.flank_kernel import cluster_flank_tally
 
-        refs = flank_refs[loci_of_cluster]
-        return cluster_flank_tally(
-            ints, hashes, table.names, table.umis, loci_of_cluster, refs, params, fraction
-        )
+        refs = layout.flank_refs[loci]
+        return cluster_flank_tally(ints, hashes, table.names, table.umis, slots, refs, params, fraction)
     rows, dropped, collision = _molecules(ints, hashes, table.names, table.umis, len(ints), params, fraction)
     if collision:
         return None
     counters[len(STAT_FIELDS) - N_DROPPED :] += dropped
-    rows[:, 0] -= loci_of_cluster[0]
-    return rows[np.argsort(rows[:, 0], kind="stable")], depth[loci_of_cluster]
+    rows[:, 0] -= slots[0]
+    return rows[np.argsort(rows[:, 0], kind="stable")], depth[loci]
 
 
 # The columns of a read's first observation row copied to its other rows: all of them for panel loci; the read's
@@ -342,19 +437,27 @@ class _Table:
     """Growable observation arrays filled by `_scan_records`, which copies the `copied` columns of a read's first
     row to its other rows."""
 
+    ARRAYS = ("ints", "hashes", "names", "umis", "state", "copied")  # as the record kernel takes them
+
     def __init__(self, copied: np.ndarray = ALL_COLUMNS, capacity: int = 1 << 12) -> None:
         self.copied = copied
         self.ints = np.zeros((capacity, N_COLUMNS), dtype=np.int64)
         self.hashes = np.zeros(capacity, dtype=np.uint64)
         self.names = np.zeros(capacity * 32, dtype=np.uint8)
         self.umis = np.zeros(capacity * 16, dtype=np.uint8)
-        self.state = np.zeros(5, dtype=np.int64)
+        self.state = np.zeros(6, dtype=np.int64)
 
-    def grow(self) -> None:
-        self.ints = np.concatenate([self.ints, np.zeros_like(self.ints)])
-        self.hashes = np.concatenate([self.hashes, np.zeros_like(self.hashes)])
-        self.names = np.concatenate([self.names, np.zeros_like(self.names)])
-        self.umis = np.concatenate([self.umis, np.zeros_like(self.umis)])
+    def grow_if_asked(self) -> None:
+        """Double the arrays where the record kernel found no room (S_GROW), keeping what is used of them."""
+        if not self.state[S_GROW]:
+            return
+        self.state[S_GROW] = 0
+        used = {"ints": S_ROWS, "hashes": S_ROWS, "names": S_NAMES, "umis": S_UMIS}
+        for name, slot in used.items():
+            old = getattr(self, name)
+            new = np.empty((2 * len(old), *old.shape[1:]), dtype=old.dtype)  # rows past `used` are never read
+            new[: self.state[slot]] = old[: self.state[slot]]
+            setattr(self, name, new)
 
 
 def locus_shapes(loci: list[Locus]) -> tuple[np.ndarray, np.ndarray]:
@@ -627,21 +730,26 @@ def _tag_int(buffer, kind, at):
 
 @njit(cache=True)
 def _scan_records(
-    buffer, offset, tid, loci, shapes, inserted, cluster_of_locus, begins, ends, continues, params, umi_tag,
-    seq_codes, counters, depth, ints, hashes, names, umis, state, copied,
+    buffer, offset, tid, loci, shapes, inserted, cluster_of_locus, begins, ends, reach_begins, reach_ends,
+    previous, params, umi_tag, seq_codes, counters, depth, kind, slot, all_ints, all_hashes, all_names,
+    all_umis, all_states, all_copied,
 ):  # fmt: skip
-    """Parse whole records from `offset`, adding an observation per read and locus (a read's first observation
-    holds all its fields, the others its `copied` columns, its locus and its base), until the open cluster is
-    complete (CLUSTER_DONE), all are (RUN_DONE), the buffer ends (NEED_DATA), the table is full (OUT_OF_ROOM) or
-    a record needs the reference engine. Returns (status, offset of the first record not parsed). A read counts
+    """Parse whole records from `offset`, adding an observation per read and locus to the table of the locus's
+    `kind` (0: panel loci, 1: flank positions; the tables' arrays are tuples: a read's first observation in a table
+    holds all its fields, the others its `copied` columns, its locus's `slot` and its base), until the open cluster (the
+    first table's S_OPEN) is complete (CLUSTER_DONE), all are (RUN_DONE), the buffer ends (NEED_DATA), a table is
+    full (OUT_OF_ROOM; its S_GROW set) or a record needs the reference engine. Returns (status, offset of the first record not parsed). A read counts
     in the statistics of every cluster whose fetch region it overlaps, as with one `fetch` per cluster; the
-    pieces of one cluster (`continues`) count it once, in the first of them it overlaps."""
+    pieces of one cluster (`previous`: each piece's piece before it, or -1) count it once, in the first of them
+    it overlaps. The clusters are complete in their order; they need not be sorted by end nor apart from one another (clusters of panel loci
+    and of flank positions read together): `reach_begins` (the least begin from each cluster on) and
+    `reach_ends` (the greatest end up to each) bound the clusters a read can overlap."""
     drop_mask, min_mapq, min_baseq = params[P_DROP_MASK], params[P_MIN_MAPQ], params[P_MIN_BASEQ]
     proper_pair, mode = params[P_PROPER_PAIR], params[P_MODE]
     n_clusters = begins.shape[0]
     size = buffer.shape[0]
     while True:
-        if state[S_OPEN] >= n_clusters:
+        if all_states[0][S_OPEN] >= n_clusters:
             return RUN_DONE, offset
         if offset + 4 > size:
             return NEED_DATA, offset
@@ -653,7 +761,7 @@ def _scan_records(
             return NEED_DATA, offset
         r = offset + 4
         start = _i32(buffer, r + 4)
-        if _i32(buffer, r) != tid or start >= ends[state[S_OPEN]]:
+        if _i32(buffer, r) != tid or start >= ends[all_states[0][S_OPEN]]:
             return CLUSTER_DONE, offset
         name_length = np.int64(buffer[r + 8])
         mapq = np.int64(buffer[r + 9])
@@ -670,23 +778,21 @@ def _scan_records(
             if operation == 0 or operation == 2 or operation == 3 or operation == 7 or operation == 8:
                 reference_length += word >> 4
         fetch_end = start + reference_length if (flag & 0x4) == 0 and n_cigar > 0 else start + 1
-        first_cluster = np.searchsorted(ends, start, side="right")
-        end_cluster = np.searchsorted(begins, fetch_end)
-        if end_cluster <= first_cluster:  # in no cluster's fetch region
+        first_cluster = np.searchsorted(reach_ends, start, side="right")
+        end_cluster = np.searchsorted(reach_begins, fetch_end)
+        if not _overlaps_any(begins, ends, first_cluster, end_cluster, start, fetch_end):
             offset = record_end
             continue
         filtered = flag & drop_mask or mapq < min_mapq or (proper_pair and (flag & 0x3) == 0x1)
         end = start + reference_length
         first = np.searchsorted(loci, start)
         last = np.searchsorted(loci, end)
-        if not filtered and (
-            state[S_ROWS] + last - first > ints.shape[0]
-            or state[S_NAMES] + 256 > names.shape[0]
-            or state[S_UMIS] + 256 > umis.shape[0]
-        ):
+        if not filtered and not _room(all_ints, all_names, all_umis, all_states, last - first):
             return OUT_OF_ROOM, offset
         for cluster in range(first_cluster, end_cluster):
-            if cluster > first_cluster and continues[cluster]:
+            if ends[cluster] <= start or begins[cluster] >= fetch_end:
+                continue
+            if previous[cluster] >= 0 and start < ends[previous[cluster]]:  # counted in the piece before
                 continue
             counters[cluster, 0] += 1
             if filtered:
@@ -705,49 +811,99 @@ def _scan_records(
         qual_at = seq_at + (seq_length + 1) // 2
         tags_at = qual_at + seq_length
         has_qualities = seq_length > 0 and buffer[qual_at] != 0xFF
-        row_of_read = -1
-        for index in range(first, last):
-            indel = shapes[index, L_INDEL] != 0
-            if indel:
-                call, query, insertion = _indel_call(
-                    buffer, cigar_at, n_cigar, start, loci[index], shapes[index, L_DELETED], inserted,
-                    shapes[index, L_INSERTED_AT], shapes[index, L_INSERTED_LEN], seq_at, seq_length, seq_codes,
-                )  # fmt: skip
-                if call == NO_CALL:
-                    continue
-            else:
-                query = _query_offset(buffer, cigar_at, n_cigar, start, loci[index])
-                if query < 0:
-                    continue
-                call, insertion = NO_CALL, 0
-            if seq_length == 0:
-                return NEEDS_REFERENCE, offset
-            depth[index] += 1
-            row = state[S_ROWS]
-            if row_of_read < 0:
-                status = _describe_read(
-                    buffer, r, flag, start, end, tid, name_length, tags_at, record_end, params, umi_tag, ints,
-                    hashes, names, umis, state, row,
-                )  # fmt: skip
-                if status != 0:
-                    return NEEDS_REFERENCE, offset
-                row_of_read = row
-            else:
-                for column in copied:
-                    ints[row, column] = ints[row_of_read, column]
-                hashes[row] = hashes[row_of_read]
-            ints[row, O_LOCUS] = index
-            state[S_ROWS] = row + 1
-            state[S_LAST] = max(state[S_LAST], index)
-            if has_qualities and _low_quality(buffer, qual_at, query, 1 + insertion, min_baseq):
-                counters[cluster_of_locus[index], 8] += 1
-                ints[row, O_BASE] = NO_CALL
+        for k in range(2):  # panel loci, flank positions
+            if not _has_kind(kind, first, last, k):
                 continue
-            if not indel:
-                code = np.int64(buffer[seq_at + query // 2])
-                call = np.int64(seq_codes[(code >> 4) if query % 2 == 0 else (code & 0xF)])
-            ints[row, O_BASE] = call
+            if k == 0:  # this table's arrays, bound once per read (static indices: no dispatch per access)
+                ints, hashes, names, umis = all_ints[0], all_hashes[0], all_names[0], all_umis[0]
+                state, copied = all_states[0], all_copied[0]
+            else:
+                ints, hashes, names, umis = all_ints[1], all_hashes[1], all_names[1], all_umis[1]
+                state, copied = all_states[1], all_copied[1]
+            row_of_read = -1
+            for index in range(first, last):
+                if kind[index] != k:
+                    continue
+                indel = shapes[index, L_INDEL] != 0
+                if indel:
+                    call, query, insertion = _indel_call(
+                        buffer, cigar_at, n_cigar, start, loci[index], shapes[index, L_DELETED], inserted,
+                        shapes[index, L_INSERTED_AT], shapes[index, L_INSERTED_LEN], seq_at, seq_length, seq_codes,
+                    )  # fmt: skip
+                    if call == NO_CALL:
+                        continue
+                else:
+                    query = _query_offset(buffer, cigar_at, n_cigar, start, loci[index])
+                    if query < 0:
+                        continue
+                    call, insertion = NO_CALL, 0
+                if seq_length == 0:
+                    return NEEDS_REFERENCE, offset
+                depth[index] += 1
+                row = state[S_ROWS]
+                if row_of_read < 0:
+                    status = _describe_read(
+                        buffer, r, flag, start, end, tid, name_length, tags_at, record_end, params, umi_tag, ints,
+                        hashes, names, umis, state, row,
+                    )  # fmt: skip
+                    if status != 0:
+                        return NEEDS_REFERENCE, offset
+                    row_of_read = row
+                else:
+                    for column in copied:
+                        ints[row, column] = ints[row_of_read, column]
+                    hashes[row] = hashes[row_of_read]
+                ints[row, O_LOCUS] = slot[index]
+                state[S_ROWS] = row + 1
+                state[S_LAST] = max(state[S_LAST], slot[index])
+                if has_qualities and _low_quality(buffer, qual_at, query, 1 + insertion, min_baseq):
+                    counters[cluster_of_locus[index], 8] += 1
+                    ints[row, O_BASE] = NO_CALL
+                    continue
+                if not indel:
+                    code = np.int64(buffer[seq_at + query // 2])
+                    call = np.int64(seq_codes[(code >> 4) if query % 2 == 0 else (code & 0xF)])
+                ints[row, O_BASE] = call
         offset = record_end
+
+
+@njit(cache=True, inline="always")
+def _has_kind(kind, first, last, k):
+    """Whether one of the loci first..last - 1 is of kind k."""
+    for index in range(first, last):  # noqa: SIM110 (numba compiles loops)
+        if kind[index] == k:
+            return True
+    return False
+
+
+@njit(cache=True, inline="always")
+def _room(all_ints, all_names, all_umis, all_states, rows):
+    """Whether both tables have room for `rows` more observations and a read's name and UMI; S_GROW is set in the
+    state of those that have not."""
+    panel = _table_room(all_ints[0], all_names[0], all_umis[0], all_states[0], rows)
+    flank = _table_room(all_ints[1], all_names[1], all_umis[1], all_states[1], rows)
+    return panel and flank
+
+
+@njit(cache=True, inline="always")
+def _table_room(ints, names, umis, state, rows):
+    if (
+        state[S_ROWS] + rows > ints.shape[0]
+        or state[S_NAMES] + 256 > names.shape[0]
+        or state[S_UMIS] + 256 > umis.shape[0]
+    ):
+        state[S_GROW] = 1
+        return False
+    return True
+
+
+@njit(cache=True, inline="always")
+def _overlaps_any(begins, ends, first_cluster, end_cluster, start, fetch_end):
+    """Whether a read from `start` to `fetch_end` overlaps one of the clusters first_cluster..end_cluster - 1."""
+    for cluster in range(first_cluster, end_cluster):  # noqa: SIM110 (numba compiles loops)
+        if ends[cluster] > start and begins[cluster] < fetch_end:
+            return True
+    return False
 
 
 @njit(cache=True)

@@ -15,14 +15,14 @@ bases (`flanks` contract, docs/tables.md); `mrdtrack.flank_layout.flank_rows` gi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pysam
 
-from mrdtrack.counting.molecules import DISCORDANT, Locus, LocusMolecules, ReadStats, loci_clusters
+from mrdtrack.counting.molecules import DISCORDANT, Locus, LocusMolecules, loci_clusters
 from mrdtrack.flank_layout import BASE_INDEX, BASES, compact_table
 from mrdtrack.inputs.panel import contig_map
 
@@ -367,6 +367,15 @@ class FlankWork:
             units, {(c, locus.pos): self.context[(c, locus.pos)] for c, _, loci in units for locus in loci}
         )
 
+    def in_order(self, table: pd.DataFrame) -> pd.DataFrame:
+        """A flank table of these units counted contig by contig in another order (the panel loci's, with which
+        they are read), with its contigs back in the units' order."""
+        rank = {chrom: i for i, chrom in enumerate(dict.fromkeys(unit[0] for unit in self.units))}
+        contigs = table["chrom"].map(rank).to_numpy()
+        if len(contigs) < 2 or (np.diff(contigs) >= 0).all():
+            return table
+        return table.iloc[np.argsort(contigs, kind="stable")].reset_index(drop=True)
+
 
 def flank_work(
     alignments: pysam.AlignmentFile,
@@ -404,34 +413,6 @@ def flank_work(
     names = contig_map(positions["chrom"].unique(), alignments.references)
     positions = positions[positions["chrom"].isin(names)]
     return FlankWork(flank_loci(positions, names), flank_contexts(positions))
-
-
-def count_flanks(
-    work: FlankWork,
-    molecules_of: Callable[
-        [list, ReadStats], Iterable[tuple[str, list[Locus], list[LocusMolecules] | FlankTally]]
-    ],
-) -> pd.DataFrame:
-    """Count the flanks of one sample, or some of them (`flanks` contract).
-
-    Parameters
-    ----------
-    work : FlankWork
-        The flank positions to count (`flank_work`, or a `FlankWork.part` of it).
-    molecules_of : callable
-        (units, stats) -> iterable of (chrom, cluster, molecules) per unit: the counting engine, with each
-        cluster's molecules per position (list of LocusMolecules) or counted (FlankTally).
-
-    Returns
-    -------
-    pandas.DataFrame
-        The flank table; empty when there are no flanks.
-    """
-    if not work.units:
-        return no_flanks()
-    return cluster_flank_table(
-        work.context, molecules_of(work.units, ReadStats())
-    )  # read statistics: the panel loci's only
 
 
 def joined_flanks(parts: Iterable[pd.DataFrame]) -> pd.DataFrame:

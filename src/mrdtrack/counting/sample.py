@@ -20,7 +20,7 @@ from mrdtrack.counting.flanks import (
     FlankTally,
     FlankWindow,
     FlankWork,
-    count_flanks,
+    cluster_flank_table,
     flank_work,
     joined_flanks,
     no_flanks,
@@ -173,34 +173,29 @@ def count_sample(
             if check_reference and problem:
                 raise AlignmentInputError(problem)
             units, order = _work_units(loci, names)
-            chunks = _chunks(units, threads)
             window = FlankWindow(settings.flank_window, settings.flank_gap)
             flanks_to_count = flank_work(alignments, reference, panel, patient_id, window)
-            flank_chunks = _chunks(flanks_to_count.units, threads) if flanks_to_count.units else []
-            pool = fork_pool(min(threads, len(chunks) + len(flank_chunks)))  # a few chunks per worker
+            chunks = _chunks(units, flanks_to_count.units, threads)
+            pool = fork_pool(min(threads, len(chunks)))  # a few chunks per worker
             if pool is None:
-                parts = [_count_units(alignments, units, settings, mode)]
-                flank_parts = [_count_flanks(alignments, flanks_to_count, settings, mode)]
+                counted = [_count_units(alignments, units, flanks_to_count, settings, mode)]
         if pool is not None:
             with pool:
                 futures = [
-                    pool.submit(_count_units_in_file, alignment_path, reference, chunk, settings, mode)
-                    for chunk in chunks
-                ]
-                flank_futures = [
                     pool.submit(
-                        _count_flanks_in_file,
+                        _count_units_in_file,
                         alignment_path,
                         reference,
-                        flanks_to_count.part(chunk),
+                        chunk,
+                        flanks_to_count.part(flank_chunk),
                         settings,
                         mode,
-                    )
-                    for chunk in flank_chunks
+                    )  # fmt: skip
+                    for chunk, flank_chunk in chunks
                 ]
-                parts = [future.result() for future in futures]
-                flank_parts = [future.result() for future in flank_futures]
-        flanks = joined_flanks(flank_parts)
+                counted = [future.result() for future in futures]
+        parts = [part for part, _ in counted]
+        flanks = flanks_to_count.in_order(joined_flanks(flank_table for _, flank_table in counted))
     except OSError:  # htslib reports truncated or corrupt blocks while reading (and closing)
         reference_mismatch = cram_reference_mismatch(alignment_path, reference, list(loci["chrom"].unique()))
         if reference_mismatch:
@@ -230,25 +225,6 @@ def count_sample(
                     "(umi_duplex), and deep enough in read pairs to see both strands?", sample_id, single,
                     single + qc["molecules"], alignment_path)  # fmt: skip
     return SampleCounts(counts, _length_table(lengths), qc, _fragment_table(shared, loci), flanks)
-
-
-def _count_flanks_in_file(
-    path: str, reference: str, work: FlankWork, settings: CountSettings, mode: str
-) -> pd.DataFrame:
-    with open_alignments(path, reference) as alignments:
-        return _count_flanks(alignments, work, settings, mode)
-
-
-def _count_flanks(
-    alignments: pysam.AlignmentFile, work: FlankWork, settings: CountSettings, mode: str
-) -> pd.DataFrame:
-    """The flank table of `work`'s positions: their molecules by the engine that counts the panel loci (the
-    compiled one builds each cluster's families once for all its positions)."""
-
-    def molecules_of(units: list[_Unit], stats: ReadStats) -> Iterator[tuple]:
-        return cluster_molecules(alignments, units, settings, mode, stats, flanks=True)
-
-    return count_flanks(work, molecules_of)
 
 
 def _require_matching_header(sample_id: str, path: str, reference: str, loci: pd.DataFrame) -> None:
@@ -333,20 +309,28 @@ def _work_units(loci: pd.DataFrame, names: dict[str, str]) -> tuple[list[_Unit],
     return units, order
 
 
-def _chunks(units: list[_Unit], threads: int) -> list[list[_Unit]]:
-    """Contiguous chunks of about equal numbers of loci, a few per worker (so that one slow chunk does not
-    leave the other workers idle); one chunk with one thread."""
-    if threads <= 1 or len(units) < 2:
-        return [units]
-    n_loci = sum(len(unit[2]) for unit in units)
-    target = max(n_loci // (4 * threads), 1)
-    chunks: list[list[_Unit]] = [[]]
+def _chunks(
+    units: list[_Unit], flank_units: list[_Unit], threads: int
+) -> list[tuple[list[_Unit], list[_Unit]]]:
+    """Contiguous chunks of the panel units and of the flank units among them, of about equal numbers of loci
+    and flank positions, a few per worker (so that one slow chunk does not leave the other workers idle); one
+    chunk with one thread. A flank unit goes with the panel units of its contig that start before it."""
+    if threads <= 1 or len(units) + len(flank_units) < 2:
+        return [(units, flank_units)]
+    rank = {contig: i for i, contig in enumerate(dict.fromkeys(unit[:2] for unit in [*units, *flank_units]))}
+    both = sorted(
+        [(rank[unit[:2]], unit[2][0].pos, False, unit) for unit in units]
+        + [(rank[unit[:2]], unit[2][0].pos, True, unit) for unit in flank_units],
+        key=lambda item: item[:3],
+    )
+    target = max(sum(len(item[3][2]) for item in both) // (4 * threads), 1)
+    chunks: list[tuple[list[_Unit], list[_Unit]]] = [([], [])]
     size = 0
-    for unit in units:
+    for *_, is_flank, unit in both:
         if size >= target:
-            chunks.append([])
+            chunks.append(([], []))
             size = 0
-        chunks[-1].append(unit)
+        chunks[-1][is_flank].append(unit)
         size += len(unit[2])
     return chunks
 
@@ -363,26 +347,35 @@ class _Part:
 
 
 def _count_units_in_file(
-    path: str, reference: str, units: list[_Unit], settings: CountSettings, mode: str
-) -> _Part:
+    path: str, reference: str, units: list[_Unit], flanks: FlankWork, settings: CountSettings, mode: str
+) -> tuple[_Part, pd.DataFrame]:
     with open_alignments(path, reference) as alignments:
-        return _count_units(alignments, units, settings, mode)
+        return _count_units(alignments, units, flanks, settings, mode)
 
 
 def _count_units(
-    alignments: pysam.AlignmentFile, units: list[_Unit], settings: CountSettings, mode: str
-) -> _Part:
-    """Count the units' loci: their molecules are tallied many clusters at a time (LociTally), and only the
-    count columns stay in memory, not per-locus objects."""
+    alignments: pysam.AlignmentFile, units: list[_Unit], flanks: FlankWork, settings: CountSettings, mode: str
+) -> tuple[_Part, pd.DataFrame]:
+    """Count the units' loci and the flank positions among them, in one pass of the file: the loci's molecules
+    are tallied many clusters at a time (LociTally), and only the count columns stay in memory, not per-locus
+    objects; the flanks' molecules are tallied into the flank table batch by batch."""
     stats = ReadStats()
     loci_tally = LociTally()
     shared: Counter[tuple[str, str, str, int]] = Counter()
-    for chrom, cluster, table in cluster_tables(alignments, units, settings, mode, stats):
-        codes = np.array([_codes(locus.ref, locus.alt) for locus in cluster], dtype=np.int64)
-        loci_tally.add(table, codes)
-        shared.update(shared_fragments(chrom, cluster, table, codes))
-    columns = loci_tally.columns()
-    return _Part(columns, loci_tally.lengths, shared, stats)
+
+    def flank_clusters() -> Iterator[tuple[str, list[Locus], list[LocusMolecules] | FlankTally]]:
+        for is_flank, chrom, cluster, found in joint_tables(
+            alignments, units, flanks.units, settings, mode, stats
+        ):
+            if is_flank:
+                yield chrom, cluster, found
+                continue
+            codes = np.array([_codes(locus.ref, locus.alt) for locus in cluster], dtype=np.int64)
+            loci_tally.add(found, codes)
+            shared.update(shared_fragments(chrom, cluster, found, codes))
+
+    flank_table = cluster_flank_table(flanks.context, flank_clusters())  # drives the panel loci's tally too
+    return _Part(loci_tally.columns(), loci_tally.lengths, shared, stats), flank_table
 
 
 @functools.lru_cache(maxsize=4096)
@@ -405,29 +398,109 @@ def cluster_tables(
     """`cluster_molecules` with each cluster's molecules as one table (ClusterRows), as the compiled engine
     builds them; the reference engine's per-locus molecules are joined into one. The compiled engine reads a
     cluster in pieces of CLUSTER_PIECE loci."""
+    for _, chrom, cluster, table in joint_tables(alignments, units, [], settings, mode, stats):
+        yield chrom, cluster, table
+
+
+def joint_tables(
+    alignments: pysam.AlignmentFile,
+    units: list[_Unit],
+    flank_units: list[_Unit],
+    settings: CountSettings,
+    mode: str,
+    stats: ReadStats,
+) -> Iterator[tuple[bool, str, list[Locus], ClusterRows | list[LocusMolecules] | FlankTally]]:
+    """The clusters of panel loci (`units`, each as one ClusterRows, as `cluster_tables`) and of flank positions
+    (`flank_units`: their molecules as `cluster_molecules` gives them), contig by contig in the order of `units`
+    and by first position: (is a flank cluster, contig as the table spells it, cluster, molecules). The compiled
+    engine reads both kinds in one pass of the file; only the panel loci's reads count in `stats`. Each kind
+    comes in its own order."""
     scanner = _scanner(alignments, settings, mode)
+    panel_of, flanks_of = (
+        {
+            key: [unit[2] for unit in group]
+            for key, group in itertools.groupby(kind, key=lambda unit: unit[:2])
+        }
+        for kind in (units, flank_units)
+    )
     try:
-        for (chrom, bam_chrom), group in itertools.groupby(units, key=lambda unit: unit[:2]):
-            clusters = [unit[2] for unit in group]
-            pieces = [
-                (i, c[at : at + CLUSTER_PIECE])
-                for i, c in enumerate(clusters)
-                for at in range(0, len(c), CLUSTER_PIECE)
-            ]
-            found: Iterable[ClusterRows | None] = [None] * len(pieces)
-            if scanner is not None:  # yields piece by piece, so that memory stays flat
-                continues = [i == pieces[k - 1][0] if k else False for k, (i, _) in enumerate(pieces)]
-                found = scanner.cluster_rows(
-                    alignments.get_tid(bam_chrom), [piece for _, piece in pieces], stats, continues
-                )
-            by_cluster = itertools.groupby(zip(pieces, found, strict=True), key=lambda item: item[0][0])
-            for index, parts in by_cluster:
-                tables = [table for _, table in parts]
-                table = _cluster_table(alignments, bam_chrom, clusters[index], tables, settings, mode, stats)
-                yield chrom, clusters[index], table
+        for contig in dict.fromkeys([*panel_of, *flanks_of]):
+            yield from _contig_tables(
+                alignments, scanner, contig, panel_of.get(contig, []), flanks_of.get(contig, []), settings, mode,
+                stats,
+            )  # fmt: skip
     finally:
         if scanner is not None:
             scanner.close()
+
+
+def _contig_tables(
+    alignments: pysam.AlignmentFile,
+    scanner: BamScanner | None,
+    contig: tuple[str, str],
+    clusters: list[list[Locus]],
+    flank_clusters: list[list[Locus]],
+    settings: CountSettings,
+    mode: str,
+    stats: ReadStats,
+) -> Iterator[tuple[bool, str, list[Locus], ClusterRows | list[LocusMolecules] | FlankTally]]:
+    """`joint_tables` of one contig. Panel clusters are read in pieces of CLUSTER_PIECE loci."""
+    chrom, bam_chrom = contig
+    # (first position, is flank, cluster index, piece number, piece), sorted: a cluster's pieces stay in order
+    pieces = [
+        (c[at].pos, False, i, at // CLUSTER_PIECE, c[at : at + CLUSTER_PIECE])
+        for i, c in enumerate(clusters)
+        for at in range(0, len(c), CLUSTER_PIECE)
+    ]
+    pieces += [(c[0].pos, True, i, 0, c) for i, c in enumerate(flank_clusters)]
+    pieces.sort(key=lambda piece: piece[:4])
+    found: Iterable[ClusterRows | FlankTally | None] = [None] * len(pieces)
+    if scanner is not None:  # yields piece by piece, so that memory stays flat
+        where = {piece[1:4]: k for k, piece in enumerate(pieces)}
+        previous = [where[(False, i, number - 1)] if number else -1 for _, _, i, number, _ in pieces]
+        found = scanner.joint_rows(
+            alignments.get_tid(bam_chrom), [piece[4] for piece in pieces], [piece[1] for piece in pieces],
+            stats, previous,
+        )  # fmt: skip
+    tables: list[ClusterRows | None] = []  # the pieces of a cluster of panel loci so far
+    for (_, is_flank, index, number, _), table in zip(pieces, found, strict=True):
+        if is_flank:
+            cluster = flank_clusters[index]
+            yield (
+                True,
+                chrom,
+                cluster,
+                _flank_molecules(alignments, bam_chrom, cluster, table, settings, mode),
+            )
+            continue
+        tables.append(table)
+        cluster = clusters[index]
+        if (number + 1) * CLUSTER_PIECE >= len(cluster):  # its last piece
+            yield (
+                False,
+                chrom,
+                cluster,
+                _cluster_table(alignments, bam_chrom, cluster, tables, settings, mode, stats),
+            )
+            tables = []
+
+
+def _flank_molecules(
+    alignments: pysam.AlignmentFile,
+    bam_chrom: str,
+    cluster: list[Locus],
+    found: FlankTally | None,
+    settings: CountSettings,
+    mode: str,
+) -> FlankTally | list[LocusMolecules]:
+    """A flank cluster's molecules: the compiled engine's tally, or (None) each position's by the reference
+    engine (flank positions have no read statistics)."""
+    if found is not None:
+        return found
+    return [
+        LocusMolecules.from_molecules(at, depth)
+        for _, at, depth in molecules_at_loci(alignments, bam_chrom, cluster, settings, mode, ReadStats())
+    ]
 
 
 def _cluster_table(
@@ -462,18 +535,17 @@ def cluster_molecules(
     settings: CountSettings,
     mode: str,
     stats: ReadStats,
-    flanks: bool = False,
-) -> Iterator[tuple[str, list[Locus], list[LocusMolecules] | FlankTally]]:
+) -> Iterator[tuple[str, list[Locus], list[LocusMolecules]]]:
     """(contig as the table spells it, cluster, molecules per locus) of each unit, by the compiled engine
-    where it can and the reference engine elsewhere: the one way loci are counted. With `flanks`, the compiled
-    engine gives a cluster's molecules counted, as one FlankTally (flanks.py)."""
+    where it can and the reference engine elsewhere: the one way loci are counted, one object per locus
+    (`joint_tables` hands the compiled engine's molecules over as whole tables)."""
     scanner = _scanner(alignments, settings, mode)
     try:
         for (chrom, bam_chrom), group in itertools.groupby(units, key=lambda unit: unit[:2]):
             clusters = [unit[2] for unit in group]
-            found: Iterable[list[LocusMolecules] | FlankTally | None] = [None] * len(clusters)
+            found: Iterable[list[LocusMolecules] | None] = [None] * len(clusters)
             if scanner is not None:  # yields cluster by cluster, so that memory stays flat
-                found = scanner.molecules(alignments.get_tid(bam_chrom), clusters, stats, flanks=flanks)
+                found = scanner.molecules(alignments.get_tid(bam_chrom), clusters, stats)
             for cluster, molecules in zip(clusters, found, strict=True):
                 if molecules is None:  # the reference engine
                     molecules = [
