@@ -333,7 +333,7 @@ def test_a_record_whose_sizes_do_not_add_up_is_reported_not_parsed():
         np.full(1, -1, dtype=np.int64), np.zeros(12, dtype=np.int64), np.zeros(2, dtype=np.uint8), bamscan._SEQ_CODES,
         np.zeros((1, len(bamscan.STAT_FIELDS)), dtype=np.int64), np.zeros(1, dtype=np.int64),
         np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64),
-        *((getattr(table, name), getattr(table, name)) for name in bamscan._Table.ARRAYS),
+        table.arrays(), bamscan._Table().arrays(),
     )  # fmt: skip
     assert (status, offset) == (bamscan.CORRUPT, 0)
     assert bamscan._whole_records_end(too_short) == 0

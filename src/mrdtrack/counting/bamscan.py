@@ -223,7 +223,7 @@ class BamScanner:
                 status, offset = _scan_records(
                     buffer, offset, tid, loci, shapes, inserted, cluster_of_locus, begins, ends, reach_begins,
                     reach_ends, previous, self.params, self.umi_tag, _SEQ_CODES, counters, depth, kind, slot,
-                    *(tuple(getattr(t, name) for t in tables) for name in _Table.ARRAYS),
+                    tables[0].arrays(), tables[1].arrays(),
                 )  # fmt: skip
                 if status == CORRUPT:  # counting.py turns this into its "truncated or corrupt" message
                     raise OSError("a BAM record whose sizes do not add up")
@@ -437,8 +437,6 @@ class _Table:
     """Growable observation arrays filled by `_scan_records`, which copies the `copied` columns of a read's first
     row to its other rows."""
 
-    ARRAYS = ("ints", "hashes", "names", "umis", "state", "copied")  # as the record kernel takes them
-
     def __init__(self, copied: np.ndarray = ALL_COLUMNS, capacity: int = 1 << 12) -> None:
         self.copied = copied
         self.ints = np.zeros((capacity, N_COLUMNS), dtype=np.int64)
@@ -446,6 +444,10 @@ class _Table:
         self.names = np.zeros(capacity * 32, dtype=np.uint8)
         self.umis = np.zeros(capacity * 16, dtype=np.uint8)
         self.state = np.zeros(6, dtype=np.int64)
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """The table as the record kernel takes it."""
+        return self.ints, self.hashes, self.names, self.umis, self.state, self.copied
 
     def grow_if_asked(self) -> None:
         """Double the arrays where the record kernel found no room (S_GROW), keeping what is used of them."""
@@ -731,25 +733,28 @@ def _tag_int(buffer, kind, at):
 @njit(cache=True)
 def _scan_records(
     buffer, offset, tid, loci, shapes, inserted, cluster_of_locus, begins, ends, reach_begins, reach_ends,
-    previous, params, umi_tag, seq_codes, counters, depth, kind, slot, all_ints, all_hashes, all_names,
-    all_umis, all_states, all_copied,
+    previous, params, umi_tag, seq_codes, counters, depth, kind, slot, panel_table, flank_table,
 ):  # fmt: skip
     """Parse whole records from `offset`, adding an observation per read and locus to the table of the locus's
-    `kind` (0: panel loci, 1: flank positions; the tables' arrays are tuples: a read's first observation in a table
-    holds all its fields, the others its `copied` columns, its locus's `slot` and its base), until the open cluster (the
-    first table's S_OPEN) is complete (CLUSTER_DONE), all are (RUN_DONE), the buffer ends (NEED_DATA), a table is
-    full (OUT_OF_ROOM; its S_GROW set) or a record needs the reference engine. Returns (status, offset of the first record not parsed). A read counts
-    in the statistics of every cluster whose fetch region it overlaps, as with one `fetch` per cluster; the
-    pieces of one cluster (`previous`: each piece's piece before it, or -1) count it once, in the first of them
-    it overlaps. The clusters are complete in their order; they need not be sorted by end nor apart from one another (clusters of panel loci
-    and of flank positions read together): `reach_begins` (the least begin from each cluster on) and
-    `reach_ends` (the greatest end up to each) bound the clusters a read can overlap."""
+    `kind` (0: panel loci, 1: flank positions; each table as _Table.arrays): a read's first observation in a
+    table holds all its fields, the others its `copied` columns, its locus's `slot` and its base. Stops when the
+    open cluster (the panel table's S_OPEN) is complete (CLUSTER_DONE), all are (RUN_DONE), the buffer ends
+    (NEED_DATA), a table is full (OUT_OF_ROOM; its S_GROW set) or a record needs the reference engine. Returns
+    (status, offset of the first record not parsed).
+
+    A read counts in the statistics of every cluster whose fetch region it overlaps, as with one `fetch` per
+    cluster; the pieces of one cluster (`previous`: each piece's piece before it, or -1) count it once, in the
+    first of them it overlaps. The clusters are complete in their order; they need not be sorted by end nor
+    apart from one another (clusters of panel loci and of flank positions read together): `reach_begins` (the
+    least begin from each cluster on) and `reach_ends` (the greatest end up to each) bound the clusters a read
+    can overlap."""
     drop_mask, min_mapq, min_baseq = params[P_DROP_MASK], params[P_MIN_MAPQ], params[P_MIN_BASEQ]
     proper_pair, mode = params[P_PROPER_PAIR], params[P_MODE]
     n_clusters = begins.shape[0]
     size = buffer.shape[0]
+    run_state = panel_table[4]  # the run's open cluster
     while True:
-        if all_states[0][S_OPEN] >= n_clusters:
+        if run_state[S_OPEN] >= n_clusters:
             return RUN_DONE, offset
         if offset + 4 > size:
             return NEED_DATA, offset
@@ -761,7 +766,7 @@ def _scan_records(
             return NEED_DATA, offset
         r = offset + 4
         start = _i32(buffer, r + 4)
-        if _i32(buffer, r) != tid or start >= ends[all_states[0][S_OPEN]]:
+        if _i32(buffer, r) != tid or start >= ends[run_state[S_OPEN]]:
             return CLUSTER_DONE, offset
         name_length = np.int64(buffer[r + 8])
         mapq = np.int64(buffer[r + 9])
@@ -787,7 +792,7 @@ def _scan_records(
         end = start + reference_length
         first = np.searchsorted(loci, start)
         last = np.searchsorted(loci, end)
-        if not filtered and not _room(all_ints, all_names, all_umis, all_states, last - first):
+        if not filtered and not (_room(panel_table, last - first) & _room(flank_table, last - first)):
             return OUT_OF_ROOM, offset
         for cluster in range(first_cluster, end_cluster):
             if ends[cluster] <= start or begins[cluster] >= fetch_end:
@@ -814,12 +819,7 @@ def _scan_records(
         for k in range(2):  # panel loci, flank positions
             if not _has_kind(kind, first, last, k):
                 continue
-            if k == 0:  # this table's arrays, bound once per read (static indices: no dispatch per access)
-                ints, hashes, names, umis = all_ints[0], all_hashes[0], all_names[0], all_umis[0]
-                state, copied = all_states[0], all_copied[0]
-            else:
-                ints, hashes, names, umis = all_ints[1], all_hashes[1], all_names[1], all_umis[1]
-                state, copied = all_states[1], all_copied[1]
+            ints, hashes, names, umis, state, copied = panel_table if k == 0 else flank_table
             row_of_read = -1
             for index in range(first, last):
                 if kind[index] != k:
@@ -877,16 +877,10 @@ def _has_kind(kind, first, last, k):
 
 
 @njit(cache=True, inline="always")
-def _room(all_ints, all_names, all_umis, all_states, rows):
-    """Whether both tables have room for `rows` more observations and a read's name and UMI; S_GROW is set in the
-    state of those that have not."""
-    panel = _table_room(all_ints[0], all_names[0], all_umis[0], all_states[0], rows)
-    flank = _table_room(all_ints[1], all_names[1], all_umis[1], all_states[1], rows)
-    return panel and flank
-
-
-@njit(cache=True, inline="always")
-def _table_room(ints, names, umis, state, rows):
+def _room(table, rows):
+    """Whether a table (_Table.arrays) has room for `rows` more observations and a read's name and UMI; if not,
+    S_GROW is set in its state."""
+    ints, _, names, umis, state, _ = table
     if (
         state[S_ROWS] + rows > ints.shape[0]
         or state[S_NAMES] + 256 > names.shape[0]
