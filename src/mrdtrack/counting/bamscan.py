@@ -13,6 +13,9 @@ Each cluster of nearby loci sees the reads `AlignmentFile.fetch` would return fo
 first record that can overlap the first of them (the BAI's linear index gives that offset per 16 kb window), and
 each cluster's molecules are built and handed back as soon as a read starts past it, so memory holds one
 cluster's reads, never the file's; a cluster of many loci can be read in pieces (`BamScanner.cluster_rows`).
+The flank positions around a sample's own panel loci (counting/flanks.py) are read in the same pass as the
+panel loci (`BamScanner.joint_rows`): their observations go to a table of their own, so that a read is
+decompressed and parsed once for both.
 """
 
 from __future__ import annotations
@@ -148,8 +151,8 @@ class BamScanner:
         """Clusters of panel loci (a ClusterRows each, as `cluster_rows`) and clusters of flank positions
         (`flank[i]` True: their molecules counted, one FlankTally each, families built once for all positions:
         flank_kernel) read in one pass of the file, so that a read that covers a panel locus and its flanks is
-        decompressed and parsed once. The clusters are sorted by their first position and may overlap one
-        another; `previous[i]` is the index of the piece before cluster i of one cluster of panel loci (-1: none,
+        decompressed and parsed once. The clusters, sorted by the end of their regions (a piece's reaches the
+        next piece), may overlap one another; `previous[i]` is the index of the piece before cluster i of one cluster of panel loci (-1: none,
         as `continues` of `cluster_rows`). Only the panel clusters' reads count in `stats`."""
         return self._scan(tid, clusters, stats, previous, flank)
 
@@ -292,7 +295,7 @@ def _runs(
     """Group consecutive clusters whose reads start close together in the file (targeted panels: all of a
     contig's), so that the stream is read once instead of once per cluster from its 16 kb index window. The
     clusters between two pieces of a cluster, and the later piece, always join the run of the earlier piece; a
-    run starts where the reads of the first of its clusters start (the clusters are sorted by first position)."""
+    run starts where the reads of the earliest of its clusters start."""
     last_piece = np.arange(len(clusters))  # the last cluster that must join the run of each cluster
     for i, before in enumerate(previous):
         if before >= 0:
@@ -315,6 +318,7 @@ def _runs(
             run.flank.append(is_flank)
             if start not in (None, -1) and run.last_start not in (None, -1):
                 run.last_start = start
+            run.start = _earliest(run.start, start)  # a cluster that ends later may start earlier
         else:
             if run is not None:
                 yield run
@@ -322,6 +326,15 @@ def _runs(
             run = _Run(start, [cluster], start, [-1], [is_flank])
     if run is not None:
         yield run
+
+
+def _earliest(a: int | None, b: int | None) -> int | None:
+    """The earlier of two offsets where reads start (None: no read; -1: unknown, which makes the run unknown)."""
+    if a == -1 or b == -1:
+        return -1
+    if a is None or b is None:
+        return b if a is None else a
+    return min(a, b)
 
 
 @dataclass
@@ -466,10 +479,10 @@ def locus_shapes(loci: list[Locus]) -> tuple[np.ndarray, np.ndarray]:
     """The kernels' view of the loci: a row of L_* columns per locus, and the inserted bases of all of them."""
     shapes = np.zeros((len(loci), 4), dtype=np.int64)
     inserted = bytearray()
-    for row, locus in zip(shapes, loci, strict=True):
-        if locus.is_indel:
-            row[:] = (1, locus.deleted, len(inserted), len(locus.inserted))
-            inserted += locus.inserted.encode()
+    for row in (i for i, locus in enumerate(loci) if len(locus.ref) != len(locus.alt)):  # SNVs: all zero
+        locus = loci[row]
+        shapes[row] = (1, locus.deleted, len(inserted), len(locus.inserted))
+        inserted += locus.inserted.encode()
     return shapes, np.frombuffer(bytes(inserted) or b"\0", dtype=np.uint8).copy()
 
 

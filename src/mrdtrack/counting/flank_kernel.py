@@ -55,6 +55,7 @@ from mrdtrack.counting.bamscan import (
     _umi_families,
 )
 from mrdtrack.counting.flanks import FlankTally
+from mrdtrack.flank_layout import BASE_INDEX
 
 ABSENT = -1  # a template without a read at a position
 SHARED, IRREGULAR, COLLISION = 0, 1, 2  # what the kernel says
@@ -75,7 +76,7 @@ def cluster_flank_tally(
     counts the cluster, as for panel loci)."""
     first, n_positions = int(loci_of_cluster[0]), len(loci_of_cluster)
     tally = np.zeros((n_positions, T_COLUMNS), dtype=np.int64)
-    tally[:, T_REF] = [_base_index(ref) for ref in refs.tolist()]
+    tally[:, T_REF] = BASE_INDEX[refs]
     non_reference = np.empty((len(ints), 3), dtype=np.int64)  # at most one molecule per observation
     m, status = _flank_tally(
         ints, hashes, names, umis, len(ints), first, params, fraction, tally, non_reference

@@ -446,13 +446,14 @@ def _contig_tables(
 ) -> Iterator[tuple[bool, str, list[Locus], ClusterRows | list[LocusMolecules] | FlankTally]]:
     """`joint_tables` of one contig. Panel clusters are read in pieces of CLUSTER_PIECE loci."""
     chrom, bam_chrom = contig
-    # (first position, is flank, cluster index, piece number, piece), sorted: a cluster's pieces stay in order
+    # (where its reads end, is flank, cluster index, piece number, piece), sorted, as the scanner completes them:
+    # a piece's region reaches the next piece of its cluster, so a cluster's pieces stay in order
     pieces = [
-        (c[at].pos, False, i, at // CLUSTER_PIECE, c[at : at + CLUSTER_PIECE])
+        (_piece_end(c, at), False, i, at // CLUSTER_PIECE, c[at : at + CLUSTER_PIECE])
         for i, c in enumerate(clusters)
         for at in range(0, len(c), CLUSTER_PIECE)
     ]
-    pieces += [(c[0].pos, True, i, 0, c) for i, c in enumerate(flank_clusters)]
+    pieces += [(c[-1].pos, True, i, 0, c) for i, c in enumerate(flank_clusters)]
     pieces.sort(key=lambda piece: piece[:4])
     found: Iterable[ClusterRows | FlankTally | None] = [None] * len(pieces)
     if scanner is not None:  # yields piece by piece, so that memory stays flat
@@ -483,6 +484,13 @@ def _contig_tables(
                 _cluster_table(alignments, bam_chrom, cluster, tables, settings, mode, stats),
             )
             tables = []
+
+
+def _piece_end(cluster: list[Locus], at: int) -> int:
+    """The end of the region of the piece of `cluster` from locus `at` (0-based, exclusive: bamscan's): its last
+    locus, or where the next piece starts if that is further."""
+    end = cluster[min(at + CLUSTER_PIECE, len(cluster)) - 1].pos
+    return max(end, cluster[at + CLUSTER_PIECE].pos - 1) if at + CLUSTER_PIECE < len(cluster) else end
 
 
 def _flank_molecules(
