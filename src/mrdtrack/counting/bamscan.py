@@ -765,9 +765,10 @@ def _scan_records(
     proper_pair, mode = params[P_PROPER_PAIR], params[P_MODE]
     n_clusters = begins.shape[0]
     size = buffer.shape[0]
-    run_state = panel_table[4]  # the run's open cluster
+    panel_state, flank_state = panel_table[4], flank_table[4]  # panel_state holds the run's open cluster
+    capacity = _capacity(panel_table, flank_table)  # bound once: per-record work binds no array
     while True:
-        if run_state[S_OPEN] >= n_clusters:
+        if panel_state[S_OPEN] >= n_clusters:
             return RUN_DONE, offset
         if offset + 4 > size:
             return NEED_DATA, offset
@@ -779,7 +780,7 @@ def _scan_records(
             return NEED_DATA, offset
         r = offset + 4
         start = _i32(buffer, r + 4)
-        if _i32(buffer, r) != tid or start >= ends[run_state[S_OPEN]]:
+        if _i32(buffer, r) != tid or start >= ends[panel_state[S_OPEN]]:
             return CLUSTER_DONE, offset
         name_length = np.int64(buffer[r + 8])
         mapq = np.int64(buffer[r + 9])
@@ -805,7 +806,9 @@ def _scan_records(
         end = start + reference_length
         first = np.searchsorted(loci, start)
         last = np.searchsorted(loci, end)
-        if not filtered and not (_room(panel_table, last - first) & _room(flank_table, last - first)):
+        if not filtered and not (
+            _room(panel_state, capacity[0], last - first) & _room(flank_state, capacity[1], last - first)
+        ):
             return OUT_OF_ROOM, offset
         for cluster in range(first_cluster, end_cluster):
             if ends[cluster] <= start or begins[cluster] >= fetch_end:
@@ -890,14 +893,26 @@ def _has_kind(kind, first, last, k):
 
 
 @njit(cache=True, inline="always")
-def _room(table, rows):
-    """Whether a table (_Table.arrays) has room for `rows` more observations and a read's name and UMI; if not,
-    S_GROW is set in its state."""
-    ints, _, names, umis, state, _ = table
+def _capacity(panel_table, flank_table):
+    """Each table's (_Table.arrays) room in observations, name bytes and UMI bytes."""
+    capacity = np.empty((2, 3), dtype=np.int64)
+    for k, table in enumerate((panel_table, flank_table)):
+        capacity[k, 0], capacity[k, 1], capacity[k, 2] = (
+            table[0].shape[0],
+            table[2].shape[0],
+            table[3].shape[0],
+        )
+    return capacity
+
+
+@njit(cache=True, inline="always")
+def _room(state, capacity, rows):
+    """Whether a table with this state and capacity (_capacity) has room for `rows` more observations and a
+    read's name and UMI; if not, S_GROW is set in its state."""
     if (
-        state[S_ROWS] + rows > ints.shape[0]
-        or state[S_NAMES] + 256 > names.shape[0]
-        or state[S_UMIS] + 256 > umis.shape[0]
+        state[S_ROWS] + rows > capacity[0]
+        or state[S_NAMES] + 256 > capacity[1]
+        or state[S_UMIS] + 256 > capacity[2]
     ):
         state[S_GROW] = 1
         return False
