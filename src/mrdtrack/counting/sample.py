@@ -412,7 +412,8 @@ def joint_tables(
 ) -> Iterator[tuple[bool, str, list[Locus], ClusterRows | list[LocusMolecules] | FlankTally]]:
     """The clusters of panel loci (`units`, each as one ClusterRows, as `cluster_tables`) and of flank positions
     (`flank_units`: their molecules as `cluster_molecules` gives them), contig by contig in the order of `units`
-    and by first position: (is a flank cluster, contig as the table spells it, cluster, molecules). The compiled
+    and, within a contig, in the order the compiled engine completes them (by the end of each cluster's
+    region): (is a flank cluster, contig as the table spells it, cluster, molecules). The compiled
     engine reads both kinds in one pass of the file; only the panel loci's reads count in `stats`. Each kind
     comes in its own order."""
     scanner = _scanner(alignments, settings, mode)
@@ -505,9 +506,21 @@ def _flank_molecules(
     engine (flank positions have no read statistics)."""
     if found is not None:
         return found
+    return _reference_molecules(alignments, bam_chrom, cluster, settings, mode, ReadStats())
+
+
+def _reference_molecules(
+    alignments: pysam.AlignmentFile,
+    bam_chrom: str,
+    cluster: list[Locus],
+    settings: CountSettings,
+    mode: str,
+    stats: ReadStats,
+) -> list[LocusMolecules]:
+    """Each locus's molecules of a cluster, by the reference engine (its reads counted in `stats`)."""
     return [
-        LocusMolecules.from_molecules(at, depth)
-        for _, at, depth in molecules_at_loci(alignments, bam_chrom, cluster, settings, mode, ReadStats())
+        LocusMolecules.from_molecules(found, depth)
+        for _, found, depth in molecules_at_loci(alignments, bam_chrom, cluster, settings, mode, stats)
     ]
 
 
@@ -525,10 +538,8 @@ def _cluster_table(
     done = list(itertools.takewhile(lambda table: table is not None, tables))
     loci_done = sum(len(depth) for _, depth in done)
     if loci_done < len(cluster):
-        rest = molecules_at_loci(alignments, bam_chrom, cluster[loci_done:], settings, mode, stats)
-        done.append(
-            cluster_rows_of([LocusMolecules.from_molecules(found, depth) for _, found, depth in rest])
-        )
+        rest = _reference_molecules(alignments, bam_chrom, cluster[loci_done:], settings, mode, stats)
+        done.append(cluster_rows_of(rest))
     if len(done) == 1:
         return done[0]
     first = np.cumsum([0] + [len(depth) for _, depth in done[:-1]])
@@ -556,12 +567,7 @@ def cluster_molecules(
                 found = scanner.molecules(alignments.get_tid(bam_chrom), clusters, stats)
             for cluster, molecules in zip(clusters, found, strict=True):
                 if molecules is None:  # the reference engine
-                    molecules = [
-                        LocusMolecules.from_molecules(locus_molecules, depth)
-                        for _locus, locus_molecules, depth in molecules_at_loci(
-                            alignments, bam_chrom, cluster, settings, mode, stats
-                        )
-                    ]
+                    molecules = _reference_molecules(alignments, bam_chrom, cluster, settings, mode, stats)
                 yield chrom, cluster, molecules
     finally:
         if scanner is not None:
