@@ -152,8 +152,9 @@ class BamScanner:
         (`flank[i]` True: their molecules counted, one FlankTally each, families built once for all positions:
         flank_kernel) read in one pass of the file, so that a read that covers a panel locus and its flanks is
         decompressed and parsed once. The clusters, sorted by the end of their regions (a piece's reaches the
-        next piece), may overlap one another; `previous[i]` is the index of the piece before cluster i of one cluster of panel loci (-1: none,
-        as `continues` of `cluster_rows`). Only the panel clusters' reads count in `stats`."""
+        next piece), may overlap one another; `previous[i]` is the index of the piece before cluster i within one
+        cluster of panel loci (-1: none; as `continues` of `cluster_rows`). Only the panel clusters' reads count
+        in `stats`."""
         return self._scan(tid, clusters, stats, previous, flank)
 
     def _scan(
@@ -479,10 +480,10 @@ def locus_shapes(loci: list[Locus]) -> tuple[np.ndarray, np.ndarray]:
     """The kernels' view of the loci: a row of L_* columns per locus, and the inserted bases of all of them."""
     shapes = np.zeros((len(loci), 4), dtype=np.int64)
     inserted = bytearray()
-    for row in (i for i, locus in enumerate(loci) if len(locus.ref) != len(locus.alt)):  # SNVs: all zero
-        locus = loci[row]
-        shapes[row] = (1, locus.deleted, len(inserted), len(locus.inserted))
-        inserted += locus.inserted.encode()
+    for row, locus in enumerate(loci):
+        if locus.is_indel:  # an SNV's row stays all zero
+            shapes[row] = (1, locus.deleted, len(inserted), len(locus.inserted))
+            inserted += locus.inserted.encode()
     return shapes, np.frombuffer(bytes(inserted) or b"\0", dtype=np.uint8).copy()
 
 

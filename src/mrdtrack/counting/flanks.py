@@ -9,8 +9,9 @@ Each flank position is counted as a panel locus is, by the same engine with the 
 mate rules (a `Locus` whose ALT is one of the three other bases: the engines report every molecule's base, so
 one pass gives all three substitutions). The compiled engine builds the templates and families of a cluster of
 flank positions once for all of them and counts them there (flank_kernel), with the molecules that counting each
-position on its own gives, in the same pass of the file as the panel loci. The table has one row per covered position, with the molecules of each of its four
-bases (`flanks` contract, docs/tables.md); `mrdtrack.flank_layout.flank_rows` gives its rows per ALT base.
+position on its own gives, in the same pass of the file as the panel loci. The table has one row per covered
+position, with the molecules of each of its four bases (`flanks` contract, docs/tables.md);
+`mrdtrack.flank_layout.flank_rows` gives its rows per ALT base.
 """
 
 from __future__ import annotations
