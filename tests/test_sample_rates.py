@@ -26,10 +26,10 @@ OXOG = 2e-3  # 8-oxoG: G>T in F1R2 molecules (C>A in F2R1 ones on the other stra
 
 
 def oriented_flanks(
-    rng: np.random.Generator, positions: int, depth: float, oxog: float = 0.0
+    rng: np.random.Generator, positions: int, depth: float, oxog: float = 0.0, rate: float = RATE
 ) -> pd.DataFrame:
     """A flank table (`flanks` contract, built as rows per position and ALT base): `positions` random positions,
-    Poisson(`depth`) molecules in each read orientation, every ALT base at `RATE`, plus `oxog` for G>T in F1R2
+    Poisson(`depth`) molecules in each read orientation, every ALT base at `rate`, plus `oxog` for G>T in F1R2
     and C>A in F2R1 molecules."""
     rows = []
     for i in range(positions):
@@ -39,7 +39,7 @@ def oriented_flanks(
         alts = {}
         for alt in BASES.replace(ref, ""):
             damage = np.array([oxog * ((ref, alt) == ("G", "T")), oxog * ((ref, alt) == ("C", "A"))])
-            alts[alt] = rng.binomial(n, RATE + damage)
+            alts[alt] = rng.binomial(n, rate + damage)
         ref_n = n - sum(alts.values())
         for alt, a in alts.items():
             rows.append((
@@ -164,6 +164,34 @@ def test_without_spread_between_libraries_the_prior_is_strong_and_every_factor_s
     table = fit_sample_rates(tallies)
     assert table["factor"].between(0.75, 1.33).all()
     assert fit_sample_rates(tallies[tallies["sample_id"] == "S0"]).empty  # one sample: no cohort to compare
+
+
+def test_a_librarys_damage_does_not_set_the_level_of_its_other_substitutions_which_share_its_noise():
+    # Sixteen libraries: half at twice the others' noise in every substitution, and each with its own 8-oxoG
+    # damage (log-normal, 2x more or less from one library to the next), whose ~400 damaged molecules dwarf
+    # the ~15 of each other substitution. The level the substitutions share comes from all of them, not from
+    # the damage: C>T reads 2 in noisy libraries and 1 in the others, whatever each one's damage.
+    rng = np.random.default_rng(31)
+    noise = np.repeat([1.0, 2.0], 8)
+    damage = OXOG * np.exp(0.7 * rng.standard_normal(16))
+    tallies = pd.concat(
+        [
+            flank_tallies(oriented_flanks(rng, 1500, 500, damage[k], RATE * noise[k]), FAST).assign(
+                sample_id=f"S{k}"
+            )
+            for k in range(16)
+        ],
+        ignore_index=True,
+    )
+    factors = sample_factors(fit_sample_rates(tallies))
+    # Factors are over the cohort's (the other libraries') rates, which sit at the mean noise, 1.5x.
+    for k in range(16):
+        own = factors[f"S{k}"]
+        for orientation in ("f1r2", "f2r1"):
+            assert 0.75 < own.by_group[("C>T", orientation)] * 1.5 / noise[k] < 1.33
+            assert 0.75 < own.by_group[("T>G", orientation)] * 1.5 / noise[k] < 1.33
+    damaged = np.array([factors[f"S{k}"].by_group[("C>A", "f2r1")] for k in range(16)])
+    assert np.corrcoef(np.log(damaged), np.log(damage + RATE * noise))[0, 1] > 0.9
 
 
 def test_each_locus_takes_its_contexts_factor_per_orientation_its_groups_without_one_and_an_indel_the_samples():

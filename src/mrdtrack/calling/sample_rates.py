@@ -11,18 +11,22 @@ Per sample s and cell (pyrimidine-strand substitution x context, orientation on 
 context_rates.tsv), `a` ALT and `n` molecules at its flank positions (germline and CHIP-like positions left out
 by the own null's rule, flank_pool.flank_pool). The cohort rate of the cell is that of the other samples' flanks
 (the sample left out, one expected ALT's worth of shrinkage toward its group so an empty cell is not 0); `E =
-n x cohort rate` is what the sample would show at the cohort's level. The factor is a Gamma-Poisson posterior
-mean at three nested levels, each shrunk toward the one above:
+n x cohort rate` is what the sample would show at the cohort's level. The factor has three nested levels:
 
-1. the sample: `lambda_s = (A + k1) / (E + k1)` over all its cells (a prior centred on 1);
-2. group x orientation (the substitution, with C>N at CpG apart; `locus_classes.rate_group`):
-   `(a + k2) / (E + k2 / lambda_s)`;
-3. context x orientation: `(a + k3) / (E + k3 / lambda_group)`.
+1. the sample's own level `lambda_s`, common to all its cells (a Gamma(k1, k1) prior centred on 1);
+2. group x orientation (the substitution, with C>N at CpG apart; `locus_classes.rate_group`), a unit `u`:
+   `lambda_s x delta`, delta ~ Gamma(k_u, k_u), posterior mean `(a + k_u) / (E + k_u / lambda_s)`;
+3. context x orientation, likewise around its group's factor with a strength per unit.
 
-Each strength `k` (prior ALT molecules) is fitted across samples by maximum marginal likelihood (negative
-binomial: a ~ Poisson(E lambda), lambda ~ Gamma(k, k / prior mean)), as background.py fits its beta-binomial
-priors: where samples do not differ beyond Poisson noise, k is large and every sample keeps its parent's
-factor; where they do (a batch with 8-oxoG damage), k is small and the sample's own data speak.
+`lambda_s` is the posterior mean given every unit of the sample, each unit's ALT molecules negative binomial
+(`a ~ Poisson(E lambda_s delta)`), so a unit whose factor varies a lot from sample to sample (8-oxoG damage,
+which one library has 2x more of than the next) says little about the level the other units share: the sample's
+~2,000 damaged C>A molecules do not set the level of its ~7 T>G ones. The strengths of levels 1 and 2 are fitted
+together across samples by maximum marginal likelihood (`sample_levels`), those of level 3 per unit given the
+group factors (`unit_strengths`), as background.py fits its beta-binomial priors; a unit keeps a strength of its own only when its samples differ beyond their levels and
+Poisson noise with evidence (`SPREAD_EVIDENCE`), otherwise every sample's unit takes its parent's factor. So
+a cohort whose libraries differ only by Poisson noise gives every sample its parent's factor, and a batch with
+8-oxoG damage gives its samples their own G>T factor in the damaged orientation.
 
 The factor is over the other plasma samples' flanks when the sample's library is part of the panel-locus rates
 (it was sequenced at other patients' loci at least as deeply as at its own: `libraries_in_cohort_rates`).
@@ -58,6 +62,18 @@ LEVELS = ("sample", "group", "context")
 # Prior strengths (ALT molecules' worth) are searched on this range, log-spaced: from "each sample's own counts
 # speak" to "every sample has its parent's rate".
 STRENGTH_GRID = np.exp(np.linspace(np.log(0.5), np.log(1e6), 241))
+# A sample's own level is integrated out on this grid (even in log, 1 on it).
+LEVEL_GRID = np.exp(np.linspace(-np.log(50.0), np.log(50.0), 161))
+# The strengths of the levels and the units are fitted together on a coarser grid than STRENGTH_GRID (every
+# fourth point: 27% apart).
+JOINT_GRID = STRENGTH_GRID[::4]
+# Log-likelihood a unit's (or the samples' levels') best prior strength must gain over the grid's top, "no
+# spread beyond the parent": a likelihood-ratio test on the boundary at about p 0.01 (2 x 2.7 = 5.4, half the
+# chi-square(1) tail).
+SPREAD_EVIDENCE = 2.7
+# Rows whose likelihoods over the strength grid are computed at a time (a genome-wide cohort has ~100,000
+# context rows; the block stays ~50 MB).
+ROWS_AT_A_TIME = 25_000
 
 
 def flank_tallies(flanks: pd.DataFrame, settings: CallSettings) -> pd.DataFrame:
@@ -154,17 +170,18 @@ def fit_sample_rates(
         "n": ("total_molecules", "sum"),
     }
     sample = t.groupby("sample_id", sort=True).agg(**sums)
-    k1 = fit_strength(sample["a"].to_numpy(), sample["e"].to_numpy(), np.ones(len(sample)))
-    sample["factor"] = (sample["a"] + k1) / (sample["e"] + k1)
-
     keys = ["sample_id", "group", "orientation"]
     group = t.groupby(keys, sort=True).agg(**sums)
-    parent = sample["factor"].reindex(group.index.get_level_values("sample_id")).to_numpy()
-    k2 = fit_strength(group["a"].to_numpy(), group["e"].to_numpy(), parent)
+    unit = _units(group.index.get_level_values("group"), group.index.get_level_values("orientation"))
+    of_sample = sample.index.get_indexer(group.index.get_level_values("sample_id"))
+    levels, k1, k2 = sample_levels(group["a"].to_numpy(), group["e"].to_numpy(), of_sample, unit)
+    sample["factor"] = levels
+    parent = levels[of_sample]
     group["factor"] = (group["a"] + k2) / (group["e"] + k2 / parent)
 
     parent = group["factor"].reindex(pd.MultiIndex.from_frame(t[keys])).to_numpy()
-    k3 = fit_strength(a, e, parent)
+    cell_unit = _units(t["group"], t["orientation"])
+    k3 = unit_strengths(a, e, parent, cell_unit)[cell_unit]
     t["factor"] = (a + k3) / (e + k3 / parent)
 
     # Over the background's rates: the factor over the other samples' flanks times their rate over the
@@ -250,30 +267,141 @@ def _context_strength(t: pd.DataFrame) -> float:
 
 
 def fit_strength(alt: np.ndarray, expected: np.ndarray, prior_mean: np.ndarray) -> float:
-    """Maximum-marginal-likelihood Gamma prior strength k (shape, in ALT molecules): alt ~ Poisson(expected x
-    lambda), lambda ~ Gamma(k, rate k / prior_mean), so alt is negative binomial with mean expected x
-    prior_mean. Searched on `STRENGTH_GRID` (no scipy.optimize: call jobs import this module).
+    """Maximum-marginal-likelihood Gamma prior strength k (shape, in ALT molecules) of one unit across samples:
+    alt ~ Poisson(expected x lambda), lambda ~ Gamma(k, rate k / prior_mean), so alt is negative binomial with
+    mean expected x prior_mean; the grid's top (no spread beyond Poisson) unless the data show spread with
+    evidence (`unit_strengths`).
 
     Parameters
     ----------
     alt, expected, prior_mean : numpy.ndarray
-        Per unit: ALT molecules, ALT molecules expected at the cohort's rates, and the prior's mean factor.
+        Per sample: ALT molecules, ALT molecules expected at the cohort's rates, and the prior's mean factor.
 
     Returns
     -------
     float
-        The fitted k; the grid's top (no spread beyond Poisson) without data.
+        The fitted k.
     """
-    alt, mu = np.asarray(alt, dtype=float), np.asarray(expected, dtype=float) * np.asarray(prior_mean, float)
-    used = mu > 0
-    if not used.any():
-        return float(STRENGTH_GRID[-1])
-    alt, mu = alt[used], mu[used]
-    k = STRENGTH_GRID[:, None]
-    log_lik = (
-        special.gammaln(alt + k) - special.gammaln(k) + k * np.log(k / (k + mu)) + alt * np.log(mu / (k + mu))
-    ).sum(axis=1)
-    return float(STRENGTH_GRID[int(np.argmax(log_lik))])
+    return float(unit_strengths(alt, expected, prior_mean, np.zeros(len(alt), dtype=np.int64))[0])
+
+
+def unit_strengths(
+    alt: np.ndarray, expected: np.ndarray, prior_mean: np.ndarray, unit: np.ndarray
+) -> np.ndarray:
+    """Per unit (`unit`: each row's code, 0..units - 1), the maximum-marginal-likelihood Gamma prior strength of
+    its rows (`fit_strength`), searched on `STRENGTH_GRID` (no scipy.optimize: call jobs import this module).
+    A unit keeps the grid's top (every row takes its prior mean) unless its best strength beats it by
+    `SPREAD_EVIDENCE`: with few samples a unit's likelihood is flat, and its maximum falls anywhere."""
+    alt, unit = np.asarray(alt, dtype=float), np.asarray(unit, dtype=np.int64)
+    mu = np.asarray(expected, dtype=float) * np.asarray(prior_mean, dtype=float)
+    n_units = int(unit.max()) + 1 if len(unit) else 1
+    log_lik = np.zeros((n_units, len(STRENGTH_GRID)))
+    used = np.flatnonzero(mu > 0)
+    for begin in range(0, len(used), ROWS_AT_A_TIME):
+        rows = used[begin : begin + ROWS_AT_A_TIME]
+        block = _negative_binomial(alt[rows, None], mu[rows, None], STRENGTH_GRID[None, :])
+        np.add.at(log_lik, unit[rows], block)
+    best = np.argmax(log_lik, axis=1)
+    gain = log_lik[np.arange(n_units), best] - log_lik[:, -1]
+    return np.where(gain > SPREAD_EVIDENCE, STRENGTH_GRID[best], STRENGTH_GRID[-1])
+
+
+def sample_levels(
+    alt: np.ndarray, expected: np.ndarray, sample: np.ndarray, unit: np.ndarray, sweeps: int = 4
+) -> tuple[np.ndarray, float, np.ndarray]:
+    """Each sample's own level (posterior mean of `lambda_s`), the strength of its Gamma(k1, k1) prior, and per
+    row the strength of its unit (module docstring: levels 1 and 2).
+
+    The strengths maximise the marginal likelihood of all rows together, the levels integrated out on
+    `LEVEL_GRID` and each unit's factors analytically (negative binomial), one strength at a time for a few
+    sweeps, each on `JOINT_GRID` and kept at the top unless its best beats it by `SPREAD_EVIDENCE`. Jointly,
+    because the levels and the units compete for the same spread: fitted in turn, units fitted first take the
+    spread that all of a library's units share, and levels fitted first take the spread of the damaged unit.
+
+    Parameters
+    ----------
+    alt, expected : numpy.ndarray
+        Per (sample, unit) row: ALT molecules and those expected at the cohort's rates.
+    sample, unit : numpy.ndarray
+        Per row, the sample's (0..samples - 1) and the unit's code (0..units - 1).
+    sweeps : int
+        Passes over the strengths.
+
+    Returns
+    -------
+    tuple
+        (levels per sample, k1, strength per row).
+    """
+    alt, expected = np.asarray(alt, dtype=float), np.asarray(expected, dtype=float)
+    n_samples, n_units = int(sample.max()) + 1, int(unit.max()) + 1
+    top = len(JOINT_GRID) - 1
+    chosen = np.full(n_units, top)
+    blocks = [_unit_block(alt, expected, sample, unit == u, n_samples) for u in range(n_units)]
+    total = sum(block[:, :, top] for block in blocks)
+    k1 = top
+    for _ in range(sweeps):
+        before = (k1, chosen.copy())
+        k1 = _most_likely(np.stack([_marginal(total, j) for j in range(len(JOINT_GRID))]))
+        for u, block in enumerate(blocks):
+            rest = total - block[:, :, chosen[u]]
+            chosen[u] = _most_likely(np.stack([_marginal(rest + block[:, :, j], k1) for j in range(top + 1)]))
+            total = rest + block[:, :, chosen[u]]
+        if before[0] == k1 and np.array_equal(before[1], chosen):
+            break
+    posterior = total + _log_gamma_prior(JOINT_GRID[k1])[None, :]
+    weights = np.exp(posterior - posterior.max(axis=1, keepdims=True))
+    levels = weights @ LEVEL_GRID / weights.sum(axis=1)
+    return levels, float(JOINT_GRID[k1]), JOINT_GRID[chosen][unit]
+
+
+def _unit_block(
+    alt: np.ndarray, expected: np.ndarray, sample: np.ndarray, rows: np.ndarray, n_samples: int
+) -> np.ndarray:
+    """samples x levels x strengths: the log-likelihood of one unit's row of each sample (0 without one)."""
+    block = np.zeros((n_samples, len(LEVEL_GRID), len(JOINT_GRID)))
+    rows = rows & (expected > 0)
+    mean = expected[rows, None, None] * LEVEL_GRID[None, :, None]
+    block[sample[rows]] = _negative_binomial(alt[rows, None, None], mean, JOINT_GRID[None, None, :])
+    return block
+
+
+def _marginal(log_lik: np.ndarray, k1: int) -> float:
+    """The samples' log-likelihood (samples x levels) with their levels integrated out under Gamma(k, k), k the
+    `k1`-th strength of `JOINT_GRID`."""
+    return float(_log_sum_exp(log_lik + _log_gamma_prior(JOINT_GRID[k1])[None, :]).sum())
+
+
+def _most_likely(marginal: np.ndarray) -> int:
+    """The index of the best strength, or the grid's top unless the best beats it by `SPREAD_EVIDENCE`."""
+    best = int(np.argmax(marginal))
+    return best if marginal[best] - marginal[-1] > SPREAD_EVIDENCE else len(marginal) - 1
+
+
+def _log_gamma_prior(k: float) -> np.ndarray:
+    """log Gamma(k, rate k) density of `LEVEL_GRID` per unit of log level (the grid is even in log)."""
+    return k * np.log(k) - special.gammaln(k) + k * np.log(LEVEL_GRID) - k * LEVEL_GRID
+
+
+def _log_sum_exp(x: np.ndarray) -> np.ndarray:
+    top = x.max(axis=1)
+    return top + np.log(np.exp(x - top[:, None]).sum(axis=1))
+
+
+def _negative_binomial(alt: np.ndarray, mean: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """log P(alt) for a negative binomial of this mean and shape k, without log(alt!) (no parameter in it)."""
+    return (
+        special.gammaln(alt + k)
+        - special.gammaln(k)
+        + k * np.log(k / (k + mean))
+        + alt * np.log(mean / (k + mean))
+    )
+
+
+def _units(group: Iterable[str], orientation: Iterable[str]) -> np.ndarray:
+    """Each row's unit (group x orientation) as a code."""
+    return pd.factorize(pd.MultiIndex.from_arrays([np.asarray(list(group)), np.asarray(list(orientation))]))[
+        0
+    ]
 
 
 @dataclass(frozen=True)
