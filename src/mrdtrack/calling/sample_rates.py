@@ -332,20 +332,30 @@ def sample_levels(
     tuple
         (levels per sample, k1, strength per row).
     """
-    alt, expected = np.asarray(alt, dtype=float), np.asarray(expected, dtype=float)
     n_samples, n_units = int(sample.max()) + 1, int(unit.max()) + 1
+    used = np.asarray(expected, dtype=float) > 0
+    alt, expected = np.asarray(alt, dtype=float)[used], np.asarray(expected, dtype=float)[used]
+    sample, unit_used = np.asarray(sample)[used], np.asarray(unit)[used]
     top = len(JOINT_GRID) - 1
     chosen = np.full(n_units, top)
-    blocks = [_unit_block(alt, expected, sample, unit == u, n_samples) for u in range(n_units)]
-    total = sum(block[:, :, top] for block in blocks)
+    # Each unit's log-likelihood (samples x levels) at its chosen strength; the full block over every strength
+    # (samples x levels x strengths, ~40 MB at 500 samples) only while the unit is fitted.
+    part = [
+        _unit_block(alt, expected, sample, unit_used == u, n_samples, [top])[:, :, 0] for u in range(n_units)
+    ]
+    total = sum(part)
     k1 = top
     for _ in range(sweeps):
         before = (k1, chosen.copy())
-        k1 = _most_likely(np.stack([_marginal(total, j) for j in range(len(JOINT_GRID))]))
-        for u, block in enumerate(blocks):
-            rest = total - block[:, :, chosen[u]]
-            chosen[u] = _most_likely(np.stack([_marginal(rest + block[:, :, j], k1) for j in range(top + 1)]))
-            total = rest + block[:, :, chosen[u]]
+        priors = np.stack([_log_gamma_prior(k) for k in JOINT_GRID], axis=1)  # levels x strengths
+        k1 = _most_likely(_log_sum_exp(total[:, :, None] + priors[None, :, :]).sum(axis=0))
+        prior = _log_gamma_prior(JOINT_GRID[k1])[None, :, None]
+        for u in range(n_units):
+            block = _unit_block(alt, expected, sample, unit_used == u, n_samples, range(top + 1))
+            rest = total - part[u]
+            chosen[u] = _most_likely(_log_sum_exp(rest[:, :, None] + block + prior).sum(axis=0))
+            part[u] = block[:, :, chosen[u]]
+            total = rest + part[u]
         if before[0] == k1 and np.array_equal(before[1], chosen):
             break
     posterior = total + _log_gamma_prior(JOINT_GRID[k1])[None, :]
@@ -355,20 +365,21 @@ def sample_levels(
 
 
 def _unit_block(
-    alt: np.ndarray, expected: np.ndarray, sample: np.ndarray, rows: np.ndarray, n_samples: int
+    alt: np.ndarray,
+    expected: np.ndarray,
+    sample: np.ndarray,
+    rows: np.ndarray,
+    n_samples: int,
+    strengths: Iterable[int],
 ) -> np.ndarray:
-    """samples x levels x strengths: the log-likelihood of one unit's row of each sample (0 without one)."""
-    block = np.zeros((n_samples, len(LEVEL_GRID), len(JOINT_GRID)))
-    rows = rows & (expected > 0)
+    """samples x levels x `strengths` (indices into `JOINT_GRID`): the log-likelihood of one unit's row of each
+    sample at each level and strength (0 for a sample without the row)."""
+    k = JOINT_GRID[list(strengths)][None, None, :]
+    block = np.zeros((n_samples, len(LEVEL_GRID), k.shape[2]))
+    a = alt[rows, None, None]
     mean = expected[rows, None, None] * LEVEL_GRID[None, :, None]
-    block[sample[rows]] = _negative_binomial(alt[rows, None, None], mean, JOINT_GRID[None, None, :])
+    block[sample[rows]] = _negative_binomial(a, mean, k)
     return block
-
-
-def _marginal(log_lik: np.ndarray, k1: int) -> float:
-    """The samples' log-likelihood (samples x levels) with their levels integrated out under Gamma(k, k), k the
-    `k1`-th strength of `JOINT_GRID`."""
-    return float(_log_sum_exp(log_lik + _log_gamma_prior(JOINT_GRID[k1])[None, :]).sum())
 
 
 def _most_likely(marginal: np.ndarray) -> int:
@@ -383,18 +394,18 @@ def _log_gamma_prior(k: float) -> np.ndarray:
 
 
 def _log_sum_exp(x: np.ndarray) -> np.ndarray:
-    top = x.max(axis=1)
-    return top + np.log(np.exp(x - top[:, None]).sum(axis=1))
+    """log sum exp over axis 1."""
+    top = x.max(axis=1, keepdims=True)
+    return np.squeeze(top, axis=1) + np.log(np.exp(x - top).sum(axis=1))
 
 
 def _negative_binomial(alt: np.ndarray, mean: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """log P(alt) for a negative binomial of this mean and shape k, without log(alt!) (no parameter in it)."""
+    """log P(alt) for a negative binomial of this mean and shape k, without log(alt!) (no parameter in it);
+    broadcast, with one logarithm over the full shape."""
     return (
-        special.gammaln(alt + k)
-        - special.gammaln(k)
-        + k * np.log(k / (k + mean))
-        + alt * np.log(mean / (k + mean))
-    )
+        special.gammaln(alt + k) - special.gammaln(k) + k * np.log(k) + alt * np.log(mean)
+        - (k + alt) * np.log(k + mean)
+    )  # fmt: skip
 
 
 def _units(group: Iterable[str], orientation: Iterable[str]) -> np.ndarray:
