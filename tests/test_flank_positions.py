@@ -8,7 +8,8 @@ import pandas as pd
 import pysam
 import pytest
 
-from mrdtrack.counting.flanks import FlankWindow, flank_positions
+from mrdtrack.counting.flanks import FLANK_CLUSTER, FlankWindow, flank_loci, flank_positions
+from mrdtrack.counting.molecules import Locus, loci_clusters
 
 
 def reference_positions(
@@ -61,3 +62,29 @@ def test_flank_positions_are_those_of_the_plain_definition(tmp_path, window):
                 panel, patient, sequences, window
             )
             assert found["pos"].dtype == np.int64 and len(found) > 50
+
+
+def test_flank_clusters_split_as_panel_loci_do_and_carry_each_positions_reference():
+    """Clusters break where positions lie more than CLUSTER_GAP apart, as `loci_clusters` breaks panel loci, and
+    into pieces of at most FLANK_CLUSTER; each position keeps its REF and trinucleotide, and reads as a `Locus`
+    with a fixed ALT for the reference engine."""
+    rng = np.random.default_rng(7)
+    pos = np.sort(rng.choice(np.arange(1, 200_000), 900, replace=False))
+    context = ["".join(rng.choice(list("ACGT"), 3)) for _ in pos]
+    positions = pd.DataFrame({"chrom": "1", "pos": pos, "ref": [c[1] for c in context], "context": context})
+    units = flank_loci(positions, {"1": "chr1"})
+    expected = [
+        cluster[at : at + FLANK_CLUSTER]
+        for cluster in loci_clusters(
+            [
+                Locus("chr1", int(p), c[1], "A" if c[1] != "A" else "C")
+                for p, c in zip(pos, context, strict=True)
+            ]
+        )
+        for at in range(0, len(cluster), FLANK_CLUSTER)
+    ]
+    assert [list(cluster) for *_, cluster in units] == expected
+    assert all(chrom == "1" and bam_chrom == "chr1" for chrom, bam_chrom, _ in units)
+    assert np.concatenate([cluster.context for *_, cluster in units]).tolist() == context
+    first = units[0][2]
+    assert first[1:3].pos.tolist() == pos[1:3].tolist() and first[1:3].context.tolist() == context[1:3]

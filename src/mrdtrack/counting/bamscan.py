@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numba import njit
 
+from mrdtrack.counting.flanks import FlankCluster
 from mrdtrack.counting.molecules import (
     BELOW_DUPLEX_STRANDS,
     BELOW_FAMILY_SIZE,
@@ -362,13 +363,10 @@ class _RunLayout:
 
     @classmethod
     def of(cls, run: _Run) -> _RunLayout:
-        every_locus = [locus for cluster in run.clusters for locus in cluster]
         sizes = np.array([len(cluster) for cluster in run.clusters], dtype=np.int64)
-        positions = np.array([locus.pos - 1 for locus in every_locus], dtype=np.int64)
+        positions = np.concatenate([_positions(cluster) for cluster in run.clusters]) - 1
         order = np.argsort(positions, kind="stable")  # a cluster's loci keep their order
-        if (order != np.arange(len(order))).any():
-            every_locus = [every_locus[i] for i in order]
-        shapes, inserted = locus_shapes(every_locus)
+        shapes, inserted = _shapes(run.clusters, len(positions))
         cluster_of_locus = np.repeat(np.arange(len(sizes)), sizes)[order]
         kind = np.array(run.flank, dtype=np.int64)[cluster_of_locus]
         slot = np.empty(len(kind), dtype=np.int64)
@@ -376,12 +374,10 @@ class _RunLayout:
             slot[kind == k] = np.arange(int((kind == k).sum()))
         by_cluster = np.argsort(cluster_of_locus, kind="stable")
         bounds = np.concatenate([[0], np.cumsum(sizes)])
-        refs = (
-            np.array([ord(locus.ref[0]) for locus in every_locus], dtype=np.int64) if any(run.flank) else None
-        )
+        refs = np.concatenate([_refs(cluster) for cluster in run.clusters])[order] if any(run.flank) else None
         return cls(
             loci=positions[order],
-            shapes=shapes,
+            shapes=shapes[order],
             inserted=inserted,
             cluster_of_locus=cluster_of_locus,
             kind=kind,
@@ -399,6 +395,33 @@ class _RunLayout:
     def loci_of(self, cluster: int) -> np.ndarray:
         """The indices of a cluster's loci among the sorted loci, in the cluster's order."""
         return self.by_cluster[self.bounds[cluster] : self.bounds[cluster + 1]]
+
+
+def _positions(cluster: Sequence[Locus]) -> np.ndarray:
+    """A cluster's 1-based positions: a cluster of flank positions holds them as an array already."""
+    if isinstance(cluster, FlankCluster):
+        return cluster.pos
+    return np.array([locus.pos for locus in cluster], dtype=np.int64)
+
+
+def _refs(cluster: Sequence[Locus]) -> np.ndarray:
+    """The first REF base (ASCII) of each of a cluster's loci."""
+    if isinstance(cluster, FlankCluster):
+        return cluster.ref.astype(np.int64)
+    return np.array([ord(locus.ref[0]) for locus in cluster], dtype=np.int64)
+
+
+def _shapes(clusters: list[Sequence[Locus]], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """`locus_shapes` of the clusters' loci, in the clusters' order: flank positions are SNV-shaped (rows of 0)."""
+    shapes = np.zeros((n, 4), dtype=np.int64)
+    panel = [i for i, cluster in enumerate(clusters) if not isinstance(cluster, FlankCluster)]
+    if not panel:
+        return shapes, np.zeros(1, dtype=np.uint8)
+    first = np.concatenate([[0], np.cumsum([len(cluster) for cluster in clusters])])
+    loci = [locus for i in panel for locus in clusters[i]]
+    rows = np.concatenate([np.arange(first[i], first[i + 1]) for i in panel])
+    shapes[rows], inserted = locus_shapes(loci)
+    return shapes, inserted
 
 
 def _finish_cluster(

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 import pandas as pd
 import pysam
 
-from mrdtrack.counting.molecules import DISCORDANT, Locus, LocusMolecules, loci_clusters
+from mrdtrack.counting.molecules import CLUSTER_GAP, DISCORDANT, Locus, LocusMolecules
 from mrdtrack.flank_layout import BASE_INDEX, BASES, compact_table
 from mrdtrack.inputs.panel import contig_map
 
@@ -118,20 +119,66 @@ def _with_reference(
     return pd.DataFrame({"chrom": chrom, "pos": positions, "ref": ref, "context": context})
 
 
-def flank_loci(positions: pd.DataFrame, names: dict[str, str]) -> list[tuple[str, str, list[Locus]]]:
-    """The flank positions as clusters of `Locus` (contig as the table and the alignment file spell it), each
-    with a fixed ALT: the engines report every molecule's base, whatever ALT is asked for."""
+@dataclass(frozen=True)
+class FlankCluster:
+    """A cluster of flank positions as arrays, not one Python object per position (a genome-wide signature has
+    about a million): 1-based positions (sorted), REF bases (ASCII codes) and reference trinucleotides, on a
+    contig as the alignment file spells it. Indexed or iterated, it gives each position as a `Locus` with a
+    fixed ALT (the engines report every molecule's base, whatever ALT is asked for), for the reference
+    engine; sliced, a cluster of some of its positions."""
+
+    bam_chrom: str
+    pos: np.ndarray
+    ref: np.ndarray
+    context: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.pos)
+
+    @overload
+    def __getitem__(self, index: int) -> Locus: ...
+    @overload
+    def __getitem__(self, index: slice) -> FlankCluster: ...
+    def __getitem__(self, index: int | slice) -> Locus | FlankCluster:
+        if isinstance(index, slice):
+            return FlankCluster(self.bam_chrom, self.pos[index], self.ref[index], self.context[index])
+        ref = chr(self.ref[index])
+        return Locus(self.bam_chrom, int(self.pos[index]), ref, _some_other_base(ref))
+
+    def __iter__(self) -> Iterator[Locus]:
+        return (self[i] for i in range(len(self)))
+
+    @classmethod
+    def of_loci(cls, loci: list[Locus], context: list[str]) -> FlankCluster:
+        """The cluster of positions given as `Locus` (one contig) and their trinucleotides."""
+        return cls(
+            loci[0].chrom if loci else "",
+            np.array([locus.pos for locus in loci], dtype=np.int64),
+            np.frombuffer("".join(locus.ref for locus in loci).encode(), dtype=np.uint8),
+            np.array(context, dtype=object),
+        )
+
+
+def flank_loci(positions: pd.DataFrame, names: dict[str, str]) -> list[tuple[str, str, FlankCluster]]:
+    """The flank positions as clusters (`FlankCluster`; contig as the table and the alignment file spell it):
+    split where positions are further apart than molecules.CLUSTER_GAP, as `loci_clusters` splits loci, and
+    into pieces of at most FLANK_CLUSTER."""
     units = []
     for chrom, group in positions.groupby("chrom", sort=False):
-        loci = [
-            Locus(names[chrom], int(p), r, _some_other_base(r))
-            for p, r in zip(group["pos"], group["ref"], strict=True)
-        ]
-        units.extend(
-            (chrom, names[chrom], cluster[start : start + FLANK_CLUSTER])
-            for cluster in loci_clusters(loci)
-            for start in range(0, len(cluster), FLANK_CLUSTER)
-        )
+        pos = group["pos"].to_numpy(dtype=np.int64)
+        ref = np.frombuffer("".join(group["ref"]).encode(), dtype=np.uint8)
+        context = group["context"].to_numpy(dtype=object)
+        gaps = np.flatnonzero(np.diff(pos) > CLUSTER_GAP) + 1
+        for begin, end in zip(np.r_[0, gaps], np.r_[gaps, len(pos)], strict=True):
+            units.extend(
+                (
+                    chrom,
+                    names[chrom],
+                    FlankCluster(names[chrom], pos[at:stop], ref[at:stop], context[at:stop]),
+                )
+                for at in range(begin, end, FLANK_CLUSTER)
+                for stop in [min(at + FLANK_CLUSTER, end)]
+            )
     return units
 
 
@@ -162,8 +209,8 @@ class FlankTally:
 def flank_table(
     context: Mapping[tuple[str, int], str], found: Iterable[tuple[str, Locus, LocusMolecules]]
 ) -> pd.DataFrame:
-    """One row per covered flank position (`flanks` contract) from each position's molecules;
-    `context` gives each position's (chrom, pos) its reference trinucleotide (`flank_contexts`).
+    """One row per covered flank position (`flanks` contract) from each position's molecules, position by
+    position; `context` gives each position's (chrom, pos) its reference trinucleotide (`flank_contexts`).
 
     Tallied many positions at a time: their molecules are joined into flat arrays and counted with np.bincount
     by (position, base) and (position, base, read orientation), so a position costs a few list appends, not a
@@ -172,44 +219,41 @@ def flank_table(
     position and ALT base (`mrdtrack.flank_layout.flank_rows`), in their order, are those of the per-position
     reference tally kept in tests/test_flank_tally.py.
     """
-    return _batched(context, ((chrom, [locus], molecules) for chrom, locus, molecules in found))
+    return _batched(
+        (chrom, FlankCluster.of_loci([locus], [context[(chrom, locus.pos)]]), molecules)
+        for chrom, locus, molecules in found
+    )
 
 
 def cluster_flank_table(
-    context: Mapping[tuple[str, int], str],
-    found: Iterable[tuple[str, list[Locus], list[LocusMolecules] | FlankTally]],
+    found: Iterable[tuple[str, FlankCluster, list[LocusMolecules] | FlankTally]],
 ) -> pd.DataFrame:
     """`flank_table` from each cluster's molecules: those of the compiled engine (one `FlankTally` per cluster,
     no Python object per position) or of the reference engine (one `LocusMolecules` per position)."""
-    return _batched(context, _cluster_parts(found))
+    return _batched(_cluster_parts(found))
 
 
 def _cluster_parts(
-    found: Iterable[tuple[str, list[Locus], list[LocusMolecules] | FlankTally]],
-) -> Iterator[tuple[str, list[Locus], LocusMolecules | FlankTally]]:
+    found: Iterable[tuple[str, FlankCluster, list[LocusMolecules] | FlankTally]],
+) -> Iterator[tuple[str, FlankCluster, LocusMolecules | FlankTally]]:
     for chrom, cluster, molecules in found:
         if isinstance(molecules, FlankTally):
             yield chrom, cluster, molecules
         else:
-            yield from ((chrom, [locus], at) for locus, at in zip(cluster, molecules, strict=True))
+            yield from ((chrom, cluster[i : i + 1], at) for i, at in enumerate(molecules))
 
 
-def _batched(
-    context: Mapping[tuple[str, int], str],
-    parts: Iterable[tuple[str, list[Locus], LocusMolecules | FlankTally]],
-) -> pd.DataFrame:
+def _batched(parts: Iterable[tuple[str, FlankCluster, LocusMolecules | FlankTally]]) -> pd.DataFrame:
     """The flank table of the molecules of parts of one or more positions, tallied batch by batch."""
     frames = []
     batch = _Batch()
-    for chrom, loci, molecules in parts:
+    for chrom, cluster, molecules in parts:
         if isinstance(molecules, FlankTally) or molecules.bases.size:
-            batch.add(
-                [(chrom, locus.pos, locus.ref, context[(chrom, locus.pos)]) for locus in loci], molecules
-            )
+            batch.add(chrom, cluster, molecules)
             if batch.size >= TALLY_BATCH:
                 frames.append(batch.tally())
                 batch = _Batch()
-    if batch.where:
+    if batch.clusters:
         frames.append(batch.tally())
     if not frames:
         return _no_rows()
@@ -220,23 +264,27 @@ TALLY_BATCH = 1 << 18  # molecules tallied at once (their arrays and the tally's
 
 
 class _Batch:
-    """Positions (chrom, pos, ref, context), and their molecules' arrays or their clusters' tallies, waiting to be
-    tallied together."""
+    """Clusters of positions (with the contig as the table spells it), and their molecules' arrays or their
+    tallies, waiting to be tallied together."""
 
     def __init__(self) -> None:
-        self.where: list[tuple[str, int, str, str]] = []
+        self.chroms: list[str] = []
+        self.clusters: list[FlankCluster] = []
         self.arrays: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self.tallies: list[tuple[int, FlankTally]] = []
+        self.positions = 0
         self.size = 0
 
-    def add(self, where: list[tuple[str, int, str, str]], molecules: LocusMolecules | FlankTally) -> None:
-        """Add the molecules of the positions `where` (one position for a `LocusMolecules`). Keep copies: the
+    def add(self, chrom: str, cluster: FlankCluster, molecules: LocusMolecules | FlankTally) -> None:
+        """Add the molecules of the cluster's positions (one position for a `LocusMolecules`). Keep copies: the
         engine's arrays can be views of a whole cluster's molecule table."""
-        first = len(self.where)
-        self.where.extend(where)
+        first = self.positions
+        self.chroms.append(chrom)
+        self.clusters.append(cluster)
+        self.positions += len(cluster)
         if isinstance(molecules, FlankTally):
             self.tallies.append((first, molecules))
-            self.size += len(molecules.non_reference) + len(where)
+            self.size += len(molecules.non_reference) + len(cluster)
             return
         position = np.full(molecules.bases.size, first, dtype=np.int64)
         self.arrays.append(
@@ -245,13 +293,26 @@ class _Batch:
         self.size += molecules.bases.size
 
     def tally(self) -> pd.DataFrame:
-        ref_of = BASE_INDEX[np.frombuffer("".join(w[2] for w in self.where).encode(), dtype=np.uint8)]
+        ref_of = BASE_INDEX[np.concatenate([cluster.ref for cluster in self.clusters])]
         arrays = self.arrays or [tuple(np.zeros(0, dtype=np.int64) for _ in range(4))]
         position, bases, forward, lengths = (np.concatenate(column) for column in zip(*arrays, strict=True))
         counted = _counted(ref_of, position, bases, forward.astype(bool), lengths)
         for first, tally in self.tallies:
             _add_tally(counted, first, tally)
-        return _frame(self.where, ref_of, counted)
+        return _frame(self._where(ref_of), counted)
+
+    def _where(self, ref_of: np.ndarray) -> pd.DataFrame:
+        """The batch's positions: chrom, pos, ref, context."""
+        sizes = [len(cluster) for cluster in self.clusters]
+        return pd.DataFrame({
+            "chrom": np.repeat(np.array(self.chroms, dtype=object), sizes),
+            "pos": np.concatenate([cluster.pos for cluster in self.clusters]),
+            "ref": _BASE_TEXT[ref_of],
+            "context": np.concatenate([cluster.context for cluster in self.clusters]),
+        })  # fmt: skip
+
+
+_BASE_TEXT = np.array(list(BASES), dtype=object)  # base index -> the base
 
 
 @dataclass
@@ -295,17 +356,15 @@ def _add_tally(counted: _Counted, first: int, tally: FlankTally) -> None:
     counted.lengths.append(tally.non_reference[:, 2])
 
 
-def _frame(where: list[tuple[str, int, str, str]], ref_of: np.ndarray, counted: _Counted) -> pd.DataFrame:
+def _frame(where: pd.DataFrame, counted: _Counted) -> pd.DataFrame:
     """The flank table of the covered positions of `where` (chrom, pos, ref, context per position) from their
     counts: its columns are the count arrays' columns, taken at the covered positions."""
     # A position with discordant molecules only has no row.
     covered = np.flatnonzero(counted.molecules.sum(axis=1))
     if not covered.size:
         return _no_rows()
-    # pandas turns the tuples into columns in C, a few times faster than one numpy array per column.
-    positions = pd.DataFrame(where, columns=["chrom", "pos", "ref", "context"])
-    positions = positions if covered.size == len(where) else positions.take(covered)
-    lengths = _lengths(np.concatenate(counted.cells), np.concatenate(counted.lengths), covered, len(ref_of))
+    positions = where if covered.size == len(where) else where.take(covered)
+    lengths = _lengths(np.concatenate(counted.cells), np.concatenate(counted.lengths), covered, len(where))
     return compact_table(
         positions, counted.molecules[covered], counted.f1r2[covered], counted.discordant[covered], lengths
     )
@@ -351,22 +410,19 @@ def flank_contexts(positions: pd.DataFrame) -> dict[tuple[str, int], str]:
 
 def no_flanks() -> pd.DataFrame:
     """An empty flank table (a sample without panel loci of its own, or `counting.flank_window: 0`)."""
-    return flank_table({}, [])
+    return _no_rows()
 
 
 @dataclass
 class FlankWork:
     """What counting the flanks of one sample is: the clusters of flank positions to count (contig as the table
-    and the file spell it, the positions as `Locus`) and each position's trinucleotide context."""
+    and the file spell it), each with its positions' trinucleotide contexts."""
 
-    units: list[tuple[str, str, list[Locus]]]
-    context: dict[tuple[str, int], str]
+    units: list[tuple[str, str, FlankCluster]]
 
-    def part(self, units: list[tuple[str, str, list[Locus]]]) -> FlankWork:
-        """The work of some of the units, for a worker process (only their positions' contexts travel)."""
-        return FlankWork(
-            units, {(c, locus.pos): self.context[(c, locus.pos)] for c, _, loci in units for locus in loci}
-        )
+    def part(self, units: list[tuple[str, str, FlankCluster]]) -> FlankWork:
+        """The work of some of the units, for a worker process."""
+        return FlankWork(units)
 
     def in_order(self, table: pd.DataFrame) -> pd.DataFrame:
         """A flank table of these units counted contig by contig in another order (the panel loci's, with which
@@ -406,14 +462,14 @@ def flank_work(
         The clusters of flank positions and their contexts; no units when there are no flanks.
     """
     if not patient_id or window.window <= 0:
-        return FlankWork([], {})
+        return FlankWork([])
     with pysam.FastaFile(reference) as fasta:
         positions = flank_positions(panel, patient_id, fasta, window)
     if positions.empty:
-        return FlankWork([], {})
+        return FlankWork([])
     names = contig_map(positions["chrom"].unique(), alignments.references)
     positions = positions[positions["chrom"].isin(names)]
-    return FlankWork(flank_loci(positions, names), flank_contexts(positions))
+    return FlankWork(flank_loci(positions, names))
 
 
 def joined_flanks(parts: Iterable[pd.DataFrame]) -> pd.DataFrame:

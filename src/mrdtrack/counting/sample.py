@@ -374,7 +374,7 @@ def _count_units(
             loci_tally.add(found, codes)
             shared.update(shared_fragments(chrom, cluster, found, codes))
 
-    flank_table = cluster_flank_table(flanks.context, flank_clusters())  # drives the panel loci's tally too
+    flank_table = cluster_flank_table(flank_clusters())  # drives the panel loci's tally too
     return _Part(loci_tally.columns(), loci_tally.lengths, shared, stats), flank_table
 
 
