@@ -271,20 +271,21 @@ def timed(command: list[str]) -> tuple[float, float, float]:
     return elapsed, peak / 2**20, cpu
 
 
-# What the workflow's counting job does (count_sample: the panel loci and, given a patient, the flanks of its loci),
-# with `threads` worker processes and a counting engine; the CLI counts the panel loci alone in one process with
-# the default engine.
+# What the workflow's counting job does (count_sample: the panel loci and, given a patient, the flanks of its loci,
+# written as the workflow writes its tables), with `threads` worker processes and a counting engine; the CLI counts
+# the panel loci alone in one process with the default engine.
 JOB = """
 import sys
 import pandas as pd
 from mrdtrack.counting import CountSettings, count_sample
+from mrdtrack.tables import write_tsv
 bam, panel, reference, output, threads, engine, patient = sys.argv[1:]
 settings = CountSettings(engine=engine)
 result = count_sample("s", bam, reference, pd.read_csv(panel, sep="\\t"), settings, threads=int(threads),
                       patient_id=patient or None)
-result.counts.to_csv(output, sep="\\t", index=False)
+write_tsv(result.counts, output)
 if patient:
-    result.flanks.to_csv(output.replace(".tsv", ".flanks.tsv"), sep="\\t", index=False)
+    write_tsv(result.flanks, output.replace(".tsv", ".flanks.tsv"))
 """
 PATIENT = "P1"  # the sample's patient in build_bam's panel (all its loci)
 

@@ -75,6 +75,11 @@ def _size(n_bytes: int) -> str:
     return f"{n_bytes} bytes"
 
 
+# Rows from which `write_tsv` formats a table by the compiled loop of `tsv_text` (smaller ones: pandas, with no
+# compiled code to load).
+COMPILED_TEXT_ROWS = 50_000
+
+
 def write_tsv(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     """Write `frame` as a tab-separated table (no index), atomically, every float at full precision.
 
@@ -82,8 +87,21 @@ def write_tsv(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     read from a table equals the one computed; a whole number is written without `.0`, as an integer is;
     NaN is an empty field. repr is exact and platform-independent, so reruns give byte-identical tables.
     """
+    exact = _with_exact_floats(frame)
+    # Large tables of integers and plain text (a genome-wide sample's flank table: a million rows) are formatted
+    # by a compiled loop, into the same bytes.
+    text = _compiled_text(exact) if len(exact) >= COMPILED_TEXT_ROWS else None
     with atomic_path(path) as tmp:
-        _with_exact_floats(frame).to_csv(tmp, sep="\t", index=False, lineterminator="\n")
+        if text is None:
+            exact.to_csv(tmp, sep="\t", index=False, lineterminator="\n")
+        else:
+            tmp.write_bytes(text)
+
+
+def _compiled_text(frame: pd.DataFrame) -> bytes | None:
+    from mrdtrack.tsv_text import tsv_bytes  # numba: only for the large tables that use it
+
+    return tsv_bytes(frame)
 
 
 def _with_exact_floats(frame: pd.DataFrame) -> pd.DataFrame:
