@@ -386,8 +386,8 @@ class _RunLayout:
             first_slot=slot[by_cluster[bounds[:-1]]],
             by_cluster=by_cluster,
             bounds=bounds,
-            begins=np.array([c[0].pos - 1 for c in run.clusters], dtype=np.int64),
-            ends=np.array([c[-1].pos for c in run.clusters], dtype=np.int64),
+            begins=positions[bounds[:-1]],
+            ends=positions[bounds[1:] - 1] + 1,
             flank_refs=refs,
             flank=run.flank,
         )
@@ -407,7 +407,7 @@ def _positions(cluster: Sequence[Locus]) -> np.ndarray:
 def _refs(cluster: Sequence[Locus]) -> np.ndarray:
     """The first REF base (ASCII) of each of a cluster's loci."""
     if isinstance(cluster, FlankCluster):
-        return cluster.ref.astype(np.int64)
+        return cluster.ref
     return np.array([ord(locus.ref[0]) for locus in cluster], dtype=np.int64)
 
 

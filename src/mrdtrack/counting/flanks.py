@@ -122,10 +122,10 @@ def _with_reference(
 @dataclass(frozen=True)
 class FlankCluster:
     """A cluster of flank positions as arrays, not one Python object per position (a genome-wide signature has
-    about a million): 1-based positions (sorted), REF bases (ASCII codes) and reference trinucleotides, on a
-    contig as the alignment file spells it. Indexed or iterated, it gives each position as a `Locus` with a
-    fixed ALT (the engines report every molecule's base, whatever ALT is asked for), for the reference
-    engine; sliced, a cluster of some of its positions."""
+    about a million): 1-based positions (sorted), REF bases (ASCII codes, int64 as the engine takes them) and
+    reference trinucleotides, on a contig as the alignment file spells it. Indexed or iterated, it gives each
+    position as a `Locus` with a fixed ALT (the engines report every molecule's base, whatever ALT is asked
+    for), for the reference engine; sliced, a cluster of some of its positions."""
 
     bam_chrom: str
     pos: np.ndarray
@@ -154,7 +154,7 @@ class FlankCluster:
         return cls(
             loci[0].chrom if loci else "",
             np.array([locus.pos for locus in loci], dtype=np.int64),
-            np.frombuffer("".join(locus.ref for locus in loci).encode(), dtype=np.uint8),
+            np.frombuffer("".join(locus.ref for locus in loci).encode(), dtype=np.uint8).astype(np.int64),
             np.array(context, dtype=object),
         )
 
@@ -166,7 +166,7 @@ def flank_loci(positions: pd.DataFrame, names: dict[str, str]) -> list[tuple[str
     units = []
     for chrom, group in positions.groupby("chrom", sort=False):
         pos = group["pos"].to_numpy(dtype=np.int64)
-        ref = np.frombuffer("".join(group["ref"]).encode(), dtype=np.uint8)
+        ref = np.frombuffer("".join(group["ref"]).encode(), dtype=np.uint8).astype(np.int64)
         context = group["context"].to_numpy(dtype=object)
         gaps = np.flatnonzero(np.diff(pos) > CLUSTER_GAP) + 1
         for begin, end in zip(np.r_[0, gaps], np.r_[gaps, len(pos)], strict=True):
