@@ -93,7 +93,7 @@ from mrdtrack.calling import BackgroundSettings, CallResult, CallSettings, build
 from mrdtrack.calling.inference import lr_statistic_rows
 from mrdtrack.calling.locus_classes import pyrimidine_class, reverse_complement
 from mrdtrack.counting import CountSettings
-from mrdtrack.flank_layout import FLANK_ROW_COLUMNS, compact_flanks
+from mrdtrack.flank_layout import BASES, FLANK_ROW_COLUMNS, compact_flanks
 
 TFS = (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 1e-2)
 WGS_TFS = (0.0, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3)
@@ -319,7 +319,6 @@ def alt_lengths(rng: np.random.Generator, tumor_alt: np.ndarray, alt: np.ndarray
 # ----------------------------------------------------------------------------------------------------------
 # Flanks: each sample's own background, as counting tallies it
 # ----------------------------------------------------------------------------------------------------------
-BASES = "ACGT"
 
 
 def flank_offsets(settings: CountSettings | None = None) -> np.ndarray:

@@ -19,6 +19,7 @@ from mrdtrack.calling.inference import binomial_tail
 from mrdtrack.calling.locus_classes import pyrimidine_class, rate_group
 from mrdtrack.calling.settings import CallSettings
 from mrdtrack.flank_layout import (
+    BASE_INDEX,
     F1R2_COLUMNS,
     LENGTH_COLUMNS,
     MOLECULE_COLUMNS,
@@ -141,8 +142,7 @@ def variant_rows(key: np.ndarray, a: np.ndarray, n: np.ndarray, settings: CallSe
 
 
 # Bases as codes 0-3 (their index in ACGT, as the flank table's base columns), anything else (N, padding) 4.
-_BASE_CODES = np.full(256, 4, dtype=np.int64)
-_BASE_CODES[np.frombuffer(b"ACGT", dtype=np.uint8)] = np.arange(4)
+_BASE_CODES = np.where(BASE_INDEX >= 0, BASE_INDEX, 4)
 BASE_C, BASE_T = 1, 3
 
 
