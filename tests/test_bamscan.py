@@ -389,3 +389,25 @@ def test_templates_merged_read_by_read_are_those_merged_locus_by_locus(observati
     assert not by_read[3] and not by_locus[3]
     for merged, expected in zip(by_read[:3], by_locus[:3], strict=True):
         assert merged.tolist() == expected.tolist()
+
+
+@settings(max_examples=50, deadline=None)
+@given(slots=st.lists(st.integers(0, 11), max_size=40), cluster=st.integers(0, 3))
+def test_a_completed_cluster_takes_its_rows_and_leaves_the_later_clusters_rows_in_order(slots, cluster):
+    """A cluster completes while reads already reached later ones: its rows leave the observation table, the
+    others move up in their order, and the table remembers the greatest slot still in it."""
+    owner = np.repeat(np.arange(4), 3)  # slots 0-2: cluster 0, 3-5: cluster 1, ...
+    n = len(slots)
+    ints = np.zeros((n + 5, bamscan.N_COLUMNS), dtype=np.int64)
+    ints[:n, bamscan.O_LOCUS] = slots
+    ints[:n, bamscan.O_BASE] = np.arange(n)  # each row's identity
+    hashes = np.arange(n + 5, dtype=np.uint64) * 7
+    before_ints, before_hashes = ints[:n].copy(), hashes[:n].copy()
+    taken_ints, taken_hashes, kept, last = bamscan._take_rows(ints, hashes, n, owner, cluster)
+    mine = owner[np.asarray(slots, dtype=np.int64)] == cluster if n else np.zeros(0, dtype=bool)
+    np.testing.assert_array_equal(taken_ints, before_ints[mine])
+    np.testing.assert_array_equal(taken_hashes, before_hashes[mine])
+    assert kept == int((~mine).sum())
+    np.testing.assert_array_equal(ints[:kept], before_ints[~mine])
+    np.testing.assert_array_equal(hashes[:kept], before_hashes[~mine])
+    assert last == (int(before_ints[~mine, bamscan.O_LOCUS].max()) if kept else -1)
