@@ -13,9 +13,9 @@ from mrdtrack.calling.locus_classes import rate_group
 from mrdtrack.calling.sample_rates import (
     SampleFactors,
     fit_sample_rates,
-    fit_strength,
     flank_tallies,
     sample_factors,
+    unit_strengths,
 )
 from mrdtrack.flank_layout import FLANK_ROW_COLUMNS, compact_flanks
 
@@ -154,9 +154,10 @@ def test_the_factors_find_the_damaged_orientation_and_leave_undamaged_libraries_
 def test_without_spread_between_libraries_the_prior_is_strong_and_every_factor_stays_near_one():
     rng = np.random.default_rng(23)
     expected = np.full(200, 5.0)
-    assert fit_strength(rng.poisson(expected), expected, np.ones(200)) > 100
+    one_unit = np.zeros(200, dtype=np.int64)
+    assert unit_strengths(rng.poisson(expected), expected, np.ones(200), one_unit)[0] > 100
     spread = expected * rng.gamma(2.0, 0.5, 200)  # libraries that differ: a Gamma of shape 2
-    assert 0.8 < fit_strength(rng.poisson(spread), expected, np.ones(200)) < 5
+    assert 0.8 < unit_strengths(rng.poisson(spread), expected, np.ones(200), one_unit)[0] < 5
     tallies = pd.concat(
         [flank_tallies(oriented_flanks(rng, 800, 400), FAST).assign(sample_id=f"S{k}") for k in range(6)],
         ignore_index=True,

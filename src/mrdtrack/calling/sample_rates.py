@@ -23,9 +23,9 @@ n x cohort rate` is what the sample would show at the cohort's level. The factor
 which one library has 2x more of than the next) says little about the level the other units share: the sample's
 ~2,000 damaged C>A molecules do not set the level of its ~7 T>G ones. The strengths of levels 1 and 2 are fitted
 together across samples by maximum marginal likelihood (`sample_levels`), those of level 3 per unit given the
-group factors (`unit_strengths`), as background.py fits its beta-binomial priors; a unit keeps a strength of its own only when its samples differ beyond their levels and
-Poisson noise with evidence (`SPREAD_EVIDENCE`), otherwise every sample's unit takes its parent's factor. So
-a cohort whose libraries differ only by Poisson noise gives every sample its parent's factor, and a batch with
+group factors (`unit_strengths`), as background.py fits its beta-binomial priors; a unit keeps a strength of
+its own only when its samples differ beyond their levels and Poisson noise with evidence (`SPREAD_EVIDENCE`),
+otherwise every sample's unit takes its parent's factor. So a cohort whose libraries differ only by Poisson noise gives every sample its parent's factor, and a batch with
 8-oxoG damage gives its samples their own G>T factor in the damaged orientation.
 
 The factor is over the other plasma samples' flanks when the sample's library is part of the panel-locus rates
@@ -266,32 +266,28 @@ def _context_strength(t: pd.DataFrame) -> float:
     return max(strength, float(1.0 / mean.min()))
 
 
-def fit_strength(alt: np.ndarray, expected: np.ndarray, prior_mean: np.ndarray) -> float:
-    """Maximum-marginal-likelihood Gamma prior strength k (shape, in ALT molecules) of one unit across samples:
+def unit_strengths(
+    alt: np.ndarray, expected: np.ndarray, prior_mean: np.ndarray, unit: np.ndarray
+) -> np.ndarray:
+    """Per unit, the maximum-marginal-likelihood Gamma prior strength k (shape, in ALT molecules) of its rows:
     alt ~ Poisson(expected x lambda), lambda ~ Gamma(k, rate k / prior_mean), so alt is negative binomial with
-    mean expected x prior_mean; the grid's top (no spread beyond Poisson) unless the data show spread with
-    evidence (`unit_strengths`).
+    mean expected x prior_mean. Searched on `STRENGTH_GRID` (no scipy.optimize: call jobs import this module).
+    A unit keeps the grid's top (every row takes its prior mean) unless its best strength beats it by
+    `SPREAD_EVIDENCE`: with few samples a unit's likelihood is flat, and its maximum falls anywhere.
 
     Parameters
     ----------
     alt, expected, prior_mean : numpy.ndarray
-        Per sample: ALT molecules, ALT molecules expected at the cohort's rates, and the prior's mean factor.
+        Per row (sample x unit): ALT molecules, ALT molecules expected at the cohort's rates, and the prior's
+        mean factor.
+    unit : numpy.ndarray
+        Each row's unit, a code 0..units - 1.
 
     Returns
     -------
-    float
-        The fitted k.
+    numpy.ndarray
+        The fitted k of each unit.
     """
-    return float(unit_strengths(alt, expected, prior_mean, np.zeros(len(alt), dtype=np.int64))[0])
-
-
-def unit_strengths(
-    alt: np.ndarray, expected: np.ndarray, prior_mean: np.ndarray, unit: np.ndarray
-) -> np.ndarray:
-    """Per unit (`unit`: each row's code, 0..units - 1), the maximum-marginal-likelihood Gamma prior strength of
-    its rows (`fit_strength`), searched on `STRENGTH_GRID` (no scipy.optimize: call jobs import this module).
-    A unit keeps the grid's top (every row takes its prior mean) unless its best strength beats it by
-    `SPREAD_EVIDENCE`: with few samples a unit's likelihood is flat, and its maximum falls anywhere."""
     alt, unit = np.asarray(alt, dtype=float), np.asarray(unit, dtype=np.int64)
     mu = np.asarray(expected, dtype=float) * np.asarray(prior_mean, dtype=float)
     n_units = int(unit.max()) + 1 if len(unit) else 1
@@ -301,9 +297,7 @@ def unit_strengths(
         rows = used[begin : begin + ROWS_AT_A_TIME]
         block = _negative_binomial(alt[rows, None], mu[rows, None], STRENGTH_GRID[None, :])
         np.add.at(log_lik, unit[rows], block)
-    best = np.argmax(log_lik, axis=1)
-    gain = log_lik[np.arange(n_units), best] - log_lik[:, -1]
-    return np.where(gain > SPREAD_EVIDENCE, STRENGTH_GRID[best], STRENGTH_GRID[-1])
+    return STRENGTH_GRID[[_most_likely(row) for row in log_lik]]
 
 
 def sample_levels(
@@ -345,9 +339,9 @@ def sample_levels(
     ]
     total = sum(part)
     k1 = top
+    priors = np.stack([_log_gamma_prior(k) for k in JOINT_GRID], axis=1)  # levels x strengths
     for _ in range(sweeps):
         before = (k1, chosen.copy())
-        priors = np.stack([_log_gamma_prior(k) for k in JOINT_GRID], axis=1)  # levels x strengths
         k1 = _most_likely(_log_sum_exp(total[:, :, None] + priors[None, :, :]).sum(axis=0))
         prior = _log_gamma_prior(JOINT_GRID[k1])[None, :, None]
         for u in range(n_units):
@@ -410,9 +404,10 @@ def _negative_binomial(alt: np.ndarray, mean: np.ndarray, k: np.ndarray) -> np.n
 
 def _units(group: Iterable[str], orientation: Iterable[str]) -> np.ndarray:
     """Each row's unit (group x orientation) as a code."""
-    return pd.factorize(pd.MultiIndex.from_arrays([np.asarray(list(group)), np.asarray(list(orientation))]))[
-        0
-    ]
+    codes, _ = pd.factorize(
+        pd.MultiIndex.from_arrays([np.asarray(list(group)), np.asarray(list(orientation))])
+    )
+    return codes
 
 
 @dataclass(frozen=True)
