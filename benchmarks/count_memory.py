@@ -1,10 +1,11 @@
 """Peak memory of counting one sample: a small BAM and a 10x larger one (10x the loci, same depth per locus).
 
 Each count is a counting job as the workflow runs it (count_sample: the panel loci and the flank positions
-around the sample's own patient's loci, in one pass of the BAM; count_speed.JOB) in a child process whose resident set size (RSS,
-including its children) is sampled with psutil every 5 ms. Counting streams the alignments locus by locus and
-tallies the flanks in batches, so the peak should stay roughly flat as the file grows: the script prints both figures and their ratio, and exits 1 when the
-larger BAM needs more than `--max-ratio` times the memory of the small one.
+around the sample's own patient's loci, in one pass of the BAM; count_speed.JOB) in a child process whose
+resident set size (RSS, including its children) is sampled with psutil every 5 ms. Counting streams the
+alignments locus by locus and tallies the flanks in batches, so the peak should stay roughly flat as the file
+grows: the script prints both figures and their ratio, and exits 1 when the larger BAM needs more than
+`--max-ratio` times the memory of the small one.
 
     python benchmarks/count_memory.py [--loci 50] [--molecules 1000] [--copies 3] [--max-ratio 1.5] [--workdir DIR]
 """

@@ -24,8 +24,8 @@ plasma is background at a patient's loci):
   positions around each of its own panel loci (`counting.flank_window` 25, `flank_gap` 2), random reference
   trinucleotides fixed per patient, one row per covered position (drawn as rows per ALT base); each position
   at its locus's depth times the sample's depth factor, ALT molecules of each base at the same class rates
-  (per-position factor, noisy artifacts) times the same per-sample noise factor and library 8-oxoG damage (with its orientation split) as
-  the sample's panel loci, no tumor, non-tumor ALT lengths. The calls read them as the workflow's do: each
+  (per-position factor, noisy artifacts) times the same per-sample noise factor and library 8-oxoG damage
+  (with its orientation split) as the sample's panel loci, no tumor, non-tumor ALT lengths. The calls read them as the workflow's do: each
   sample's own null, and its own context x orientation factors from the background's context rates;
 - 15% of patients carry CHIP (VAF 0.3% in blood-derived molecules) at one of their own panel loci, visible in
   their plasma and their matched white-blood-cell normal (5,000 molecules per locus at capture efficiency 1,

@@ -162,8 +162,8 @@ def test_flanks_read_in_the_panel_loci_pass_leave_their_counts_and_qc_as_they_we
     """The flank positions are read in the same pass of the file as the panel loci, their clusters interleaved
     with other patients' loci (P2's locus at 1015 lies inside P1's flanks of 1000, and its loci at 2390-2396
     inside those of 2400) and with the pieces of a dense cluster (pieces of 2 loci here, flank clusters of 16
-    positions): the panel loci's
-    counts, fragments and QC are those of a pass without flanks, and the flanks those of a pass of their own."""
+    positions): the panel loci's counts, fragments and QC are those of a pass without flanks, and the flanks
+    those of a pass of their own."""
     consensus = count_settings.dedup == "consensus"
     bam, fasta, panel = random_bam(tmp_path, np.random.default_rng(4), irregular=False, consensus=consensus)
     sequence = pysam.FastaFile(fasta).fetch("chr1")
@@ -173,9 +173,8 @@ def test_flanks_read_in_the_panel_loci_pass_leave_their_counts_and_qc_as_they_we
     other["alt"] = ["A" if r != "A" else "C" for r in other["ref"]]
     panel = pd.concat([panel, other], ignore_index=True)
     monkeypatch.setattr(counting_sample, "CLUSTER_PIECE", 2)
-    monkeypatch.setattr(
-        counting_flanks, "FLANK_CLUSTER", 16
-    )  # clusters of flank positions between the pieces
+    # clusters of flank positions between the pieces
+    monkeypatch.setattr(counting_flanks, "FLANK_CLUSTER", 16)
     compiled = replace(count_settings, engine="compiled")
     together = count_sample("S1", bam, fasta, panel, compiled, threads=threads, patient_id="P1")
     assert_same_counts(together, count_sample("S1", bam, fasta, panel, compiled, threads=threads))

@@ -366,14 +366,14 @@ class _RunLayout:
         sizes = np.array([len(cluster) for cluster in run.clusters], dtype=np.int64)
         positions = np.concatenate([_positions(cluster) for cluster in run.clusters]) - 1
         order = np.argsort(positions, kind="stable")  # a cluster's loci keep their order
-        shapes, inserted = _shapes(run.clusters, len(positions))
+        bounds = np.concatenate([[0], np.cumsum(sizes)])
+        shapes, inserted = _shapes(run.clusters, bounds)
         cluster_of_locus = np.repeat(np.arange(len(sizes)), sizes)[order]
         kind = np.array(run.flank, dtype=np.int64)[cluster_of_locus]
         slot = np.empty(len(kind), dtype=np.int64)
         for k in (0, 1):
             slot[kind == k] = np.arange(int((kind == k).sum()))
         by_cluster = np.argsort(cluster_of_locus, kind="stable")
-        bounds = np.concatenate([[0], np.cumsum(sizes)])
         refs = np.concatenate([_refs(cluster) for cluster in run.clusters])[order] if any(run.flank) else None
         return cls(
             loci=positions[order],
@@ -411,15 +411,15 @@ def _refs(cluster: Sequence[Locus]) -> np.ndarray:
     return np.array([ord(locus.ref[0]) for locus in cluster], dtype=np.int64)
 
 
-def _shapes(clusters: list[Sequence[Locus]], n: int) -> tuple[np.ndarray, np.ndarray]:
-    """`locus_shapes` of the clusters' loci, in the clusters' order: flank positions are SNV-shaped (rows of 0)."""
-    shapes = np.zeros((n, 4), dtype=np.int64)
+def _shapes(clusters: list[Sequence[Locus]], bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`locus_shapes` of the clusters' loci, in the clusters' order (cluster i's from row bounds[i]): flank
+    positions are SNV-shaped (rows of 0)."""
+    shapes = np.zeros((bounds[-1], 4), dtype=np.int64)
     panel = [i for i, cluster in enumerate(clusters) if not isinstance(cluster, FlankCluster)]
     if not panel:
         return shapes, np.zeros(1, dtype=np.uint8)
-    first = np.concatenate([[0], np.cumsum([len(cluster) for cluster in clusters])])
     loci = [locus for i in panel for locus in clusters[i]]
-    rows = np.concatenate([np.arange(first[i], first[i + 1]) for i in panel])
+    rows = np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i in panel])
     shapes[rows], inserted = locus_shapes(loci)
     return shapes, inserted
 

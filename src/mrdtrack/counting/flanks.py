@@ -154,9 +154,14 @@ class FlankCluster:
         return cls(
             loci[0].chrom if loci else "",
             np.array([locus.pos for locus in loci], dtype=np.int64),
-            np.frombuffer("".join(locus.ref for locus in loci).encode(), dtype=np.uint8).astype(np.int64),
+            _ascii_codes(locus.ref for locus in loci),
             np.array(context, dtype=object),
         )
+
+
+def _ascii_codes(bases: Iterable[str]) -> np.ndarray:
+    """Single bases as their ASCII codes, int64 as the engine takes them."""
+    return np.frombuffer("".join(bases).encode(), dtype=np.uint8).astype(np.int64)
 
 
 def flank_loci(positions: pd.DataFrame, names: dict[str, str]) -> list[tuple[str, str, FlankCluster]]:
@@ -166,7 +171,7 @@ def flank_loci(positions: pd.DataFrame, names: dict[str, str]) -> list[tuple[str
     units = []
     for chrom, group in positions.groupby("chrom", sort=False):
         pos = group["pos"].to_numpy(dtype=np.int64)
-        ref = np.frombuffer("".join(group["ref"]).encode(), dtype=np.uint8).astype(np.int64)
+        ref = _ascii_codes(group["ref"])
         context = group["context"].to_numpy(dtype=object)
         gaps = np.flatnonzero(np.diff(pos) > CLUSTER_GAP) + 1
         for begin, end in zip(np.r_[0, gaps], np.r_[gaps, len(pos)], strict=True):
@@ -419,10 +424,6 @@ class FlankWork:
     and the file spell it), each with its positions' trinucleotide contexts."""
 
     units: list[tuple[str, str, FlankCluster]]
-
-    def part(self, units: list[tuple[str, str, FlankCluster]]) -> FlankWork:
-        """The work of some of the units, for a worker process."""
-        return FlankWork(units)
 
     def in_order(self, table: pd.DataFrame) -> pd.DataFrame:
         """A flank table of these units counted contig by contig in another order (the panel loci's, with which

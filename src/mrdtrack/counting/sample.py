@@ -17,6 +17,7 @@ import pandas as pd
 import pysam
 
 from mrdtrack.counting.flanks import (
+    FlankCluster,
     FlankTally,
     FlankWindow,
     FlankWork,
@@ -187,7 +188,7 @@ def count_sample(
                         alignment_path,
                         reference,
                         chunk,
-                        flanks_to_count.part(flank_chunk),
+                        FlankWork(flank_chunk),
                         settings,
                         mode,
                     )  # fmt: skip
@@ -293,6 +294,7 @@ def _check_alleles(loci: pd.DataFrame) -> None:
 
 # One unit of work: the loci of one cluster (contig as the table and as the file spell it, loci sorted by position).
 _Unit = tuple[str, str, list[Locus]]
+_FlankUnit = tuple[str, str, FlankCluster]
 
 
 def _work_units(loci: pd.DataFrame, names: dict[str, str]) -> tuple[list[_Unit], np.ndarray]:
@@ -310,8 +312,8 @@ def _work_units(loci: pd.DataFrame, names: dict[str, str]) -> tuple[list[_Unit],
 
 
 def _chunks(
-    units: list[_Unit], flank_units: list[_Unit], threads: int
-) -> list[tuple[list[_Unit], list[_Unit]]]:
+    units: list[_Unit], flank_units: list[_FlankUnit], threads: int
+) -> list[tuple[list[_Unit], list[_FlankUnit]]]:
     """Contiguous chunks of the panel units and of the flank units among them, of about equal numbers of loci
     and flank positions, a few per worker (so that one slow chunk does not leave the other workers idle); one
     chunk with one thread. A flank unit goes with the panel units of its contig that start before it."""
@@ -324,7 +326,7 @@ def _chunks(
         key=lambda item: item[:3],
     )
     target = max(sum(len(item[3][2]) for item in both) // (4 * threads), 1)
-    chunks: list[tuple[list[_Unit], list[_Unit]]] = [([], [])]
+    chunks: list[tuple[list[_Unit], list[_FlankUnit]]] = [([], [])]
     size = 0
     for *_, is_flank, unit in both:
         if size >= target:
@@ -363,7 +365,7 @@ def _count_units(
     loci_tally = LociTally()
     shared: Counter[tuple[str, str, str, int]] = Counter()
 
-    def flank_clusters() -> Iterator[tuple[str, list[Locus], list[LocusMolecules] | FlankTally]]:
+    def flank_clusters() -> Iterator[tuple[str, FlankCluster, list[LocusMolecules] | FlankTally]]:
         for is_flank, chrom, cluster, found in joint_tables(
             alignments, units, flanks.units, settings, mode, stats
         ):
@@ -405,11 +407,11 @@ def cluster_tables(
 def joint_tables(
     alignments: pysam.AlignmentFile,
     units: list[_Unit],
-    flank_units: list[_Unit],
+    flank_units: list[_FlankUnit],
     settings: CountSettings,
     mode: str,
     stats: ReadStats,
-) -> Iterator[tuple[bool, str, list[Locus], ClusterRows | list[LocusMolecules] | FlankTally]]:
+) -> Iterator[tuple[bool, str, list[Locus] | FlankCluster, ClusterRows | list[LocusMolecules] | FlankTally]]:
     """The clusters of panel loci (`units`, each as one ClusterRows, as `cluster_tables`) and of flank positions
     (`flank_units`: their molecules as `cluster_molecules` gives them), contig by contig in the order of `units`
     and, within a contig, in the order the compiled engine completes them (by the end of each cluster's
@@ -440,11 +442,11 @@ def _contig_tables(
     scanner: BamScanner | None,
     contig: tuple[str, str],
     clusters: list[list[Locus]],
-    flank_clusters: list[list[Locus]],
+    flank_clusters: list[FlankCluster],
     settings: CountSettings,
     mode: str,
     stats: ReadStats,
-) -> Iterator[tuple[bool, str, list[Locus], ClusterRows | list[LocusMolecules] | FlankTally]]:
+) -> Iterator[tuple[bool, str, list[Locus] | FlankCluster, ClusterRows | list[LocusMolecules] | FlankTally]]:
     """`joint_tables` of one contig. Panel clusters are read in pieces of CLUSTER_PIECE loci."""
     chrom, bam_chrom = contig
     # (where its reads end, is flank, cluster index, piece number, piece), sorted, as the scanner completes them:
@@ -497,7 +499,7 @@ def _piece_end(cluster: list[Locus], at: int) -> int:
 def _flank_molecules(
     alignments: pysam.AlignmentFile,
     bam_chrom: str,
-    cluster: list[Locus],
+    cluster: FlankCluster,
     found: FlankTally | None,
     settings: CountSettings,
     mode: str,
@@ -512,7 +514,7 @@ def _flank_molecules(
 def _reference_molecules(
     alignments: pysam.AlignmentFile,
     bam_chrom: str,
-    cluster: list[Locus],
+    cluster: Sequence[Locus],
     settings: CountSettings,
     mode: str,
     stats: ReadStats,
