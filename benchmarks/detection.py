@@ -406,7 +406,7 @@ class Cohort:
     chip: dict[str, int]
     specs: list[SampleSpec]
     fragment_lengths: pd.DataFrame | None  # REF length histograms (sample_id, allele, length, molecules)
-    flanks: pd.DataFrame  # the plasma samples' flank tables (sample_id + the `flanks` contract)
+    flanks: dict[str, pd.DataFrame]  # each plasma sample's flank table (`flanks` contract), by sample id
 
 
 def simulate_cohort(scenario: Scenario, options: Options) -> Cohort:
@@ -425,7 +425,7 @@ def simulate_cohort(scenario: Scenario, options: Options) -> Cohort:
         p: flank_sites(np.random.default_rng([options.seed, 23, zlib_key(p)]), loci[loci["patient_id"] == p], scenario)
         for p in patients
     }  # fmt: skip
-    frames, histograms, flank_frames = [], [], []
+    frames, histograms, flanks = [], [], {}
     for spec in specs:
         own = (loci["patient_id"] == spec.patient_id).to_numpy().astype(float)
         sample_rng = np.random.default_rng([options.seed, 11, zlib_key(spec.sample_id)])
@@ -435,9 +435,7 @@ def simulate_cohort(scenario: Scenario, options: Options) -> Cohort:
         # Counting tallies flanks for every sample of a patient; the calls read the plasma samples'.
         if spec.sample_type == "plasma":
             flank_rng = np.random.default_rng([options.seed, 19, zlib_key(spec.sample_id)])
-            flank_frames.append(
-                draw_flanks(flank_rng, sites[spec.patient_id], spec, factors).assign(sample_id=spec.sample_id)
-            )
+            flanks[spec.sample_id] = draw_flanks(flank_rng, sites[spec.patient_id], spec, factors)
         frame = loci[["chrom", "pos", "ref", "alt", "context"]].copy()
         frame.insert(0, "sample_id", spec.sample_id)
         frame["panel_patients"] = loci["patient_id"].to_numpy()
@@ -464,7 +462,6 @@ def simulate_cohort(scenario: Scenario, options: Options) -> Cohort:
         }
     )
     fragment_lengths = pd.concat(histograms, ignore_index=True) if histograms else None
-    flanks = pd.concat(flank_frames, ignore_index=True)
     return Cohort(panel, loci, samples, counts, chip, specs, fragment_lengths, flanks)
 
 

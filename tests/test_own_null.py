@@ -403,12 +403,22 @@ def test_a_bespoke_capture_cohort_gets_empirical_thresholds_from_each_samples_ow
     assert set(without.calls["threshold_source"]) == {"nominal"}
     plasma = without.null_scores[without.null_scores["sample_type"] == "plasma"]
     assert plasma.empty  # a bespoke capture covers no other patient's panel: no null score at one
-    calls = call_cohort(*args, FAST, flanks=simulated_flanks(cohort, spec.error_rate, spec.depth, 12)).calls
+    flanks = simulated_flanks(cohort, spec.error_rate, spec.depth, 12)
+    calls = call_cohort(*args, FAST, flanks=flanks).calls
     assert set(calls["threshold_source"]) == {"empirical"}
     assert (calls["own_null_panels"] == 1000).all()
     assert calls["threshold_reason"].str.startswith("own null of 1000 synthetic panels").all()
     assert (calls["mrd_status"] != "positive").all()
     assert calls["empirical_p_value"].between(1 / 1001, 1).all()
+    # Each sample's flank table on its own, by sample id, gives the same calls; a sample without one
+    # falls back to the nominal threshold.
+    by_sample = {s: t.drop(columns="sample_id") for s, t in flanks.groupby("sample_id")}
+    pd.testing.assert_frame_equal(call_cohort(*args, FAST, flanks=by_sample).calls, calls)
+    first = sorted(by_sample)[0]
+    del by_sample[first]
+    missing = call_cohort(*args, FAST, flanks=by_sample).calls.set_index("sample_id")
+    assert missing.loc[first, "threshold_source"] == "nominal"
+    assert (missing.drop(index=first)["threshold_source"] == "empirical").all()
 
 
 def test_cross_patient_null_panels_are_only_those_the_sample_covers():

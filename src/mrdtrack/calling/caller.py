@@ -17,6 +17,7 @@ processes (`call_cohort(workers=...)`) with results identical to one process.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -431,7 +432,7 @@ def call_cohort(
     fragment_lengths: pd.DataFrame | None = None,
     workers: int = 1,
     fragments: pd.DataFrame | None = None,
-    flanks: pd.DataFrame | None = None,
+    flanks: pd.DataFrame | Mapping[str, pd.DataFrame] | None = None,
     context_rates: pd.DataFrame | None = None,
 ) -> CallResult:
     """`calibrate`, then `SampleCaller.call` for every plasma sample: the workflow's calling steps in one
@@ -441,10 +442,11 @@ def call_cohort(
     ----------
     counts, samples, panel, locus_rates, excluded, settings, fragment_lengths, workers, fragments
         As `calibrate` takes them; `workers` processes also share the per-sample calls.
-    flanks : pandas.DataFrame, optional
-        The samples' flank tables (sample_id + the `flanks` contract): the plasma samples' own background
-        rates (sample_rates.py) and own nulls. Without them every call uses the cohort threshold and one
-        background scale per sample.
+    flanks : pandas.DataFrame or mapping of str to pandas.DataFrame, optional
+        The samples' flank tables (sample_id + the `flanks` contract), or each sample's own table by sample id
+        (no copy of a cohort's genome-wide tables, hundreds of MB each, into one frame): the plasma samples'
+        own background rates (sample_rates.py) and own nulls. Without them every call uses the cohort
+        threshold and one background scale per sample.
     context_rates : pandas.DataFrame, optional
         The background's context rates (`build_background`): the reference of the samples' own factors. Without
         them, only the samples' own nulls use the flanks.
@@ -457,8 +459,9 @@ def call_cohort(
     settings = settings or CallSettings()
     plasma = set(samples.loc[samples["sample_type"] == "plasma", "sample_id"])
     own_rates = None
-    if flanks is not None and context_rates is not None and settings.sample_background:
-        by_sample = ((s, t) for s, t in flanks.groupby("sample_id", sort=True) if s in plasma)
+    flank_tables = _by_sample(flanks)
+    if flank_tables is not None and context_rates is not None and settings.sample_background:
+        by_sample = ((s, flank_tables[s]) for s in sorted(flank_tables) if s in plasma)
         shared = libraries_in_cohort_rates(counts, samples)
         own_rates = cohort_sample_rates(by_sample, settings, context_rates, shared)
     calibration = calibrate(
@@ -466,7 +469,7 @@ def call_cohort(
         fragment_lengths=fragment_lengths, workers=workers, fragments=fragments, sample_rates=own_rates,
     )  # fmt: skip
     plasma = list(samples.loc[samples["sample_type"] == "plasma", "sample_id"])
-    inputs = _SampleInputs(counts, fragment_lengths, fragments, flanks)
+    inputs = _SampleInputs(counts, fragment_lengths, fragments, flank_tables)
     caller = SampleCaller(samples, panel, locus_rates, excluded, calibration, settings)
     calls, loci = gather_calls(in_parallel(_call_one, plasma, (inputs, caller), workers))
     return CallResult(
@@ -485,23 +488,32 @@ class _SampleInputs:
     counts: pd.DataFrame
     fragment_lengths: pd.DataFrame | None
     fragments: pd.DataFrame | None
-    flanks: pd.DataFrame | None = None
+    flanks: Mapping[str, pd.DataFrame] | None = None
 
     def __post_init__(self) -> None:
         self._by_sample = {
-            name: dict(tuple(table.groupby("sample_id", sort=False))) if table is not None else None
-            for name, table in (
-                ("counts", self.counts), ("fragment_lengths", self.fragment_lengths), ("fragments", self.fragments),
-                ("flanks", self.flanks),
-            )
+            "counts": _by_sample(self.counts), "fragment_lengths": _by_sample(self.fragment_lengths),
+            "fragments": _by_sample(self.fragments), "flanks": self.flanks,
         }  # fmt: skip
 
     def own(self, name: str, sample_id: str) -> pd.DataFrame | None:
         groups = self._by_sample[name]
         if groups is None:
             return None
+        if sample_id in groups:
+            return groups[sample_id]
         table = getattr(self, name)
-        return groups.get(sample_id, table.iloc[:0])
+        # Only the flank tables come as a mapping.
+        return table.iloc[:0] if isinstance(table, pd.DataFrame) else empty_table("flanks")
+
+
+def _by_sample(
+    table: pd.DataFrame | Mapping[str, pd.DataFrame] | None,
+) -> Mapping[str, pd.DataFrame] | None:
+    """Each sample's rows of a cohort's table, by sample id (a mapping is already that)."""
+    if table is None or isinstance(table, Mapping):
+        return table
+    return dict(tuple(table.groupby("sample_id", sort=False)))
 
 
 def _call_one(
