@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numba import njit
 
+from mrdtrack.counting.bgzf import BgzfReader
 from mrdtrack.counting.flanks import FlankCluster
 from mrdtrack.counting.molecules import (
     BELOW_DUPLEX_STRANDS,
@@ -90,12 +91,10 @@ class BamScanner:
     """Reads the molecules at clusters of loci from one indexed BAM; `available` is False when it cannot."""
 
     def __init__(self, path: str, alignments: Any, settings: CountSettings, mode: str) -> None:
-        import pysam  # for its BGZF reader (htslib's)
-
         readable = not alignments.is_cram and len(settings.umi_tag) == 2
         self.linear = bai_linear_index(path) if readable else None
         self.available = self.linear is not None
-        self.bgzf = pysam.BGZFile(path, "rb") if self.available else None
+        self.bgzf = BgzfReader(path) if self.available else None
         self.params = np.array(
             [
                 0x4 | 0x100 | 0x200 | 0x800 | (0x400 if mode == "flag" else 0),
