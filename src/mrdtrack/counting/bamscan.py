@@ -305,7 +305,7 @@ def _runs(
     run: _Run | None = None
     first = 0  # index of the run's first cluster
     for i, (cluster, before, is_flank) in enumerate(zip(clusters, previous, flank, strict=True)):
-        start = None if linear is None else first_offset(linear, cluster[0].pos - 1)
+        start = None if linear is None else first_offset(linear, _first_position(cluster) - 1)
         inside = run is not None and i > 0 and must_join[i - 1] >= i
         joins = inside or (
             run is not None
@@ -327,6 +327,11 @@ def _runs(
             run = _Run(start, [cluster], start, [-1], [is_flank])
     if run is not None:
         yield run
+
+
+def _first_position(cluster: Sequence[Locus]) -> int:
+    """A cluster's first 1-based position (of a cluster of flank positions without making it a `Locus`)."""
+    return int(cluster.pos[0]) if isinstance(cluster, FlankCluster) else cluster[0].pos
 
 
 def _earliest(a: int | None, b: int | None) -> int | None:
