@@ -17,14 +17,23 @@ def _requirement(text: str) -> tuple[str, str]:
     return name.lower().replace("_", "-"), version.replace(" ", "")
 
 
+def _conda_requirements(path: str) -> dict[str, str]:
+    """A conda environment's packages, those it installs with pip from PyPI included (not pip itself, nor
+    pip's options)."""
+    requirements = {}
+    for entry in yaml.safe_load((REPO / path).read_text())["dependencies"]:
+        texts = entry["pip"] if isinstance(entry, dict) else [entry]
+        requirements |= dict(_requirement(t) for t in texts if not t.startswith("-"))
+    requirements.pop("pip", None)
+    return requirements
+
+
 def test_environment_yml_lists_the_same_dependencies_as_pyproject():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     wanted = dict(
         _requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["slurm"]
     )
-    environment = yaml.safe_load((REPO / "environment.yml").read_text())
-    conda = dict(_requirement(d) for d in environment["dependencies"] if isinstance(d, str))
-    conda.pop("pip")
+    conda = _conda_requirements("environment.yml")
     python = conda.pop("python")
     assert conda == wanted
     assert python == project["requires-python"]
@@ -33,8 +42,7 @@ def test_environment_yml_lists_the_same_dependencies_as_pyproject():
 def test_the_rules_conda_env_lists_the_runtime_dependencies():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     wanted = dict(_requirement(r) for r in project["dependencies"])
-    environment = yaml.safe_load((REPO / "workflow" / "envs" / "mrdtrack.yaml").read_text())
-    conda = dict(_requirement(d) for d in environment["dependencies"])
+    conda = _conda_requirements("workflow/envs/mrdtrack.yaml")
     conda.pop("python")
     assert conda == wanted
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numba import njit
 
+from mrdtrack.counting.bgzf import BgzfReader
 from mrdtrack.counting.flanks import FlankCluster
 from mrdtrack.counting.molecules import (
     BELOW_DUPLEX_STRANDS,
@@ -90,12 +91,10 @@ class BamScanner:
     """Reads the molecules at clusters of loci from one indexed BAM; `available` is False when it cannot."""
 
     def __init__(self, path: str, alignments: Any, settings: CountSettings, mode: str) -> None:
-        import pysam  # for its BGZF reader (htslib's)
-
         readable = not alignments.is_cram and len(settings.umi_tag) == 2
         self.linear = bai_linear_index(path) if readable else None
         self.available = self.linear is not None
-        self.bgzf = pysam.BGZFile(path, "rb") if self.available else None
+        self.bgzf = BgzfReader(path) if self.available else None
         self.params = np.array(
             [
                 0x4 | 0x100 | 0x200 | 0x800 | (0x400 if mode == "flag" else 0),
@@ -306,7 +305,7 @@ def _runs(
     run: _Run | None = None
     first = 0  # index of the run's first cluster
     for i, (cluster, before, is_flank) in enumerate(zip(clusters, previous, flank, strict=True)):
-        start = None if linear is None else first_offset(linear, cluster[0].pos - 1)
+        start = None if linear is None else first_offset(linear, _first_position(cluster) - 1)
         inside = run is not None and i > 0 and must_join[i - 1] >= i
         joins = inside or (
             run is not None
@@ -328,6 +327,11 @@ def _runs(
             run = _Run(start, [cluster], start, [-1], [is_flank])
     if run is not None:
         yield run
+
+
+def _first_position(cluster: Sequence[Locus]) -> int:
+    """A cluster's first 1-based position (of a cluster of flank positions without making it a `Locus`)."""
+    return int(cluster.pos[0]) if isinstance(cluster, FlankCluster) else cluster[0].pos
 
 
 def _earliest(a: int | None, b: int | None) -> int | None:

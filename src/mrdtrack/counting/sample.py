@@ -322,7 +322,7 @@ def _chunks(
     rank = {contig: i for i, contig in enumerate(dict.fromkeys(unit[:2] for unit in [*units, *flank_units]))}
     both = sorted(
         [(rank[unit[:2]], unit[2][0].pos, False, unit) for unit in units]
-        + [(rank[unit[:2]], unit[2][0].pos, True, unit) for unit in flank_units],
+        + [(rank[unit[:2]], int(unit[2].pos[0]), True, unit) for unit in flank_units],
         key=lambda item: item[:3],
     )
     target = max(sum(len(item[3][2]) for item in both) // (4 * threads), 1)
@@ -456,7 +456,7 @@ def _contig_tables(
         for i, c in enumerate(clusters)
         for at in range(0, len(c), CLUSTER_PIECE)
     ]
-    pieces += [(c[-1].pos, True, i, 0, c) for i, c in enumerate(flank_clusters)]
+    pieces += [(int(c.pos[-1]), True, i, 0, c) for i, c in enumerate(flank_clusters)]
     pieces.sort(key=lambda piece: piece[:4])
     found: Iterable[ClusterRows | FlankTally | None] = [None] * len(pieces)
     if scanner is not None:  # yields piece by piece, so that memory stays flat
