@@ -64,6 +64,23 @@ def test_flank_positions_are_those_of_the_plain_definition(tmp_path, window):
             assert found["pos"].dtype == np.int64 and len(found) > 50
 
 
+def test_flank_positions_of_loci_far_apart_are_those_of_the_plain_definition(tmp_path):
+    """Windows that never overlap (a genome-wide signature's) take a shortcut: the same positions."""
+    rng = np.random.default_rng(9)
+    sequence = "".join(rng.choice(list("ACGT"), 5000))
+    (tmp_path / "ref.fa").write_text(f">c1\n{sequence}\n")
+    pysam.faidx(str(tmp_path / "ref.fa"))
+    positions = rng.permutation(np.arange(100, 4900, 120))  # the panel's order is not the genome's
+    panel = pd.DataFrame({"patient_id": "A", "chrom": "c1", "pos": positions, "ref": "A", "alt": "T",
+                          "context": "NNN", "weight": 1.0})  # fmt: skip
+    with pysam.FastaFile(str(tmp_path / "ref.fa")) as fasta:
+        found = flank_positions(panel, "A", fasta, FlankWindow())
+    assert list(found.itertuples(index=False, name=None)) == reference_positions(
+        panel, "A", {"c1": sequence}, FlankWindow()
+    )
+    assert len(found) == len(positions) * 46
+
+
 def test_flank_clusters_split_as_panel_loci_do_and_carry_each_positions_reference():
     """Clusters break where positions lie more than CLUSTER_GAP apart, as `loci_clusters` breaks panel loci, and
     into pieces of at most FLANK_CLUSTER; each position keeps its REF and trinucleotide, and reads as a `Locus`

@@ -75,19 +75,25 @@ def flank_positions(
     if window.window <= 0 or own.empty:
         return pd.DataFrame(columns=columns)
     names = contig_map(panel["chrom"].unique(), fasta.references)
+    panel_by_chrom = dict(tuple(panel.groupby("chrom", sort=False)))
     frames = []
     for chrom, group in own.groupby("chrom", sort=False):
         if chrom not in names:
             continue
-        centres = group["pos"].to_numpy(dtype=np.int64)
-        reach = np.arange(-window.window, window.window + 1)
-        wanted = np.unique((centres[:, None] + reach).ravel())
-        positions = wanted[~_near_panel_loci(panel[panel["chrom"] == chrom], window.gap, wanted)]
+        wanted = _window_positions(group["pos"].to_numpy(dtype=np.int64), window.window)
+        positions = wanted[~_near_panel_loci(panel_by_chrom[chrom], window.gap, wanted)]
         frames.append(_with_reference(chrom, names[chrom], positions, fasta))
     frames = [frame for frame in frames if len(frame)]
     if not frames:
         return pd.DataFrame([], columns=columns)
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def _window_positions(centres: np.ndarray, window: int) -> np.ndarray:
+    """The positions within `window` bp of any of `centres`, sorted, each once (windows that do not overlap, as
+    a genome-wide signature's seldom do, need no search for repeats)."""
+    wanted = (np.sort(centres)[:, None] + np.arange(-window, window + 1)).ravel()
+    return np.unique(wanted) if (np.diff(wanted) <= 0).any() else wanted
 
 
 def _near_panel_loci(loci: pd.DataFrame, gap: int, positions: np.ndarray) -> np.ndarray:
