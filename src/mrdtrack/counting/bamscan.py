@@ -1,7 +1,7 @@
 """The compiled counting engine for indexed BAM files: the rules of `mrdtrack.counting.molecules`, at htslib speed.
 
 `molecules.py` is the reference implementation: it walks reads through pysam, one Python object per read, which
-costs about four times what `samtools mpileup` takes. Here htslib (pysam's BGZFile) decompresses the BAM, and
+costs about four times what `samtools mpileup` takes. Here libdeflate inflates the BAM's blocks (`bgzf.py`), and
 numba-compiled loops parse the binary records, merge mates and collapse families; only one molecule table per
 cluster comes back to Python. Both engines give the same counts, byte for byte (tests/test_bamscan.py checks it
 on every bundled file, on real reads and on random reads, at SNV and indel loci). CRAM files, BAMs without a .bai
@@ -47,7 +47,7 @@ from mrdtrack.counting.molecules import (
 if TYPE_CHECKING:
     from mrdtrack.counting.flanks import FlankTally
 
-FIRST_READ = 1 << 16  # decompressed bytes first asked of htslib for a cluster; doubled while it needs more
+FIRST_READ = 1 << 16  # decompressed bytes first read for a cluster; doubled while it needs more
 LAST_READ = 1 << 22
 LINEAR_SHIFT = 14  # the BAI linear index has one entry per 16 kb window
 MODE_CODES = {"flag": 0, "consensus": 1, "none": 2, "umi": 3, "coordinates": 4}

@@ -197,13 +197,13 @@ def count_sample(
                 counted = [future.result() for future in futures]
         parts = [part for part, _ in counted]
         flanks = flanks_to_count.in_order(joined_flanks(flank_table for _, flank_table in counted))
-    except OSError:  # htslib reports truncated or corrupt blocks while reading (and closing)
+    except OSError:  # htslib and bgzf.py report truncated or corrupt blocks while reading (and closing)
         reference_mismatch = cram_reference_mismatch(alignment_path, reference, list(loci["chrom"].unique()))
         if reference_mismatch:
             raise AlignmentInputError(f"sample {sample_id}: {reference_mismatch}") from None
         raise AlignmentInputError(
             f"'{alignment_path}' is truncated or corrupt, or its index belongs to another version of the file "
-            "(htslib could not decode it): re-index it (samtools index); if that does not help, re-create it "
+            "(its blocks could not be decoded): re-index it (samtools index); if that does not help, re-create it "
             "from the source data"
         ) from None
     stats = ReadStats()
