@@ -65,19 +65,16 @@ class BgzfReader:
 
     def _next_block(self) -> bytearray | None:
         """The next block's inflated bytes (None at the end of the file)."""
-        header = self._compressed(HEADER)
-        if header is None:
+        if self._at_end():
             return None
+        header = self._compressed(HEADER)
         if header[:4] != MAGIC:
             raise OSError("not a BGZF block: its header is not gzip with an extra field")
         extra_length = struct.unpack_from("<H", header, 10)[0]
-        extra = self._compressed(extra_length, HEADER)
-        block_size = _block_size(extra) if extra is not None else None
+        block_size = _block_size(self._compressed(extra_length, HEADER))
         if block_size is None or block_size < HEADER + extra_length + FOOTER:
             raise OSError("a BGZF block without a valid BC field (its size)")
         block = self._compressed(block_size)
-        if block is None:
-            raise OSError("a truncated BGZF block")
         crc, inflated_size = struct.unpack_from("<II", block, block_size - FOOTER)
         try:
             data = deflate.deflate_decompress(
@@ -90,15 +87,20 @@ class BgzfReader:
         self._at += block_size
         return data
 
-    def _compressed(self, size: int, skip: int = 0) -> memoryview | None:
-        """`size` compressed bytes from `skip` past the current block's start, without consuming them (None:
-        the file ends before them; at the very start of a block with nothing left, that is the file's end)."""
+    def _at_end(self) -> bool:
+        """Whether the file ends where the current block would start."""
+        if self._at < len(self._raw):
+            return False
+        self._raw, self._at = self._file.read(CHUNK), 0
+        return not self._raw
+
+    def _compressed(self, size: int, skip: int = 0) -> memoryview:
+        """`size` compressed bytes from `skip` past the current block's start, without consuming them; an
+        OSError when the file ends before them."""
         end = self._at + skip + size
         while len(self._raw) < end:
             more = self._file.read(max(CHUNK, end - len(self._raw)))
             if not more:
-                if self._at == len(self._raw) and skip == 0:
-                    return None
                 raise OSError("a truncated BGZF block")
             self._raw = self._raw[self._at :] + more
             end -= self._at
