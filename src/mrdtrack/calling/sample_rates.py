@@ -25,8 +25,9 @@ which one library has 2x more of than the next) says little about the level the 
 together across samples by maximum marginal likelihood (`sample_levels`), those of level 3 per unit given the
 group factors (`unit_strengths`), as background.py fits its beta-binomial priors; a unit keeps a strength of
 its own only when its samples differ beyond their levels and Poisson noise with evidence (`SPREAD_EVIDENCE`),
-otherwise every sample's unit takes its parent's factor. So a cohort whose libraries differ only by Poisson noise gives every sample its parent's factor, and a batch with
-8-oxoG damage gives its samples their own G>T factor in the damaged orientation.
+otherwise every sample's unit takes its parent's factor. So a cohort whose libraries differ only by Poisson
+noise gives every sample its parent's factor, and a batch with 8-oxoG damage gives its samples their own G>T
+factor in the damaged orientation.
 
 The factor is over the other plasma samples' flanks when the sample's library is part of the panel-locus rates
 (it was sequenced at other patients' loci at least as deeply as at its own: `libraries_in_cohort_rates`).

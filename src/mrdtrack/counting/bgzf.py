@@ -1,8 +1,9 @@
 """A BAM file's decompressed stream, its BGZF blocks inflated by libdeflate (the `deflate` package).
 
 The compiled engine parses the records itself (bamscan.py); htslib's reader, as pysam builds it, inflates with
-zlib: 1.2 s of CPU per GB of a genome-wide plasma BAM's records, where libdeflate takes 0.34 s. Each block is checked as htslib checks it: its header, its size, its CRC32; a block that fails raises
-OSError, which counting reports as a truncated or corrupt file.
+zlib: 1.2 s of CPU per GB of a genome-wide plasma BAM's records, where libdeflate takes 0.34 s. Each block is
+checked as htslib checks it: its header, its size, its CRC32; a block that fails raises OSError, which counting
+reports as a truncated or corrupt file.
 """
 
 from __future__ import annotations
