@@ -25,8 +25,9 @@ plasma is background at a patient's loci):
   trinucleotides fixed per patient, one row per covered position (drawn as rows per ALT base); each position
   at its locus's depth times the sample's depth factor, ALT molecules of each base at the same class rates
   (per-position factor, noisy artifacts) times the same per-sample noise factor and library 8-oxoG damage
-  (with its orientation split) as the sample's panel loci, no tumor, non-tumor ALT lengths. The calls read them as the workflow's do: each
-  sample's own null, and its own context x orientation factors from the background's context rates;
+  (with its orientation split) as the sample's panel loci, no tumor, non-tumor ALT lengths. The calls read
+  them as the workflow's do: each sample's own null, and its own context x orientation factors from the
+  background's context rates;
 - 15% of patients carry CHIP (VAF 0.3% in blood-derived molecules) at one of their own panel loci, visible in
   their plasma and their matched white-blood-cell normal (5,000 molecules per locus at capture efficiency 1,
   median ~4,300: a buffy coat read with the plasma's capture panel, as INVAR's are; a germline exome at
