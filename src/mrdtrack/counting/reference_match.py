@@ -97,12 +97,15 @@ def _spread(loci: pd.DataFrame) -> pd.DataFrame:
 
 
 def _panel_positions(loci: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Per contig, the 0-based reference positions every panel locus covers (an indel's REF span)."""
-    positions: dict[str, list[int]] = {}
-    for locus in loci.itertuples(index=False):
-        start = int(locus.pos) - 1
-        positions.setdefault(locus.chrom, []).extend(range(start, start + max(len(str(locus.ref)), 1)))
-    return {chrom: np.unique(np.array(found, dtype=np.int64)) for chrom, found in positions.items()}
+    """Per contig, the 0-based reference positions every panel locus covers (an indel's REF span), sorted, each
+    once; array operations, as a genome-wide panel has hundreds of thousands of loci."""
+    contig, names = pd.factorize(loci["chrom"])
+    spans = np.maximum(loci["ref"].astype(str).str.len().to_numpy(dtype=np.int64), 1)
+    starts = loci["pos"].to_numpy(dtype=np.int64) - 1
+    before = np.cumsum(spans) - spans  # positions of the loci before each one
+    covered = np.repeat(starts - before, spans) + np.arange(spans.sum())
+    of_contig = np.repeat(contig, spans)
+    return {str(chrom): np.unique(covered[of_contig == k]) for k, chrom in enumerate(names)}
 
 
 def _good_reads(
