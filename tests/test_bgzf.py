@@ -11,6 +11,7 @@ import numpy as np
 import pysam
 import pytest
 
+from mrdtrack.counting import bgzf
 from mrdtrack.counting.bgzf import BgzfReader
 
 
@@ -42,7 +43,23 @@ def _block(data: bytes, extra: bytes = b"") -> bytes:
     return header + extra_field + body + struct.pack("<II", zlib.crc32(data), len(data))
 
 
-def test_reads_what_htslib_reads_from_every_block_and_offset_within_it(tmp_path):
+@pytest.fixture(params=["whole file", "40 kB", "40 kB, Python inflate"])
+def read_by(request, monkeypatch):
+    """The reader as it is; reading 40 kB of the file at a time, so that blocks (about 27 kB here) straddle its
+    reads; and so with libdeflate's Python API instead of its C function (when a `deflate` build does not
+    export it)."""
+    if request.param != "whole file":
+        monkeypatch.setattr(bgzf, "CHUNK", 40_000)
+    if request.param.endswith("Python inflate"):
+        monkeypatch.setattr(bgzf, "_libdeflate", lambda: None)
+    return request.param
+
+
+def test_inflates_through_libdeflates_c_function_where_the_deflate_package_exports_it():
+    assert bgzf._libdeflate() is not None
+
+
+def test_reads_what_htslib_reads_from_every_block_and_offset_within_it(tmp_path, read_by):
     path = tmp_path / "data.gz"
     data = _bgzf_file(path)
     blocks = _blocks(path)
@@ -63,7 +80,7 @@ def test_reads_what_htslib_reads_from_every_block_and_offset_within_it(tmp_path)
     assert reader.read(len(data) + 1) == data
 
 
-def test_blocks_with_other_extra_subfields_are_read(tmp_path):
+def test_blocks_with_other_extra_subfields_are_read(tmp_path, read_by):
     path = tmp_path / "extra.gz"
     path.write_bytes(
         _block(b"first block", extra=b"XY" + struct.pack("<H", 3) + b"abc") + _block(b", second")
@@ -84,7 +101,7 @@ def test_blocks_with_other_extra_subfields_are_read(tmp_path):
     ],
     ids=["truncated", "not BGZF", "corrupt data", "wrong CRC", "no BC field"],
 )
-def test_a_damaged_block_raises_os_error_saying_what_is_wrong(tmp_path, damage, expected):
+def test_a_damaged_block_raises_os_error_saying_what_is_wrong(tmp_path, damage, expected, read_by):
     path = tmp_path / "damaged.gz"
     path.write_bytes(damage(_block(bytes(range(256)) * 40)))
     reader = BgzfReader(str(path))

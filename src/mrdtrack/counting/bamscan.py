@@ -261,7 +261,7 @@ class BamScanner:
             buffer = np.frombuffer(block, dtype=np.uint8)
             cut = _whole_records_end(buffer)
             yield buffer[:cut]
-            tail = block[cut:]
+            tail = bytes(block[cut:])
             while tail:
                 missing = (
                     4 - len(tail) if len(tail) < 4 else 4 + struct.unpack_from("<i", tail)[0] - len(tail)

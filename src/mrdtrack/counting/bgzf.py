@@ -1,21 +1,29 @@
 """A BAM file's decompressed stream, its BGZF blocks inflated by libdeflate (the `deflate` package).
 
 The compiled engine parses the records itself (bamscan.py); htslib's reader, as pysam builds it, inflates with
-zlib: 1.2 s of CPU per GB of a genome-wide plasma BAM's records, where libdeflate takes 0.34 s. Each block is
-checked as htslib checks it: its header, its size, its CRC32; a block that fails raises OSError, which counting
-reports as a truncated or corrupt file.
+zlib: 1.2 s of CPU per GB of a genome-wide plasma BAM's records, where libdeflate takes 0.34 s. A genome-wide
+BAM has tens of thousands of blocks per patient's share, so the work per block matters too: each is inflated
+straight into the buffer `read` returns (libdeflate called through ctypes, as the `deflate` package links it;
+its Python API returns a new object per block, which then had to be joined), and its header is read with one
+`struct` call. Each block is checked as htslib checks it: its header, its size, its CRC32; a block that fails
+raises OSError, which counting reports as a truncated or corrupt file.
 """
 
 from __future__ import annotations
 
+import ctypes
 import struct
 
 import deflate
+import numpy as np
 
 MAGIC = b"\x1f\x8b\x08\x04"  # gzip, deflate, FEXTRA: every BGZF block starts so
 HEADER = 12  # bytes before the extra field
 FOOTER = 8  # CRC32 and the inflated size
 CHUNK = 1 << 20  # compressed bytes read from the file at a time
+MAX_BLOCK = 1 << 16  # a block's inflated bytes at most
+_USUAL = struct.Struct("<4s6xH2sHH")  # magic, extra length, first subfield's id, its length, BSIZE
+_FOOTER = struct.Struct("<II")
 
 
 class BgzfReader:
@@ -23,10 +31,10 @@ class BgzfReader:
 
     def __init__(self, path: str) -> None:
         self._file = open(path, "rb")  # noqa: SIM115 (closed by `close`, as the reader is held open)
-        self._raw = b""  # compressed bytes read and not yet inflated, from self._at
+        self._raw = np.zeros(0, dtype=np.uint8)  # compressed bytes read and not yet inflated, from self._at
         self._at = 0
-        self._blocks: list[bytes | bytearray] = []  # inflated bytes not yet returned, in order
-        self._first = 0  # bytes of the first of them already returned
+        self._left = np.zeros(0, dtype=np.uint8)  # inflated bytes of the last block not yet returned
+        self._inflate = _Inflater()
 
     def close(self) -> None:
         self._file.close()
@@ -34,79 +42,129 @@ class BgzfReader:
     def seek(self, virtual_offset: int) -> None:
         """Go to a virtual offset: the file offset of a block << 16 | the offset within its inflated bytes."""
         self._file.seek(virtual_offset >> 16)
-        self._raw, self._at, self._blocks, self._first = b"", 0, [], 0
+        self._raw, self._at, self._left = self._raw[:0], 0, self._left[:0]
         within = virtual_offset & 0xFFFF
         if within:
-            block = self._next_block()
-            if block is None or len(block) < within:
+            block = np.empty(MAX_BLOCK, dtype=np.uint8)
+            size = self._next_block(block, 0, MAX_BLOCK)
+            if size is None or size < within:
                 raise OSError("a virtual offset past the end of its BGZF block")
-            self._blocks, self._first = [block], within
+            self._left = block[within:size]
 
-    def read(self, size: int) -> bytes:
-        """Up to `size` inflated bytes (fewer only at the end of the file; b"" there)."""
-        have = sum(len(block) for block in self._blocks) - self._first
+    def read(self, size: int) -> memoryview:
+        """Up to `size` inflated bytes (fewer only at the end of the file; empty there), as a read-only view."""
+        out = np.empty(size, dtype=np.uint8)
+        have = min(size, len(self._left))
+        out[:have], self._left = self._left[:have], self._left[have:]
         while have < size:
-            block = self._next_block()
-            if block is None:
+            inflated = self._next_block(out, have, size - have)
+            if inflated is None:
                 break
-            if block:
-                self._blocks.append(block)
-                have += len(block)
-        parts, wanted = [], size
-        while self._blocks and wanted:
-            block = self._blocks[0]
-            part = memoryview(block)[self._first : self._first + wanted]
-            parts.append(part)
-            wanted -= len(part)
-            self._first += len(part)
-            if self._first == len(block):
-                self._blocks.pop(0)
-                self._first = 0
-        return b"".join(parts)
+            if inflated > size - have:  # the block did not fit: it went to a buffer of its own
+                inflated, block = size - have, self._left
+                out[have:size], self._left = block[:inflated], block[inflated:]
+            have += inflated
+        # read-only, as bytes were: the compiled record kernel then sees one array type, whichever path it came by
+        return memoryview(out[:have]).toreadonly()
 
-    def _next_block(self) -> bytearray | None:
-        """The next block's inflated bytes (None at the end of the file)."""
+    def _next_block(self, out: np.ndarray, at: int, room: int) -> int | None:
+        """Inflate the next block to out[at:] if it fits in `room` bytes, else to `self._left`; its inflated size
+        (None at the end of the file)."""
         if self._at_end():
             return None
-        header = self._compressed(HEADER)
-        if header[:4] != MAGIC:
-            raise OSError("not a BGZF block: its header is not gzip with an extra field")
-        extra_length = struct.unpack_from("<H", header, 10)[0]
-        block_size = _block_size(self._compressed(extra_length, HEADER))
-        if block_size is None or block_size < HEADER + extra_length + FOOTER:
-            raise OSError("a BGZF block without a valid BC field (its size)")
-        block = self._compressed(block_size)
-        crc, inflated_size = struct.unpack_from("<II", block, block_size - FOOTER)
-        try:
-            data = deflate.deflate_decompress(
-                block[HEADER + extra_length : block_size - FOOTER], inflated_size
-            )
-        except deflate.DeflateError:
-            raise OSError("a BGZF block that does not inflate") from None
-        if len(data) != inflated_size or deflate.crc32(data) != crc:
+        block_size, extra_length = self._block_bounds()
+        data = self._compressed(block_size)
+        crc, inflated_size = _FOOTER.unpack_from(data, block_size - FOOTER)
+        if inflated_size > MAX_BLOCK:
+            raise OSError("a BGZF block whose CRC32 or size does not match its data")
+        if inflated_size > room:
+            self._left = out = np.empty(inflated_size, dtype=np.uint8)
+            at = 0
+        body = data[HEADER + extra_length : block_size - FOOTER]
+        if not self._inflate(body, out, at, inflated_size):
+            raise OSError("a BGZF block that does not inflate")
+        if deflate.crc32(out[at : at + inflated_size]) != crc:
             raise OSError("a BGZF block whose CRC32 or size does not match its data")
         self._at += block_size
-        return data
+        return inflated_size
+
+    def _block_bounds(self) -> tuple[int, int]:
+        """The current block's size and its extra field's length, from its header."""
+        header = self._compressed(HEADER + 6)  # no block is shorter
+        magic, extra_length, subfield, length, bsize = _USUAL.unpack_from(header)
+        if subfield == b"BC" and length == 2 and extra_length >= 6 and magic == MAGIC:
+            if bsize + 1 >= HEADER + extra_length + FOOTER:
+                return bsize + 1, extra_length
+        if magic != MAGIC:
+            raise OSError("not a BGZF block: its header is not gzip with an extra field")
+        block_size = _block_size(self._compressed(HEADER + extra_length)[HEADER:])
+        if block_size is None or block_size < HEADER + extra_length + FOOTER:
+            raise OSError("a BGZF block without a valid BC field (its size)")
+        return block_size, extra_length
 
     def _at_end(self) -> bool:
         """Whether the file ends where the current block would start."""
         if self._at < len(self._raw):
             return False
-        self._raw, self._at = self._file.read(CHUNK), 0
-        return not self._raw
+        self._raw, self._at = np.frombuffer(self._file.read(CHUNK), dtype=np.uint8), 0
+        return not len(self._raw)
 
-    def _compressed(self, size: int, skip: int = 0) -> memoryview:
-        """`size` compressed bytes from `skip` past the current block's start, without consuming them; an
-        OSError when the file ends before them."""
-        end = self._at + skip + size
-        while len(self._raw) < end:
-            more = self._file.read(max(CHUNK, end - len(self._raw)))
-            if not more:
+    def _compressed(self, size: int) -> memoryview:
+        """`size` compressed bytes from the current block's start, without consuming them; an OSError when the
+        file ends before them."""
+        end = self._at + size
+        if len(self._raw) < end:
+            more = np.frombuffer(self._file.read(max(CHUNK, end - len(self._raw))), dtype=np.uint8)
+            self._raw, self._at = np.concatenate([self._raw[self._at :], more]), 0
+            end = size
+            if len(self._raw) < end:
                 raise OSError("a truncated BGZF block")
-            self._raw = self._raw[self._at :] + more
-            end -= self._at
-            self._at = 0
-        return memoryview(self._raw)[self._at + skip : end]
+        return memoryview(self._raw[self._at : end])
+
+
+class _Inflater:
+    """Inflate raw DEFLATE data of a known inflated size into a numpy buffer: libdeflate's own function where the
+    `deflate` package exposes it (no copy), else the package's Python API and one copy."""
+
+    def __init__(self) -> None:
+        self._library = _libdeflate()
+        self._decompressor = self._library.libdeflate_alloc_decompressor() if self._library else None
+
+    def __call__(self, body: memoryview, out: np.ndarray, at: int, size: int) -> bool:
+        """Whether `body` inflates to exactly `size` bytes, written to out[at:at + size]."""
+        if self._decompressor is None:
+            try:
+                data = deflate.deflate_decompress(body, size)
+            except deflate.DeflateError:
+                return False
+            out[at : at + len(data)] = np.frombuffer(data, dtype=np.uint8)
+            return len(data) == size
+        source = np.frombuffer(body, dtype=np.uint8)
+        status = self._library.libdeflate_deflate_decompress(
+            self._decompressor, source.ctypes.data, len(source), out.ctypes.data + at, size, None
+        )
+        return status == 0  # LIBDEFLATE_SUCCESS; with no size pointer, also that it filled exactly `size`
+
+    def __del__(self) -> None:
+        if self._decompressor:
+            self._library.libdeflate_free_decompressor(self._decompressor)
+
+
+def _libdeflate() -> ctypes.CDLL | None:
+    """libdeflate's C functions from the `deflate` package's module, which links it whole; None when its build
+    does not export them."""
+    try:
+        library = ctypes.CDLL(deflate._deflate.__file__)
+        decompress = library.libdeflate_deflate_decompress
+        allocate, free = library.libdeflate_alloc_decompressor, library.libdeflate_free_decompressor
+    except (OSError, AttributeError):
+        return None
+    pointer, size = ctypes.c_void_p, ctypes.c_size_t
+    decompress.argtypes = [pointer, pointer, size, pointer, size, pointer]
+    decompress.restype = ctypes.c_int
+    allocate.argtypes, allocate.restype = [], pointer
+    free.argtypes, free.restype = [pointer], None
+    return library
 
 
 def _block_size(extra: memoryview) -> int | None:
