@@ -26,7 +26,7 @@ from mrdtrack.counting.flanks import flank_contexts, flank_table
 from mrdtrack.flank_layout import flank_rows
 
 BASES = "ACGT"
-LOCI = [1000, 1040, 2400]  # the first two share their flanks' clusters (a read reaches two of them)
+LOCI = (1000, 1040, 2400)  # the first two share their flanks' clusters (a read reaches two of them)
 UMIS = ["AACC-GGTT", "GGTT-AACC", "AACC-GGTA", "CCAA-TTGG", "ACGT-ACGT", "AACC"]
 SETTINGS = [
     CountSettings(dedup="umi"),
@@ -43,18 +43,24 @@ SETTINGS = [
 
 
 def random_bam(
-    tmp_path, rng: np.random.Generator, irregular: bool, consensus: bool = False
+    tmp_path,
+    rng: np.random.Generator,
+    irregular: bool,
+    consensus: bool = False,
+    loci: tuple[int, ...] = LOCI,
+    length: int = 3000,
 ) -> tuple[str, str, pd.DataFrame]:
-    """Read pairs of random fragments around LOCI, with PCR copies; `irregular`: some mates carry another UMI
-    or fragment length than their first read; `consensus`: consensus reads' tags (cD, aD, bD) on each pair."""
-    sequence = "".join(rng.choice(list(BASES), 3000))
+    """Read pairs of random fragments around `loci` of a contig of `length` bp, with PCR copies; `irregular`:
+    some mates carry another UMI or fragment length than their first read; `consensus`: consensus reads' tags
+    (cD, aD, bD) on each pair."""
+    sequence = "".join(rng.choice(list(BASES), length))
     fasta = tmp_path / "ref.fa"
     fasta.write_text(">chr1\n" + sequence + "\n")
     pysam.faidx(str(fasta))
-    header = pysam.AlignmentHeader.from_dict({"SQ": [{"SN": "chr1", "LN": 3000}]})
+    header = pysam.AlignmentHeader.from_dict({"SQ": [{"SN": "chr1", "LN": length}]})
     reads = []
     for fragment in range(160):
-        locus = int(rng.choice(LOCI))
+        locus = int(rng.choice(loci))
         length = int(rng.integers(70, 220))
         start = locus - int(rng.integers(-30, length + 30))  # some fragments end or start inside the flanks
         umi = str(rng.choice(UMIS))
@@ -77,8 +83,8 @@ def random_bam(
                     reads.append(_read(header, sequence, rng, name, mate, read_start, start, trimmed, length,
                                        errors, copy, fields))  # fmt: skip
     bam = write_indexed_bam(tmp_path / "s.bam", reads, header)
-    panel = pd.DataFrame({"patient_id": "P1", "chrom": "chr1", "pos": LOCI, "context": "NNN", "weight": 1.0,
-                          "ref": [sequence[p - 1] for p in LOCI]})  # fmt: skip
+    panel = pd.DataFrame({"patient_id": "P1", "chrom": "chr1", "pos": list(loci), "context": "NNN",
+                          "weight": 1.0, "ref": [sequence[p - 1] for p in loci]})  # fmt: skip
     panel["alt"] = ["A" if r != "A" else "C" for r in panel["ref"]]
     return bam, str(fasta), panel
 
@@ -328,3 +334,27 @@ def test_the_flank_kernel_counts_what_the_per_position_kernel_finds(table):
     assert sorted(map(tuple, counted.non_reference.tolist())) == sorted(
         map(tuple, non_reference[:m].tolist())
     )
+
+
+def test_flank_clusters_close_together_in_the_file_are_read_as_one_with_the_same_table(tmp_path, monkeypatch):
+    """Loci in 16 kb windows 0, 1, 2 and 3 of the index, few reads each: the flank clusters of the first three
+    are read as one; the last one's window is the index's last, whose reads' end it does not give."""
+    loci = (1000, 17000, 34000, 51000)
+    bam, fasta, panel = random_bam(tmp_path, np.random.default_rng(5), False, loci=loci, length=60_000)
+    compiled = CountSettings(dedup="umi", engine="compiled")
+    monkeypatch.setattr(bamscan, "FLANK_JOIN_POSITIONS", 1)  # none joined
+    apart = count_sample("S1", bam, fasta, panel, compiled, patient_id="P1")
+    monkeypatch.undo()
+    joined_sizes = []
+    join = bamscan.joined_flank_clusters
+
+    def spy(linear, clusters):
+        joined = join(linear, clusters)
+        joined_sizes.append((len(clusters), len(joined)))
+        return joined
+
+    monkeypatch.setattr(bamscan, "joined_flank_clusters", spy)
+    together = count_sample("S1", bam, fasta, panel, compiled, patient_id="P1")
+    assert joined_sizes == [(4, 2)]
+    pd.testing.assert_frame_equal(together.flanks, apart.flanks)
+    assert_same_counts(together, apart)

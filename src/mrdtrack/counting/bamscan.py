@@ -116,6 +116,11 @@ class BamScanner:
         self.fraction = float(settings.consensus_fraction)
         self.umi_tag = np.frombuffer(settings.umi_tag.encode()[:2].ljust(2), dtype=np.uint8).copy()
 
+    def joined_flank_clusters(self, tid: int, clusters: list[FlankCluster]) -> list[FlankCluster]:
+        """Contig `tid`'s clusters of flank positions, those close together in the file joined
+        (`joined_flank_clusters`)."""
+        return joined_flank_clusters(self.linear.get(tid) if self.linear else None, clusters)
+
     def close(self) -> None:
         if self.bgzf is not None:
             self.bgzf.close()
@@ -327,6 +332,55 @@ def _runs(
             run = _Run(start, [cluster], start, [-1], [is_flank])
     if run is not None:
         yield run
+
+
+def joined_flank_clusters(linear: np.ndarray | None, clusters: list[FlankCluster]) -> list[FlankCluster]:
+    """Consecutive clusters of flank positions (sorted, one contig) joined while their reads are few: a genome-
+    wide signature's loci are each a cluster of their own, and in a sparse plasma BAM completing a cluster, not
+    reading it, is most of its cost. The flank kernel keeps a cell per template and position of a cluster, so a
+    joined cluster costs its templates times its positions: clusters join while their reads' bytes times their
+    positions stay within FLANK_JOIN_COST, and their positions within FLANK_JOIN_POSITIONS. A cluster's reads'
+    bytes are estimated by the BAI linear index: those of the 16 kb windows it touches, shared among the
+    clusters that start in its first window. Where reads are dense (a capture target's thousands per locus, or
+    reads everywhere) or the index does not say (a contig's last window), clusters stay as they are."""
+    if linear is None or len(clusters) < 2:
+        return clusters
+    first = np.array([int(c.pos[0]) - 1 for c in clusters], dtype=np.int64) >> LINEAR_SHIFT
+    after = (np.array([int(c.pos[-1]) - 1 for c in clusters], dtype=np.int64) >> LINEAR_SHIFT) + 1
+    begins, ends = _window_offsets(linear, first), _window_offsets(linear, after)
+    _, sharing, times = np.unique(first, return_inverse=True, return_counts=True)
+    known = (begins >= 0) & (ends >= 0)
+    reads = np.where(known, (ends - begins) / times[sharing], np.inf)  # bytes of each cluster's reads
+    joined, group, positions, size = [], [clusters[0]], len(clusters[0]), reads[0]
+    for i in range(1, len(clusters)):
+        if (size + reads[i]) * (positions + len(clusters[i])) <= FLANK_JOIN_COST and (
+            positions + len(clusters[i]) <= FLANK_JOIN_POSITIONS
+        ):
+            group.append(clusters[i])
+            positions, size = positions + len(clusters[i]), size + reads[i]
+            continue
+        joined.append(FlankCluster.joined(group))
+        group, positions, size = [clusters[i]], len(clusters[i]), reads[i]
+    joined.append(FlankCluster.joined(group))
+    return joined
+
+
+def _window_offsets(linear: np.ndarray, windows: np.ndarray) -> np.ndarray:
+    """The file offset (compressed bytes) where the reads of each 16 kb window start; -1 where the index does not
+    say (past its end, or an unfilled window)."""
+    inside = windows < len(linear)
+    offsets = np.zeros(len(windows), dtype=np.uint64)
+    offsets[inside] = linear[windows[inside]]
+    known = inside & (offsets != 0) & (offsets != np.uint64(2**64 - 1))
+    return np.where(known, (offsets >> np.uint64(16)).astype(np.int64), -1)
+
+
+# Compressed bytes of reads times positions a joined cluster of flank positions may hold: a template's reads take
+# about 300 compressed bytes, so about 14,000 template-position cells, which the flank kernel completes in tens
+# of microseconds (a sparse genome-wide BAM joins a few loci's flanks; a capture target's thousands of reads per
+# locus, none). Positions at most: about five loci's flanks measured fastest.
+FLANK_JOIN_COST = 1 << 22
+FLANK_JOIN_POSITIONS = 256
 
 
 def _first_position(cluster: Sequence[Locus]) -> int:

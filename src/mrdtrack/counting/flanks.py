@@ -16,7 +16,7 @@ position, with the molecules of each of its four bases (`flanks` contract, docs/
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import overload
 
@@ -159,6 +159,16 @@ class FlankCluster:
 
     def __iter__(self) -> Iterator[Locus]:
         return (self[i] for i in range(len(self)))
+
+    @classmethod
+    def joined(cls, clusters: Sequence[FlankCluster]) -> FlankCluster:
+        """The positions of consecutive clusters of one contig as one cluster."""
+        if len(clusters) == 1:
+            return clusters[0]
+        return cls(
+            clusters[0].bam_chrom,
+            *(np.concatenate([getattr(c, name) for c in clusters]) for name in ("pos", "ref", "context")),
+        )
 
     @classmethod
     def of_loci(cls, loci: list[Locus], context: list[str]) -> FlankCluster:
