@@ -92,9 +92,9 @@ class BgzfReader:
         """The current block's size and its extra field's length, from its header."""
         header = self._compressed(HEADER + 6)  # no block is shorter
         magic, extra_length, subfield, length, bsize = _USUAL.unpack_from(header)
-        if subfield == b"BC" and length == 2 and extra_length >= 6 and magic == MAGIC:
-            if bsize + 1 >= HEADER + extra_length + FOOTER:
-                return bsize + 1, extra_length
+        usual = subfield == b"BC" and length == 2 and extra_length >= 6 and magic == MAGIC
+        if usual and bsize + 1 >= HEADER + extra_length + FOOTER:
+            return bsize + 1, extra_length
         if magic != MAGIC:
             raise OSError("not a BGZF block: its header is not gzip with an extra field")
         block_size = _block_size(self._compressed(HEADER + extra_length)[HEADER:])
