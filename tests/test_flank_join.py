@@ -51,7 +51,8 @@ def test_clusters_whose_reads_are_few_join_in_order_up_to_the_positions_limit(mo
 def test_clusters_whose_reads_times_positions_exceed_the_cost_stay_apart():
     """A deep target's window (a capture's thousands of reads) keeps its cluster alone; the sparse ones join."""
     clusters = clusters_at(100, 2 * WINDOW + 100, 3 * WINDOW + 100)  # windows 0, 2, 3
-    deep = bamscan.FLANK_JOIN_COST // 80 + 1  # bytes of window 0's reads: too many for two clusters' positions
+    # bytes of window 0's reads: too many for two clusters' positions
+    deep = bamscan.FLANK_JOIN_COST // 80 + 1
     linear = linear_index(1000, 1000 + deep, 1100 + deep, 1200 + deep, 1300 + deep)
 
     joined = joined_flank_clusters(linear, clusters)
