@@ -794,9 +794,9 @@ def shared_fragments(
     bases = rows[:, ROW_BASE]
     alt = bases == codes[where, 1]
     informative = alt | (bases == codes[where, 0])
-    key = rows[informative, ROW_FRAGMENT]
-    _, inverse, times = np.unique(key, return_inverse=True, return_counts=True)
-    multi = np.flatnonzero(times[inverse] >= 2)
+    # each molecule's fragment numbered by a hash table (pd.factorize), not a sort: the numbers only group them
+    inverse, _ = pd.factorize(rows[informative, ROW_FRAGMENT])
+    multi = np.flatnonzero(np.bincount(inverse)[inverse] >= 2)
     if not multi.size:
         return found
     locus_index, is_alt = where[informative][multi], alt[informative][multi]
