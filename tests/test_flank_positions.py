@@ -3,13 +3,15 @@ by position (docs/tables.md, `flanks`)."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pysam
 import pytest
 
-from mrdtrack.counting.flanks import FLANK_CLUSTER, FlankWindow, flank_loci, flank_positions
-from mrdtrack.counting.molecules import Locus, loci_clusters
+from mrdtrack.counting.flanks import FLANK_CLUSTER, FLANK_GAP, FlankWindow, flank_loci, flank_positions
+from mrdtrack.counting.molecules import Locus
 
 
 def reference_positions(
@@ -81,25 +83,25 @@ def test_flank_positions_of_loci_far_apart_are_those_of_the_plain_definition(tmp
     assert len(found) == len(positions) * 46
 
 
-def test_flank_clusters_split_as_panel_loci_do_and_carry_each_positions_reference():
-    """Clusters break where positions lie more than CLUSTER_GAP apart, as `loci_clusters` breaks panel loci, and
-    into pieces of at most FLANK_CLUSTER; each position keeps its REF and trinucleotide, and reads as a `Locus`
-    with a fixed ALT for the reference engine."""
+def test_flank_clusters_split_at_gaps_a_read_seldom_spans_and_carry_each_positions_reference():
+    """Clusters break where positions lie more than FLANK_GAP apart, and into pieces of at most FLANK_CLUSTER;
+    each position keeps its REF and trinucleotide, and reads as a `Locus` with a fixed ALT for the reference
+    engine."""
     rng = np.random.default_rng(7)
-    pos = np.sort(rng.choice(np.arange(1, 200_000), 900, replace=False))
+    pos = np.sort(rng.choice(np.arange(1, 60_000), 900, replace=False))
     context = ["".join(rng.choice(list("ACGT"), 3)) for _ in pos]
     positions = pd.DataFrame({"chrom": "1", "pos": pos, "ref": [c[1] for c in context], "context": context})
     units = flank_loci(positions, {"1": "chr1"})
-    expected = [
-        cluster[at : at + FLANK_CLUSTER]
-        for cluster in loci_clusters(
-            [
-                Locus("chr1", int(p), c[1], "A" if c[1] != "A" else "C")
-                for p, c in zip(pos, context, strict=True)
-            ]
-        )
-        for at in range(0, len(cluster), FLANK_CLUSTER)
+    loci = [
+        Locus("chr1", int(p), c[1], "A" if c[1] != "A" else "C") for p, c in zip(pos, context, strict=True)
     ]
+    runs = [[loci[0]]]
+    for before, locus in itertools.pairwise(loci):
+        if locus.pos - before.pos > FLANK_GAP:
+            runs.append([])
+        runs[-1].append(locus)
+    expected = [run[at : at + FLANK_CLUSTER] for run in runs for at in range(0, len(run), FLANK_CLUSTER)]
+    assert len(expected) < len(loci) and max(map(len, expected)) == FLANK_CLUSTER
     assert [list(cluster) for *_, cluster in units] == expected
     assert all(chrom == "1" and bam_chrom == "chr1" for chrom, bam_chrom, _ in units)
     assert np.concatenate([cluster.context for *_, cluster in units]).tolist() == context

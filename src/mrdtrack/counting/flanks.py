@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import pysam
 
-from mrdtrack.counting.molecules import CLUSTER_GAP, DISCORDANT, Locus, LocusMolecules
+from mrdtrack.counting.molecules import DISCORDANT, Locus, LocusMolecules
 from mrdtrack.flank_layout import BASE_INDEX, BASES, compact_table
 from mrdtrack.inputs.panel import contig_map
 
@@ -188,14 +188,13 @@ def _ascii_codes(bases: Iterable[str]) -> np.ndarray:
 
 def flank_loci(positions: pd.DataFrame, names: dict[str, str]) -> list[tuple[str, str, FlankCluster]]:
     """The flank positions as clusters (`FlankCluster`; contig as the table and the alignment file spell it):
-    split where positions are further apart than molecules.CLUSTER_GAP, as `loci_clusters` splits loci, and
-    into pieces of at most FLANK_CLUSTER."""
+    split where positions are further apart than FLANK_GAP, and into pieces of at most FLANK_CLUSTER."""
     units = []
     for chrom, group in positions.groupby("chrom", sort=False):
         pos = group["pos"].to_numpy(dtype=np.int64)
         ref = _ascii_codes(group["ref"])
         context = group["context"].to_numpy(dtype=object)
-        gaps = np.flatnonzero(np.diff(pos) > CLUSTER_GAP) + 1
+        gaps = np.flatnonzero(np.diff(pos) > FLANK_GAP) + 1
         for begin, end in zip(np.r_[0, gaps], np.r_[gaps, len(pos)], strict=True):
             units.extend(
                 (
@@ -209,10 +208,17 @@ def flank_loci(positions: pd.DataFrame, names: dict[str, str]) -> list[tuple[str
     return units
 
 
-# Flank positions per cluster at most. Dense panel loci (closer than molecules.CLUSTER_GAP, as a genome-wide
-# signature's can be) would otherwise join all their flanks in one cluster, whose observations (one per read and
-# position) the compiled engine holds at once. A position's molecules do not depend on its cluster, and the
-# compiled engine parses a read that reaches the next cluster once for both.
+# Flank positions further apart than this (bp) are split into clusters of their own: a short read seldom spans
+# the gap, so the compiled engine completes a cluster without holding reads that already reached the next one
+# (panel loci are fetched together up to molecules.CLUSTER_GAP, 1 kb: with a genome-wide signature's loci a
+# few hundred bp apart, cutting their flanks there into pieces of FLANK_CLUSTER cut windows in two, and
+# completing each piece meant moving the next piece's observations; 0.75 s of a 6 s job). The compiled engine
+# joins clusters whose reads are few again (bamscan.joined_flank_clusters).
+FLANK_GAP = 200
+# Flank positions per cluster at most. Dense panel loci (closer than FLANK_GAP, as a genome-wide signature's can
+# be) would otherwise join all their flanks in one cluster, whose observations (one per read and position) the
+# compiled engine holds at once. A position's molecules do not depend on its cluster, and the compiled engine
+# parses a read that reaches the next cluster once for both.
 FLANK_CLUSTER = 64
 
 
