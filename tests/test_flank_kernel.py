@@ -348,8 +348,8 @@ def test_flank_clusters_close_together_in_the_file_are_read_as_one_with_the_same
     joined_sizes = []
     join = bamscan.joined_flank_clusters
 
-    def spy(linear, clusters):
-        joined = join(linear, clusters)
+    def spy(linear, clusters, panel_positions):
+        joined = join(linear, clusters, panel_positions)
         joined_sizes.append((len(clusters), len(joined)))
         return joined
 

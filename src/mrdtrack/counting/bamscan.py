@@ -116,10 +116,12 @@ class BamScanner:
         self.fraction = float(settings.consensus_fraction)
         self.umi_tag = np.frombuffer(settings.umi_tag.encode()[:2].ljust(2), dtype=np.uint8).copy()
 
-    def joined_flank_clusters(self, tid: int, clusters: list[FlankCluster]) -> list[FlankCluster]:
-        """Contig `tid`'s clusters of flank positions, those close together in the file joined
-        (`joined_flank_clusters`)."""
-        return joined_flank_clusters(self.linear.get(tid) if self.linear else None, clusters)
+    def joined_flank_clusters(
+        self, tid: int, clusters: list[FlankCluster], panel_positions: np.ndarray
+    ) -> list[FlankCluster]:
+        """Contig `tid`'s clusters of flank positions, those whose reads are few joined (`joined_flank_clusters`;
+        `panel_positions`: the contig's panel loci, 0-based, sorted)."""
+        return joined_flank_clusters(self.linear.get(tid) if self.linear else None, clusters, panel_positions)
 
     def close(self) -> None:
         if self.bgzf is not None:
@@ -334,23 +336,30 @@ def _runs(
         yield run
 
 
-def joined_flank_clusters(linear: np.ndarray | None, clusters: list[FlankCluster]) -> list[FlankCluster]:
+def joined_flank_clusters(
+    linear: np.ndarray | None, clusters: list[FlankCluster], panel_positions: np.ndarray
+) -> list[FlankCluster]:
     """Consecutive clusters of flank positions (sorted, one contig) joined while their reads are few: a genome-
     wide signature's loci are each a cluster of their own, and in a sparse plasma BAM completing a cluster, not
     reading it, is most of its cost. The flank kernel keeps a cell per template and position of a cluster, so a
     joined cluster costs its templates times its positions: clusters join while their reads' bytes times their
     positions stay within FLANK_JOIN_COST, and their positions within FLANK_JOIN_POSITIONS. A cluster's reads'
-    bytes are estimated by the BAI linear index: those of the 16 kb windows it touches, shared among the
-    clusters that start in its first window. Where reads are dense (a capture target's thousands per locus, or
-    reads everywhere) or the index does not say (a contig's last window), clusters stay as they are."""
+    bytes are estimated by the BAI linear index: those of the 16 kb windows it touches, shared among the panel
+    loci (`panel_positions`, 0-based, sorted: the contig's, every patient's) and the clusters that start in its
+    first window. Where reads are dense (a capture target's thousands per locus, or reads everywhere) or the
+    index does not say (a contig's last window), clusters stay as they are."""
     if linear is None or len(clusters) < 2:
         return clusters
     first = np.array([int(c.pos[0]) - 1 for c in clusters], dtype=np.int64) >> LINEAR_SHIFT
     after = (np.array([int(c.pos[-1]) - 1 for c in clusters], dtype=np.int64) >> LINEAR_SHIFT) + 1
     begins, ends = _window_offsets(linear, first), _window_offsets(linear, after)
     _, sharing, times = np.unique(first, return_inverse=True, return_counts=True)
+    window_start = first << LINEAR_SHIFT
+    loci = np.searchsorted(panel_positions, window_start + (1 << LINEAR_SHIFT)) - np.searchsorted(
+        panel_positions, window_start
+    )
     known = (begins >= 0) & (ends >= 0)
-    reads = np.where(known, (ends - begins) / times[sharing], np.inf)  # bytes of each cluster's reads
+    reads = np.where(known, (ends - begins) / np.maximum(times[sharing], loci), np.inf)  # bytes per cluster
     joined, group, positions, size = [], [clusters[0]], len(clusters[0]), reads[0]
     for i in range(1, len(clusters)):
         if (size + reads[i]) * (positions + len(clusters[i])) <= FLANK_JOIN_COST and (

@@ -449,8 +449,11 @@ def _contig_tables(
 ) -> Iterator[tuple[bool, str, list[Locus] | FlankCluster, ClusterRows | list[LocusMolecules] | FlankTally]]:
     """`joint_tables` of one contig. Panel clusters are read in pieces of CLUSTER_PIECE loci."""
     chrom, bam_chrom = contig
-    if scanner is not None:
-        flank_clusters = scanner.joined_flank_clusters(alignments.get_tid(bam_chrom), flank_clusters)
+    if scanner is not None and flank_clusters:
+        panel_positions = np.fromiter((locus.pos - 1 for c in clusters for locus in c), dtype=np.int64)
+        flank_clusters = scanner.joined_flank_clusters(
+            alignments.get_tid(bam_chrom), flank_clusters, np.sort(panel_positions)
+        )
     # (where its reads end, is flank, cluster index, piece number, piece), sorted, as the scanner completes them:
     # a piece's region reaches the next piece of its cluster, so a cluster's pieces stay in order
     pieces = [
