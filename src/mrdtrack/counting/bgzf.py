@@ -54,18 +54,21 @@ class BgzfReader:
     def read(self, size: int) -> memoryview:
         """Up to `size` inflated bytes (fewer only at the end of the file; empty there), as a read-only view."""
         out = np.empty(size, dtype=np.uint8)
-        have = min(size, len(self._left))
-        out[:have], self._left = self._left[:have], self._left[have:]
+        have = self._take_left(out, 0)
         while have < size:
             inflated = self._next_block(out, have, size - have)
             if inflated is None:
                 break
-            if inflated > size - have:  # the block did not fit: it went to a buffer of its own
-                inflated, block = size - have, self._left
-                out[have:size], self._left = block[:inflated], block[inflated:]
-            have += inflated
+            # a block that did not fit went to `self._left`: its first bytes are taken from there
+            have += self._take_left(out, have) if inflated > size - have else inflated
         # read-only, as bytes were: the compiled record kernel then sees one array type, whichever path it came by
         return memoryview(out[:have]).toreadonly()
+
+    def _take_left(self, out: np.ndarray, at: int) -> int:
+        """Move what `out[at:]` has room for from the inflated bytes not yet returned; how many."""
+        taken = min(len(out) - at, len(self._left))
+        out[at : at + taken], self._left = self._left[:taken], self._left[taken:]
+        return taken
 
     def _next_block(self, out: np.ndarray, at: int, room: int) -> int | None:
         """Inflate the next block to out[at:] if it fits in `room` bytes, else to `self._left`; its inflated size
