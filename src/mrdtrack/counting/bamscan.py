@@ -361,15 +361,14 @@ def joined_flank_clusters(
     known = (begins >= 0) & (ends >= 0)
     reads = np.where(known, (ends - begins) / np.maximum(times[sharing], loci), np.inf)  # bytes per cluster
     joined, group, positions, size = [], [clusters[0]], len(clusters[0]), reads[0]
-    for i in range(1, len(clusters)):
-        if (size + reads[i]) * (positions + len(clusters[i])) <= FLANK_JOIN_COST and (
-            positions + len(clusters[i]) <= FLANK_JOIN_POSITIONS
-        ):
-            group.append(clusters[i])
-            positions, size = positions + len(clusters[i]), size + reads[i]
+    for cluster, its_reads in zip(clusters[1:], reads[1:], strict=True):
+        wider, more = positions + len(cluster), size + its_reads
+        if more * wider <= FLANK_JOIN_COST and wider <= FLANK_JOIN_POSITIONS:
+            group.append(cluster)
+            positions, size = wider, more
             continue
         joined.append(FlankCluster.joined(group))
-        group, positions, size = [clusters[i]], len(clusters[i]), reads[i]
+        group, positions, size = [cluster], len(cluster), its_reads
     joined.append(FlankCluster.joined(group))
     return joined
 
