@@ -78,10 +78,11 @@ def _ascii_text(values: np.ndarray) -> tuple[bytes, np.ndarray] | None:
     joined = "\t".join(values)
     if not joined.isascii():
         return None
-    blob = np.frombuffer(joined.encode(), dtype=np.uint8)
-    tabs = np.flatnonzero(blob == ord("\t"))
-    if len(tabs) != len(values) - 1 or any(q in joined for q in ('"', "\n", "\r")):
+    encoded = joined.encode()
+    if encoded.count(b"\t") != len(values) - 1 or any(q in encoded for q in _QUOTED if q != b"\t"):
         return None
+    blob = np.frombuffer(encoded, dtype=np.uint8)
+    tabs = np.flatnonzero(blob == ord("\t"))
     ends = np.append(tabs, len(blob)) - np.arange(len(values))  # each field's end once the tabs are gone
     return blob[blob != ord("\t")].tobytes(), np.concatenate([[0], ends])
 
