@@ -217,6 +217,17 @@ def test_a_cluster_read_in_pieces_gives_the_counts_and_read_statistics_of_one_fe
         both_engines(bam, PANEL, count_settings)
 
 
+@EXAMPLES
+@given(records=st.lists(random_read(), min_size=1, max_size=300), first=st.integers(1, 400))
+def test_records_cut_by_the_end_of_a_read_are_completed_and_counted_once(tmp_path, monkeypatch, records, first):
+    """The stream is read in pieces that end anywhere, inside a record's size, its fields or its bases, and even
+    before the first record ends: every record is still parsed whole, once."""
+    monkeypatch.setattr(bamscan, "FIRST_READ", first)
+    monkeypatch.setattr(bamscan, "LAST_READ", 2 * first)
+    bam = write_random_bam(tmp_path / "random.bam", records)
+    both_engines(bam, PANEL, CountSettings(dedup="umi"))
+
+
 def test_every_bundled_file_gives_the_reference_counts():
     samples, _ = load_samples([str(p) for p in sorted(TEST_DATA.glob("batch*/samples.tsv"))])
     patients, _ = load_table(str(TEST_DATA / "patients.tsv"), "patients")
@@ -336,7 +347,6 @@ def test_a_record_whose_sizes_do_not_add_up_is_reported_not_parsed():
         table.arrays(), bamscan._Table().arrays(),
     )  # fmt: skip
     assert (status, offset) == (bamscan.CORRUPT, 0)
-    assert bamscan._whole_records_end(too_short) == 0
 
 
 def test_auto_takes_the_compiled_engine_for_a_job_of_small_bams_that_add_up(tmp_path, monkeypatch):
@@ -411,3 +421,21 @@ def test_a_completed_cluster_takes_its_rows_and_leaves_the_later_clusters_rows_i
     np.testing.assert_array_equal(ints[:kept], before_ints[~mine])
     np.testing.assert_array_equal(hashes[:kept], before_hashes[~mine])
     assert last == (int(before_ints[~mine, bamscan.O_LOCUS].max()) if kept else -1)
+
+
+@settings(deadline=None)  # the first example compiles the kernels
+@given(
+    values=st.lists(st.integers(0, 60), max_size=40),
+    value=st.integers(-1, 61),
+    previous=st.integers(0, 40),
+    right=st.booleans(),
+)
+def test_a_search_from_the_last_records_answer_is_numpys_searchsorted(values, value, previous, right):
+    """The record kernel looks up each record's first locus and cluster from the last record's answers; whatever
+    that answer was (records out of order included), the result is np.searchsorted's."""
+    array = np.array(sorted(values), dtype=np.int64)
+    side = "right" if right else "left"
+    expected = np.searchsorted(array, value, side=side)
+    assert bamscan._search_on(array, value, min(previous, len(array)), right) == expected
+    at = min(previous, len(array))
+    assert bamscan._search_from(array, value, at, right) == max(at, expected)

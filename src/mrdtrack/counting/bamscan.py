@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -79,8 +79,10 @@ N_COLUMNS = 12
 # the inserted-bases array and how many there are.
 L_INDEL, L_DELETED, L_INSERTED_AT, L_INSERTED_LEN = range(4)
 # The state array: observations used, name bytes used, UMI bytes used, the first cluster not yet complete (the
-# run's, in its first table), the largest locus index of an observation in the table, whether it must grow.
-S_ROWS, S_NAMES, S_UMIS, S_OPEN, S_LAST, S_GROW = range(6)
+# run's, in its first table), the largest locus index of an observation in the table, whether it must grow, and
+# (the run's, in its first table) the first locus and the first cluster the last record could reach, where the
+# next record's searches start.
+S_ROWS, S_NAMES, S_UMIS, S_OPEN, S_LAST, S_GROW, S_NEXT_LOCUS, S_NEXT_CLUSTER = range(8)
 # Clusters whose reads start closer than this in the file (compressed bytes) are streamed in one pass.
 JOIN_BYTES = 1 << 22
 
@@ -227,8 +229,9 @@ class BamScanner:
          slot) = geometry  # fmt: skip
         n_clusters = len(begins)
         state = tables[0].state  # the run's open cluster
-        blocks = self._whole_records(start) if start is not None else iter(())
-        for buffer in blocks:
+        buffers = self._buffers(start) if start is not None else iter(())
+        buffer = next(buffers, None)
+        while buffer is not None:
             offset = 0
             while True:
                 status, offset = _scan_records(
@@ -251,13 +254,16 @@ class BamScanner:
                 return
             if status == RUN_DONE:
                 return
+            buffer = _next_buffer(buffers, offset)  # NEED_DATA: the record at `offset` runs past the buffer
         while state[S_OPEN] < n_clusters:  # end of file: whatever is open is complete
             yield CLUSTER_DONE
             state[S_OPEN] += 1
 
-    def _whole_records(self, start: int) -> Iterator[np.ndarray]:
-        """The decompressed stream from virtual offset `start`, in buffers that hold whole records only (a record
-        cut by a buffer's end is completed by a small read of its own, so no large buffer is ever copied)."""
+    def _buffers(self, start: int) -> Generator[np.ndarray, int, None]:
+        """The decompressed stream from virtual offset `start`, in buffers that start at a record. The consumer
+        sends back where the record kernel stopped for want of data; a record cut there by the buffer's end comes
+        next, alone, completed by a small read of its own (so no large buffer is ever copied, and no pass over
+        the records is needed to find the cut)."""
         self.bgzf.seek(start)
         size = FIRST_READ
         while True:
@@ -265,9 +271,7 @@ class BamScanner:
             if not block:
                 return
             size = min(2 * size, LAST_READ)
-            buffer = np.frombuffer(block, dtype=np.uint8)
-            cut = _whole_records_end(buffer)
-            yield buffer[:cut]
+            cut = yield np.frombuffer(block, dtype=np.uint8)
             tail = bytes(block[cut:])
             while tail:
                 missing = (
@@ -282,6 +286,14 @@ class BamScanner:
                 if len(tail) >= 4 and 4 + struct.unpack_from("<i", tail)[0] == len(tail):
                     yield np.frombuffer(tail, dtype=np.uint8)
                     break
+
+
+def _next_buffer(buffers: Generator[np.ndarray, int, None], cut: int) -> np.ndarray | None:
+    """The buffer after the one the kernel stopped in at `cut` (BamScanner._buffers), None at the stream's end."""
+    try:
+        return buffers.send(cut)
+    except StopIteration:
+        return None
 
 
 @dataclass
@@ -569,7 +581,7 @@ class _Table:
         self.hashes = np.zeros(capacity, dtype=np.uint64)
         self.names = np.zeros(capacity * 32, dtype=np.uint8)
         self.umis = np.zeros(capacity * 16, dtype=np.uint8)
-        self.state = np.zeros(6, dtype=np.int64)
+        self.state = np.zeros(8, dtype=np.int64)
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         """The table as the record kernel takes it."""
@@ -674,19 +686,6 @@ def _u32(buffer, at):
         | (np.int64(buffer[at + 2]) << 16)
         | (np.int64(buffer[at + 3]) << 24)
     )
-
-
-@njit(cache=True)
-def _whole_records_end(buffer):
-    """The end of the last whole BAM record in a buffer that starts at a record."""
-    offset = 0
-    size = buffer.shape[0]
-    while offset + 4 <= size:
-        block_size = _i32(buffer, offset)
-        if block_size < 32 or offset + 4 + block_size > size:
-            break
-        offset += 4 + block_size
-    return offset
 
 
 @njit(cache=True)
@@ -910,15 +909,17 @@ def _scan_records(
             if operation == 0 or operation == 2 or operation == 3 or operation == 7 or operation == 8:
                 reference_length += word >> 4
         fetch_end = start + reference_length if (flag & 0x4) == 0 and n_cigar > 0 else start + 1
-        first_cluster = np.searchsorted(reach_ends, start, side="right")
-        end_cluster = np.searchsorted(reach_begins, fetch_end)
+        first_cluster = _search_on(reach_ends, start, panel_state[S_NEXT_CLUSTER], True)
+        panel_state[S_NEXT_CLUSTER] = first_cluster
+        end_cluster = _search_from(reach_begins, fetch_end, first_cluster, False)
         if not _overlaps_any(begins, ends, first_cluster, end_cluster, start, fetch_end):
             offset = record_end
             continue
         filtered = flag & drop_mask or mapq < min_mapq or (proper_pair and (flag & 0x3) == 0x1)
         end = start + reference_length
-        first = np.searchsorted(loci, start)
-        last = np.searchsorted(loci, end)
+        first = _search_on(loci, start, panel_state[S_NEXT_LOCUS], False)
+        panel_state[S_NEXT_LOCUS] = first
+        last = _search_from(loci, end, first, False)
         if not filtered and not (
             _room(panel_state, capacity[0], last - first) & _room(flank_state, capacity[1], last - first)
         ):
@@ -994,6 +995,37 @@ def _scan_records(
                     call = np.int64(seq_codes[(code >> 4) if query % 2 == 0 else (code & 0xF)])
                 ints[row, O_BASE] = call
         offset = record_end
+
+
+@njit(cache=True, inline="always")
+def _search_on(array, value, previous, right):
+    """np.searchsorted(array, value, "right" if right else "left"), searched from the answer for the record
+    before (`previous`). Records come sorted by position, so the answers move forward a little at a time: a
+    binary search over the whole array for each of millions of records costs more than parsing them. Exact for
+    any record order (one that goes back starts from the beginning)."""
+    if previous > 0 and (array[previous - 1] > value if right else array[previous - 1] >= value):
+        previous = 0
+    return _search_from(array, value, previous, right)
+
+
+@njit(cache=True, inline="always")
+def _search_from(array, value, at, right):
+    """The first index from `at` on where sorted `array` holds a value above (right) or at least (not right)
+    `value`; np.searchsorted's answer when that is `at` or later. Gallops: indices at, at + 1, at + 3, at + 7, ...
+    until one is past `value`, then halves the last step, so a nearby answer costs a few comparisons."""
+    n = array.shape[0]
+    low, step = at, 1
+    while low + step - 1 < n and (array[low + step - 1] <= value if right else array[low + step - 1] < value):
+        low += step
+        step *= 2
+    high = min(low + step - 1, n)
+    while low < high:
+        middle = (low + high) // 2
+        if array[middle] <= value if right else array[middle] < value:
+            low = middle + 1
+        else:
+            high = middle
+    return low
 
 
 @njit(cache=True, inline="always")
