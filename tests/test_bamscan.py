@@ -219,7 +219,9 @@ def test_a_cluster_read_in_pieces_gives_the_counts_and_read_statistics_of_one_fe
 
 @EXAMPLES
 @given(records=st.lists(random_read(), min_size=1, max_size=300), first=st.integers(1, 400))
-def test_records_cut_by_the_end_of_a_read_are_completed_and_counted_once(tmp_path, monkeypatch, records, first):
+def test_records_cut_by_the_end_of_a_read_are_completed_and_counted_once(
+    tmp_path, monkeypatch, records, first
+):
     """The stream is read in pieces that end anywhere, inside a record's size, its fields or its bases, and even
     before the first record ends: every record is still parsed whole, once."""
     monkeypatch.setattr(bamscan, "FIRST_READ", first)
