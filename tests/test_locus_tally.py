@@ -95,3 +95,16 @@ def test_the_median_fragment_length_is_that_of_one_length_per_molecule():
         histogram = Counter(zip(alleles.tolist(), lengths.tolist(), strict=True))
         assert sample_module._median_length(histogram) == float(np.median(lengths))
     assert sample_module._median_length(Counter()) is None
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[], [167, 0, 167, 42], [3, -1, 3], [5, sample_module.DENSE_LENGTHS, 5], [sample_module.DENSE_LENGTHS - 1]],
+    ids=["none", "lengths", "negative", "very long", "longest dense"],
+)
+def test_a_histogram_of_lengths_is_np_unique_with_counts(values):
+    """Fragment lengths are counted without a sort where they are small non-negative integers; any others (an
+    unpaired read's odd length, a chimeric pair's huge one) are sorted, with the same result."""
+    array = np.array(values, dtype=np.int64)
+    found, expected = sample_module._histogram(array), np.unique(array, return_counts=True)
+    assert [part.tolist() for part in found] == [part.tolist() for part in expected]

@@ -759,9 +759,22 @@ def _tally_columns(
         "alt_lengths": _alt_lengths(n, locus[is_alt], rows[is_alt, ROW_LENGTH]),
     }
     for name, chosen in (("ref", is_ref), ("alt", is_alt)):
-        values, times = np.unique(rows[chosen, ROW_LENGTH], return_counts=True)
+        values, times = _histogram(rows[chosen, ROW_LENGTH])
         lengths.update(dict(zip(((name, v) for v in values.tolist()), times.tolist(), strict=True)))
     return {name: columns[name] for name in COUNT_COLUMNS[7:]}
+
+
+DENSE_LENGTHS = 1 << 16  # fragment lengths below this are counted by np.bincount
+
+
+def _histogram(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values and how often each occurs, as np.unique(values, return_counts=True) gives them; by
+    np.bincount, without a sort, when the values are small non-negative integers (fragment lengths)."""
+    if not values.size or values.min() < 0 or values.max() >= DENSE_LENGTHS:
+        return np.unique(values, return_counts=True)
+    times = np.bincount(values)
+    present = np.flatnonzero(times)
+    return present, times[present]
 
 
 def _alt_lengths(n: int, locus: np.ndarray, lengths: np.ndarray) -> np.ndarray:
