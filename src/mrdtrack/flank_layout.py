@@ -159,6 +159,8 @@ def compact_table(
     }
     columns |= {name: molecules[:, k].astype(np.int64) for k, name in enumerate(MOLECULE_COLUMNS)}
     columns |= {name: f1r2[:, k].astype(np.int64) for k, name in enumerate(F1R2_COLUMNS)}
-    columns["discordant_molecules"] = np.asarray(discordant, dtype=np.int64)
+    columns["discordant_molecules"] = np.array(discordant, dtype=np.int64)  # a copy, as every column here
     columns |= {name: lengths[:, k] for k, name in enumerate(LENGTH_COLUMNS)}
-    return pd.DataFrame(columns, columns=FLANK_COLUMNS)
+    # the columns are fresh arrays: kept as they are (copy=False), not copied into pandas' 2-D blocks, which took
+    # longer than computing them for a genome-wide sample's 920,000 positions
+    return pd.DataFrame(columns, columns=FLANK_COLUMNS, copy=False)
