@@ -441,3 +441,40 @@ def test_a_search_from_the_last_records_answer_is_numpys_searchsorted(values, va
     assert bamscan._search_on(array, value, min(previous, len(array)), right) == expected
     at = min(previous, len(array))
     assert bamscan._search_from(array, value, at, right) == max(at, expected)
+
+
+@settings(deadline=None)  # the first example compiles the kernel
+@given(
+    reads=st.lists(
+        st.tuples(st.binary(min_size=0, max_size=6), st.binary(max_size=3), st.integers(1, 3), st.booleans()),
+        max_size=12,
+    )
+)
+def test_the_rows_kept_after_a_cluster_completes_keep_their_names_and_umis_at_the_front(reads):
+    """A read is one or more consecutive rows sharing its name and UMI bytes; some reads' rows were taken out
+    with their cluster. Packing moves the kept rows' bytes to the front, so that the byte arrays do not grow
+    with every cluster of a contig, and each row still reads its own name and UMI."""
+    names, umis = np.zeros(64, dtype=np.uint8), np.zeros(32, dtype=np.uint8)
+    rows, expected, name_at, umi_at = [], [], 0, 0
+    for name, umi, copies, kept in reads:
+        names[name_at : name_at + len(name)] = list(name)
+        umis[umi_at : umi_at + len(umi)] = list(umi)
+        if kept:  # the taken reads' bytes stay where they were: they are simply not rows any more
+            for _ in range(copies):
+                row = np.zeros(bamscan.N_COLUMNS, dtype=np.int64)
+                row[[bamscan.O_NAME, bamscan.O_NAME_LEN, bamscan.O_UMI, bamscan.O_UMI_LEN]] = (
+                    name_at,
+                    len(name),
+                    umi_at,
+                    len(umi),
+                )
+                rows.append(row)
+                expected.append((name, umi))
+        name_at, umi_at = name_at + len(name), umi_at + len(umi)
+    ints = np.array(rows, dtype=np.int64).reshape(len(rows), bamscan.N_COLUMNS)
+    used = bamscan._pack_bytes(ints, len(rows), names, umis)
+    kept_reads = [(name, umi) for name, umi, _, kept in reads if kept]
+    assert used == (sum(len(n) for n, _ in kept_reads), sum(len(u) for _, u in kept_reads))
+    for row, (name, umi) in zip(ints, expected, strict=True):
+        assert bytes(names[row[bamscan.O_NAME] : row[bamscan.O_NAME] + row[bamscan.O_NAME_LEN]]) == name
+        assert bytes(umis[row[bamscan.O_UMI] : row[bamscan.O_UMI] + row[bamscan.O_UMI_LEN]]) == umi

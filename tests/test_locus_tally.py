@@ -99,7 +99,13 @@ def test_the_median_fragment_length_is_that_of_one_length_per_molecule():
 
 @pytest.mark.parametrize(
     "values",
-    [[], [167, 0, 167, 42], [3, -1, 3], [5, sample_module.DENSE_LENGTHS, 5], [sample_module.DENSE_LENGTHS - 1]],
+    [
+        [],
+        [167, 0, 167, 42],
+        [3, -1, 3],
+        [5, sample_module.DENSE_LENGTHS, 5],
+        [sample_module.DENSE_LENGTHS - 1],
+    ],
     ids=["none", "lengths", "negative", "very long", "longest dense"],
 )
 def test_a_histogram_of_lengths_is_np_unique_with_counts(values):

@@ -517,13 +517,29 @@ def _finish_cluster(
     if table.state[S_LAST] <= slots[-1]:
         ints, hashes = table.ints[:n], table.hashes[:n]
         table.state[S_ROWS] = table.state[S_NAMES] = table.state[S_UMIS] = 0
-    else:  # a long read already reached a later cluster: keep its rows
-        if len(table.copied) < N_COLUMNS:  # its first row there must hold its fields
-            _fill_copies(table.ints, table.hashes, n)
-        owner = layout.cluster_of_slot[layout.flank[cluster]]
-        ints, hashes, kept, last = _take_rows(table.ints, table.hashes, n, owner, cluster)
-        table.state[S_ROWS] = kept
-        table.state[S_LAST] = last
+        return _cluster_molecules(table, ints, hashes, cluster, layout, loci, slots, depth, params, fraction,
+                                  counters)  # fmt: skip
+    # a long read already reached a later cluster: keep its rows
+    if len(table.copied) < N_COLUMNS:  # its first row there must hold its fields
+        _fill_copies(table.ints, table.hashes, n)
+    owner = layout.cluster_of_slot[layout.flank[cluster]]
+    ints, hashes, kept, last = _take_rows(table.ints, table.hashes, n, owner, cluster)
+    table.state[S_ROWS] = kept
+    table.state[S_LAST] = last
+    done = _cluster_molecules(
+        table, ints, hashes, cluster, layout, loci, slots, depth, params, fraction, counters
+    )
+    # the kept rows' names and UMIs moved to the front, once the taken rows' are read: where clusters chain (dense
+    # loci, flank positions), they would otherwise pile up over a whole contig
+    table.state[S_NAMES], table.state[S_UMIS] = _pack_bytes(table.ints, kept, table.names, table.umis)
+    return done
+
+
+def _cluster_molecules(
+    table: _Table, ints: np.ndarray, hashes: np.ndarray, cluster: int, layout: _RunLayout, loci: np.ndarray,
+    slots: np.ndarray, depth: np.ndarray, params: np.ndarray, fraction: float, counters: np.ndarray,
+) -> ClusterRows | FlankTally | None:  # fmt: skip
+    """The molecules of a cluster's observation rows `ints` and `hashes` (_finish_cluster)."""
     if layout.flank[cluster]:
         # the flank kernel builds on this module's kernels: imported here, once both are loaded
         from mrdtrack.counting.flank_kernel import cluster_flank_tally
@@ -563,6 +579,29 @@ def _take_rows(ints, hashes, n, owner, cluster):  # pragma: no cover - compiled
             last = max(last, ints[kept, O_LOCUS])
             kept += 1
     return taken_ints, taken_hashes, kept, last
+
+
+@njit(cache=True)
+def _pack_bytes(ints, n, names, umis):  # pragma: no cover - compiled
+    """Move the names and UMIs of the first `n` rows to the front of their byte arrays, in order, and point the
+    rows at their new places: (name bytes used, UMI bytes used)."""
+    return _packed(ints, n, O_NAME, O_NAME_LEN, names), _packed(ints, n, O_UMI, O_UMI_LEN, umis)
+
+
+@njit(cache=True, inline="always")
+def _packed(ints, n, at, length, data):  # pragma: no cover - compiled
+    """_pack_bytes of one byte array (offsets in column `at`, lengths in `length`); the bytes used. A read's rows
+    share its bytes and rows keep the order their reads came in, so every move is to an earlier place. (Reads
+    after an empty UMI or name start where it does, hence the length in telling reads apart.)"""
+    used, old, old_length, new = 0, -1, -1, -1
+    for row in range(n):
+        if ints[row, at] != old or ints[row, length] != old_length:  # a read's first row among those kept
+            old, old_length, new = ints[row, at], ints[row, length], used
+            for i in range(old_length):
+                data[new + i] = data[old + i]
+            used += old_length
+        ints[row, at] = new
+    return used
 
 
 # The columns of a read's first observation row copied to its other rows: all of them for panel loci; the read's
