@@ -130,7 +130,7 @@ class CountSettings(StepSettings):
         return []
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a genome-wide cohort panel makes hundreds of thousands of them
 class Locus:
     """A panel variant: an SNV, or an indel in VCF style (`pos` is the anchor base, the first of REF and ALT)."""
 

@@ -636,7 +636,9 @@ def _joined_patients(group: np.ndarray, patients: np.ndarray, n_groups: int) -> 
     new[1:] = (group[1:] != group[:-1]) | (patients[1:] != patients[:-1])
     group, patients = group[new], patients[new]
     starts = np.flatnonzero(np.diff(group, prepend=-1))
-    text = patients[starts].astype(object)
+    # one str object per patient, not one per locus (a genome-wide cohort's loci are nearly all one patient's)
+    codes, names = pd.factorize(patients[starts])
+    text = names.astype(object)[codes]
     ends = np.append(starts[1:], len(group))
     for i in np.flatnonzero(ends - starts > 1):
         text[i] = ",".join(patients[starts[i] : ends[i]].tolist())
