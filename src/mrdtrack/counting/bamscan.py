@@ -515,22 +515,19 @@ def _finish_cluster(
     slots = layout.first_slot[cluster] + np.arange(len(loci))
     # a table's clusters complete in order: all its rows are this one's unless a read reached a later one
     if table.state[S_LAST] <= slots[-1]:
-        ints, hashes = table.ints[:n], table.hashes[:n]
-        table.state[S_ROWS] = table.state[S_NAMES] = table.state[S_UMIS] = 0
-        return _cluster_molecules(table, ints, hashes, cluster, layout, loci, slots, depth, params, fraction,
-                                  counters)  # fmt: skip
-    # a long read already reached a later cluster: keep its rows
-    if len(table.copied) < N_COLUMNS:  # its first row there must hold its fields
-        _fill_copies(table.ints, table.hashes, n)
-    owner = layout.cluster_of_slot[layout.flank[cluster]]
-    ints, hashes, kept, last = _take_rows(table.ints, table.hashes, n, owner, cluster)
+        ints, hashes, kept = table.ints[:n], table.hashes[:n], 0
+    else:  # a long read already reached a later cluster: keep its rows
+        if len(table.copied) < N_COLUMNS:  # its first row there must hold its fields
+            _fill_copies(table.ints, table.hashes, n)
+        owner = layout.cluster_of_slot[layout.flank[cluster]]
+        ints, hashes, kept, last = _take_rows(table.ints, table.hashes, n, owner, cluster)
+        table.state[S_LAST] = last
     table.state[S_ROWS] = kept
-    table.state[S_LAST] = last
     done = _cluster_molecules(
         table, ints, hashes, cluster, layout, loci, slots, depth, params, fraction, counters
     )
-    # the kept rows' names and UMIs moved to the front, once the taken rows' are read: where clusters chain (dense
-    # loci, flank positions), they would otherwise pile up over a whole contig
+    # the kept rows' names and UMIs (none: the arrays start over) moved to the front, once the taken rows' are
+    # read: where clusters chain (dense loci, flank positions), they would otherwise pile up over a whole contig
     table.state[S_NAMES], table.state[S_UMIS] = _pack_bytes(table.ints, kept, table.names, table.umis)
     return done
 
@@ -1042,7 +1039,7 @@ def _search_on(array, value, previous, right):
     before (`previous`). Records come sorted by position, so the answers move forward a little at a time: a
     binary search over the whole array for each of millions of records costs more than parsing them. Exact for
     any record order (one that goes back starts from the beginning)."""
-    if previous > 0 and (array[previous - 1] > value if right else array[previous - 1] >= value):
+    if previous > 0 and not _before(array[previous - 1], value, right):
         previous = 0
     return _search_from(array, value, previous, right)
 
@@ -1054,17 +1051,24 @@ def _search_from(array, value, at, right):
     until one is past `value`, then halves the last step, so a nearby answer costs a few comparisons."""
     n = array.shape[0]
     low, step = at, 1
-    while low + step - 1 < n and (array[low + step - 1] <= value if right else array[low + step - 1] < value):
+    while low + step - 1 < n and _before(array[low + step - 1], value, right):
         low += step
         step *= 2
     high = min(low + step - 1, n)
     while low < high:
         middle = (low + high) // 2
-        if array[middle] <= value if right else array[middle] < value:
+        if _before(array[middle], value, right):
             low = middle + 1
         else:
             high = middle
     return low
+
+
+@njit(cache=True, inline="always")
+def _before(element, value, right):
+    """Whether a sorted array's `element` lies before np.searchsorted's answer for `value` (side "right" if
+    `right`, else "left")."""
+    return element <= value if right else element < value
 
 
 @njit(cache=True, inline="always")
