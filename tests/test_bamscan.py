@@ -436,10 +436,9 @@ def test_a_search_from_the_last_records_answer_is_numpys_searchsorted(values, va
     """The record kernel looks up each record's first locus and cluster from the last record's answers; whatever
     that answer was (records out of order included), the result is np.searchsorted's."""
     array = np.array(sorted(values), dtype=np.int64)
-    side = "right" if right else "left"
-    expected = np.searchsorted(array, value, side=side)
-    assert bamscan._search_on(array, value, min(previous, len(array)), right) == expected
-    at = min(previous, len(array))
+    expected = np.searchsorted(array, value, side="right" if right else "left")
+    at = min(previous, len(array))  # an earlier answer is an index of the array or its end
+    assert bamscan._search_on(array, value, at, right) == expected
     assert bamscan._search_from(array, value, at, right) == max(at, expected)
 
 
