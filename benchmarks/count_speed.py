@@ -150,7 +150,12 @@ WGS_ALT_SHARE = 1e-3  # molecules showing a non-reference base at the locus
 
 
 def build_wgs_bam(
-    folder: Path, patients: int, loci_per_patient: int, molecules: float, seed: int = 11
+    folder: Path,
+    patients: int,
+    loci_per_patient: int,
+    molecules: float,
+    spacing: int = WGS_SPACING,
+    seed: int = 11,
 ) -> dict[str, Path]:
     """A coordinate-sorted, indexed BAM of `patients` x `loci_per_patient` loci over WGS_CONTIGS contigs, with
     Poisson(`molecules`) fragments per locus (one read pair each; WGS_DUPLICATE_SHARE more copies flagged 0x400),
@@ -159,7 +164,7 @@ def build_wgs_bam(
     rng = np.random.default_rng(seed)
     total = patients * loci_per_patient
     per_contig = -(-total // WGS_CONTIGS)
-    length = 1000 + per_contig * WGS_SPACING
+    length = 1000 + per_contig * spacing
     contigs = [f"chr{i + 1}" for i in range(WGS_CONTIGS)]
     sequences = {
         c: rng.choice(np.frombuffer(b"ACGT", dtype="S1"), length).tobytes().decode() for c in contigs
@@ -180,7 +185,7 @@ def build_wgs_bam(
         for contig in contigs:
             sequence = sequences[contig]
             for j in range(min(per_contig, total - locus)):
-                pos = 1000 + j * WGS_SPACING  # 1-based
+                pos = 1000 + j * spacing  # 1-based
                 patient = locus % patients
                 rows.append((f"P{patient + 1:02d}", contig, pos, sequence[pos - 1]))
                 job.stdin.write(_wgs_locus_reads(rng, contig, sequence, pos, molecules, quality, locus))
@@ -390,7 +395,7 @@ def run_wgs(args: argparse.Namespace, workdir: Path) -> None:
         folder = workdir / label.replace(" ", "_")
         folder.mkdir(parents=True, exist_ok=True)
         began = time.perf_counter()
-        files = build_wgs_bam(folder, patients, args.wgs_loci, args.wgs_molecules)
+        files = build_wgs_bam(folder, patients, args.wgs_loci, args.wgs_molecules, args.wgs_spacing)
         print(f"{label}: {patients} patients x {args.wgs_loci:,} loci = {patients * args.wgs_loci:,} loci, "
               f"{files['bam'].stat().st_size / 1e6:.0f} MB BAM, built in {time.perf_counter() - began:.0f} s",
               flush=True)  # fmt: skip
@@ -428,6 +433,7 @@ def main() -> None:
     parser.add_argument("--wgs-patients", type=int, default=20)
     parser.add_argument("--wgs-loci", type=int, default=20_000, help="loci per patient")
     parser.add_argument("--wgs-molecules", type=float, default=30.0, help="fragments per locus")
+    parser.add_argument("--wgs-spacing", type=int, default=WGS_SPACING, help="bp between consecutive loci")
     parser.add_argument("--loci", type=int, default=500)
     parser.add_argument("--molecules", type=int, default=2000)
     parser.add_argument("--copies", type=int, default=3)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -30,7 +31,7 @@ from conftest import (
     toy_panel,
     write_indexed_bam,
 )
-from mrdtrack.counting import CountSettings, SampleCounts, UmiSourceError, bamscan, count_sample
+from mrdtrack.counting import CountSettings, SampleCounts, UmiSourceError, bamscan, count_sample, molecules
 from mrdtrack.counting import sample as counting
 from mrdtrack.counting.molecules import Locus, ReadStats
 from mrdtrack.inputs import PanelSettings, build_panel, load_samples, load_table
@@ -215,6 +216,101 @@ def test_a_cluster_read_in_pieces_gives_the_counts_and_read_statistics_of_one_fe
         CountSettings(dedup="none", merge_mates=False, min_mapq=0),
     ):
         both_engines(bam, PANEL, count_settings)
+
+
+@EXAMPLES
+@given(records=st.lists(random_read(), min_size=1, max_size=300))
+def test_small_clusters_completed_in_batches_give_the_counts_and_read_statistics_of_one_fetch_each(
+    tmp_path, monkeypatch, records
+):
+    """A genome-wide signature's loci are each a cluster of their own, which the compiled engine completes many
+    at a time (one return from the record kernel, one molecule build for the batch): the counts, fragments and
+    read statistics are still those of one fetch per cluster, long spliced reads across clusters included."""
+    monkeypatch.setattr(molecules, "CLUSTER_GAP", 5)  # each position of PANEL a cluster of its own
+    monkeypatch.setattr(bamscan, "BATCH_ROWS", 1 << 20)  # batches as long as BATCH_CLUSTERS allows
+    bam = write_random_bam(tmp_path / "random.bam", records)
+    for count_settings in (
+        CountSettings(dedup="umi"),
+        CountSettings(dedup="umi", umi_duplex=True),
+        CountSettings(dedup="none", merge_mates=False, min_mapq=0),
+    ):
+        both_engines(bam, PANEL, count_settings)
+
+
+def test_a_batch_of_clusters_hands_over_to_the_reference_engine_at_the_record_it_leaves_alone(
+    tmp_path, monkeypatch
+):
+    """A record the parser leaves alone in the middle of a batch: the batch's clusters before it are completed
+    one by one, as without batches, and the reference engine counts from its cluster on; nothing is counted
+    twice."""
+    monkeypatch.setattr(bamscan, "BATCH_ROWS", 1 << 20)
+    positions = [1000 + 1500 * i for i in range(8)]  # one-locus clusters
+    header = pysam.AlignmentHeader.from_dict({"SQ": [{"SN": "chr1", "LN": 20_000}]})
+    reads = []
+    for i, pos in enumerate(positions):
+        for copy in range(3):
+            read = pysam.AlignedSegment(header)
+            read.query_name, read.flag, read.reference_id = f"r{i}_{copy}", 0, 0
+            read.reference_start, read.mapping_quality, read.cigarstring = pos - 20 + copy, 60, "50M"
+            read.query_sequence, read.query_qualities = "A" * 50, pysam.qualitystring_to_array("I" * 50)
+            read.set_tag(
+                "RX", 7 if (i, copy) == (5, 1) else "ACGT", value_type="i" if (i, copy) == (5, 1) else "Z"
+            )
+            reads.append(read)
+    bam = write_indexed_bam(tmp_path / "int_umi.bam", reads, header)
+    both_engines(bam, toy_panel(positions), CountSettings(dedup="umi"))
+    with pysam.AlignmentFile(bam) as alignments:
+        scanner = bamscan.BamScanner(bam, alignments, CountSettings(), "umi")
+        clusters = [[Locus("chr1", pos, "A", "T")] for pos in positions]
+        found = list(scanner.molecules(0, clusters, ReadStats()))
+        scanner.close()
+    assert [molecules is None for molecules in found] == [False] * 5 + [True] * 3
+
+
+def test_a_hash_collision_in_a_batch_builds_its_clusters_one_by_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(bamscan, "BATCH_ROWS", 1 << 20)
+    positions = [1000 + 1100 * i for i in range(4)]  # one-locus clusters
+    records = [
+        _plain_read(f"p{i}{copy}", pos - 10 - copy) for i, pos in enumerate(positions) for copy in range(2)
+    ]
+    bam = write_random_bam(tmp_path / "c.bam", records)
+    reference = count_sample("s", bam, "", toy_panel(positions), CountSettings(engine="pysam"))
+    build = bamscan._molecules
+    batches = []
+
+    def collides_across_loci(ints, hashes, names, umis, n, params, fraction):
+        loci = set(ints[:n, bamscan.O_LOCUS].tolist())
+        batches.append(len(loci))
+        if len(loci) > 1:  # two names of two clusters share a hash
+            return np.zeros((0, 6), dtype=np.int64), np.zeros(bamscan.N_DROPPED, dtype=np.int64), True
+        return build(ints, hashes, names, umis, n, params, fraction)
+
+    monkeypatch.setattr(bamscan, "_molecules", collides_across_loci)
+    fast = count_sample("s", bam, "", toy_panel(positions), CountSettings(engine="compiled"))
+    assert max(batches) > 1, "the clusters were completed in a batch"
+    assert_same_counts(fast, reference)
+
+
+def test_a_batch_is_consecutive_small_clusters_of_panel_loci_complete_together():
+    """The first cluster is completed alone; then batches grow to about BATCH_ROWS observations, and end before
+    a cluster of flank positions, a piece of a longer cluster and a cluster that ends earlier than the one before
+    it (the batch is complete when its last cluster is)."""
+    ends = np.array([10, 20, 30, 40, 50, 60, 55, 70, 80, 90, 100, 110])
+    flank = [False] * 12
+    flank[4] = True
+    previous = np.full(12, -1)
+    previous[9] = 8  # clusters 8 and 9: two pieces of one cluster
+    batches = bamscan._Batches(SimpleNamespace(ends=ends, flank=flank), previous)
+    assert batches.end(0) == 0
+    batches.observe(0, 0, rows=30)
+    assert batches.end(1) == 3  # stops before the flank cluster
+    assert batches.end(4) == 4
+    assert batches.end(5) == 5  # cluster 6 ends before cluster 5
+    assert batches.end(6) == 7  # stops before the pieces
+    assert [batches.end(8), batches.end(9)] == [8, 9]
+    assert batches.end(10) == 11
+    batches.observe(1, 3, rows=3 * bamscan.BATCH_ROWS)  # large clusters: one at a time
+    assert batches.end(10) == 10
 
 
 @EXAMPLES
@@ -415,7 +511,7 @@ def test_a_completed_cluster_takes_its_rows_and_leaves_the_later_clusters_rows_i
     ints[:n, bamscan.O_BASE] = np.arange(n)  # each row's identity
     hashes = np.arange(n + 5, dtype=np.uint64) * 7
     before_ints, before_hashes = ints[:n].copy(), hashes[:n].copy()
-    taken_ints, taken_hashes, kept, last = bamscan._take_rows(ints, hashes, n, owner, cluster)
+    taken_ints, taken_hashes, kept, last = bamscan._take_rows(ints, hashes, n, owner, cluster, cluster)
     mine = owner[np.asarray(slots, dtype=np.int64)] == cluster if n else np.zeros(0, dtype=bool)
     np.testing.assert_array_equal(taken_ints, before_ints[mine])
     np.testing.assert_array_equal(taken_hashes, before_hashes[mine])

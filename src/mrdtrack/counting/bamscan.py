@@ -81,8 +81,10 @@ L_INDEL, L_DELETED, L_INSERTED_AT, L_INSERTED_LEN = range(4)
 # The state array: observations used, name bytes used, UMI bytes used, the first cluster not yet complete (the
 # run's, in its first table), the largest locus index of an observation in the table, whether it must grow, and
 # (the run's, in its first table) the first locus and the first cluster the last record could reach, where the
-# next record's searches start.
-S_ROWS, S_NAMES, S_UMIS, S_OPEN, S_LAST, S_GROW, S_NEXT_LOCUS, S_NEXT_CLUSTER = range(8)
+# next record's searches start, and the last cluster of the open batch (clusters S_OPEN to S_STOP are handed back
+# together, when the first read past all of them arrives).
+S_ROWS, S_NAMES, S_UMIS, S_OPEN, S_LAST, S_GROW, S_NEXT_LOCUS, S_NEXT_CLUSTER, S_STOP = range(9)
+N_STATE = 9
 # Clusters whose reads start closer than this in the file (compressed bytes) are streamed in one pass.
 JOIN_BYTES = 1 << 22
 
@@ -185,8 +187,8 @@ class BamScanner:
 
     def _scan_run(self, tid: int, run: _Run, stats: ReadStats) -> Iterator[ClusterRows | FlankTally | None]:
         """Stream a run of clusters once, yielding each cluster (in the run's order) when the first read past it
-        and past the clusters before it arrives. From a record the parser leaves alone on, the run's unfinished
-        clusters are None."""
+        and past the clusters before it arrives; consecutive small clusters are completed as a batch
+        (`_Batches`). From a record the parser leaves alone on, the run's unfinished clusters are None."""
         layout = _RunLayout.of(run)
         previous = np.array(run.previous, dtype=np.int64)
         begins, ends = layout.begins, layout.ends
@@ -196,24 +198,31 @@ class BamScanner:
         counters = np.zeros((len(run.clusters), len(STAT_FIELDS)), dtype=np.int64)
         depth = np.zeros(len(layout.loci), dtype=np.int64)
         tables = (_Table(ALL_COLUMNS), _Table(FLANK_COPIES))  # panel loci, flank positions
+        state = tables[0].state
+        batches = _Batches(layout, previous)
+        state[S_STOP] = batches.end(0)
         geometry = (
             tid, layout.loci, layout.shapes, layout.inserted, layout.cluster_of_locus, begins, ends,
             np.minimum.accumulate(begins[::-1])[::-1], np.maximum.accumulate(ends), previous, layout.kind,
             layout.slot,
         )  # fmt: skip
         for status in self._records(run.start, geometry, counters, depth, tables):
-            cluster = int(tables[0].state[S_OPEN])
+            first, last = int(state[S_OPEN]), int(state[S_STOP])
             if status == NEEDS_REFERENCE:
-                yield from [None] * (len(run.clusters) - cluster)
+                yield from [None] * (len(run.clusters) - first)
                 return
-            table = tables[run.flank[cluster]]
-            done = _finish_cluster(
-                table, cluster, layout, depth, self.params, self.fraction, counters[cluster]
-            )
-            if done is not None and not run.flank[cluster]:
-                for field, value in zip(STAT_FIELDS, counters[cluster], strict=True):
-                    setattr(stats, field, getattr(stats, field) + int(value))
-            yield done
+            rows_before = int(state[S_ROWS])
+            found = _finish_batch(tables, first, last, layout, depth, self.params, self.fraction, counters)
+            batches.observe(first, last, rows_before - int(state[S_ROWS]))
+            counted = [
+                c for c, done in enumerate(found, start=first) if done is not None and not run.flank[c]
+            ]
+            if counted:
+                for field, value in zip(STAT_FIELDS, counters[counted].sum(axis=0).tolist(), strict=True):
+                    setattr(stats, field, getattr(stats, field) + value)
+            yield from found
+            state[S_OPEN] = last + 1
+            state[S_STOP] = batches.end(last + 1)
 
     def _records(
         self,
@@ -223,8 +232,10 @@ class BamScanner:
         depth,
         tables: tuple[_Table, _Table],
     ) -> Iterator[int]:
-        """Run the record kernel over the stream; yield CLUSTER_DONE each time a cluster is complete, or
-        NEEDS_REFERENCE once."""
+        """Run the record kernel over the stream; yield CLUSTER_DONE each time the open batch of clusters is
+        complete (the caller then opens the next), or NEEDS_REFERENCE once. A record the kernel leaves to the
+        reference engine while a batch is open first completes the batch's clusters one by one up to it, as
+        without batches."""
         (tid, loci, shapes, inserted, cluster_of_locus, begins, ends, reach_begins, reach_ends, previous, kind,
          slot) = geometry  # fmt: skip
         n_clusters = len(begins)
@@ -246,7 +257,10 @@ class BamScanner:
                         table.grow_if_asked()
                 elif status == CLUSTER_DONE:
                     yield status
-                    state[S_OPEN] += 1
+                elif status == NEEDS_REFERENCE and state[S_STOP] > state[S_OPEN]:
+                    state[S_STOP] = state[
+                        S_OPEN
+                    ]  # parsed again: the clusters it reaches are then left to pysam
                 else:
                     break
             if status == NEEDS_REFERENCE:
@@ -257,7 +271,6 @@ class BamScanner:
             buffer = _next_buffer(buffers, offset)  # NEED_DATA: the record at `offset` runs past the buffer
         while state[S_OPEN] < n_clusters:  # end of file: whatever is open is complete
             yield CLUSTER_DONE
-            state[S_OPEN] += 1
 
     def _buffers(self, start: int) -> Generator[np.ndarray, int, None]:
         """The decompressed stream from virtual offset `start`, in buffers that start at a record. The consumer
@@ -502,6 +515,117 @@ def _shapes(clusters: list[Sequence[Locus]], bounds: np.ndarray) -> tuple[np.nda
     return shapes, inserted
 
 
+# A batch of clusters completed together (one return from the record kernel, one molecule build) holds about this
+# many observations, at most BATCH_CLUSTERS clusters: a genome-wide signature's loci, each a cluster of ~30 reads,
+# cost more in the Python around each cluster than in reading it. A capture target's clusters, thousands of reads
+# each, stay one per batch.
+BATCH_ROWS = 4096
+BATCH_CLUSTERS = 64
+
+
+class _Batches:
+    """Where each batch of a run's clusters ends. A batch is consecutive clusters of panel loci, none of them a
+    piece of a longer cluster (`previous`), their ends in order (so the batch is complete when its last one is);
+    its size follows the observations per cluster of the batches so far (one cluster until some are seen). A
+    cluster of flank positions is a batch of its own: its kernel counts one cluster's positions at a time, and
+    taking one cluster's rows out of a table that holds the next ones' costs a pass over them all."""
+
+    def __init__(self, layout: _RunLayout, previous: np.ndarray) -> None:
+        self.ends = layout.ends
+        self.alone = (previous >= 0) | np.array(layout.flank, dtype=bool)
+        self.alone[previous[previous >= 0]] = True  # a piece, or a cluster with a piece after it
+        self.clusters = 0
+        self.rows = 0
+
+    def end(self, first: int) -> int:
+        """The last cluster of the batch that starts at `first`."""
+        n = len(self.ends)
+        if first >= n or self.alone[first] or not self.clusters:
+            return min(first, max(n - 1, 0))
+        size = min(BATCH_CLUSTERS, max(1, BATCH_ROWS * self.clusters // max(self.rows, 1)))
+        last = first
+        while (
+            last + 1 < min(n, first + size)
+            and not self.alone[last + 1]
+            and self.ends[last + 1] >= self.ends[last]
+        ):
+            last += 1
+        return last
+
+    def observe(self, first: int, last: int, rows: int) -> None:
+        """The batch `first`..`last` held `rows` observations of panel loci."""
+        self.clusters += last - first + 1
+        self.rows += rows
+
+
+def _finish_batch(
+    tables: tuple[_Table, _Table], first: int, last: int, layout: _RunLayout, depth: np.ndarray,
+    params: np.ndarray, fraction: float, counters: np.ndarray,
+) -> list[ClusterRows | FlankTally | None]:  # fmt: skip
+    """`_finish_cluster` of the clusters `first` to `last` (a `_Batches` batch), complete together."""
+    if first == last:
+        table = tables[layout.flank[first]]
+        return [_finish_cluster(table, first, layout, depth, params, fraction, counters[first])]
+    return _finish_panel_clusters(tables[0], first, last, layout, depth, params, fraction, counters)
+
+
+def _finish_panel_clusters(
+    table: _Table, low: int, high: int, layout: _RunLayout, depth: np.ndarray, params: np.ndarray,
+    fraction: float, counters: np.ndarray,
+) -> list[ClusterRows | None]:  # fmt: skip
+    """Consecutive clusters of panel loci taken out of the table together and their molecules built at once;
+    each cluster's table split from them (molecules are built per locus, so they are the same as one by one).
+    Should two read names collide in the hash, each cluster is built alone, as `_finish_cluster` would."""
+    n = int(table.state[S_ROWS])
+    clusters = range(low, high + 1)
+    after = layout.first_slot[high] + len(layout.loci_of(high))  # the first slot past the batch
+    if table.state[S_LAST] < after:
+        ints, hashes, kept = table.ints[:n], table.hashes[:n], 0
+    else:  # a long read already reached a later cluster: keep its rows
+        owner = layout.cluster_of_slot[0]
+        ints, hashes, kept, last = _take_rows(table.ints, table.hashes, n, owner, low, high)
+        table.state[S_LAST] = last
+    table.state[S_ROWS] = kept
+    rows, dropped, collision = _molecules(ints, hashes, table.names, table.umis, len(ints), params, fraction)
+    if collision:
+        owner = layout.cluster_of_slot[0][ints[:, O_LOCUS]]
+        found = []
+        for c in clusters:
+            mine = owner == c
+            found.append(
+                _cluster_molecules(
+                    table,
+                    ints[mine],
+                    hashes[mine],
+                    c,
+                    layout,
+                    *_slots_of(layout, c),
+                    depth,
+                    params,
+                    fraction,
+                    counters[c],
+                )
+            )
+    else:
+        counters[low, len(STAT_FIELDS) - N_DROPPED :] += dropped
+        rows = rows[np.argsort(rows[:, 0], kind="stable")]
+        starts = [layout.first_slot[c] for c in clusters]
+        bounds = np.searchsorted(rows[:, 0], [*starts, after])
+        found = []
+        for c, start, a, b in zip(clusters, starts, bounds[:-1], bounds[1:], strict=True):
+            mine = rows[a:b]
+            mine[:, 0] -= start
+            found.append((mine, depth[layout.loci_of(c)]))
+    table.state[S_NAMES], table.state[S_UMIS] = _pack_bytes(table.ints, kept, table.names, table.umis)
+    return found
+
+
+def _slots_of(layout: _RunLayout, cluster: int) -> tuple[np.ndarray, np.ndarray]:
+    """A cluster's loci (indices among the run's sorted loci) and their slots in the table of their kind."""
+    loci = layout.loci_of(cluster)
+    return loci, layout.first_slot[cluster] + np.arange(len(loci))
+
+
 def _finish_cluster(
     table: _Table, cluster: int, layout: _RunLayout, depth: np.ndarray, params: np.ndarray, fraction: float,
     counters: np.ndarray,
@@ -511,8 +635,7 @@ def _finish_cluster(
     hash (the reference engine then counts the run). A cluster of flank positions gives its molecules counted
     (flank positions have no read statistics)."""
     n = int(table.state[S_ROWS])
-    loci = layout.loci_of(cluster)
-    slots = layout.first_slot[cluster] + np.arange(len(loci))
+    loci, slots = _slots_of(layout, cluster)
     # a table's clusters complete in order: all its rows are this one's unless a read reached a later one
     if table.state[S_LAST] <= slots[-1]:
         ints, hashes, kept = table.ints[:n], table.hashes[:n], 0
@@ -520,7 +643,7 @@ def _finish_cluster(
         if len(table.copied) < N_COLUMNS:  # its first row there must hold its fields
             _fill_copies(table.ints, table.hashes, n)
         owner = layout.cluster_of_slot[layout.flank[cluster]]
-        ints, hashes, kept, last = _take_rows(table.ints, table.hashes, n, owner, cluster)
+        ints, hashes, kept, last = _take_rows(table.ints, table.hashes, n, owner, cluster, cluster)
         table.state[S_LAST] = last
     table.state[S_ROWS] = kept
     done = _cluster_molecules(
@@ -552,20 +675,21 @@ def _cluster_molecules(
 
 
 @njit(cache=True)
-def _take_rows(ints, hashes, n, owner, cluster):  # pragma: no cover - compiled
-    """The first `n` rows of the table that belong to `cluster` (`owner`: the cluster of each slot), taken out,
-    the others moved up in order: (its ints, its hashes, rows kept, greatest slot among them). One pass: a
-    genome-wide sample completes ~20,000 clusters of flank positions whose reads reach the next one."""
+def _take_rows(ints, hashes, n, owner, low, high):  # pragma: no cover - compiled
+    """The first `n` rows of the table that belong to clusters `low` to `high` (`owner`: the cluster of each
+    slot), taken out, the others moved up in order: (their ints, their hashes, rows kept, greatest slot among
+    them). One pass: a genome-wide sample completes ~20,000 clusters of flank positions whose reads reach the
+    next one."""
     mine = 0
     for row in range(n):
-        if owner[ints[row, O_LOCUS]] == cluster:
+        if low <= owner[ints[row, O_LOCUS]] <= high:
             mine += 1
     taken_ints = np.empty((mine, ints.shape[1]), dtype=ints.dtype)
     taken_hashes = np.empty(mine, dtype=hashes.dtype)
     taken = kept = 0
     last = -1
     for row in range(n):
-        if owner[ints[row, O_LOCUS]] == cluster:
+        if low <= owner[ints[row, O_LOCUS]] <= high:
             taken_ints[taken] = ints[row]
             taken_hashes[taken] = hashes[row]
             taken += 1
@@ -617,7 +741,7 @@ class _Table:
         self.hashes = np.zeros(capacity, dtype=np.uint64)
         self.names = np.zeros(capacity * 32, dtype=np.uint8)
         self.umis = np.zeros(capacity * 16, dtype=np.uint8)
-        self.state = np.zeros(8, dtype=np.int64)
+        self.state = np.zeros(N_STATE, dtype=np.int64)
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         """The table as the record kernel takes it."""
@@ -899,7 +1023,7 @@ def _scan_records(
     """Parse whole records from `offset`, adding an observation per read and locus to the table of the locus's
     `kind` (0: panel loci, 1: flank positions; each table as _Table.arrays): a read's first observation in a
     table holds all its fields, the others its `copied` columns, its locus's `slot` and its base. Stops when the
-    open cluster (the panel table's S_OPEN) is complete (CLUSTER_DONE), all are (RUN_DONE), the buffer ends
+    open batch (the panel table's S_OPEN to S_STOP) is complete (CLUSTER_DONE), all are (RUN_DONE), the buffer ends
     (NEED_DATA), a table is full (OUT_OF_ROOM; its S_GROW set) or a record needs the reference engine. Returns
     (status, offset of the first record not parsed).
 
@@ -928,7 +1052,7 @@ def _scan_records(
             return NEED_DATA, offset
         r = offset + 4
         start = _i32(buffer, r + 4)
-        if _i32(buffer, r) != tid or start >= ends[panel_state[S_OPEN]]:
+        if _i32(buffer, r) != tid or start >= ends[panel_state[S_STOP]]:
             return CLUSTER_DONE, offset
         name_length = np.int64(buffer[r + 8])
         mapq = np.int64(buffer[r + 9])

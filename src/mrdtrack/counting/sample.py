@@ -372,9 +372,10 @@ def _count_units(
             if is_flank:
                 yield chrom, cluster, found
                 continue
-            codes = np.array([_codes(locus.ref, locus.alt) for locus in cluster], dtype=np.int64)
+            codes = _cluster_codes(cluster)
             loci_tally.add(found, codes)
-            shared.update(shared_fragments(chrom, cluster, found, codes))
+            if len(cluster) > 1:  # a fragment shared between loci needs two of them
+                shared.update(shared_fragments(chrom, cluster, found, codes))
 
     flank_table = cluster_flank_table(flank_clusters())  # drives the panel loci's tally too
     return _Part(loci_tally.columns(), loci_tally.lengths, shared, stats), flank_table
@@ -384,6 +385,22 @@ def _count_units(
 def _codes(ref: str, alt: str) -> tuple[int, int]:
     """`allele_codes` by the alleles: a genome-wide panel has a few dozen distinct pairs in 100,000s of loci."""
     return allele_codes(Locus("", 0, ref, alt))
+
+
+@functools.lru_cache(maxsize=4096)
+def _one_locus_codes(ref: str, alt: str) -> np.ndarray:
+    """`_cluster_codes` of a one-locus cluster, shared (read only): a genome-wide signature's loci are nearly all
+    clusters of their own."""
+    codes = np.array([_codes(ref, alt)], dtype=np.int64)
+    codes.flags.writeable = False
+    return codes
+
+
+def _cluster_codes(cluster: list[Locus]) -> np.ndarray:
+    """The (REF, ALT) codes of a cluster's loci, one row per locus (`allele_codes`)."""
+    if len(cluster) == 1:
+        return _one_locus_codes(cluster[0].ref, cluster[0].alt)
+    return np.array([_codes(locus.ref, locus.alt) for locus in cluster], dtype=np.int64)
 
 
 # Loci per piece of a cluster at most. Loci closer than molecules.CLUSTER_GAP are one cluster, so a genome-wide
@@ -542,6 +559,8 @@ def _cluster_table(
 ) -> ClusterRows:
     """One cluster's table from its pieces' tables. Pieces the compiled engine left (None: all of them, or those
     after a record it leaves to pysam) are counted by the reference engine, together."""
+    if len(tables) == 1 and tables[0] is not None:  # a cluster in one piece, counted by the compiled engine
+        return tables[0]
     done = list(itertools.takewhile(lambda table: table is not None, tables))
     loci_done = sum(len(depth) for _, depth in done)
     if loci_done < len(cluster):
