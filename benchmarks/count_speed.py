@@ -13,14 +13,15 @@ an earlier run with the same parameters is used again.
 `--wgs` measures a genome-wide signature instead: `--wgs-patients` (20) panels of `--wgs-loci` (20,000) loci
 each, all counted in one plasma BAM of 30x-like depth (`--wgs-molecules` 30 fragments per locus, Poisson, one
 read pair each, 10% of them flagged duplicates as a duplicate marker leaves them, no UMIs), spread over 20
-contigs. The sample is one patient's plasma: its counting job counts every panel locus and the flanks of its own
+contigs, `--wgs-spacing` (1,500) bp apart, so that each locus is a cluster of its own as a signature's loci are.
+The sample is one patient's plasma: its counting job counts every panel locus and the flanks of its own
 patient's loci; samtools mpileup covers the same positions (duplicates left out too). The BAM of a tenth of the
 patients shows whether memory grows with the loci.
 
     python benchmarks/count_speed.py [--loci 500] [--molecules 2000] [--copies 3] [--repeats 3]
                                      [--indel-share 0] [--workdir DIR]
     python benchmarks/count_speed.py --wgs [--wgs-patients 20] [--wgs-loci 20000] [--wgs-molecules 30]
-                                     [--repeats 1] [--workdir DIR]
+                                     [--wgs-spacing 1500] [--repeats 1] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -144,7 +145,10 @@ def _pair(header, name, sequence, start, fragment, umi, qualities, deletion=None
 
 
 WGS_CONTIGS = 20
-WGS_SPACING = 400  # bp between loci: no fragment (130-200 bp) covers two
+# bp between consecutive loci of the cohort: each locus a cluster of its own (counting.molecules.CLUSTER_GAP is
+# 1,000 bp), as the loci of genome-wide signatures are (tens of kb apart). `--wgs-spacing 400` chains a contig's
+# loci into one cluster, as dense loci are.
+WGS_SPACING = 1500
 WGS_DUPLICATE_SHARE = 0.1
 WGS_ALT_SHARE = 1e-3  # molecules showing a non-reference base at the locus
 
@@ -287,8 +291,7 @@ from mrdtrack.tables import write_tsv
 bam, panel, reference, output, threads, engine, patient = sys.argv[1:]
 settings = CountSettings(engine=engine)
 result = count_sample("s", bam, reference, pd.read_csv(panel, sep="\\t"), settings, threads=int(threads),
-                      patient_id=patient or None)
-write_tsv(result.counts, output)
+                      patient_id=patient or None, counts_path=output)
 if patient:
     write_tsv(result.flanks, output.replace(".tsv", ".flanks.tsv"))
 """

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mrdtrack import tables
 from mrdtrack.tables import (
     CONTRACTS,
     TYPES,
@@ -16,6 +17,7 @@ from mrdtrack.tables import (
     read_table,
     read_tables,
     read_tsv,
+    tsv_writer,
     write_json,
     write_tsv,
 )
@@ -144,3 +146,33 @@ def test_a_table_of_text_and_counts_reads_as_the_general_reader_does_and_an_empt
     path.write_text(path.read_text().replace("\t3\t", "\t\t", 1))
     with pytest.raises(TableError, match=r"S1\.flanks\.tsv: not a flanks table .*whole number"):
         read_table("flanks", path)
+
+
+def test_a_table_written_block_by_block_is_the_table_written_whole(tmp_path, monkeypatch):
+    """A genome-wide count table is written as it is counted: its bytes are those of `write_tsv` of the whole,
+    whichever blocks are formatted by pandas and which by the compiled loop, and it appears only when complete."""
+    monkeypatch.setattr(tables, "COMPILED_TEXT_ROWS", 5)  # some blocks by each formatter
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(
+        {"chrom": "chr1", "pos": np.arange(40) * 1500, "alt": rng.integers(0, 4, 40),
+         "mean": rng.choice([0.0, 1.0, 1 / 3, 2.5], 40), "lengths": rng.choice(["", "150", "150,166"], 40)}
+    )  # fmt: skip
+    write_tsv(frame, tmp_path / "whole.tsv")
+    with tsv_writer(tmp_path / "blocks.tsv", frame.columns) as write:
+        for start, end in [(0, 3), (3, 3), (3, 20), (20, 40)]:
+            write(frame.iloc[start:end])
+            assert not (tmp_path / "blocks.tsv").exists()
+    assert (tmp_path / "blocks.tsv").read_bytes() == (tmp_path / "whole.tsv").read_bytes()
+    assert hidden_files(tmp_path) == []
+
+
+def test_a_table_written_block_by_block_without_blocks_is_its_header_and_a_failed_one_is_not_written(
+    tmp_path,
+):
+    with tsv_writer(tmp_path / "empty.tsv", ["sample_id", "pos"]):
+        pass
+    assert (tmp_path / "empty.tsv").read_text() == "sample_id\tpos\n"
+    with pytest.raises(RuntimeError), tsv_writer(tmp_path / "failed.tsv", TABLE.columns) as write:
+        write(TABLE)
+        raise RuntimeError("killed half-way")
+    assert not (tmp_path / "failed.tsv").exists() and hidden_files(tmp_path) == []

@@ -18,7 +18,7 @@ from mrdtrack.inputs.problems import Problem, format_problems, in_file_order
 from mrdtrack.inputs.sheets import load_samples, sample_sheets
 from mrdtrack.logs import user_errors_as_messages
 from mrdtrack.settings import section_schema
-from mrdtrack.tables import read_table, write_tsv
+from mrdtrack.tables import read_table
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -90,10 +90,10 @@ def run_count(args: argparse.Namespace) -> int:
     with user_errors_as_messages():
         settings = CountSettings(dedup=args.dedup)
         panel = read_table("panel_loci", args.panel, required=["chrom", "pos", "ref", "alt"])
-        result = count_sample(
-            args.sample_id, args.alignments, args.reference, panel, settings, threads=args.threads
-        )
-        write_tsv(result.counts, args.output)
+        count_sample(
+            args.sample_id, args.alignments, args.reference, panel, settings, threads=args.threads,
+            counts_path=args.output,
+        )  # fmt: skip
     return 0
 
 

@@ -12,7 +12,7 @@ import errno
 import json
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +96,40 @@ def write_tsv(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
             exact.to_csv(tmp, sep="\t", index=False, lineterminator="\n")
         else:
             tmp.write_bytes(text)
+
+
+@contextmanager
+def tsv_writer(
+    path: str | os.PathLike[str], columns: Iterable[str]
+) -> Iterator[Callable[[pd.DataFrame], None]]:
+    """Write one table block by block, so that a large one (a genome-wide panel's count table) is never held
+    whole: yields a function that appends a block's rows, formatted as `write_tsv` formats them (the header
+    once; `columns` alone when no block comes). Atomic as `write_tsv`: the table appears when the last block
+    is in, and not at all if writing stops on an error."""
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:
+        written = False
+
+        def write(frame: pd.DataFrame) -> None:
+            nonlocal written
+            try:
+                text = _tsv_bytes(frame)
+                handle.write(text[text.index(b"\n") + 1 :] if written else text)
+            except OSError as error:  # said here: a caller may take an OSError for one of its input's
+                if error.errno not in _WRITE_FAILURES:
+                    raise
+                raise OutputError(_write_failure(Path(path), error.errno)) from None
+            written = True
+
+        yield write
+        if not written:
+            handle.write(_tsv_bytes(pd.DataFrame(columns=list(columns))))
+
+
+def _tsv_bytes(frame: pd.DataFrame) -> bytes:
+    """What `write_tsv` writes for `frame`."""
+    exact = _with_exact_floats(frame)
+    text = _compiled_text(exact) if len(exact) >= COMPILED_TEXT_ROWS else None
+    return text if text is not None else exact.to_csv(sep="\t", index=False, lineterminator="\n").encode()
 
 
 def _compiled_text(frame: pd.DataFrame) -> bytes | None:

@@ -33,9 +33,9 @@ with user_errors_as_messages():
             threads=snakemake.threads,
             check_reference=True,  # another build's reads would enter every patient's background
             patient_id=patient_of.get(job.sample) or None,
+            counts_path=job.counts,  # written as it is counted: a genome-wide panel's table is not held whole
         )
         write_tsv(result.fragment_lengths, job.fraglen)
         write_tsv(result.fragments, job.fragments)
         write_tsv(result.flanks, job.flanks)
         write_json(result.qc | {"settings": settings_record(settings)}, job.qc)  # what counting used
-        write_tsv(result.counts, job.counts)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import functools
 import itertools
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pysam
 
+from mrdtrack.counting import molecules as molecule_rules
 from mrdtrack.counting.flanks import (
     FlankCluster,
     FlankTally,
@@ -56,7 +58,7 @@ from mrdtrack.inputs.alignments import (
 from mrdtrack.inputs.panel import contig_map, unique_loci
 from mrdtrack.logs import UserFacingError
 from mrdtrack.processes import fork_pool
-from mrdtrack.tables import columns_of
+from mrdtrack.tables import columns_of, tsv_writer
 
 if TYPE_CHECKING:
     from mrdtrack.counting.bamscan import BamScanner
@@ -87,8 +89,8 @@ class SampleCounts:
 
     Parameters
     ----------
-    counts : pandas.DataFrame
-        Molecules per panel locus (COUNT_COLUMNS).
+    counts : pandas.DataFrame or None
+        Molecules per panel locus (COUNT_COLUMNS); None when count_sample wrote them to a file.
     fragment_lengths : pandas.DataFrame
         Molecules per fragment length, mutant and wild-type.
     qc : dict
@@ -100,7 +102,7 @@ class SampleCounts:
         Molecules at the flank positions around the sample's own panel loci (`flanks` contract; flanks.py).
     """
 
-    counts: pd.DataFrame
+    counts: pd.DataFrame | None
     fragment_lengths: pd.DataFrame
     qc: dict[str, Any]
     fragments: pd.DataFrame  # FRAGMENT_COLUMNS: fragments informative at two or more panel loci
@@ -116,10 +118,14 @@ def count_sample(
     threads: int = 1,
     check_reference: bool = False,
     patient_id: str | None = None,
+    counts_path: str | os.PathLike[str] | None = None,
 ) -> SampleCounts:
     """Count molecules at every unique locus of the cohort panel in one BAM/CRAM, and at the flank positions
     around the sample's own patient's panel loci (flanks.py).
 
+    The loci are counted a block of BLOCK_LOCI at a time (a sorted panel, as results/panel/loci.tsv is), each
+    block's count rows made and handed on before the next block's loci are: with `counts_path` they go
+    straight to that file, so that memory does not grow with a genome-wide cohort panel's loci.
     With `threads` > 1 the clusters of nearby loci, and those of flank positions, are split into contiguous
     chunks counted by that many worker processes (each opens the file itself); the results are the same, byte
     for byte, whatever `threads` is.
@@ -145,11 +151,15 @@ def count_sample(
         that disagree with it far beyond sequencing errors (before anything is counted).
     patient_id : str, optional
         The sample's patient: its panel loci's flanks are counted too (none when None).
+    counts_path : path, optional
+        Write the count table there, block by block and atomically (as `write_tsv` writes it), instead of
+        returning it.
 
     Returns
     -------
     SampleCounts
-        The sample's count, fragment-length, fragment and flank tables and its QC.
+        The sample's count, fragment-length, fragment and flank tables and its QC; its `counts` is None when
+        they went to `counts_path`.
 
     Raises
     ------
@@ -165,57 +175,37 @@ def count_sample(
     _check_alleles(loci)
     if check_reference:
         _require_matching_header(sample_id, alignment_path, reference, loci)
-    try:
-        with open_alignments(alignment_path, reference) as alignments:
-            mode = resolve_dedup_mode(alignments, settings)
-            names = _bam_contig_names(alignments, loci["chrom"].unique(), alignment_path)
-            mismatches = _reference_mismatches(alignments, reference, loci, names, settings)
-            problem = mismatch_problem(sample_id, alignment_path, *mismatches)
-            if check_reference and problem:
-                raise AlignmentInputError(problem)
-            units, order = _work_units(loci, names)
-            window = FlankWindow(settings.flank_window, settings.flank_gap)
-            flanks_to_count = flank_work(alignments, reference, panel, patient_id, window)
-            chunks = _chunks(units, flanks_to_count.units, threads)
-            pool = fork_pool(min(threads, len(chunks)))  # a few chunks per worker
-            if pool is None:
-                counted = [_count_units(alignments, units, flanks_to_count, settings, mode)]
-        if pool is not None:
-            with pool:
-                futures = [
-                    pool.submit(
-                        _count_units_in_file,
-                        alignment_path,
-                        reference,
-                        chunk,
-                        FlankWork(flank_chunk),
-                        settings,
-                        mode,
-                    )  # fmt: skip
-                    for chunk, flank_chunk in chunks
-                ]
-                counted = [future.result() for future in futures]
-        parts = [part for part, _ in counted]
-        flanks = flanks_to_count.in_order(joined_flanks(flank_table for _, flank_table in counted))
-    except OSError:  # htslib and bgzf.py report truncated or corrupt blocks while reading (and closing)
-        reference_mismatch = cram_reference_mismatch(alignment_path, reference, list(loci["chrom"].unique()))
-        if reference_mismatch:
-            raise AlignmentInputError(f"sample {sample_id}: {reference_mismatch}") from None
-        raise AlignmentInputError(
-            f"'{alignment_path}' is truncated or corrupt, or its index belongs to another version of the file "
-            "(its blocks could not be decoded): re-index it (samtools index); if that does not help, re-create it "
-            "from the source data"
-        ) from None
-    stats = ReadStats()
-    lengths: Counter[tuple[str, int]] = Counter()
-    shared: Counter[tuple[str, str, str, int]] = Counter()
-    for part in parts:
-        lengths.update(part.lengths)
-        shared.update(part.shared)
-        for name, value in asdict(part.stats).items():
-            setattr(stats, name, getattr(stats, name) + value)
-    counts = _count_table(sample_id, loci, order, [part.columns for part in parts])
-    qc = _qc(stats, counts, lengths, mode) | _mismatch_qc(*mismatches)
+    blocks: list[pd.DataFrame] = []
+    with contextlib.ExitStack() as stack:
+        add_counts = (
+            blocks.append
+            if counts_path is None
+            else stack.enter_context(tsv_writer(counts_path, COUNT_COLUMNS))
+        )
+        try:
+            with open_alignments(alignment_path, reference) as alignments:
+                mode = resolve_dedup_mode(alignments, settings)
+                names = _bam_contig_names(alignments, loci["chrom"].unique(), alignment_path)
+                mismatches = _reference_mismatches(alignments, reference, loci, names, settings)
+                problem = mismatch_problem(sample_id, alignment_path, *mismatches)
+                if check_reference and problem:
+                    raise AlignmentInputError(problem)
+                window = FlankWindow(settings.flank_window, settings.flank_gap)
+                flanks_to_count = flank_work(alignments, reference, panel, patient_id, window)
+                job = _Job(sample_id, alignment_path, reference, names, settings, mode, threads)
+                totals = _count_blocks(job, alignments, loci, flanks_to_count, add_counts)
+        except OSError:  # htslib and bgzf.py report truncated or corrupt blocks while reading (and closing)
+            reference_mismatch = cram_reference_mismatch(
+                alignment_path, reference, list(loci["chrom"].unique())
+            )
+            if reference_mismatch:
+                raise AlignmentInputError(f"sample {sample_id}: {reference_mismatch}") from None
+            raise AlignmentInputError(
+                f"'{alignment_path}' is truncated or corrupt, or its index belongs to another version of the "
+                "file (its blocks could not be decoded): re-index it (samtools index); if that does not help, "
+                "re-create it from the source data"
+            ) from None
+    qc = totals.qc(mode) | _mismatch_qc(*mismatches)
     if qc["molecules"] == 0:
         log.warning("%s: no molecule at any panel locus in '%s' (failed capture, wrong file or wrong panel?); "
                     "its calls will be indeterminate", sample_id, alignment_path)  # fmt: skip
@@ -225,7 +215,161 @@ def count_sample(
                     "orientation) and were dropped (counting.duplex_single_strand: drop): are its UMIs duplex "
                     "(umi_duplex), and deep enough in read pairs to see both strands?", sample_id, single,
                     single + qc["molecules"], alignment_path)  # fmt: skip
-    return SampleCounts(counts, _length_table(lengths), qc, _fragment_table(shared, loci), flanks)
+    counts = None
+    if counts_path is None:
+        counts = pd.concat(blocks, ignore_index=True) if len(blocks) > 1 else blocks[0]
+    flanks = flanks_to_count.in_order(joined_flanks(totals.flank_tables))
+    return SampleCounts(
+        counts, _length_table(totals.lengths), qc, _fragment_table(totals.shared, loci), flanks
+    )
+
+
+# Cohort loci counted at a time: a block's loci are made objects, counted and turned into count rows before the
+# next block's are, so that a genome-wide cohort panel's hundreds of thousands of loci are never all held as
+# objects, count columns and rows at once. Blocks end between clusters (molecules.CLUSTER_GAP), so a cluster of
+# dense loci is in one block however long it is.
+BLOCK_LOCI = 16_384
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What counting one sample's blocks shares."""
+
+    sample_id: str
+    path: str
+    reference: str
+    names: dict[str, str]  # contig as the table spells it -> as the file does
+    settings: CountSettings
+    mode: str
+    threads: int
+
+
+@dataclass
+class _Totals:
+    """What the blocks of one sample add up to: read statistics, the fragment-length histogram, fragments
+    shared between loci, the flank tables, and per locus what the QC summary is computed from."""
+
+    stats: ReadStats = field(default_factory=ReadStats)
+    lengths: Counter[tuple[str, int]] = field(default_factory=Counter)
+    shared: Counter[tuple[str, str, str, int]] = field(default_factory=Counter)
+    flank_tables: list[pd.DataFrame] = field(default_factory=list)
+    molecules: list[np.ndarray] = field(default_factory=list)  # per locus, all four kinds
+    family_sizes: list[np.ndarray] = field(default_factory=list)  # per locus, the mean
+    informative: list[np.ndarray] = field(default_factory=list)  # per locus, REF + ALT
+
+    def add(self, part: _Part, flank_table: pd.DataFrame) -> None:
+        self.lengths.update(part.lengths)
+        self.shared.update(part.shared)
+        for name, value in asdict(part.stats).items():
+            setattr(self.stats, name, getattr(self.stats, name) + value)
+        self.flank_tables.append(flank_table)
+
+    def add_counts(self, counts: pd.DataFrame) -> None:
+        self.molecules.append(counts[list(_MOLECULE_COLUMNS)].to_numpy().sum(axis=1))
+        self.family_sizes.append(counts["mean_family_size"].to_numpy(dtype=float))
+        self.informative.append((counts["ref_molecules"] + counts["alt_molecules"]).to_numpy())
+
+    def qc(self, mode: str) -> dict[str, Any]:
+        molecules = pd.Series(np.concatenate(self.molecules), dtype=np.int64)
+        templates = float((molecules * pd.Series(np.concatenate(self.family_sizes), dtype=float)).sum())
+        total = int(molecules.sum())
+        informative = pd.Series(np.concatenate(self.informative), dtype=np.int64)
+        return asdict(self.stats) | {
+            "molecules": total,
+            "mean_family_size": templates / total if total else 0.0,
+            "duplicate_rate": 1 - total / templates if templates else 0.0,
+            "median_fragment_length": _median_length(self.lengths),
+            "mean_molecules_per_locus": float(informative.mean()) if len(informative) else 0.0,
+            "dedup_mode": mode,
+        }
+
+
+def _count_blocks(
+    job: _Job,
+    alignments: pysam.AlignmentFile,
+    loci: pd.DataFrame,
+    flanks: FlankWork,
+    add_counts: Callable[[pd.DataFrame], None],
+) -> _Totals:
+    """Count the loci block by block (`_loci_blocks`), each block with the flank units among its loci, handing
+    each block's count table to `add_counts`."""
+    totals = _Totals()
+    blocks = _loci_blocks(loci)
+    flank_units = _flank_units_of_blocks(loci, blocks, flanks.units)
+    pool = fork_pool(min(job.threads, len(loci) + len(flanks.units)))
+    with pool if pool is not None else contextlib.nullcontext():
+        for (first, end), block_flanks in zip(blocks, flank_units, strict=True):
+            block = loci.iloc[first:end]
+            units, order = _work_units(block, job.names)
+            counted = _count_block(job, alignments, pool, units, block_flanks)
+            for part, flank_table in counted:
+                totals.add(part, flank_table)
+            counts = _count_table(job.sample_id, block, order, [part.columns for part, _ in counted])
+            totals.add_counts(counts)
+            add_counts(counts)
+    return totals
+
+
+def _count_block(
+    job: _Job,
+    alignments: pysam.AlignmentFile,
+    pool: Any,
+    units: list[_Unit],
+    flank_units: list[_FlankUnit],
+) -> list[tuple[_Part, pd.DataFrame]]:
+    """One block's units, in this process or spread over the pool's workers in chunks (`_chunks`)."""
+    if pool is None:
+        return [_count_units(alignments, units, FlankWork(flank_units), job.settings, job.mode)]
+    futures = [
+        pool.submit(
+            _count_units_in_file,
+            job.path,
+            job.reference,
+            chunk,
+            FlankWork(flank_chunk),
+            job.settings,
+            job.mode,
+        )
+        for chunk, flank_chunk in _chunks(units, flank_units, job.threads)
+    ]
+    return [future.result() for future in futures]
+
+
+def _loci_blocks(loci: pd.DataFrame) -> list[tuple[int, int]]:
+    """Row ranges of `loci` of about BLOCK_LOCI loci each, ending between clusters; the whole table as one block
+    when it is not sorted by contig (contigs contiguous) and position, as the count table keeps its order."""
+    n = len(loci)
+    if n <= BLOCK_LOCI:
+        return [(0, n)]
+    contig, _ = pd.factorize(loci["chrom"])
+    pos = loci["pos"].to_numpy(dtype=np.int64)
+    new_contig, step = np.diff(contig), np.diff(pos)
+    if (new_contig < 0).any() or ((new_contig == 0) & (step < 0)).any():
+        return [(0, n)]
+    cluster_starts = np.flatnonzero((new_contig != 0) | (step > molecule_rules.CLUSTER_GAP)) + 1
+    bounds = [0]
+    for start in cluster_starts.tolist():
+        if start - bounds[-1] >= BLOCK_LOCI:
+            bounds.append(start)
+    bounds.append(n)
+    return list(itertools.pairwise(bounds))
+
+
+def _flank_units_of_blocks(
+    loci: pd.DataFrame, blocks: list[tuple[int, int]], flank_units: list[_FlankUnit]
+) -> list[list[_FlankUnit]]:
+    """The flank units counted with each block: each with the last block that starts before it (by contig, in
+    the loci's order, and position)."""
+    if len(blocks) == 1:
+        return [flank_units]
+    rank = {chrom: i for i, chrom in enumerate(loci["chrom"].unique())}
+    chrom, pos = loci["chrom"].to_numpy(), loci["pos"].to_numpy(dtype=np.int64)
+    starts = [(rank[chrom[first]], int(pos[first])) for first, _ in blocks]
+    of_block: list[list[_FlankUnit]] = [[] for _ in blocks]
+    for unit in flank_units:
+        at = bisect.bisect_right(starts, (rank[unit[0]], int(unit[2].pos[0]))) - 1
+        of_block[max(at, 0)].append(unit)
+    return of_block
 
 
 def _require_matching_header(sample_id: str, path: str, reference: str, loci: pd.DataFrame) -> None:
@@ -885,23 +1029,6 @@ def _count_table(
 def _length_table(lengths: Counter[tuple[str, int]]) -> pd.DataFrame:
     rows = [{"allele": a, "length": n, "molecules": c} for (a, n), c in sorted(lengths.items())]
     return pd.DataFrame(rows, columns=["allele", "length", "molecules"])
-
-
-def _qc(
-    stats: ReadStats, counts: pd.DataFrame, lengths: Counter[tuple[str, int]], mode: str
-) -> dict[str, Any]:
-    molecule_columns = ["ref_molecules", "alt_molecules", "other_molecules", "discordant_molecules"]
-    molecules = int(counts[molecule_columns].to_numpy().sum())
-    templates = float((counts[molecule_columns].sum(axis=1) * counts["mean_family_size"]).sum())
-    informative = counts["ref_molecules"] + counts["alt_molecules"]
-    return asdict(stats) | {
-        "molecules": molecules,
-        "mean_family_size": templates / molecules if molecules else 0.0,
-        "duplicate_rate": 1 - molecules / templates if templates else 0.0,
-        "median_fragment_length": _median_length(lengths),
-        "mean_molecules_per_locus": float(informative.mean()) if len(informative) else 0.0,
-        "dedup_mode": mode,
-    }
 
 
 def _median_length(lengths: Counter[tuple[str, int]]) -> float | None:
