@@ -10,6 +10,7 @@ import pandas as pd
 import pysam
 import pytest
 
+from mrdtrack.counting import flanks
 from mrdtrack.counting.flanks import FLANK_CLUSTER, FLANK_GAP, FlankWindow, flank_loci, flank_positions
 from mrdtrack.counting.molecules import Locus
 
@@ -66,10 +67,16 @@ def test_flank_positions_are_those_of_the_plain_definition(tmp_path, window):
             assert found["pos"].dtype == np.int64 and len(found) > 50
 
 
-def test_flank_positions_of_loci_far_apart_are_those_of_the_plain_definition(tmp_path):
-    """Windows that never overlap (a genome-wide signature's) take a shortcut: the same positions."""
+@pytest.mark.parametrize("fetch_gap", [4096, 60, 0])
+def test_flank_positions_of_loci_far_apart_are_those_of_the_plain_definition(
+    tmp_path, monkeypatch, fetch_gap
+):
+    """Windows that never overlap (a genome-wide signature's) take a shortcut: the same positions, and the same
+    bases however the reference is fetched (in stretches of nearby positions, down to one position each; soft-
+    masked bases in lower case)."""
+    monkeypatch.setattr(flanks, "FETCH_GAP", fetch_gap)
     rng = np.random.default_rng(9)
-    sequence = "".join(rng.choice(list("ACGT"), 5000))
+    sequence = "".join(rng.choice(list("ACGTacgt"), 5000))
     (tmp_path / "ref.fa").write_text(f">c1\n{sequence}\n")
     pysam.faidx(str(tmp_path / "ref.fa"))
     positions = rng.permutation(np.arange(100, 4900, 120))  # the panel's order is not the genome's
@@ -78,7 +85,7 @@ def test_flank_positions_of_loci_far_apart_are_those_of_the_plain_definition(tmp
     with pysam.FastaFile(str(tmp_path / "ref.fa")) as fasta:
         found = flank_positions(panel, "A", fasta, FlankWindow())
     assert list(found.itertuples(index=False, name=None)) == reference_positions(
-        panel, "A", {"c1": sequence}, FlankWindow()
+        panel, "A", {"c1": sequence.upper()}, FlankWindow()
     )
     assert len(found) == len(positions) * 46
 

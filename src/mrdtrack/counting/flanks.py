@@ -115,9 +115,8 @@ def _with_reference(
     positions = positions[(positions >= 2) & (positions <= length - 1)]
     if not positions.size:
         return pd.DataFrame([], columns=["chrom", "pos", "ref", "context"])
-    start, end = int(positions[0]) - 2, int(positions[-1]) + 1  # 0-based, the trinucleotides of all
-    sequence = np.frombuffer(fasta.fetch(fasta_chrom, start, end).upper().encode(), dtype=np.uint8)
-    codes = np.stack([BASE_INDEX[sequence[positions - 2 - start + k]] for k in range(3)], axis=1)
+    sequence, first = _reference_around(fasta, fasta_chrom, positions)
+    codes = np.stack([BASE_INDEX[sequence[first + k]] for k in range(3)], axis=1)
     clean = (codes >= 0).all(axis=1)
     codes, positions = codes[clean], positions[clean]
     # the 64 trinucleotides' and 4 bases' texts shared, not a new str per position
@@ -125,6 +124,26 @@ def _with_reference(
     return pd.DataFrame(
         {"chrom": chrom, "pos": positions, "ref": _BASE_TEXT[codes[:, 1]], "context": context}
     )
+
+
+# Flank positions further apart than this are fetched from the reference separately: a genome-wide signature's
+# loci, tens of kb apart, would otherwise fetch whole contigs (chr1: 250 MB of text, three times over).
+FETCH_GAP = 4096
+
+
+def _reference_around(
+    fasta: pysam.FastaFile, fasta_chrom: str, positions: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The reference bases (ASCII, upper case) around sorted 1-based `positions` (each at least 2, and below the
+    contig's end), and where each position's trinucleotide starts in them. Fetched in stretches of positions
+    closer than FETCH_GAP to one another."""
+    cuts = np.flatnonzero(np.diff(positions) > FETCH_GAP) + 1
+    firsts, lasts = positions[np.r_[0, cuts]], positions[np.r_[cuts, len(positions)] - 1]
+    stretches = [fasta.fetch(fasta_chrom, int(a) - 2, int(b) + 1) for a, b in zip(firsts, lasts, strict=True)]
+    sequence = np.frombuffer("".join(stretches).upper().encode(), dtype=np.uint8)
+    offsets = np.cumsum([0, *(len(stretch) for stretch in stretches[:-1])])
+    stretch = np.repeat(np.arange(len(firsts)), np.diff(np.r_[0, cuts, len(positions)]))
+    return sequence, offsets[stretch] + positions - firsts[stretch]
 
 
 _TRINUCLEOTIDE_TEXT = np.array([a + b + c for a in BASES for b in BASES for c in BASES], dtype=object)
