@@ -151,7 +151,7 @@ def test_a_table_of_text_and_counts_reads_as_the_general_reader_does_and_an_empt
 def test_a_table_written_block_by_block_is_the_table_written_whole(tmp_path, monkeypatch):
     """A genome-wide count table is written as it is counted: its bytes are those of `write_tsv` of the whole,
     whichever blocks are formatted by pandas and which by the compiled loop, and it appears only when complete."""
-    monkeypatch.setattr(tables, "COMPILED_TEXT_ROWS", 5)  # some blocks by each formatter
+    monkeypatch.setattr(tables, "COMPILED_BLOCK_ROWS", 5)  # some blocks by each formatter
     rng = np.random.default_rng(3)
     frame = pd.DataFrame(
         {"chrom": "chr1", "pos": np.arange(40) * 1500, "alt": rng.integers(0, 4, 40),

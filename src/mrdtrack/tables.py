@@ -78,6 +78,9 @@ def _size(n_bytes: int) -> str:
 # Rows from which `write_tsv` formats a table by the compiled loop of `tsv_text` (smaller ones: pandas, with no
 # compiled code to load).
 COMPILED_TEXT_ROWS = 50_000
+# The same for each block of a table written block by block (`tsv_writer`): a large table, whose writer has the
+# compiled loop loaded after its first block.
+COMPILED_BLOCK_ROWS = 4096
 
 
 def write_tsv(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
@@ -112,7 +115,7 @@ def tsv_writer(
         def write(frame: pd.DataFrame) -> None:
             nonlocal written
             try:
-                text = _tsv_bytes(frame)
+                text = _tsv_bytes(frame, COMPILED_BLOCK_ROWS)
                 handle.write(text[text.index(b"\n") + 1 :] if written else text)
             except OSError as error:  # said here: a caller may take an OSError for one of its input's
                 if error.errno not in _WRITE_FAILURES:
@@ -122,13 +125,13 @@ def tsv_writer(
 
         yield write
         if not written:
-            handle.write(_tsv_bytes(pd.DataFrame(columns=list(columns))))
+            handle.write(_tsv_bytes(pd.DataFrame(columns=list(columns)), COMPILED_TEXT_ROWS))
 
 
-def _tsv_bytes(frame: pd.DataFrame) -> bytes:
-    """What `write_tsv` writes for `frame`."""
+def _tsv_bytes(frame: pd.DataFrame, compiled_from: int) -> bytes:
+    """What `write_tsv` writes for `frame`, by the compiled loop from `compiled_from` rows."""
     exact = _with_exact_floats(frame)
-    text = _compiled_text(exact) if len(exact) >= COMPILED_TEXT_ROWS else None
+    text = _compiled_text(exact) if len(exact) >= compiled_from else None
     return text if text is not None else exact.to_csv(sep="\t", index=False, lineterminator="\n").encode()
 
 

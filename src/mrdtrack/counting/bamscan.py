@@ -20,9 +20,11 @@ decompressed and parsed once for both.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import os
 import struct
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -455,7 +457,7 @@ class _RunLayout:
     @classmethod
     def of(cls, run: _Run) -> _RunLayout:
         sizes = np.array([len(cluster) for cluster in run.clusters], dtype=np.int64)
-        positions = np.concatenate([_positions(cluster) for cluster in run.clusters]) - 1
+        positions = _joined_arrays(run.clusters, _positions, lambda locus: locus.pos) - 1
         order = np.argsort(positions, kind="stable")  # a cluster's loci keep their order
         bounds = np.concatenate([[0], np.cumsum(sizes)])
         shapes, inserted = _shapes(run.clusters, bounds)
@@ -465,7 +467,11 @@ class _RunLayout:
         for k in (0, 1):
             slot[kind == k] = np.arange(int((kind == k).sum()))
         by_cluster = np.argsort(cluster_of_locus, kind="stable")
-        refs = np.concatenate([_refs(cluster) for cluster in run.clusters])[order] if any(run.flank) else None
+        refs = (
+            _joined_arrays(run.clusters, _refs, lambda locus: ord(locus.ref[0]))[order]
+            if any(run.flank)
+            else None
+        )
         return cls(
             loci=positions[order],
             shapes=shapes[order],
@@ -486,6 +492,24 @@ class _RunLayout:
     def loci_of(self, cluster: int) -> np.ndarray:
         """The indices of a cluster's loci among the sorted loci, in the cluster's order."""
         return self.by_cluster[self.bounds[cluster] : self.bounds[cluster + 1]]
+
+
+def _joined_arrays(
+    clusters: list[Sequence[Locus]],
+    of_cluster: Callable[[Sequence[Locus]], np.ndarray],
+    of_locus: Callable[[Locus], int],
+) -> np.ndarray:
+    """`of_cluster` of every cluster, joined: runs of clusters of panel loci (a genome-wide signature's thousands
+    of one-locus clusters) read `of_locus` of each locus in one pass, not an array per cluster."""
+    parts = []
+    for is_flank, group in itertools.groupby(clusters, key=lambda cluster: isinstance(cluster, FlankCluster)):
+        if is_flank:
+            parts.extend(of_cluster(cluster) for cluster in group)
+        else:
+            parts.append(
+                np.fromiter((of_locus(locus) for cluster in group for locus in cluster), dtype=np.int64)
+            )
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 def _positions(cluster: Sequence[Locus]) -> np.ndarray:
@@ -510,7 +534,9 @@ def _shapes(clusters: list[Sequence[Locus]], bounds: np.ndarray) -> tuple[np.nda
     if not panel:
         return shapes, np.zeros(1, dtype=np.uint8)
     loci = [locus for i in panel for locus in clusters[i]]
-    rows = np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i in panel])
+    is_panel = np.zeros(len(clusters), dtype=bool)
+    is_panel[panel] = True
+    rows = np.flatnonzero(np.repeat(is_panel, np.diff(bounds)))
     shapes[rows], inserted = locus_shapes(loci)
     return shapes, inserted
 
@@ -609,13 +635,14 @@ def _finish_panel_clusters(
     else:
         counters[low, len(STAT_FIELDS) - N_DROPPED :] += dropped
         rows = rows[np.argsort(rows[:, 0], kind="stable")]
-        starts = [layout.first_slot[c] for c in clusters]
-        bounds = np.searchsorted(rows[:, 0], [*starts, after])
-        found = []
-        for c, start, a, b in zip(clusters, starts, bounds[:-1], bounds[1:], strict=True):
-            mine = rows[a:b]
-            mine[:, 0] -= start
-            found.append((mine, depth[layout.loci_of(c)]))
+        starts = layout.first_slot[low : high + 1]
+        bounds = np.searchsorted(rows[:, 0], np.r_[starts, after])
+        rows[:, 0] -= np.repeat(starts, np.diff(bounds))  # each cluster's loci numbered from 0
+        loci = layout.bounds[low : high + 2]
+        depths = depth[layout.by_cluster[loci[0] : loci[-1]]]
+        # slices, not np.split: a batch of thousands of small clusters
+        at, of = bounds.tolist(), (loci - loci[0]).tolist()
+        found = [(rows[at[k] : at[k + 1]], depths[of[k] : of[k + 1]]) for k in range(len(at) - 1)]
     table.state[S_NAMES], table.state[S_UMIS] = _pack_bytes(table.ints, kept, table.names, table.umis)
     return found
 
@@ -772,11 +799,20 @@ def locus_shapes(loci: list[Locus]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def bai_linear_index(path: str) -> dict[int, np.ndarray] | None:
-    """Each contig's BAI linear index (virtual offsets, one per 16 kb window), or None without a .bai file."""
+    """Each contig's BAI linear index (virtual offsets, one per 16 kb window), or None without a .bai file.
+    Read once per process and index file (its arrays are read-only): a genome-wide sample's blocks of loci, and
+    their chunks on worker processes, each start a scanner."""
     candidates = (f"{path}.bai", f"{os.path.splitext(path)[0]}.bai")
     index_path = next((p for p in candidates if os.path.exists(p)), None)
     if index_path is None:
         return None
+    found = os.stat(index_path)
+    return _linear_index(index_path, found.st_size, found.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _linear_index(index_path: str, _size: int, _modified: int) -> dict[int, np.ndarray] | None:
+    """`bai_linear_index` of the index file as it is (its size and time in the cache's key)."""
     with open(index_path, "rb") as handle:
         data = handle.read()
     if data[:4] != b"BAI\x01":

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import bisect
+import collections
 import contextlib
 import functools
 import itertools
 import logging
+import operator
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -292,22 +294,37 @@ def _count_blocks(
     add_counts: Callable[[pd.DataFrame], None],
 ) -> _Totals:
     """Count the loci block by block (`_loci_blocks`), each block with the flank units among its loci, handing
-    each block's count table to `add_counts`."""
+    each block's count table to `add_counts`, in order. With worker processes, the next BLOCKS_AHEAD blocks are
+    handed out before a block's results are gathered, so that the workers do not wait for this process."""
     totals = _Totals()
     blocks = _loci_blocks(loci)
     flank_units = _flank_units_of_blocks(loci, blocks, flanks.units)
     pool = fork_pool(min(job.threads, len(loci) + len(flanks.units)))
+    pending: collections.deque[tuple[pd.DataFrame, np.ndarray, list]] = collections.deque()
+
+    def gather() -> None:
+        block, order, counting = pending.popleft()
+        counted = [item.result() for item in counting] if pool is not None else counting
+        for part, flank_table in counted:
+            totals.add(part, flank_table)
+        counts = _count_table(job.sample_id, block, order, [part.columns for part, _ in counted])
+        totals.add_counts(counts)
+        add_counts(counts)
+
     with pool if pool is not None else contextlib.nullcontext():
         for (first, end), block_flanks in zip(blocks, flank_units, strict=True):
             block = loci.iloc[first:end]
             units, order = _work_units(block, job.names)
-            counted = _count_block(job, alignments, pool, units, block_flanks)
-            for part, flank_table in counted:
-                totals.add(part, flank_table)
-            counts = _count_table(job.sample_id, block, order, [part.columns for part, _ in counted])
-            totals.add_counts(counts)
-            add_counts(counts)
+            pending.append((block, order, _count_block(job, alignments, pool, units, block_flanks)))
+            if len(pending) > (BLOCKS_AHEAD if pool is not None else 0):
+                gather()
+        while pending:
+            gather()
     return totals
+
+
+# Blocks handed to the worker processes ahead of the one whose results are gathered.
+BLOCKS_AHEAD = 2
 
 
 def _count_block(
@@ -316,11 +333,12 @@ def _count_block(
     pool: Any,
     units: list[_Unit],
     flank_units: list[_FlankUnit],
-) -> list[tuple[_Part, pd.DataFrame]]:
-    """One block's units, in this process or spread over the pool's workers in chunks (`_chunks`)."""
+) -> list:
+    """One block's units counted in this process ((part, flank table) of each), or handed to the pool's workers
+    in chunks (`_chunks`; their futures)."""
     if pool is None:
         return [_count_units(alignments, units, FlankWork(flank_units), job.settings, job.mode)]
-    futures = [
+    return [
         pool.submit(
             _count_units_in_file,
             job.path,
@@ -332,7 +350,6 @@ def _count_block(
         )
         for chunk, flank_chunk in _chunks(units, flank_units, job.threads)
     ]
-    return [future.result() for future in futures]
 
 
 def _loci_blocks(loci: pd.DataFrame) -> list[tuple[int, int]]:
@@ -617,17 +634,15 @@ def _contig_tables(
         )
     # (where its reads end, is flank, cluster index, piece number, piece), sorted, as the scanner completes them:
     # a piece's region reaches the next piece of its cluster, so a cluster's pieces stay in order
-    pieces = [
-        (_piece_end(c, at), False, i, at // CLUSTER_PIECE, c[at : at + CLUSTER_PIECE])
-        for i, c in enumerate(clusters)
-        for at in range(0, len(c), CLUSTER_PIECE)
-    ]
-    pieces += [(int(c.pos[-1]), True, i, 0, c) for i, c in enumerate(flank_clusters)]
-    pieces.sort(key=lambda piece: piece[:4])
+    pieces = _panel_pieces(clusters) + [(int(c.pos[-1]), True, i, 0, c) for i, c in enumerate(flank_clusters)]
+    pieces.sort(key=operator.itemgetter(0, 1, 2, 3))
     found: Iterable[ClusterRows | FlankTally | None] = [None] * len(pieces)
     if scanner is not None:  # yields piece by piece, so that memory stays flat
-        where = {piece[1:4]: k for k, piece in enumerate(pieces)}
-        previous = [where[(False, i, number - 1)] if number else -1 for _, _, i, number, _ in pieces]
+        previous = [-1] * len(pieces)
+        where = {piece[2:4]: k for k, piece in enumerate(pieces) if piece[3] or _has_pieces(piece, clusters)}
+        for (i, number), k in where.items():
+            if number:
+                previous[k] = where[(i, number - 1)]
         found = scanner.joint_rows(
             alignments.get_tid(bam_chrom), [piece[4] for piece in pieces], [piece[1] for piece in pieces],
             stats, previous,
@@ -653,6 +668,25 @@ def _contig_tables(
                 _cluster_table(alignments, bam_chrom, cluster, tables, settings, mode, stats),
             )
             tables = []
+
+
+def _panel_pieces(clusters: list[list[Locus]]) -> list[tuple[int, bool, int, int, list[Locus]]]:
+    """The pieces of CLUSTER_PIECE loci of each cluster of panel loci: (where its reads end, False, cluster index,
+    piece number, its loci); a cluster of a few loci (nearly all of them) is one piece."""
+    pieces = []
+    for i, cluster in enumerate(clusters):
+        if len(cluster) <= CLUSTER_PIECE:
+            pieces.append((cluster[-1].pos, False, i, 0, cluster))
+            continue
+        for at in range(0, len(cluster), CLUSTER_PIECE):
+            piece = cluster[at : at + CLUSTER_PIECE]
+            pieces.append((_piece_end(cluster, at), False, i, at // CLUSTER_PIECE, piece))
+    return pieces
+
+
+def _has_pieces(piece: tuple, clusters: list[list[Locus]]) -> bool:
+    """Whether a piece (`_panel_pieces`) is the first of several of its cluster."""
+    return not piece[1] and len(clusters[piece[2]]) > CLUSTER_PIECE
 
 
 def _piece_end(cluster: list[Locus], at: int) -> int:
@@ -880,10 +914,8 @@ def _joined(
             np.zeros((0, 2), np.int64),
         )
     first = np.cumsum([0] + [len(depth) for _, depth, _ in tables[:-1]])
-    locus = np.concatenate(
-        [rows[:, ROW_LOCUS] + start for (rows, _, _), start in zip(tables, first, strict=True)]
-    )
     rows = np.concatenate([rows for rows, _, _ in tables])
+    locus = rows[:, ROW_LOCUS] + np.repeat(first, [len(rows) for rows, _, _ in tables])
     depth = np.concatenate([depth for _, depth, _ in tables])
     codes = np.concatenate([codes for _, _, codes in tables])
     return locus, rows, depth, codes
