@@ -285,13 +285,14 @@ def timed(command: list[str]) -> tuple[float, float, float]:
 # the panel loci alone in one process with the default engine.
 JOB = """
 import sys
-import pandas as pd
 from mrdtrack.counting import CountSettings, count_sample
-from mrdtrack.tables import write_tsv
+from mrdtrack.inputs.panel import compact_panel
+from mrdtrack.tables import read_table, write_tsv
 bam, panel, reference, output, threads, engine, patient = sys.argv[1:]
 settings = CountSettings(engine=engine)
-result = count_sample("s", bam, reference, pd.read_csv(panel, sep="\\t"), settings, threads=int(threads),
-                      patient_id=patient or None, counts_path=output)
+panel = compact_panel(read_table("panel_loci", panel, required=["chrom", "pos", "ref", "alt"]))
+result = count_sample("s", bam, reference, panel, settings, threads=int(threads), patient_id=patient or None,
+                      counts_path=output)
 if patient:
     write_tsv(result.flanks, output.replace(".tsv", ".flanks.tsv"))
 """

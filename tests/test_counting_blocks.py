@@ -12,6 +12,7 @@ import pytest
 from conftest import assert_same_counts, write_indexed_bam
 from mrdtrack.counting import CountSettings, count_sample
 from mrdtrack.counting import sample as counting
+from mrdtrack.inputs.panel import compact_panel
 from mrdtrack.tables import write_tsv
 
 CONTIGS = {"chr1": 40_000, "chr2": 30_000}
@@ -94,3 +95,15 @@ def test_blocks_end_between_clusters_and_an_unsorted_panel_is_one_block(monkeypa
     assert counting._loci_blocks(loci) == [(0, 3), (3, 6), (6, 9), (9, 10)]
     assert counting._loci_blocks(loci.iloc[::-1]) == [(0, 10)]
     assert counting._loci_blocks(loci.iloc[:3]) == [(0, 3)]
+
+
+@pytest.mark.parametrize("engine", ["compiled", "pysam"])
+def test_a_panel_held_as_categories_counts_as_the_panel_held_as_text(tmp_path, engine):
+    """The counting job holds the cohort panel with its text columns as categories (`compact_panel`)."""
+    bam, fasta, panel = spread_sample(tmp_path)
+    settings = CountSettings(engine=engine)
+    plain = count_sample("s", bam, fasta, panel, settings, patient_id="P1")
+    compact = count_sample("s", bam, fasta, compact_panel(panel), settings, patient_id="P1")
+    assert compact_panel(panel)["chrom"].dtype == "category"
+    assert_same_counts(compact, plain)
+    pd.testing.assert_frame_equal(compact.flanks, plain.flanks)

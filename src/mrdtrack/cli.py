@@ -14,6 +14,7 @@ from mrdtrack import __version__
 from mrdtrack.counting.molecules import CountSettings
 from mrdtrack.counting.sample import count_sample
 from mrdtrack.inputs.check import Checked, check_run, read_config
+from mrdtrack.inputs.panel import compact_panel
 from mrdtrack.inputs.problems import Problem, format_problems, in_file_order
 from mrdtrack.inputs.sheets import load_samples, sample_sheets
 from mrdtrack.logs import user_errors_as_messages
@@ -89,7 +90,7 @@ def run_count(args: argparse.Namespace) -> int:
     """Count one file outside the workflow (benchmarks, quick looks)."""
     with user_errors_as_messages():
         settings = CountSettings(dedup=args.dedup)
-        panel = read_table("panel_loci", args.panel, required=["chrom", "pos", "ref", "alt"])
+        panel = compact_panel(read_table("panel_loci", args.panel, required=["chrom", "pos", "ref", "alt"]))
         count_sample(
             args.sample_id, args.alignments, args.reference, panel, settings, threads=args.threads,
             counts_path=args.output,

@@ -2,6 +2,7 @@
 around its own patient's panel loci."""
 
 from mrdtrack.counting import CountSettings, count_sample, settings_for_job
+from mrdtrack.inputs.panel import compact_panel
 from mrdtrack.jobs import per_sample
 from mrdtrack.logs import setup_logging, user_errors_as_messages
 from mrdtrack.settings import settings_record
@@ -10,7 +11,8 @@ from mrdtrack.tables import read_table, write_json, write_tsv
 setup_logging(snakemake.log[0])
 with user_errors_as_messages():
     settings = CountSettings.from_config(snakemake.params.settings)
-    panel = read_table("panel_loci", snakemake.input.panel)
+    # a genome-wide cohort panel's 100,000s of rows, held throughout: its text as categories
+    panel = compact_panel(read_table("panel_loci", snakemake.input.panel))
     patient_of = dict(zip(snakemake.params.samples, snakemake.params.patients, strict=True))
     output = snakemake.output
     jobs = per_sample(

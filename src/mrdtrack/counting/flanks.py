@@ -75,9 +75,9 @@ def flank_positions(
     if window.window <= 0 or own.empty:
         return pd.DataFrame(columns=columns)
     names = contig_map(panel["chrom"].unique(), fasta.references)
-    panel_by_chrom = dict(tuple(panel.groupby("chrom", sort=False)))
+    panel_by_chrom = dict(tuple(panel.groupby("chrom", sort=False, observed=True)))
     frames = []
-    for chrom, group in own.groupby("chrom", sort=False):
+    for chrom, group in own.groupby("chrom", sort=False, observed=True):
         if chrom not in names:
             continue
         wanted = _window_positions(group["pos"].to_numpy(dtype=np.int64), window.window)

@@ -57,7 +57,7 @@ from mrdtrack.inputs.alignments import (
     open_alignments,
     reference_differences,
 )
-from mrdtrack.inputs.panel import contig_map, unique_loci
+from mrdtrack.inputs.panel import compact_panel, contig_map, unique_loci
 from mrdtrack.logs import UserFacingError
 from mrdtrack.processes import fork_pool
 from mrdtrack.tables import columns_of, tsv_writer
@@ -173,7 +173,7 @@ def count_sample(
     UmiSourceError
         UMIs are expected but none of the first reads carries one.
     """
-    loci = unique_loci(panel)
+    loci = compact_panel(unique_loci(panel))  # held throughout: a genome-wide panel's loci as categories
     _check_alleles(loci)
     if check_reference:
         _require_matching_header(sample_id, alignment_path, reference, loci)
@@ -1048,7 +1048,9 @@ def _count_table(
     `order`)."""
     if loci.empty:
         return pd.DataFrame([], columns=COUNT_COLUMNS)
-    frame = loci[list(COUNT_COLUMNS[1:7])].reset_index(drop=True).astype({"pos": np.int64})
+    frame = loci[list(COUNT_COLUMNS[1:7])].reset_index(drop=True)
+    text = [name for name in frame.columns if isinstance(frame[name].dtype, pd.CategoricalDtype)]
+    frame = frame.astype({"pos": np.int64} | dict.fromkeys(text, object))
     frame.insert(0, "sample_id", sample_id)
     for name in COUNT_COLUMNS[7:]:
         joined = np.concatenate([part[name] for part in parts])

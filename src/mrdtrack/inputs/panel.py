@@ -616,9 +616,17 @@ def sort_loci(frame: pd.DataFrame, order: list[str] | None = None) -> pd.DataFra
     return keys.sort_values(sort_by, kind="stable").drop(columns="_rank").reset_index(drop=True)
 
 
+def compact_panel(panel: pd.DataFrame) -> pd.DataFrame:
+    """The panel with its text columns as categories: a genome-wide cohort panel's hundreds of thousands of rows
+    share a few dozen contigs, alleles and contexts, and a few hundred patients, which then take a byte or two
+    per row instead of a pointer to a string each."""
+    text = [name for name in panel.columns if panel[name].dtype == object]
+    return panel.astype(dict.fromkeys(text, "category"))
+
+
 def unique_loci(panel: pd.DataFrame) -> pd.DataFrame:
     """One row per (chrom, pos, ref, alt), with the comma-separated patients whose panel holds it."""
-    grouped = panel.groupby(["chrom", "pos", "ref", "alt"], sort=False)
+    grouped = panel.groupby(["chrom", "pos", "ref", "alt"], sort=False, observed=True)
     loci = grouped.agg(context=("context", "first")).reset_index()
     patients = _joined_patients(grouped.ngroup().to_numpy(), panel["patient_id"].to_numpy(), len(loci))
     loci.insert(4, "panel_patients", patients)
