@@ -260,9 +260,9 @@ class BamScanner:
                 elif status == CLUSTER_DONE:
                     yield status
                 elif status == NEEDS_REFERENCE and state[S_STOP] > state[S_OPEN]:
-                    state[S_STOP] = state[
-                        S_OPEN
-                    ]  # parsed again: the clusters it reaches are then left to pysam
+                    # the record is parsed again with the batch cut to its first cluster: the clusters complete
+                    # before it come back one by one, and from the one it reaches on they are left to pysam
+                    state[S_STOP] = state[S_OPEN]
                 else:
                     break
             if status == NEEDS_REFERENCE:
