@@ -588,105 +588,82 @@ def _finish_batch(
     tables: tuple[_Table, _Table], first: int, last: int, layout: _RunLayout, depth: np.ndarray,
     params: np.ndarray, fraction: float, counters: np.ndarray,
 ) -> list[ClusterRows | FlankTally | None]:  # fmt: skip
-    """`_finish_cluster` of the clusters `first` to `last` (a `_Batches` batch), complete together."""
-    if first == last:
-        table = tables[layout.flank[first]]
-        return [_finish_cluster(table, first, layout, depth, params, fraction, counters[first])]
-    return _finish_panel_clusters(tables[0], first, last, layout, depth, params, fraction, counters)
-
-
-def _finish_panel_clusters(
-    table: _Table, low: int, high: int, layout: _RunLayout, depth: np.ndarray, params: np.ndarray,
-    fraction: float, counters: np.ndarray,
-) -> list[ClusterRows | None]:  # fmt: skip
-    """Consecutive clusters of panel loci taken out of the table together and their molecules built at once;
-    each cluster's table split from them (molecules are built per locus, so they are the same as one by one).
-    Should two read names collide in the hash, each cluster is built alone, as `_finish_cluster` would."""
-    n = int(table.state[S_ROWS])
-    clusters = range(low, high + 1)
-    after = layout.first_slot[high] + len(layout.loci_of(high))  # the first slot past the batch
-    if table.state[S_LAST] < after:
-        ints, hashes, kept = table.ints[:n], table.hashes[:n], 0
-    else:  # a long read already reached a later cluster: keep its rows
-        owner = layout.cluster_of_slot[0]
-        ints, hashes, kept, last = _take_rows(table.ints, table.hashes, n, owner, low, high)
-        table.state[S_LAST] = last
-    table.state[S_ROWS] = kept
-    rows, dropped, collision = _molecules(ints, hashes, table.names, table.umis, len(ints), params, fraction)
-    if collision:
-        owner = layout.cluster_of_slot[0][ints[:, O_LOCUS]]
-        found = []
-        for c in clusters:
-            mine = owner == c
-            found.append(
-                _cluster_molecules(
-                    table,
-                    ints[mine],
-                    hashes[mine],
-                    c,
-                    layout,
-                    *_slots_of(layout, c),
-                    depth,
-                    params,
-                    fraction,
-                    counters[c],
-                )
-            )
+    """Build the molecules of the complete clusters `first` to `last` (a `_Batches` batch: one cluster of flank
+    positions, or consecutive clusters of panel loci) from their observations and drop these from the table of
+    their kind, counting the consensus molecules dropped in `counters`. A cluster of flank positions gives its
+    molecules counted (flank positions have no read statistics); a cluster whose read names collide in the hash
+    gives None (the reference engine then counts the run)."""
+    table = tables[layout.flank[first]]
+    ints, hashes, kept = _take_batch(table, first, last, layout)
+    if layout.flank[first]:
+        found = [
+            _cluster_molecules(table, ints, hashes, first, layout, depth, params, fraction, counters[first])
+        ]
     else:
-        counters[low, len(STAT_FIELDS) - N_DROPPED :] += dropped
-        rows = rows[np.argsort(rows[:, 0], kind="stable")]
-        starts = layout.first_slot[low : high + 1]
-        bounds = np.searchsorted(rows[:, 0], np.r_[starts, after])
-        rows[:, 0] -= np.repeat(starts, np.diff(bounds))  # each cluster's loci numbered from 0
-        loci = layout.bounds[low : high + 2]
-        depths = depth[layout.by_cluster[loci[0] : loci[-1]]]
-        # slices, not np.split: a batch of thousands of small clusters
-        at, of = bounds.tolist(), (loci - loci[0]).tolist()
-        found = [(rows[at[k] : at[k + 1]], depths[of[k] : of[k + 1]]) for k in range(len(at) - 1)]
+        found = _panel_molecules(table, ints, hashes, first, last, layout, depth, params, fraction, counters)
+    # the kept rows' names and UMIs (none: the arrays start over) moved to the front, once the taken rows' are
+    # read: where clusters chain (dense loci, flank positions), they would otherwise pile up over a whole contig
     table.state[S_NAMES], table.state[S_UMIS] = _pack_bytes(table.ints, kept, table.names, table.umis)
     return found
 
 
-def _slots_of(layout: _RunLayout, cluster: int) -> tuple[np.ndarray, np.ndarray]:
-    """A cluster's loci (indices among the run's sorted loci) and their slots in the table of their kind."""
-    loci = layout.loci_of(cluster)
-    return loci, layout.first_slot[cluster] + np.arange(len(loci))
-
-
-def _finish_cluster(
-    table: _Table, cluster: int, layout: _RunLayout, depth: np.ndarray, params: np.ndarray, fraction: float,
-    counters: np.ndarray,
-) -> ClusterRows | FlankTally | None:  # fmt: skip
-    """Build one complete cluster's molecules from its observations and drop them from the table of its kind,
-    counting the consensus molecules dropped in the cluster's `counters`; None when two read names collide in the
-    hash (the reference engine then counts the run). A cluster of flank positions gives its molecules counted
-    (flank positions have no read statistics)."""
+def _take_batch(table: _Table, low: int, high: int, layout: _RunLayout) -> tuple[np.ndarray, np.ndarray, int]:
+    """The observations of clusters `low` to `high` taken out of the table: (their ints, their hashes, rows
+    kept). A table's clusters complete in order, so all its rows are theirs unless a read already reached a
+    later cluster, whose rows stay."""
     n = int(table.state[S_ROWS])
-    loci, slots = _slots_of(layout, cluster)
-    # a table's clusters complete in order: all its rows are this one's unless a read reached a later one
-    if table.state[S_LAST] <= slots[-1]:
+    after = layout.first_slot[high] + len(layout.loci_of(high))  # the first slot past the batch
+    if table.state[S_LAST] < after:
         ints, hashes, kept = table.ints[:n], table.hashes[:n], 0
-    else:  # a long read already reached a later cluster: keep its rows
-        if len(table.copied) < N_COLUMNS:  # its first row there must hold its fields
+    else:
+        if len(table.copied) < N_COLUMNS:  # a read's first row there must hold its fields
             _fill_copies(table.ints, table.hashes, n)
-        owner = layout.cluster_of_slot[layout.flank[cluster]]
-        ints, hashes, kept, last = _take_rows(table.ints, table.hashes, n, owner, cluster, cluster)
+        owner = layout.cluster_of_slot[layout.flank[low]]
+        ints, hashes, kept, last = _take_rows(table.ints, table.hashes, n, owner, low, high)
         table.state[S_LAST] = last
     table.state[S_ROWS] = kept
-    done = _cluster_molecules(
-        table, ints, hashes, cluster, layout, loci, slots, depth, params, fraction, counters
-    )
-    # the kept rows' names and UMIs (none: the arrays start over) moved to the front, once the taken rows' are
-    # read: where clusters chain (dense loci, flank positions), they would otherwise pile up over a whole contig
-    table.state[S_NAMES], table.state[S_UMIS] = _pack_bytes(table.ints, kept, table.names, table.umis)
-    return done
+    return ints, hashes, kept
+
+
+def _panel_molecules(
+    table: _Table, ints: np.ndarray, hashes: np.ndarray, low: int, high: int, layout: _RunLayout,
+    depth: np.ndarray, params: np.ndarray, fraction: float, counters: np.ndarray,
+) -> list[ClusterRows | None]:  # fmt: skip
+    """The molecules of consecutive clusters of panel loci built at once from their observations, then split
+    per cluster (molecules are built per locus, so they are the same as one by one). Should two read names
+    collide in the hash, each cluster is built alone."""
+    rows, dropped, collision = _molecules(ints, hashes, table.names, table.umis, len(ints), params, fraction)
+    if collision:
+        owner = layout.cluster_of_slot[0][ints[:, O_LOCUS]]
+        found = []
+        for c in range(low, high + 1):
+            mine = owner == c
+            found.append(
+                _cluster_molecules(
+                    table, ints[mine], hashes[mine], c, layout, depth, params, fraction, counters[c]
+                )
+            )
+        return found
+    counters[low, len(STAT_FIELDS) - N_DROPPED :] += dropped
+    rows = rows[np.argsort(rows[:, 0], kind="stable")]
+    starts = layout.first_slot[low : high + 1]
+    bounds = np.searchsorted(rows[:, 0], np.r_[starts, starts[-1] + len(layout.loci_of(high))])
+    rows[:, 0] -= np.repeat(starts, np.diff(bounds))  # each cluster's loci numbered from 0
+    loci = layout.bounds[low : high + 2]
+    depths = depth[layout.by_cluster[loci[0] : loci[-1]]]
+    # slices, not np.split: a batch of thousands of small clusters
+    at, of = bounds.tolist(), (loci - loci[0]).tolist()
+    return [(rows[at[k] : at[k + 1]], depths[of[k] : of[k + 1]]) for k in range(len(at) - 1)]
 
 
 def _cluster_molecules(
-    table: _Table, ints: np.ndarray, hashes: np.ndarray, cluster: int, layout: _RunLayout, loci: np.ndarray,
-    slots: np.ndarray, depth: np.ndarray, params: np.ndarray, fraction: float, counters: np.ndarray,
+    table: _Table, ints: np.ndarray, hashes: np.ndarray, cluster: int, layout: _RunLayout, depth: np.ndarray,
+    params: np.ndarray, fraction: float, counters: np.ndarray,
 ) -> ClusterRows | FlankTally | None:  # fmt: skip
-    """The molecules of a cluster's observation rows `ints` and `hashes` (_finish_cluster)."""
+    """The molecules of one cluster's observation rows `ints` and `hashes` (_finish_batch); None for a cluster
+    of panel loci whose read names collide in the hash."""
+    loci = layout.loci_of(cluster)
+    slots = layout.first_slot[cluster] + np.arange(len(loci))  # their places in the table of their kind
     if layout.flank[cluster]:
         # the flank kernel builds on this module's kernels: imported here, once both are loaded
         from mrdtrack.counting.flank_kernel import cluster_flank_tally
