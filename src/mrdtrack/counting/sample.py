@@ -639,7 +639,12 @@ def _contig_tables(
     found: Iterable[ClusterRows | FlankTally | None] = [None] * len(pieces)
     if scanner is not None:  # yields piece by piece, so that memory stays flat
         previous = [-1] * len(pieces)
-        where = {piece[2:4]: k for k, piece in enumerate(pieces) if piece[3] or _has_pieces(piece, clusters)}
+        # where each piece of a cluster in several pieces is, by (cluster index, piece number)
+        where = {
+            piece[2:4]: k
+            for k, piece in enumerate(pieces)
+            if not piece[1] and len(clusters[piece[2]]) > CLUSTER_PIECE
+        }
         for (i, number), k in where.items():
             if number:
                 previous[k] = where[(i, number - 1)]
@@ -682,11 +687,6 @@ def _panel_pieces(clusters: list[list[Locus]]) -> list[tuple[int, bool, int, int
             piece = cluster[at : at + CLUSTER_PIECE]
             pieces.append((_piece_end(cluster, at), False, i, at // CLUSTER_PIECE, piece))
     return pieces
-
-
-def _has_pieces(piece: tuple, clusters: list[list[Locus]]) -> bool:
-    """Whether a piece (`_panel_pieces`) is the first of several of its cluster."""
-    return not piece[1] and len(clusters[piece[2]]) > CLUSTER_PIECE
 
 
 def _piece_end(cluster: list[Locus], at: int) -> int:
