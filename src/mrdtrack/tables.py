@@ -46,16 +46,24 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(path)
     tmp_path = target.with_name(f".{target.name}.tmp")
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        with _said_as_output_error(target):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp_path.unlink(missing_ok=True)
+            yield tmp_path
+            os.replace(tmp_path, target)
+    finally:
         tmp_path.unlink(missing_ok=True)
-        yield tmp_path
-        os.replace(tmp_path, target)
+
+
+@contextmanager
+def _said_as_output_error(target: Path) -> Iterator[None]:
+    """A write to `target` that fails for a reason a person can fix (_WRITE_FAILURES) as an OutputError."""
+    try:
+        yield
     except OSError as error:
         if error.errno not in _WRITE_FAILURES:
             raise
         raise OutputError(_write_failure(target, error.errno)) from None
-    finally:
-        tmp_path.unlink(missing_ok=True)
 
 
 def _write_failure(target: Path, code: int) -> str:
@@ -114,13 +122,11 @@ def tsv_writer(
 
         def write(frame: pd.DataFrame) -> None:
             nonlocal written
-            try:
+            with _said_as_output_error(
+                Path(path)
+            ):  # here: a caller may take an OSError for one of its input's
                 text = _tsv_bytes(frame, COMPILED_BLOCK_ROWS)
                 handle.write(text[text.index(b"\n") + 1 :] if written else text)
-            except OSError as error:  # said here: a caller may take an OSError for one of its input's
-                if error.errno not in _WRITE_FAILURES:
-                    raise
-                raise OutputError(_write_failure(Path(path), error.errno)) from None
             written = True
 
         yield write
